@@ -1,0 +1,75 @@
+//! Operator endpoints under `/admin/`: status, dead letters and their replay, attempt logs.
+//!
+//! Guarded by `server.admin_token` (a bearer token); without one configured they answer 404,
+//! so nothing is exposed by default.
+
+use std::sync::Arc;
+
+use http::{Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+
+use crate::http_error::{ApiError, Body, json};
+use crate::state::{State, now_ms};
+
+/// Routes `/admin/<rest>`.
+pub async fn route(state: &Arc<State>, req: Request<Incoming>, rest: &[&str]) -> Result<Response<Body>, ApiError> {
+    let snapshot = state.snapshot.load_full();
+    let Some(expected) = snapshot.server.admin_token.as_deref() else {
+        return Err(ApiError::not_found());
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !crate::config::constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+        return Err(ApiError::unauthorized().with_header(header::WWW_AUTHENTICATE, "Bearer realm=\"admin\""));
+    }
+    let internal = |e: crate::store::StoreError| ApiError::internal("admin request failed", &e);
+    match (req.method(), rest) {
+        (&Method::GET, ["status"]) => {
+            let (pending, queued, dead) = state.store.counts();
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "config": snapshot.origin,
+                    "pending_events": pending,
+                    "queued_jobs": queued,
+                    "dead_letters": dead,
+                    "delivered_since_start": state.delivered.load(std::sync::atomic::Ordering::Relaxed),
+                    "subscriptions": state.health.report(),
+                }),
+            ))
+        }
+        (&Method::GET, ["dead-letters"]) => {
+            let letters = state.store.dead_letters(1000).map_err(internal)?;
+            let items: Vec<_> = letters
+                .iter()
+                .map(|d| {
+                    serde_json::json!({
+                        "id": d.job.id, "event_id": d.job.event_id, "subscription": d.job.subscription_id,
+                        "destination": d.job.destination, "attempts": d.job.attempts,
+                        "reason": d.reason, "at_ms": d.at_ms,
+                    })
+                })
+                .collect();
+            Ok(json(StatusCode::OK, &serde_json::json!({ "dead_letters": items })))
+        }
+        (&Method::POST, ["dead-letters", id, "replay"]) => {
+            if state.store.replay(id, now_ms()).map_err(internal)? {
+                state.dispatch_wake.notify_one();
+                Ok(json(StatusCode::ACCEPTED, &serde_json::json!({ "replayed": id })))
+            } else {
+                Err(ApiError::not_found())
+            }
+        }
+        (&Method::GET, ["jobs", id, "attempts"]) => {
+            let attempts = state.store.attempts(id).map_err(internal)?;
+            Ok(json(StatusCode::OK, &serde_json::json!({ "id": id, "attempts": attempts })))
+        }
+        (_, ["status"] | ["dead-letters"] | ["jobs", _, "attempts"]) => Err(ApiError::method_not_allowed("GET")),
+        (_, ["dead-letters", _, "replay"]) => Err(ApiError::method_not_allowed("POST")),
+        _ => Err(ApiError::not_found()),
+    }
+}

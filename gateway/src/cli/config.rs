@@ -1,0 +1,41 @@
+//! `odoo-gateway config check`: validate a configuration file the way the server would.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::config::{Snapshot, load};
+use crate::plugin::PluginHost;
+
+/// Loads `file`, builds its snapshot (loading and validating every plugin) and prints a
+/// summary; errors name the file, the line or key, and what was expected.
+pub fn check(file: &Path) -> anyhow::Result<ExitCode> {
+    let (config, base) = load(file)?;
+    let host = PluginHost::new(config.plugins.limits.clone(), Some(config.plugin_cache_dir(&base)))?;
+    let snapshot = Snapshot::build(config, &base, &file.display().to_string(), &host)?;
+    println!("{}: ok", file.display());
+    println!("  listen      {}", snapshot.server.listen);
+    println!("  storage     {}", snapshot.storage.path.display());
+    let mut sources: Vec<_> = snapshot.sources.keys().collect();
+    sources.sort();
+    println!("  sources     {}", sources.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "));
+    let mut dests: Vec<_> = snapshot.destinations.values().collect();
+    dests.sort_by(|a, b| a.name.cmp(&b.name));
+    for d in dests {
+        println!("  destination {} -> {} ({} signing secret(s))", d.name, d.url, d.secrets.len());
+    }
+    for s in &snapshot.subscriptions {
+        let patterns: Vec<_> = s.patterns.iter().map(ToString::to_string).collect();
+        let how = match &s.plugin {
+            Some(p) => format!("plugin {}", p.hash().get(..12).unwrap_or("")),
+            None => format!("{:?} pass-through", s.format).to_lowercase(),
+        };
+        println!(
+            "  subscription {} [{}] -> {} via {how}{}",
+            s.id,
+            patterns.join(", "),
+            s.destinations.join(", "),
+            if s.enabled { "" } else { " (disabled)" }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

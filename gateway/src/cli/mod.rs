@@ -1,0 +1,1 @@
+//! Command-line subcommands. `main.rs` parses arguments and calls into here.

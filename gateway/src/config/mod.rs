@@ -1,0 +1,310 @@
+//! Configuration: the TOML file ([`file`]), and the validated, immutable [`Snapshot`] that
+//! the running gateway reads.
+//!
+//! Start-up and reload go through the same two steps: [`load`] parses the file (errors name
+//! the file, line and key), then [`Snapshot::build`] checks cross-references, loads every
+//! plugin and asks it to validate its configuration. A snapshot is never changed once built.
+
+pub mod duration;
+pub mod file;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+pub use file::{ConfigFile, DeliveryConfig, Format, ServerConfig, StorageConfig};
+
+use crate::plugin::{Plugin, PluginConfig, PluginHost};
+use crate::signing::SigningSecret;
+use crate::subscriptions::EventPattern;
+
+/// The example configuration shipped with the gateway, used when no file is given.
+pub const EXAMPLE: &str = include_str!("../../../config/gateway.example.toml");
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {file}: {source}")]
+    Io {
+        /// The file.
+        file: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, an unknown key, or a value of the wrong type.
+    #[error("{file}:{line}:{column}: {message}")]
+    Parse {
+        /// The file.
+        file: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What was expected.
+        message: String,
+    },
+    /// Parsed, but inconsistent (each problem on its own line).
+    #[error("{file}: {}", .problems.join("; "))]
+    Invalid {
+        /// The file.
+        file: String,
+        /// Every problem found, each naming its key.
+        problems: Vec<String>,
+    },
+}
+
+/// Reads and parses a configuration file. Relative paths inside it are resolved against
+/// the file's folder.
+pub fn load(path: &Path) -> Result<(ConfigFile, PathBuf), ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { file: file.clone(), source })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    Ok((parse(&text, &file)?, base))
+}
+
+/// Parses configuration text; `file` names it in errors.
+pub fn parse(text: &str, file: &str) -> Result<ConfigFile, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let (line, column) = e
+            .span()
+            .map(|span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                (line, column)
+            })
+            .unwrap_or((1, 1));
+        ConfigError::Parse { file: file.to_owned(), line, column, message: e.message().to_owned() }
+    })
+}
+
+/// Compares two secrets in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let (ha, hb): ([u8; 32], [u8; 32]) = (Sha256::digest(a).into(), Sha256::digest(b).into());
+    ha.ct_eq(&hb).into()
+}
+
+/// A configured Odoo instance.
+pub struct Source {
+    /// Name used in URLs.
+    pub name: String,
+    /// SHA-256 of each accepted token: compared in constant time, never kept in clear.
+    token_hashes: Vec<[u8; 32]>,
+    /// Odoo server-action names mapped to event actions.
+    pub actions: BTreeMap<String, String>,
+    /// Action when nothing else gives one.
+    pub default_action: String,
+}
+
+impl Source {
+    /// Builds a source that accepts `tokens`.
+    pub fn new(name: &str, tokens: &[String], actions: BTreeMap<String, String>, default_action: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            token_hashes: tokens.iter().map(|t| Sha256::digest(t.as_bytes()).into()).collect(),
+            actions,
+            default_action: default_action.to_owned(),
+        }
+    }
+
+    /// Whether `token` is one of the source's tokens (time independent of where it differs).
+    pub fn accepts(&self, token: &str) -> bool {
+        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        self.token_hashes.iter().fold(0u8, |ok, h| ok | h.ct_eq(&hash).unwrap_u8()) == 1
+    }
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// A receiver of deliveries.
+#[derive(Debug)]
+pub struct Destination {
+    /// Name.
+    pub name: String,
+    /// Where to POST.
+    pub url: http::Uri,
+    /// Signing secrets; every one signs.
+    pub secrets: Vec<SigningSecret>,
+}
+
+/// A subscription, validated.
+#[derive(Debug)]
+pub struct Subscription {
+    /// Stable id.
+    pub id: String,
+    /// Event-type patterns.
+    pub patterns: Vec<EventPattern>,
+    /// Destination names; the first is the default.
+    pub destinations: Vec<String>,
+    /// The plugin, loaded and validated.
+    pub plugin: Option<Plugin>,
+    /// The plugin's configuration.
+    pub plugin_config: PluginConfig,
+    /// Pass-through format when there is no plugin.
+    pub format: Format,
+    /// Attempt timeout.
+    pub timeout: Duration,
+    /// Retries before dead-lettering.
+    pub retries: u32,
+    /// Whether deliveries are made.
+    pub enabled: bool,
+}
+
+/// One immutable, validated configuration.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Where it came from (for messages).
+    pub origin: String,
+    /// Server settings.
+    pub server: ServerConfig,
+    /// Storage settings (absolute path).
+    pub storage: StorageConfig,
+    /// Delivery defaults.
+    pub delivery: DeliveryConfig,
+    /// Plugin cache folder.
+    pub plugin_cache: PathBuf,
+    /// Sources by name.
+    pub sources: HashMap<String, Source>,
+    /// Destinations by name.
+    pub destinations: HashMap<String, Arc<Destination>>,
+    /// Subscriptions in file order.
+    pub subscriptions: Vec<Arc<Subscription>>,
+}
+
+impl Snapshot {
+    /// Validates `file` (paths relative to `base`) and loads its plugins with `host`.
+    /// Every problem is reported, not just the first.
+    pub fn build(file: ConfigFile, base: &Path, origin: &str, host: &PluginHost) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+
+        let mut sources = HashMap::new();
+        for (i, s) in file.sources.iter().enumerate() {
+            if s.tokens.is_empty() || s.tokens.iter().any(|t| t.len() < 16) {
+                problems.push(format!("sources[{i}].tokens: give at least one token of 16 or more characters"));
+            }
+            let name_ok = !s.name.is_empty() && s.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !name_ok {
+                problems.push(format!("sources[{i}].name: `{}` must be letters, digits, `-` or `_`", s.name));
+            }
+            let source = Source::new(&s.name, &s.tokens, s.actions.clone(), &s.default_action);
+            if sources.insert(s.name.clone(), source).is_some() {
+                problems.push(format!("sources[{i}].name: `{}` is used twice", s.name));
+            }
+        }
+
+        let mut destinations = HashMap::new();
+        for (i, d) in file.destinations.iter().enumerate() {
+            let url = match d.url.parse::<http::Uri>() {
+                Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => u,
+                _ => {
+                    problems.push(format!("destinations[{i}].url: `{}` is not an http(s) URL", d.url));
+                    continue;
+                }
+            };
+            let mut secrets = Vec::new();
+            for (j, s) in d.secrets.iter().enumerate() {
+                match s.parse::<SigningSecret>() {
+                    Ok(secret) => secrets.push(secret),
+                    Err(e) => problems.push(format!("destinations[{i}].secrets[{j}]: {e}")),
+                }
+            }
+            let dest = Destination { name: d.name.clone(), url, secrets };
+            if destinations.insert(d.name.clone(), Arc::new(dest)).is_some() {
+                problems.push(format!("destinations[{i}].name: `{}` is used twice", d.name));
+            }
+        }
+
+        let mut subscriptions = Vec::new();
+        let mut ids = std::collections::HashSet::new();
+        for (i, s) in file.subscriptions.iter().enumerate() {
+            let key = format!("subscriptions[{i}]");
+            if !ids.insert(s.id.clone()) {
+                problems.push(format!("{key}.id: `{}` is used twice", s.id));
+            }
+            let mut patterns = Vec::new();
+            for (j, p) in s.events.iter().enumerate() {
+                match EventPattern::parse(p) {
+                    Ok(p) => patterns.push(p),
+                    Err(e) => problems.push(format!("{key}.events[{j}]: {e}")),
+                }
+            }
+            if patterns.is_empty() && s.events.is_empty() {
+                problems.push(format!("{key}.events: give at least one event pattern"));
+            }
+            if s.destinations.is_empty() {
+                problems.push(format!("{key}.destinations: give at least one destination"));
+            }
+            for (j, d) in s.destinations.iter().enumerate() {
+                if !destinations.contains_key(d) {
+                    problems.push(format!("{key}.destinations[{j}]: no destination is named `{d}`"));
+                }
+            }
+            let mut config = BTreeMap::new();
+            for (k, v) in &s.config {
+                let text = match v {
+                    toml::Value::String(s) => s.clone(),
+                    toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => v.to_string(),
+                    _ => {
+                        problems.push(format!("{key}.config.{k}: plugin settings are strings, numbers or booleans"));
+                        continue;
+                    }
+                };
+                config.insert(k.clone(), text);
+            }
+            let plugin_config: PluginConfig = Arc::new(config);
+            let plugin = s.plugin.as_ref().and_then(|p| {
+                let path = resolve(p);
+                let loaded = host
+                    .load_file(&path)
+                    .and_then(|plugin| plugin.validate_config(&plugin_config).map(|()| plugin));
+                loaded
+                    .map_err(|e| problems.push(format!("{key}.plugin ({}): {e}", path.display())))
+                    .ok()
+            });
+            subscriptions.push(Arc::new(Subscription {
+                id: s.id.clone(),
+                patterns,
+                destinations: s.destinations.clone(),
+                plugin,
+                plugin_config,
+                format: s.format,
+                timeout: s.timeout.unwrap_or(file.delivery.timeout),
+                retries: s.retries.unwrap_or(file.delivery.retries),
+                enabled: s.enabled,
+            }));
+        }
+
+        if file.delivery.backoff.is_empty() {
+            problems.push("delivery.backoff: give at least one delay".into());
+        }
+        if !(0.0..=1.0).contains(&file.delivery.jitter) {
+            problems.push("delivery.jitter: must be between 0 and 1".into());
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid { file: origin.to_owned(), problems });
+        }
+        let plugin_cache = file.plugin_cache_dir(base);
+        let mut storage = file.storage;
+        storage.path = resolve(&storage.path);
+        Ok(Self {
+            origin: origin.to_owned(),
+            server: file.server,
+            storage,
+            delivery: file.delivery,
+            plugin_cache,
+            sources,
+            destinations,
+            subscriptions,
+        })
+    }
+}

@@ -1,0 +1,1 @@
+//! Outbound delivery: HTTP client, SSRF guard.

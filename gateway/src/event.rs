@@ -1,0 +1,33 @@
+//! The normalised event: what every ingest format becomes and what plugins see.
+//!
+//! This module owns the in-memory and stored shape of an event. It does no I/O.
+
+use serde::{Deserialize, Serialize};
+
+/// One business event from Odoo, normalised from whichever wire format it came in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Stable identifier; the idempotency key and the base of every delivery id.
+    pub id: String,
+    /// Configured source (Odoo instance) name.
+    pub source: String,
+    /// Odoo model, for example `sale.order`.
+    pub model: String,
+    /// `create`, `write`, `unlink` or a business action such as `confirmed`.
+    pub action: String,
+    /// Record id, when known.
+    pub record_id: Option<i64>,
+    /// Reception time in milliseconds since the Unix epoch.
+    pub received_at_ms: u64,
+    /// The record as JSON text.
+    pub payload: String,
+    /// Ingest request headers safe to show to plugins (never credentials).
+    pub headers: Vec<(String, String)>,
+}
+
+impl Event {
+    /// The event type subscriptions match on: `<model>.<action>`.
+    pub fn event_type(&self) -> String {
+        format!("{}.{}", self.model, self.action)
+    }
+}

@@ -1,0 +1,152 @@
+//! Ingest: the HTTP endpoints that accept events.
+//!
+//! Every request is checked completely (method, source and token, content type, size,
+//! syntax) before anything is written; an accepted event is answered `202` only once it is
+//! durable. Ingest never runs a plugin or calls a destination: it wakes the fan-out and
+//! returns.
+//!
+//! - `POST /v1/odoo/{source}/{token}[?event=<action>]`: Odoo's built-in webhook, verbatim.
+//! - `POST /v1/events/{source}` with `Authorization: Bearer <token>` (or
+//!   `/v1/events/{source}/{token}`): the generic envelope, JSON or XML.
+
+pub mod parse;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+
+use crate::event::Event;
+use crate::http_error::{ApiError, Body, json};
+use crate::state::{State, now_ms};
+use crate::store::DedupKey;
+
+/// Which endpoint a request came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// Odoo's native webhook.
+    Native,
+    /// The generic envelope.
+    Envelope,
+}
+
+/// The request parts ingest looks at.
+#[derive(Debug)]
+pub struct IngestRequest<'a> {
+    /// Endpoint.
+    pub endpoint: Endpoint,
+    /// Source name from the path.
+    pub source: &'a str,
+    /// Token from the path or the `Authorization` header.
+    pub token: Option<&'a str>,
+    /// `event` query parameter.
+    pub url_action: Option<String>,
+    /// Request headers.
+    pub headers: &'a HeaderMap,
+}
+
+/// Body formats the envelope endpoint accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyFormat {
+    Json,
+    Xml,
+}
+
+fn body_format(headers: &HeaderMap, endpoint: Endpoint) -> Result<BodyFormat, ApiError> {
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
+        // Odoo always sets it; a bare POST from curl is taken as JSON.
+        return Ok(BodyFormat::Json);
+    };
+    let essence = ct.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json" | "text/json" => Ok(BodyFormat::Json),
+        e if e.ends_with("+json") => Ok(BodyFormat::Json),
+        "application/xml" | "text/xml" if endpoint == Endpoint::Envelope => Ok(BodyFormat::Xml),
+        e if e.ends_with("+xml") && endpoint == Endpoint::Envelope => Ok(BodyFormat::Xml),
+        _ => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            match endpoint {
+                Endpoint::Native => "Odoo webhooks are JSON: send Content-Type: application/json",
+                Endpoint::Envelope => "send Content-Type: application/json or application/xml",
+            },
+        )),
+    }
+}
+
+/// Reads at most `limit` bytes of body; more is a 413.
+pub async fn read_body<B>(body: B, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let too_large = || {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the body is larger than {limit} bytes"))
+    };
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) => Err(ApiError::bad_request("body_read_failed", format!("the body could not be read: {e}"))),
+    }
+}
+
+/// Handles one ingest request whose body is already read.
+pub async fn accept(state: &Arc<State>, req: IngestRequest<'_>, body: Bytes) -> Result<http::Response<Body>, ApiError> {
+    let snapshot = state.snapshot.load();
+    let source = snapshot.sources.get(req.source);
+    let authorised = match (source, req.token) {
+        (Some(s), Some(t)) => s.accepts(t),
+        _ => false,
+    };
+    let Some(source) = source.filter(|_| authorised) else {
+        return Err(ApiError::unauthorized());
+    };
+    let format = body_format(req.headers, req.endpoint)?;
+    let incoming = match (req.endpoint, format) {
+        (Endpoint::Native, _) => parse::native(&body, source, req.url_action.as_deref()),
+        (Endpoint::Envelope, BodyFormat::Json) => parse::json_envelope(&body, &source.name),
+        (Endpoint::Envelope, BodyFormat::Xml) => parse::xml_envelope(&body, &source.name),
+    }
+    .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
+    let window_ms = snapshot.storage.dedup_window.as_millis() as u64;
+    let dedup = match &incoming.explicit_id {
+        Some(id) => DedupKey::Explicit { source: source.name.clone(), id: id.clone() },
+        None => DedupKey::body(&source.name, &body, window_ms),
+    };
+    let event = Event {
+        id: new_event_id(),
+        source: source.name.clone(),
+        model: incoming.model,
+        action: incoming.action,
+        record_id: incoming.record_id,
+        received_at_ms: now_ms(),
+        payload: incoming.payload,
+        headers: safe_headers(req.headers),
+    };
+    drop(snapshot);
+    let accepted = state.store.accept(&event, &dedup).map_err(|e| ApiError::internal("cannot store an event", &e))?;
+    state.store.durable().await.map_err(|e| ApiError::internal("cannot make an event durable", &e))?;
+    if !accepted.duplicate {
+        state.fanout_wake.notify_one();
+    }
+    Ok(json(StatusCode::ACCEPTED, &serde_json::json!({ "id": accepted.id, "duplicate": accepted.duplicate })))
+}
+
+/// A time-ordered, random event id: `evt_` + 12 hex digits of milliseconds + 16 random.
+pub fn new_event_id() -> String {
+    format!("evt_{:012x}{:016x}", now_ms(), rand::random::<u64>())
+}
+
+/// Request headers a plugin may see: never credentials or cookies.
+fn safe_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    const SHOWN: [&str; 3] = ["content-type", "user-agent", "x-odoo-database"];
+    SHOWN
+        .iter()
+        .filter_map(|name| Some((name.to_string(), headers.get(*name)?.to_str().ok()?.to_owned())))
+        .collect()
+}

@@ -1,0 +1,278 @@
+//! One plugin call: a fresh store and instance, the export, and the verdict.
+//!
+//! This module owns [`Plugin`] and what a call's store holds ([`CallState`]: the configuration,
+//! the memory guard, the log lines). Every call gets a new store, so nothing leaks from one event
+//! to the next and a trapped instance is simply dropped. It turns every wasmtime failure into a
+//! [`PluginError`] and never lets an unchecked guest result out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::{ResourceLimiter, Store, Trap};
+
+use super::bindings::{self, Level, PluginPre, WitEvent, WitPluginError};
+use super::host::HostInner;
+use super::output::{check_deliveries, truncate_line};
+use super::{Delivery, LogLevel, LogLine, PluginConfig, PluginError, PluginOutput, error_chain};
+use crate::event::Event;
+
+/// A loaded plugin: compiled, type-checked, ready to call from any thread. Cheap to clone.
+#[derive(Clone)]
+pub struct Plugin {
+    inner: Arc<PluginInner>,
+}
+
+struct PluginInner {
+    host: Arc<HostInner>,
+    pre: PluginPre<CallState>,
+    hash: String,
+    size: usize,
+    from_cache: bool,
+    load_time: Duration,
+}
+
+/// The outcome of one call with the log lines it wrote, whether it succeeded or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallReport<T> {
+    /// What the export returned, checked, or why the call failed.
+    pub result: Result<T, PluginError>,
+    /// Lines the plugin logged before returning or failing.
+    pub logs: Vec<LogLine>,
+    /// Lines dropped past `max_log_lines`.
+    pub logs_dropped: usize,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("hash", &self.inner.hash)
+            .field("size", &self.inner.size)
+            .field("from_cache", &self.inner.from_cache)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    pub(crate) fn new(
+        host: Arc<HostInner>,
+        pre: PluginPre<CallState>,
+        hash: String,
+        size: usize,
+        from_cache: bool,
+        load_time: Duration,
+    ) -> Self {
+        Self { inner: Arc::new(PluginInner { host, pre, hash, size, from_cache, load_time }) }
+    }
+
+    /// Hex SHA-256 of the plugin's bytes: its version identity.
+    pub fn hash(&self) -> &str {
+        &self.inner.hash
+    }
+
+    /// Size of the plugin's bytes.
+    pub fn size(&self) -> usize {
+        self.inner.size
+    }
+
+    /// The world this plugin implements (checked at load).
+    pub fn world(&self) -> &'static str {
+        super::WORLD
+    }
+
+    /// Whether the compiled code came from the disk cache rather than a compilation.
+    pub fn from_cache(&self) -> bool {
+        self.inner.from_cache
+    }
+
+    /// How long compiling (or loading from the cache) took.
+    pub fn load_time(&self) -> Duration {
+        self.inner.load_time
+    }
+
+    /// Runs `validate-config` against `config`.
+    pub fn validate_config(&self, config: &PluginConfig) -> Result<(), PluginError> {
+        self.validate_config_report(config).result
+    }
+
+    /// [`Plugin::validate_config`], also returning the log lines.
+    pub fn validate_config_report(&self, config: &PluginConfig) -> CallReport<()> {
+        self.call(config, |store, plugin| plugin.call_validate_config(store), |result, _| {
+            result.map_err(PluginError::InvalidConfig)
+        })
+    }
+
+    /// Runs `handle` on `event` with `config`; the deliveries are checked against the limits.
+    pub fn handle(&self, event: &Event, config: &PluginConfig) -> Result<PluginOutput, PluginError> {
+        let report = self.handle_report(event, config);
+        report.result.map(|deliveries| PluginOutput {
+            deliveries,
+            logs: report.logs,
+            logs_dropped: report.logs_dropped,
+        })
+    }
+
+    /// [`Plugin::handle`], also returning the log lines when the call fails.
+    pub fn handle_report(&self, event: &Event, config: &PluginConfig) -> CallReport<Vec<Delivery>> {
+        let event = WitEvent {
+            id: event.id.clone(),
+            source: event.source.clone(),
+            model: event.model.clone(),
+            action: event.action.clone(),
+            record_id: event.record_id,
+            received_at_ms: event.received_at_ms,
+            payload: event.payload.clone(),
+            headers: event.headers.clone(),
+        };
+        let limits = &self.inner.host.limits;
+        self.call(config, |store, plugin| plugin.call_handle(store, &event), |result, max_message| {
+            match result {
+                Ok(raw) => check_deliveries(raw, limits),
+                Err(WitPluginError::Reject(m)) => Err(PluginError::Rejected(truncate_line(m, max_message))),
+                Err(WitPluginError::Retry(m)) => Err(PluginError::Retry(truncate_line(m, max_message))),
+                Err(WitPluginError::InvalidConfig(m)) => Err(PluginError::InvalidConfig(truncate_line(m, max_message))),
+            }
+        })
+    }
+
+    /// Instantiates into a fresh store under the limits, calls `export`, and converts its result
+    /// with `finish` (which gets the longest message length to keep).
+    fn call<R, T>(
+        &self,
+        config: &PluginConfig,
+        export: impl FnOnce(&mut Store<CallState>, &bindings::Plugin) -> wasmtime::Result<R>,
+        finish: impl FnOnce(R, usize) -> Result<T, PluginError>,
+    ) -> CallReport<T> {
+        let host = &self.inner.host;
+        let limits = &host.limits;
+        let state = CallState {
+            config: config.clone(),
+            memory: MemoryGuard { limit: limits.memory_bytes, exceeded: false },
+            logs: Vec::new(),
+            logs_dropped: 0,
+            max_log_lines: limits.max_log_lines,
+            max_log_line_bytes: limits.max_log_line_bytes,
+            plugin: short_hash(&self.inner.hash),
+        };
+        let mut store = Store::new(&host.engine, state);
+        store.limiter(|state| &mut state.memory);
+        store.set_epoch_deadline(host.deadline_ticks());
+        store.epoch_deadline_trap();
+        let returned = self
+            .inner
+            .pre
+            .instantiate(&mut store)
+            .and_then(|plugin| export(&mut store, &plugin));
+        let result = match returned {
+            Ok(value) => finish(value, limits.max_log_line_bytes),
+            Err(e) => Err(classify(&e, store.data(), host.cpu_time())),
+        };
+        let state = store.into_data();
+        if state.logs_dropped > 0 {
+            tracing::warn!(target: "plugin", plugin = &*state.plugin, dropped = state.logs_dropped, "plugin log lines over the limit were dropped");
+        }
+        CallReport { result, logs: state.logs, logs_dropped: state.logs_dropped }
+    }
+}
+
+/// Names the failure of a call that did not return normally.
+fn classify(error: &wasmtime::Error, state: &CallState, cpu_time: Duration) -> PluginError {
+    // The guard's record comes first: a refused growth surfaces as a trap or as the guest's own
+    // abort, depending on how the guest handles allocation failure.
+    if state.memory.exceeded {
+        return PluginError::MemoryExceeded { limit_bytes: state.memory.limit };
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => PluginError::CpuExceeded { limit: cpu_time },
+        Some(trap) => {
+            let place = error
+                .downcast_ref::<wasmtime::WasmBacktrace>()
+                .and_then(|bt| bt.frames().first().and_then(|f| f.func_name().map(str::to_owned)));
+            match place {
+                Some(func) => PluginError::Trapped(format!("{trap} in {func}")),
+                None => PluginError::Trapped(trap.to_string()),
+            }
+        }
+        // Not a trap: instantiation itself failed (no free pooling slot, for one).
+        None => PluginError::Instantiate(error_chain(error)),
+    }
+}
+
+/// First 12 hex digits of a plugin hash: enough to tell versions apart in logs.
+fn short_hash(hash: &str) -> Arc<str> {
+    Arc::from(&hash[..hash.len().min(12)])
+}
+
+/// What a call's store holds: the guest's view of the host.
+pub(crate) struct CallState {
+    config: PluginConfig,
+    memory: MemoryGuard,
+    logs: Vec<LogLine>,
+    logs_dropped: usize,
+    max_log_lines: usize,
+    max_log_line_bytes: usize,
+    plugin: Arc<str>,
+}
+
+/// Refuses memory growth past the limit and records that it did, so the failure is reported as
+/// `MemoryExceeded` whatever the guest does next.
+struct MemoryGuard {
+    limit: usize,
+    exceeded: bool,
+}
+
+/// The error a refused growth traps with.
+#[derive(Debug, thiserror::Error)]
+#[error("memory limit of {0} bytes exceeded")]
+struct MemoryLimitExceeded(usize);
+
+impl ResourceLimiter for MemoryGuard {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.exceeded = true;
+            return Err(MemoryLimitExceeded(self.limit).into());
+        }
+        Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        // The pool's own bound (`max_memory_size`, equal to the limit) refused the growth.
+        self.exceeded = true;
+        Err(MemoryLimitExceeded(self.limit).into())
+    }
+
+    fn table_growing(&mut self, _current: usize, _desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
+}
+
+impl bindings::odoo_gateway::plugin::log::Host for CallState {
+    fn log(&mut self, level: Level, message: String) {
+        if self.logs.len() >= self.max_log_lines {
+            self.logs_dropped += 1;
+            return;
+        }
+        let level = LogLevel::from(level);
+        let message = truncate_line(message, self.max_log_line_bytes);
+        let plugin = &*self.plugin;
+        match level {
+            LogLevel::Trace => tracing::trace!(target: "plugin", plugin, "{message}"),
+            LogLevel::Debug => tracing::debug!(target: "plugin", plugin, "{message}"),
+            LogLevel::Info => tracing::info!(target: "plugin", plugin, "{message}"),
+            LogLevel::Warn => tracing::warn!(target: "plugin", plugin, "{message}"),
+            LogLevel::Error => tracing::error!(target: "plugin", plugin, "{message}"),
+        }
+        self.logs.push(LogLine { level, message });
+    }
+}
+
+impl bindings::odoo_gateway::plugin::config::Host for CallState {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.config.get(&key).cloned()
+    }
+
+    fn entries(&mut self) -> Vec<(String, String)> {
+        self.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+impl bindings::odoo_gateway::plugin::types::Host for CallState {}

@@ -1,0 +1,197 @@
+//! The plugin host: one wasmtime engine, its epoch ticker, and loading plugins into it.
+//!
+//! This module owns engine and pooling-allocator settings, the ticker thread that gives every
+//! call its CPU deadline, and turning bytes into a [`Plugin`] (compile or load from the disk
+//! cache, then type-check against the world, so a component of the wrong world is refused here
+//! and never at its first event). It never runs a plugin's code: see `call`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::bindings::{self, PluginPre};
+use super::cache::DiskCache;
+use super::call::CallState;
+use super::{Plugin, PluginError, PluginLimits, error_chain};
+
+/// Memory kept mapped and zeroed with `memset` when a pooled memory slot is freed, instead of
+/// being handed back to the kernel. Freshly faulting pages is what made an instantiation cost
+/// 50 µs instead of 20: small plugins touch a few hundred KiB (stack top, data, first heap
+/// pages), which this covers.
+const KEEP_RESIDENT_BYTES: usize = 2 << 20;
+
+/// Core instances one component may contain (the guest module plus wit-component's shims).
+const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
+
+/// Tables one component may contain (the guest's function table plus shim tables).
+const TABLES_PER_COMPONENT: u32 = 4;
+
+/// Loads plugins and owns what they share. Cheap to clone; the engine and its ticker thread live
+/// until the last host handle and the last [`Plugin`] loaded from it are dropped.
+#[derive(Clone, Debug)]
+pub struct PluginHost {
+    inner: Arc<HostInner>,
+}
+
+pub(crate) struct HostInner {
+    pub(crate) engine: Engine,
+    pub(crate) limits: PluginLimits,
+    linker: Linker<CallState>,
+    cache: Option<DiskCache>,
+    _ticker: Ticker,
+}
+
+impl PluginHost {
+    /// Builds the engine for `limits` and starts its epoch ticker. With `cache_dir`, compiled
+    /// plugins are kept there across restarts (the directory is created if needed).
+    pub fn new(limits: PluginLimits, cache_dir: Option<PathBuf>) -> Result<Self, PluginError> {
+        let engine = Engine::new(&engine_config(&limits)).map_err(|e| PluginError::Host(error_chain(&e)))?;
+        let mut linker = Linker::new(&engine);
+        bindings::Plugin::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)
+            .map_err(|e| PluginError::Host(error_chain(&e)))?;
+        let cache = cache_dir
+            .map(|dir| {
+                DiskCache::open(dir.clone(), &engine)
+                    .map_err(|e| PluginError::Host(format!("plugin cache directory {}: {e}", dir.display())))
+            })
+            .transpose()?;
+        let ticker = Ticker::start(engine.clone()).map_err(|e| PluginError::Host(format!("epoch ticker: {e}")))?;
+        Ok(Self { inner: Arc::new(HostInner { engine, limits, linker, cache, _ticker: ticker }) })
+    }
+
+    /// The limits every call runs under.
+    pub fn limits(&self) -> &PluginLimits {
+        &self.inner.limits
+    }
+
+    /// Compiles (or loads from the cache) and type-checks a plugin. `wasm` is a component binary
+    /// or its text form.
+    pub fn load(&self, wasm: &[u8]) -> Result<Plugin, PluginError> {
+        refuse_core_module(wasm)?;
+        let hash = hex::encode(Sha256::digest(wasm));
+        let started = Instant::now();
+        let cached = self.inner.cache.as_ref().and_then(|c| c.load(&self.inner.engine, &hash));
+        let from_cache = cached.is_some();
+        let component = match cached {
+            Some(component) => component,
+            None => {
+                let component =
+                    Component::new(&self.inner.engine, wasm).map_err(|e| PluginError::Compile(error_chain(&e)))?;
+                if let Some(cache) = &self.inner.cache {
+                    cache.store(&hash, &component);
+                }
+                component
+            }
+        };
+        let load_time = started.elapsed();
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .and_then(PluginPre::new)
+            .map_err(|e| PluginError::NotAPlugin(error_chain(&e)))?;
+        Ok(Plugin::new(self.inner.clone(), pre, hash, wasm.len(), from_cache, load_time))
+    }
+
+    /// Reads and loads a plugin file.
+    pub fn load_file(&self, path: &Path) -> Result<Plugin, PluginError> {
+        let wasm = std::fs::read(path)
+            .map_err(|e| PluginError::Io { path: path.to_path_buf(), message: e.to_string() })?;
+        self.load(&wasm)
+    }
+}
+
+/// A clear message for the most common mistake: shipping the core module that `cargo build`
+/// produced instead of the component `xtask build-plugins` wraps it into.
+fn refuse_core_module(wasm: &[u8]) -> Result<(), PluginError> {
+    const CORE_HEADER: [u8; 8] = *b"\0asm\x01\0\0\0";
+    let is_core_text = std::str::from_utf8(wasm).is_ok_and(|text| text.trim_start().starts_with("(module"));
+    if wasm.starts_with(&CORE_HEADER) || is_core_text {
+        return Err(PluginError::NotAPlugin(
+            "this is a core WebAssembly module, not a component; build plugins with \
+             `cargo run -p xtask -- build-plugins`, which wraps the module into a component"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+fn engine_config(limits: &PluginLimits) -> Config {
+    let mut pool = PoolingAllocationConfig::new();
+    let instances = limits.max_instances.max(1);
+    pool.total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+        .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+        // One linear memory per plugin: what every wit-bindgen guest has.
+        .total_memories(instances)
+        .max_memories_per_component(1)
+        .total_tables(instances.saturating_mul(TABLES_PER_COMPONENT))
+        .max_tables_per_component(TABLES_PER_COMPONENT)
+        .max_memory_size(limits.memory_bytes)
+        .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+        .table_keep_resident(64 << 10);
+    let mut config = Config::new();
+    config
+        .epoch_interruption(true)
+        .parallel_compilation(true)
+        .cranelift_opt_level(wasmtime::OptLevel::Speed)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
+/// Advances the engine's epoch every [`PluginLimits::TICK`] on its own thread, which stops when
+/// this value is dropped.
+#[derive(Debug)]
+struct Ticker {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Ticker {
+    fn start(engine: Engine) -> std::io::Result<Self> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new().name("plugin-epoch".into()).spawn(move || {
+            // Dropping the sender wakes this at once with `Disconnected`.
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(PluginLimits::TICK) {
+                engine.increment_epoch();
+            }
+        })?;
+        Ok(Self { stop: Some(stop), thread: Some(thread) })
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl std::fmt::Debug for HostInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostInner")
+            .field("limits", &self.limits)
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HostInner {
+    /// Ticks of the current epoch deadline; kept here so the call code needs no clock.
+    pub(crate) fn deadline_ticks(&self) -> u64 {
+        self.limits.deadline_ticks()
+    }
+
+    /// The budget, for error messages.
+    pub(crate) fn cpu_time(&self) -> Duration {
+        self.limits.cpu_time
+    }
+}

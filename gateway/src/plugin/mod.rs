@@ -1,0 +1,46 @@
+//! The WebAssembly plugin host: loads plugin components and runs one call per (event,
+//! subscription), bounded in time, memory and output.
+//!
+//! It owns everything between an [`Event`](crate::event::Event) plus a subscription's
+//! configuration and the checked [`Delivery`] list a plugin returns. It knows nothing about HTTP,
+//! matching or queues, and does no I/O on the call path (files are read only at load). Calls are
+//! synchronous: the pipeline runs them on blocking threads.
+//!
+//! - `host`: the engine, its epoch ticker, loading and type-checking plugins.
+//! - `call`: one call in a fresh store; turning failures into [`PluginError`].
+//! - `output`: the checks a result passes before it leaves the host.
+//! - `cache`: compiled plugins on disk.
+//! - `limits`, `error`: the bounds and the failures, by name.
+
+mod bindings;
+mod cache;
+mod call;
+mod error;
+mod host;
+mod limits;
+mod output;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub use call::{CallReport, Plugin};
+pub use error::PluginError;
+pub use host::PluginHost;
+pub use limits::PluginLimits;
+pub use output::{Delivery, LogLevel, LogLine, PluginOutput, RESERVED_HEADERS};
+
+/// The only world plugins may implement.
+pub const WORLD: &str = "odoo-gateway:plugin/plugin@0.1.0";
+
+/// A subscription's plugin settings: string keys to string values, shared by every call.
+pub type PluginConfig = Arc<BTreeMap<String, String>>;
+
+/// A wasmtime error with its causes, on one line.
+fn error_chain(error: &wasmtime::Error) -> String {
+    let mut out = error.to_string();
+    for cause in error.chain().skip(1) {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+    }
+    out
+}

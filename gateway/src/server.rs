@@ -1,0 +1,127 @@
+//! The HTTP server: routing, the tower stack around every request, the background stages,
+//! and graceful shutdown.
+//!
+//! [`run`] takes an already-bound listener, so tests bind `127.0.0.1:0` and run the real
+//! server. Shutdown (the cancellation token) stops accepting, lets requests and deliveries in
+//! flight finish within the grace period, releases what is left, and flushes storage.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+
+use crate::http_error::{ApiError, Body, json};
+use crate::ingest::{self, Endpoint, IngestRequest};
+use crate::state::State;
+
+/// Serves until `shutdown` is cancelled, then drains and returns.
+pub async fn serve(state: Arc<State>, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let (timeout, max_requests, grace) = {
+        let s = state.snapshot.load();
+        (s.server.request_timeout, s.server.max_concurrent_requests, s.server.shutdown_grace)
+    };
+    let handler_state = state.clone();
+    let service = ServiceBuilder::new()
+        // Turn a timeout into a clear 503 instead of a dropped connection.
+        .map_result(|result: Result<Response<Body>, tower::BoxError>| {
+            Ok::<_, Infallible>(result.unwrap_or_else(|_| {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the request took too long").into_response()
+            }))
+        })
+        // Bound the requests in progress across all connections: excess waits, memory stays flat.
+        .concurrency_limit(max_requests)
+        // Bound each request's total time, body read included: slow-loris bodies are cut off.
+        .timeout(timeout)
+        .service_fn(move |req: Request<Incoming>| {
+            let state = handler_state.clone();
+            async move { Ok::<_, tower::BoxError>(route(&state, req).await) }
+        });
+
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(grace) => tracing::warn!("requests still open after the grace period"),
+    }
+    Ok(())
+}
+
+async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let result = match segments.as_slice() {
+        ["v1", "odoo", source, token] => ingest_route(state, req, Endpoint::Native, source, Some(token)).await,
+        ["v1", "events", source, token] => ingest_route(state, req, Endpoint::Envelope, source, Some(token)).await,
+        ["v1", "events", source] => ingest_route(state, req, Endpoint::Envelope, source, None).await,
+        ["healthz"] => Ok(json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))),
+        ["admin", ..] => crate::admin::route(state, req, &segments[1..]).await,
+        _ => Err(ApiError::not_found()),
+    };
+    result.unwrap_or_else(ApiError::into_response)
+}
+
+async fn ingest_route(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+    endpoint: Endpoint,
+    source: &str,
+    path_token: Option<&str>,
+) -> Result<Response<Body>, ApiError> {
+    if req.method() != Method::POST {
+        return Err(ApiError::method_not_allowed("POST"));
+    }
+    let (parts, body) = req.into_parts();
+    let bearer = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let token = path_token.or(bearer);
+    let url_action = parts.uri.query().and_then(|q| {
+        q.split('&').find_map(|pair| pair.strip_prefix("event=")).map(|v| v.to_owned())
+    });
+    let limit = state.snapshot.load().server.max_body_bytes;
+    // Check the credentials before reading a possibly large body from a stranger.
+    {
+        let snapshot = state.snapshot.load();
+        let known = snapshot.sources.get(source).is_some_and(|s| token.is_some_and(|t| s.accepts(t)));
+        if !known {
+            return Err(ApiError::unauthorized());
+        }
+    }
+    let body = ingest::read_body(body, &parts.headers, limit).await?;
+    let request = IngestRequest { endpoint, source, token, url_action, headers: &parts.headers };
+    ingest::accept(state, request, body).await
+}

@@ -1,0 +1,110 @@
+//! Matching events to subscriptions by event-type pattern.
+//!
+//! An event type is `<model>.<action>`, for example `sale.order.confirmed`. A pattern is an
+//! exact type, a prefix ending in `.*` (`sale.order.*`), a suffix starting with `*.`
+//! (`*.unlink`), or `*` alone. Matching is pure: no I/O, no allocation.
+
+use std::fmt;
+
+/// A parsed event-type pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventPattern {
+    /// Every event.
+    Any,
+    /// Exactly this type.
+    Exact(String),
+    /// Types starting with this text followed by a dot (stored without the `.*`).
+    Prefix(String),
+    /// Types ending with a dot and this text (stored without the `*.`).
+    Suffix(String),
+}
+
+impl EventPattern {
+    /// Parses a pattern, explaining what is wrong with a bad one.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let valid = |part: &str| {
+            !part.is_empty()
+                && part.split('.').all(|seg| {
+                    !seg.is_empty() && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                })
+        };
+        let pattern = if text == "*" {
+            Some(Self::Any)
+        } else if let Some(prefix) = text.strip_suffix(".*") {
+            valid(prefix).then(|| Self::Prefix(prefix.to_owned()))
+        } else if let Some(suffix) = text.strip_prefix("*.") {
+            valid(suffix).then(|| Self::Suffix(suffix.to_owned()))
+        } else {
+            (valid(text) && text.contains('.')).then(|| Self::Exact(text.to_owned()))
+        };
+        pattern.ok_or_else(|| {
+            format!("`{text}` is not an event pattern: use `model.action`, `model.*`, `*.action` or `*`")
+        })
+    }
+
+    /// Whether `event_type` matches.
+    pub fn matches(&self, event_type: &str) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Exact(t) => t == event_type,
+            Self::Prefix(p) => event_type
+                .strip_prefix(p.as_str())
+                .is_some_and(|rest| rest.starts_with('.') && rest.len() > 1),
+            Self::Suffix(s) => event_type
+                .strip_suffix(s.as_str())
+                .is_some_and(|rest| rest.ends_with('.') && rest.len() > 1),
+        }
+    }
+}
+
+impl fmt::Display for EventPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Any => f.write_str("*"),
+            Self::Exact(t) => f.write_str(t),
+            Self::Prefix(p) => write!(f, "{p}.*"),
+            Self::Suffix(s) => write!(f, "*.{s}"),
+        }
+    }
+}
+
+/// Whether any of `patterns` matches `event_type`.
+pub fn any_matches(patterns: &[EventPattern], event_type: &str) -> bool {
+    patterns.iter().any(|p| p.matches(event_type))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> EventPattern {
+        EventPattern::parse(text).expect("valid pattern")
+    }
+
+    #[test]
+    fn exact_prefix_suffix_any() {
+        assert!(p("sale.order.confirmed").matches("sale.order.confirmed"));
+        assert!(!p("sale.order.confirmed").matches("sale.order.write"));
+        assert!(p("sale.order.*").matches("sale.order.write"));
+        assert!(!p("sale.order.*").matches("sale.order_line.write"));
+        assert!(!p("sale.order.*").matches("sale.order"));
+        assert!(p("*.unlink").matches("res.partner.unlink"));
+        assert!(!p("*.unlink").matches("res.partner.xunlink"));
+        assert!(p("*").matches("anything.at.all"));
+    }
+
+    #[test]
+    fn bad_patterns_are_explained() {
+        for bad in ["", "sale", "sale.*.write", "sale..order", "*.", ".*", "sale order.write"] {
+            let err = EventPattern::parse(bad).expect_err(bad);
+            assert!(err.contains("not an event pattern"), "{err}");
+        }
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for text in ["*", "sale.order.write", "sale.order.*", "*.unlink"] {
+            assert_eq!(p(text).to_string(), text);
+        }
+    }
+}
