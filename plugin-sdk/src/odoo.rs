@@ -182,3 +182,92 @@ impl<'a> Record<'a> {
 pub fn is_set(value: &Value) -> bool {
     !matches!(value, Value::Bool(false) | Value::Null)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const RICH_ORDER: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/odoo/rich/sale.order.confirmed.json"
+    ));
+    const NATIVE_ORDER: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/odoo/native/sale.order.confirmed.json"
+    ));
+
+    fn m2o(id: i64, name: Option<&str>) -> Option<Many2one> {
+        Some(Many2one { id, name: name.map(str::to_owned) })
+    }
+
+    #[test]
+    fn many2one_shapes() {
+        assert_eq!(Many2one::from_value(&json!([9, "Deco Addict"])), m2o(9, Some("Deco Addict")));
+        assert_eq!(Many2one::from_value(&json!(9)), m2o(9, None));
+        assert_eq!(Many2one::from_value(&json!([9])), m2o(9, None));
+        assert_eq!(Many2one::from_value(&json!([9, false])), m2o(9, None));
+        for none in [json!(false), json!(null), json!("9"), json!([]), json!([1, 2, 3]),
+                     json!(["x", "y"]), json!(1.5), json!([9, 10])] {
+            assert_eq!(Many2one::from_value(&none), None, "{none}");
+        }
+    }
+
+    #[test]
+    fn x2many_shapes() {
+        assert_eq!(X2many::from_value(&json!([31, 32])), Some(X2many::Ids(vec![31, 32])));
+        assert_eq!(X2many::from_value(&json!([])), Some(X2many::Ids(vec![])));
+        assert!(X2many::from_value(&json!([])).unwrap().is_empty());
+        let embedded = json!([{"id": 31}, {"name": "no id"}]);
+        let lines = X2many::from_value(&embedded).unwrap();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines.ids(), vec![31]);
+        assert_eq!(lines.records().unwrap()[1].str("name"), Some("no id"));
+        for none in [json!(false), json!([1, {"id": 2}]), json!([[6, 0, [1, 2]]]), json!(3)] {
+            assert_eq!(X2many::from_value(&none), None, "{none}");
+        }
+    }
+
+    #[test]
+    fn record_readers_on_the_rich_fixture() {
+        let value: Value = serde_json::from_str(RICH_ORDER).unwrap();
+        let order = Record::new(&value).unwrap();
+        assert_eq!(order.id(), Some(12));
+        assert_eq!(order.str("name"), Some("S00012"));
+        assert_eq!(order.f64("amount_total"), Some(1184.5));
+        assert_eq!(order.f64("id"), Some(12.0));
+        assert_eq!(order.many2one("partner_id"), m2o(9, Some("Deco Addict")));
+        assert_eq!(order.get("commitment_date"), None);
+        assert_eq!(order.str("commitment_date"), None);
+        assert!(order.fields().contains_key("commitment_date"));
+        assert!(!order.bool("locked"));
+        assert_eq!(order.get("no_such_field"), None);
+
+        let lines = order.x2many("order_line").unwrap();
+        assert_eq!(lines.ids(), vec![31, 32, 33]);
+        let lines = lines.records().unwrap();
+        assert_eq!(lines[0].many2one("route_id"), m2o(5, Some("Ship: FastFreight")));
+        assert_eq!(lines[0].get("display_type"), None);
+        assert_eq!(lines[2].str("display_type"), Some("line_note"));
+        assert_eq!(lines[2].many2one("product_id"), None);
+        assert_eq!(lines[0].x2many("tax_id"), Some(X2many::Ids(vec![1])));
+    }
+
+    #[test]
+    fn record_readers_on_the_native_fixture() {
+        let value: Value = serde_json::from_str(NATIVE_ORDER).unwrap();
+        let order = Record::new(&value).unwrap();
+        assert_eq!(order.many2one("partner_id"), m2o(9, None));
+        assert_eq!(order.x2many("order_line"), Some(X2many::Ids(vec![31, 32])));
+        assert_eq!(order.x2many("order_line").unwrap().records(), None);
+        assert_eq!(order.str("_model"), Some("sale.order"));
+        assert_eq!(order.i64("amount_total"), None); // 1150.0 is a float
+    }
+
+    #[test]
+    fn non_objects_are_rejected() {
+        let err = Record::new(&json!([1])).unwrap_err();
+        assert_eq!(err, PluginError::Reject("payload is not a JSON object".into()));
+        assert!(is_set(&json!(0)) && is_set(&json!("")) && !is_set(&json!(false)));
+    }
+}

@@ -1,1 +1,155 @@
-//! End-to-end tests live in tests/.
+//! Shared helpers for the end-to-end tests and the load generator: paths to fixtures and
+//! built plugins, a gateway started in-process on a real socket, and a tiny HTTP client.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio_util::sync::CancellationToken;
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A file of the shared Odoo corpus, e.g. `native/sale.order.confirmed.json`.
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = workspace().join("../shared/odoo").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", path.display()))
+}
+
+/// Every file in a folder of the shared corpus, by name.
+pub fn fixtures(folder: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = workspace().join("../shared/odoo").join(folder);
+    let mut out: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .filter_map(Result::ok)
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).expect("read fixture")))
+        .collect();
+    out.sort();
+    out
+}
+
+/// A built plugin component; fails loudly when the plugins were not built.
+pub fn plugin(name: &str) -> PathBuf {
+    let path = workspace().join("target/plugins").join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: build the plugins first with `cargo run -p xtask -- build-plugins` (./dev test does)",
+        path.display()
+    );
+    path
+}
+
+/// A gateway running in this process on a real socket.
+#[derive(Debug)]
+pub struct TestGateway {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestGateway {
+    /// Starts a gateway on `config` (TOML text); relative paths resolve against `base`.
+    pub async fn start(config: &str, base: &Path) -> anyhow::Result<Self> {
+        let file = odoo_gateway::config::parse(config, "test.toml")?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let (base, token) = (base.to_path_buf(), shutdown.clone());
+        let task = tokio::spawn(async move { odoo_gateway::run(file, &base, "test.toml", listener, token).await });
+        let client = HttpClient::new();
+        for _ in 0..200 {
+            if task.is_finished() {
+                return match task.await {
+                    Ok(Err(e)) => Err(e),
+                    other => Err(anyhow::anyhow!("the gateway stopped at start-up: {other:?}")),
+                };
+            }
+            if client.get(&format!("http://{addr}/healthz")).await.is_ok() {
+                return Ok(Self { addr, shutdown, task });
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        anyhow::bail!("the gateway did not answer /healthz")
+    }
+
+    /// `http://addr` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Shuts down gracefully and returns the server's result.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.task.await.context("the gateway task panicked")?
+    }
+}
+
+/// A response as the tests see it.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// Status.
+    pub status: u16,
+    /// Headers.
+    pub headers: http::HeaderMap,
+    /// Body.
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+}
+
+/// A keep-alive HTTP/1.1 client.
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    inner: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for HttpClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HttpClient {
+    /// A new client.
+    pub fn new() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        Self { inner: Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build(connector) }
+    }
+
+    /// Sends a request.
+    pub async fn send(&self, method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> anyhow::Result<Reply> {
+        let mut req = http::Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = self.inner.request(req.body(Full::new(Bytes::from(body)))?).await?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok(Reply { status: parts.status.as_u16(), headers: parts.headers, body })
+    }
+
+    /// POSTs JSON.
+    pub async fn post_json(&self, url: &str, body: &[u8]) -> anyhow::Result<Reply> {
+        self.send("POST", url, &[("content-type", "application/json")], body.to_vec()).await
+    }
+
+    /// GETs.
+    pub async fn get(&self, url: &str) -> anyhow::Result<Reply> {
+        self.send("GET", url, &[], Vec::new()).await
+    }
+}

@@ -1,1 +1,3 @@
 //! Command-line subcommands. `main.rs` parses arguments and calls into here.
+pub mod inbox;
+pub mod plugin;

@@ -192,3 +192,89 @@ fn checked(incoming: Incoming) -> Result<Incoming, ParseError> {
     }
     Ok(incoming)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn source() -> Source {
+        let actions = BTreeMap::from([("SO confirmed".to_owned(), "confirmed".to_owned())]);
+        Source::new("odoo", &["t".repeat(16)], actions, "write")
+    }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/odoo/");
+        std::fs::read(format!("{path}{name}")).expect("fixture")
+    }
+
+    #[test]
+    fn every_native_fixture_parses_with_its_model_and_id() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/odoo/native");
+        for entry in std::fs::read_dir(dir).expect("fixtures") {
+            let path = entry.expect("entry").path();
+            let body = std::fs::read(&path).expect("read");
+            let parsed = native(&body, &source(), None).expect("parses");
+            let value: Value = serde_json::from_slice(&body).expect("json");
+            assert_eq!(parsed.model, value["_model"].as_str().expect("model"), "{}", path.display());
+            assert_eq!(parsed.record_id, value["_id"].as_i64(), "{}", path.display());
+            assert_eq!(parsed.payload.as_bytes(), body.as_slice(), "payload is kept verbatim");
+        }
+    }
+
+    #[test]
+    fn native_action_comes_from_url_then_mapping_then_default() {
+        let body = fixture("native/sale.order.confirmed.json");
+        assert_eq!(native(&body, &source(), Some("done")).expect("ok").action, "done");
+        assert_eq!(native(&body, &source(), None).expect("ok").action, "confirmed");
+        let partner = fixture("native/res.partner.saved.json");
+        assert_eq!(native(&partner, &source(), None).expect("ok").action, "write");
+    }
+
+    #[test]
+    fn bad_native_bodies_are_explained() {
+        assert_eq!(native(b"{", &source(), None).expect_err("bad").code(), "malformed_json");
+        assert_eq!(native(b"[1]", &source(), None).expect_err("bad").code(), "invalid_event");
+        assert!(native(b"{\"id\": 1}", &source(), None).expect_err("bad").to_string().contains("_model"));
+        let bad_action = native(b"{\"_model\": \"sale.order\"}", &source(), Some("no way"));
+        assert_eq!(bad_action.expect_err("bad").code(), "invalid_event");
+    }
+
+    #[test]
+    fn json_and_xml_envelopes_normalise_to_the_same_event() {
+        let payload: Value = serde_json::from_slice(&fixture("rich/sale.order.confirmed.json")).expect("json");
+        let json = serde_json::json!({
+            "id": "ext-1", "model": "sale.order", "action": "confirmed", "record_id": 12, "payload": payload,
+        });
+        let from_json = json_envelope(json.to_string().as_bytes(), "odoo").expect("json envelope");
+        let wrapped = serde_json::json!({ "payload": payload });
+        let xml = crate::xmljson::to_document(
+            "event",
+            &[("id", "ext-1"), ("model", "sale.order"), ("action", "confirmed"), ("record-id", "12")],
+            &wrapped,
+        );
+        let from_xml = xml_envelope(&xml, "odoo").expect("xml envelope");
+        assert_eq!(from_json, from_xml);
+        assert_eq!(from_json.explicit_id.as_deref(), Some("ext-1"));
+    }
+
+    #[test]
+    fn addon_style_envelopes_are_accepted() {
+        let body = br#"{"event": "create", "model": "res.partner", "record_id": 9, "data": {"name": "X"}, "timestamp": "2024-05-14T09:00:00Z"}"#;
+        let parsed = json_envelope(body, "odoo").expect("ok");
+        assert_eq!((parsed.action.as_str(), parsed.record_id), ("create", Some(9)));
+    }
+
+    #[test]
+    fn envelope_mistakes_are_explained() {
+        assert_eq!(json_envelope(b"{\"model\": 1}", "odoo").expect_err("bad").code(), "invalid_event");
+        assert_eq!(json_envelope(b"not json", "odoo").expect_err("bad").code(), "malformed_json");
+        let other = br#"{"source": "elsewhere", "model": "a.b", "action": "x", "payload": {}}"#;
+        assert!(json_envelope(other, "odoo").expect_err("bad").to_string().contains("elsewhere"));
+        assert_eq!(xml_envelope(b"<event", "odoo").expect_err("bad").code(), "malformed_xml");
+        let no_payload = br#"<event model="a.b" action="x"/>"#;
+        assert!(xml_envelope(no_payload, "odoo").expect_err("bad").to_string().contains("payload"));
+        let wrong_root = br#"<order/>"#;
+        assert!(xml_envelope(wrong_root, "odoo").expect_err("bad").to_string().contains("<event>"));
+    }
+}

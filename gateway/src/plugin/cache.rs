@@ -37,7 +37,8 @@ impl DiskCache {
 
     /// The file a component with this wasm hash is cached in.
     pub(crate) fn path_for(&self, wasm_hash: &str) -> PathBuf {
-        self.dir.join(format!("{wasm_hash}-{}.cwasm", self.engine_key))
+        self.dir
+            .join(format!("{wasm_hash}-{}.cwasm", self.engine_key))
     }
 
     /// Loads a cached compilation, or `None` when there is none or it is unusable (in which case
@@ -60,9 +61,13 @@ impl DiskCache {
             // write access to it, as with the binary itself).
             Some(bytes) => match unsafe { Component::deserialize(engine, bytes) } {
                 Ok(component) => return Some(component),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "plugin cache file refused by wasmtime; recompiling"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "plugin cache file refused by wasmtime; recompiling")
+                }
             },
-            None => tracing::warn!(path = %path.display(), "plugin cache file is corrupt; recompiling"),
+            None => {
+                tracing::warn!(path = %path.display(), "plugin cache file is corrupt; recompiling")
+            }
         }
         let _ = std::fs::remove_file(&path);
         None
@@ -80,7 +85,8 @@ impl DiskCache {
         let checksum = Sha256::digest(&bytes);
         bytes.extend_from_slice(&checksum);
         let tmp = temp_path(&self.dir);
-        let written = std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, self.path_for(wasm_hash)));
+        let written = std::fs::write(&tmp, &bytes)
+            .and_then(|()| std::fs::rename(&tmp, self.path_for(wasm_hash)));
         if written.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }

@@ -61,7 +61,16 @@ impl Plugin {
         from_cache: bool,
         load_time: Duration,
     ) -> Self {
-        Self { inner: Arc::new(PluginInner { host, pre, hash, size, from_cache, load_time }) }
+        Self {
+            inner: Arc::new(PluginInner {
+                host,
+                pre,
+                hash,
+                size,
+                from_cache,
+                load_time,
+            }),
+        }
     }
 
     /// Hex SHA-256 of the plugin's bytes: its version identity.
@@ -96,13 +105,19 @@ impl Plugin {
 
     /// [`Plugin::validate_config`], also returning the log lines.
     pub fn validate_config_report(&self, config: &PluginConfig) -> CallReport<()> {
-        self.call(config, |store, plugin| plugin.call_validate_config(store), |result, _| {
-            result.map_err(PluginError::InvalidConfig)
-        })
+        self.call(
+            config,
+            |store, plugin| plugin.call_validate_config(store),
+            |result, _| result.map_err(PluginError::InvalidConfig),
+        )
     }
 
     /// Runs `handle` on `event` with `config`; the deliveries are checked against the limits.
-    pub fn handle(&self, event: &Event, config: &PluginConfig) -> Result<PluginOutput, PluginError> {
+    pub fn handle(
+        &self,
+        event: &Event,
+        config: &PluginConfig,
+    ) -> Result<PluginOutput, PluginError> {
         let report = self.handle_report(event, config);
         report.result.map(|deliveries| PluginOutput {
             deliveries,
@@ -124,14 +139,22 @@ impl Plugin {
             headers: event.headers.clone(),
         };
         let limits = &self.inner.host.limits;
-        self.call(config, |store, plugin| plugin.call_handle(store, &event), |result, max_message| {
-            match result {
+        self.call(
+            config,
+            |store, plugin| plugin.call_handle(store, &event),
+            |result, max_message| match result {
                 Ok(raw) => check_deliveries(raw, limits),
-                Err(WitPluginError::Reject(m)) => Err(PluginError::Rejected(truncate_line(m, max_message))),
-                Err(WitPluginError::Retry(m)) => Err(PluginError::Retry(truncate_line(m, max_message))),
-                Err(WitPluginError::InvalidConfig(m)) => Err(PluginError::InvalidConfig(truncate_line(m, max_message))),
-            }
-        })
+                Err(WitPluginError::Reject(m)) => {
+                    Err(PluginError::Rejected(truncate_line(m, max_message)))
+                }
+                Err(WitPluginError::Retry(m)) => {
+                    Err(PluginError::Retry(truncate_line(m, max_message)))
+                }
+                Err(WitPluginError::InvalidConfig(m)) => {
+                    Err(PluginError::InvalidConfig(truncate_line(m, max_message)))
+                }
+            },
+        )
     }
 
     /// Instantiates into a fresh store under the limits, calls `export`, and converts its result
@@ -146,7 +169,10 @@ impl Plugin {
         let limits = &host.limits;
         let state = CallState {
             config: config.clone(),
-            memory: MemoryGuard { limit: limits.memory_bytes, exceeded: false },
+            memory: MemoryGuard {
+                limit: limits.memory_bytes,
+                exceeded: false,
+            },
             logs: Vec::new(),
             logs_dropped: 0,
             max_log_lines: limits.max_log_lines,
@@ -170,7 +196,11 @@ impl Plugin {
         if state.logs_dropped > 0 {
             tracing::warn!(target: "plugin", plugin = &*state.plugin, dropped = state.logs_dropped, "plugin log lines over the limit were dropped");
         }
-        CallReport { result, logs: state.logs, logs_dropped: state.logs_dropped }
+        CallReport {
+            result,
+            logs: state.logs,
+            logs_dropped: state.logs_dropped,
+        }
     }
 }
 
@@ -179,18 +209,30 @@ fn classify(error: &wasmtime::Error, state: &CallState, cpu_time: Duration) -> P
     // The guard's record comes first: a refused growth surfaces as a trap or as the guest's own
     // abort, depending on how the guest handles allocation failure.
     if state.memory.exceeded {
-        return PluginError::MemoryExceeded { limit_bytes: state.memory.limit };
+        return PluginError::MemoryExceeded {
+            limit_bytes: state.memory.limit,
+        };
     }
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => PluginError::CpuExceeded { limit: cpu_time },
         Some(trap) => {
             let place = error
                 .downcast_ref::<wasmtime::WasmBacktrace>()
-                .and_then(|bt| bt.frames().first().and_then(|f| f.func_name().map(str::to_owned)));
-            match place {
-                Some(func) => PluginError::Trapped(format!("{trap} in {func}")),
-                None => PluginError::Trapped(trap.to_string()),
+                .and_then(|bt| {
+                    bt.frames()
+                        .first()
+                        .and_then(|f| f.func_name().map(str::to_owned))
+                });
+            let mut message = trap.to_string();
+            if let Some(func) = place {
+                message.push_str(&format!(" in {func}"));
             }
+            // A guest that panics logs why just before it aborts (the SDK's panic hook): the
+            // trap alone would only say `unreachable`.
+            if let Some(line) = state.logs.last().filter(|l| l.level == LogLevel::Error) {
+                message.push_str(&format!(" (last error logged: {})", line.message));
+            }
+            PluginError::Trapped(message)
         }
         // Not a trap: instantiation itself failed (no free pooling slot, for one).
         None => PluginError::Instantiate(error_chain(error)),
@@ -226,7 +268,12 @@ struct MemoryGuard {
 struct MemoryLimitExceeded(usize);
 
 impl ResourceLimiter for MemoryGuard {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.limit {
             self.exceeded = true;
             return Err(MemoryLimitExceeded(self.limit).into());
@@ -240,7 +287,12 @@ impl ResourceLimiter for MemoryGuard {
         Err(MemoryLimitExceeded(self.limit).into())
     }
 
-    fn table_growing(&mut self, _current: usize, _desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(true)
     }
 }
@@ -271,7 +323,10 @@ impl bindings::odoo_gateway::plugin::config::Host for CallState {
     }
 
     fn entries(&mut self) -> Vec<(String, String)> {
-        self.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 }
 

@@ -103,7 +103,9 @@ mod tests {
             PluginError::Retry(String::new()),
             PluginError::InvalidConfig(String::new()),
             PluginError::Trapped(String::new()),
-            PluginError::CpuExceeded { limit: Duration::ZERO },
+            PluginError::CpuExceeded {
+                limit: Duration::ZERO,
+            },
             PluginError::MemoryExceeded { limit_bytes: 0 },
             PluginError::OutputTooLarge(String::new()),
             PluginError::InvalidOutput(String::new()),
@@ -111,12 +113,19 @@ mod tests {
             PluginError::Compile(String::new()),
             PluginError::Instantiate(String::new()),
             PluginError::Host(String::new()),
-            PluginError::Io { path: PathBuf::new(), message: String::new() },
+            PluginError::Io {
+                path: PathBuf::new(),
+                message: String::new(),
+            },
         ];
         let codes: std::collections::BTreeSet<_> = all.iter().map(PluginError::code).collect();
         assert_eq!(codes.len(), all.len());
         assert!(codes.iter().all(|c| c.starts_with("plugin_")));
-        let retryable: Vec<_> = all.iter().filter(|e| e.is_retryable()).map(|e| e.code()).collect();
+        let retryable: Vec<_> = all
+            .iter()
+            .filter(|e| e.is_retryable())
+            .map(|e| e.code())
+            .collect();
         assert_eq!(retryable, ["plugin_retry", "plugin_instantiate_failed"]);
     }
 }

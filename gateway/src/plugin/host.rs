@@ -51,18 +51,31 @@ impl PluginHost {
     /// Builds the engine for `limits` and starts its epoch ticker. With `cache_dir`, compiled
     /// plugins are kept there across restarts (the directory is created if needed).
     pub fn new(limits: PluginLimits, cache_dir: Option<PathBuf>) -> Result<Self, PluginError> {
-        let engine = Engine::new(&engine_config(&limits)).map_err(|e| PluginError::Host(error_chain(&e)))?;
+        let engine =
+            Engine::new(&engine_config(&limits)).map_err(|e| PluginError::Host(error_chain(&e)))?;
         let mut linker = Linker::new(&engine);
-        bindings::Plugin::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)
-            .map_err(|e| PluginError::Host(error_chain(&e)))?;
+        bindings::Plugin::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| {
+            state
+        })
+        .map_err(|e| PluginError::Host(error_chain(&e)))?;
         let cache = cache_dir
             .map(|dir| {
-                DiskCache::open(dir.clone(), &engine)
-                    .map_err(|e| PluginError::Host(format!("plugin cache directory {}: {e}", dir.display())))
+                DiskCache::open(dir.clone(), &engine).map_err(|e| {
+                    PluginError::Host(format!("plugin cache directory {}: {e}", dir.display()))
+                })
             })
             .transpose()?;
-        let ticker = Ticker::start(engine.clone()).map_err(|e| PluginError::Host(format!("epoch ticker: {e}")))?;
-        Ok(Self { inner: Arc::new(HostInner { engine, limits, linker, cache, _ticker: ticker }) })
+        let ticker = Ticker::start(engine.clone())
+            .map_err(|e| PluginError::Host(format!("epoch ticker: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(HostInner {
+                engine,
+                limits,
+                linker,
+                cache,
+                _ticker: ticker,
+            }),
+        })
     }
 
     /// The limits every call runs under.
@@ -76,13 +89,17 @@ impl PluginHost {
         refuse_core_module(wasm)?;
         let hash = hex::encode(Sha256::digest(wasm));
         let started = Instant::now();
-        let cached = self.inner.cache.as_ref().and_then(|c| c.load(&self.inner.engine, &hash));
+        let cached = self
+            .inner
+            .cache
+            .as_ref()
+            .and_then(|c| c.load(&self.inner.engine, &hash));
         let from_cache = cached.is_some();
         let component = match cached {
             Some(component) => component,
             None => {
-                let component =
-                    Component::new(&self.inner.engine, wasm).map_err(|e| PluginError::Compile(error_chain(&e)))?;
+                let component = Component::new(&self.inner.engine, wasm)
+                    .map_err(|e| PluginError::Compile(error_chain(&e)))?;
                 if let Some(cache) = &self.inner.cache {
                     cache.store(&hash, &component);
                 }
@@ -96,13 +113,22 @@ impl PluginHost {
             .instantiate_pre(&component)
             .and_then(PluginPre::new)
             .map_err(|e| PluginError::NotAPlugin(error_chain(&e)))?;
-        Ok(Plugin::new(self.inner.clone(), pre, hash, wasm.len(), from_cache, load_time))
+        Ok(Plugin::new(
+            self.inner.clone(),
+            pre,
+            hash,
+            wasm.len(),
+            from_cache,
+            load_time,
+        ))
     }
 
     /// Reads and loads a plugin file.
     pub fn load_file(&self, path: &Path) -> Result<Plugin, PluginError> {
-        let wasm = std::fs::read(path)
-            .map_err(|e| PluginError::Io { path: path.to_path_buf(), message: e.to_string() })?;
+        let wasm = std::fs::read(path).map_err(|e| PluginError::Io {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         self.load(&wasm)
     }
 }
@@ -111,7 +137,8 @@ impl PluginHost {
 /// produced instead of the component `xtask build-plugins` wraps it into.
 fn refuse_core_module(wasm: &[u8]) -> Result<(), PluginError> {
     const CORE_HEADER: [u8; 8] = *b"\0asm\x01\0\0\0";
-    let is_core_text = std::str::from_utf8(wasm).is_ok_and(|text| text.trim_start().starts_with("(module"));
+    let is_core_text =
+        std::str::from_utf8(wasm).is_ok_and(|text| text.trim_start().starts_with("(module"));
     if wasm.starts_with(&CORE_HEADER) || is_core_text {
         return Err(PluginError::NotAPlugin(
             "this is a core WebAssembly module, not a component; build plugins with \
@@ -156,13 +183,20 @@ struct Ticker {
 impl Ticker {
     fn start(engine: Engine) -> std::io::Result<Self> {
         let (stop, stopped) = mpsc::channel::<()>();
-        let thread = std::thread::Builder::new().name("plugin-epoch".into()).spawn(move || {
-            // Dropping the sender wakes this at once with `Disconnected`.
-            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(PluginLimits::TICK) {
-                engine.increment_epoch();
-            }
-        })?;
-        Ok(Self { stop: Some(stop), thread: Some(thread) })
+        let thread = std::thread::Builder::new()
+            .name("plugin-epoch".into())
+            .spawn(move || {
+                // Dropping the sender wakes this at once with `Disconnected`.
+                while let Err(mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(PluginLimits::TICK)
+                {
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
     }
 }
 

@@ -87,7 +87,10 @@ mod tests {
     fn deadline_covers_the_budget_plus_one_tick() {
         let limits = PluginLimits::default();
         assert_eq!(limits.deadline_ticks(), 11);
-        let odd = PluginLimits { cpu_time: Duration::from_millis(25), ..limits };
+        let odd = PluginLimits {
+            cpu_time: Duration::from_millis(25),
+            ..limits
+        };
         assert_eq!(odd.deadline_ticks(), 4);
     }
 

@@ -119,8 +119,10 @@ pub(crate) fn check_deliveries(
     let mut total = 0usize;
     let mut out = Vec::with_capacity(raw.len());
     for (index, d) in raw.into_iter().enumerate() {
-        let too_large = |what: String| PluginError::OutputTooLarge(format!("delivery {index}: {what}"));
-        let invalid = |what: String| PluginError::InvalidOutput(format!("delivery {index}: {what}"));
+        let too_large =
+            |what: String| PluginError::OutputTooLarge(format!("delivery {index}: {what}"));
+        let invalid =
+            |what: String| PluginError::InvalidOutput(format!("delivery {index}: {what}"));
         if d.body.len() > limits.max_body_bytes {
             return Err(too_large(format!(
                 "body of {} bytes, limit {}",
@@ -150,7 +152,9 @@ pub(crate) fn check_deliveries(
             )));
         }
         if d.destination.len() > MAX_DESTINATION_BYTES {
-            return Err(invalid(format!("destination name longer than {MAX_DESTINATION_BYTES} bytes")));
+            return Err(invalid(format!(
+                "destination name longer than {MAX_DESTINATION_BYTES} bytes"
+            )));
         }
         check_content_type(&d.content_type).map_err(invalid)?;
         for (name, value) in &d.headers {
@@ -168,7 +172,9 @@ pub(crate) fn check_deliveries(
 
 fn check_content_type(content_type: &str) -> Result<(), String> {
     let valid = http::HeaderValue::from_str(content_type).is_ok()
-        && content_type.split_once('/').is_some_and(|(t, s)| !t.trim().is_empty() && !s.trim().is_empty());
+        && content_type
+            .split_once('/')
+            .is_some_and(|(t, s)| !t.trim().is_empty() && !s.trim().is_empty());
     if valid {
         Ok(())
     } else {
@@ -208,21 +214,35 @@ mod tests {
             destination: "crm".into(),
             content_type: "application/json".into(),
             body: b"{}".to_vec(),
-            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
     #[test]
     fn good_deliveries_pass_unchanged() {
-        let out = check_deliveries(vec![delivery(&[("X-Order", "S00042")])], &PluginLimits::default()).unwrap();
-        assert_eq!(out[0].headers, [("X-Order".to_string(), "S00042".to_string())]);
+        let out = check_deliveries(
+            vec![delivery(&[("X-Order", "S00042")])],
+            &PluginLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            out[0].headers,
+            [("X-Order".to_string(), "S00042".to_string())]
+        );
         assert_eq!(out[0].body, b"{}");
     }
 
     #[test]
     fn reserved_and_malformed_headers_are_refused() {
         let limits = PluginLimits::default();
-        for bad in [("Webhook-Signature", "v1,x"), ("Authorization", "Bearer x"), ("Content-Type", "a/b")] {
+        for bad in [
+            ("Webhook-Signature", "v1,x"),
+            ("Authorization", "Bearer x"),
+            ("Content-Type", "a/b"),
+        ] {
             let err = check_deliveries(vec![delivery(&[bad])], &limits).unwrap_err();
             assert_eq!(err.code(), "plugin_invalid_output", "{bad:?}");
             assert!(err.to_string().contains("reserved"), "{err}");
@@ -233,7 +253,10 @@ mod tests {
         }
         let mut no_type = delivery(&[]);
         no_type.content_type = "json".into();
-        assert_eq!(check_deliveries(vec![no_type], &limits).unwrap_err().code(), "plugin_invalid_output");
+        assert_eq!(
+            check_deliveries(vec![no_type], &limits).unwrap_err().code(),
+            "plugin_invalid_output"
+        );
     }
 
     #[test]
@@ -248,12 +271,21 @@ mod tests {
         };
         let cases = [
             vec![delivery(&[]), delivery(&[]), delivery(&[])],
-            vec![WitDelivery { body: vec![b'x'; 11], ..delivery(&[]) }],
+            vec![WitDelivery {
+                body: vec![b'x'; 11],
+                ..delivery(&[])
+            }],
             vec![delivery(&[("A", "1"), ("B", "2")])],
             vec![delivery(&[("X-Long", "value")])],
             vec![
-                WitDelivery { body: vec![b'x'; 10], ..delivery(&[]) },
-                WitDelivery { content_type: format!("application/{}", "x".repeat(30)), ..delivery(&[]) },
+                WitDelivery {
+                    body: vec![b'x'; 10],
+                    ..delivery(&[])
+                },
+                WitDelivery {
+                    content_type: format!("application/{}", "x".repeat(30)),
+                    ..delivery(&[])
+                },
             ],
         ];
         for (i, case) in cases.into_iter().enumerate() {

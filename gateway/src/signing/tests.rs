@@ -193,7 +193,7 @@ fn headers_carry_id_timestamp_and_signature() {
     assert_eq!(h[HEADER_ID], "msg_9");
     assert_eq!(h[HEADER_TIMESTAMP], "42");
     let sig = h[HEADER_SIGNATURE].to_str().unwrap();
-    assert_eq!(sig, sign(&[s.clone()], "msg_9", 42, b"body"));
+    assert_eq!(sig, sign(std::slice::from_ref(&s), "msg_9", 42, b"body"));
     assert!(verify(&[s], "msg_9", "42", sig, b"body", 42, DEFAULT_TOLERANCE).is_ok());
     assert_eq!(
         signature_headers(&[], "bad\nid", 42, b""),

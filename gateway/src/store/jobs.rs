@@ -4,7 +4,6 @@
 //! store, or gone (delivered). Taking a job moves its schedule entry to the lease's expiry, so
 //! a job whose worker died (crash, kill -9) becomes due again by itself.
 
-use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 use sled::Transactional;

@@ -33,6 +33,9 @@ pub fn parse(xml: &[u8]) -> Result<XmlDocument, XmlError> {
     let mut stack: Vec<Frame> = Vec::new();
     let mut root_attributes = Vec::new();
     let mut root_seen = false;
+    // The document, once the root is closed; reading goes on to the end so
+    // that anything after the root is refused.
+    let mut done: Option<XmlDocument> = None;
     loop {
         let event = reader
             .read_event()
@@ -48,7 +51,7 @@ pub fn parse(xml: &[u8]) -> Result<XmlDocument, XmlError> {
                 if matches!(event, Event::Start(_)) {
                     stack.push(frame);
                 } else if let Some(doc) = close(&mut stack, frame, &root_attributes)? {
-                    return Ok(doc);
+                    done = Some(doc);
                 }
             }
             Event::End(_) => {
@@ -56,7 +59,7 @@ pub fn parse(xml: &[u8]) -> Result<XmlDocument, XmlError> {
                     .pop()
                     .ok_or_else(|| XmlError::Malformed("unexpected end tag".into()))?;
                 if let Some(doc) = close(&mut stack, frame, &root_attributes)? {
-                    return Ok(doc);
+                    done = Some(doc);
                 }
             }
             Event::Text(t) => {
@@ -82,7 +85,9 @@ pub fn parse(xml: &[u8]) -> Result<XmlDocument, XmlError> {
                 };
                 push_text(&mut stack, &resolved)?;
             }
-            Event::Eof => return Err(XmlError::Malformed("no complete root element".into())),
+            Event::Eof => {
+                return done.ok_or_else(|| XmlError::Malformed("no complete root element".into()));
+            }
             Event::Decl(_) | Event::PI(_) | Event::Comment(_) | Event::DocType(_) => {}
         }
     }
@@ -221,5 +226,82 @@ fn carried(c: char) -> char {
         '\t' | '\n' | '\r' => c,
         '\u{0}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}' => '\u{fffd}',
         _ => c,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xml::XmlBuilder;
+    use serde_json::json;
+
+    fn round_trip(value: &Value) -> Value {
+        let xml = XmlBuilder::new("r").attribute("event_id", "e").build(value).unwrap();
+        let doc = parse(&xml).unwrap();
+        assert_eq!(doc.root, "r");
+        assert_eq!(doc.attributes, vec![("event_id".into(), "e".into())]);
+        doc.content
+    }
+
+    #[test]
+    fn tricky_values_come_back() {
+        let value = json!({
+            "text": " spaced\ttext\r\nwith <markup> & \"quotes\" ",
+            "unicode": "Déco – München ✓ 日本",
+            "control": "a\u{1}b",
+            "pair": [9, "Deco Addict"],
+            "empty_pair": [9, ""],
+            "ids": [1, 2],
+            "nested": {"lines": [{"id": 31, "product_id": [27, "Lamp"], "tax_id": []}]},
+            "empties": [false, null, "", [], {}],
+            "flags": [true, false],
+            "numbers": [0, -1.5, 1e300, 12345678901234i64],
+        });
+        let back = round_trip(&value);
+        assert_eq!(back, untyped(&value));
+        assert_eq!(back["text"], " spaced\ttext\r\nwith <markup> & \"quotes\" ");
+        assert_eq!(back["control"], "a\u{fffd}b");
+        assert_eq!(back["pair"], json!([9, "Deco Addict"]));
+        assert_eq!(back["empties"], json!([false, false, false, false, false]));
+        assert_eq!(back["numbers"], json!(["0", "-1.5", "1e+300", "12345678901234"]));
+    }
+
+    #[test]
+    fn root_attributes_with_special_characters() {
+        let xml = XmlBuilder::new("r")
+            .attribute("note", "a\"b'c\n\td&<>")
+            .build(&json!("x"))
+            .unwrap();
+        let doc = parse(&xml).unwrap();
+        assert_eq!(doc.attributes, vec![("note".into(), "a\"b'c\n\td&<>".into())]);
+        assert_eq!(doc.content, json!("x"));
+    }
+
+    #[test]
+    fn hand_written_documents() {
+        let doc = parse(b"<?xml version=\"1.0\"?>\n<!-- c --><a><b><![CDATA[<x>]]></b><c/></a>\n")
+            .unwrap();
+        assert_eq!(doc.content, json!({"b": "<x>", "c": false}));
+        let doc = parse(b"<a>caf&#233; &amp; &#x2013;</a>").unwrap();
+        assert_eq!(doc.content, json!("café & –"));
+    }
+
+    #[test]
+    fn malformed_and_unexpected_documents_are_errors() {
+        let cases: [(&[u8], &str); 8] = [
+            (b"<a><b></a>", "malformed"),
+            (b"<a>", "malformed"),
+            (b"", "malformed"),
+            (b"<a/><b/>", "more than one root"),
+            (b"<a>x<b/></a>", "mixed content"),
+            (b"<a><b/><b/></a>", "repeats"),
+            (b"<a><b foo=\"1\"/></a>", "unexpected attribute"),
+            (b"<a><b id=\"x\">n</b></a>", "non-integer id"),
+        ];
+        for (xml, expected) in cases {
+            let err = parse(xml).unwrap_err().to_string();
+            assert!(err.contains(expected), "{}: {err}", String::from_utf8_lossy(xml));
+        }
+        assert!(matches!(parse(&[0xff, 0xfe]), Err(XmlError::Malformed(_))));
     }
 }

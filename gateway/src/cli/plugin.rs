@@ -1,0 +1,355 @@
+//! `odoo-gateway plugin check|run`: load a plugin the way the server does, and run it once on
+//! an event file, printing what it returns.
+//!
+//! This module owns the plugin subcommands' arguments and output. It builds events and
+//! configurations from files for the operator's convenience; the data path never goes through
+//! here.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use sha2::{Digest, Sha256};
+
+use crate::event::Event;
+use crate::plugin::{
+    Delivery, LogLine, Plugin, PluginConfig, PluginError, PluginHost, PluginLimits,
+};
+
+/// Exit code when the plugin ran but returned or caused a typed error (a usage or file error
+/// exits with 1).
+pub const EXIT_PLUGIN_ERROR: u8 = 2;
+
+/// `odoo-gateway plugin ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum PluginCommand {
+    /// Checks that a file is a loadable plugin of world odoo-gateway:plugin/plugin@0.1.0.
+    Check(CheckArgs),
+    /// Runs a plugin once on an event file and prints its deliveries and logs.
+    Run(RunArgs),
+}
+
+/// Arguments of `plugin check`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// The plugin component (.wasm, or .wat text).
+    pub wasm: PathBuf,
+}
+
+/// Arguments of `plugin run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The plugin component (.wasm, or .wat text).
+    pub wasm: PathBuf,
+    /// JSON file: an Odoo native webhook body (with `_model` and `_id`) or a full event
+    /// (`model`, `action`, `payload`, and optionally `id`, `source`, `record_id`,
+    /// `received_at_ms`, `headers`).
+    #[arg(long)]
+    pub event: PathBuf,
+    /// TOML file with the plugin configuration: `key = "value"` lines, or a `[config]` table.
+    #[arg(long)]
+    pub config_file: Option<PathBuf>,
+    /// A configuration value, `key=value`; repeatable; overrides the config file.
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub config: Vec<(String, String)>,
+    /// Event type `model.action` (for example `sale.order.confirmed`). Overrides the file's;
+    /// for a native webhook body without it, the action is `write`.
+    #[arg(long)]
+    pub event_type: Option<String>,
+}
+
+impl PluginCommand {
+    /// Runs the subcommand, printing to stdout.
+    pub fn execute(&self) -> anyhow::Result<ExitCode> {
+        match self {
+            Self::Check(args) => check(&args.wasm),
+            Self::Run(args) => run(args),
+        }
+    }
+}
+
+/// Loads `path` as the server would (without the disk cache, so the compile time is real) and
+/// prints its identity. Fails, with the error code, when it is not a loadable plugin.
+pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
+    let plugin = load(path)?;
+    println!(
+        "{}: loadable plugin of world {}",
+        path.display(),
+        plugin.world()
+    );
+    println!("  sha256   {}", plugin.hash());
+    println!("  size     {} bytes", plugin.size());
+    println!(
+        "  compile  {:.1} ms",
+        plugin.load_time().as_secs_f64() * 1e3
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `validate-config`, then `handle` on the event, printing deliveries, logs or the typed
+/// error. Exits with [`EXIT_PLUGIN_ERROR`] when the plugin fails.
+pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let plugin = load(&args.wasm)?;
+    let config = read_config(args.config_file.as_deref(), &args.config)?;
+    let text = std::fs::read_to_string(&args.event)
+        .with_context(|| format!("reading {}", args.event.display()))?;
+    let event = event_from_file(&text, args.event_type.as_deref())
+        .with_context(|| format!("event file {}", args.event.display()))?;
+    println!(
+        "event {} ({}), record {:?}",
+        event.id,
+        event.event_type(),
+        event.record_id
+    );
+
+    let report = plugin.validate_config_report(&config);
+    print_logs(&report.logs, report.logs_dropped);
+    if let Err(e) = report.result {
+        return Ok(plugin_failed("validate-config", &e));
+    }
+    println!("validate-config: ok");
+
+    let started = Instant::now();
+    let report = plugin.handle_report(&event, &config);
+    let took = started.elapsed();
+    print_logs(&report.logs, report.logs_dropped);
+    match report.result {
+        Ok(deliveries) => {
+            println!(
+                "handle: {} deliveries in {:.0} µs",
+                deliveries.len(),
+                took.as_secs_f64() * 1e6
+            );
+            for (i, d) in deliveries.iter().enumerate() {
+                print_delivery(i + 1, d);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(plugin_failed("handle", &e)),
+    }
+}
+
+fn load(path: &Path) -> anyhow::Result<Plugin> {
+    let host = PluginHost::new(PluginLimits::default(), None)?;
+    host.load_file(path)
+        .map_err(|e| anyhow::anyhow!("{}: [{}] {e}", path.display(), e.code()))
+}
+
+fn plugin_failed(export: &str, error: &PluginError) -> ExitCode {
+    println!("{export}: error [{}] {error}", error.code());
+    ExitCode::from(EXIT_PLUGIN_ERROR)
+}
+
+fn print_logs(logs: &[LogLine], dropped: usize) {
+    for line in logs {
+        println!("log {:5} {}", line.level, line.message);
+    }
+    if dropped > 0 {
+        println!("log ({dropped} more lines dropped: over the limit)");
+    }
+}
+
+fn print_delivery(n: usize, d: &Delivery) {
+    let destination = if d.destination.is_empty() {
+        "(default)"
+    } else {
+        &d.destination
+    };
+    println!("--- delivery {n} to {destination}");
+    println!("content-type: {}", d.content_type);
+    for (name, value) in &d.headers {
+        println!("{name}: {value}");
+    }
+    println!();
+    println!("{}", String::from_utf8_lossy(&d.body));
+}
+
+/// `key=value` on the command line.
+fn parse_key_value(arg: &str) -> Result<(String, String), String> {
+    match arg.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err(format!("expected KEY=VALUE, got {arg:?}")),
+    }
+}
+
+/// The configuration from an optional TOML file, then the `key=value` overrides.
+pub(crate) fn read_config(
+    file: Option<&Path>,
+    overrides: &[(String, String)],
+) -> anyhow::Result<PluginConfig> {
+    let mut config = BTreeMap::new();
+    if let Some(file) = file {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        config = parse_config(&text).with_context(|| format!("config file {}", file.display()))?;
+    }
+    config.extend(overrides.iter().cloned());
+    Ok(Arc::new(config))
+}
+
+/// A flat TOML table, or one under `[config]`. Numbers and booleans become their text, as
+/// plugins parse every value from a string anyway.
+fn parse_config(text: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut table: toml::Table = toml::from_str(text)?;
+    if table.len() == 1
+        && let Some(toml::Value::Table(inner)) = table.get("config")
+    {
+        table = inner.clone();
+    }
+    table
+        .into_iter()
+        .map(|(key, value)| {
+            let text = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+                    value.to_string()
+                }
+                other => bail!("key `{key}`: expected a string, found {}", other.type_str()),
+            };
+            Ok((key, text))
+        })
+        .collect()
+}
+
+/// A full event as a file may spell it; missing fields get CLI defaults.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventFile {
+    id: Option<String>,
+    source: Option<String>,
+    model: String,
+    action: String,
+    record_id: Option<i64>,
+    received_at_ms: Option<u64>,
+    payload: serde_json::Value,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
+}
+
+/// Builds the event `plugin run` sends: from an Odoo native webhook body (the payload is the
+/// file as is) or from a full event. The id is derived from the content, so two runs on the
+/// same file see the same event.
+pub(crate) fn event_from_file(text: &str, event_type: Option<&str>) -> anyhow::Result<Event> {
+    let json: serde_json::Value = serde_json::from_str(text).context("not JSON")?;
+    let object = json.as_object().context("expected a JSON object")?;
+    let id = format!(
+        "cli-{}",
+        &hex::encode(Sha256::digest(text.as_bytes()))[..16]
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let mut event = if let Some(model) = object.get("_model") {
+        Event {
+            id,
+            source: "cli".into(),
+            model: model
+                .as_str()
+                .context("`_model` must be a string")?
+                .to_owned(),
+            action: "write".into(),
+            record_id: object.get("_id").and_then(serde_json::Value::as_i64),
+            received_at_ms: now,
+            payload: text.to_owned(),
+            headers: vec![("content-type".into(), "application/json".into())],
+        }
+    } else if object.contains_key("model") {
+        let file: EventFile = serde_json::from_value(json).context("not a valid event")?;
+        Event {
+            id: file.id.unwrap_or(id),
+            source: file.source.unwrap_or_else(|| "cli".into()),
+            model: file.model,
+            action: file.action,
+            record_id: file.record_id,
+            received_at_ms: file.received_at_ms.unwrap_or(now),
+            payload: match file.payload {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            },
+            headers: file.headers,
+        }
+    } else {
+        bail!(
+            "expected an Odoo webhook body (with `_model`) or an event (with `model`, `action`, `payload`)"
+        );
+    };
+    if let Some(event_type) = event_type {
+        let (model, action) = event_type
+            .rsplit_once('.')
+            .filter(|(m, a)| !m.is_empty() && !a.is_empty())
+            .with_context(|| format!("event type {event_type:?} is not `model.action`"))?;
+        event.model = model.to_owned();
+        event.action = action.to_owned();
+    }
+    Ok(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NATIVE: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/odoo/native/sale.order.confirmed.json"
+    ));
+
+    #[test]
+    fn native_body_becomes_an_event_with_the_body_as_payload() {
+        let event = event_from_file(NATIVE, Some("sale.order.confirmed")).unwrap();
+        assert_eq!(
+            (event.model.as_str(), event.action.as_str()),
+            ("sale.order", "confirmed")
+        );
+        assert!(event.record_id.is_some());
+        assert_eq!(event.payload, NATIVE);
+        assert_eq!(
+            event.id,
+            event_from_file(NATIVE, None).unwrap().id,
+            "ids are stable"
+        );
+        assert_eq!(event_from_file(NATIVE, None).unwrap().action, "write");
+    }
+
+    #[test]
+    fn full_event_keeps_its_fields() {
+        let text = r#"{"id": "e1", "model": "res.partner", "action": "create", "record_id": 7,
+                       "received_at_ms": 5, "payload": {"name": "Azure"}}"#;
+        let event = event_from_file(text, None).unwrap();
+        assert_eq!(event.id, "e1");
+        assert_eq!(event.event_type(), "res.partner.create");
+        assert_eq!((event.record_id, event.received_at_ms), (Some(7), 5));
+        assert_eq!(event.payload, r#"{"name":"Azure"}"#);
+        assert!(event_from_file(r#"{"name": "x"}"#, None).is_err());
+        assert!(event_from_file(NATIVE, Some("nodot")).is_err());
+    }
+
+    #[test]
+    fn config_file_flat_or_nested_then_overrides() {
+        let flat = parse_config("mode = \"ok\"\nlimit = 3\nstrict = true").unwrap();
+        assert_eq!(flat["mode"], "ok");
+        assert_eq!(
+            (flat["limit"].as_str(), flat["strict"].as_str()),
+            ("3", "true")
+        );
+        let nested = parse_config("[config]\nmode = \"loop\"").unwrap();
+        assert_eq!(nested["mode"], "loop");
+        assert!(
+            parse_config("list = [1, 2]")
+                .unwrap_err()
+                .to_string()
+                .contains("list")
+        );
+        let config = read_config(None, &[("mode".into(), "x=y".into())]).unwrap();
+        assert_eq!(config["mode"], "x=y");
+        assert_eq!(
+            parse_key_value("a=b=c").unwrap(),
+            ("a".into(), "b=c".into())
+        );
+        assert!(parse_key_value("novalue").is_err());
+    }
+}

@@ -1,0 +1,218 @@
+//! Load generator: measures the gateway on this machine and prints a table.
+//!
+//! Runs the real gateway in this process (its own runtime) on a real socket with sled in a
+//! temporary folder, a counting receiver, and HTTP/1.1 keep-alive clients:
+//! 1. durable ingest, as fast as 64 concurrent clients can go (no subscription matches);
+//! 2. acknowledgement latency at a fixed 1,000 events/s;
+//! 3. end to end: events through one plugin subscription (order-filter) to the receiver,
+//!    signed and delivered.
+//!
+//! `cargo run --release -p odoo-gateway-tests --bin loadgen [-- --events N]`
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use odoo_gateway_tests::{HttpClient, TestGateway, plugin};
+
+const TOKEN: &str = "load-token-0123456789";
+const CONCURRENCY: usize = 64;
+
+fn main() -> anyhow::Result<()> {
+    let events: usize = std::env::args()
+        .skip_while(|a| a != "--events")
+        .nth(1)
+        .map(|n| n.parse())
+        .transpose()
+        .context("--events takes a number")?
+        .unwrap_or(20_000);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(bench(events))
+}
+
+fn body(n: usize) -> Vec<u8> {
+    format!(
+        r#"{{"_action": "SO confirmed(#57)", "_id": {n}, "_model": "sale.order", "amount_total": 1150.0, "commitment_date": false, "date_order": "2024-05-14 09:12:33", "id": {n}, "name": "S{n:05}", "order_line": [31, 32], "partner_id": 9, "state": "sale"}}"#
+    )
+    .into_bytes()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+/// Posts `count` events starting at `first` with `CONCURRENCY` clients; returns latencies.
+async fn blast(url: &str, first: usize, count: usize) -> Vec<Duration> {
+    let next = Arc::new(AtomicUsize::new(first));
+    let mut tasks = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (next, url) = (next.clone(), url.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let client = HttpClient::new();
+            let mut latencies = Vec::new();
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= first + count {
+                    return latencies;
+                }
+                let started = Instant::now();
+                let reply = client.post_json(&url, &body(n)).await.expect("post");
+                assert_eq!(reply.status, 202, "{:?}", reply.body);
+                latencies.push(started.elapsed());
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("client task"));
+    }
+    all.sort();
+    all
+}
+
+/// A receiver that answers 200 and counts.
+async fn receiver() -> anyhow::Result<(String, Arc<AtomicUsize>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = count.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let counter = counter.clone();
+                    async move {
+                        let _ = req.into_body().collect().await;
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::new())))
+                    }
+                });
+                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    Ok((format!("http://{addr}/hook"), count))
+}
+
+fn config(subscriptions: &str, receiver: &str) -> String {
+    format!(
+        r#"
+[storage]
+path = "data"
+[delivery]
+allow_private = ["127.0.0.0/8"]
+concurrency = 256
+per_destination_concurrency = 128
+[[sources]]
+name = "odoo"
+tokens = ["{TOKEN}"]
+[[destinations]]
+name = "receiver"
+url = "{receiver}"
+secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
+{subscriptions}
+"#
+    )
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+async fn bench(events: usize) -> anyhow::Result<()> {
+    let (receiver_url, delivered) = receiver().await?;
+    let mut rows = Vec::new();
+
+    // 1. Durable ingest, no subscription matching.
+    let dir = tempfile::tempdir()?;
+    let gw = TestGateway::start(&config("", &receiver_url), dir.path()).await?;
+    let url = gw.url(&format!("/v1/odoo/odoo/{TOKEN}"));
+    blast(&url, 0, 2_000).await; // warm-up
+    let started = Instant::now();
+    let lat = blast(&url, 10_000_000, events).await;
+    let secs = started.elapsed().as_secs_f64();
+    rows.push(format!(
+        "| durable ingest, concurrency {CONCURRENCY} | {:.0} events/s | p50 {:.2} ms, p99 {:.2} ms |",
+        events as f64 / secs,
+        percentile(&lat, 0.5).as_secs_f64() * 1e3,
+        percentile(&lat, 0.99).as_secs_f64() * 1e3
+    ));
+
+    // 2. Acknowledgement latency at a fixed 1,000 events/s for 5 s.
+    let client = HttpClient::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    let mut pending = Vec::new();
+    for n in 0..5_000 {
+        tick.tick().await;
+        let (client, url) = (client.clone(), url.clone());
+        pending.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let reply = client.post_json(&url, &body(20_000_000 + n)).await.expect("post");
+            assert_eq!(reply.status, 202);
+            started.elapsed()
+        }));
+    }
+    let mut lat = Vec::new();
+    for p in pending {
+        lat.push(p.await?);
+    }
+    lat.sort();
+    rows.push(format!(
+        "| ack latency at 1,000 events/s (5,000 events) | - | p50 {:.2} ms, p99 {:.2} ms |",
+        percentile(&lat, 0.5).as_secs_f64() * 1e3,
+        percentile(&lat, 0.99).as_secs_f64() * 1e3
+    ));
+    gw.stop().await?;
+
+    // 3. End to end through the order-filter plugin to the receiver.
+    let dir = tempfile::tempdir()?;
+    let subs = format!(
+        r#"
+[[subscriptions]]
+id = "orders"
+events = ["sale.order.*"]
+destinations = ["receiver"]
+plugin = "{}"
+[subscriptions.config]
+min_amount_total = "100"
+"#,
+        plugin("order_filter").display()
+    );
+    let gw = TestGateway::start(&config(&subs, &receiver_url), dir.path()).await?;
+    let url = gw.url(&format!("/v1/odoo/odoo/{TOKEN}"));
+    let before = delivered.load(Ordering::Relaxed);
+    let started = Instant::now();
+    blast(&url, 30_000_000, events).await;
+    let ingested = started.elapsed().as_secs_f64();
+    while delivered.load(Ordering::Relaxed) - before < events {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(300), "deliveries stalled");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    rows.push(format!(
+        "| end to end: ingest + plugin + signed delivery | {:.0} deliveries/s | all {events} delivered in {secs:.2} s (ingest done at {ingested:.2} s) |",
+        events as f64 / secs
+    ));
+    gw.stop().await?;
+
+    println!("\n| measurement | throughput | latency / notes |\n|---|---|---|");
+    for r in rows {
+        println!("{r}");
+    }
+    println!("\npeak RSS of the whole process (gateway + clients + receiver): {:.0} MiB", peak_rss_mib());
+    Ok(())
+}

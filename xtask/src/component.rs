@@ -1,0 +1,66 @@
+//! Turns a core module into a component and checks the result against the
+//! plugin contract: the `handle` and `validate-config` exports of
+//! `odoo-gateway:plugin@0.1.0`, and no import beyond its `log` and `config`
+//! interfaces (in particular no WASI, which std on wasm32-unknown-unknown
+//! must not pull in).
+
+use anyhow::{Context, Result, bail, ensure};
+use wit_component::{ComponentEncoder, DecodedWasm};
+use wit_parser::WorldItem;
+
+/// Interfaces a plugin may import, by fully qualified name.
+const ALLOWED_INTERFACES: &[&str] = &[
+    "odoo-gateway:plugin/log@0.1.0",
+    "odoo-gateway:plugin/config@0.1.0",
+    // Types only: importing it grants nothing.
+    "odoo-gateway:plugin/types@0.1.0",
+];
+
+/// Functions every plugin must export, and the only items it may export.
+const REQUIRED_EXPORTS: &[&str] = &["handle", "validate-config"];
+
+/// Wraps `module` (with wit-bindgen's component-type section) into a
+/// validated component.
+pub(crate) fn wrap(module: &[u8]) -> Result<Vec<u8>> {
+    ComponentEncoder::default()
+        .validate(true)
+        .module(module)?
+        .encode()
+}
+
+/// Decodes the component's world and checks its imports and exports.
+pub(crate) fn check(component: &[u8]) -> Result<()> {
+    let decoded = wit_component::decode(component).context("decoding the component")?;
+    let DecodedWasm::Component(resolve, world) = decoded else {
+        bail!("not a component");
+    };
+    let world = &resolve.worlds[world];
+    for (key, item) in &world.imports {
+        let name = resolve.name_world_key(key);
+        match item {
+            // Type definitions carry no capability.
+            WorldItem::Type { .. } => {}
+            WorldItem::Interface { .. } => ensure!(
+                ALLOWED_INTERFACES.contains(&name.as_str()),
+                "imports interface `{name}`; plugins may import only {ALLOWED_INTERFACES:?}"
+            ),
+            WorldItem::Function(_) => bail!("imports a bare function `{name}`"),
+        }
+    }
+    let mut exports = Vec::new();
+    for (key, item) in &world.exports {
+        let name = resolve.name_world_key(key);
+        ensure!(
+            matches!(item, WorldItem::Function(_)) && REQUIRED_EXPORTS.contains(&name.as_str()),
+            "exports `{name}`, which is not part of the plugin world"
+        );
+        exports.push(name);
+    }
+    for required in REQUIRED_EXPORTS {
+        ensure!(
+            exports.iter().any(|e| e == required),
+            "does not export `{required}` (exports: {exports:?})"
+        );
+    }
+    Ok(())
+}
