@@ -26,25 +26,22 @@ const DEFER: Duration = Duration::from_millis(50);
 /// Runs until `shutdown`; in-flight deliveries finish or are released by the caller's grace.
 pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
     loop {
+        // Register interest first, so a wake-up between the scan and the wait is kept.
         let woken = state.dispatch_wake.notified();
-        let permit = tokio::select! {
-            p = state.delivery_slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            () = shutdown.cancelled() => return,
-        };
+        let free = state.limits.available_global();
         let now = now_ms();
-        let lease_until = now + state.lease_ms();
-        let want = 1 + state.delivery_slots.available_permits().min(255);
-        let leases = match state.store.take_due(now, lease_until, want) {
-            Ok(leases) => leases,
-            Err(e) => {
+        let leases = if free == 0 {
+            Vec::new()
+        } else {
+            let lease_until = now + state.lease_ms();
+            state.store.take_due(now, lease_until, free.min(256)).unwrap_or_else(|e| {
                 tracing::error!(error = %e, "cannot read the delivery queue");
                 Vec::new()
-            }
+            })
         };
         if leases.is_empty() {
-            drop(permit);
             let wait = match state.store.next_due_ms() {
-                Ok(Some(due)) => Duration::from_millis(due.saturating_sub(now)).min(IDLE),
+                Ok(Some(due)) if free > 0 => Duration::from_millis(due.saturating_sub(now)).min(IDLE),
                 _ => IDLE,
             };
             tokio::select! {
@@ -54,27 +51,22 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
             }
             continue;
         }
-        let mut first = Some(permit);
         for lease in leases {
-            let global = match first.take() {
-                Some(p) => p,
-                None => match state.delivery_slots.clone().try_acquire_owned() {
-                    Ok(p) => p,
-                    Err(_) => {
-                        release(&state, &lease, now);
-                        continue;
-                    }
-                },
-            };
-            let Some(dest_permit) = state.destination_limits.try_acquire(&lease.job.destination) else {
+            // A busy destination (or a full gateway) defers the job a little; it keeps its
+            // place in the queue and holds no slot while it waits.
+            let Some(permit) = state.limits.try_acquire(&lease.job.destination) else {
                 release(&state, &lease, now + DEFER.as_millis() as u64);
                 continue;
             };
             let state = state.clone();
-            state.in_flight.spawn(async move {
+            state.in_flight.clone().spawn(async move {
                 handle(&state, lease).await;
-                drop((global, dest_permit));
+                drop(permit);
+                state.dispatch_wake.notify_one();
             });
+        }
+        if shutdown.is_cancelled() {
+            return;
         }
     }
 }
@@ -119,15 +111,16 @@ async fn deliver(state: &Arc<State>, snapshot: &crate::config::Snapshot, sub: &S
         headers.insert(http::header::CONTENT_TYPE, ct);
     }
     let timestamp = (started / 1000) as i64;
-    for (name, value) in signing::webhook_headers(&dest.secrets, &job.id, timestamp, &job.body) {
-        headers.insert(name, value);
+    match signing::webhook_headers(&dest.secrets, &job.id, timestamp, &job.body) {
+        Ok(signed) => headers.extend(signed),
+        Err(e) => return bury(state, &lease, None, &format!("unsignable: {e}")),
     }
     let body = Bytes::from(job.body.clone());
     let result = state.client.post(&dest.url, headers, body, sub.timeout).await;
     let latency_ms = now_ms().saturating_sub(started);
     let (attempt, retry_after) = match result {
-        Ok(resp) if resp.status.is_success() => {
-            let attempt = Attempt { at_ms: started, status: Some(resp.status.as_u16()), latency_ms, excerpt: resp.excerpt, error: None };
+        Ok(resp) if resp.is_success() => {
+            let attempt = Attempt { at_ms: started, status: Some(resp.status.as_u16()), latency_ms, excerpt: String::from_utf8_lossy(&resp.body_excerpt).into_owned(), error: None };
             if let Err(e) = state.store.complete(&lease, &attempt) {
                 tracing::error!(error = %e, job = %job.id, "delivered, but cannot record it; it may be delivered again");
             }
@@ -137,7 +130,7 @@ async fn deliver(state: &Arc<State>, snapshot: &crate::config::Snapshot, sub: &S
         }
         Ok(resp) => {
             let error = format!("http_status: the receiver answered {}", resp.status.as_u16());
-            let attempt = Attempt { at_ms: started, status: Some(resp.status.as_u16()), latency_ms, excerpt: resp.excerpt, error: Some(error) };
+            let attempt = Attempt { at_ms: started, status: Some(resp.status.as_u16()), latency_ms, excerpt: String::from_utf8_lossy(&resp.body_excerpt).into_owned(), error: Some(error) };
             (attempt, resp.retry_after)
         }
         Err(e) => {
@@ -150,7 +143,7 @@ async fn deliver(state: &Arc<State>, snapshot: &crate::config::Snapshot, sub: &S
         let reason = format!("gave up after {} attempts; last error: {}", job.attempts + 1, attempt.error.as_deref().unwrap_or(""));
         bury(state, &lease, Some(&attempt), &reason);
     } else {
-        let due = now_ms() + state.backoff_delay(job.attempts, retry_after).as_millis() as u64;
+        let due = now_ms() + state.backoff_delay(job.attempts + 1, retry_after).as_millis() as u64;
         if let Err(e) = state.store.retry_later(&lease, &attempt, due) {
             tracing::error!(error = %e, job = %job.id, "cannot reschedule; the job is retried when its lease expires");
         }
@@ -172,7 +165,7 @@ async fn retransform(state: &Arc<State>, sub: &Arc<Subscription>, lease: Lease) 
         Outcome::RetryLater(reason) if lease.job.attempts + 1 > sub.retries => Outcome::GiveUp(reason),
         Outcome::RetryLater(reason) => {
             let attempt = Attempt { at_ms: now_ms(), status: None, latency_ms: 0, excerpt: String::new(), error: Some(reason) };
-            let due = now_ms() + state.backoff_delay(lease.job.attempts + 1, None).as_millis() as u64;
+            let due = now_ms() + state.backoff_delay(lease.job.attempts + 2, None).as_millis() as u64;
             if let Err(e) = state.store.retry_later(&lease, &attempt, due) {
                 tracing::error!(error = %e, "cannot reschedule a plugin retry");
             }

@@ -187,7 +187,7 @@ pub(crate) fn collect(
             let mut job = base(0, JobKind::Transform, sub.destinations[0].clone());
             job.id = format!("{}.{}.transform", event.id, sub.id);
             job.last_error = Some(reason);
-            let delay = state.backoff_delay(0, None);
+            let delay = state.backoff_delay(1, None);
             jobs.push((job, now + delay.as_millis() as u64));
         }
         Outcome::GiveUp(reason) => {

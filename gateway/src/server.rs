@@ -30,19 +30,16 @@ pub async fn serve(state: Arc<State>, listener: TcpListener, shutdown: Cancellat
     };
     let handler_state = state.clone();
     let service = ServiceBuilder::new()
-        // Turn a timeout into a clear 503 instead of a dropped connection.
-        .map_result(|result: Result<Response<Body>, tower::BoxError>| {
-            Ok::<_, Infallible>(result.unwrap_or_else(|_| {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the request took too long").into_response()
-            }))
-        })
         // Bound the requests in progress across all connections: excess waits, memory stays flat.
         .concurrency_limit(max_requests)
-        // Bound each request's total time, body read included: slow-loris bodies are cut off.
-        .timeout(timeout)
         .service_fn(move |req: Request<Incoming>| {
             let state = handler_state.clone();
-            async move { Ok::<_, tower::BoxError>(route(&state, req).await) }
+            async move {
+                // Bound each request's total time, body read included: slow-loris bodies are
+                // cut off with a clear 503 instead of a dropped connection.
+                let answer = tokio::time::timeout(timeout, route(&state, req)).await;
+                Ok::<_, Infallible>(answer.unwrap_or_else(|_| timeout_response()))
+            }
         });
 
     let builder = auto::Builder::new(TokioExecutor::new());
@@ -75,6 +72,10 @@ pub async fn serve(state: Arc<State>, listener: TcpListener, shutdown: Cancellat
         () = tokio::time::sleep(grace) => tracing::warn!("requests still open after the grace period"),
     }
     Ok(())
+}
+
+fn timeout_response() -> Response<Body> {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the request took too long").into_response()
 }
 
 async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {

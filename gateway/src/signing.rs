@@ -11,7 +11,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, Mac};
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue};
 use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -142,23 +142,23 @@ pub enum SignError {
     InvalidMsgId,
 }
 
-/// The three Standard Webhooks headers (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
-pub fn signature_headers(
+/// The three Standard Webhooks headers (`webhook-id`, `webhook-timestamp`,
+/// `webhook-signature`), ready for `HeaderMap::insert` or `HeaderMap::extend`.
+pub fn webhook_headers(
     secrets: &[SigningSecret],
     msg_id: &str,
     timestamp_secs: i64,
     body: &[u8],
-) -> Result<HeaderMap, SignError> {
+) -> Result<[(HeaderName, HeaderValue); 3], SignError> {
     let id = HeaderValue::from_str(msg_id).map_err(|_| SignError::InvalidMsgId)?;
     let signature = sign(secrets, msg_id, timestamp_secs, body);
-    let mut headers = HeaderMap::with_capacity(3);
-    headers.insert(HEADER_ID, id);
-    headers.insert(HEADER_TIMESTAMP, HeaderValue::from(timestamp_secs));
-    headers.insert(
-        HEADER_SIGNATURE,
-        HeaderValue::from_str(&signature).expect("base64 and spaces are valid header bytes"),
-    );
-    Ok(headers)
+    let signature =
+        HeaderValue::from_str(&signature).expect("base64 and spaces are valid header bytes");
+    Ok([
+        (HEADER_ID, id),
+        (HEADER_TIMESTAMP, HeaderValue::from(timestamp_secs)),
+        (HEADER_SIGNATURE, signature),
+    ])
 }
 
 /// Why a signed message was refused.

@@ -3,12 +3,13 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use serde::Serialize;
 use tokio::sync::{Notify, Semaphore};
+
 use tokio_util::task::TaskTracker;
 
 use crate::config::{DeliveryConfig, Snapshot};
@@ -31,10 +32,8 @@ pub struct State {
     pub host: PluginHost,
     /// Sends deliveries.
     pub client: DeliveryClient,
-    /// Per-destination delivery limits.
-    pub destination_limits: ConcurrencyLimits,
-    /// Global delivery limit.
-    pub delivery_slots: Arc<Semaphore>,
+    /// Deliveries in flight, overall and per destination.
+    pub limits: ConcurrencyLimits,
     /// Plugin calls at once (they run on blocking threads).
     pub plugin_slots: Semaphore,
     /// Wakes fan-out when an event is accepted.
@@ -63,17 +62,10 @@ impl State {
         (longest + Duration::from_secs(30)).as_millis() as u64
     }
 
-    /// Delay before retry number `attempt + 1`, honouring a receiver's `Retry-After`.
-    pub fn backoff_delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let d = &self.snapshot.load().delivery;
-        let base = d.backoff.get(attempt as usize).or(d.backoff.last()).copied().unwrap_or(Duration::from_secs(5));
-        let spread = base.as_secs_f64() * d.jitter;
-        let jittered = base.as_secs_f64() + spread * (rand::random::<f64>() * 2.0 - 1.0);
-        let delay = Duration::from_secs_f64(jittered.max(0.0));
-        match retry_after {
-            Some(ra) => ra.min(d.retry_after_cap).max(delay),
-            None => delay,
-        }
+    /// Delay before the next attempt after `failed_attempts` failures, honouring a
+    /// receiver's `Retry-After` up to the configured cap.
+    pub fn backoff_delay(&self, failed_attempts: u32, retry_after: Option<Duration>) -> Duration {
+        self.snapshot.load().delivery.backoff.next_delay(failed_attempts, retry_after)
     }
 }
 

@@ -65,8 +65,8 @@ async fn signed_delivery_is_received_and_verifies() {
     .await
     .unwrap();
     let body = fixture();
-    let mut headers = signing::signature_headers(&[old, new], "msg_ok_1", now(), &body).unwrap();
-    headers.extend(json_headers());
+    let mut headers = json_headers();
+    headers.extend(signing::webhook_headers(&[old, new], "msg_ok_1", now(), &body).unwrap());
 
     let client = loopback_client();
     let url = inbox.url("/hooks/orders?tenant=a");
@@ -102,7 +102,8 @@ async fn tampered_body_fails_verification_at_the_inbox() {
     })
     .await
     .unwrap();
-    let headers = signing::signature_headers(&[secret], "msg_t", now(), b"original").unwrap();
+    let mut headers = HeaderMap::new();
+    headers.extend(signing::webhook_headers(&[secret], "msg_t", now(), b"original").unwrap());
     let client = loopback_client();
     let url = inbox.url("/");
     client
@@ -174,6 +175,36 @@ async fn hanging_receiver_times_out_quickly() {
     // The request did reach the receiver: a timeout is not proof of non-delivery.
     assert_eq!(inbox.wait_for(1, WAIT).await.unwrap().len(), 1);
     inbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn inbox_shutdown_ends_hanging_requests_and_wait_for_times_out() {
+    let inbox = Inbox::start_local(InboxOptions::default()).await.unwrap();
+    let err = inbox
+        .wait_for(1, Duration::from_millis(50))
+        .await
+        .unwrap_err();
+    assert_eq!((err.got, err.wanted), (0, 1));
+
+    inbox.set_hang(true);
+    let client = loopback_client();
+    let url = inbox.url("/");
+    let pending = tokio::spawn(async move {
+        client
+            .post(
+                &url,
+                HeaderMap::new(),
+                Bytes::new(),
+                Duration::from_secs(10),
+            )
+            .await
+    });
+    inbox.wait_for(1, WAIT).await.unwrap();
+    let started = Instant::now();
+    inbox.shutdown().await;
+    let err = pending.await.unwrap().unwrap_err();
+    assert_eq!(err.code(), "request_failed", "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2));
 }
 
 #[tokio::test]

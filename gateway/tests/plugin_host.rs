@@ -5,6 +5,8 @@
 //! `cargo run -p xtask -- build-plugins` (hostile and example plugins) and fails, rather than
 //! skips, when they have not been built.
 
+#[path = "plugin_host/examples.rs"]
+mod examples;
 #[path = "plugin_host/guests.rs"]
 mod guests;
 

@@ -6,8 +6,8 @@
 //! module only reads: a plugin cannot change its configuration.
 
 use std::collections::BTreeMap;
-use std::ops::Bound;
 use std::fmt::Display;
+use std::ops::Bound;
 use std::str::FromStr;
 
 use crate::PluginError;
@@ -116,7 +116,9 @@ impl Config {
     pub fn required(&self, key: &str) -> Result<&str, ConfigError> {
         match self.get(key) {
             Some(value) if !value.trim().is_empty() => Ok(value),
-            _ => Err(ConfigError::Missing { key: key.to_owned() }),
+            _ => Err(ConfigError::Missing {
+                key: key.to_owned(),
+            }),
         }
     }
 
@@ -153,8 +155,9 @@ impl Config {
         T::Err: Display,
     {
         self.required(key)?;
-        self.parse(key)?
-            .ok_or_else(|| ConfigError::Missing { key: key.to_owned() })
+        self.parse(key)?.ok_or_else(|| ConfigError::Missing {
+            key: key.to_owned(),
+        })
     }
 
     /// The value of `key` split on commas, each item trimmed, empty items
@@ -226,8 +229,14 @@ mod tests {
         let c = config();
         assert_eq!(c.required("bad"), Ok("twelve"));
         let missing = c.required("nope").unwrap_err();
-        assert_eq!(missing.to_string(), "config key `nope` is required but not set");
-        assert!(matches!(c.required("blank"), Err(ConfigError::Missing { .. })));
+        assert_eq!(
+            missing.to_string(),
+            "config key `nope` is required but not set"
+        );
+        assert!(matches!(
+            c.required("blank"),
+            Err(ConfigError::Missing { .. })
+        ));
     }
 
     #[test]

@@ -53,13 +53,19 @@ mod tests {
         let delivery = Delivery::json("", &value).with_header("x-shop", "eu");
         assert_eq!(delivery.destination, "");
         assert_eq!(delivery.content_type, "application/json");
-        assert_eq!(delivery.headers, vec![("x-shop".to_owned(), "eu".to_owned())]);
+        assert_eq!(
+            delivery.headers,
+            vec![("x-shop".to_owned(), "eu".to_owned())]
+        );
         let text = std::str::from_utf8(&delivery.body).unwrap();
         assert_eq!(
             text,
             r#"{"amount_total":1184.5,"name":"Déco Addict – München","order_line":[31,32],"origin":false}"#
         );
-        assert_eq!(serde_json::from_slice::<Value>(&delivery.body).unwrap(), value);
+        assert_eq!(
+            serde_json::from_slice::<Value>(&delivery.body).unwrap(),
+            value
+        );
     }
 
     #[test]

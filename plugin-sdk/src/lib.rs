@@ -74,10 +74,10 @@ pub mod bindings {
     });
 }
 
-/// One business event received from Odoo (see `wit/plugin.wit`).
-pub use bindings::odoo_gateway::plugin::types::Event;
 /// One outgoing HTTP POST for the gateway to queue, sign and deliver.
 pub use bindings::odoo_gateway::plugin::types::Delivery;
+/// One business event received from Odoo (see `wit/plugin.wit`).
+pub use bindings::odoo_gateway::plugin::types::Event;
 /// Why a plugin produced no deliveries: `Reject` (dead-letter, never retried),
 /// `Retry` (transient) or `InvalidConfig` (the subscription's settings are wrong).
 pub use bindings::odoo_gateway::plugin::types::PluginError;
@@ -100,8 +100,8 @@ pub trait Plugin {
 
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::bindings;
     pub use crate::bindings::Guest;
     pub use crate::bindings::export;
-    pub use crate::bindings;
     pub use crate::export::{handle, validate_config};
 }

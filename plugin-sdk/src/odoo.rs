@@ -25,9 +25,15 @@ impl Many2one {
     /// and any other shape.
     pub fn from_value(value: &Value) -> Option<Self> {
         match value {
-            Value::Number(n) => Some(Self { id: n.as_i64()?, name: None }),
+            Value::Number(n) => Some(Self {
+                id: n.as_i64()?,
+                name: None,
+            }),
             Value::Array(items) => match items.as_slice() {
-                [id] => Some(Self { id: id.as_i64()?, name: None }),
+                [id] => Some(Self {
+                    id: id.as_i64()?,
+                    name: None,
+                }),
                 [id, name] => Some(Self {
                     id: id.as_i64()?,
                     name: match name {
@@ -198,24 +204,41 @@ mod tests {
     ));
 
     fn m2o(id: i64, name: Option<&str>) -> Option<Many2one> {
-        Some(Many2one { id, name: name.map(str::to_owned) })
+        Some(Many2one {
+            id,
+            name: name.map(str::to_owned),
+        })
     }
 
     #[test]
     fn many2one_shapes() {
-        assert_eq!(Many2one::from_value(&json!([9, "Deco Addict"])), m2o(9, Some("Deco Addict")));
+        assert_eq!(
+            Many2one::from_value(&json!([9, "Deco Addict"])),
+            m2o(9, Some("Deco Addict"))
+        );
         assert_eq!(Many2one::from_value(&json!(9)), m2o(9, None));
         assert_eq!(Many2one::from_value(&json!([9])), m2o(9, None));
         assert_eq!(Many2one::from_value(&json!([9, false])), m2o(9, None));
-        for none in [json!(false), json!(null), json!("9"), json!([]), json!([1, 2, 3]),
-                     json!(["x", "y"]), json!(1.5), json!([9, 10])] {
+        for none in [
+            json!(false),
+            json!(null),
+            json!("9"),
+            json!([]),
+            json!([1, 2, 3]),
+            json!(["x", "y"]),
+            json!(1.5),
+            json!([9, 10]),
+        ] {
             assert_eq!(Many2one::from_value(&none), None, "{none}");
         }
     }
 
     #[test]
     fn x2many_shapes() {
-        assert_eq!(X2many::from_value(&json!([31, 32])), Some(X2many::Ids(vec![31, 32])));
+        assert_eq!(
+            X2many::from_value(&json!([31, 32])),
+            Some(X2many::Ids(vec![31, 32]))
+        );
         assert_eq!(X2many::from_value(&json!([])), Some(X2many::Ids(vec![])));
         assert!(X2many::from_value(&json!([])).unwrap().is_empty());
         let embedded = json!([{"id": 31}, {"name": "no id"}]);
@@ -223,7 +246,12 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert_eq!(lines.ids(), vec![31]);
         assert_eq!(lines.records().unwrap()[1].str("name"), Some("no id"));
-        for none in [json!(false), json!([1, {"id": 2}]), json!([[6, 0, [1, 2]]]), json!(3)] {
+        for none in [
+            json!(false),
+            json!([1, {"id": 2}]),
+            json!([[6, 0, [1, 2]]]),
+            json!(3),
+        ] {
             assert_eq!(X2many::from_value(&none), None, "{none}");
         }
     }
@@ -246,7 +274,10 @@ mod tests {
         let lines = order.x2many("order_line").unwrap();
         assert_eq!(lines.ids(), vec![31, 32, 33]);
         let lines = lines.records().unwrap();
-        assert_eq!(lines[0].many2one("route_id"), m2o(5, Some("Ship: FastFreight")));
+        assert_eq!(
+            lines[0].many2one("route_id"),
+            m2o(5, Some("Ship: FastFreight"))
+        );
         assert_eq!(lines[0].get("display_type"), None);
         assert_eq!(lines[2].str("display_type"), Some("line_note"));
         assert_eq!(lines[2].many2one("product_id"), None);
@@ -267,7 +298,10 @@ mod tests {
     #[test]
     fn non_objects_are_rejected() {
         let err = Record::new(&json!([1])).unwrap_err();
-        assert_eq!(err, PluginError::Reject("payload is not a JSON object".into()));
+        assert_eq!(
+            err,
+            PluginError::Reject("payload is not a JSON object".into())
+        );
         assert!(is_set(&json!(0)) && is_set(&json!("")) && !is_set(&json!(false)));
     }
 }

@@ -56,12 +56,13 @@ pub(crate) fn choose() -> Result<Route> {
     if let Some(sysroot) = probe(DEBIAN_RUSTC, &["--print", "sysroot"]) {
         let library = Path::new(sysroot.trim()).join("lib/rustlib/src/rust/library");
         let linker = LINKERS.iter().find(|l| probe(l, &["--version"]).is_some());
-        if library.is_dir() && Path::new(DEBIAN_CARGO).exists() {
-            if let Some(linker) = linker {
-                return Ok(Route::DebianBuildStd {
-                    linker: (*linker).to_owned(),
-                });
-            }
+        if library.is_dir()
+            && Path::new(DEBIAN_CARGO).exists()
+            && let Some(linker) = linker
+        {
+            return Ok(Route::DebianBuildStd {
+                linker: (*linker).to_owned(),
+            });
         }
     }
     bail!(
@@ -94,7 +95,9 @@ pub(crate) fn build(route: &Route, root: &Path, packages: &[&str]) -> Result<Pat
     };
     // A wrapper set for host builds (sccache, clippy-driver) does not know
     // this rustc.
-    cargo.env_remove("RUSTC_WRAPPER").env_remove("RUSTC_WORKSPACE_WRAPPER");
+    cargo
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER");
     cargo
         .current_dir(root)
         .args(["--locked", "--target", TARGET, "--profile", PROFILE])

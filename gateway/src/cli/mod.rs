@@ -1,3 +1,112 @@
-//! Command-line subcommands. `main.rs` parses arguments and calls into here.
+//! Command-line subcommands: `main.rs` calls [`main`], which parses arguments and runs one.
+
+pub mod config;
 pub mod inbox;
 pub mod plugin;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+/// Webhook gateway for Odoo: durable ingest, WebAssembly plugins, signed deliveries.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway (on the embedded example configuration when no --config is given).
+    Serve {
+        /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Listen here instead of `server.listen`.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// A local receiver that prints deliveries and checks their signatures.
+    Inbox(crate::cli::inbox::InboxArgs),
+    /// Tools for plugin authors.
+    #[command(subcommand)]
+    Plugin(crate::cli::plugin::PluginCommand),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file, loading every plugin, and summarise what would run.
+    Check {
+        /// Configuration file (TOML).
+        file: PathBuf,
+    },
+}
+
+/// The whole command line: parses arguments, runs the subcommand, returns the exit code.
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config, listen } => runtime().and_then(|rt| rt.block_on(serve(config, listen))),
+        Command::Inbox(args) => runtime()
+            .and_then(|rt| rt.block_on(crate::cli::inbox::run(args)))
+            .map(|()| ExitCode::SUCCESS),
+        Command::Plugin(cmd) => cmd.execute(),
+        Command::Config(ConfigCommand::Check { file }) => crate::cli::config::check(&file),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")
+}
+
+async fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>) -> anyhow::Result<ExitCode> {
+    let (file, base, origin) = match &config {
+        Some(path) => {
+            let (file, base) = crate::config::load(path)?;
+            (file, base, path.display().to_string())
+        }
+        None => {
+            let file = crate::config::parse(crate::config::EXAMPLE, "<embedded example>")?;
+            (file, std::env::current_dir()?, "<embedded example>".to_owned())
+        }
+    };
+    let addr = listen.unwrap_or(file.server.listen);
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        signal.cancel();
+    });
+    crate::run(file, &base, &origin, listener, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::delivery::{Backoff, ClientOptions};
 use crate::plugin::PluginLimits;
 
 /// The whole configuration file.
@@ -59,12 +60,12 @@ pub struct ServerConfig {
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
     /// Longest time one request may take, body included.
-    #[serde(with = "super::duration")]
+    #[serde(with = "crate::delivery::backoff::serde_duration")]
     pub request_timeout: Duration,
     /// Requests handled at once; more wait (bounded by the kernel's accept queue).
     pub max_concurrent_requests: usize,
     /// How long shutdown waits for in-flight work.
-    #[serde(with = "super::duration")]
+    #[serde(with = "crate::delivery::backoff::serde_duration")]
     pub shutdown_grace: Duration,
     /// Bearer token for `/admin/` endpoints; none disables them.
     pub admin_token: Option<String>,
@@ -103,7 +104,7 @@ pub struct StorageConfig {
     /// The sled folder (relative paths are relative to the config file).
     pub path: PathBuf,
     /// Same source and same body within this window is the same event.
-    #[serde(with = "super::duration")]
+    #[serde(with = "crate::delivery::backoff::serde_duration")]
     pub dedup_window: Duration,
 }
 
@@ -118,31 +119,22 @@ impl Default for StorageConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct DeliveryConfig {
     /// Timeout of one delivery attempt.
-    #[serde(with = "super::duration")]
+    #[serde(with = "crate::delivery::backoff::serde_duration")]
     pub timeout: Duration,
     /// Retries after the first attempt before a delivery is dead-lettered.
     pub retries: u32,
-    /// Delay before retry n (the last entry repeats).
-    #[serde(with = "super::duration::list")]
-    pub backoff: Vec<Duration>,
-    /// Random spread applied to each delay, as a fraction (0.2 = ±20 %).
-    pub jitter: f64,
-    /// Longest `Retry-After` honoured.
-    #[serde(with = "super::duration")]
-    pub retry_after_cap: Duration,
     /// Deliveries in flight overall.
     pub concurrency: usize,
     /// Deliveries in flight to one destination.
     pub per_destination_concurrency: usize,
     /// Consecutive failed deliveries after which a subscription is flagged.
     pub flag_after_failures: u32,
-    /// Disable (stop delivering for) a flagged subscription.
+    /// Pause (stop delivering for) a flagged subscription until it is re-enabled.
     pub disable_flagged: bool,
-    /// Address ranges that deliveries may reach although they are private
-    /// (for example `127.0.0.0/8` for a local receiver).
-    pub allow_private: Vec<String>,
-    /// PEM file of an extra CA for private receivers.
-    pub custom_ca: Option<PathBuf>,
+    /// `[delivery.backoff]`: delays between attempts (`schedule`, `jitter`, `retry_after_cap`).
+    pub backoff: Backoff,
+    /// `[delivery.client]`: TLS roots, connection pool and the SSRF guard (`[delivery.client.ssrf]`).
+    pub client: ClientOptions,
 }
 
 impl Default for DeliveryConfig {
@@ -150,15 +142,12 @@ impl Default for DeliveryConfig {
         Self {
             timeout: Duration::from_secs(5),
             retries: 5,
-            backoff: [5, 30, 120, 600, 1800, 3600].map(Duration::from_secs).to_vec(),
-            jitter: 0.2,
-            retry_after_cap: Duration::from_secs(3600),
             concurrency: 256,
             per_destination_concurrency: 32,
             flag_after_failures: 20,
             disable_flagged: false,
-            allow_private: Vec::new(),
-            custom_ca: None,
+            backoff: Backoff::default(),
+            client: ClientOptions::default(),
         }
     }
 }
@@ -258,7 +247,7 @@ pub struct SubscriptionConfig {
     #[serde(default)]
     pub format: Format,
     /// Per-subscription attempt timeout.
-    #[serde(default, with = "super::duration::option")]
+    #[serde(default, with = "crate::delivery::backoff::serde_duration::option")]
     pub timeout: Option<Duration>,
     /// Per-subscription retry count.
     #[serde(default)]

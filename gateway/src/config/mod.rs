@@ -5,7 +5,6 @@
 //! the file, line and key), then [`Snapshot::build`] checks cross-references, loads every
 //! plugin and asks it to validate its configuration. A snapshot is never changed once built.
 
-pub mod duration;
 pub mod file;
 
 use std::collections::{BTreeMap, HashMap};
@@ -284,12 +283,6 @@ impl Snapshot {
             }));
         }
 
-        if file.delivery.backoff.is_empty() {
-            problems.push("delivery.backoff: give at least one delay".into());
-        }
-        if !(0.0..=1.0).contains(&file.delivery.jitter) {
-            problems.push("delivery.jitter: must be between 0 and 1".into());
-        }
         if !problems.is_empty() {
             return Err(ConfigError::Invalid { file: origin.to_owned(), problems });
         }

@@ -87,6 +87,11 @@ impl DeliveryResponse {
     pub fn is_success(&self) -> bool {
         self.status.is_success()
     }
+
+    /// The excerpt as text (invalid UTF-8 replaced), for the attempt log.
+    pub fn excerpt_text(&self) -> String {
+        String::from_utf8_lossy(&self.body_excerpt).into_owned()
+    }
 }
 
 /// Sends deliveries. Cloning is cheap and shares the connection pool.

@@ -30,8 +30,20 @@ struct Inner {
 #[derive(Debug)]
 pub struct Permit {
     // Field order is drop order: the global slot goes back first.
-    _global: OwnedSemaphorePermit,
-    _destination: OwnedSemaphorePermit,
+    _global: GlobalPermit,
+    _destination: DestinationPermit,
+}
+
+/// A global slot alone (for a loop that takes one before it knows the destination).
+#[derive(Debug)]
+pub struct GlobalPermit {
+    _slot: OwnedSemaphorePermit,
+}
+
+/// A destination slot alone.
+#[derive(Debug)]
+pub struct DestinationPermit {
+    _slot: OwnedSemaphorePermit,
 }
 
 impl ConcurrencyLimits {
@@ -55,22 +67,46 @@ impl ConcurrencyLimits {
 
     /// Waits for a slot for `key` (destination name or host), then for a global slot.
     pub async fn acquire(&self, key: &str) -> Permit {
-        let destination = self.destination(key);
-        let destination = destination
-            .acquire_owned()
-            .await
-            .expect("limit semaphores are never closed");
-        let global = self
-            .inner
-            .global
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("limit semaphores are never closed");
+        let destination = self.acquire_destination(key).await;
+        let global = self.acquire_global().await;
         Permit {
             _global: global,
             _destination: destination,
         }
+    }
+
+    /// Both slots now, or `None` (and nothing held) if either is taken.
+    pub fn try_acquire(&self, key: &str) -> Option<Permit> {
+        let destination = self.try_acquire_destination(key)?;
+        let global = GlobalPermit {
+            _slot: self.inner.global.clone().try_acquire_owned().ok()?,
+        };
+        Some(Permit {
+            _global: global,
+            _destination: destination,
+        })
+    }
+
+    /// Waits for a global slot only.
+    pub async fn acquire_global(&self) -> GlobalPermit {
+        let permit = self.inner.global.clone().acquire_owned().await;
+        GlobalPermit {
+            _slot: permit.expect("limit semaphores are never closed"),
+        }
+    }
+
+    /// Waits for a slot for `key` only.
+    pub async fn acquire_destination(&self, key: &str) -> DestinationPermit {
+        let permit = self.destination(key).acquire_owned().await;
+        DestinationPermit {
+            _slot: permit.expect("limit semaphores are never closed"),
+        }
+    }
+
+    /// A slot for `key` now, or `None` if the destination is at its limit.
+    pub fn try_acquire_destination(&self, key: &str) -> Option<DestinationPermit> {
+        let permit = self.destination(key).try_acquire_owned().ok()?;
+        Some(DestinationPermit { _slot: permit })
     }
 
     /// Free global slots (for metrics and tests).
@@ -149,6 +185,21 @@ mod tests {
         assert_eq!(limits.available_global(), 1);
         assert!(timeout(SHORT, limits.acquire("fast")).await.is_ok());
         waiter.abort();
+    }
+
+    #[tokio::test]
+    async fn non_blocking_acquire_takes_both_or_nothing() {
+        let limits = ConcurrencyLimits::new(2, 1);
+        let a = limits.try_acquire("a").expect("free");
+        assert!(limits.try_acquire("a").is_none(), "destination full");
+        assert_eq!(limits.available_global(), 1, "the failed try held nothing");
+        let global = limits.acquire_global().await;
+        assert!(limits.try_acquire("b").is_none(), "global full");
+        // The destination slot is still free: the failed try gave it back.
+        let b = limits.try_acquire_destination("b").expect("b is free");
+        drop((a, global, b));
+        assert_eq!(limits.available_global(), 2);
+        assert!(limits.try_acquire("a").is_some());
     }
 
     #[tokio::test]

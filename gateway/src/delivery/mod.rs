@@ -18,5 +18,5 @@ pub use client::{
 };
 pub use connector::SsrfBlocked;
 pub use error::{ClientBuildError, DeliveryError};
-pub use limits::{ConcurrencyLimits, Permit};
+pub use limits::{ConcurrencyLimits, DestinationPermit, GlobalPermit, Permit};
 pub use ssrf::{Cidr, CidrParseError, SsrfPolicy};

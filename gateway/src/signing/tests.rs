@@ -189,14 +189,15 @@ fn secret_parsing_and_redaction() {
 #[test]
 fn headers_carry_id_timestamp_and_signature() {
     let s = SigningSecret::generate();
-    let h = signature_headers(std::slice::from_ref(&s), "msg_9", 42, b"body").unwrap();
+    let mut h = http::HeaderMap::new();
+    h.extend(webhook_headers(std::slice::from_ref(&s), "msg_9", 42, b"body").unwrap());
     assert_eq!(h[HEADER_ID], "msg_9");
     assert_eq!(h[HEADER_TIMESTAMP], "42");
     let sig = h[HEADER_SIGNATURE].to_str().unwrap();
     assert_eq!(sig, sign(std::slice::from_ref(&s), "msg_9", 42, b"body"));
     assert!(verify(&[s], "msg_9", "42", sig, b"body", 42, DEFAULT_TOLERANCE).is_ok());
     assert_eq!(
-        signature_headers(&[], "bad\nid", 42, b""),
+        webhook_headers(&[], "bad\nid", 42, b""),
         Err(SignError::InvalidMsgId)
     );
 }

@@ -12,12 +12,14 @@ use tokio::sync::{Notify, watch};
 use super::StoreError;
 
 /// Batches flushes of one sled database.
+#[derive(Debug)]
 pub struct Durability {
     shared: Arc<Shared>,
     thread: Option<std::thread::JoinHandle<()>>,
     flushed: watch::Receiver<Result<u64, String>>,
 }
 
+#[derive(Debug)]
 struct Shared {
     written: AtomicU64,
     wake: Notify,

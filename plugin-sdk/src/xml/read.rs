@@ -127,16 +127,26 @@ impl Frame {
                 }
             }
         }
-        Ok(Self { name, id, text: String::new(), children: Vec::new() })
+        Ok(Self {
+            name,
+            id,
+            text: String::new(),
+            children: Vec::new(),
+        })
     }
 
     fn into_value(self) -> Result<Value, XmlError> {
         if !self.children.is_empty() {
             if !self.text.trim().is_empty() {
-                return Err(XmlError::Structure(format!("mixed content in <{}>", self.name)));
+                return Err(XmlError::Structure(format!(
+                    "mixed content in <{}>",
+                    self.name
+                )));
             }
             if self.children.iter().all(|(name, _)| name == ITEM) {
-                return Ok(Value::Array(self.children.into_iter().map(|(_, v)| v).collect()));
+                return Ok(Value::Array(
+                    self.children.into_iter().map(|(_, v)| v).collect(),
+                ));
             }
             let mut fields = Map::new();
             for (name, value) in self.children {
@@ -236,7 +246,10 @@ mod tests {
     use serde_json::json;
 
     fn round_trip(value: &Value) -> Value {
-        let xml = XmlBuilder::new("r").attribute("event_id", "e").build(value).unwrap();
+        let xml = XmlBuilder::new("r")
+            .attribute("event_id", "e")
+            .build(value)
+            .unwrap();
         let doc = parse(&xml).unwrap();
         assert_eq!(doc.root, "r");
         assert_eq!(doc.attributes, vec![("event_id".into(), "e".into())]);
@@ -263,7 +276,10 @@ mod tests {
         assert_eq!(back["control"], "a\u{fffd}b");
         assert_eq!(back["pair"], json!([9, "Deco Addict"]));
         assert_eq!(back["empties"], json!([false, false, false, false, false]));
-        assert_eq!(back["numbers"], json!(["0", "-1.5", "1e+300", "12345678901234"]));
+        assert_eq!(
+            back["numbers"],
+            json!(["0", "-1.5", "1e+300", "12345678901234"])
+        );
     }
 
     #[test]
@@ -273,7 +289,10 @@ mod tests {
             .build(&json!("x"))
             .unwrap();
         let doc = parse(&xml).unwrap();
-        assert_eq!(doc.attributes, vec![("note".into(), "a\"b'c\n\td&<>".into())]);
+        assert_eq!(
+            doc.attributes,
+            vec![("note".into(), "a\"b'c\n\td&<>".into())]
+        );
         assert_eq!(doc.content, json!("x"));
     }
 
@@ -300,7 +319,11 @@ mod tests {
         ];
         for (xml, expected) in cases {
             let err = parse(xml).unwrap_err().to_string();
-            assert!(err.contains(expected), "{}: {err}", String::from_utf8_lossy(xml));
+            assert!(
+                err.contains(expected),
+                "{}: {err}",
+                String::from_utf8_lossy(xml)
+            );
         }
         assert!(matches!(parse(&[0xff, 0xfe]), Err(XmlError::Malformed(_))));
     }

@@ -81,7 +81,11 @@ impl Out {
             true => None,
             false => many2one_pair(value),
         };
-        if let Some(Many2one { id, name: Some(display) }) = pair {
+        if let Some(Many2one {
+            id,
+            name: Some(display),
+        }) = pair
+        {
             let id = id.to_string();
             start.push_attribute(Attribute {
                 key: QName(b"id"),
@@ -182,9 +186,7 @@ mod tests {
                            "g": 2.0, "h": -7, "i": "x"});
         assert_eq!(
             build("r", &value),
-            format!(
-                "{DECL}<r><a>true</a><b/><c/><d/><e/><f/><g>2.0</g><h>-7</h><i>x</i></r>"
-            )
+            format!("{DECL}<r><a>true</a><b/><c/><d/><e/><f/><g>2.0</g><h>-7</h><i>x</i></r>")
         );
     }
 

@@ -104,7 +104,11 @@ mod tests {
         "/../../../shared/odoo/native/account.move.posted.json"
     ));
 
-    fn run(model: &str, payload: &str, config: &[(&str, &str)]) -> Result<Vec<Delivery>, PluginError> {
+    fn run(
+        model: &str,
+        payload: &str,
+        config: &[(&str, &str)],
+    ) -> Result<Vec<Delivery>, PluginError> {
         let config = Config::from_pairs(config.iter().copied());
         OrderFilter::handle(Event::new(model, "confirmed", payload), &config)
     }
@@ -125,13 +129,21 @@ mod tests {
 
     #[test]
     fn drops_small_orders_other_states_and_other_models() {
-        let small = run("sale.order", NATIVE_ORDER, &[("min_amount_total", "1150.01")]);
+        let small = run(
+            "sale.order",
+            NATIVE_ORDER,
+            &[("min_amount_total", "1150.01")],
+        );
         assert_eq!(small, Ok(vec![]));
         let drafts_only = [("min_amount_total", "0"), ("states", "draft, sent")];
         assert_eq!(run("sale.order", RICH_ORDER, &drafts_only), Ok(vec![]));
         let invoice = run("account.move", INVOICE, &[("min_amount_total", "0")]);
         assert_eq!(invoice, Ok(vec![]));
-        let no_total = run("sale.order", r#"{"id": 1, "state": "sale"}"#, &[("min_amount_total", "0")]);
+        let no_total = run(
+            "sale.order",
+            r#"{"id": 1, "state": "sale"}"#,
+            &[("min_amount_total", "0")],
+        );
         assert_eq!(no_total, Ok(vec![]));
     }
 
@@ -158,13 +170,19 @@ mod tests {
             Err("config key `min_amount_total` is required but not set".into())
         );
         let not_a_number = validate(&[("min_amount_total", "lots")]).unwrap_err();
-        assert!(not_a_number.contains("`min_amount_total`"), "{not_a_number}");
+        assert!(
+            not_a_number.contains("`min_amount_total`"),
+            "{not_a_number}"
+        );
         let nan = validate(&[("min_amount_total", "NaN")]).unwrap_err();
         assert!(nan.contains("finite"), "{nan}");
         let no_states = validate(&[("min_amount_total", "1"), ("states", " , ")]).unwrap_err();
         assert!(no_states.contains("`states`"), "{no_states}");
         // handle refuses to run with the same configuration.
         let result = run("sale.order", NATIVE_ORDER, &[]);
-        assert!(matches!(result, Err(PluginError::InvalidConfig(_))), "{result:?}");
+        assert!(
+            matches!(result, Err(PluginError::InvalidConfig(_))),
+            "{result:?}"
+        );
     }
 }

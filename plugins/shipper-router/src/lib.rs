@@ -76,7 +76,9 @@ pub fn route(order: &Value, rules: &Rules) -> Result<Vec<Delivery>, PluginError>
 
 /// "line 31 ([FURN_8888] Office Lamp)", for error messages.
 fn describe(line: &Record<'_>) -> String {
-    let id = line.id().map_or_else(|| "?".to_owned(), |id| id.to_string());
+    let id = line
+        .id()
+        .map_or_else(|| "?".to_owned(), |id| id.to_string());
     let product = line
         .many2one("product_id")
         .and_then(|p| p.name)

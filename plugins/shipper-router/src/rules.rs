@@ -33,7 +33,11 @@ impl Rules {
         for (key, value) in config.entries() {
             let destination = value.trim();
             if destination.is_empty() {
-                return Err(ConfigError::invalid(key, value, "the destination name is empty"));
+                return Err(ConfigError::invalid(
+                    key,
+                    value,
+                    "the destination name is empty",
+                ));
             }
             let (table, name) = if let Some(name) = key.strip_prefix(PRODUCT) {
                 (&mut rules.products, name)
@@ -51,11 +55,17 @@ impl Rules {
                 ));
             };
             if name.trim().is_empty() {
-                return Err(ConfigError::invalid(key, value, "the key names no product or route"));
+                return Err(ConfigError::invalid(
+                    key,
+                    value,
+                    "the key names no product or route",
+                ));
             }
             table.insert(name.trim().to_owned(), destination.to_owned());
         }
-        if rules.products.is_empty() && rules.routes.is_empty() && rules.default_destination.is_none()
+        if rules.products.is_empty()
+            && rules.routes.is_empty()
+            && rules.default_destination.is_none()
         {
             return Err(ConfigError::Missing {
                 key: "route.*`, `product.*` or `default_destination".to_owned(),
@@ -68,15 +78,15 @@ impl Rules {
     pub fn destination_for(&self, line: &Record<'_>) -> Option<&str> {
         let product = line.many2one("product_id");
         let by_product = product.as_ref().and_then(|p| {
-            self.products.get(&p.id.to_string()).or_else(|| {
-                default_code(line, p).and_then(|code| self.products.get(code))
-            })
+            self.products
+                .get(&p.id.to_string())
+                .or_else(|| default_code(line, p).and_then(|code| self.products.get(code)))
         });
         let by_route = || {
             let route = line.many2one("route_id")?;
-            self.routes.get(&route.id.to_string()).or_else(|| {
-                route.name.as_deref().and_then(|name| self.routes.get(name))
-            })
+            self.routes
+                .get(&route.id.to_string())
+                .or_else(|| route.name.as_deref().and_then(|name| self.routes.get(name)))
         };
         by_product
             .or_else(by_route)

@@ -51,7 +51,10 @@ fn summary(deliveries: &[Delivery]) -> Vec<(String, Vec<i64>)> {
 
 #[test]
 fn routes_by_route_name_and_id() {
-    let config = [("route.Ship: FastFreight", "fastfreight"), ("route.6", "parcelpost")];
+    let config = [
+        ("route.Ship: FastFreight", "fastfreight"),
+        ("route.6", "parcelpost"),
+    ];
     let deliveries = run(RICH_ORDER, &config).unwrap();
     assert_eq!(
         deliveries,
@@ -77,20 +80,32 @@ fn product_rules_beat_route_rules() {
         ("product.FURN_8888", "parcelpost"),
     ];
     let deliveries = run(RICH_ORDER, &config).unwrap();
-    assert_eq!(summary(&deliveries), vec![("parcelpost".into(), vec![31, 32])]);
-    assert_eq!(deliveries[0], Delivery::json("parcelpost", &order_with_lines(&[31, 32])));
+    assert_eq!(
+        summary(&deliveries),
+        vec![("parcelpost".into(), vec![31, 32])]
+    );
+    assert_eq!(
+        deliveries[0],
+        Delivery::json("parcelpost", &order_with_lines(&[31, 32]))
+    );
 }
 
 #[test]
 fn product_id_rules_and_default_destination() {
-    let config = [("product.28", "special"), ("default_destination", "warehouse")];
+    let config = [
+        ("product.28", "special"),
+        ("default_destination", "warehouse"),
+    ];
     let deliveries = run(RICH_ORDER, &config).unwrap();
     // Sorted by destination name, whatever the line order.
     assert_eq!(
         summary(&deliveries),
         vec![("special".into(), vec![32]), ("warehouse".into(), vec![31])]
     );
-    let config = [("product.28", "a-first"), ("default_destination", "warehouse")];
+    let config = [
+        ("product.28", "a-first"),
+        ("default_destination", "warehouse"),
+    ];
     let deliveries = run(RICH_ORDER, &config).unwrap();
     assert_eq!(
         summary(&deliveries),
@@ -116,12 +131,18 @@ fn bare_line_ids_are_rejected() {
     let result = run(NATIVE_ORDER, &[("default_destination", "warehouse")]);
     match result {
         Err(PluginError::Reject(reason)) => {
-            assert!(reason.contains("[31, 32]") && reason.contains("embedded"), "{reason}")
+            assert!(
+                reason.contains("[31, 32]") && reason.contains("embedded"),
+                "{reason}"
+            )
         }
         other => panic!("expected reject, got {other:?}"),
     }
     let no_lines = run(r#"{"id": 1}"#, &[("default_destination", "w")]);
-    assert!(matches!(no_lines, Err(PluginError::Reject(_))), "{no_lines:?}");
+    assert!(
+        matches!(no_lines, Err(PluginError::Reject(_))),
+        "{no_lines:?}"
+    );
 }
 
 #[test]
@@ -141,16 +162,28 @@ fn configuration_is_validated() {
     let validate = |pairs: &[(&str, &str)]| {
         ShipperRouter::validate_config(&Config::from_pairs(pairs.iter().copied()))
     };
-    assert_eq!(validate(&[("route.5", "fast"), ("product.FURN_8888", "slow")]), Ok(()));
+    assert_eq!(
+        validate(&[("route.5", "fast"), ("product.FURN_8888", "slow")]),
+        Ok(())
+    );
     assert_eq!(validate(&[("default_destination", "warehouse")]), Ok(()));
     let nothing = validate(&[]).unwrap_err();
     assert!(nothing.contains("default_destination"), "{nothing}");
     let typo = validate(&[("routes.5", "fast")]).unwrap_err();
-    assert!(typo.contains("`routes.5`") && typo.contains("unknown key"), "{typo}");
+    assert!(
+        typo.contains("`routes.5`") && typo.contains("unknown key"),
+        "{typo}"
+    );
     let empty = validate(&[("route.5", " ")]).unwrap_err();
-    assert!(empty.contains("`route.5`") && empty.contains("empty"), "{empty}");
+    assert!(
+        empty.contains("`route.5`") && empty.contains("empty"),
+        "{empty}"
+    );
     let unnamed = validate(&[("product.", "x")]).unwrap_err();
     assert!(unnamed.contains("`product.`"), "{unnamed}");
     let result = run(RICH_ORDER, &[("bogus", "x")]);
-    assert!(matches!(result, Err(PluginError::InvalidConfig(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(PluginError::InvalidConfig(_))),
+        "{result:?}"
+    );
 }

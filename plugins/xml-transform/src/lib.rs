@@ -27,7 +27,11 @@ impl Settings {
         if let Some(root) = root
             && !is_xml_name(root)
         {
-            return Err(ConfigError::invalid("root", root, "not a valid XML element name"));
+            return Err(ConfigError::invalid(
+                "root",
+                root,
+                "not a valid XML element name",
+            ));
         }
         let fields = config.list("fields");
         if let Some(bad) = fields.iter().find(|f| !is_xml_name(f)) {
@@ -46,9 +50,7 @@ impl Settings {
     /// The root element name for `model`: the configured one, or the model
     /// with dots turned into underscores (`sale.order` → `sale_order`).
     pub fn root_for(&self, model: &str) -> String {
-        self.root
-            .clone()
-            .unwrap_or_else(|| model.replace('.', "_"))
+        self.root.clone().unwrap_or_else(|| model.replace('.', "_"))
     }
 }
 

@@ -31,7 +31,11 @@ fn body(delivery: &Delivery) -> &str {
 
 #[test]
 fn native_order_exact_output() {
-    let event = event("sale.order", fixture("native/sale.order.confirmed.json"), Some(12));
+    let event = event(
+        "sale.order",
+        fixture("native/sale.order.confirmed.json"),
+        Some(12),
+    );
     let deliveries = run(event, &[]).unwrap();
     assert_eq!(deliveries.len(), 1);
     assert_eq!(deliveries[0].destination, "");
@@ -51,15 +55,34 @@ fn native_order_exact_output() {
 
 #[test]
 fn rich_order_selected_fields() {
-    let event = event("sale.order", fixture("rich/sale.order.confirmed.json"), None);
-    let config = [("root", "order"), ("fields", "name, partner_id, order_line, missing")];
+    let event = event(
+        "sale.order",
+        fixture("rich/sale.order.confirmed.json"),
+        None,
+    );
+    let config = [
+        ("root", "order"),
+        ("fields", "name, partner_id, order_line, missing"),
+    ];
     let deliveries = run(event, &config).unwrap();
     let text = body(&deliveries[0]);
     assert!(text.contains("<order event_id=\"evt-1\" source=\"odoo-main\" model=\"sale.order\" action=\"confirmed\"><name>S00012</name>"), "{text}");
-    assert!(text.contains("<partner_id id=\"9\">Deco Addict</partner_id>"), "{text}");
-    assert!(text.contains("<product_id id=\"27\">[FURN_8888] Office Lamp</product_id>"), "{text}");
-    assert!(text.contains("<display_type>line_note</display_type>"), "{text}");
-    assert!(!text.contains("missing") && !text.contains("amount_total"), "{text}");
+    assert!(
+        text.contains("<partner_id id=\"9\">Deco Addict</partner_id>"),
+        "{text}"
+    );
+    assert!(
+        text.contains("<product_id id=\"27\">[FURN_8888] Office Lamp</product_id>"),
+        "{text}"
+    );
+    assert!(
+        text.contains("<display_type>line_note</display_type>"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("missing") && !text.contains("amount_total"),
+        "{text}"
+    );
 
     let doc = xml::parse(&deliveries[0].body).unwrap();
     let payload: Value = serde_json::from_str(&fixture("rich/sale.order.confirmed.json")).unwrap();
@@ -72,7 +95,11 @@ fn rich_order_selected_fields() {
 
 #[test]
 fn non_ascii_is_written_as_utf8() {
-    let event = event("res.partner", fixture("native/res.partner.saved.json"), Some(9));
+    let event = event(
+        "res.partner",
+        fixture("native/res.partner.saved.json"),
+        Some(9),
+    );
     let deliveries = run(event, &[("fields", "name,vat")]).unwrap();
     assert_eq!(
         body(&deliveries[0]),
@@ -139,19 +166,31 @@ fn configuration_is_validated() {
         XmlTransform::validate_config(&Config::from_pairs(pairs.iter().copied()))
     };
     assert_eq!(validate(&[]), Ok(()));
-    assert_eq!(validate(&[("root", "order"), ("fields", "id,name")]), Ok(()));
+    assert_eq!(
+        validate(&[("root", "order"), ("fields", "id,name")]),
+        Ok(())
+    );
     let bad_root = validate(&[("root", "1order")]).unwrap_err();
     assert!(bad_root.contains("`root`"), "{bad_root}");
     let bad_field = validate(&[("fields", "id, bad field")]).unwrap_err();
-    assert!(bad_field.contains("`fields`") && bad_field.contains("`bad field`"), "{bad_field}");
+    assert!(
+        bad_field.contains("`fields`") && bad_field.contains("`bad field`"),
+        "{bad_field}"
+    );
     let result = run(event("sale.order", "{}".into(), None), &[("root", "a b")]);
-    assert!(matches!(result, Err(PluginError::InvalidConfig(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(PluginError::InvalidConfig(_))),
+        "{result:?}"
+    );
 }
 
 #[test]
 fn unusable_payloads_are_rejected() {
     let not_object = run(event("sale.order", "[1, 2]".into(), None), &[]);
-    assert!(matches!(not_object, Err(PluginError::Reject(_))), "{not_object:?}");
+    assert!(
+        matches!(not_object, Err(PluginError::Reject(_))),
+        "{not_object:?}"
+    );
     let bad_key = run(event("sale.order", r#"{"a b": 1}"#.into(), None), &[]);
     match bad_key {
         Err(PluginError::Reject(reason)) => assert!(reason.contains("`a b`"), "{reason}"),

@@ -103,7 +103,9 @@ impl Plugin for Hostile {
             Mode::InvalidConfig => Err(PluginError::InvalidConfig(
                 "config key `mode`: invalid-config mode always fails".into(),
             )),
-            Mode::Reject => Err(PluginError::Reject("hostile plugin rejects every event".into())),
+            Mode::Reject => Err(PluginError::Reject(
+                "hostile plugin rejects every event".into(),
+            )),
             Mode::Retry => Err(PluginError::Retry("hostile plugin asks for a retry".into())),
         }
     }
@@ -116,7 +118,9 @@ impl Plugin for Hostile {
             _ => {}
         }
         match config.parse_required::<Mode>("mode")? {
-            Mode::InvalidConfig => Err("config key `mode`: invalid-config mode always fails".into()),
+            Mode::InvalidConfig => {
+                Err("config key `mode`: invalid-config mode always fails".into())
+            }
             _ => Ok(()),
         }
     }
@@ -161,20 +165,29 @@ mod tests {
         assert_eq!(run("many").unwrap().len(), MANY_DELIVERIES);
         assert!(matches!(run("reject"), Err(PluginError::Reject(_))));
         assert!(matches!(run("retry"), Err(PluginError::Retry(_))));
-        assert!(matches!(run("invalid-config"), Err(PluginError::InvalidConfig(_))));
+        assert!(matches!(
+            run("invalid-config"),
+            Err(PluginError::InvalidConfig(_))
+        ));
         assert!(matches!(run("bogus"), Err(PluginError::InvalidConfig(_))));
     }
 
     #[test]
     fn validate_config_checks_mode() {
-        let validate = |pairs: &[(&str, &str)]| Hostile::validate_config(&Config::from_pairs(pairs.iter().copied()));
+        let validate = |pairs: &[(&str, &str)]| {
+            Hostile::validate_config(&Config::from_pairs(pairs.iter().copied()))
+        };
         assert_eq!(validate(&[("mode", "ok")]), Ok(()));
         assert!(validate(&[("mode", "invalid-config")]).is_err());
         assert_eq!(
             validate(&[]),
             Err("config key `mode` is required but not set".to_owned())
         );
-        assert!(validate(&[("mode", "nope")]).unwrap_err().contains("unknown mode"));
+        assert!(
+            validate(&[("mode", "nope")])
+                .unwrap_err()
+                .contains("unknown mode")
+        );
     }
 
     #[test]
