@@ -82,9 +82,11 @@ async fn kill_9_loses_no_acknowledged_event() {
 [storage]
 path = "data"
 [delivery]
-allow_private = ["127.0.0.0/8"]
-backoff = ["100ms"]
 retries = 50
+[delivery.backoff]
+schedule = ["100ms"]
+[delivery.client.ssrf]
+allow = ["127.0.0.0/8"]
 [[sources]]
 name = "odoo"
 tokens = ["{TOKEN}"]

@@ -33,10 +33,12 @@ max_body_bytes = 65536
 [storage]
 path = "data"
 [delivery]
-allow_private = ["127.0.0.0/8"]
-backoff = ["50ms"]
-jitter = 0.0
 {delivery}
+[delivery.backoff]
+schedule = ["50ms"]
+jitter = 0.0
+[delivery.client.ssrf]
+allow = ["127.0.0.0/8"]
 [[sources]]
 name = "odoo"
 tokens = ["{TOKEN}"]

@@ -91,7 +91,8 @@ impl Out {
                 key: QName(b"id"),
                 value: Cow::Borrowed(id.as_bytes()),
             });
-            return Ok(self.text_element(start, name, &display));
+            self.text_element(start, name, &display);
+            return Ok(());
         }
         match value {
             Value::Bool(false) | Value::Null => self.emit(Event::Empty(start)),

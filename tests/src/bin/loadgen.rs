@@ -108,9 +108,10 @@ fn config(subscriptions: &str, receiver: &str) -> String {
 [storage]
 path = "data"
 [delivery]
-allow_private = ["127.0.0.0/8"]
 concurrency = 256
 per_destination_concurrency = 128
+[delivery.client.ssrf]
+allow = ["127.0.0.0/8"]
 [[sources]]
 name = "odoo"
 tokens = ["{TOKEN}"]
