@@ -53,6 +53,10 @@ pub async fn run(
     let snapshot = Snapshot::build(file, base, origin, &host)?;
     let store = Store::open(&snapshot.storage.path)
         .with_context(|| format!("cannot open the database in {}", snapshot.storage.path.display()))?;
+    let recovered = store.recover_leases(state::now_ms()).context("cannot recover leases")?;
+    if recovered > 0 {
+        tracing::info!(recovered, "deliveries in flight at the last stop are due again");
+    }
     let d = &snapshot.delivery;
     let client = DeliveryClient::new(d.client.clone()).context("cannot build the delivery client")?;
     let state = Arc::new(State {

@@ -55,11 +55,12 @@ impl std::fmt::Debug for State {
 }
 
 impl State {
-    /// The lease on a job being delivered: longer than any attempt can take.
+    /// The lease on a job being delivered: longer than any attempt can take (the timeout
+    /// bounds the whole exchange). A restart recovers leases at once, whatever their length.
     pub fn lease_ms(&self) -> u64 {
         let snapshot = self.snapshot.load();
         let longest = snapshot.subscriptions.iter().map(|s| s.timeout).max().unwrap_or(snapshot.delivery.timeout);
-        (longest + Duration::from_secs(30)).as_millis() as u64
+        (longest + Duration::from_secs(5)).as_millis() as u64
     }
 
     /// Delay before the next attempt after `failed_attempts` failures, honouring a

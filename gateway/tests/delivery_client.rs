@@ -94,6 +94,35 @@ async fn signed_delivery_is_received_and_verifies() {
 }
 
 #[tokio::test]
+async fn caller_cannot_set_framing_or_host_headers() {
+    let inbox = Inbox::start_local(InboxOptions::default()).await.unwrap();
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("1"));
+    headers.insert(header::HOST, HeaderValue::from_static("internal.example"));
+    headers.insert(
+        header::TRANSFER_ENCODING,
+        HeaderValue::from_static("chunked"),
+    );
+    headers.insert("x-custom", HeaderValue::from_static("kept"));
+    let body = Bytes::from_static(b"0123456789");
+    let r = loopback_client()
+        .post(&inbox.url("/"), headers, body.clone(), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    let got = inbox.wait_for(1, WAIT).await.unwrap();
+    assert_eq!(got[0].body, body);
+    assert_eq!(got[0].header("content-length"), Some("10"));
+    assert_eq!(
+        got[0].header("host"),
+        Some(inbox.addr().to_string().as_str())
+    );
+    assert_eq!(got[0].header("transfer-encoding"), None);
+    assert_eq!(got[0].header("x-custom"), Some("kept"));
+    inbox.shutdown().await;
+}
+
+#[tokio::test]
 async fn tampered_body_fails_verification_at_the_inbox() {
     let secret = SigningSecret::generate();
     let inbox = Inbox::start_local(InboxOptions {

@@ -64,3 +64,74 @@ pub(crate) fn check(component: &[u8]) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wit_component::StringEncoding;
+    use wit_parser::{LiftLowerAbi, ManglingAndAbi, Resolve};
+
+    const PLUGIN_WIT: &str =
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit/plugin.wit"));
+    const WORLD_START: &str = "world plugin {";
+
+    /// A component with do-nothing functions for the `plugin` world of `wit`.
+    fn component_for(wit: &str) -> Vec<u8> {
+        let mut resolve = Resolve::default();
+        let package = resolve.push_source("plugin.wit", wit).unwrap();
+        let world = resolve.select_world(&[package], Some("plugin")).unwrap();
+        let mut module = wit_component::dummy_module(
+            &resolve,
+            world,
+            ManglingAndAbi::Legacy(LiftLowerAbi::Sync),
+        );
+        wit_component::embed_component_metadata(&mut module, &resolve, world, StringEncoding::UTF8)
+            .unwrap();
+        wrap(&module).unwrap()
+    }
+
+    #[test]
+    fn the_plugin_world_passes() {
+        check(&component_for(PLUGIN_WIT)).unwrap();
+    }
+
+    #[test]
+    fn an_extra_import_is_refused() {
+        let wit = format!(
+            "{}\ninterface net {{ connect: func(host: string); }}\n",
+            PLUGIN_WIT.replace(WORLD_START, &format!("{WORLD_START}\n    import net;"))
+        );
+        let err = check(&component_for(&wit)).unwrap_err().to_string();
+        assert!(err.contains("odoo-gateway:plugin/net@0.1.0"), "{err}");
+    }
+
+    #[test]
+    fn a_bare_function_import_is_refused() {
+        let wit = PLUGIN_WIT.replace(
+            WORLD_START,
+            &format!("{WORLD_START}\n    import now: func() -> u64;"),
+        );
+        let err = check(&component_for(&wit)).unwrap_err().to_string();
+        assert!(err.contains("bare function `now`"), "{err}");
+    }
+
+    #[test]
+    fn missing_or_extra_exports_are_refused() {
+        let wit = PLUGIN_WIT.replace("export validate-config: func() -> result<_, string>;", "");
+        let err = check(&component_for(&wit)).unwrap_err().to_string();
+        assert!(err.contains("does not export `validate-config`"), "{err}");
+
+        let wit = PLUGIN_WIT.replace(
+            WORLD_START,
+            &format!("{WORLD_START}\n    export extra: func();"),
+        );
+        let err = check(&component_for(&wit)).unwrap_err().to_string();
+        assert!(err.contains("exports `extra`"), "{err}");
+    }
+
+    #[test]
+    fn a_core_module_is_not_a_component() {
+        let module = b"\0asm\x01\0\0\0";
+        assert!(check(module).is_err());
+    }
+}

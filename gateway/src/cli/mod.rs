@@ -87,7 +87,8 @@ async fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>) ->
         }
         None => {
             let file = crate::config::parse(crate::config::EXAMPLE, "<embedded example>")?;
-            (file, std::env::current_dir()?, "<embedded example>".to_owned())
+            // As if read from ./config/gateway.example.toml: its paths are relative to config/.
+            (file, std::env::current_dir()?.join("config"), "<embedded example>".to_owned())
         }
     };
     let addr = listen.unwrap_or(file.server.listen);

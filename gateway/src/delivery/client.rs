@@ -133,6 +133,7 @@ impl DeliveryClient {
             .body(Full::new(body))
             .map_err(|e| DeliveryError::InvalidRequest(e.to_string()))?;
         *request.headers_mut() = headers;
+        strip_connection_headers(request.headers_mut());
         request
             .headers_mut()
             .entry(header::USER_AGENT)
@@ -169,6 +170,25 @@ impl DeliveryClient {
             latency,
         })
     }
+}
+
+/// Framing and routing headers are the client's business, not the caller's: a plugin that set
+/// a wrong `content-length` or a `host` must not be able to garble the request or smuggle one.
+fn strip_connection_headers(headers: &mut HeaderMap) {
+    for name in [
+        header::HOST,
+        header::CONTENT_LENGTH,
+        header::TRANSFER_ENCODING,
+        header::CONNECTION,
+        header::TE,
+        header::TRAILER,
+        header::UPGRADE,
+        header::PROXY_AUTHORIZATION,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
 }
 
 fn check_url(url: &Uri) -> Result<(), DeliveryError> {

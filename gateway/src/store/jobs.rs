@@ -98,6 +98,9 @@ pub struct Lease {
     pub job: Job,
 }
 
+/// Marks a schedule entry as a lease (a worker holds the job) rather than a due time.
+const LEASED: &[u8] = b"L";
+
 fn schedule_key(due_ms: u64, id: &str) -> Vec<u8> {
     [&due_ms.to_be_bytes()[..], id.as_bytes()].concat()
 }
@@ -159,7 +162,7 @@ impl Store {
                     return Ok(None);
                 }
                 let Some(record) = jt.get(id)? else { return Ok(None) };
-                st.insert(new_key.as_slice(), &[])?;
+                st.insert(new_key.as_slice(), LEASED)?;
                 Ok(Some(decode::<Job>("jobs", &record).map_err(abort)?))
             })?;
             if let Some(job) = job {
@@ -167,6 +170,27 @@ impl Store {
             }
         }
         Ok(leases)
+    }
+
+    /// Makes every lease left by a previous process due at `now_ms`. Called once at start-up:
+    /// the database is locked to one process, so no worker can still hold them.
+    pub fn recover_leases(&self, now_ms: u64) -> Result<usize, StoreError> {
+        let inner = &*self.inner;
+        let mut recovered = 0;
+        for entry in inner.schedule.iter() {
+            let (key, value) = entry?;
+            if value.as_ref() != LEASED {
+                continue;
+            }
+            let fresh = [&now_ms.to_be_bytes()[..], &key[8..]].concat();
+            inner.schedule.transaction(|st| {
+                st.remove(&key)?;
+                st.insert(fresh.as_slice(), &[])?;
+                Ok::<_, ConflictableTransactionError<StoreError>>(())
+            })?;
+            recovered += 1;
+        }
+        Ok(recovered)
     }
 
     /// The earliest due time in the queue, if any.
@@ -344,5 +368,8 @@ mod tests {
         let store = Store::open(dir.path()).expect("reopen");
         assert!(store.take_due(49, 100, 10).expect("take").is_empty());
         assert_eq!(store.take_due(50, 100, 10).expect("take").len(), 1);
+        // A restart does not wait for the lease to expire.
+        assert_eq!(store.recover_leases(20).expect("recover"), 1);
+        assert_eq!(store.take_due(20, 100, 10).expect("take").len(), 1);
     }
 }

@@ -159,6 +159,21 @@ mod tests {
         assert!(matches!(result, Err(PluginError::Reject(_))), "{result:?}");
     }
 
+    /// The README's sample configuration, as the gateway would pass it.
+    fn sample_config() -> Config {
+        let text = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/sample-config.toml"));
+        let pairs: std::collections::BTreeMap<String, String> = toml::from_str(text).unwrap();
+        Config::from_pairs(pairs)
+    }
+
+    #[test]
+    fn sample_config_keeps_the_native_order() {
+        let config = sample_config();
+        assert_eq!(OrderFilter::validate_config(&config), Ok(()));
+        let event = Event::new("sale.order", "confirmed", NATIVE_ORDER);
+        assert_eq!(OrderFilter::handle(event, &config).unwrap().len(), 1);
+    }
+
     #[test]
     fn configuration_is_validated() {
         let validate = |pairs: &[(&str, &str)]| {

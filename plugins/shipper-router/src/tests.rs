@@ -157,6 +157,28 @@ fn nothing_to_ship_gives_no_delivery() {
     assert_eq!(result, Ok(vec![]));
 }
 
+/// The README's sample configuration, as the gateway would pass it.
+fn sample_config() -> Config {
+    let text = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/sample-config.toml"));
+    let pairs: std::collections::BTreeMap<String, String> = toml::from_str(text).unwrap();
+    Config::from_pairs(pairs)
+}
+
+#[test]
+fn sample_config_gives_the_readme_example() {
+    let config = sample_config();
+    assert_eq!(ShipperRouter::validate_config(&config), Ok(()));
+    let event = Event::new("sale.order", "confirmed", RICH_ORDER);
+    let deliveries = ShipperRouter::handle(event, &config).unwrap();
+    assert_eq!(
+        summary(&deliveries),
+        vec![
+            ("fragile-goods".into(), vec![31]),
+            ("parcelpost".into(), vec![32])
+        ]
+    );
+}
+
 #[test]
 fn configuration_is_validated() {
     let validate = |pairs: &[(&str, &str)]| {

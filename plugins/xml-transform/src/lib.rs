@@ -16,7 +16,8 @@ pub struct XmlTransform;
 pub struct Settings {
     /// Root element name; `None` derives it from the model.
     pub root: Option<String>,
-    /// Fields to write, in this order; empty writes every field.
+    /// Fields to write (always in name order, like every object); empty
+    /// writes every field.
     pub fields: Vec<String>,
 }
 

@@ -160,6 +160,35 @@ fn every_fixture_parses_back_to_its_data() {
     }
 }
 
+/// The README's sample configuration, as the gateway would pass it.
+fn sample_config() -> Config {
+    let text = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/sample-config.toml"));
+    let pairs: std::collections::BTreeMap<String, String> = toml::from_str(text).unwrap();
+    Config::from_pairs(pairs)
+}
+
+#[test]
+fn sample_config_gives_the_readme_example() {
+    let config = sample_config();
+    assert_eq!(XmlTransform::validate_config(&config), Ok(()));
+    let event = event(
+        "sale.order",
+        fixture("rich/sale.order.confirmed.json"),
+        Some(12),
+    );
+    let deliveries = XmlTransform::handle(event, &config).unwrap();
+    let text = body(&deliveries[0]);
+    assert!(
+        text.starts_with(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><order event_id=\"evt-1\" \
+             source=\"odoo-main\" model=\"sale.order\" action=\"confirmed\" record_id=\"12\">\
+             <amount_total>1184.5</amount_total><commitment_date/><name>S00012</name><order_line>"
+        ),
+        "{text}"
+    );
+    assert!(text.ends_with("</order_line><partner_id id=\"9\">Deco Addict</partner_id></order>"));
+}
+
 #[test]
 fn configuration_is_validated() {
     let validate = |pairs: &[(&str, &str)]| {

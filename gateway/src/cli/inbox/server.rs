@@ -295,7 +295,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, stop: Cancellatio
         let state = state.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
-            let service = service_fn(|req| handle(req, state.clone(), stop.clone()));
+            let service = service_fn(|req| handle(req, state.clone()));
             let builder = auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection(TokioIo::new(stream), service);
             tokio::select! {
@@ -309,7 +309,6 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, stop: Cancellatio
 async fn handle(
     req: Request<Incoming>,
     state: Arc<State>,
-    stop: CancellationToken,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let (parts, body) = req.into_parts();
     let (body, too_large) = match Limited::new(body, MAX_BODY).collect().await {
@@ -346,7 +345,9 @@ async fn handle(
         state.count.send_replace(all.len());
     }
     if hang {
-        stop.cancelled().await;
+        // Never answer: the connection task drops this future when the inbox shuts down, so
+        // the client sees the connection close rather than a late answer.
+        std::future::pending::<()>().await;
     }
     let delay = Duration::from_millis(state.delay_ms.load(Ordering::SeqCst));
     if !delay.is_zero() {
