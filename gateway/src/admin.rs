@@ -29,14 +29,11 @@ pub async fn route(state: &Arc<State>, req: Request<Incoming>, rest: &[&str]) ->
     let internal = |e: crate::store::StoreError| ApiError::internal("admin request failed", &e);
     match (req.method(), rest) {
         (&Method::GET, ["status"]) => {
-            let (pending, queued, dead) = state.store.counts();
             Ok(json(
                 StatusCode::OK,
                 &serde_json::json!({
                     "config": snapshot.origin,
-                    "pending_events": pending,
-                    "queued_jobs": queued,
-                    "dead_letters": dead,
+                    "stored": state.store.counts(),
                     "delivered_since_start": state.delivered.load(std::sync::atomic::Ordering::Relaxed),
                     "subscriptions": state.health.report(),
                 }),

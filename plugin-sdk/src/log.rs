@@ -1,19 +1,23 @@
 //! Logging to the gateway, which attributes each line to the subscription
 //! and event being handled and caps how many lines one call may write.
 //!
-//! Use the macros, which format like `format!`:
+//! Use the macros, which format like `format!`; they are at the crate root
+//! and re-exported here, so `log::info!` reads as it does with the `log` crate:
 //!
 //! ```
-//! use odoo_gateway_plugin_sdk::{info, warn};
+//! use odoo_gateway_plugin_sdk::{info, log, warn};
 //!
 //! let order = "S00012";
 //! info!("routing order {order}");
 //! warn!("line {} has no product", 33);
+//! log::debug!("{} lines", 3);
+//! log::log(log::Level::Error, "plain message");
 //! ```
 //!
 //! On the host (unit tests, doc examples) lines go to standard error.
 
 pub use crate::bindings::odoo_gateway::plugin::log::Level;
+pub use crate::{debug, error, info, trace, warn};
 
 /// Writes one log line at `level`.
 pub fn log(level: Level, message: &str) {

@@ -25,7 +25,8 @@ const GUESTS: &[(&str, &str)] = &[
     ("hostile-plugin", "hostile_plugin"),
 ];
 
-const USAGE: &str = "usage: cargo run -p xtask -- build-plugins [--release-dir DIR]";
+const USAGE: &str = "usage: cargo run -p xtask -- build-plugins [--release-dir DIR]\n\
+    DIR defaults to target/plugins; a relative DIR is taken from the workspace root";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);

@@ -1,7 +1,7 @@
 //! `odoo-gateway inbox`: a development receiver that prints every delivery it gets.
 //!
 //! This module owns the command's arguments and its output. The server itself lives in
-//! [`server`] so integration tests can run the same receiver in-process.
+//! `inbox/server.rs` (re-exported here) so integration tests can run the same receiver in-process.
 
 mod server;
 

@@ -107,10 +107,28 @@ impl Store {
         Ok(())
     }
 
-    /// Counts for the admin status: (pending events, queued jobs, dead letters).
-    pub fn counts(&self) -> (usize, usize, usize) {
-        (self.inner.pending.len(), self.inner.schedule.len(), self.inner.dead.len())
+    /// Counts for the admin status (each walks a tree: not for the data path).
+    pub fn counts(&self) -> Counts {
+        Counts {
+            events: self.inner.events.len(),
+            pending: self.inner.pending.len(),
+            queued: self.inner.schedule.len(),
+            dead: self.inner.dead.len(),
+        }
     }
+}
+
+/// How much is stored, for the admin status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    /// Events stored.
+    pub events: usize,
+    /// Events waiting for fan-out.
+    pub pending: usize,
+    /// Jobs queued (due or leased).
+    pub queued: usize,
+    /// Dead letters.
+    pub dead: usize,
 }
 
 fn decode<T: serde::de::DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
