@@ -74,7 +74,7 @@ fn cases(host: &PluginHost) -> Vec<Case> {
                 "confirmed",
                 fixture("native/sale.order.confirmed.json"),
             ),
-            config(&[]),
+            config(&[("min_amount_total", "1000")]),
         ),
         (
             "xml_transform",
@@ -92,7 +92,10 @@ fn cases(host: &PluginHost) -> Vec<Case> {
                 "confirmed",
                 fixture("rich/sale.order.confirmed.json"),
             ),
-            config(&[]),
+            config(&[
+                ("route.Ship: FastFreight", "fastfreight"),
+                ("route.6", "parcelpost"),
+            ]),
         ),
     ];
     for (name, event, config) in built {

@@ -39,6 +39,11 @@ pub async fn route(state: &Arc<State>, req: Request<Incoming>, rest: &[&str]) ->
                 }),
             ))
         }
+        (&Method::GET, ["reload"]) => Ok(json(StatusCode::OK, &serde_json::json!(state.reloader.status()))),
+        (&Method::POST, ["reload"]) => match crate::reload::reload(state, "POST /admin/reload").await {
+            Ok(generation) => Ok(json(StatusCode::OK, &serde_json::json!({ "reloaded": true, "generation": generation }))),
+            Err(message) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "reload_failed", message)),
+        },
         (&Method::GET, ["dead-letters"]) => {
             let letters = state.store.dead_letters(1000).map_err(internal)?;
             let items: Vec<_> = letters
@@ -67,6 +72,7 @@ pub async fn route(state: &Arc<State>, req: Request<Incoming>, rest: &[&str]) ->
         }
         (_, ["status"] | ["dead-letters"] | ["jobs", _, "attempts"]) => Err(ApiError::method_not_allowed("GET")),
         (_, ["dead-letters", _, "replay"]) => Err(ApiError::method_not_allowed("POST")),
+        (_, ["reload"]) => Err(ApiError::method_not_allowed("GET, POST")),
         _ => Err(ApiError::not_found()),
     }
 }

@@ -18,6 +18,7 @@ pub mod fanout;
 pub mod http_error;
 pub mod ingest;
 pub mod plugin;
+pub mod reload;
 pub mod server;
 pub mod signing;
 pub mod state;
@@ -25,32 +26,27 @@ pub mod store;
 pub mod subscriptions;
 pub mod xmljson;
 
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConfigFile, Snapshot};
+use crate::config::Snapshot;
+use crate::reload::ConfigSource;
 use crate::delivery::{ConcurrencyLimits, DeliveryClient};
 use crate::plugin::PluginHost;
 use crate::state::State;
 use crate::store::Store;
 
-/// Builds everything `file` describes and runs the gateway on `listener` until `shutdown`.
-///
-/// `base` resolves relative paths in the file; `origin` names it in messages.
-pub async fn run(
-    file: ConfigFile,
-    base: &Path,
-    origin: &str,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+/// Builds everything the configuration describes and runs the gateway on `listener` until
+/// `shutdown`, reloading the configuration when it changes.
+pub async fn run(source: ConfigSource, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let (file, base, origin) = source.read()?;
+    let (base, origin) = (base.as_path(), origin.as_str());
     let host = PluginHost::new(file.plugins.limits.clone(), Some(file.plugin_cache_dir(base)))
         .context("cannot start the plugin host")?;
-    let snapshot = Snapshot::build(file, base, origin, &host)?;
+    let snapshot = Snapshot::build(file, base, origin, &host, None)?;
     let store = Store::open(&snapshot.storage.path)
         .with_context(|| format!("cannot open the database in {}", snapshot.storage.path.display()))?;
     let recovered = store.recover_leases(state::now_ms()).context("cannot recover leases")?;
@@ -69,6 +65,7 @@ pub async fn run(
         in_flight: Default::default(),
         health: Default::default(),
         delivered: Default::default(),
+        reloader: reload::Reloader::new(source),
         host,
         snapshot: arc_swap::ArcSwap::from_pointee(snapshot),
     });
@@ -77,6 +74,8 @@ pub async fn run(
     let stages = CancellationToken::new();
     let fanout = tokio::spawn(fanout::run(state.clone(), stages.clone()));
     let dispatch = tokio::spawn(dispatch::run(state.clone(), stages.clone()));
+    tokio::spawn(reload::watch(state.clone(), stages.clone()));
+    tokio::spawn(reload::on_sighup(state.clone(), stages.clone()));
     let served = server::serve(state.clone(), listener, shutdown).await;
 
     // Accepting has stopped and requests have drained: stop taking new work, give deliveries

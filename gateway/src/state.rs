@@ -46,6 +46,8 @@ pub struct State {
     pub health: Health,
     /// Deliveries completed since start.
     pub delivered: AtomicU64,
+    /// Where the configuration comes from, and how reloads went.
+    pub reloader: crate::reload::Reloader,
 }
 
 impl std::fmt::Debug for State {

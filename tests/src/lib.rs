@@ -59,12 +59,21 @@ pub struct TestGateway {
 impl TestGateway {
     /// Starts a gateway on `config` (TOML text); relative paths resolve against `base`.
     pub async fn start(config: &str, base: &Path) -> anyhow::Result<Self> {
-        let file = odoo_gateway::config::parse(config, "test.toml")?;
+        let source = odoo_gateway::reload::ConfigSource::Text {
+            text: config.to_owned(),
+            base: base.to_path_buf(),
+            origin: "test.toml".to_owned(),
+        };
+        Self::start_with(source).await
+    }
+
+    /// Starts a gateway on a configuration source (a file, for reload tests).
+    pub async fn start_with(source: odoo_gateway::reload::ConfigSource) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
-        let (base, token) = (base.to_path_buf(), shutdown.clone());
-        let task = tokio::spawn(async move { odoo_gateway::run(file, &base, "test.toml", listener, token).await });
+        let token = shutdown.clone();
+        let task = tokio::spawn(async move { odoo_gateway::run(source, listener, token).await });
         let client = HttpClient::new();
         for _ in 0..200 {
             if task.is_finished() {

@@ -80,17 +80,16 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 async fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>) -> anyhow::Result<ExitCode> {
-    let (file, base, origin) = match &config {
-        Some(path) => {
-            let (file, base) = crate::config::load(path)?;
-            (file, base, path.display().to_string())
-        }
-        None => {
-            let file = crate::config::parse(crate::config::EXAMPLE, "<embedded example>")?;
-            // As if read from ./config/gateway.example.toml: its paths are relative to config/.
-            (file, std::env::current_dir()?.join("config"), "<embedded example>".to_owned())
-        }
+    let source = match config {
+        Some(path) => crate::reload::ConfigSource::File(path),
+        // As if read from ./config/gateway.example.toml: its paths are relative to config/.
+        None => crate::reload::ConfigSource::Text {
+            text: crate::config::EXAMPLE.to_owned(),
+            base: std::env::current_dir()?.join("config"),
+            origin: "<embedded example>".to_owned(),
+        },
     };
+    let (file, _, _) = source.read()?;
     let addr = listen.unwrap_or(file.server.listen);
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let shutdown = CancellationToken::new();
@@ -100,7 +99,7 @@ async fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>) ->
         tracing::info!("shutting down");
         signal.cancel();
     });
-    crate::run(file, &base, &origin, listener, shutdown).await?;
+    crate::run(source, listener, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -177,12 +177,29 @@ pub struct Snapshot {
     pub destinations: HashMap<String, Arc<Destination>>,
     /// Subscriptions in file order.
     pub subscriptions: Vec<Arc<Subscription>>,
+    /// Files whose change means a reload: the configuration file and every plugin.
+    pub watched: Vec<PathBuf>,
 }
 
 impl Snapshot {
     /// Validates `file` (paths relative to `base`) and loads its plugins with `host`.
     /// Every problem is reported, not just the first.
-    pub fn build(file: ConfigFile, base: &Path, origin: &str, host: &PluginHost) -> Result<Self, ConfigError> {
+    ///
+    /// Plugins whose bytes are unchanged since `previous` are reused as they are; only new or
+    /// changed ones are compiled (or taken from the host's disk cache).
+    pub fn build(
+        file: ConfigFile,
+        base: &Path,
+        origin: &str,
+        host: &PluginHost,
+        previous: Option<&Snapshot>,
+    ) -> Result<Self, ConfigError> {
+        let known: HashMap<String, Plugin> = previous
+            .into_iter()
+            .flat_map(|p| p.subscriptions.iter())
+            .filter_map(|s| s.plugin.as_ref())
+            .map(|p| (p.hash().to_owned(), p.clone()))
+            .collect();
         let mut problems = Vec::new();
         let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
 
@@ -224,6 +241,7 @@ impl Snapshot {
         }
 
         let mut subscriptions = Vec::new();
+        let mut watched = Vec::new();
         let mut ids = std::collections::HashSet::new();
         for (i, s) in file.subscriptions.iter().enumerate() {
             let key = format!("subscriptions[{i}]");
@@ -263,8 +281,13 @@ impl Snapshot {
             let plugin_config: PluginConfig = Arc::new(config);
             let plugin = s.plugin.as_ref().and_then(|p| {
                 let path = resolve(p);
-                let loaded = host
-                    .load_file(&path)
+                watched.push(path.clone());
+                let loaded = std::fs::read(&path)
+                    .map_err(|e| crate::plugin::PluginError::Io { path: path.clone(), message: e.to_string() })
+                    .and_then(|wasm| match known.get(&hex::encode(Sha256::digest(&wasm))) {
+                        Some(plugin) => Ok(plugin.clone()),
+                        None => host.load(&wasm),
+                    })
                     .and_then(|plugin| plugin.validate_config(&plugin_config).map(|()| plugin));
                 loaded
                     .map_err(|e| problems.push(format!("{key}.plugin ({}): {e}", path.display())))
@@ -298,6 +321,7 @@ impl Snapshot {
             sources,
             destinations,
             subscriptions,
+            watched,
         })
     }
 }

@@ -96,6 +96,12 @@ impl Store {
         Ok(Self { inner: Arc::new(inner) })
     }
 
+    /// The database, for modules that keep their own trees (apps, tokens, API subscriptions).
+    /// Their writes are made durable by [`Store::durable`] like everyone else's.
+    pub fn db(&self) -> &sled::Db {
+        &self.inner.db
+    }
+
     /// Waits until everything written so far is on disk. Concurrent callers share one flush.
     pub async fn durable(&self) -> Result<(), StoreError> {
         self.inner.durability.wait().await

@@ -1,0 +1,195 @@
+//! Hot reload: building a new configuration snapshot while the gateway runs, and swapping it in
+//! atomically.
+//!
+//! A reload is triggered by a change of the configuration file or of a plugin file (polled, so
+//! it works on every filesystem), by SIGHUP, or by `POST /admin/reload`. It goes through the
+//! same code as start-up: read, parse, validate, load plugins (only changed ones are compiled),
+//! then one atomic swap. Work in flight keeps the snapshot it started with; work that starts
+//! after the swap sees the new one. A failed reload changes nothing and says why: in the log,
+//! in `GET /admin/reload`, and in the `reloads_failed` counter.
+//!
+//! Settings read once at start-up — `server.listen`, `storage.path`, `plugins` — take effect on
+//! the next restart; a reload that changes them says so in the log.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ConfigError, ConfigFile, Snapshot};
+use crate::state::{State, now_ms};
+
+/// How often watched files are looked at.
+const POLL: Duration = Duration::from_millis(200);
+
+/// Where the configuration comes from.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    /// A file on disk (watched).
+    File(PathBuf),
+    /// Text held in memory (the embedded example, tests); relative paths resolve against `base`.
+    Text {
+        /// The TOML text.
+        text: String,
+        /// Folder for relative paths.
+        base: PathBuf,
+        /// Name used in messages.
+        origin: String,
+    },
+}
+
+impl ConfigSource {
+    /// Reads and parses the configuration: the file, its folder and its name.
+    pub fn read(&self) -> Result<(ConfigFile, PathBuf, String), ConfigError> {
+        match self {
+            Self::File(path) => {
+                let (file, base) = crate::config::load(path)?;
+                Ok((file, base, path.display().to_string()))
+            }
+            Self::Text { text, base, origin } => Ok((crate::config::parse(text, origin)?, base.clone(), origin.clone())),
+        }
+    }
+
+    fn path(&self) -> Option<&Path> {
+        match self {
+            Self::File(path) => Some(path),
+            Self::Text { .. } => None,
+        }
+    }
+}
+
+/// What `GET /admin/reload` shows.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReloadStatus {
+    /// Snapshots swapped in since start (0: the start-up one).
+    pub generation: u64,
+    /// Successful reloads.
+    pub reloads_ok: u64,
+    /// Failed reloads (the running configuration was kept).
+    pub reloads_failed: u64,
+    /// When the last attempt ended (ms since the epoch).
+    pub last_attempt_ms: Option<u64>,
+    /// What triggered it.
+    pub last_cause: Option<String>,
+    /// Why the last attempt failed; cleared by a success.
+    pub last_error: Option<String>,
+}
+
+/// Serialises reloads and remembers how they went.
+#[derive(Debug)]
+pub struct Reloader {
+    source: ConfigSource,
+    lock: tokio::sync::Mutex<()>,
+    status: Mutex<ReloadStatus>,
+}
+
+impl Reloader {
+    /// A reloader for `source`.
+    pub fn new(source: ConfigSource) -> Self {
+        Self { source, lock: tokio::sync::Mutex::new(()), status: Mutex::new(ReloadStatus::default()) }
+    }
+
+    /// The current status.
+    pub fn status(&self) -> ReloadStatus {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+/// Builds a new snapshot and swaps it in; on error the running one stays. Returns the new
+/// generation.
+pub async fn reload(state: &Arc<State>, cause: &str) -> Result<u64, String> {
+    let _one_at_a_time = state.reloader.lock.lock().await;
+    let worker = state.clone();
+    let built = tokio::task::spawn_blocking(move || {
+        let (file, base, origin) = worker.reloader.source.read()?;
+        let current = worker.snapshot.load_full();
+        Snapshot::build(file, &base, &origin, &worker.host, Some(&current))
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r.map_err(|e| e.to_string()));
+    let mut status = state.reloader.status.lock().map_err(|_| "reload status poisoned".to_owned())?;
+    status.last_attempt_ms = Some(now_ms());
+    status.last_cause = Some(cause.to_owned());
+    match built {
+        Ok(snapshot) => {
+            let current = state.snapshot.load();
+            if snapshot.server.listen != current.server.listen || snapshot.storage.path != current.storage.path {
+                tracing::warn!("server.listen and storage.path changes take effect at the next restart");
+            }
+            drop(current);
+            state.snapshot.store(Arc::new(snapshot));
+            status.generation += 1;
+            status.reloads_ok += 1;
+            status.last_error = None;
+            tracing::info!(cause, generation = status.generation, "configuration reloaded");
+            state.fanout_wake.notify_one();
+            state.dispatch_wake.notify_one();
+            Ok(status.generation)
+        }
+        Err(error) => {
+            status.reloads_failed += 1;
+            status.last_error = Some(error.clone());
+            tracing::error!(cause, %error, "reload failed; the running configuration is unchanged");
+            Err(error)
+        }
+    }
+}
+
+/// A cheap fingerprint of a file: its modification time and size (missing files count too).
+fn fingerprint(paths: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
+    paths
+        .iter()
+        .map(|p| std::fs::metadata(p).ok().and_then(|m| Some((m.modified().ok()?, m.len()))))
+        .collect()
+}
+
+/// Watches the configuration file and every plugin file until `shutdown`; a change that has
+/// settled (the same fingerprint on two looks in a row, so half-written files are not read)
+/// triggers a reload.
+pub async fn watch(state: Arc<State>, shutdown: CancellationToken) {
+    let files = |state: &State| -> Vec<PathBuf> {
+        let snapshot = state.snapshot.load();
+        state.reloader.source.path().map(Path::to_path_buf).into_iter().chain(snapshot.watched.iter().cloned()).collect()
+    };
+    let mut paths = files(&state);
+    let mut seen = fingerprint(&paths);
+    let mut pending: Option<Vec<Option<(SystemTime, u64)>>> = None;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(POLL) => {}
+            () = shutdown.cancelled() => return,
+        }
+        let now = fingerprint(&paths);
+        if now == seen {
+            pending = None;
+            continue;
+        }
+        if pending.as_ref() != Some(&now) {
+            pending = Some(now);
+            continue;
+        }
+        pending = None;
+        let _ = reload(&state, "a watched file changed").await;
+        // Watch what the configuration names now, and remember what was seen whatever the
+        // outcome: a failed reload is not retried until the files change again.
+        paths = files(&state);
+        seen = fingerprint(&paths);
+    }
+}
+
+/// Reloads on SIGHUP until `shutdown`.
+pub async fn on_sighup(state: Arc<State>, shutdown: CancellationToken) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload with the file watcher or POST /admin/reload");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => { let _ = reload(&state, "SIGHUP").await; }
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
