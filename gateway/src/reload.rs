@@ -103,7 +103,8 @@ pub async fn reload(state: &Arc<State>, cause: &str) -> Result<u64, String> {
     let _one_at_a_time = state.reloader.lock.lock().await;
     let worker = state.clone();
     let built = tokio::task::spawn_blocking(move || {
-        let (file, base, origin) = worker.reloader.source.read()?;
+        let (mut file, base, origin) = worker.reloader.source.read()?;
+        crate::api::extend_config(&worker.store, &mut file)?;
         let current = worker.snapshot.load_full();
         Snapshot::build(file, &base, &origin, &worker.host, Some(&current))
     })

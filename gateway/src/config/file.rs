@@ -41,6 +41,11 @@ pub struct ConfigFile {
 }
 
 impl ConfigFile {
+    /// The sled folder, with a relative path resolved against `base`.
+    pub fn storage_dir(&self, base: &std::path::Path) -> PathBuf {
+        if self.storage.path.is_absolute() { self.storage.path.clone() } else { base.join(&self.storage.path) }
+    }
+
     /// Where compiled plugins are cached, with relative paths resolved against `base`.
     pub fn plugin_cache_dir(&self, base: &std::path::Path) -> PathBuf {
         let dir = match &self.plugins.cache_dir {

@@ -310,8 +310,8 @@ impl Snapshot {
             return Err(ConfigError::Invalid { file: origin.to_owned(), problems });
         }
         let plugin_cache = file.plugin_cache_dir(base);
-        let mut storage = file.storage;
-        storage.path = resolve(&storage.path);
+        let mut storage = file.storage.clone();
+        storage.path = file.storage_dir(base);
         Ok(Self {
             origin: origin.to_owned(),
             server: file.server,
