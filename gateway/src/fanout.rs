@@ -6,6 +6,8 @@
 //! crash fan-out resumes exactly where it stopped. Plugins run on blocking threads, a bounded
 //! number at a time; this module never makes a network call.
 
+pub mod filter;
+
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -23,6 +25,15 @@ use crate::xmljson;
 const CONCURRENT_EVENTS: usize = 8;
 /// Backlog entries read per round.
 const BATCH: usize = 256;
+
+/// Event header that restricts an event to one subscription (the API's test events). Ingest
+/// never copies it from a request, so only the gateway itself can set it.
+pub const ONLY_SUBSCRIPTION_HEADER: &str = "x-gateway-only-subscription";
+
+/// The one subscription `event` is meant for, when it is targeted.
+fn only_subscription(event: &Event) -> Option<&str> {
+    event.headers.iter().find(|(k, _)| k == ONLY_SUBSCRIPTION_HEADER).map(|(_, v)| v.as_str())
+}
 
 /// Runs until `shutdown`, fanning out every pending event.
 pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
@@ -68,7 +79,9 @@ async fn fan_out_one(state: &Arc<State>, pending_key: &[u8], event: Event) -> Re
     let event_type = event.event_type();
     let mut jobs = Vec::new();
     let mut dead = Vec::new();
-    for sub in snapshot.subscriptions.iter().filter(|s| any_matches(&s.patterns, &event_type)) {
+    let only = only_subscription(&event);
+    let wanted = |s: &&Arc<Subscription>| only.is_none_or(|id| id == s.id) && any_matches(&s.patterns, &event_type);
+    for sub in snapshot.subscriptions.iter().filter(wanted) {
         let outcome = transform(state, &snapshot, sub, &event).await;
         collect(state, &event, sub, outcome, &mut jobs, &mut dead);
     }
@@ -88,6 +101,20 @@ pub(crate) enum Outcome {
 
 /// Runs the subscription's plugin, or formats the payload when it has none.
 pub(crate) async fn transform(state: &Arc<State>, snapshot: &Snapshot, sub: &Arc<Subscription>, event: &Arc<Event>) -> Outcome {
+    // The payload filter runs first, so a filtered-out event costs no plugin call. A test
+    // event aimed at this subscription skips it: it exists to show the receiver works.
+    let filtered;
+    let event = match &sub.filter {
+        Some(filter) if only_subscription(event).is_none() => match filter.apply(&event.payload) {
+            None => return Outcome::Deliver(Vec::new()),
+            Some(std::borrow::Cow::Borrowed(_)) => event,
+            Some(std::borrow::Cow::Owned(payload)) => {
+                filtered = Arc::new(Event { payload, ..Event::clone(event) });
+                &filtered
+            }
+        },
+        _ => event,
+    };
     let Some(plugin) = sub.plugin.clone() else {
         return Outcome::Deliver(vec![pass_through(event, sub.format)]);
     };

@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod delivery;
@@ -33,7 +34,6 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Snapshot;
 use crate::reload::ConfigSource;
 use crate::delivery::{ConcurrencyLimits, DeliveryClient};
 use crate::plugin::PluginHost;
@@ -43,15 +43,14 @@ use crate::store::Store;
 /// Builds everything the configuration describes and runs the gateway on `listener` until
 /// `shutdown`, reloading the configuration when it changes.
 pub async fn run(source: ConfigSource, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let (mut file, base, origin) = source.read()?;
+    let (file, base, origin) = source.read()?;
     let (base, origin) = (base.as_path(), origin.as_str());
     let host = PluginHost::new(file.plugins.limits.clone(), Some(file.plugin_cache_dir(base)))
         .context("cannot start the plugin host")?;
     let storage = file.storage_dir(base);
     let store =
         Store::open(&storage).with_context(|| format!("cannot open the database in {}", storage.display()))?;
-    api::extend_config(&store, &mut file)?;
-    let snapshot = Snapshot::build(file, base, origin, &host, None)?;
+    let snapshot = source.build(&store, &host, None)?;
     let recovered = store.recover_leases(state::now_ms()).context("cannot recover leases")?;
     if recovered > 0 {
         tracing::info!(recovered, "deliveries in flight at the last stop are due again");

@@ -41,6 +41,32 @@ pub enum ConfigSource {
 }
 
 impl ConfigSource {
+    /// The configuration text, for locating errors.
+    pub fn text(&self) -> Option<String> {
+        match self {
+            Self::File(path) => std::fs::read_to_string(path).ok(),
+            Self::Text { text, .. } => Some(text.clone()),
+        }
+    }
+
+    /// Reads, parses and validates the configuration into a snapshot (plugins loaded with
+    /// `host`, unchanged ones reused from `previous`), with API subscriptions from `store`.
+    /// Errors name the file, the line and the key.
+    pub fn build(
+        &self,
+        store: &crate::store::Store,
+        host: &crate::plugin::PluginHost,
+        previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, ConfigError> {
+        let (mut file, base, origin) = self.read()?;
+        crate::api::extend_config(store, &mut file)?;
+        Snapshot::build(file, &base, &origin, host, previous)
+            .map_err(|e| match self.text() {
+                Some(text) => e.with_lines(&text),
+                None => e,
+            })
+    }
+
     /// Reads and parses the configuration: the file, its folder and its name.
     pub fn read(&self) -> Result<(ConfigFile, PathBuf, String), ConfigError> {
         match self {
@@ -103,10 +129,8 @@ pub async fn reload(state: &Arc<State>, cause: &str) -> Result<u64, String> {
     let _one_at_a_time = state.reloader.lock.lock().await;
     let worker = state.clone();
     let built = tokio::task::spawn_blocking(move || {
-        let (mut file, base, origin) = worker.reloader.source.read()?;
-        crate::api::extend_config(&worker.store, &mut file)?;
         let current = worker.snapshot.load_full();
-        Snapshot::build(file, &base, &origin, &worker.host, Some(&current))
+        worker.reloader.source.build(&worker.store, &worker.host, Some(&current))
     })
     .await
     .map_err(|e| e.to_string())

@@ -87,6 +87,9 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
         ["v1", "events", source] => ingest_route(state, req, Endpoint::Envelope, source, None).await,
         ["healthz"] => Ok(json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))),
         ["admin", ..] => crate::admin::route(state, req, &segments[1..]).await,
+        ["v1", "subscriptions" | "plugins" | "deliveries" | "dead-letters", ..] => {
+            crate::api::route(state, req, &segments[1..]).await
+        }
         _ => Err(ApiError::not_found()),
     };
     result.unwrap_or_else(ApiError::into_response)

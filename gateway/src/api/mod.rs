@@ -1,12 +1,196 @@
-//! The subscription API for third-party apps (work in progress).
+//! The API for third-party apps: subscriptions, uploaded plugins, deliveries and dead letters,
+//! under `/v1/`. Every route authenticates the app ([`crate::auth::authenticate`]); reads need
+//! the `read` scope, writes `write`; an app sees only its own records (another app's answer
+//! 404, as if they did not exist).
+//!
+//! A write is stored in sled, then joins the running configuration through
+//! [`crate::reload::reload`] — the same path as a file change — so it is validated with
+//! everything else and swapped in atomically; a reload that fails puts the stored record back
+//! and answers 422. [`extend_config`] is what the reload calls to turn the stored records into
+//! ordinary `[[destinations]]` and `[[subscriptions]]` named `app.<app>.<id>`.
+//!
+//! - `records`: the stored shapes (sled trees `api_subscriptions`, `api_plugins`);
+//! - `validate`: request → record, every field checked, and the answer shapes;
+//! - `subscriptions`, `plugins`, `deliveries`: the handlers.
+//!
+//! The API never delivers or runs a plugin itself: it writes records and events, and the
+//! pipeline does the rest.
 
+mod deliveries;
+mod plugins;
+pub mod records;
+mod subscriptions;
+mod validate;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::auth::{self, AppIdentity};
+use crate::config::file::{DestinationConfig, SubscriptionConfig};
 use crate::config::{ConfigError, ConfigFile};
+use crate::http_error::{ApiError, Body};
+use crate::state::State;
 use crate::store::Store;
+
+/// Every API route: method and path template. The router below and `openapi.json` must agree
+/// with this table (a test checks both directions).
+pub const API_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/v1/subscriptions"),
+    ("POST", "/v1/subscriptions"),
+    ("GET", "/v1/subscriptions/{id}"),
+    ("PUT", "/v1/subscriptions/{id}"),
+    ("PATCH", "/v1/subscriptions/{id}"),
+    ("DELETE", "/v1/subscriptions/{id}"),
+    ("POST", "/v1/subscriptions/{id}/test"),
+    ("GET", "/v1/subscriptions/{id}/deliveries"),
+    ("POST", "/v1/deliveries/{id}/replay"),
+    ("GET", "/v1/dead-letters"),
+    ("POST", "/v1/dead-letters/{id}/replay"),
+    ("GET", "/v1/plugins"),
+    ("POST", "/v1/plugins"),
+];
+
+/// Largest JSON request body.
+const MAX_JSON_BODY: usize = 256 * 1024;
+
+/// One write at a time: a write and its reload (or rollback) must not interleave with another.
+static WRITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Routes `/v1/<rest>` for the API prefixes (`subscriptions`, `plugins`, `deliveries`,
+/// `dead-letters`).
+pub async fn route(state: &Arc<State>, req: Request<Incoming>, rest: &[&str]) -> Result<Response<Body>, ApiError> {
+    let template = match_route(rest)?;
+    let allowed: Vec<&str> = API_ROUTES.iter().filter(|(_, t)| *t == template).map(|(m, _)| *m).collect();
+    if !allowed.contains(&req.method().as_str()) {
+        return Err(ApiError::method_not_allowed(&allowed.join(", ")));
+    }
+    let (parts, body) = req.into_parts();
+    // The API takes JSON or wasm bodies, never forms, so no body parameter is part of an
+    // OAuth1 signature: authenticate before reading a possibly large body from a stranger.
+    let app = auth::authenticate(state, &parts, &[]).await?;
+    let scope = if parts.method == Method::GET { "read" } else { "write" };
+    auth::require_scope(&app, scope)?;
+    let limit = if template == "/v1/plugins" { plugins::MAX_PLUGIN_BYTES } else { MAX_JSON_BODY };
+    let body = crate::ingest::read_body(body, &parts.headers, limit).await?;
+    let call = Call { state, app: &app, parts: &parts, body };
+    match (parts.method.as_str(), rest) {
+        ("GET", ["subscriptions"]) => subscriptions::list(&call),
+        ("POST", ["subscriptions"]) => subscriptions::create(&call).await,
+        ("GET", ["subscriptions", id]) => subscriptions::get(&call, id),
+        ("PUT" | "PATCH", ["subscriptions", id]) => subscriptions::update(&call, id).await,
+        ("DELETE", ["subscriptions", id]) => subscriptions::delete(&call, id).await,
+        ("POST", ["subscriptions", id, "test"]) => deliveries::send_test(&call, id).await,
+        ("GET", ["subscriptions", id, "deliveries"]) => deliveries::list(&call, id),
+        ("POST", ["deliveries", id, "replay"]) => deliveries::replay(&call, id).await,
+        ("GET", ["dead-letters"]) => deliveries::dead_letters(&call),
+        ("POST", ["dead-letters", id, "replay"]) => deliveries::replay_dead_letter(&call, id),
+        ("GET", ["plugins"]) => plugins::list(&call),
+        ("POST", ["plugins"]) => plugins::upload(&call).await,
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+/// The template in [`API_ROUTES`] that `rest` (the path after `/v1/`) has, or 404.
+fn match_route(rest: &[&str]) -> Result<&'static str, ApiError> {
+    let template = match rest {
+        ["subscriptions"] => "/v1/subscriptions",
+        ["subscriptions", _] => "/v1/subscriptions/{id}",
+        ["subscriptions", _, "test"] => "/v1/subscriptions/{id}/test",
+        ["subscriptions", _, "deliveries"] => "/v1/subscriptions/{id}/deliveries",
+        ["deliveries", _, "replay"] => "/v1/deliveries/{id}/replay",
+        ["dead-letters"] => "/v1/dead-letters",
+        ["dead-letters", _, "replay"] => "/v1/dead-letters/{id}/replay",
+        ["plugins"] => "/v1/plugins",
+        _ => return Err(ApiError::not_found()),
+    };
+    Ok(template)
+}
+
+/// What every handler gets: the request, already authenticated, and its body.
+struct Call<'a> {
+    state: &'a Arc<State>,
+    app: &'a AppIdentity,
+    parts: &'a http::request::Parts,
+    body: Bytes,
+}
+
+impl Call<'_> {
+    /// The value of query parameter `name`.
+    fn query(&self, name: &str) -> Option<String> {
+        self.parts.uri.query()?.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (k == name).then(|| v.to_owned())
+        })
+    }
+
+    /// `?limit=`, default 100, at most 1000.
+    fn limit(&self) -> Result<usize, ApiError> {
+        match self.query("limit") {
+            None => Ok(100),
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if (1..=1000).contains(&n) => Ok(n),
+                _ => Err(ApiError::bad_request("invalid_query", "limit: give a number from 1 to 1000")),
+            },
+        }
+    }
+}
+
+fn internal(e: crate::store::StoreError) -> ApiError {
+    ApiError::internal("API storage request failed", &e)
+}
+
+/// Makes a stored change durable and joins it to the running configuration; when the reload
+/// fails, `undo` puts the previous state back and the answer is 422 `reload_failed`.
+async fn apply(state: &Arc<State>, undo: impl FnOnce() -> Result<(), crate::store::StoreError>) -> Result<(), ApiError> {
+    state.store.durable().await.map_err(internal)?;
+    match crate::reload::reload(state, "api").await {
+        Ok(_) => Ok(()),
+        Err(reason) => {
+            undo().map_err(internal)?;
+            state.store.durable().await.map_err(internal)?;
+            Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "reload_failed", reason))
+        }
+    }
+}
 
 /// Adds the subscriptions (and their destinations) that apps created through the API to
 /// `file`, so that they join the same snapshot as the file's own. Called at start-up and on
-/// every reload.
+/// every reload. A stored subscription whose id the file already uses is skipped (and logged):
+/// the file wins.
 pub fn extend_config(store: &Store, file: &mut ConfigFile) -> Result<(), ConfigError> {
-    let _ = (store, file);
+    let stored = records::all_subscriptions(store).map_err(|e| ConfigError::Invalid {
+        file: "api_subscriptions".into(),
+        problems: vec![format!("cannot read the API's subscriptions: {e}")],
+    })?;
+    for (app, sub) in stored {
+        let id = records::qualified_id(&app, &sub.id);
+        let taken = file.subscriptions.iter().any(|s| s.id == id) || file.destinations.iter().any(|d| d.name == id);
+        if taken {
+            tracing::warn!(subscription = %id, "the configuration file uses this id; the API's subscription is ignored");
+            continue;
+        }
+        file.destinations.push(DestinationConfig {
+            name: id.clone(),
+            url: sub.destination.url,
+            secrets: vec![sub.destination.secret],
+            auth: sub.destination.auth,
+        });
+        let plugin = sub.plugin.map(|hash| records::plugin_file(&file.storage.path, &hash));
+        file.subscriptions.push(SubscriptionConfig {
+            id: id.clone(),
+            events: sub.events,
+            destinations: vec![id],
+            plugin,
+            config: sub.config.into_iter().map(|(k, v)| (k, toml::Value::String(v))).collect(),
+            format: sub.format,
+            timeout: sub.timeout_ms.map(std::time::Duration::from_millis),
+            retries: sub.retries,
+            enabled: sub.enabled,
+            filter: sub.filter,
+        });
+    }
     Ok(())
 }

@@ -11,7 +11,9 @@ use crate::plugin::PluginHost;
 pub fn check(file: &Path) -> anyhow::Result<ExitCode> {
     let (config, base) = load(file)?;
     let host = PluginHost::new(config.plugins.limits.clone(), Some(config.plugin_cache_dir(&base)))?;
-    let snapshot = Snapshot::build(config, &base, &file.display().to_string(), &host, None)?;
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let snapshot = Snapshot::build(config, &base, &file.display().to_string(), &host, None)
+        .map_err(|e| e.with_lines(&text))?;
     println!("{}: ok", file.display());
     println!("  listen      {}", snapshot.server.listen);
     println!("  storage     {}", snapshot.storage.path.display());

@@ -38,6 +38,10 @@ pub struct ConfigFile {
     /// What goes where.
     #[serde(default)]
     pub subscriptions: Vec<SubscriptionConfig>,
+    /// Third-party apps allowed to use the API (see [`crate::auth`]). An app stored with
+    /// `odoo-gateway apps add` under the same name is shadowed: the file wins.
+    #[serde(default)]
+    pub apps: Vec<AppConfig>,
 }
 
 impl ConfigFile {
@@ -74,6 +78,10 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Bearer token for `/admin/` endpoints; none disables them.
     pub admin_token: Option<String>,
+    /// The gateway's public base URL (`https://gateway.example.com`) when it sits behind a
+    /// proxy: its scheme and authority are what OAuth1 signatures cover. Without it, `http`
+    /// and the request's `Host` header.
+    pub public_url: Option<String>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -85,6 +93,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_concurrent_requests", &self.max_concurrent_requests)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "[redacted]"))
+            .field("public_url", &self.public_url)
             .finish()
     }
 }
@@ -98,6 +107,7 @@ impl Default for ServerConfig {
             max_concurrent_requests: 1024,
             shutdown_grace: Duration::from_secs(10),
             admin_token: None,
+            public_url: None,
         }
     }
 }
@@ -209,6 +219,9 @@ pub struct DestinationConfig {
     /// Standard Webhooks secrets (`whsec_...`); all sign during a rotation.
     #[serde(default)]
     pub secrets: Vec<String>,
+    /// How deliveries authenticate to the receiver, on top of the signature.
+    #[serde(default)]
+    pub auth: DestinationAuth,
 }
 
 impl std::fmt::Debug for DestinationConfig {
@@ -217,12 +230,91 @@ impl std::fmt::Debug for DestinationConfig {
             .field("name", &self.name)
             .field("url", &self.url)
             .field("secrets", &format_args!("[{} redacted]", self.secrets.len()))
+            .field("auth", &self.auth)
             .finish()
     }
 }
 
+/// `auth = { type = "..." }` of a destination: outbound authentication on top of the Standard
+/// Webhooks signature. Checked by `delivery::outbound_auth::validate`.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DestinationAuth {
+    /// Only the signature.
+    #[default]
+    None,
+    /// A fixed header, e.g. an API key.
+    StaticHeader {
+        /// Header name.
+        name: String,
+        /// Header value (secret).
+        value: String,
+    },
+    /// OAuth2 client credentials (RFC 6749 §4.4); the token is sent as `Bearer`.
+    #[serde(rename = "oauth2")]
+    OAuth2 {
+        /// The token endpoint.
+        token_url: String,
+        /// Client id.
+        client_id: String,
+        /// Client secret.
+        client_secret: String,
+        /// Scopes to ask for.
+        #[serde(default)]
+        scopes: Vec<String>,
+    },
+    /// OAuth1 (RFC 5849) signed requests.
+    #[serde(rename = "oauth1")]
+    OAuth1 {
+        /// Consumer key.
+        consumer_key: String,
+        /// Consumer secret.
+        consumer_secret: String,
+        /// Token (empty for two-legged use).
+        #[serde(default)]
+        token: String,
+        /// Token secret.
+        #[serde(default)]
+        token_secret: String,
+        /// Only `HMAC-SHA1`.
+        #[serde(default = "hmac_sha1")]
+        signature_method: String,
+    },
+}
+
+fn hmac_sha1() -> String {
+    "HMAC-SHA1".to_owned()
+}
+
+impl std::fmt::Debug for DestinationAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const HIDDEN: &str = "[redacted]";
+        match self {
+            Self::None => f.write_str("None"),
+            Self::StaticHeader { name, .. } => {
+                f.debug_struct("StaticHeader").field("name", name).field("value", &HIDDEN).finish()
+            }
+            Self::OAuth2 { token_url, client_id, scopes, .. } => f
+                .debug_struct("OAuth2")
+                .field("token_url", token_url)
+                .field("client_id", client_id)
+                .field("client_secret", &HIDDEN)
+                .field("scopes", scopes)
+                .finish(),
+            Self::OAuth1 { consumer_key, signature_method, .. } => f
+                .debug_struct("OAuth1")
+                .field("consumer_key", consumer_key)
+                .field("consumer_secret", &HIDDEN)
+                .field("token", &HIDDEN)
+                .field("token_secret", &HIDDEN)
+                .field("signature_method", signature_method)
+                .finish(),
+        }
+    }
+}
+
 /// Body format of a subscription without a plugin.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// The payload as JSON.
@@ -260,8 +352,89 @@ pub struct SubscriptionConfig {
     /// Whether the subscription is active.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Record and field filter, applied before the plugin or pass-through.
+    #[serde(default)]
+    pub filter: Option<crate::fanout::filter::PayloadFilter>,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// API requests per minute an app may make, unless it says otherwise.
+pub const DEFAULT_APP_RATE_LIMIT_PER_MINUTE: u32 = 600;
+/// Token requests per minute per client id, unless the app says otherwise (stricter: each
+/// one checks a secret).
+pub const DEFAULT_TOKEN_RATE_LIMIT_PER_MINUTE: u32 = 60;
+/// Lifetime of an OAuth2 access token, unless the app says otherwise.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
+
+/// `[[apps]]`: a third-party app and its credentials. Give OAuth2 client credentials, OAuth1
+/// credentials (all four keys), or both.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// Unique name.
+    pub name: String,
+    /// What it may do: `read`, `write`.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// OAuth2 client id.
+    #[serde(default)]
+    pub oauth2_client_id: Option<String>,
+    /// Hex SHA-256 of the OAuth2 client secret (the secret itself is never kept).
+    #[serde(default)]
+    pub oauth2_client_secret_sha256: Option<String>,
+    /// OAuth1 consumer key.
+    #[serde(default)]
+    pub oauth1_consumer_key: Option<String>,
+    /// OAuth1 consumer secret (kept in clear: HMAC needs it).
+    #[serde(default)]
+    pub oauth1_consumer_secret: Option<String>,
+    /// OAuth1 token issued by the operator.
+    #[serde(default)]
+    pub oauth1_token: Option<String>,
+    /// OAuth1 token secret.
+    #[serde(default)]
+    pub oauth1_token_secret: Option<String>,
+    /// API requests per minute (token bucket; bursts up to this many).
+    #[serde(default = "default_app_rate_limit")]
+    pub rate_limit_per_minute: u32,
+    /// Requests per minute to the token endpoint with this app's client id.
+    #[serde(default = "default_token_rate_limit")]
+    pub token_rate_limit_per_minute: u32,
+    /// Lifetime of the access tokens it is issued.
+    #[serde(default = "default_token_ttl", with = "crate::delivery::backoff::serde_duration")]
+    pub token_ttl: Duration,
+}
+
+fn default_app_rate_limit() -> u32 {
+    DEFAULT_APP_RATE_LIMIT_PER_MINUTE
+}
+
+fn default_token_rate_limit() -> u32 {
+    DEFAULT_TOKEN_RATE_LIMIT_PER_MINUTE
+}
+
+fn default_token_ttl() -> Duration {
+    DEFAULT_TOKEN_TTL
+}
+
+impl std::fmt::Debug for AppConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |v: &Option<String>| v.as_ref().map(|_| "[redacted]");
+        f.debug_struct("AppConfig")
+            .field("name", &self.name)
+            .field("scopes", &self.scopes)
+            .field("oauth2_client_id", &self.oauth2_client_id)
+            .field("oauth2_client_secret_sha256", &redacted(&self.oauth2_client_secret_sha256))
+            .field("oauth1_consumer_key", &self.oauth1_consumer_key)
+            .field("oauth1_consumer_secret", &redacted(&self.oauth1_consumer_secret))
+            .field("oauth1_token", &self.oauth1_token)
+            .field("oauth1_token_secret", &redacted(&self.oauth1_token_secret))
+            .field("rate_limit_per_minute", &self.rate_limit_per_minute)
+            .field("token_rate_limit_per_minute", &self.token_rate_limit_per_minute)
+            .field("token_ttl", &self.token_ttl)
+            .finish()
+    }
 }

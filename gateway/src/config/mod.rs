@@ -47,7 +47,7 @@ pub enum ConfigError {
         /// What was expected.
         message: String,
     },
-    /// Parsed, but inconsistent (each problem on its own line).
+    /// Parsed, but inconsistent (every problem, each naming its key and, when known, its line).
     #[error("{file}: {}", .problems.join("; "))]
     Invalid {
         /// The file.
@@ -55,6 +55,55 @@ pub enum ConfigError {
         /// Every problem found, each naming its key.
         problems: Vec<String>,
     },
+}
+
+impl ConfigError {
+    /// Adds the line of each problem's key, found in the configuration `text`, so that an
+    /// error reads `file:line: key: what is wrong`.
+    pub fn with_lines(self, text: &str) -> Self {
+        match self {
+            Self::Invalid { file, problems } => {
+                let problems = problems
+                    .into_iter()
+                    .map(|p| match locate(text, p.split(':').next().unwrap_or("")) {
+                        Some(line) => format!("line {line}: {p}"),
+                        None => p,
+                    })
+                    .collect();
+                Self::Invalid { file, problems }
+            }
+            other => other,
+        }
+    }
+}
+
+/// The 1-based line where `key` (such as `subscriptions[2].destinations[0]` or
+/// `delivery.retries`) is set in `text`, as far as a line-oriented look can tell.
+fn locate(text: &str, key: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let mut parts = key.split('.');
+    let head = parts.next()?;
+    let (table, index) = match head.split_once('[') {
+        Some((t, rest)) => (t, rest.trim_end_matches(']').parse::<usize>().ok()?),
+        None => (head, 0),
+    };
+    let header_array = format!("[[{table}]]");
+    let header_table = format!("[{table}]");
+    let start = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| **l == header_array || **l == header_table)
+        .nth(index)
+        .map(|(i, _)| i)?;
+    let field = parts.next().map(|f| f.split(['[', ' ', '(']).next().unwrap_or(f));
+    let Some(field) = field.filter(|f| !f.is_empty()) else { return Some(start + 1) };
+    let end = lines.iter().enumerate().skip(start + 1).find(|(_, l)| l.starts_with("[[")).map_or(lines.len(), |(i, _)| i);
+    let sets = |l: &&str| {
+        let l = l.trim_start_matches('"');
+        l.strip_prefix(field).is_some_and(|rest| rest.trim_start_matches('"').trim_start().starts_with('='))
+    };
+    let found = lines[start + 1..end].iter().position(|l| sets(&l)).map(|i| start + 1 + i);
+    Some(found.unwrap_or(start) + 1)
 }
 
 /// Reads and parses a configuration file. Relative paths inside it are resolved against
@@ -133,6 +182,8 @@ pub struct Destination {
     pub url: http::Uri,
     /// Signing secrets; every one signs.
     pub secrets: Vec<SigningSecret>,
+    /// Outbound authentication on top of the signature.
+    pub auth: file::DestinationAuth,
 }
 
 /// A subscription, validated.
@@ -156,6 +207,8 @@ pub struct Subscription {
     pub retries: u32,
     /// Whether deliveries are made.
     pub enabled: bool,
+    /// Record and field filter, applied before the plugin or pass-through.
+    pub filter: Option<crate::fanout::filter::PayloadFilter>,
 }
 
 /// One immutable, validated configuration.
@@ -179,6 +232,8 @@ pub struct Snapshot {
     pub subscriptions: Vec<Arc<Subscription>>,
     /// Files whose change means a reload: the configuration file and every plugin.
     pub watched: Vec<PathBuf>,
+    /// Third-party apps of the file (those stored through `/admin/apps` are looked up in sled).
+    pub apps: crate::auth::ConfigApps,
 }
 
 impl Snapshot {
@@ -234,7 +289,10 @@ impl Snapshot {
                     Err(e) => problems.push(format!("destinations[{i}].secrets[{j}]: {e}")),
                 }
             }
-            let dest = Destination { name: d.name.clone(), url, secrets };
+            if let Err(e) = crate::delivery::outbound_auth::validate(&d.auth) {
+                problems.push(format!("destinations[{i}].{e}"));
+            }
+            let dest = Destination { name: d.name.clone(), url, secrets, auth: d.auth.clone() };
             if destinations.insert(d.name.clone(), Arc::new(dest)).is_some() {
                 problems.push(format!("destinations[{i}].name: `{}` is used twice", d.name));
             }
@@ -278,6 +336,9 @@ impl Snapshot {
                 };
                 config.insert(k.clone(), text);
             }
+            if let Some(Err(e)) = s.filter.as_ref().map(|f| f.validate()) {
+                problems.push(format!("{key}.{e}"));
+            }
             let plugin_config: PluginConfig = Arc::new(config);
             let plugin = s.plugin.as_ref().and_then(|p| {
                 let path = resolve(p);
@@ -303,8 +364,11 @@ impl Snapshot {
                 timeout: s.timeout.unwrap_or(file.delivery.timeout),
                 retries: s.retries.unwrap_or(file.delivery.retries),
                 enabled: s.enabled,
+                filter: s.filter.clone(),
             }));
         }
+
+        let apps = crate::auth::ConfigApps::build(&file.apps, &mut problems);
 
         if !problems.is_empty() {
             return Err(ConfigError::Invalid { file: origin.to_owned(), problems });
@@ -322,6 +386,10 @@ impl Snapshot {
             destinations,
             subscriptions,
             watched,
+            apps,
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

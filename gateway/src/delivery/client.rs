@@ -172,6 +172,38 @@ impl DeliveryClient {
     }
 }
 
+impl DeliveryClient {
+    /// Sends any request through the same pool and SSRF guard (the OAuth2 token fetch), and
+    /// reads at most `max_body` bytes of the answer (more is an error); the whole exchange
+    /// takes at most `timeout`. Redirects are not followed.
+    pub async fn exchange(
+        &self,
+        mut request: Request<Full<Bytes>>,
+        timeout: Duration,
+        max_body: usize,
+    ) -> Result<http::Response<Bytes>, DeliveryError> {
+        check_url(request.uri())?;
+        strip_connection_headers(request.headers_mut());
+        request
+            .headers_mut()
+            .entry(header::USER_AGENT)
+            .or_insert(HeaderValue::from_static(USER_AGENT));
+        let exchange = async {
+            let response = self.inner.request(request).await.map_err(DeliveryError::from_client)?;
+            let (parts, body) = response.into_parts();
+            let body = http_body_util::Limited::new(body, max_body)
+                .collect()
+                .await
+                .map_err(|e| DeliveryError::Request(format!("reading the answer (at most {max_body} bytes): {e}")))?
+                .to_bytes();
+            Ok(http::Response::from_parts(parts, body))
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| DeliveryError::Timeout { after: timeout })?
+    }
+}
+
 /// Framing and routing headers are the client's business, not the caller's: a plugin that set
 /// a wrong `content-length` or a `host` must not be able to garble the request or smuggle one.
 fn strip_connection_headers(headers: &mut HeaderMap) {

@@ -10,6 +10,7 @@ mod client;
 mod connector;
 mod error;
 mod limits;
+pub mod outbound_auth;
 mod ssrf;
 
 pub use backoff::{Backoff, DurationParseError, format_duration, parse_duration};

@@ -90,6 +90,29 @@ pub struct DeadLetter {
     pub at_ms: u64,
 }
 
+/// What the per-subscription index keeps of a job: enough to list it after it left the queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSummary {
+    /// The job id.
+    pub id: String,
+    /// The event it came from.
+    pub event_id: String,
+    /// Destination name.
+    pub destination: String,
+    /// When the job was created (ms since the epoch).
+    pub created_ms: u64,
+}
+
+impl From<&Job> for JobSummary {
+    fn from(job: &Job) -> Self {
+        Self { id: job.id.clone(), event_id: job.event_id.clone(), destination: job.destination.clone(), created_ms: job.created_ms }
+    }
+}
+
+fn index_key(subscription_id: &str, job_id: &str) -> Vec<u8> {
+    [subscription_id.as_bytes(), b"\0", job_id.as_bytes()].concat()
+}
+
 /// A job taken by a worker until `until_ms`; pass it back to finish the job.
 #[derive(Debug, Clone)]
 pub struct Lease {
@@ -129,7 +152,14 @@ impl Store {
             .map(|(j, due_ms)| (j.id.as_bytes(), encode(j), schedule_key(*due_ms, &j.id)))
             .collect();
         let dead_encoded: Vec<_> = dead.iter().map(|d| (d.job.id.as_bytes(), encode(d))).collect();
-        (&inner.jobs, &inner.schedule, &inner.pending, &inner.dead).transaction(|(jt, st, pt, dt)| {
+        let indexed: Vec<_> = jobs
+            .iter()
+            .map(|(j, _)| j)
+            .chain(dead.iter().map(|d| &d.job))
+            .map(|j| (index_key(&j.subscription_id, &j.id), encode(&JobSummary::from(j))))
+            .collect();
+        let trees = (&inner.jobs, &inner.schedule, &inner.pending, &inner.dead, &inner.by_subscription);
+        trees.transaction(|(jt, st, pt, dt, it)| {
             for (id, record, key) in &encoded {
                 if jt.insert(*id, record.as_slice())?.is_some() {
                     // Already queued (a replayed fan-out): keep the one schedule entry.
@@ -139,6 +169,9 @@ impl Store {
             }
             for (id, record) in &dead_encoded {
                 dt.insert(*id, record.as_slice())?;
+            }
+            for (key, summary) in &indexed {
+                it.insert(key.as_slice(), summary.as_slice())?;
             }
             if let Some(k) = pending_key {
                 pt.remove(k)?;
@@ -299,6 +332,39 @@ impl Store {
     pub fn job(&self, job_id: &str) -> Result<Option<Job>, StoreError> {
         self.inner.jobs.get(job_id.as_bytes())?.map(|b| decode("jobs", &b)).transpose()
     }
+
+    /// A dead letter by job id.
+    pub fn dead_letter(&self, job_id: &str) -> Result<Option<DeadLetter>, StoreError> {
+        self.inner.dead.get(job_id.as_bytes())?.map(|b| decode("dead", &b)).transpose()
+    }
+
+    /// Up to `limit` dead letters whose subscription id starts with `prefix`, oldest first by id.
+    pub fn dead_letters_of(&self, prefix: &str, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.inner.dead.iter() {
+            let letter: DeadLetter = decode("dead", &entry?.1)?;
+            if letter.job.subscription_id.starts_with(prefix) {
+                out.push(letter);
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` jobs ever queued for `subscription_id`, newest first (job ids begin with
+    /// the time-ordered event id).
+    pub fn jobs_of_subscription(&self, subscription_id: &str, limit: usize) -> Result<Vec<JobSummary>, StoreError> {
+        let prefix = [subscription_id.as_bytes(), b"\0"].concat();
+        self.inner.by_subscription.scan_prefix(prefix).rev().take(limit).map(|e| decode("deliveries_by_subscription", &e?.1)).collect()
+    }
+
+    /// One job of `subscription_id` from the index, if it was ever queued.
+    pub fn job_summary(&self, subscription_id: &str, job_id: &str) -> Result<Option<JobSummary>, StoreError> {
+        let key = index_key(subscription_id, job_id);
+        self.inner.by_subscription.get(key)?.map(|b| decode("deliveries_by_subscription", &b)).transpose()
+    }
 }
 
 #[cfg(test)]
@@ -330,6 +396,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
         store.enqueue(&[(job("a"), 10), (job("b"), 10)], &[], None).expect("enqueue");
+        let listed: Vec<_> = store.jobs_of_subscription("sub", 10).expect("index").into_iter().map(|j| j.id).collect();
+        assert_eq!(listed, ["b", "a"], "newest first");
+        assert!(store.jobs_of_subscription("su", 10).expect("index").is_empty(), "the whole id, not a prefix");
         assert!(store.take_due(9, 100, 10).expect("take").is_empty());
         let leases = store.take_due(10, 100, 10).expect("take");
         assert_eq!(leases.len(), 2);
@@ -349,6 +418,10 @@ mod tests {
         let dead = store.dead_letters(10).expect("dead");
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0].reason, "gave up");
+        assert_eq!(store.dead_letters_of("su", 10).expect("dead").len(), 1);
+        assert!(store.dead_letters_of("other", 10).expect("dead").is_empty());
+        assert_eq!(store.dead_letter("a").expect("dead").map(|d| d.job.id).as_deref(), Some("a"));
+        assert!(store.job_summary("sub", "a").expect("index").is_some());
         assert_eq!(store.attempts("a").expect("attempts").len(), 2);
 
         assert!(store.replay("a", 200).expect("replay"));

@@ -10,7 +10,9 @@
 //! - `pending`: sequence → event id, events accepted but not yet fanned out;
 //! - `dedup`: source + explicit id, or source + body hash → first event id and time;
 //! - `jobs`: job id → job; `schedule`: due time + job id → (), the queue order;
-//! - `attempts`: job id + attempt number → attempt; `dead`: job id → dead letter.
+//! - `attempts`: job id + attempt number → attempt; `dead`: job id → dead letter;
+//! - `deliveries_by_subscription`: subscription id + job id → job summary, written with the
+//!   job, so a subscription's deliveries can be listed after they left the queue.
 
 mod durability;
 mod events;
@@ -21,7 +23,7 @@ use std::sync::Arc;
 
 pub use durability::Durability;
 pub use events::{Accepted, DedupKey};
-pub use jobs::{Attempt, DeadLetter, Job, JobKind, Lease};
+pub use jobs::{Attempt, DeadLetter, Job, JobKind, JobSummary, Lease};
 
 /// Why storage failed. These are server errors: the client is not at fault.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +65,7 @@ struct Inner {
     schedule: sled::Tree,
     attempts: sled::Tree,
     dead: sled::Tree,
+    by_subscription: sled::Tree,
     durability: Durability,
 }
 
@@ -90,6 +93,7 @@ impl Store {
             schedule: tree("schedule")?,
             attempts: tree("attempts")?,
             dead: tree("dead")?,
+            by_subscription: tree("deliveries_by_subscription")?,
             durability: Durability::new(db.clone()),
             db,
         };

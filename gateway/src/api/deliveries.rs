@@ -1,0 +1,183 @@
+//! Deliveries of an app's subscriptions: a test event, the delivery log with attempts, replay
+//! of a delivery, and the app's dead letters.
+//!
+//! A test event goes through the normal ingest path (stored, made durable, fanned out) but
+//! carries the [`ONLY_SUBSCRIPTION_HEADER`], so fan-out gives it to that one subscription.
+//! Replaying a dead letter puts it back in the queue as it was; replaying a delivered job runs
+//! the subscription on the stored event again and queues the job with the same id (so the
+//! receiver can tell it is the same message).
+
+use std::sync::Arc;
+
+use http::{Response, StatusCode};
+use serde_json::{Value, json};
+
+use super::records::{app_prefix, qualified_id};
+use super::subscriptions::find;
+use super::{Call, internal};
+use crate::event::Event;
+use crate::fanout::{ONLY_SUBSCRIPTION_HEADER, collect, transform};
+use crate::http_error::{ApiError, Body, json};
+use crate::state::now_ms;
+use crate::store::{DeadLetter, DedupKey};
+use crate::subscriptions::EventPattern;
+
+/// The source name of test events.
+const TEST_SOURCE: &str = "api-test";
+
+/// `POST /v1/subscriptions/{id}/test`: 202 `{"event_id", "event_type"}`.
+pub(super) async fn send_test(call: &Call<'_>, id: &str) -> Result<Response<Body>, ApiError> {
+    let sub = find(call, id)?;
+    let qualified = qualified_id(&call.app.app, id);
+    let event_type = test_event_type(&sub.events);
+    let (model, action) = event_type.rsplit_once('.').unwrap_or(("test", "ping"));
+    let event = Event {
+        id: crate::ingest::new_event_id(),
+        source: TEST_SOURCE.to_owned(),
+        model: model.to_owned(),
+        action: action.to_owned(),
+        record_id: None,
+        received_at_ms: now_ms(),
+        payload: json!({ "test": true, "subscription": id }).to_string(),
+        headers: vec![(ONLY_SUBSCRIPTION_HEADER.to_owned(), qualified)],
+    };
+    let dedup = DedupKey::Explicit { source: TEST_SOURCE.to_owned(), id: event.id.clone() };
+    let state = call.state;
+    state.store.accept(&event, &dedup).map_err(internal)?;
+    state.store.durable().await.map_err(internal)?;
+    state.fanout_wake.notify_one();
+    Ok(json(StatusCode::ACCEPTED, &json!({ "event_id": event.id, "event_type": event_type })))
+}
+
+/// A type the subscription's first pattern matches: the exact type, `<prefix>.test`,
+/// `test.<suffix>`, or `test.ping`.
+fn test_event_type(patterns: &[String]) -> String {
+    match patterns.first().map(|p| EventPattern::parse(p)) {
+        Some(Ok(EventPattern::Exact(t))) => t,
+        Some(Ok(EventPattern::Prefix(p))) => format!("{p}.test"),
+        Some(Ok(EventPattern::Suffix(s))) => format!("test.{s}"),
+        _ => "test.ping".to_owned(),
+    }
+}
+
+/// `GET /v1/subscriptions/{id}/deliveries[?limit=N]`: newest first, each with its attempts.
+pub(super) fn list(call: &Call<'_>, id: &str) -> Result<Response<Body>, ApiError> {
+    find(call, id)?;
+    let store = &call.state.store;
+    let jobs = store.jobs_of_subscription(&qualified_id(&call.app.app, id), call.limit()?).map_err(internal)?;
+    let mut items = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let attempts = store.attempts(&job.id).map_err(internal)?;
+        let (status, reason) = if store.job(&job.id).map_err(internal)?.is_some() {
+            ("pending", None)
+        } else if let Some(dead) = store.dead_letter(&job.id).map_err(internal)? {
+            ("dead", Some(dead.reason))
+        } else {
+            ("delivered", None)
+        };
+        items.push(json!({
+            "id": job.id, "event_id": job.event_id, "created_ms": job.created_ms,
+            "status": status, "reason": reason, "attempts": attempts,
+        }));
+    }
+    Ok(json(StatusCode::OK, &json!({ "deliveries": items })))
+}
+
+/// `POST /v1/deliveries/{id}/replay`.
+pub(super) async fn replay(call: &Call<'_>, job_id: &str) -> Result<Response<Body>, ApiError> {
+    let state = call.state;
+    let store = &state.store;
+    let subscription = owned_subscription(call, job_id)?;
+    let summary = store.job_summary(&subscription, job_id).map_err(internal)?.ok_or_else(ApiError::not_found)?;
+    if store.replay(job_id, now_ms()).map_err(internal)? {
+        state.dispatch_wake.notify_one();
+        return Ok(json(StatusCode::ACCEPTED, &json!({ "replayed": job_id, "from": "dead_letter" })));
+    }
+    if store.job(job_id).map_err(internal)?.is_some() {
+        return Err(ApiError::new(StatusCode::CONFLICT, "delivery_pending", "the delivery is still queued; it will be attempted"));
+    }
+    let snapshot = state.snapshot.load_full();
+    let Some(sub) = snapshot.subscriptions.iter().find(|s| s.id == subscription).cloned() else {
+        return Err(ApiError::new(StatusCode::CONFLICT, "subscription_removed", "the subscription no longer exists"));
+    };
+    let Some(event) = store.event(&summary.event_id).map_err(internal)? else {
+        return Err(ApiError::new(StatusCode::GONE, "event_missing", "the event is no longer stored"));
+    };
+    let event = Arc::new(event);
+    let outcome = transform(state, &snapshot, &sub, &event).await;
+    let (mut jobs, mut dead) = (Vec::new(), Vec::new());
+    collect(state, &event, &sub, outcome, &mut jobs, &mut dead);
+    jobs.retain(|(j, _)| j.id == job_id);
+    if jobs.is_empty() {
+        return Err(ApiError::new(StatusCode::CONFLICT, "nothing_to_replay", "the subscription no longer makes this delivery from the event"));
+    }
+    for (_, due) in &mut jobs {
+        *due = now_ms();
+    }
+    store.enqueue(&jobs, &[], None).map_err(internal)?;
+    store.durable().await.map_err(internal)?;
+    state.dispatch_wake.notify_one();
+    Ok(json(StatusCode::ACCEPTED, &json!({ "replayed": job_id, "from": "delivered" })))
+}
+
+/// The subscription a job id names (`<event id>.<subscription>.<n>`) when it is the app's;
+/// else 404.
+fn owned_subscription(call: &Call<'_>, job_id: &str) -> Result<String, ApiError> {
+    let (_event, rest) = job_id.split_once('.').ok_or_else(ApiError::not_found)?;
+    let (subscription, _n) = rest.rsplit_once('.').ok_or_else(ApiError::not_found)?;
+    if !subscription.starts_with(&app_prefix(&call.app.app)) {
+        return Err(ApiError::not_found());
+    }
+    Ok(subscription.to_owned())
+}
+
+/// `GET /v1/dead-letters[?limit=N]`: the app's dead letters.
+pub(super) fn dead_letters(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
+    let prefix = app_prefix(&call.app.app);
+    let letters = call.state.store.dead_letters_of(&prefix, call.limit()?).map_err(internal)?;
+    let items: Vec<Value> = letters.iter().map(|d| render_dead(d, &prefix)).collect();
+    Ok(json(StatusCode::OK, &json!({ "dead_letters": items })))
+}
+
+fn render_dead(d: &DeadLetter, prefix: &str) -> Value {
+    json!({
+        "id": d.job.id,
+        "subscription": d.job.subscription_id.strip_prefix(prefix).unwrap_or(&d.job.subscription_id),
+        "event_id": d.job.event_id,
+        "attempts": d.job.attempts,
+        "reason": d.reason,
+        "at_ms": d.at_ms,
+    })
+}
+
+/// `POST /v1/dead-letters/{id}/replay`.
+pub(super) fn replay_dead_letter(call: &Call<'_>, id: &str) -> Result<Response<Body>, ApiError> {
+    let store = &call.state.store;
+    let owned = store
+        .dead_letter(id)
+        .map_err(internal)?
+        .is_some_and(|d| d.job.subscription_id.starts_with(&app_prefix(&call.app.app)));
+    if !owned || !store.replay(id, now_ms()).map_err(internal)? {
+        return Err(ApiError::not_found());
+    }
+    call.state.dispatch_wake.notify_one();
+    Ok(json(StatusCode::ACCEPTED, &json!({ "replayed": id })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_test_event_matches_the_first_pattern() {
+        let types = |p: &str| test_event_type(&[p.to_owned()]);
+        assert_eq!(types("sale.order.confirmed"), "sale.order.confirmed");
+        assert_eq!(types("sale.order.*"), "sale.order.test");
+        assert_eq!(types("*.unlink"), "test.unlink");
+        assert_eq!(types("*"), "test.ping");
+        for p in ["sale.order.*", "*.unlink", "*", "a.b"] {
+            let pattern = EventPattern::parse(p).unwrap();
+            assert!(pattern.matches(&types(p)), "{p}");
+        }
+    }
+}

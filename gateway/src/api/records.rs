@@ -1,0 +1,173 @@
+//! What the API keeps in sled: apps' subscriptions (`api_subscriptions`) and uploaded plugins
+//! (`api_plugins`), both keyed by app name then id, so one app's records are one prefix scan.
+//!
+//! This module owns the stored shapes and their reads and writes. It does not validate (see
+//! `validate`) and never touches the running snapshot.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::file::DestinationAuth;
+use crate::config::Format;
+use crate::fanout::filter::PayloadFilter;
+use crate::store::{Store, StoreError};
+
+const SUBSCRIPTIONS: &str = "api_subscriptions";
+const PLUGINS: &str = "api_plugins";
+
+/// A subscription created through the API, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredSubscription {
+    /// The app's own id for it.
+    pub id: String,
+    /// Event-type patterns.
+    pub events: Vec<String>,
+    /// Where deliveries go.
+    pub destination: StoredDestination,
+    /// Pass-through format.
+    pub format: Format,
+    /// Record and field filter.
+    pub filter: Option<PayloadFilter>,
+    /// SHA-256 (hex) of the app's uploaded plugin.
+    pub plugin: Option<String>,
+    /// Plugin settings.
+    pub config: BTreeMap<String, String>,
+    /// Whether deliveries are made.
+    pub enabled: bool,
+    /// Attempt timeout in milliseconds (default: the gateway's).
+    pub timeout_ms: Option<u64>,
+    /// Retries (default: the gateway's).
+    pub retries: Option<u32>,
+    /// Creation time (ms since the epoch).
+    pub created_ms: u64,
+    /// Last change (ms since the epoch).
+    pub updated_ms: u64,
+}
+
+/// The receiver of an API subscription.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredDestination {
+    /// Where to POST.
+    pub url: String,
+    /// The signing secret (`whsec_...`).
+    pub secret: String,
+    /// Outbound authentication.
+    pub auth: DestinationAuth,
+}
+
+/// An uploaded plugin component.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredPlugin {
+    /// SHA-256 of the bytes, hex; also the file name.
+    pub hash: String,
+    /// The name the app gave it, if any.
+    pub name: Option<String>,
+    /// Size in bytes.
+    pub size: usize,
+    /// Upload time (ms since the epoch).
+    pub uploaded_ms: u64,
+}
+
+/// The id every snapshot entry of an app's subscription uses: `app.<app>.<id>`.
+pub fn qualified_id(app: &str, id: &str) -> String {
+    format!("app.{app}.{id}")
+}
+
+/// The prefix of every qualified id of `app`.
+pub fn app_prefix(app: &str) -> String {
+    format!("app.{app}.")
+}
+
+/// Where uploaded plugins are kept, under the storage folder.
+pub fn plugin_dir(storage: &Path) -> PathBuf {
+    storage.join("plugins")
+}
+
+/// The file of an uploaded plugin.
+pub fn plugin_file(storage: &Path, hash: &str) -> PathBuf {
+    plugin_dir(storage).join(format!("{hash}.wasm"))
+}
+
+fn key(app: &str, id: &str) -> Vec<u8> {
+    [app.as_bytes(), b"\0", id.as_bytes()].concat()
+}
+
+fn decode<T: serde::de::DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { tree, message: e.to_string() })
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// Every app's subscriptions: (app, subscription), by app then id.
+pub fn all_subscriptions(store: &Store) -> Result<Vec<(String, StoredSubscription)>, StoreError> {
+    let tree = store.db().open_tree(SUBSCRIPTIONS)?;
+    let mut out = Vec::new();
+    for entry in tree.iter() {
+        let (k, v) = entry?;
+        let app = k.split(|b| *b == 0).next().map(|a| String::from_utf8_lossy(a).into_owned()).unwrap_or_default();
+        out.push((app, decode(SUBSCRIPTIONS, &v)?));
+    }
+    Ok(out)
+}
+
+/// One app's subscriptions, by id.
+pub fn subscriptions(store: &Store, app: &str) -> Result<Vec<StoredSubscription>, StoreError> {
+    let tree = store.db().open_tree(SUBSCRIPTIONS)?;
+    tree.scan_prefix(key(app, "")).map(|e| decode(SUBSCRIPTIONS, &e?.1)).collect()
+}
+
+/// One subscription of `app`.
+pub fn subscription(store: &Store, app: &str, id: &str) -> Result<Option<StoredSubscription>, StoreError> {
+    let tree = store.db().open_tree(SUBSCRIPTIONS)?;
+    tree.get(key(app, id))?.map(|v| decode(SUBSCRIPTIONS, &v)).transpose()
+}
+
+/// Writes (`Some`) or removes (`None`) a subscription; returns what was there before, so the
+/// caller can put it back.
+pub fn put_subscription(
+    store: &Store,
+    app: &str,
+    id: &str,
+    value: Option<&StoredSubscription>,
+) -> Result<Option<StoredSubscription>, StoreError> {
+    let tree = store.db().open_tree(SUBSCRIPTIONS)?;
+    let previous = match value {
+        Some(sub) => tree.insert(key(app, id), encode(sub))?,
+        None => tree.remove(key(app, id))?,
+    };
+    previous.map(|v| decode(SUBSCRIPTIONS, &v)).transpose()
+}
+
+/// One app's plugins, by hash.
+pub fn plugins(store: &Store, app: &str) -> Result<Vec<StoredPlugin>, StoreError> {
+    let tree = store.db().open_tree(PLUGINS)?;
+    tree.scan_prefix(key(app, "")).map(|e| decode(PLUGINS, &e?.1)).collect()
+}
+
+/// The app's plugin named `reference`, by hash or by name (the newest upload with that name).
+pub fn find_plugin(store: &Store, app: &str, reference: &str) -> Result<Option<StoredPlugin>, StoreError> {
+    let all = plugins(store, app)?;
+    let by_hash = all.iter().find(|p| p.hash == reference).cloned();
+    Ok(by_hash.or_else(|| {
+        all.into_iter().filter(|p| p.name.as_deref() == Some(reference)).max_by_key(|p| p.uploaded_ms)
+    }))
+}
+
+/// Records an upload; another upload of the app with the same name loses the name.
+pub fn put_plugin(store: &Store, app: &str, plugin: &StoredPlugin) -> Result<(), StoreError> {
+    let tree = store.db().open_tree(PLUGINS)?;
+    if let Some(name) = &plugin.name {
+        for mut other in plugins(store, app)? {
+            if other.hash != plugin.hash && other.name.as_deref() == Some(name) {
+                other.name = None;
+                tree.insert(key(app, &other.hash), encode(&other))?;
+            }
+        }
+    }
+    tree.insert(key(app, &plugin.hash), encode(plugin))?;
+    Ok(())
+}

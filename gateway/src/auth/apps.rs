@@ -1,0 +1,401 @@
+//! The registered apps and their credentials, from two places: the configuration file
+//! (`[[apps]]`, validated into the snapshot's [`ConfigApps`]) and the sled tree `apps`
+//! (managed through `/admin/apps`, which `odoo-gateway apps` calls).
+//!
+//! **A name in the file shadows the same name in the store**: the file is what the operator
+//! reviews, so it wins. OAuth2 client secrets are kept only as SHA-256 (checking is all we
+//! do with them); OAuth1 secrets are kept in clear because HMAC needs them. No secret is ever
+//! logged, and every `Debug` here redacts them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::oauth1::OAuth1Credentials;
+use crate::config::file::AppConfig;
+use crate::state::State;
+use crate::store::StoreError;
+
+/// Every scope an app can hold.
+pub const SCOPES: [&str; 2] = ["read", "write"];
+
+/// A registered app.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct App {
+    /// Unique name.
+    pub name: String,
+    /// Granted scopes, in [`SCOPES`] order.
+    pub scopes: Vec<String>,
+    /// OAuth2 client credentials.
+    pub oauth2: Option<OAuth2Client>,
+    /// OAuth1 consumer and token credentials.
+    pub oauth1: Option<OAuth1Credentials>,
+    /// API requests per minute.
+    pub rate_limit_per_minute: u32,
+    /// Token endpoint requests per minute with this app's client id.
+    pub token_rate_limit_per_minute: u32,
+    /// Lifetime of its access tokens.
+    #[serde(with = "crate::delivery::backoff::serde_duration")]
+    pub token_ttl: Duration,
+    /// Whether it comes from the configuration file (else from the store).
+    #[serde(skip)]
+    pub from_config: bool,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("name", &self.name)
+            .field("scopes", &self.scopes)
+            .field("oauth2", &self.oauth2)
+            .field("oauth1", &self.oauth1)
+            .field("rate_limit_per_minute", &self.rate_limit_per_minute)
+            .field("token_ttl", &self.token_ttl)
+            .field("from_config", &self.from_config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// OAuth2 client credentials: the id, and the hex SHA-256 of the secret.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct OAuth2Client {
+    /// `client_id`.
+    pub client_id: String,
+    secret_sha256: String,
+}
+
+impl std::fmt::Debug for OAuth2Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuth2Client").field("client_id", &self.client_id).finish_non_exhaustive()
+    }
+}
+
+impl OAuth2Client {
+    /// Whether `secret` is the client's secret (constant time).
+    pub fn secret_matches(&self, secret: &str) -> bool {
+        let given = hex::encode(Sha256::digest(secret.as_bytes()));
+        given.as_bytes().ct_eq(self.secret_sha256.as_bytes()).into()
+    }
+}
+
+/// The secrets of a newly registered app: shown once, then only their hashes (OAuth2) or the
+/// store (OAuth1) have them.
+#[derive(Clone, Serialize)]
+pub struct IssuedCredentials {
+    /// The app.
+    pub name: String,
+    /// Its scopes.
+    pub scopes: Vec<String>,
+    /// OAuth2 `client_id`.
+    pub oauth2_client_id: String,
+    /// OAuth2 client secret (only its hash is kept).
+    pub oauth2_client_secret: String,
+    /// OAuth1 consumer key.
+    pub oauth1_consumer_key: String,
+    /// OAuth1 consumer secret.
+    pub oauth1_consumer_secret: String,
+    /// OAuth1 token.
+    pub oauth1_token: String,
+    /// OAuth1 token secret.
+    pub oauth1_token_secret: String,
+}
+
+impl std::fmt::Debug for IssuedCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedCredentials").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+fn random_secret() -> String {
+    URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+}
+
+fn random_id(prefix: &str) -> String {
+    format!("{prefix}{}", hex::encode(rand::random::<[u8; 12]>()))
+}
+
+/// Whether `name` can name an app (it appears in URLs and logs).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Checks and orders a scope list: each in [`SCOPES`], none twice.
+pub fn normalize_scopes(scopes: &[String]) -> Result<Vec<String>, String> {
+    for s in scopes {
+        if !SCOPES.contains(&s.as_str()) {
+            return Err(format!("unknown scope `{s}` (known: {})", SCOPES.join(", ")));
+        }
+    }
+    Ok(SCOPES.iter().filter(|k| scopes.iter().any(|s| s == *k)).map(|s| (*s).to_owned()).collect())
+}
+
+/// A new app with fresh random credentials, and those credentials in clear (to show once).
+pub fn generate(name: &str, scopes: Vec<String>) -> (App, IssuedCredentials) {
+    let issued = IssuedCredentials {
+        name: name.to_owned(),
+        scopes: scopes.clone(),
+        oauth2_client_id: random_id("cid_"),
+        oauth2_client_secret: random_secret(),
+        oauth1_consumer_key: random_id("ck_"),
+        oauth1_consumer_secret: random_secret(),
+        oauth1_token: random_id("tk_"),
+        oauth1_token_secret: random_secret(),
+    };
+    let app = App {
+        name: name.to_owned(),
+        scopes,
+        oauth2: Some(OAuth2Client {
+            client_id: issued.oauth2_client_id.clone(),
+            secret_sha256: hex::encode(Sha256::digest(issued.oauth2_client_secret.as_bytes())),
+        }),
+        oauth1: Some(OAuth1Credentials {
+            consumer_key: issued.oauth1_consumer_key.clone(),
+            consumer_secret: issued.oauth1_consumer_secret.clone(),
+            token: Some(issued.oauth1_token.clone()),
+            token_secret: issued.oauth1_token_secret.clone(),
+        }),
+        rate_limit_per_minute: crate::config::file::DEFAULT_APP_RATE_LIMIT_PER_MINUTE,
+        token_rate_limit_per_minute: crate::config::file::DEFAULT_TOKEN_RATE_LIMIT_PER_MINUTE,
+        token_ttl: crate::config::file::DEFAULT_TOKEN_TTL,
+        from_config: false,
+    };
+    (app, issued)
+}
+
+/// The apps of the configuration file, validated. Part of the snapshot.
+#[derive(Debug, Default)]
+pub struct ConfigApps {
+    by_name: HashMap<String, Arc<App>>,
+}
+
+impl ConfigApps {
+    /// Validates `[[apps]]`, adding each problem (naming its key) to `problems`.
+    pub fn build(configs: &[AppConfig], problems: &mut Vec<String>) -> Self {
+        let mut by_name = HashMap::new();
+        let (mut client_ids, mut consumer_keys) = (Vec::new(), Vec::new());
+        for (i, c) in configs.iter().enumerate() {
+            let mut problem = |key: &str, message: String| problems.push(format!("apps[{i}].{key}: {message}"));
+            if !valid_name(&c.name) {
+                problem("name", format!("`{}` must be 1 to 64 letters, digits, `-` or `_`", c.name));
+            }
+            let scopes = normalize_scopes(&c.scopes).unwrap_or_else(|e| {
+                problem("scopes", e);
+                Vec::new()
+            });
+            let oauth2 = match (&c.oauth2_client_id, &c.oauth2_client_secret_sha256) {
+                (Some(id), Some(hash)) => {
+                    let hash = hash.to_ascii_lowercase();
+                    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        problem("oauth2_client_secret_sha256", "give the 64 hex digits of the secret's SHA-256".into());
+                    }
+                    if id.is_empty() || client_ids.contains(id) {
+                        problem("oauth2_client_id", format!("`{id}` is empty or used by another app"));
+                    }
+                    client_ids.push(id.clone());
+                    Some(OAuth2Client { client_id: id.clone(), secret_sha256: hash })
+                }
+                (None, None) => None,
+                _ => {
+                    problem("oauth2_client_id", "give both oauth2_client_id and oauth2_client_secret_sha256".into());
+                    None
+                }
+            };
+            let oauth1 = match (&c.oauth1_consumer_key, &c.oauth1_consumer_secret, &c.oauth1_token, &c.oauth1_token_secret) {
+                (Some(key), Some(secret), Some(token), Some(token_secret)) => {
+                    if key.is_empty() || consumer_keys.contains(key) {
+                        problem("oauth1_consumer_key", format!("`{key}` is empty or used by another app"));
+                    }
+                    consumer_keys.push(key.clone());
+                    Some(OAuth1Credentials {
+                        consumer_key: key.clone(),
+                        consumer_secret: secret.clone(),
+                        token: Some(token.clone()),
+                        token_secret: token_secret.clone(),
+                    })
+                }
+                (None, None, None, None) => None,
+                _ => {
+                    problem("oauth1_consumer_key", "give all four oauth1_* keys, or none".into());
+                    None
+                }
+            };
+            if oauth2.is_none() && oauth1.is_none() && c.oauth2_client_id.is_none() && c.oauth1_consumer_key.is_none() {
+                problem("name", "give OAuth2 client credentials, OAuth1 credentials, or both".into());
+            }
+            if c.rate_limit_per_minute == 0 || c.token_rate_limit_per_minute == 0 {
+                problem("rate_limit_per_minute", "rate limits must be at least 1 per minute".into());
+            }
+            if c.token_ttl.is_zero() {
+                problem("token_ttl", "must be longer than zero".into());
+            }
+            let app = App {
+                name: c.name.clone(),
+                scopes,
+                oauth2,
+                oauth1,
+                rate_limit_per_minute: c.rate_limit_per_minute,
+                token_rate_limit_per_minute: c.token_rate_limit_per_minute,
+                token_ttl: c.token_ttl,
+                from_config: true,
+            };
+            if by_name.insert(c.name.clone(), Arc::new(app)).is_some() {
+                problems.push(format!("apps[{i}].name: `{}` is used twice", c.name));
+            }
+        }
+        Self { by_name }
+    }
+
+    /// The app named `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<App>> {
+        self.by_name.get(name)
+    }
+
+    /// Every app, by name.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<App>> {
+        self.by_name.values()
+    }
+}
+
+/// How an app is looked up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Key<'a> {
+    /// By name.
+    Name(&'a str),
+    /// By OAuth2 `client_id`.
+    ClientId(&'a str),
+    /// By OAuth1 `oauth_consumer_key`.
+    ConsumerKey(&'a str),
+}
+
+impl Key<'_> {
+    fn matches(self, app: &App) -> bool {
+        match self {
+            Key::Name(n) => app.name == n,
+            Key::ClientId(id) => app.oauth2.as_ref().is_some_and(|c| c.client_id == id),
+            Key::ConsumerKey(k) => app.oauth1.as_ref().is_some_and(|c| c.consumer_key == k),
+        }
+    }
+
+    fn index_key(self) -> Option<Vec<u8>> {
+        match self {
+            Key::Name(_) => None,
+            Key::ClientId(id) => Some([b"c\0", id.as_bytes()].concat()),
+            Key::ConsumerKey(k) => Some([b"k\0", k.as_bytes()].concat()),
+        }
+    }
+}
+
+/// Finds an app: the configuration file first, then the store (skipping names the file
+/// shadows).
+pub(crate) fn find(state: &State, key: Key<'_>) -> Result<Option<Arc<App>>, StoreError> {
+    let snapshot = state.snapshot.load();
+    if let Some(app) = snapshot.apps.iter().find(|a| key.matches(a)) {
+        return Ok(Some(app.clone()));
+    }
+    let stored = AppStore::open(state.store.db())?.get(key)?;
+    Ok(stored.filter(|a| snapshot.apps.get(&a.name).is_none()).map(Arc::new))
+}
+
+/// The sled trees `apps` (name → app) and `apps_index` (`c\0<client_id>` or
+/// `k\0<consumer_key>` → name).
+#[derive(Debug, Clone)]
+pub(crate) struct AppStore {
+    apps: sled::Tree,
+    index: sled::Tree,
+}
+
+impl AppStore {
+    /// Opens the trees.
+    pub(crate) fn open(db: &sled::Db) -> Result<Self, StoreError> {
+        Ok(Self { apps: db.open_tree("apps")?, index: db.open_tree("apps_index")? })
+    }
+
+    /// Stores a new app; false (and nothing stored) when the name or a credential id is taken.
+    pub(crate) fn insert(&self, app: &App) -> Result<bool, StoreError> {
+        use sled::Transactional as _;
+        let encoded = serde_json::to_vec(app).unwrap_or_default();
+        let keys: Vec<Vec<u8>> = [
+            app.oauth2.as_ref().and_then(|c| Key::ClientId(&c.client_id).index_key()),
+            app.oauth1.as_ref().and_then(|c| Key::ConsumerKey(&c.consumer_key).index_key()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let inserted = (&self.apps, &self.index).transaction(|(apps, index)| {
+            if apps.get(app.name.as_bytes())?.is_some() {
+                return Ok(false);
+            }
+            for k in &keys {
+                if index.get(k.as_slice())?.is_some() {
+                    return Ok(false);
+                }
+            }
+            apps.insert(app.name.as_bytes(), encoded.as_slice())?;
+            for k in &keys {
+                index.insert(k.as_slice(), app.name.as_bytes())?;
+            }
+            Ok(true)
+        });
+        inserted.map_err(|e: sled::transaction::TransactionError<()>| match e {
+            sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
+            sled::transaction::TransactionError::Abort(()) => StoreError::Corrupt { tree: "apps", message: "aborted".into() },
+        })
+    }
+
+    /// Removes an app and its index entries; false when there was none.
+    pub(crate) fn remove(&self, name: &str) -> Result<bool, StoreError> {
+        use sled::Transactional as _;
+        let removed = (&self.apps, &self.index).transaction(|(apps, index)| {
+            let Some(bytes) = apps.remove(name.as_bytes())? else {
+                return Ok(false);
+            };
+            if let Ok(app) = serde_json::from_slice::<App>(&bytes) {
+                for k in [
+                    app.oauth2.as_ref().and_then(|c| Key::ClientId(&c.client_id).index_key()),
+                    app.oauth1.as_ref().and_then(|c| Key::ConsumerKey(&c.consumer_key).index_key()),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    index.remove(k)?;
+                }
+            }
+            Ok(true)
+        });
+        removed.map_err(|e: sled::transaction::TransactionError<()>| match e {
+            sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
+            sled::transaction::TransactionError::Abort(()) => StoreError::Corrupt { tree: "apps", message: "aborted".into() },
+        })
+    }
+
+    /// Every stored app, by name.
+    pub(crate) fn list(&self) -> Result<Vec<App>, StoreError> {
+        self.apps.iter().values().map(|v| decode(&v?)).collect()
+    }
+
+    /// One stored app.
+    pub(crate) fn get(&self, key: Key<'_>) -> Result<Option<App>, StoreError> {
+        let name = match (key, key.index_key()) {
+            (Key::Name(n), _) => n.as_bytes().to_vec(),
+            (_, Some(k)) => match self.index.get(k)? {
+                Some(name) => name.to_vec(),
+                None => return Ok(None),
+            },
+            (_, None) => return Ok(None),
+        };
+        self.apps.get(name)?.map(|v| decode(&v)).transpose()
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<App, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { tree: "apps", message: e.to_string() })
+}
+
+#[cfg(test)]
+mod tests;

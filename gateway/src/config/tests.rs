@@ -1,0 +1,87 @@
+//! Configuration errors name the file, the line and the key.
+
+use super::*;
+use crate::plugin::{PluginHost, PluginLimits};
+
+const GOOD: &str = r#"
+[[sources]]
+name = "odoo"
+tokens = ["0123456789abcdef"]
+
+[[destinations]]
+name = "d"
+url = "https://example.com/hook"
+secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
+
+[[subscriptions]]
+id = "a"
+events = ["sale.order.*"]
+destinations = ["d"]
+
+[[subscriptions]]
+id = "b"
+events = ["*.unlink"]
+destinations = ["d"]
+"#;
+
+fn build(text: &str) -> Result<Snapshot, ConfigError> {
+    let file = parse(text, "gw.toml")?;
+    let host = PluginHost::new(PluginLimits::default(), None).expect("host");
+    Snapshot::build(file, Path::new("/tmp"), "gw.toml", &host, None).map_err(|e| e.with_lines(text))
+}
+
+#[test]
+fn a_good_file_builds() {
+    let snapshot = build(GOOD).expect("valid");
+    assert_eq!(snapshot.subscriptions.len(), 2);
+    assert_eq!(snapshot.subscriptions[0].timeout, Duration::from_secs(5), "default timeout");
+    assert_eq!(snapshot.subscriptions[0].retries, 5, "default retries");
+}
+
+#[test]
+fn an_unknown_key_is_refused_with_its_line() {
+    let text = GOOD.replace("id = \"b\"", "id = \"b\"\nretry = 3");
+    let err = build(&text).expect_err("unknown key").to_string();
+    assert!(err.starts_with("gw.toml:18:"), "{err}");
+    assert!(err.contains("unknown field `retry`"), "{err}");
+    assert!(err.contains("retries"), "says what is expected: {err}");
+}
+
+#[test]
+fn a_wrong_type_is_refused_with_its_line() {
+    let text = GOOD.replace("[[sources]]", "[delivery]\nretries = \"five\"\n\n[[sources]]");
+    let err = build(&text).expect_err("wrong type").to_string();
+    assert!(err.starts_with("gw.toml:3:"), "{err}");
+    assert!(err.contains("invalid type"), "{err}");
+}
+
+#[test]
+fn inconsistencies_name_line_and_key() {
+    let text = GOOD.replace("events = [\"*.unlink\"]\ndestinations = [\"d\"]", "events = [\"*.unlink\"]\ndestinations = [\"nope\"]");
+    let err = build(&text).expect_err("dangling reference").to_string();
+    assert!(err.contains("line 19: subscriptions[1].destinations[0]: no destination is named `nope`"), "{err}");
+
+    let text = GOOD.replace("url = \"https://example.com/hook\"", "url = \"ftp://example.com\"");
+    let err = build(&text).expect_err("bad url").to_string();
+    assert!(err.contains("line 8: destinations[0].url"), "{err}");
+
+    let text = GOOD.replace("events = [\"sale.order.*\"]", "events = [\"sale order\"]");
+    let err = build(&text).expect_err("bad pattern").to_string();
+    assert!(err.contains("line 13: subscriptions[0].events[0]"), "{err}");
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = GOOD.replace("tokens = [\"0123456789abcdef\"]", "tokens = [\"short\"]").replace("secrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]", "secrets = [\"nope\"]");
+    let Err(ConfigError::Invalid { problems, .. }) = build(&text) else { panic!("invalid") };
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems[0].starts_with("line 4: sources[0].tokens"), "{problems:?}");
+    assert!(problems[1].starts_with("line 9: destinations[0].secrets[0]"), "{problems:?}");
+}
+
+#[test]
+fn secrets_do_not_show_in_debug_output() {
+    let file = parse(GOOD, "gw.toml").expect("parses");
+    let debug = format!("{file:?}");
+    assert!(!debug.contains("0123456789abcdef") && !debug.contains("MfKQ9r8"), "{debug}");
+}
