@@ -39,6 +39,7 @@ pub async fn route(state: &Arc<State>, req: Request<Incoming>, rest: &[&str]) ->
                 }),
             ))
         }
+        (_, ["apps", ..]) => crate::auth::admin::route(state, req, &rest[1..]).await,
         (&Method::GET, ["reload"]) => Ok(json(StatusCode::OK, &serde_json::json!(state.reloader.status()))),
         (&Method::POST, ["reload"]) => match crate::reload::reload(state, "POST /admin/reload").await {
             Ok(generation) => Ok(json(StatusCode::OK, &serde_json::json!({ "reloaded": true, "generation": generation }))),

@@ -13,6 +13,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Subscription;
+use crate::delivery::outbound_auth;
 use crate::fanout::{Outcome, collect, transform};
 use crate::signing;
 use crate::state::{State, now_ms};
@@ -116,7 +117,8 @@ async fn deliver(state: &Arc<State>, snapshot: &crate::config::Snapshot, sub: &S
         Err(e) => return bury(state, &lease, None, &format!("unsignable: {e}")),
     }
     let body = Bytes::from(job.body.clone());
-    let result = state.client.post(&dest.url, headers, body, sub.timeout).await;
+    // With the destination's outbound authentication (OAuth2 token, OAuth1 signature, header).
+    let result = outbound_auth::send(&state.client, dest, headers, body, sub.timeout).await;
     let latency_ms = now_ms().saturating_sub(started);
     let (attempt, retry_after) = match result {
         Ok(resp) if resp.is_success() => {

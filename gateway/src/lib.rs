@@ -68,6 +68,7 @@ pub async fn run(source: ConfigSource, listener: TcpListener, shutdown: Cancella
         health: Default::default(),
         delivered: Default::default(),
         reloader: reload::Reloader::new(source),
+        auth: Default::default(),
         host,
         snapshot: arc_swap::ArcSwap::from_pointee(snapshot),
     });

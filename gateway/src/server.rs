@@ -85,6 +85,8 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
         ["v1", "odoo", source, token] => ingest_route(state, req, Endpoint::Native, source, Some(token)).await,
         ["v1", "events", source, token] => ingest_route(state, req, Endpoint::Envelope, source, Some(token)).await,
         ["v1", "events", source] => ingest_route(state, req, Endpoint::Envelope, source, None).await,
+        ["v1", "whoami"] => crate::auth::whoami(state, req).await,
+        ["oauth2", rest @ ..] => crate::auth::oauth2::route(state, req, rest).await,
         ["healthz"] => Ok(json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))),
         ["admin", ..] => crate::admin::route(state, req, &segments[1..]).await,
         ["v1", "subscriptions" | "plugins" | "deliveries" | "dead-letters", ..] => {

@@ -48,6 +48,8 @@ pub struct State {
     pub delivered: AtomicU64,
     /// Where the configuration comes from, and how reloads went.
     pub reloader: crate::reload::Reloader,
+    /// Rate limits and OAuth1 nonces of the app API.
+    pub auth: crate::auth::AuthState,
 }
 
 impl std::fmt::Debug for State {

@@ -1,5 +1,6 @@
 //! Command-line subcommands: `main.rs` calls [`main`], which parses arguments and runs one.
 
+pub mod apps;
 pub mod config;
 pub mod inbox;
 pub mod plugin;
@@ -38,6 +39,8 @@ enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Third-party apps: register, list, remove (through the running gateway's admin API).
+    Apps(crate::cli::apps::AppsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -65,6 +68,9 @@ pub fn main() -> ExitCode {
             .map(|()| ExitCode::SUCCESS),
         Command::Plugin(cmd) => cmd.execute(),
         Command::Config(ConfigCommand::Check { file }) => crate::cli::config::check(&file),
+        Command::Apps(cmd) => runtime()
+            .and_then(|rt| rt.block_on(cmd.run(&mut std::io::stdout())))
+            .map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

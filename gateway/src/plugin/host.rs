@@ -161,8 +161,10 @@ fn engine_config(limits: &PluginLimits) -> Config {
         .total_tables(instances.saturating_mul(TABLES_PER_COMPONENT))
         .max_tables_per_component(TABLES_PER_COMPONENT)
         .max_memory_size(limits.memory_bytes)
-        .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
-        .table_keep_resident(64 << 10);
+        .linear_memory_keep_resident(tmp_knob("GW_KEEP", KEEP_RESIDENT_BYTES))
+        .table_keep_resident(tmp_knob("GW_TABLE_KEEP", 64 << 10))
+        .decommit_batch_size(tmp_knob("GW_BATCH", 1))
+        .max_unused_warm_slots(tmp_knob("GW_WARM", 100) as u32);
     let mut config = Config::new();
     config
         .epoch_interruption(true)
@@ -228,4 +230,9 @@ impl HostInner {
     pub(crate) fn cpu_time(&self) -> Duration {
         self.limits.cpu_time
     }
+}
+
+// TEMPORARY tuning knobs (to be removed).
+fn tmp_knob(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }

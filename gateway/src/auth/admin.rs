@@ -1,0 +1,99 @@
+//! `/admin/apps`: the operator's view of the registered apps, and registering or removing the
+//! stored ones. `odoo-gateway apps` calls these (sled is single-process, so the CLI goes
+//! through the running gateway). The caller is already authenticated as the operator.
+//!
+//! - `GET /admin/apps`: every app, from the file and from the store, without secrets;
+//! - `POST /admin/apps` `{"name", "scopes": ["read", "write"]}`: registers an app with fresh
+//!   credentials and answers them, the only time they are shown (201);
+//! - `DELETE /admin/apps/{name}`: removes a stored app (its tokens stop working at once).
+
+use std::sync::Arc;
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use serde::Deserialize;
+
+use super::apps::{self, App, AppStore};
+use crate::http_error::{ApiError, Body, json};
+use crate::state::State;
+
+/// Routes `/admin/apps[/<name>]`.
+pub(crate) async fn route(state: &Arc<State>, req: Request<Incoming>, rest: &[&str]) -> Result<Response<Body>, ApiError> {
+    let internal = |e: crate::store::StoreError| ApiError::internal("app registry failed", &e);
+    let store = AppStore::open(state.store.db()).map_err(internal)?;
+    let snapshot = state.snapshot.load_full();
+    match (req.method().clone(), rest) {
+        (Method::GET, []) => {
+            let mut listed: Vec<serde_json::Value> = snapshot.apps.iter().map(|a| describe(a, "config", false)).collect();
+            for app in store.list().map_err(internal)? {
+                let shadowed = snapshot.apps.get(&app.name).is_some();
+                listed.push(describe(&app, "store", shadowed));
+            }
+            listed.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+            Ok(json(StatusCode::OK, &serde_json::json!({ "apps": listed })))
+        }
+        (Method::POST, []) => {
+            let (parts, body) = req.into_parts();
+            let body = crate::ingest::read_body(body, &parts.headers, 16 * 1024).await?;
+            let new: NewApp = serde_json::from_slice(&body)
+                .map_err(|e| ApiError::bad_request("invalid_app", format!("expected {{\"name\", \"scopes\"}}: {e}")))?;
+            if !apps::valid_name(&new.name) {
+                return Err(ApiError::bad_request("invalid_app", "the name must be 1 to 64 letters, digits, `-` or `_`"));
+            }
+            let scopes = apps::normalize_scopes(&new.scopes).map_err(|e| ApiError::bad_request("invalid_app", e))?;
+            if snapshot.apps.get(&new.name).is_some() {
+                return Err(conflict(format!("the configuration file defines an app named `{}`", new.name)));
+            }
+            let (app, issued) = apps::generate(&new.name, scopes);
+            if !store.insert(&app).map_err(internal)? {
+                return Err(conflict(format!("an app named `{}` is already registered", new.name)));
+            }
+            state.store.durable().await.map_err(internal)?;
+            tracing::info!(app = %app.name, scopes = ?app.scopes, "app registered");
+            let mut response = json(StatusCode::CREATED, &serde_json::json!(issued));
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            Ok(response)
+        }
+        (Method::DELETE, [name]) => {
+            if snapshot.apps.get(name).is_some() {
+                return Err(conflict(format!("`{name}` is defined in the configuration file: remove it there")));
+            }
+            if !store.remove(name).map_err(internal)? {
+                return Err(ApiError::not_found());
+            }
+            state.store.durable().await.map_err(internal)?;
+            tracing::info!(app = %name, "app removed");
+            Ok(json(StatusCode::OK, &serde_json::json!({ "removed": name })))
+        }
+        (_, []) => Err(ApiError::method_not_allowed("GET, POST")),
+        (_, [_]) => Err(ApiError::method_not_allowed("DELETE")),
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewApp {
+    name: String,
+    #[serde(default)]
+    scopes: Vec<String>,
+}
+
+fn conflict(message: String) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "conflict", message)
+}
+
+/// An app without its secrets.
+fn describe(app: &App, source: &str, shadowed: bool) -> serde_json::Value {
+    serde_json::json!({
+        "name": app.name,
+        "source": source,
+        "shadowed": shadowed,
+        "scopes": app.scopes,
+        "oauth2_client_id": app.oauth2.as_ref().map(|c| c.client_id.clone()),
+        "oauth1_consumer_key": app.oauth1.as_ref().map(|c| c.consumer_key.clone()),
+        "oauth1_token": app.oauth1.as_ref().and_then(|c| c.token.clone()),
+        "rate_limit_per_minute": app.rate_limit_per_minute,
+        "token_ttl_secs": app.token_ttl.as_secs(),
+    })
+}

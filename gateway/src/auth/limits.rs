@@ -1,0 +1,138 @@
+//! In-memory guards of authentication: token-bucket rate limits per app (API) and per client
+//! id (token endpoint), and the OAuth1 nonces seen within the timestamp window.
+//!
+//! Both are bounded: buckets are keyed by registered apps only (unknown client ids share one
+//! bucket), and the nonce memory has a fixed capacity, pruned as entries leave the window. When
+//! it is full of live nonces, requests are refused rather than memory growing. Both restart
+//! clean; a nonce seen before a restart is still refused by the timestamp window only.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Buckets kept before idle (full) ones are dropped.
+const MAX_BUCKETS: usize = 10_000;
+/// Nonces remembered at most.
+pub(crate) const MAX_NONCES: usize = 100_000;
+
+/// Token buckets by key: bursts up to the per-minute limit, refilled continuously.
+#[derive(Debug, Default)]
+pub(crate) struct RateLimiter {
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl RateLimiter {
+    /// Takes one request from `key`'s bucket, or says how long until one is available.
+    pub(crate) fn check(&self, key: &str, per_minute: u32, now: Instant) -> Result<(), Duration> {
+        let capacity = f64::from(per_minute.max(1));
+        let per_second = capacity / 60.0;
+        let Ok(mut buckets) = self.buckets.lock() else { return Ok(()) };
+        if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(key) {
+            // Drop buckets that have refilled: forgetting them changes nothing.
+            buckets.retain(|_, b| b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * per_second < capacity);
+        }
+        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket { tokens: capacity, at: now });
+        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * per_second).min(capacity);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / per_second))
+        }
+    }
+}
+
+/// Why a nonce was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum NonceError {
+    /// Seen before with the same consumer and timestamp.
+    #[error("this nonce was already used")]
+    Replayed,
+    /// Too many live nonces to remember another.
+    #[error("too many requests in the timestamp window")]
+    Full,
+}
+
+/// The (consumer key, nonce, timestamp) triples seen, each until its timestamp leaves the
+/// window.
+#[derive(Debug)]
+pub(crate) struct NonceCache {
+    inner: Mutex<Nonces>,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct Nonces {
+    /// Triple → second after which it is forgotten.
+    seen: HashMap<(String, String, u64), u64>,
+    next_prune: u64,
+}
+
+impl Default for NonceCache {
+    fn default() -> Self {
+        Self::with_capacity(MAX_NONCES)
+    }
+}
+
+impl NonceCache {
+    /// A cache remembering at most `capacity` nonces.
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Self { inner: Mutex::default(), capacity }
+    }
+
+    /// Remembers the triple, or refuses it when seen already. `window` is the accepted clock
+    /// skew in seconds: a triple older than that cannot be replayed anyway.
+    pub(crate) fn check(&self, consumer: &str, nonce: &str, timestamp: u64, now: u64, window: u64) -> Result<(), NonceError> {
+        let Ok(mut inner) = self.inner.lock() else { return Err(NonceError::Full) };
+        if now >= inner.next_prune || inner.seen.len() >= self.capacity {
+            inner.seen.retain(|_, forget_at| *forget_at > now);
+            inner.next_prune = now + 10;
+        }
+        let key = (consumer.to_owned(), nonce.to_owned(), timestamp);
+        if inner.seen.contains_key(&key) {
+            return Err(NonceError::Replayed);
+        }
+        if inner.seen.len() >= self.capacity {
+            return Err(NonceError::Full);
+        }
+        inner.seen.insert(key, timestamp.max(now) + window + 1);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_allow_bursts_then_refill() {
+        let limiter = RateLimiter::default();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert!(limiter.check("a", 3, t0).is_ok());
+        }
+        let wait = limiter.check("a", 3, t0).expect_err("the burst is spent");
+        assert!(wait > Duration::from_secs(19) && wait <= Duration::from_secs(20), "{wait:?}");
+        assert!(limiter.check("b", 3, t0).is_ok(), "buckets are per key");
+        assert!(limiter.check("a", 3, t0 + Duration::from_secs(20)).is_ok(), "one request refilled in 20 s");
+        assert!(limiter.check("a", 3, t0 + Duration::from_secs(21)).is_err());
+    }
+
+    #[test]
+    fn nonces_are_refused_once_seen_and_forgotten_after_the_window() {
+        let cache = NonceCache::with_capacity(2);
+        assert_eq!(cache.check("ck", "n1", 1000, 1000, 300), Ok(()));
+        assert_eq!(cache.check("ck", "n1", 1000, 1001, 300), Err(NonceError::Replayed));
+        assert_eq!(cache.check("ck", "n1", 1001, 1001, 300), Ok(()), "another timestamp is another request");
+        assert_eq!(cache.check("other", "n2", 1000, 1002, 300), Err(NonceError::Full), "bounded");
+        assert_eq!(cache.check("other", "n2", 1000, 1400, 300), Ok(()), "expired entries make room");
+    }
+}

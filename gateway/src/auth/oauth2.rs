@@ -1,0 +1,253 @@
+//! The OAuth2 authorization server: `POST /oauth2/token` (client-credentials grant only,
+//! RFC 6749 §4.4), `POST /oauth2/introspect` (RFC 7662) and `POST /oauth2/revoke` (RFC 7009).
+//!
+//! Errors here have the RFC 6749 §5.2 shape (`{"error", "error_description"}`), not the
+//! gateway's usual one, because OAuth2 client libraries read them; only the rate-limit answer
+//! (429 `rate_limited`) is the gateway's own. Every answer carries `Cache-Control: no-store`.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+
+use super::apps::{self, App, Key};
+use super::oauth1::parse_form;
+use super::tokens::{TokenRecord, TokenStore};
+use super::{REALM, rate_limited};
+use crate::http_error::{ApiError, Body, json};
+use crate::state::{State, now_ms};
+
+/// Largest form accepted by the OAuth2 endpoints.
+const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// An RFC 6749 §5.2 error.
+#[derive(Debug, Clone)]
+pub struct OAuthError {
+    /// `invalid_request`, `invalid_client`, `invalid_grant`, `unauthorized_client`,
+    /// `unsupported_grant_type` or `invalid_scope`.
+    pub error: &'static str,
+    /// For people.
+    pub description: String,
+    /// 401 with a `Basic` challenge (the client tried, or should try, HTTP Basic).
+    pub challenge: bool,
+}
+
+impl OAuthError {
+    fn new(error: &'static str, description: impl Into<String>) -> Self {
+        Self { error, description: description.into(), challenge: false }
+    }
+
+    fn invalid_client(via_basic: bool) -> Self {
+        Self { error: "invalid_client", description: "client authentication failed".into(), challenge: via_basic }
+    }
+
+    /// The response.
+    pub fn into_response(self) -> Response<Body> {
+        let status = if self.challenge { StatusCode::UNAUTHORIZED } else { StatusCode::BAD_REQUEST };
+        let mut response =
+            json(status, &serde_json::json!({ "error": self.error, "error_description": self.description }));
+        if self.challenge {
+            let challenge = format!("Basic realm=\"{REALM}\"");
+            if let Ok(v) = HeaderValue::try_from(challenge) {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+        }
+        no_store(response)
+    }
+}
+
+fn no_store(mut response: Response<Body>) -> Response<Body> {
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// Routes `/oauth2/<rest>`.
+pub(crate) async fn route(state: &Arc<State>, req: Request<Incoming>, rest: &[&str]) -> Result<Response<Body>, ApiError> {
+    let endpoint = match rest {
+        ["token"] => Endpoint::Token,
+        ["introspect"] => Endpoint::Introspect,
+        ["revoke"] => Endpoint::Revoke,
+        _ => return Err(ApiError::not_found()),
+    };
+    if req.method() != Method::POST {
+        return Err(ApiError::method_not_allowed("POST"));
+    }
+    let (parts, body) = req.into_parts();
+    let body = crate::ingest::read_body(body, &parts.headers, MAX_FORM_BYTES).await?;
+    match handle(state, endpoint, &parts.headers, &body).await {
+        Ok(response) => Ok(no_store(response)),
+        Err(Refusal::OAuth(e)) => Ok(e.into_response()),
+        Err(Refusal::Api(e)) => Err(e),
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Endpoint {
+    Token,
+    Introspect,
+    Revoke,
+}
+
+enum Refusal {
+    OAuth(OAuthError),
+    Api(ApiError),
+}
+
+impl From<OAuthError> for Refusal {
+    fn from(e: OAuthError) -> Self {
+        Self::OAuth(e)
+    }
+}
+
+impl From<ApiError> for Refusal {
+    fn from(e: ApiError) -> Self {
+        Self::Api(e)
+    }
+}
+
+impl From<crate::store::StoreError> for Refusal {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self::Api(ApiError::internal("OAuth2 storage failed", &e))
+    }
+}
+
+async fn handle(state: &Arc<State>, endpoint: Endpoint, headers: &HeaderMap, body: &[u8]) -> Result<Response<Body>, Refusal> {
+    let form_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+    if !form_type {
+        return Err(OAuthError::new("invalid_request", "send the parameters as application/x-www-form-urlencoded").into());
+    }
+    let form = Form::parse(body)?;
+    if matches!(endpoint, Endpoint::Token) && form.get("grant_type").is_none() {
+        return Err(OAuthError::new("invalid_request", "`grant_type` is missing").into());
+    }
+    let app = authenticate_client(state, headers, &form)?;
+    let client_id = app.oauth2.as_ref().map(|c| c.client_id.clone()).unwrap_or_default();
+    let now = now_ms() / 1000;
+    let tokens = TokenStore::open(state.store.db())?;
+    match endpoint {
+        Endpoint::Token => {
+            let grant = form.get("grant_type").unwrap_or_default();
+            if grant != "client_credentials" {
+                return Err(OAuthError::new("unsupported_grant_type", "only `client_credentials` is supported").into());
+            }
+            if app.scopes.is_empty() {
+                return Err(OAuthError::new("unauthorized_client", "this client holds no scope").into());
+            }
+            let scopes = match form.get("scope").filter(|s| !s.trim().is_empty()) {
+                None => app.scopes.clone(),
+                Some(requested) => {
+                    let requested: Vec<String> = requested.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+                    if let Some(bad) = requested.iter().find(|s| !app.scopes.contains(s)) {
+                        return Err(OAuthError::new("invalid_scope", format!("`{bad}` is not a scope of this client")).into());
+                    }
+                    apps::normalize_scopes(&requested).map_err(|e| OAuthError::new("invalid_scope", e))?
+                }
+            };
+            let ttl = app.token_ttl.as_secs().max(1);
+            let record = TokenRecord { app: app.name.clone(), client_id, scopes, iat: now, exp: now + ttl };
+            let token = tokens.issue(&record)?;
+            state.store.durable().await?;
+            tracing::info!(app = %app.name, scope = %record.scopes.join(" "), "access token issued");
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "access_token": token, "token_type": "Bearer", "expires_in": ttl, "scope": record.scopes.join(" "),
+                }),
+            ))
+        }
+        Endpoint::Introspect => {
+            let token = form.get("token").ok_or_else(|| OAuthError::new("invalid_request", "`token` is missing"))?;
+            let live = tokens.lookup(token, now)?.filter(|r| r.app == app.name && r.client_id == client_id);
+            let answer = match live {
+                Some(r) => serde_json::json!({
+                    "active": true,
+                    "scope": r.scopes.iter().filter(|s| app.scopes.contains(s)).cloned().collect::<Vec<_>>().join(" "),
+                    "client_id": r.client_id, "token_type": "Bearer", "exp": r.exp, "iat": r.iat,
+                }),
+                None => serde_json::json!({ "active": false }),
+            };
+            Ok(json(StatusCode::OK, &answer))
+        }
+        Endpoint::Revoke => {
+            let token = form.get("token").ok_or_else(|| OAuthError::new("invalid_request", "`token` is missing"))?;
+            // Another client's token is answered like an unknown one (and left alone): the
+            // answer must not tell whether a token exists.
+            if tokens.revoke(token, &client_id, now)? {
+                state.store.durable().await?;
+                tracing::info!(app = %app.name, "access token revoked");
+            }
+            Ok(json(StatusCode::OK, &serde_json::json!({})))
+        }
+    }
+}
+
+/// A form without repeated parameters (RFC 6749 §3.2).
+struct Form(Vec<(String, String)>);
+
+impl Form {
+    fn parse(body: &[u8]) -> Result<Self, OAuthError> {
+        let text = std::str::from_utf8(body).map_err(|_| OAuthError::new("invalid_request", "the body is not UTF-8"))?;
+        let pairs = parse_form(text);
+        for (i, (name, _)) in pairs.iter().enumerate() {
+            if pairs[..i].iter().any(|(n, _)| n == name) {
+                return Err(OAuthError::new("invalid_request", format!("`{name}` is given more than once")));
+            }
+        }
+        Ok(Self(pairs))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Authenticates the client by HTTP Basic or by `client_id`/`client_secret` in the form (not
+/// both), after taking one request from its token-endpoint rate limit.
+fn authenticate_client(state: &Arc<State>, headers: &HeaderMap, form: &Form) -> Result<Arc<App>, Refusal> {
+    let basic = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
+        let (scheme, rest) = v.trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("basic").then(|| rest.trim().to_owned())
+    });
+    let in_body = (form.get("client_id"), form.get("client_secret"));
+    let (client_id, secret, via_basic) = match (basic, in_body) {
+        (Some(_), (Some(_), _) | (_, Some(_))) => {
+            return Err(OAuthError::new("invalid_request", "authenticate with HTTP Basic or with the body, not both").into());
+        }
+        (Some(encoded), _) => {
+            let decoded = STANDARD.decode(encoded).ok().and_then(|b| String::from_utf8(b).ok());
+            let Some((id, secret)) = decoded.as_deref().and_then(|d| d.split_once(':')) else {
+                return Err(OAuthError::invalid_client(true).into());
+            };
+            // RFC 6749 §2.3.1: both are form-encoded before Basic encoding.
+            let decode = |s: &str| super::oauth1::percent_decode(s, true);
+            (decode(id), decode(secret), true)
+        }
+        (None, (Some(id), Some(secret))) => (id.to_owned(), secret.to_owned(), false),
+        (None, (Some(_), None)) => return Err(OAuthError::invalid_client(false).into()),
+        (None, (None, _)) => {
+            let mut e = OAuthError::invalid_client(true);
+            e.description = "authenticate the client (HTTP Basic, or client_id and client_secret)".into();
+            return Err(e.into());
+        }
+    };
+    let app = apps::find(state, Key::ClientId(&client_id))?;
+    let (key, limit) = match &app {
+        Some(app) => (client_id.as_str(), app.token_rate_limit_per_minute),
+        // Unknown ids share one bucket: a stranger cannot grow the limiter.
+        None => ("\0unknown", crate::config::file::DEFAULT_TOKEN_RATE_LIMIT_PER_MINUTE),
+    };
+    if let Err(wait) = state.auth.token_limiter.check(key, limit, std::time::Instant::now()) {
+        return Err(rate_limited(wait).into());
+    }
+    match app {
+        Some(app) if app.oauth2.as_ref().is_some_and(|c| c.secret_matches(&secret)) => Ok(app),
+        _ => Err(OAuthError::invalid_client(via_basic).into()),
+    }
+}
