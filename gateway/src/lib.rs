@@ -26,6 +26,7 @@ pub mod signing;
 pub mod state;
 pub mod store;
 pub mod subscriptions;
+pub mod tls;
 pub mod xmljson;
 
 use std::sync::Arc;
@@ -44,6 +45,7 @@ use crate::store::Store;
 /// `shutdown`, reloading the configuration when it changes.
 pub async fn run(source: ConfigSource, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     let (file, base, origin) = source.read()?;
+    let file_tls = file.server.tls.clone();
     let (base, origin) = (base.as_path(), origin.as_str());
     let host = PluginHost::new(file.plugins.limits.clone(), Some(file.plugin_cache_dir(base)))
         .context("cannot start the plugin host")?;
@@ -79,7 +81,8 @@ pub async fn run(source: ConfigSource, listener: TcpListener, shutdown: Cancella
     let dispatch = tokio::spawn(dispatch::run(state.clone(), stages.clone()));
     tokio::spawn(reload::watch(state.clone(), stages.clone()));
     tokio::spawn(reload::on_sighup(state.clone(), stages.clone()));
-    let served = server::serve(state.clone(), listener, shutdown).await;
+    let tls = file_tls.as_ref().map(|t| tls::acceptor(t, base)).transpose()?;
+    let served = server::serve(state.clone(), listener, tls, shutdown).await;
 
     // Accepting has stopped and requests have drained: stop taking new work, give deliveries
     // in flight the grace period, then flush. Unfinished leases expire and are retried.

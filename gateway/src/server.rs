@@ -23,7 +23,13 @@ use crate::ingest::{self, Endpoint, IngestRequest};
 use crate::state::State;
 
 /// Serves until `shutdown` is cancelled, then drains and returns.
-pub async fn serve(state: Arc<State>, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// With `tls`, every connection is HTTPS (the handshake runs in the connection's own task).
+pub async fn serve(
+    state: Arc<State>,
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let (timeout, max_requests, grace) = {
         let s = state.snapshot.load();
         (s.server.request_timeout, s.server.max_concurrent_requests, s.server.shutdown_grace)
@@ -58,10 +64,23 @@ pub async fn serve(state: Arc<State>, listener: TcpListener, shutdown: Cancellat
             () = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
-        let conn = graceful.watch(conn.into_owned());
+        let (builder, service, watcher, tls) = (builder.clone(), service.clone(), graceful.watcher(), tls.clone());
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let served = match tls {
+                None => {
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
+                    watcher.watch(conn.into_owned()).await
+                }
+                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => {
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
+                        watcher.watch(conn.into_owned()).await
+                    }
+                    Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
+                    Err(_) => return tracing::debug!("TLS handshake timed out"),
+                },
+            };
+            if let Err(e) = served {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
@@ -73,6 +92,9 @@ pub async fn serve(state: Arc<State>, listener: TcpListener, shutdown: Cancellat
     }
     Ok(())
 }
+
+/// A client gets this long to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn timeout_response() -> Response<Body> {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the request took too long").into_response()

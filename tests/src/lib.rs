@@ -67,6 +67,24 @@ impl TestGateway {
         Self::start_with(source).await
     }
 
+    /// Starts a gateway that serves HTTPS (`[server.tls]` in `config`); it is ready once it
+    /// accepts connections.
+    pub async fn start_tls(config: &str, base: &Path) -> anyhow::Result<Self> {
+        let source = odoo_gateway::reload::ConfigSource::Text {
+            text: config.to_owned(),
+            base: base.to_path_buf(),
+            origin: "test.toml".to_owned(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let task = tokio::spawn(async move { odoo_gateway::run(source, listener, token).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        anyhow::ensure!(!task.is_finished(), "the gateway stopped at start-up");
+        Ok(Self { addr, shutdown, task })
+    }
+
     /// Starts a gateway on a configuration source (a file, for reload tests).
     pub async fn start_with(source: odoo_gateway::reload::ConfigSource) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -82,6 +82,18 @@ pub struct ServerConfig {
     /// proxy: its scheme and authority are what OAuth1 signatures cover. Without it, `http`
     /// and the request's `Host` header.
     pub public_url: Option<String>,
+    /// `[server.tls]`: serve HTTPS with these PEM files instead of plain HTTP.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain (PEM), leaf first.
+    pub cert: PathBuf,
+    /// Private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -94,6 +106,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "[redacted]"))
             .field("public_url", &self.public_url)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -108,6 +121,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             admin_token: None,
             public_url: None,
+            tls: None,
         }
     }
 }

@@ -128,8 +128,10 @@ fn schedule_key(due_ms: u64, id: &str) -> Vec<u8> {
     [&due_ms.to_be_bytes()[..], id.as_bytes()].concat()
 }
 
-fn attempt_key(id: &str, n: u32) -> Vec<u8> {
-    [id.as_bytes(), b"\0", &n.to_be_bytes()[..]].concat()
+/// Attempts are numbered by a database-wide sequence, not by the job's attempt count: a
+/// replayed job starts counting again, and its earlier attempts must stay in the log.
+fn attempt_key(db: &sled::Db, id: &str) -> Result<Vec<u8>, StoreError> {
+    Ok([id.as_bytes(), b"\0", &db.generate_id()?.to_be_bytes()[..]].concat())
 }
 
 fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
@@ -238,7 +240,7 @@ impl Store {
     /// The leased job was delivered: remove it and log the attempt.
     pub fn complete(&self, lease: &Lease, attempt: &Attempt) -> Result<(), StoreError> {
         let inner = &*self.inner;
-        let akey = attempt_key(&lease.job.id, lease.job.attempts + 1);
+        let akey = attempt_key(&inner.db, &lease.job.id)?;
         let arec = encode(attempt);
         (&inner.schedule, &inner.jobs, &inner.attempts).transaction(|(st, jt, at)| {
             st.remove(lease.key.as_slice())?;
@@ -255,7 +257,7 @@ impl Store {
         let mut job = lease.job.clone();
         job.attempts += 1;
         job.last_error = attempt.error.clone();
-        let akey = attempt_key(&job.id, job.attempts);
+        let akey = attempt_key(&inner.db, &job.id)?;
         let (arec, jrec, skey) = (encode(attempt), encode(&job), schedule_key(due_ms, &job.id));
         (&inner.schedule, &inner.jobs, &inner.attempts).transaction(|(st, jt, at)| {
             st.remove(lease.key.as_slice())?;
@@ -274,7 +276,7 @@ impl Store {
         if attempt.is_some() {
             job.attempts += 1;
         }
-        let akey = attempt_key(&job.id, job.attempts);
+        let akey = attempt_key(&inner.db, &job.id)?;
         let arec = attempt.map(encode);
         let dead = encode(&DeadLetter { job: job.clone(), reason: reason.to_owned(), at_ms: now_ms });
         (&inner.schedule, &inner.jobs, &inner.attempts, &inner.dead).transaction(|(st, jt, at, dt)| {
