@@ -164,7 +164,8 @@ fn engine_config(limits: &PluginLimits) -> Config {
         .linear_memory_keep_resident(tmp_knob("GW_KEEP", KEEP_RESIDENT_BYTES))
         .table_keep_resident(tmp_knob("GW_TABLE_KEEP", 64 << 10))
         .decommit_batch_size(tmp_knob("GW_BATCH", 1))
-        .max_unused_warm_slots(tmp_knob("GW_WARM", 100) as u32);
+        .max_unused_warm_slots(tmp_knob("GW_WARM", 100) as u32)
+        .pagemap_scan(if tmp_knob("GW_PAGEMAP", 1) == 1 { wasmtime::Enabled::Auto } else { wasmtime::Enabled::No });
     let mut config = Config::new();
     config
         .epoch_interruption(true)

@@ -5,7 +5,8 @@
 //! 1. durable ingest, as fast as 64 concurrent clients can go (no subscription matches);
 //! 2. acknowledgement latency at a fixed 1,000 events/s;
 //! 3. end to end: events through one plugin subscription (order-filter) to the receiver,
-//!    signed and delivered.
+//!    signed and delivered;
+//! 4. hot reload: file write to new rules, and the ingest rate around reloads.
 //!
 //! `cargo run --release -p odoo-gateway-tests --bin loadgen [-- --events N]`
 
@@ -209,6 +210,72 @@ min_amount_total = "100"
         events as f64 / secs
     ));
     gw.stop().await?;
+
+    // 4. Reload: latency from the file write to the new rules being active, and the ingest
+    //    throughput per 250 ms window while the configuration is reloaded every second.
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("gateway.toml");
+    let with_admin = |subs: &str| format!("[server]\nadmin_token = \"bench\"\n{}", config(subs, &receiver_url));
+    std::fs::write(&file, with_admin(""))?;
+    let gw = TestGateway::start_with(odoo_gateway::reload::ConfigSource::File(file.clone())).await?;
+    let url = gw.url(&format!("/v1/odoo/odoo/{TOKEN}"));
+    let status_url = gw.url("/admin/reload");
+    let generation = |client: HttpClient, url: String| async move {
+        let reply = client.send("GET", &url, &[("authorization", "Bearer bench")], Vec::new()).await.expect("status");
+        reply.json()["generation"].as_u64().unwrap_or(0)
+    };
+    let sent = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (sent, stop, url) = (sent.clone(), stop.clone(), url.clone());
+        load.push(tokio::spawn(async move {
+            let client = HttpClient::new();
+            while !stop.load(Ordering::Relaxed) {
+                let n = 40_000_000 + sent.fetch_add(1, Ordering::Relaxed);
+                let reply = client.post_json(&url, &body(n)).await.expect("post");
+                assert_eq!(reply.status, 202);
+            }
+        }));
+    }
+    let mut windows = Vec::new();
+    let mut latencies = Vec::new();
+    let mut last = sent.load(Ordering::Relaxed);
+    for round in 0..16 {
+        let reload_now = round % 4 == 2;
+        let before = generation(client.clone(), status_url.clone()).await;
+        let window_start = Instant::now();
+        if reload_now {
+            let subs = format!("[[subscriptions]]\nid = \"r{round}\"\nevents = [\"nothing.matches\"]\ndestinations = [\"receiver\"]\n");
+            std::fs::write(&file, with_admin(&subs))?;
+            while generation(client.clone(), status_url.clone()).await == before {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            latencies.push(window_start.elapsed());
+        }
+        let left = Duration::from_millis(250).saturating_sub(window_start.elapsed());
+        tokio::time::sleep(left).await;
+        let now = sent.load(Ordering::Relaxed);
+        windows.push(((now - last) as f64 / window_start.elapsed().as_secs_f64(), reload_now));
+        last = now;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for l in load {
+        l.await?;
+    }
+    gw.stop().await?;
+    let quiet: Vec<f64> = windows.iter().filter(|w| !w.1).map(|w| w.0).collect();
+    let busy: Vec<f64> = windows.iter().filter(|w| w.1).map(|w| w.0).collect();
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    latencies.sort();
+    rows.push(format!(
+        "| reload (file written → new rules active) | {:.0} events/s in reload windows vs {:.0} otherwise | median {:.0} ms, max {:.0} ms over {} reloads (file watcher polls every 200 ms) |",
+        mean(&busy),
+        mean(&quiet),
+        latencies[latencies.len() / 2].as_secs_f64() * 1e3,
+        latencies[latencies.len() - 1].as_secs_f64() * 1e3,
+        latencies.len()
+    ));
 
     println!("\n| measurement | throughput | latency / notes |\n|---|---|---|");
     for r in rows {
