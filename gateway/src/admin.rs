@@ -12,7 +12,11 @@ use crate::http_error::{ApiError, Body, json};
 use crate::state::{State, now_ms};
 
 /// Routes `/admin/<rest>`.
-pub async fn route(state: &Arc<State>, req: Request<Incoming>, rest: &[&str]) -> Result<Response<Body>, ApiError> {
+pub async fn route(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+    rest: &[&str],
+) -> Result<Response<Body>, ApiError> {
     let snapshot = state.snapshot.load_full();
     let Some(expected) = snapshot.server.admin_token.as_deref() else {
         return Err(ApiError::not_found());
@@ -24,27 +28,38 @@ pub async fn route(state: &Arc<State>, req: Request<Incoming>, rest: &[&str]) ->
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if !crate::config::constant_time_eq(given.as_bytes(), expected.as_bytes()) {
-        return Err(ApiError::unauthorized().with_header(header::WWW_AUTHENTICATE, "Bearer realm=\"admin\""));
+        return Err(ApiError::unauthorized()
+            .with_header(header::WWW_AUTHENTICATE, "Bearer realm=\"admin\""));
     }
     let internal = |e: crate::store::StoreError| ApiError::internal("admin request failed", &e);
     match (req.method(), rest) {
-        (&Method::GET, ["status"]) => {
-            Ok(json(
-                StatusCode::OK,
-                &serde_json::json!({
-                    "config": snapshot.origin,
-                    "stored": state.store.counts(),
-                    "delivered_since_start": state.delivered.load(std::sync::atomic::Ordering::Relaxed),
-                    "subscriptions": state.health.report(),
-                }),
-            ))
-        }
+        (&Method::GET, ["status"]) => Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "config": snapshot.origin,
+                "stored": state.store.counts(),
+                "delivered_since_start": state.delivered.load(std::sync::atomic::Ordering::Relaxed),
+                "subscriptions": state.health.report(),
+            }),
+        )),
         (_, ["apps", ..]) => crate::auth::admin::route(state, req, &rest[1..]).await,
-        (&Method::GET, ["reload"]) => Ok(json(StatusCode::OK, &serde_json::json!(state.reloader.status()))),
-        (&Method::POST, ["reload"]) => match crate::reload::reload(state, "POST /admin/reload").await {
-            Ok(generation) => Ok(json(StatusCode::OK, &serde_json::json!({ "reloaded": true, "generation": generation }))),
-            Err(message) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "reload_failed", message)),
-        },
+        (&Method::GET, ["reload"]) => Ok(json(
+            StatusCode::OK,
+            &serde_json::json!(state.reloader.status()),
+        )),
+        (&Method::POST, ["reload"]) => {
+            match crate::reload::reload(state, "POST /admin/reload").await {
+                Ok(generation) => Ok(json(
+                    StatusCode::OK,
+                    &serde_json::json!({ "reloaded": true, "generation": generation }),
+                )),
+                Err(message) => Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "reload_failed",
+                    message,
+                )),
+            }
+        }
         (&Method::GET, ["dead-letters"]) => {
             let letters = state.store.dead_letters(1000).map_err(internal)?;
             let items: Vec<_> = letters
@@ -57,21 +72,32 @@ pub async fn route(state: &Arc<State>, req: Request<Incoming>, rest: &[&str]) ->
                     })
                 })
                 .collect();
-            Ok(json(StatusCode::OK, &serde_json::json!({ "dead_letters": items })))
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({ "dead_letters": items }),
+            ))
         }
         (&Method::POST, ["dead-letters", id, "replay"]) => {
             if state.store.replay(id, now_ms()).map_err(internal)? {
                 state.dispatch_wake.notify_one();
-                Ok(json(StatusCode::ACCEPTED, &serde_json::json!({ "replayed": id })))
+                Ok(json(
+                    StatusCode::ACCEPTED,
+                    &serde_json::json!({ "replayed": id }),
+                ))
             } else {
                 Err(ApiError::not_found())
             }
         }
         (&Method::GET, ["jobs", id, "attempts"]) => {
             let attempts = state.store.attempts(id).map_err(internal)?;
-            Ok(json(StatusCode::OK, &serde_json::json!({ "id": id, "attempts": attempts })))
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({ "id": id, "attempts": attempts }),
+            ))
         }
-        (_, ["status"] | ["dead-letters"] | ["jobs", _, "attempts"]) => Err(ApiError::method_not_allowed("GET")),
+        (_, ["status"] | ["dead-letters"] | ["jobs", _, "attempts"]) => {
+            Err(ApiError::method_not_allowed("GET"))
+        }
         (_, ["dead-letters", _, "replay"]) => Err(ApiError::method_not_allowed("POST")),
         (_, ["reload"]) => Err(ApiError::method_not_allowed("GET, POST")),
         _ => Err(ApiError::not_found()),

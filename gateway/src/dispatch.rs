@@ -35,14 +35,19 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
             Vec::new()
         } else {
             let lease_until = now + state.lease_ms();
-            state.store.take_due(now, lease_until, free.min(256)).unwrap_or_else(|e| {
-                tracing::error!(error = %e, "cannot read the delivery queue");
-                Vec::new()
-            })
+            state
+                .store
+                .take_due(now, lease_until, free.min(256))
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "cannot read the delivery queue");
+                    Vec::new()
+                })
         };
         if leases.is_empty() {
             let wait = match state.store.next_due_ms() {
-                Ok(Some(due)) if free > 0 => Duration::from_millis(due.saturating_sub(now)).min(IDLE),
+                Ok(Some(due)) if free > 0 => {
+                    Duration::from_millis(due.saturating_sub(now)).min(IDLE)
+                }
                 _ => IDLE,
             };
             tokio::select! {
@@ -81,8 +86,18 @@ fn release(state: &State, lease: &Lease, due_ms: u64) {
 async fn handle(state: &Arc<State>, lease: Lease) {
     let snapshot = state.snapshot.load_full();
     let now = now_ms();
-    let Some(sub) = snapshot.subscriptions.iter().find(|s| s.id == lease.job.subscription_id).cloned() else {
-        bury(state, &lease, None, "subscription_removed: the subscription is no longer configured");
+    let Some(sub) = snapshot
+        .subscriptions
+        .iter()
+        .find(|s| s.id == lease.job.subscription_id)
+        .cloned()
+    else {
+        bury(
+            state,
+            &lease,
+            None,
+            "subscription_removed: the subscription is no longer configured",
+        );
         return;
     };
     if !sub.enabled || state.health.is_disabled(&sub.id) {
@@ -95,16 +110,29 @@ async fn handle(state: &Arc<State>, lease: Lease) {
     }
 }
 
-async fn deliver(state: &Arc<State>, snapshot: &crate::config::Snapshot, sub: &Subscription, lease: Lease) {
+async fn deliver(
+    state: &Arc<State>,
+    snapshot: &crate::config::Snapshot,
+    sub: &Subscription,
+    lease: Lease,
+) {
     let job = &lease.job;
     let Some(dest) = snapshot.destinations.get(&job.destination) else {
-        bury(state, &lease, None, "destination_removed: the destination is no longer configured");
+        bury(
+            state,
+            &lease,
+            None,
+            "destination_removed: the destination is no longer configured",
+        );
         return;
     };
     let started = now_ms();
     let mut headers = HeaderMap::new();
     for (name, value) in &job.headers {
-        if let (Ok(n), Ok(v)) = (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.as_str()),
+        ) {
             headers.append(n, v);
         }
     }
@@ -122,30 +150,64 @@ async fn deliver(state: &Arc<State>, snapshot: &crate::config::Snapshot, sub: &S
     let latency_ms = now_ms().saturating_sub(started);
     let (attempt, retry_after) = match result {
         Ok(resp) if resp.is_success() => {
-            let attempt = Attempt { at_ms: started, status: Some(resp.status.as_u16()), latency_ms, excerpt: String::from_utf8_lossy(&resp.body_excerpt).into_owned(), error: None };
+            let attempt = Attempt {
+                at_ms: started,
+                status: Some(resp.status.as_u16()),
+                latency_ms,
+                excerpt: String::from_utf8_lossy(&resp.body_excerpt).into_owned(),
+                error: None,
+            };
             if let Err(e) = state.store.complete(&lease, &attempt) {
                 tracing::error!(error = %e, job = %job.id, "delivered, but cannot record it; it may be delivered again");
             }
             state.health.success(&sub.id);
-            state.delivered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            state
+                .delivered
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return;
         }
         Ok(resp) => {
-            let error = format!("http_status: the receiver answered {}", resp.status.as_u16());
-            let attempt = Attempt { at_ms: started, status: Some(resp.status.as_u16()), latency_ms, excerpt: String::from_utf8_lossy(&resp.body_excerpt).into_owned(), error: Some(error) };
+            let error = format!(
+                "http_status: the receiver answered {}",
+                resp.status.as_u16()
+            );
+            let attempt = Attempt {
+                at_ms: started,
+                status: Some(resp.status.as_u16()),
+                latency_ms,
+                excerpt: String::from_utf8_lossy(&resp.body_excerpt).into_owned(),
+                error: Some(error),
+            };
             (attempt, resp.retry_after)
         }
         Err(e) => {
-            let attempt = Attempt { at_ms: started, status: None, latency_ms, excerpt: String::new(), error: Some(format!("{}: {e}", e.code())) };
+            let attempt = Attempt {
+                at_ms: started,
+                status: None,
+                latency_ms,
+                excerpt: String::new(),
+                error: Some(format!("{}: {e}", e.code())),
+            };
             (attempt, None)
         }
     };
-    state.health.failure(&sub.id, attempt.error.as_deref().unwrap_or("failed"), &state.snapshot.load().delivery);
+    state.health.failure(
+        &sub.id,
+        attempt.error.as_deref().unwrap_or("failed"),
+        &state.snapshot.load().delivery,
+    );
     if job.attempts + 1 > sub.retries {
-        let reason = format!("gave up after {} attempts; last error: {}", job.attempts + 1, attempt.error.as_deref().unwrap_or(""));
+        let reason = format!(
+            "gave up after {} attempts; last error: {}",
+            job.attempts + 1,
+            attempt.error.as_deref().unwrap_or("")
+        );
         bury(state, &lease, Some(&attempt), &reason);
     } else {
-        let due = now_ms() + state.backoff_delay(job.attempts + 1, retry_after).as_millis() as u64;
+        let due = now_ms()
+            + state
+                .backoff_delay(job.attempts + 1, retry_after)
+                .as_millis() as u64;
         if let Err(e) = state.store.retry_later(&lease, &attempt, due) {
             tracing::error!(error = %e, job = %job.id, "cannot reschedule; the job is retried when its lease expires");
         }
@@ -156,7 +218,14 @@ async fn retransform(state: &Arc<State>, sub: &Arc<Subscription>, lease: Lease) 
     let snapshot = state.snapshot.load_full();
     let event = match state.store.event(&lease.job.event_id) {
         Ok(Some(e)) => Arc::new(e),
-        Ok(None) => return bury(state, &lease, None, "event_missing: the event is no longer stored"),
+        Ok(None) => {
+            return bury(
+                state,
+                &lease,
+                None,
+                "event_missing: the event is no longer stored",
+            );
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot read an event for a plugin retry");
             return;
@@ -164,10 +233,21 @@ async fn retransform(state: &Arc<State>, sub: &Arc<Subscription>, lease: Lease) 
     };
     let outcome = transform(state, &snapshot, sub, &event).await;
     let outcome = match outcome {
-        Outcome::RetryLater(reason) if lease.job.attempts + 1 > sub.retries => Outcome::GiveUp(reason),
+        Outcome::RetryLater(reason) if lease.job.attempts + 1 > sub.retries => {
+            Outcome::GiveUp(reason)
+        }
         Outcome::RetryLater(reason) => {
-            let attempt = Attempt { at_ms: now_ms(), status: None, latency_ms: 0, excerpt: String::new(), error: Some(reason) };
-            let due = now_ms() + state.backoff_delay(lease.job.attempts + 2, None).as_millis() as u64;
+            let attempt = Attempt {
+                at_ms: now_ms(),
+                status: None,
+                latency_ms: 0,
+                excerpt: String::new(),
+                error: Some(reason),
+            };
+            let due = now_ms()
+                + state
+                    .backoff_delay(lease.job.attempts + 2, None)
+                    .as_millis() as u64;
             if let Err(e) = state.store.retry_later(&lease, &attempt, due) {
                 tracing::error!(error = %e, "cannot reschedule a plugin retry");
             }
@@ -180,8 +260,17 @@ async fn retransform(state: &Arc<State>, sub: &Arc<Subscription>, lease: Lease) 
     }
     let (mut jobs, mut dead) = (Vec::new(), Vec::new());
     collect(state, &event, sub, outcome, &mut jobs, &mut dead);
-    let attempt = Attempt { at_ms: now_ms(), status: None, latency_ms: 0, excerpt: String::new(), error: None };
-    let result = state.store.enqueue(&jobs, &dead, None).and_then(|()| state.store.complete(&lease, &attempt));
+    let attempt = Attempt {
+        at_ms: now_ms(),
+        status: None,
+        latency_ms: 0,
+        excerpt: String::new(),
+        error: None,
+    };
+    let result = state
+        .store
+        .enqueue(&jobs, &dead, None)
+        .and_then(|()| state.store.complete(&lease, &attempt));
     if let Err(e) = result {
         tracing::error!(error = %e, "cannot queue the deliveries of a plugin retry");
     }

@@ -32,7 +32,11 @@ pub const ONLY_SUBSCRIPTION_HEADER: &str = "x-gateway-only-subscription";
 
 /// The one subscription `event` is meant for, when it is targeted.
 fn only_subscription(event: &Event) -> Option<&str> {
-    event.headers.iter().find(|(k, _)| k == ONLY_SUBSCRIPTION_HEADER).map(|(_, v)| v.as_str())
+    event
+        .headers
+        .iter()
+        .find(|(k, _)| k == ONLY_SUBSCRIPTION_HEADER)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Runs until `shutdown`, fanning out every pending event.
@@ -73,14 +77,20 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
     }
 }
 
-async fn fan_out_one(state: &Arc<State>, pending_key: &[u8], event: Event) -> Result<(), StoreError> {
+async fn fan_out_one(
+    state: &Arc<State>,
+    pending_key: &[u8],
+    event: Event,
+) -> Result<(), StoreError> {
     let snapshot = state.snapshot.load_full();
     let event = Arc::new(event);
     let event_type = event.event_type();
     let mut jobs = Vec::new();
     let mut dead = Vec::new();
     let only = only_subscription(&event);
-    let wanted = |s: &&Arc<Subscription>| only.is_none_or(|id| id == s.id) && any_matches(&s.patterns, &event_type);
+    let wanted = |s: &&Arc<Subscription>| {
+        only.is_none_or(|id| id == s.id) && any_matches(&s.patterns, &event_type)
+    };
     for sub in snapshot.subscriptions.iter().filter(wanted) {
         let outcome = transform(state, &snapshot, sub, &event).await;
         collect(state, &event, sub, outcome, &mut jobs, &mut dead);
@@ -100,7 +110,12 @@ pub(crate) enum Outcome {
 }
 
 /// Runs the subscription's plugin, or formats the payload when it has none.
-pub(crate) async fn transform(state: &Arc<State>, snapshot: &Snapshot, sub: &Arc<Subscription>, event: &Arc<Event>) -> Outcome {
+pub(crate) async fn transform(
+    state: &Arc<State>,
+    snapshot: &Snapshot,
+    sub: &Arc<Subscription>,
+    event: &Arc<Event>,
+) -> Outcome {
     // The payload filter runs first, so a filtered-out event costs no plugin call. A test
     // event aimed at this subscription skips it: it exists to show the receiver works.
     let filtered;
@@ -109,7 +124,10 @@ pub(crate) async fn transform(state: &Arc<State>, snapshot: &Snapshot, sub: &Arc
             None => return Outcome::Deliver(Vec::new()),
             Some(std::borrow::Cow::Borrowed(_)) => event,
             Some(std::borrow::Cow::Owned(payload)) => {
-                filtered = Arc::new(Event { payload, ..Event::clone(event) });
+                filtered = Arc::new(Event {
+                    payload,
+                    ..Event::clone(event)
+                });
                 &filtered
             }
         },
@@ -136,7 +154,8 @@ pub(crate) async fn transform(state: &Arc<State>, snapshot: &Snapshot, sub: &Arc
 
 /// The event as a JSON or XML envelope, for subscriptions without a plugin.
 pub fn pass_through(event: &Event, format: Format) -> crate::plugin::Delivery {
-    let payload: serde_json::Value = serde_json::from_str(&event.payload).unwrap_or(serde_json::Value::Null);
+    let payload: serde_json::Value =
+        serde_json::from_str(&event.payload).unwrap_or(serde_json::Value::Null);
     let (content_type, body) = match format {
         Format::Json => {
             let envelope = serde_json::json!({
@@ -164,10 +183,18 @@ pub fn pass_through(event: &Event, format: Format) -> crate::plugin::Delivery {
                 attrs.push(("record-id", record_id.as_str()));
             }
             let wrapped = serde_json::json!({ "payload": payload });
-            ("application/xml", xmljson::to_document("event", &attrs, &wrapped))
+            (
+                "application/xml",
+                xmljson::to_document("event", &attrs, &wrapped),
+            )
         }
     };
-    crate::plugin::Delivery { destination: String::new(), content_type: content_type.into(), body, headers: Vec::new() }
+    crate::plugin::Delivery {
+        destination: String::new(),
+        content_type: content_type.into(),
+        body,
+        headers: Vec::new(),
+    }
 }
 
 /// Turns an outcome into queue jobs or dead letters with stable ids.
@@ -197,11 +224,22 @@ pub(crate) fn collect(
     match outcome {
         Outcome::Deliver(deliveries) => {
             for (n, d) in deliveries.into_iter().enumerate() {
-                let destination = if d.destination.is_empty() { sub.destinations[0].clone() } else { d.destination };
+                let destination = if d.destination.is_empty() {
+                    sub.destinations[0].clone()
+                } else {
+                    d.destination
+                };
                 let mut job = base(n, JobKind::Deliver, destination);
                 if !sub.destinations.contains(&job.destination) {
-                    let reason = format!("plugin_invalid_output: destination `{}` is not one of the subscription's", job.destination);
-                    dead.push(DeadLetter { job, reason, at_ms: now });
+                    let reason = format!(
+                        "plugin_invalid_output: destination `{}` is not one of the subscription's",
+                        job.destination
+                    );
+                    dead.push(DeadLetter {
+                        job,
+                        reason,
+                        at_ms: now,
+                    });
                     continue;
                 }
                 job.content_type = d.content_type;
@@ -220,7 +258,11 @@ pub(crate) fn collect(
         Outcome::GiveUp(reason) => {
             let mut job = base(0, JobKind::Transform, sub.destinations[0].clone());
             job.id = format!("{}.{}.transform", event.id, sub.id);
-            dead.push(DeadLetter { job, reason, at_ms: now });
+            dead.push(DeadLetter {
+                job,
+                reason,
+                at_ms: now,
+            });
         }
     }
 }

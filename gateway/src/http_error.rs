@@ -26,7 +26,12 @@ pub struct ApiError {
 impl ApiError {
     /// A new error.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), header: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            header: None,
+        }
     }
 
     /// The same error with an extra header.
@@ -47,29 +52,41 @@ impl ApiError {
 
     /// 405 listing the allowed methods.
     pub fn method_not_allowed(allow: &str) -> Self {
-        Self::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("use {allow}"))
-            .with_header(header::ALLOW, allow)
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("use {allow}"),
+        )
+        .with_header(header::ALLOW, allow)
     }
 
     /// 401: the same answer for an unknown source and a wrong token.
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown source or wrong token")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "unknown source or wrong token",
+        )
     }
 
     /// 500: the details are logged, not sent.
     pub fn internal(context: &str, error: &dyn std::fmt::Display) -> Self {
         tracing::error!(%error, "{context}");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "the gateway could not complete the request; it is logged")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "the gateway could not complete the request; it is logged",
+        )
     }
 
     /// The response.
     pub fn into_response(self) -> Response<Body> {
         let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
         let mut response = json(self.status, &body);
-        if let Some((name, value)) = self.header {
-            if let Ok(v) = HeaderValue::try_from(value) {
-                response.headers_mut().insert(name, v);
-            }
+        if let Some((name, value)) = self.header
+            && let Ok(v) = HeaderValue::try_from(value)
+        {
+            response.headers_mut().insert(name, v);
         }
         response
     }
@@ -79,6 +96,9 @@ impl ApiError {
 pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }

@@ -35,35 +35,50 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::reload::ConfigSource;
 use crate::delivery::{ConcurrencyLimits, DeliveryClient};
 use crate::plugin::PluginHost;
+use crate::reload::ConfigSource;
 use crate::state::State;
 use crate::store::Store;
 
 /// Builds everything the configuration describes and runs the gateway on `listener` until
 /// `shutdown`, reloading the configuration when it changes.
-pub async fn run(source: ConfigSource, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    source: ConfigSource,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let (file, base, origin) = source.read()?;
     let file_tls = file.server.tls.clone();
     let (base, origin) = (base.as_path(), origin.as_str());
-    let host = PluginHost::new(file.plugins.limits.clone(), Some(file.plugin_cache_dir(base)))
-        .context("cannot start the plugin host")?;
+    let host = PluginHost::new(
+        file.plugins.limits.clone(),
+        Some(file.plugin_cache_dir(base)),
+    )
+    .context("cannot start the plugin host")?;
     let storage = file.storage_dir(base);
-    let store =
-        Store::open(&storage).with_context(|| format!("cannot open the database in {}", storage.display()))?;
+    let store = Store::open(&storage)
+        .with_context(|| format!("cannot open the database in {}", storage.display()))?;
     let snapshot = source.build(&store, &host, None)?;
-    let recovered = store.recover_leases(state::now_ms()).context("cannot recover leases")?;
+    let recovered = store
+        .recover_leases(state::now_ms())
+        .context("cannot recover leases")?;
     if recovered > 0 {
-        tracing::info!(recovered, "deliveries in flight at the last stop are due again");
+        tracing::info!(
+            recovered,
+            "deliveries in flight at the last stop are due again"
+        );
     }
     let d = &snapshot.delivery;
-    let client = DeliveryClient::new(d.client.clone()).context("cannot build the delivery client")?;
+    let client =
+        DeliveryClient::new(d.client.clone()).context("cannot build the delivery client")?;
     let state = Arc::new(State {
         store,
         client,
         limits: ConcurrencyLimits::new(d.concurrency, d.per_destination_concurrency),
-        plugin_slots: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()) * 2),
+        plugin_slots: tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(2, |n| n.get()) * 2,
+        ),
         fanout_wake: Default::default(),
         dispatch_wake: Default::default(),
         in_flight: Default::default(),
@@ -81,7 +96,10 @@ pub async fn run(source: ConfigSource, listener: TcpListener, shutdown: Cancella
     let dispatch = tokio::spawn(dispatch::run(state.clone(), stages.clone()));
     tokio::spawn(reload::watch(state.clone(), stages.clone()));
     tokio::spawn(reload::on_sighup(state.clone(), stages.clone()));
-    let tls = file_tls.as_ref().map(|t| tls::acceptor(t, base)).transpose()?;
+    let tls = file_tls
+        .as_ref()
+        .map(|t| tls::acceptor(t, base))
+        .transpose()?;
     let served = server::serve(state.clone(), listener, tls, shutdown).await;
 
     // Accepting has stopped and requests have drained: stop taking new work, give deliveries
@@ -90,8 +108,13 @@ pub async fn run(source: ConfigSource, listener: TcpListener, shutdown: Cancella
     let _ = tokio::join!(fanout, dispatch);
     state.in_flight.close();
     let grace = state.snapshot.load().server.shutdown_grace;
-    if tokio::time::timeout(grace, state.in_flight.wait()).await.is_err() {
-        tracing::warn!("deliveries still in flight after the grace period; they are retried after restart");
+    if tokio::time::timeout(grace, state.in_flight.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "deliveries still in flight after the grace period; they are retried after restart"
+        );
     }
     state.store.flush().context("cannot flush the database")?;
     tracing::info!("gateway stopped");

@@ -60,11 +60,10 @@ impl ConfigSource {
     ) -> Result<Snapshot, ConfigError> {
         let (mut file, base, origin) = self.read()?;
         crate::api::extend_config(store, &mut file)?;
-        Snapshot::build(file, &base, &origin, host, previous)
-            .map_err(|e| match self.text() {
-                Some(text) => e.with_lines(&text),
-                None => e,
-            })
+        Snapshot::build(file, &base, &origin, host, previous).map_err(|e| match self.text() {
+            Some(text) => e.with_lines(&text),
+            None => e,
+        })
     }
 
     /// Reads and parses the configuration: the file, its folder and its name.
@@ -74,7 +73,11 @@ impl ConfigSource {
                 let (file, base) = crate::config::load(path)?;
                 Ok((file, base, path.display().to_string()))
             }
-            Self::Text { text, base, origin } => Ok((crate::config::parse(text, origin)?, base.clone(), origin.clone())),
+            Self::Text { text, base, origin } => Ok((
+                crate::config::parse(text, origin)?,
+                base.clone(),
+                origin.clone(),
+            )),
         }
     }
 
@@ -114,7 +117,11 @@ pub struct Reloader {
 impl Reloader {
     /// A reloader for `source`.
     pub fn new(source: ConfigSource) -> Self {
-        Self { source, lock: tokio::sync::Mutex::new(()), status: Mutex::new(ReloadStatus::default()) }
+        Self {
+            source,
+            lock: tokio::sync::Mutex::new(()),
+            status: Mutex::new(ReloadStatus::default()),
+        }
     }
 
     /// The current status.
@@ -130,26 +137,41 @@ pub async fn reload(state: &Arc<State>, cause: &str) -> Result<u64, String> {
     let worker = state.clone();
     let built = tokio::task::spawn_blocking(move || {
         let current = worker.snapshot.load_full();
-        worker.reloader.source.build(&worker.store, &worker.host, Some(&current))
+        worker
+            .reloader
+            .source
+            .build(&worker.store, &worker.host, Some(&current))
     })
     .await
     .map_err(|e| e.to_string())
     .and_then(|r| r.map_err(|e| e.to_string()));
-    let mut status = state.reloader.status.lock().map_err(|_| "reload status poisoned".to_owned())?;
+    let mut status = state
+        .reloader
+        .status
+        .lock()
+        .map_err(|_| "reload status poisoned".to_owned())?;
     status.last_attempt_ms = Some(now_ms());
     status.last_cause = Some(cause.to_owned());
     match built {
         Ok(snapshot) => {
             let current = state.snapshot.load();
-            if snapshot.server.listen != current.server.listen || snapshot.storage.path != current.storage.path {
-                tracing::warn!("server.listen and storage.path changes take effect at the next restart");
+            if snapshot.server.listen != current.server.listen
+                || snapshot.storage.path != current.storage.path
+            {
+                tracing::warn!(
+                    "server.listen and storage.path changes take effect at the next restart"
+                );
             }
             drop(current);
             state.snapshot.store(Arc::new(snapshot));
             status.generation += 1;
             status.reloads_ok += 1;
             status.last_error = None;
-            tracing::info!(cause, generation = status.generation, "configuration reloaded");
+            tracing::info!(
+                cause,
+                generation = status.generation,
+                "configuration reloaded"
+            );
             state.fanout_wake.notify_one();
             state.dispatch_wake.notify_one();
             Ok(status.generation)
@@ -167,7 +189,11 @@ pub async fn reload(state: &Arc<State>, cause: &str) -> Result<u64, String> {
 fn fingerprint(paths: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
     paths
         .iter()
-        .map(|p| std::fs::metadata(p).ok().and_then(|m| Some((m.modified().ok()?, m.len()))))
+        .map(|p| {
+            std::fs::metadata(p)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())))
+        })
         .collect()
 }
 
@@ -177,7 +203,14 @@ fn fingerprint(paths: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
 pub async fn watch(state: Arc<State>, shutdown: CancellationToken) {
     let files = |state: &State| -> Vec<PathBuf> {
         let snapshot = state.snapshot.load();
-        state.reloader.source.path().map(Path::to_path_buf).into_iter().chain(snapshot.watched.iter().cloned()).collect()
+        state
+            .reloader
+            .source
+            .path()
+            .map(Path::to_path_buf)
+            .into_iter()
+            .chain(snapshot.watched.iter().cloned())
+            .collect()
     };
     let mut paths = files(&state);
     let mut seen = fingerprint(&paths);
@@ -208,7 +241,9 @@ pub async fn watch(state: Arc<State>, shutdown: CancellationToken) {
 /// Reloads on SIGHUP until `shutdown`.
 pub async fn on_sighup(state: Arc<State>, shutdown: CancellationToken) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP; reload with the file watcher or POST /admin/reload");
+        tracing::warn!(
+            "cannot listen for SIGHUP; reload with the file watcher or POST /admin/reload"
+        );
         return;
     };
     loop {

@@ -32,7 +32,11 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let (timeout, max_requests, grace) = {
         let s = state.snapshot.load();
-        (s.server.request_timeout, s.server.max_concurrent_requests, s.server.shutdown_grace)
+        (
+            s.server.request_timeout,
+            s.server.max_concurrent_requests,
+            s.server.shutdown_grace,
+        )
     };
     let handler_state = state.clone();
     let service = ServiceBuilder::new()
@@ -64,21 +68,34 @@ pub async fn serve(
             () = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let (builder, service, watcher, tls) = (builder.clone(), service.clone(), graceful.watcher(), tls.clone());
+        let (builder, service, watcher, tls) = (
+            builder.clone(),
+            service.clone(),
+            graceful.watcher(),
+            tls.clone(),
+        );
         tokio::spawn(async move {
             let served = match tls {
                 None => {
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
+                    let conn = builder.serve_connection_with_upgrades(
+                        TokioIo::new(stream),
+                        TowerToHyperService::new(service),
+                    );
                     watcher.watch(conn.into_owned()).await
                 }
-                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => {
-                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
-                        watcher.watch(conn.into_owned()).await
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            let conn = builder.serve_connection_with_upgrades(
+                                TokioIo::new(stream),
+                                TowerToHyperService::new(service),
+                            );
+                            watcher.watch(conn.into_owned()).await
+                        }
+                        Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => return tracing::debug!("TLS handshake timed out"),
                     }
-                    Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
-                    Err(_) => return tracing::debug!("TLS handshake timed out"),
-                },
+                }
             };
             if let Err(e) = served {
                 tracing::debug!(error = %e, "connection ended with an error");
@@ -97,23 +114,36 @@ pub async fn serve(
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn timeout_response() -> Response<Body> {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the request took too long").into_response()
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "timeout",
+        "the request took too long",
+    )
+    .into_response()
 }
 
 async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let result = match segments.as_slice() {
-        ["v1", "odoo", source, token] => ingest_route(state, req, Endpoint::Native, source, Some(token)).await,
-        ["v1", "events", source, token] => ingest_route(state, req, Endpoint::Envelope, source, Some(token)).await,
-        ["v1", "events", source] => ingest_route(state, req, Endpoint::Envelope, source, None).await,
+        ["v1", "odoo", source, token] => {
+            ingest_route(state, req, Endpoint::Native, source, Some(token)).await
+        }
+        ["v1", "events", source, token] => {
+            ingest_route(state, req, Endpoint::Envelope, source, Some(token)).await
+        }
+        ["v1", "events", source] => {
+            ingest_route(state, req, Endpoint::Envelope, source, None).await
+        }
         ["v1", "whoami"] => crate::auth::whoami(state, req).await,
         ["oauth2", rest @ ..] => crate::auth::oauth2::route(state, req, rest).await,
         ["healthz"] => Ok(json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))),
         ["admin", ..] => crate::admin::route(state, req, &segments[1..]).await,
-        ["v1", "subscriptions" | "plugins" | "deliveries" | "dead-letters", ..] => {
-            crate::api::route(state, req, &segments[1..]).await
-        }
+        [
+            "v1",
+            "subscriptions" | "plugins" | "deliveries" | "dead-letters",
+            ..,
+        ] => crate::api::route(state, req, &segments[1..]).await,
         _ => Err(ApiError::not_found()),
     };
     result.unwrap_or_else(ApiError::into_response)
@@ -138,18 +168,29 @@ async fn ingest_route(
         .map(str::trim);
     let token = path_token.or(bearer);
     let url_action = parts.uri.query().and_then(|q| {
-        q.split('&').find_map(|pair| pair.strip_prefix("event=")).map(|v| v.to_owned())
+        q.split('&')
+            .find_map(|pair| pair.strip_prefix("event="))
+            .map(|v| v.to_owned())
     });
     let limit = state.snapshot.load().server.max_body_bytes;
     // Check the credentials before reading a possibly large body from a stranger.
     {
         let snapshot = state.snapshot.load();
-        let known = snapshot.sources.get(source).is_some_and(|s| token.is_some_and(|t| s.accepts(t)));
+        let known = snapshot
+            .sources
+            .get(source)
+            .is_some_and(|s| token.is_some_and(|t| s.accepts(t)));
         if !known {
             return Err(ApiError::unauthorized());
         }
     }
     let body = ingest::read_body(body, &parts.headers, limit).await?;
-    let request = IngestRequest { endpoint, source, token, url_action, headers: &parts.headers };
+    let request = IngestRequest {
+        endpoint,
+        source,
+        token,
+        url_action,
+        headers: &parts.headers,
+    };
     ingest::accept(state, request, body).await
 }

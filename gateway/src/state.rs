@@ -2,8 +2,8 @@
 //! plugin host, the delivery client and limits, and the wake-ups between stages.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -19,7 +19,9 @@ use crate::store::Store;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Everything the stages share. One per running gateway.
@@ -63,14 +65,23 @@ impl State {
     /// bounds the whole exchange). A restart recovers leases at once, whatever their length.
     pub fn lease_ms(&self) -> u64 {
         let snapshot = self.snapshot.load();
-        let longest = snapshot.subscriptions.iter().map(|s| s.timeout).max().unwrap_or(snapshot.delivery.timeout);
+        let longest = snapshot
+            .subscriptions
+            .iter()
+            .map(|s| s.timeout)
+            .max()
+            .unwrap_or(snapshot.delivery.timeout);
         (longest + Duration::from_secs(5)).as_millis() as u64
     }
 
     /// Delay before the next attempt after `failed_attempts` failures, honouring a
     /// receiver's `Retry-After` up to the configured cap.
     pub fn backoff_delay(&self, failed_attempts: u32, retry_after: Option<Duration>) -> Duration {
-        self.snapshot.load().delivery.backoff.next_delay(failed_attempts, retry_after)
+        self.snapshot
+            .load()
+            .delivery
+            .backoff
+            .next_delay(failed_attempts, retry_after)
     }
 }
 
@@ -97,12 +108,11 @@ pub struct SubscriptionHealth {
 impl Health {
     /// Records a success: the counter resets and the flag clears.
     pub fn success(&self, sub: &str) {
-        if let Ok(mut map) = self.inner.lock() {
-            if let Some(h) = map.get_mut(sub) {
-                if !h.disabled {
-                    *h = SubscriptionHealth::default();
-                }
-            }
+        if let Ok(mut map) = self.inner.lock()
+            && let Some(h) = map.get_mut(sub)
+            && !h.disabled
+        {
+            *h = SubscriptionHealth::default();
         }
     }
 
@@ -115,14 +125,23 @@ impl Health {
             if h.consecutive_failures >= config.flag_after_failures && !h.flagged {
                 h.flagged = true;
                 h.disabled = config.disable_flagged;
-                tracing::warn!(subscription = sub, failures = h.consecutive_failures, error, disabled = h.disabled, "subscription flagged: its deliveries keep failing");
+                tracing::warn!(
+                    subscription = sub,
+                    failures = h.consecutive_failures,
+                    error,
+                    disabled = h.disabled,
+                    "subscription flagged: its deliveries keep failing"
+                );
             }
         }
     }
 
     /// Whether deliveries for `sub` are paused.
     pub fn is_disabled(&self, sub: &str) -> bool {
-        self.inner.lock().map(|m| m.get(sub).is_some_and(|h| h.disabled)).unwrap_or(false)
+        self.inner
+            .lock()
+            .map(|m| m.get(sub).is_some_and(|h| h.disabled))
+            .unwrap_or(false)
     }
 
     /// Re-enables a disabled subscription.

@@ -38,7 +38,9 @@ impl EventPattern {
             (valid(text) && text.contains('.')).then(|| Self::Exact(text.to_owned()))
         };
         pattern.ok_or_else(|| {
-            format!("`{text}` is not an event pattern: use `model.action`, `model.*`, `*.action` or `*`")
+            format!(
+                "`{text}` is not an event pattern: use `model.action`, `model.*`, `*.action` or `*`"
+            )
         })
     }
 
@@ -95,7 +97,15 @@ mod tests {
 
     #[test]
     fn bad_patterns_are_explained() {
-        for bad in ["", "sale", "sale.*.write", "sale..order", "*.", ".*", "sale order.write"] {
+        for bad in [
+            "",
+            "sale",
+            "sale.*.write",
+            "sale..order",
+            "*.",
+            ".*",
+            "sale order.write",
+        ] {
             let err = EventPattern::parse(bad).expect_err(bad);
             assert!(err.contains("not an event pattern"), "{err}");
         }

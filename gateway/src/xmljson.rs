@@ -33,7 +33,9 @@ pub enum XmlError {
 /// Whether `name` can be an XML element name as written by this module.
 pub fn is_xml_name(name: &str) -> bool {
     let mut chars = name.chars();
-    let Some(first) = chars.next() else { return false };
+    let Some(first) = chars.next() else {
+        return false;
+    };
     (first.is_alphabetic() || first == '_')
         && chars.all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
         && !name.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("xml"))
@@ -153,7 +155,9 @@ fn read_element(
     depth: usize,
 ) -> Result<Element, XmlError> {
     if depth > MAX_DEPTH {
-        return Err(XmlError::Shape(format!("elements nest deeper than {MAX_DEPTH} levels")));
+        return Err(XmlError::Shape(format!(
+            "elements nest deeper than {MAX_DEPTH} levels"
+        )));
     }
     let mut name = String::from_utf8_lossy(start.name().as_ref()).into_owned();
     let mut ty = None;
@@ -212,7 +216,12 @@ fn read_element(
         }
     }
     let value = element_value(&name, ty.as_deref(), text, &children)?;
-    Ok(Element { name, attributes, value, children })
+    Ok(Element {
+        name,
+        attributes,
+        value,
+        children,
+    })
 }
 
 fn element_value(
@@ -221,7 +230,11 @@ fn element_value(
     text: String,
     children: &[Element],
 ) -> Result<Value, XmlError> {
-    let bad = |what: &str| XmlError::Shape(format!("<{name}> has type=\"{what}\" but its text is not one"));
+    let bad = |what: &str| {
+        XmlError::Shape(format!(
+            "<{name}> has type=\"{what}\" but its text is not one"
+        ))
+    };
     let scalar = text.trim();
     Ok(match ty {
         Some("null") => Value::Null,
@@ -285,8 +298,13 @@ mod tests {
         });
         let xml = to_document("sale_order", &[("id", "evt_1")], &value);
         let text = String::from_utf8(xml.clone()).expect("utf-8");
-        assert!(text.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?><sale_order id=\"evt_1\">"));
-        assert!(text.contains("<field name=\"c@\">odd key</field>"), "{text}");
+        assert!(
+            text.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?><sale_order id=\"evt_1\">")
+        );
+        assert!(
+            text.contains("<field name=\"c@\">odd key</field>"),
+            "{text}"
+        );
         assert_eq!(from_document(&xml).expect("parses"), value);
     }
 
@@ -301,12 +319,21 @@ mod tests {
 
     #[test]
     fn malformed_and_mistyped_xml_is_refused() {
-        assert!(matches!(from_document(b"<a><b></a>"), Err(XmlError::Syntax(_))));
-        assert!(matches!(from_document(b"<a type=\"int\">x</a>"), Err(XmlError::Shape(_))));
+        assert!(matches!(
+            from_document(b"<a><b></a>"),
+            Err(XmlError::Syntax(_))
+        ));
+        assert!(matches!(
+            from_document(b"<a type=\"int\">x</a>"),
+            Err(XmlError::Shape(_))
+        ));
         assert!(matches!(from_document(b""), Err(XmlError::Shape(_))));
         assert!(from_document(b"<a><b>").is_err());
         let deep = "<a>".repeat(MAX_DEPTH + 2) + &"</a>".repeat(MAX_DEPTH + 2);
-        assert!(matches!(from_document(deep.as_bytes()), Err(XmlError::Shape(_))));
+        assert!(matches!(
+            from_document(deep.as_bytes()),
+            Err(XmlError::Shape(_))
+        ));
     }
 
     fn json_value() -> impl Strategy<Value = Value> {

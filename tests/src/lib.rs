@@ -30,7 +30,12 @@ pub fn fixtures(folder: &str) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
         .filter_map(Result::ok)
-        .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).expect("read fixture")))
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).expect("read fixture"),
+            )
+        })
         .collect();
     out.sort();
     out
@@ -38,7 +43,9 @@ pub fn fixtures(folder: &str) -> Vec<(String, Vec<u8>)> {
 
 /// A built plugin component; fails loudly when the plugins were not built.
 pub fn plugin(name: &str) -> PathBuf {
-    let path = workspace().join("target/plugins").join(format!("{name}.wasm"));
+    let path = workspace()
+        .join("target/plugins")
+        .join(format!("{name}.wasm"));
     assert!(
         path.exists(),
         "{} is missing: build the plugins first with `cargo run -p xtask -- build-plugins` (./dev test does)",
@@ -82,7 +89,11 @@ impl TestGateway {
         let task = tokio::spawn(async move { odoo_gateway::run(source, listener, token).await });
         tokio::time::sleep(Duration::from_millis(300)).await;
         anyhow::ensure!(!task.is_finished(), "the gateway stopped at start-up");
-        Ok(Self { addr, shutdown, task })
+        Ok(Self {
+            addr,
+            shutdown,
+            task,
+        })
     }
 
     /// Starts a gateway on a configuration source (a file, for reload tests).
@@ -97,11 +108,17 @@ impl TestGateway {
             if task.is_finished() {
                 return match task.await {
                     Ok(Err(e)) => Err(e),
-                    other => Err(anyhow::anyhow!("the gateway stopped at start-up: {other:?}")),
+                    other => Err(anyhow::anyhow!(
+                        "the gateway stopped at start-up: {other:?}"
+                    )),
                 };
             }
             if client.get(&format!("http://{addr}/healthz")).await.is_ok() {
-                return Ok(Self { addr, shutdown, task });
+                return Ok(Self {
+                    addr,
+                    shutdown,
+                    task,
+                });
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -134,7 +151,8 @@ pub struct Reply {
 impl Reply {
     /// The body as JSON.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
     }
 }
 
@@ -155,24 +173,47 @@ impl HttpClient {
     pub fn new() -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        Self { inner: Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build(connector) }
+        Self {
+            inner: Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(256)
+                .build(connector),
+        }
     }
 
     /// Sends a request.
-    pub async fn send(&self, method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> anyhow::Result<Reply> {
+    pub async fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> anyhow::Result<Reply> {
         let mut req = http::Request::builder().method(method).uri(url);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let resp = self.inner.request(req.body(Full::new(Bytes::from(body)))?).await?;
+        let resp = self
+            .inner
+            .request(req.body(Full::new(Bytes::from(body)))?)
+            .await?;
         let (parts, body) = resp.into_parts();
         let body = body.collect().await?.to_bytes();
-        Ok(Reply { status: parts.status.as_u16(), headers: parts.headers, body })
+        Ok(Reply {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        })
     }
 
     /// POSTs JSON.
     pub async fn post_json(&self, url: &str, body: &[u8]) -> anyhow::Result<Reply> {
-        self.send("POST", url, &[("content-type", "application/json")], body.to_vec()).await
+        self.send(
+            "POST",
+            url,
+            &[("content-type", "application/json")],
+            body.to_vec(),
+        )
+        .await
     }
 
     /// GETs.

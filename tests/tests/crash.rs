@@ -29,7 +29,11 @@ impl Gateway {
             .expect("start the gateway");
         let client = HttpClient::new();
         let deadline = Instant::now() + Duration::from_secs(30);
-        while client.get(&format!("http://127.0.0.1:{port}/healthz")).await.is_err() {
+        while client
+            .get(&format!("http://127.0.0.1:{port}/healthz"))
+            .await
+            .is_err()
+        {
             assert!(Instant::now() < deadline, "the gateway did not come up");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -38,7 +42,11 @@ impl Gateway {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// Posts events `range` with `concurrency` workers; returns the acknowledged event ids.
@@ -72,7 +80,9 @@ async fn produce(port: u16, range: std::ops::Range<usize>, acked: Arc<Mutex<Vec<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_loses_no_acknowledged_event() {
-    let inbox = Inbox::start_local(InboxOptions::default()).await.expect("inbox");
+    let inbox = Inbox::start_local(InboxOptions::default())
+        .await
+        .expect("inbox");
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("gateway.toml");
     std::fs::write(
@@ -123,7 +133,12 @@ destinations = ["receiver"]
     // Restart on the same data and send the rest.
     let mut gateway = Gateway::start(&config, port).await;
     // Fresh numbers, so that no body repeats one sent before the kill (that would be deduplicated).
-    produce(port, EVENTS_TOTAL..2 * EVENTS_TOTAL - acked_before, acked.clone()).await;
+    produce(
+        port,
+        EVENTS_TOTAL..2 * EVENTS_TOTAL - acked_before,
+        acked.clone(),
+    )
+    .await;
     let acked: HashSet<String> = acked.lock().expect("lock").iter().cloned().collect();
 
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -131,13 +146,18 @@ destinations = ["receiver"]
         let mut counts: HashMap<String, usize> = HashMap::new();
         for r in inbox.received() {
             let body: serde_json::Value = serde_json::from_slice(&r.body).expect("json body");
-            *counts.entry(body["id"].as_str().expect("id").to_owned()).or_default() += 1;
+            *counts
+                .entry(body["id"].as_str().expect("id").to_owned())
+                .or_default() += 1;
         }
         let missing = acked.iter().filter(|id| !counts.contains_key(*id)).count();
         if missing == 0 {
             break counts;
         }
-        assert!(Instant::now() < deadline, "{missing} acknowledged events were never delivered");
+        assert!(
+            Instant::now() < deadline,
+            "{missing} acknowledged events were never delivered"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let duplicates: usize = counts.values().map(|c| c - 1).sum();
@@ -149,7 +169,10 @@ destinations = ["receiver"]
 
     // A graceful stop after all that: SIGTERM, exit 0.
     let pid = gateway.child.id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill -TERM");
     let status = gateway.child.wait().expect("wait");
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
 }

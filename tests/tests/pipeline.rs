@@ -21,9 +21,12 @@ struct Setup {
 
 /// A gateway with one source, one destination (the inbox) and the given subscriptions.
 async fn setup(subscriptions: &str, delivery: &str, inbox: InboxOptions) -> Setup {
-    let inbox = Inbox::start_local(InboxOptions { secrets: vec![SECRET.parse().expect("secret")], ..inbox })
-        .await
-        .expect("inbox");
+    let inbox = Inbox::start_local(InboxOptions {
+        secrets: vec![SECRET.parse().expect("secret")],
+        ..inbox
+    })
+    .await
+    .expect("inbox");
     let dir = tempfile::tempdir().expect("tempdir");
     let config = format!(
         r#"
@@ -62,8 +65,15 @@ secrets = ["{SECRET}"]
         url_ff = inbox.url("/fastfreight"),
         url_pp = inbox.url("/parcelpost"),
     );
-    let gateway = TestGateway::start(&config, dir.path()).await.expect("gateway starts");
-    Setup { gateway, inbox, client: HttpClient::new(), _dir: dir }
+    let gateway = TestGateway::start(&config, dir.path())
+        .await
+        .expect("gateway starts");
+    Setup {
+        gateway,
+        inbox,
+        client: HttpClient::new(),
+        _dir: dir,
+    }
 }
 
 const EVERYTHING: &str = r#"
@@ -83,17 +93,30 @@ impl Setup {
         let auth = format!("Bearer {ADMIN}");
         let reply = self
             .client
-            .send(method, &self.gateway.url(path), &[("authorization", &auth)], Vec::new())
+            .send(
+                method,
+                &self.gateway.url(path),
+                &[("authorization", &auth)],
+                Vec::new(),
+            )
             .await
             .expect("admin");
-        assert!(reply.status < 300, "{path}: {} {:?}", reply.status, reply.body);
+        assert!(
+            reply.status < 300,
+            "{path}: {} {:?}",
+            reply.status,
+            reply.body
+        );
         reply.json()
     }
 
     async fn wait_dead_letters(&self, n: usize) -> Vec<serde_json::Value> {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let letters = self.admin("GET", "/admin/dead-letters").await["dead_letters"].as_array().cloned().unwrap_or_default();
+            let letters = self.admin("GET", "/admin/dead-letters").await["dead_letters"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             if letters.len() >= n || tokio::time::Instant::now() > deadline {
                 return letters;
             }
@@ -112,14 +135,22 @@ async fn every_native_fixture_arrives_signed_with_its_payload() {
         assert_eq!(reply.status, 202, "{name}: {:?}", reply.body);
         ids.push(reply.json()["id"].as_str().expect("id").to_owned());
     }
-    let received = s.inbox.wait_for(corpus.len(), WAIT).await.expect("all delivered");
+    let received = s
+        .inbox
+        .wait_for(corpus.len(), WAIT)
+        .await
+        .expect("all delivered");
     assert_eq!(received.len(), corpus.len());
     for got in &received {
         assert!(got.verified(), "signature: {:?}", got.verification);
         let envelope: serde_json::Value = serde_json::from_slice(&got.body).expect("json body");
         let id = envelope["id"].as_str().expect("event id");
-        let index = ids.iter().position(|i| i == id).expect("an acknowledged id");
-        let sent: serde_json::Value = serde_json::from_slice(&corpus[index].1).expect("fixture json");
+        let index = ids
+            .iter()
+            .position(|i| i == id)
+            .expect("an acknowledged id");
+        let sent: serde_json::Value =
+            serde_json::from_slice(&corpus[index].1).expect("fixture json");
         assert_eq!(envelope["payload"], sent, "{}", corpus[index].0);
         assert_eq!(envelope["model"], sent["_model"]);
         assert!(got.webhook_id().expect("webhook-id").starts_with(id));
@@ -130,22 +161,55 @@ async fn every_native_fixture_arrives_signed_with_its_payload() {
         .map(|r| serde_json::from_slice::<serde_json::Value>(&r.body).expect("json"))
         .find(|e| e["model"] == "sale.order")
         .expect("the order");
-    assert_eq!(confirmed["action"], "confirmed", "mapped from `SO confirmed(#57)`");
+    assert_eq!(
+        confirmed["action"], "confirmed",
+        "mapped from `SO confirmed(#57)`"
+    );
     s.gateway.stop().await.expect("clean stop");
 }
 
 #[tokio::test]
 async fn a_failing_receiver_is_retried_until_it_recovers() {
-    let s = setup(EVERYTHING, "retries = 5", InboxOptions { fail_first: 2, ..Default::default() }).await;
-    let reply = s.post_native(&fixture("native/account.move.posted.json"), "").await;
+    let s = setup(
+        EVERYTHING,
+        "retries = 5",
+        InboxOptions {
+            fail_first: 2,
+            ..Default::default()
+        },
+    )
+    .await;
+    let reply = s
+        .post_native(&fixture("native/account.move.posted.json"), "")
+        .await;
     assert_eq!(reply.status, 202);
     let received = s.inbox.wait_for(3, WAIT).await.expect("three attempts");
-    let ids: Vec<_> = received.iter().map(|r| r.webhook_id().expect("id").to_owned()).collect();
-    assert!(ids.windows(2).all(|w| w[0] == w[1]), "the webhook-id is stable across retries: {ids:?}");
-    assert_eq!(received.iter().filter_map(|r| r.answered).map(|s| s.as_u16()).collect::<Vec<_>>(), [500, 500, 200]);
+    let ids: Vec<_> = received
+        .iter()
+        .map(|r| r.webhook_id().expect("id").to_owned())
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] == w[1]),
+        "the webhook-id is stable across retries: {ids:?}"
+    );
+    assert_eq!(
+        received
+            .iter()
+            .filter_map(|r| r.answered)
+            .map(|s| s.as_u16())
+            .collect::<Vec<_>>(),
+        [500, 500, 200]
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let attempts = s.admin("GET", &format!("/admin/jobs/{}/attempts", ids[0])).await;
-    let statuses: Vec<_> = attempts["attempts"].as_array().expect("attempts").iter().map(|a| a["status"].as_u64()).collect();
+    let attempts = s
+        .admin("GET", &format!("/admin/jobs/{}/attempts", ids[0]))
+        .await;
+    let statuses: Vec<_> = attempts["attempts"]
+        .as_array()
+        .expect("attempts")
+        .iter()
+        .map(|a| a["status"].as_u64())
+        .collect();
     assert_eq!(statuses, [Some(500), Some(500), Some(200)]);
     assert_eq!(s.inbox.received().len(), 3, "no delivery after the success");
 }
@@ -163,17 +227,26 @@ retries = 1
     let s = setup(subs, "", InboxOptions::default()).await;
     s.inbox.set_hang(true);
     let started = std::time::Instant::now();
-    assert_eq!(s.post_native(&fixture("native/res.partner.saved.json"), "").await.status, 202);
+    assert_eq!(
+        s.post_native(&fixture("native/res.partner.saved.json"), "")
+            .await
+            .status,
+        202
+    );
     let dead = s.wait_dead_letters(1).await;
     assert_eq!(dead.len(), 1, "dead-lettered after 2 timed-out attempts");
     assert!(started.elapsed() < Duration::from_secs(10));
     let reason = dead[0]["reason"].as_str().expect("reason");
-    assert!(reason.contains("gave up after 2 attempts") && reason.contains("timeout"), "{reason}");
+    assert!(
+        reason.contains("gave up after 2 attempts") && reason.contains("timeout"),
+        "{reason}"
+    );
     assert_eq!(s.inbox.received().len(), 2);
 
     s.inbox.set_hang(false);
     let id = dead[0]["id"].as_str().expect("id");
-    s.admin("POST", &format!("/admin/dead-letters/{id}/replay")).await;
+    s.admin("POST", &format!("/admin/dead-letters/{id}/replay"))
+        .await;
     let received = s.inbox.wait_for(3, WAIT).await.expect("replayed delivery");
     assert_eq!(received[2].webhook_id(), Some(id));
     assert!(s.wait_dead_letters(0).await.is_empty());
@@ -181,8 +254,21 @@ retries = 1
 
 #[tokio::test]
 async fn a_receiver_that_keeps_failing_is_dead_lettered_after_the_configured_retries() {
-    let s = setup(EVERYTHING, "retries = 2", InboxOptions { status: http::StatusCode::SERVICE_UNAVAILABLE, ..Default::default() }).await;
-    assert_eq!(s.post_native(&fixture("native/stock.quant.quantity_changed.json"), "").await.status, 202);
+    let s = setup(
+        EVERYTHING,
+        "retries = 2",
+        InboxOptions {
+            status: http::StatusCode::SERVICE_UNAVAILABLE,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        s.post_native(&fixture("native/stock.quant.quantity_changed.json"), "")
+            .await
+            .status,
+        202
+    );
     let dead = s.wait_dead_letters(1).await;
     assert_eq!(dead.len(), 1);
     assert!(dead[0]["reason"].as_str().expect("reason").contains("503"));
@@ -197,13 +283,26 @@ async fn the_same_event_twice_is_acknowledged_twice_and_delivered_once() {
     let first = s.post_native(&body, "").await.json();
     let second = s.post_native(&body, "").await.json();
     assert_eq!(first["id"], second["id"]);
-    assert_eq!((first["duplicate"].as_bool(), second["duplicate"].as_bool()), (Some(false), Some(true)));
+    assert_eq!(
+        (first["duplicate"].as_bool(), second["duplicate"].as_bool()),
+        (Some(false), Some(true))
+    );
 
     let envelope = br#"{"id": "ext-42", "model": "res.partner", "action": "create", "record_id": 9, "payload": {"name": "A"}}"#;
     let url = s.gateway.url(&format!("/v1/events/odoo/{TOKEN}"));
-    let a = s.client.post_json(&url, envelope).await.expect("post").json();
+    let a = s
+        .client
+        .post_json(&url, envelope)
+        .await
+        .expect("post")
+        .json();
     let changed = br#"{"id": "ext-42", "model": "res.partner", "action": "create", "record_id": 9, "payload": {"name": "B"}}"#;
-    let b = s.client.post_json(&url, changed).await.expect("post").json();
+    let b = s
+        .client
+        .post_json(&url, changed)
+        .await
+        .expect("post")
+        .json();
     assert_eq!(a["id"], b["id"], "an explicit id decides");
     s.inbox.wait_for(2, WAIT).await.expect("two deliveries");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -225,7 +324,15 @@ format = "xml"
     let auth = format!("Bearer {TOKEN}");
     let reply = s
         .client
-        .send("POST", &url, &[("content-type", "application/xml"), ("authorization", &auth)], xml.as_bytes().to_vec())
+        .send(
+            "POST",
+            &url,
+            &[
+                ("content-type", "application/xml"),
+                ("authorization", &auth),
+            ],
+            xml.as_bytes().to_vec(),
+        )
         .await
         .expect("post");
     assert_eq!(reply.status, 202, "{:?}", reply.body);
@@ -233,7 +340,10 @@ format = "xml"
     assert_eq!(got.header("content-type"), Some("application/xml"));
     let root = odoo_gateway::xmljson::parse_document(&got.body).expect("xml body");
     assert_eq!(root.name, "event");
-    assert_eq!(root.value["payload"], serde_json::json!({"id": 9, "name": "Déco Addict", "vat": false}));
+    assert_eq!(
+        root.value["payload"],
+        serde_json::json!({"id": 9, "name": "Déco Addict", "vat": false})
+    );
 }
 
 #[tokio::test]
@@ -269,18 +379,39 @@ mode = "retry"
     );
     let s = setup(&subs, "", InboxOptions::default()).await;
     let url = s.gateway.url(&format!("/v1/odoo/odoo/{TOKEN}"));
-    let reply = s.client.post_json(&url, &fixture("rich/sale.order.confirmed.json")).await.expect("post");
+    let reply = s
+        .client
+        .post_json(&url, &fixture("rich/sale.order.confirmed.json"))
+        .await
+        .expect("post");
     assert_eq!(reply.status, 202);
-    let received = s.inbox.wait_for(2, WAIT).await.expect("one delivery per shipper");
+    let received = s
+        .inbox
+        .wait_for(2, WAIT)
+        .await
+        .expect("one delivery per shipper");
     let mut paths: Vec<_> = received.iter().map(|r| r.path.clone()).collect();
     paths.sort();
     assert_eq!(paths, ["/fastfreight", "/parcelpost"]);
     assert!(received.iter().all(|r| r.verified()));
 
-    assert_eq!(s.post_native(&fixture("native/res.partner.saved.json"), "").await.status, 202);
-    assert_eq!(s.post_native(&fixture("native/account.move.posted.json"), "").await.status, 202);
+    assert_eq!(
+        s.post_native(&fixture("native/res.partner.saved.json"), "")
+            .await
+            .status,
+        202
+    );
+    assert_eq!(
+        s.post_native(&fixture("native/account.move.posted.json"), "")
+            .await
+            .status,
+        202
+    );
     let dead = s.wait_dead_letters(2).await;
-    let mut reasons: Vec<_> = dead.iter().map(|d| d["reason"].as_str().expect("reason").to_owned()).collect();
+    let mut reasons: Vec<_> = dead
+        .iter()
+        .map(|d| d["reason"].as_str().expect("reason").to_owned())
+        .collect();
     reasons.sort();
     assert_eq!(reasons.len(), 2, "{reasons:?}");
     assert!(reasons[0].contains("plugin_rejected"), "{reasons:?}");
@@ -293,8 +424,17 @@ async fn rotation_signs_with_old_and_new_secrets() {
     let s = setup(EVERYTHING, "", InboxOptions::default()).await;
     let old: SigningSecret = SECRET.parse().expect("secret");
     assert!(!old.expose_whsec().is_empty());
-    assert_eq!(s.post_native(&fixture("native/res.partner.minimal.json"), "").await.status, 202);
+    assert_eq!(
+        s.post_native(&fixture("native/res.partner.minimal.json"), "")
+            .await
+            .status,
+        202
+    );
     let got = &s.inbox.wait_for(1, WAIT).await.expect("delivered")[0];
     assert!(got.verified());
-    assert!(got.header("webhook-signature").expect("signature").starts_with("v1,"));
+    assert!(
+        got.header("webhook-signature")
+            .expect("signature")
+            .starts_with("v1,")
+    );
 }

@@ -67,26 +67,45 @@ fn replace(path: &Path, contents: &[u8]) {
     std::fs::rename(&tmp, path).expect("rename");
 }
 
-async fn admin(client: &HttpClient, gw: &TestGateway, method: &str, path: &str) -> odoo_gateway_tests::Reply {
-    client.send(method, &gw.url(path), &[("authorization", "Bearer admin")], Vec::new()).await.expect("admin")
+async fn admin(
+    client: &HttpClient,
+    gw: &TestGateway,
+    method: &str,
+    path: &str,
+) -> odoo_gateway_tests::Reply {
+    client
+        .send(
+            method,
+            &gw.url(path),
+            &[("authorization", "Bearer admin")],
+            Vec::new(),
+        )
+        .await
+        .expect("admin")
 }
 
 fn ids_by_path(inbox: &Inbox) -> HashMap<String, HashSet<String>> {
     let mut out: HashMap<String, HashSet<String>> = HashMap::new();
     for r in inbox.received() {
         let body: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
-        out.entry(r.path.clone()).or_default().insert(body["id"].as_str().expect("id").to_owned());
+        out.entry(r.path.clone())
+            .or_default()
+            .insert(body["id"].as_str().expect("id").to_owned());
     }
     out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reloads_under_load_lose_nothing_and_apply_from_the_swap() {
-    let inbox = Inbox::start_local(InboxOptions::default()).await.expect("inbox");
+    let inbox = Inbox::start_local(InboxOptions::default())
+        .await
+        .expect("inbox");
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("gateway.toml");
     std::fs::write(&file, config(&inbox, ONLY_A)).expect("write");
-    let gw = TestGateway::start_with(ConfigSource::File(file.clone())).await.expect("start");
+    let gw = TestGateway::start_with(ConfigSource::File(file.clone()))
+        .await
+        .expect("start");
     let client = HttpClient::new();
 
     // Producers: (event id, whether the request started after subscription `b` was swapped in).
@@ -100,26 +119,40 @@ async fn reloads_under_load_lose_nothing_and_apply_from_the_swap() {
             let client = HttpClient::new();
             for n in 0..250 {
                 let after_swap = b_live.load(std::sync::atomic::Ordering::SeqCst);
-                let body = format!(r#"{{"_action": "x", "_id": {n}, "_model": "sale.order", "worker": {worker}}}"#);
+                let body = format!(
+                    r#"{{"_action": "x", "_id": {n}, "_model": "sale.order", "worker": {worker}}}"#
+                );
                 let reply = client.post_json(&url, body.as_bytes()).await.expect("post");
                 assert_eq!(reply.status, 202);
-                acked.lock().expect("lock").push((reply.json()["id"].as_str().expect("id").to_owned(), after_swap));
+                acked.lock().expect("lock").push((
+                    reply.json()["id"].as_str().expect("id").to_owned(),
+                    after_swap,
+                ));
             }
         }));
     }
 
     // Reload 1: an identical configuration (a no-op swap while events flow).
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(admin(&client, &gw, "POST", "/admin/reload").await.status, 200);
+    assert_eq!(
+        admin(&client, &gw, "POST", "/admin/reload").await.status,
+        200
+    );
     // Reload 2: broken TOML; refused, the running configuration keeps serving.
     std::fs::write(&file, "[[subscriptions]\nid = ").expect("write");
     let broken = admin(&client, &gw, "POST", "/admin/reload").await;
     assert_eq!(broken.status, 422);
-    let message = broken.json()["error"]["message"].as_str().expect("message").to_owned();
+    let message = broken.json()["error"]["message"]
+        .as_str()
+        .expect("message")
+        .to_owned();
     assert!(message.contains("gateway.toml:1:"), "{message}");
     // Reload 3: subscription `b` joins.
     std::fs::write(&file, config(&inbox, A_AND_B)).expect("write");
-    assert_eq!(admin(&client, &gw, "POST", "/admin/reload").await.status, 200);
+    assert_eq!(
+        admin(&client, &gw, "POST", "/admin/reload").await.status,
+        200
+    );
     b_live.store(true, std::sync::atomic::Ordering::SeqCst);
 
     for p in producers {
@@ -133,23 +166,37 @@ async fn reloads_under_load_lose_nothing_and_apply_from_the_swap() {
         let a = got.get("/a").cloned().unwrap_or_default();
         let b = got.get("/b").cloned().unwrap_or_default();
         let missing_a = acked.iter().filter(|(id, _)| !a.contains(id)).count();
-        let missing_b = acked.iter().filter(|(id, after)| *after && !b.contains(id)).count();
+        let missing_b = acked
+            .iter()
+            .filter(|(id, after)| *after && !b.contains(id))
+            .count();
         if missing_a == 0 && missing_b == 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "{missing_a} events missing at a, {missing_b} new-rule events missing at b");
+        assert!(
+            Instant::now() < deadline,
+            "{missing_a} events missing at a, {missing_b} new-rule events missing at b"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let status = admin(&client, &gw, "GET", "/admin/reload").await.json();
     // The file watcher may reload on the same writes as the admin endpoint: at least as many.
-    assert!(status["reloads_ok"].as_u64() >= Some(2) && status["reloads_failed"].as_u64() >= Some(1), "{status}");
-    assert!(status["last_error"].is_null(), "a success clears the error: {status}");
+    assert!(
+        status["reloads_ok"].as_u64() >= Some(2) && status["reloads_failed"].as_u64() >= Some(1),
+        "{status}"
+    );
+    assert!(
+        status["last_error"].is_null(),
+        "a success clears the error: {status}"
+    );
     gw.stop().await.expect("stop");
 }
 
 #[tokio::test]
 async fn a_replaced_plugin_file_changes_behaviour_and_a_broken_one_is_refused() {
-    let inbox = Inbox::start_local(InboxOptions::default()).await.expect("inbox");
+    let inbox = Inbox::start_local(InboxOptions::default())
+        .await
+        .expect("inbox");
     let dir = tempfile::tempdir().expect("tempdir");
     let wasm = dir.path().join("plugin.wasm");
     std::fs::copy(plugin("order_filter"), &wasm).expect("copy");
@@ -169,12 +216,17 @@ mode = "ok"
     );
     let file = dir.path().join("gateway.toml");
     std::fs::write(&file, config(&inbox, &subs)).expect("write");
-    let gw = TestGateway::start_with(ConfigSource::File(file)).await.expect("start");
+    let gw = TestGateway::start_with(ConfigSource::File(file))
+        .await
+        .expect("start");
     let client = HttpClient::new();
     let url = gw.url(&format!("/v1/odoo/odoo/{TOKEN}"));
     let order = fixture("native/sale.order.confirmed.json");
 
-    assert_eq!(client.post_json(&url, &order).await.expect("post").status, 202);
+    assert_eq!(
+        client.post_json(&url, &order).await.expect("post").status,
+        202
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(inbox.received().is_empty(), "filtered out by order-filter");
 
@@ -186,53 +238,112 @@ mode = "ok"
         if status["reloads_failed"].as_u64() == Some(1) {
             break status;
         }
-        assert!(Instant::now() < deadline, "the broken plugin was not noticed: {status}");
+        assert!(
+            Instant::now() < deadline,
+            "the broken plugin was not noticed: {status}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert!(status["last_error"].as_str().is_some_and(|e| e.contains("subscriptions[0].plugin")), "{status}");
-    let second = order.clone().into_iter().chain(b" ".iter().copied()).collect::<Vec<u8>>();
-    assert_eq!(client.post_json(&url, &second).await.expect("post").status, 202);
+    assert!(
+        status["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("subscriptions[0].plugin")),
+        "{status}"
+    );
+    let second = order
+        .clone()
+        .into_iter()
+        .chain(b" ".iter().copied())
+        .collect::<Vec<u8>>();
+    assert_eq!(
+        client.post_json(&url, &second).await.expect("post").status,
+        202
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(inbox.received().is_empty(), "still order-filter");
 
     // A working replacement: active within 2 s of the write.
     let written = Instant::now();
-    replace(&wasm, &std::fs::read(plugin("hostile_plugin")).expect("read"));
+    replace(
+        &wasm,
+        &std::fs::read(plugin("hostile_plugin")).expect("read"),
+    );
     loop {
         let status = admin(&client, &gw, "GET", "/admin/reload").await.json();
         if status["reloads_ok"].as_u64() == Some(1) {
             break;
         }
-        assert!(written.elapsed() < Duration::from_secs(2), "not reloaded within 2 s: {status}");
+        assert!(
+            written.elapsed() < Duration::from_secs(2),
+            "not reloaded within 2 s: {status}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let third = [order.as_slice(), b"  "].concat();
-    assert_eq!(client.post_json(&url, &third).await.expect("post").status, 202);
-    let got = inbox.wait_for(1, WAIT).await.expect("delivered by the new plugin");
+    assert_eq!(
+        client.post_json(&url, &third).await.expect("post").status,
+        202
+    );
+    let got = inbox
+        .wait_for(1, WAIT)
+        .await
+        .expect("delivered by the new plugin");
     assert_eq!(got[0].path, "/a");
 }
 
 #[tokio::test]
 async fn queued_deliveries_of_a_removed_subscription_are_dead_lettered_with_the_reason() {
-    let inbox = Inbox::start_local(InboxOptions { status: http::StatusCode::SERVICE_UNAVAILABLE, ..Default::default() }).await.expect("inbox");
+    let inbox = Inbox::start_local(InboxOptions {
+        status: http::StatusCode::SERVICE_UNAVAILABLE,
+        ..Default::default()
+    })
+    .await
+    .expect("inbox");
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("gateway.toml");
     std::fs::write(&file, config(&inbox, A_AND_B)).expect("write");
-    let gw = TestGateway::start_with(ConfigSource::File(file.clone())).await.expect("start");
+    let gw = TestGateway::start_with(ConfigSource::File(file.clone()))
+        .await
+        .expect("start");
     let client = HttpClient::new();
-    let reply = client.post_json(&gw.url(&format!("/v1/odoo/odoo/{TOKEN}")), &fixture("native/sale.order.confirmed.json")).await.expect("post");
+    let reply = client
+        .post_json(
+            &gw.url(&format!("/v1/odoo/odoo/{TOKEN}")),
+            &fixture("native/sale.order.confirmed.json"),
+        )
+        .await
+        .expect("post");
     assert_eq!(reply.status, 202);
-    inbox.wait_for(2, WAIT).await.expect("first attempts failed");
+    inbox
+        .wait_for(2, WAIT)
+        .await
+        .expect("first attempts failed");
     std::fs::write(&file, config(&inbox, ONLY_A)).expect("write");
-    assert_eq!(admin(&client, &gw, "POST", "/admin/reload").await.status, 200);
+    assert_eq!(
+        admin(&client, &gw, "POST", "/admin/reload").await.status,
+        200
+    );
     let deadline = Instant::now() + WAIT;
     loop {
-        let dead = admin(&client, &gw, "GET", "/admin/dead-letters").await.json();
-        let reasons: Vec<String> = dead["dead_letters"].as_array().expect("list").iter().map(|d| d["reason"].as_str().unwrap_or("").to_owned()).collect();
-        if reasons.iter().any(|r| r.starts_with("subscription_removed")) {
+        let dead = admin(&client, &gw, "GET", "/admin/dead-letters")
+            .await
+            .json();
+        let reasons: Vec<String> = dead["dead_letters"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .map(|d| d["reason"].as_str().unwrap_or("").to_owned())
+            .collect();
+        if reasons
+            .iter()
+            .any(|r| r.starts_with("subscription_removed"))
+        {
             break;
         }
-        assert!(Instant::now() < deadline, "no dead letter for the removed subscription: {reasons:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no dead letter for the removed subscription: {reasons:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

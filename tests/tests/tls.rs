@@ -9,9 +9,11 @@ use odoo_gateway_tests::{TestGateway, fixture};
 #[tokio::test]
 async fn ingest_over_https() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
     std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).expect("write cert");
-    std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).expect("write key");
+    std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem())
+        .expect("write key");
     let config = r#"
 [server.tls]
 cert = "cert.pem"
@@ -22,7 +24,9 @@ path = "data"
 name = "odoo"
 tokens = ["tls-token-0123456789"]
 "#;
-    let gw = TestGateway::start_tls(config, dir.path()).await.expect("start");
+    let gw = TestGateway::start_tls(config, dir.path())
+        .await
+        .expect("start");
     // Our own delivery client, trusting the test certificate as a private CA.
     let client = DeliveryClient::new(ClientOptions {
         custom_ca: Some(dir.path().join("cert.pem")),
@@ -30,11 +34,19 @@ tokens = ["tls-token-0123456789"]
         ..ClientOptions::default()
     })
     .expect("client");
-    let url = format!("https://localhost:{}/v1/odoo/odoo/tls-token-0123456789", gw.addr.port()).parse().expect("url");
+    let url = format!(
+        "https://localhost:{}/v1/odoo/odoo/tls-token-0123456789",
+        gw.addr.port()
+    )
+    .parse()
+    .expect("url");
     let mut headers = http::HeaderMap::new();
     headers.insert("content-type", "application/json".parse().expect("header"));
     let body = Bytes::from(fixture("native/res.partner.saved.json"));
-    let reply = client.post(&url, headers, body, Duration::from_secs(5)).await.expect("https request");
+    let reply = client
+        .post(&url, headers, body, Duration::from_secs(5))
+        .await
+        .expect("https request");
     assert_eq!(reply.status, 202, "{:?}", reply.excerpt_text());
     assert_eq!(reply.version, http::Version::HTTP_2, "ALPN picks HTTP/2");
     gw.stop().await.expect("stop");

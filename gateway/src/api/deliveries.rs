@@ -41,12 +41,18 @@ pub(super) async fn send_test(call: &Call<'_>, id: &str) -> Result<Response<Body
         payload: json!({ "test": true, "subscription": id }).to_string(),
         headers: vec![(ONLY_SUBSCRIPTION_HEADER.to_owned(), qualified)],
     };
-    let dedup = DedupKey::Explicit { source: TEST_SOURCE.to_owned(), id: event.id.clone() };
+    let dedup = DedupKey::Explicit {
+        source: TEST_SOURCE.to_owned(),
+        id: event.id.clone(),
+    };
     let state = call.state;
     state.store.accept(&event, &dedup).map_err(internal)?;
     state.store.durable().await.map_err(internal)?;
     state.fanout_wake.notify_one();
-    Ok(json(StatusCode::ACCEPTED, &json!({ "event_id": event.id, "event_type": event_type })))
+    Ok(json(
+        StatusCode::ACCEPTED,
+        &json!({ "event_id": event.id, "event_type": event_type }),
+    ))
 }
 
 /// A type the subscription's first pattern matches: the exact type, `<prefix>.test`,
@@ -64,7 +70,9 @@ fn test_event_type(patterns: &[String]) -> String {
 pub(super) fn list(call: &Call<'_>, id: &str) -> Result<Response<Body>, ApiError> {
     find(call, id)?;
     let store = &call.state.store;
-    let jobs = store.jobs_of_subscription(&qualified_id(&call.app.app, id), call.limit()?).map_err(internal)?;
+    let jobs = store
+        .jobs_of_subscription(&qualified_id(&call.app.app, id), call.limit()?)
+        .map_err(internal)?;
     let mut items = Vec::with_capacity(jobs.len());
     for job in jobs {
         let attempts = store.attempts(&job.id).map_err(internal)?;
@@ -88,20 +96,43 @@ pub(super) async fn replay(call: &Call<'_>, job_id: &str) -> Result<Response<Bod
     let state = call.state;
     let store = &state.store;
     let subscription = owned_subscription(call, job_id)?;
-    let summary = store.job_summary(&subscription, job_id).map_err(internal)?.ok_or_else(ApiError::not_found)?;
+    let summary = store
+        .job_summary(&subscription, job_id)
+        .map_err(internal)?
+        .ok_or_else(ApiError::not_found)?;
     if store.replay(job_id, now_ms()).map_err(internal)? {
         state.dispatch_wake.notify_one();
-        return Ok(json(StatusCode::ACCEPTED, &json!({ "replayed": job_id, "from": "dead_letter" })));
+        return Ok(json(
+            StatusCode::ACCEPTED,
+            &json!({ "replayed": job_id, "from": "dead_letter" }),
+        ));
     }
     if store.job(job_id).map_err(internal)?.is_some() {
-        return Err(ApiError::new(StatusCode::CONFLICT, "delivery_pending", "the delivery is still queued; it will be attempted"));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "delivery_pending",
+            "the delivery is still queued; it will be attempted",
+        ));
     }
     let snapshot = state.snapshot.load_full();
-    let Some(sub) = snapshot.subscriptions.iter().find(|s| s.id == subscription).cloned() else {
-        return Err(ApiError::new(StatusCode::CONFLICT, "subscription_removed", "the subscription no longer exists"));
+    let Some(sub) = snapshot
+        .subscriptions
+        .iter()
+        .find(|s| s.id == subscription)
+        .cloned()
+    else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "subscription_removed",
+            "the subscription no longer exists",
+        ));
     };
     let Some(event) = store.event(&summary.event_id).map_err(internal)? else {
-        return Err(ApiError::new(StatusCode::GONE, "event_missing", "the event is no longer stored"));
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "event_missing",
+            "the event is no longer stored",
+        ));
     };
     let event = Arc::new(event);
     let outcome = transform(state, &snapshot, &sub, &event).await;
@@ -109,7 +140,11 @@ pub(super) async fn replay(call: &Call<'_>, job_id: &str) -> Result<Response<Bod
     collect(state, &event, &sub, outcome, &mut jobs, &mut dead);
     jobs.retain(|(j, _)| j.id == job_id);
     if jobs.is_empty() {
-        return Err(ApiError::new(StatusCode::CONFLICT, "nothing_to_replay", "the subscription no longer makes this delivery from the event"));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "nothing_to_replay",
+            "the subscription no longer makes this delivery from the event",
+        ));
     }
     for (_, due) in &mut jobs {
         *due = now_ms();
@@ -117,7 +152,10 @@ pub(super) async fn replay(call: &Call<'_>, job_id: &str) -> Result<Response<Bod
     store.enqueue(&jobs, &[], None).map_err(internal)?;
     store.durable().await.map_err(internal)?;
     state.dispatch_wake.notify_one();
-    Ok(json(StatusCode::ACCEPTED, &json!({ "replayed": job_id, "from": "delivered" })))
+    Ok(json(
+        StatusCode::ACCEPTED,
+        &json!({ "replayed": job_id, "from": "delivered" }),
+    ))
 }
 
 /// The subscription a job id names (`<event id>.<subscription>.<n>`) when it is the app's;
@@ -134,7 +172,11 @@ fn owned_subscription(call: &Call<'_>, job_id: &str) -> Result<String, ApiError>
 /// `GET /v1/dead-letters[?limit=N]`: the app's dead letters.
 pub(super) fn dead_letters(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
     let prefix = app_prefix(&call.app.app);
-    let letters = call.state.store.dead_letters_of(&prefix, call.limit()?).map_err(internal)?;
+    let letters = call
+        .state
+        .store
+        .dead_letters_of(&prefix, call.limit()?)
+        .map_err(internal)?;
     let items: Vec<Value> = letters.iter().map(|d| render_dead(d, &prefix)).collect();
     Ok(json(StatusCode::OK, &json!({ "dead_letters": items })))
 }
@@ -153,10 +195,11 @@ fn render_dead(d: &DeadLetter, prefix: &str) -> Value {
 /// `POST /v1/dead-letters/{id}/replay`.
 pub(super) fn replay_dead_letter(call: &Call<'_>, id: &str) -> Result<Response<Body>, ApiError> {
     let store = &call.state.store;
-    let owned = store
-        .dead_letter(id)
-        .map_err(internal)?
-        .is_some_and(|d| d.job.subscription_id.starts_with(&app_prefix(&call.app.app)));
+    let owned = store.dead_letter(id).map_err(internal)?.is_some_and(|d| {
+        d.job
+            .subscription_id
+            .starts_with(&app_prefix(&call.app.app))
+    });
     if !owned || !store.replay(id, now_ms()).map_err(internal)? {
         return Err(ApiError::not_found());
     }

@@ -61,9 +61,17 @@ static WRITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Routes `/v1/<rest>` for the API prefixes (`subscriptions`, `plugins`, `deliveries`,
 /// `dead-letters`).
-pub async fn route(state: &Arc<State>, req: Request<Incoming>, rest: &[&str]) -> Result<Response<Body>, ApiError> {
+pub async fn route(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+    rest: &[&str],
+) -> Result<Response<Body>, ApiError> {
     let template = match_route(rest)?;
-    let allowed: Vec<&str> = API_ROUTES.iter().filter(|(_, t)| *t == template).map(|(m, _)| *m).collect();
+    let allowed: Vec<&str> = API_ROUTES
+        .iter()
+        .filter(|(_, t)| *t == template)
+        .map(|(m, _)| *m)
+        .collect();
     if !allowed.contains(&req.method().as_str()) {
         return Err(ApiError::method_not_allowed(&allowed.join(", ")));
     }
@@ -71,11 +79,24 @@ pub async fn route(state: &Arc<State>, req: Request<Incoming>, rest: &[&str]) ->
     // The API takes JSON or wasm bodies, never forms, so no body parameter is part of an
     // OAuth1 signature: authenticate before reading a possibly large body from a stranger.
     let app = auth::authenticate(state, &parts, &[]).await?;
-    let scope = if parts.method == Method::GET { "read" } else { "write" };
+    let scope = if parts.method == Method::GET {
+        "read"
+    } else {
+        "write"
+    };
     auth::require_scope(&app, scope)?;
-    let limit = if template == "/v1/plugins" { plugins::MAX_PLUGIN_BYTES } else { MAX_JSON_BODY };
+    let limit = if template == "/v1/plugins" {
+        plugins::MAX_PLUGIN_BYTES
+    } else {
+        MAX_JSON_BODY
+    };
     let body = crate::ingest::read_body(body, &parts.headers, limit).await?;
-    let call = Call { state, app: &app, parts: &parts, body };
+    let call = Call {
+        state,
+        app: &app,
+        parts: &parts,
+        body,
+    };
     match (parts.method.as_str(), rest) {
         ("GET", ["subscriptions"]) => subscriptions::list(&call),
         ("POST", ["subscriptions"]) => subscriptions::create(&call).await,
@@ -132,7 +153,10 @@ impl Call<'_> {
             None => Ok(100),
             Some(v) => match v.parse::<usize>() {
                 Ok(n) if (1..=1000).contains(&n) => Ok(n),
-                _ => Err(ApiError::bad_request("invalid_query", "limit: give a number from 1 to 1000")),
+                _ => Err(ApiError::bad_request(
+                    "invalid_query",
+                    "limit: give a number from 1 to 1000",
+                )),
             },
         }
     }
@@ -144,14 +168,21 @@ fn internal(e: crate::store::StoreError) -> ApiError {
 
 /// Makes a stored change durable and joins it to the running configuration; when the reload
 /// fails, `undo` puts the previous state back and the answer is 422 `reload_failed`.
-async fn apply(state: &Arc<State>, undo: impl FnOnce() -> Result<(), crate::store::StoreError>) -> Result<(), ApiError> {
+async fn apply(
+    state: &Arc<State>,
+    undo: impl FnOnce() -> Result<(), crate::store::StoreError>,
+) -> Result<(), ApiError> {
     state.store.durable().await.map_err(internal)?;
     match crate::reload::reload(state, "api").await {
         Ok(_) => Ok(()),
         Err(reason) => {
             undo().map_err(internal)?;
             state.store.durable().await.map_err(internal)?;
-            Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "reload_failed", reason))
+            Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "reload_failed",
+                reason,
+            ))
         }
     }
 }
@@ -167,7 +198,8 @@ pub fn extend_config(store: &Store, file: &mut ConfigFile) -> Result<(), ConfigE
     })?;
     for (app, sub) in stored {
         let id = records::qualified_id(&app, &sub.id);
-        let taken = file.subscriptions.iter().any(|s| s.id == id) || file.destinations.iter().any(|d| d.name == id);
+        let taken = file.subscriptions.iter().any(|s| s.id == id)
+            || file.destinations.iter().any(|d| d.name == id);
         if taken {
             tracing::warn!(subscription = %id, "the configuration file uses this id; the API's subscription is ignored");
             continue;
@@ -178,13 +210,19 @@ pub fn extend_config(store: &Store, file: &mut ConfigFile) -> Result<(), ConfigE
             secrets: vec![sub.destination.secret],
             auth: sub.destination.auth,
         });
-        let plugin = sub.plugin.map(|hash| records::plugin_file(&file.storage.path, &hash));
+        let plugin = sub
+            .plugin
+            .map(|hash| records::plugin_file(&file.storage.path, &hash));
         file.subscriptions.push(SubscriptionConfig {
             id: id.clone(),
             events: sub.events,
             destinations: vec![id],
             plugin,
-            config: sub.config.into_iter().map(|(k, v)| (k, toml::Value::String(v))).collect(),
+            config: sub
+                .config
+                .into_iter()
+                .map(|(k, v)| (k, toml::Value::String(v)))
+                .collect(),
             format: sub.format,
             timeout: sub.timeout_ms.map(std::time::Duration::from_millis),
             retries: sub.retries,

@@ -29,7 +29,12 @@ pub(super) fn list(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
 
 /// `POST /v1/plugins[?name=<name>]` with `Content-Type: application/wasm`.
 pub(super) async fn upload(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
-    let content_type = call.parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = call
+        .parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if content_type.split(';').next().map(str::trim) != Some("application/wasm") {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -40,12 +45,17 @@ pub(super) async fn upload(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
     let name = call.query("name");
     if let Some(n) = &name {
         if !super::validate::valid_id(n) {
-            return Err(ApiError::bad_request("invalid_query", "name: use 1 to 64 letters, digits, `-` or `_`"));
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "name: use 1 to 64 letters, digits, `-` or `_`",
+            ));
         }
     }
     let bytes = call.body.clone();
     if !bytes.starts_with(b"\0asm") {
-        return Err(refused(&PluginError::Compile("the body is not a WebAssembly binary (no `\\0asm` header)".into())));
+        return Err(refused(&PluginError::Compile(
+            "the body is not a WebAssembly binary (no `\\0asm` header)".into(),
+        )));
     }
     let host = call.state.host.clone();
     let loaded = {
@@ -63,12 +73,18 @@ pub(super) async fn upload(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
     let existing = records::plugins(store, app).map_err(internal)?;
     let known = existing.iter().find(|p| p.hash == hash).cloned();
     if known.is_none() && existing.len() >= MAX_PER_APP {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "too_many_plugins", format!("an app may keep at most {MAX_PER_APP} plugins")));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "too_many_plugins",
+            format!("an app may keep at most {MAX_PER_APP} plugins"),
+        ));
     }
     let storage = call.state.snapshot.load().storage.path.clone();
     let file = records::plugin_file(&storage, &hash);
     if !file.exists() {
-        write_atomically(&file, &bytes).await.map_err(|e| ApiError::internal("cannot store a plugin", &e))?;
+        write_atomically(&file, &bytes)
+            .await
+            .map_err(|e| ApiError::internal("cannot store a plugin", &e))?;
     }
     let record = StoredPlugin {
         hash: hash.clone(),
@@ -78,7 +94,11 @@ pub(super) async fn upload(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
     };
     records::put_plugin(store, app, &record).map_err(internal)?;
     store.durable().await.map_err(internal)?;
-    let status = if known.is_some() { StatusCode::OK } else { StatusCode::CREATED };
+    let status = if known.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
     Ok(json(status, &json!(record)))
 }
 
@@ -88,7 +108,9 @@ fn refused(e: &PluginError) -> ApiError {
 }
 
 async fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().ok_or_else(|| std::io::Error::other("plugin path has no folder"))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("plugin path has no folder"))?;
     tokio::fs::create_dir_all(dir).await?;
     let tmp = path.with_extension(format!("tmp{:08x}", rand::random::<u32>()));
     tokio::fs::write(&tmp, bytes).await?;

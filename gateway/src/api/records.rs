@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::file::DestinationAuth;
 use crate::config::Format;
+use crate::config::file::DestinationAuth;
 use crate::fanout::filter::PayloadFilter;
 use crate::store::{Store, StoreError};
 
@@ -94,8 +94,14 @@ fn key(app: &str, id: &str) -> Vec<u8> {
     [app.as_bytes(), b"\0", id.as_bytes()].concat()
 }
 
-fn decode<T: serde::de::DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { tree, message: e.to_string() })
+fn decode<T: serde::de::DeserializeOwned>(
+    tree: &'static str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        tree,
+        message: e.to_string(),
+    })
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -108,7 +114,11 @@ pub fn all_subscriptions(store: &Store) -> Result<Vec<(String, StoredSubscriptio
     let mut out = Vec::new();
     for entry in tree.iter() {
         let (k, v) = entry?;
-        let app = k.split(|b| *b == 0).next().map(|a| String::from_utf8_lossy(a).into_owned()).unwrap_or_default();
+        let app = k
+            .split(|b| *b == 0)
+            .next()
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .unwrap_or_default();
         out.push((app, decode(SUBSCRIPTIONS, &v)?));
     }
     Ok(out)
@@ -117,13 +127,21 @@ pub fn all_subscriptions(store: &Store) -> Result<Vec<(String, StoredSubscriptio
 /// One app's subscriptions, by id.
 pub fn subscriptions(store: &Store, app: &str) -> Result<Vec<StoredSubscription>, StoreError> {
     let tree = store.db().open_tree(SUBSCRIPTIONS)?;
-    tree.scan_prefix(key(app, "")).map(|e| decode(SUBSCRIPTIONS, &e?.1)).collect()
+    tree.scan_prefix(key(app, ""))
+        .map(|e| decode(SUBSCRIPTIONS, &e?.1))
+        .collect()
 }
 
 /// One subscription of `app`.
-pub fn subscription(store: &Store, app: &str, id: &str) -> Result<Option<StoredSubscription>, StoreError> {
+pub fn subscription(
+    store: &Store,
+    app: &str,
+    id: &str,
+) -> Result<Option<StoredSubscription>, StoreError> {
     let tree = store.db().open_tree(SUBSCRIPTIONS)?;
-    tree.get(key(app, id))?.map(|v| decode(SUBSCRIPTIONS, &v)).transpose()
+    tree.get(key(app, id))?
+        .map(|v| decode(SUBSCRIPTIONS, &v))
+        .transpose()
 }
 
 /// Writes (`Some`) or removes (`None`) a subscription; returns what was there before, so the
@@ -145,15 +163,23 @@ pub fn put_subscription(
 /// One app's plugins, by hash.
 pub fn plugins(store: &Store, app: &str) -> Result<Vec<StoredPlugin>, StoreError> {
     let tree = store.db().open_tree(PLUGINS)?;
-    tree.scan_prefix(key(app, "")).map(|e| decode(PLUGINS, &e?.1)).collect()
+    tree.scan_prefix(key(app, ""))
+        .map(|e| decode(PLUGINS, &e?.1))
+        .collect()
 }
 
 /// The app's plugin named `reference`, by hash or by name (the newest upload with that name).
-pub fn find_plugin(store: &Store, app: &str, reference: &str) -> Result<Option<StoredPlugin>, StoreError> {
+pub fn find_plugin(
+    store: &Store,
+    app: &str,
+    reference: &str,
+) -> Result<Option<StoredPlugin>, StoreError> {
     let all = plugins(store, app)?;
     let by_hash = all.iter().find(|p| p.hash == reference).cloned();
     Ok(by_hash.or_else(|| {
-        all.into_iter().filter(|p| p.name.as_deref() == Some(reference)).max_by_key(|p| p.uploaded_ms)
+        all.into_iter()
+            .filter(|p| p.name.as_deref() == Some(reference))
+            .max_by_key(|p| p.uploaded_ms)
     }))
 }
 

@@ -18,13 +18,19 @@ const MAX_PER_APP: usize = 1000;
 pub(super) fn list(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
     let app = &call.app.app;
     let subs = records::subscriptions(&call.state.store, app).map_err(internal)?;
-    let items: Vec<_> = subs.iter().map(|s| validate::render(s, &records::qualified_id(app, &s.id), false)).collect();
+    let items: Vec<_> = subs
+        .iter()
+        .map(|s| validate::render(s, &records::qualified_id(app, &s.id), false))
+        .collect();
     Ok(json(StatusCode::OK, &json!({ "subscriptions": items })))
 }
 
 pub(super) fn get(call: &Call<'_>, id: &str) -> Result<Response<Body>, ApiError> {
     let sub = find(call, id)?;
-    Ok(json(StatusCode::OK, &validate::render(&sub, &records::qualified_id(&call.app.app, id), false)))
+    Ok(json(
+        StatusCode::OK,
+        &validate::render(&sub, &records::qualified_id(&call.app.app, id), false),
+    ))
 }
 
 pub(super) async fn create(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
@@ -35,16 +41,30 @@ pub(super) async fn create(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
     let store = &call.state.store;
     let existing = records::subscriptions(store, app).map_err(internal)?;
     if existing.iter().any(|s| s.id == sub.id) {
-        return Err(ApiError::new(StatusCode::CONFLICT, "already_exists", format!("id: a subscription `{}` exists", sub.id)));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_exists",
+            format!("id: a subscription `{}` exists", sub.id),
+        ));
     }
     if existing.len() >= MAX_PER_APP {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "too_many_subscriptions", format!("an app may have at most {MAX_PER_APP} subscriptions")));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "too_many_subscriptions",
+            format!("an app may have at most {MAX_PER_APP} subscriptions"),
+        ));
     }
     check_plugin_config(call, &sub).await?;
     records::put_subscription(store, app, &sub.id, Some(&sub)).map_err(internal)?;
-    apply(call.state, || records::put_subscription(store, app, &sub.id, None).map(drop)).await?;
+    apply(call.state, || {
+        records::put_subscription(store, app, &sub.id, None).map(drop)
+    })
+    .await?;
     // The only time the secret is shown: the receiver needs it to verify signatures.
-    Ok(json(StatusCode::CREATED, &validate::render(&sub, &records::qualified_id(app, &sub.id), true)))
+    Ok(json(
+        StatusCode::CREATED,
+        &validate::render(&sub, &records::qualified_id(app, &sub.id), true),
+    ))
 }
 
 /// PUT replaces the subscription (a missing `secret` keeps the current one); PATCH merges the
@@ -68,8 +88,14 @@ pub(super) async fn update(call: &Call<'_>, id: &str) -> Result<Response<Body>, 
     check_plugin_config(call, &sub).await?;
     let store = &call.state.store;
     records::put_subscription(store, app, id, Some(&sub)).map_err(internal)?;
-    apply(call.state, || records::put_subscription(store, app, id, Some(&old)).map(drop)).await?;
-    Ok(json(StatusCode::OK, &validate::render(&sub, &records::qualified_id(app, id), false)))
+    apply(call.state, || {
+        records::put_subscription(store, app, id, Some(&old)).map(drop)
+    })
+    .await?;
+    Ok(json(
+        StatusCode::OK,
+        &validate::render(&sub, &records::qualified_id(app, id), false),
+    ))
 }
 
 pub(super) async fn delete(call: &Call<'_>, id: &str) -> Result<Response<Body>, ApiError> {
@@ -78,7 +104,10 @@ pub(super) async fn delete(call: &Call<'_>, id: &str) -> Result<Response<Body>, 
     let old = find(call, id)?;
     let store = &call.state.store;
     records::put_subscription(store, app, id, None).map_err(internal)?;
-    apply(call.state, || records::put_subscription(store, app, id, Some(&old)).map(drop)).await?;
+    apply(call.state, || {
+        records::put_subscription(store, app, id, Some(&old)).map(drop)
+    })
+    .await?;
     Ok(json(StatusCode::OK, &json!({ "deleted": id })))
 }
 
@@ -87,25 +116,42 @@ pub(super) fn find(call: &Call<'_>, id: &str) -> Result<StoredSubscription, ApiE
     if !validate::valid_id(id) {
         return Err(ApiError::not_found());
     }
-    records::subscription(&call.state.store, &call.app.app, id).map_err(internal)?.ok_or_else(ApiError::not_found)
+    records::subscription(&call.state.store, &call.app.app, id)
+        .map_err(internal)?
+        .ok_or_else(ApiError::not_found)
 }
 
 fn lookup_plugin(call: &Call<'_>, reference: &str) -> Result<Option<String>, ApiError> {
-    Ok(records::find_plugin(&call.state.store, &call.app.app, reference).map_err(internal)?.map(|p| p.hash))
+    Ok(
+        records::find_plugin(&call.state.store, &call.app.app, reference)
+            .map_err(internal)?
+            .map(|p| p.hash),
+    )
 }
 
 /// Asks the plugin to validate the subscription's settings, so a bad `config` is a clear 422
 /// naming the plugin's reason rather than a failed reload.
 async fn check_plugin_config(call: &Call<'_>, sub: &StoredSubscription) -> Result<(), ApiError> {
-    let Some(hash) = &sub.plugin else { return Ok(()) };
+    let Some(hash) = &sub.plugin else {
+        return Ok(());
+    };
     let path = records::plugin_file(&call.state.snapshot.load().storage.path, hash);
     let host = call.state.host.clone();
     let config = std::sync::Arc::new(sub.config.clone());
-    let checked = tokio::task::spawn_blocking(move || host.load_file(&path)?.validate_config(&config))
-        .await
-        .map_err(|e| ApiError::internal("plugin check failed", &e))?;
+    let checked =
+        tokio::task::spawn_blocking(move || host.load_file(&path)?.validate_config(&config))
+            .await
+            .map_err(|e| ApiError::internal("plugin check failed", &e))?;
     checked.map_err(|e| {
-        let field = if matches!(e, crate::plugin::PluginError::InvalidConfig(_)) { "config" } else { "plugin" };
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), format!("{field}: {e}"))
+        let field = if matches!(e, crate::plugin::PluginError::InvalidConfig(_)) {
+            "config"
+        } else {
+            "plugin"
+        };
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            e.code(),
+            format!("{field}: {e}"),
+        )
     })
 }

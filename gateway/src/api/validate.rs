@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::records::{StoredDestination, StoredSubscription};
-use crate::config::file::DestinationAuth;
 use crate::config::Format;
+use crate::config::file::DestinationAuth;
 use crate::fanout::filter::PayloadFilter;
 use crate::http_error::ApiError;
 use crate::signing::SigningSecret;
@@ -66,7 +66,11 @@ struct DestinationRequest {
 
 /// 422 naming the field.
 pub(crate) fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_subscription", message)
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_subscription",
+        message,
+    )
 }
 
 /// Parses a JSON body: 400 when it is not JSON, 422 when its shape is wrong.
@@ -79,7 +83,10 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<
 
 /// A valid id: 1 to 64 letters, digits, `-` or `_`.
 pub(crate) fn valid_id(id: &str) -> bool {
-    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// What the plugin reference resolves to, given by the caller (it knows the app's uploads).
@@ -102,29 +109,43 @@ pub(crate) fn build(
     if !valid_id(&id) {
         return Err(invalid("id: use 1 to 64 letters, digits, `-` or `_`"));
     }
-    let events = req.events.ok_or_else(|| invalid("events: give at least one event pattern"))?;
+    let events = req
+        .events
+        .ok_or_else(|| invalid("events: give at least one event pattern"))?;
     if events.is_empty() || events.len() > MAX_EVENTS {
-        return Err(invalid(format!("events: give 1 to {MAX_EVENTS} event patterns")));
+        return Err(invalid(format!(
+            "events: give 1 to {MAX_EVENTS} event patterns"
+        )));
     }
     for (i, e) in events.iter().enumerate() {
         EventPattern::parse(e).map_err(|why| invalid(format!("events[{i}]: {why}")))?;
     }
-    let dest = req.destination.ok_or_else(|| invalid("destination: required, with at least `url`"))?;
-    let url = dest.url.ok_or_else(|| invalid("destination.url: required"))?;
+    let dest = req
+        .destination
+        .ok_or_else(|| invalid("destination: required, with at least `url`"))?;
+    let url = dest
+        .url
+        .ok_or_else(|| invalid("destination.url: required"))?;
     let url_ok = url.len() <= MAX_URL
-        && url.parse::<http::Uri>().is_ok_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
+        && url
+            .parse::<http::Uri>()
+            .is_ok_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
     if !url_ok {
-        return Err(invalid(format!("destination.url: `{url}` is not an http(s) URL")));
+        return Err(invalid(format!(
+            "destination.url: `{url}` is not an http(s) URL"
+        )));
     }
     let secret = match (dest.secret, existing) {
         (Some(s), _) => {
-            s.parse::<SigningSecret>().map_err(|e| invalid(format!("destination.secret: {e}")))?;
+            s.parse::<SigningSecret>()
+                .map_err(|e| invalid(format!("destination.secret: {e}")))?;
             s
         }
         (None, Some(old)) => old.destination.secret.clone(),
         (None, None) => SigningSecret::generate().expose_whsec(),
     };
-    crate::delivery::outbound_auth::validate(&dest.auth).map_err(|e| invalid(format!("destination.{e}")))?;
+    crate::delivery::outbound_auth::validate(&dest.auth)
+        .map_err(|e| invalid(format!("destination.{e}")))?;
     if let Some(filter) = &req.filter {
         filter.validate().map_err(invalid)?;
     }
@@ -136,15 +157,20 @@ pub(crate) fn build(
         let text = match v {
             Value::String(s) => s,
             Value::Number(_) | Value::Bool(_) => v.to_string(),
-            _ => return Err(invalid(format!("config.{k}: plugin settings are strings, numbers or booleans"))),
+            _ => {
+                return Err(invalid(format!(
+                    "config.{k}: plugin settings are strings, numbers or booleans"
+                )));
+            }
         };
         config.insert(k, text);
     }
     let plugin = match req.plugin {
-        Some(reference) => Some(
-            plugin_hash(&reference)?
-                .ok_or_else(|| invalid(format!("plugin: `{reference}` is not one of your uploaded plugins (POST /v1/plugins)")))?,
-        ),
+        Some(reference) => Some(plugin_hash(&reference)?.ok_or_else(|| {
+            invalid(format!(
+                "plugin: `{reference}` is not one of your uploaded plugins (POST /v1/plugins)"
+            ))
+        })?),
         None => None,
     };
     if plugin.is_none() && !config.is_empty() {
@@ -157,7 +183,11 @@ pub(crate) fn build(
     Ok(StoredSubscription {
         id,
         events,
-        destination: StoredDestination { url, secret, auth: dest.auth },
+        destination: StoredDestination {
+            url,
+            secret,
+            auth: dest.auth,
+        },
         format: req.format,
         filter: req.filter,
         plugin,
@@ -174,12 +204,17 @@ pub(crate) fn build(
 fn parse_timeout(v: Value) -> Result<u64, ApiError> {
     let parsed = match &v {
         Value::String(s) => crate::delivery::parse_duration(s).ok(),
-        Value::Number(n) => n.as_f64().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64),
+        Value::Number(n) => n
+            .as_f64()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64),
         _ => None,
     };
     match parsed {
         Some(d) if (MIN_TIMEOUT..=MAX_TIMEOUT).contains(&d) => Ok(d.as_millis() as u64),
-        _ => Err(invalid(format!("timeout: give a duration from {MIN_TIMEOUT:?} to {MAX_TIMEOUT:?}, like \"5s\""))),
+        _ => Err(invalid(format!(
+            "timeout: give a duration from {MIN_TIMEOUT:?} to {MAX_TIMEOUT:?}, like \"5s\""
+        ))),
     }
 }
 
@@ -219,11 +254,22 @@ pub(crate) fn merge_patch(target: &mut Value, patch: Value) {
 pub(crate) fn render(sub: &StoredSubscription, qualified: &str, reveal_secret: bool) -> Value {
     let auth = match &sub.destination.auth {
         DestinationAuth::None => json!({ "type": "none" }),
-        DestinationAuth::StaticHeader { name, .. } => json!({ "type": "static_header", "name": name }),
-        DestinationAuth::OAuth2 { token_url, client_id, scopes, .. } => {
+        DestinationAuth::StaticHeader { name, .. } => {
+            json!({ "type": "static_header", "name": name })
+        }
+        DestinationAuth::OAuth2 {
+            token_url,
+            client_id,
+            scopes,
+            ..
+        } => {
             json!({ "type": "oauth2", "token_url": token_url, "client_id": client_id, "scopes": scopes })
         }
-        DestinationAuth::OAuth1 { consumer_key, signature_method, .. } => {
+        DestinationAuth::OAuth1 {
+            consumer_key,
+            signature_method,
+            ..
+        } => {
             json!({ "type": "oauth1", "consumer_key": consumer_key, "signature_method": signature_method })
         }
     };
@@ -257,13 +303,17 @@ mod tests {
     }
 
     fn check(v: Value) -> Result<StoredSubscription, ApiError> {
-        let req: SubscriptionRequest = serde_json::from_value(v).map_err(|e| invalid(e.to_string()))?;
+        let req: SubscriptionRequest =
+            serde_json::from_value(v).map_err(|e| invalid(e.to_string()))?;
         build(req, None, &no_plugins, 1)
     }
 
     #[test]
     fn a_minimal_request_gets_an_id_and_a_secret() {
-        let sub = check(json!({"events": ["sale.order.*"], "destination": {"url": "https://example.com/h"}})).unwrap();
+        let sub = check(
+            json!({"events": ["sale.order.*"], "destination": {"url": "https://example.com/h"}}),
+        )
+        .unwrap();
         assert!(sub.id.starts_with("sub_"));
         assert!(sub.destination.secret.starts_with("whsec_"));
         assert_eq!((sub.enabled, sub.format), (true, Format::Json));
@@ -271,15 +321,31 @@ mod tests {
 
     #[test]
     fn each_refusal_names_its_field() {
-        let base = || json!({"events": ["sale.order.*"], "destination": {"url": "https://example.com/h"}});
+        let base =
+            || json!({"events": ["sale.order.*"], "destination": {"url": "https://example.com/h"}});
         let cases = [
             (json!({"id": "no spaces"}), "id:"),
             (json!({"events": []}), "events:"),
-            (json!({"events": ["sale.order.*", "bad pattern"]}), "events[1]"),
-            (json!({"destination": {"url": "ftp://x"}}), "destination.url"),
-            (json!({"destination": {"url": "https://x", "secret": "plain"}}), "destination.secret"),
-            (json!({"destination": {"url": "https://x", "auth": {"type": "oauth2", "token_url": "nope", "client_id": "a", "client_secret": "b"}}}), "destination.auth.token_url"),
-            (json!({"destination": {"url": "https://x", "auth": {"type": "static_header", "name": "webhook-signature", "value": "x"}}}), "destination.auth.name"),
+            (
+                json!({"events": ["sale.order.*", "bad pattern"]}),
+                "events[1]",
+            ),
+            (
+                json!({"destination": {"url": "ftp://x"}}),
+                "destination.url",
+            ),
+            (
+                json!({"destination": {"url": "https://x", "secret": "plain"}}),
+                "destination.secret",
+            ),
+            (
+                json!({"destination": {"url": "https://x", "auth": {"type": "oauth2", "token_url": "nope", "client_id": "a", "client_secret": "b"}}}),
+                "destination.auth.token_url",
+            ),
+            (
+                json!({"destination": {"url": "https://x", "auth": {"type": "static_header", "name": "webhook-signature", "value": "x"}}}),
+                "destination.auth.name",
+            ),
             (json!({"filter": {"fields": [""]}}), "filter.fields[0]"),
             (json!({"plugin": "missing"}), "plugin:"),
             (json!({"config": {"a": "b"}}), "config:"),
@@ -307,7 +373,10 @@ mod tests {
         let mut sub = check(json!({"events": ["*"], "destination": {"url": "https://x/h", "auth": {"type": "oauth2", "token_url": "https://x/t", "client_id": "a", "client_secret": "s3cret"}}})).unwrap();
         sub.config.insert("k".into(), "v".into());
         let shown = render(&sub, "app.a.x", false).to_string();
-        assert!(!shown.contains("s3cret") && !shown.contains("whsec_"), "{shown}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("whsec_"),
+            "{shown}"
+        );
         assert!(render(&sub, "app.a.x", true).to_string().contains("whsec_"));
     }
 }

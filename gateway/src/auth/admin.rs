@@ -18,13 +18,21 @@ use crate::http_error::{ApiError, Body, json};
 use crate::state::State;
 
 /// Routes `/admin/apps[/<name>]`.
-pub(crate) async fn route(state: &Arc<State>, req: Request<Incoming>, rest: &[&str]) -> Result<Response<Body>, ApiError> {
+pub(crate) async fn route(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+    rest: &[&str],
+) -> Result<Response<Body>, ApiError> {
     let internal = |e: crate::store::StoreError| ApiError::internal("app registry failed", &e);
     let store = AppStore::open(state.store.db()).map_err(internal)?;
     let snapshot = state.snapshot.load_full();
     match (req.method().clone(), rest) {
         (Method::GET, []) => {
-            let mut listed: Vec<serde_json::Value> = snapshot.apps.iter().map(|a| describe(a, "config", false)).collect();
+            let mut listed: Vec<serde_json::Value> = snapshot
+                .apps
+                .iter()
+                .map(|a| describe(a, "config", false))
+                .collect();
             for app in store.list().map_err(internal)? {
                 let shadowed = snapshot.apps.get(&app.name).is_some();
                 listed.push(describe(&app, "store", shadowed));
@@ -35,35 +43,56 @@ pub(crate) async fn route(state: &Arc<State>, req: Request<Incoming>, rest: &[&s
         (Method::POST, []) => {
             let (parts, body) = req.into_parts();
             let body = crate::ingest::read_body(body, &parts.headers, 16 * 1024).await?;
-            let new: NewApp = serde_json::from_slice(&body)
-                .map_err(|e| ApiError::bad_request("invalid_app", format!("expected {{\"name\", \"scopes\"}}: {e}")))?;
+            let new: NewApp = serde_json::from_slice(&body).map_err(|e| {
+                ApiError::bad_request(
+                    "invalid_app",
+                    format!("expected {{\"name\", \"scopes\"}}: {e}"),
+                )
+            })?;
             if !apps::valid_name(&new.name) {
-                return Err(ApiError::bad_request("invalid_app", "the name must be 1 to 64 letters, digits, `-` or `_`"));
+                return Err(ApiError::bad_request(
+                    "invalid_app",
+                    "the name must be 1 to 64 letters, digits, `-` or `_`",
+                ));
             }
-            let scopes = apps::normalize_scopes(&new.scopes).map_err(|e| ApiError::bad_request("invalid_app", e))?;
+            let scopes = apps::normalize_scopes(&new.scopes)
+                .map_err(|e| ApiError::bad_request("invalid_app", e))?;
             if snapshot.apps.get(&new.name).is_some() {
-                return Err(conflict(format!("the configuration file defines an app named `{}`", new.name)));
+                return Err(conflict(format!(
+                    "the configuration file defines an app named `{}`",
+                    new.name
+                )));
             }
             let (app, issued) = apps::generate(&new.name, scopes);
             if !store.insert(&app).map_err(internal)? {
-                return Err(conflict(format!("an app named `{}` is already registered", new.name)));
+                return Err(conflict(format!(
+                    "an app named `{}` is already registered",
+                    new.name
+                )));
             }
             state.store.durable().await.map_err(internal)?;
             tracing::info!(app = %app.name, scopes = ?app.scopes, "app registered");
             let mut response = json(StatusCode::CREATED, &serde_json::json!(issued));
-            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             Ok(response)
         }
         (Method::DELETE, [name]) => {
             if snapshot.apps.get(name).is_some() {
-                return Err(conflict(format!("`{name}` is defined in the configuration file: remove it there")));
+                return Err(conflict(format!(
+                    "`{name}` is defined in the configuration file: remove it there"
+                )));
             }
             if !store.remove(name).map_err(internal)? {
                 return Err(ApiError::not_found());
             }
             state.store.durable().await.map_err(internal)?;
             tracing::info!(app = %name, "app removed");
-            Ok(json(StatusCode::OK, &serde_json::json!({ "removed": name })))
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({ "removed": name }),
+            ))
         }
         (_, []) => Err(ApiError::method_not_allowed("GET, POST")),
         (_, [_]) => Err(ApiError::method_not_allowed("DELETE")),

@@ -72,7 +72,9 @@ pub struct OAuth2Client {
 
 impl std::fmt::Debug for OAuth2Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OAuth2Client").field("client_id", &self.client_id).finish_non_exhaustive()
+        f.debug_struct("OAuth2Client")
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -108,7 +110,9 @@ pub struct IssuedCredentials {
 
 impl std::fmt::Debug for IssuedCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IssuedCredentials").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("IssuedCredentials")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -122,17 +126,28 @@ fn random_id(prefix: &str) -> String {
 
 /// Whether `name` can name an app (it appears in URLs and logs).
 pub fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Checks and orders a scope list: each in [`SCOPES`], none twice.
 pub fn normalize_scopes(scopes: &[String]) -> Result<Vec<String>, String> {
     for s in scopes {
         if !SCOPES.contains(&s.as_str()) {
-            return Err(format!("unknown scope `{s}` (known: {})", SCOPES.join(", ")));
+            return Err(format!(
+                "unknown scope `{s}` (known: {})",
+                SCOPES.join(", ")
+            ));
         }
     }
-    Ok(SCOPES.iter().filter(|k| scopes.iter().any(|s| s == *k)).map(|s| (*s).to_owned()).collect())
+    Ok(SCOPES
+        .iter()
+        .filter(|k| scopes.iter().any(|s| s == *k))
+        .map(|s| (*s).to_owned())
+        .collect())
 }
 
 /// A new app with fresh random credentials, and those credentials in clear (to show once).
@@ -180,9 +195,13 @@ impl ConfigApps {
         let mut by_name = HashMap::new();
         let (mut client_ids, mut consumer_keys) = (Vec::new(), Vec::new());
         for (i, c) in configs.iter().enumerate() {
-            let mut problem = |key: &str, message: String| problems.push(format!("apps[{i}].{key}: {message}"));
+            let mut problem =
+                |key: &str, message: String| problems.push(format!("apps[{i}].{key}: {message}"));
             if !valid_name(&c.name) {
-                problem("name", format!("`{}` must be 1 to 64 letters, digits, `-` or `_`", c.name));
+                problem(
+                    "name",
+                    format!("`{}` must be 1 to 64 letters, digits, `-` or `_`", c.name),
+                );
             }
             let scopes = normalize_scopes(&c.scopes).unwrap_or_else(|e| {
                 problem("scopes", e);
@@ -192,24 +211,44 @@ impl ConfigApps {
                 (Some(id), Some(hash)) => {
                     let hash = hash.to_ascii_lowercase();
                     if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-                        problem("oauth2_client_secret_sha256", "give the 64 hex digits of the secret's SHA-256".into());
+                        problem(
+                            "oauth2_client_secret_sha256",
+                            "give the 64 hex digits of the secret's SHA-256".into(),
+                        );
                     }
                     if id.is_empty() || client_ids.contains(id) {
-                        problem("oauth2_client_id", format!("`{id}` is empty or used by another app"));
+                        problem(
+                            "oauth2_client_id",
+                            format!("`{id}` is empty or used by another app"),
+                        );
                     }
                     client_ids.push(id.clone());
-                    Some(OAuth2Client { client_id: id.clone(), secret_sha256: hash })
+                    Some(OAuth2Client {
+                        client_id: id.clone(),
+                        secret_sha256: hash,
+                    })
                 }
                 (None, None) => None,
                 _ => {
-                    problem("oauth2_client_id", "give both oauth2_client_id and oauth2_client_secret_sha256".into());
+                    problem(
+                        "oauth2_client_id",
+                        "give both oauth2_client_id and oauth2_client_secret_sha256".into(),
+                    );
                     None
                 }
             };
-            let oauth1 = match (&c.oauth1_consumer_key, &c.oauth1_consumer_secret, &c.oauth1_token, &c.oauth1_token_secret) {
+            let oauth1 = match (
+                &c.oauth1_consumer_key,
+                &c.oauth1_consumer_secret,
+                &c.oauth1_token,
+                &c.oauth1_token_secret,
+            ) {
                 (Some(key), Some(secret), Some(token), Some(token_secret)) => {
                     if key.is_empty() || consumer_keys.contains(key) {
-                        problem("oauth1_consumer_key", format!("`{key}` is empty or used by another app"));
+                        problem(
+                            "oauth1_consumer_key",
+                            format!("`{key}` is empty or used by another app"),
+                        );
                     }
                     consumer_keys.push(key.clone());
                     Some(OAuth1Credentials {
@@ -221,15 +260,28 @@ impl ConfigApps {
                 }
                 (None, None, None, None) => None,
                 _ => {
-                    problem("oauth1_consumer_key", "give all four oauth1_* keys, or none".into());
+                    problem(
+                        "oauth1_consumer_key",
+                        "give all four oauth1_* keys, or none".into(),
+                    );
                     None
                 }
             };
-            if oauth2.is_none() && oauth1.is_none() && c.oauth2_client_id.is_none() && c.oauth1_consumer_key.is_none() {
-                problem("name", "give OAuth2 client credentials, OAuth1 credentials, or both".into());
+            if oauth2.is_none()
+                && oauth1.is_none()
+                && c.oauth2_client_id.is_none()
+                && c.oauth1_consumer_key.is_none()
+            {
+                problem(
+                    "name",
+                    "give OAuth2 client credentials, OAuth1 credentials, or both".into(),
+                );
             }
             if c.rate_limit_per_minute == 0 || c.token_rate_limit_per_minute == 0 {
-                problem("rate_limit_per_minute", "rate limits must be at least 1 per minute".into());
+                problem(
+                    "rate_limit_per_minute",
+                    "rate limits must be at least 1 per minute".into(),
+                );
             }
             if c.token_ttl.is_zero() {
                 problem("token_ttl", "must be longer than zero".into());
@@ -299,7 +351,9 @@ pub(crate) fn find(state: &State, key: Key<'_>) -> Result<Option<Arc<App>>, Stor
         return Ok(Some(app.clone()));
     }
     let stored = AppStore::open(state.store.db())?.get(key)?;
-    Ok(stored.filter(|a| snapshot.apps.get(&a.name).is_none()).map(Arc::new))
+    Ok(stored
+        .filter(|a| snapshot.apps.get(&a.name).is_none())
+        .map(Arc::new))
 }
 
 /// The sled trees `apps` (name → app) and `apps_index` (`c\0<client_id>` or
@@ -313,7 +367,10 @@ pub(crate) struct AppStore {
 impl AppStore {
     /// Opens the trees.
     pub(crate) fn open(db: &sled::Db) -> Result<Self, StoreError> {
-        Ok(Self { apps: db.open_tree("apps")?, index: db.open_tree("apps_index")? })
+        Ok(Self {
+            apps: db.open_tree("apps")?,
+            index: db.open_tree("apps_index")?,
+        })
     }
 
     /// Stores a new app; false (and nothing stored) when the name or a credential id is taken.
@@ -321,8 +378,12 @@ impl AppStore {
         use sled::Transactional as _;
         let encoded = serde_json::to_vec(app).unwrap_or_default();
         let keys: Vec<Vec<u8>> = [
-            app.oauth2.as_ref().and_then(|c| Key::ClientId(&c.client_id).index_key()),
-            app.oauth1.as_ref().and_then(|c| Key::ConsumerKey(&c.consumer_key).index_key()),
+            app.oauth2
+                .as_ref()
+                .and_then(|c| Key::ClientId(&c.client_id).index_key()),
+            app.oauth1
+                .as_ref()
+                .and_then(|c| Key::ConsumerKey(&c.consumer_key).index_key()),
         ]
         .into_iter()
         .flatten()
@@ -344,7 +405,10 @@ impl AppStore {
         });
         inserted.map_err(|e: sled::transaction::TransactionError<()>| match e {
             sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
-            sled::transaction::TransactionError::Abort(()) => StoreError::Corrupt { tree: "apps", message: "aborted".into() },
+            sled::transaction::TransactionError::Abort(()) => StoreError::Corrupt {
+                tree: "apps",
+                message: "aborted".into(),
+            },
         })
     }
 
@@ -357,8 +421,12 @@ impl AppStore {
             };
             if let Ok(app) = serde_json::from_slice::<App>(&bytes) {
                 for k in [
-                    app.oauth2.as_ref().and_then(|c| Key::ClientId(&c.client_id).index_key()),
-                    app.oauth1.as_ref().and_then(|c| Key::ConsumerKey(&c.consumer_key).index_key()),
+                    app.oauth2
+                        .as_ref()
+                        .and_then(|c| Key::ClientId(&c.client_id).index_key()),
+                    app.oauth1
+                        .as_ref()
+                        .and_then(|c| Key::ConsumerKey(&c.consumer_key).index_key()),
                 ]
                 .into_iter()
                 .flatten()
@@ -370,7 +438,10 @@ impl AppStore {
         });
         removed.map_err(|e: sled::transaction::TransactionError<()>| match e {
             sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
-            sled::transaction::TransactionError::Abort(()) => StoreError::Corrupt { tree: "apps", message: "aborted".into() },
+            sled::transaction::TransactionError::Abort(()) => StoreError::Corrupt {
+                tree: "apps",
+                message: "aborted".into(),
+            },
         })
     }
 
@@ -394,7 +465,10 @@ impl AppStore {
 }
 
 fn decode(bytes: &[u8]) -> Result<App, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { tree: "apps", message: e.to_string() })
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        tree: "apps",
+        message: e.to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -32,12 +32,19 @@ impl RateLimiter {
     pub(crate) fn check(&self, key: &str, per_minute: u32, now: Instant) -> Result<(), Duration> {
         let capacity = f64::from(per_minute.max(1));
         let per_second = capacity / 60.0;
-        let Ok(mut buckets) = self.buckets.lock() else { return Ok(()) };
+        let Ok(mut buckets) = self.buckets.lock() else {
+            return Ok(());
+        };
         if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(key) {
             // Drop buckets that have refilled: forgetting them changes nothing.
-            buckets.retain(|_, b| b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * per_second < capacity);
+            buckets.retain(|_, b| {
+                b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * per_second < capacity
+            });
         }
-        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket { tokens: capacity, at: now });
+        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket {
+            tokens: capacity,
+            at: now,
+        });
         let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * per_second).min(capacity);
         bucket.at = now;
@@ -85,13 +92,25 @@ impl Default for NonceCache {
 impl NonceCache {
     /// A cache remembering at most `capacity` nonces.
     pub(crate) fn with_capacity(capacity: usize) -> Self {
-        Self { inner: Mutex::default(), capacity }
+        Self {
+            inner: Mutex::default(),
+            capacity,
+        }
     }
 
     /// Remembers the triple, or refuses it when seen already. `window` is the accepted clock
     /// skew in seconds: a triple older than that cannot be replayed anyway.
-    pub(crate) fn check(&self, consumer: &str, nonce: &str, timestamp: u64, now: u64, window: u64) -> Result<(), NonceError> {
-        let Ok(mut inner) = self.inner.lock() else { return Err(NonceError::Full) };
+    pub(crate) fn check(
+        &self,
+        consumer: &str,
+        nonce: &str,
+        timestamp: u64,
+        now: u64,
+        window: u64,
+    ) -> Result<(), NonceError> {
+        let Ok(mut inner) = self.inner.lock() else {
+            return Err(NonceError::Full);
+        };
         if now >= inner.next_prune || inner.seen.len() >= self.capacity {
             inner.seen.retain(|_, forget_at| *forget_at > now);
             inner.next_prune = now + 10;
@@ -120,9 +139,15 @@ mod tests {
             assert!(limiter.check("a", 3, t0).is_ok());
         }
         let wait = limiter.check("a", 3, t0).expect_err("the burst is spent");
-        assert!(wait > Duration::from_secs(19) && wait <= Duration::from_secs(20), "{wait:?}");
+        assert!(
+            wait > Duration::from_secs(19) && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
         assert!(limiter.check("b", 3, t0).is_ok(), "buckets are per key");
-        assert!(limiter.check("a", 3, t0 + Duration::from_secs(20)).is_ok(), "one request refilled in 20 s");
+        assert!(
+            limiter.check("a", 3, t0 + Duration::from_secs(20)).is_ok(),
+            "one request refilled in 20 s"
+        );
         assert!(limiter.check("a", 3, t0 + Duration::from_secs(21)).is_err());
     }
 
@@ -130,9 +155,24 @@ mod tests {
     fn nonces_are_refused_once_seen_and_forgotten_after_the_window() {
         let cache = NonceCache::with_capacity(2);
         assert_eq!(cache.check("ck", "n1", 1000, 1000, 300), Ok(()));
-        assert_eq!(cache.check("ck", "n1", 1000, 1001, 300), Err(NonceError::Replayed));
-        assert_eq!(cache.check("ck", "n1", 1001, 1001, 300), Ok(()), "another timestamp is another request");
-        assert_eq!(cache.check("other", "n2", 1000, 1002, 300), Err(NonceError::Full), "bounded");
-        assert_eq!(cache.check("other", "n2", 1000, 1400, 300), Ok(()), "expired entries make room");
+        assert_eq!(
+            cache.check("ck", "n1", 1000, 1001, 300),
+            Err(NonceError::Replayed)
+        );
+        assert_eq!(
+            cache.check("ck", "n1", 1001, 1001, 300),
+            Ok(()),
+            "another timestamp is another request"
+        );
+        assert_eq!(
+            cache.check("other", "n2", 1000, 1002, 300),
+            Err(NonceError::Full),
+            "bounded"
+        );
+        assert_eq!(
+            cache.check("other", "n2", 1000, 1400, 300),
+            Ok(()),
+            "expired entries make room"
+        );
     }
 }

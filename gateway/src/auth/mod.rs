@@ -25,7 +25,10 @@ use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 pub use apps::{App, ConfigApps};
-pub use oauth1::{OAuth1Credentials, SignatureMethod, authorization_header, authorization_header_now, sign_request};
+pub use oauth1::{
+    OAuth1Credentials, SignatureMethod, authorization_header, authorization_header_now,
+    sign_request,
+};
 
 use crate::http_error::{ApiError, Body, json};
 use crate::state::State;
@@ -66,11 +69,20 @@ pub struct AuthState {
 }
 
 /// Authenticates an API request by Bearer token (RFC 6750) or OAuth1 signature (RFC 5849), applies the app's rate limit.
-pub async fn authenticate(state: &Arc<State>, parts: &Parts, body: &[u8]) -> Result<AppIdentity, ApiError> {
-    let authorization = parts.headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
+pub async fn authenticate(
+    state: &Arc<State>,
+    parts: &Parts,
+    body: &[u8],
+) -> Result<AppIdentity, ApiError> {
+    let authorization = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or(""));
     let scheme = authorization.map(|a| a.trim_start().split(' ').next().unwrap_or(""));
     let (app, scopes) = match scheme {
-        Some(s) if s.eq_ignore_ascii_case("bearer") => request::bearer(state, authorization.unwrap_or(""))?,
+        Some(s) if s.eq_ignore_ascii_case("bearer") => {
+            request::bearer(state, authorization.unwrap_or(""))?
+        }
         Some(s) if s.eq_ignore_ascii_case("oauth") => request::oauth1(state, parts, body)?,
         _ => {
             return Err(ApiError::new(
@@ -78,13 +90,23 @@ pub async fn authenticate(state: &Arc<State>, parts: &Parts, body: &[u8]) -> Res
                 "unauthorized",
                 "authenticate with an OAuth2 bearer token or an OAuth1 signature",
             )
-            .with_header(header::WWW_AUTHENTICATE, format!("Bearer realm=\"{REALM}\"")));
+            .with_header(
+                header::WWW_AUTHENTICATE,
+                format!("Bearer realm=\"{REALM}\""),
+            ));
         }
     };
-    if let Err(wait) = state.auth.api_limiter.check(&app.name, app.rate_limit_per_minute, std::time::Instant::now()) {
+    if let Err(wait) = state.auth.api_limiter.check(
+        &app.name,
+        app.rate_limit_per_minute,
+        std::time::Instant::now(),
+    ) {
         return Err(rate_limited(wait));
     }
-    Ok(AppIdentity { app: app.name.clone(), scopes })
+    Ok(AppIdentity {
+        app: app.name.clone(),
+        scopes,
+    })
 }
 
 /// 403 insufficient_scope per RFC 6750 when `scope` is missing.
@@ -92,22 +114,33 @@ pub fn require_scope(id: &AppIdentity, scope: &str) -> Result<(), ApiError> {
     if id.scopes.iter().any(|s| s == scope) {
         return Ok(());
     }
-    Err(ApiError::new(StatusCode::FORBIDDEN, "insufficient_scope", format!("this request needs the `{scope}` scope"))
-        .with_header(
-            header::WWW_AUTHENTICATE,
-            format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{scope}\""),
-        ))
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "insufficient_scope",
+        format!("this request needs the `{scope}` scope"),
+    )
+    .with_header(
+        header::WWW_AUTHENTICATE,
+        format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{scope}\""),
+    ))
 }
 
 /// 429 `rate_limited` with `Retry-After` in whole seconds (at least 1).
 pub(crate) fn rate_limited(wait: Duration) -> ApiError {
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests; retry later")
-        .with_header(header::RETRY_AFTER, seconds.max(1).to_string())
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "too many requests; retry later",
+    )
+    .with_header(header::RETRY_AFTER, seconds.max(1).to_string())
 }
 
 /// `GET /v1/whoami`: the caller's identity; needs the `read` scope.
-pub(crate) async fn whoami(state: &Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+pub(crate) async fn whoami(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
     if req.method() != Method::GET {
         return Err(ApiError::method_not_allowed("GET"));
     }
@@ -116,5 +149,8 @@ pub(crate) async fn whoami(state: &Arc<State>, req: Request<Incoming>) -> Result
     let body = crate::ingest::read_body(body, &parts.headers, limit).await?;
     let id = authenticate(state, &parts, &body).await?;
     require_scope(&id, "read")?;
-    Ok(json(StatusCode::OK, &serde_json::json!({ "app": id.app, "scopes": id.scopes })))
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "app": id.app, "scopes": id.scopes }),
+    ))
 }

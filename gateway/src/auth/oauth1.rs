@@ -33,7 +33,9 @@ impl SignatureMethod {
 
     /// Parses an `oauth_signature_method` value.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::HmacSha1, Self::HmacSha256, Self::Plaintext].into_iter().find(|m| m.as_str() == s)
+        [Self::HmacSha1, Self::HmacSha256, Self::Plaintext]
+            .into_iter()
+            .find(|m| m.as_str() == s)
     }
 }
 
@@ -109,7 +111,8 @@ pub(crate) fn percent_decode(s: &str, plus_is_space: bool) -> String {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'%' if i + 2 < bytes.len() => match (hex_value(bytes[i + 1]), hex_value(bytes[i + 2])) {
+            b'%' if i + 2 < bytes.len() => match (hex_value(bytes[i + 1]), hex_value(bytes[i + 2]))
+            {
                 (Some(high), Some(low)) => {
                     out.push(high << 4 | low);
                     i += 3;
@@ -144,7 +147,9 @@ pub fn parse_form(s: &str) -> Vec<(String, String)> {
 /// The base string URI (§3.4.1.2) of an absolute URL: scheme and host in lower case, the
 /// default port dropped, no query or fragment.
 pub fn base_string_uri(url: &str) -> Result<String, OAuth1Error> {
-    let uri: http::Uri = url.parse().map_err(|_| OAuth1Error::BadUrl(url.to_owned()))?;
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| OAuth1Error::BadUrl(url.to_owned()))?;
     let scheme = uri.scheme_str().map(str::to_ascii_lowercase);
     let (Some(scheme), Some(host)) = (scheme, uri.host()) else {
         return Err(OAuth1Error::BadUrl(url.to_owned()));
@@ -168,15 +173,25 @@ pub fn base_string_uri(url: &str) -> Result<String, OAuth1Error> {
 /// The normalised parameter string (§3.4.1.3.2): each name and value encoded, sorted by name
 /// then value, joined as `name=value&...`.
 pub fn normalized_parameters(params: &[(String, String)]) -> String {
-    let mut encoded: Vec<(String, String)> =
-        params.iter().map(|(n, v)| (percent_encode(n), percent_encode(v))).collect();
+    let mut encoded: Vec<(String, String)> = params
+        .iter()
+        .map(|(n, v)| (percent_encode(n), percent_encode(v)))
+        .collect();
     encoded.sort();
-    encoded.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("&")
+    encoded
+        .iter()
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// The signature base string (§3.4.1): method, base string URI and normalised parameters
 /// (which must exclude `oauth_signature` and `realm`).
-pub fn signature_base_string(http_method: &str, base_uri: &str, params: &[(String, String)]) -> String {
+pub fn signature_base_string(
+    http_method: &str,
+    base_uri: &str,
+    params: &[(String, String)],
+) -> String {
     format!(
         "{}&{}&{}",
         percent_encode(&http_method.to_ascii_uppercase()),
@@ -186,8 +201,17 @@ pub fn signature_base_string(http_method: &str, base_uri: &str, params: &[(Strin
 }
 
 /// Signs a base string: the value of `oauth_signature` (before any header encoding).
-pub fn sign(base_string: &str, consumer_secret: &str, token_secret: &str, method: SignatureMethod) -> String {
-    let key = format!("{}&{}", percent_encode(consumer_secret), percent_encode(token_secret));
+pub fn sign(
+    base_string: &str,
+    consumer_secret: &str,
+    token_secret: &str,
+    method: SignatureMethod,
+) -> String {
+    let key = format!(
+        "{}&{}",
+        percent_encode(consumer_secret),
+        percent_encode(token_secret)
+    );
     match method {
         SignatureMethod::HmacSha1 => STANDARD.encode(hmac_sha1(&key, base_string)),
         SignatureMethod::HmacSha256 => STANDARD.encode(hmac_sha256(&key, base_string)),
@@ -197,13 +221,15 @@ pub fn sign(base_string: &str, consumer_secret: &str, token_secret: &str, method
 
 fn hmac_sha1(key: &str, message: &str) -> Vec<u8> {
     // HMAC takes keys of any length: this cannot fail.
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
+    let mut mac =
+        Hmac::<sha1::Sha1>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
     mac.update(message.as_bytes());
     mac.finalize().into_bytes().to_vec()
 }
 
 fn hmac_sha256(key: &str, message: &str) -> Vec<u8> {
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
     mac.update(message.as_bytes());
     mac.finalize().into_bytes().to_vec()
 }
@@ -222,12 +248,20 @@ pub fn sign_request(
     let base_uri = base_string_uri(url)?;
     let mut all = query_params(url);
     all.extend(params.iter().cloned());
-    Ok(sign(&signature_base_string(http_method, &base_uri, &all), consumer_secret, token_secret, method))
+    Ok(sign(
+        &signature_base_string(http_method, &base_uri, &all),
+        consumer_secret,
+        token_secret,
+        method,
+    ))
 }
 
 fn query_params(url: &str) -> Vec<(String, String)> {
     let without_fragment = url.split('#').next().unwrap_or(url);
-    without_fragment.split_once('?').map(|(_, q)| parse_form(q)).unwrap_or_default()
+    without_fragment
+        .split_once('?')
+        .map(|(_, q)| parse_form(q))
+        .unwrap_or_default()
 }
 
 /// Builds a signed `Authorization: OAuth ...` header value for a request with the given
@@ -243,9 +277,15 @@ pub fn authorization_header(
     nonce: &str,
 ) -> Result<String, OAuth1Error> {
     let mut protocol = vec![
-        ("oauth_consumer_key".to_owned(), credentials.consumer_key.clone()),
+        (
+            "oauth_consumer_key".to_owned(),
+            credentials.consumer_key.clone(),
+        ),
         ("oauth_nonce".to_owned(), nonce.to_owned()),
-        ("oauth_signature_method".to_owned(), method.as_str().to_owned()),
+        (
+            "oauth_signature_method".to_owned(),
+            method.as_str().to_owned(),
+        ),
         ("oauth_timestamp".to_owned(), timestamp.to_string()),
         ("oauth_version".to_owned(), "1.0".to_owned()),
     ];
@@ -254,11 +294,19 @@ pub fn authorization_header(
     }
     let mut params = protocol.clone();
     params.extend(form_params.iter().cloned());
-    let signature =
-        sign_request(http_method, url, &params, &credentials.consumer_secret, &credentials.token_secret, method)?;
+    let signature = sign_request(
+        http_method,
+        url,
+        &params,
+        &credentials.consumer_secret,
+        &credentials.token_secret,
+        method,
+    )?;
     protocol.push(("oauth_signature".to_owned(), signature));
-    let fields: Vec<String> =
-        protocol.iter().map(|(n, v)| format!("{}=\"{}\"", percent_encode(n), percent_encode(v))).collect();
+    let fields: Vec<String> = protocol
+        .iter()
+        .map(|(n, v)| format!("{}=\"{}\"", percent_encode(n), percent_encode(v)))
+        .collect();
     Ok(format!("OAuth {}", fields.join(", ")))
 }
 
@@ -272,7 +320,15 @@ pub fn authorization_header_now(
 ) -> Result<String, OAuth1Error> {
     let nonce = hex::encode(rand::random::<[u8; 16]>());
     let now = crate::state::now_ms() / 1000;
-    authorization_header(http_method, url, form_params, credentials, method, now, &nonce)
+    authorization_header(
+        http_method,
+        url,
+        form_params,
+        credentials,
+        method,
+        now,
+        &nonce,
+    )
 }
 
 /// Reads the parameters of an `Authorization: OAuth ...` header (§3.5.1), decoded, `realm`
@@ -286,10 +342,19 @@ pub fn parse_authorization(header: &str) -> Result<Vec<(String, String)>, OAuth1
     let mut params = Vec::new();
     let mut rest = rest.trim_start();
     while !rest.is_empty() {
-        let (name, after) = rest.split_once('=').ok_or_else(|| malformed("a parameter has no `=`"))?;
-        let after = after.strip_prefix('"').ok_or_else(|| malformed("a value is not quoted"))?;
-        let (value, after) = after.split_once('"').ok_or_else(|| malformed("a quoted value is not closed"))?;
-        params.push((percent_decode(name.trim(), false), percent_decode(value, false)));
+        let (name, after) = rest
+            .split_once('=')
+            .ok_or_else(|| malformed("a parameter has no `=`"))?;
+        let after = after
+            .strip_prefix('"')
+            .ok_or_else(|| malformed("a value is not quoted"))?;
+        let (value, after) = after
+            .split_once('"')
+            .ok_or_else(|| malformed("a quoted value is not closed"))?;
+        params.push((
+            percent_decode(name.trim(), false),
+            percent_decode(value, false),
+        ));
         rest = after.trim_start();
         rest = match rest.strip_prefix(',') {
             Some(r) => r.trim_start(),

@@ -36,18 +36,32 @@ pub struct OAuthError {
 
 impl OAuthError {
     fn new(error: &'static str, description: impl Into<String>) -> Self {
-        Self { error, description: description.into(), challenge: false }
+        Self {
+            error,
+            description: description.into(),
+            challenge: false,
+        }
     }
 
     fn invalid_client(via_basic: bool) -> Self {
-        Self { error: "invalid_client", description: "client authentication failed".into(), challenge: via_basic }
+        Self {
+            error: "invalid_client",
+            description: "client authentication failed".into(),
+            challenge: via_basic,
+        }
     }
 
     /// The response.
     pub fn into_response(self) -> Response<Body> {
-        let status = if self.challenge { StatusCode::UNAUTHORIZED } else { StatusCode::BAD_REQUEST };
-        let mut response =
-            json(status, &serde_json::json!({ "error": self.error, "error_description": self.description }));
+        let status = if self.challenge {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        let mut response = json(
+            status,
+            &serde_json::json!({ "error": self.error, "error_description": self.description }),
+        );
         if self.challenge {
             let challenge = format!("Basic realm=\"{REALM}\"");
             if let Ok(v) = HeaderValue::try_from(challenge) {
@@ -59,13 +73,21 @@ impl OAuthError {
 }
 
 fn no_store(mut response: Response<Body>) -> Response<Body> {
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     response
 }
 
 /// Routes `/oauth2/<rest>`.
-pub(crate) async fn route(state: &Arc<State>, req: Request<Incoming>, rest: &[&str]) -> Result<Response<Body>, ApiError> {
+pub(crate) async fn route(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+    rest: &[&str],
+) -> Result<Response<Body>, ApiError> {
     let endpoint = match rest {
         ["token"] => Endpoint::Token,
         ["introspect"] => Endpoint::Introspect,
@@ -114,44 +136,81 @@ impl From<crate::store::StoreError> for Refusal {
     }
 }
 
-async fn handle(state: &Arc<State>, endpoint: Endpoint, headers: &HeaderMap, body: &[u8]) -> Result<Response<Body>, Refusal> {
+async fn handle(
+    state: &Arc<State>,
+    endpoint: Endpoint,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response<Body>, Refusal> {
     let form_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
     if !form_type {
-        return Err(OAuthError::new("invalid_request", "send the parameters as application/x-www-form-urlencoded").into());
+        return Err(OAuthError::new(
+            "invalid_request",
+            "send the parameters as application/x-www-form-urlencoded",
+        )
+        .into());
     }
     let form = Form::parse(body)?;
     if matches!(endpoint, Endpoint::Token) && form.get("grant_type").is_none() {
         return Err(OAuthError::new("invalid_request", "`grant_type` is missing").into());
     }
     let app = authenticate_client(state, headers, &form)?;
-    let client_id = app.oauth2.as_ref().map(|c| c.client_id.clone()).unwrap_or_default();
+    let client_id = app
+        .oauth2
+        .as_ref()
+        .map(|c| c.client_id.clone())
+        .unwrap_or_default();
     let now = now_ms() / 1000;
     let tokens = TokenStore::open(state.store.db())?;
     match endpoint {
         Endpoint::Token => {
             let grant = form.get("grant_type").unwrap_or_default();
             if grant != "client_credentials" {
-                return Err(OAuthError::new("unsupported_grant_type", "only `client_credentials` is supported").into());
+                return Err(OAuthError::new(
+                    "unsupported_grant_type",
+                    "only `client_credentials` is supported",
+                )
+                .into());
             }
             if app.scopes.is_empty() {
-                return Err(OAuthError::new("unauthorized_client", "this client holds no scope").into());
+                return Err(
+                    OAuthError::new("unauthorized_client", "this client holds no scope").into(),
+                );
             }
             let scopes = match form.get("scope").filter(|s| !s.trim().is_empty()) {
                 None => app.scopes.clone(),
                 Some(requested) => {
-                    let requested: Vec<String> = requested.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+                    let requested: Vec<String> = requested
+                        .split(' ')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect();
                     if let Some(bad) = requested.iter().find(|s| !app.scopes.contains(s)) {
-                        return Err(OAuthError::new("invalid_scope", format!("`{bad}` is not a scope of this client")).into());
+                        return Err(OAuthError::new(
+                            "invalid_scope",
+                            format!("`{bad}` is not a scope of this client"),
+                        )
+                        .into());
                     }
-                    apps::normalize_scopes(&requested).map_err(|e| OAuthError::new("invalid_scope", e))?
+                    apps::normalize_scopes(&requested)
+                        .map_err(|e| OAuthError::new("invalid_scope", e))?
                 }
             };
             let ttl = app.token_ttl.as_secs().max(1);
-            let record = TokenRecord { app: app.name.clone(), client_id, scopes, iat: now, exp: now + ttl };
+            let record = TokenRecord {
+                app: app.name.clone(),
+                client_id,
+                scopes,
+                iat: now,
+                exp: now + ttl,
+            };
             let token = tokens.issue(&record)?;
             state.store.durable().await?;
             tracing::info!(app = %app.name, scope = %record.scopes.join(" "), "access token issued");
@@ -163,8 +222,12 @@ async fn handle(state: &Arc<State>, endpoint: Endpoint, headers: &HeaderMap, bod
             ))
         }
         Endpoint::Introspect => {
-            let token = form.get("token").ok_or_else(|| OAuthError::new("invalid_request", "`token` is missing"))?;
-            let live = tokens.lookup(token, now)?.filter(|r| r.app == app.name && r.client_id == client_id);
+            let token = form
+                .get("token")
+                .ok_or_else(|| OAuthError::new("invalid_request", "`token` is missing"))?;
+            let live = tokens
+                .lookup(token, now)?
+                .filter(|r| r.app == app.name && r.client_id == client_id);
             let answer = match live {
                 Some(r) => serde_json::json!({
                     "active": true,
@@ -176,7 +239,9 @@ async fn handle(state: &Arc<State>, endpoint: Endpoint, headers: &HeaderMap, bod
             Ok(json(StatusCode::OK, &answer))
         }
         Endpoint::Revoke => {
-            let token = form.get("token").ok_or_else(|| OAuthError::new("invalid_request", "`token` is missing"))?;
+            let token = form
+                .get("token")
+                .ok_or_else(|| OAuthError::new("invalid_request", "`token` is missing"))?;
             // Another client's token is answered like an unknown one (and left alone): the
             // answer must not tell whether a token exists.
             if tokens.revoke(token, &client_id, now)? {
@@ -193,35 +258,58 @@ struct Form(Vec<(String, String)>);
 
 impl Form {
     fn parse(body: &[u8]) -> Result<Self, OAuthError> {
-        let text = std::str::from_utf8(body).map_err(|_| OAuthError::new("invalid_request", "the body is not UTF-8"))?;
+        let text = std::str::from_utf8(body)
+            .map_err(|_| OAuthError::new("invalid_request", "the body is not UTF-8"))?;
         let pairs = parse_form(text);
         for (i, (name, _)) in pairs.iter().enumerate() {
             if pairs[..i].iter().any(|(n, _)| n == name) {
-                return Err(OAuthError::new("invalid_request", format!("`{name}` is given more than once")));
+                return Err(OAuthError::new(
+                    "invalid_request",
+                    format!("`{name}` is given more than once"),
+                ));
             }
         }
         Ok(Self(pairs))
     }
 
     fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
 /// Authenticates the client by HTTP Basic or by `client_id`/`client_secret` in the form (not
 /// both), after taking one request from its token-endpoint rate limit.
-fn authenticate_client(state: &Arc<State>, headers: &HeaderMap, form: &Form) -> Result<Arc<App>, Refusal> {
-    let basic = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
-        let (scheme, rest) = v.trim().split_once(' ')?;
-        scheme.eq_ignore_ascii_case("basic").then(|| rest.trim().to_owned())
-    });
+fn authenticate_client(
+    state: &Arc<State>,
+    headers: &HeaderMap,
+    form: &Form,
+) -> Result<Arc<App>, Refusal> {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.trim().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("basic")
+                .then(|| rest.trim().to_owned())
+        });
     let in_body = (form.get("client_id"), form.get("client_secret"));
     let (client_id, secret, via_basic) = match (basic, in_body) {
         (Some(_), (Some(_), _) | (_, Some(_))) => {
-            return Err(OAuthError::new("invalid_request", "authenticate with HTTP Basic or with the body, not both").into());
+            return Err(OAuthError::new(
+                "invalid_request",
+                "authenticate with HTTP Basic or with the body, not both",
+            )
+            .into());
         }
         (Some(encoded), _) => {
-            let decoded = STANDARD.decode(encoded).ok().and_then(|b| String::from_utf8(b).ok());
+            let decoded = STANDARD
+                .decode(encoded)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok());
             let Some((id, secret)) = decoded.as_deref().and_then(|d| d.split_once(':')) else {
                 return Err(OAuthError::invalid_client(true).into());
             };
@@ -233,7 +321,8 @@ fn authenticate_client(state: &Arc<State>, headers: &HeaderMap, form: &Form) -> 
         (None, (Some(_), None)) => return Err(OAuthError::invalid_client(false).into()),
         (None, (None, _)) => {
             let mut e = OAuthError::invalid_client(true);
-            e.description = "authenticate the client (HTTP Basic, or client_id and client_secret)".into();
+            e.description =
+                "authenticate the client (HTTP Basic, or client_id and client_secret)".into();
             return Err(e.into());
         }
     };
@@ -241,13 +330,27 @@ fn authenticate_client(state: &Arc<State>, headers: &HeaderMap, form: &Form) -> 
     let (key, limit) = match &app {
         Some(app) => (client_id.as_str(), app.token_rate_limit_per_minute),
         // Unknown ids share one bucket: a stranger cannot grow the limiter.
-        None => ("\0unknown", crate::config::file::DEFAULT_TOKEN_RATE_LIMIT_PER_MINUTE),
+        None => (
+            "\0unknown",
+            crate::config::file::DEFAULT_TOKEN_RATE_LIMIT_PER_MINUTE,
+        ),
     };
-    if let Err(wait) = state.auth.token_limiter.check(key, limit, std::time::Instant::now()) {
+    if let Err(wait) = state
+        .auth
+        .token_limiter
+        .check(key, limit, std::time::Instant::now())
+    {
         return Err(rate_limited(wait).into());
     }
     match app {
-        Some(app) if app.oauth2.as_ref().is_some_and(|c| c.secret_matches(&secret)) => Ok(app),
+        Some(app)
+            if app
+                .oauth2
+                .as_ref()
+                .is_some_and(|c| c.secret_matches(&secret)) =>
+        {
+            Ok(app)
+        }
         _ => Err(OAuthError::invalid_client(via_basic).into()),
     }
 }

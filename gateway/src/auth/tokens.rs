@@ -49,7 +49,10 @@ fn expiry_key(exp: u64, hash: &[u8; 32]) -> Vec<u8> {
 impl TokenStore {
     /// Opens the trees.
     pub(crate) fn open(db: &sled::Db) -> Result<Self, StoreError> {
-        Ok(Self { tokens: db.open_tree("oauth2_tokens")?, expiry: db.open_tree("oauth2_token_expiry")? })
+        Ok(Self {
+            tokens: db.open_tree("oauth2_tokens")?,
+            expiry: db.open_tree("oauth2_token_expiry")?,
+        })
     }
 
     /// Issues a token for `record`; returns the token (the only time it exists in clear).
@@ -59,16 +62,22 @@ impl TokenStore {
         let h = hash(&token);
         // The expiry entry first: a crash between the two leaves a harmless index entry.
         self.expiry.insert(expiry_key(record.exp, &h), &[])?;
-        self.tokens.insert(h, serde_json::to_vec(record).unwrap_or_default())?;
+        self.tokens
+            .insert(h, serde_json::to_vec(record).unwrap_or_default())?;
         Ok(token)
     }
 
     /// The live record of `token`; an expired one is removed and reported as unknown.
     pub(crate) fn lookup(&self, token: &str, now: u64) -> Result<Option<TokenRecord>, StoreError> {
         let h = hash(token);
-        let Some(bytes) = self.tokens.get(h)? else { return Ok(None) };
+        let Some(bytes) = self.tokens.get(h)? else {
+            return Ok(None);
+        };
         let record: TokenRecord =
-            serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt { tree: "oauth2_tokens", message: e.to_string() })?;
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                tree: "oauth2_tokens",
+                message: e.to_string(),
+            })?;
         if record.exp <= now {
             self.tokens.remove(h)?;
             self.expiry.remove(expiry_key(record.exp, &h))?;
@@ -78,7 +87,12 @@ impl TokenStore {
     }
 
     /// Revokes `token` if it was issued to `client_id`; true when something was revoked.
-    pub(crate) fn revoke(&self, token: &str, client_id: &str, now: u64) -> Result<bool, StoreError> {
+    pub(crate) fn revoke(
+        &self,
+        token: &str,
+        client_id: &str,
+        now: u64,
+    ) -> Result<bool, StoreError> {
         match self.lookup(token, now)? {
             Some(record) if record.client_id == client_id => {
                 let h = hash(token);
@@ -93,7 +107,11 @@ impl TokenStore {
     /// Removes up to `max` tokens expired at `now`; returns how many.
     pub(crate) fn prune(&self, now: u64, max: usize) -> Result<usize, StoreError> {
         let mut removed = 0;
-        for entry in self.expiry.range(..(now + 1).to_be_bytes().to_vec()).take(max) {
+        for entry in self
+            .expiry
+            .range(..(now + 1).to_be_bytes().to_vec())
+            .take(max)
+        {
             let (key, _) = entry?;
             if let Some(h) = key.get(8..) {
                 self.tokens.remove(h)?;
@@ -116,7 +134,13 @@ mod tests {
     use super::*;
 
     fn record(exp: u64) -> TokenRecord {
-        TokenRecord { app: "a".into(), client_id: "cid".into(), scopes: vec!["read".into()], iat: 100, exp }
+        TokenRecord {
+            app: "a".into(),
+            client_id: "cid".into(),
+            scopes: vec!["read".into()],
+            iat: 100,
+            exp,
+        }
     }
 
     #[test]
@@ -127,7 +151,10 @@ mod tests {
         assert!(URL_SAFE_NO_PAD.decode(&token).unwrap().len() >= 32);
         for entry in db.open_tree("oauth2_tokens").unwrap().iter() {
             let (key, value) = entry.unwrap();
-            assert!(!key.windows(token.len()).any(|w| w == token.as_bytes()) && !value.windows(8).any(|w| w == &token.as_bytes()[..8]));
+            assert!(
+                !key.windows(token.len()).any(|w| w == token.as_bytes())
+                    && !value.windows(8).any(|w| w == &token.as_bytes()[..8])
+            );
         }
         assert_eq!(store.lookup(&token, 150).unwrap(), Some(record(200)));
         assert_eq!(store.lookup("nope", 150).unwrap(), None);
@@ -137,7 +164,11 @@ mod tests {
         assert_eq!(store.lookup(&token, 150).unwrap(), None);
 
         let expiring = store.issue(&record(200)).unwrap();
-        assert_eq!(store.lookup(&expiring, 200).unwrap(), None, "expired at exp");
+        assert_eq!(
+            store.lookup(&expiring, 200).unwrap(),
+            None,
+            "expired at exp"
+        );
         assert_eq!(store.len(), 0, "removed lazily");
     }
 

@@ -17,10 +17,20 @@ use hyper_util::rt::TokioExecutor;
 #[derive(Debug, Args)]
 pub struct AppsCommand {
     /// The running gateway.
-    #[arg(long, env = "ODOO_GATEWAY_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "ODOO_GATEWAY_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     url: String,
     /// Its `server.admin_token`.
-    #[arg(long, env = "ODOO_GATEWAY_ADMIN_TOKEN", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "ODOO_GATEWAY_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
     admin_token: Option<String>,
     #[command(subcommand)]
     action: AppsAction,
@@ -59,38 +69,83 @@ impl AppsCommand {
     /// Runs the command, writing what it has to say to `out`.
     pub async fn run(self, out: &mut impl Write) -> anyhow::Result<()> {
         let base = self.url.trim_end_matches('/').to_owned();
-        let token = self.admin_token.context("give --admin-token (or ODOO_GATEWAY_ADMIN_TOKEN): the gateway's server.admin_token")?;
+        let token = self.admin_token.context(
+            "give --admin-token (or ODOO_GATEWAY_ADMIN_TOKEN): the gateway's server.admin_token",
+        )?;
         let admin = Admin { base, token };
         match self.action {
             AppsAction::Add { name, scopes } => {
                 let body = serde_json::json!({ "name": name, "scopes": scopes });
                 let created = admin.call("POST", "/admin/apps", Some(body)).await?;
                 let field = |k: &str| created[k].as_str().unwrap_or("").to_owned();
-                let scopes: Vec<&str> = created["scopes"].as_array().into_iter().flatten().filter_map(|s| s.as_str()).collect();
-                writeln!(out, "Registered app `{}` with scopes: {}.", field("name"), scopes.join(", "))?;
-                writeln!(out, "The secrets below are shown this once: store them now.\n")?;
-                writeln!(out, "OAuth2 client credentials (POST /oauth2/token, grant_type=client_credentials)")?;
+                let scopes: Vec<&str> = created["scopes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| s.as_str())
+                    .collect();
+                writeln!(
+                    out,
+                    "Registered app `{}` with scopes: {}.",
+                    field("name"),
+                    scopes.join(", ")
+                )?;
+                writeln!(
+                    out,
+                    "The secrets below are shown this once: store them now.\n"
+                )?;
+                writeln!(
+                    out,
+                    "OAuth2 client credentials (POST /oauth2/token, grant_type=client_credentials)"
+                )?;
                 writeln!(out, "  client_id        {}", field("oauth2_client_id"))?;
                 writeln!(out, "  client_secret    {}", field("oauth2_client_secret"))?;
                 writeln!(out, "OAuth1 credentials (HMAC-SHA1 or HMAC-SHA256)")?;
                 writeln!(out, "  consumer_key     {}", field("oauth1_consumer_key"))?;
-                writeln!(out, "  consumer_secret  {}", field("oauth1_consumer_secret"))?;
+                writeln!(
+                    out,
+                    "  consumer_secret  {}",
+                    field("oauth1_consumer_secret")
+                )?;
                 writeln!(out, "  token            {}", field("oauth1_token"))?;
                 writeln!(out, "  token_secret     {}", field("oauth1_token_secret"))?;
             }
             AppsAction::List => {
                 let listed = admin.call("GET", "/admin/apps", None).await?;
                 let apps = listed["apps"].as_array().cloned().unwrap_or_default();
-                writeln!(out, "{:<24} {:<8} {:<12} {:<30} {}", "NAME", "SOURCE", "SCOPES", "OAUTH2 CLIENT ID", "OAUTH1 CONSUMER KEY")?;
+                writeln!(
+                    out,
+                    "{:<24} {:<8} {:<12} {:<30} {}",
+                    "NAME", "SOURCE", "SCOPES", "OAUTH2 CLIENT ID", "OAUTH1 CONSUMER KEY"
+                )?;
                 for app in apps {
                     let text = |k: &str| app[k].as_str().unwrap_or("-").to_owned();
-                    let scopes: Vec<&str> = app["scopes"].as_array().into_iter().flatten().filter_map(|s| s.as_str()).collect();
-                    let source = if app["shadowed"].as_bool() == Some(true) { "shadowed".to_owned() } else { text("source") };
-                    writeln!(out, "{:<24} {:<8} {:<12} {:<30} {}", text("name"), source, scopes.join(","), text("oauth2_client_id"), text("oauth1_consumer_key"))?;
+                    let scopes: Vec<&str> = app["scopes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|s| s.as_str())
+                        .collect();
+                    let source = if app["shadowed"].as_bool() == Some(true) {
+                        "shadowed".to_owned()
+                    } else {
+                        text("source")
+                    };
+                    writeln!(
+                        out,
+                        "{:<24} {:<8} {:<12} {:<30} {}",
+                        text("name"),
+                        source,
+                        scopes.join(","),
+                        text("oauth2_client_id"),
+                        text("oauth1_consumer_key")
+                    )?;
                 }
             }
             AppsAction::Remove { name } => {
-                admin.call("DELETE", &format!("/admin/apps/{name}"), None).await?;
+                admin
+                    .call("DELETE", &format!("/admin/apps/{name}"), None)
+                    .await?;
                 writeln!(out, "Removed app `{name}`.")?;
             }
         }
@@ -104,7 +159,12 @@ struct Admin {
 }
 
 impl Admin {
-    async fn call(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> anyhow::Result<serde_json::Value> {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_webpki_roots()
             .https_or_http()
@@ -112,10 +172,10 @@ impl Admin {
             .build();
         let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
         let url = format!("{}{path}", self.base);
-        let mut request = http::Request::builder()
-            .method(method)
-            .uri(&url)
-            .header(http::header::AUTHORIZATION, format!("Bearer {}", self.token));
+        let mut request = http::Request::builder().method(method).uri(&url).header(
+            http::header::AUTHORIZATION,
+            format!("Bearer {}", self.token),
+        );
         let bytes = match body {
             Some(json) => {
                 request = request.header(http::header::CONTENT_TYPE, "application/json");
@@ -123,14 +183,23 @@ impl Admin {
             }
             None => Bytes::new(),
         };
-        let request = request.body(Full::new(bytes)).with_context(|| format!("`{url}` is not a valid URL"))?;
-        let response = tokio::time::timeout(std::time::Duration::from_secs(30), client.request(request))
-            .await
-            .with_context(|| format!("{url} did not answer in 30 s"))?
-            .with_context(|| format!("cannot reach the gateway at {}", self.base))?;
+        let request = request
+            .body(Full::new(bytes))
+            .with_context(|| format!("`{url}` is not a valid URL"))?;
+        let response =
+            tokio::time::timeout(std::time::Duration::from_secs(30), client.request(request))
+                .await
+                .with_context(|| format!("{url} did not answer in 30 s"))?
+                .with_context(|| format!("cannot reach the gateway at {}", self.base))?;
         let status = response.status();
-        let body = response.into_body().collect().await.context("cannot read the answer")?.to_bytes();
-        let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .context("cannot read the answer")?
+            .to_bytes();
+        let value: serde_json::Value =
+            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
         if status.is_success() {
             return Ok(value);
         }

@@ -10,7 +10,10 @@ use crate::plugin::PluginHost;
 /// summary; errors name the file, the line or key, and what was expected.
 pub fn check(file: &Path) -> anyhow::Result<ExitCode> {
     let (config, base) = load(file)?;
-    let host = PluginHost::new(config.plugins.limits.clone(), Some(config.plugin_cache_dir(&base)))?;
+    let host = PluginHost::new(
+        config.plugins.limits.clone(),
+        Some(config.plugin_cache_dir(&base)),
+    )?;
     let text = std::fs::read_to_string(file).unwrap_or_default();
     let snapshot = Snapshot::build(config, &base, &file.display().to_string(), &host, None)
         .map_err(|e| e.with_lines(&text))?;
@@ -19,11 +22,23 @@ pub fn check(file: &Path) -> anyhow::Result<ExitCode> {
     println!("  storage     {}", snapshot.storage.path.display());
     let mut sources: Vec<_> = snapshot.sources.keys().collect();
     sources.sort();
-    println!("  sources     {}", sources.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "));
+    println!(
+        "  sources     {}",
+        sources
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let mut dests: Vec<_> = snapshot.destinations.values().collect();
     dests.sort_by(|a, b| a.name.cmp(&b.name));
     for d in dests {
-        println!("  destination {} -> {} ({} signing secret(s))", d.name, d.url, d.secrets.len());
+        println!(
+            "  destination {} -> {} ({} signing secret(s))",
+            d.name,
+            d.url,
+            d.secrets.len()
+        );
     }
     for s in &snapshot.subscriptions {
         let patterns: Vec<_> = s.patterns.iter().map(ToString::to_string).collect();

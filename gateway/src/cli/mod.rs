@@ -62,7 +62,9 @@ pub fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve { config, listen } => runtime().and_then(|rt| rt.block_on(serve(config, listen))),
+        Command::Serve { config, listen } => {
+            runtime().and_then(|rt| rt.block_on(serve(config, listen)))
+        }
         Command::Inbox(args) => runtime()
             .and_then(|rt| rt.block_on(crate::cli::inbox::run(args)))
             .map(|()| ExitCode::SUCCESS),
@@ -82,10 +84,16 @@ pub fn main() -> ExitCode {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")
 }
 
-async fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>) -> anyhow::Result<ExitCode> {
+async fn serve(
+    config: Option<PathBuf>,
+    listen: Option<std::net::SocketAddr>,
+) -> anyhow::Result<ExitCode> {
     let source = match config {
         Some(path) => crate::reload::ConfigSource::File(path),
         // As if read from ./config/gateway.example.toml: its paths are relative to config/.
@@ -97,7 +105,9 @@ async fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>) ->
     };
     let (file, _, _) = source.read()?;
     let addr = listen.unwrap_or(file.server.listen);
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {

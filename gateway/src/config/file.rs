@@ -47,7 +47,11 @@ pub struct ConfigFile {
 impl ConfigFile {
     /// The sled folder, with a relative path resolved against `base`.
     pub fn storage_dir(&self, base: &std::path::Path) -> PathBuf {
-        if self.storage.path.is_absolute() { self.storage.path.clone() } else { base.join(&self.storage.path) }
+        if self.storage.path.is_absolute() {
+            self.storage.path.clone()
+        } else {
+            base.join(&self.storage.path)
+        }
     }
 
     /// Where compiled plugins are cached, with relative paths resolved against `base`.
@@ -56,7 +60,11 @@ impl ConfigFile {
             Some(dir) => dir.clone(),
             None => self.storage.path.join("plugin-cache"),
         };
-        if dir.is_absolute() { dir } else { base.join(dir) }
+        if dir.is_absolute() {
+            dir
+        } else {
+            base.join(dir)
+        }
     }
 }
 
@@ -104,7 +112,10 @@ impl std::fmt::Debug for ServerConfig {
             .field("request_timeout", &self.request_timeout)
             .field("max_concurrent_requests", &self.max_concurrent_requests)
             .field("shutdown_grace", &self.shutdown_grace)
-            .field("admin_token", &self.admin_token.as_ref().map(|_| "[redacted]"))
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "[redacted]"),
+            )
             .field("public_url", &self.public_url)
             .field("tls", &self.tls)
             .finish()
@@ -139,7 +150,10 @@ pub struct StorageConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { path: PathBuf::from("data"), dedup_window: Duration::from_secs(600) }
+        Self {
+            path: PathBuf::from("data"),
+            dedup_window: Duration::from_secs(600),
+        }
     }
 }
 
@@ -243,7 +257,10 @@ impl std::fmt::Debug for DestinationConfig {
         f.debug_struct("DestinationConfig")
             .field("name", &self.name)
             .field("url", &self.url)
-            .field("secrets", &format_args!("[{} redacted]", self.secrets.len()))
+            .field(
+                "secrets",
+                &format_args!("[{} redacted]", self.secrets.len()),
+            )
             .field("auth", &self.auth)
             .finish()
     }
@@ -305,17 +322,28 @@ impl std::fmt::Debug for DestinationAuth {
         const HIDDEN: &str = "[redacted]";
         match self {
             Self::None => f.write_str("None"),
-            Self::StaticHeader { name, .. } => {
-                f.debug_struct("StaticHeader").field("name", name).field("value", &HIDDEN).finish()
-            }
-            Self::OAuth2 { token_url, client_id, scopes, .. } => f
+            Self::StaticHeader { name, .. } => f
+                .debug_struct("StaticHeader")
+                .field("name", name)
+                .field("value", &HIDDEN)
+                .finish(),
+            Self::OAuth2 {
+                token_url,
+                client_id,
+                scopes,
+                ..
+            } => f
                 .debug_struct("OAuth2")
                 .field("token_url", token_url)
                 .field("client_id", client_id)
                 .field("client_secret", &HIDDEN)
                 .field("scopes", scopes)
                 .finish(),
-            Self::OAuth1 { consumer_key, signature_method, .. } => f
+            Self::OAuth1 {
+                consumer_key,
+                signature_method,
+                ..
+            } => f
                 .debug_struct("OAuth1")
                 .field("consumer_key", consumer_key)
                 .field("consumer_secret", &HIDDEN)
@@ -418,7 +446,10 @@ pub struct AppConfig {
     #[serde(default = "default_token_rate_limit")]
     pub token_rate_limit_per_minute: u32,
     /// Lifetime of the access tokens it is issued.
-    #[serde(default = "default_token_ttl", with = "crate::delivery::backoff::serde_duration")]
+    #[serde(
+        default = "default_token_ttl",
+        with = "crate::delivery::backoff::serde_duration"
+    )]
     pub token_ttl: Duration,
 }
 
@@ -441,13 +472,22 @@ impl std::fmt::Debug for AppConfig {
             .field("name", &self.name)
             .field("scopes", &self.scopes)
             .field("oauth2_client_id", &self.oauth2_client_id)
-            .field("oauth2_client_secret_sha256", &redacted(&self.oauth2_client_secret_sha256))
+            .field(
+                "oauth2_client_secret_sha256",
+                &redacted(&self.oauth2_client_secret_sha256),
+            )
             .field("oauth1_consumer_key", &self.oauth1_consumer_key)
-            .field("oauth1_consumer_secret", &redacted(&self.oauth1_consumer_secret))
+            .field(
+                "oauth1_consumer_secret",
+                &redacted(&self.oauth1_consumer_secret),
+            )
             .field("oauth1_token", &self.oauth1_token)
             .field("oauth1_token_secret", &redacted(&self.oauth1_token_secret))
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
-            .field("token_rate_limit_per_minute", &self.token_rate_limit_per_minute)
+            .field(
+                "token_rate_limit_per_minute",
+                &self.token_rate_limit_per_minute,
+            )
             .field("token_ttl", &self.token_ttl)
             .finish()
     }

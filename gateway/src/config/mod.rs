@@ -95,14 +95,27 @@ fn locate(text: &str, key: &str) -> Option<usize> {
         .filter(|(_, l)| **l == header_array || **l == header_table)
         .nth(index)
         .map(|(i, _)| i)?;
-    let field = parts.next().map(|f| f.split(['[', ' ', '(']).next().unwrap_or(f));
-    let Some(field) = field.filter(|f| !f.is_empty()) else { return Some(start + 1) };
-    let end = lines.iter().enumerate().skip(start + 1).find(|(_, l)| l.starts_with("[[")).map_or(lines.len(), |(i, _)| i);
+    let field = parts
+        .next()
+        .map(|f| f.split(['[', ' ', '(']).next().unwrap_or(f));
+    let Some(field) = field.filter(|f| !f.is_empty()) else {
+        return Some(start + 1);
+    };
+    let end = lines
+        .iter()
+        .enumerate()
+        .skip(start + 1)
+        .find(|(_, l)| l.starts_with("[["))
+        .map_or(lines.len(), |(i, _)| i);
     let sets = |l: &&str| {
         let l = l.trim_start_matches('"');
-        l.strip_prefix(field).is_some_and(|rest| rest.trim_start_matches('"').trim_start().starts_with('='))
+        l.strip_prefix(field)
+            .is_some_and(|rest| rest.trim_start_matches('"').trim_start().starts_with('='))
     };
-    let found = lines[start + 1..end].iter().position(|l| sets(&l)).map(|i| start + 1 + i);
+    let found = lines[start + 1..end]
+        .iter()
+        .position(|l| sets(l))
+        .map(|i| start + 1 + i);
     Some(found.unwrap_or(start) + 1)
 }
 
@@ -110,7 +123,10 @@ fn locate(text: &str, key: &str) -> Option<usize> {
 /// the file's folder.
 pub fn load(path: &Path) -> Result<(ConfigFile, PathBuf), ConfigError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { file: file.clone(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        file: file.clone(),
+        source,
+    })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     Ok((parse(&text, &file)?, base))
 }
@@ -127,7 +143,12 @@ pub fn parse(text: &str, file: &str) -> Result<ConfigFile, ConfigError> {
                 (line, column)
             })
             .unwrap_or((1, 1));
-        ConfigError::Parse { file: file.to_owned(), line, column, message: e.message().to_owned() }
+        ConfigError::Parse {
+            file: file.to_owned(),
+            line,
+            column,
+            message: e.message().to_owned(),
+        }
     })
 }
 
@@ -151,10 +172,18 @@ pub struct Source {
 
 impl Source {
     /// Builds a source that accepts `tokens`.
-    pub fn new(name: &str, tokens: &[String], actions: BTreeMap<String, String>, default_action: &str) -> Self {
+    pub fn new(
+        name: &str,
+        tokens: &[String],
+        actions: BTreeMap<String, String>,
+        default_action: &str,
+    ) -> Self {
         Self {
             name: name.to_owned(),
-            token_hashes: tokens.iter().map(|t| Sha256::digest(t.as_bytes()).into()).collect(),
+            token_hashes: tokens
+                .iter()
+                .map(|t| Sha256::digest(t.as_bytes()).into())
+                .collect(),
             actions,
             default_action: default_action.to_owned(),
         }
@@ -163,13 +192,18 @@ impl Source {
     /// Whether `token` is one of the source's tokens (time independent of where it differs).
     pub fn accepts(&self, token: &str) -> bool {
         let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        self.token_hashes.iter().fold(0u8, |ok, h| ok | h.ct_eq(&hash).unwrap_u8()) == 1
+        self.token_hashes
+            .iter()
+            .fold(0u8, |ok, h| ok | h.ct_eq(&hash).unwrap_u8())
+            == 1
     }
 }
 
 impl std::fmt::Debug for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Source").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Source")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -256,16 +290,30 @@ impl Snapshot {
             .map(|p| (p.hash().to_owned(), p.clone()))
             .collect();
         let mut problems = Vec::new();
-        let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
 
         let mut sources = HashMap::new();
         for (i, s) in file.sources.iter().enumerate() {
             if s.tokens.is_empty() || s.tokens.iter().any(|t| t.len() < 16) {
-                problems.push(format!("sources[{i}].tokens: give at least one token of 16 or more characters"));
+                problems.push(format!(
+                    "sources[{i}].tokens: give at least one token of 16 or more characters"
+                ));
             }
-            let name_ok = !s.name.is_empty() && s.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            let name_ok = !s.name.is_empty()
+                && s.name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
             if !name_ok {
-                problems.push(format!("sources[{i}].name: `{}` must be letters, digits, `-` or `_`", s.name));
+                problems.push(format!(
+                    "sources[{i}].name: `{}` must be letters, digits, `-` or `_`",
+                    s.name
+                ));
             }
             let source = Source::new(&s.name, &s.tokens, s.actions.clone(), &s.default_action);
             if sources.insert(s.name.clone(), source).is_some() {
@@ -276,9 +324,14 @@ impl Snapshot {
         let mut destinations = HashMap::new();
         for (i, d) in file.destinations.iter().enumerate() {
             let url = match d.url.parse::<http::Uri>() {
-                Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => u,
+                Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {
+                    u
+                }
                 _ => {
-                    problems.push(format!("destinations[{i}].url: `{}` is not an http(s) URL", d.url));
+                    problems.push(format!(
+                        "destinations[{i}].url: `{}` is not an http(s) URL",
+                        d.url
+                    ));
                     continue;
                 }
             };
@@ -292,9 +345,20 @@ impl Snapshot {
             if let Err(e) = crate::delivery::outbound_auth::validate(&d.auth) {
                 problems.push(format!("destinations[{i}].{e}"));
             }
-            let dest = Destination { name: d.name.clone(), url, secrets, auth: d.auth.clone() };
-            if destinations.insert(d.name.clone(), Arc::new(dest)).is_some() {
-                problems.push(format!("destinations[{i}].name: `{}` is used twice", d.name));
+            let dest = Destination {
+                name: d.name.clone(),
+                url,
+                secrets,
+                auth: d.auth.clone(),
+            };
+            if destinations
+                .insert(d.name.clone(), Arc::new(dest))
+                .is_some()
+            {
+                problems.push(format!(
+                    "destinations[{i}].name: `{}` is used twice",
+                    d.name
+                ));
             }
         }
 
@@ -321,16 +385,22 @@ impl Snapshot {
             }
             for (j, d) in s.destinations.iter().enumerate() {
                 if !destinations.contains_key(d) {
-                    problems.push(format!("{key}.destinations[{j}]: no destination is named `{d}`"));
+                    problems.push(format!(
+                        "{key}.destinations[{j}]: no destination is named `{d}`"
+                    ));
                 }
             }
             let mut config = BTreeMap::new();
             for (k, v) in &s.config {
                 let text = match v {
                     toml::Value::String(s) => s.clone(),
-                    toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => v.to_string(),
+                    toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+                        v.to_string()
+                    }
                     _ => {
-                        problems.push(format!("{key}.config.{k}: plugin settings are strings, numbers or booleans"));
+                        problems.push(format!(
+                            "{key}.config.{k}: plugin settings are strings, numbers or booleans"
+                        ));
                         continue;
                     }
                 };
@@ -344,11 +414,16 @@ impl Snapshot {
                 let path = resolve(p);
                 watched.push(path.clone());
                 let loaded = std::fs::read(&path)
-                    .map_err(|e| crate::plugin::PluginError::Io { path: path.clone(), message: e.to_string() })
-                    .and_then(|wasm| match known.get(&hex::encode(Sha256::digest(&wasm))) {
-                        Some(plugin) => Ok(plugin.clone()),
-                        None => host.load(&wasm),
+                    .map_err(|e| crate::plugin::PluginError::Io {
+                        path: path.clone(),
+                        message: e.to_string(),
                     })
+                    .and_then(
+                        |wasm| match known.get(&hex::encode(Sha256::digest(&wasm))) {
+                            Some(plugin) => Ok(plugin.clone()),
+                            None => host.load(&wasm),
+                        },
+                    )
                     .and_then(|plugin| plugin.validate_config(&plugin_config).map(|()| plugin));
                 loaded
                     .map_err(|e| problems.push(format!("{key}.plugin ({}): {e}", path.display())))
@@ -371,7 +446,10 @@ impl Snapshot {
         let apps = crate::auth::ConfigApps::build(&file.apps, &mut problems);
 
         if !problems.is_empty() {
-            return Err(ConfigError::Invalid { file: origin.to_owned(), problems });
+            return Err(ConfigError::Invalid {
+                file: origin.to_owned(),
+                problems,
+            });
         }
         let plugin_cache = file.plugin_cache_dir(base);
         let mut storage = file.storage.clone();

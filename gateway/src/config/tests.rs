@@ -34,7 +34,11 @@ fn build(text: &str) -> Result<Snapshot, ConfigError> {
 fn a_good_file_builds() {
     let snapshot = build(GOOD).expect("valid");
     assert_eq!(snapshot.subscriptions.len(), 2);
-    assert_eq!(snapshot.subscriptions[0].timeout, Duration::from_secs(5), "default timeout");
+    assert_eq!(
+        snapshot.subscriptions[0].timeout,
+        Duration::from_secs(5),
+        "default timeout"
+    );
     assert_eq!(snapshot.subscriptions[0].retries, 5, "default retries");
 }
 
@@ -49,7 +53,10 @@ fn an_unknown_key_is_refused_with_its_line() {
 
 #[test]
 fn a_wrong_type_is_refused_with_its_line() {
-    let text = GOOD.replace("[[sources]]", "[delivery]\nretries = \"five\"\n\n[[sources]]");
+    let text = GOOD.replace(
+        "[[sources]]",
+        "[delivery]\nretries = \"five\"\n\n[[sources]]",
+    );
     let err = build(&text).expect_err("wrong type").to_string();
     assert!(err.starts_with("gw.toml:3:"), "{err}");
     assert!(err.contains("invalid type"), "{err}");
@@ -57,11 +64,20 @@ fn a_wrong_type_is_refused_with_its_line() {
 
 #[test]
 fn inconsistencies_name_line_and_key() {
-    let text = GOOD.replace("events = [\"*.unlink\"]\ndestinations = [\"d\"]", "events = [\"*.unlink\"]\ndestinations = [\"nope\"]");
+    let text = GOOD.replace(
+        "events = [\"*.unlink\"]\ndestinations = [\"d\"]",
+        "events = [\"*.unlink\"]\ndestinations = [\"nope\"]",
+    );
     let err = build(&text).expect_err("dangling reference").to_string();
-    assert!(err.contains("line 19: subscriptions[1].destinations[0]: no destination is named `nope`"), "{err}");
+    assert!(
+        err.contains("line 19: subscriptions[1].destinations[0]: no destination is named `nope`"),
+        "{err}"
+    );
 
-    let text = GOOD.replace("url = \"https://example.com/hook\"", "url = \"ftp://example.com\"");
+    let text = GOOD.replace(
+        "url = \"https://example.com/hook\"",
+        "url = \"ftp://example.com\"",
+    );
     let err = build(&text).expect_err("bad url").to_string();
     assert!(err.contains("line 8: destinations[0].url"), "{err}");
 
@@ -72,16 +88,32 @@ fn inconsistencies_name_line_and_key() {
 
 #[test]
 fn every_problem_is_reported_at_once() {
-    let text = GOOD.replace("tokens = [\"0123456789abcdef\"]", "tokens = [\"short\"]").replace("secrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]", "secrets = [\"nope\"]");
-    let Err(ConfigError::Invalid { problems, .. }) = build(&text) else { panic!("invalid") };
+    let text = GOOD
+        .replace("tokens = [\"0123456789abcdef\"]", "tokens = [\"short\"]")
+        .replace(
+            "secrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]",
+            "secrets = [\"nope\"]",
+        );
+    let Err(ConfigError::Invalid { problems, .. }) = build(&text) else {
+        panic!("invalid")
+    };
     assert_eq!(problems.len(), 2, "{problems:?}");
-    assert!(problems[0].starts_with("line 4: sources[0].tokens"), "{problems:?}");
-    assert!(problems[1].starts_with("line 9: destinations[0].secrets[0]"), "{problems:?}");
+    assert!(
+        problems[0].starts_with("line 4: sources[0].tokens"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[1].starts_with("line 9: destinations[0].secrets[0]"),
+        "{problems:?}"
+    );
 }
 
 #[test]
 fn secrets_do_not_show_in_debug_output() {
     let file = parse(GOOD, "gw.toml").expect("parses");
     let debug = format!("{file:?}");
-    assert!(!debug.contains("0123456789abcdef") && !debug.contains("MfKQ9r8"), "{debug}");
+    assert!(
+        !debug.contains("0123456789abcdef") && !debug.contains("MfKQ9r8"),
+        "{debug}"
+    );
 }

@@ -189,12 +189,20 @@ impl DeliveryClient {
             .entry(header::USER_AGENT)
             .or_insert(HeaderValue::from_static(USER_AGENT));
         let exchange = async {
-            let response = self.inner.request(request).await.map_err(DeliveryError::from_client)?;
+            let response = self
+                .inner
+                .request(request)
+                .await
+                .map_err(DeliveryError::from_client)?;
             let (parts, body) = response.into_parts();
             let body = http_body_util::Limited::new(body, max_body)
                 .collect()
                 .await
-                .map_err(|e| DeliveryError::Request(format!("reading the answer (at most {max_body} bytes): {e}")))?
+                .map_err(|e| {
+                    DeliveryError::Request(format!(
+                        "reading the answer (at most {max_body} bytes): {e}"
+                    ))
+                })?
                 .to_bytes();
             Ok(http::Response::from_parts(parts, body))
         };

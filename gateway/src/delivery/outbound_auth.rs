@@ -83,7 +83,8 @@ pub fn validate(auth: &DestinationAuth) -> Result<(), String> {
     match auth {
         DestinationAuth::None => Ok(()),
         DestinationAuth::StaticHeader { name, value } => {
-            let header = HeaderName::try_from(name.as_str()).map_err(|_| format!("auth.name: `{name}` is not a header name"))?;
+            let header = HeaderName::try_from(name.as_str())
+                .map_err(|_| format!("auth.name: `{name}` is not a header name"))?;
             if RESERVED.contains(&header.as_str()) {
                 return Err(format!("auth.name: `{name}` is set by the gateway itself"));
             }
@@ -92,12 +93,19 @@ pub fn validate(auth: &DestinationAuth) -> Result<(), String> {
             }
             Ok(())
         }
-        DestinationAuth::OAuth2 { token_url, client_id, client_secret, scopes } => {
-            let url_ok = token_url
-                .parse::<http::Uri>()
-                .is_ok_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
+        DestinationAuth::OAuth2 {
+            token_url,
+            client_id,
+            client_secret,
+            scopes,
+        } => {
+            let url_ok = token_url.parse::<http::Uri>().is_ok_and(|u| {
+                matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
+            });
             if !url_ok {
-                return Err(format!("auth.token_url: `{token_url}` is not an http(s) URL"));
+                return Err(format!(
+                    "auth.token_url: `{token_url}` is not an http(s) URL"
+                ));
             }
             if client_id.is_empty() {
                 return Err("auth.client_id: must not be empty".into());
@@ -105,20 +113,33 @@ pub fn validate(auth: &DestinationAuth) -> Result<(), String> {
             if client_secret.is_empty() {
                 return Err("auth.client_secret: must not be empty".into());
             }
-            if let Some(i) = scopes.iter().position(|s| s.is_empty() || s.contains(char::is_whitespace)) {
+            if let Some(i) = scopes
+                .iter()
+                .position(|s| s.is_empty() || s.contains(char::is_whitespace))
+            {
                 return Err(format!("auth.scopes[{i}]: a scope is one non-empty word"));
             }
             Ok(())
         }
-        DestinationAuth::OAuth1 { consumer_key, consumer_secret, signature_method, .. } => {
+        DestinationAuth::OAuth1 {
+            consumer_key,
+            consumer_secret,
+            signature_method,
+            ..
+        } => {
             if consumer_key.is_empty() {
                 return Err("auth.consumer_key: must not be empty".into());
             }
             if consumer_secret.is_empty() {
                 return Err("auth.consumer_secret: must not be empty".into());
             }
-            if !matches!(SignatureMethod::parse(signature_method), Some(SignatureMethod::HmacSha1 | SignatureMethod::HmacSha256)) {
-                return Err(format!("auth.signature_method: `{signature_method}` is not supported; use HMAC-SHA1"));
+            if !matches!(
+                SignatureMethod::parse(signature_method),
+                Some(SignatureMethod::HmacSha1 | SignatureMethod::HmacSha256)
+            ) {
+                return Err(format!(
+                    "auth.signature_method: `{signature_method}` is not supported; use HMAC-SHA1"
+                ));
             }
             Ok(())
         }
@@ -137,7 +158,9 @@ pub async fn send(
     let deadline = Instant::now() + timeout;
     let left = || deadline.saturating_duration_since(Instant::now());
     let used = authorize(client, dest, &mut headers, left(), None).await?;
-    let response = client.post(&dest.url, headers.clone(), body.clone(), left()).await?;
+    let response = client
+        .post(&dest.url, headers.clone(), body.clone(), left())
+        .await?;
     let Some(stale) = used.filter(|_| response.status == StatusCode::UNAUTHORIZED) else {
         return Ok(response);
     };
@@ -156,11 +179,15 @@ async fn authorize(
     timeout: Duration,
     stale: Option<&str>,
 ) -> Result<Option<String>, AuthError> {
-    let value = |v: String| HeaderValue::try_from(v).map_err(|_| AuthError::Sign("the credential is not a valid header value".into()));
+    let value = |v: String| {
+        HeaderValue::try_from(v)
+            .map_err(|_| AuthError::Sign("the credential is not a valid header value".into()))
+    };
     match &dest.auth {
         DestinationAuth::None => Ok(None),
         DestinationAuth::StaticHeader { name, value: v } => {
-            let name = HeaderName::try_from(name.as_str()).map_err(|_| AuthError::Sign("invalid header name".into()))?;
+            let name = HeaderName::try_from(name.as_str())
+                .map_err(|_| AuthError::Sign("invalid header name".into()))?;
             let mut v = value(v.clone())?;
             v.set_sensitive(true);
             headers.insert(name, v);
@@ -173,17 +200,30 @@ async fn authorize(
             headers.insert(header::AUTHORIZATION, v);
             Ok(Some(token))
         }
-        DestinationAuth::OAuth1 { consumer_key, consumer_secret, token, token_secret, signature_method } => {
+        DestinationAuth::OAuth1 {
+            consumer_key,
+            consumer_secret,
+            token,
+            token_secret,
+            signature_method,
+        } => {
             let credentials = OAuth1Credentials {
                 consumer_key: consumer_key.clone(),
                 consumer_secret: consumer_secret.clone(),
                 token: (!token.is_empty()).then(|| token.clone()),
                 token_secret: token_secret.clone(),
             };
-            let method = SignatureMethod::parse(signature_method).unwrap_or(SignatureMethod::HmacSha1);
+            let method =
+                SignatureMethod::parse(signature_method).unwrap_or(SignatureMethod::HmacSha1);
             // The body is never form-encoded, so only the oauth_* and query parameters are signed.
-            let signed = oauth1::authorization_header_now("POST", &dest.url.to_string(), &[], &credentials, method)
-                .map_err(|e| AuthError::Sign(e.to_string()))?;
+            let signed = oauth1::authorization_header_now(
+                "POST",
+                &dest.url.to_string(),
+                &[],
+                &credentials,
+                method,
+            )
+            .map_err(|e| AuthError::Sign(e.to_string()))?;
             headers.insert(header::AUTHORIZATION, value(signed)?);
             Ok(None)
         }
@@ -205,14 +245,25 @@ static TOKENS: LazyLock<Mutex<HashMap<[u8; 32], Slot>>> = LazyLock::new(Default:
 
 fn slot(auth: &DestinationAuth) -> Slot {
     let mut hasher = Sha256::new();
-    if let DestinationAuth::OAuth2 { token_url, client_id, client_secret, scopes } = auth {
-        for part in [token_url, client_id, client_secret].into_iter().chain(scopes) {
+    if let DestinationAuth::OAuth2 {
+        token_url,
+        client_id,
+        client_secret,
+        scopes,
+    } = auth
+    {
+        for part in [token_url, client_id, client_secret]
+            .into_iter()
+            .chain(scopes)
+        {
             hasher.update(part.as_bytes());
             hasher.update([0]);
         }
     }
     let key: [u8; 32] = hasher.finalize().into();
-    let mut map = TOKENS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut map = TOKENS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if map.len() >= MAX_CACHED_CLIENTS && !map.contains_key(&key) {
         map.clear();
     }
@@ -220,7 +271,12 @@ fn slot(auth: &DestinationAuth) -> Slot {
 }
 
 /// The client's token: the cached one while it is fresh and not `stale`, else a new one.
-async fn token(client: &DeliveryClient, auth: &DestinationAuth, timeout: Duration, stale: Option<&str>) -> Result<String, AuthError> {
+async fn token(
+    client: &DeliveryClient,
+    auth: &DestinationAuth,
+    timeout: Duration,
+    stale: Option<&str>,
+) -> Result<String, AuthError> {
     let slot = slot(auth);
     let mut cached = tokio::time::timeout(timeout, slot.lock())
         .await
@@ -238,12 +294,23 @@ async fn token(client: &DeliveryClient, auth: &DestinationAuth, timeout: Duratio
 }
 
 /// One client-credentials request (RFC 6749 §4.4), client authenticated with HTTP Basic.
-async fn fetch(client: &DeliveryClient, auth: &DestinationAuth, timeout: Duration) -> Result<Cached, AuthError> {
+async fn fetch(
+    client: &DeliveryClient,
+    auth: &DestinationAuth,
+    timeout: Duration,
+) -> Result<Cached, AuthError> {
     use oauth2::TokenResponse as _;
-    let DestinationAuth::OAuth2 { token_url, client_id, client_secret, scopes } = auth else {
+    let DestinationAuth::OAuth2 {
+        token_url,
+        client_id,
+        client_secret,
+        scopes,
+    } = auth
+    else {
         return Err(AuthError::Token("not an OAuth2 destination".into()));
     };
-    let url = oauth2::TokenUrl::new(token_url.clone()).map_err(|e| AuthError::Token(format!("token_url: {e}")))?;
+    let url = oauth2::TokenUrl::new(token_url.clone())
+        .map_err(|e| AuthError::Token(format!("token_url: {e}")))?;
     let oauth = oauth2::basic::BasicClient::new(oauth2::ClientId::new(client_id.clone()))
         .set_client_secret(oauth2::ClientSecret::new(client_secret.clone()))
         .set_token_uri(url);
@@ -253,7 +320,9 @@ async fn fetch(client: &DeliveryClient, auth: &DestinationAuth, timeout: Duratio
         async move {
             let (parts, body) = request.into_parts();
             let request = http::Request::from_parts(parts, Full::new(Bytes::from(body)));
-            let response = client.exchange(request, timeout, MAX_TOKEN_RESPONSE).await?;
+            let response = client
+                .exchange(request, timeout, MAX_TOKEN_RESPONSE)
+                .await?;
             let (parts, body) = response.into_parts();
             Ok::<_, DeliveryError>(http::Response::from_parts(parts, body.to_vec()))
         }
@@ -266,7 +335,10 @@ async fn fetch(client: &DeliveryClient, auth: &DestinationAuth, timeout: Duratio
         .map_err(|e| AuthError::Token(token_error(&e)))?;
     let lifetime = response.expires_in().unwrap_or(DEFAULT_LIFETIME);
     let margin = EXPIRY_MARGIN.min(lifetime / 10);
-    Ok(Cached { token: response.access_token().secret().clone(), renew_at: started + lifetime.saturating_sub(margin) })
+    Ok(Cached {
+        token: response.access_token().secret().clone(),
+        renew_at: started + lifetime.saturating_sub(margin),
+    })
 }
 
 /// The token error without anything the endpoint echoed beyond its error code.
@@ -274,9 +346,13 @@ fn token_error<RE: std::error::Error + 'static>(
     e: &oauth2::RequestTokenError<RE, oauth2::basic::BasicErrorResponse>,
 ) -> String {
     match e {
-        oauth2::RequestTokenError::ServerResponse(r) => format!("the token endpoint answered `{}`", r.error()),
+        oauth2::RequestTokenError::ServerResponse(r) => {
+            format!("the token endpoint answered `{}`", r.error())
+        }
         oauth2::RequestTokenError::Request(inner) => inner.to_string(),
-        oauth2::RequestTokenError::Parse(_, _) => "the token endpoint's answer is not a token response".into(),
+        oauth2::RequestTokenError::Parse(_, _) => {
+            "the token endpoint's answer is not a token response".into()
+        }
         oauth2::RequestTokenError::Other(m) => m.clone(),
     }
 }

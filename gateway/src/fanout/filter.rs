@@ -36,7 +36,9 @@ impl PayloadFilter {
     /// Checks the filter's own shape; the message names the offending key.
     pub fn validate(&self) -> Result<(), String> {
         if self.fields.len() > MAX_FILTER_ENTRIES || self.matches.len() > MAX_FILTER_ENTRIES {
-            return Err(format!("filter: at most {MAX_FILTER_ENTRIES} fields and {MAX_FILTER_ENTRIES} match keys"));
+            return Err(format!(
+                "filter: at most {MAX_FILTER_ENTRIES} fields and {MAX_FILTER_ENTRIES} match keys"
+            ));
         }
         if let Some(i) = self.fields.iter().position(|f| f.is_empty()) {
             return Err(format!("filter.fields[{i}]: must not be empty"));
@@ -45,8 +47,13 @@ impl PayloadFilter {
             if key.is_empty() || key.split('.').any(str::is_empty) {
                 return Err(format!("filter.match: `{key}` is not a field path"));
             }
-            if expected.as_array().is_some_and(|a| a.is_empty() || a.len() > MAX_FILTER_ENTRIES) {
-                return Err(format!("filter.match.{key}: give 1 to {MAX_FILTER_ENTRIES} accepted values"));
+            if expected
+                .as_array()
+                .is_some_and(|a| a.is_empty() || a.len() > MAX_FILTER_ENTRIES)
+            {
+                return Err(format!(
+                    "filter.match.{key}: give 1 to {MAX_FILTER_ENTRIES} accepted values"
+                ));
             }
         }
         Ok(())
@@ -67,9 +74,11 @@ impl PayloadFilter {
     /// is not an object).
     pub fn trim(&self, payload: Value) -> Value {
         match payload {
-            Value::Object(map) if !self.fields.is_empty() => {
-                Value::Object(map.into_iter().filter(|(k, _)| self.fields.iter().any(|f| f == k)).collect())
-            }
+            Value::Object(map) if !self.fields.is_empty() => Value::Object(
+                map.into_iter()
+                    .filter(|(k, _)| self.fields.iter().any(|f| f == k))
+                    .collect(),
+            ),
             other => other,
         }
     }
@@ -105,7 +114,9 @@ fn lookup<'a>(payload: &'a Value, path: &str) -> Option<&'a Value> {
 
 /// Equality, plus Odoo's many2one pair `[id, "name"]` matching its id.
 fn same(actual: Option<&Value>, expected: &Value) -> bool {
-    let Some(actual) = actual else { return expected.is_null() };
+    let Some(actual) = actual else {
+        return expected.is_null();
+    };
     if actual == expected || numbers_equal(actual, expected) {
         return true;
     }
@@ -131,12 +142,20 @@ mod tests {
 
     #[test]
     fn match_is_equality_or_any_of_a_list() {
-        let f = filter(json!({"match": {"state": ["sale", "done"], "partner_id": 9, "amount_total": 10}}));
-        let order = json!({"state": "sale", "partner_id": [9, "Deco Addict"], "amount_total": 10.0});
+        let f = filter(
+            json!({"match": {"state": ["sale", "done"], "partner_id": 9, "amount_total": 10}}),
+        );
+        let order =
+            json!({"state": "sale", "partner_id": [9, "Deco Addict"], "amount_total": 10.0});
         assert!(f.accepts(&order));
         assert!(!f.accepts(&json!({"state": "draft", "partner_id": 9, "amount_total": 10})));
-        assert!(!f.accepts(&json!({"state": "sale", "partner_id": [7, "Other"], "amount_total": 10})));
-        assert!(!f.accepts(&json!({"state": "sale"})), "a missing field does not match");
+        assert!(
+            !f.accepts(&json!({"state": "sale", "partner_id": [7, "Other"], "amount_total": 10}))
+        );
+        assert!(
+            !f.accepts(&json!({"state": "sale"})),
+            "a missing field does not match"
+        );
     }
 
     #[test]
@@ -149,18 +168,41 @@ mod tests {
     #[test]
     fn fields_trim_the_payload() {
         let f = filter(json!({"fields": ["id", "state"]}));
-        let out = f.apply(r#"{"id": 1, "state": "sale", "note": "secret"}"#).expect("passes");
-        assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), json!({"id": 1, "state": "sale"}));
+        let out = f
+            .apply(r#"{"id": 1, "state": "sale", "note": "secret"}"#)
+            .expect("passes");
+        assert_eq!(
+            serde_json::from_str::<Value>(&out).unwrap(),
+            json!({"id": 1, "state": "sale"})
+        );
         assert_eq!(f.apply("not json").as_deref(), Some("not json"));
-        assert!(matches!(filter(json!({"match": {"id": 1}})).apply(r#"{"id": 1}"#), Some(Cow::Borrowed(_))));
+        assert!(matches!(
+            filter(json!({"match": {"id": 1}})).apply(r#"{"id": 1}"#),
+            Some(Cow::Borrowed(_))
+        ));
         assert_eq!(filter(json!({"match": {"a": 1}})).apply("not json"), None);
     }
 
     #[test]
     fn validation_names_the_key() {
-        assert!(filter(json!({"fields": ["id", ""]})).validate().unwrap_err().contains("filter.fields[1]"));
-        assert!(filter(json!({"match": {"a..b": 1}})).validate().unwrap_err().contains("a..b"));
-        assert!(filter(json!({"match": {"state": []}})).validate().unwrap_err().contains("filter.match.state"));
+        assert!(
+            filter(json!({"fields": ["id", ""]}))
+                .validate()
+                .unwrap_err()
+                .contains("filter.fields[1]")
+        );
+        assert!(
+            filter(json!({"match": {"a..b": 1}}))
+                .validate()
+                .unwrap_err()
+                .contains("a..b")
+        );
+        assert!(
+            filter(json!({"match": {"state": []}}))
+                .validate()
+                .unwrap_err()
+                .contains("filter.match.state")
+        );
         assert!(serde_json::from_value::<PayloadFilter>(json!({"where": {}})).is_err());
     }
 }

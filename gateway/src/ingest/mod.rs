@@ -58,7 +58,14 @@ fn body_format(headers: &HeaderMap, endpoint: Endpoint) -> Result<BodyFormat, Ap
         // Odoo always sets it; a bare POST from curl is taken as JSON.
         return Ok(BodyFormat::Json);
     };
-    let essence = ct.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = ct
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match essence.as_str() {
         "application/json" | "text/json" => Ok(BodyFormat::Json),
         e if e.ends_with("+json") => Ok(BodyFormat::Json),
@@ -82,21 +89,39 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let too_large = || {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the body is larger than {limit} bytes"))
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than {limit} bytes"),
+        )
     };
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
-        Err(e) => Err(ApiError::bad_request("body_read_failed", format!("the body could not be read: {e}"))),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(too_large())
+        }
+        Err(e) => Err(ApiError::bad_request(
+            "body_read_failed",
+            format!("the body could not be read: {e}"),
+        )),
     }
 }
 
 /// Handles one ingest request whose body is already read.
-pub async fn accept(state: &Arc<State>, req: IngestRequest<'_>, body: Bytes) -> Result<http::Response<Body>, ApiError> {
+pub async fn accept(
+    state: &Arc<State>,
+    req: IngestRequest<'_>,
+    body: Bytes,
+) -> Result<http::Response<Body>, ApiError> {
     let snapshot = state.snapshot.load();
     let source = snapshot.sources.get(req.source);
     let authorised = match (source, req.token) {
@@ -115,7 +140,10 @@ pub async fn accept(state: &Arc<State>, req: IngestRequest<'_>, body: Bytes) -> 
     .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
     let window_ms = snapshot.storage.dedup_window.as_millis() as u64;
     let dedup = match &incoming.explicit_id {
-        Some(id) => DedupKey::Explicit { source: source.name.clone(), id: id.clone() },
+        Some(id) => DedupKey::Explicit {
+            source: source.name.clone(),
+            id: id.clone(),
+        },
         None => DedupKey::body(&source.name, &body, window_ms),
     };
     let event = Event {
@@ -129,12 +157,22 @@ pub async fn accept(state: &Arc<State>, req: IngestRequest<'_>, body: Bytes) -> 
         headers: safe_headers(req.headers),
     };
     drop(snapshot);
-    let accepted = state.store.accept(&event, &dedup).map_err(|e| ApiError::internal("cannot store an event", &e))?;
-    state.store.durable().await.map_err(|e| ApiError::internal("cannot make an event durable", &e))?;
+    let accepted = state
+        .store
+        .accept(&event, &dedup)
+        .map_err(|e| ApiError::internal("cannot store an event", &e))?;
+    state
+        .store
+        .durable()
+        .await
+        .map_err(|e| ApiError::internal("cannot make an event durable", &e))?;
     if !accepted.duplicate {
         state.fanout_wake.notify_one();
     }
-    Ok(json(StatusCode::ACCEPTED, &serde_json::json!({ "id": accepted.id, "duplicate": accepted.duplicate })))
+    Ok(json(
+        StatusCode::ACCEPTED,
+        &serde_json::json!({ "id": accepted.id, "duplicate": accepted.duplicate }),
+    ))
 }
 
 /// A time-ordered, random event id: `evt_` + 12 hex digits of milliseconds + 16 random.
@@ -147,6 +185,11 @@ fn safe_headers(headers: &HeaderMap) -> Vec<(String, String)> {
     const SHOWN: [&str; 3] = ["content-type", "user-agent", "x-odoo-database"];
     SHOWN
         .iter()
-        .filter_map(|name| Some((name.to_string(), headers.get(*name)?.to_str().ok()?.to_owned())))
+        .filter_map(|name| {
+            Some((
+                name.to_string(),
+                headers.get(*name)?.to_str().ok()?.to_owned(),
+            ))
+        })
         .collect()
 }

@@ -52,7 +52,11 @@ impl ParseError {
 /// The action comes from `url_action` (the `?event=` query parameter) when given, else from
 /// the source's mapping of Odoo server-action names (`"SO confirmed(#57)"`, or the same name
 /// without its `(#57)` suffix), else the source's default action.
-pub fn native(body: &[u8], source: &Source, url_action: Option<&str>) -> Result<Incoming, ParseError> {
+pub fn native(
+    body: &[u8],
+    source: &Source,
+    url_action: Option<&str>,
+) -> Result<Incoming, ParseError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
     let object = value
         .as_object()
@@ -60,7 +64,9 @@ pub fn native(body: &[u8], source: &Source, url_action: Option<&str>) -> Result<
     let model = object
         .get("_model")
         .and_then(Value::as_str)
-        .ok_or_else(|| ParseError::Shape("the body has no `_model` string: is this an Odoo webhook?".into()))?;
+        .ok_or_else(|| {
+            ParseError::Shape("the body has no `_model` string: is this an Odoo webhook?".into())
+        })?;
     let record_id = match object.get("_id").or_else(|| object.get("id")) {
         Some(Value::Number(n)) => n.as_i64(),
         _ => None,
@@ -81,7 +87,13 @@ pub fn native(body: &[u8], source: &Source, url_action: Option<&str>) -> Result<
     let payload = std::str::from_utf8(body)
         .map_err(|_| ParseError::Json("the body is not UTF-8".into()))?
         .to_owned();
-    checked(Incoming { explicit_id: None, model: model.to_owned(), action, record_id, payload })
+    checked(Incoming {
+        explicit_id: None,
+        model: model.to_owned(),
+        action,
+        record_id,
+        payload,
+    })
 }
 
 /// The generic envelope in JSON.
@@ -134,9 +146,17 @@ pub fn xml_envelope(body: &[u8], source_name: &str) -> Result<Incoming, ParseErr
         xmljson::XmlError::Shape(m) => ParseError::Shape(m),
     })?;
     if root.name != "event" {
-        return Err(ParseError::Shape(format!("the root element is <{}>, expected <event>", root.name)));
+        return Err(ParseError::Shape(format!(
+            "the root element is <{}>, expected <event>",
+            root.name
+        )));
     }
-    let attr = |name: &str| root.attributes.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let attr = |name: &str| {
+        root.attributes
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
     let required = |name: &str| {
         attr(name).ok_or_else(|| ParseError::Shape(format!("<event> has no `{name}` attribute")))
     };
@@ -172,23 +192,34 @@ fn check_source(claimed: Option<&str>, actual: &str) -> Result<(), ParseError> {
 fn checked(incoming: Incoming) -> Result<Incoming, ParseError> {
     let model_ok = !incoming.model.is_empty()
         && incoming.model.len() <= 128
-        && incoming.model.split('.').all(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+        && incoming
+            .model
+            .split('.')
+            .all(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
     if !model_ok {
-        return Err(ParseError::Shape(format!("`{}` is not an Odoo model name", incoming.model)));
+        return Err(ParseError::Shape(format!(
+            "`{}` is not an Odoo model name",
+            incoming.model
+        )));
     }
     let action_ok = !incoming.action.is_empty()
         && incoming.action.len() <= 64
-        && incoming.action.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        && incoming
+            .action
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
     if !action_ok {
         return Err(ParseError::Shape(format!(
             "`{}` is not an action name (letters, digits and `_`)",
             incoming.action
         )));
     }
-    if let Some(id) = &incoming.explicit_id {
-        if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ParseError::Shape("`id` must be 1 to 128 printable ASCII characters".into()));
-        }
+    if let Some(id) = &incoming.explicit_id
+        && (id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        return Err(ParseError::Shape(
+            "`id` must be 1 to 128 printable ASCII characters".into(),
+        ));
     }
     Ok(incoming)
 }
@@ -216,33 +247,68 @@ mod tests {
             let body = std::fs::read(&path).expect("read");
             let parsed = native(&body, &source(), None).expect("parses");
             let value: Value = serde_json::from_slice(&body).expect("json");
-            assert_eq!(parsed.model, value["_model"].as_str().expect("model"), "{}", path.display());
-            assert_eq!(parsed.record_id, value["_id"].as_i64(), "{}", path.display());
-            assert_eq!(parsed.payload.as_bytes(), body.as_slice(), "payload is kept verbatim");
+            assert_eq!(
+                parsed.model,
+                value["_model"].as_str().expect("model"),
+                "{}",
+                path.display()
+            );
+            assert_eq!(
+                parsed.record_id,
+                value["_id"].as_i64(),
+                "{}",
+                path.display()
+            );
+            assert_eq!(
+                parsed.payload.as_bytes(),
+                body.as_slice(),
+                "payload is kept verbatim"
+            );
         }
     }
 
     #[test]
     fn native_action_comes_from_url_then_mapping_then_default() {
         let body = fixture("native/sale.order.confirmed.json");
-        assert_eq!(native(&body, &source(), Some("done")).expect("ok").action, "done");
-        assert_eq!(native(&body, &source(), None).expect("ok").action, "confirmed");
+        assert_eq!(
+            native(&body, &source(), Some("done")).expect("ok").action,
+            "done"
+        );
+        assert_eq!(
+            native(&body, &source(), None).expect("ok").action,
+            "confirmed"
+        );
         let partner = fixture("native/res.partner.saved.json");
-        assert_eq!(native(&partner, &source(), None).expect("ok").action, "write");
+        assert_eq!(
+            native(&partner, &source(), None).expect("ok").action,
+            "write"
+        );
     }
 
     #[test]
     fn bad_native_bodies_are_explained() {
-        assert_eq!(native(b"{", &source(), None).expect_err("bad").code(), "malformed_json");
-        assert_eq!(native(b"[1]", &source(), None).expect_err("bad").code(), "invalid_event");
-        assert!(native(b"{\"id\": 1}", &source(), None).expect_err("bad").to_string().contains("_model"));
+        assert_eq!(
+            native(b"{", &source(), None).expect_err("bad").code(),
+            "malformed_json"
+        );
+        assert_eq!(
+            native(b"[1]", &source(), None).expect_err("bad").code(),
+            "invalid_event"
+        );
+        assert!(
+            native(b"{\"id\": 1}", &source(), None)
+                .expect_err("bad")
+                .to_string()
+                .contains("_model")
+        );
         let bad_action = native(b"{\"_model\": \"sale.order\"}", &source(), Some("no way"));
         assert_eq!(bad_action.expect_err("bad").code(), "invalid_event");
     }
 
     #[test]
     fn json_and_xml_envelopes_normalise_to_the_same_event() {
-        let payload: Value = serde_json::from_slice(&fixture("rich/sale.order.confirmed.json")).expect("json");
+        let payload: Value =
+            serde_json::from_slice(&fixture("rich/sale.order.confirmed.json")).expect("json");
         let json = serde_json::json!({
             "id": "ext-1", "model": "sale.order", "action": "confirmed", "record_id": 12, "payload": payload,
         });
@@ -250,7 +316,12 @@ mod tests {
         let wrapped = serde_json::json!({ "payload": payload });
         let xml = crate::xmljson::to_document(
             "event",
-            &[("id", "ext-1"), ("model", "sale.order"), ("action", "confirmed"), ("record-id", "12")],
+            &[
+                ("id", "ext-1"),
+                ("model", "sale.order"),
+                ("action", "confirmed"),
+                ("record-id", "12"),
+            ],
             &wrapped,
         );
         let from_xml = xml_envelope(&xml, "odoo").expect("xml envelope");
@@ -262,19 +333,48 @@ mod tests {
     fn addon_style_envelopes_are_accepted() {
         let body = br#"{"event": "create", "model": "res.partner", "record_id": 9, "data": {"name": "X"}, "timestamp": "2024-05-14T09:00:00Z"}"#;
         let parsed = json_envelope(body, "odoo").expect("ok");
-        assert_eq!((parsed.action.as_str(), parsed.record_id), ("create", Some(9)));
+        assert_eq!(
+            (parsed.action.as_str(), parsed.record_id),
+            ("create", Some(9))
+        );
     }
 
     #[test]
     fn envelope_mistakes_are_explained() {
-        assert_eq!(json_envelope(b"{\"model\": 1}", "odoo").expect_err("bad").code(), "invalid_event");
-        assert_eq!(json_envelope(b"not json", "odoo").expect_err("bad").code(), "malformed_json");
+        assert_eq!(
+            json_envelope(b"{\"model\": 1}", "odoo")
+                .expect_err("bad")
+                .code(),
+            "invalid_event"
+        );
+        assert_eq!(
+            json_envelope(b"not json", "odoo").expect_err("bad").code(),
+            "malformed_json"
+        );
         let other = br#"{"source": "elsewhere", "model": "a.b", "action": "x", "payload": {}}"#;
-        assert!(json_envelope(other, "odoo").expect_err("bad").to_string().contains("elsewhere"));
-        assert_eq!(xml_envelope(b"<event", "odoo").expect_err("bad").code(), "malformed_xml");
+        assert!(
+            json_envelope(other, "odoo")
+                .expect_err("bad")
+                .to_string()
+                .contains("elsewhere")
+        );
+        assert_eq!(
+            xml_envelope(b"<event", "odoo").expect_err("bad").code(),
+            "malformed_xml"
+        );
         let no_payload = br#"<event model="a.b" action="x"/>"#;
-        assert!(xml_envelope(no_payload, "odoo").expect_err("bad").to_string().contains("payload"));
+        assert!(
+            xml_envelope(no_payload, "odoo")
+                .expect_err("bad")
+                .to_string()
+                .contains("payload")
+        );
         let wrong_root = br#"<order/>"#;
-        assert!(xml_envelope(wrong_root, "odoo").expect_err("bad").to_string().contains("<event>"));
+        assert!(
+            xml_envelope(wrong_root, "odoo")
+                .expect_err("bad")
+                .to_string()
+                .contains("<event>")
+        );
     }
 }

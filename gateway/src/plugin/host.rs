@@ -165,7 +165,11 @@ fn engine_config(limits: &PluginLimits) -> Config {
         .table_keep_resident(tmp_knob("GW_TABLE_KEEP", 64 << 10))
         .decommit_batch_size(tmp_knob("GW_BATCH", 1))
         .max_unused_warm_slots(tmp_knob("GW_WARM", 100) as u32)
-        .pagemap_scan(if tmp_knob("GW_PAGEMAP", 1) == 1 { wasmtime::Enabled::Auto } else { wasmtime::Enabled::No });
+        .pagemap_scan(if tmp_knob("GW_PAGEMAP", 1) == 1 {
+            wasmtime::Enabled::Auto
+        } else {
+            wasmtime::Enabled::No
+        });
     let mut config = Config::new();
     config
         .epoch_interruption(true)
@@ -235,5 +239,8 @@ impl HostInner {
 
 // TEMPORARY tuning knobs (to be removed).
 fn tmp_knob(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }

@@ -52,7 +52,11 @@ impl Durability {
             .name("sled-flusher".into())
             .spawn(move || flusher(db, worker, tx))
             .expect("spawn the flusher thread");
-        Self { shared, thread: Some(thread), flushed }
+        Self {
+            shared,
+            thread: Some(thread),
+            flushed,
+        }
     }
 
     /// Waits until every write applied before this call is durable.
@@ -63,16 +67,24 @@ impl Durability {
         let outcome = rx
             .wait_for(|state| state.as_ref().map_or(true, |done| *done >= ticket))
             .await
-            .map_err(|_| StoreError::Corrupt { tree: "-", message: "the flusher stopped".into() })?;
+            .map_err(|_| StoreError::Corrupt {
+                tree: "-",
+                message: "the flusher stopped".into(),
+            })?;
         match &*outcome {
             Ok(_) => Ok(()),
-            Err(message) => Err(StoreError::Corrupt { tree: "-", message: message.clone() }),
+            Err(message) => Err(StoreError::Corrupt {
+                tree: "-",
+                message: message.clone(),
+            }),
         }
     }
 }
 
 fn flusher(db: sled::Db, shared: Arc<Shared>, tx: watch::Sender<Result<u64, String>>) {
-    let rt = tokio::runtime::Builder::new_current_thread().build().expect("flusher runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("flusher runtime");
     let mut done = 0;
     loop {
         let target = shared.written.load(Ordering::Acquire);

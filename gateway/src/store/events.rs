@@ -32,13 +32,21 @@ pub enum DedupKey {
 impl DedupKey {
     /// The body-hash key for `body` from `source`.
     pub fn body(source: &str, body: &[u8], window_ms: u64) -> Self {
-        Self::Body { source: source.to_owned(), hash: Sha256::digest(body).into(), window_ms }
+        Self::Body {
+            source: source.to_owned(),
+            hash: Sha256::digest(body).into(),
+            window_ms,
+        }
     }
 
     fn bytes(&self) -> Vec<u8> {
         match self {
-            Self::Explicit { source, id } => [b"i\0", source.as_bytes(), b"\0", id.as_bytes()].concat(),
-            Self::Body { source, hash, .. } => [b"h\0", source.as_bytes(), b"\0", hash.as_slice()].concat(),
+            Self::Explicit { source, id } => {
+                [b"i\0", source.as_bytes(), b"\0", id.as_bytes()].concat()
+            }
+            Self::Body { source, hash, .. } => {
+                [b"h\0", source.as_bytes(), b"\0", hash.as_slice()].concat()
+            }
         }
     }
 }
@@ -66,39 +74,67 @@ impl Store {
         let key = dedup.bytes();
         let seq = inner.db.generate_id()?.to_be_bytes();
         let record = encode(event);
-        let seen = encode(&Seen { id: event.id.clone(), at_ms: event.received_at_ms });
-        let outcome = (&inner.events, &inner.pending, &inner.dedup).transaction(|(events, pending, dd)| {
-            if let Some(previous) = dd.get(&key)? {
-                let previous: Seen = decode("dedup", &previous).map_err(ConflictableTransactionError::Abort)?;
-                let fresh = match dedup {
-                    DedupKey::Explicit { .. } => true,
-                    DedupKey::Body { window_ms, .. } => event.received_at_ms.saturating_sub(previous.at_ms) < *window_ms,
-                };
-                if fresh {
-                    return Ok(Accepted { id: previous.id, duplicate: true });
+        let seen = encode(&Seen {
+            id: event.id.clone(),
+            at_ms: event.received_at_ms,
+        });
+        let outcome = (&inner.events, &inner.pending, &inner.dedup).transaction(
+            |(events, pending, dd)| {
+                if let Some(previous) = dd.get(&key)? {
+                    let previous: Seen =
+                        decode("dedup", &previous).map_err(ConflictableTransactionError::Abort)?;
+                    let fresh = match dedup {
+                        DedupKey::Explicit { .. } => true,
+                        DedupKey::Body { window_ms, .. } => {
+                            event.received_at_ms.saturating_sub(previous.at_ms) < *window_ms
+                        }
+                    };
+                    if fresh {
+                        return Ok(Accepted {
+                            id: previous.id,
+                            duplicate: true,
+                        });
+                    }
                 }
-            }
-            if events.get(event.id.as_bytes())?.is_some() {
-                // The same explicit id from another source would collide: refuse to overwrite.
-                return Ok(Accepted { id: event.id.clone(), duplicate: true });
-            }
-            events.insert(event.id.as_bytes(), record.as_slice())?;
-            pending.insert(&seq, event.id.as_bytes())?;
-            dd.insert(key.as_slice(), seen.as_slice())?;
-            Ok(Accepted { id: event.id.clone(), duplicate: false })
-        })?;
+                if events.get(event.id.as_bytes())?.is_some() {
+                    // The same explicit id from another source would collide: refuse to overwrite.
+                    return Ok(Accepted {
+                        id: event.id.clone(),
+                        duplicate: true,
+                    });
+                }
+                events.insert(event.id.as_bytes(), record.as_slice())?;
+                pending.insert(&seq, event.id.as_bytes())?;
+                dd.insert(key.as_slice(), seen.as_slice())?;
+                Ok(Accepted {
+                    id: event.id.clone(),
+                    duplicate: false,
+                })
+            },
+        )?;
         Ok(outcome)
     }
 
     /// Reads an event.
     pub fn event(&self, id: &str) -> Result<Option<Event>, StoreError> {
-        self.inner.events.get(id.as_bytes())?.map(|b| decode("events", &b)).transpose()
+        self.inner
+            .events
+            .get(id.as_bytes())?
+            .map(|b| decode("events", &b))
+            .transpose()
     }
 
     /// Up to `limit` events waiting for fan-out, oldest first, with their backlog keys.
-    pub fn pending(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Event)>, StoreError> {
+    pub fn pending(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Event)>, StoreError> {
         let range = match after {
-            Some(k) => self.inner.pending.range((std::ops::Bound::Excluded(k.to_vec()), std::ops::Bound::Unbounded)),
+            Some(k) => self.inner.pending.range((
+                std::ops::Bound::Excluded(k.to_vec()),
+                std::ops::Bound::Unbounded,
+            )),
             None => self.inner.pending.iter(),
         };
         let mut out = Vec::with_capacity(limit);

@@ -105,7 +105,12 @@ pub struct JobSummary {
 
 impl From<&Job> for JobSummary {
     fn from(job: &Job) -> Self {
-        Self { id: job.id.clone(), event_id: job.event_id.clone(), destination: job.destination.clone(), created_ms: job.created_ms }
+        Self {
+            id: job.id.clone(),
+            event_id: job.event_id.clone(),
+            destination: job.destination.clone(),
+            created_ms: job.created_ms,
+        }
     }
 }
 
@@ -153,14 +158,28 @@ impl Store {
             .iter()
             .map(|(j, due_ms)| (j.id.as_bytes(), encode(j), schedule_key(*due_ms, &j.id)))
             .collect();
-        let dead_encoded: Vec<_> = dead.iter().map(|d| (d.job.id.as_bytes(), encode(d))).collect();
+        let dead_encoded: Vec<_> = dead
+            .iter()
+            .map(|d| (d.job.id.as_bytes(), encode(d)))
+            .collect();
         let indexed: Vec<_> = jobs
             .iter()
             .map(|(j, _)| j)
             .chain(dead.iter().map(|d| &d.job))
-            .map(|j| (index_key(&j.subscription_id, &j.id), encode(&JobSummary::from(j))))
+            .map(|j| {
+                (
+                    index_key(&j.subscription_id, &j.id),
+                    encode(&JobSummary::from(j)),
+                )
+            })
             .collect();
-        let trees = (&inner.jobs, &inner.schedule, &inner.pending, &inner.dead, &inner.by_subscription);
+        let trees = (
+            &inner.jobs,
+            &inner.schedule,
+            &inner.pending,
+            &inner.dead,
+            &inner.by_subscription,
+        );
         trees.transaction(|(jt, st, pt, dt, it)| {
             for (id, record, key) in &encoded {
                 if jt.insert(*id, record.as_slice())?.is_some() {
@@ -184,7 +203,12 @@ impl Store {
     }
 
     /// Takes up to `limit` jobs due at or before `now_ms`, leasing each until `lease_until_ms`.
-    pub fn take_due(&self, now_ms: u64, lease_until_ms: u64, limit: usize) -> Result<Vec<Lease>, StoreError> {
+    pub fn take_due(
+        &self,
+        now_ms: u64,
+        lease_until_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<Lease>, StoreError> {
         let inner = &*self.inner;
         let end = (now_ms + 1).to_be_bytes();
         let mut leases = Vec::new();
@@ -196,7 +220,9 @@ impl Store {
                 if st.remove(&key)?.is_none() {
                     return Ok(None);
                 }
-                let Some(record) = jt.get(id)? else { return Ok(None) };
+                let Some(record) = jt.get(id)? else {
+                    return Ok(None);
+                };
                 st.insert(new_key.as_slice(), LEASED)?;
                 Ok(Some(decode::<Job>("jobs", &record).map_err(abort)?))
             })?;
@@ -252,7 +278,12 @@ impl Store {
     }
 
     /// The attempt failed and the job is retried at `due_ms`.
-    pub fn retry_later(&self, lease: &Lease, attempt: &Attempt, due_ms: u64) -> Result<(), StoreError> {
+    pub fn retry_later(
+        &self,
+        lease: &Lease,
+        attempt: &Attempt,
+        due_ms: u64,
+    ) -> Result<(), StoreError> {
         let inner = &*self.inner;
         let mut job = lease.job.clone();
         job.attempts += 1;
@@ -270,7 +301,13 @@ impl Store {
     }
 
     /// Gives the job up: it moves to the dead-letter store with `reason`.
-    pub fn bury(&self, lease: &Lease, attempt: Option<&Attempt>, reason: &str, now_ms: u64) -> Result<(), StoreError> {
+    pub fn bury(
+        &self,
+        lease: &Lease,
+        attempt: Option<&Attempt>,
+        reason: &str,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
         let inner = &*self.inner;
         let mut job = lease.job.clone();
         if attempt.is_some() {
@@ -278,16 +315,22 @@ impl Store {
         }
         let akey = attempt_key(&inner.db, &job.id)?;
         let arec = attempt.map(encode);
-        let dead = encode(&DeadLetter { job: job.clone(), reason: reason.to_owned(), at_ms: now_ms });
-        (&inner.schedule, &inner.jobs, &inner.attempts, &inner.dead).transaction(|(st, jt, at, dt)| {
-            st.remove(lease.key.as_slice())?;
-            jt.remove(job.id.as_bytes())?;
-            if let Some(a) = &arec {
-                at.insert(akey.as_slice(), a.as_slice())?;
-            }
-            dt.insert(job.id.as_bytes(), dead.as_slice())?;
-            Ok(())
-        })?;
+        let dead = encode(&DeadLetter {
+            job: job.clone(),
+            reason: reason.to_owned(),
+            at_ms: now_ms,
+        });
+        (&inner.schedule, &inner.jobs, &inner.attempts, &inner.dead).transaction(
+            |(st, jt, at, dt)| {
+                st.remove(lease.key.as_slice())?;
+                jt.remove(job.id.as_bytes())?;
+                if let Some(a) = &arec {
+                    at.insert(akey.as_slice(), a.as_slice())?;
+                }
+                dt.insert(job.id.as_bytes(), dead.as_slice())?;
+                Ok(())
+            },
+        )?;
         Ok(())
     }
 
@@ -306,42 +349,66 @@ impl Store {
 
     /// Dead letters, oldest first by id.
     pub fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
-        self.inner.dead.iter().take(limit).map(|e| decode("dead", &e?.1)).collect()
+        self.inner
+            .dead
+            .iter()
+            .take(limit)
+            .map(|e| decode("dead", &e?.1))
+            .collect()
     }
 
     /// Moves a dead letter back into the queue, due at `due_ms`, with a fresh attempt count.
     pub fn replay(&self, job_id: &str, due_ms: u64) -> Result<bool, StoreError> {
         let inner = &*self.inner;
         let skey = schedule_key(due_ms, job_id);
-        let replayed = (&inner.dead, &inner.jobs, &inner.schedule).transaction(|(dt, jt, st)| {
-            let Some(record) = dt.remove(job_id.as_bytes())? else { return Ok(false) };
-            let mut job = decode::<DeadLetter>("dead", &record).map_err(abort)?.job;
-            job.attempts = 0;
-            jt.insert(job_id.as_bytes(), encode(&job))?;
-            st.insert(skey.as_slice(), &[])?;
-            Ok(true)
-        })?;
+        let replayed =
+            (&inner.dead, &inner.jobs, &inner.schedule).transaction(|(dt, jt, st)| {
+                let Some(record) = dt.remove(job_id.as_bytes())? else {
+                    return Ok(false);
+                };
+                let mut job = decode::<DeadLetter>("dead", &record).map_err(abort)?.job;
+                job.attempts = 0;
+                jt.insert(job_id.as_bytes(), encode(&job))?;
+                st.insert(skey.as_slice(), &[])?;
+                Ok(true)
+            })?;
         Ok(replayed)
     }
 
     /// The attempts of one job, in order.
     pub fn attempts(&self, job_id: &str) -> Result<Vec<Attempt>, StoreError> {
         let prefix = [job_id.as_bytes(), b"\0"].concat();
-        self.inner.attempts.scan_prefix(prefix).map(|e| decode("attempts", &e?.1)).collect()
+        self.inner
+            .attempts
+            .scan_prefix(prefix)
+            .map(|e| decode("attempts", &e?.1))
+            .collect()
     }
 
     /// A queued job by id.
     pub fn job(&self, job_id: &str) -> Result<Option<Job>, StoreError> {
-        self.inner.jobs.get(job_id.as_bytes())?.map(|b| decode("jobs", &b)).transpose()
+        self.inner
+            .jobs
+            .get(job_id.as_bytes())?
+            .map(|b| decode("jobs", &b))
+            .transpose()
     }
 
     /// A dead letter by job id.
     pub fn dead_letter(&self, job_id: &str) -> Result<Option<DeadLetter>, StoreError> {
-        self.inner.dead.get(job_id.as_bytes())?.map(|b| decode("dead", &b)).transpose()
+        self.inner
+            .dead
+            .get(job_id.as_bytes())?
+            .map(|b| decode("dead", &b))
+            .transpose()
     }
 
     /// Up to `limit` dead letters whose subscription id starts with `prefix`, oldest first by id.
-    pub fn dead_letters_of(&self, prefix: &str, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+    pub fn dead_letters_of(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
         let mut out = Vec::new();
         for entry in self.inner.dead.iter() {
             let letter: DeadLetter = decode("dead", &entry?.1)?;
@@ -357,15 +424,33 @@ impl Store {
 
     /// Up to `limit` jobs ever queued for `subscription_id`, newest first (job ids begin with
     /// the time-ordered event id).
-    pub fn jobs_of_subscription(&self, subscription_id: &str, limit: usize) -> Result<Vec<JobSummary>, StoreError> {
+    pub fn jobs_of_subscription(
+        &self,
+        subscription_id: &str,
+        limit: usize,
+    ) -> Result<Vec<JobSummary>, StoreError> {
         let prefix = [subscription_id.as_bytes(), b"\0"].concat();
-        self.inner.by_subscription.scan_prefix(prefix).rev().take(limit).map(|e| decode("deliveries_by_subscription", &e?.1)).collect()
+        self.inner
+            .by_subscription
+            .scan_prefix(prefix)
+            .rev()
+            .take(limit)
+            .map(|e| decode("deliveries_by_subscription", &e?.1))
+            .collect()
     }
 
     /// One job of `subscription_id` from the index, if it was ever queued.
-    pub fn job_summary(&self, subscription_id: &str, job_id: &str) -> Result<Option<JobSummary>, StoreError> {
+    pub fn job_summary(
+        &self,
+        subscription_id: &str,
+        job_id: &str,
+    ) -> Result<Option<JobSummary>, StoreError> {
         let key = index_key(subscription_id, job_id);
-        self.inner.by_subscription.get(key)?.map(|b| decode("deliveries_by_subscription", &b)).transpose()
+        self.inner
+            .by_subscription
+            .get(key)?
+            .map(|b| decode("deliveries_by_subscription", &b))
+            .transpose()
     }
 }
 
@@ -390,17 +475,36 @@ mod tests {
     }
 
     fn attempt(status: u16) -> Attempt {
-        Attempt { at_ms: 5, status: Some(status), latency_ms: 1, excerpt: String::new(), error: None }
+        Attempt {
+            at_ms: 5,
+            status: Some(status),
+            latency_ms: 1,
+            excerpt: String::new(),
+            error: None,
+        }
     }
 
     #[test]
     fn lease_retry_complete_and_bury() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
-        store.enqueue(&[(job("a"), 10), (job("b"), 10)], &[], None).expect("enqueue");
-        let listed: Vec<_> = store.jobs_of_subscription("sub", 10).expect("index").into_iter().map(|j| j.id).collect();
+        store
+            .enqueue(&[(job("a"), 10), (job("b"), 10)], &[], None)
+            .expect("enqueue");
+        let listed: Vec<_> = store
+            .jobs_of_subscription("sub", 10)
+            .expect("index")
+            .into_iter()
+            .map(|j| j.id)
+            .collect();
         assert_eq!(listed, ["b", "a"], "newest first");
-        assert!(store.jobs_of_subscription("su", 10).expect("index").is_empty(), "the whole id, not a prefix");
+        assert!(
+            store
+                .jobs_of_subscription("su", 10)
+                .expect("index")
+                .is_empty(),
+            "the whole id, not a prefix"
+        );
         assert!(store.take_due(9, 100, 10).expect("take").is_empty());
         let leases = store.take_due(10, 100, 10).expect("take");
         assert_eq!(leases.len(), 2);
@@ -408,7 +512,9 @@ mod tests {
         assert!(store.take_due(99, 200, 10).expect("take").is_empty());
         assert_eq!(store.next_due_ms().expect("next"), Some(100));
 
-        store.retry_later(&leases[0], &attempt(500), 150).expect("retry");
+        store
+            .retry_later(&leases[0], &attempt(500), 150)
+            .expect("retry");
         store.complete(&leases[1], &attempt(200)).expect("complete");
         assert_eq!(store.job("b").expect("read"), None);
         assert_eq!(store.attempts("b").expect("attempts"), vec![attempt(200)]);
@@ -416,19 +522,31 @@ mod tests {
         let again = store.take_due(150, 300, 10).expect("take");
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].job.attempts, 1);
-        store.bury(&again[0], Some(&attempt(503)), "gave up", 160).expect("bury");
+        store
+            .bury(&again[0], Some(&attempt(503)), "gave up", 160)
+            .expect("bury");
         let dead = store.dead_letters(10).expect("dead");
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0].reason, "gave up");
         assert_eq!(store.dead_letters_of("su", 10).expect("dead").len(), 1);
         assert!(store.dead_letters_of("other", 10).expect("dead").is_empty());
-        assert_eq!(store.dead_letter("a").expect("dead").map(|d| d.job.id).as_deref(), Some("a"));
+        assert_eq!(
+            store
+                .dead_letter("a")
+                .expect("dead")
+                .map(|d| d.job.id)
+                .as_deref(),
+            Some("a")
+        );
         assert!(store.job_summary("sub", "a").expect("index").is_some());
         assert_eq!(store.attempts("a").expect("attempts").len(), 2);
 
         assert!(store.replay("a", 200).expect("replay"));
         assert!(!store.replay("a", 200).expect("second replay"));
-        assert_eq!(store.take_due(200, 400, 10).expect("take")[0].job.attempts, 0);
+        assert_eq!(
+            store.take_due(200, 400, 10).expect("take")[0].job.attempts,
+            0
+        );
     }
 
     #[test]
@@ -436,7 +554,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let store = Store::open(dir.path()).expect("open");
-            store.enqueue(&[(job("a"), 10)], &[], None).expect("enqueue");
+            store
+                .enqueue(&[(job("a"), 10)], &[], None)
+                .expect("enqueue");
             assert_eq!(store.take_due(10, 50, 10).expect("take").len(), 1);
             store.flush().expect("flush");
         }

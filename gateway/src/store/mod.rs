@@ -97,7 +97,9 @@ impl Store {
             durability: Durability::new(db.clone()),
             db,
         };
-        Ok(Self { inner: Arc::new(inner) })
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
     }
 
     /// The database, for modules that keep their own trees (apps, tokens, API subscriptions).
@@ -141,8 +143,14 @@ pub struct Counts {
     pub dead: usize,
 }
 
-fn decode<T: serde::de::DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { tree, message: e.to_string() })
+fn decode<T: serde::de::DeserializeOwned>(
+    tree: &'static str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        tree,
+        message: e.to_string(),
+    })
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {

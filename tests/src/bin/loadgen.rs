@@ -34,7 +34,9 @@ fn main() -> anyhow::Result<()> {
         .transpose()
         .context("--events takes a number")?
         .unwrap_or(20_000);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(bench(events))
 }
 
@@ -96,7 +98,9 @@ async fn receiver() -> anyhow::Result<(String, Arc<AtomicUsize>)> {
                         Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::new())))
                     }
                 });
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     });
@@ -163,7 +167,10 @@ async fn bench(events: usize) -> anyhow::Result<()> {
         let (client, url) = (client.clone(), url.clone());
         pending.push(tokio::spawn(async move {
             let started = Instant::now();
-            let reply = client.post_json(&url, &body(20_000_000 + n)).await.expect("post");
+            let reply = client
+                .post_json(&url, &body(20_000_000 + n))
+                .await
+                .expect("post");
             assert_eq!(reply.status, 202);
             started.elapsed()
         }));
@@ -201,7 +208,10 @@ min_amount_total = "100"
     blast(&url, 30_000_000, events).await;
     let ingested = started.elapsed().as_secs_f64();
     while delivered.load(Ordering::Relaxed) - before < events {
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(300), "deliveries stalled");
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(300),
+            "deliveries stalled"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let secs = started.elapsed().as_secs_f64();
@@ -215,13 +225,27 @@ min_amount_total = "100"
     //    throughput per 250 ms window while the configuration is reloaded every second.
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("gateway.toml");
-    let with_admin = |subs: &str| format!("[server]\nadmin_token = \"bench\"\n{}", config(subs, &receiver_url));
+    let with_admin = |subs: &str| {
+        format!(
+            "[server]\nadmin_token = \"bench\"\n{}",
+            config(subs, &receiver_url)
+        )
+    };
     std::fs::write(&file, with_admin(""))?;
-    let gw = TestGateway::start_with(odoo_gateway::reload::ConfigSource::File(file.clone())).await?;
+    let gw =
+        TestGateway::start_with(odoo_gateway::reload::ConfigSource::File(file.clone())).await?;
     let url = gw.url(&format!("/v1/odoo/odoo/{TOKEN}"));
     let status_url = gw.url("/admin/reload");
     let generation = |client: HttpClient, url: String| async move {
-        let reply = client.send("GET", &url, &[("authorization", "Bearer bench")], Vec::new()).await.expect("status");
+        let reply = client
+            .send(
+                "GET",
+                &url,
+                &[("authorization", "Bearer bench")],
+                Vec::new(),
+            )
+            .await
+            .expect("status");
         reply.json()["generation"].as_u64().unwrap_or(0)
     };
     let sent = Arc::new(AtomicUsize::new(0));
@@ -246,7 +270,9 @@ min_amount_total = "100"
         let before = generation(client.clone(), status_url.clone()).await;
         let window_start = Instant::now();
         if reload_now {
-            let subs = format!("[[subscriptions]]\nid = \"r{round}\"\nevents = [\"nothing.matches\"]\ndestinations = [\"receiver\"]\n");
+            let subs = format!(
+                "[[subscriptions]]\nid = \"r{round}\"\nevents = [\"nothing.matches\"]\ndestinations = [\"receiver\"]\n"
+            );
             std::fs::write(&file, with_admin(&subs))?;
             while generation(client.clone(), status_url.clone()).await == before {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -256,7 +282,10 @@ min_amount_total = "100"
         let left = Duration::from_millis(250).saturating_sub(window_start.elapsed());
         tokio::time::sleep(left).await;
         let now = sent.load(Ordering::Relaxed);
-        windows.push(((now - last) as f64 / window_start.elapsed().as_secs_f64(), reload_now));
+        windows.push((
+            (now - last) as f64 / window_start.elapsed().as_secs_f64(),
+            reload_now,
+        ));
         last = now;
     }
     stop.store(true, Ordering::Relaxed);
@@ -281,6 +310,9 @@ min_amount_total = "100"
     for r in rows {
         println!("{r}");
     }
-    println!("\npeak RSS of the whole process (gateway + clients + receiver): {:.0} MiB", peak_rss_mib());
+    println!(
+        "\npeak RSS of the whole process (gateway + clients + receiver): {:.0} MiB",
+        peak_rss_mib()
+    );
     Ok(())
 }

@@ -42,7 +42,9 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start() -> Arc<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let this = Arc::new(Self::default());
         *this.addr.lock().unwrap() = Some(listener.local_addr().expect("addr"));
         let server = this.clone();
@@ -64,11 +66,20 @@ impl Receiver {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr.lock().unwrap().expect("started"))
+        format!(
+            "http://{}{path}",
+            self.addr.lock().unwrap().expect("started")
+        )
     }
 
     pub fn hits(&self, path: &str) -> Vec<Hit> {
-        self.hits.lock().unwrap().iter().filter(|h| h.path.starts_with(path)).cloned().collect()
+        self.hits
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|h| h.path.starts_with(path))
+            .cloned()
+            .collect()
     }
 
     /// Every issued token stops working (the next delivery gets a 401).
@@ -77,10 +88,27 @@ impl Receiver {
     }
 
     async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        let path = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
-        let authorization = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let api_key = req.headers().get("x-api-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let path = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        let authorization = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let api_key = req
+            .headers()
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         let (status, body) = match path.split('?').next().unwrap_or("") {
             "/token" => self.token(authorization.as_deref(), &body),
             "/hook-oauth2" => {
@@ -88,33 +116,66 @@ impl Receiver {
                     .as_deref()
                     .and_then(|a| a.strip_prefix("Bearer "))
                     .is_some_and(|t| self.accepted.lock().unwrap().contains(t));
-                (if ok { StatusCode::OK } else { StatusCode::UNAUTHORIZED }, String::new())
+                (
+                    if ok {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::UNAUTHORIZED
+                    },
+                    String::new(),
+                )
             }
             "/hook-oauth1" => {
                 let ok = self.oauth1_valid(&path, authorization.as_deref());
-                (if ok { StatusCode::OK } else { StatusCode::UNAUTHORIZED }, String::new())
+                (
+                    if ok {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::UNAUTHORIZED
+                    },
+                    String::new(),
+                )
             }
             "/hook-static" => {
                 let ok = api_key.as_deref() == Some(API_KEY);
-                (if ok { StatusCode::OK } else { StatusCode::UNAUTHORIZED }, String::new())
+                (
+                    if ok {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::UNAUTHORIZED
+                    },
+                    String::new(),
+                )
             }
             _ => (StatusCode::NOT_FOUND, String::new()),
         };
         if path != "/token" {
-            self.hits.lock().unwrap().push(Hit { path, authorization, status: status.as_u16() });
+            self.hits.lock().unwrap().push(Hit {
+                path,
+                authorization,
+                status: status.as_u16(),
+            });
         }
         let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = status;
-        response.headers_mut().insert("content-type", "application/json".parse().unwrap());
+        response
+            .headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
         response
     }
 
     /// Client credentials with HTTP Basic; tokens `tok-1`, `tok-2`, ...
     fn token(&self, authorization: Option<&str>, body: &[u8]) -> (StatusCode, String) {
-        let expected = base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"));
+        let expected = base64::engine::general_purpose::STANDARD
+            .encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"));
         let form = String::from_utf8_lossy(body);
-        if authorization != Some(format!("Basic {expected}").as_str()) || !form.contains("grant_type=client_credentials") {
-            return (StatusCode::UNAUTHORIZED, r#"{"error":"invalid_client"}"#.into());
+        if authorization != Some(format!("Basic {expected}").as_str())
+            || !form.contains("grant_type=client_credentials")
+        {
+            return (
+                StatusCode::UNAUTHORIZED,
+                r#"{"error":"invalid_client"}"#.into(),
+            );
         }
         let n = self.token_requests.fetch_add(1, Ordering::SeqCst) + 1;
         let token = format!("tok-{n}");
@@ -126,14 +187,36 @@ impl Receiver {
     /// Recomputes the signature over the URL as received (query included) and the oauth_*
     /// parameters, with the shared secrets.
     fn oauth1_valid(&self, path_and_query: &str, authorization: Option<&str>) -> bool {
-        let Some(params) = authorization.and_then(|a| oauth1::parse_authorization(a).ok()) else { return false };
-        let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-        let (Some(signature), Some(key), Some(token)) = (get("oauth_signature"), get("oauth_consumer_key"), get("oauth_token")) else {
+        let Some(params) = authorization.and_then(|a| oauth1::parse_authorization(a).ok()) else {
             return false;
         };
-        let signed: Vec<_> = params.iter().filter(|(k, _)| k != "oauth_signature" && k != "realm").cloned().collect();
+        let get = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        let (Some(signature), Some(key), Some(token)) = (
+            get("oauth_signature"),
+            get("oauth_consumer_key"),
+            get("oauth_token"),
+        ) else {
+            return false;
+        };
+        let signed: Vec<_> = params
+            .iter()
+            .filter(|(k, _)| k != "oauth_signature" && k != "realm")
+            .cloned()
+            .collect();
         let url = self.url(path_and_query);
-        let expected = oauth1::sign_request("POST", &url, &signed, CONSUMER_SECRET, TOKEN_SECRET, oauth1::SignatureMethod::HmacSha1);
+        let expected = oauth1::sign_request(
+            "POST",
+            &url,
+            &signed,
+            CONSUMER_SECRET,
+            TOKEN_SECRET,
+            oauth1::SignatureMethod::HmacSha1,
+        );
         key == CONSUMER_KEY && token == TOKEN && expected.is_ok_and(|e| e == signature)
     }
 }

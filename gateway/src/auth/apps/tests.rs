@@ -3,7 +3,9 @@
 use super::*;
 
 fn config(toml_text: &str) -> Vec<AppConfig> {
-    crate::config::parse(toml_text, "t.toml").expect("parses").apps
+    crate::config::parse(toml_text, "t.toml")
+        .expect("parses")
+        .apps
 }
 
 const HASH: &str = "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"; // sha256("secret")
@@ -38,7 +40,13 @@ fn config_apps_are_validated_with_keys_named() {
     assert!(crm.oauth2.as_ref().unwrap().secret_matches("secret"));
     assert!(!crm.oauth2.as_ref().unwrap().secret_matches("Secret"));
     let text = problems.join("\n");
-    for expected in ["apps[1].name", "apps[1].scopes", "apps[1].oauth2_client_secret_sha256", "apps[1].oauth2_client_id", "apps[1].oauth1_consumer_key"] {
+    for expected in [
+        "apps[1].name",
+        "apps[1].scopes",
+        "apps[1].oauth2_client_secret_sha256",
+        "apps[1].oauth2_client_id",
+        "apps[1].oauth1_consumer_key",
+    ] {
         assert!(text.contains(expected), "{expected} missing in {text}");
     }
     assert!(!text.contains("apps[0]"), "{text}");
@@ -48,26 +56,59 @@ fn config_apps_are_validated_with_keys_named() {
 fn an_app_needs_some_credentials_and_unknown_keys_are_refused() {
     let mut problems = Vec::new();
     ConfigApps::build(&config("[[apps]]\nname = \"x\"\n"), &mut problems);
-    assert!(problems[0].contains("give OAuth2 client credentials"), "{problems:?}");
-    assert!(crate::config::parse("[[apps]]\nname = \"x\"\noauth2_client_secret = \"s\"\n", "t").is_err());
+    assert!(
+        problems[0].contains("give OAuth2 client credentials"),
+        "{problems:?}"
+    );
+    assert!(
+        crate::config::parse(
+            "[[apps]]\nname = \"x\"\noauth2_client_secret = \"s\"\n",
+            "t"
+        )
+        .is_err()
+    );
 }
 
 #[test]
 fn stored_apps_are_indexed_by_credential_and_removed_whole() {
     let dir = tempfile::tempdir().unwrap();
-    let db = sled::Config::new().path(dir.path()).temporary(true).open().unwrap();
+    let db = sled::Config::new()
+        .path(dir.path())
+        .temporary(true)
+        .open()
+        .unwrap();
     let store = AppStore::open(&db).unwrap();
     let (app, issued) = generate("erp", vec!["read".into()]);
     assert!(store.insert(&app).unwrap());
     assert!(!store.insert(&app).unwrap(), "the name is taken");
-    let by_id = store.get(Key::ClientId(&issued.oauth2_client_id)).unwrap().expect("by client id");
-    assert!(by_id.oauth2.as_ref().unwrap().secret_matches(&issued.oauth2_client_secret));
-    let by_key = store.get(Key::ConsumerKey(&issued.oauth1_consumer_key)).unwrap().expect("by consumer key");
-    assert_eq!(by_key.oauth1.as_ref().unwrap().consumer_secret, issued.oauth1_consumer_secret);
+    let by_id = store
+        .get(Key::ClientId(&issued.oauth2_client_id))
+        .unwrap()
+        .expect("by client id");
+    assert!(
+        by_id
+            .oauth2
+            .as_ref()
+            .unwrap()
+            .secret_matches(&issued.oauth2_client_secret)
+    );
+    let by_key = store
+        .get(Key::ConsumerKey(&issued.oauth1_consumer_key))
+        .unwrap()
+        .expect("by consumer key");
+    assert_eq!(
+        by_key.oauth1.as_ref().unwrap().consumer_secret,
+        issued.oauth1_consumer_secret
+    );
     assert_eq!(store.list().unwrap().len(), 1);
     assert!(store.remove("erp").unwrap());
     assert!(!store.remove("erp").unwrap());
-    assert!(store.get(Key::ClientId(&issued.oauth2_client_id)).unwrap().is_none());
+    assert!(
+        store
+            .get(Key::ClientId(&issued.oauth2_client_id))
+            .unwrap()
+            .is_none()
+    );
     assert!(store.list().unwrap().is_empty());
 }
 
@@ -78,15 +119,25 @@ fn generated_credentials_are_random_and_never_shown_by_debug() {
     assert_ne!(issued.oauth2_client_secret, other.oauth2_client_secret);
     assert!(issued.oauth2_client_secret.len() >= 43);
     let shown = format!("{app:?} {issued:?}");
-    for secret in [&issued.oauth2_client_secret, &issued.oauth1_consumer_secret, &issued.oauth1_token_secret] {
+    for secret in [
+        &issued.oauth2_client_secret,
+        &issued.oauth1_consumer_secret,
+        &issued.oauth1_token_secret,
+    ] {
         assert!(!shown.contains(secret.as_str()), "{shown}");
     }
     let stored = serde_json::to_string(&app).unwrap();
-    assert!(!stored.contains(&issued.oauth2_client_secret), "only the hash is kept");
+    assert!(
+        !stored.contains(&issued.oauth2_client_secret),
+        "only the hash is kept"
+    );
 }
 
 #[test]
 fn scopes_are_checked_and_ordered() {
-    assert_eq!(normalize_scopes(&["write".into(), "read".into(), "write".into()]).unwrap(), ["read", "write"]);
+    assert_eq!(
+        normalize_scopes(&["write".into(), "read".into(), "write".into()]).unwrap(),
+        ["read", "write"]
+    );
     assert!(normalize_scopes(&["admin".into()]).is_err());
 }
