@@ -252,29 +252,58 @@ fn disk_cache_is_hit_and_survives_corruption() {
 
 #[test]
 fn looping_plugin_does_not_slow_a_good_one() {
-    let host = host(PluginLimits::default());
-    let good = host.load(ECHO.as_bytes()).unwrap();
+    // A long budget makes any waiting on the loop obvious (it would take a second).
+    let limits = PluginLimits {
+        cpu_time: Duration::from_secs(1),
+        ..PluginLimits::default()
+    };
+    let good = host(limits).load(ECHO.as_bytes()).unwrap();
     let bad = good.clone();
-    let spinner = std::thread::spawn(move || {
-        (0..3)
-            .map(|_| bad.handle(&event("L"), &config(&[])).unwrap_err())
-            .collect::<Vec<_>>()
-    });
-    let mut slowest = Duration::ZERO;
-    let deadline = Instant::now() + Duration::from_millis(250);
-    while Instant::now() < deadline {
-        let started = Instant::now();
-        let out = good.handle(&event("good"), &config(&[])).unwrap();
-        slowest = slowest.max(started.elapsed());
-        assert_eq!(out.deliveries[0].body, b"good");
-    }
-    for err in spinner.join().unwrap() {
-        assert_eq!(err.code(), "plugin_cpu_exceeded");
-    }
+    let times = beside_a_loop(
+        move || bad.handle(&event("L"), &config(&[])).unwrap_err(),
+        || {
+            assert_eq!(
+                good.handle(&event("good"), &config(&[]))
+                    .unwrap()
+                    .deliveries[0]
+                    .body,
+                b"good"
+            )
+        },
+    );
     assert!(
-        slowest < Duration::from_millis(50),
+        times.len() > 10,
+        "only {} good calls beside the loop",
+        times.len()
+    );
+}
+
+/// Runs `good` repeatedly while `looping` runs on another thread; checks the loop was stopped
+/// as CPU exceeded and that no good call waited on it. Returns the good calls' durations.
+pub(crate) fn beside_a_loop(
+    looping: impl FnOnce() -> PluginError + Send + 'static,
+    good: impl Fn(),
+) -> Vec<Duration> {
+    let spinner = std::thread::spawn(looping);
+    let mut times = Vec::new();
+    while !spinner.is_finished() {
+        let started = Instant::now();
+        good();
+        times.push(started.elapsed());
+    }
+    assert_eq!(spinner.join().unwrap().code(), "plugin_cpu_exceeded");
+    times.sort_unstable();
+    let slowest = times.last().copied().unwrap_or_default();
+    let median = times.get(times.len() / 2).copied().unwrap_or_default();
+    assert!(
+        slowest < Duration::from_millis(250),
         "a good call took {slowest:?} beside the loop"
     );
+    assert!(
+        median < Duration::from_millis(10),
+        "good calls took {median:?} (median) beside the loop"
+    );
+    times
 }
 
 #[test]

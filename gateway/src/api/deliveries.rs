@@ -41,10 +41,10 @@ pub(super) async fn send_test(call: &Call<'_>, id: &str) -> Result<Response<Body
         payload: json!({ "test": true, "subscription": id }).to_string(),
         headers: vec![(ONLY_SUBSCRIPTION_HEADER.to_owned(), qualified)],
     };
-    let dedup = DedupKey::Explicit {
-        source: TEST_SOURCE.to_owned(),
-        id: event.id.clone(),
-    };
+    // Keyed by its own (unique) id, so it is never taken for a duplicate, and the key ages out
+    // of the dedup store like any body-hash key.
+    let window_ms = call.state.snapshot.load().storage.dedup_window.as_millis() as u64;
+    let dedup = DedupKey::body(TEST_SOURCE, event.id.as_bytes(), window_ms);
     let state = call.state;
     state.store.accept(&event, &dedup).map_err(internal)?;
     state.store.durable().await.map_err(internal)?;

@@ -59,6 +59,9 @@ const MAX_JSON_BODY: usize = 256 * 1024;
 /// One write at a time: a write and its reload (or rollback) must not interleave with another.
 static WRITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Plugin uploads read and compiled at once: each holds up to 10 MiB and a compiler thread.
+static UPLOADS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// Routes `/v1/<rest>` for the API prefixes (`subscriptions`, `plugins`, `deliveries`,
 /// `dead-letters`).
 pub async fn route(
@@ -89,6 +92,12 @@ pub async fn route(
         plugins::MAX_PLUGIN_BYTES
     } else {
         MAX_JSON_BODY
+    };
+    let _upload_slot = if template == "/v1/plugins" && parts.method == Method::POST {
+        let slot = UPLOADS.acquire().await;
+        Some(slot.map_err(|e| ApiError::internal("upload slots closed", &e))?)
+    } else {
+        None
     };
     let body = crate::ingest::read_body(body, &parts.headers, limit).await?;
     let call = Call {

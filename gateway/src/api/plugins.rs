@@ -43,13 +43,14 @@ pub(super) async fn upload(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
         ));
     }
     let name = call.query("name");
-    if let Some(n) = &name {
-        if !super::validate::valid_id(n) {
-            return Err(ApiError::bad_request(
-                "invalid_query",
-                "name: use 1 to 64 letters, digits, `-` or `_`",
-            ));
-        }
+    if name
+        .as_deref()
+        .is_some_and(|n| !super::validate::valid_id(n))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "name: use 1 to 64 letters, digits, `-` or `_`",
+        ));
     }
     let bytes = call.body.clone();
     if !bytes.starts_with(b"\0asm") {

@@ -3,8 +3,10 @@
 //! through the running gateway). The caller is already authenticated as the operator.
 //!
 //! - `GET /admin/apps`: every app, from the file and from the store, without secrets;
-//! - `POST /admin/apps` `{"name", "scopes": ["read", "write"]}`: registers an app with fresh
-//!   credentials and answers them, the only time they are shown (201);
+//! - `POST /admin/apps` `{"name", "scopes": ["read", "write"]}` (optionally
+//!   `rate_limit_per_minute`, `token_rate_limit_per_minute`, `token_ttl` as in `[[apps]]`):
+//!   registers an app with fresh credentials and answers them, the only time they are shown
+//!   (201);
 //! - `DELETE /admin/apps/{name}`: removes a stored app (its tokens stop working at once).
 
 use std::sync::Arc;
@@ -63,7 +65,25 @@ pub(crate) async fn route(
                     new.name
                 )));
             }
-            let (app, issued) = apps::generate(&new.name, scopes);
+            let (mut app, issued) = apps::generate(&new.name, scopes);
+            if let Some(n) = new.rate_limit_per_minute {
+                app.rate_limit_per_minute = n;
+            }
+            if let Some(n) = new.token_rate_limit_per_minute {
+                app.token_rate_limit_per_minute = n;
+            }
+            if let Some(ttl) = new.token_ttl {
+                app.token_ttl = ttl;
+            }
+            if app.rate_limit_per_minute == 0
+                || app.token_rate_limit_per_minute == 0
+                || app.token_ttl.is_zero()
+            {
+                return Err(ApiError::bad_request(
+                    "invalid_app",
+                    "rate limits and token_ttl must be above zero",
+                ));
+            }
             if !store.insert(&app).map_err(internal)? {
                 return Err(conflict(format!(
                     "an app named `{}` is already registered",
@@ -106,6 +126,12 @@ struct NewApp {
     name: String,
     #[serde(default)]
     scopes: Vec<String>,
+    #[serde(default)]
+    rate_limit_per_minute: Option<u32>,
+    #[serde(default)]
+    token_rate_limit_per_minute: Option<u32>,
+    #[serde(default, with = "crate::delivery::backoff::serde_duration::option")]
+    token_ttl: Option<std::time::Duration>,
 }
 
 fn conflict(message: String) -> ApiError {

@@ -316,7 +316,7 @@ impl ConfigApps {
 
 /// How an app is looked up.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Key<'a> {
+pub(crate) enum Lookup<'a> {
     /// By name.
     Name(&'a str),
     /// By OAuth2 `client_id`.
@@ -325,27 +325,27 @@ pub(crate) enum Key<'a> {
     ConsumerKey(&'a str),
 }
 
-impl Key<'_> {
+impl Lookup<'_> {
     fn matches(self, app: &App) -> bool {
         match self {
-            Key::Name(n) => app.name == n,
-            Key::ClientId(id) => app.oauth2.as_ref().is_some_and(|c| c.client_id == id),
-            Key::ConsumerKey(k) => app.oauth1.as_ref().is_some_and(|c| c.consumer_key == k),
+            Lookup::Name(n) => app.name == n,
+            Lookup::ClientId(id) => app.oauth2.as_ref().is_some_and(|c| c.client_id == id),
+            Lookup::ConsumerKey(k) => app.oauth1.as_ref().is_some_and(|c| c.consumer_key == k),
         }
     }
 
     fn index_key(self) -> Option<Vec<u8>> {
         match self {
-            Key::Name(_) => None,
-            Key::ClientId(id) => Some([b"c\0", id.as_bytes()].concat()),
-            Key::ConsumerKey(k) => Some([b"k\0", k.as_bytes()].concat()),
+            Lookup::Name(_) => None,
+            Lookup::ClientId(id) => Some([b"c\0", id.as_bytes()].concat()),
+            Lookup::ConsumerKey(k) => Some([b"k\0", k.as_bytes()].concat()),
         }
     }
 }
 
 /// Finds an app: the configuration file first, then the store (skipping names the file
 /// shadows).
-pub(crate) fn find(state: &State, key: Key<'_>) -> Result<Option<Arc<App>>, StoreError> {
+pub(crate) fn find(state: &State, key: Lookup<'_>) -> Result<Option<Arc<App>>, StoreError> {
     let snapshot = state.snapshot.load();
     if let Some(app) = snapshot.apps.iter().find(|a| key.matches(a)) {
         return Ok(Some(app.clone()));
@@ -356,120 +356,9 @@ pub(crate) fn find(state: &State, key: Key<'_>) -> Result<Option<Arc<App>>, Stor
         .map(Arc::new))
 }
 
-/// The sled trees `apps` (name → app) and `apps_index` (`c\0<client_id>` or
-/// `k\0<consumer_key>` → name).
-#[derive(Debug, Clone)]
-pub(crate) struct AppStore {
-    apps: sled::Tree,
-    index: sled::Tree,
-}
+mod store;
 
-impl AppStore {
-    /// Opens the trees.
-    pub(crate) fn open(db: &sled::Db) -> Result<Self, StoreError> {
-        Ok(Self {
-            apps: db.open_tree("apps")?,
-            index: db.open_tree("apps_index")?,
-        })
-    }
-
-    /// Stores a new app; false (and nothing stored) when the name or a credential id is taken.
-    pub(crate) fn insert(&self, app: &App) -> Result<bool, StoreError> {
-        use sled::Transactional as _;
-        let encoded = serde_json::to_vec(app).unwrap_or_default();
-        let keys: Vec<Vec<u8>> = [
-            app.oauth2
-                .as_ref()
-                .and_then(|c| Key::ClientId(&c.client_id).index_key()),
-            app.oauth1
-                .as_ref()
-                .and_then(|c| Key::ConsumerKey(&c.consumer_key).index_key()),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        let inserted = (&self.apps, &self.index).transaction(|(apps, index)| {
-            if apps.get(app.name.as_bytes())?.is_some() {
-                return Ok(false);
-            }
-            for k in &keys {
-                if index.get(k.as_slice())?.is_some() {
-                    return Ok(false);
-                }
-            }
-            apps.insert(app.name.as_bytes(), encoded.as_slice())?;
-            for k in &keys {
-                index.insert(k.as_slice(), app.name.as_bytes())?;
-            }
-            Ok(true)
-        });
-        inserted.map_err(|e: sled::transaction::TransactionError<()>| match e {
-            sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
-            sled::transaction::TransactionError::Abort(()) => StoreError::Corrupt {
-                tree: "apps",
-                message: "aborted".into(),
-            },
-        })
-    }
-
-    /// Removes an app and its index entries; false when there was none.
-    pub(crate) fn remove(&self, name: &str) -> Result<bool, StoreError> {
-        use sled::Transactional as _;
-        let removed = (&self.apps, &self.index).transaction(|(apps, index)| {
-            let Some(bytes) = apps.remove(name.as_bytes())? else {
-                return Ok(false);
-            };
-            if let Ok(app) = serde_json::from_slice::<App>(&bytes) {
-                for k in [
-                    app.oauth2
-                        .as_ref()
-                        .and_then(|c| Key::ClientId(&c.client_id).index_key()),
-                    app.oauth1
-                        .as_ref()
-                        .and_then(|c| Key::ConsumerKey(&c.consumer_key).index_key()),
-                ]
-                .into_iter()
-                .flatten()
-                {
-                    index.remove(k)?;
-                }
-            }
-            Ok(true)
-        });
-        removed.map_err(|e: sled::transaction::TransactionError<()>| match e {
-            sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
-            sled::transaction::TransactionError::Abort(()) => StoreError::Corrupt {
-                tree: "apps",
-                message: "aborted".into(),
-            },
-        })
-    }
-
-    /// Every stored app, by name.
-    pub(crate) fn list(&self) -> Result<Vec<App>, StoreError> {
-        self.apps.iter().values().map(|v| decode(&v?)).collect()
-    }
-
-    /// One stored app.
-    pub(crate) fn get(&self, key: Key<'_>) -> Result<Option<App>, StoreError> {
-        let name = match (key, key.index_key()) {
-            (Key::Name(n), _) => n.as_bytes().to_vec(),
-            (_, Some(k)) => match self.index.get(k)? {
-                Some(name) => name.to_vec(),
-                None => return Ok(None),
-            },
-            (_, None) => return Ok(None),
-        };
-        self.apps.get(name)?.map(|v| decode(&v)).transpose()
-    }
-}
-
-fn decode(bytes: &[u8]) -> Result<App, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-        tree: "apps",
-        message: e.to_string(),
-    })
-}
+pub(crate) use store::AppStore;
 
 #[cfg(test)]
 mod tests;

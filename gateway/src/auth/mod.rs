@@ -1,13 +1,15 @@
 //! Third-party apps and how their requests are authenticated: the registered [`apps`], the
-//! OAuth2 authorization server ([`oauth2`], opaque tokens in [`tokens`]), OAuth1 signatures
-//! ([`oauth1`]), and the per-app rate limits and nonce memory ([`limits`]).
+//! OAuth2 authorization server ([`oauth2`], opaque tokens in `tokens`), OAuth1 signatures
+//! ([`oauth1`], checked against a request in `request`), and the per-app rate limits and
+//! nonce memory (`limits`).
 //!
 //! It owns deciding *who* an API request comes from and which scopes it holds
 //! ([`authenticate`], [`require_scope`]); what an app may then see or change is the API's
 //! business. It never logs a secret or a token.
 //!
 //! `GET /v1/whoami` is a small protected route that answers the caller's identity (app and
-//! scopes); it needs the `read` scope. It lets apps (and the tests) check their credentials.
+//! scopes); it needs the `read` scope. It lets apps (and the tests) check their credentials;
+//! `POST` works too, so that an OAuth1 client can check how it signs a form body.
 
 pub(crate) mod admin;
 pub mod apps;
@@ -136,13 +138,13 @@ pub(crate) fn rate_limited(wait: Duration) -> ApiError {
     .with_header(header::RETRY_AFTER, seconds.max(1).to_string())
 }
 
-/// `GET /v1/whoami`: the caller's identity; needs the `read` scope.
+/// `GET|POST /v1/whoami`: the caller's identity; needs the `read` scope.
 pub(crate) async fn whoami(
     state: &Arc<State>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    if req.method() != Method::GET {
-        return Err(ApiError::method_not_allowed("GET"));
+    if req.method() != Method::GET && req.method() != Method::POST {
+        return Err(ApiError::method_not_allowed("GET, POST"));
     }
     let (parts, body) = req.into_parts();
     let limit = state.snapshot.load().server.max_body_bytes;

@@ -2,7 +2,7 @@
 //! signing, and the parts of verification that need no state.
 //!
 //! It owns the byte-exact rules (percent-encoding §3.6, parameter collection §3.4.1.3, base
-//! string URI §3.4.1.2); it never looks up apps, clocks or nonces: [`super::verify_oauth1`]
+//! string URI §3.4.1.2). It never looks up apps or nonces: the private `auth::request` module
 //! does that. Signing is public: outbound OAuth1 deliveries and the tests use it.
 
 use base64::Engine as _;

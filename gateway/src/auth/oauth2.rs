@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
-use super::apps::{self, App, Key};
+use super::apps::{self, App, Lookup};
 use super::oauth1::parse_form;
 use super::tokens::{TokenRecord, TokenStore};
 use super::{REALM, rate_limited};
@@ -213,7 +213,7 @@ async fn handle(
             };
             let token = tokens.issue(&record)?;
             state.store.durable().await?;
-            tracing::info!(app = %app.name, scope = %record.scopes.join(" "), "access token issued");
+            tracing::debug!(app = %app.name, scope = %record.scopes.join(" "), "access token issued");
             Ok(json(
                 StatusCode::OK,
                 &serde_json::json!({
@@ -246,7 +246,7 @@ async fn handle(
             // answer must not tell whether a token exists.
             if tokens.revoke(token, &client_id, now)? {
                 state.store.durable().await?;
-                tracing::info!(app = %app.name, "access token revoked");
+                tracing::debug!(app = %app.name, "access token revoked");
             }
             Ok(json(StatusCode::OK, &serde_json::json!({})))
         }
@@ -326,7 +326,7 @@ fn authenticate_client(
             return Err(e.into());
         }
     };
-    let app = apps::find(state, Key::ClientId(&client_id))?;
+    let app = apps::find(state, Lookup::ClientId(&client_id))?;
     let (key, limit) = match &app {
         Some(app) => (client_id.as_str(), app.token_rate_limit_per_minute),
         // Unknown ids share one bucket: a stranger cannot grow the limiter.

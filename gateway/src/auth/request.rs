@@ -10,7 +10,7 @@ use http::request::Parts;
 use http::{StatusCode, header};
 
 use super::REALM;
-use super::apps::{self, App, Key};
+use super::apps::{self, App, Lookup};
 use super::limits::NonceError;
 use super::oauth1::{self, SignatureMethod};
 use super::tokens::TokenStore;
@@ -43,15 +43,24 @@ pub(super) fn bearer(
         .trim()
         .split_once(' ')
         .map_or("", |(_, t)| t.trim());
-    if token.is_empty() {
-        return Err(invalid_token("the bearer token is empty"));
+    if token.is_empty() || token.contains(' ') {
+        // RFC 6750 §3.1: a malformed request is `invalid_request`, answered 400.
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "malformed bearer credentials",
+        )
+        .with_header(
+            header::WWW_AUTHENTICATE,
+            format!("Bearer realm=\"{REALM}\", error=\"invalid_request\""),
+        ));
     }
     let now = now_ms() / 1000;
     let record = TokenStore::open(state.store.db())
         .and_then(|t| t.lookup(token, now))
         .map_err(storage)?
         .ok_or_else(|| invalid_token("the access token is unknown, expired or revoked"))?;
-    let app = apps::find(state, Key::Name(&record.app))
+    let app = apps::find(state, Lookup::Name(&record.app))
         .map_err(storage)?
         .filter(|a| {
             a.oauth2
@@ -176,7 +185,7 @@ pub(super) fn oauth1(
             "unknown consumer key or token",
         )
     };
-    let app = apps::find(state, Key::ConsumerKey(consumer_key))
+    let app = apps::find(state, Lookup::ConsumerKey(consumer_key))
         .map_err(storage)?
         .ok_or_else(unknown)?;
     let Some(credentials) = app.oauth1.as_ref() else {

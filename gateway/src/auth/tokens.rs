@@ -2,9 +2,9 @@
 //! under the SHA-256 of the token, never the token itself, so a copy of the database gives
 //! no usable token.
 //!
-//! Trees: `oauth2_tokens` (hash → record) and `oauth2_token_expiry` (expiry second, big-endian,
-//! + hash → ()), the order in which expired tokens are pruned: lazily, when one is looked up
-//! after its expiry, and a bounded batch each time a token is issued.
+//! Trees: `oauth2_tokens` (hash → record) and `oauth2_token_expiry` (big-endian expiry second
+//! followed by the hash → nothing), the order in which expired tokens are pruned: lazily, when
+//! one is looked up after its expiry, and a bounded batch each time a token is issued.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -45,6 +45,15 @@ enum AppsAction {
         /// Comma-separated scopes: `read`, `write`.
         #[arg(long, value_delimiter = ',', default_value = "read")]
         scopes: Vec<String>,
+        /// API requests per minute (default 600).
+        #[arg(long)]
+        rate_limit_per_minute: Option<u32>,
+        /// Token endpoint requests per minute (default 60).
+        #[arg(long)]
+        token_rate_limit_per_minute: Option<u32>,
+        /// Lifetime of its access tokens, e.g. `1h`, `15m` (default 1h).
+        #[arg(long)]
+        token_ttl: Option<String>,
     },
     /// List every app (from the configuration file and from the store), without secrets.
     List,
@@ -74,8 +83,30 @@ impl AppsCommand {
         )?;
         let admin = Admin { base, token };
         match self.action {
-            AppsAction::Add { name, scopes } => {
-                let body = serde_json::json!({ "name": name, "scopes": scopes });
+            AppsAction::Add {
+                name,
+                scopes,
+                rate_limit_per_minute,
+                token_rate_limit_per_minute,
+                token_ttl,
+            } => {
+                let mut body = serde_json::json!({ "name": name, "scopes": scopes });
+                let options = [
+                    (
+                        "rate_limit_per_minute",
+                        rate_limit_per_minute.map(serde_json::Value::from),
+                    ),
+                    (
+                        "token_rate_limit_per_minute",
+                        token_rate_limit_per_minute.map(serde_json::Value::from),
+                    ),
+                    ("token_ttl", token_ttl.map(serde_json::Value::from)),
+                ];
+                for (key, value) in options {
+                    if let Some(value) = value {
+                        body[key] = value;
+                    }
+                }
                 let created = admin.call("POST", "/admin/apps", Some(body)).await?;
                 let field = |k: &str| created[k].as_str().unwrap_or("").to_owned();
                 let scopes: Vec<&str> = created["scopes"]
@@ -113,11 +144,11 @@ impl AppsCommand {
             AppsAction::List => {
                 let listed = admin.call("GET", "/admin/apps", None).await?;
                 let apps = listed["apps"].as_array().cloned().unwrap_or_default();
-                writeln!(
-                    out,
-                    "{:<24} {:<8} {:<12} {:<30} {}",
-                    "NAME", "SOURCE", "SCOPES", "OAUTH2 CLIENT ID", "OAUTH1 CONSUMER KEY"
-                )?;
+                let heading = format!(
+                    "{:<24} {:<8} {:<12} {:<30} ",
+                    "NAME", "SOURCE", "SCOPES", "OAUTH2 CLIENT ID"
+                );
+                writeln!(out, "{heading}OAUTH1 CONSUMER KEY")?;
                 for app in apps {
                     let text = |k: &str| app[k].as_str().unwrap_or("-").to_owned();
                     let scopes: Vec<&str> = app["scopes"]

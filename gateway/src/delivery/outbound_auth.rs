@@ -281,10 +281,9 @@ async fn token(
     let mut cached = tokio::time::timeout(timeout, slot.lock())
         .await
         .map_err(|_| AuthError::Token(format!("no token within {timeout:?}")))?;
-    if let Some(c) = cached.as_ref() {
-        if Instant::now() < c.renew_at && stale != Some(c.token.as_str()) {
-            return Ok(c.token.clone());
-        }
+    let fresh_enough = |c: &Cached| Instant::now() < c.renew_at && stale != Some(c.token.as_str());
+    if let Some(c) = cached.as_ref().filter(|c| fresh_enough(c)) {
+        return Ok(c.token.clone());
     }
     *cached = None;
     let fresh = fetch(client, auth, timeout).await?;
@@ -354,5 +353,101 @@ fn token_error<RE: std::error::Error + 'static>(
             "the token endpoint's answer is not a token response".into()
         }
         oauth2::RequestTokenError::Other(m) => m.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oauth2(url: &str, secret: &str) -> DestinationAuth {
+        DestinationAuth::OAuth2 {
+            token_url: url.into(),
+            client_id: "id".into(),
+            client_secret: secret.into(),
+            scopes: vec!["hooks".into()],
+        }
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let header = |name: &str, value: &str| DestinationAuth::StaticHeader {
+            name: name.into(),
+            value: value.into(),
+        };
+        assert!(validate(&DestinationAuth::None).is_ok());
+        assert!(validate(&header("x-api-key", "k")).is_ok());
+        assert!(
+            validate(&header("Webhook-Signature", "k"))
+                .unwrap_err()
+                .starts_with("auth.name")
+        );
+        assert!(
+            validate(&header("bad header", "k"))
+                .unwrap_err()
+                .starts_with("auth.name")
+        );
+        assert!(
+            validate(&header("x-api-key", "line\nbreak"))
+                .unwrap_err()
+                .starts_with("auth.value")
+        );
+        assert!(validate(&oauth2("https://idp.example.com/token", "s")).is_ok());
+        assert!(
+            validate(&oauth2("ftp://idp.example.com/token", "s"))
+                .unwrap_err()
+                .starts_with("auth.token_url")
+        );
+        assert!(
+            validate(&oauth2("https://idp.example.com/token", ""))
+                .unwrap_err()
+                .starts_with("auth.client_secret")
+        );
+        let oauth1 = |method: &str| DestinationAuth::OAuth1 {
+            consumer_key: "ck".into(),
+            consumer_secret: "cs".into(),
+            token: String::new(),
+            token_secret: String::new(),
+            signature_method: method.into(),
+        };
+        assert!(validate(&oauth1("HMAC-SHA1")).is_ok());
+        assert!(
+            validate(&oauth1("PLAINTEXT"))
+                .unwrap_err()
+                .starts_with("auth.signature_method")
+        );
+    }
+
+    #[test]
+    fn the_file_shape_and_its_debug_hide_secrets() {
+        let auth: DestinationAuth = toml::from_str(
+            "type = \"oauth2\"\ntoken_url = \"https://idp/t\"\nclient_id = \"id\"\nclient_secret = \"s3cret\"",
+        )
+        .expect("oauth2");
+        assert!(!format!("{auth:?}").contains("s3cret"));
+        let auth: DestinationAuth = toml::from_str(
+            "type = \"oauth1\"\nconsumer_key = \"ck\"\nconsumer_secret = \"cs-secret\"",
+        )
+        .expect("oauth1");
+        assert!(
+            matches!(&auth, DestinationAuth::OAuth1 { signature_method, .. } if signature_method == "HMAC-SHA1")
+        );
+        assert!(!format!("{auth:?}").contains("cs-secret"));
+        assert!(
+            toml::from_str::<DestinationAuth>(
+                "type = \"static_header\"\nname = \"a\"\nvalue = \"b\"\nextra = 1"
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn one_cache_slot_per_client() {
+        let a = slot(&oauth2("https://idp/t", "one"));
+        assert!(Arc::ptr_eq(&a, &slot(&oauth2("https://idp/t", "one"))));
+        assert!(
+            !Arc::ptr_eq(&a, &slot(&oauth2("https://idp/t", "two"))),
+            "another secret is another client"
+        );
     }
 }

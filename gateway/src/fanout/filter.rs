@@ -184,6 +184,17 @@ mod tests {
     }
 
     #[test]
+    fn the_configuration_file_shape() {
+        let f: PayloadFilter =
+            toml::from_str("fields = [\"id\"]\n[match]\nstate = [\"sale\"]\npartner_id = 9")
+                .expect("toml");
+        assert_eq!(
+            f,
+            filter(json!({"fields": ["id"], "match": {"state": ["sale"], "partner_id": 9}}))
+        );
+    }
+
+    #[test]
     fn validation_names_the_key() {
         assert!(
             filter(json!({"fields": ["id", ""]}))

@@ -24,6 +24,8 @@ pub struct Plugin {
 
 struct PluginInner {
     host: Arc<HostInner>,
+    /// The first digits of `hash`, naming the plugin in log lines.
+    short_hash: Arc<str>,
     pre: PluginPre<CallState>,
     hash: String,
     size: usize,
@@ -64,6 +66,7 @@ impl Plugin {
         Self {
             inner: Arc::new(PluginInner {
                 host,
+                short_hash: short_hash(&hash),
                 pre,
                 hash,
                 size,
@@ -177,7 +180,7 @@ impl Plugin {
             logs_dropped: 0,
             max_log_lines: limits.max_log_lines,
             max_log_line_bytes: limits.max_log_line_bytes,
-            plugin: short_hash(&self.inner.hash),
+            plugin: self.inner.short_hash.clone(),
         };
         let mut store = Store::new(&host.engine, state);
         store.limiter(|state| &mut state.memory);
@@ -194,7 +197,12 @@ impl Plugin {
         };
         let state = store.into_data();
         if state.logs_dropped > 0 {
-            tracing::warn!(target: "plugin", plugin = &*state.plugin, dropped = state.logs_dropped, "plugin log lines over the limit were dropped");
+            tracing::warn!(
+                target: "plugin",
+                plugin = &*state.plugin,
+                dropped = state.logs_dropped,
+                "plugin log lines over the limit were dropped"
+            );
         }
         CallReport {
             result,

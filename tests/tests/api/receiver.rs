@@ -16,32 +16,32 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use odoo_gateway::auth::oauth1;
 
-pub const CLIENT_ID: &str = "out-client";
-pub const CLIENT_SECRET: &str = "out-secret-0123";
-pub const CONSUMER_KEY: &str = "ck-shop";
-pub const CONSUMER_SECRET: &str = "cs-shop-secret";
-pub const TOKEN: &str = "tk-shop";
-pub const TOKEN_SECRET: &str = "ts-shop-secret";
-pub const API_KEY: &str = "key-123456";
+pub(crate) const CLIENT_ID: &str = "out-client";
+pub(crate) const CLIENT_SECRET: &str = "out-secret-0123";
+pub(crate) const CONSUMER_KEY: &str = "ck-shop";
+pub(crate) const CONSUMER_SECRET: &str = "cs-shop-secret";
+pub(crate) const TOKEN: &str = "tk-shop";
+pub(crate) const TOKEN_SECRET: &str = "ts-shop-secret";
+pub(crate) const API_KEY: &str = "key-123456";
 
 /// One request to a hook.
 #[derive(Debug, Clone)]
-pub struct Hit {
-    pub path: String,
-    pub authorization: Option<String>,
-    pub status: u16,
+pub(crate) struct Hit {
+    pub(crate) path: String,
+    pub(crate) authorization: Option<String>,
+    pub(crate) status: u16,
 }
 
 #[derive(Debug, Default)]
-pub struct Receiver {
-    pub token_requests: AtomicU32,
+pub(crate) struct Receiver {
+    pub(crate) token_requests: AtomicU32,
     accepted: Mutex<HashSet<String>>,
     hits: Mutex<Vec<Hit>>,
-    pub addr: Mutex<Option<SocketAddr>>,
+    addr: Mutex<Option<SocketAddr>>,
 }
 
 impl Receiver {
-    pub async fn start() -> Arc<Self> {
+    pub(crate) async fn start() -> Arc<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -65,14 +65,14 @@ impl Receiver {
         this
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!(
             "http://{}{path}",
             self.addr.lock().unwrap().expect("started")
         )
     }
 
-    pub fn hits(&self, path: &str) -> Vec<Hit> {
+    pub(crate) fn hits(&self, path: &str) -> Vec<Hit> {
         self.hits
             .lock()
             .unwrap()
@@ -83,7 +83,7 @@ impl Receiver {
     }
 
     /// Every issued token stops working (the next delivery gets a 401).
-    pub fn revoke_all(&self) {
+    pub(crate) fn revoke_all(&self) {
         self.accepted.lock().unwrap().clear();
     }
 

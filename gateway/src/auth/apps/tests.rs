@@ -82,7 +82,7 @@ fn stored_apps_are_indexed_by_credential_and_removed_whole() {
     assert!(store.insert(&app).unwrap());
     assert!(!store.insert(&app).unwrap(), "the name is taken");
     let by_id = store
-        .get(Key::ClientId(&issued.oauth2_client_id))
+        .get(Lookup::ClientId(&issued.oauth2_client_id))
         .unwrap()
         .expect("by client id");
     assert!(
@@ -93,7 +93,7 @@ fn stored_apps_are_indexed_by_credential_and_removed_whole() {
             .secret_matches(&issued.oauth2_client_secret)
     );
     let by_key = store
-        .get(Key::ConsumerKey(&issued.oauth1_consumer_key))
+        .get(Lookup::ConsumerKey(&issued.oauth1_consumer_key))
         .unwrap()
         .expect("by consumer key");
     assert_eq!(
@@ -105,7 +105,7 @@ fn stored_apps_are_indexed_by_credential_and_removed_whole() {
     assert!(!store.remove("erp").unwrap());
     assert!(
         store
-            .get(Key::ClientId(&issued.oauth2_client_id))
+            .get(Lookup::ClientId(&issued.oauth2_client_id))
             .unwrap()
             .is_none()
     );
@@ -140,4 +140,28 @@ fn scopes_are_checked_and_ordered() {
         ["read", "write"]
     );
     assert!(normalize_scopes(&["admin".into()]).is_err());
+}
+
+#[test]
+fn config_debug_hides_secrets() {
+    let apps = config(
+        r#"
+        [[apps]]
+        name = "crm"
+        oauth2_client_id = "id"
+        oauth2_client_secret_sha256 = "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"
+        oauth1_consumer_key = "ck"
+        oauth1_consumer_secret = "consumer-secret-value"
+        oauth1_token = "tk"
+        oauth1_token_secret = "token-secret-value"
+        "#,
+    );
+    let mut problems = Vec::new();
+    let built = ConfigApps::build(&apps, &mut problems);
+    assert!(problems.is_empty(), "{problems:?}");
+    let shown = format!("{apps:?} {built:?}");
+    for secret in ["2bb80d537b", "consumer-secret-value", "token-secret-value"] {
+        assert!(!shown.contains(secret), "{secret} shows in {shown}");
+    }
+    assert!(shown.contains("crm") && shown.contains("ck"));
 }

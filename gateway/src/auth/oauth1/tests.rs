@@ -252,3 +252,26 @@ fn credentials_debug_hides_secrets() {
     let shown = format!("{c:?}");
     assert!(!shown.contains("s3cr3t") && !shown.contains("t0k3n") && shown.contains("ck"));
 }
+
+proptest::proptest! {
+    #[test]
+    fn header_parsing_never_panics(text in ".{0,200}") {
+        let _ = parse_authorization(&format!("OAuth {text}"));
+        let _ = parse_form(&text);
+    }
+
+    #[test]
+    fn encoding_round_trips(value in "\\PC{0,40}") {
+        proptest::prop_assert_eq!(percent_decode(&percent_encode(&value), false), value.clone());
+        proptest::prop_assert_eq!(percent_decode(&percent_encode(&value), true), value);
+    }
+
+    #[test]
+    fn built_headers_parse_back(pairs in proptest::collection::vec(("[a-z_]{1,12}", "\\PC{0,20}"), 0..6)) {
+        let header = format!(
+            "OAuth {}",
+            pairs.iter().map(|(n, v)| format!("{}=\"{}\"", percent_encode(n), percent_encode(v))).collect::<Vec<_>>().join(", ")
+        );
+        proptest::prop_assert_eq!(parse_authorization(&header).unwrap(), pairs);
+    }
+}

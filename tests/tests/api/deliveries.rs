@@ -1,0 +1,159 @@
+//! Test events, the delivery log with attempts, replays and dead letters.
+
+use std::time::Duration;
+
+use odoo_gateway::cli::inbox::{Inbox, InboxOptions};
+use odoo_gateway_tests::TestGateway;
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+#[tokio::test]
+async fn test_event_delivery_log_replay_and_dead_letters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gateway = TestGateway::start(&config(""), dir.path())
+        .await
+        .expect("gateway");
+    let acme = Api::new(&gateway, ACME, "read write").await;
+    let good = inbox().await;
+    let failing = Inbox::start_local(InboxOptions {
+        status: http::StatusCode::SERVICE_UNAVAILABLE,
+        ..InboxOptions::default()
+    })
+    .await
+    .expect("inbox");
+    for (id, url) in [
+        ("a", good.url("/a")),
+        ("b", good.url("/b")),
+        ("down", failing.url("/down")),
+    ] {
+        let body = json!({"id": id, "events": ["sale.order.*"], "destination": {"url": url.to_string()}, "retries": 0});
+        let reply = acme.call("POST", "/v1/subscriptions", Some(body)).await;
+        assert_eq!(reply.status, 201, "{:?}", reply.body);
+    }
+
+    // A test event reaches only the subscription it was sent to.
+    let sent = acme.call("POST", "/v1/subscriptions/a/test", None).await;
+    assert_eq!(sent.status, 202, "{:?}", sent.body);
+    assert_eq!(sent.json()["event_type"], "sale.order.test");
+    let event_id = sent.json()["event_id"]
+        .as_str()
+        .expect("event id")
+        .to_owned();
+    let got = good.wait_for(1, WAIT).await.expect("test event delivered");
+    assert_eq!(got[0].path, "/a");
+    let envelope: Value = serde_json::from_slice(&got[0].body).expect("json");
+    assert_eq!(
+        (
+            envelope["id"].as_str(),
+            envelope["payload"]["test"].as_bool()
+        ),
+        (Some(event_id.as_str()), Some(true))
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(good.received().len(), 1, "subscription b did not get it");
+
+    // The delivery log shows it with its attempt; a replay sends it again with the same id.
+    let log = eventually("the delivery log", || async {
+        let log = acme
+            .call("GET", "/v1/subscriptions/a/deliveries", None)
+            .await
+            .json();
+        (log["deliveries"][0]["status"] == "delivered").then_some(log)
+    })
+    .await;
+    let delivery = &log["deliveries"][0];
+    assert_eq!(delivery["event_id"], event_id.as_str());
+    assert_eq!(delivery["attempts"][0]["status"], 200);
+    let job_id = delivery["id"].as_str().expect("job id").to_owned();
+    assert_eq!(
+        acme.call("GET", "/v1/subscriptions/b/deliveries", None)
+            .await
+            .json()["deliveries"],
+        json!([])
+    );
+    let other = Api::new(&gateway, OTHER, "read write").await;
+    assert_eq!(
+        other
+            .call("POST", &format!("/v1/deliveries/{job_id}/replay"), None)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        other
+            .call("GET", "/v1/subscriptions/a/deliveries", None)
+            .await
+            .status,
+        404
+    );
+    let replayed = acme
+        .call("POST", &format!("/v1/deliveries/{job_id}/replay"), None)
+        .await;
+    assert_eq!(replayed.status, 202, "{:?}", replayed.body);
+    let got = good.wait_for(2, WAIT).await.expect("replayed");
+    assert_eq!(
+        got[1].webhook_id(),
+        got[0].webhook_id(),
+        "a replay keeps the delivery id"
+    );
+
+    // A failing receiver: the delivery is dead-lettered, listed for its app only, replayed.
+    assert_eq!(
+        acme.call("POST", "/v1/subscriptions/down/test", None)
+            .await
+            .status,
+        202
+    );
+    let letters = eventually("a dead letter", || async {
+        let letters =
+            acme.call("GET", "/v1/dead-letters", None).await.json()["dead_letters"].clone();
+        (letters.as_array().is_some_and(|l| !l.is_empty())).then_some(letters)
+    })
+    .await;
+    assert_eq!(letters[0]["subscription"], "down");
+    let dead_id = letters[0]["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        other.call("GET", "/v1/dead-letters", None).await.json()["dead_letters"],
+        json!([])
+    );
+    assert_eq!(
+        other
+            .call("POST", &format!("/v1/dead-letters/{dead_id}/replay"), None)
+            .await
+            .status,
+        404
+    );
+    let log = acme
+        .call("GET", "/v1/subscriptions/down/deliveries", None)
+        .await
+        .json();
+    assert_eq!(log["deliveries"][0]["status"], "dead");
+    assert_eq!(log["deliveries"][0]["attempts"][0]["status"], 503);
+
+    failing.set_status(http::StatusCode::OK);
+    let replayed = acme
+        .call("POST", &format!("/v1/dead-letters/{dead_id}/replay"), None)
+        .await;
+    assert_eq!(replayed.status, 202, "{:?}", replayed.body);
+    let log = eventually("the replayed delivery", || async {
+        let log = acme
+            .call("GET", "/v1/subscriptions/down/deliveries", None)
+            .await
+            .json();
+        (log["deliveries"][0]["status"] == "delivered").then_some(log)
+    })
+    .await;
+    let statuses: Vec<_> = log["deliveries"][0]["attempts"]
+        .as_array()
+        .expect("attempts")
+        .iter()
+        .map(|a| a["status"].clone())
+        .collect();
+    assert_eq!(statuses, [json!(503), json!(200)], "both attempts are kept");
+    assert_eq!(
+        acme.call("GET", "/v1/dead-letters", None).await.json()["dead_letters"],
+        json!([])
+    );
+    gateway.stop().await.expect("stop");
+}
