@@ -114,7 +114,7 @@ fn locate(text: &str, key: &str) -> Option<usize> {
     };
     let found = lines[start + 1..end]
         .iter()
-        .position(|l| sets(l))
+        .position(sets)
         .map(|i| start + 1 + i);
     Some(found.unwrap_or(start) + 1)
 }
