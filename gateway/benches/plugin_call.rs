@@ -99,8 +99,7 @@ fn cases(host: &PluginHost) -> Vec<Case> {
         ),
     ];
     for (name, event, config) in built {
-        let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/plugins"))
-            .join(format!("{name}.wasm"));
+        let path = plugins_dir().join(format!("{name}.wasm"));
         match host.load_file(&path) {
             Ok(plugin) => cases.push(Case {
                 name,
@@ -114,6 +113,14 @@ fn cases(host: &PluginHost) -> Vec<Case> {
         }
     }
     cases
+}
+
+/// Where the built components are: `PLUGINS_DIR` (to compare builds, e.g. other optimisation
+/// levels), or `target/plugins`.
+fn plugins_dir() -> PathBuf {
+    std::env::var_os("PLUGINS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/plugins")))
 }
 
 fn bench(c: &mut Criterion) {
