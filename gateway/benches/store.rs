@@ -39,9 +39,16 @@ fn main() {
     }
     let accept_us = started.elapsed().as_secs_f64() * 1e6 / n as f64;
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     let store = Arc::new(store);
-    let mut rows = vec![format!("| accept (dedup check, event, backlog entry, dedup claim) | {accept_us:.1} µs | {:.0}/s |", 1e6 / accept_us)];
+    let mut rows = vec![format!(
+        "| accept (dedup check, event, backlog entry, dedup claim) | {accept_us:.1} µs | {:.0}/s |",
+        1e6 / accept_us
+    )];
     for writers in [1usize, 64] {
         let total = if writers == 1 { 500 } else { 20_000 };
         let started = Instant::now();

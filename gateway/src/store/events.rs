@@ -80,30 +80,52 @@ impl Store {
         let key = dedup.bytes();
         let fresh = |previous: &Seen| match dedup {
             DedupKey::Explicit { .. } => true,
-            DedupKey::Body { window_ms, .. } => event.received_at_ms.saturating_sub(previous.at_ms) < *window_ms,
+            DedupKey::Body { window_ms, .. } => {
+                event.received_at_ms.saturating_sub(previous.at_ms) < *window_ms
+            }
         };
         let known = |raw: &Option<sled::IVec>| -> Result<Option<Seen>, StoreError> {
             let Some(raw) = raw else { return Ok(None) };
             let previous: Seen = decode("dedup", raw)?;
-            Ok((fresh(&previous) && inner.events.contains_key(previous.id.as_bytes())?).then_some(previous))
+            Ok(
+                (fresh(&previous) && inner.events.contains_key(previous.id.as_bytes())?)
+                    .then_some(previous),
+            )
         };
         let mut current = inner.dedup.get(&key)?;
         if let Some(previous) = known(&current)? {
-            return Ok(Accepted { id: previous.id, duplicate: true });
+            return Ok(Accepted {
+                id: previous.id,
+                duplicate: true,
+            });
         }
         let seq = inner.db.generate_id()?.to_be_bytes();
         inner.events.insert(event.id.as_bytes(), encode(event))?;
         inner.pending.insert(seq, event.id.as_bytes())?;
-        let seen = encode(&Seen { id: event.id.clone(), at_ms: event.received_at_ms });
+        let seen = encode(&Seen {
+            id: event.id.clone(),
+            at_ms: event.received_at_ms,
+        });
         loop {
-            match inner.dedup.compare_and_swap(&key, current.as_ref(), Some(seen.as_slice()))? {
-                Ok(()) => return Ok(Accepted { id: event.id.clone(), duplicate: false }),
+            match inner
+                .dedup
+                .compare_and_swap(&key, current.as_ref(), Some(seen.as_slice()))?
+            {
+                Ok(()) => {
+                    return Ok(Accepted {
+                        id: event.id.clone(),
+                        duplicate: false,
+                    });
+                }
                 Err(conflict) => {
                     current = conflict.current;
                     if let Some(winner) = known(&current)? {
                         inner.pending.remove(seq)?;
                         inner.events.remove(event.id.as_bytes())?;
-                        return Ok(Accepted { id: winner.id, duplicate: true });
+                        return Ok(Accepted {
+                            id: winner.id,
+                            duplicate: true,
+                        });
                     }
                 }
             }
@@ -187,13 +209,27 @@ mod tests {
             let handles: Vec<_> = (0..8)
                 .map(|i| {
                     let (store, dedup) = (&store, &dedup);
-                    s.spawn(move || store.accept(&event(&format!("evt_{i}"), 10), dedup).expect("accept"))
+                    s.spawn(move || {
+                        store
+                            .accept(&event(&format!("evt_{i}"), 10), dedup)
+                            .expect("accept")
+                    })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().expect("thread")).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect()
         });
-        assert_eq!(outcomes.iter().filter(|a| !a.duplicate).count(), 1, "{outcomes:?}");
-        assert!(outcomes.iter().all(|a| a.id == outcomes[0].id), "{outcomes:?}");
+        assert_eq!(
+            outcomes.iter().filter(|a| !a.duplicate).count(),
+            1,
+            "{outcomes:?}"
+        );
+        assert!(
+            outcomes.iter().all(|a| a.id == outcomes[0].id),
+            "{outcomes:?}"
+        );
         assert_eq!(store.counts().events, 1);
         assert_eq!(store.counts().pending, 1);
     }
@@ -203,12 +239,41 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
         let body = DedupKey::body("odoo", b"b", 100);
-        assert!(!store.accept(&event("e1", 1_000), &body).expect("accept").duplicate);
-        assert!(store.accept(&event("e2", 1_050), &body).expect("accept").duplicate);
-        assert!(!store.accept(&event("e3", 1_200), &body).expect("accept").duplicate, "window passed");
-        let explicit = DedupKey::Explicit { source: "odoo".into(), id: "x".into() };
-        assert!(!store.accept(&event("e4", 1_000), &explicit).expect("accept").duplicate);
-        assert!(store.accept(&event("e5", 9_999_999), &explicit).expect("accept").duplicate);
+        assert!(
+            !store
+                .accept(&event("e1", 1_000), &body)
+                .expect("accept")
+                .duplicate
+        );
+        assert!(
+            store
+                .accept(&event("e2", 1_050), &body)
+                .expect("accept")
+                .duplicate
+        );
+        assert!(
+            !store
+                .accept(&event("e3", 1_200), &body)
+                .expect("accept")
+                .duplicate,
+            "window passed"
+        );
+        let explicit = DedupKey::Explicit {
+            source: "odoo".into(),
+            id: "x".into(),
+        };
+        assert!(
+            !store
+                .accept(&event("e4", 1_000), &explicit)
+                .expect("accept")
+                .duplicate
+        );
+        assert!(
+            store
+                .accept(&event("e5", 9_999_999), &explicit)
+                .expect("accept")
+                .duplicate
+        );
     }
 
     #[test]
@@ -217,9 +282,22 @@ mod tests {
         let store = Store::open(dir.path()).expect("open");
         let dedup = DedupKey::body("odoo", b"b", 60_000);
         // What a crash between the claim and the event write would leave behind.
-        let stale = encode(&Seen { id: "evt_lost".into(), at_ms: 10 });
-        store.inner.dedup.insert(dedup.bytes(), stale).expect("insert");
+        let stale = encode(&Seen {
+            id: "evt_lost".into(),
+            at_ms: 10,
+        });
+        store
+            .inner
+            .dedup
+            .insert(dedup.bytes(), stale)
+            .expect("insert");
         let accepted = store.accept(&event("evt_new", 20), &dedup).expect("accept");
-        assert_eq!(accepted, Accepted { id: "evt_new".into(), duplicate: false });
+        assert_eq!(
+            accepted,
+            Accepted {
+                id: "evt_new".into(),
+                duplicate: false
+            }
+        );
     }
 }

@@ -228,7 +228,10 @@ impl Store {
             batch.remove(key);
             batch.insert(new_key.as_slice(), LEASED);
             inner.schedule.apply_batch(batch)?;
-            leases.push(Lease { key: new_key, job: decode("jobs", &record)? });
+            leases.push(Lease {
+                key: new_key,
+                job: decode("jobs", &record)?,
+            });
         }
         Ok(leases)
     }
@@ -269,7 +272,9 @@ impl Store {
     /// job, then its schedule entry (an entry left without its job is dropped when it comes due).
     pub fn complete(&self, lease: &Lease, attempt: &Attempt) -> Result<(), StoreError> {
         let inner = &*self.inner;
-        inner.attempts.insert(attempt_key(&inner.db, &lease.job.id)?, encode(attempt))?;
+        inner
+            .attempts
+            .insert(attempt_key(&inner.db, &lease.job.id)?, encode(attempt))?;
         inner.jobs.remove(lease.job.id.as_bytes())?;
         inner.schedule.remove(lease.key.as_slice())?;
         Ok(())
@@ -286,7 +291,9 @@ impl Store {
         let mut job = lease.job.clone();
         job.attempts += 1;
         job.last_error = attempt.error.clone();
-        inner.attempts.insert(attempt_key(&inner.db, &job.id)?, encode(attempt))?;
+        inner
+            .attempts
+            .insert(attempt_key(&inner.db, &job.id)?, encode(attempt))?;
         inner.jobs.insert(job.id.as_bytes(), encode(&job))?;
         let mut batch = sled::Batch::default();
         batch.remove(lease.key.as_slice());
