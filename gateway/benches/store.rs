@@ -27,6 +27,9 @@ fn event(n: usize) -> (Event, DedupKey) {
     (event, dedup)
 }
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("open");

@@ -2,8 +2,8 @@
 //!
 //! A background task walks the backlog of accepted events in order. For every subscription
 //! whose patterns match, it runs the plugin (or formats the payload when there is none) and
-//! queues the resulting jobs; the event leaves the backlog in the same transaction, so after a
-//! crash fan-out resumes exactly where it stopped. Plugins run on blocking threads, a bounded
+//! queues the resulting jobs; the event leaves the backlog only after they are written, so
+//! after a crash fan-out resumes where it stopped. Plugins run on blocking threads, a bounded
 //! number at a time; this module never makes a network call.
 
 pub mod filter;

@@ -11,7 +11,7 @@ wasmtime::component::bindgen!({
     path: "../wit",
 });
 
-pub(crate) use odoo_gateway::plugin::log::Level;
-pub(crate) use odoo_gateway::plugin::types::{
+pub(crate) use self::odoo_gateway::plugin::log::Level;
+pub(crate) use self::odoo_gateway::plugin::types::{
     Delivery as WitDelivery, Event as WitEvent, PluginError as WitPluginError,
 };

@@ -1,9 +1,11 @@
 //! Durable state on sled: accepted events, the fan-out backlog, the delivery queue, attempt
 //! history and dead letters.
 //!
-//! This module owns every byte on disk and the rules that keep it consistent: each state
-//! change that spans trees is one sled transaction, so a crash leaves either the old state or
-//! the new one. It never talks to the network and never runs plugins.
+//! This module owns every byte on disk and the rules that keep it consistent. Sled
+//! transactions cost more than the rest of the data path, so the hot operations (accept,
+//! enqueue, lease, complete, retry) use single-tree atomic batches and a write order chosen so
+//! that a crash between two writes can cause a repeated delivery but never a lost one; each
+//! function says how. Rare operations (dead-lettering, replay) use transactions. It never talks to the network and never runs plugins.
 //!
 //! Trees:
 //! - `events`: event id → event (JSON);

@@ -26,6 +26,9 @@ use odoo_gateway_tests::{HttpClient, TestGateway, plugin};
 const TOKEN: &str = "load-token-0123456789";
 const CONCURRENCY: usize = 64;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let events: usize = std::env::args()
         .skip_while(|a| a != "--events")
