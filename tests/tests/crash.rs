@@ -17,6 +17,15 @@ struct Gateway {
     child: Child,
 }
 
+/// A failed assertion must not leave a gateway running (it would hold the test's output pipe
+/// open and outlive the test run).
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Gateway {
     async fn start(config: &std::path::Path, port: u16) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_gateway-under-test"))

@@ -144,15 +144,9 @@ fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
 }
 
 impl Store {
-    /// Queues each job at its due time, then removes the event's backlog entry `pending_key`
-    /// (when given): the event counts as handled once its jobs are queued. Dead letters from
-    /// the fan-out (plugin rejections) are written in the same step.
-    ///
-    /// No transaction, for speed; the order of the writes is what keeps a crash harmless:
-    /// a job's schedule entry is written before the job, and the backlog entry goes last. A
-    /// crash in between leaves the event on the backlog, and fanning it out again finds the jobs
-    /// already written (skipped) or not (written now); an entry left without its job is dropped
-    /// when it comes due. At worst a receiver gets a delivery twice, with the same webhook-id.
+    /// Queues each job at its due time and, in the same transaction, removes the event's backlog
+    /// entry `pending_key` (when given): the event counts as handled exactly when its jobs are
+    /// queued. Dead letters from the fan-out (plugin rejections) are written in the same step.
     pub fn enqueue(
         &self,
         jobs: &[(Job, u64)],
@@ -160,32 +154,51 @@ impl Store {
         pending_key: Option<&[u8]>,
     ) -> Result<(), StoreError> {
         let inner = &*self.inner;
-        for (job, due_ms) in jobs {
-            if inner.jobs.contains_key(job.id.as_bytes())? {
-                // Already queued (a fan-out repeated after a crash, a replay): keep its entry.
-                continue;
-            }
-            inner.schedule.insert(schedule_key(*due_ms, &job.id), &[])?;
-            inner.jobs.insert(job.id.as_bytes(), encode(job))?;
-        }
-        for letter in dead {
-            inner
-                .dead
-                .insert(letter.job.id.as_bytes(), encode(letter))?;
-        }
-        for job in jobs
+        let encoded: Vec<_> = jobs
+            .iter()
+            .map(|(j, due_ms)| (j.id.as_bytes(), encode(j), schedule_key(*due_ms, &j.id)))
+            .collect();
+        let dead_encoded: Vec<_> = dead
+            .iter()
+            .map(|d| (d.job.id.as_bytes(), encode(d)))
+            .collect();
+        let indexed: Vec<_> = jobs
             .iter()
             .map(|(j, _)| j)
             .chain(dead.iter().map(|d| &d.job))
-        {
-            inner.by_subscription.insert(
-                index_key(&job.subscription_id, &job.id),
-                encode(&JobSummary::from(job)),
-            )?;
-        }
-        if let Some(key) = pending_key {
-            inner.pending.remove(key)?;
-        }
+            .map(|j| {
+                (
+                    index_key(&j.subscription_id, &j.id),
+                    encode(&JobSummary::from(j)),
+                )
+            })
+            .collect();
+        let trees = (
+            &inner.jobs,
+            &inner.schedule,
+            &inner.pending,
+            &inner.dead,
+            &inner.by_subscription,
+        );
+        trees.transaction(|(jt, st, pt, dt, it)| {
+            for (id, record, key) in &encoded {
+                if jt.insert(*id, record.as_slice())?.is_some() {
+                    // Already queued (a replayed fan-out): keep the one schedule entry.
+                    continue;
+                }
+                st.insert(key.as_slice(), &[])?;
+            }
+            for (id, record) in &dead_encoded {
+                dt.insert(*id, record.as_slice())?;
+            }
+            for (key, summary) in &indexed {
+                it.insert(key.as_slice(), summary.as_slice())?;
+            }
+            if let Some(k) = pending_key {
+                pt.remove(k)?;
+            }
+            Ok(())
+        })?;
         Ok(())
     }
 

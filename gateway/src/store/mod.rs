@@ -2,10 +2,11 @@
 //! history and dead letters.
 //!
 //! This module owns every byte on disk and the rules that keep it consistent. Sled
-//! transactions cost more than the rest of the data path, so the hot operations (accept,
-//! enqueue, lease, complete, retry) use single-tree atomic batches and a write order chosen so
-//! that a crash between two writes can cause a repeated delivery but never a lost one; each
-//! function says how. Rare operations (dead-lettering, replay) use transactions. It never talks to the network and never runs plugins.
+//! transactions cost more than the rest of the data path, so the hottest operations (accept,
+//! lease, complete, retry) use single-tree atomic batches and a write order chosen so that a
+//! crash between two writes can cause a repeated delivery but never a lost one; each function
+//! says how. Queueing an event's jobs (with clearing its backlog entry), dead-lettering and
+//! replay are transactions. It never talks to the network and never runs plugins.
 //!
 //! Trees:
 //! - `events`: event id → event (JSON);
