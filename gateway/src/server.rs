@@ -173,22 +173,11 @@ async fn ingest_route(
             .map(|v| v.to_owned())
     });
     let limit = state.snapshot.load().server.max_body_bytes;
-    // Check the credentials before reading a possibly large body from a stranger.
-    {
-        let snapshot = state.snapshot.load();
-        let known = snapshot
-            .sources
-            .get(source)
-            .is_some_and(|s| token.is_some_and(|t| s.accepts(t)));
-        if !known {
-            return Err(ApiError::unauthorized());
-        }
-    }
+    ingest::authorise(state, source, token)?;
     let body = ingest::read_body(body, &parts.headers, limit).await?;
     let request = IngestRequest {
         endpoint,
         source,
-        token,
         url_action,
         headers: &parts.headers,
     };

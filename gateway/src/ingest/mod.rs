@@ -38,8 +38,6 @@ pub struct IngestRequest<'a> {
     pub endpoint: Endpoint,
     /// Source name from the path.
     pub source: &'a str,
-    /// Token from the path or the `Authorization` header.
-    pub token: Option<&'a str>,
     /// `event` query parameter.
     pub url_action: Option<String>,
     /// Request headers.
@@ -116,19 +114,31 @@ where
     }
 }
 
-/// Handles one ingest request whose body is already read.
+/// Checks `token` against `source`: the same 401 for an unknown source and a wrong token.
+/// Called before the body is read, so strangers cannot make the gateway read large bodies.
+pub fn authorise(state: &State, source: &str, token: Option<&str>) -> Result<(), ApiError> {
+    let snapshot = state.snapshot.load();
+    let known = snapshot
+        .sources
+        .get(source)
+        .is_some_and(|s| token.is_some_and(|t| s.accepts(t)));
+    if known {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized())
+    }
+}
+
+/// Handles one ingest request whose source was authorised by [`authorise`] and whose body is
+/// read.
 pub async fn accept(
     state: &Arc<State>,
     req: IngestRequest<'_>,
     body: Bytes,
 ) -> Result<http::Response<Body>, ApiError> {
     let snapshot = state.snapshot.load();
-    let source = snapshot.sources.get(req.source);
-    let authorised = match (source, req.token) {
-        (Some(s), Some(t)) => s.accepts(t),
-        _ => false,
-    };
-    let Some(source) = source.filter(|_| authorised) else {
+    // The caller checked the token with `authorise`; a reload may have removed the source since.
+    let Some(source) = snapshot.sources.get(req.source) else {
         return Err(ApiError::unauthorized());
     };
     let format = body_format(req.headers, req.endpoint)?;
