@@ -25,9 +25,7 @@ struct Case {
 }
 
 fn fixture(relative: &str) -> String {
-    let path =
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/odoo")).join(relative);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    odoo_gateway_fixtures::read_str(&format!("odoo/{relative}"))
 }
 
 fn event(model: &str, action: &str, payload: String) -> Event {

@@ -46,11 +46,7 @@ fn json_headers() -> HeaderMap {
 }
 
 fn fixture() -> Bytes {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/odoo/native/sale.order.confirmed.json"
-    );
-    Bytes::from(std::fs::read(path).expect("read Odoo fixture"))
+    Bytes::from_static(odoo_gateway_fixtures::NATIVE_ORDER.as_bytes())
 }
 
 #[tokio::test]

@@ -194,14 +194,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const RICH_ORDER: &str = include_str!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/odoo/rich/sale.order.confirmed.json"
-    ));
-    const NATIVE_ORDER: &str = include_str!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/odoo/native/sale.order.confirmed.json"
-    ));
+    use odoo_gateway_fixtures::{NATIVE_ORDER, RICH_ORDER};
 
     fn m2o(id: i64, name: Option<&str>) -> Option<Many2one> {
         Some(Many2one {

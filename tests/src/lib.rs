@@ -18,27 +18,14 @@ pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// A file of the shared Odoo corpus, e.g. `native/sale.order.confirmed.json`.
+/// A file of the Odoo corpus in `tests/fixtures/odoo`, e.g. `native/sale.order.confirmed.json`.
 pub fn fixture(name: &str) -> Vec<u8> {
-    let path = workspace().join("../shared/odoo").join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", path.display()))
+    odoo_gateway_fixtures::read(&format!("odoo/{name}"))
 }
 
-/// Every file in a folder of the shared corpus, by name.
+/// Every file in a folder of the Odoo corpus, by name.
 pub fn fixtures(folder: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = workspace().join("../shared/odoo").join(folder);
-    let mut out: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
-        .filter_map(Result::ok)
-        .map(|e| {
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read(e.path()).expect("read fixture"),
-            )
-        })
-        .collect();
-    out.sort();
-    out
+    odoo_gateway_fixtures::read_dir(&format!("odoo/{folder}"))
 }
 
 /// A built plugin component; fails loudly when the plugins were not built.

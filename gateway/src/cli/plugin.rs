@@ -293,10 +293,7 @@ pub(crate) fn event_from_file(text: &str, event_type: Option<&str>) -> anyhow::R
 mod tests {
     use super::*;
 
-    const NATIVE: &str = include_str!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/odoo/native/sale.order.confirmed.json"
-    ));
+    const NATIVE: &str = odoo_gateway_fixtures::NATIVE_ORDER;
 
     #[test]
     fn native_body_becomes_an_event_with_the_body_as_payload() {

@@ -235,30 +235,20 @@ mod tests {
     }
 
     fn fixture(name: &str) -> Vec<u8> {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/odoo/");
-        std::fs::read(format!("{path}{name}")).expect("fixture")
+        odoo_gateway_fixtures::read(&format!("odoo/{name}"))
     }
 
     #[test]
     fn every_native_fixture_parses_with_its_model_and_id() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/odoo/native");
-        for entry in std::fs::read_dir(dir).expect("fixtures") {
-            let path = entry.expect("entry").path();
-            let body = std::fs::read(&path).expect("read");
+        for (name, body) in odoo_gateway_fixtures::read_dir("odoo/native") {
             let parsed = native(&body, &source(), None).expect("parses");
             let value: Value = serde_json::from_slice(&body).expect("json");
             assert_eq!(
                 parsed.model,
                 value["_model"].as_str().expect("model"),
-                "{}",
-                path.display()
+                "{name}"
             );
-            assert_eq!(
-                parsed.record_id,
-                value["_id"].as_i64(),
-                "{}",
-                path.display()
-            );
+            assert_eq!(parsed.record_id, value["_id"].as_i64(), "{name}");
             assert_eq!(
                 parsed.payload.as_bytes(),
                 body.as_slice(),

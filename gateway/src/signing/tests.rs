@@ -5,11 +5,6 @@ use super::*;
 use proptest::prelude::*;
 use serde::Deserialize;
 
-const VECTORS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/vectors/standard-webhooks.json"
-);
-
 #[derive(Deserialize)]
 struct Vectors {
     vectors: Vec<Vector>,
@@ -33,8 +28,8 @@ struct Negative {
 }
 
 fn load() -> Vectors {
-    let text = std::fs::read_to_string(VECTORS).expect("read standard-webhooks vectors");
-    serde_json::from_str(&text).expect("parse standard-webhooks vectors")
+    serde_json::from_str(odoo_gateway_fixtures::STANDARD_WEBHOOKS_VECTORS)
+        .expect("parse standard-webhooks vectors")
 }
 
 fn secret(v: &Vector) -> SigningSecret {

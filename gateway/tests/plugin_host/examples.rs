@@ -12,14 +12,7 @@ use odoo_gateway::plugin::Plugin;
 use super::config;
 use super::guests::{built, shared_host};
 
-const NATIVE_ORDER: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/odoo/native/sale.order.confirmed.json"
-));
-const RICH_ORDER: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/odoo/rich/sale.order.confirmed.json"
-));
+use odoo_gateway_fixtures::{NATIVE_ORDER, RICH_ORDER};
 
 fn example(name: &'static str) -> Plugin {
     static PLUGINS: OnceLock<std::sync::Mutex<Vec<(&'static str, Plugin)>>> = OnceLock::new();

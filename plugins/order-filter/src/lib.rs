@@ -91,18 +91,7 @@ odoo_gateway_plugin_sdk::export_plugin!(OrderFilter);
 mod tests {
     use super::*;
 
-    const NATIVE_ORDER: &str = include_str!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/odoo/native/sale.order.confirmed.json"
-    ));
-    const RICH_ORDER: &str = include_str!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/odoo/rich/sale.order.confirmed.json"
-    ));
-    const INVOICE: &str = include_str!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/odoo/native/account.move.posted.json"
-    ));
+    use odoo_gateway_fixtures::{NATIVE_INVOICE as INVOICE, NATIVE_ORDER, RICH_ORDER};
 
     fn run(
         model: &str,

@@ -4,14 +4,7 @@
 use super::*;
 use serde_json::json;
 
-const RICH_ORDER: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/odoo/rich/sale.order.confirmed.json"
-));
-const NATIVE_ORDER: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/odoo/native/sale.order.confirmed.json"
-));
+use odoo_gateway_fixtures::{NATIVE_ORDER, RICH_ORDER};
 
 fn run(payload: &str, config: &[(&str, &str)]) -> Result<Vec<Delivery>, PluginError> {
     let config = Config::from_pairs(config.iter().copied());

@@ -1,15 +1,12 @@
 //! Host tests: exact output for a native webhook, and for every fixture in
-//! shared/odoo a parse back (quick-xml, through the SDK's reader) that must
+//! tests/fixtures/odoo a parse back (quick-xml, through the SDK's reader) that must
 //! give the payload's data.
 
 use super::*;
 use odoo_gateway_plugin_sdk::xml;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/odoo");
-
 fn fixture(path: &str) -> String {
-    let path = format!("{FIXTURES}/{path}");
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    odoo_gateway_fixtures::read_str(&format!("odoo/{path}"))
 }
 
 fn event(model: &str, payload: String, record_id: Option<i64>) -> Event {
@@ -114,15 +111,11 @@ fn non_ascii_is_written_as_utf8() {
 fn all_fixtures() -> Vec<(String, String)> {
     let mut out = Vec::new();
     for dir in ["native", "read", "rich"] {
-        let mut entries: Vec<_> = std::fs::read_dir(format!("{FIXTURES}/{dir}"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|name| name.ends_with(".json"))
-            .collect();
-        entries.sort();
-        for name in entries {
-            let text = fixture(&format!("{dir}/{name}"));
-            let value: Value = serde_json::from_str(&text).unwrap();
+        for (name, bytes) in odoo_gateway_fixtures::read_dir(&format!("odoo/{dir}")) {
+            if !name.ends_with(".json") {
+                continue;
+            }
+            let value: Value = serde_json::from_slice(&bytes).unwrap();
             let record = match value {
                 Value::Array(mut records) => records.remove(0),
                 record => record,

@@ -2,15 +2,8 @@
 
 use super::*;
 
-const VECTORS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/vectors/oauth1-rfc5849.json"
-);
-
 fn vectors() -> serde_json::Value {
-    let text =
-        std::fs::read_to_string(VECTORS).unwrap_or_else(|e| panic!("cannot read {VECTORS}: {e}"));
-    serde_json::from_str(&text).expect("the vectors are JSON")
+    serde_json::from_str(odoo_gateway_fixtures::OAUTH1_VECTORS).expect("the vectors are JSON")
 }
 
 fn pairs(value: &serde_json::Value) -> Vec<(String, String)> {
