@@ -39,6 +39,8 @@ pub async fn route(
                 "config": snapshot.origin,
                 "stored": state.store.counts(),
                 "delivered_since_start": state.delivered.load(std::sync::atomic::Ordering::Relaxed),
+                "schedule": state.scheduler.depth(),
+                "stage_restarts": state.stage_restarts.load(std::sync::atomic::Ordering::Relaxed),
                 "subscriptions": state.health.report(),
             }),
         )),
@@ -78,8 +80,8 @@ pub async fn route(
             ))
         }
         (&Method::POST, ["dead-letters", id, "replay"]) => {
-            if state.store.replay(id, now_ms()).map_err(internal)? {
-                state.dispatch_wake.notify_one();
+            if let Some(job) = state.store.replay(id, now_ms()).map_err(internal)? {
+                state.scheduler.schedule(&job, now_ms());
                 Ok(json(
                     StatusCode::ACCEPTED,
                     &serde_json::json!({ "replayed": id }),
@@ -95,6 +97,19 @@ pub async fn route(
                 &serde_json::json!({ "id": id, "attempts": attempts }),
             ))
         }
+        (&Method::POST, ["subscriptions", id, "enable"]) => {
+            let known = snapshot.subscriptions.iter().any(|s| s.id == *id);
+            if !known {
+                return Err(ApiError::not_found());
+            }
+            let was_paused = state.health.enable(id);
+            let resumed = state.scheduler.unpark(now_ms(), |sub| sub == *id);
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({ "id": id, "enabled": true, "was_paused": was_paused, "resumed_jobs": resumed }),
+            ))
+        }
+        (_, ["subscriptions", _, "enable"]) => Err(ApiError::method_not_allowed("POST")),
         (_, ["status"] | ["dead-letters"] | ["jobs", _, "attempts"]) => {
             Err(ApiError::method_not_allowed("GET"))
         }

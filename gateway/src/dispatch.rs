@@ -1,9 +1,13 @@
-//! Dispatch: taking due jobs from the queue and delivering them, a bounded number at a time.
+//! Dispatch: running due jobs, each only when its own resources are free.
 //!
-//! The loop leases due jobs, checks the global and per-destination limits, and hands each job
-//! to a task that signs and POSTs it (or re-runs a plugin that asked for a retry). The outcome
-//! is written back to the queue: done, retried later with backoff, or dead-lettered after the
-//! subscription's retry count. A slow destination holds only its own permits.
+//! The loop asks the [`crate::scheduler`] for due jobs lane by lane; a job is admitted only
+//! when its slots are free: for a delivery a global slot, a slot of the receiver's host
+//! (scheme, host, port: eight destinations on one host share it) and, for an app's
+//! subscription, one of the app's share; for a plugin call a plugin slot, with a cap per
+//! subscription. A paused subscription's jobs are set aside. Each admitted job runs in its
+//! own task: a delivery is signed and POSTed, a plugin call turns into delivery jobs. The
+//! outcome is written back: done, retried later under the one [`RetryPolicy`], or buried in
+//! the dead-letter store.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,119 +16,209 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Subscription;
-use crate::delivery::outbound_auth;
-use crate::fanout::{Outcome, collect, transform};
+use crate::config::{Snapshot, Subscription};
+use crate::delivery::{DestinationPermit, Permit, outbound_auth};
+use crate::event::Event;
+use crate::scheduler::{Admit, Entry, Lane};
 use crate::signing;
 use crate::state::{State, now_ms};
-use crate::store::{Attempt, JobKind, Lease};
+use crate::store::{Attempt, DeadReason, Job, JobKind};
+use crate::transform::{self, Outcome};
 
 /// Longest sleep when nothing is due: new work wakes the loop earlier.
 const IDLE: Duration = Duration::from_millis(500);
-/// How long a deferred job (its destination is busy) waits before it is looked at again.
-const DEFER: Duration = Duration::from_millis(50);
+/// How often paused subscriptions are looked at again.
+const UNPARK_EVERY: Duration = Duration::from_secs(1);
+/// Jobs admitted per round of the loop.
+const TAKE: usize = 256;
+/// How long a job waits after the store failed to read it.
+const STORE_RETRY_MS: u64 = 1_000;
 
-/// Runs until `shutdown`; in-flight deliveries finish or are released by the caller's grace.
+/// The slots a running job holds; dropping them frees them.
+#[derive(Debug, Default)]
+pub struct Slots {
+    _delivery: Option<Permit>,
+    _app: Option<DestinationPermit>,
+    _plugin: Option<Permit>,
+}
+
+/// The app a subscription belongs to: `app.<app>.<id>` for those made through the API,
+/// `None` for the operator's own.
+pub fn owner_app(subscription_id: &str) -> Option<&str> {
+    subscription_id.strip_prefix("app.")?.split('.').next()
+}
+
+/// Runs until `shutdown`; in-flight jobs finish within the caller's grace.
 pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
+    let mut next_unpark = 0;
     loop {
         // Register interest first, so a wake-up between the scan and the wait is kept.
-        let woken = state.dispatch_wake.notified();
-        let free = state.limits.available_global();
+        let woken = state.scheduler.notified();
+        let snapshot = state.snapshot.load_full();
         let now = now_ms();
-        let leases = if free == 0 {
-            Vec::new()
-        } else {
-            let lease_until = now + state.lease_ms();
+        if now >= next_unpark {
             state
-                .store
-                .take_due(now, lease_until, free.min(256))
-                .unwrap_or_else(|e| {
-                    tracing::error!(error = %e, "cannot read the delivery queue");
-                    Vec::new()
-                })
-        };
-        if leases.is_empty() {
-            let wait = match state.store.next_due_ms() {
-                Ok(Some(due)) if free > 0 => {
-                    Duration::from_millis(due.saturating_sub(now)).min(IDLE)
-                }
-                _ => IDLE,
-            };
-            tokio::select! {
-                () = woken => {}
-                () = tokio::time::sleep(wait) => {}
-                () = shutdown.cancelled() => return,
-            }
-            continue;
+                .scheduler
+                .unpark(now, |sub| !is_paused(&state, &snapshot, sub));
+            next_unpark = now + UNPARK_EVERY.as_millis() as u64;
         }
-        for lease in leases {
-            // A busy destination (or a full gateway) defers the job a little; it keeps its
-            // place in the queue and holds no slot while it waits.
-            let Some(permit) = state.limits.try_acquire(&lease.job.destination) else {
-                release(&state, &lease, now + DEFER.as_millis() as u64);
-                continue;
-            };
+        let ready = state
+            .scheduler
+            .take(now, TAKE, |entry| admit(&state, &snapshot, entry));
+        let busy = !ready.is_empty();
+        for (entry, slots) in ready {
             let state = state.clone();
             state.in_flight.clone().spawn(async move {
-                handle(&state, lease).await;
-                drop(permit);
-                state.dispatch_wake.notify_one();
+                run_job(&state, entry).await;
+                drop(slots);
+                state.scheduler.notify();
             });
         }
         if shutdown.is_cancelled() {
             return;
         }
+        if busy {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        let until = state
+            .scheduler
+            .next_due_ms()
+            .unwrap_or(u64::MAX)
+            .min(next_unpark);
+        let wait = Duration::from_millis(until.saturating_sub(now)).min(IDLE);
+        tokio::select! {
+            () = woken => {}
+            () = tokio::time::sleep(wait) => {}
+            () = shutdown.cancelled() => return,
+        }
     }
 }
 
-fn release(state: &State, lease: &Lease, due_ms: u64) {
-    if let Err(e) = state.store.release(lease, due_ms) {
-        tracing::error!(error = %e, job = %lease.job.id, "cannot release a job; it is retried when its lease expires");
-    }
+fn subscription<'a>(snapshot: &'a Snapshot, id: &str) -> Option<&'a Arc<Subscription>> {
+    snapshot.subscriptions.iter().find(|s| s.id == id)
 }
 
-async fn handle(state: &Arc<State>, lease: Lease) {
-    let snapshot = state.snapshot.load_full();
-    let now = now_ms();
-    let Some(sub) = snapshot
-        .subscriptions
-        .iter()
-        .find(|s| s.id == lease.job.subscription_id)
-        .cloned()
-    else {
-        bury(
-            state,
-            &lease,
-            None,
-            "subscription_removed: the subscription is no longer configured",
-        );
-        return;
+fn is_paused(state: &State, snapshot: &Snapshot, sub: &str) -> bool {
+    subscription(snapshot, sub).is_some_and(|s| !s.enabled) || state.health.is_disabled(sub)
+}
+
+/// Whether `entry` may run now, and with which slots.
+fn admit(state: &State, snapshot: &Snapshot, entry: &Entry) -> Admit<Slots> {
+    let Some(sub) = subscription(snapshot, &entry.subscription) else {
+        // Runs without slots, to be buried as `subscription_removed`.
+        return Admit::Run(Slots::default());
     };
     if !sub.enabled || state.health.is_disabled(&sub.id) {
-        release(state, &lease, now + 60_000);
-        return;
+        return Admit::Park;
     }
-    match lease.job.kind {
-        JobKind::Deliver => deliver(state, &snapshot, &sub, lease).await,
-        JobKind::Transform => retransform(state, &sub, lease).await,
+    match &entry.lane {
+        Lane::Transform(_) => match state.plugin_limits.try_acquire(&sub.id) {
+            Some(permit) => Admit::Run(Slots {
+                _plugin: Some(permit),
+                ..Slots::default()
+            }),
+            None => Admit::Wait,
+        },
+        Lane::Deliver(destination) => {
+            let Some(dest) = snapshot.destinations.get(&**destination) else {
+                return Admit::Run(Slots::default());
+            };
+            let app = match owner_app(&sub.id) {
+                Some(app) => match state.app_limits.try_acquire_destination(app) {
+                    Some(permit) => Some(permit),
+                    None => return Admit::Wait,
+                },
+                None => None,
+            };
+            match state.limits.try_acquire(&dest.authority()) {
+                Some(permit) => Admit::Run(Slots {
+                    _delivery: Some(permit),
+                    _app: app,
+                    _plugin: None,
+                }),
+                None => Admit::Wait,
+            }
+        }
+    }
+}
+
+/// What to do after a failed attempt: the one policy for deliveries and plugin calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryPolicy {
+    /// Try again at this time (ms since the epoch).
+    RetryAt(u64),
+    /// The subscription's retries are used up.
+    GiveUp,
+}
+
+impl RetryPolicy {
+    /// After the attempt numbered `attempts_before + 1` of a job failed.
+    pub fn after_failure(
+        state: &State,
+        sub: &Subscription,
+        attempts_before: u32,
+        retry_after: Option<Duration>,
+    ) -> Self {
+        let failed = attempts_before + 1;
+        if failed > sub.retries {
+            Self::GiveUp
+        } else {
+            let delay = state.backoff_delay(failed, retry_after);
+            Self::RetryAt(now_ms() + delay.as_millis() as u64)
+        }
+    }
+}
+
+async fn run_job(state: &Arc<State>, entry: Entry) {
+    let job = match state.store.job(&entry.id) {
+        Ok(Some(job)) => job,
+        // Finished through another path (a replayed fan-out wrote it twice).
+        Ok(None) => return state.scheduler.finish(&entry.id),
+        Err(e) => {
+            tracing::error!(error = %e, job = %entry.id, "cannot read a job; it is tried again");
+            let now = now_ms();
+            return state.scheduler.requeue(entry, now + STORE_RETRY_MS, now);
+        }
+    };
+    let snapshot = state.snapshot.load_full();
+    let Some(sub) = subscription(&snapshot, &job.subscription_id).cloned() else {
+        return bury(state, &entry, &job, None, DeadReason::SubscriptionRemoved);
+    };
+    match job.kind {
+        JobKind::Deliver => deliver(state, &snapshot, &sub, entry, job).await,
+        JobKind::Transform => call_plugin(state, &sub, entry, job).await,
+    }
+}
+
+/// The body of a delivery job: its own, or the stored event in its envelope.
+fn body_of(state: &State, job: &Job) -> Result<Vec<u8>, DeadReason> {
+    let Some(format) = job.envelope else {
+        return Ok(job.body.clone());
+    };
+    match state.store.event(&job.event_id) {
+        Ok(Some(event)) => Ok(transform::pass_through(&event, format).body),
+        Ok(None) => Err(DeadReason::EventMissing),
+        Err(e) => {
+            tracing::error!(error = %e, job = %job.id, "cannot read the event of a delivery");
+            Err(DeadReason::EventMissing)
+        }
     }
 }
 
 async fn deliver(
     state: &Arc<State>,
-    snapshot: &crate::config::Snapshot,
+    snapshot: &Snapshot,
     sub: &Subscription,
-    lease: Lease,
+    entry: Entry,
+    job: Job,
 ) {
-    let job = &lease.job;
     let Some(dest) = snapshot.destinations.get(&job.destination) else {
-        bury(
-            state,
-            &lease,
-            None,
-            "destination_removed: the destination is no longer configured",
-        );
-        return;
+        return bury(state, &entry, &job, None, DeadReason::DestinationRemoved);
+    };
+    let body = match body_of(state, &job) {
+        Ok(body) => body,
+        Err(reason) => return bury(state, &entry, &job, None, reason),
     };
     let started = now_ms();
     let mut headers = HeaderMap::new();
@@ -140,44 +234,48 @@ async fn deliver(
         headers.insert(http::header::CONTENT_TYPE, ct);
     }
     let timestamp = (started / 1000) as i64;
-    match signing::webhook_headers(&dest.secrets, &job.id, timestamp, &job.body) {
+    match signing::webhook_headers(&dest.secrets, &job.id, timestamp, &body) {
         Ok(signed) => headers.extend(signed),
-        Err(e) => return bury(state, &lease, None, &format!("unsignable: {e}")),
+        Err(e) => {
+            return bury(
+                state,
+                &entry,
+                &job,
+                None,
+                DeadReason::Unsignable(e.to_string()),
+            );
+        }
     }
-    let body = Bytes::from(job.body.clone());
     // With the destination's outbound authentication (OAuth2 token, OAuth1 signature, header).
-    let result = outbound_auth::send(&state.client, dest, headers, body, sub.timeout).await;
+    let result =
+        outbound_auth::send(&state.client, dest, headers, Bytes::from(body), sub.timeout).await;
     let latency_ms = now_ms().saturating_sub(started);
     let (attempt, retry_after) = match result {
-        Ok(resp) if resp.is_success() => {
-            let attempt = Attempt {
-                at_ms: started,
-                status: Some(resp.status.as_u16()),
-                latency_ms,
-                excerpt: String::from_utf8_lossy(&resp.body_excerpt).into_owned(),
-                error: None,
-            };
-            if let Err(e) = state.store.complete(&lease, &attempt) {
-                tracing::error!(error = %e, job = %job.id, "delivered, but cannot record it; it may be delivered again");
-            }
-            state.health.success(&sub.id);
-            state
-                .delivered
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return;
-        }
         Ok(resp) => {
-            let error = format!(
-                "http_status: the receiver answered {}",
-                resp.status.as_u16()
-            );
+            let ok = resp.is_success();
             let attempt = Attempt {
                 at_ms: started,
                 status: Some(resp.status.as_u16()),
                 latency_ms,
                 excerpt: String::from_utf8_lossy(&resp.body_excerpt).into_owned(),
-                error: Some(error),
+                error: (!ok).then(|| {
+                    format!(
+                        "http_status: the receiver answered {}",
+                        resp.status.as_u16()
+                    )
+                }),
             };
+            if ok {
+                if let Err(e) = state.store.complete(&job, &attempt) {
+                    tracing::error!(error = %e, job = %job.id, "delivered, but cannot record it; it may be delivered again");
+                }
+                state.scheduler.finish(&entry.id);
+                state.health.success(&sub.id);
+                state
+                    .delivered
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return;
+            }
             (attempt, resp.retry_after)
         }
         Err(e) => {
@@ -191,95 +289,120 @@ async fn deliver(
             (attempt, None)
         }
     };
-    state.health.failure(
-        &sub.id,
-        attempt.error.as_deref().unwrap_or("failed"),
-        &state.snapshot.load().delivery,
-    );
-    if job.attempts + 1 > sub.retries {
-        let reason = format!(
-            "gave up after {} attempts; last error: {}",
-            job.attempts + 1,
-            attempt.error.as_deref().unwrap_or("")
-        );
-        bury(state, &lease, Some(&attempt), &reason);
-    } else {
-        let due = now_ms()
-            + state
-                .backoff_delay(job.attempts + 1, retry_after)
-                .as_millis() as u64;
-        if let Err(e) = state.store.retry_later(&lease, &attempt, due) {
-            tracing::error!(error = %e, job = %job.id, "cannot reschedule; the job is retried when its lease expires");
+    failed(state, sub, entry, &job, attempt, retry_after);
+}
+
+/// Records a failed attempt (delivery or plugin call) and retries or buries the job.
+fn failed(
+    state: &State,
+    sub: &Subscription,
+    entry: Entry,
+    job: &Job,
+    attempt: Attempt,
+    retry_after: Option<Duration>,
+) {
+    let error = attempt.error.clone().unwrap_or_else(|| "failed".into());
+    state
+        .health
+        .failure(&sub.id, &error, &state.snapshot.load().delivery);
+    match RetryPolicy::after_failure(state, sub, job.attempts, retry_after) {
+        RetryPolicy::GiveUp => {
+            let reason = DeadReason::GaveUp {
+                attempts: job.attempts + 1,
+                last_error: error,
+            };
+            bury(state, &entry, job, Some(&attempt), reason);
         }
+        RetryPolicy::RetryAt(due) => match state.store.retry_later(job, &attempt, due) {
+            Ok(_) => state.scheduler.requeue(entry, due, now_ms()),
+            Err(e) => {
+                tracing::error!(error = %e, job = %job.id, "cannot reschedule; it is tried again");
+                state.scheduler.requeue(entry, due, now_ms());
+            }
+        },
     }
 }
 
-async fn retransform(state: &Arc<State>, sub: &Arc<Subscription>, lease: Lease) {
-    let snapshot = state.snapshot.load_full();
-    let event = match state.store.event(&lease.job.event_id) {
+/// A plugin-call job: runs the plugin, then queues its deliveries and finishes the call in
+/// one atomic batch.
+async fn call_plugin(state: &Arc<State>, sub: &Arc<Subscription>, entry: Entry, job: Job) {
+    let event: Arc<Event> = match state.store.event(&job.event_id) {
         Ok(Some(e)) => Arc::new(e),
-        Ok(None) => {
-            return bury(
-                state,
-                &lease,
-                None,
-                "event_missing: the event is no longer stored",
-            );
-        }
+        Ok(None) => return bury(state, &entry, &job, None, DeadReason::EventMissing),
         Err(e) => {
-            tracing::error!(error = %e, "cannot read an event for a plugin retry");
-            return;
+            tracing::error!(error = %e, "cannot read an event for a plugin call");
+            let now = now_ms();
+            return state.scheduler.requeue(entry, now + STORE_RETRY_MS, now);
         }
     };
-    let outcome = transform(state, &snapshot, sub, &event).await;
-    let outcome = match outcome {
-        Outcome::RetryLater(reason) if lease.job.attempts + 1 > sub.retries => {
-            Outcome::GiveUp(reason)
+    let started = now_ms();
+    let outcome = transform::run_plugin(sub, &event).await;
+    let latency_ms = now_ms().saturating_sub(started);
+    let attempt = |error: Option<String>| Attempt {
+        at_ms: started,
+        status: None,
+        latency_ms,
+        excerpt: String::new(),
+        error,
+    };
+    match outcome {
+        Outcome::Deliver(deliveries) => {
+            let (jobs, dead) = transform::delivery_jobs(&event, sub, deliveries, now_ms());
+            if let Err(e) = state
+                .store
+                .enqueue_replacing(&jobs, &dead, &job, &attempt(None))
+            {
+                tracing::error!(error = %e, job = %job.id, "cannot queue a plugin's deliveries; it is run again");
+                let now = now_ms();
+                return state.scheduler.requeue(entry, now + STORE_RETRY_MS, now);
+            }
+            let now = now_ms();
+            for delivery in &jobs {
+                state.scheduler.schedule(delivery, now);
+            }
+            state.scheduler.finish(&entry.id);
+            state.health.success(&sub.id);
         }
         Outcome::RetryLater(reason) => {
-            let attempt = Attempt {
-                at_ms: now_ms(),
-                status: None,
-                latency_ms: 0,
-                excerpt: String::new(),
-                error: Some(reason),
-            };
-            let due = now_ms()
-                + state
-                    .backoff_delay(lease.job.attempts + 2, None)
-                    .as_millis() as u64;
-            if let Err(e) = state.store.retry_later(&lease, &attempt, due) {
-                tracing::error!(error = %e, "cannot reschedule a plugin retry");
-            }
-            return;
+            failed(state, sub, entry, &job, attempt(Some(reason)), None);
         }
-        other => other,
-    };
-    if let Outcome::GiveUp(reason) = &outcome {
-        return bury(state, &lease, None, reason);
+        Outcome::GiveUp(reason) => {
+            // A rejection is the plugin's decision about the event; anything else (a trap, a
+            // memory or output limit) counts against the subscription's health.
+            if !reason.starts_with("rejected") {
+                state
+                    .health
+                    .failure(&sub.id, &reason, &state.snapshot.load().delivery);
+            }
+            bury(
+                state,
+                &entry,
+                &job,
+                Some(&attempt(Some(reason.clone()))),
+                DeadReason::Plugin(reason),
+            );
+        }
     }
-    let (mut jobs, mut dead) = (Vec::new(), Vec::new());
-    collect(state, &event, sub, outcome, &mut jobs, &mut dead);
-    let attempt = Attempt {
-        at_ms: now_ms(),
-        status: None,
-        latency_ms: 0,
-        excerpt: String::new(),
-        error: None,
-    };
-    let result = state
-        .store
-        .enqueue(&jobs, &dead, None)
-        .and_then(|()| state.store.complete(&lease, &attempt));
-    if let Err(e) = result {
-        tracing::error!(error = %e, "cannot queue the deliveries of a plugin retry");
-    }
-    state.dispatch_wake.notify_one();
 }
 
-fn bury(state: &State, lease: &Lease, attempt: Option<&Attempt>, reason: &str) {
-    tracing::warn!(job = %lease.job.id, reason, "delivery moved to the dead-letter store");
-    if let Err(e) = state.store.bury(lease, attempt, reason, now_ms()) {
-        tracing::error!(error = %e, job = %lease.job.id, "cannot dead-letter a job; it is retried when its lease expires");
+fn bury(state: &State, entry: &Entry, job: &Job, attempt: Option<&Attempt>, reason: DeadReason) {
+    let reason = reason.to_string();
+    tracing::warn!(job = %job.id, reason, "job moved to the dead-letter store");
+    if let Err(e) = state.store.bury(job, attempt, &reason, now_ms()) {
+        tracing::error!(error = %e, job = %job.id, "cannot dead-letter a job; it is tried again at the next start");
+    }
+    state.scheduler.finish(&entry.id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_owner_of_a_subscription_is_its_app() {
+        assert_eq!(owner_app("app.shop.orders"), Some("shop"));
+        assert_eq!(owner_app("app.shop.a.b"), Some("shop"));
+        assert_eq!(owner_app("orders"), None);
+        assert_eq!(owner_app("application"), None);
     }
 }

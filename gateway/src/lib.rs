@@ -21,12 +21,14 @@ pub mod http_error;
 pub mod ingest;
 pub mod plugin;
 pub mod reload;
+pub mod scheduler;
 pub mod server;
 pub mod signing;
 pub mod state;
 pub mod store;
 pub mod subscriptions;
 pub mod tls;
+pub mod transform;
 pub mod xmljson;
 
 use std::sync::Arc;
@@ -60,30 +62,35 @@ pub async fn run(
     let store = Store::open(&storage)
         .with_context(|| format!("cannot open the database in {}", storage.display()))?;
     let snapshot = source.build(&store, &host, None)?;
-    let recovered = store
-        .recover_leases(state::now_ms())
-        .context("cannot recover leases")?;
-    if recovered > 0 {
-        tracing::info!(
-            recovered,
-            "deliveries in flight at the last stop are due again"
-        );
+    // The schedule is rebuilt from the jobs on disk: what was running at the last stop (even
+    // a kill -9) is due again now, retries keep their due times.
+    let scheduler = scheduler::Scheduler::default();
+    let now = state::now_ms();
+    let mut queued = 0usize;
+    for job in store.queued_jobs() {
+        scheduler.schedule(&job.context("cannot read the queue")?, now);
+        queued += 1;
     }
+    if queued > 0 {
+        tracing::info!(queued, "queued jobs from the last run are scheduled again");
+    }
+    let health = state::Health::open(&store).context("cannot read subscription health")?;
     let d = &snapshot.delivery;
+    let (plugin_slots, plugin_slots_per_subscription) = file.plugins.slots();
     let client =
         DeliveryClient::new(d.client.clone()).context("cannot build the delivery client")?;
     let state = Arc::new(State {
         store,
         client,
         limits: ConcurrencyLimits::new(d.concurrency, d.per_destination_concurrency),
-        plugin_slots: tokio::sync::Semaphore::new(
-            std::thread::available_parallelism().map_or(2, |n| n.get()) * 2,
-        ),
+        app_limits: ConcurrencyLimits::new(d.concurrency, d.per_app_concurrency),
+        plugin_limits: ConcurrencyLimits::new(plugin_slots, plugin_slots_per_subscription),
+        scheduler,
         fanout_wake: Default::default(),
-        dispatch_wake: Default::default(),
         in_flight: Default::default(),
-        health: Default::default(),
+        health,
         delivered: Default::default(),
+        stage_restarts: Default::default(),
         reloader: reload::Reloader::new(source),
         auth: Default::default(),
         host,
@@ -92,8 +99,8 @@ pub async fn run(
     tracing::info!(addr = %listener.local_addr()?, config = origin, "gateway listening");
 
     let stages = CancellationToken::new();
-    let fanout = tokio::spawn(fanout::run(state.clone(), stages.clone()));
-    let dispatch = tokio::spawn(dispatch::run(state.clone(), stages.clone()));
+    let fanout = supervise("fan-out", &state, &stages, fanout::run);
+    let dispatch = supervise("dispatch", &state, &stages, dispatch::run);
     tokio::spawn(reload::watch(state.clone(), stages.clone()));
     tokio::spawn(reload::on_sighup(state.clone(), stages.clone()));
     let tls = file_tls
@@ -103,7 +110,8 @@ pub async fn run(
     let served = server::serve(state.clone(), listener, tls, shutdown).await;
 
     // Accepting has stopped and requests have drained: stop taking new work, give deliveries
-    // in flight the grace period, then flush. Unfinished leases expire and are retried.
+    // in flight the grace period, then flush. Jobs still running stay queued on disk and run
+    // again at the next start.
     stages.cancel();
     let _ = tokio::join!(fanout, dispatch);
     state.in_flight.close();
@@ -119,4 +127,43 @@ pub async fn run(
     state.store.flush().context("cannot flush the database")?;
     tracing::info!("gateway stopped");
     served
+}
+
+/// Runs a stage as a task and restarts it if it panics (after logging the panic), so that a
+/// bug in one event's handling can never leave a gateway that answers `202` and delivers
+/// nothing. A stage that returns (on shutdown) is not restarted.
+fn supervise<F, Fut>(
+    name: &'static str,
+    state: &Arc<State>,
+    stages: &CancellationToken,
+    stage: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(Arc<State>, CancellationToken) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (state, stages) = (state.clone(), stages.clone());
+    tokio::spawn(async move {
+        let mut restarts = 0u32;
+        loop {
+            let run = tokio::spawn(stage(state.clone(), stages.clone()));
+            match run.await {
+                Ok(()) => return,
+                Err(e) if e.is_panic() => {
+                    restarts += 1;
+                    tracing::error!(stage = name, restarts, "stage panicked; restarting it");
+                    state
+                        .stage_restarts
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    // A panic on the same input again must not spin the CPU.
+                    let pause = std::time::Duration::from_millis(100 * u64::from(restarts.min(50)));
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = stages.cancelled() => return,
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    })
 }

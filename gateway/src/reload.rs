@@ -173,7 +173,8 @@ pub async fn reload(state: &Arc<State>, cause: &str) -> Result<u64, String> {
                 "configuration reloaded"
             );
             state.fanout_wake.notify_one();
-            state.dispatch_wake.notify_one();
+            // Paused subscriptions may be enabled now; the dispatcher looks at once.
+            state.scheduler.notify();
             Ok(status.generation)
         }
         Err(error) => {

@@ -8,13 +8,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use serde::Serialize;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 
 use tokio_util::task::TaskTracker;
 
 use crate::config::{DeliveryConfig, Snapshot};
 use crate::delivery::{ConcurrencyLimits, DeliveryClient};
 use crate::plugin::PluginHost;
+use crate::scheduler::Scheduler;
 use crate::store::Store;
 
 /// Milliseconds since the Unix epoch.
@@ -34,20 +35,24 @@ pub struct State {
     pub host: PluginHost,
     /// Sends deliveries.
     pub client: DeliveryClient,
-    /// Deliveries in flight, overall and per destination.
+    /// Deliveries in flight, overall and per receiver host.
     pub limits: ConcurrencyLimits,
-    /// Plugin calls at once (they run on blocking threads).
-    pub plugin_slots: Semaphore,
+    /// Deliveries in flight per app (keyed by app name).
+    pub app_limits: ConcurrencyLimits,
+    /// Plugin calls at once, overall and per subscription (they run on blocking threads).
+    pub plugin_limits: ConcurrencyLimits,
+    /// Which queued job runs next.
+    pub scheduler: Scheduler,
     /// Wakes fan-out when an event is accepted.
     pub fanout_wake: Notify,
-    /// Wakes dispatch when jobs are queued.
-    pub dispatch_wake: Notify,
     /// Delivery tasks in flight, for graceful shutdown.
     pub in_flight: TaskTracker,
     /// Consecutive failures per subscription.
     pub health: Health,
     /// Deliveries completed since start.
     pub delivered: AtomicU64,
+    /// Times a stage (fan-out, dispatch) panicked and was restarted.
+    pub stage_restarts: AtomicU64,
     /// Where the configuration comes from, and how reloads went.
     pub reloader: crate::reload::Reloader,
     /// Rate limits and OAuth1 nonces of the app API.
@@ -61,19 +66,6 @@ impl std::fmt::Debug for State {
 }
 
 impl State {
-    /// The lease on a job being delivered: longer than any attempt can take (the timeout
-    /// bounds the whole exchange). A restart recovers leases at once, whatever their length.
-    pub fn lease_ms(&self) -> u64 {
-        let snapshot = self.snapshot.load();
-        let longest = snapshot
-            .subscriptions
-            .iter()
-            .map(|s| s.timeout)
-            .max()
-            .unwrap_or(snapshot.delivery.timeout);
-        (longest + Duration::from_secs(5)).as_millis() as u64
-    }
-
     /// Delay before the next attempt after `failed_attempts` failures, honouring a
     /// receiver's `Retry-After` up to the configured cap.
     pub fn backoff_delay(&self, failed_attempts: u32, retry_after: Option<Duration>) -> Duration {
@@ -85,15 +77,17 @@ impl State {
     }
 }
 
-/// Tracks consecutive delivery failures per subscription, to flag (and optionally disable)
-/// subscriptions whose receivers keep failing. Kept in memory: it restarts clean.
+/// Tracks consecutive failures (deliveries and plugin calls) per subscription, to flag (and
+/// optionally pause) subscriptions that keep failing. Counters live in memory; a flag or a
+/// pause is written to the store when it is set or cleared, so it survives a restart.
 #[derive(Debug, Default)]
 pub struct Health {
     inner: Mutex<HashMap<String, SubscriptionHealth>>,
+    tree: Option<sled::Tree>,
 }
 
 /// What the admin status shows for one subscription.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct SubscriptionHealth {
     /// Failures since the last success.
     pub consecutive_failures: u32,
@@ -106,53 +100,91 @@ pub struct SubscriptionHealth {
 }
 
 impl Health {
-    /// Records a success: the counter resets and the flag clears.
+    /// Health kept in the `subscription_health` tree of `store`, loaded from it.
+    pub fn open(store: &Store) -> Result<Self, crate::store::StoreError> {
+        let tree = store.db().open_tree("subscription_health")?;
+        let mut map = HashMap::new();
+        for entry in tree.iter() {
+            let (key, value) = entry?;
+            if let Ok(health) = serde_json::from_slice::<SubscriptionHealth>(&value) {
+                map.insert(String::from_utf8_lossy(&key).into_owned(), health);
+            }
+        }
+        Ok(Self {
+            inner: Mutex::new(map),
+            tree: Some(tree),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, SubscriptionHealth>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn persist(&self, sub: &str, health: Option<&SubscriptionHealth>) {
+        let Some(tree) = &self.tree else { return };
+        let result = match health {
+            Some(h) => tree
+                .insert(sub, serde_json::to_vec(h).unwrap_or_default())
+                .map(drop),
+            None => tree.remove(sub).map(drop),
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, subscription = sub, "cannot store a subscription's health");
+        }
+    }
+
+    /// Records a success: the counter resets and the flag clears (a paused subscription stays
+    /// paused until it is enabled).
     pub fn success(&self, sub: &str) {
-        if let Ok(mut map) = self.inner.lock()
-            && let Some(h) = map.get_mut(sub)
+        let mut map = self.lock();
+        if let Some(h) = map.get_mut(sub)
             && !h.disabled
         {
-            *h = SubscriptionHealth::default();
+            let was_flagged = h.flagged;
+            map.remove(sub);
+            if was_flagged {
+                self.persist(sub, None);
+            }
         }
     }
 
     /// Records a failure and flags the subscription past the threshold.
     pub fn failure(&self, sub: &str, error: &str, config: &DeliveryConfig) {
-        if let Ok(mut map) = self.inner.lock() {
-            let h = map.entry(sub.to_owned()).or_default();
-            h.consecutive_failures += 1;
-            h.last_error = Some(error.to_owned());
-            if h.consecutive_failures >= config.flag_after_failures && !h.flagged {
-                h.flagged = true;
-                h.disabled = config.disable_flagged;
-                tracing::warn!(
-                    subscription = sub,
-                    failures = h.consecutive_failures,
-                    error,
-                    disabled = h.disabled,
-                    "subscription flagged: its deliveries keep failing"
-                );
-            }
+        let mut map = self.lock();
+        let h = map.entry(sub.to_owned()).or_default();
+        h.consecutive_failures += 1;
+        h.last_error = Some(error.to_owned());
+        if h.consecutive_failures >= config.flag_after_failures && !h.flagged {
+            h.flagged = true;
+            h.disabled = config.disable_flagged;
+            tracing::warn!(
+                subscription = sub,
+                failures = h.consecutive_failures,
+                error,
+                disabled = h.disabled,
+                "subscription flagged: it keeps failing"
+            );
+            let snapshot = h.clone();
+            self.persist(sub, Some(&snapshot));
         }
     }
 
     /// Whether deliveries for `sub` are paused.
     pub fn is_disabled(&self, sub: &str) -> bool {
-        self.inner
-            .lock()
-            .map(|m| m.get(sub).is_some_and(|h| h.disabled))
-            .unwrap_or(false)
+        self.lock().get(sub).is_some_and(|h| h.disabled)
     }
 
-    /// Re-enables a disabled subscription.
-    pub fn enable(&self, sub: &str) {
-        if let Ok(mut map) = self.inner.lock() {
-            map.remove(sub);
+    /// Re-enables a subscription and clears its record; returns whether it was paused.
+    pub fn enable(&self, sub: &str) -> bool {
+        let removed = self.lock().remove(sub);
+        if removed.as_ref().is_some_and(|h| h.flagged) {
+            self.persist(sub, None);
         }
+        removed.is_some_and(|h| h.disabled)
     }
 
     /// Every subscription with failures.
     pub fn report(&self) -> HashMap<String, SubscriptionHealth> {
-        self.inner.lock().map(|m| m.clone()).unwrap_or_default()
+        self.lock().clone()
     }
 }

@@ -16,11 +16,11 @@ use super::records::{app_prefix, qualified_id};
 use super::subscriptions::find;
 use super::{Call, internal};
 use crate::event::Event;
-use crate::fanout::{ONLY_SUBSCRIPTION_HEADER, collect, transform};
 use crate::http_error::{ApiError, Body, json};
 use crate::state::now_ms;
 use crate::store::{DeadLetter, DedupKey};
 use crate::subscriptions::EventPattern;
+use crate::transform::ONLY_SUBSCRIPTION_HEADER;
 
 /// The source name of test events.
 const TEST_SOURCE: &str = "api-test";
@@ -100,8 +100,8 @@ pub(super) async fn replay(call: &Call<'_>, job_id: &str) -> Result<Response<Bod
         .job_summary(&subscription, job_id)
         .map_err(internal)?
         .ok_or_else(ApiError::not_found)?;
-    if store.replay(job_id, now_ms()).map_err(internal)? {
-        state.dispatch_wake.notify_one();
+    if let Some(job) = store.replay(job_id, now_ms()).map_err(internal)? {
+        state.scheduler.schedule(&job, now_ms());
         return Ok(json(
             StatusCode::ACCEPTED,
             &json!({ "replayed": job_id, "from": "dead_letter" }),
@@ -135,10 +135,21 @@ pub(super) async fn replay(call: &Call<'_>, job_id: &str) -> Result<Response<Bod
         ));
     };
     let event = Arc::new(event);
-    let outcome = transform(state, &snapshot, &sub, &event).await;
-    let (mut jobs, mut dead) = (Vec::new(), Vec::new());
-    collect(state, &event, &sub, outcome, &mut jobs, &mut dead);
-    jobs.retain(|(j, _)| j.id == job_id);
+    let now = now_ms();
+    // The delivery is made again as it was made the first time: the pass-through body, or
+    // the plugin run once more (in a plugin slot of the subscription's, like any call).
+    let mut jobs = if sub.plugin.is_none() {
+        crate::transform::pass_through_jobs(&sub, &event, now)
+    } else {
+        let _slot = state.plugin_limits.acquire(&sub.id).await;
+        match crate::transform::run_plugin(&sub, &event).await {
+            crate::transform::Outcome::Deliver(deliveries) => {
+                crate::transform::delivery_jobs(&event, &sub, deliveries, now).0
+            }
+            _ => Vec::new(),
+        }
+    };
+    jobs.retain(|j| j.id == job_id);
     if jobs.is_empty() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -146,12 +157,11 @@ pub(super) async fn replay(call: &Call<'_>, job_id: &str) -> Result<Response<Bod
             "the subscription no longer makes this delivery from the event",
         ));
     }
-    for (_, due) in &mut jobs {
-        *due = now_ms();
-    }
     store.enqueue(&jobs, &[], None).map_err(internal)?;
     store.durable().await.map_err(internal)?;
-    state.dispatch_wake.notify_one();
+    for job in &jobs {
+        state.scheduler.schedule(job, now);
+    }
     Ok(json(
         StatusCode::ACCEPTED,
         &json!({ "replayed": job_id, "from": "delivered" }),
@@ -200,10 +210,15 @@ pub(super) fn replay_dead_letter(call: &Call<'_>, id: &str) -> Result<Response<B
             .subscription_id
             .starts_with(&app_prefix(&call.app.app))
     });
-    if !owned || !store.replay(id, now_ms()).map_err(internal)? {
+    let replayed = if owned {
+        store.replay(id, now_ms()).map_err(internal)?
+    } else {
+        None
+    };
+    let Some(job) = replayed else {
         return Err(ApiError::not_found());
-    }
-    call.state.dispatch_wake.notify_one();
+    };
+    call.state.scheduler.schedule(&job, now_ms());
     Ok(json(StatusCode::ACCEPTED, &json!({ "replayed": id })))
 }
 

@@ -168,8 +168,11 @@ pub struct DeliveryConfig {
     pub retries: u32,
     /// Deliveries in flight overall.
     pub concurrency: usize,
-    /// Deliveries in flight to one destination.
+    /// Deliveries in flight to one receiver host (scheme, host and port), whichever
+    /// destinations point there.
     pub per_destination_concurrency: usize,
+    /// Deliveries in flight for the subscriptions of one app (its share of `concurrency`).
+    pub per_app_concurrency: usize,
     /// Consecutive failed deliveries after which a subscription is flagged.
     pub flag_after_failures: u32,
     /// Pause (stop delivering for) a flagged subscription until it is re-enabled.
@@ -187,6 +190,7 @@ impl Default for DeliveryConfig {
             retries: 5,
             concurrency: 256,
             per_destination_concurrency: 32,
+            per_app_concurrency: 64,
             flag_after_failures: 20,
             disable_flagged: false,
             backoff: Backoff::default(),
@@ -203,6 +207,20 @@ pub struct PluginsConfig {
     pub cache_dir: Option<PathBuf>,
     /// CPU, memory and output bounds of every plugin call.
     pub limits: PluginLimits,
+    /// Plugin calls at once (default: the number of CPU cores). One subscription uses at most
+    /// half of them, so a slow or hostile plugin leaves room for the others.
+    pub concurrency: Option<usize>,
+}
+
+impl PluginsConfig {
+    /// Plugin calls at once, overall and for one subscription.
+    pub fn slots(&self) -> (usize, usize) {
+        let total = self
+            .concurrency
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .max(1);
+        (total, (total / 2).max(1))
+    }
 }
 
 /// `[[sources]]`: one Odoo instance.

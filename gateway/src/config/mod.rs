@@ -220,6 +220,20 @@ pub struct Destination {
     pub auth: file::DestinationAuth,
 }
 
+impl Destination {
+    /// The receiver's authority, `scheme://host:port`: the key of its concurrency limit, so
+    /// that every destination pointing at one host shares it.
+    pub fn authority(&self) -> String {
+        let scheme = self.url.scheme_str().unwrap_or("http");
+        let port = self
+            .url
+            .port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 80 });
+        let host = self.url.host().unwrap_or("").to_ascii_lowercase();
+        format!("{scheme}://{host}:{port}")
+    }
+}
+
 /// A subscription, validated.
 #[derive(Debug)]
 pub struct Subscription {

@@ -64,72 +64,66 @@ pub struct Accepted {
     pub duplicate: bool,
 }
 
+/// Number of locks that serialise identical submissions (striped by dedup key).
+pub(super) const ACCEPT_STRIPES: usize = 64;
+
+fn stripe_of(key: &[u8]) -> usize {
+    // The key ends with a SHA-256 or a producer id: its last bytes spread well enough.
+    let tail = key
+        .iter()
+        .rev()
+        .take(8)
+        .fold(0usize, |h, b| h.wrapping_mul(31) ^ *b as usize);
+    tail % ACCEPT_STRIPES
+}
+
 impl Store {
     /// Stores `event` and puts it on the fan-out backlog, unless `dedup` says it was seen.
     /// Not yet durable: call [`Store::durable`] before acknowledging.
     ///
     /// No transaction, for speed (a sled transaction costs more than the rest of ingest put
-    /// together), yet nothing acknowledged can be lost: the event and its backlog entry are
-    /// written first, then the dedup key is claimed with a compare-and-swap. A writer that
-    /// loses the claim to a concurrent identical request withdraws its own event and answers
-    /// with the winner's id. A crash between the steps leaves an unacknowledged event that is
-    /// delivered anyway (at least once) or a claim whose event is missing, which the next
-    /// submission overwrites.
+    /// together). Identical submissions are serialised by a lock striped on the dedup key, so
+    /// of two concurrent twins exactly one writes anything: a duplicate never reaches the
+    /// backlog, not even for a moment. Nothing acknowledged can be lost: the event and its
+    /// backlog entry are written before the dedup claim, so a crash between the steps leaves
+    /// an unacknowledged event that is delivered anyway (at least once), or a claim whose
+    /// event is missing, which the next submission overwrites.
     pub fn accept(&self, event: &Event, dedup: &DedupKey) -> Result<Accepted, StoreError> {
         let inner = &*self.inner;
         let key = dedup.bytes();
-        let fresh = |previous: &Seen| match dedup {
-            DedupKey::Explicit { .. } => true,
-            DedupKey::Body { window_ms, .. } => {
-                event.received_at_ms.saturating_sub(previous.at_ms) < *window_ms
+        let stripe = &inner.accept_locks[stripe_of(&key)];
+        let _serialised = stripe
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(raw) = inner.dedup.get(&key)? {
+            let previous: Seen = decode("dedup", &raw)?;
+            let fresh = match dedup {
+                DedupKey::Explicit { .. } => true,
+                DedupKey::Body { window_ms, .. } => {
+                    event.received_at_ms.saturating_sub(previous.at_ms) < *window_ms
+                }
+            };
+            if fresh && inner.events.contains_key(previous.id.as_bytes())? {
+                return Ok(Accepted {
+                    id: previous.id,
+                    duplicate: true,
+                });
             }
-        };
-        let known = |raw: &Option<sled::IVec>| -> Result<Option<Seen>, StoreError> {
-            let Some(raw) = raw else { return Ok(None) };
-            let previous: Seen = decode("dedup", raw)?;
-            Ok(
-                (fresh(&previous) && inner.events.contains_key(previous.id.as_bytes())?)
-                    .then_some(previous),
-            )
-        };
-        let mut current = inner.dedup.get(&key)?;
-        if let Some(previous) = known(&current)? {
-            return Ok(Accepted {
-                id: previous.id,
-                duplicate: true,
-            });
         }
-        let seq = inner.db.generate_id()?.to_be_bytes();
+        let backlog = super::queue::pending_key(inner.db.generate_id()?);
         inner.events.insert(event.id.as_bytes(), encode(event))?;
-        inner.pending.insert(seq, event.id.as_bytes())?;
+        inner
+            .queue
+            .insert(backlog.as_slice(), event.id.as_bytes())?;
         let seen = encode(&Seen {
             id: event.id.clone(),
             at_ms: event.received_at_ms,
         });
-        loop {
-            match inner
-                .dedup
-                .compare_and_swap(&key, current.as_ref(), Some(seen.as_slice()))?
-            {
-                Ok(()) => {
-                    return Ok(Accepted {
-                        id: event.id.clone(),
-                        duplicate: false,
-                    });
-                }
-                Err(conflict) => {
-                    current = conflict.current;
-                    if let Some(winner) = known(&current)? {
-                        inner.pending.remove(seq)?;
-                        inner.events.remove(event.id.as_bytes())?;
-                        return Ok(Accepted {
-                            id: winner.id,
-                            duplicate: true,
-                        });
-                    }
-                }
-            }
-        }
+        inner.dedup.insert(key, seen)?;
+        Ok(Accepted {
+            id: event.id.clone(),
+            duplicate: false,
+        })
     }
 
     /// Reads an event.
@@ -142,26 +136,16 @@ impl Store {
     }
 
     /// Up to `limit` events waiting for fan-out, oldest first, with their backlog keys.
-    pub fn pending(
-        &self,
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Event)>, StoreError> {
-        let range = match after {
-            Some(k) => self.inner.pending.range((
-                std::ops::Bound::Excluded(k.to_vec()),
-                std::ops::Bound::Unbounded,
-            )),
-            None => self.inner.pending.iter(),
-        };
+    pub fn pending(&self, limit: usize) -> Result<Vec<(Vec<u8>, Event)>, StoreError> {
         let mut out = Vec::with_capacity(limit);
-        for entry in range.take(limit) {
+        let backlog = self.inner.queue.scan_prefix([super::queue::PENDING]);
+        for entry in backlog.take(limit) {
             let (key, id) = entry?;
             let id = String::from_utf8_lossy(&id).into_owned();
             match self.event(&id)? {
                 Some(event) => out.push((key.to_vec(), event)),
                 None => {
-                    self.inner.pending.remove(&key)?;
+                    self.inner.queue.remove(&key)?;
                 }
             }
         }

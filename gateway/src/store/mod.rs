@@ -1,32 +1,32 @@
-//! Durable state on sled: accepted events, the fan-out backlog, the delivery queue, attempt
-//! history and dead letters.
+//! Durable state on sled: accepted events, the fan-out backlog, jobs, attempt history and
+//! dead letters.
 //!
 //! This module owns every byte on disk and the rules that keep it consistent. Sled
-//! transactions cost more than the rest of the data path, so the hottest operations (accept,
-//! lease, complete, retry) use single-tree atomic batches and a write order chosen so that a
-//! crash between two writes can cause a repeated delivery but never a lost one; each function
-//! says how. Queueing an event's jobs (with clearing its backlog entry), dead-lettering and
-//! replay are transactions. It never talks to the network and never runs plugins.
+//! transactions cost more than the rest of the data path, so every multi-record change is a
+//! single-tree atomic batch (see [`queue`]) or a write order chosen so that a crash between
+//! two writes can cause a repeated delivery but never a lost one; each function says how.
+//! It never talks to the network and never runs plugins.
 //!
 //! Trees:
-//! - `events`: event id → event (JSON);
-//! - `pending`: sequence → event id, events accepted but not yet fanned out;
+//! - `events`: event id → event (JSON), the one copy of each payload;
 //! - `dedup`: source + explicit id, or source + body hash → first event id and time;
-//! - `jobs`: job id → job; `schedule`: due time + job id → (), the queue order;
-//! - `attempts`: job id + attempt number → attempt; `dead`: job id → dead letter;
-//! - `deliveries_by_subscription`: subscription id + job id → job summary, written with the
-//!   job, so a subscription's deliveries can be listed after they left the queue.
+//! - `queue`: the backlog of events not yet fanned out, jobs, attempts, dead letters and the
+//!   per-subscription delivery index, by key prefix ([`queue`]).
 
 mod durability;
 mod events;
-mod jobs;
+mod job;
+mod queue;
 
 use std::path::Path;
 use std::sync::Arc;
 
 pub use durability::Durability;
 pub use events::{Accepted, DedupKey};
-pub use jobs::{Attempt, DeadLetter, Job, JobKind, JobSummary, Lease};
+pub use job::{
+    Attempt, BadJobId, DeadLetter, DeadReason, Job, JobId, JobKind, JobPart, JobSummary,
+};
+pub use queue::MAX_BATCH;
 
 /// Why storage failed. These are server errors: the client is not at fault.
 #[derive(Debug, thiserror::Error)]
@@ -62,14 +62,11 @@ pub struct Store {
 struct Inner {
     db: sled::Db,
     events: sled::Tree,
-    pending: sled::Tree,
     dedup: sled::Tree,
-    jobs: sled::Tree,
-    schedule: sled::Tree,
-    attempts: sled::Tree,
-    dead: sled::Tree,
-    by_subscription: sled::Tree,
+    queue: sled::Tree,
     durability: Durability,
+    /// Serialises identical submissions (see [`Store::accept`]).
+    accept_locks: Vec<std::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -88,16 +85,16 @@ impl Store {
             .flush_every_ms(None)
             .open()?;
         let tree = |name: &str| db.open_tree(name);
+        let queue = tree("queue")?;
+        migrate_legacy_trees(&db, &queue)?;
         let inner = Inner {
             events: tree("events")?,
-            pending: tree("pending")?,
             dedup: tree("dedup")?,
-            jobs: tree("jobs")?,
-            schedule: tree("schedule")?,
-            attempts: tree("attempts")?,
-            dead: tree("dead")?,
-            by_subscription: tree("deliveries_by_subscription")?,
+            queue,
             durability: Durability::new(db.clone()),
+            accept_locks: (0..events::ACCEPT_STRIPES)
+                .map(|_| Default::default())
+                .collect(),
             db,
         };
         Ok(Self {
@@ -124,11 +121,12 @@ impl Store {
 
     /// Counts for the admin status (each walks a tree: not for the data path).
     pub fn counts(&self) -> Counts {
+        let (pending, queued, dead) = self.queue_counts();
         Counts {
             events: self.inner.events.len(),
-            pending: self.inner.pending.len(),
-            queued: self.inner.schedule.len(),
-            dead: self.inner.dead.len(),
+            pending,
+            queued,
+            dead,
         }
     }
 }
@@ -140,10 +138,45 @@ pub struct Counts {
     pub events: usize,
     /// Events waiting for fan-out.
     pub pending: usize,
-    /// Jobs queued (due or leased).
+    /// Jobs queued (due, waiting for a retry, or running).
     pub queued: usize,
     /// Dead letters.
     pub dead: usize,
+}
+
+/// Moves the records of the layout before the `queue` tree (one tree per kind) into it, with
+/// their prefixes, then drops the old trees. A no-op on a database that has none.
+fn migrate_legacy_trees(db: &sled::Db, queue: &sled::Tree) -> Result<(), StoreError> {
+    const LEGACY: [(&str, Option<u8>); 6] = [
+        ("pending", Some(b'p')),
+        ("jobs", Some(b'j')),
+        ("attempts", Some(b'a')),
+        ("dead", Some(b'd')),
+        ("deliveries_by_subscription", Some(b'x')),
+        // The old schedule is rebuilt from the jobs: nothing to carry over.
+        ("schedule", None),
+    ];
+    let names = db.tree_names();
+    for (name, prefix) in LEGACY {
+        if !names.iter().any(|n| n.as_ref() == name.as_bytes()) {
+            continue;
+        }
+        let old = db.open_tree(name)?;
+        if let Some(prefix) = prefix {
+            let mut moved = 0usize;
+            for entry in old.iter() {
+                let (key, value) = entry?;
+                queue.insert([&[prefix][..], &key].concat(), value)?;
+                moved += 1;
+            }
+            if moved > 0 {
+                tracing::info!(tree = name, records = moved, "moved into the queue tree");
+            }
+        }
+        queue.flush()?;
+        db.drop_tree(name)?;
+    }
+    Ok(())
 }
 
 fn decode<T: serde::de::DeserializeOwned>(

@@ -1,0 +1,385 @@
+//! The in-memory schedule: which queued job runs next.
+//!
+//! Jobs are durable in the [`crate::store`]; their order lives here, rebuilt from the store
+//! at start-up. Each job waits in a *lane*: deliveries in the lane of their destination,
+//! plugin calls in the lane of their subscription. The dispatcher visits the lanes that have
+//! due work round-robin and takes a lane's next job only when the resources that job needs
+//! (a global slot, a slot of the receiver's host, the app's share, a plugin slot) are free:
+//! a busy or dead receiver, or a slow plugin, holds its own lane and nobody else's, and
+//! waiting costs no write to the store.
+//!
+//! A job is known here from the moment it is queued until it is finished (delivered, buried
+//! or forgotten): queueing it twice is a no-op, so it never runs twice at once.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+use crate::store::{Job, JobKind};
+
+/// Where a job waits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// A delivery, by destination name.
+    Deliver(Arc<str>),
+    /// A plugin call, by subscription id.
+    Transform(Arc<str>),
+}
+
+/// A job as the schedule knows it: enough to choose it without reading the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The job id.
+    pub id: Arc<str>,
+    /// Its subscription.
+    pub subscription: Arc<str>,
+    /// Its lane.
+    pub lane: Lane,
+}
+
+impl Entry {
+    /// The schedule entry of `job`.
+    pub fn of(job: &Job) -> Self {
+        let subscription: Arc<str> = job.subscription_id.as_str().into();
+        let lane = match job.kind {
+            JobKind::Deliver => Lane::Deliver(job.destination.as_str().into()),
+            JobKind::Transform => Lane::Transform(subscription.clone()),
+        };
+        Self {
+            id: job.id.as_str().into(),
+            subscription,
+            lane,
+        }
+    }
+}
+
+/// What the dispatcher says of a lane's next job.
+#[derive(Debug)]
+pub enum Admit<P> {
+    /// Run it now, holding `P` (its slots).
+    Run(P),
+    /// Its resources are busy: leave it, and the lane, where they are.
+    Wait,
+    /// Its subscription is paused: set it aside until [`Scheduler::unpark`].
+    Park,
+}
+
+/// How much work the schedule holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Depth {
+    /// Due now, waiting for a slot.
+    pub due: usize,
+    /// Waiting for a later time (retries, backoff).
+    pub later: usize,
+    /// Set aside while their subscription is paused.
+    pub parked: usize,
+    /// Known in all, including those running.
+    pub known: usize,
+}
+
+/// The schedule. One per gateway.
+#[derive(Debug, Default)]
+pub struct Scheduler {
+    queues: Mutex<Queues>,
+    wake: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Queues {
+    known: HashSet<Arc<str>>,
+    later: BTreeMap<(u64, u64), Entry>,
+    seq: u64,
+    lanes: HashMap<Lane, VecDeque<Entry>>,
+    /// Lanes with due work, in visiting order.
+    ring: VecDeque<Lane>,
+    parked: HashMap<Arc<str>, Vec<Entry>>,
+    due: usize,
+    parked_count: usize,
+}
+
+impl Queues {
+    fn push_due(&mut self, entry: Entry) {
+        let lane = self.lanes.entry(entry.lane.clone()).or_default();
+        if lane.is_empty() {
+            self.ring.push_back(entry.lane.clone());
+        }
+        lane.push_back(entry);
+        self.due += 1;
+    }
+
+    fn push(&mut self, entry: Entry, due_ms: u64, now_ms: u64) {
+        if due_ms <= now_ms {
+            self.push_due(entry);
+        } else {
+            self.seq += 1;
+            self.later.insert((due_ms, self.seq), entry);
+        }
+    }
+
+    fn promote(&mut self, now_ms: u64) {
+        while let Some(first) = self.later.first_entry() {
+            if first.key().0 > now_ms {
+                break;
+            }
+            let entry = first.remove();
+            self.push_due(entry);
+        }
+    }
+}
+
+impl Scheduler {
+    fn lock(&self) -> MutexGuard<'_, Queues> {
+        self.queues.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `job` at its `due_ms`, unless it is already known (queued or running).
+    pub fn schedule(&self, job: &Job, now_ms: u64) {
+        let entry = Entry::of(job);
+        let mut q = self.lock();
+        if !q.known.insert(entry.id.clone()) {
+            return;
+        }
+        q.push(entry, job.due_ms, now_ms);
+        drop(q);
+        self.wake.notify_one();
+    }
+
+    /// Puts a running job back, due at `due_ms` (a retry).
+    pub fn requeue(&self, entry: Entry, due_ms: u64, now_ms: u64) {
+        let mut q = self.lock();
+        q.known.insert(entry.id.clone());
+        q.push(entry, due_ms, now_ms);
+        drop(q);
+        self.wake.notify_one();
+    }
+
+    /// Forgets a running job: it is done (delivered, buried, or gone from the store).
+    pub fn finish(&self, id: &str) {
+        self.lock().known.remove(id);
+        self.wake.notify_one();
+    }
+
+    /// Whether the job is known (queued, waiting, parked or running).
+    pub fn contains(&self, id: &str) -> bool {
+        self.lock().known.contains(id)
+    }
+
+    /// Takes up to `limit` due jobs, visiting lanes round-robin: each lane's next job is
+    /// offered to `admit`, which decides whether it runs now (and with which slots).
+    pub fn take<P>(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        mut admit: impl FnMut(&Entry) -> Admit<P>,
+    ) -> Vec<(Entry, P)> {
+        let mut q = self.lock();
+        q.promote(now_ms);
+        let mut out = Vec::new();
+        // Visit each lane at most once per round; stop when a round admits nothing.
+        loop {
+            let mut progressed = false;
+            let lanes = q.ring.len();
+            for _ in 0..lanes {
+                if out.len() == limit {
+                    return out;
+                }
+                let Some(lane) = q.ring.pop_front() else {
+                    break;
+                };
+                let Some(queue) = q.lanes.get_mut(&lane) else {
+                    continue;
+                };
+                let Some(head) = queue.front() else {
+                    q.lanes.remove(&lane);
+                    continue;
+                };
+                match admit(head) {
+                    Admit::Run(permit) => {
+                        let entry = queue.pop_front().expect("head exists");
+                        let empty = queue.is_empty();
+                        out.push((entry, permit));
+                        q.due -= 1;
+                        progressed = true;
+                        if empty {
+                            q.lanes.remove(&lane);
+                        } else {
+                            q.ring.push_back(lane);
+                        }
+                    }
+                    Admit::Wait => q.ring.push_back(lane),
+                    Admit::Park => {
+                        let entry = queue.pop_front().expect("head exists");
+                        let empty = queue.is_empty();
+                        q.due -= 1;
+                        q.parked_count += 1;
+                        q.parked
+                            .entry(entry.subscription.clone())
+                            .or_default()
+                            .push(entry);
+                        progressed = true;
+                        if empty {
+                            q.lanes.remove(&lane);
+                        } else {
+                            q.ring.push_back(lane);
+                        }
+                    }
+                }
+            }
+            if !progressed || q.ring.is_empty() {
+                return out;
+            }
+        }
+    }
+
+    /// Makes the parked jobs of every subscription for which `resume` says so due again.
+    pub fn unpark(&self, now_ms: u64, mut resume: impl FnMut(&str) -> bool) -> usize {
+        let mut q = self.lock();
+        let subs: Vec<Arc<str>> = q.parked.keys().filter(|s| resume(s)).cloned().collect();
+        let mut n = 0;
+        for sub in subs {
+            for entry in q.parked.remove(&sub).unwrap_or_default() {
+                q.push(entry, now_ms, now_ms);
+                q.parked_count -= 1;
+                n += 1;
+            }
+        }
+        drop(q);
+        if n > 0 {
+            self.wake.notify_one();
+        }
+        n
+    }
+
+    /// The earliest time a waiting job comes due.
+    pub fn next_due_ms(&self) -> Option<u64> {
+        self.lock()
+            .later
+            .first_key_value()
+            .map(|((due, _), _)| *due)
+    }
+
+    /// How much work is waiting.
+    pub fn depth(&self) -> Depth {
+        let q = self.lock();
+        Depth {
+            due: q.due,
+            later: q.later.len(),
+            parked: q.parked_count,
+            known: q.known.len(),
+        }
+    }
+
+    /// Resolves when work may have become runnable (a job queued, a slot freed).
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.wake.notified()
+    }
+
+    /// Wakes the dispatcher (a slot was freed).
+    pub fn notify(&self) {
+        self.wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: &str, sub: &str, dest: &str, kind: JobKind, due_ms: u64) -> Job {
+        Job {
+            id: id.into(),
+            kind,
+            event_id: "evt".into(),
+            subscription_id: sub.into(),
+            destination: dest.into(),
+            content_type: String::new(),
+            body: Vec::new(),
+            envelope: None,
+            headers: Vec::new(),
+            attempts: 0,
+            created_ms: 0,
+            due_ms,
+            last_error: None,
+        }
+    }
+
+    fn ids(taken: &[(Entry, ())]) -> Vec<&str> {
+        taken.iter().map(|(e, ())| &*e.id).collect()
+    }
+
+    #[test]
+    fn lanes_are_visited_round_robin() {
+        let s = Scheduler::default();
+        for i in 0..3 {
+            s.schedule(&job(&format!("a{i}"), "s1", "a", JobKind::Deliver, 0), 0);
+        }
+        s.schedule(&job("b0", "s2", "b", JobKind::Deliver, 0), 0);
+        s.schedule(&job("p0", "s3", "b", JobKind::Transform, 0), 0);
+        let taken = s.take(0, 10, |_| Admit::Run(()));
+        assert_eq!(ids(&taken), ["a0", "b0", "p0", "a1", "a2"]);
+        assert_eq!(s.depth().due, 0);
+    }
+
+    #[test]
+    fn a_blocked_lane_does_not_hold_the_others() {
+        let s = Scheduler::default();
+        for i in 0..100 {
+            s.schedule(
+                &job(&format!("dead{i}"), "s1", "blackhole", JobKind::Deliver, 0),
+                0,
+            );
+        }
+        s.schedule(&job("ok", "s2", "fine", JobKind::Deliver, 0), 0);
+        let mut offered = 0;
+        let taken = s.take(0, 10, |e| {
+            offered += 1;
+            match &e.lane {
+                Lane::Deliver(d) if &**d == "blackhole" => Admit::<()>::Wait,
+                _ => Admit::Run(()),
+            }
+        });
+        assert_eq!(ids(&taken), ["ok"]);
+        assert!(
+            offered <= 3,
+            "the blocked lane is asked once per round, not per job"
+        );
+        assert_eq!(s.depth().due, 100);
+    }
+
+    #[test]
+    fn later_jobs_come_due_in_time_order_and_duplicates_are_ignored() {
+        let s = Scheduler::default();
+        s.schedule(&job("late", "s", "d", JobKind::Deliver, 200), 0);
+        s.schedule(&job("early", "s", "d", JobKind::Deliver, 100), 0);
+        s.schedule(&job("early", "s", "d", JobKind::Deliver, 0), 0);
+        assert_eq!(s.next_due_ms(), Some(100));
+        assert!(s.take(99, 10, |_| Admit::Run(())).is_empty());
+        assert_eq!(ids(&s.take(150, 10, |_| Admit::Run(()))), ["early"]);
+        assert_eq!(ids(&s.take(200, 10, |_| Admit::Run(()))), ["late"]);
+        // Running jobs stay known until finished.
+        s.schedule(&job("late", "s", "d", JobKind::Deliver, 0), 0);
+        assert_eq!(s.depth().due, 0);
+        s.finish("late");
+        s.schedule(&job("late", "s", "d", JobKind::Deliver, 0), 0);
+        assert_eq!(s.depth().due, 1);
+    }
+
+    #[test]
+    fn parked_jobs_wait_for_their_subscription() {
+        let s = Scheduler::default();
+        s.schedule(&job("x", "paused", "d", JobKind::Deliver, 0), 0);
+        s.schedule(&job("y", "live", "d", JobKind::Deliver, 0), 0);
+        let taken = s.take(0, 10, |e| {
+            if &*e.subscription == "paused" {
+                Admit::Park
+            } else {
+                Admit::Run(())
+            }
+        });
+        assert_eq!(ids(&taken), ["y"]);
+        assert_eq!(s.depth().parked, 1);
+        assert_eq!(s.unpark(5, |sub| sub == "other"), 0);
+        assert_eq!(s.unpark(5, |sub| sub == "paused"), 1);
+        assert_eq!(ids(&s.take(5, 10, |_| Admit::Run(()))), ["x"]);
+    }
+}

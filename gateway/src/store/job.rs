@@ -1,0 +1,302 @@
+//! The typed job model: what a unit of queued work is, how it is named, and why it may end
+//! in the dead-letter store.
+//!
+//! Pure data: no I/O here. [`super::queue`] stores these records.
+
+use std::fmt;
+use std::str::FromStr;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Format;
+
+/// What a job does when it comes due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// POST the body to the destination.
+    Deliver,
+    /// Run the subscription's plugin for the event; its deliveries become `Deliver` jobs.
+    Transform,
+}
+
+/// Which of an event's jobs for one subscription this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobPart {
+    /// The n-th delivery the plugin (or pass-through) produced.
+    Delivery(usize),
+    /// The plugin call itself.
+    Transform,
+}
+
+/// A job's stable id: `<event id>.<subscription id>.<n | transform>`. It is the `webhook-id`
+/// header, the same on every attempt, so receivers can deduplicate.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct JobId {
+    /// The event.
+    pub event: String,
+    /// The subscription (may itself contain dots, e.g. `app.shop.orders`).
+    pub subscription: String,
+    /// Which job of the pair.
+    pub part: JobPart,
+}
+
+impl JobId {
+    /// The id of delivery `n` of `event` for `subscription`.
+    pub fn delivery(event: &str, subscription: &str, n: usize) -> Self {
+        Self {
+            event: event.to_owned(),
+            subscription: subscription.to_owned(),
+            part: JobPart::Delivery(n),
+        }
+    }
+
+    /// The id of the plugin call of `event` for `subscription`.
+    pub fn transform(event: &str, subscription: &str) -> Self {
+        Self {
+            event: event.to_owned(),
+            subscription: subscription.to_owned(),
+            part: JobPart::Transform,
+        }
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.part {
+            JobPart::Delivery(n) => write!(f, "{}.{}.{n}", self.event, self.subscription),
+            JobPart::Transform => write!(f, "{}.{}.transform", self.event, self.subscription),
+        }
+    }
+}
+
+/// Why a string is not a job id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a job id (<event>.<subscription>.<n|transform>)")]
+pub struct BadJobId(String);
+
+impl FromStr for JobId {
+    type Err = BadJobId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || BadJobId(s.to_owned());
+        // Event ids never contain a dot; subscription ids may.
+        let (event, rest) = s.split_once('.').ok_or_else(bad)?;
+        let (subscription, last) = rest.rsplit_once('.').ok_or_else(bad)?;
+        if event.is_empty() || subscription.is_empty() {
+            return Err(bad());
+        }
+        let part = match last {
+            "transform" => JobPart::Transform,
+            n => JobPart::Delivery(n.parse().map_err(|_| bad())?),
+        };
+        Ok(Self {
+            event: event.to_owned(),
+            subscription: subscription.to_owned(),
+            part,
+        })
+    }
+}
+
+/// One unit of work in the queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// Stable id ([`JobId`] as text); the `webhook-id` header.
+    pub id: String,
+    /// What to do.
+    pub kind: JobKind,
+    /// The event it came from.
+    pub event_id: String,
+    /// The subscription it belongs to.
+    pub subscription_id: String,
+    /// Destination name.
+    pub destination: String,
+    /// MIME type of the body.
+    pub content_type: String,
+    /// The body, base64 in storage; empty when `envelope` says how to build it.
+    #[serde(with = "body_b64", default)]
+    pub body: Vec<u8>,
+    /// The body is the stored event in this envelope format, built at delivery time: the
+    /// event's payload is stored once, not copied into every job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelope: Option<Format>,
+    /// Extra headers from the plugin.
+    pub headers: Vec<(String, String)>,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the job was created (ms since the epoch).
+    pub created_ms: u64,
+    /// When the job is due next (ms since the epoch).
+    #[serde(default)]
+    pub due_ms: u64,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+}
+
+mod body_b64 {
+    use super::B64;
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(body: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&B64.encode(body))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        B64.decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// One delivery attempt (or plugin call), kept for the attempt log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// When it started (ms since the epoch).
+    pub at_ms: u64,
+    /// HTTP status, when a response came.
+    pub status: Option<u16>,
+    /// How long it took.
+    pub latency_ms: u64,
+    /// The start of the response body (bounded).
+    pub excerpt: String,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+}
+
+/// Why a job was given up. Stored as its text, which starts with its stable code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeadReason {
+    /// The subscription is no longer configured.
+    SubscriptionRemoved,
+    /// The destination is no longer configured.
+    DestinationRemoved,
+    /// The event the job needs is no longer stored.
+    EventMissing,
+    /// The delivery could not be signed.
+    Unsignable(String),
+    /// The plugin refused the event, or failed in a way a retry cannot mend.
+    Plugin(String),
+    /// The plugin named a destination the subscription does not have.
+    PluginInvalidOutput(String),
+    /// Every attempt failed.
+    GaveUp {
+        /// Attempts made.
+        attempts: u32,
+        /// The last error.
+        last_error: String,
+    },
+}
+
+impl DeadReason {
+    /// The stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::SubscriptionRemoved => "subscription_removed",
+            Self::DestinationRemoved => "destination_removed",
+            Self::EventMissing => "event_missing",
+            Self::Unsignable(_) => "unsignable",
+            Self::Plugin(_) => "plugin_failed",
+            Self::PluginInvalidOutput(_) => "plugin_invalid_output",
+            Self::GaveUp { .. } => "gave_up",
+        }
+    }
+}
+
+impl fmt::Display for DeadReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::SubscriptionRemoved => {
+                f.write_str("subscription_removed: the subscription is no longer configured")
+            }
+            Self::DestinationRemoved => {
+                f.write_str("destination_removed: the destination is no longer configured")
+            }
+            Self::EventMissing => f.write_str("event_missing: the event is no longer stored"),
+            Self::Unsignable(e) => write!(f, "unsignable: {e}"),
+            // The plugin error text already starts with its own code (`rejected: ...`).
+            Self::Plugin(e) => f.write_str(e),
+            Self::PluginInvalidOutput(e) => write!(f, "plugin_invalid_output: {e}"),
+            Self::GaveUp {
+                attempts,
+                last_error,
+            } => write!(
+                f,
+                "gave up after {attempts} attempts; last error: {last_error}"
+            ),
+        }
+    }
+}
+
+/// A job that will not be retried any more; kept until replayed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The job as it was.
+    pub job: Job,
+    /// Why it was given up ([`DeadReason`] as text).
+    pub reason: String,
+    /// When (ms since the epoch).
+    pub at_ms: u64,
+}
+
+/// What the per-subscription index keeps of a job: enough to list it after it left the queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSummary {
+    /// The job id.
+    pub id: String,
+    /// The event it came from.
+    pub event_id: String,
+    /// Destination name.
+    pub destination: String,
+    /// When the job was created (ms since the epoch).
+    pub created_ms: u64,
+}
+
+impl From<&Job> for JobSummary {
+    fn from(job: &Job) -> Self {
+        Self {
+            id: job.id.clone(),
+            event_id: job.event_id.clone(),
+            destination: job.destination.clone(),
+            created_ms: job.created_ms,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids_round_trip_with_dotted_subscriptions() {
+        for id in [
+            JobId::delivery("evt_1", "orders", 0),
+            JobId::delivery("evt_1", "app.shop.orders", 12),
+            JobId::transform("evt_2", "app.shop.orders"),
+        ] {
+            let text = id.to_string();
+            assert_eq!(text.parse::<JobId>(), Ok(id), "{text}");
+        }
+        assert_eq!(
+            JobId::transform("e", "s").to_string(),
+            "e.s.transform",
+            "the stored form"
+        );
+        for bad in ["", "evt", "evt.sub", ".sub.1", "evt..1", "evt.sub.x"] {
+            assert!(bad.parse::<JobId>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dead_reasons_start_with_their_code() {
+        for reason in [
+            DeadReason::SubscriptionRemoved,
+            DeadReason::DestinationRemoved,
+            DeadReason::EventMissing,
+            DeadReason::Unsignable("x".into()),
+            DeadReason::PluginInvalidOutput("x".into()),
+        ] {
+            assert!(reason.to_string().starts_with(reason.code()), "{reason}");
+        }
+    }
+}

@@ -1,0 +1,427 @@
+//! The durable side of the work queue: the fan-out backlog, jobs, the attempt log, dead
+//! letters and the per-subscription delivery index, all in one sled tree.
+//!
+//! One tree, with a one-byte prefix per kind of record, so that every change that must be
+//! atomic (queue an event's jobs and clear its backlog entry; finish a job and log its
+//! attempt; bury a job) is a single-tree atomic batch, far cheaper than a sled transaction.
+//! Batches are bounded: fanning one event out to many subscriptions is several batches, the
+//! backlog entry cleared by the last one (job ids are deterministic, so a replayed fan-out
+//! rewrites the same jobs).
+//!
+//! Which job runs when is not stored here: the in-memory [`crate::scheduler`] holds the
+//! order, and start-up rebuilds it from the jobs on disk. So taking a job writes nothing,
+//! and a job whose worker died with the process is simply due again at the next start.
+
+use super::job::{Attempt, DeadLetter, Job, JobSummary};
+use super::{Store, StoreError, decode, encode};
+
+/// Largest number of writes in one atomic batch.
+pub const MAX_BATCH: usize = 512;
+
+pub(super) const PENDING: u8 = b'p';
+const JOB: u8 = b'j';
+const INDEX: u8 = b'x';
+const DEAD: u8 = b'd';
+const ATTEMPT: u8 = b'a';
+
+fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + parts.iter().map(|p| p.len() + 1).sum::<usize>());
+    key.push(prefix);
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            key.push(0);
+        }
+        key.extend_from_slice(part);
+    }
+    key
+}
+
+fn job_key(id: &str) -> Vec<u8> {
+    key(JOB, &[id.as_bytes()])
+}
+
+fn dead_key(id: &str) -> Vec<u8> {
+    key(DEAD, &[id.as_bytes()])
+}
+
+fn index_key(subscription_id: &str, job_id: &str) -> Vec<u8> {
+    key(INDEX, &[subscription_id.as_bytes(), job_id.as_bytes()])
+}
+
+/// The backlog key of sequence number `seq`.
+pub(super) fn pending_key(seq: u64) -> Vec<u8> {
+    [&[PENDING][..], &seq.to_be_bytes()].concat()
+}
+
+impl Store {
+    /// Queues `jobs` (each due at its `due_ms`), writes `dead` letters (plugin rejections), and
+    /// removes the event's backlog entry `pending_key` when given: the event counts as handled
+    /// exactly when its jobs are stored.
+    pub fn enqueue(
+        &self,
+        jobs: &[Job],
+        dead: &[DeadLetter],
+        pending_key: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        let last = pending_key.map(|k| (k.to_vec(), None));
+        self.write_jobs(jobs, dead, last.into_iter().collect())
+    }
+
+    /// Queues the deliveries a plugin call made and, in the last batch, finishes the call's own
+    /// job `finished` with its `attempt`.
+    pub fn enqueue_replacing(
+        &self,
+        jobs: &[Job],
+        dead: &[DeadLetter],
+        finished: &Job,
+        attempt: &Attempt,
+    ) -> Result<(), StoreError> {
+        let last = vec![
+            (job_key(&finished.id), None),
+            (self.attempt_key(&finished.id)?, Some(encode(attempt))),
+        ];
+        self.write_jobs(jobs, dead, last)
+    }
+
+    /// Writes jobs and dead letters (with their index rows) in batches of at most
+    /// [`MAX_BATCH`] writes; the writes in `last` (key, value or `None` to remove) join the
+    /// final batch, so they happen exactly when the last job is stored.
+    fn write_jobs(
+        &self,
+        jobs: &[Job],
+        dead: &[DeadLetter],
+        last: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<(), StoreError> {
+        let queue = &self.inner.queue;
+        let records = jobs
+            .iter()
+            .map(|job| (job_key(&job.id), encode(job), job))
+            .chain(
+                dead.iter()
+                    .map(|d| (dead_key(&d.job.id), encode(d), &d.job)),
+            );
+        let mut batch = sled::Batch::default();
+        let mut writes = 0;
+        for (key, record, job) in records {
+            if writes + 2 > MAX_BATCH {
+                queue.apply_batch(std::mem::take(&mut batch))?;
+                writes = 0;
+            }
+            batch.insert(key, record);
+            batch.insert(
+                index_key(&job.subscription_id, &job.id),
+                encode(&JobSummary::from(job)),
+            );
+            writes += 2;
+        }
+        for (key, value) in last {
+            match value {
+                Some(value) => batch.insert(key, value),
+                None => batch.remove(key),
+            }
+        }
+        queue.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Every queued job, in key order (start-up rebuilds the schedule from it).
+    pub fn queued_jobs(&self) -> impl Iterator<Item = Result<Job, StoreError>> + '_ {
+        self.inner
+            .queue
+            .scan_prefix([JOB])
+            .map(|entry| decode("jobs", &entry?.1))
+    }
+
+    /// The job was done (delivered, or its plugin's deliveries queued): remove it and log the
+    /// attempt, atomically.
+    pub fn complete(&self, job: &Job, attempt: &Attempt) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        batch.remove(job_key(&job.id));
+        batch.insert(self.attempt_key(&job.id)?, encode(attempt));
+        self.inner.queue.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// The attempt failed and the job is retried at `due_ms`; returns the job as stored.
+    pub fn retry_later(
+        &self,
+        job: &Job,
+        attempt: &Attempt,
+        due_ms: u64,
+    ) -> Result<Job, StoreError> {
+        let mut job = job.clone();
+        job.attempts += 1;
+        job.last_error = attempt.error.clone();
+        job.due_ms = due_ms;
+        let mut batch = sled::Batch::default();
+        batch.insert(job_key(&job.id), encode(&job));
+        batch.insert(self.attempt_key(&job.id)?, encode(attempt));
+        self.inner.queue.apply_batch(batch)?;
+        Ok(job)
+    }
+
+    /// Gives the job up: it moves to the dead-letter store with `reason`, atomically.
+    pub fn bury(
+        &self,
+        job: &Job,
+        attempt: Option<&Attempt>,
+        reason: &str,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let mut job = job.clone();
+        let mut batch = sled::Batch::default();
+        if let Some(attempt) = attempt {
+            job.attempts += 1;
+            batch.insert(self.attempt_key(&job.id)?, encode(attempt));
+        }
+        batch.remove(job_key(&job.id));
+        let id = job.id.clone();
+        let letter = DeadLetter {
+            job,
+            reason: reason.to_owned(),
+            at_ms: now_ms,
+        };
+        batch.insert(dead_key(&id), encode(&letter));
+        self.inner.queue.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Moves a dead letter back into the queue, due at `due_ms`, with a fresh attempt count.
+    /// Returns the queued job, or `None` when there is no such dead letter.
+    ///
+    /// The job is written before the dead letter is removed (by compare-and-swap, so only one
+    /// of two concurrent replays wins): a crash in between leaves both, never neither.
+    pub fn replay(&self, job_id: &str, due_ms: u64) -> Result<Option<Job>, StoreError> {
+        let queue = &self.inner.queue;
+        let dkey = dead_key(job_id);
+        let Some(record) = queue.get(&dkey)? else {
+            return Ok(None);
+        };
+        let mut job = decode::<DeadLetter>("dead", &record)?.job;
+        job.attempts = 0;
+        job.due_ms = due_ms;
+        queue.insert(job_key(job_id), encode(&job))?;
+        match queue.compare_and_swap(&dkey, Some(&record), None::<&[u8]>)? {
+            Ok(()) => Ok(Some(job)),
+            // Replayed concurrently by someone else: theirs stands.
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Attempts are numbered by a database-wide sequence, not by the job's attempt count: a
+    /// replayed job starts counting again, and its earlier attempts must stay in the log.
+    fn attempt_key(&self, id: &str) -> Result<Vec<u8>, StoreError> {
+        let seq = self.inner.db.generate_id()?.to_be_bytes();
+        Ok(key(ATTEMPT, &[id.as_bytes(), &seq]))
+    }
+
+    /// Dead letters, oldest first by id.
+    pub fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        self.inner
+            .queue
+            .scan_prefix([DEAD])
+            .take(limit)
+            .map(|e| decode("dead", &e?.1))
+            .collect()
+    }
+
+    /// The attempts of one job, in order.
+    pub fn attempts(&self, job_id: &str) -> Result<Vec<Attempt>, StoreError> {
+        let prefix = key(ATTEMPT, &[job_id.as_bytes(), b""]);
+        self.inner
+            .queue
+            .scan_prefix(prefix)
+            .map(|e| decode("attempts", &e?.1))
+            .collect()
+    }
+
+    /// A queued job by id.
+    pub fn job(&self, job_id: &str) -> Result<Option<Job>, StoreError> {
+        self.inner
+            .queue
+            .get(job_key(job_id))?
+            .map(|b| decode("jobs", &b))
+            .transpose()
+    }
+
+    /// A dead letter by job id.
+    pub fn dead_letter(&self, job_id: &str) -> Result<Option<DeadLetter>, StoreError> {
+        self.inner
+            .queue
+            .get(dead_key(job_id))?
+            .map(|b| decode("dead", &b))
+            .transpose()
+    }
+
+    /// Up to `limit` dead letters whose subscription id starts with `prefix`, oldest first by id.
+    pub fn dead_letters_of(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.inner.queue.scan_prefix([DEAD]) {
+            let letter: DeadLetter = decode("dead", &entry?.1)?;
+            if letter.job.subscription_id.starts_with(prefix) {
+                out.push(letter);
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` jobs ever queued for `subscription_id`, newest first (job ids begin with
+    /// the time-ordered event id).
+    pub fn jobs_of_subscription(
+        &self,
+        subscription_id: &str,
+        limit: usize,
+    ) -> Result<Vec<JobSummary>, StoreError> {
+        let prefix = key(INDEX, &[subscription_id.as_bytes(), b""]);
+        self.inner
+            .queue
+            .scan_prefix(prefix)
+            .rev()
+            .take(limit)
+            .map(|e| decode("deliveries_by_subscription", &e?.1))
+            .collect()
+    }
+
+    /// One job of `subscription_id` from the index, if it was ever queued.
+    pub fn job_summary(
+        &self,
+        subscription_id: &str,
+        job_id: &str,
+    ) -> Result<Option<JobSummary>, StoreError> {
+        self.inner
+            .queue
+            .get(index_key(subscription_id, job_id))?
+            .map(|b| decode("deliveries_by_subscription", &b))
+            .transpose()
+    }
+
+    /// Counts of queued jobs and dead letters (walks the tree: not for the data path).
+    pub(super) fn queue_counts(&self) -> (usize, usize, usize) {
+        let count = |prefix: u8| self.inner.queue.scan_prefix([prefix]).count();
+        (count(PENDING), count(JOB), count(DEAD))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::JobKind;
+
+    fn job(id: &str) -> Job {
+        Job {
+            id: id.into(),
+            kind: JobKind::Deliver,
+            event_id: "evt".into(),
+            subscription_id: "sub".into(),
+            destination: "d".into(),
+            content_type: "application/json".into(),
+            body: b"{}".to_vec(),
+            envelope: None,
+            headers: vec![],
+            attempts: 0,
+            created_ms: 1,
+            due_ms: 10,
+            last_error: None,
+        }
+    }
+
+    fn attempt(status: u16) -> Attempt {
+        Attempt {
+            at_ms: 5,
+            status: Some(status),
+            latency_ms: 1,
+            excerpt: String::new(),
+            error: None,
+        }
+    }
+
+    fn queued(store: &Store) -> Vec<Job> {
+        store.queued_jobs().collect::<Result<_, _>>().expect("scan")
+    }
+
+    #[test]
+    fn retry_complete_bury_and_replay() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        store
+            .enqueue(&[job("a"), job("b")], &[], None)
+            .expect("enqueue");
+        let listed: Vec<_> = store
+            .jobs_of_subscription("sub", 10)
+            .expect("index")
+            .into_iter()
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(listed, ["b", "a"], "newest first");
+        assert!(
+            store
+                .jobs_of_subscription("su", 10)
+                .expect("index")
+                .is_empty(),
+            "the whole id, not a prefix"
+        );
+        assert_eq!(queued(&store).len(), 2);
+
+        let a = store
+            .retry_later(&job("a"), &attempt(500), 150)
+            .expect("retry");
+        assert_eq!((a.attempts, a.due_ms), (1, 150));
+        store.complete(&job("b"), &attempt(200)).expect("complete");
+        assert_eq!(store.job("b").expect("read"), None);
+        assert_eq!(store.attempts("b").expect("attempts"), vec![attempt(200)]);
+        assert_eq!(
+            queued(&store),
+            vec![a.clone()],
+            "the retry is stored with its due time"
+        );
+
+        store
+            .bury(&a, Some(&attempt(503)), "gave up", 160)
+            .expect("bury");
+        assert!(queued(&store).is_empty());
+        let dead = store.dead_letters(10).expect("dead");
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].reason, "gave up");
+        assert_eq!(dead[0].job.attempts, 2);
+        assert_eq!(store.dead_letters_of("su", 10).expect("dead").len(), 1);
+        assert!(store.dead_letters_of("other", 10).expect("dead").is_empty());
+        assert!(store.job_summary("sub", "a").expect("index").is_some());
+        assert_eq!(store.attempts("a").expect("attempts").len(), 2);
+
+        let replayed = store.replay("a", 200).expect("replay").expect("was dead");
+        assert_eq!((replayed.attempts, replayed.due_ms), (0, 200));
+        assert_eq!(store.replay("a", 200).expect("second replay"), None);
+        assert_eq!(queued(&store), vec![replayed]);
+        assert!(store.dead_letters(10).expect("dead").is_empty());
+    }
+
+    #[test]
+    fn jobs_survive_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            store.enqueue(&[job("a")], &[], None).expect("enqueue");
+            store.flush().expect("flush");
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        assert_eq!(queued(&store), vec![job("a")]);
+    }
+
+    #[test]
+    fn a_large_fan_out_is_split_into_bounded_batches() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let jobs: Vec<Job> = (0..MAX_BATCH * 2 + 7)
+            .map(|i| job(&format!("j{i}")))
+            .collect();
+        store.enqueue(&jobs, &[], None).expect("enqueue");
+        assert_eq!(queued(&store).len(), jobs.len());
+    }
+}

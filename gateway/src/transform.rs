@@ -1,0 +1,217 @@
+//! The transform step: what one subscription makes of one event.
+//!
+//! Shared by fan-out (subscriptions without a plugin are transformed inline, cheaply), the
+//! dispatcher (a plugin call is its own unit of work, run in the subscription's lane) and the
+//! API's replay. It turns an outcome into jobs with stable ids, and builds pass-through bodies
+//! from the stored event at delivery time. It never writes to the store.
+
+use std::sync::Arc;
+
+use crate::config::{Format, Subscription};
+use crate::event::Event;
+use crate::plugin::{Delivery, PluginError};
+use crate::store::{DeadLetter, DeadReason, Job, JobId, JobKind};
+use crate::xmljson;
+
+/// Event header that restricts an event to one subscription (the API's test events). Ingest
+/// never copies it from a request, so only the gateway itself can set it.
+pub const ONLY_SUBSCRIPTION_HEADER: &str = "x-gateway-only-subscription";
+
+/// The one subscription `event` is meant for, when it is targeted.
+pub fn only_subscription(event: &Event) -> Option<&str> {
+    event
+        .headers
+        .iter()
+        .find(|(k, _)| k == ONLY_SUBSCRIPTION_HEADER)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Whether `sub` wants `event` (its patterns match, it is enabled, and a targeted event is
+/// aimed at it).
+pub fn wants(sub: &Subscription, event: &Event, event_type: &str) -> bool {
+    sub.enabled
+        && only_subscription(event).is_none_or(|id| id == sub.id)
+        && crate::subscriptions::any_matches(&sub.patterns, event_type)
+}
+
+/// What one subscription made of one event.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Deliveries to queue (possibly none: filtered out).
+    Deliver(Vec<Delivery>),
+    /// Run the plugin again later (it asked to, or hit a limit that may pass).
+    RetryLater(String),
+    /// Give up; the reason goes to the dead-letter store.
+    GiveUp(String),
+}
+
+/// The event after the subscription's payload filter: `None` when filtered out. A test event
+/// aimed at the subscription skips the filter: it exists to show the receiver works.
+fn filtered(sub: &Subscription, event: &Arc<Event>) -> Option<Arc<Event>> {
+    let Some(filter) = &sub.filter else {
+        return Some(event.clone());
+    };
+    if only_subscription(event).is_some() {
+        return Some(event.clone());
+    }
+    match filter.apply(&event.payload)? {
+        std::borrow::Cow::Borrowed(_) => Some(event.clone()),
+        std::borrow::Cow::Owned(payload) => Some(Arc::new(Event {
+            payload,
+            ..Event::clone(event)
+        })),
+    }
+}
+
+/// The jobs for a subscription without a plugin, made in line by fan-out: one delivery whose
+/// body is built from the stored event when it is sent (the payload is not copied), or with
+/// its body written out when the field filter changed the payload.
+pub fn pass_through_jobs(sub: &Subscription, event: &Arc<Event>, now_ms: u64) -> Vec<Job> {
+    let Some(event_after) = filtered(sub, event) else {
+        return Vec::new();
+    };
+    let mut job = base_job(event, sub, JobId::delivery(&event.id, &sub.id, 0), now_ms);
+    job.destination = sub.destinations[0].clone();
+    if Arc::ptr_eq(&event_after, event) {
+        job.content_type = content_type(sub.format).to_owned();
+        job.envelope = Some(sub.format);
+    } else {
+        let delivery = pass_through(&event_after, sub.format);
+        job.content_type = delivery.content_type;
+        job.body = delivery.body;
+    }
+    vec![job]
+}
+
+/// The plugin call of `sub` for `event`, as a job of its own, due at `due_ms`.
+pub fn transform_job(sub: &Subscription, event: &Event, now_ms: u64, due_ms: u64) -> Job {
+    let mut job = base_job(event, sub, JobId::transform(&event.id, &sub.id), now_ms);
+    job.kind = JobKind::Transform;
+    job.destination = sub.destinations[0].clone();
+    job.due_ms = due_ms;
+    job
+}
+
+/// Runs the subscription's plugin on a blocking thread (after the payload filter). The caller
+/// holds the plugin slot.
+pub async fn run_plugin(sub: &Arc<Subscription>, event: &Arc<Event>) -> Outcome {
+    let Some(event) = filtered(sub, event) else {
+        return Outcome::Deliver(Vec::new());
+    };
+    let Some(plugin) = sub.plugin.clone() else {
+        return Outcome::Deliver(vec![pass_through(&event, sub.format)]);
+    };
+    let config = sub.plugin_config.clone();
+    let result = tokio::task::spawn_blocking(move || plugin.handle(&event, &config)).await;
+    match result {
+        Ok(Ok(output)) => Outcome::Deliver(output.deliveries),
+        Ok(Err(e @ (PluginError::Retry(_) | PluginError::CpuExceeded { .. }))) => {
+            Outcome::RetryLater(format!("{}: {e}", e.code()))
+        }
+        Ok(Err(e)) => Outcome::GiveUp(format!("{}: {e}", e.code())),
+        Err(join) => Outcome::RetryLater(format!("plugin task failed: {join}")),
+    }
+}
+
+fn content_type(format: Format) -> &'static str {
+    match format {
+        Format::Json => "application/json",
+        Format::Xml => "application/xml",
+    }
+}
+
+/// The event as a JSON or XML envelope, for subscriptions without a plugin.
+pub fn pass_through(event: &Event, format: Format) -> Delivery {
+    let payload: serde_json::Value =
+        serde_json::from_str(&event.payload).unwrap_or(serde_json::Value::Null);
+    let body = match format {
+        Format::Json => {
+            let envelope = serde_json::json!({
+                "id": event.id,
+                "source": event.source,
+                "model": event.model,
+                "action": event.action,
+                "record_id": event.record_id,
+                "received_at_ms": event.received_at_ms,
+                "payload": payload,
+            });
+            envelope.to_string().into_bytes()
+        }
+        Format::Xml => {
+            let record_id = event.record_id.map(|r| r.to_string()).unwrap_or_default();
+            let received = event.received_at_ms.to_string();
+            let mut attrs = vec![
+                ("id", event.id.as_str()),
+                ("source", event.source.as_str()),
+                ("model", event.model.as_str()),
+                ("action", event.action.as_str()),
+                ("received-at-ms", received.as_str()),
+            ];
+            if event.record_id.is_some() {
+                attrs.push(("record-id", record_id.as_str()));
+            }
+            let wrapped = serde_json::json!({ "payload": payload });
+            xmljson::to_document("event", &attrs, &wrapped)
+        }
+    };
+    Delivery {
+        destination: String::new(),
+        content_type: content_type(format).into(),
+        body,
+        headers: Vec::new(),
+    }
+}
+
+fn base_job(event: &Event, sub: &Subscription, id: JobId, now_ms: u64) -> Job {
+    Job {
+        id: id.to_string(),
+        kind: JobKind::Deliver,
+        event_id: event.id.clone(),
+        subscription_id: sub.id.clone(),
+        destination: String::new(),
+        content_type: String::new(),
+        body: Vec::new(),
+        envelope: None,
+        headers: Vec::new(),
+        attempts: 0,
+        created_ms: now_ms,
+        due_ms: now_ms,
+        last_error: None,
+    }
+}
+
+/// Turns a plugin's deliveries into jobs due now, and deliveries to a destination the
+/// subscription does not have into dead letters.
+pub fn delivery_jobs(
+    event: &Event,
+    sub: &Subscription,
+    deliveries: Vec<Delivery>,
+    now_ms: u64,
+) -> (Vec<Job>, Vec<DeadLetter>) {
+    let (mut jobs, mut dead) = (Vec::new(), Vec::new());
+    for (n, d) in deliveries.into_iter().enumerate() {
+        let mut job = base_job(event, sub, JobId::delivery(&event.id, &sub.id, n), now_ms);
+        job.destination = if d.destination.is_empty() {
+            sub.destinations[0].clone()
+        } else {
+            d.destination
+        };
+        if !sub.destinations.contains(&job.destination) {
+            let reason = DeadReason::PluginInvalidOutput(format!(
+                "destination `{}` is not one of the subscription's",
+                job.destination
+            ));
+            dead.push(DeadLetter {
+                job,
+                reason: reason.to_string(),
+                at_ms: now_ms,
+            });
+            continue;
+        }
+        job.content_type = d.content_type;
+        job.body = d.body;
+        job.headers = d.headers;
+        jobs.push(job);
+    }
+    (jobs, dead)
+}
