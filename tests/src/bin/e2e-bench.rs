@@ -1,0 +1,502 @@
+//! End-to-end benchmark against the release binary, as a user runs it, with the ceiling
+//! measured in the same run. Prints a Markdown table.
+//!
+//! This process is the load generator and the counting receiver. The gateway runs as its own
+//! process (`target/release/odoo-gateway serve`) on the shipped defaults: only sources,
+//! destinations, subscriptions and the SSRF allowance for the loopback receiver are
+//! configured. A bare hyper relay (receive a POST, forward it to the receiver, answer) also
+//! runs as its own process (this binary with `--relay`) and is measured first, for the ratio.
+//!
+//! Scenarios: end to end with no plugin and with `order-filter`; idle latency of one event;
+//! a plain subscription's 500 deliveries beside each hostile plugin mode; other apps'
+//! throughput while one app's ten subscriptions point at a receiver that never answers.
+//!
+//! `cargo build --release -p odoo-gateway -p odoo-gateway-tests --bins`, then
+//! `target/release/e2e-bench [--events N]` (or `./dev bench`).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use odoo_gateway_tests::{HttpClient, plugin, workspace};
+
+const TOKEN: &str = "bench-token-0123456789";
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const CONCURRENCY: usize = 64;
+const HOSTILE_EVENTS: usize = 500;
+const HOSTILE_MODES: [&str; 4] = ["loop", "grow", "many", "huge-body"];
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    if args.get(1).map(String::as_str) == Some("--relay") {
+        let (listen, forward) = (args[2].clone(), args[3].clone());
+        return rt.block_on(relay(listen, forward));
+    }
+    let events: usize = args
+        .iter()
+        .skip_while(|a| *a != "--events")
+        .nth(1)
+        .map(|n| n.parse())
+        .transpose()
+        .context("--events takes a number")?
+        .unwrap_or(20_000);
+    rt.block_on(bench(events))
+}
+
+/// A bare relay: every POST is forwarded to `forward` and answered once that answered.
+async fn relay(listen: String, forward: String) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    let client = HttpClient::new();
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let (client, forward) = (client.clone(), forward.clone());
+        tokio::spawn(async move {
+            let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let (client, forward) = (client.clone(), forward.clone());
+                async move {
+                    let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                    let status = match body {
+                        Ok(body) => match client.post_json(&forward, &body).await {
+                            Ok(reply) => reply.status,
+                            Err(_) => 502,
+                        },
+                        Err(_) => 400,
+                    };
+                    let mut resp = hyper::Response::new(Full::new(Bytes::new()));
+                    *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
+                    Ok::<_, Infallible>(resp)
+                }
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// What the receiver counted, by path.
+#[derive(Clone, Default)]
+struct Counts {
+    by_path: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Counts {
+    fn get(&self, path: &str) -> usize {
+        self.by_path
+            .lock()
+            .expect("counts")
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    async fn wait(&self, path: &str, n: usize, limit: Duration) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        while self.get(path) < n {
+            ensure!(
+                started.elapsed() < limit,
+                "only {} of {n} deliveries to {path} within {limit:?}",
+                self.get(path)
+            );
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        Ok(started.elapsed())
+    }
+}
+
+/// A receiver that answers 200 and counts by path; and one that accepts and never answers.
+async fn receivers() -> anyhow::Result<(String, String, Counts)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let counts = Counts::default();
+    let c = counts.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let c = c.clone();
+                    async move {
+                        let path = req.uri().path().to_owned();
+                        let _ = req.into_body().collect().await;
+                        *c.by_path.lock().expect("counts").entry(path).or_default() += 1;
+                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::new())))
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    let blackhole = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let hole = blackhole.local_addr()?;
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = blackhole.accept().await {
+            held.push(stream); // accepted, never read, never answered
+        }
+    });
+    Ok((format!("http://{addr}"), format!("http://{hole}"), counts))
+}
+
+fn body(n: usize) -> Vec<u8> {
+    format!(
+        r#"{{"_action": "SO confirmed(#57)", "_id": {n}, "_model": "sale.order", "amount_total": 1150.0, "commitment_date": false, "date_order": "2024-05-14 09:12:33", "id": {n}, "name": "S{n:05}", "order_line": [31, 32], "partner_id": 9, "state": "sale"}}"#
+    )
+    .into_bytes()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Posts events `first..first + count` with `CONCURRENCY` clients; returns sorted latencies.
+async fn blast(url: &str, first: usize, count: usize, expect: u16) -> Vec<Duration> {
+    let next = Arc::new(AtomicUsize::new(first));
+    let mut tasks = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (next, url) = (next.clone(), url.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let client = HttpClient::new();
+            let mut latencies = Vec::new();
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= first + count {
+                    return latencies;
+                }
+                let started = Instant::now();
+                let reply = client.post_json(&url, &body(n)).await.expect("post");
+                assert_eq!(reply.status, expect, "{:?}", reply.body);
+                latencies.push(started.elapsed());
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("client task"));
+    }
+    all.sort();
+    all
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+async fn wait_up(url: &str) -> anyhow::Result<()> {
+    let client = HttpClient::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.get(url).await.is_err() {
+        ensure!(Instant::now() < deadline, "{url} did not come up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// A child process, killed when dropped.
+struct Process {
+    child: Child,
+    base: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Process {
+    /// Peak resident memory (VmHWM) in MiB.
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    }
+}
+
+fn gateway_binary() -> anyhow::Result<PathBuf> {
+    let path = workspace().join("target/release/odoo-gateway");
+    if !path.exists() {
+        bail!(
+            "{} is missing: cargo build --release -p odoo-gateway",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Starts the release gateway on `config` (shipped defaults for everything it leaves out).
+async fn gateway(config: &str) -> anyhow::Result<Process> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("gateway.toml");
+    std::fs::write(&file, config)?;
+    let port = free_port()?;
+    let child = Command::new(gateway_binary()?)
+        .args(["serve", "--config"])
+        .arg(&file)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting the gateway")?;
+    let base = format!("http://127.0.0.1:{port}");
+    let process = Process {
+        child,
+        base: base.clone(),
+        _dir: Some(dir),
+    };
+    wait_up(&format!("{base}/healthz")).await?;
+    Ok(process)
+}
+
+/// The configuration: a source, the given destinations and subscriptions, nothing tuned.
+fn config(destinations: &[(&str, String)], subscriptions: &str) -> String {
+    let mut out = format!(
+        "[storage]\npath = \"data\"\n\n# The receivers run on loopback.\n[delivery.client.ssrf]\nallow = [\"127.0.0.0/8\"]\n\n[[sources]]\nname = \"odoo\"\ntokens = [\"{TOKEN}\"]\n"
+    );
+    for (name, url) in destinations {
+        out.push_str(&format!(
+            "\n[[destinations]]\nname = \"{name}\"\nurl = \"{url}\"\nsecrets = [\"{SECRET}\"]\n"
+        ));
+    }
+    out.push_str(subscriptions);
+    out
+}
+
+fn subscription(id: &str, destination: &str, plugin_block: &str) -> String {
+    format!(
+        "\n[[subscriptions]]\nid = \"{id}\"\nevents = [\"sale.order.*\"]\ndestinations = [\"{destination}\"]\n{plugin_block}"
+    )
+}
+
+fn order_filter() -> String {
+    format!(
+        "plugin = \"{}\"\n[subscriptions.config]\nmin_amount_total = \"100\"\n",
+        plugin("order_filter").display()
+    )
+}
+
+fn hostile(mode: &str) -> String {
+    format!(
+        "plugin = \"{}\"\n[subscriptions.config]\nmode = \"{mode}\"\n",
+        plugin("hostile_plugin").display()
+    )
+}
+
+struct Row(String, String, String);
+
+async fn bench(events: usize) -> anyhow::Result<()> {
+    let (receiver, blackhole, counts) = receivers().await?;
+    let mut rows = Vec::new();
+
+    // The ceiling: a bare relay in its own process, same load, same receiver.
+    let relay_port = free_port()?;
+    let relay = Process {
+        child: Command::new(std::env::current_exe()?)
+            .args([
+                "--relay",
+                &format!("127.0.0.1:{relay_port}"),
+                &format!("{receiver}/relay"),
+            ])
+            .spawn()
+            .context("starting the relay")?,
+        base: format!("http://127.0.0.1:{relay_port}"),
+        _dir: None,
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let relay_url = format!("{}/", relay.base);
+    blast(&relay_url, 0, 2_000, 200).await;
+    let started = Instant::now();
+    blast(&relay_url, 0, events, 200).await;
+    let relay_rate = events as f64 / started.elapsed().as_secs_f64();
+    rows.push(Row(
+        "bare hyper relay (receive, forward, answer)".into(),
+        format!("{relay_rate:.0} req/s"),
+        "the ceiling for this machine and load".into(),
+    ));
+    drop(relay);
+
+    // End to end on the defaults, without and with a plugin.
+    for (label, plugin_block, path) in [
+        ("end to end, defaults, no plugin", String::new(), "/plain"),
+        (
+            "end to end, defaults, order-filter",
+            order_filter(),
+            "/filtered",
+        ),
+    ] {
+        let cfg = config(
+            &[("receiver", format!("{receiver}{path}"))],
+            &subscription("orders", "receiver", &plugin_block),
+        );
+        let gw = gateway(&cfg).await?;
+        let url = format!("{}/v1/odoo/odoo/{TOKEN}", gw.base);
+        let before = counts.get(path);
+        let started = Instant::now();
+        let acks = blast(&url, 1_000_000, events, 202).await;
+        let ingest = started.elapsed();
+        counts
+            .wait(path, before + events, Duration::from_secs(600))
+            .await?;
+        let total = started.elapsed();
+        let rate = events as f64 / total.as_secs_f64();
+        rows.push(Row(
+            label.into(),
+            format!(
+                "{rate:.0} deliveries/s ({:.0} % of the relay)",
+                100.0 * rate / relay_rate
+            ),
+            format!(
+                "ingest {:.0}/s, ack p50 {:.1} ms p99 {:.1} ms; gateway peak RSS {:.0} MiB",
+                events as f64 / ingest.as_secs_f64(),
+                ms(percentile(&acks, 0.5)),
+                ms(percentile(&acks, 0.99)),
+                gw.peak_rss_mib()
+            ),
+        ));
+        if plugin_block.is_empty() {
+            // Idle latency: one event at a time, from the POST to the receiver.
+            let client = HttpClient::new();
+            let mut lat = Vec::new();
+            for n in 0..200 {
+                let before = counts.get(path);
+                let started = Instant::now();
+                let reply = client.post_json(&url, &body(5_000_000 + n)).await?;
+                ensure!(reply.status == 202, "{:?}", reply.body);
+                counts
+                    .wait(path, before + 1, Duration::from_secs(10))
+                    .await?;
+                lat.push(started.elapsed());
+            }
+            lat.sort();
+            rows.push(Row(
+                "idle: one event, ingest to receiver".into(),
+                "-".into(),
+                format!(
+                    "p50 {:.2} ms, p99 {:.2} ms over 200 events",
+                    ms(percentile(&lat, 0.5)),
+                    ms(percentile(&lat, 0.99))
+                ),
+            ));
+        }
+    }
+
+    // Noisy neighbour: a plain subscription's 500 deliveries beside a hostile plugin.
+    let mut baseline = None;
+    for mode in std::iter::once("none").chain(HOSTILE_MODES) {
+        let path = format!("/neighbour-{mode}");
+        let mut subs = subscription("plain", "plain", "");
+        if mode != "none" {
+            subs.push_str(&subscription("hostile", "other", &hostile(mode)));
+        }
+        let cfg = config(
+            &[
+                ("plain", format!("{receiver}{path}")),
+                ("other", format!("{receiver}/hostile")),
+            ],
+            &subs,
+        );
+        let gw = gateway(&cfg).await?;
+        let url = format!("{}/v1/odoo/odoo/{TOKEN}", gw.base);
+        let started = Instant::now();
+        blast(&url, 7_000_000, HOSTILE_EVENTS, 202).await;
+        counts
+            .wait(&path, HOSTILE_EVENTS, Duration::from_secs(600))
+            .await?;
+        let took = started.elapsed();
+        let base = *baseline.get_or_insert(took);
+        rows.push(Row(
+            format!(
+                "plain subscription, {HOSTILE_EVENTS} deliveries, beside hostile plugin `{mode}`"
+            ),
+            format!("{:.2} s", took.as_secs_f64()),
+            format!(
+                "{:.2}× the time without a hostile neighbour; gateway peak RSS {:.0} MiB",
+                took.as_secs_f64() / base.as_secs_f64(),
+                gw.peak_rss_mib()
+            ),
+        ));
+    }
+
+    // Tenant fairness: one app's ten subscriptions to a receiver that never answers.
+    let fair_events = (events / 4).max(1_000);
+    let mut fair_baseline = None;
+    for with_hole in [false, true] {
+        let path = format!("/fair-{with_hole}");
+        let mut subs = subscription("app.good.orders", "good", "");
+        let mut destinations = vec![("good", format!("{receiver}{path}"))];
+        let names: Vec<String> = (0..10).map(|i| format!("hole{i}")).collect();
+        if with_hole {
+            for name in &names {
+                destinations.push((name.as_str(), format!("{blackhole}/{name}")));
+                subs.push_str(&subscription(&format!("app.evil.{name}"), name, ""));
+            }
+        }
+        let gw = gateway(&config(&destinations, &subs)).await?;
+        let url = format!("{}/v1/odoo/odoo/{TOKEN}", gw.base);
+        let started = Instant::now();
+        blast(&url, 9_000_000, fair_events, 202).await;
+        counts
+            .wait(&path, fair_events, Duration::from_secs(600))
+            .await?;
+        let rate = fair_events as f64 / started.elapsed().as_secs_f64();
+        let base = *fair_baseline.get_or_insert(rate);
+        rows.push(Row(
+            if with_hole {
+                "another app's throughput while app `evil` has 10 subscriptions to a receiver that never answers".into()
+            } else {
+                "app `good` alone (baseline for the row below)".into()
+            },
+            format!("{rate:.0} deliveries/s"),
+            format!(
+                "{:.0} % of the baseline; gateway peak RSS {:.0} MiB",
+                100.0 * rate / base,
+                gw.peak_rss_mib()
+            ),
+        ));
+    }
+
+    println!(
+        "\n{events} events (≈240 B Odoo order bodies), {CONCURRENCY} concurrent clients, load generator and receiver in this process, gateway and relay each in their own; {} cores.\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!("| measurement | result | notes |\n|---|---|---|");
+    for Row(a, b, c) in rows {
+        println!("| {a} | {b} | {c} |");
+    }
+    Ok(())
+}

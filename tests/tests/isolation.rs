@@ -1,0 +1,329 @@
+//! Scheduling and isolation over real sockets: a hostile plugin or a dead receiver costs its
+//! own subscription and app, nobody else; paused and disabled subscriptions; duplicates.
+
+use std::time::Duration;
+
+use http::StatusCode;
+use odoo_gateway::cli::inbox::{Inbox, InboxOptions};
+use odoo_gateway_tests::{HttpClient, TestGateway, fixture, plugin};
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const TOKEN: &str = "test-token-0123456789";
+const ADMIN: &str = "admin-token-0123456789";
+const WAIT: Duration = Duration::from_secs(20);
+
+fn config(delivery: &str, destinations: &[(&str, String)], subscriptions: &str) -> String {
+    let mut out = format!(
+        r#"
+[server]
+admin_token = "{ADMIN}"
+[storage]
+path = "data"
+[delivery]
+{delivery}
+[delivery.client.ssrf]
+allow = ["127.0.0.0/8"]
+[plugins.limits]
+cpu_time_ms = 50
+[[sources]]
+name = "odoo"
+tokens = ["{TOKEN}"]
+"#
+    );
+    for (name, url) in destinations {
+        out.push_str(&format!(
+            "[[destinations]]\nname = \"{name}\"\nurl = \"{url}\"\nsecrets = [\"{SECRET}\"]\n"
+        ));
+    }
+    out.push_str(subscriptions);
+    out
+}
+
+async fn inbox() -> Inbox {
+    Inbox::start_local(InboxOptions {
+        secrets: vec![SECRET.parse().expect("secret")],
+        ..InboxOptions::default()
+    })
+    .await
+    .expect("inbox")
+}
+
+fn order(n: usize) -> Vec<u8> {
+    format!(r#"{{"_action": "SO confirmed(#57)", "_id": {n}, "_model": "sale.order", "amount_total": 1150.0, "id": {n}, "name": "S{n:05}", "state": "sale"}}"#).into_bytes()
+}
+
+async fn post(client: &HttpClient, gw: &TestGateway, body: &[u8]) {
+    let url = gw.url(&format!("/v1/odoo/odoo/{TOKEN}"));
+    let reply = client.post_json(&url, body).await.expect("post");
+    assert_eq!(reply.status, 202, "{:?}", reply.body);
+}
+
+async fn admin(
+    client: &HttpClient,
+    gw: &TestGateway,
+    method: &str,
+    path: &str,
+) -> serde_json::Value {
+    let auth = format!("Bearer {ADMIN}");
+    let reply = client
+        .send(
+            method,
+            &gw.url(path),
+            &[("authorization", &auth)],
+            Vec::new(),
+        )
+        .await
+        .expect("admin");
+    assert!(
+        reply.status < 300,
+        "{path}: {} {:?}",
+        reply.status,
+        reply.body
+    );
+    reply.json()
+}
+
+fn count(inbox: &Inbox, path: &str) -> usize {
+    inbox.received().iter().filter(|r| r.path == path).count()
+}
+
+async fn wait_count(inbox: &Inbox, path: &str, n: usize) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while count(inbox, path) < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path}: {} of {n} deliveries",
+            count(inbox, path)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_looping_plugin_does_not_hold_back_a_plain_subscription() {
+    let inbox = inbox().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let subs = format!(
+        r#"
+[[subscriptions]]
+id = "hostile"
+events = ["sale.order.*"]
+destinations = ["other"]
+plugin = "{}"
+retries = 5
+[subscriptions.config]
+mode = "loop"
+[[subscriptions]]
+id = "plain"
+events = ["sale.order.*"]
+destinations = ["plain"]
+"#,
+        plugin("hostile_plugin").display()
+    );
+    let cfg = config(
+        "[delivery.backoff]\nschedule = [\"2s\"]\njitter = 0.0",
+        &[
+            ("plain", inbox.url("/plain").to_string()),
+            ("other", inbox.url("/other").to_string()),
+        ],
+        &subs,
+    );
+    let gw = TestGateway::start(&cfg, dir.path()).await.expect("gateway");
+    let client = HttpClient::new();
+    // The hostile subscription matches first in file order: its plugin calls must not stand
+    // in front of the plain subscription's deliveries.
+    for n in 0..20 {
+        post(&client, &gw, &order(n)).await;
+    }
+    wait_count(&inbox, "/plain", 20).await;
+    let status = admin(&client, &gw, "GET", "/admin/status").await;
+    assert!(
+        status["schedule"]["known"].as_u64().unwrap_or(0) > 0,
+        "the hostile plugin's calls are still being retried: {status}"
+    );
+    let dead = admin(&client, &gw, "GET", "/admin/dead-letters").await;
+    assert!(
+        dead["dead_letters"].as_array().expect("list").len() < 20,
+        "not all given up yet: {dead}"
+    );
+    assert_eq!(count(&inbox, "/other"), 0);
+    gw.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_apps_dead_receiver_does_not_starve_other_apps() {
+    let inbox = inbox().await;
+    // Accepts connections and never answers.
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hole_url = format!("http://{}", hole.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = hole.accept().await {
+            held.push(stream);
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut destinations = vec![("good", inbox.url("/good").to_string())];
+    let names: Vec<String> = (0..10).map(|i| format!("hole{i}")).collect();
+    let mut subs = String::new();
+    for name in &names {
+        destinations.push((name.as_str(), format!("{hole_url}/{name}")));
+        subs.push_str(&format!(
+            "[[subscriptions]]\nid = \"app.evil.{name}\"\nevents = [\"sale.order.*\"]\ndestinations = [\"{name}\"]\ntimeout = \"60s\"\n"
+        ));
+    }
+    subs.push_str(
+        "[[subscriptions]]\nid = \"app.good.orders\"\nevents = [\"sale.order.*\"]\ndestinations = [\"good\"]\n",
+    );
+    // Ten destinations of one app on one host: before slots were keyed by host and app, they
+    // held 10 × 4 = 40 > 16 global slots and nothing else was delivered.
+    let cfg = config(
+        "concurrency = 16\nper_destination_concurrency = 4\nper_app_concurrency = 8",
+        &destinations,
+        &subs,
+    );
+    let gw = TestGateway::start(&cfg, dir.path()).await.expect("gateway");
+    let client = HttpClient::new();
+    for n in 0..100 {
+        post(&client, &gw, &order(n)).await;
+    }
+    wait_count(&inbox, "/good", 100).await;
+    drop(gw);
+}
+
+#[tokio::test]
+async fn a_disabled_subscription_gets_no_work() {
+    let inbox = inbox().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let subs = r#"
+[[subscriptions]]
+id = "off"
+events = ["sale.order.*"]
+destinations = ["inbox"]
+enabled = false
+[[subscriptions]]
+id = "on"
+events = ["sale.order.*"]
+destinations = ["on"]
+"#;
+    let cfg = config(
+        "",
+        &[
+            ("inbox", inbox.url("/off").to_string()),
+            ("on", inbox.url("/on").to_string()),
+        ],
+        subs,
+    );
+    let gw = TestGateway::start(&cfg, dir.path()).await.expect("gateway");
+    let client = HttpClient::new();
+    post(&client, &gw, &order(1)).await;
+    wait_count(&inbox, "/on", 1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = admin(&client, &gw, "GET", "/admin/status").await;
+    assert_eq!(
+        status["stored"]["queued"], 0,
+        "no job was made for `off`: {status}"
+    );
+    assert_eq!(count(&inbox, "/off"), 0);
+    gw.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn a_paused_subscription_stays_paused_across_a_restart_until_enabled() {
+    let inbox = inbox().await;
+    inbox.set_status(StatusCode::SERVICE_UNAVAILABLE);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(
+        "retries = 50\nflag_after_failures = 2\ndisable_flagged = true\n[delivery.backoff]\nschedule = [\"20ms\"]\njitter = 0.0",
+        &[("inbox", inbox.url("/inbox").to_string())],
+        "[[subscriptions]]\nid = \"all\"\nevents = [\"*\"]\ndestinations = [\"inbox\"]\n",
+    );
+    let client = HttpClient::new();
+    let gw = TestGateway::start(&cfg, dir.path()).await.expect("gateway");
+    post(&client, &gw, &fixture("native/res.partner.minimal.json")).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let status = admin(&client, &gw, "GET", "/admin/status").await;
+        if status["subscriptions"]["all"]["disabled"] == true {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never paused: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    gw.stop().await.expect("stop");
+
+    let gw = TestGateway::start(&cfg, dir.path()).await.expect("restart");
+    let status = admin(&client, &gw, "GET", "/admin/status").await;
+    assert_eq!(status["subscriptions"]["all"]["disabled"], true, "{status}");
+    inbox.set_status(StatusCode::OK);
+    let attempts_before = inbox.received().len();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        inbox.received().len(),
+        attempts_before,
+        "paused: nothing is sent"
+    );
+
+    let enabled = admin(&client, &gw, "POST", "/admin/subscriptions/all/enable").await;
+    assert_eq!(enabled["was_paused"], true, "{enabled}");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !inbox
+        .received()
+        .iter()
+        .skip(attempts_before)
+        .any(|r| r.verified())
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not delivered after enabling"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let status = admin(&client, &gw, "GET", "/admin/status").await;
+    assert!(status["subscriptions"].get("all").is_none(), "{status}");
+    gw.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_identical_submissions_are_delivered_once() {
+    let inbox = inbox().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(
+        "",
+        &[("inbox", inbox.url("/inbox").to_string())],
+        "[[subscriptions]]\nid = \"all\"\nevents = [\"*\"]\ndestinations = [\"inbox\"]\n",
+    );
+    let gw = TestGateway::start(&cfg, dir.path()).await.expect("gateway");
+    let url = gw.url(&format!("/v1/odoo/odoo/{TOKEN}"));
+    for round in 0..5 {
+        let body = order(100 + round);
+        let posts: Vec<_> = (0..16)
+            .map(|_| {
+                let (url, body) = (url.clone(), body.clone());
+                tokio::spawn(async move {
+                    let reply = HttpClient::new()
+                        .post_json(&url, &body)
+                        .await
+                        .expect("post");
+                    assert_eq!(reply.status, 202);
+                    reply.json()["id"].as_str().expect("id").to_owned()
+                })
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for p in posts {
+            ids.push(p.await.expect("task"));
+        }
+        ids.dedup();
+        assert_eq!(ids.len(), 1, "every twin got the first one's id");
+    }
+    inbox.wait_for(5, WAIT).await.expect("delivered");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(inbox.received().len(), 5, "one delivery per distinct body");
+    gw.stop().await.expect("stop");
+}
