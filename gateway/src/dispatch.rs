@@ -124,14 +124,15 @@ fn admit(state: &State, snapshot: &Snapshot, entry: &Entry) -> Admit<Slots> {
             let Some(dest) = snapshot.destinations.get(&**destination) else {
                 return Admit::Run(Slots::default());
             };
+            let limits = state.limits.load();
             let app = match owner_app(&sub.id) {
-                Some(app) => match state.app_limits.try_acquire_destination(app) {
+                Some(app) => match limits.apps.try_acquire_destination(app) {
                     Some(permit) => Some(permit),
                     None => return Admit::Wait,
                 },
                 None => None,
             };
-            match state.limits.try_acquire(&dest.authority()) {
+            match limits.hosts.try_acquire(&dest.authority()) {
                 Some(permit) => Admit::Run(Slots {
                     _delivery: Some(permit),
                     _app: app,
@@ -247,8 +248,14 @@ async fn deliver(
         }
     }
     // With the destination's outbound authentication (OAuth2 token, OAuth1 signature, header).
-    let result =
-        outbound_auth::send(&state.client, dest, headers, Bytes::from(body), sub.timeout).await;
+    let result = outbound_auth::send(
+        &state.client.load(),
+        dest,
+        headers,
+        Bytes::from(body),
+        sub.timeout,
+    )
+    .await;
     let latency_ms = now_ms().saturating_sub(started);
     let (attempt, retry_after) = match result {
         Ok(resp) => {

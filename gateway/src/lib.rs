@@ -81,9 +81,8 @@ pub async fn run(
         DeliveryClient::new(d.client.clone()).context("cannot build the delivery client")?;
     let state = Arc::new(State {
         store,
-        client,
-        limits: ConcurrencyLimits::new(d.concurrency, d.per_destination_concurrency),
-        app_limits: ConcurrencyLimits::new(d.concurrency, d.per_app_concurrency),
+        client: arc_swap::ArcSwap::from_pointee(client),
+        limits: arc_swap::ArcSwap::from_pointee(state::DeliveryLimits::new(d)),
         plugin_limits: ConcurrencyLimits::new(plugin_slots, plugin_slots_per_subscription),
         scheduler,
         fanout_wake: Default::default(),

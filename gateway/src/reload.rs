@@ -162,6 +162,26 @@ pub async fn reload(state: &Arc<State>, cause: &str) -> Result<u64, String> {
                     "server.listen and storage.path changes take effect at the next restart"
                 );
             }
+            // The delivery client and slots follow the new settings; deliveries in flight
+            // finish with the ones they started with.
+            if snapshot.delivery.client != current.delivery.client {
+                match crate::delivery::DeliveryClient::new(snapshot.delivery.client.clone()) {
+                    Ok(client) => state.client.store(Arc::new(client)),
+                    Err(e) => {
+                        status.reloads_failed += 1;
+                        let error = format!("delivery.client: {e}");
+                        status.last_error = Some(error.clone());
+                        return Err(error);
+                    }
+                }
+            }
+            if crate::state::DeliveryLimits::key(&snapshot.delivery) != state.limits.load().from {
+                state
+                    .limits
+                    .store(Arc::new(crate::state::DeliveryLimits::new(
+                        &snapshot.delivery,
+                    )));
+            }
             drop(current);
             state.snapshot.store(Arc::new(snapshot));
             status.generation += 1;

@@ -18,6 +18,37 @@ use crate::plugin::PluginHost;
 use crate::scheduler::Scheduler;
 use crate::store::Store;
 
+/// The delivery slots of one configuration.
+#[derive(Debug)]
+pub struct DeliveryLimits {
+    /// Overall and per receiver host.
+    pub hosts: ConcurrencyLimits,
+    /// Per app.
+    pub apps: ConcurrencyLimits,
+    /// The settings they were built from.
+    pub from: (usize, usize, usize),
+}
+
+impl DeliveryLimits {
+    /// The slots `config` describes.
+    pub fn new(config: &DeliveryConfig) -> Self {
+        Self {
+            hosts: ConcurrencyLimits::new(config.concurrency, config.per_destination_concurrency),
+            apps: ConcurrencyLimits::new(config.concurrency, config.per_app_concurrency),
+            from: Self::key(config),
+        }
+    }
+
+    /// What a change of which means new slots.
+    pub fn key(config: &DeliveryConfig) -> (usize, usize, usize) {
+        (
+            config.concurrency,
+            config.per_destination_concurrency,
+            config.per_app_concurrency,
+        )
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -33,12 +64,11 @@ pub struct State {
     pub snapshot: ArcSwap<Snapshot>,
     /// Loads and runs plugins.
     pub host: PluginHost,
-    /// Sends deliveries.
-    pub client: DeliveryClient,
-    /// Deliveries in flight, overall and per receiver host.
-    pub limits: ConcurrencyLimits,
-    /// Deliveries in flight per app (keyed by app name).
-    pub app_limits: ConcurrencyLimits,
+    /// Sends deliveries; rebuilt by a reload that changes `[delivery.client]`.
+    pub client: ArcSwap<DeliveryClient>,
+    /// Deliveries in flight, overall and per receiver host, and per app (keyed by app name);
+    /// rebuilt by a reload that changes them (running deliveries keep their old slots).
+    pub limits: ArcSwap<DeliveryLimits>,
     /// Plugin calls at once, overall and per subscription (they run on blocking threads).
     pub plugin_limits: ConcurrencyLimits,
     /// Which queued job runs next.

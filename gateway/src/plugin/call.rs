@@ -186,6 +186,15 @@ impl Plugin {
         store.limiter(|state| &mut state.memory);
         store.set_epoch_deadline(host.deadline_ticks());
         store.epoch_deadline_trap();
+        // Bounds what one guest-to-host call (a `log` line) may make the host copy: the
+        // line is cut to `max_log_line_bytes` anyway, so a megabyte "line" is refused before
+        // it is lifted rather than after.
+        store.set_hostcall_fuel(
+            limits
+                .max_log_line_bytes
+                .saturating_mul(4)
+                .max(HOSTCALL_FUEL_FLOOR),
+        );
         let returned = self
             .inner
             .pre
@@ -211,6 +220,9 @@ impl Plugin {
         }
     }
 }
+
+/// Smallest per-call hostcall fuel: room for a log line's framing and its level.
+const HOSTCALL_FUEL_FLOOR: usize = 16 * 1024;
 
 /// Names the failure of a call that did not return normally.
 fn classify(error: &wasmtime::Error, state: &CallState, cpu_time: Duration) -> PluginError {
