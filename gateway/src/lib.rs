@@ -98,8 +98,28 @@ pub async fn run(
     tracing::info!(addr = %listener.local_addr()?, config = origin, "gateway listening");
 
     let stages = CancellationToken::new();
-    let fanout = supervise("fan-out", &state, &stages, fanout::run);
-    let dispatch = supervise("dispatch", &state, &stages, dispatch::run);
+    let restarted = |state: &Arc<State>| {
+        let state = state.clone();
+        move || {
+            state
+                .stage_restarts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    };
+    let fanout = supervise(
+        "fan-out",
+        state.clone(),
+        &stages,
+        restarted(&state),
+        fanout::run,
+    );
+    let dispatch = supervise(
+        "dispatch",
+        state.clone(),
+        &stages,
+        restarted(&state),
+        dispatch::run,
+    );
     tokio::spawn(reload::watch(state.clone(), stages.clone()));
     tokio::spawn(reload::on_sighup(state.clone(), stages.clone()));
     let tls = file_tls
@@ -128,34 +148,34 @@ pub async fn run(
     served
 }
 
-/// Runs a stage as a task and restarts it if it panics (after logging the panic), so that a
-/// bug in one event's handling can never leave a gateway that answers `202` and delivers
-/// nothing. A stage that returns (on shutdown) is not restarted.
-fn supervise<F, Fut>(
+/// Runs a stage as a task and restarts it if it panics (after logging the panic and calling
+/// `on_restart`), so that a bug in one event's handling can never leave a gateway that answers
+/// `202` and delivers nothing. A stage that returns (on shutdown) is not restarted.
+fn supervise<S, F, Fut>(
     name: &'static str,
-    state: &Arc<State>,
+    context: S,
     stages: &CancellationToken,
+    on_restart: impl Fn() + Send + 'static,
     stage: F,
 ) -> tokio::task::JoinHandle<()>
 where
-    F: Fn(Arc<State>, CancellationToken) -> Fut + Send + 'static,
+    S: Clone + Send + 'static,
+    F: Fn(S, CancellationToken) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let (state, stages) = (state.clone(), stages.clone());
+    let stages = stages.clone();
     tokio::spawn(async move {
         let mut restarts = 0u32;
         loop {
-            let run = tokio::spawn(stage(state.clone(), stages.clone()));
+            let run = tokio::spawn(stage(context.clone(), stages.clone()));
             match run.await {
                 Ok(()) => return,
                 Err(e) if e.is_panic() => {
                     restarts += 1;
                     tracing::error!(stage = name, restarts, "stage panicked; restarting it");
-                    state
-                        .stage_restarts
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    on_restart();
                     // A panic on the same input again must not spin the CPU.
-                    let pause = std::time::Duration::from_millis(100 * u64::from(restarts.min(50)));
+                    let pause = std::time::Duration::from_millis(20 * u64::from(restarts.min(50)));
                     tokio::select! {
                         () = tokio::time::sleep(pause) => {}
                         () = stages.cancelled() => return,
@@ -165,4 +185,37 @@ where
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_stage_is_restarted_and_a_returning_one_is_not() {
+        let runs = Arc::new(AtomicU32::new(0));
+        let restarts = Arc::new(AtomicU32::new(0));
+        let counted = restarts.clone();
+        let stages = CancellationToken::new();
+        let handle = supervise(
+            "test",
+            runs.clone(),
+            &stages,
+            move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+            },
+            |runs: Arc<AtomicU32>, _stages| async move {
+                // Panics on its first two runs, then returns as on shutdown.
+                if runs.fetch_add(1, Ordering::SeqCst) < 2 {
+                    panic!("a bug in one event's handling");
+                }
+            },
+        );
+        handle.await.expect("the supervisor itself does not panic");
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+        assert_eq!(restarts.load(Ordering::SeqCst), 2);
+    }
 }
