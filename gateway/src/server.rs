@@ -30,13 +30,9 @@ pub async fn serve(
     tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let (timeout, max_requests, grace) = {
+    let (max_requests, grace) = {
         let s = state.snapshot.load();
-        (
-            s.server.request_timeout,
-            s.server.max_concurrent_requests,
-            s.server.shutdown_grace,
-        )
+        (s.server.max_concurrent_requests, s.server.shutdown_grace)
     };
     let handler_state = state.clone();
     let service = ServiceBuilder::new()
@@ -46,7 +42,9 @@ pub async fn serve(
             let state = handler_state.clone();
             async move {
                 // Bound each request's total time, body read included: slow-loris bodies are
-                // cut off with a clear 503 instead of a dropped connection.
+                // cut off with a clear 503 instead of a dropped connection. Read per request,
+                // so a reload applies it.
+                let timeout = state.snapshot.load().server.request_timeout;
                 let answer = tokio::time::timeout(timeout, route(&state, req)).await;
                 Ok::<_, Infallible>(answer.unwrap_or_else(|_| timeout_response()))
             }
