@@ -151,20 +151,11 @@ impl Store {
         }
         Ok(out)
     }
+}
 
-    /// Forgets body-hash dedup entries older than `window_ms` (explicit ids are kept).
-    pub fn prune_dedup(&self, now_ms: u64, window_ms: u64) -> Result<usize, StoreError> {
-        let mut removed = 0;
-        for entry in self.inner.dedup.scan_prefix(b"h\0") {
-            let (key, value) = entry?;
-            let seen: Seen = decode("dedup", &value)?;
-            if now_ms.saturating_sub(seen.at_ms) >= window_ms {
-                self.inner.dedup.remove(key)?;
-                removed += 1;
-            }
-        }
-        Ok(removed)
-    }
+/// When the submission a dedup record stands for arrived.
+pub(super) fn seen_at_ms(record: &[u8]) -> Result<u64, StoreError> {
+    Ok(decode::<Seen>("dedup", record)?.at_ms)
 }
 
 #[cfg(test)]

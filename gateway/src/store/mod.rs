@@ -17,6 +17,7 @@ mod durability;
 mod events;
 mod job;
 mod queue;
+mod retention;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub use job::{
     Attempt, BadJobId, DeadLetter, DeadReason, Job, JobId, JobKind, JobPart, JobSummary,
 };
 pub use queue::MAX_BATCH;
+pub use retention::{Pruned, Retention, event_time_ms};
 
 /// Why storage failed. These are server errors: the client is not at fault.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +69,8 @@ struct Inner {
     durability: Durability,
     /// Serialises identical submissions (see [`Store::accept`]).
     accept_locks: Vec<std::sync::Mutex<()>>,
+    /// Where the last retention pass stopped in the dedup tree.
+    dedup_cursor: std::sync::Mutex<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -95,6 +99,7 @@ impl Store {
             accept_locks: (0..events::ACCEPT_STRIPES)
                 .map(|_| Default::default())
                 .collect(),
+            dedup_cursor: Default::default(),
             db,
         };
         Ok(Self {

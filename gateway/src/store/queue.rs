@@ -19,12 +19,13 @@ use super::{Store, StoreError, decode, encode};
 pub const MAX_BATCH: usize = 512;
 
 pub(super) const PENDING: u8 = b'p';
-const JOB: u8 = b'j';
-const INDEX: u8 = b'x';
-const DEAD: u8 = b'd';
-const ATTEMPT: u8 = b'a';
+pub(super) const JOB: u8 = b'j';
+pub(super) const INDEX: u8 = b'x';
+pub(super) const DEAD: u8 = b'd';
+pub(super) const ATTEMPT: u8 = b'a';
 
-fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
+/// `prefix`, then the parts separated by a zero byte.
+pub(super) fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
     let mut key = Vec::with_capacity(1 + parts.iter().map(|p| p.len() + 1).sum::<usize>());
     key.push(prefix);
     for (i, part) in parts.iter().enumerate() {
