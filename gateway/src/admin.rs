@@ -40,6 +40,7 @@ pub async fn route(
                 "stored": state.store.counts(),
                 "delivered_since_start": state.delivered.load(std::sync::atomic::Ordering::Relaxed),
                 "schedule": state.scheduler.depth(),
+                "maintenance": state.store.maintenance_report(),
                 "stage_restarts": state.stage_restarts.load(std::sync::atomic::Ordering::Relaxed),
                 "subscriptions": state.health.report(),
             }),

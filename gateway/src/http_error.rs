@@ -69,6 +69,36 @@ impl ApiError {
         )
     }
 
+    /// A storage error: 503 when the store is failing (retry later), else a logged 500.
+    pub fn storage(context: &str, error: &crate::store::StoreError) -> Self {
+        match error {
+            crate::store::StoreError::Unavailable(_) => Self::storage_unavailable(),
+            other => Self::internal(context, other),
+        }
+    }
+
+    /// 503 `storage_unavailable` with `Retry-After`: writes cannot be made durable now (the
+    /// gateway retries its flushes and recovers by itself).
+    pub fn storage_unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            "the gateway cannot make events durable right now (disk full or failing); retry later",
+        )
+        .with_header(header::RETRY_AFTER, "5")
+    }
+
+    /// 507 `storage_full` with `Retry-After`: the disk budget is reached and pruning could not
+    /// make room; nothing accepted before is touched.
+    pub fn storage_full() -> Self {
+        Self::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "storage_full",
+            "the gateway's disk budget is reached; retry later",
+        )
+        .with_header(header::RETRY_AFTER, "60")
+    }
+
     /// 500: the details are logged, not sent.
     pub fn internal(context: &str, error: &dyn std::fmt::Display) -> Self {
         tracing::error!(%error, "{context}");

@@ -45,57 +45,23 @@ use crate::store::Store;
 
 /// Builds everything the configuration describes and runs the gateway on `listener` until
 /// `shutdown`, reloading the configuration when it changes.
+///
+/// While it starts (opening the store, compiling plugins, rebuilding the schedule), the
+/// port already answers: `503 starting` (with `Retry-After`) to everything but `/healthz`,
+/// so a request arriving then gets an answer at once instead of waiting on a silent socket.
 pub async fn run(
     source: ConfigSource,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let (file, base, origin) = source.read()?;
-    let file_tls = file.server.tls.clone();
-    let (base, origin) = (base.as_path(), origin.as_str());
-    let host = PluginHost::new(
-        file.plugins.limits.clone(),
-        Some(file.plugin_cache_dir(base)),
-    )
-    .context("cannot start the plugin host")?;
-    let storage = file.storage_dir(base);
-    let store = Store::open(&storage)
-        .with_context(|| format!("cannot open the database in {}", storage.display()))?;
-    let snapshot = source.build(&store, &host, None)?;
-    // The schedule is rebuilt from the jobs on disk: what was running at the last stop (even
-    // a kill -9) is due again now, retries keep their due times.
-    let scheduler = scheduler::Scheduler::default();
-    let now = state::now_ms();
-    let mut queued = 0usize;
-    for job in store.queued_jobs() {
-        scheduler.schedule(&job.context("cannot read the queue")?, now);
-        queued += 1;
-    }
-    if queued > 0 {
-        tracing::info!(queued, "queued jobs from the last run are scheduled again");
-    }
-    let health = state::Health::open(&store).context("cannot read subscription health")?;
-    let d = &snapshot.delivery;
-    let (plugin_slots, plugin_slots_per_subscription) = file.plugins.slots();
-    let client =
-        DeliveryClient::new(d.client.clone()).context("cannot build the delivery client")?;
-    let state = Arc::new(State {
-        store,
-        client: arc_swap::ArcSwap::from_pointee(client),
-        limits: arc_swap::ArcSwap::from_pointee(state::DeliveryLimits::new(d)),
-        plugin_limits: ConcurrencyLimits::new(plugin_slots, plugin_slots_per_subscription),
-        scheduler,
-        fanout_wake: Default::default(),
-        in_flight: Default::default(),
-        health,
-        delivered: Default::default(),
-        stage_restarts: Default::default(),
-        reloader: reload::Reloader::new(source),
-        auth: Default::default(),
-        host,
-        snapshot: arc_swap::ArcSwap::from_pointee(snapshot),
-    });
-    tracing::info!(addr = %listener.local_addr()?, config = origin, "gateway listening");
+    let plain_http = source.read()?.0.server.tls.is_none();
+    let starting = tokio::task::spawn_blocking(move || start(source));
+    let (state, tls) = tokio::select! {
+        started = starting => started.context("start-up panicked")??,
+        () = server::answer_starting(&listener), if plain_http => unreachable!("answers until dropped"),
+        () = shutdown.cancelled() => return Ok(()),
+    };
+    tracing::info!(addr = %listener.local_addr()?, config = %state.snapshot.load().origin, "gateway listening");
 
     let stages = CancellationToken::new();
     let restarted = |state: &Arc<State>| {
@@ -122,17 +88,31 @@ pub async fn run(
     );
     tokio::spawn(reload::watch(state.clone(), stages.clone()));
     tokio::spawn(reload::on_sighup(state.clone(), stages.clone()));
-    let tls = file_tls
-        .as_ref()
-        .map(|t| tls::acceptor(t, base))
-        .transpose()?;
+    let policy_state = state.clone();
+    let maintenance = tokio::spawn(state.store.clone().run_maintenance(
+        move || {
+            let storage = &policy_state.snapshot.load().storage;
+            store::Policy {
+                retention: storage.retention(),
+                interval: storage.maintenance_interval,
+                max_disk_bytes: storage.max_disk_bytes,
+            }
+        },
+        stages.clone(),
+    ));
+    state
+        .stages_running
+        .store(true, std::sync::atomic::Ordering::Release);
     let served = server::serve(state.clone(), listener, tls, shutdown).await;
+    state
+        .stages_running
+        .store(false, std::sync::atomic::Ordering::Release);
 
     // Accepting has stopped and requests have drained: stop taking new work, give deliveries
     // in flight the grace period, then flush. Jobs still running stay queued on disk and run
     // again at the next start.
     stages.cancel();
-    let _ = tokio::join!(fanout, dispatch);
+    let _ = tokio::join!(fanout, dispatch, maintenance);
     state.in_flight.close();
     let grace = state.snapshot.load().server.shutdown_grace;
     if tokio::time::timeout(grace, state.in_flight.wait())
@@ -146,6 +126,62 @@ pub async fn run(
     state.store.flush().context("cannot flush the database")?;
     tracing::info!("gateway stopped");
     served
+}
+
+/// Everything the gateway needs before it can serve: the store, the plugins, the snapshot,
+/// the schedule rebuilt from the queued jobs. Blocking (plugin compilation, disk).
+fn start(source: ConfigSource) -> anyhow::Result<(Arc<State>, Option<tokio_rustls::TlsAcceptor>)> {
+    let (file, base, _origin) = source.read()?;
+    let host = PluginHost::new(
+        file.plugins.limits.clone(),
+        Some(file.plugin_cache_dir(&base)),
+    )
+    .context("cannot start the plugin host")?;
+    let storage = file.storage_dir(&base);
+    let store = Store::open(&storage)
+        .with_context(|| format!("cannot open the database in {}", storage.display()))?;
+    let snapshot = source.build(&store, &host, None)?;
+    // The schedule is rebuilt from the jobs on disk: what was running at the last stop (even
+    // a kill -9) is due again now, retries keep their due times.
+    let scheduler = scheduler::Scheduler::default();
+    let now = state::now_ms();
+    let mut queued = 0usize;
+    for job in store.queued_jobs() {
+        scheduler.schedule(&job.context("cannot read the queue")?, now);
+        queued += 1;
+    }
+    if queued > 0 {
+        tracing::info!(queued, "queued jobs from the last run are scheduled again");
+    }
+    let health = state::Health::open(&store).context("cannot read subscription health")?;
+    let d = &snapshot.delivery;
+    let (plugin_slots, plugin_slots_per_subscription) = file.plugins.slots();
+    let client =
+        DeliveryClient::new(d.client.clone()).context("cannot build the delivery client")?;
+    let tls = file
+        .server
+        .tls
+        .as_ref()
+        .map(|t| tls::acceptor(t, &base))
+        .transpose()?;
+    let state = Arc::new(State {
+        store,
+        client: arc_swap::ArcSwap::from_pointee(client),
+        limits: arc_swap::ArcSwap::from_pointee(state::DeliveryLimits::new(d)),
+        plugin_limits: ConcurrencyLimits::new(plugin_slots, plugin_slots_per_subscription),
+        scheduler,
+        fanout_wake: Default::default(),
+        in_flight: Default::default(),
+        health,
+        delivered: Default::default(),
+        stage_restarts: Default::default(),
+        stages_running: Default::default(),
+        reloader: reload::Reloader::new(source),
+        auth: Default::default(),
+        host,
+        snapshot: arc_swap::ArcSwap::from_pointee(snapshot),
+    });
+    Ok((state, tls))
 }
 
 /// Runs a stage as a task and restarts it if it panics (after logging the panic and calling

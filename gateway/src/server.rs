@@ -135,7 +135,9 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
         }
         ["v1", "whoami"] => crate::auth::whoami(state, req).await,
         ["oauth2", rest @ ..] => crate::auth::oauth2::route(state, req, rest).await,
+        // Liveness: the process answers. Readiness: it can take events now.
         ["healthz"] => Ok(json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))),
+        ["readyz"] => Ok(readiness(state)),
         ["admin", ..] => crate::admin::route(state, req, &segments[1..]).await,
         [
             "v1",
@@ -180,4 +182,68 @@ async fn ingest_route(
         headers: &parts.headers,
     };
     ingest::accept(state, request, body).await
+}
+
+/// `/readyz`: 200 when the gateway can take events now (store writable and within its disk
+/// budget, configuration loaded, stages running), else 503 with the reasons.
+fn readiness(state: &State) -> Response<Body> {
+    let mut reasons = Vec::new();
+    if !state
+        .stages_running
+        .load(std::sync::atomic::Ordering::Acquire)
+    {
+        reasons.push("stages_not_running".to_owned());
+    }
+    if let Some(error) = state.store.unavailable() {
+        reasons.push(format!("storage_unavailable: {error}"));
+    }
+    if state.store.is_full() {
+        reasons.push("storage_full: the disk budget is reached".to_owned());
+    }
+    if reasons.is_empty() {
+        json(
+            StatusCode::OK,
+            &serde_json::json!({ "status": "ready", "generation": state.reloader.status().generation }),
+        )
+    } else {
+        json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({ "status": "not_ready", "reasons": reasons }),
+        )
+    }
+}
+
+/// Answers every connection on `listener` while the gateway starts: `/healthz` 200 (alive),
+/// anything else `503 starting` with `Retry-After: 1`, each with `Connection: close` so the
+/// client's next request reaches the real server. Runs until dropped.
+pub async fn answer_starting(listener: &TcpListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                let mut response = if req.uri().path() == "/healthz" {
+                    json(StatusCode::OK, &serde_json::json!({ "status": "starting" }))
+                } else {
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "starting",
+                        "the gateway is starting; retry in a moment",
+                    )
+                    .with_header(header::RETRY_AFTER, "1")
+                    .into_response()
+                };
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+                Ok::<_, Infallible>(response)
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
 }

@@ -83,6 +83,8 @@ pub struct State {
     pub delivered: AtomicU64,
     /// Times a stage (fan-out, dispatch) panicked and was restarted.
     pub stage_restarts: AtomicU64,
+    /// Set once the stages run, cleared at shutdown (readiness).
+    pub stages_running: std::sync::atomic::AtomicBool,
     /// Where the configuration comes from, and how reloads went.
     pub reloader: crate::reload::Reloader,
     /// Rate limits and OAuth1 nonces of the app API.

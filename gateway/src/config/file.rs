@@ -146,6 +146,19 @@ pub struct StorageConfig {
     /// Same source and same body within this window is the same event.
     #[serde(with = "crate::delivery::backoff::serde_duration")]
     pub dedup_window: Duration,
+    /// How long an event whose work is done is kept, with its attempt log and delivery index
+    /// rows (and explicit-id dedup keys).
+    #[serde(with = "crate::delivery::backoff::serde_duration")]
+    pub retention: Duration,
+    /// How long a dead letter is kept (a replayed one is queued again and does not expire).
+    #[serde(with = "crate::delivery::backoff::serde_duration")]
+    pub dead_letter_retention: Duration,
+    /// How often the maintenance task prunes and checks the disk budget.
+    #[serde(with = "crate::delivery::backoff::serde_duration")]
+    pub maintenance_interval: Duration,
+    /// Disk budget for the database: above it the oldest finished events are pruned first,
+    /// and if that is not enough new events are refused (`507 storage_full`).
+    pub max_disk_bytes: Option<u64>,
 }
 
 impl Default for StorageConfig {
@@ -153,6 +166,21 @@ impl Default for StorageConfig {
         Self {
             path: PathBuf::from("data"),
             dedup_window: Duration::from_secs(600),
+            retention: Duration::from_secs(7 * 86_400),
+            dead_letter_retention: Duration::from_secs(30 * 86_400),
+            maintenance_interval: Duration::from_secs(60),
+            max_disk_bytes: None,
+        }
+    }
+}
+
+impl StorageConfig {
+    /// The retention these settings describe.
+    pub fn retention(&self) -> crate::store::Retention {
+        crate::store::Retention {
+            delivered: self.retention,
+            dead_letters: self.dead_letter_retention,
+            dedup_window: self.dedup_window,
         }
     }
 }

@@ -167,15 +167,23 @@ pub async fn accept(
         headers: safe_headers(req.headers),
     };
     drop(snapshot);
+    // Refuse quickly what cannot be kept: a failing disk (retried by the store) or an
+    // exhausted disk budget. Nothing acknowledged before is touched.
+    if state.store.unavailable().is_some() {
+        return Err(ApiError::storage_unavailable());
+    }
+    if state.store.is_full() {
+        return Err(ApiError::storage_full());
+    }
     let accepted = state
         .store
         .accept(&event, &dedup)
-        .map_err(|e| ApiError::internal("cannot store an event", &e))?;
+        .map_err(|e| ApiError::storage("cannot store an event", &e))?;
     state
         .store
         .durable()
         .await
-        .map_err(|e| ApiError::internal("cannot make an event durable", &e))?;
+        .map_err(|e| ApiError::storage("cannot make an event durable", &e))?;
     if !accepted.duplicate {
         state.fanout_wake.notify_one();
     }

@@ -16,6 +16,7 @@
 mod durability;
 mod events;
 mod job;
+mod maintenance;
 mod queue;
 mod retention;
 
@@ -27,6 +28,7 @@ pub use events::{Accepted, DedupKey};
 pub use job::{
     Attempt, BadJobId, DeadLetter, DeadReason, Job, JobId, JobKind, JobPart, JobSummary,
 };
+pub use maintenance::{PASS_BUDGET, Policy, Report};
 pub use queue::MAX_BATCH;
 pub use retention::{Pruned, Retention, event_time_ms};
 
@@ -36,6 +38,10 @@ pub enum StoreError {
     /// sled reported an error.
     #[error("storage error: {0}")]
     Sled(#[from] sled::Error),
+    /// Writes cannot be made durable now (a failed flush: a full disk, an I/O error); they are
+    /// retried, and the store recovers by itself.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     /// A stored record could not be decoded.
     #[error("corrupt record in `{tree}`: {message}")]
     Corrupt {
@@ -71,6 +77,10 @@ struct Inner {
     accept_locks: Vec<std::sync::Mutex<()>>,
     /// Where the last retention pass stopped in the dedup tree.
     dedup_cursor: std::sync::Mutex<Vec<u8>>,
+    /// Set while the disk budget is exhausted.
+    full: std::sync::atomic::AtomicBool,
+    /// The last maintenance round.
+    report: std::sync::Mutex<Option<Report>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -100,6 +110,8 @@ impl Store {
                 .map(|_| Default::default())
                 .collect(),
             dedup_cursor: Default::default(),
+            full: Default::default(),
+            report: Default::default(),
             db,
         };
         Ok(Self {
@@ -116,6 +128,20 @@ impl Store {
     /// Waits until everything written so far is on disk. Concurrent callers share one flush.
     pub async fn durable(&self) -> Result<(), StoreError> {
         self.inner.durability.wait().await
+    }
+
+    /// Why writes cannot be made durable now, while flushes fail (they are retried).
+    pub fn unavailable(&self) -> Option<String> {
+        if self.inner.durability.failing() {
+            Some(
+                self.inner
+                    .durability
+                    .last_error()
+                    .unwrap_or_else(|| "flush failed".into()),
+            )
+        } else {
+            None
+        }
     }
 
     /// Flushes synchronously (shutdown).
