@@ -154,6 +154,7 @@ fn start(source: ConfigSource) -> anyhow::Result<(Arc<State>, Option<tokio_rustl
         tracing::info!(queued, "queued jobs from the last run are scheduled again");
     }
     let health = state::Health::open(&store).context("cannot read subscription health")?;
+    let auth = auth::AuthState::open(&store).context("cannot read the OAuth1 nonces")?;
     let d = &snapshot.delivery;
     let (plugin_slots, plugin_slots_per_subscription) = file.plugins.slots();
     let client =
@@ -177,7 +178,7 @@ fn start(source: ConfigSource) -> anyhow::Result<(Arc<State>, Option<tokio_rustl
         stage_restarts: Default::default(),
         stages_running: Default::default(),
         reloader: reload::Reloader::new(source),
-        auth: Default::default(),
+        auth,
         host,
         snapshot: arc_swap::ArcSwap::from_pointee(snapshot),
     });

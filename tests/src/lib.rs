@@ -100,7 +100,9 @@ impl TestGateway {
                     )),
                 };
             }
-            if client.get(&format!("http://{addr}/healthz")).await.is_ok() {
+            // Ready, not just alive: while it starts the port answers `503 starting`.
+            let ready = client.get(&format!("http://{addr}/readyz")).await;
+            if ready.is_ok_and(|r| r.status == 200) {
                 return Ok(Self {
                     addr,
                     shutdown,
@@ -109,7 +111,7 @@ impl TestGateway {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        anyhow::bail!("the gateway did not answer /healthz")
+        anyhow::bail!("the gateway did not become ready (/readyz)")
     }
 
     /// `http://addr` + `path`.

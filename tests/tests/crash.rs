@@ -38,10 +38,11 @@ impl Gateway {
             .expect("start the gateway");
         let client = HttpClient::new();
         let deadline = Instant::now() + Duration::from_secs(30);
-        while client
-            .get(&format!("http://127.0.0.1:{port}/healthz"))
+        // Ready, not just alive: while it starts the port answers `503 starting`.
+        while !client
+            .get(&format!("http://127.0.0.1:{port}/readyz"))
             .await
-            .is_err()
+            .is_ok_and(|r| r.status == 200)
         {
             assert!(Instant::now() < deadline, "the gateway did not come up");
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -74,6 +74,8 @@ pub(crate) enum NonceError {
 pub(crate) struct NonceCache {
     inner: Mutex<Nonces>,
     capacity: usize,
+    /// Where the triples are also kept, so they outlive a restart.
+    tree: Option<sled::Tree>,
 }
 
 #[derive(Debug, Default)]
@@ -95,6 +97,49 @@ impl NonceCache {
         Self {
             inner: Mutex::default(),
             capacity,
+            tree: None,
+        }
+    }
+
+    /// A cache that also keeps its triples in `tree`, starting with those stored there that
+    /// are still within their window.
+    pub(crate) fn persistent(tree: sled::Tree) -> Self {
+        let now = unix_now();
+        let mut seen = HashMap::new();
+        for (key, value) in tree.iter().flatten() {
+            let forget_at = value
+                .as_ref()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            if forget_at <= now {
+                let _ = tree.remove(&key);
+                continue;
+            }
+            let mut parts = key.split(|b| *b == 0);
+            let (Some(consumer), Some(nonce), Some(ts)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let timestamp = std::str::from_utf8(ts)
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0);
+            let key = (
+                String::from_utf8_lossy(consumer).into_owned(),
+                String::from_utf8_lossy(nonce).into_owned(),
+                timestamp,
+            );
+            seen.insert(key, forget_at);
+        }
+        Self {
+            inner: Mutex::new(Nonces {
+                seen,
+                next_prune: 0,
+            }),
+            capacity: MAX_NONCES,
+            tree: Some(tree),
         }
     }
 
@@ -112,7 +157,14 @@ impl NonceCache {
             return Err(NonceError::Full);
         };
         if now >= inner.next_prune || inner.seen.len() >= self.capacity {
-            inner.seen.retain(|_, forget_at| *forget_at > now);
+            let tree = self.tree.as_ref();
+            inner.seen.retain(|(c, n, t), forget_at| {
+                let keep = *forget_at > now;
+                if !keep && let Some(tree) = tree {
+                    let _ = tree.remove(stored_key(c, n, *t));
+                }
+                keep
+            });
             inner.next_prune = now + 10;
         }
         let key = (consumer.to_owned(), nonce.to_owned(), timestamp);
@@ -122,9 +174,35 @@ impl NonceCache {
         if inner.seen.len() >= self.capacity {
             return Err(NonceError::Full);
         }
-        inner.seen.insert(key, timestamp.max(now) + window + 1);
+        let forget_at = timestamp.max(now) + window + 1;
+        if let Some(tree) = &self.tree {
+            // Best effort: a failing disk must not lock every OAuth1 client out; the memory
+            // copy still refuses replays until the next restart.
+            let _ = tree.insert(
+                stored_key(consumer, nonce, timestamp),
+                &forget_at.to_be_bytes(),
+            );
+        }
+        inner.seen.insert(key, forget_at);
         Ok(())
     }
+}
+
+fn stored_key(consumer: &str, nonce: &str, timestamp: u64) -> Vec<u8> {
+    [
+        consumer.as_bytes(),
+        b"\0",
+        nonce.as_bytes(),
+        b"\0",
+        timestamp.to_string().as_bytes(),
+    ]
+    .concat()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
@@ -149,6 +227,33 @@ mod tests {
             "one request refilled in 20 s"
         );
         assert!(limiter.check("a", 3, t0 + Duration::from_secs(21)).is_err());
+    }
+
+    #[test]
+    fn stored_nonces_are_refused_after_a_restart_until_their_window_ends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = sled::open(dir.path()).expect("open");
+        let now = unix_now();
+        {
+            let cache = NonceCache::persistent(db.open_tree("n").expect("tree"));
+            assert_eq!(cache.check("app", "n1", now, now, 300), Ok(()));
+        }
+        let cache = NonceCache::persistent(db.open_tree("n").expect("tree"));
+        assert_eq!(
+            cache.check("app", "n1", now, now, 300),
+            Err(NonceError::Replayed),
+            "remembered across the restart"
+        );
+        assert_eq!(cache.check("app", "n2", now, now, 300), Ok(()));
+        // Past the window the triple is forgotten, in memory and on disk.
+        let later = now + 400;
+        assert_eq!(cache.check("other", "n3", later, later, 300), Ok(()));
+        let reopened = NonceCache::persistent(db.open_tree("n").expect("tree"));
+        assert_eq!(
+            reopened.inner.lock().expect("lock").seen.len(),
+            1,
+            "only the live one is loaded"
+        );
     }
 
     #[test]

@@ -59,7 +59,8 @@ impl AppIdentity {
     }
 }
 
-/// The in-memory side of authentication: rate-limit buckets and the OAuth1 nonces seen.
+/// The live side of authentication: rate-limit buckets (in memory) and the OAuth1 nonces seen
+/// (in memory and in the store, so a restart does not reopen a replay window).
 #[derive(Debug, Default)]
 pub struct AuthState {
     /// API requests, per app.
@@ -68,6 +69,16 @@ pub struct AuthState {
     token_limiter: limits::RateLimiter,
     /// OAuth1 (consumer, nonce, timestamp) triples within the window.
     nonces: limits::NonceCache,
+}
+
+impl AuthState {
+    /// Authentication state whose OAuth1 nonces are kept in `store` (and loaded from it).
+    pub fn open(store: &crate::store::Store) -> Result<Self, crate::store::StoreError> {
+        Ok(Self {
+            nonces: limits::NonceCache::persistent(store.db().open_tree("oauth1_nonces")?),
+            ..Self::default()
+        })
+    }
 }
 
 /// Authenticates an API request by Bearer token (RFC 6750) or OAuth1 signature (RFC 5849), applies the app's rate limit.

@@ -212,7 +212,7 @@ fn free_port() -> anyhow::Result<u16> {
 async fn wait_up(url: &str) -> anyhow::Result<()> {
     let client = HttpClient::new();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while client.get(url).await.is_err() {
+    while !client.get(url).await.is_ok_and(|r| r.status == 200) {
         ensure!(Instant::now() < deadline, "{url} did not come up");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -279,7 +279,7 @@ async fn gateway(config: &str) -> anyhow::Result<Process> {
         base: base.clone(),
         _dir: Some(dir),
     };
-    wait_up(&format!("{base}/healthz")).await?;
+    wait_up(&format!("{base}/readyz")).await?;
     Ok(process)
 }
 
