@@ -171,8 +171,14 @@ impl RetryPolicy {
     }
 }
 
-async fn run_job(state: &Arc<State>, entry: Entry) {
-    let job = match state.store.job(&entry.id) {
+async fn run_job(state: &Arc<State>, mut entry: Entry) {
+    let cached = entry.cached.take();
+    let stored = match &cached {
+        Some(c) => Ok(Some(c.job.clone())),
+        None => state.store.job(&entry.id),
+    };
+    let event = cached.and_then(|c| c.event.clone());
+    let job = match stored {
         Ok(Some(job)) => job,
         // Finished through another path (a replayed fan-out wrote it twice).
         Ok(None) => return state.scheduler.finish(&entry.id),
@@ -187,17 +193,29 @@ async fn run_job(state: &Arc<State>, entry: Entry) {
         return bury(state, &entry, &job, None, DeadReason::SubscriptionRemoved);
     };
     match job.kind {
-        JobKind::Deliver => deliver(state, &snapshot, &sub, entry, job).await,
-        JobKind::Transform => call_plugin(state, &sub, entry, job).await,
+        JobKind::Deliver => deliver(state, &snapshot, &sub, entry, job, event).await,
+        JobKind::Transform => call_plugin(state, &sub, entry, job, event).await,
+    }
+}
+
+/// The job's event: the one kept in memory, or read from the store.
+fn event_of(
+    state: &State,
+    job: &Job,
+    cached: Option<Arc<Event>>,
+) -> Result<Option<Arc<Event>>, crate::store::StoreError> {
+    match cached {
+        Some(event) => Ok(Some(event)),
+        None => Ok(state.store.event(&job.event_id)?.map(Arc::new)),
     }
 }
 
 /// The body of a delivery job: its own, or the stored event in its envelope.
-fn body_of(state: &State, job: &Job) -> Result<Vec<u8>, DeadReason> {
+fn body_of(state: &State, job: &Job, event: Option<Arc<Event>>) -> Result<Vec<u8>, DeadReason> {
     let Some(format) = job.envelope else {
         return Ok(job.body.clone());
     };
-    match state.store.event(&job.event_id) {
+    match event_of(state, job, event) {
         Ok(Some(event)) => Ok(transform::pass_through(&event, format).body),
         Ok(None) => Err(DeadReason::EventMissing),
         Err(e) => {
@@ -213,11 +231,12 @@ async fn deliver(
     sub: &Subscription,
     entry: Entry,
     job: Job,
+    event: Option<Arc<Event>>,
 ) {
     let Some(dest) = snapshot.destinations.get(&job.destination) else {
         return bury(state, &entry, &job, None, DeadReason::DestinationRemoved);
     };
-    let body = match body_of(state, &job) {
+    let body = match body_of(state, &job, event) {
         Ok(body) => body,
         Err(reason) => return bury(state, &entry, &job, None, reason),
     };
@@ -332,9 +351,15 @@ fn failed(
 
 /// A plugin-call job: runs the plugin, then queues its deliveries and finishes the call in
 /// one atomic batch.
-async fn call_plugin(state: &Arc<State>, sub: &Arc<Subscription>, entry: Entry, job: Job) {
-    let event: Arc<Event> = match state.store.event(&job.event_id) {
-        Ok(Some(e)) => Arc::new(e),
+async fn call_plugin(
+    state: &Arc<State>,
+    sub: &Arc<Subscription>,
+    entry: Entry,
+    job: Job,
+    event: Option<Arc<Event>>,
+) {
+    let event: Arc<Event> = match event_of(state, &job, event) {
+        Ok(Some(e)) => e,
         Ok(None) => return bury(state, &entry, &job, None, DeadReason::EventMissing),
         Err(e) => {
             tracing::error!(error = %e, "cannot read an event for a plugin call");
@@ -365,7 +390,7 @@ async fn call_plugin(state: &Arc<State>, sub: &Arc<Subscription>, entry: Entry, 
             }
             let now = now_ms();
             for delivery in &jobs {
-                state.scheduler.schedule(delivery, now);
+                state.scheduler.schedule_with(delivery, Some(&event), now);
             }
             state.scheduler.finish(&entry.id);
             state.health.success(&sub.id);

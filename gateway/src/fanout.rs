@@ -5,9 +5,9 @@
 //! subscription without a plugin: the body is built from the stored event when sent) or one
 //! plugin-call job (a subscription with a plugin: the call runs later in that subscription's
 //! lane, see [`crate::dispatch`]). So no plugin runs here, and a slow or hostile plugin
-//! holds back nobody else. The event leaves the backlog in the same atomic batch that stores
-//! its jobs, so after a crash fan-out resumes where it stopped; this module never makes a
-//! network call.
+//! holds back nobody else. A round of events leaves the backlog in the last of the atomic
+//! batches that store their jobs, so after a crash fan-out resumes where it stopped; this
+//! module never makes a network call.
 
 pub mod filter;
 
@@ -44,21 +44,34 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
             }
         }
         let snapshot = state.snapshot.load_full();
+        let now = now_ms();
+        let mut jobs = Vec::new();
+        let mut events = Vec::new();
+        let mut handled = Vec::with_capacity(batch.len());
         for (key, event) in batch {
-            let now = now_ms();
-            let jobs = plan(&snapshot, &Arc::new(event), now);
-            match state.store.enqueue(&jobs, &[], Some(&key)) {
-                Ok(()) => {
-                    for job in &jobs {
-                        state.scheduler.schedule(job, now);
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "fan-out failed; the event stays in the backlog");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    break;
+            let event = Arc::new(event);
+            for job in plan(&snapshot, &event, now) {
+                jobs.push(job);
+                events.push(event.clone());
+            }
+            handled.push(key);
+        }
+        // The whole round in as few atomic batches as the bound allows.
+        let store = state.store.clone();
+        let written =
+            tokio::task::spawn_blocking(move || store.enqueue(&jobs, &[], &handled).map(|()| jobs))
+                .await;
+        match written {
+            Ok(Ok(jobs)) => {
+                for (job, event) in jobs.iter().zip(&events) {
+                    state.scheduler.schedule_with(job, Some(event), now);
                 }
             }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "fan-out failed; the events stay in the backlog");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => tracing::error!(error = %e, "fan-out write panicked"),
         }
         if shutdown.is_cancelled() {
             return;

@@ -141,6 +141,7 @@ fn start(source: ConfigSource) -> anyhow::Result<(Arc<State>, Option<tokio_rustl
     let store = Store::open(&storage)
         .with_context(|| format!("cannot open the database in {}", storage.display()))?;
     let snapshot = source.build(&store, &host, None)?;
+    store.set_commit_delay(snapshot.storage.commit_delay);
     // The schedule is rebuilt from the jobs on disk: what was running at the last stop (even
     // a kill -9) is due again now, retries keep their due times.
     let scheduler = scheduler::Scheduler::default();

@@ -182,6 +182,7 @@ pub async fn reload(state: &Arc<State>, cause: &str) -> Result<u64, String> {
                         &snapshot.delivery,
                     )));
             }
+            state.store.set_commit_delay(snapshot.storage.commit_delay);
             drop(current);
             state.snapshot.store(Arc::new(snapshot));
             status.generation += 1;

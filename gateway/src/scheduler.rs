@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
+use crate::event::Event;
 use crate::store::{Job, JobKind};
 
 /// Where a job waits.
@@ -36,7 +37,32 @@ pub struct Entry {
     pub subscription: Arc<str>,
     /// Its lane.
     pub lane: Lane,
+    /// The job (and its event) as just written, when the schedule's memory budget allowed
+    /// keeping them: running it then reads nothing back from the store.
+    pub cached: Option<Arc<Cached>>,
 }
+
+/// A job and its event, kept in memory from queueing to running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cached {
+    /// The job as stored.
+    pub job: Job,
+    /// Its event, when the caller had it at hand.
+    pub event: Option<Arc<Event>>,
+}
+
+impl Cached {
+    fn bytes(&self) -> usize {
+        let event = self
+            .event
+            .as_ref()
+            .map_or(0, |e| e.payload.len() + e.id.len() + 128);
+        self.job.body.len() + self.job.id.len() * 2 + 256 + event
+    }
+}
+
+/// Memory the schedule may spend keeping queued jobs and events at hand.
+const CACHE_BUDGET_BYTES: usize = 32 << 20;
 
 impl Entry {
     /// The schedule entry of `job`.
@@ -50,6 +76,7 @@ impl Entry {
             id: job.id.as_str().into(),
             subscription,
             lane,
+            cached: None,
         }
     }
 }
@@ -96,6 +123,7 @@ struct Queues {
     parked: HashMap<Arc<str>, Vec<Entry>>,
     due: usize,
     parked_count: usize,
+    cached_bytes: usize,
 }
 
 impl Queues {
@@ -135,18 +163,35 @@ impl Scheduler {
 
     /// Queues `job` at its `due_ms`, unless it is already known (queued or running).
     pub fn schedule(&self, job: &Job, now_ms: u64) {
-        let entry = Entry::of(job);
+        self.schedule_with(job, None, now_ms);
+    }
+
+    /// Queues `job`, keeping it and `event` in memory while the budget allows, so that running
+    /// it reads neither back from the store.
+    pub fn schedule_with(&self, job: &Job, event: Option<&Arc<Event>>, now_ms: u64) {
+        let mut entry = Entry::of(job);
         let mut q = self.lock();
         if !q.known.insert(entry.id.clone()) {
             return;
+        }
+        let cached = Cached {
+            job: job.clone(),
+            event: event.cloned(),
+        };
+        let bytes = cached.bytes();
+        if q.cached_bytes + bytes <= CACHE_BUDGET_BYTES {
+            q.cached_bytes += bytes;
+            entry.cached = Some(Arc::new(cached));
         }
         q.push(entry, job.due_ms, now_ms);
         drop(q);
         self.wake.notify_one();
     }
 
-    /// Puts a running job back, due at `due_ms` (a retry).
-    pub fn requeue(&self, entry: Entry, due_ms: u64, now_ms: u64) {
+    /// Puts a running job back, due at `due_ms` (a retry). What it kept in memory is dropped:
+    /// the stored job has changed.
+    pub fn requeue(&self, mut entry: Entry, due_ms: u64, now_ms: u64) {
+        entry.cached = None;
         let mut q = self.lock();
         q.known.insert(entry.id.clone());
         q.push(entry, due_ms, now_ms);
@@ -198,8 +243,10 @@ impl Scheduler {
                     Admit::Run(permit) => {
                         let entry = queue.pop_front().expect("head exists");
                         let empty = queue.is_empty();
+                        let freed = entry.cached.as_ref().map_or(0, |c| c.bytes());
                         out.push((entry, permit));
                         q.due -= 1;
+                        q.cached_bytes -= freed;
                         progressed = true;
                         if empty {
                             q.lanes.remove(&lane);

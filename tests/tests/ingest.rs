@@ -12,7 +12,7 @@ fn config(destination: &str, allow: &str) -> String {
     format!(
         r#"
 [server]
-admin_token = "admin"
+admin_token = "admin-token-0123456789"
 max_body_bytes = 4096
 [storage]
 path = "data"
@@ -58,7 +58,7 @@ async fn status(client: &HttpClient, gw: &TestGateway) -> serde_json::Value {
         .send(
             "GET",
             &gw.url("/admin/status"),
-            &[("authorization", "Bearer admin")],
+            &[("authorization", "Bearer admin-token-0123456789")],
             Vec::new(),
         )
         .await
@@ -227,7 +227,7 @@ async fn deliveries_to_private_addresses_are_refused_unless_allowed() {
             .send(
                 "GET",
                 &gw.url("/admin/dead-letters"),
-                &[("authorization", "Bearer admin")],
+                &[("authorization", "Bearer admin-token-0123456789")],
                 Vec::new(),
             )
             .await

@@ -9,7 +9,7 @@ use odoo_gateway_tests::{HttpClient, TestGateway, fixture, fixtures, plugin};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const TOKEN: &str = "test-token-0123456789";
-const ADMIN: &str = "admin-token";
+const ADMIN: &str = "admin-token-0123456789";
 const WAIT: Duration = Duration::from_secs(20);
 
 struct Setup {

@@ -18,7 +18,7 @@ fn config(inbox: &Inbox, subscriptions: &str) -> String {
     format!(
         r#"
 [server]
-admin_token = "admin"
+admin_token = "admin-token-0123456789"
 [storage]
 path = "data"
 [delivery.backoff]
@@ -77,7 +77,7 @@ async fn admin(
         .send(
             method,
             &gw.url(path),
-            &[("authorization", "Bearer admin")],
+            &[("authorization", "Bearer admin-token-0123456789")],
             Vec::new(),
         )
         .await

@@ -157,7 +157,7 @@ pub(super) async fn replay(call: &Call<'_>, job_id: &str) -> Result<Response<Bod
             "the subscription no longer makes this delivery from the event",
         ));
     }
-    store.enqueue(&jobs, &[], None).map_err(internal)?;
+    store.enqueue(&jobs, &[], &[]).map_err(internal)?;
     store.durable().await.map_err(internal)?;
     for job in &jobs {
         state.scheduler.schedule(job, now);

@@ -24,6 +24,9 @@ use crate::subscriptions::EventPattern;
 /// The example configuration shipped with the gateway, used when no file is given.
 pub const EXAMPLE: &str = include_str!("../../../config/gateway.example.toml");
 
+/// Shortest accepted `server.admin_token`.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
+
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -312,6 +315,14 @@ impl Snapshot {
             }
         };
 
+        // An empty or guessable admin token would open `/admin/` to anyone.
+        if let Some(token) = &file.server.admin_token
+            && token.trim().len() < MIN_ADMIN_TOKEN_LEN
+        {
+            problems.push(format!(
+                "server.admin_token: give at least {MIN_ADMIN_TOKEN_LEN} characters (or leave it out to turn `/admin/` off)"
+            ));
+        }
         let mut sources = HashMap::new();
         for (i, s) in file.sources.iter().enumerate() {
             if s.tokens.is_empty() || s.tokens.iter().any(|t| t.len() < 16) {

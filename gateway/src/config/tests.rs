@@ -117,3 +117,16 @@ fn secrets_do_not_show_in_debug_output() {
         "{debug}"
     );
 }
+
+#[test]
+fn an_empty_or_short_admin_token_is_refused() {
+    for token in ["", "   ", "admin"] {
+        let text = format!("[server]\nadmin_token = \"{token}\"\n{GOOD}");
+        let err = build(&text).expect_err("short token").to_string();
+        assert!(err.contains("server.admin_token"), "{token:?}: {err}");
+        assert!(err.contains("line 2"), "names the line: {err}");
+    }
+    let text = format!("[server]\nadmin_token = \"{}\"\n{GOOD}", "x".repeat(16));
+    assert!(build(&text).is_ok());
+    assert!(build(GOOD).is_ok(), "no token: /admin/ is off");
+}

@@ -47,6 +47,8 @@ struct Shared {
     closed: AtomicBool,
     failing: AtomicBool,
     last_error: Mutex<Option<String>>,
+    /// Microseconds to wait, once a write is waiting, for more to join the same flush.
+    commit_delay_us: AtomicU64,
 }
 
 impl Drop for Durability {
@@ -100,6 +102,15 @@ impl Durability {
         }
     }
 
+    /// Sets how long a flush waits for more writers to join it once one is waiting (like
+    /// PostgreSQL's `commit_delay`): fewer, larger flushes under load, at the cost of that much
+    /// acknowledgement latency.
+    pub fn set_commit_delay(&self, delay: Duration) {
+        self.shared
+            .commit_delay_us
+            .store(delay.as_micros() as u64, Ordering::Relaxed);
+    }
+
     /// Whether the last flush failed (and flushes are being retried).
     pub fn failing(&self) -> bool {
         self.shared.failing.load(Ordering::Acquire)
@@ -131,6 +142,11 @@ fn flusher(flush: FlushFn, shared: Arc<Shared>, tx: watch::Sender<Result<u64, St
             rt.block_on(shared.wake.notified());
             continue;
         }
+        let delay = shared.commit_delay_us.load(Ordering::Relaxed);
+        if delay > 0 {
+            std::thread::sleep(Duration::from_micros(delay));
+        }
+        let target = shared.written.load(Ordering::Acquire);
         match flush() {
             Ok(()) => {
                 done = target;

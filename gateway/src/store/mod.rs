@@ -130,6 +130,11 @@ impl Store {
         self.inner.durability.wait().await
     }
 
+    /// How long a flush waits for more writers (see [`Durability::set_commit_delay`]).
+    pub fn set_commit_delay(&self, delay: std::time::Duration) {
+        self.inner.durability.set_commit_delay(delay);
+    }
+
     /// Why writes cannot be made durable now, while flushes fail (they are retried).
     pub fn unavailable(&self) -> Option<String> {
         if self.inner.durability.failing() {

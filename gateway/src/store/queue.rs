@@ -56,16 +56,17 @@ pub(super) fn pending_key(seq: u64) -> Vec<u8> {
 
 impl Store {
     /// Queues `jobs` (each due at its `due_ms`), writes `dead` letters (plugin rejections), and
-    /// removes the event's backlog entry `pending_key` when given: the event counts as handled
-    /// exactly when its jobs are stored.
+    /// removes the events' backlog entries `handled` in the last batch: an event counts as
+    /// handled only once its jobs are stored (a crash before that fans it out again, rewriting
+    /// the same job ids).
     pub fn enqueue(
         &self,
         jobs: &[Job],
         dead: &[DeadLetter],
-        pending_key: Option<&[u8]>,
+        handled: &[Vec<u8>],
     ) -> Result<(), StoreError> {
-        let last = pending_key.map(|k| (k.to_vec(), None));
-        self.write_jobs(jobs, dead, last.into_iter().collect())
+        let last = handled.iter().map(|k| (k.clone(), None)).collect();
+        self.write_jobs(jobs, dead, last)
     }
 
     /// Queues the deliveries a plugin call made and, in the last batch, finishes the call's own
@@ -352,7 +353,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
         store
-            .enqueue(&[job("a"), job("b")], &[], None)
+            .enqueue(&[job("a"), job("b")], &[], &[])
             .expect("enqueue");
         let listed: Vec<_> = store
             .jobs_of_subscription("sub", 10)
@@ -408,7 +409,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let store = Store::open(dir.path()).expect("open");
-            store.enqueue(&[job("a")], &[], None).expect("enqueue");
+            store.enqueue(&[job("a")], &[], &[]).expect("enqueue");
             store.flush().expect("flush");
         }
         let store = Store::open(dir.path()).expect("reopen");
@@ -422,7 +423,7 @@ mod tests {
         let jobs: Vec<Job> = (0..MAX_BATCH * 2 + 7)
             .map(|i| job(&format!("j{i}")))
             .collect();
-        store.enqueue(&jobs, &[], None).expect("enqueue");
+        store.enqueue(&jobs, &[], &[]).expect("enqueue");
         assert_eq!(queued(&store).len(), jobs.len());
     }
 }

@@ -305,7 +305,7 @@ mod tests {
         let (backlog, _) = store.pending(1).expect("pending").remove(0);
         let job = job_of(event, sub);
         store
-            .enqueue(std::slice::from_ref(&job), &[], Some(&backlog))
+            .enqueue(std::slice::from_ref(&job), &[], &[backlog])
             .expect("enqueue");
         job
     }

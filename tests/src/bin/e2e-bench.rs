@@ -12,7 +12,11 @@
 //! throughput while one app's ten subscriptions point at a receiver that never answers.
 //!
 //! `cargo build --release -p odoo-gateway -p odoo-gateway-tests --bins`, then
-//! `target/release/e2e-bench [--events N]` (or `./dev bench`).
+//! `target/release/e2e-bench [--events N]` (or `./dev bench`); `--soak N` instead runs N
+//! events with a short retention and samples disk and memory over time.
+
+#[path = "e2e-bench/soak.rs"]
+mod soak;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -48,14 +52,21 @@ fn main() -> anyhow::Result<()> {
         let (listen, forward) = (args[2].clone(), args[3].clone());
         return rt.block_on(relay(listen, forward));
     }
-    let events: usize = args
-        .iter()
-        .skip_while(|a| *a != "--events")
-        .nth(1)
-        .map(|n| n.parse())
-        .transpose()
-        .context("--events takes a number")?
-        .unwrap_or(20_000);
+    let number = |flag: &str| -> anyhow::Result<Option<usize>> {
+        args.iter()
+            .skip_while(|a| *a != flag)
+            .nth(1)
+            .map(|n| n.parse())
+            .transpose()
+            .with_context(|| format!("{flag} takes a number"))
+    };
+    if let Some(events) = number("--soak")? {
+        return rt.block_on(async {
+            let (receiver, _, counts) = receivers().await?;
+            soak::soak(&receiver, &counts, events).await
+        });
+    }
+    let events = number("--events")?.unwrap_or(20_000);
     rt.block_on(bench(events))
 }
 

@@ -230,7 +230,7 @@ min_amount_total = "100"
     let file = dir.path().join("gateway.toml");
     let with_admin = |subs: &str| {
         format!(
-            "[server]\nadmin_token = \"bench\"\n{}",
+            "[server]\nadmin_token = \"bench-admin-token-0123\"\n{}",
             config(subs, &receiver_url)
         )
     };
@@ -244,7 +244,7 @@ min_amount_total = "100"
             .send(
                 "GET",
                 &url,
-                &[("authorization", "Bearer bench")],
+                &[("authorization", "Bearer bench-admin-token-0123")],
                 Vec::new(),
             )
             .await

@@ -27,7 +27,7 @@ pub(crate) fn config(extra: &str) -> String {
     format!(
         r#"
 [server]
-admin_token = "admin-token"
+admin_token = "admin-token-0123456789"
 [storage]
 path = "data"
 [delivery]

@@ -9,9 +9,13 @@ use crate::common::*;
 #[tokio::test]
 async fn apps_are_managed_through_the_cli_while_the_gateway_runs() {
     let (gw, c, _dir) = start().await;
-    let added = cli(&gw, "admin", &["add", "erp", "--scopes", "read,write"])
-        .await
-        .expect("apps add");
+    let added = cli(
+        &gw,
+        "admin-token-0123456789",
+        &["add", "erp", "--scopes", "read,write"],
+    )
+    .await
+    .expect("apps add");
     assert!(added.contains("shown this once"), "{added}");
     let (client_id, secret) = (
         printed(&added, "client_id"),
@@ -42,7 +46,9 @@ async fn apps_are_managed_through_the_cli_while_the_gateway_runs() {
         "erp"
     );
 
-    let listed = cli(&gw, "admin", &["list"]).await.expect("apps list");
+    let listed = cli(&gw, "admin-token-0123456789", &["list"])
+        .await
+        .expect("apps list");
     assert!(
         listed
             .lines()
@@ -58,13 +64,19 @@ async fn apps_are_managed_through_the_cli_while_the_gateway_runs() {
     assert!(!listed.contains(&secret), "no secret is listed");
 
     // The file wins: its names cannot be taken or removed here.
-    let taken = cli(&gw, "admin", &["add", "crm"])
+    let taken = cli(&gw, "admin-token-0123456789", &["add", "crm"])
         .await
         .expect_err("crm is in the file");
     assert!(taken.to_string().contains("conflict"), "{taken}");
-    assert!(cli(&gw, "admin", &["remove", "crm"]).await.is_err());
     assert!(
-        cli(&gw, "admin", &["add", "erp"]).await.is_err(),
+        cli(&gw, "admin-token-0123456789", &["remove", "crm"])
+            .await
+            .is_err()
+    );
+    assert!(
+        cli(&gw, "admin-token-0123456789", &["add", "erp"])
+            .await
+            .is_err(),
         "the name is taken"
     );
     assert!(
@@ -76,13 +88,17 @@ async fn apps_are_managed_through_the_cli_while_the_gateway_runs() {
     );
 
     assert!(
-        cli(&gw, "admin", &["remove", "erp"])
+        cli(&gw, "admin-token-0123456789", &["remove", "erp"])
             .await
             .expect("apps remove")
             .contains("Removed")
     );
     assert_api_error(&whoami(&c, &gw, &bearer).await, 401, "invalid_token");
-    assert!(cli(&gw, "admin", &["remove", "erp"]).await.is_err());
+    assert!(
+        cli(&gw, "admin-token-0123456789", &["remove", "erp"])
+            .await
+            .is_err()
+    );
 
     // Limits and token lifetime can be set at registration.
     let args = [
@@ -93,7 +109,9 @@ async fn apps_are_managed_through_the_cli_while_the_gateway_runs() {
         "--rate-limit-per-minute",
         "1",
     ];
-    let tiny = cli(&gw, "admin", &args).await.expect("apps add");
+    let tiny = cli(&gw, "admin-token-0123456789", &args)
+        .await
+        .expect("apps add");
     let creds = (printed(&tiny, "client_id"), printed(&tiny, "client_secret"));
     let issued = token_request(
         &c,
@@ -111,7 +129,7 @@ async fn apps_are_managed_through_the_cli_while_the_gateway_runs() {
     assert_api_error(&whoami(&c, &gw, &bearer).await, 429, "rate_limited");
     let refused = cli(
         &gw,
-        "admin",
+        "admin-token-0123456789",
         &["add", "zero", "--rate-limit-per-minute", "0"],
     )
     .await;
@@ -133,7 +151,7 @@ async fn an_app_in_the_file_shadows_a_stored_one_of_the_same_name() {
         .await
         .expect("start");
     let c = HttpClient::new();
-    let added = cli(&gw, "admin", &["add", "billing"])
+    let added = cli(&gw, "admin-token-0123456789", &["add", "billing"])
         .await
         .expect("apps add");
     let stored = (
@@ -156,7 +174,7 @@ async fn an_app_in_the_file_shadows_a_stored_one_of_the_same_name() {
         .send(
             "POST",
             &gw.url("/admin/reload"),
-            &[("authorization", "Bearer admin")],
+            &[("authorization", "Bearer admin-token-0123456789")],
             Vec::new(),
         )
         .await
@@ -180,7 +198,9 @@ async fn an_app_in_the_file_shadows_a_stored_one_of_the_same_name() {
         whoami(&c, &gw, &format!("Bearer {from_file}")).await.json()["scopes"],
         serde_json::json!(["read"])
     );
-    let listed = cli(&gw, "admin", &["list"]).await.expect("apps list");
+    let listed = cli(&gw, "admin-token-0123456789", &["list"])
+        .await
+        .expect("apps list");
     assert!(
         listed
             .lines()

@@ -10,7 +10,7 @@ pub(crate) const FORM: (&str, &str) = ("content-type", "application/x-www-form-u
 /// Secrets below are hashed with `printf %s SECRET | sha256sum`.
 pub(crate) const CONFIG: &str = r#"
 [server]
-admin_token = "admin"
+admin_token = "admin-token-0123456789"
 [storage]
 path = "data"
 
