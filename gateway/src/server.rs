@@ -22,6 +22,10 @@ use crate::http_error::{ApiError, Body, json};
 use crate::ingest::{self, Endpoint, IngestRequest};
 use crate::state::State;
 
+/// The address a request came from (a request extension).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
 /// Serves until `shutdown` is cancelled, then drains and returns.
 /// With `tls`, every connection is HTTPS (the handshake runs in the connection's own task).
 pub async fn serve(
@@ -53,7 +57,7 @@ pub async fn serve(
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -66,12 +70,13 @@ pub async fn serve(
             () = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let (builder, service, watcher, tls) = (
-            builder.clone(),
-            service.clone(),
-            graceful.watcher(),
-            tls.clone(),
-        );
+        // Every request knows the address it came from (the token endpoint's failure limit).
+        let service =
+            tower::ServiceExt::map_request(service.clone(), move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(PeerAddr(peer));
+                req
+            });
+        let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
         tokio::spawn(async move {
             let served = match tls {
                 None => {

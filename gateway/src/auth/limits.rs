@@ -82,8 +82,13 @@ pub(crate) struct NonceCache {
 struct Nonces {
     /// Triple → second after which it is forgotten.
     seen: HashMap<(String, String, u64), u64>,
+    /// Live triples per consumer key: one app's share is bounded.
+    per_consumer: HashMap<String, usize>,
     next_prune: u64,
 }
+
+/// Most live nonces one consumer may hold, as a fraction of the whole memory.
+const CONSUMER_SHARE: usize = 8;
 
 impl Default for NonceCache {
     fn default() -> Self {
@@ -106,6 +111,7 @@ impl NonceCache {
     pub(crate) fn persistent(tree: sled::Tree) -> Self {
         let now = unix_now();
         let mut seen = HashMap::new();
+        let mut per_consumer: HashMap<String, usize> = HashMap::new();
         for (key, value) in tree.iter().flatten() {
             let forget_at = value
                 .as_ref()
@@ -131,11 +137,13 @@ impl NonceCache {
                 String::from_utf8_lossy(nonce).into_owned(),
                 timestamp,
             );
+            *per_consumer.entry(key.0.clone()).or_default() += 1;
             seen.insert(key, forget_at);
         }
         Self {
             inner: Mutex::new(Nonces {
                 seen,
+                per_consumer,
                 next_prune: 0,
             }),
             capacity: MAX_NONCES,
@@ -158,20 +166,30 @@ impl NonceCache {
         };
         if now >= inner.next_prune || inner.seen.len() >= self.capacity {
             let tree = self.tree.as_ref();
-            inner.seen.retain(|(c, n, t), forget_at| {
+            let Nonces {
+                seen, per_consumer, ..
+            } = &mut *inner;
+            seen.retain(|(c, n, t), forget_at| {
                 let keep = *forget_at > now;
-                if !keep && let Some(tree) = tree {
-                    let _ = tree.remove(stored_key(c, n, *t));
+                if !keep {
+                    if let Some(tree) = tree {
+                        let _ = tree.remove(stored_key(c, n, *t));
+                    }
+                    if let Some(count) = per_consumer.get_mut(c) {
+                        *count = count.saturating_sub(1);
+                    }
                 }
                 keep
             });
+            per_consumer.retain(|_, count| *count > 0);
             inner.next_prune = now + 10;
         }
         let key = (consumer.to_owned(), nonce.to_owned(), timestamp);
         if inner.seen.contains_key(&key) {
             return Err(NonceError::Replayed);
         }
-        if inner.seen.len() >= self.capacity {
+        let held = inner.per_consumer.get(consumer).copied().unwrap_or(0);
+        if inner.seen.len() >= self.capacity || held >= (self.capacity / CONSUMER_SHARE).max(1) {
             return Err(NonceError::Full);
         }
         let forget_at = timestamp.max(now) + window + 1;
@@ -184,6 +202,7 @@ impl NonceCache {
             );
         }
         inner.seen.insert(key, forget_at);
+        *inner.per_consumer.entry(consumer.to_owned()).or_default() += 1;
         Ok(())
     }
 }
@@ -258,7 +277,8 @@ mod tests {
 
     #[test]
     fn nonces_are_refused_once_seen_and_forgotten_after_the_window() {
-        let cache = NonceCache::with_capacity(2);
+        // 16 in all, 2 per consumer.
+        let cache = NonceCache::with_capacity(16);
         assert_eq!(cache.check("ck", "n1", 1000, 1000, 300), Ok(()));
         assert_eq!(
             cache.check("ck", "n1", 1000, 1001, 300),
@@ -270,12 +290,17 @@ mod tests {
             "another timestamp is another request"
         );
         assert_eq!(
-            cache.check("other", "n2", 1000, 1002, 300),
+            cache.check("ck", "n3", 1000, 1002, 300),
             Err(NonceError::Full),
-            "bounded"
+            "one consumer's share is bounded"
         );
         assert_eq!(
-            cache.check("other", "n2", 1000, 1400, 300),
+            cache.check("other", "n2", 1000, 1002, 300),
+            Ok(()),
+            "another consumer is not held back by the first one's share"
+        );
+        assert_eq!(
+            cache.check("ck", "n4", 1400, 1400, 300),
             Ok(()),
             "expired entries make room"
         );

@@ -65,8 +65,10 @@ impl AppIdentity {
 pub struct AuthState {
     /// API requests, per app.
     api_limiter: limits::RateLimiter,
-    /// OAuth2 endpoint requests, per client id.
+    /// OAuth2 endpoint requests with correct credentials, per client id.
     token_limiter: limits::RateLimiter,
+    /// Failed OAuth2 client authentications, per source address and claimed client id.
+    failure_limiter: limits::RateLimiter,
     /// OAuth1 (consumer, nonce, timestamp) triples within the window.
     nonces: limits::NonceCache,
 }
@@ -94,8 +96,11 @@ pub async fn authenticate(
     let scheme = authorization.map(|a| a.trim_start().split(' ').next().unwrap_or(""));
     let (app, scopes) = match scheme {
         Some(s) if s.eq_ignore_ascii_case("bearer") => {
-            request::bearer(state, authorization.unwrap_or(""))?
+            let (app, scopes) = request::bearer(state, authorization.unwrap_or(""))?;
+            check_rate_limit(state, &app)?;
+            (app, scopes)
         }
+        // Rate-limited inside, before the nonce is stored.
         Some(s) if s.eq_ignore_ascii_case("oauth") => request::oauth1(state, parts, body)?,
         _ => {
             return Err(ApiError::new(
@@ -109,13 +114,6 @@ pub async fn authenticate(
             ));
         }
     };
-    if let Err(wait) = state.auth.api_limiter.check(
-        &app.name,
-        app.rate_limit_per_minute,
-        std::time::Instant::now(),
-    ) {
-        return Err(rate_limited(wait));
-    }
     Ok(AppIdentity {
         app: app.name.clone(),
         scopes,
@@ -139,6 +137,19 @@ pub fn require_scope(id: &AppIdentity, scope: &str) -> Result<(), ApiError> {
 }
 
 /// 429 `rate_limited` with `Retry-After` in whole seconds (at least 1).
+/// Spends one of `app`'s API requests, or answers 429.
+pub(crate) fn check_rate_limit(state: &State, app: &App) -> Result<(), ApiError> {
+    state
+        .auth
+        .api_limiter
+        .check(
+            &app.name,
+            app.rate_limit_per_minute,
+            std::time::Instant::now(),
+        )
+        .map_err(rate_limited)
+}
+
 pub(crate) fn rate_limited(wait: Duration) -> ApiError {
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     ApiError::new(

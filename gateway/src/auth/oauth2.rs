@@ -98,8 +98,12 @@ pub(crate) async fn route(
         return Err(ApiError::method_not_allowed("POST"));
     }
     let (parts, body) = req.into_parts();
+    let peer = parts
+        .extensions
+        .get::<crate::server::PeerAddr>()
+        .map(|p| p.0.ip());
     let body = crate::ingest::read_body(body, &parts.headers, MAX_FORM_BYTES).await?;
-    match handle(state, endpoint, &parts.headers, &body).await {
+    match handle(state, endpoint, &parts.headers, &body, peer).await {
         Ok(response) => Ok(no_store(response)),
         Err(Refusal::OAuth(e)) => Ok(e.into_response()),
         Err(Refusal::Api(e)) => Err(e),
@@ -141,6 +145,7 @@ async fn handle(
     endpoint: Endpoint,
     headers: &HeaderMap,
     body: &[u8],
+    peer: Option<std::net::IpAddr>,
 ) -> Result<Response<Body>, Refusal> {
     let form_type = headers
         .get(header::CONTENT_TYPE)
@@ -161,7 +166,7 @@ async fn handle(
     if matches!(endpoint, Endpoint::Token) && form.get("grant_type").is_none() {
         return Err(OAuthError::new("invalid_request", "`grant_type` is missing").into());
     }
-    let app = authenticate_client(state, headers, &form)?;
+    let app = authenticate_client(state, headers, &form, peer)?;
     let client_id = app
         .oauth2
         .as_ref()
@@ -282,10 +287,17 @@ impl Form {
 
 /// Authenticates the client by HTTP Basic or by `client_id`/`client_secret` in the form (not
 /// both), after taking one request from its token-endpoint rate limit.
+/// Failed client authentications allowed per minute from one address for one client id.
+const FAILED_ATTEMPTS_PER_MINUTE: u32 = 10;
+
+/// Checks the client's credentials. Correct credentials are limited by the app's own token
+/// rate only; failures are limited per source address and claimed client id, so that nobody
+/// can lock an app out by failing on its behalf.
 fn authenticate_client(
     state: &Arc<State>,
     headers: &HeaderMap,
     form: &Form,
+    peer: Option<std::net::IpAddr>,
 ) -> Result<Arc<App>, Refusal> {
     let basic = headers
         .get(header::AUTHORIZATION)
@@ -327,21 +339,7 @@ fn authenticate_client(
         }
     };
     let app = apps::find(state, Lookup::ClientId(&client_id))?;
-    let (key, limit) = match &app {
-        Some(app) => (client_id.as_str(), app.token_rate_limit_per_minute),
-        // Unknown ids share one bucket: a stranger cannot grow the limiter.
-        None => (
-            "\0unknown",
-            crate::config::file::DEFAULT_TOKEN_RATE_LIMIT_PER_MINUTE,
-        ),
-    };
-    if let Err(wait) = state
-        .auth
-        .token_limiter
-        .check(key, limit, std::time::Instant::now())
-    {
-        return Err(rate_limited(wait).into());
-    }
+    let now = std::time::Instant::now();
     match app {
         Some(app)
             if app
@@ -349,8 +347,31 @@ fn authenticate_client(
                 .as_ref()
                 .is_some_and(|c| c.secret_matches(&secret)) =>
         {
+            state
+                .auth
+                .token_limiter
+                .check(&client_id, app.token_rate_limit_per_minute, now)
+                .map_err(|wait| Refusal::from(rate_limited(wait)))?;
             Ok(app)
         }
-        _ => Err(OAuthError::invalid_client(via_basic).into()),
+        _ => {
+            // Unknown ids share one bucket per address: a stranger cannot grow the limiter.
+            let known = app.is_some();
+            let who = peer.map_or_else(|| "-".to_owned(), |ip| ip.to_string());
+            let key = format!(
+                "{who}\0{}",
+                if known {
+                    client_id.as_str()
+                } else {
+                    "\0unknown"
+                }
+            );
+            state
+                .auth
+                .failure_limiter
+                .check(&key, FAILED_ATTEMPTS_PER_MINUTE, now)
+                .map_err(|wait| Refusal::from(rate_limited(wait)))?;
+            Err(OAuthError::invalid_client(via_basic).into())
+        }
     }
 }

@@ -213,6 +213,9 @@ pub(super) fn oauth1(
             "the OAuth1 signature does not verify",
         ));
     }
+    // The app's rate limit before its nonce is remembered: an app over its limit cannot fill
+    // the nonce memory, let alone other apps' share of it.
+    super::check_rate_limit(state, &app)?;
     match state
         .auth
         .nonces

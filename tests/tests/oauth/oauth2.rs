@@ -321,3 +321,25 @@ async fn rate_limits_answer_429_with_retry_after() {
     );
     gw.stop().await.expect("stop");
 }
+
+#[tokio::test]
+async fn failing_on_an_apps_behalf_does_not_lock_it_out() {
+    let (gw, c, _dir) = start().await;
+    let wrong = (READER.0, "not-the-secret-0123456789");
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let reply = token_request(&c, &gw, Some(wrong), "grant_type=client_credentials").await;
+        statuses.push(reply.status);
+    }
+    assert_eq!(statuses[..10], [401; 10], "{statuses:?}");
+    assert_eq!(
+        statuses[10..],
+        [429; 2],
+        "failures are slowed down: {statuses:?}"
+    );
+    // The real client, with its secret, still gets its token (the failures were counted
+    // against the failing address and id, not against the app).
+    let ok = token_request(&c, &gw, Some(READER), "grant_type=client_credentials").await;
+    assert_eq!(ok.status, 200, "{:?}", ok.body);
+    gw.stop().await.expect("stop");
+}
