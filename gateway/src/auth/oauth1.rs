@@ -48,6 +48,10 @@ pub enum OAuth1Error {
     /// The `Authorization: OAuth` header cannot be read.
     #[error("malformed OAuth Authorization header: {0}")]
     MalformedHeader(String),
+    /// A decoded parameter is not UTF-8 (`%FF`): it has no one text to sign, so it is refused
+    /// rather than decoded lossily (which would make `%FF` and `%FE` sign alike).
+    #[error("a parameter is not UTF-8 once percent-decoded: `{0}`")]
+    NotUtf8(String),
     /// A required protocol parameter is absent.
     #[error("the OAuth parameter `{0}` is missing")]
     Missing(&'static str),
@@ -104,8 +108,8 @@ pub fn percent_encode(s: &str) -> String {
 }
 
 /// Decodes `%XX` escapes (and `+` as a space when `plus_is_space`, as forms do). A `%` not
-/// followed by two hex digits is kept as it is.
-pub(crate) fn percent_decode(s: &str, plus_is_space: bool) -> String {
+/// followed by two hex digits is kept as it is; bytes that do not form UTF-8 are refused.
+pub(crate) fn percent_decode(s: &str, plus_is_space: bool) -> Result<String, OAuth1Error> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -125,7 +129,7 @@ pub(crate) fn percent_decode(s: &str, plus_is_space: bool) -> String {
         }
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8(out).map_err(|_| OAuth1Error::NotUtf8(s.to_owned()))
 }
 
 fn hex_value(b: u8) -> Option<u8> {
@@ -134,12 +138,12 @@ fn hex_value(b: u8) -> Option<u8> {
 
 /// Parses `application/x-www-form-urlencoded` text (a query or a form body) into decoded
 /// name/value pairs, keeping order and repeats; `name` without `=` has an empty value.
-pub fn parse_form(s: &str) -> Vec<(String, String)> {
+pub fn parse_form(s: &str) -> Result<Vec<(String, String)>, OAuth1Error> {
     s.split('&')
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(name, true), percent_decode(value, true))
+            Ok((percent_decode(name, true)?, percent_decode(value, true)?))
         })
         .collect()
 }
@@ -246,7 +250,7 @@ pub fn sign_request(
     method: SignatureMethod,
 ) -> Result<String, OAuth1Error> {
     let base_uri = base_string_uri(url)?;
-    let mut all = query_params(url);
+    let mut all = query_params(url)?;
     all.extend(params.iter().cloned());
     Ok(sign(
         &signature_base_string(http_method, &base_uri, &all),
@@ -256,12 +260,11 @@ pub fn sign_request(
     ))
 }
 
-fn query_params(url: &str) -> Vec<(String, String)> {
+fn query_params(url: &str) -> Result<Vec<(String, String)>, OAuth1Error> {
     let without_fragment = url.split('#').next().unwrap_or(url);
     without_fragment
         .split_once('?')
-        .map(|(_, q)| parse_form(q))
-        .unwrap_or_default()
+        .map_or(Ok(Vec::new()), |(_, q)| parse_form(q))
 }
 
 /// Builds a signed `Authorization: OAuth ...` header value for a request with the given
@@ -352,8 +355,8 @@ pub fn parse_authorization(header: &str) -> Result<Vec<(String, String)>, OAuth1
             .split_once('"')
             .ok_or_else(|| malformed("a quoted value is not closed"))?;
         params.push((
-            percent_decode(name.trim(), false),
-            percent_decode(value, false),
+            percent_decode(name.trim(), false)?,
+            percent_decode(value, false)?,
         ));
         rest = after.trim_start();
         rest = match rest.strip_prefix(',') {

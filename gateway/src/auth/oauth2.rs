@@ -265,7 +265,8 @@ impl Form {
     fn parse(body: &[u8]) -> Result<Self, OAuthError> {
         let text = std::str::from_utf8(body)
             .map_err(|_| OAuthError::new("invalid_request", "the body is not UTF-8"))?;
-        let pairs = parse_form(text);
+        let pairs =
+            parse_form(text).map_err(|e| OAuthError::new("invalid_request", e.to_string()))?;
         for (i, (name, _)) in pairs.iter().enumerate() {
             if pairs[..i].iter().any(|(n, _)| n == name) {
                 return Err(OAuthError::new(
@@ -327,7 +328,10 @@ fn authenticate_client(
             };
             // RFC 6749 §2.3.1: both are form-encoded before Basic encoding.
             let decode = |s: &str| super::oauth1::percent_decode(s, true);
-            (decode(id), decode(secret), true)
+            let (Ok(id), Ok(secret)) = (decode(id), decode(secret)) else {
+                return Err(OAuthError::invalid_client(true).into());
+            };
+            (id, secret, true)
         }
         (None, (Some(id), Some(secret))) => (id.to_owned(), secret.to_owned(), false),
         (None, (Some(_), None)) => return Err(OAuthError::invalid_client(false).into()),

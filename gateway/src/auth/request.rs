@@ -148,6 +148,8 @@ pub(super) fn oauth1(
         .uri
         .query()
         .map(oauth1::parse_form)
+        .transpose()
+        .map_err(|e| malformed(e.to_string()))?
         .unwrap_or_default();
     let form_body = parts
         .headers
@@ -159,7 +161,9 @@ pub(super) fn oauth1(
                 .eq_ignore_ascii_case("application/x-www-form-urlencoded")
         });
     if form_body {
-        others.extend(oauth1::parse_form(&String::from_utf8_lossy(body)));
+        let text =
+            std::str::from_utf8(body).map_err(|_| malformed("the form body is not UTF-8"))?;
+        others.extend(oauth1::parse_form(text).map_err(|e| malformed(e.to_string()))?);
     }
     if others.iter().any(|(n, _)| n.starts_with("oauth_")) {
         return Err(malformed(
