@@ -349,8 +349,13 @@ fn failed(
     }
 }
 
-/// A plugin-call job: runs the plugin, then queues its deliveries and finishes the call in
-/// one atomic batch.
+/// Plugin calls one runner makes in one go once it holds its subscription's plugin slot.
+const PLUGIN_BATCH: usize = 32;
+
+/// Plugin-call jobs: runs the plugin for this job and up to [`PLUGIN_BATCH`] more due ones of
+/// the same subscription, on one blocking thread, then queues all their deliveries and
+/// finishes the calls in one atomic write. Calls that ask for a retry or fail are settled one
+/// by one.
 async fn call_plugin(
     state: &Arc<State>,
     sub: &Arc<Subscription>,
@@ -358,61 +363,138 @@ async fn call_plugin(
     job: Job,
     event: Option<Arc<Event>>,
 ) {
-    let event: Arc<Event> = match event_of(state, &job, event) {
-        Ok(Some(e)) => e,
-        Ok(None) => return bury(state, &entry, &job, None, DeadReason::EventMissing),
+    let mut calls = Vec::new();
+    if let Some(call) = prepare_call(state, entry, job, event) {
+        calls.push(call);
+    }
+    let lane = calls.first().map(|(entry, ..)| entry.lane.clone());
+    if let Some(lane) = lane {
+        for mut more in state.scheduler.take_more(&lane, PLUGIN_BATCH - 1) {
+            let cached = more.cached.take();
+            let job = match &cached {
+                Some(c) => Some(c.job.clone()),
+                None => state.store.job(&more.id).ok().flatten(),
+            };
+            let Some(job) = job else {
+                state.scheduler.finish(&more.id);
+                continue;
+            };
+            let event = cached.and_then(|c| c.event.clone());
+            if let Some(call) = prepare_call(state, more, job, event) {
+                calls.push(call);
+            }
+        }
+    }
+    if calls.is_empty() {
+        return;
+    }
+    let runner = sub.clone();
+    let events: Vec<Arc<Event>> = calls.iter().map(|(_, _, e)| e.clone()).collect();
+    let ran = tokio::task::spawn_blocking(move || {
+        events
+            .iter()
+            .map(|event| {
+                let started = now_ms();
+                let outcome = transform::call_plugin(&runner, event);
+                (outcome, started, now_ms().saturating_sub(started))
+            })
+            .collect::<Vec<_>>()
+    })
+    .await;
+    let outcomes = match ran {
+        Ok(outcomes) => outcomes,
+        Err(join) => {
+            let reason = format!("plugin task failed: {join}");
+            let now = now_ms();
+            calls
+                .iter()
+                .map(|_| (Outcome::RetryLater(reason.clone()), now, 0))
+                .collect()
+        }
+    };
+    let mut deliveries = Vec::new();
+    let mut dead = Vec::new();
+    let mut finished = Vec::new();
+    let mut done = Vec::new();
+    for ((entry, job, event), (outcome, started, latency_ms)) in calls.into_iter().zip(outcomes) {
+        let attempt = |error: Option<String>| Attempt {
+            at_ms: started,
+            status: None,
+            latency_ms,
+            excerpt: String::new(),
+            error,
+        };
+        match outcome {
+            Outcome::Deliver(made) => {
+                let (jobs, letters) = transform::delivery_jobs(&event, sub, made, now_ms());
+                deliveries.extend(jobs.into_iter().map(|j| (j, event.clone())));
+                dead.extend(letters);
+                finished.push((job, attempt(None)));
+                done.push(entry);
+            }
+            Outcome::RetryLater(reason) => {
+                failed(state, sub, entry, &job, attempt(Some(reason)), None);
+            }
+            Outcome::GiveUp(reason) => {
+                // A rejection is the plugin's decision about the event; anything else (a trap,
+                // a memory or output limit) counts against the subscription's health.
+                if !reason.starts_with("rejected") {
+                    state
+                        .health
+                        .failure(&sub.id, &reason, &state.snapshot.load().delivery);
+                }
+                let attempt = attempt(Some(reason.clone()));
+                bury(
+                    state,
+                    &entry,
+                    &job,
+                    Some(&attempt),
+                    DeadReason::Plugin(reason),
+                );
+            }
+        }
+    }
+    if done.is_empty() {
+        return;
+    }
+    let jobs: Vec<Job> = deliveries.iter().map(|(j, _)| j.clone()).collect();
+    if let Err(e) = state.store.enqueue_replacing(&jobs, &dead, &finished) {
+        tracing::error!(error = %e, "cannot queue plugins' deliveries; the calls run again");
+        let now = now_ms();
+        for entry in done {
+            state.scheduler.requeue(entry, now + STORE_RETRY_MS, now);
+        }
+        return;
+    }
+    let now = now_ms();
+    for (delivery, event) in &deliveries {
+        state.scheduler.schedule_with(delivery, Some(event), now);
+    }
+    for entry in &done {
+        state.scheduler.finish(&entry.id);
+    }
+    state.health.success(&sub.id);
+}
+
+/// A plugin call ready to run: its entry, job and event; `None` (settled) when the event is
+/// gone or cannot be read now.
+fn prepare_call(
+    state: &State,
+    entry: Entry,
+    job: Job,
+    event: Option<Arc<Event>>,
+) -> Option<(Entry, Job, Arc<Event>)> {
+    match event_of(state, &job, event) {
+        Ok(Some(event)) => Some((entry, job, event)),
+        Ok(None) => {
+            bury(state, &entry, &job, None, DeadReason::EventMissing);
+            None
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot read an event for a plugin call");
             let now = now_ms();
-            return state.scheduler.requeue(entry, now + STORE_RETRY_MS, now);
-        }
-    };
-    let started = now_ms();
-    let outcome = transform::run_plugin(sub, &event).await;
-    let latency_ms = now_ms().saturating_sub(started);
-    let attempt = |error: Option<String>| Attempt {
-        at_ms: started,
-        status: None,
-        latency_ms,
-        excerpt: String::new(),
-        error,
-    };
-    match outcome {
-        Outcome::Deliver(deliveries) => {
-            let (jobs, dead) = transform::delivery_jobs(&event, sub, deliveries, now_ms());
-            if let Err(e) = state
-                .store
-                .enqueue_replacing(&jobs, &dead, &job, &attempt(None))
-            {
-                tracing::error!(error = %e, job = %job.id, "cannot queue a plugin's deliveries; it is run again");
-                let now = now_ms();
-                return state.scheduler.requeue(entry, now + STORE_RETRY_MS, now);
-            }
-            let now = now_ms();
-            for delivery in &jobs {
-                state.scheduler.schedule_with(delivery, Some(&event), now);
-            }
-            state.scheduler.finish(&entry.id);
-            state.health.success(&sub.id);
-        }
-        Outcome::RetryLater(reason) => {
-            failed(state, sub, entry, &job, attempt(Some(reason)), None);
-        }
-        Outcome::GiveUp(reason) => {
-            // A rejection is the plugin's decision about the event; anything else (a trap, a
-            // memory or output limit) counts against the subscription's health.
-            if !reason.starts_with("rejected") {
-                state
-                    .health
-                    .failure(&sub.id, &reason, &state.snapshot.load().delivery);
-            }
-            bury(
-                state,
-                &entry,
-                &job,
-                Some(&attempt(Some(reason.clone()))),
-                DeadReason::Plugin(reason),
-            );
+            state.scheduler.requeue(entry, now + STORE_RETRY_MS, now);
+            None
         }
     }
 }

@@ -279,6 +279,30 @@ impl Scheduler {
         }
     }
 
+    /// Up to `n` more due jobs of `lane`, for a runner that already holds the lane's slot and
+    /// works through several jobs in one go (plugin calls: one thread hand-off and one write
+    /// for the lot).
+    pub fn take_more(&self, lane: &Lane, n: usize) -> Vec<Entry> {
+        let mut q = self.lock();
+        let Some(queue) = q.lanes.get_mut(lane) else {
+            return Vec::new();
+        };
+        let taken: Vec<Entry> = queue.drain(..n.min(queue.len())).collect();
+        if queue.is_empty() {
+            // A lane is in the ring exactly while it has due work.
+            q.lanes.remove(lane);
+            q.ring.retain(|l| l != lane);
+        }
+        q.due -= taken.len();
+        let freed: usize = taken
+            .iter()
+            .filter_map(|e| e.cached.as_ref())
+            .map(|c| c.bytes())
+            .sum();
+        q.cached_bytes -= freed;
+        taken
+    }
+
     /// Makes the parked jobs of every subscription for which `resume` says so due again.
     pub fn unpark(&self, now_ms: u64, mut resume: impl FnMut(&str) -> bool) -> usize {
         let mut q = self.lock();
@@ -409,6 +433,28 @@ mod tests {
         s.finish("late");
         s.schedule(&job("late", "s", "d", JobKind::Deliver, 0), 0);
         assert_eq!(s.depth().due, 1);
+    }
+
+    #[test]
+    fn a_runner_can_take_more_of_its_lane() {
+        let s = Scheduler::default();
+        for i in 0..5 {
+            s.schedule(&job(&format!("p{i}"), "s", "d", JobKind::Transform, 0), 0);
+        }
+        s.schedule(&job("other", "t", "d", JobKind::Transform, 0), 0);
+        let first = s.take(0, 1, |_| Admit::Run(()));
+        assert_eq!(ids(&first), ["p0"]);
+        let more: Vec<String> = s
+            .take_more(&first[0].0.lane, 10)
+            .iter()
+            .map(|e| e.id.to_string())
+            .collect();
+        assert_eq!(more, ["p1", "p2", "p3", "p4"]);
+        assert_eq!(s.depth().due, 1);
+        // The emptied lane left the ring: the other one is next, once.
+        assert_eq!(ids(&s.take(0, 10, |_| Admit::Run(()))), ["other"]);
+        s.schedule(&job("p5", "s", "d", JobKind::Transform, 0), 0);
+        assert_eq!(ids(&s.take(0, 10, |_| Admit::Run(()))), ["p5"]);
     }
 
     #[test]

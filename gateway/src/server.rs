@@ -22,9 +22,14 @@ use crate::http_error::{ApiError, Body, json};
 use crate::ingest::{self, Endpoint, IngestRequest};
 use crate::state::State;
 
-/// The address a request came from (a request extension).
+/// What a request's connection was (a request extension).
 #[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub std::net::SocketAddr);
+pub struct Connection {
+    /// The address it came from.
+    pub peer: std::net::SocketAddr,
+    /// Whether it came over TLS (the HTTPS listener).
+    pub tls: bool,
+}
 
 /// Serves until `shutdown` is cancelled, then drains and returns.
 /// With `tls`, every connection is HTTPS (the handshake runs in the connection's own task).
@@ -70,10 +75,15 @@ pub async fn serve(
             () = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        // Every request knows the address it came from (the token endpoint's failure limit).
+        // Every request knows its connection: the address it came from (the token endpoint's
+        // failure limit) and whether it is HTTPS (the URL an OAuth1 client signed).
+        let connection = Connection {
+            peer,
+            tls: tls.is_some(),
+        };
         let service =
             tower::ServiceExt::map_request(service.clone(), move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert(PeerAddr(peer));
+                req.extensions_mut().insert(connection);
                 req
             });
         let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());

@@ -95,21 +95,27 @@ pub fn transform_job(sub: &Subscription, event: &Event, now_ms: u64, due_ms: u64
 /// Runs the subscription's plugin on a blocking thread (after the payload filter). The caller
 /// holds the plugin slot.
 pub async fn run_plugin(sub: &Arc<Subscription>, event: &Arc<Event>) -> Outcome {
+    let (sub, event) = (sub.clone(), event.clone());
+    tokio::task::spawn_blocking(move || call_plugin(&sub, &event))
+        .await
+        .unwrap_or_else(|join| Outcome::RetryLater(format!("plugin task failed: {join}")))
+}
+
+/// Runs the subscription's plugin here (after the payload filter): blocking, bounded by the
+/// plugin limits. The caller holds the plugin slot.
+pub fn call_plugin(sub: &Subscription, event: &Arc<Event>) -> Outcome {
     let Some(event) = filtered(sub, event) else {
         return Outcome::Deliver(Vec::new());
     };
-    let Some(plugin) = sub.plugin.clone() else {
+    let Some(plugin) = &sub.plugin else {
         return Outcome::Deliver(vec![pass_through(&event, sub.format)]);
     };
-    let config = sub.plugin_config.clone();
-    let result = tokio::task::spawn_blocking(move || plugin.handle(&event, &config)).await;
-    match result {
-        Ok(Ok(output)) => Outcome::Deliver(output.deliveries),
-        Ok(Err(e @ (PluginError::Retry(_) | PluginError::CpuExceeded { .. }))) => {
+    match plugin.handle(&event, &sub.plugin_config) {
+        Ok(output) => Outcome::Deliver(output.deliveries),
+        Err(e @ (PluginError::Retry(_) | PluginError::CpuExceeded { .. })) => {
             Outcome::RetryLater(format!("{}: {e}", e.code()))
         }
-        Ok(Err(e)) => Outcome::GiveUp(format!("{}: {e}", e.code())),
-        Err(join) => Outcome::RetryLater(format!("plugin task failed: {join}")),
+        Err(e) => Outcome::GiveUp(format!("{}: {e}", e.code())),
     }
 }
 

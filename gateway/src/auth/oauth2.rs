@@ -100,8 +100,8 @@ pub(crate) async fn route(
     let (parts, body) = req.into_parts();
     let peer = parts
         .extensions
-        .get::<crate::server::PeerAddr>()
-        .map(|p| p.0.ip());
+        .get::<crate::server::Connection>()
+        .map(|c| c.peer.ip());
     let body = crate::ingest::read_body(body, &parts.headers, MAX_FORM_BYTES).await?;
     match handle(state, endpoint, &parts.headers, &body, peer).await {
         Ok(response) => Ok(no_store(response)),

@@ -241,8 +241,8 @@ pub(super) fn oauth1(
     Ok((app, scopes))
 }
 
-/// The URL the client signed: `server.public_url`'s scheme and authority if set, else `http`
-/// and the `Host` header; then the request's path.
+/// The URL the client signed: `server.public_url`'s scheme and authority if set, else the
+/// listener's scheme (`https` on the TLS listener) and the `Host` header; then the path.
 fn request_url(state: &Arc<State>, parts: &Parts) -> Result<String, ApiError> {
     let public = state.snapshot.load().server.public_url.clone();
     let path = parts.uri.path();
@@ -260,5 +260,11 @@ fn request_url(state: &Arc<State>, parts: &Parts) -> Result<String, ApiError> {
         .and_then(|v| v.to_str().ok())
         .or_else(|| parts.uri.authority().map(|a| a.as_str()))
         .ok_or_else(|| malformed("the request has no Host header"))?;
-    Ok(format!("http://{host}{path}"))
+    // The scheme the client used to reach this listener.
+    let tls = parts
+        .extensions
+        .get::<crate::server::Connection>()
+        .is_some_and(|c| c.tls);
+    let scheme = if tls { "https" } else { "http" };
+    Ok(format!("{scheme}://{host}{path}"))
 }

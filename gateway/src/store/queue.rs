@@ -69,19 +69,19 @@ impl Store {
         self.write_jobs(jobs, dead, last)
     }
 
-    /// Queues the deliveries a plugin call made and, in the last batch, finishes the call's own
-    /// job `finished` with its `attempt`.
+    /// Queues the deliveries plugin calls made and, in the last batch, finishes the calls' own
+    /// jobs (`finished`, each with its attempt).
     pub fn enqueue_replacing(
         &self,
         jobs: &[Job],
         dead: &[DeadLetter],
-        finished: &Job,
-        attempt: &Attempt,
+        finished: &[(Job, Attempt)],
     ) -> Result<(), StoreError> {
-        let last = vec![
-            (job_key(&finished.id), None),
-            (self.attempt_key(&finished.id)?, Some(encode(attempt))),
-        ];
+        let mut last = Vec::with_capacity(finished.len() * 2);
+        for (job, attempt) in finished {
+            last.push((job_key(&job.id), None));
+            last.push((self.attempt_key(&job.id)?, Some(encode(attempt))));
+        }
         self.write_jobs(jobs, dead, last)
     }
 
