@@ -110,7 +110,9 @@ pub struct Element {
     pub attributes: Vec<(String, String)>,
     /// The element's content as JSON.
     pub value: Value,
-    /// Child elements in order, for callers that read an envelope.
+    /// The root's child elements in order, for callers that read an envelope. Deeper elements
+    /// hand their values up to their parent and keep no children: each level moves, none
+    /// copies, so the work stays proportional to the body whatever the nesting.
     pub children: Vec<Element>,
 }
 
@@ -215,7 +217,11 @@ fn read_element(
             buf.clear();
         }
     }
-    let value = element_value(&name, ty.as_deref(), text, &children)?;
+    let keep_children = depth == 0;
+    let value = element_value(&name, ty.as_deref(), text, &mut children, keep_children)?;
+    if !keep_children {
+        children = Vec::new();
+    }
     Ok(Element {
         name,
         attributes,
@@ -224,11 +230,14 @@ fn read_element(
     })
 }
 
+/// The element's value. With `keep`, the children's values are copied (the root keeps its
+/// children for envelope readers: one copy of the document); without, they are moved.
 fn element_value(
     name: &str,
     ty: Option<&str>,
     text: String,
-    children: &[Element],
+    children: &mut [Element],
+    keep: bool,
 ) -> Result<Value, XmlError> {
     let bad = |what: &str| {
         XmlError::Shape(format!(
@@ -247,8 +256,8 @@ fn element_value(
         Some("float") => Number::from_f64(scalar.parse::<f64>().map_err(|_| bad("float"))?)
             .map(Value::Number)
             .ok_or_else(|| bad("float"))?,
-        Some("list") => Value::Array(children.iter().map(|c| c.value.clone()).collect()),
-        Some("dict") => object(children),
+        Some("list") => Value::Array(children.iter_mut().map(|c| take_value(c, keep)).collect()),
+        Some("dict") => object(children, keep),
         Some("string") => Value::String(text),
         Some(other) => {
             return Err(XmlError::Shape(format!(
@@ -256,26 +265,35 @@ fn element_value(
             )));
         }
         None if children.is_empty() => Value::String(text),
-        None => object(children),
+        None => object(children, keep),
     })
 }
 
+fn take_value(child: &mut Element, keep: bool) -> Value {
+    if keep {
+        child.value.clone()
+    } else {
+        std::mem::take(&mut child.value)
+    }
+}
+
 /// Children as an object; a repeated name becomes an array of all its values.
-fn object(children: &[Element]) -> Value {
-    let mut counts = std::collections::HashMap::<&str, usize>::new();
-    for child in children {
-        *counts.entry(child.name.as_str()).or_default() += 1;
+fn object(children: &mut [Element], keep: bool) -> Value {
+    let mut counts = std::collections::HashMap::<String, usize>::new();
+    for child in children.iter() {
+        *counts.entry(child.name.clone()).or_default() += 1;
     }
     let mut map = Map::new();
-    for child in children {
+    for child in children.iter_mut() {
         let repeated = counts[child.name.as_str()] > 1;
+        let value = take_value(child, keep);
         match map.get_mut(&child.name) {
-            Some(Value::Array(items)) if repeated => items.push(child.value.clone()),
+            Some(Value::Array(items)) if repeated => items.push(value),
             _ if repeated => {
-                map.insert(child.name.clone(), Value::Array(vec![child.value.clone()]));
+                map.insert(child.name.clone(), Value::Array(vec![value]));
             }
             _ => {
-                map.insert(child.name.clone(), child.value.clone());
+                map.insert(child.name.clone(), value);
             }
         }
     }
@@ -287,6 +305,37 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde_json::json;
+
+    #[test]
+    fn deep_nesting_moves_values_up_instead_of_copying_them() {
+        // 64 levels around a large leaf: every level used to keep a copy of everything below.
+        let leaf = "x".repeat(64 * 1024);
+        let mut xml = String::from("<event><payload>");
+        for _ in 0..60 {
+            xml.push_str("<a>");
+        }
+        xml.push_str(&leaf);
+        for _ in 0..60 {
+            xml.push_str("</a>");
+        }
+        xml.push_str("</payload></event>");
+        let root = parse_document(xml.as_bytes()).expect("parses");
+        let payload = &root.children[0];
+        assert_eq!(payload.name, "payload");
+        assert!(
+            payload.children.is_empty(),
+            "only the root keeps its children"
+        );
+        let mut value = &payload.value;
+        for _ in 0..60 {
+            value = &value["a"];
+        }
+        assert_eq!(value.as_str().map(str::len), Some(leaf.len()));
+        assert_eq!(
+            root.value["payload"], payload.value,
+            "the root's own value is whole"
+        );
+    }
 
     #[test]
     fn odoo_record_round_trips() {
