@@ -276,7 +276,7 @@ async fn deliver(
     )
     .await;
     let latency_ms = now_ms().saturating_sub(started);
-    let (attempt, retry_after) = match result {
+    let (attempt, failure) = match result {
         Ok(resp) => {
             let ok = resp.is_success();
             let attempt = Attempt {
@@ -302,7 +302,7 @@ async fn deliver(
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return;
             }
-            (attempt, resp.retry_after)
+            (attempt, Failure::Retryable(resp.retry_after))
         }
         Err(e) => {
             let attempt = Attempt {
@@ -312,10 +312,26 @@ async fn deliver(
                 excerpt: String::new(),
                 error: Some(format!("{}: {e}", e.code())),
             };
-            (attempt, None)
+            // An invalid URL or request, or an address the SSRF policy refuses, will fail the
+            // same way every time: dead-lettered at once (replay it once the config is fixed).
+            let failure = if e.is_retryable() {
+                Failure::Retryable(None)
+            } else {
+                Failure::Final
+            };
+            (attempt, failure)
         }
     };
-    failed(state, sub, entry, &job, attempt, retry_after);
+    failed(state, sub, entry, &job, attempt, failure);
+}
+
+/// Whether a failed attempt may succeed if tried again.
+#[derive(Debug, Clone, Copy)]
+enum Failure {
+    /// Yes; the receiver may have said when (`Retry-After`).
+    Retryable(Option<Duration>),
+    /// No: trying again would fail the same way.
+    Final,
 }
 
 /// Records a failed attempt (delivery or plugin call) and retries or buries the job.
@@ -325,13 +341,19 @@ fn failed(
     entry: Entry,
     job: &Job,
     attempt: Attempt,
-    retry_after: Option<Duration>,
+    failure: Failure,
 ) {
     let error = attempt.error.clone().unwrap_or_else(|| "failed".into());
     state
         .health
         .failure(&sub.id, &error, &state.snapshot.load().delivery);
-    match RetryPolicy::after_failure(state, sub, job.attempts, retry_after) {
+    let next = match failure {
+        Failure::Retryable(retry_after) => {
+            RetryPolicy::after_failure(state, sub, job.attempts, retry_after)
+        }
+        Failure::Final => RetryPolicy::GiveUp,
+    };
+    match next {
         RetryPolicy::GiveUp => {
             let reason = DeadReason::GaveUp {
                 attempts: job.attempts + 1,
@@ -433,7 +455,14 @@ async fn call_plugin(
                 done.push(entry);
             }
             Outcome::RetryLater(reason) => {
-                failed(state, sub, entry, &job, attempt(Some(reason)), None);
+                failed(
+                    state,
+                    sub,
+                    entry,
+                    &job,
+                    attempt(Some(reason)),
+                    Failure::Retryable(None),
+                );
             }
             Outcome::GiveUp(reason) => {
                 // A rejection is the plugin's decision about the event; anything else (a trap,

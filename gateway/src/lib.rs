@@ -132,11 +132,15 @@ pub async fn run(
 /// the schedule rebuilt from the queued jobs. Blocking (plugin compilation, disk).
 fn start(source: ConfigSource) -> anyhow::Result<(Arc<State>, Option<tokio_rustls::TlsAcceptor>)> {
     let (file, base, _origin) = source.read()?;
-    let host = PluginHost::new(
-        file.plugins.limits.clone(),
-        Some(file.plugin_cache_dir(&base)),
-    )
-    .context("cannot start the plugin host")?;
+    let (plugin_slots, plugin_slots_per_subscription) = file.plugins.slots();
+    // Every plugin slot needs a pooled instance, with room to spare for configuration checks
+    // during reloads and for replays made through the API.
+    let mut limits = file.plugins.limits.clone();
+    limits.max_instances = limits
+        .max_instances
+        .max(u32::try_from(plugin_slots + 8).unwrap_or(u32::MAX));
+    let host = PluginHost::new(limits, Some(file.plugin_cache_dir(&base)))
+        .context("cannot start the plugin host")?;
     let storage = file.storage_dir(&base);
     let store = Store::open(&storage)
         .with_context(|| format!("cannot open the database in {}", storage.display()))?;
@@ -157,7 +161,6 @@ fn start(source: ConfigSource) -> anyhow::Result<(Arc<State>, Option<tokio_rustl
     let health = state::Health::open(&store).context("cannot read subscription health")?;
     let auth = auth::AuthState::open(&store).context("cannot read the OAuth1 nonces")?;
     let d = &snapshot.delivery;
-    let (plugin_slots, plugin_slots_per_subscription) = file.plugins.slots();
     let client =
         DeliveryClient::new(d.client.clone()).context("cannot build the delivery client")?;
     let tls = file
@@ -183,6 +186,7 @@ fn start(source: ConfigSource) -> anyhow::Result<(Arc<State>, Option<tokio_rustl
         host,
         snapshot: arc_swap::ArcSwap::from_pointee(snapshot),
     });
+    reload::prune_plugin_cache(&state);
     Ok((state, tls))
 }
 

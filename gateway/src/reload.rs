@@ -185,6 +185,8 @@ pub async fn reload(state: &Arc<State>, cause: &str) -> Result<u64, String> {
             state.store.set_commit_delay(snapshot.storage.commit_delay);
             drop(current);
             state.snapshot.store(Arc::new(snapshot));
+            let pruning = state.clone();
+            tokio::task::spawn_blocking(move || prune_plugin_cache(&pruning));
             status.generation += 1;
             status.reloads_ok += 1;
             status.last_error = None;
@@ -254,10 +256,35 @@ pub async fn watch(state: Arc<State>, shutdown: CancellationToken) {
         pending = None;
         let _ = reload(&state, "a watched file changed").await;
         // Watch what the configuration names now, and remember what was seen whatever the
-        // outcome: a failed reload is not retried until the files change again.
-        paths = files(&state);
-        seen = fingerprint(&paths);
+        // outcome (a failed reload is not retried until the files change again). What was
+        // seen is the look taken *before* the reload: a file changed while the reload ran
+        // differs from it, and is reloaded at the next look instead of being missed.
+        let new_paths = files(&state);
+        seen = seen_after_reload(&paths, &now, &new_paths, || fingerprint(&new_paths));
+        paths = new_paths;
     }
+}
+
+type Fingerprint = Vec<Option<(SystemTime, u64)>>;
+
+/// What the watcher counts as seen after a reload triggered by the look `before` at `paths`,
+/// now that the configuration names `new_paths`: for a file it watched already, the look from
+/// before the reload; for a newly named one, a fresh look (`current`).
+fn seen_after_reload(
+    paths: &[PathBuf],
+    before: &Fingerprint,
+    new_paths: &[PathBuf],
+    current: impl FnOnce() -> Fingerprint,
+) -> Fingerprint {
+    let current = current();
+    new_paths
+        .iter()
+        .zip(current)
+        .map(|(path, now)| match paths.iter().position(|p| p == path) {
+            Some(i) => before[i],
+            None => now,
+        })
+        .collect()
 }
 
 /// Reloads on SIGHUP until `shutdown`.
@@ -273,5 +300,52 @@ pub async fn on_sighup(state: Arc<State>, shutdown: CancellationToken) {
             _ = hup.recv() => { let _ = reload(&state, "SIGHUP").await; }
             () = shutdown.cancelled() => return,
         }
+    }
+}
+
+/// How long a compiled plugin no configuration uses stays in the cache (a reload that brings it
+/// back within that time does not recompile it).
+const UNUSED_PLUGIN_GRACE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Removes cached compilations of plugins the running configuration no longer uses.
+pub fn prune_plugin_cache(state: &State) {
+    let in_use: std::collections::HashSet<String> = state
+        .snapshot
+        .load()
+        .subscriptions
+        .iter()
+        .filter_map(|s| s.plugin.as_ref())
+        .map(|p| p.hash().to_owned())
+        .collect();
+    let removed = state.host.prune_cache(&in_use, UNUSED_PLUGIN_GRACE);
+    if removed > 0 {
+        tracing::info!(removed, "unused compiled plugins removed from the cache");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_made_during_a_reload_is_not_taken_as_seen() {
+        let t = |s: u64| Some((SystemTime::UNIX_EPOCH + Duration::from_secs(s), 10));
+        let config = PathBuf::from("gateway.toml");
+        let plugin = PathBuf::from("p.wasm");
+        let added = PathBuf::from("new.wasm");
+        // The reload was triggered by the look at t=1; the config was written again (t=2)
+        // while it ran, and the new configuration names one more plugin.
+        let seen = seen_after_reload(
+            &[config.clone(), plugin.clone()],
+            &vec![t(1), t(1)],
+            &[config, plugin, added],
+            || vec![t(2), t(1), t(5)],
+        );
+        assert_eq!(seen, vec![t(1), t(1), t(5)]);
+        assert_ne!(
+            seen,
+            vec![t(2), t(1), t(5)],
+            "the next look sees the change"
+        );
     }
 }

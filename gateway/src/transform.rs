@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::config::{Format, Subscription};
 use crate::event::Event;
-use crate::plugin::{Delivery, PluginError};
+use crate::plugin::Delivery;
 use crate::store::{DeadLetter, DeadReason, Job, JobId, JobKind};
 use crate::xmljson;
 
@@ -112,9 +112,7 @@ pub fn call_plugin(sub: &Subscription, event: &Arc<Event>) -> Outcome {
     };
     match plugin.handle(&event, &sub.plugin_config) {
         Ok(output) => Outcome::Deliver(output.deliveries),
-        Err(e @ (PluginError::Retry(_) | PluginError::CpuExceeded { .. })) => {
-            Outcome::RetryLater(format!("{}: {e}", e.code()))
-        }
+        Err(e) if e.is_retryable() => Outcome::RetryLater(format!("{}: {e}", e.code())),
         Err(e) => Outcome::GiveUp(format!("{}: {e}", e.code())),
     }
 }

@@ -247,6 +247,10 @@ async fn deliveries_to_private_addresses_are_refused_unless_allowed() {
         reason.contains("ssrf_blocked") && reason.contains("127.0.0.1"),
         "{reason}"
     );
+    assert_eq!(
+        letters[0]["attempts"], 1,
+        "a refused address fails the same way every time: dead-lettered at once, not retried"
+    );
     assert!(
         inbox.received().is_empty(),
         "nothing reached the private address"

@@ -74,8 +74,20 @@ pub(super) fn list(call: &Call<'_>, id: &str) -> Result<Response<Body>, ApiError
         .jobs_of_subscription(&qualified_id(&call.app.app, id), call.limit()?)
         .map_err(internal)?;
     let mut items = Vec::with_capacity(jobs.len());
+    let excerpts = call
+        .state
+        .snapshot
+        .load()
+        .delivery
+        .show_response_excerpts_to_apps;
     for job in jobs {
-        let attempts = store.attempts(&job.id).map_err(internal)?;
+        let mut attempts = store.attempts(&job.id).map_err(internal)?;
+        if !excerpts {
+            // Status and timing only: the body another host answered is not the app's to read.
+            for attempt in &mut attempts {
+                attempt.excerpt.clear();
+            }
+        }
         let (status, reason) = if store.job(&job.id).map_err(internal)?.is_some() {
             ("pending", None)
         } else if let Some(dead) = store.dead_letter(&job.id).map_err(internal)? {

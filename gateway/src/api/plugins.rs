@@ -58,6 +58,16 @@ pub(super) async fn upload(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
             "the body is not a WebAssembly binary (no `\\0asm` header)".into(),
         )));
     }
+    // The cap first: an app at its limit cannot make the gateway compile (and cache) anything.
+    let app = &call.app.app;
+    let store = &call.state.store;
+    let hash = hex::encode(Sha256::digest(&bytes));
+    let at_cap = |existing: &[StoredPlugin]| {
+        !existing.iter().any(|p| p.hash == hash) && existing.len() >= MAX_PER_APP
+    };
+    if at_cap(&records::plugins(store, app).map_err(internal)?) {
+        return Err(too_many_plugins());
+    }
     let host = call.state.host.clone();
     let loaded = {
         let bytes = bytes.clone();
@@ -65,20 +75,15 @@ pub(super) async fn upload(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
             .await
             .map_err(|e| ApiError::internal("plugin load failed", &e))?
     };
-    let hash = loaded.map_err(|e| refused(&e))?;
-    debug_assert_eq!(hash, hex::encode(Sha256::digest(&bytes)));
+    let loaded_hash = loaded.map_err(|e| refused(&e))?;
+    debug_assert_eq!(loaded_hash, hash);
 
-    let app = &call.app.app;
-    let store = &call.state.store;
     let _one_write = super::WRITES.lock().await;
+    // Again under the lock: a concurrent upload may have taken the last place.
     let existing = records::plugins(store, app).map_err(internal)?;
     let known = existing.iter().find(|p| p.hash == hash).cloned();
-    if known.is_none() && existing.len() >= MAX_PER_APP {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "too_many_plugins",
-            format!("an app may keep at most {MAX_PER_APP} plugins"),
-        ));
+    if at_cap(&existing) {
+        return Err(too_many_plugins());
     }
     let storage = call.state.snapshot.load().storage.path.clone();
     let file = records::plugin_file(&storage, &hash);
@@ -101,6 +106,14 @@ pub(super) async fn upload(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
         StatusCode::CREATED
     };
     Ok(json(status, &json!(record)))
+}
+
+fn too_many_plugins() -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "too_many_plugins",
+        format!("an app may keep at most {MAX_PER_APP} plugins"),
+    )
 }
 
 /// 422 with the plugin host's code (`plugin_not_a_plugin`, `plugin_compile_failed`, ...).

@@ -210,6 +210,9 @@ pub struct DeliveryConfig {
     pub flag_after_failures: u32,
     /// Pause (stop delivering for) a flagged subscription until it is re-enabled.
     pub disable_flagged: bool,
+    /// Whether an app's delivery log shows the start of its receiver's response bodies. Off by
+    /// default: an app sees status and timing only, never what another host answered.
+    pub show_response_excerpts_to_apps: bool,
     /// `[delivery.backoff]`: delays between attempts (`schedule`, `jitter`, `retry_after_cap`).
     pub backoff: Backoff,
     /// `[delivery.client]`: TLS roots, connection pool and the SSRF guard (`[delivery.client.ssrf]`).
@@ -226,6 +229,7 @@ impl Default for DeliveryConfig {
             per_app_concurrency: 64,
             flag_after_failures: 20,
             disable_flagged: false,
+            show_response_excerpts_to_apps: false,
             backoff: Backoff::default(),
             client: ClientOptions::default(),
         }

@@ -63,6 +63,16 @@ impl SendError {
             Self::Delivery(e) => e.code(),
         }
     }
+
+    /// Whether another attempt could succeed without a configuration change: a token
+    /// endpoint may recover, an invalid URL or a refused address will not.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Auth(AuthError::Token(_)) => true,
+            Self::Auth(AuthError::Sign(_)) => false,
+            Self::Delivery(e) => e.is_retryable(),
+        }
+    }
 }
 
 /// Headers a static header may not replace: the signature, framing and routing.

@@ -36,6 +36,40 @@ impl DiskCache {
     }
 
     /// The file a component with this wasm hash is cached in.
+    /// Removes compiled files (and leftover temporary files) whose plugin is not in `keep` and
+    /// that were not written in the last `grace`: what a removed or replaced plugin leaves
+    /// behind, and what another wasmtime version or engine setting wrote. Returns how many.
+    pub(crate) fn prune(
+        &self,
+        keep: &std::collections::HashSet<String>,
+        grace: std::time::Duration,
+    ) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let now = std::time::SystemTime::now();
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let in_use = name
+                .strip_suffix(&format!("-{}.cwasm", self.engine_key))
+                .is_some_and(|hash| keep.contains(hash));
+            let young = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_none_or(|age| age < grace);
+            if in_use || young {
+                continue;
+            }
+            if std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     pub(crate) fn path_for(&self, wasm_hash: &str) -> PathBuf {
         self.dir
             .join(format!("{wasm_hash}-{}.cwasm", self.engine_key))
@@ -126,6 +160,26 @@ impl Hasher for Sha256Hasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prune_keeps_plugins_in_use_and_young_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = Engine::default();
+        let cache = DiskCache::open(dir.path().to_path_buf(), &engine).expect("open");
+        for hash in ["used", "stale"] {
+            std::fs::write(cache.path_for(hash), b"x").expect("write");
+        }
+        std::fs::write(dir.path().join("other-engine.cwasm"), b"x").expect("write");
+        let keep = std::collections::HashSet::from(["used".to_owned()]);
+        assert_eq!(
+            cache.prune(&keep, std::time::Duration::from_secs(3600)),
+            0,
+            "all young"
+        );
+        assert_eq!(cache.prune(&keep, std::time::Duration::ZERO), 2);
+        assert!(cache.path_for("used").exists());
+        assert!(!cache.path_for("stale").exists());
+    }
 
     #[test]
     fn checksum_guards_the_payload() {

@@ -84,11 +84,16 @@ impl PluginError {
         }
     }
 
-    /// Whether the same call may succeed later. Only an explicit `retry` from the plugin and a
-    /// momentary lack of instance slots qualify: traps, limits and invalid output are properties
-    /// of the plugin and the event, and retrying them would only repeat the failure.
+    /// Whether the same call may succeed later: an explicit `retry` from the plugin, a
+    /// momentary lack of instance slots, and a CPU-time overrun (the bound is wall-clock time,
+    /// which a loaded machine can exhaust). Traps, memory and output limits and invalid output
+    /// are properties of the plugin and the event: retrying them would only repeat the failure.
+    /// The one place fan-out, dispatch and replay decide this.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Retry(_) | Self::Instantiate(_))
+        matches!(
+            self,
+            Self::Retry(_) | Self::Instantiate(_) | Self::CpuExceeded { .. }
+        )
     }
 }
 
@@ -126,6 +131,13 @@ mod tests {
             .filter(|e| e.is_retryable())
             .map(|e| e.code())
             .collect();
-        assert_eq!(retryable, ["plugin_retry", "plugin_instantiate_failed"]);
+        assert_eq!(
+            retryable,
+            [
+                "plugin_retry",
+                "plugin_cpu_exceeded",
+                "plugin_instantiate_failed"
+            ]
+        );
     }
 }

@@ -96,6 +96,19 @@ impl PluginHost {
         &self.inner.limits
     }
 
+    /// Removes cached compilations of plugins not in `in_use` (wasm hashes) that are older than
+    /// `grace`; returns how many. A no-op without a cache.
+    pub fn prune_cache(
+        &self,
+        in_use: &std::collections::HashSet<String>,
+        grace: std::time::Duration,
+    ) -> usize {
+        self.inner
+            .cache
+            .as_ref()
+            .map_or(0, |cache| cache.prune(in_use, grace))
+    }
+
     /// Compiles (or loads from the cache) and type-checks a plugin. `wasm` is a component binary
     /// or its text form.
     pub fn load(&self, wasm: &[u8]) -> Result<Plugin, PluginError> {

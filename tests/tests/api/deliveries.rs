@@ -65,6 +65,10 @@ async fn test_event_delivery_log_replay_and_dead_letters() {
     let delivery = &log["deliveries"][0];
     assert_eq!(delivery["event_id"], event_id.as_str());
     assert_eq!(delivery["attempts"][0]["status"], 200);
+    assert_eq!(
+        delivery["attempts"][0]["excerpt"], "",
+        "an app sees status and timing, not what the receiver answered"
+    );
     let job_id = delivery["id"].as_str().expect("job id").to_owned();
     assert_eq!(
         acme.call("GET", "/v1/subscriptions/b/deliveries", None)

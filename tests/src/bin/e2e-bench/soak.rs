@@ -11,7 +11,10 @@ use odoo_gateway_tests::HttpClient;
 use super::{CONCURRENCY, Counts, TOKEN, body, config, gateway, subscription};
 
 /// Time between two samples.
-const SAMPLE_EVERY: Duration = Duration::from_secs(15);
+const SAMPLE_EVERY: Duration = Duration::from_secs(30);
+/// The offered load: a steady rate below what the gateway delivers on this machine, so the
+/// run shows the steady state (a rate above it only grows the backlog).
+const EVENTS_PER_SECOND: f64 = 1_500.0;
 const ADMIN: &str = "soak-admin-token-0123456789";
 
 fn dir_bytes(dir: &Path) -> u64 {
@@ -60,6 +63,7 @@ pub(super) async fn soak(receiver: &str, counts: &Counts, events: usize) -> anyh
     let status_url = format!("{}/admin/status", gw.base);
     let next = Arc::new(AtomicUsize::new(0));
     let mut clients = Vec::new();
+    let start = tokio::time::Instant::now();
     for _ in 0..CONCURRENCY {
         let (next, url) = (next.clone(), url.clone());
         clients.push(tokio::spawn(async move {
@@ -69,12 +73,16 @@ pub(super) async fn soak(receiver: &str, counts: &Counts, events: usize) -> anyh
                 if n >= events {
                     return;
                 }
+                let due = start + Duration::from_secs_f64(n as f64 / EVENTS_PER_SECOND);
+                tokio::time::sleep_until(due).await;
                 let reply = client.post_json(&url, &body(50_000_000 + n)).await;
                 assert!(reply.is_ok_and(|r| r.status == 202), "event {n} refused");
             }
         }));
     }
-    println!("\nsoak: {events} events, retention 20 s, maintenance every 5 s\n");
+    println!(
+        "\nsoak: {events} events offered at {EVENTS_PER_SECOND:.0}/s, retention 20 s, maintenance every 5 s\n"
+    );
     println!(
         "| time | posted | delivered | rate (deliveries/s) | database on disk | gateway RSS | last maintenance round |"
     );
