@@ -266,15 +266,14 @@ async fn deliver(
             );
         }
     }
-    // With the destination's outbound authentication (OAuth2 token, OAuth1 signature, header).
-    let result = outbound_auth::send(
-        &state.client.load(),
-        dest,
-        headers,
-        Bytes::from(body),
-        sub.timeout,
-    )
-    .await;
+    // With the destination's outbound authentication (OAuth2 token, OAuth1 signature, header),
+    // through the client whose address policy fits the subscription's owner.
+    let client = if owner_app(&sub.id).is_some() {
+        state.app_client.load()
+    } else {
+        state.client.load()
+    };
+    let result = outbound_auth::send(&client, dest, headers, Bytes::from(body), sub.timeout).await;
     let latency_ms = now_ms().saturating_sub(started);
     let (attempt, failure) = match result {
         Ok(resp) => {

@@ -163,6 +163,8 @@ fn start(source: ConfigSource) -> anyhow::Result<(Arc<State>, Option<tokio_rustl
     let d = &snapshot.delivery;
     let client =
         DeliveryClient::new(d.client.clone()).context("cannot build the delivery client")?;
+    let app_client = DeliveryClient::new(d.client.for_apps())
+        .context("cannot build the delivery client for apps")?;
     let tls = file
         .server
         .tls
@@ -172,6 +174,7 @@ fn start(source: ConfigSource) -> anyhow::Result<(Arc<State>, Option<tokio_rustl
     let state = Arc::new(State {
         store,
         client: arc_swap::ArcSwap::from_pointee(client),
+        app_client: arc_swap::ArcSwap::from_pointee(app_client),
         limits: arc_swap::ArcSwap::from_pointee(state::DeliveryLimits::new(d)),
         plugin_limits: ConcurrencyLimits::new(plugin_slots, plugin_slots_per_subscription),
         scheduler,

@@ -165,8 +165,19 @@ pub async fn reload(state: &Arc<State>, cause: &str) -> Result<u64, String> {
             // The delivery client and slots follow the new settings; deliveries in flight
             // finish with the ones they started with.
             if snapshot.delivery.client != current.delivery.client {
-                match crate::delivery::DeliveryClient::new(snapshot.delivery.client.clone()) {
-                    Ok(client) => state.client.store(Arc::new(client)),
+                let options = &snapshot.delivery.client;
+                let built =
+                    crate::delivery::DeliveryClient::new(options.clone()).and_then(|client| {
+                        Ok((
+                            client,
+                            crate::delivery::DeliveryClient::new(options.for_apps())?,
+                        ))
+                    });
+                match built {
+                    Ok((client, app_client)) => {
+                        state.client.store(Arc::new(client));
+                        state.app_client.store(Arc::new(app_client));
+                    }
                     Err(e) => {
                         status.reloads_failed += 1;
                         let error = format!("delivery.client: {e}");

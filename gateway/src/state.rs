@@ -64,8 +64,10 @@ pub struct State {
     pub snapshot: ArcSwap<Snapshot>,
     /// Loads and runs plugins.
     pub host: PluginHost,
-    /// Sends deliveries; rebuilt by a reload that changes `[delivery.client]`.
+    /// Sends the operator's deliveries; rebuilt by a reload that changes `[delivery.client]`.
     pub client: ArcSwap<DeliveryClient>,
+    /// Sends apps' deliveries, under `[delivery.client.app_ssrf]`; rebuilt likewise.
+    pub app_client: ArcSwap<DeliveryClient>,
     /// Deliveries in flight, overall and per receiver host, and per app (keyed by app name);
     /// rebuilt by a reload that changes them (running deliveries keep their old slots).
     pub limits: ArcSwap<DeliveryLimits>,

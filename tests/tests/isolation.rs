@@ -23,6 +23,8 @@ path = "data"
 {delivery}
 [delivery.client.ssrf]
 allow = ["127.0.0.0/8"]
+[delivery.client.app_ssrf]
+allow = ["127.0.0.0/8"]
 [plugins.limits]
 cpu_time_ms = 50
 [[sources]]

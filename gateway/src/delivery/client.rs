@@ -40,8 +40,12 @@ pub struct ClientOptions {
     pub custom_ca: Option<PathBuf>,
     /// Also trust the operating system's roots (the Mozilla set is always trusted).
     pub native_roots: bool,
-    /// Which addresses may be reached.
+    /// Which addresses the operator's destinations may reach.
     pub ssrf: SsrfPolicy,
+    /// Which addresses apps' destinations may reach (those made through the API). Separate
+    /// from `ssrf`: an app never gets the operator's allowances. Default: no private,
+    /// loopback or metadata address at all.
+    pub app_ssrf: SsrfPolicy,
     /// Idle pooled connections are closed after this long.
     #[serde(with = "serde_duration")]
     pub pool_idle_timeout: Duration,
@@ -58,9 +62,21 @@ impl Default for ClientOptions {
             custom_ca: None,
             native_roots: false,
             ssrf: SsrfPolicy::default(),
+            app_ssrf: SsrfPolicy::default(),
             pool_idle_timeout: Duration::from_secs(90),
             max_idle_per_host: 32,
             connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ClientOptions {
+    /// The same options with the apps' address policy in place of the operator's: what the
+    /// client for app-owned destinations is built from.
+    pub fn for_apps(&self) -> Self {
+        Self {
+            ssrf: self.app_ssrf.clone(),
+            ..self.clone()
         }
     }
 }

@@ -186,15 +186,10 @@ impl Plugin {
         store.limiter(|state| &mut state.memory);
         store.set_epoch_deadline(host.deadline_ticks());
         store.epoch_deadline_trap();
-        // Bounds what one guest-to-host call (a `log` line) may make the host copy: the
-        // line is cut to `max_log_line_bytes` anyway, so a megabyte "line" is refused before
-        // it is lifted rather than after.
-        store.set_hostcall_fuel(
-            limits
-                .max_log_line_bytes
-                .saturating_mul(4)
-                .max(HOSTCALL_FUEL_FLOOR),
-        );
+        // Bounds what the host copies out of the guest in one go (the call's result, a `log`
+        // line) to what the output limits could ever accept: a 16 MiB body or 100,000
+        // deliveries are refused while being lifted, before they are copied whole.
+        store.set_hostcall_fuel(hostcall_fuel(limits));
         let returned = self
             .inner
             .pre
@@ -221,8 +216,21 @@ impl Plugin {
     }
 }
 
-/// Smallest per-call hostcall fuel: room for a log line's framing and its level.
-const HOSTCALL_FUEL_FLOOR: usize = 16 * 1024;
+/// Bytes of lifted record structure allowed per delivery beyond its body (names, headers).
+const FUEL_PER_DELIVERY: usize = 512;
+/// Room for the result's own framing.
+const FUEL_SLACK: usize = 64 * 1024;
+
+/// The most data one lift from the guest may copy: the largest output the limits accept.
+fn hostcall_fuel(limits: &super::PluginLimits) -> usize {
+    limits
+        .max_total_output_bytes
+        .saturating_add(limits.max_deliveries.saturating_mul(FUEL_PER_DELIVERY))
+        .saturating_add(FUEL_SLACK)
+}
+
+/// How wasmtime says a lift ran out of hostcall fuel (its error type is private).
+const FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
 
 /// Names the failure of a call that did not return normally.
 fn classify(error: &wasmtime::Error, state: &CallState, cpu_time: Duration) -> PluginError {
@@ -254,6 +262,10 @@ fn classify(error: &wasmtime::Error, state: &CallState, cpu_time: Duration) -> P
             }
             PluginError::Trapped(message)
         }
+        // The result (or a log line) was larger than any output the limits accept.
+        None if error_chain(error).contains(FUEL_EXHAUSTED) => PluginError::OutputTooLarge(
+            "the plugin returned more data than the output limits allow; it was not copied".into(),
+        ),
         // Not a trap: instantiation itself failed (no free pooling slot, for one).
         None => PluginError::Instantiate(error_chain(error)),
     }

@@ -297,7 +297,7 @@ async fn gateway(config: &str) -> anyhow::Result<Process> {
 /// The configuration: a source, the given destinations and subscriptions, nothing tuned.
 fn config(destinations: &[(&str, String)], subscriptions: &str) -> String {
     let mut out = format!(
-        "[storage]\npath = \"data\"\n\n# The receivers run on loopback.\n[delivery.client.ssrf]\nallow = [\"127.0.0.0/8\"]\n\n[[sources]]\nname = \"odoo\"\ntokens = [\"{TOKEN}\"]\n"
+        "[storage]\npath = \"data\"\n\n# The receivers run on loopback.\n[delivery.client.ssrf]\nallow = [\"127.0.0.0/8\"]\n[delivery.client.app_ssrf]\nallow = [\"127.0.0.0/8\"]\n\n[[sources]]\nname = \"odoo\"\ntokens = [\"{TOKEN}\"]\n"
     );
     for (name, url) in destinations {
         out.push_str(&format!(

@@ -37,6 +37,9 @@ schedule = ["50ms"]
 jitter = 0.0
 [delivery.client.ssrf]
 allow = ["127.0.0.0/8"]
+# The apps' receivers run on loopback too; apps get only what this list gives them.
+[delivery.client.app_ssrf]
+allow = ["127.0.0.0/8"]
 [[sources]]
 name = "odoo"
 tokens = ["{SOURCE_TOKEN}"]
