@@ -256,3 +256,68 @@ async fn deliveries_to_private_addresses_are_refused_unless_allowed() {
         "nothing reached the private address"
     );
 }
+
+#[tokio::test]
+async fn apps_do_not_get_the_operators_ssrf_allowances() {
+    let inbox = Inbox::start_local(InboxOptions::default())
+        .await
+        .expect("inbox");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The operator allows loopback for its own destinations; the app subscription (an
+    // `app.<name>.<id>` id, as the API makes them) to the same address gets no such allowance.
+    let config = config(&inbox.url("/operator").to_string(), "\"127.0.0.0/8\"").replace(
+        "[[subscriptions]]",
+        &format!(
+            "[[destinations]]\nname = \"app.shop.hook\"\nurl = \"{}\"\n[[subscriptions]]\nid = \"app.shop.hook\"\nevents = [\"*\"]\ndestinations = [\"app.shop.hook\"]\n[[subscriptions]]",
+            inbox.url("/app")
+        ),
+    );
+    let gw = TestGateway::start(&config, dir.path())
+        .await
+        .expect("start");
+    let c = HttpClient::new();
+    let reply = c
+        .post_json(
+            &gw.url(&format!("/v1/odoo/odoo/{TOKEN}")),
+            &fixture("native/res.partner.minimal.json"),
+        )
+        .await
+        .expect("post");
+    assert_eq!(reply.status, 202);
+    let got = inbox
+        .wait_for(1, Duration::from_secs(10))
+        .await
+        .expect("the operator's delivery");
+    assert_eq!(got[0].path, "/operator");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let letters = loop {
+        let reply = c
+            .send(
+                "GET",
+                &gw.url("/admin/dead-letters"),
+                &[("authorization", "Bearer admin-token-0123456789")],
+                Vec::new(),
+            )
+            .await
+            .expect("get");
+        let letters = reply.json()["dead_letters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !letters.is_empty() || tokio::time::Instant::now() > deadline {
+            break letters;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["subscription"], "app.shop.hook");
+    assert!(
+        letters[0]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("ssrf_blocked"),
+        "{letters:?}"
+    );
+    assert!(inbox.received().iter().all(|r| r.path != "/app"));
+    gw.stop().await.expect("stop");
+}
