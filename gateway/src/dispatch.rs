@@ -190,6 +190,11 @@ async fn run_job(state: &Arc<State>, mut entry: Entry) {
     };
     let snapshot = state.snapshot.load_full();
     let Some(sub) = subscription(&snapshot, &job.subscription_id).cloned() else {
+        // Only a job still stored is dead-lettered: one purged with its app (or already done)
+        // is simply forgotten.
+        if matches!(state.store.job(&entry.id), Ok(None)) {
+            return state.scheduler.finish(&entry.id);
+        }
         return bury(state, &entry, &job, None, DeadReason::SubscriptionRemoved);
     };
     match job.kind {

@@ -108,6 +108,21 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
+/// Removes every subscription and plugin record of `app`; returns how many.
+pub fn remove_app_records(store: &Store, app: &str) -> Result<usize, StoreError> {
+    let mut removed = 0;
+    for name in [SUBSCRIPTIONS, PLUGINS] {
+        let tree = store.db().open_tree(name)?;
+        let mut batch = sled::Batch::default();
+        for entry in tree.scan_prefix(key(app, "")) {
+            batch.remove(entry?.0);
+            removed += 1;
+        }
+        tree.apply_batch(batch)?;
+    }
+    Ok(removed)
+}
+
 /// Every app's subscriptions: (app, subscription), by app then id.
 pub fn all_subscriptions(store: &Store) -> Result<Vec<(String, StoredSubscription)>, StoreError> {
     let tree = store.db().open_tree(SUBSCRIPTIONS)?;

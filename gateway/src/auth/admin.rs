@@ -107,11 +107,35 @@ pub(crate) async fn route(
             if !store.remove(name).map_err(internal)? {
                 return Err(ApiError::not_found());
             }
+            // Everything the app owned goes with it, so that nothing keeps delivering and an
+            // app registered later under the same name starts from nothing: its subscriptions
+            // and plugins (then a reload takes the subscriptions out of the running
+            // configuration), its queued deliveries, delivery log and dead letters, its tokens.
+            let records =
+                crate::api::records::remove_app_records(&state.store, name).map_err(internal)?;
+            if let Err(e) = crate::reload::reload(state, "app removed").await {
+                tracing::warn!(app = %name, error = %e, "reload after removing an app failed");
+            }
+            let prefix = crate::api::records::app_prefix(name);
+            let store_ref = state.store.clone();
+            let purged =
+                tokio::task::spawn_blocking(move || store_ref.purge_subscriptions(&prefix))
+                    .await
+                    .map_err(|e| ApiError::internal("purging an app failed", &e))?
+                    .map_err(internal)?;
+            let tokens = super::tokens::TokenStore::open(state.store.db())
+                .and_then(|t| t.revoke_app(name))
+                .map_err(internal)?;
             state.store.durable().await.map_err(internal)?;
-            tracing::info!(app = %name, "app removed");
+            tracing::info!(app = %name, records, purged, tokens, "app removed with everything it owned");
             Ok(json(
                 StatusCode::OK,
-                &serde_json::json!({ "removed": name }),
+                &serde_json::json!({
+                    "removed": name,
+                    "subscriptions_and_plugins": records,
+                    "queue_records": purged,
+                    "tokens": tokens,
+                }),
             ))
         }
         (_, []) => Err(ApiError::method_not_allowed("GET, POST")),

@@ -104,6 +104,24 @@ impl TokenStore {
         }
     }
 
+    /// Revokes every token issued to `app`; returns how many.
+    pub(crate) fn revoke_app(&self, app: &str) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for entry in self.tokens.iter() {
+            let (h, bytes) = entry?;
+            let Ok(record) = serde_json::from_slice::<TokenRecord>(&bytes) else {
+                continue;
+            };
+            if record.app == app {
+                self.tokens.remove(&h)?;
+                self.expiry
+                    .remove([&record.exp.to_be_bytes()[..], &h].concat())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Removes up to `max` tokens expired at `now`; returns how many.
     pub(crate) fn prune(&self, now: u64, max: usize) -> Result<usize, StoreError> {
         let mut removed = 0;

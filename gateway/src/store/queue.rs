@@ -304,6 +304,48 @@ impl Store {
             .transpose()
     }
 
+    /// Removes everything kept for the subscriptions whose id starts with `prefix` (an app's,
+    /// `app.<name>.`): queued jobs, dead letters, delivery index rows and attempt logs.
+    /// Returns how many records went. Walks the queue: for rare operator actions only.
+    pub fn purge_subscriptions(&self, prefix: &str) -> Result<usize, StoreError> {
+        let queue = &self.inner.queue;
+        let mut doomed: Vec<sled::IVec> = Vec::new();
+        let mut jobs: Vec<String> = Vec::new();
+        // The index names every job ever made for these subscriptions.
+        for entry in queue.scan_prefix(key(INDEX, &[prefix.as_bytes()])) {
+            let (k, value) = entry?;
+            let summary: JobSummary = decode("deliveries_by_subscription", &value)?;
+            jobs.push(summary.id);
+            doomed.push(k);
+        }
+        for kind in [JOB, DEAD] {
+            for entry in queue.scan_prefix([kind]) {
+                let (k, value) = entry?;
+                let subscription = if kind == JOB {
+                    decode::<Job>("jobs", &value)?.subscription_id
+                } else {
+                    decode::<DeadLetter>("dead", &value)?.job.subscription_id
+                };
+                if subscription.starts_with(prefix) {
+                    doomed.push(k);
+                }
+            }
+        }
+        for job in &jobs {
+            for entry in queue.scan_prefix(key(ATTEMPT, &[job.as_bytes(), b""])) {
+                doomed.push(entry?.0);
+            }
+        }
+        for chunk in doomed.chunks(MAX_BATCH) {
+            let mut batch = sled::Batch::default();
+            for k in chunk {
+                batch.remove(k.clone());
+            }
+            queue.apply_batch(batch)?;
+        }
+        Ok(doomed.len())
+    }
+
     /// Counts of queued jobs and dead letters (walks the tree: not for the data path).
     pub(super) fn queue_counts(&self) -> (usize, usize, usize) {
         let count = |prefix: u8| self.inner.queue.scan_prefix([prefix]).count();

@@ -161,3 +161,121 @@ async fn test_event_delivery_log_replay_and_dead_letters() {
     );
     gateway.stop().await.expect("stop");
 }
+
+async fn admin(gateway: &TestGateway, method: &str, path: &str, body: Option<Value>) -> Value {
+    let reply = odoo_gateway_tests::HttpClient::new()
+        .send(
+            method,
+            &gateway.url(path),
+            &[
+                ("authorization", "Bearer admin-token-0123456789"),
+                ("content-type", "application/json"),
+            ],
+            body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+        )
+        .await
+        .expect("admin call");
+    assert!(
+        reply.status < 300,
+        "{path}: {} {:?}",
+        reply.status,
+        reply.body
+    );
+    reply.json()
+}
+
+/// Registers a stored app `name` and returns a client holding its token.
+async fn register(gateway: &TestGateway, name: &str) -> Api {
+    let issued = admin(
+        gateway,
+        "POST",
+        "/admin/apps",
+        Some(json!({"name": name, "scopes": ["read", "write"]})),
+    )
+    .await;
+    let id = issued["oauth2_client_id"]
+        .as_str()
+        .expect("client id")
+        .to_owned();
+    let secret = issued["oauth2_client_secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    Api::new(gateway, (name, id.as_str(), secret.as_str()), "read write").await
+}
+
+#[tokio::test]
+async fn deleting_an_app_removes_everything_it_owned() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gateway = TestGateway::start(&config(""), dir.path())
+        .await
+        .expect("gateway");
+    let failing = Inbox::start_local(InboxOptions {
+        status: http::StatusCode::SERVICE_UNAVAILABLE,
+        ..InboxOptions::default()
+    })
+    .await
+    .expect("inbox");
+    let shop = register(&gateway, "shop").await;
+    for (id, retries) in [("dead", 0), ("retrying", 20)] {
+        let body = json!({"id": id, "events": ["sale.order.*"], "destination": {"url": failing.url(&format!("/{id}")).to_string()}, "retries": retries});
+        let reply = shop.call("POST", "/v1/subscriptions", Some(body)).await;
+        assert_eq!(reply.status, 201, "{:?}", reply.body);
+    }
+    post_order(&gateway, "before-delete").await;
+    // One dead letter, and a delivery being retried.
+    eventually("a dead letter and a retried delivery", || async {
+        let dead = shop.call("GET", "/v1/dead-letters", None).await.json();
+        let retried = failing.received().iter().any(|r| r.path == "/retrying");
+        (dead["dead_letters"]
+            .as_array()
+            .is_some_and(|d| !d.is_empty())
+            && retried)
+            .then_some(())
+    })
+    .await;
+
+    let removed = admin(&gateway, "DELETE", "/admin/apps/shop", None).await;
+    assert_eq!(removed["subscriptions_and_plugins"], 2, "{removed}");
+    assert!(
+        removed["queue_records"].as_u64().unwrap_or(0) >= 3,
+        "{removed}"
+    );
+    let attempts_at_delete = failing.received().len();
+
+    // Its deliveries stop.
+    post_order(&gateway, "after-delete").await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        failing.received().len(),
+        attempts_at_delete,
+        "nothing delivers for it any more"
+    );
+
+    // A new app under the same name starts from nothing.
+    let reborn = register(&gateway, "shop").await;
+    let listed = reborn.call("GET", "/v1/subscriptions", None).await.json();
+    assert_eq!(listed["subscriptions"], json!([]), "{listed}");
+    let dead = reborn.call("GET", "/v1/dead-letters", None).await.json();
+    assert_eq!(dead["dead_letters"], json!([]), "{dead}");
+    let body = json!({"id": "dead", "events": ["sale.order.*"], "destination": {"url": failing.url("/new").to_string()}});
+    assert_eq!(
+        reborn
+            .call("POST", "/v1/subscriptions", Some(body))
+            .await
+            .status,
+        201
+    );
+    let log = reborn
+        .call("GET", "/v1/subscriptions/dead/deliveries", None)
+        .await
+        .json();
+    assert_eq!(
+        log["deliveries"],
+        json!([]),
+        "no inherited delivery log: {log}"
+    );
+    let stored = admin(&gateway, "GET", "/admin/dead-letters", None).await;
+    assert_eq!(stored["dead_letters"], json!([]), "{stored}");
+    gateway.stop().await.expect("stop");
+}
