@@ -71,6 +71,32 @@ impl fmt::Display for EventPattern {
 }
 
 /// Whether any of `patterns` matches `event_type`.
+impl EventPattern {
+    /// Whether every event type `other` matches, this pattern matches too (a grant covering a
+    /// subscription's pattern).
+    pub fn covers(&self, other: &EventPattern) -> bool {
+        match (self, other) {
+            (Self::Any, _) => true,
+            (_, Self::Any) => false,
+            (grant, Self::Exact(t)) => grant.matches(t),
+            (Self::Prefix(g), Self::Prefix(p)) => {
+                p == g
+                    || p.strip_prefix(g.as_str())
+                        .is_some_and(|r| r.starts_with('.'))
+            }
+            (Self::Suffix(g), Self::Suffix(s)) => {
+                s == g || s.strip_suffix(g.as_str()).is_some_and(|r| r.ends_with('.'))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether one of `grants` covers `pattern`.
+pub fn granted(grants: &[EventPattern], pattern: &EventPattern) -> bool {
+    grants.iter().any(|g| g.covers(pattern))
+}
+
 pub fn any_matches(patterns: &[EventPattern], event_type: &str) -> bool {
     patterns.iter().any(|p| p.matches(event_type))
 }
@@ -78,6 +104,34 @@ pub fn any_matches(patterns: &[EventPattern], event_type: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grants_cover_narrower_patterns_only() {
+        let p = |s: &str| EventPattern::parse(s).unwrap();
+        let cases = [
+            ("*", "*", true),
+            ("*", "sale.order.*", true),
+            ("sale.order.*", "sale.order.confirmed", true),
+            ("sale.order.*", "sale.order.*", true),
+            ("sale.order.*", "sale.order.line.*", true),
+            ("sale.order.*", "sale.*", false),
+            ("sale.order.*", "*", false),
+            ("sale.order.*", "*.confirmed", false),
+            ("sale.order.*", "res.partner.write", false),
+            ("*.unlink", "res.partner.unlink", true),
+            ("*.unlink", "*.unlink", true),
+            ("*.unlink", "sale.order.*", false),
+            ("sale.order.confirmed", "sale.order.confirmed", true),
+            ("sale.order.confirmed", "sale.order.*", false),
+        ];
+        for (grant, pattern, expected) in cases {
+            assert_eq!(
+                p(grant).covers(&p(pattern)),
+                expected,
+                "{grant} covers {pattern}"
+            );
+        }
+    }
 
     fn p(text: &str) -> EventPattern {
         EventPattern::parse(text).expect("valid pattern")

@@ -32,6 +32,11 @@ pub fn wants(sub: &Subscription, event: &Event, event_type: &str) -> bool {
     sub.enabled
         && only_subscription(event).is_none_or(|id| id == sub.id)
         && crate::subscriptions::any_matches(&sub.patterns, event_type)
+        // An app's subscription gets only the events its app is granted now.
+        && sub
+            .grants
+            .as_ref()
+            .is_none_or(|grants| crate::subscriptions::any_matches(grants, event_type))
 }
 
 /// What one subscription made of one event.

@@ -205,6 +205,23 @@ pub fn extend_config(store: &Store, file: &mut ConfigFile) -> Result<(), ConfigE
         file: "api_subscriptions".into(),
         problems: vec![format!("cannot read the API's subscriptions: {e}")],
     })?;
+    let app_store = crate::auth::apps::AppStore::open(store.db()).ok();
+    let grants_of = |app: &str| -> Vec<String> {
+        if let Some(config) = file.apps.iter().find(|a| a.name == app) {
+            return config.events.clone();
+        }
+        app_store
+            .as_ref()
+            .and_then(|s| s.get(crate::auth::apps::Lookup::Name(app)).ok().flatten())
+            .map(|a| a.events)
+            .unwrap_or_default()
+    };
+    let mut grants_by_app: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for (app, _) in &stored {
+        if !grants_by_app.contains_key(app) {
+            grants_by_app.insert(app.clone(), grants_of(app));
+        }
+    }
     for (app, sub) in stored {
         let id = records::qualified_id(&app, &sub.id);
         let taken = file.subscriptions.iter().any(|s| s.id == id)
@@ -237,6 +254,7 @@ pub fn extend_config(store: &Store, file: &mut ConfigFile) -> Result<(), ConfigE
             retries: sub.retries,
             enabled: sub.enabled,
             filter: sub.filter,
+            grants: Some(grants_by_app.get(&app).cloned().unwrap_or_default()),
         });
     }
     Ok(())

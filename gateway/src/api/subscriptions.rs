@@ -36,6 +36,7 @@ pub(super) fn get(call: &Call<'_>, id: &str) -> Result<Response<Body>, ApiError>
 pub(super) async fn create(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
     let req: SubscriptionRequest = validate::parse_json(&call.body)?;
     let sub = validate::build(req, None, &|r| lookup_plugin(call, r), now_ms())?;
+    check_grants(call, &sub.events)?;
     let app = &call.app.app;
     let _one_write = WRITES.lock().await;
     let store = &call.state.store;
@@ -85,6 +86,7 @@ pub(super) async fn update(call: &Call<'_>, id: &str) -> Result<Response<Body>, 
         validate::parse_json(&call.body)?
     };
     let sub = validate::build(req, Some(&old), &|r| lookup_plugin(call, r), now_ms())?;
+    check_grants(call, &sub.events)?;
     check_plugin_config(call, &sub).await?;
     let store = &call.state.store;
     records::put_subscription(store, app, id, Some(&sub)).map_err(internal)?;
@@ -154,4 +156,35 @@ async fn check_plugin_config(call: &Call<'_>, sub: &StoredSubscription) -> Resul
             format!("{field}: {e}"),
         )
     })
+}
+
+/// Every event pattern of a subscription must be covered by one the operator granted the app
+/// (`events` of the app); `403 event_not_granted` names the first that is not.
+fn check_grants(call: &Call<'_>, events: &[String]) -> Result<(), ApiError> {
+    let app = crate::auth::apps::find(call.state, crate::auth::apps::Lookup::Name(&call.app.app))
+        .map_err(internal)?;
+    let grants = app.map(|a| a.grants()).unwrap_or_default();
+    for (i, text) in events.iter().enumerate() {
+        let pattern = crate::subscriptions::EventPattern::parse(text)
+            .map_err(|why| validate::invalid(format!("events[{i}]: {why}")))?;
+        if !crate::subscriptions::granted(&grants, &pattern) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "event_not_granted",
+                format!(
+                    "events[{i}]: `{text}` is not among the events this app may subscribe to ({})",
+                    if grants.is_empty() {
+                        "none granted".to_owned()
+                    } else {
+                        grants
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -75,6 +75,12 @@ pub(crate) async fn route(
             if let Some(ttl) = new.token_ttl {
                 app.token_ttl = ttl;
             }
+            for (i, pattern) in new.events.iter().enumerate() {
+                crate::subscriptions::EventPattern::parse(pattern).map_err(|why| {
+                    ApiError::bad_request("invalid_app", format!("events[{i}]: {why}"))
+                })?;
+            }
+            app.events = new.events.clone();
             if app.rate_limit_per_minute == 0
                 || app.token_rate_limit_per_minute == 0
                 || app.token_ttl.is_zero()
@@ -156,6 +162,9 @@ struct NewApp {
     token_rate_limit_per_minute: Option<u32>,
     #[serde(default, with = "crate::delivery::backoff::serde_duration::option")]
     token_ttl: Option<std::time::Duration>,
+    /// Event patterns the app may subscribe to.
+    #[serde(default)]
+    events: Vec<String>,
 }
 
 fn conflict(message: String) -> ApiError {

@@ -43,9 +43,23 @@ pub struct App {
     /// Lifetime of its access tokens.
     #[serde(with = "crate::delivery::backoff::serde_duration")]
     pub token_ttl: Duration,
+    /// The event patterns it may subscribe to (the operator's grant); none by default.
+    #[serde(default)]
+    pub events: Vec<String>,
     /// Whether it comes from the configuration file (else from the store).
     #[serde(skip)]
     pub from_config: bool,
+}
+
+impl App {
+    /// The event patterns granted to this app (unparseable ones, refused when the app was
+    /// defined, are left out).
+    pub fn grants(&self) -> Vec<crate::subscriptions::EventPattern> {
+        self.events
+            .iter()
+            .filter_map(|p| crate::subscriptions::EventPattern::parse(p).ok())
+            .collect()
+    }
 }
 
 impl std::fmt::Debug for App {
@@ -57,6 +71,7 @@ impl std::fmt::Debug for App {
             .field("oauth1", &self.oauth1)
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
             .field("token_ttl", &self.token_ttl)
+            .field("events", &self.events)
             .field("from_config", &self.from_config)
             .finish_non_exhaustive()
     }
@@ -179,6 +194,7 @@ pub fn generate(name: &str, scopes: Vec<String>) -> (App, IssuedCredentials) {
         token_rate_limit_per_minute: crate::config::file::DEFAULT_TOKEN_RATE_LIMIT_PER_MINUTE,
         token_ttl: crate::config::file::DEFAULT_TOKEN_TTL,
         from_config: false,
+        events: Vec::new(),
     };
     (app, issued)
 }
@@ -286,6 +302,11 @@ impl ConfigApps {
             if c.token_ttl.is_zero() {
                 problem("token_ttl", "must be longer than zero".into());
             }
+            for (n, pattern) in c.events.iter().enumerate() {
+                if let Err(why) = crate::subscriptions::EventPattern::parse(pattern) {
+                    problem(&format!("events[{n}]"), why);
+                }
+            }
             let app = App {
                 name: c.name.clone(),
                 scopes,
@@ -295,6 +316,7 @@ impl ConfigApps {
                 token_rate_limit_per_minute: c.token_rate_limit_per_minute,
                 token_ttl: c.token_ttl,
                 from_config: true,
+                events: c.events.clone(),
             };
             if by_name.insert(c.name.clone(), Arc::new(app)).is_some() {
                 problems.push(format!("apps[{i}].name: `{}` is used twice", c.name));

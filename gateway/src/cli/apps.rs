@@ -54,6 +54,10 @@ enum AppsAction {
         /// Lifetime of its access tokens, e.g. `1h`, `15m` (default 1h).
         #[arg(long)]
         token_ttl: Option<String>,
+        /// Comma-separated event patterns it may subscribe to, e.g. `sale.order.*,*.unlink`
+        /// (default: none).
+        #[arg(long, value_delimiter = ',')]
+        events: Vec<String>,
     },
     /// List every app (from the configuration file and from the store), without secrets.
     List,
@@ -89,8 +93,10 @@ impl AppsCommand {
                 rate_limit_per_minute,
                 token_rate_limit_per_minute,
                 token_ttl,
+                events,
             } => {
-                let mut body = serde_json::json!({ "name": name, "scopes": scopes });
+                let mut body =
+                    serde_json::json!({ "name": name, "scopes": scopes, "events": events });
                 let options = [
                     (
                         "rate_limit_per_minute",

@@ -452,6 +452,10 @@ pub struct SubscriptionConfig {
     /// Record and field filter, applied before the plugin or pass-through.
     #[serde(default)]
     pub filter: Option<crate::fanout::filter::PayloadFilter>,
+    /// For a subscription an app made through the API: the event patterns the app is granted
+    /// now. Never read from the file.
+    #[serde(skip)]
+    pub grants: Option<Vec<String>>,
 }
 
 fn yes() -> bool {
@@ -506,6 +510,10 @@ pub struct AppConfig {
         with = "crate::delivery::backoff::serde_duration"
     )]
     pub token_ttl: Duration,
+    /// Event patterns the app may subscribe to (`sale.order.*`, `*.unlink`, `*`); none when
+    /// left out: an app receives only what the operator grants it.
+    #[serde(default)]
+    pub events: Vec<String>,
 }
 
 fn default_app_rate_limit() -> u32 {

@@ -260,6 +260,9 @@ pub struct Subscription {
     pub enabled: bool,
     /// Record and field filter, applied before the plugin or pass-through.
     pub filter: Option<crate::fanout::filter::PayloadFilter>,
+    /// For an app's subscription, the events its app is granted: fan-out delivers only those
+    /// (an operator who narrows a grant narrows the app's existing subscriptions at once).
+    pub grants: Option<Vec<EventPattern>>,
 }
 
 /// One immutable, validated configuration.
@@ -465,6 +468,12 @@ impl Snapshot {
                 retries: s.retries.unwrap_or(file.delivery.retries),
                 enabled: s.enabled,
                 filter: s.filter.clone(),
+                grants: s.grants.as_ref().map(|grants| {
+                    grants
+                        .iter()
+                        .filter_map(|g| EventPattern::parse(g).ok())
+                        .collect()
+                }),
             }));
         }
 

@@ -19,7 +19,7 @@ pub(crate) fn app_toml((name, id, secret): (&str, &str, &str)) -> String {
     let hash = hex::encode(sha2::Sha256::digest(secret.as_bytes()));
     format!(
         "[[apps]]\nname = \"{name}\"\nscopes = [\"read\", \"write\"]\noauth2_client_id = \"{id}\"\n\
-         oauth2_client_secret_sha256 = \"{hash}\"\nrate_limit_per_minute = 100000\ntoken_rate_limit_per_minute = 1000\n"
+         oauth2_client_secret_sha256 = \"{hash}\"\nrate_limit_per_minute = 100000\ntoken_rate_limit_per_minute = 1000\nevents = [\"*\"]\n"
     )
 }
 

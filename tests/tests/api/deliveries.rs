@@ -190,7 +190,7 @@ async fn register(gateway: &TestGateway, name: &str) -> Api {
         gateway,
         "POST",
         "/admin/apps",
-        Some(json!({"name": name, "scopes": ["read", "write"]})),
+        Some(json!({"name": name, "scopes": ["read", "write"], "events": ["sale.order.*"]})),
     )
     .await;
     let id = issued["oauth2_client_id"]
@@ -277,5 +277,50 @@ async fn deleting_an_app_removes_everything_it_owned() {
     );
     let stored = admin(&gateway, "GET", "/admin/dead-letters", None).await;
     assert_eq!(stored["dead_letters"], json!([]), "{stored}");
+    gateway.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn an_app_subscribes_only_to_the_events_it_is_granted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gateway = TestGateway::start(&config(""), dir.path())
+        .await
+        .expect("gateway");
+    let good = inbox().await;
+    // Granted `sale.order.*` only (see `register`).
+    let shop = register(&gateway, "shop").await;
+    let url = good.url("/shop").to_string();
+    for refused in [
+        json!(["*"]),
+        json!(["res.partner.*"]),
+        json!(["sale.*"]),
+        json!(["*.write"]),
+    ] {
+        let body = json!({"id": "s", "events": refused, "destination": {"url": url}});
+        let reply = shop.call("POST", "/v1/subscriptions", Some(body)).await;
+        assert_eq!(reply.status, 403, "{refused}: {:?}", reply.body);
+        assert_eq!(code(&reply), "event_not_granted");
+        assert!(
+            message(&reply).contains("sale.order.*"),
+            "{}",
+            message(&reply)
+        );
+    }
+    let body = json!({"id": "s", "events": ["sale.order.confirmed"], "destination": {"url": url}});
+    let reply = shop.call("POST", "/v1/subscriptions", Some(body)).await;
+    assert_eq!(reply.status, 201, "{:?}", reply.body);
+    // Widening it later is refused the same way.
+    let reply = shop
+        .call(
+            "PATCH",
+            "/v1/subscriptions/s",
+            Some(json!({"events": ["sale.order.confirmed", "*"]})),
+        )
+        .await;
+    assert_eq!(reply.status, 403, "{:?}", reply.body);
+    post_order(&gateway, "granted").await;
+    good.wait_for(1, WAIT)
+        .await
+        .expect("the granted event is delivered");
     gateway.stop().await.expect("stop");
 }
