@@ -42,6 +42,7 @@ pub async fn route(
                 "schedule": state.scheduler.depth(),
                 "maintenance": state.store.maintenance_report(),
                 "stage_restarts": state.stage_restarts.load(std::sync::atomic::Ordering::Relaxed),
+                "quarantined_subscriptions": snapshot.quarantined.iter().map(|(id, why)| serde_json::json!({"id": id, "reason": why})).collect::<Vec<_>>(),
                 "subscriptions": state.health.report(),
             }),
         )),

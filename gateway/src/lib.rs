@@ -86,8 +86,8 @@ pub async fn run(
         restarted(&state),
         dispatch::run,
     );
-    tokio::spawn(reload::watch(state.clone(), stages.clone()));
-    tokio::spawn(reload::on_sighup(state.clone(), stages.clone()));
+    let watcher = tokio::spawn(reload::watch(state.clone(), stages.clone()));
+    let sighup = tokio::spawn(reload::on_sighup(state.clone(), stages.clone()));
     let policy_state = state.clone();
     let maintenance = tokio::spawn(state.store.clone().run_maintenance(
         move || {
@@ -112,7 +112,9 @@ pub async fn run(
     // in flight the grace period, then flush. Jobs still running stay queued on disk and run
     // again at the next start.
     stages.cancel();
-    let _ = tokio::join!(fanout, dispatch, maintenance);
+    // Every task holding the state ends before this returns, so the database is closed (and
+    // its lock released) when `run` returns: a restart in the same folder can open it at once.
+    let _ = tokio::join!(fanout, dispatch, maintenance, watcher, sighup);
     state.in_flight.close();
     let grace = state.snapshot.load().server.shutdown_grace;
     if tokio::time::timeout(grace, state.in_flight.wait())

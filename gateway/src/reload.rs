@@ -58,12 +58,62 @@ impl ConfigSource {
         host: &crate::plugin::PluginHost,
         previous: Option<&Snapshot>,
     ) -> Result<Snapshot, ConfigError> {
-        let (mut file, base, origin) = self.read()?;
-        crate::api::extend_config(store, &mut file)?;
-        Snapshot::build(file, &base, &origin, host, previous).map_err(|e| match self.text() {
+        let (file, base, origin) = self.read()?;
+        let located = |e: ConfigError| match self.text() {
             Some(text) => e.with_lines(&text),
             None => e,
-        })
+        };
+        let build = |file: ConfigFile| Snapshot::build(file, &base, &origin, host, previous);
+        let mut extended = file.clone();
+        crate::api::extend_config(store, &mut extended)?;
+        let api_ids: Vec<String> = extended.subscriptions[file.subscriptions.len()..]
+            .iter()
+            .map(|s| s.id.clone())
+            .collect();
+        let full = match build(extended.clone()) {
+            Ok(snapshot) => return Ok(snapshot),
+            Err(e) if api_ids.is_empty() => return Err(located(e)),
+            Err(e) => e,
+        };
+        // Something fails. If the file alone does, that is the error to report; otherwise a
+        // stored API subscription no longer validates (its plugin refuses its configuration, a
+        // plugin file went missing...): it must never stop the gateway, so it is quarantined
+        // (left out, logged, shown in /admin/status) and the rest runs.
+        build(file.clone()).map_err(located)?;
+        let with = |ids: &[&String]| {
+            let mut one = file.clone();
+            one.subscriptions.extend(
+                extended.subscriptions[file.subscriptions.len()..]
+                    .iter()
+                    .filter(|s| ids.contains(&&s.id))
+                    .cloned(),
+            );
+            one.destinations.extend(
+                extended
+                    .destinations
+                    .iter()
+                    .filter(|d| ids.contains(&&d.name))
+                    .cloned(),
+            );
+            one
+        };
+        let mut quarantined = Vec::new();
+        for id in &api_ids {
+            if let Err(e) = build(with(&[id])) {
+                tracing::error!(subscription = %id, error = %e, "an API subscription no longer validates; it is quarantined");
+                quarantined.push((id.clone(), e.to_string()));
+            }
+        }
+        if quarantined.is_empty() {
+            return Err(located(full));
+        }
+        let good: Vec<&String> = api_ids
+            .iter()
+            .filter(|id| !quarantined.iter().any(|(q, _)| q == *id))
+            .collect();
+        let mut snapshot = build(with(&good)).map_err(located)?;
+        snapshot.quarantined = quarantined;
+        Ok(snapshot)
     }
 
     /// Reads and parses the configuration: the file, its folder and its name.
@@ -196,8 +246,7 @@ pub async fn reload(state: &Arc<State>, cause: &str) -> Result<u64, String> {
             state.store.set_commit_delay(snapshot.storage.commit_delay);
             drop(current);
             state.snapshot.store(Arc::new(snapshot));
-            let pruning = state.clone();
-            tokio::task::spawn_blocking(move || prune_plugin_cache(&pruning));
+            prune_plugin_cache(state);
             status.generation += 1;
             status.reloads_ok += 1;
             status.last_error = None;

@@ -179,14 +179,30 @@ fn internal(e: crate::store::StoreError) -> ApiError {
 /// fails, `undo` puts the previous state back and the answer is 422 `reload_failed`.
 async fn apply(
     state: &Arc<State>,
+    written: Option<&str>,
     undo: impl FnOnce() -> Result<(), crate::store::StoreError>,
 ) -> Result<(), ApiError> {
     state.store.durable().await.map_err(internal)?;
-    match crate::reload::reload(state, "api").await {
+    // A reload quarantines a stored subscription that does not validate instead of failing;
+    // for the one just written that is a refusal, as if the reload had failed.
+    let reloaded = crate::reload::reload(state, "api")
+        .await
+        .and_then(|generation| {
+            let snapshot = state.snapshot.load();
+            match written.and_then(|id| snapshot.quarantined.iter().find(|(q, _)| q == id)) {
+                Some((_, why)) => Err(why.clone()),
+                None => Ok(generation),
+            }
+        });
+    match reloaded {
         Ok(_) => Ok(()),
         Err(reason) => {
             undo().map_err(internal)?;
             state.store.durable().await.map_err(internal)?;
+            if written.is_some() {
+                // Out of quarantine and back to what was there before.
+                let _ = crate::reload::reload(state, "api rollback").await;
+            }
             Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "reload_failed",

@@ -57,7 +57,8 @@ pub(super) async fn create(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
     }
     check_plugin_config(call, &sub).await?;
     records::put_subscription(store, app, &sub.id, Some(&sub)).map_err(internal)?;
-    apply(call.state, || {
+    let written = records::qualified_id(app, &sub.id);
+    apply(call.state, Some(&written), || {
         records::put_subscription(store, app, &sub.id, None).map(drop)
     })
     .await?;
@@ -90,7 +91,8 @@ pub(super) async fn update(call: &Call<'_>, id: &str) -> Result<Response<Body>, 
     check_plugin_config(call, &sub).await?;
     let store = &call.state.store;
     records::put_subscription(store, app, id, Some(&sub)).map_err(internal)?;
-    apply(call.state, || {
+    let written = records::qualified_id(app, id);
+    apply(call.state, Some(&written), || {
         records::put_subscription(store, app, id, Some(&old)).map(drop)
     })
     .await?;
@@ -106,7 +108,7 @@ pub(super) async fn delete(call: &Call<'_>, id: &str) -> Result<Response<Body>, 
     let old = find(call, id)?;
     let store = &call.state.store;
     records::put_subscription(store, app, id, None).map_err(internal)?;
-    apply(call.state, || {
+    apply(call.state, None, || {
         records::put_subscription(store, app, id, Some(&old)).map(drop)
     })
     .await?;

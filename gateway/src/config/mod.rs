@@ -286,6 +286,8 @@ pub struct Snapshot {
     pub subscriptions: Vec<Arc<Subscription>>,
     /// Files whose change means a reload: the configuration file and every plugin.
     pub watched: Vec<PathBuf>,
+    /// API subscriptions left out because they no longer validate: (id, why).
+    pub quarantined: Vec<(String, String)>,
     /// Third-party apps of the file (those stored through `/admin/apps` are looked up in sled).
     pub apps: crate::auth::ConfigApps,
 }
@@ -489,6 +491,7 @@ impl Snapshot {
         let mut storage = file.storage.clone();
         storage.path = file.storage_dir(base);
         Ok(Self {
+            quarantined: Vec::new(),
             origin: origin.to_owned(),
             server: file.server,
             storage,

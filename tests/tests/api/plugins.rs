@@ -184,3 +184,57 @@ async fn hostile_uploads_are_refused_and_an_uploaded_plugin_delivers() {
     assert_eq!(inbox.received().len(), 1, "filtered out by the plugin");
     gateway.stop().await.expect("stop");
 }
+
+#[tokio::test]
+async fn a_stored_subscription_that_no_longer_validates_is_quarantined_not_fatal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gateway = TestGateway::start(&config(""), dir.path())
+        .await
+        .expect("gateway");
+    let acme = Api::new(&gateway, ACME, "read write").await;
+    let wasm = std::fs::read(plugin("order_filter")).expect("plugin");
+    let uploaded = acme
+        .upload(wasm, "application/wasm", "?name=order-filter")
+        .await;
+    assert_eq!(uploaded.status, 201, "{:?}", uploaded.body);
+    let hash = uploaded.json()["hash"].as_str().expect("hash").to_owned();
+    let good = inbox().await;
+    for (id, plugin) in [("filtered", Some("order-filter")), ("plain", None)] {
+        let mut body = json!({"id": id, "events": ["sale.order.*"], "destination": {"url": good.url(&format!("/{id}")).to_string()}});
+        if let Some(p) = plugin {
+            body["plugin"] = json!(p);
+            body["config"] = json!({"min_amount_total": "100"});
+        }
+        let reply = acme.call("POST", "/v1/subscriptions", Some(body)).await;
+        assert_eq!(reply.status, 201, "{:?}", reply.body);
+    }
+    gateway.stop().await.expect("stop");
+
+    // The uploaded plugin's file is lost while the gateway is down.
+    std::fs::remove_file(dir.path().join("data/plugins").join(format!("{hash}.wasm")))
+        .expect("remove the stored plugin");
+    let gateway = TestGateway::start(&config(""), dir.path())
+        .await
+        .expect("the gateway starts all the same");
+    let status = odoo_gateway_tests::HttpClient::new()
+        .send(
+            "GET",
+            &gateway.url("/admin/status"),
+            &[("authorization", "Bearer admin-token-0123456789")],
+            Vec::new(),
+        )
+        .await
+        .expect("status")
+        .json();
+    let quarantined = status["quarantined_subscriptions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(quarantined.len(), 1, "{status}");
+    assert_eq!(quarantined[0]["id"], "app.acme.filtered");
+    // The other subscription still delivers.
+    post_order(&gateway, "after-restart").await;
+    let got = good.wait_for(1, WAIT).await.expect("delivered");
+    assert_eq!(got[0].path, "/plain");
+    gateway.stop().await.expect("stop");
+}
