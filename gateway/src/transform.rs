@@ -32,11 +32,17 @@ pub fn wants(sub: &Subscription, event: &Event, event_type: &str) -> bool {
     sub.enabled
         && only_subscription(event).is_none_or(|id| id == sub.id)
         && crate::subscriptions::any_matches(&sub.patterns, event_type)
-        // An app's subscription gets only the events its app is granted now.
+        // An app's subscription gets only the events its app is granted now, from the sources
+        // it is granted (its own test events aside).
         && sub
             .grants
             .as_ref()
             .is_none_or(|grants| crate::subscriptions::any_matches(grants, event_type))
+        && (only_subscription(event).is_some()
+            || sub
+                .granted_sources
+                .as_ref()
+                .is_none_or(|sources| sources.contains(&event.source)))
 }
 
 /// What one subscription made of one event.

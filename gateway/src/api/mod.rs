@@ -222,17 +222,19 @@ pub fn extend_config(store: &Store, file: &mut ConfigFile) -> Result<(), ConfigE
         problems: vec![format!("cannot read the API's subscriptions: {e}")],
     })?;
     let app_store = crate::auth::apps::AppStore::open(store.db()).ok();
-    let grants_of = |app: &str| -> Vec<String> {
+    type Grant = (Vec<String>, Option<Vec<String>>);
+    let grants_of = |app: &str| -> Grant {
         if let Some(config) = file.apps.iter().find(|a| a.name == app) {
-            return config.events.clone();
+            return (config.events.clone(), config.sources.clone());
         }
         app_store
             .as_ref()
             .and_then(|s| s.get(crate::auth::apps::Lookup::Name(app)).ok().flatten())
-            .map(|a| a.events)
-            .unwrap_or_default()
+            .map(|a| (a.events, a.sources))
+            // An app that is gone grants nothing.
+            .unwrap_or((Vec::new(), Some(Vec::new())))
     };
-    let mut grants_by_app: std::collections::HashMap<String, Vec<String>> = Default::default();
+    let mut grants_by_app: std::collections::HashMap<String, Grant> = Default::default();
     for (app, _) in &stored {
         if !grants_by_app.contains_key(app) {
             grants_by_app.insert(app.clone(), grants_of(app));
@@ -270,7 +272,15 @@ pub fn extend_config(store: &Store, file: &mut ConfigFile) -> Result<(), ConfigE
             retries: sub.retries,
             enabled: sub.enabled,
             filter: sub.filter,
-            grants: Some(grants_by_app.get(&app).cloned().unwrap_or_default()),
+            grants: Some(
+                grants_by_app
+                    .get(&app)
+                    .map(|g| g.0.clone())
+                    .unwrap_or_default(),
+            ),
+            granted_sources: grants_by_app
+                .get(&app)
+                .map_or(Some(Vec::new()), |g| g.1.clone()),
         });
     }
     Ok(())

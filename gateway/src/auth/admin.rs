@@ -81,6 +81,7 @@ pub(crate) async fn route(
                 })?;
             }
             app.events = new.events.clone();
+            app.sources = new.sources.clone();
             if app.rate_limit_per_minute == 0
                 || app.token_rate_limit_per_minute == 0
                 || app.token_ttl.is_zero()
@@ -165,6 +166,9 @@ struct NewApp {
     /// Event patterns the app may subscribe to.
     #[serde(default)]
     events: Vec<String>,
+    /// Sources whose events it may receive (all when left out).
+    #[serde(default)]
+    sources: Option<Vec<String>>,
 }
 
 fn conflict(message: String) -> ApiError {

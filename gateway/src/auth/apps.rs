@@ -46,6 +46,9 @@ pub struct App {
     /// The event patterns it may subscribe to (the operator's grant); none by default.
     #[serde(default)]
     pub events: Vec<String>,
+    /// The sources whose events it may receive; every source when `None`.
+    #[serde(default)]
+    pub sources: Option<Vec<String>>,
     /// Whether it comes from the configuration file (else from the store).
     #[serde(skip)]
     pub from_config: bool,
@@ -195,6 +198,7 @@ pub fn generate(name: &str, scopes: Vec<String>) -> (App, IssuedCredentials) {
         token_ttl: crate::config::file::DEFAULT_TOKEN_TTL,
         from_config: false,
         events: Vec::new(),
+        sources: None,
     };
     (app, issued)
 }
@@ -317,6 +321,7 @@ impl ConfigApps {
                 token_ttl: c.token_ttl,
                 from_config: true,
                 events: c.events.clone(),
+                sources: c.sources.clone(),
             };
             if by_name.insert(c.name.clone(), Arc::new(app)).is_some() {
                 problems.push(format!("apps[{i}].name: `{}` is used twice", c.name));

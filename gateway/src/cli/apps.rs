@@ -58,6 +58,9 @@ enum AppsAction {
         /// (default: none).
         #[arg(long, value_delimiter = ',')]
         events: Vec<String>,
+        /// Comma-separated sources whose events it may receive (default: every source).
+        #[arg(long, value_delimiter = ',')]
+        sources: Option<Vec<String>>,
     },
     /// List every app (from the configuration file and from the store), without secrets.
     List,
@@ -94,9 +97,11 @@ impl AppsCommand {
                 token_rate_limit_per_minute,
                 token_ttl,
                 events,
+                sources,
             } => {
-                let mut body =
-                    serde_json::json!({ "name": name, "scopes": scopes, "events": events });
+                let mut body = serde_json::json!({
+                    "name": name, "scopes": scopes, "events": events, "sources": sources,
+                });
                 let options = [
                     (
                         "rate_limit_per_minute",

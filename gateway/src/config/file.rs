@@ -456,6 +456,9 @@ pub struct SubscriptionConfig {
     /// now. Never read from the file.
     #[serde(skip)]
     pub grants: Option<Vec<String>>,
+    /// For an app's subscription: the sources its app may receive events from (`None`: all).
+    #[serde(skip)]
+    pub granted_sources: Option<Vec<String>>,
 }
 
 fn yes() -> bool {
@@ -514,6 +517,9 @@ pub struct AppConfig {
     /// left out: an app receives only what the operator grants it.
     #[serde(default)]
     pub events: Vec<String>,
+    /// Sources (Odoo instances) whose events the app may receive; every source when left out.
+    #[serde(default)]
+    pub sources: Option<Vec<String>>,
 }
 
 fn default_app_rate_limit() -> u32 {

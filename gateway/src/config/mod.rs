@@ -263,6 +263,8 @@ pub struct Subscription {
     /// For an app's subscription, the events its app is granted: fan-out delivers only those
     /// (an operator who narrows a grant narrows the app's existing subscriptions at once).
     pub grants: Option<Vec<EventPattern>>,
+    /// For an app's subscription, the sources its app may receive events from (`None`: all).
+    pub granted_sources: Option<Vec<String>>,
 }
 
 /// One immutable, validated configuration.
@@ -470,6 +472,7 @@ impl Snapshot {
                 retries: s.retries.unwrap_or(file.delivery.retries),
                 enabled: s.enabled,
                 filter: s.filter.clone(),
+                granted_sources: s.granted_sources.clone(),
                 grants: s.grants.as_ref().map(|grants| {
                     grants
                         .iter()

@@ -318,9 +318,42 @@ async fn an_app_subscribes_only_to_the_events_it_is_granted() {
         )
         .await;
     assert_eq!(reply.status, 403, "{:?}", reply.body);
+    // An app granted the same events but only from another source hears nothing of this one.
+    let issued = admin(
+        &gateway,
+        "POST",
+        "/admin/apps",
+        Some(json!({"name": "remote", "scopes": ["read", "write"], "events": ["sale.order.*"], "sources": ["other-odoo"]})),
+    )
+    .await;
+    let remote = Api::new(
+        &gateway,
+        (
+            "remote",
+            issued["oauth2_client_id"].as_str().expect("id"),
+            issued["oauth2_client_secret"].as_str().expect("secret"),
+        ),
+        "read write",
+    )
+    .await;
+    let body = json!({"id": "r", "events": ["sale.order.*"], "destination": {"url": good.url("/remote").to_string()}});
+    assert_eq!(
+        remote
+            .call("POST", "/v1/subscriptions", Some(body))
+            .await
+            .status,
+        201
+    );
     post_order(&gateway, "granted").await;
     good.wait_for(1, WAIT)
         .await
         .expect("the granted event is delivered");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let paths: Vec<String> = good.received().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(
+        paths,
+        ["/shop"],
+        "not to the app granted another source only"
+    );
     gateway.stop().await.expect("stop");
 }
