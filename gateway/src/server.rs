@@ -1,7 +1,7 @@
 //! The HTTP server: routing, the tower stack around every request, the background stages,
 //! and graceful shutdown.
 //!
-//! [`run`] takes an already-bound listener, so tests bind `127.0.0.1:0` and run the real
+//! [`serve`] takes an already-bound listener, so tests bind `127.0.0.1:0` and run the real
 //! server. Shutdown (the cancellation token) stops accepting, lets requests and deliveries in
 //! flight finish within the grace period, releases what is left, and flushes storage.
 

@@ -1,4 +1,4 @@
-//! Configuration: the TOML file ([`file`]), and the validated, immutable [`Snapshot`] that
+//! Configuration: the TOML file ([`mod@file`]), and the validated, immutable [`Snapshot`] that
 //! the running gateway reads.
 //!
 //! Start-up and reload go through the same two steps: [`load`] parses the file (errors name

@@ -3,7 +3,7 @@
 //!
 //! This module owns every byte on disk and the rules that keep it consistent. Sled
 //! transactions cost more than the rest of the data path, so every multi-record change is a
-//! single-tree atomic batch (see [`queue`]) or a write order chosen so that a crash between
+//! single-tree atomic batch (see `queue.rs`) or a write order chosen so that a crash between
 //! two writes can cause a repeated delivery but never a lost one; each function says how.
 //! It never talks to the network and never runs plugins.
 //!
@@ -11,7 +11,7 @@
 //! - `events`: event id → event (JSON), the one copy of each payload;
 //! - `dedup`: source + explicit id, or source + body hash → first event id and time;
 //! - `queue`: the backlog of events not yet fanned out, jobs, attempts, dead letters and the
-//!   per-subscription delivery index, by key prefix ([`queue`]).
+//!   per-subscription delivery index, by key prefix (`queue.rs`).
 
 mod durability;
 mod events;
