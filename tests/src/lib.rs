@@ -1,6 +1,8 @@
 //! Shared helpers for the end-to-end tests and the load generator: paths to fixtures and
 //! built plugins, a gateway started in-process on a real socket, and a tiny HTTP client.
 
+pub mod load;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -117,6 +119,53 @@ impl TestGateway {
     /// `http://addr` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// An `/admin/` call with the admin token `token`; panics unless it succeeds.
+    pub async fn admin(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> serde_json::Value {
+        let auth = format!("Bearer {token}");
+        let reply = HttpClient::new()
+            .send(
+                method,
+                &self.url(path),
+                &[
+                    ("authorization", auth.as_str()),
+                    ("content-type", "application/json"),
+                ],
+                body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+            )
+            .await
+            .expect("admin call");
+        assert!(
+            reply.status < 300,
+            "{path}: {} {:?}",
+            reply.status,
+            reply.body
+        );
+        reply.json()
+    }
+
+    /// Waits (up to `within`) until the dead-letter store holds at least one letter; returns
+    /// them all.
+    pub async fn wait_dead_letters(&self, token: &str, within: Duration) -> Vec<serde_json::Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let letters =
+                self.admin(token, "GET", "/admin/dead-letters", None).await["dead_letters"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+            if !letters.is_empty() || tokio::time::Instant::now() > deadline {
+                return letters;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     /// Shuts down gracefully and returns the server's result.

@@ -221,26 +221,9 @@ async fn deliveries_to_private_addresses_are_refused_unless_allowed() {
         .await
         .expect("post");
     assert_eq!(reply.status, 202);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let letters = loop {
-        let reply = c
-            .send(
-                "GET",
-                &gw.url("/admin/dead-letters"),
-                &[("authorization", "Bearer admin-token-0123456789")],
-                Vec::new(),
-            )
-            .await
-            .expect("get");
-        let letters = reply.json()["dead_letters"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if !letters.is_empty() || tokio::time::Instant::now() > deadline {
-            break letters;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    let letters = gw
+        .wait_dead_letters("admin-token-0123456789", Duration::from_secs(10))
+        .await;
     assert_eq!(letters.len(), 1);
     let reason = letters[0]["reason"].as_str().expect("reason");
     assert!(
@@ -289,26 +272,9 @@ async fn apps_do_not_get_the_operators_ssrf_allowances() {
         .await
         .expect("the operator's delivery");
     assert_eq!(got[0].path, "/operator");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let letters = loop {
-        let reply = c
-            .send(
-                "GET",
-                &gw.url("/admin/dead-letters"),
-                &[("authorization", "Bearer admin-token-0123456789")],
-                Vec::new(),
-            )
-            .await
-            .expect("get");
-        let letters = reply.json()["dead_letters"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if !letters.is_empty() || tokio::time::Instant::now() > deadline {
-            break letters;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    let letters = gw
+        .wait_dead_letters("admin-token-0123456789", Duration::from_secs(10))
+        .await;
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!(letters[0]["subscription"], "app.shop.hook");
     assert!(

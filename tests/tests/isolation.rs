@@ -60,29 +60,8 @@ async fn post(client: &HttpClient, gw: &TestGateway, body: &[u8]) {
     assert_eq!(reply.status, 202, "{:?}", reply.body);
 }
 
-async fn admin(
-    client: &HttpClient,
-    gw: &TestGateway,
-    method: &str,
-    path: &str,
-) -> serde_json::Value {
-    let auth = format!("Bearer {ADMIN}");
-    let reply = client
-        .send(
-            method,
-            &gw.url(path),
-            &[("authorization", &auth)],
-            Vec::new(),
-        )
-        .await
-        .expect("admin");
-    assert!(
-        reply.status < 300,
-        "{path}: {} {:?}",
-        reply.status,
-        reply.body
-    );
-    reply.json()
+async fn admin(gw: &TestGateway, method: &str, path: &str) -> serde_json::Value {
+    gw.admin(ADMIN, method, path, None).await
 }
 
 fn count(inbox: &Inbox, path: &str) -> usize {
@@ -138,12 +117,12 @@ destinations = ["plain"]
         post(&client, &gw, &order(n)).await;
     }
     wait_count(&inbox, "/plain", 20).await;
-    let status = admin(&client, &gw, "GET", "/admin/status").await;
+    let status = admin(&gw, "GET", "/admin/status").await;
     assert!(
         status["schedule"]["known"].as_u64().unwrap_or(0) > 0,
         "the hostile plugin's calls are still being retried: {status}"
     );
-    let dead = admin(&client, &gw, "GET", "/admin/dead-letters").await;
+    let dead = admin(&gw, "GET", "/admin/dead-letters").await;
     assert!(
         dead["dead_letters"].as_array().expect("list").len() < 20,
         "not all given up yet: {dead}"
@@ -223,7 +202,7 @@ destinations = ["on"]
     post(&client, &gw, &order(1)).await;
     wait_count(&inbox, "/on", 1).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let status = admin(&client, &gw, "GET", "/admin/status").await;
+    let status = admin(&gw, "GET", "/admin/status").await;
     assert_eq!(
         status["stored"]["queued"], 0,
         "no job was made for `off`: {status}"
@@ -247,7 +226,7 @@ async fn a_paused_subscription_stays_paused_across_a_restart_until_enabled() {
     post(&client, &gw, &fixture("native/res.partner.minimal.json")).await;
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let status = admin(&client, &gw, "GET", "/admin/status").await;
+        let status = admin(&gw, "GET", "/admin/status").await;
         if status["subscriptions"]["all"]["disabled"] == true {
             break;
         }
@@ -260,7 +239,7 @@ async fn a_paused_subscription_stays_paused_across_a_restart_until_enabled() {
     gw.stop().await.expect("stop");
 
     let gw = TestGateway::start(&cfg, dir.path()).await.expect("restart");
-    let status = admin(&client, &gw, "GET", "/admin/status").await;
+    let status = admin(&gw, "GET", "/admin/status").await;
     assert_eq!(status["subscriptions"]["all"]["disabled"], true, "{status}");
     inbox.set_status(StatusCode::OK);
     let attempts_before = inbox.received().len();
@@ -271,7 +250,7 @@ async fn a_paused_subscription_stays_paused_across_a_restart_until_enabled() {
         "paused: nothing is sent"
     );
 
-    let enabled = admin(&client, &gw, "POST", "/admin/subscriptions/all/enable").await;
+    let enabled = admin(&gw, "POST", "/admin/subscriptions/all/enable").await;
     assert_eq!(enabled["was_paused"], true, "{enabled}");
     let deadline = tokio::time::Instant::now() + WAIT;
     while !inbox
@@ -286,7 +265,7 @@ async fn a_paused_subscription_stays_paused_across_a_restart_until_enabled() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let status = admin(&client, &gw, "GET", "/admin/status").await;
+    let status = admin(&gw, "GET", "/admin/status").await;
     assert!(status["subscriptions"].get("all").is_none(), "{status}");
     gw.stop().await.expect("stop");
 }

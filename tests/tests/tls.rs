@@ -6,14 +6,30 @@ use bytes::Bytes;
 use odoo_gateway::delivery::{Cidr, ClientOptions, DeliveryClient, SsrfPolicy};
 use odoo_gateway_tests::{TestGateway, fixture};
 
-#[tokio::test]
-async fn ingest_over_https() {
+/// A folder holding a fresh self-signed certificate for `localhost` and its key.
+fn certified_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let cert =
         rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
     std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).expect("write cert");
     std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem())
         .expect("write key");
+    dir
+}
+
+/// Our own delivery client, trusting the folder's certificate as a private CA.
+fn trusting_client(dir: &std::path::Path) -> DeliveryClient {
+    DeliveryClient::new(ClientOptions {
+        custom_ca: Some(dir.join("cert.pem")),
+        ssrf: SsrfPolicy::allowing(["127.0.0.0/8".parse::<Cidr>().expect("cidr")]),
+        ..ClientOptions::default()
+    })
+    .expect("client")
+}
+
+#[tokio::test]
+async fn ingest_over_https() {
+    let dir = certified_dir();
     let config = r#"
 [server.tls]
 cert = "cert.pem"
@@ -27,13 +43,7 @@ tokens = ["tls-token-0123456789"]
     let gw = TestGateway::start_tls(config, dir.path())
         .await
         .expect("start");
-    // Our own delivery client, trusting the test certificate as a private CA.
-    let client = DeliveryClient::new(ClientOptions {
-        custom_ca: Some(dir.path().join("cert.pem")),
-        ssrf: SsrfPolicy::allowing(["127.0.0.0/8".parse::<Cidr>().expect("cidr")]),
-        ..ClientOptions::default()
-    })
-    .expect("client");
+    let client = trusting_client(dir.path());
     let url = format!(
         "https://localhost:{}/v1/odoo/odoo/tls-token-0123456789",
         gw.addr.port()
@@ -54,12 +64,7 @@ tokens = ["tls-token-0123456789"]
 
 #[tokio::test]
 async fn oauth1_over_https_verifies_against_the_https_url_without_public_url() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
-    std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).expect("write cert");
-    std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem())
-        .expect("write key");
+    let dir = certified_dir();
     let config = r#"
 [server.tls]
 cert = "cert.pem"
@@ -77,12 +82,7 @@ oauth1_token_secret = "crm-token-secret"
     let gw = TestGateway::start_tls(config, dir.path())
         .await
         .expect("start");
-    let client = DeliveryClient::new(ClientOptions {
-        custom_ca: Some(dir.path().join("cert.pem")),
-        ssrf: SsrfPolicy::allowing(["127.0.0.0/8".parse::<Cidr>().expect("cidr")]),
-        ..ClientOptions::default()
-    })
-    .expect("client");
+    let client = trusting_client(dir.path());
     let url = format!("https://localhost:{}/v1/whoami", gw.addr.port());
     // The client signs the URL it uses: https.
     let credentials = odoo_gateway::auth::oauth1::OAuth1Credentials {

@@ -22,7 +22,6 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,11 +31,11 @@ use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use odoo_gateway_tests::load::{CONCURRENCY, blast, body, percentile};
 use odoo_gateway_tests::{HttpClient, plugin, workspace};
 
 const TOKEN: &str = "bench-token-0123456789";
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-const CONCURRENCY: usize = 64;
 const HOSTILE_EVENTS: usize = 500;
 const HOSTILE_MODES: [&str; 4] = ["loop", "grow", "many", "huge-body"];
 /// Runs per noisy-neighbour row (the median is reported).
@@ -169,51 +168,8 @@ async fn receivers() -> anyhow::Result<(String, String, Counts)> {
     Ok((format!("http://{addr}"), format!("http://{hole}"), counts))
 }
 
-fn body(n: usize) -> Vec<u8> {
-    format!(
-        r#"{{"_action": "SO confirmed(#57)", "_id": {n}, "_model": "sale.order", "amount_total": 1150.0, "commitment_date": false, "date_order": "2024-05-14 09:12:33", "id": {n}, "name": "S{n:05}", "order_line": [31, 32], "partner_id": 9, "state": "sale"}}"#
-    )
-    .into_bytes()
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-/// Posts events `first..first + count` with `CONCURRENCY` clients; returns sorted latencies.
-async fn blast(url: &str, first: usize, count: usize, expect: u16) -> Vec<Duration> {
-    let next = Arc::new(AtomicUsize::new(first));
-    let mut tasks = Vec::new();
-    for _ in 0..CONCURRENCY {
-        let (next, url) = (next.clone(), url.to_owned());
-        tasks.push(tokio::spawn(async move {
-            let client = HttpClient::new();
-            let mut latencies = Vec::new();
-            loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= first + count {
-                    return latencies;
-                }
-                let started = Instant::now();
-                let reply = client.post_json(&url, &body(n)).await.expect("post");
-                assert_eq!(reply.status, expect, "{:?}", reply.body);
-                latencies.push(started.elapsed());
-            }
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.expect("client task"));
-    }
-    all.sort();
-    all
 }
 
 fn free_port() -> anyhow::Result<u16> {

@@ -21,10 +21,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use odoo_gateway_tests::load::{CONCURRENCY, blast, body, percentile};
 use odoo_gateway_tests::{HttpClient, TestGateway, plugin};
 
 const TOKEN: &str = "load-token-0123456789";
-const CONCURRENCY: usize = 64;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -41,46 +41,6 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(bench(events))
-}
-
-fn body(n: usize) -> Vec<u8> {
-    format!(
-        r#"{{"_action": "SO confirmed(#57)", "_id": {n}, "_model": "sale.order", "amount_total": 1150.0, "commitment_date": false, "date_order": "2024-05-14 09:12:33", "id": {n}, "name": "S{n:05}", "order_line": [31, 32], "partner_id": 9, "state": "sale"}}"#
-    )
-    .into_bytes()
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
-}
-
-/// Posts `count` events starting at `first` with `CONCURRENCY` clients; returns latencies.
-async fn blast(url: &str, first: usize, count: usize) -> Vec<Duration> {
-    let next = Arc::new(AtomicUsize::new(first));
-    let mut tasks = Vec::new();
-    for _ in 0..CONCURRENCY {
-        let (next, url) = (next.clone(), url.to_owned());
-        tasks.push(tokio::spawn(async move {
-            let client = HttpClient::new();
-            let mut latencies = Vec::new();
-            loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= first + count {
-                    return latencies;
-                }
-                let started = Instant::now();
-                let reply = client.post_json(&url, &body(n)).await.expect("post");
-                assert_eq!(reply.status, 202, "{:?}", reply.body);
-                latencies.push(started.elapsed());
-            }
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.expect("client task"));
-    }
-    all.sort();
-    all
 }
 
 /// A receiver that answers 200 and counts.
@@ -150,9 +110,9 @@ async fn bench(events: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let gw = TestGateway::start(&config("", &receiver_url), dir.path()).await?;
     let url = gw.url(&format!("/v1/odoo/odoo/{TOKEN}"));
-    blast(&url, 0, 2_000).await; // warm-up
+    blast(&url, 0, 2_000, 202).await; // warm-up
     let started = Instant::now();
-    let lat = blast(&url, 10_000_000, events).await;
+    let lat = blast(&url, 10_000_000, events, 202).await;
     let secs = started.elapsed().as_secs_f64();
     rows.push(format!(
         "| durable ingest, concurrency {CONCURRENCY} | {:.0} events/s | p50 {:.2} ms, p99 {:.2} ms |",
@@ -208,7 +168,7 @@ min_amount_total = "100"
     let url = gw.url(&format!("/v1/odoo/odoo/{TOKEN}"));
     let before = delivered.load(Ordering::Relaxed);
     let started = Instant::now();
-    blast(&url, 30_000_000, events).await;
+    blast(&url, 30_000_000, events, 202).await;
     let ingested = started.elapsed().as_secs_f64();
     while delivered.load(Ordering::Relaxed) - before < events {
         anyhow::ensure!(

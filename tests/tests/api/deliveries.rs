@@ -163,25 +163,9 @@ async fn test_event_delivery_log_replay_and_dead_letters() {
 }
 
 async fn admin(gateway: &TestGateway, method: &str, path: &str, body: Option<Value>) -> Value {
-    let reply = odoo_gateway_tests::HttpClient::new()
-        .send(
-            method,
-            &gateway.url(path),
-            &[
-                ("authorization", "Bearer admin-token-0123456789"),
-                ("content-type", "application/json"),
-            ],
-            body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
-        )
+    gateway
+        .admin("admin-token-0123456789", method, path, body)
         .await
-        .expect("admin call");
-    assert!(
-        reply.status < 300,
-        "{path}: {} {:?}",
-        reply.status,
-        reply.body
-    );
-    reply.json()
 }
 
 /// Registers a stored app `name` and returns a client holding its token.

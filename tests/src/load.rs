@@ -1,0 +1,56 @@
+//! Load for the benchmarks: Odoo order bodies and concurrent keep-alive posters.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::HttpClient;
+
+/// Keep-alive clients the load generators run.
+pub const CONCURRENCY: usize = 64;
+
+/// A unique native Odoo body for a confirmed order (≈240 bytes).
+pub fn body(n: usize) -> Vec<u8> {
+    format!(
+        r#"{{"_action": "SO confirmed(#57)", "_id": {n}, "_model": "sale.order", "amount_total": 1150.0, "commitment_date": false, "date_order": "2024-05-14 09:12:33", "id": {n}, "name": "S{n:05}", "order_line": [31, 32], "partner_id": 9, "state": "sale"}}"#
+    )
+    .into_bytes()
+}
+
+/// The `p` quantile of sorted latencies.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+/// Posts events `first..first + count` with [`CONCURRENCY`] clients, each answer expected to
+/// be `expect`; returns the sorted latencies.
+pub async fn blast(url: &str, first: usize, count: usize, expect: u16) -> Vec<Duration> {
+    let next = Arc::new(AtomicUsize::new(first));
+    let mut tasks = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (next, url) = (next.clone(), url.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let client = HttpClient::new();
+            let mut latencies = Vec::new();
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= first + count {
+                    return latencies;
+                }
+                let started = Instant::now();
+                let reply = client.post_json(&url, &body(n)).await.expect("post");
+                assert_eq!(reply.status, expect, "{:?}", reply.body);
+                latencies.push(started.elapsed());
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("client task"));
+    }
+    all.sort();
+    all
+}
