@@ -258,6 +258,15 @@ async fn handle(
     }
 }
 
+/// The token endpoint's form parser on `body` (for the fuzz targets): the number of
+/// parameters, or the refusal's error code.
+#[doc(hidden)]
+pub fn parse_form_body(body: &[u8]) -> Result<usize, String> {
+    Form::parse(body)
+        .map(|f| f.0.len())
+        .map_err(|e| e.error.to_string())
+}
+
 /// A form without repeated parameters (RFC 6749 §3.2).
 struct Form(Vec<(String, String)>);
 

@@ -20,6 +20,26 @@ mod host;
 mod limits;
 mod output;
 
+/// The plugin output checker on raw deliveries `(destination, content type, body, headers)`,
+/// under the default limits: what a guest's result goes through (for the fuzz targets).
+#[doc(hidden)]
+pub fn check_raw_output(
+    raw: Vec<(String, String, Vec<u8>, Vec<(String, String)>)>,
+) -> Result<usize, PluginError> {
+    let raw = raw
+        .into_iter()
+        .map(
+            |(destination, content_type, body, headers)| bindings::WitDelivery {
+                destination,
+                content_type,
+                body,
+                headers,
+            },
+        )
+        .collect();
+    output::check_deliveries(raw, &PluginLimits::default()).map(|d| d.len())
+}
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
