@@ -20,12 +20,14 @@ mod host;
 mod limits;
 mod output;
 
-/// The plugin output checker on raw deliveries `(destination, content type, body, headers)`,
-/// under the default limits: what a guest's result goes through (for the fuzz targets).
+/// A delivery as a guest returns it: destination, content type, body, headers.
 #[doc(hidden)]
-pub fn check_raw_output(
-    raw: Vec<(String, String, Vec<u8>, Vec<(String, String)>)>,
-) -> Result<usize, PluginError> {
+pub type RawDelivery = (String, String, Vec<u8>, Vec<(String, String)>);
+
+/// The plugin output checker on raw deliveries under the default limits: what a guest's
+/// result goes through (for the fuzz targets).
+#[doc(hidden)]
+pub fn check_raw_output(raw: Vec<RawDelivery>) -> Result<usize, PluginError> {
     let raw = raw
         .into_iter()
         .map(
