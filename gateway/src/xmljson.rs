@@ -252,7 +252,11 @@ fn element_value(
             "false" | "False" | "0" => Value::Bool(false),
             _ => return Err(bad("bool")),
         },
-        Some("int") => Value::Number(scalar.parse::<i64>().map_err(|_| bad("int"))?.into()),
+        // Whole numbers above i64::MAX are u64 in JSON (serde_json keeps them exact).
+        Some("int") => match scalar.parse::<i64>() {
+            Ok(n) => Value::Number(n.into()),
+            Err(_) => Value::Number(scalar.parse::<u64>().map_err(|_| bad("int"))?.into()),
+        },
         Some("float") => Number::from_f64(scalar.parse::<f64>().map_err(|_| bad("float"))?)
             .map(Value::Number)
             .ok_or_else(|| bad("float"))?,
@@ -305,6 +309,19 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde_json::json;
+
+    #[test]
+    fn whole_numbers_beyond_i64_round_trip() {
+        // Found by the `xmljson` fuzz target: our own document for this number did not read back.
+        for value in [
+            json!(11_331_666_666_331_666_666_u64),
+            json!(u64::MAX),
+            json!(i64::MIN),
+        ] {
+            let xml = to_document("root", &[], &value);
+            assert_eq!(from_document(&xml).expect("parses"), value);
+        }
+    }
 
     #[test]
     fn deep_nesting_moves_values_up_instead_of_copying_them() {
