@@ -77,12 +77,10 @@ impl Store {
                     .await;
             match pass {
                 Ok(Ok(pass)) => {
-                    total.events += pass.events;
-                    total.dead_letters += pass.dead_letters;
-                    total.attempts += pass.attempts;
-                    total.index_rows += pass.index_rows;
-                    total.dedup_keys += pass.dedup_keys;
+                    total.add(pass);
                     if !pass.more {
+                        // The round is complete: nothing more is due.
+                        total.more = false;
                         return total;
                     }
                 }
@@ -111,11 +109,7 @@ impl Store {
                     delivered: Duration::ZERO,
                     ..policy.retention
                 };
-                let more = self.prune_round(now_ms, urgent).await;
-                pruned.events += more.events;
-                pruned.attempts += more.attempts;
-                pruned.index_rows += more.index_rows;
-                pruned.dedup_keys += more.dedup_keys;
+                pruned.add(self.prune_round(now_ms, urgent).await);
             }
             let size = self.size_on_disk();
             let was_full = self.is_full();

@@ -55,7 +55,8 @@ impl Pruned {
         self.events + self.dead_letters + self.attempts + self.index_rows + self.dedup_keys
     }
 
-    fn add(&mut self, other: Pruned) {
+    /// Adds `other`'s counts (and its `more`) to these.
+    pub(super) fn add(&mut self, other: Pruned) {
         self.events += other.events;
         self.dead_letters += other.dead_letters;
         self.attempts += other.attempts;
