@@ -96,7 +96,7 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
 }
 
 fn subscription<'a>(snapshot: &'a Snapshot, id: &str) -> Option<&'a Arc<Subscription>> {
-    snapshot.subscriptions.iter().find(|s| s.id == id)
+    snapshot.subscription(id)
 }
 
 fn is_paused(state: &State, snapshot: &Snapshot, sub: &str) -> bool {

@@ -286,12 +286,21 @@ pub struct Snapshot {
     pub destinations: HashMap<String, Arc<Destination>>,
     /// Subscriptions in file order.
     pub subscriptions: Vec<Arc<Subscription>>,
+    /// Position of each subscription in `subscriptions`, by id (dispatch looks one up per job).
+    by_id: HashMap<String, usize>,
     /// Files whose change means a reload: the configuration file and every plugin.
     pub watched: Vec<PathBuf>,
     /// API subscriptions left out because they no longer validate: (id, why).
     pub quarantined: Vec<(String, String)>,
     /// Third-party apps of the file (those stored through `/admin/apps` are looked up in sled).
     pub apps: crate::auth::ConfigApps,
+}
+
+impl Snapshot {
+    /// The subscription `id`, if configured.
+    pub fn subscription(&self, id: &str) -> Option<&Arc<Subscription>> {
+        self.by_id.get(id).map(|&i| &self.subscriptions[i])
+    }
 }
 
 impl Snapshot {
@@ -502,6 +511,11 @@ impl Snapshot {
             plugin_cache,
             sources,
             destinations,
+            by_id: subscriptions
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.id.clone(), i))
+                .collect(),
             subscriptions,
             watched,
             apps,
