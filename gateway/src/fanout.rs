@@ -1,5 +1,9 @@
 //! Fan-out: turning each accepted event into queued work, cheaply.
 //!
+//! [`plan`] is the whole decision, pure matching: ingest calls it for every event and, when
+//! the event makes few jobs, writes them itself with the event. The others (an event that
+//! matches many subscriptions) wait on the backlog for the task below.
+//!
 //! A background task walks the backlog of accepted events in order. For every enabled
 //! subscription whose patterns match, it queues either the deliveries themselves (a
 //! subscription without a plugin: the body is built from the stored event when sent) or one
@@ -83,6 +87,16 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
 /// The jobs `event` makes under `snapshot`: deliveries for subscriptions without a plugin,
 /// a plugin-call job for each one with a plugin.
 pub fn plan(snapshot: &Snapshot, event: &Arc<Event>, now_ms: u64) -> Vec<Job> {
+    plan_at_most(snapshot, event, now_ms, usize::MAX).unwrap_or_default()
+}
+
+/// [`plan`], or `None` as soon as the event makes more than `limit` jobs.
+pub fn plan_at_most(
+    snapshot: &Snapshot,
+    event: &Arc<Event>,
+    now_ms: u64,
+    limit: usize,
+) -> Option<Vec<Job>> {
     let event_type = event.event_type();
     let mut jobs = Vec::new();
     for sub in &snapshot.subscriptions {
@@ -94,6 +108,9 @@ pub fn plan(snapshot: &Snapshot, event: &Arc<Event>, now_ms: u64) -> Vec<Job> {
         } else {
             jobs.extend(transform::pass_through_jobs(sub, event, now_ms));
         }
+        if jobs.len() > limit {
+            return None;
+        }
     }
-    jobs
+    Some(jobs)
 }

@@ -2,8 +2,9 @@
 //!
 //! Every request is checked completely (method, source and token, content type, size,
 //! syntax) before anything is written; an accepted event is answered `202` only once it is
-//! durable. Ingest never runs a plugin or calls a destination: it wakes the fan-out and
-//! returns.
+//! durable. Ingest never runs a plugin or calls a destination: it plans the jobs of an event
+//! that matches few subscriptions (pure matching) and writes them with the event, or leaves
+//! the event on the backlog and wakes the fan-out.
 //!
 //! - `POST /v1/odoo/{source}/{token}[?event=<action>]`: Odoo's built-in webhook, verbatim.
 //! - `POST /v1/events/{source}` with `Authorization: Bearer <token>` (or
@@ -18,6 +19,7 @@ use http::{HeaderMap, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 
 use crate::event::Event;
+use crate::fanout;
 use crate::http_error::{ApiError, Body, json};
 use crate::state::{State, now_ms};
 use crate::store::DedupKey;
@@ -43,6 +45,10 @@ pub struct IngestRequest<'a> {
     /// Request headers.
     pub headers: &'a HeaderMap,
 }
+
+/// Most jobs an event may make for ingest to write them itself; an event that makes more is
+/// left to the fan-out stage.
+const INLINE_JOBS: usize = 16;
 
 /// Body formats the envelope endpoint accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,7 +162,7 @@ pub async fn accept(
         },
         None => DedupKey::body(&source.name, &body, window_ms),
     };
-    let event = Event {
+    let event = Arc::new(Event {
         id: new_event_id(),
         source: source.name.clone(),
         model: incoming.model,
@@ -165,7 +171,12 @@ pub async fn accept(
         received_at_ms: now_ms(),
         payload: incoming.payload,
         headers: safe_headers(req.headers),
-    };
+    });
+    // An event that matches few subscriptions is planned here (matching is pure and cheap)
+    // and its jobs are written with it; one that matches many goes through the fan-out
+    // backlog, so that acknowledging it never waits for a large write.
+    let now = now_ms();
+    let planned = fanout::plan_at_most(&snapshot, &event, now, INLINE_JOBS);
     drop(snapshot);
     // Refuse quickly what cannot be kept: a failing disk (retried by the store) or an
     // exhausted disk budget. Nothing acknowledged before is touched.
@@ -175,18 +186,26 @@ pub async fn accept(
     if state.store.is_full() {
         return Err(ApiError::storage_full());
     }
-    let accepted = state
-        .store
-        .accept(&event, &dedup)
-        .map_err(|e| ApiError::storage("cannot store an event", &e))?;
-    state
-        .store
-        .durable()
-        .await
-        .map_err(|e| ApiError::storage("cannot make an event durable", &e))?;
-    if !accepted.duplicate {
-        state.fanout_wake.notify_one();
+    let accepted = match &planned {
+        Some(jobs) => state.store.accept_planned(&event, &dedup, jobs),
+        None => state.store.accept(&event, &dedup),
     }
+    .map_err(|e| ApiError::storage("cannot store an event", &e))?;
+    let durable = state.store.durable().await;
+    if !accepted.duplicate {
+        match &planned {
+            // Written, so scheduled even if the flush failed: the flusher retries until the
+            // disk takes them, and a retry of this request is answered as a duplicate.
+            Some(jobs) => {
+                let now = now_ms();
+                for job in jobs {
+                    state.scheduler.schedule_with(job, Some(&event), now);
+                }
+            }
+            None => state.fanout_wake.notify_one(),
+        }
+    }
+    durable.map_err(|e| ApiError::storage("cannot make an event durable", &e))?;
     Ok(json(
         StatusCode::ACCEPTED,
         &serde_json::json!({ "id": accepted.id, "duplicate": accepted.duplicate }),

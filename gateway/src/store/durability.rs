@@ -11,7 +11,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
 
@@ -47,7 +47,7 @@ struct Shared {
     closed: AtomicBool,
     failing: AtomicBool,
     last_error: Mutex<Option<String>>,
-    /// Microseconds to wait, once a write is waiting, for more to join the same flush.
+    /// Under load, the shortest time between the starts of two flushes, in microseconds.
     commit_delay_us: AtomicU64,
 }
 
@@ -102,9 +102,9 @@ impl Durability {
         }
     }
 
-    /// Sets how long a flush waits for more writers to join it once one is waiting (like
-    /// PostgreSQL's `commit_delay`): fewer, larger flushes under load, at the cost of that much
-    /// acknowledgement latency.
+    /// Sets the shortest time between the starts of two flushes under load (when the last
+    /// flush served more than one writer): fewer, larger flushes, at the cost of up to that
+    /// much acknowledgement latency. A lone writer is flushed at once.
     pub fn set_commit_delay(&self, delay: Duration) {
         self.shared
             .commit_delay_us
@@ -132,6 +132,8 @@ fn flusher(flush: FlushFn, shared: Arc<Shared>, tx: watch::Sender<Result<u64, St
         .expect("flusher runtime");
     let mut done = 0;
     let mut backoff = FIRST_BACKOFF;
+    let mut last_start: Option<Instant> = None;
+    let mut busy = false;
     loop {
         let target = shared.written.load(Ordering::Acquire);
         if target == done {
@@ -142,13 +144,21 @@ fn flusher(flush: FlushFn, shared: Arc<Shared>, tx: watch::Sender<Result<u64, St
             rt.block_on(shared.wake.notified());
             continue;
         }
-        let delay = shared.commit_delay_us.load(Ordering::Relaxed);
-        if delay > 0 {
-            std::thread::sleep(Duration::from_micros(delay));
+        // Under load (the last flush served several writers), flushes start at most once per
+        // commit delay: each one costs an fsync and wakes sled's I/O threads, so fewer and
+        // larger ones leave the CPU to the work. A lone writer is flushed at once.
+        let delay = Duration::from_micros(shared.commit_delay_us.load(Ordering::Relaxed));
+        if let Some(started) = last_start.filter(|_| busy) {
+            let wait = (started + delay).saturating_duration_since(Instant::now());
+            if !wait.is_zero() {
+                std::thread::sleep(wait);
+            }
         }
         let target = shared.written.load(Ordering::Acquire);
+        last_start = Some(Instant::now());
         match flush() {
             Ok(()) => {
+                busy = target - done > 1;
                 done = target;
                 backoff = FIRST_BACKOFF;
                 if shared.failing.swap(false, Ordering::AcqRel) {

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Store, StoreError, decode, encode};
+use super::{Job, Store, StoreError, decode, encode};
 use crate::event::Event;
 
 /// How a repeated submission is recognised.
@@ -89,6 +89,28 @@ impl Store {
     /// an unacknowledged event that is delivered anyway (at least once), or a claim whose
     /// event is missing, which the next submission overwrites.
     pub fn accept(&self, event: &Event, dedup: &DedupKey) -> Result<Accepted, StoreError> {
+        self.accept_with(event, dedup, None)
+    }
+
+    /// Like [`Store::accept`], but with the event's jobs already planned (ingest plans an
+    /// event that matches few subscriptions itself): the jobs are written instead of a backlog
+    /// entry, so the event skips the fan-out stage. Same guarantees: the jobs are written
+    /// before the dedup claim, and only by the one of two twins that wins.
+    pub fn accept_planned(
+        &self,
+        event: &Event,
+        dedup: &DedupKey,
+        jobs: &[Job],
+    ) -> Result<Accepted, StoreError> {
+        self.accept_with(event, dedup, Some(jobs))
+    }
+
+    fn accept_with(
+        &self,
+        event: &Event,
+        dedup: &DedupKey,
+        planned: Option<&[Job]>,
+    ) -> Result<Accepted, StoreError> {
         let inner = &*self.inner;
         let key = dedup.bytes();
         let stripe = &inner.accept_locks[stripe_of(&key)];
@@ -110,11 +132,16 @@ impl Store {
                 });
             }
         }
-        let backlog = super::queue::pending_key(inner.db.generate_id()?);
         inner.events.insert(event.id.as_bytes(), encode(event))?;
-        inner
-            .queue
-            .insert(backlog.as_slice(), event.id.as_bytes())?;
+        match planned {
+            Some(jobs) => self.insert_jobs(jobs)?,
+            None => {
+                let backlog = super::queue::pending_key(inner.db.generate_id()?);
+                inner
+                    .queue
+                    .insert(backlog.as_slice(), event.id.as_bytes())?;
+            }
+        }
         let seen = encode(&Seen {
             id: event.id.clone(),
             at_ms: event.received_at_ms,

@@ -2,8 +2,12 @@
 //! letters and the per-subscription delivery index, all in one sled tree.
 //!
 //! One tree, with a one-byte prefix per kind of record, so that every change that must be
-//! atomic (queue an event's jobs and clear its backlog entry; finish a job and log its
-//! attempt; bury a job) is a single-tree atomic batch, far cheaper than a sled transaction.
+//! atomic (queue an event's jobs and clear its backlog entry; bury a job; replace plugin
+//! calls by their deliveries) is a single-tree atomic batch, far cheaper than a sled
+//! transaction. A batch still takes sled's process-wide write lock, which stalls every other
+//! reader and writer, so what runs once per event or per delivery (an ingested event's jobs,
+//! finishing or retrying a job) is plain writes in an order whose crash outcome is a repeated
+//! delivery, never a lost one.
 //! Batches are bounded: fanning one event out to many subscriptions is several batches, the
 //! backlog entry cleared by the last one (job ids are deterministic, so a replayed fan-out
 //! rewrites the same jobs).
@@ -126,6 +130,22 @@ impl Store {
         Ok(())
     }
 
+    /// Writes jobs one by one, each before its index row, without a batch: for ingest, whose
+    /// events are not acknowledged until later (a crash in between leaves jobs of an
+    /// unacknowledged event, delivered anyway). sled's batches take a process-wide write lock
+    /// that stalls every other reader and writer, so the per-event path avoids them.
+    pub(super) fn insert_jobs(&self, jobs: &[Job]) -> Result<(), StoreError> {
+        let queue = &self.inner.queue;
+        for job in jobs {
+            queue.insert(job_key(&job.id), encode(job))?;
+            queue.insert(
+                index_key(&job.subscription_id, &job.id),
+                encode(&JobSummary::from(job)),
+            )?;
+        }
+        Ok(())
+    }
+
     /// Every queued job, in key order (start-up rebuilds the schedule from it).
     pub fn queued_jobs(&self) -> impl Iterator<Item = Result<Job, StoreError>> + '_ {
         self.inner
@@ -134,13 +154,16 @@ impl Store {
             .map(|entry| decode("jobs", &entry?.1))
     }
 
-    /// The job was done (delivered, or its plugin's deliveries queued): remove it and log the
-    /// attempt, atomically.
+    /// The job was done (delivered, or its plugin's deliveries queued): log the attempt and
+    /// remove it.
+    ///
+    /// Two writes, not a batch (a sled batch stalls every other writer and reader, and this
+    /// runs once per delivery): the attempt first, so a crash in between leaves the job queued
+    /// and delivered again (at least once, same `webhook-id`), never a job gone unlogged.
     pub fn complete(&self, job: &Job, attempt: &Attempt) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        batch.remove(job_key(&job.id));
-        batch.insert(self.attempt_key(&job.id)?, encode(attempt));
-        self.inner.queue.apply_batch(batch)?;
+        let queue = &self.inner.queue;
+        queue.insert(self.attempt_key(&job.id)?, encode(attempt))?;
+        queue.remove(job_key(&job.id))?;
         Ok(())
     }
 
@@ -155,10 +178,11 @@ impl Store {
         job.attempts += 1;
         job.last_error = attempt.error.clone();
         job.due_ms = due_ms;
-        let mut batch = sled::Batch::default();
-        batch.insert(job_key(&job.id), encode(&job));
-        batch.insert(self.attempt_key(&job.id)?, encode(attempt));
-        self.inner.queue.apply_batch(batch)?;
+        // Two writes, not a batch (see `complete`): a crash in between leaves the attempt
+        // logged and the job as it was, tried again.
+        let queue = &self.inner.queue;
+        queue.insert(self.attempt_key(&job.id)?, encode(attempt))?;
+        queue.insert(job_key(&job.id), encode(&job))?;
         Ok(job)
     }
 

@@ -38,6 +38,8 @@ const TOKEN: &str = "bench-token-0123456789";
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const HOSTILE_EVENTS: usize = 500;
 const HOSTILE_MODES: [&str; 4] = ["loop", "grow", "many", "huge-body"];
+/// Extra `[storage]` settings from `--storage`.
+static STORAGE_EXTRA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 /// Runs per noisy-neighbour row (the median is reported).
 const NEIGHBOUR_RUNS: usize = 5;
 
@@ -68,7 +70,22 @@ fn main() -> anyhow::Result<()> {
         });
     }
     let events = number("--events")?.unwrap_or(20_000);
-    rt.block_on(bench(events))
+    // `--only end-to-end,neighbours,fairness`: a subset of the scenarios (the relay always runs).
+    let only: Option<Vec<String>> = args
+        .iter()
+        .skip_while(|a| *a != "--only")
+        .nth(1)
+        .map(|list| list.split(',').map(str::to_owned).collect());
+    let wanted = move |scenario: &str| {
+        only.as_ref()
+            .is_none_or(|o| o.iter().any(|s| s == scenario))
+    };
+    // `--storage 'commit_delay = "2ms"'`: extra `[storage]` settings, to compare with the
+    // defaults (the figures in BENCHMARKS.md use none).
+    if let Some(extra) = args.iter().skip_while(|a| *a != "--storage").nth(1) {
+        let _ = STORAGE_EXTRA.set(extra.clone());
+    }
+    rt.block_on(bench(events, &wanted))
 }
 
 /// A bare relay: every POST is forwarded to `forward` and answered once that answered.
@@ -254,8 +271,9 @@ async fn gateway(config: &str) -> anyhow::Result<Process> {
 
 /// The configuration: a source, the given destinations and subscriptions, nothing tuned.
 fn config(destinations: &[(&str, String)], subscriptions: &str) -> String {
+    let extra = STORAGE_EXTRA.get().map_or("", String::as_str);
     let mut out = format!(
-        "[storage]\npath = \"data\"\n\n# The receivers run on loopback.\n[delivery.client.ssrf]\nallow = [\"127.0.0.0/8\"]\n[delivery.client.app_ssrf]\nallow = [\"127.0.0.0/8\"]\n\n[[sources]]\nname = \"odoo\"\ntokens = [\"{TOKEN}\"]\n"
+        "[storage]\npath = \"data\"\n{extra}\n\n# The receivers run on loopback.\n[delivery.client.ssrf]\nallow = [\"127.0.0.0/8\"]\n[delivery.client.app_ssrf]\nallow = [\"127.0.0.0/8\"]\n\n[[sources]]\nname = \"odoo\"\ntokens = [\"{TOKEN}\"]\n"
     );
     for (name, url) in destinations {
         out.push_str(&format!(
@@ -288,7 +306,7 @@ fn hostile(mode: &str) -> String {
 
 struct Row(String, String, String);
 
-async fn bench(events: usize) -> anyhow::Result<()> {
+async fn bench(events: usize, wanted: &dyn Fn(&str) -> bool) -> anyhow::Result<()> {
     let (receiver, blackhole, counts) = receivers().await?;
     let mut rows = Vec::new();
 
@@ -320,6 +338,7 @@ async fn bench(events: usize) -> anyhow::Result<()> {
     drop(relay);
 
     // End to end on the defaults, without and with a plugin.
+    let end_to_end = if wanted("end-to-end") { 2 } else { 0 };
     for (label, plugin_block, path) in [
         ("end to end, defaults, no plugin", String::new(), "/plain"),
         (
@@ -327,7 +346,10 @@ async fn bench(events: usize) -> anyhow::Result<()> {
             order_filter(),
             "/filtered",
         ),
-    ] {
+    ]
+    .into_iter()
+    .take(end_to_end)
+    {
         let cfg = config(
             &[("receiver", format!("{receiver}{path}"))],
             &subscription("orders", "receiver", &plugin_block),
@@ -387,7 +409,12 @@ async fn bench(events: usize) -> anyhow::Result<()> {
     // Noisy neighbour: a plain subscription's 500 deliveries beside a hostile plugin; the
     // median of a few runs each (a run is a fraction of a second: one hiccup would decide).
     let mut baseline = None;
-    for mode in std::iter::once("none").chain(HOSTILE_MODES) {
+    let modes = if wanted("neighbours") {
+        1 + HOSTILE_MODES.len()
+    } else {
+        0
+    };
+    for mode in std::iter::once("none").chain(HOSTILE_MODES).take(modes) {
         let mut runs = Vec::new();
         let mut peak_rss = 0f64;
         for run in 0..NEIGHBOUR_RUNS {
@@ -431,7 +458,8 @@ async fn bench(events: usize) -> anyhow::Result<()> {
     // Tenant fairness: one app's ten subscriptions to a receiver that never answers.
     let fair_events = (events / 4).max(1_000);
     let mut fair_baseline = None;
-    for with_hole in [false, true] {
+    let fairness = if wanted("fairness") { 2 } else { 0 };
+    for with_hole in [false, true].into_iter().take(fairness) {
         let path = format!("/fair-{with_hole}");
         let mut subs = subscription("app.good.orders", "good", "");
         let mut destinations = vec![("good", format!("{receiver}{path}"))];
