@@ -416,17 +416,21 @@ async fn call_plugin(
     }
     let runner = sub.clone();
     let events: Vec<Arc<Event>> = calls.iter().map(|(_, _, e)| e.clone()).collect();
-    let ran = tokio::task::spawn_blocking(move || {
-        events
-            .iter()
-            .map(|event| {
-                let started = now_ms();
-                let outcome = transform::call_plugin(&runner, event);
-                (outcome, started, now_ms().saturating_sub(started))
-            })
-            .collect::<Vec<_>>()
-    })
-    .await;
+    // On the low-priority plugin threads: a plugin that burns its whole CPU allowance on
+    // every call yields the CPU to ingest and delivery.
+    let ran = state
+        .plugin_threads
+        .run(move || {
+            events
+                .iter()
+                .map(|event| {
+                    let started = now_ms();
+                    let outcome = transform::call_plugin(&runner, event);
+                    (outcome, started, now_ms().saturating_sub(started))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
     let outcomes = match ran {
         Ok(outcomes) => outcomes,
         Err(join) => {

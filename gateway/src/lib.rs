@@ -20,6 +20,7 @@ pub mod fanout;
 pub mod http_error;
 pub mod ingest;
 pub mod plugin;
+pub mod plugin_threads;
 pub mod reload;
 pub mod scheduler;
 pub mod server;
@@ -179,6 +180,11 @@ fn start(source: ConfigSource) -> anyhow::Result<(Arc<State>, Option<tokio_rustl
         app_client: arc_swap::ArcSwap::from_pointee(app_client),
         limits: arc_swap::ArcSwap::from_pointee(state::DeliveryLimits::new(d)),
         plugin_limits: ConcurrencyLimits::new(plugin_slots, plugin_slots_per_subscription),
+        plugin_threads: plugin_threads::PluginThreads::new(
+            plugin_slots,
+            plugin_threads::PLUGIN_NICE,
+        )
+        .context("cannot start the plugin threads")?,
         scheduler,
         fanout_wake: Default::default(),
         in_flight: Default::default(),

@@ -71,8 +71,10 @@ pub struct State {
     /// Deliveries in flight, overall and per receiver host, and per app (keyed by app name);
     /// rebuilt by a reload that changes them (running deliveries keep their old slots).
     pub limits: ArcSwap<DeliveryLimits>,
-    /// Plugin calls at once, overall and per subscription (they run on blocking threads).
+    /// Plugin calls at once, overall and per subscription.
     pub plugin_limits: ConcurrencyLimits,
+    /// The low-priority threads plugin calls run on, one per plugin slot.
+    pub plugin_threads: crate::plugin_threads::PluginThreads,
     /// Which queued job runs next.
     pub scheduler: Scheduler,
     /// Wakes fan-out when an event is accepted.

@@ -159,8 +159,9 @@ pub struct StorageConfig {
     /// Disk budget for the database: above it the oldest finished events are pruned first,
     /// and if that is not enough new events are refused (`507 storage_full`).
     pub max_disk_bytes: Option<u64>,
-    /// Once a write waits for durability, how long the flush waits for more to join it: fewer,
-    /// larger fsyncs under load for at most this much added acknowledgement latency.
+    /// Under load (the last flush served several writers), the shortest time between the
+    /// starts of two flushes: fewer, larger fsyncs for at most this much added acknowledgement
+    /// latency. A lone writer is flushed at once.
     #[serde(with = "crate::delivery::backoff::serde_duration")]
     pub commit_delay: Duration,
 }
@@ -174,7 +175,7 @@ impl Default for StorageConfig {
             dead_letter_retention: Duration::from_secs(30 * 86_400),
             maintenance_interval: Duration::from_secs(60),
             max_disk_bytes: None,
-            commit_delay: Duration::from_micros(500),
+            commit_delay: Duration::from_millis(2),
         }
     }
 }
