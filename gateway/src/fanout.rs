@@ -89,7 +89,8 @@ pub fn plan(snapshot: &Snapshot, event: &Arc<Event>, now_ms: u64) -> Vec<Job> {
         if !transform::wants(sub, event, &event_type) {
             continue;
         }
-        if sub.plugin.is_some() {
+        // Enrichment reads from Odoo: it runs in the plugin-call unit of work, never here.
+        if sub.plugin.is_some() || !sub.enrich.is_empty() {
             jobs.push(transform::transform_job(sub, event, now_ms, now_ms));
         } else {
             jobs.extend(transform::pass_through_jobs(sub, event, now_ms));

@@ -19,6 +19,7 @@ pub mod event;
 pub mod fanout;
 pub mod http_error;
 pub mod ingest;
+pub mod odoo;
 pub mod plugin;
 pub mod reload;
 pub mod scheduler;
@@ -86,6 +87,13 @@ pub async fn run(
         restarted(&state),
         dispatch::run,
     );
+    let poller = supervise(
+        "odoo-poll",
+        state.clone(),
+        &stages,
+        restarted(&state),
+        odoo::poll::run,
+    );
     let watcher = tokio::spawn(reload::watch(state.clone(), stages.clone()));
     let sighup = tokio::spawn(reload::on_sighup(state.clone(), stages.clone()));
     let policy_state = state.clone();
@@ -114,7 +122,7 @@ pub async fn run(
     stages.cancel();
     // Every task holding the state ends before this returns, so the database is closed (and
     // its lock released) when `run` returns: a restart in the same folder can open it at once.
-    let _ = tokio::join!(fanout, dispatch, maintenance, watcher, sighup);
+    let _ = tokio::join!(fanout, dispatch, poller, maintenance, watcher, sighup);
     state.in_flight.close();
     let grace = state.snapshot.load().server.shutdown_grace;
     if tokio::time::timeout(grace, state.in_flight.wait())
