@@ -98,18 +98,29 @@ fn locate(text: &str, key: &str) -> Option<usize> {
         .filter(|(_, l)| **l == header_array || **l == header_table)
         .nth(index)
         .map(|(i, _)| i)?;
-    let field = parts
-        .next()
-        .map(|f| f.split(['[', ' ', '(']).next().unwrap_or(f));
-    let Some(field) = field.filter(|f| !f.is_empty()) else {
-        return Some(start + 1);
-    };
+    let rest: Vec<&str> = parts.collect();
     let end = lines
         .iter()
         .enumerate()
         .skip(start + 1)
         .find(|(_, l)| l.starts_with("[["))
         .map_or(lines.len(), |(i, _)| i);
+    // A key in a sub-table (`sources[0].odoo.poll.page_size`) is looked for under the deepest
+    // header of it that is written out (`[sources.odoo.poll]`).
+    let (mut start, mut consumed) = (start, 0);
+    for depth in (1..rest.len()).rev() {
+        let header = format!("[{table}.{}]", rest[..depth].join("."));
+        if let Some(i) = lines[start + 1..end].iter().position(|l| *l == header) {
+            (start, consumed) = (start + 1 + i, depth);
+            break;
+        }
+    }
+    let field = rest
+        .get(consumed)
+        .map(|f| f.split(['[', ' ', '(']).next().unwrap_or(f));
+    let Some(field) = field.filter(|f| !f.is_empty()) else {
+        return Some(start + 1);
+    };
     let sets = |l: &&str| {
         let l = l.trim_start_matches('"');
         l.strip_prefix(field)

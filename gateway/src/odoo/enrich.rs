@@ -125,14 +125,15 @@ pub async fn enrich_payload(
         }
         fields.extend(spec.fields.iter().map(String::as_str));
     }
-    let mut records = BTreeMap::new();
+    let mut records: BTreeMap<String, _> = BTreeMap::new();
     for (related, (ids, fields)) in &reads {
         if ids.is_empty() {
             continue;
         }
         let ids: Vec<i64> = ids.iter().copied().collect();
         let fields: Vec<String> = fields.iter().map(|f| (*f).to_owned()).collect();
-        records.insert(*related, client.read_cached(related, &ids, &fields).await?);
+        let found = client.read_cached(related, &ids, &fields).await?;
+        records.insert((*related).to_owned(), found);
     }
     let mut changed = false;
     for (spec, related, ids) in wanted {

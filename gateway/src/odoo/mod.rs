@@ -120,3 +120,6 @@ impl PollConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
