@@ -364,3 +364,33 @@ models = [{ model = "sale.order", detect_deletions = true }]
     assert_eq!((b["action"].as_str(), b["record_id"].as_i64()), (Some("unlink"), Some(12)));
     gateway.stop().await.expect("stops");
 }
+
+#[tokio::test]
+async fn the_overlap_catches_a_change_dated_before_the_cursor() {
+    let odoo = FakeOdoo::start().await.expect("fake odoo");
+    let inbox = inbox().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let poll = POLL.replace("start = \"beginning\"", "start = \"now\"\noverlap = \"10s\"");
+    let config = config(&odoo, &inbox, fake_odoo::API_KEY, &poll, ORDERS);
+    let gateway = start(&config, dir.path()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    odoo.set_clock(10);
+    let x = odoo.create("sale.order", json!({"name": "S00300", "state": "draft", "amount_total": 1.0}));
+    inbox.wait_for(1, WAIT).await.expect("the first change");
+    // A transaction that began at 5 s commits after the cursor reached 10 s.
+    odoo.set_clock(5);
+    let y = odoo.create("sale.order", json!({"name": "S00301", "state": "draft", "amount_total": 2.0}));
+    let received = inbox.wait_for(2, WAIT).await.expect("the late change");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let all = changes(&inbox.received());
+    assert_eq!(
+        all,
+        vec![
+            (y, "create".into(), fake_odoo::datetime(5)),
+            (x, "create".into(), fake_odoo::datetime(10)),
+        ],
+        "each once, though both are read at every poll"
+    );
+    assert_eq!(received.len(), 2);
+    gateway.stop().await.expect("stops");
+}

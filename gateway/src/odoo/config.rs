@@ -87,6 +87,11 @@ pub struct PollConfig {
     /// `write_date` is the same event as the polled change of that record at that time.
     #[serde(default)]
     pub reconcile: bool,
+    /// Each poll reads again the changes of this long before the cursor (their dedup keys
+    /// keep them from being delivered twice): Odoo dates a change at the start of its
+    /// transaction, so one that commits later than a poll would otherwise be missed.
+    #[serde(default, with = "serde_duration")]
+    pub overlap: Duration,
     /// How often the models with `detect_deletions` compare their ids.
     #[serde(default = "default_deletions_every", with = "serde_duration")]
     pub deletions_every: Duration,

@@ -18,6 +18,7 @@ pub mod config;
 pub mod enrich;
 pub mod error;
 pub mod poll;
+pub mod time;
 
 pub use client::OdooClient;
 pub use config::{EnrichSpec, OdooConfig, PollConfig, PollModelConfig};
@@ -45,6 +46,8 @@ pub struct Poll {
     pub start: poll::Start,
     /// De-duplicate against webhook events.
     pub reconcile: bool,
+    /// How far before the cursor each poll starts reading.
+    pub overlap: std::time::Duration,
     /// How often deletions are looked for.
     pub deletions_every: std::time::Duration,
 }
@@ -116,6 +119,7 @@ impl PollConfig {
             page_size: self.page_size,
             start,
             reconcile: self.reconcile,
+            overlap: self.overlap,
             deletions_every: self.deletions_every,
         })
     }

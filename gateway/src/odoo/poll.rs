@@ -51,23 +51,12 @@ impl Start {
         match text {
             "now" => Ok(Self::Now),
             "beginning" => Ok(Self::Beginning),
-            t if is_odoo_datetime(t) => Ok(Self::After(t.to_owned())),
+            t if super::time::is_odoo_datetime(t) => Ok(Self::After(t.to_owned())),
             t => Err(format!(
                 "`{t}`: give `now`, `beginning` or a UTC time `YYYY-MM-DD HH:MM:SS`"
             )),
         }
     }
-}
-
-fn is_odoo_datetime(t: &str) -> bool {
-    let b = t.as_bytes();
-    b.len() == 19
-        && b.iter().enumerate().all(|(i, c)| match i {
-            4 | 7 => *c == b'-',
-            10 => *c == b' ',
-            13 | 16 => *c == b':',
-            _ => c.is_ascii_digit(),
-        })
 }
 
 /// How far a model has been read: the last change made durable.
@@ -210,7 +199,7 @@ pub async fn poll_model(
 ) -> Result<usize, PollError> {
     let client = &odoo.client;
     let name = model.model.as_str();
-    let mut at = match cursor(state, source, name)? {
+    let mut stored = match cursor(state, source, name)? {
         Some(c) => c,
         None => {
             let first = initial_cursor(odoo, poll, name).await?;
@@ -218,6 +207,7 @@ pub async fn poll_model(
             first
         }
     };
+    let mut at = rewound(&stored, poll.overlap);
     let mut fields = model.fields.clone();
     if !fields.is_empty() {
         for always in ["id", "create_date", "write_date"] {
@@ -259,10 +249,26 @@ pub async fn poll_model(
             write_date: last.1,
             id: last.0,
         };
-        save_cursor(state, source, name, &at)?;
+        // Re-reading the overlap never moves the stored cursor back.
+        if (at.write_date.as_str(), at.id) > (stored.write_date.as_str(), stored.id) {
+            save_cursor(state, source, name, &at)?;
+            stored = at.clone();
+        }
         if !full || shutdown.is_cancelled() {
             return Ok(read);
         }
+    }
+}
+
+/// Where a poll starts: the cursor, or `overlap` before it.
+fn rewound(cursor: &Cursor, overlap: Duration) -> Cursor {
+    let seconds = i64::try_from(overlap.as_secs()).unwrap_or(i64::MAX);
+    match super::time::to_seconds(&cursor.write_date) {
+        Some(at) if seconds > 0 => Cursor {
+            write_date: super::time::from_seconds(at.saturating_sub(seconds).max(0)),
+            id: 0,
+        },
+        _ => cursor.clone(),
     }
 }
 

@@ -128,6 +128,11 @@ impl FakeOdoo {
         self.lock().clock += seconds;
     }
 
+    /// Sets the clock (backwards too: a transaction that started earlier commits now).
+    pub fn set_clock(&self, seconds: u64) {
+        self.lock().clock = seconds;
+    }
+
     /// Every record of `model` (empty when there is none).
     pub fn records(&self, model: &str) -> Vec<Map<String, Value>> {
         self.lock().models.get(model).cloned().unwrap_or_default()
