@@ -11,7 +11,7 @@
 //! Runs in the plugin-call unit of work ([`crate::dispatch`]), never in ingest. It never
 //! changes the stored event: the enriched copy lives only for the call.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -49,9 +49,16 @@ pub async fn prepare(
     events: Vec<Arc<Event>>,
 ) -> Vec<Result<Arc<Event>, Outcome>> {
     let mut prepared = Vec::with_capacity(events.len());
+    // Once a source's Odoo failed in a way that may pass, the rest of the batch from that
+    // source waits too, unasked.
+    let mut unavailable: HashMap<String, String> = HashMap::new();
     for event in events {
         if sub.enrich.is_empty() {
             prepared.push(Ok(event));
+            continue;
+        }
+        if let Some(reason) = unavailable.get(&event.source) {
+            prepared.push(Err(Outcome::RetryLater(reason.clone())));
             continue;
         }
         let odoo = snapshot
@@ -67,7 +74,11 @@ pub async fn prepare(
         };
         prepared.push(match enrich_event(&odoo.client, &sub.enrich, &event).await {
             Ok(enriched) => Ok(enriched),
-            Err(e) if e.is_retryable() => Err(Outcome::RetryLater(format!("{}: {e}", e.code()))),
+            Err(e) if e.is_retryable() => {
+                let reason = format!("{}: {e}", e.code());
+                unavailable.insert(event.source.clone(), reason.clone());
+                Err(Outcome::RetryLater(reason))
+            }
             Err(e) => Err(Outcome::GiveUp(format!("{}: {e}", e.code()))),
         });
     }
