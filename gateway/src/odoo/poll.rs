@@ -82,6 +82,12 @@ pub enum PollError {
     StoreRefuses,
 }
 
+impl From<sled::Error> for PollError {
+    fn from(e: sled::Error) -> Self {
+        Self::Store(e.into())
+    }
+}
+
 /// The explicit dedup key of a change: the same for the polled change and, in reconcile
 /// mode, for a webhook body of the same record carrying the same `write_date`.
 pub fn change_key(model: &str, id: i64, write_date: &str) -> String {

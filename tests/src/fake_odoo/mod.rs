@@ -191,8 +191,8 @@ impl FakeOdoo {
             let fake = self.clone();
             tokio::spawn(async move {
                 let service = service_fn(|req| fake.clone().handle(req));
-                let conn = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service);
+                let builder = auto::Builder::new(TokioExecutor::new());
+                let conn = builder.serve_connection(TokioIo::new(stream), service);
                 tokio::select! {
                     _ = conn => {}
                     () = fake.stop.cancelled() => {}
