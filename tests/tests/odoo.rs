@@ -177,12 +177,11 @@ async fn odoo_down_or_slow_delays_enrichment_and_loses_nothing() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert!(inbox.received().is_empty(), "nothing delivered while Odoo is down");
     // Up again, but slower than the configured timeout: still retried.
-    odoo.set_down(false);
     odoo.set_delay(Duration::from_millis(800));
+    odoo.set_down(false);
+    let asked = odoo.requests();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(inbox.received().is_empty(), "nothing delivered while Odoo is too slow");
-    let asked = odoo.requests();
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(odoo.requests() > asked, "the slow Odoo is asked again");
     odoo.set_delay(Duration::ZERO);
     let received = inbox.wait_for(2, WAIT).await.expect("delivered once Odoo is back");

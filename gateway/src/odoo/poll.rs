@@ -209,11 +209,25 @@ pub async fn poll_model(
         Some(c) => c,
         None => {
             let first = initial_cursor(odoo, poll, name).await?;
+            // The start is also the floor of the overlap: nothing before it is ever read.
+            let tree = state.store.db().open_tree(TREE)?;
+            tree.insert(key("start", source, name), serde_json::to_vec(&first).unwrap_or_default())?;
             save_cursor(state, source, name, &first)?;
             first
         }
     };
+    let floor: Option<Cursor> = state
+        .store
+        .db()
+        .open_tree(TREE)?
+        .get(key("start", source, name))?
+        .and_then(|raw| serde_json::from_slice(&raw).ok());
     let mut at = rewound(&stored, poll.overlap);
+    if let Some(floor) = floor
+        && (at.write_date.as_str(), at.id) < (floor.write_date.as_str(), floor.id)
+    {
+        at = floor;
+    }
     let mut fields = model.fields.clone();
     if !fields.is_empty() {
         for always in ["id", "create_date", "write_date"] {
