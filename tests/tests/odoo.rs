@@ -18,7 +18,13 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// The configuration: one source on the fake Odoo (`odoo_extra` is added to its
 /// `[sources.odoo]` table), the inbox's three paths, and `subscriptions`.
-fn config(odoo: &FakeOdoo, inbox: &Inbox, api_key: &str, odoo_extra: &str, subscriptions: &str) -> String {
+fn config(
+    odoo: &FakeOdoo,
+    inbox: &Inbox,
+    api_key: &str,
+    odoo_extra: &str,
+    subscriptions: &str,
+) -> String {
     format!(
         r#"
 [server]
@@ -148,7 +154,9 @@ async fn a_native_webhook_with_bare_ids_is_enriched_then_split_by_shipper() {
     let inbox = inbox().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config(&odoo, &inbox, fake_odoo::API_KEY, "", &shipping());
-    let gateway = TestGateway::start(&config, dir.path()).await.expect("starts");
+    let gateway = TestGateway::start(&config, dir.path())
+        .await
+        .expect("starts");
     post_confirmed_order(&gateway).await;
     let received = inbox.wait_for(2, WAIT).await.expect("two deliveries");
     assert_split(&received);
@@ -168,23 +176,34 @@ async fn odoo_down_or_slow_delays_enrichment_and_loses_nothing() {
     let inbox = inbox().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config(&odoo, &inbox, fake_odoo::API_KEY, "", &shipping());
-    let gateway = TestGateway::start(&config, dir.path()).await.expect("starts");
+    let gateway = TestGateway::start(&config, dir.path())
+        .await
+        .expect("starts");
     odoo.set_down(true);
     // Ingest does not wait for Odoo: the event is accepted at once.
     let started = std::time::Instant::now();
     post_confirmed_order(&gateway).await;
     assert!(started.elapsed() < Duration::from_millis(400));
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert!(inbox.received().is_empty(), "nothing delivered while Odoo is down");
+    assert!(
+        inbox.received().is_empty(),
+        "nothing delivered while Odoo is down"
+    );
     // Up again, but slower than the configured timeout: still retried.
     odoo.set_delay(Duration::from_millis(800));
     odoo.set_down(false);
     let asked = odoo.requests();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(inbox.received().is_empty(), "nothing delivered while Odoo is too slow");
+    assert!(
+        inbox.received().is_empty(),
+        "nothing delivered while Odoo is too slow"
+    );
     assert!(odoo.requests() > asked, "the slow Odoo is asked again");
     odoo.set_delay(Duration::ZERO);
-    let received = inbox.wait_for(2, WAIT).await.expect("delivered once Odoo is back");
+    let received = inbox
+        .wait_for(2, WAIT)
+        .await
+        .expect("delivered once Odoo is back");
     assert_split(&received);
     let letters = gateway.wait_dead_letters(ADMIN, Duration::ZERO).await;
     assert!(letters.is_empty(), "{letters:?}");
@@ -197,14 +216,19 @@ async fn a_refused_api_key_is_dead_lettered_with_a_clear_reason() {
     let inbox = inbox().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config(&odoo, &inbox, "not-the-key-0123456789", "", &shipping());
-    let gateway = TestGateway::start(&config, dir.path()).await.expect("starts");
+    let gateway = TestGateway::start(&config, dir.path())
+        .await
+        .expect("starts");
     post_confirmed_order(&gateway).await;
     let letters = gateway.wait_dead_letters(ADMIN, WAIT).await;
     assert_eq!(letters.len(), 1, "{letters:?}");
     let letter = letters[0].to_string();
     assert!(letter.contains("odoo_access_denied"), "{letter}");
     assert!(letter.contains(fake_odoo::LOGIN), "{letter}");
-    assert!(!letter.contains("not-the-key"), "the key is never shown: {letter}");
+    assert!(
+        !letter.contains("not-the-key"),
+        "the key is never shown: {letter}"
+    );
     assert!(inbox.received().is_empty());
     gateway.stop().await.expect("stops");
 }
@@ -234,7 +258,10 @@ fn changes(received: &[Received]) -> Vec<(i64, String, String)> {
             (
                 b["record_id"].as_i64().expect("record id"),
                 b["action"].as_str().expect("action").to_owned(),
-                b["payload"]["write_date"].as_str().expect("write_date").to_owned(),
+                b["payload"]["write_date"]
+                    .as_str()
+                    .expect("write_date")
+                    .to_owned(),
             )
         })
         .collect();
@@ -253,11 +280,23 @@ async fn a_polling_source_delivers_every_change_once_across_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config(&odoo, &inbox, fake_odoo::API_KEY, POLL, ORDERS);
     // Three orders created in the same second: pages of two split them.
-    let a = odoo.create("sale.order", json!({"name": "S00100", "state": "draft", "amount_total": 10.0}));
-    let b = odoo.create("sale.order", json!({"name": "S00101", "state": "draft", "amount_total": 20.0}));
-    let c = odoo.create("sale.order", json!({"name": "S00102", "state": "draft", "amount_total": 30.0}));
+    let a = odoo.create(
+        "sale.order",
+        json!({"name": "S00100", "state": "draft", "amount_total": 10.0}),
+    );
+    let b = odoo.create(
+        "sale.order",
+        json!({"name": "S00101", "state": "draft", "amount_total": 20.0}),
+    );
+    let c = odoo.create(
+        "sale.order",
+        json!({"name": "S00102", "state": "draft", "amount_total": 30.0}),
+    );
     let gateway = start(&config, dir.path()).await;
-    let received = inbox.wait_for(4, WAIT).await.expect("the first four changes");
+    let received = inbox
+        .wait_for(4, WAIT)
+        .await
+        .expect("the first four changes");
     // The fixture's order (written after it was created), then the three creates.
     let t0 = fake_odoo::datetime(0);
     assert_eq!(
@@ -272,7 +311,10 @@ async fn a_polling_source_delivers_every_change_once_across_a_restart() {
     odoo.tick(1);
     odoo.write("sale.order", b, json!({"state": "sale"}));
     let received = inbox.wait_for(5, WAIT).await.expect("the write");
-    assert_eq!(changes(&received)[4], (b, "write".into(), fake_odoo::datetime(1)));
+    assert_eq!(
+        changes(&received)[4],
+        (b, "write".into(), fake_odoo::datetime(1))
+    );
     gateway.stop().await.expect("stops");
 
     // While the gateway is down: a write, then a create and two writes in one second. A
@@ -280,11 +322,20 @@ async fn a_polling_source_delivers_every_change_once_across_a_restart() {
     odoo.tick(1);
     odoo.write("sale.order", a, json!({"state": "sent"}));
     odoo.tick(1);
-    let d = odoo.create("sale.order", json!({"name": "S00103", "state": "draft", "amount_total": 5.0}));
+    let d = odoo.create(
+        "sale.order",
+        json!({"name": "S00103", "state": "draft", "amount_total": 5.0}),
+    );
     odoo.write("sale.order", c, json!({"state": "cancel"}));
-    let e = odoo.create("sale.order", json!({"name": "S00104", "state": "draft", "amount_total": 6.0}));
+    let e = odoo.create(
+        "sale.order",
+        json!({"name": "S00104", "state": "draft", "amount_total": 6.0}),
+    );
     let gateway = start(&config, dir.path()).await;
-    let received = inbox.wait_for(9, WAIT).await.expect("the changes made while stopped");
+    let received = inbox
+        .wait_for(9, WAIT)
+        .await
+        .expect("the changes made while stopped");
     let (t2, t3) = (fake_odoo::datetime(2), fake_odoo::datetime(3));
     assert_eq!(
         changes(&received)[5..].to_vec(),
@@ -327,7 +378,10 @@ async fn reconcile_mode_skips_polled_changes_the_webhook_already_sent() {
         .await
         .expect("post");
     assert_eq!(reply.status, 202);
-    let created = odoo.create("sale.order", json!({"name": "S00200", "state": "sale", "amount_total": 1.0}));
+    let created = odoo.create(
+        "sale.order",
+        json!({"name": "S00200", "state": "sale", "amount_total": 1.0}),
+    );
     assert_eq!(created, id);
     let received = inbox.wait_for(1, WAIT).await.expect("the webhook's event");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -360,7 +414,10 @@ models = [{ model = "sale.order", detect_deletions = true }]
     odoo.unlink("sale.order", 12);
     let received = inbox.wait_for(1, WAIT).await.expect("the deletion");
     let b = body(&received[0]);
-    assert_eq!((b["action"].as_str(), b["record_id"].as_i64()), (Some("unlink"), Some(12)));
+    assert_eq!(
+        (b["action"].as_str(), b["record_id"].as_i64()),
+        (Some("unlink"), Some(12))
+    );
     gateway.stop().await.expect("stops");
 }
 
@@ -369,16 +426,25 @@ async fn the_overlap_catches_a_change_dated_before_the_cursor() {
     let odoo = FakeOdoo::start().await.expect("fake odoo");
     let inbox = inbox().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let poll = POLL.replace("start = \"beginning\"", "start = \"now\"\noverlap = \"10s\"");
+    let poll = POLL.replace(
+        "start = \"beginning\"",
+        "start = \"now\"\noverlap = \"10s\"",
+    );
     let config = config(&odoo, &inbox, fake_odoo::API_KEY, &poll, ORDERS);
     let gateway = start(&config, dir.path()).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     odoo.set_clock(10);
-    let x = odoo.create("sale.order", json!({"name": "S00300", "state": "draft", "amount_total": 1.0}));
+    let x = odoo.create(
+        "sale.order",
+        json!({"name": "S00300", "state": "draft", "amount_total": 1.0}),
+    );
     inbox.wait_for(1, WAIT).await.expect("the first change");
     // A transaction that began at 5 s commits after the cursor reached 10 s.
     odoo.set_clock(5);
-    let y = odoo.create("sale.order", json!({"name": "S00301", "state": "draft", "amount_total": 2.0}));
+    let y = odoo.create(
+        "sale.order",
+        json!({"name": "S00301", "state": "draft", "amount_total": 2.0}),
+    );
     let received = inbox.wait_for(2, WAIT).await.expect("the late change");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let all = changes(&inbox.received());

@@ -27,16 +27,36 @@ async fn reads_in_odoo_shapes() {
     assert_eq!(c.version().await.expect("version")["server_serie"], "17.0");
     assert_eq!(c.uid().await.expect("uid"), fake_odoo::UID);
     let fields = ["route_id".to_owned(), "product_id".to_owned()];
-    let lines = c.read("sale.order.line", &[32, 31, 99], &fields).await.expect("read");
+    let lines = c
+        .read("sale.order.line", &[32, 31, 99], &fields)
+        .await
+        .expect("read");
     assert_eq!(lines.len(), 2, "a missing id is left out");
-    assert_eq!(lines[0], json!({"id": 32, "route_id": [6, "Ship: ParcelPost"], "product_id": [28, "[E-COM11] Cabinet with Doors"]}));
-    let domain = json!(["|", ["id", "in", [31, 33]], "&", ["id", ">", 31], ["display_type", "=", false]]);
+    assert_eq!(
+        lines[0],
+        json!({"id": 32, "route_id": [6, "Ship: ParcelPost"], "product_id": [28, "[E-COM11] Cabinet with Doors"]})
+    );
+    let domain = json!([
+        "|",
+        ["id", "in", [31, 33]],
+        "&",
+        ["id", ">", 31],
+        ["display_type", "=", false]
+    ]);
     let found = c
         .search_read("sale.order.line", domain, &["id".to_owned()], "id desc", 10)
         .await
         .expect("search_read");
-    assert_eq!(found, vec![json!({"id": 33}), json!({"id": 32}), json!({"id": 31})]);
-    assert_eq!(c.relation("sale.order", "partner_id").await.expect("relation"), "res.partner");
+    assert_eq!(
+        found,
+        vec![json!({"id": 33}), json!({"id": 32}), json!({"id": 31})]
+    );
+    assert_eq!(
+        c.relation("sale.order", "partner_id")
+            .await
+            .expect("relation"),
+        "res.partner"
+    );
     assert_eq!(odoo.calls("common.authenticate"), 1, "authenticated once");
 }
 
@@ -45,31 +65,67 @@ async fn each_failure_is_a_typed_error() {
     let odoo = FakeOdoo::start().await.expect("fake");
     let c = client(&odoo, fake_odoo::API_KEY);
     let fields = ["name".to_owned()];
-    let e = c.read("no.such.model", &[1], &fields).await.expect_err("model");
-    assert!(matches!(&e, OdooError::MissingModel { model } if model == "no.such.model"), "{e}");
+    let e = c
+        .read("no.such.model", &[1], &fields)
+        .await
+        .expect_err("model");
+    assert!(
+        matches!(&e, OdooError::MissingModel { model } if model == "no.such.model"),
+        "{e}"
+    );
     assert!(!e.is_retryable());
-    let e = c.read("res.partner", &[9], &["nope".to_owned()]).await.expect_err("field");
+    let e = c
+        .read("res.partner", &[9], &["nope".to_owned()])
+        .await
+        .expect_err("field");
     assert!(matches!(e, OdooError::MissingField { .. }), "{e}");
     assert!(e.to_string().contains("nope"), "{e}");
 
     let refused = client(&odoo, "wrong-key-0123456789");
-    let e = refused.read("res.partner", &[9], &fields).await.expect_err("key");
+    let e = refused
+        .read("res.partner", &[9], &fields)
+        .await
+        .expect_err("key");
     assert!(matches!(e, OdooError::AccessDenied { .. }), "{e}");
     assert!(!e.to_string().contains("wrong-key"), "{e}");
 
     odoo.set_delay(Duration::from_millis(800));
-    let e = c.read("res.partner", &[9], &fields).await.expect_err("slow");
-    assert!(matches!(e, OdooError::Timeout { .. }) && e.is_retryable(), "{e}");
+    let e = c
+        .read("res.partner", &[9], &fields)
+        .await
+        .expect_err("slow");
+    assert!(
+        matches!(e, OdooError::Timeout { .. }) && e.is_retryable(),
+        "{e}"
+    );
     odoo.set_delay(Duration::ZERO);
 
     odoo.set_down(true);
-    let e = c.read("res.partner", &[9], &fields).await.expect_err("down");
-    assert!(matches!(e, OdooError::Http { status: 503, .. }) && e.is_retryable(), "{e}");
+    let e = c
+        .read("res.partner", &[9], &fields)
+        .await
+        .expect_err("down");
+    assert!(
+        matches!(e, OdooError::Http { status: 503, .. }) && e.is_retryable(),
+        "{e}"
+    );
     odoo.set_down(false);
-    assert_eq!(c.read("res.partner", &[9], &fields).await.expect("back").len(), 1);
+    assert_eq!(
+        c.read("res.partner", &[9], &fields)
+            .await
+            .expect("back")
+            .len(),
+        1
+    );
 
     odoo.stop();
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let e = c.read("res.partner", &[9], &fields).await.expect_err("gone");
-    assert!(matches!(e, OdooError::Unreachable { .. }) && e.is_retryable(), "{e}");
+    let e = c
+        .read("res.partner", &[9], &fields)
+        .await
+        .expect_err("gone");
+    assert!(
+        matches!(e, OdooError::Unreachable { .. }) && e.is_retryable(),
+        "{e}"
+    );
 }

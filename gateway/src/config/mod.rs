@@ -381,8 +381,7 @@ impl Snapshot {
                     s.name
                 ));
             }
-            let mut source =
-                Source::new(&s.name, &s.tokens, s.actions.clone(), &s.default_action);
+            let mut source = Source::new(&s.name, &s.tokens, s.actions.clone(), &s.default_action);
             source.odoo = s
                 .odoo
                 .as_ref()

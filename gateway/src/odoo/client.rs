@@ -124,7 +124,15 @@ impl OdooClient {
         kwargs: Value,
     ) -> Result<Value, OdooError> {
         let uid = self.uid().await?;
-        let args = json!([self.database, uid, self.api_key, model, method, args, kwargs]);
+        let args = json!([
+            self.database,
+            uid,
+            self.api_key,
+            model,
+            method,
+            args,
+            kwargs
+        ]);
         let answer = self.call("object", "execute_kw", args, Some(model)).await;
         if let Err(OdooError::AccessDenied { .. }) = &answer {
             // The key may have been replaced: authenticate again next time.
@@ -176,18 +184,29 @@ impl OdooClient {
     /// The model `field` of `model` points to (`fields_get`), remembered for the client's life.
     pub async fn relation(&self, model: &str, field: &str) -> Result<String, OdooError> {
         let key = (model.to_owned(), field.to_owned());
-        if let Some(known) = self.relations.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        if let Some(known) = self
+            .relations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
             return Ok(known.clone());
         }
         let answer = self
-            .execute_kw(model, "fields_get", json!([[field]]), json!({"attributes": ["type", "relation"]}))
+            .execute_kw(
+                model,
+                "fields_get",
+                json!([[field]]),
+                json!({"attributes": ["type", "relation"]}),
+            )
             .await?;
-        let relation = answer[field]["relation"].as_str().ok_or_else(|| {
-            OdooError::MissingField {
-                model: model.to_owned(),
-                message: format!("`{field}` is not a relational field"),
-            }
-        })?;
+        let relation =
+            answer[field]["relation"]
+                .as_str()
+                .ok_or_else(|| OdooError::MissingField {
+                    model: model.to_owned(),
+                    message: format!("`{field}` is not a relational field"),
+                })?;
         self.relations
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -35,7 +35,11 @@ fn ids_of(value: &Value) -> Option<Ids> {
         Value::Number(n) => n.as_i64().map(Ids::One),
         Value::Array(items) => match items.as_slice() {
             [Value::Number(id), Value::String(_)] => id.as_i64().map(Ids::One),
-            _ => items.iter().map(Value::as_i64).collect::<Option<_>>().map(Ids::Many),
+            _ => items
+                .iter()
+                .map(Value::as_i64)
+                .collect::<Option<_>>()
+                .map(Ids::Many),
         },
         _ => None,
     }
@@ -72,15 +76,17 @@ pub async fn prepare(
             ))));
             continue;
         };
-        prepared.push(match enrich_event(&odoo.client, &sub.enrich, &event).await {
-            Ok(enriched) => Ok(enriched),
-            Err(e) if e.is_retryable() => {
-                let reason = format!("{}: {e}", e.code());
-                unavailable.insert(event.source.clone(), reason.clone());
-                Err(Outcome::RetryLater(reason))
-            }
-            Err(e) => Err(Outcome::GiveUp(format!("{}: {e}", e.code()))),
-        });
+        prepared.push(
+            match enrich_event(&odoo.client, &sub.enrich, &event).await {
+                Ok(enriched) => Ok(enriched),
+                Err(e) if e.is_retryable() => {
+                    let reason = format!("{}: {e}", e.code());
+                    unavailable.insert(event.source.clone(), reason.clone());
+                    Err(Outcome::RetryLater(reason))
+                }
+                Err(e) => Err(Outcome::GiveUp(format!("{}: {e}", e.code()))),
+            },
+        );
     }
     prepared
 }

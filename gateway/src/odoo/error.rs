@@ -192,21 +192,48 @@ mod tests {
             OdooError::MissingModel { .. }
         ));
         assert!(matches!(
-            fault("builtins.ValueError", "Invalid field 'nope' on model 'sale.order'"),
+            fault(
+                "builtins.ValueError",
+                "Invalid field 'nope' on model 'sale.order'"
+            ),
             OdooError::MissingField { .. }
         ));
         let other = fault("odoo.exceptions.UserError", "Nope");
         assert_eq!(other.code(), "odoo_fault");
         assert!(!other.is_retryable());
-        assert!(fault("psycopg2.errors.SerializationFailure", "could not serialize").is_retryable());
+        assert!(
+            fault(
+                "psycopg2.errors.SerializationFailure",
+                "could not serialize"
+            )
+            .is_retryable()
+        );
     }
 
     #[test]
     fn only_what_may_pass_is_retried() {
         let url = "http://odoo/jsonrpc".to_owned();
-        assert!(OdooError::Http { url: url.clone(), status: 502 }.is_retryable());
-        assert!(!OdooError::Http { url: url.clone(), status: 404 }.is_retryable());
-        assert!(OdooError::Timeout { url, after: Duration::from_secs(1) }.is_retryable());
+        assert!(
+            OdooError::Http {
+                url: url.clone(),
+                status: 502
+            }
+            .is_retryable()
+        );
+        assert!(
+            !OdooError::Http {
+                url: url.clone(),
+                status: 404
+            }
+            .is_retryable()
+        );
+        assert!(
+            OdooError::Timeout {
+                url,
+                after: Duration::from_secs(1)
+            }
+            .is_retryable()
+        );
         assert!(!OdooError::MissingModel { model: "x".into() }.is_retryable());
     }
 }

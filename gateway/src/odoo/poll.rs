@@ -211,7 +211,10 @@ pub async fn poll_model(
             let first = initial_cursor(odoo, poll, name).await?;
             // The start is also the floor of the overlap: nothing before it is ever read.
             let tree = state.store.db().open_tree(TREE)?;
-            tree.insert(key("start", source, name), serde_json::to_vec(&first).unwrap_or_default())?;
+            tree.insert(
+                key("start", source, name),
+                serde_json::to_vec(&first).unwrap_or_default(),
+            )?;
             save_cursor(state, source, name, &first)?;
             first
         }
@@ -238,10 +241,21 @@ pub async fn poll_model(
     }
     let mut read = 0;
     loop {
-        let domain = json!(["|", ["write_date", ">", at.write_date],
-            "&", ["write_date", "=", at.write_date], ["id", ">", at.id]]);
+        let domain = json!([
+            "|",
+            ["write_date", ">", at.write_date],
+            "&",
+            ["write_date", "=", at.write_date],
+            ["id", ">", at.id]
+        ]);
         let page = client
-            .search_read(name, domain, &fields, "write_date asc, id asc", poll.page_size)
+            .search_read(
+                name,
+                domain,
+                &fields,
+                "write_date asc, id asc",
+                poll.page_size,
+            )
             .await?;
         let Some(last) = page.last().and_then(change_of) else {
             return Ok(read);
@@ -257,7 +271,15 @@ pub async fn poll_model(
             } else {
                 "write"
             };
-            accept(state, source, name, action, id, &write_date, record.to_string())?;
+            accept(
+                state,
+                source,
+                name,
+                action,
+                id,
+                &write_date,
+                record.to_string(),
+            )?;
             accepted = true;
         }
         if accepted {
@@ -294,7 +316,10 @@ fn rewound(cursor: &Cursor, overlap: Duration) -> Cursor {
 
 /// The id and `write_date` of a polled record.
 fn change_of(record: &Value) -> Option<(i64, String)> {
-    Some((record["id"].as_i64()?, record["write_date"].as_str()?.to_owned()))
+    Some((
+        record["id"].as_i64()?,
+        record["write_date"].as_str()?.to_owned(),
+    ))
 }
 
 async fn initial_cursor(odoo: &OdooSource, poll: &Poll, model: &str) -> Result<Cursor, OdooError> {
@@ -358,9 +383,20 @@ async fn find_deletions(
     model: &PollModelConfig,
 ) -> Result<usize, PollError> {
     let name = model.model.as_str();
-    let ids: BTreeSet<i64> = odoo.client.search(name, json!([])).await?.into_iter().collect();
+    let ids: BTreeSet<i64> = odoo
+        .client
+        .search(name, json!([]))
+        .await?
+        .into_iter()
+        .collect();
     if ids.len() > model.max_ids {
-        tracing::warn!(source, model = name, ids = ids.len(), max_ids = model.max_ids, "too many records for the deletion check; skipped");
+        tracing::warn!(
+            source,
+            model = name,
+            ids = ids.len(),
+            max_ids = model.max_ids,
+            "too many records for the deletion check; skipped"
+        );
         return Ok(0);
     }
     let tree = state.store.db().open_tree(TREE)?;

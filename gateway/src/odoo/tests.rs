@@ -32,28 +32,48 @@ fn build(odoo: &str, sub: &str) -> Result<Snapshot, ConfigError> {
     let text = BASE.replace("ODOO_EXTRA", odoo).replace("SUB_EXTRA", sub);
     let file = parse(&text, "gw.toml")?;
     let host = PluginHost::new(PluginLimits::default(), None).expect("host");
-    Snapshot::build(file, Path::new("/tmp"), "gw.toml", &host, None).map_err(|e| e.with_lines(&text))
+    Snapshot::build(file, Path::new("/tmp"), "gw.toml", &host, None)
+        .map_err(|e| e.with_lines(&text))
 }
 
 #[test]
 fn a_source_with_odoo_builds_with_defaults_and_hides_its_key() {
-    let snapshot = build("", r#"enrich = [{ field = "order_line", model = "sale.order.line", fields = ["name"] }]"#)
-        .expect("valid");
+    let snapshot = build(
+        "",
+        r#"enrich = [{ field = "order_line", model = "sale.order.line", fields = ["name"] }]"#,
+    )
+    .expect("valid");
     let odoo = snapshot.sources["odoo"].odoo.as_ref().expect("odoo");
     assert!(odoo.poll.is_none());
     let shown = format!("{odoo:?}");
-    assert!(shown.contains("gateway@example.com") && !shown.contains("secret-key"), "{shown}");
+    assert!(
+        shown.contains("gateway@example.com") && !shown.contains("secret-key"),
+        "{shown}"
+    );
     assert_eq!(snapshot.subscriptions[0].enrich.len(), 1);
-    let file = parse(&BASE.replace("ODOO_EXTRA", "").replace("SUB_EXTRA", ""), "gw.toml").unwrap();
+    let file = parse(
+        &BASE.replace("ODOO_EXTRA", "").replace("SUB_EXTRA", ""),
+        "gw.toml",
+    )
+    .unwrap();
     let shown = format!("{:?}", file.sources[0]);
     assert!(!shown.contains("secret-key"), "{shown}");
 }
 
 #[test]
 fn a_poll_table_gets_its_defaults() {
-    let snapshot = build("[sources.odoo.poll]\nmodels = [{ model = \"sale.order\" }]", "")
-        .expect("valid");
-    let poll = snapshot.sources["odoo"].odoo.as_ref().unwrap().poll.clone().expect("poll");
+    let snapshot = build(
+        "[sources.odoo.poll]\nmodels = [{ model = \"sale.order\" }]",
+        "",
+    )
+    .expect("valid");
+    let poll = snapshot.sources["odoo"]
+        .odoo
+        .as_ref()
+        .unwrap()
+        .poll
+        .clone()
+        .expect("poll");
     assert_eq!(poll.interval, std::time::Duration::from_secs(60));
     assert_eq!(poll.page_size, 200);
     assert_eq!(poll.start, super::poll::Start::Now);
@@ -83,7 +103,10 @@ models = [{ model = "Sale Order" }, { model = "sale.order", fields = ["Name"] }]
     }
     // Lines are found inside the sub-tables.
     assert!(err.contains("line 10: sources[0].odoo.timeout"), "{err}");
-    assert!(err.contains("line 12: sources[0].odoo.poll.page_size"), "{err}");
+    assert!(
+        err.contains("line 12: sources[0].odoo.poll.page_size"),
+        "{err}"
+    );
     assert!(err.contains("line 13: sources[0].odoo.poll.start"), "{err}");
 }
 
@@ -99,7 +122,9 @@ fn a_bad_url_or_an_unknown_key_is_refused() {
         .expect_err("bad url")
         .to_string();
     assert!(err.contains("sources[0].odoo.url"), "{err}");
-    let err = build("password = \"x\"", "").expect_err("unknown key").to_string();
+    let err = build("password = \"x\"", "")
+        .expect_err("unknown key")
+        .to_string();
     assert!(err.contains("unknown field `password`"), "{err}");
 }
 
@@ -113,5 +138,8 @@ fn enrichment_needs_a_source_with_odoo() {
     let err = Snapshot::build(file, Path::new("/tmp"), "gw.toml", &host, None)
         .expect_err("no odoo")
         .to_string();
-    assert!(err.contains("subscriptions[0].enrich: no source has [sources.odoo]"), "{err}");
+    assert!(
+        err.contains("subscriptions[0].enrich: no source has [sources.odoo]"),
+        "{err}"
+    );
 }

@@ -251,8 +251,10 @@ impl FakeOdoo {
         match (service, method) {
             ("common", "version") => {
                 *inner.calls.entry("common.version".into()).or_default() += 1;
-                Ok(json!({"server_version": "17.0", "server_version_info": [17, 0, 0, "final", 0, ""],
-                    "server_serie": "17.0", "protocol_version": 1}))
+                Ok(
+                    json!({"server_version": "17.0", "server_version_info": [17, 0, 0, "final", 0, ""],
+                    "server_serie": "17.0", "protocol_version": 1}),
+                )
             }
             ("common", "authenticate") => {
                 *inner.calls.entry("common.authenticate".into()).or_default() += 1;
@@ -263,7 +265,10 @@ impl FakeOdoo {
             }
             ("object", "execute_kw") => {
                 let [db, uid, key, model, method, rest @ ..] = args.as_slice() else {
-                    return Err(fault("builtins.TypeError", "execute_kw() missing arguments"));
+                    return Err(fault(
+                        "builtins.TypeError",
+                        "execute_kw() missing arguments",
+                    ));
                 };
                 if *db != json!(DATABASE) || *uid != json!(UID) || *key != json!(API_KEY) {
                     return Err(fault("odoo.exceptions.AccessDenied", "Access Denied"));
@@ -272,7 +277,14 @@ impl FakeOdoo {
                 *inner.calls.entry(format!("{model}.{method}")).or_default() += 1;
                 let positional = rest.first().cloned().unwrap_or(json!([]));
                 let kwargs = rest.get(1).cloned().unwrap_or(json!({}));
-                model::execute(&inner.models, &inner.relations, model, method, &positional, &kwargs)
+                model::execute(
+                    &inner.models,
+                    &inner.relations,
+                    model,
+                    method,
+                    &positional,
+                    &kwargs,
+                )
             }
             _ => Err(fault("builtins.KeyError", &format!("'{service}.{method}'"))),
         }

@@ -89,7 +89,12 @@ fn field_list(
 ) -> Result<Vec<String>, Fault> {
     let fields: Vec<String> = fields
         .and_then(Value::as_array)
-        .map(|fs| fs.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|fs| {
+            fs.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     if let Some(bad) = fields.iter().find(|f| !known.contains(f.as_str())) {
         return Err(fault(
@@ -114,7 +119,10 @@ fn project(record: &Map<String, Value>, fields: &[String]) -> Value {
     let mut out = Map::new();
     out.insert("id".into(), full["id"].clone());
     for f in fields {
-        out.insert(f.clone(), full.get(f).cloned().unwrap_or(Value::Bool(false)));
+        out.insert(
+            f.clone(),
+            full.get(f).cloned().unwrap_or(Value::Bool(false)),
+        );
     }
     Value::Object(out)
 }
