@@ -128,8 +128,8 @@ fn project(record: &Map<String, Value>, fields: &[String]) -> Value {
 }
 
 /// Evaluates the next (Polish-notation) term of a domain on `record`; an empty domain is true.
-fn matches<'a>(
-    terms: &mut dyn Iterator<Item = &'a Value>,
+fn matches(
+    terms: &mut dyn Iterator<Item = &Value>,
     record: &Map<String, Value>,
     known: &BTreeSet<&str>,
     model: &str,
