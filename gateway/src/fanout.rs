@@ -90,7 +90,7 @@ pub fn plan(snapshot: &Snapshot, event: &Arc<Event>, now_ms: u64) -> Vec<Job> {
             continue;
         }
         // Enrichment reads from Odoo: it runs in the plugin-call unit of work, never here.
-        if sub.plugin.is_some() || !sub.enrich.is_empty() {
+        if sub.plugin.is_some() || crate::odoo::enrich::wanted(snapshot, sub, event) {
             jobs.push(transform::transform_job(sub, event, now_ms, now_ms));
         } else {
             jobs.extend(transform::pass_through_jobs(sub, event, now_ms));

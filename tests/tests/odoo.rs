@@ -459,3 +459,57 @@ async fn the_overlap_catches_a_change_dated_before_the_cursor() {
     assert_eq!(received.len(), 2);
     gateway.stop().await.expect("stops");
 }
+
+#[tokio::test]
+async fn a_source_level_enrich_list_applies_to_a_subscription_without_plugin() {
+    let odoo = FakeOdoo::start().await.expect("fake odoo");
+    let inbox = inbox().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let enrich = r#"
+[sources.odoo.enrich]
+"sale.order" = [{ field = "order_line", model = "sale.order.line" }, { field = "partner_id", model = "res.partner" }]
+"#;
+    let config = config(&odoo, &inbox, fake_odoo::API_KEY, enrich, ORDERS);
+    let gateway = start(&config, dir.path()).await;
+    post_confirmed_order(&gateway).await;
+    let received = inbox
+        .wait_for(1, WAIT)
+        .await
+        .expect("the pass-through delivery");
+    let payload = &body(&received[0])["payload"];
+    assert_eq!(
+        payload["order_line"],
+        json!([
+            [31, "[FURN_8888] Office Lamp"],
+            [32, "[E-COM11] Cabinet with Doors"]
+        ])
+    );
+    assert_eq!(payload["partner_id"], json!([9, "Deco Addict"]));
+    assert_eq!(payload["amount_total"], 1150.0, "the rest as Odoo sent it");
+    gateway.stop().await.expect("stops");
+}
+
+#[tokio::test]
+async fn a_polling_source_waits_out_an_odoo_outage_and_loses_nothing() {
+    let odoo = FakeOdoo::start().await.expect("fake odoo");
+    let inbox = inbox().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(&odoo, &inbox, fake_odoo::API_KEY, POLL, ORDERS);
+    odoo.set_down(true);
+    let gateway = start(&config, dir.path()).await;
+    let a = odoo.create(
+        "sale.order",
+        json!({"name": "S00400", "state": "draft", "amount_total": 1.0}),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(odoo.requests() > 0, "it tried");
+    assert!(inbox.received().is_empty());
+    odoo.set_down(false);
+    let received = inbox
+        .wait_for(2, WAIT)
+        .await
+        .expect("polled once Odoo is back");
+    let ids: Vec<i64> = changes(&received).iter().map(|c| c.0).collect();
+    assert_eq!(ids, vec![12, a]);
+    gateway.stop().await.expect("stops");
+}

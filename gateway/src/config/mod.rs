@@ -480,7 +480,11 @@ impl Snapshot {
             if let Some(Err(e)) = s.filter.as_ref().map(|f| f.validate()) {
                 problems.push(format!("{key}.{e}"));
             }
-            crate::odoo::config::validate_enrich(&key, &s.enrich, &mut problems);
+            crate::odoo::config::validate_enrich(
+                &format!("{key}.enrich"),
+                &s.enrich,
+                &mut problems,
+            );
             if !s.enrich.is_empty() && sources.values().all(|src: &Source| src.odoo.is_none()) {
                 problems.push(format!(
                     "{key}.enrich: no source has [sources.odoo] to read the records from"

@@ -35,6 +35,11 @@ pub struct OdooConfig {
     /// Largest JSON-RPC answer read, in bytes.
     #[serde(default = "default_max_response_bytes")]
     pub max_response_bytes: usize,
+    /// `[sources.odoo.enrich]`: per model, the related records every subscription gets
+    /// embedded in this source's events (`"sale.order" = [{ field = "order_line", ... }]`).
+    /// A subscription's own `enrich` list replaces the source's.
+    #[serde(default)]
+    pub enrich: std::collections::BTreeMap<String, Vec<EnrichSpec>>,
     /// `[sources.odoo.poll]`: poll the models for changes (Odoo 9 to 16, or reconciliation).
     #[serde(default)]
     pub poll: Option<PollConfig>,
@@ -62,6 +67,7 @@ impl std::fmt::Debug for OdooConfig {
             .field("timeout", &self.timeout)
             .field("retries", &self.retries)
             .field("cache_ttl", &self.cache_ttl)
+            .field("enrich", &self.enrich)
             .field("poll", &self.poll)
             .finish()
     }
@@ -171,30 +177,31 @@ pub fn is_model_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.')
 }
 
-/// Checks an `enrich` list; each problem names its key under `key`.
-pub fn validate_enrich(key: &str, specs: &[EnrichSpec], problems: &mut Vec<String>) {
+/// Checks an `enrich` list; each problem names its key under `list` (the list's own key,
+/// such as `subscriptions[0].enrich`).
+pub fn validate_enrich(list: &str, specs: &[EnrichSpec], problems: &mut Vec<String>) {
     for (i, spec) in specs.iter().enumerate() {
         if !is_field_name(&spec.field) {
             problems.push(format!(
-                "{key}.enrich[{i}].field: `{}` is not an Odoo field name",
+                "{list}[{i}].field: `{}` is not an Odoo field name",
                 spec.field
             ));
         }
         if let Some(model) = spec.model.as_deref().filter(|m| !is_model_name(m)) {
             problems.push(format!(
-                "{key}.enrich[{i}].model: `{model}` is not an Odoo model name"
+                "{list}[{i}].model: `{model}` is not an Odoo model name"
             ));
         }
         for (j, f) in spec.fields.iter().enumerate() {
             if !is_field_name(f) {
                 problems.push(format!(
-                    "{key}.enrich[{i}].fields[{j}]: `{f}` is not an Odoo field name"
+                    "{list}[{i}].fields[{j}]: `{f}` is not an Odoo field name"
                 ));
             }
         }
         if specs[..i].iter().any(|s| s.field == spec.field) {
             problems.push(format!(
-                "{key}.enrich[{i}].field: `{}` is enriched twice",
+                "{list}[{i}].field: `{}` is enriched twice",
                 spec.field
             ));
         }

@@ -45,6 +45,29 @@ fn ids_of(value: &Value) -> Option<Ids> {
     }
 }
 
+/// What `sub` enriches in `event`: its own list, else its source's for the event's model.
+pub fn specs_for<'a>(
+    snapshot: &'a Snapshot,
+    sub: &'a Subscription,
+    event: &Event,
+) -> &'a [EnrichSpec] {
+    if !sub.enrich.is_empty() {
+        return &sub.enrich;
+    }
+    snapshot
+        .sources
+        .get(&event.source)
+        .and_then(|s| s.odoo.as_ref())
+        .and_then(|o| o.enrich.get(&event.model))
+        .map_or(&[], Vec::as_slice)
+}
+
+/// Whether `sub` has anything to enrich in `event` (then fan-out queues a plugin-call job
+/// even for a subscription without a plugin, so that the reads happen in background work).
+pub fn wanted(snapshot: &Snapshot, sub: &Subscription, event: &Event) -> bool {
+    !specs_for(snapshot, sub, event).is_empty()
+}
+
 /// The events of a batch of plugin calls, enriched for `sub`: each is the event to call the
 /// plugin with, or the outcome that takes the call's place (retry later, give up).
 pub async fn prepare(
@@ -57,7 +80,8 @@ pub async fn prepare(
     // source waits too, unasked.
     let mut unavailable: HashMap<String, String> = HashMap::new();
     for event in events {
-        if sub.enrich.is_empty() {
+        let specs = specs_for(snapshot, sub, &event);
+        if specs.is_empty() {
             prepared.push(Ok(event));
             continue;
         }
@@ -76,17 +100,15 @@ pub async fn prepare(
             ))));
             continue;
         };
-        prepared.push(
-            match enrich_event(&odoo.client, &sub.enrich, &event).await {
-                Ok(enriched) => Ok(enriched),
-                Err(e) if e.is_retryable() => {
-                    let reason = format!("{}: {e}", e.code());
-                    unavailable.insert(event.source.clone(), reason.clone());
-                    Err(Outcome::RetryLater(reason))
-                }
-                Err(e) => Err(Outcome::GiveUp(format!("{}: {e}", e.code()))),
-            },
-        );
+        prepared.push(match enrich_event(&odoo.client, specs, &event).await {
+            Ok(enriched) => Ok(enriched),
+            Err(e) if e.is_retryable() => {
+                let reason = format!("{}: {e}", e.code());
+                unavailable.insert(event.source.clone(), reason.clone());
+                Err(Outcome::RetryLater(reason))
+            }
+            Err(e) => Err(Outcome::GiveUp(format!("{}: {e}", e.code()))),
+        });
     }
     prepared
 }

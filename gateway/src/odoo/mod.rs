@@ -29,6 +29,8 @@ pub use error::OdooError;
 pub struct OdooSource {
     /// The JSON-RPC client (its caches live as long as this configuration).
     pub client: OdooClient,
+    /// Per model, what every subscription gets enriched (unless it has its own list).
+    pub enrich: std::collections::BTreeMap<String, Vec<EnrichSpec>>,
     /// Polling, when configured.
     pub poll: Option<Poll>,
 }
@@ -71,9 +73,21 @@ impl OdooConfig {
         let client = OdooClient::new(self)
             .map_err(|e| problems.push(format!("{key}.odoo.url: {e}")))
             .ok();
+        for (model, specs) in &self.enrich {
+            if !config::is_model_name(model) {
+                problems.push(format!(
+                    "{key}.odoo.enrich: `{model}` is not an Odoo model name"
+                ));
+            }
+            config::validate_enrich(&format!("{key}.odoo.enrich.\"{model}\""), specs, problems);
+        }
         let poll = self.poll.as_ref().and_then(|p| p.validate(key, problems));
         let client = client?;
-        (problems.len() == before).then_some(OdooSource { client, poll })
+        (problems.len() == before).then_some(OdooSource {
+            client,
+            enrich: self.enrich.clone(),
+            poll,
+        })
     }
 }
 

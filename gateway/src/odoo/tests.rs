@@ -87,8 +87,9 @@ fn every_mistake_is_named_by_its_key() {
 page_size = 0
 start = "yesterday"
 models = [{ model = "Sale Order" }, { model = "sale.order", fields = ["Name"] }]"#;
+    let odoo = format!("{odoo}\n[sources.odoo.enrich]\n\"Sale\" = [{{ field = \"x-y\" }}]");
     let sub = r#"enrich = [{ field = "order-line" }, { field = "partner_id", model = ".x", fields = ["a b"] }]"#;
-    let err = build(odoo, sub).expect_err("invalid").to_string();
+    let err = build(&odoo, sub).expect_err("invalid").to_string();
     for expected in [
         "sources[0].odoo.timeout",
         "sources[0].odoo.poll.page_size",
@@ -98,6 +99,8 @@ models = [{ model = "Sale Order" }, { model = "sale.order", fields = ["Name"] }]
         "subscriptions[0].enrich[0].field: `order-line`",
         "subscriptions[0].enrich[1].model: `.x`",
         "subscriptions[0].enrich[1].fields[0]: `a b`",
+        "sources[0].odoo.enrich: `Sale` is not an Odoo model name",
+        "sources[0].odoo.enrich.\"Sale\"[0].field: `x-y`",
     ] {
         assert!(err.contains(expected), "{expected} in {err}");
     }
