@@ -316,6 +316,23 @@ async fn a_polling_source_delivers_every_change_once_across_a_restart() {
         (b, "write".into(), fake_odoo::datetime(1))
     );
     gateway.stop().await.expect("stops");
+    // A crash after the events were durable but before the cursor moved, as far as the
+    // poller can tell: the cursor is gone, and everything is read again at the next start.
+    {
+        let store = odoo_gateway::store::Store::open(&dir.path().join("data")).expect("store");
+        use odoo_gateway::odoo::poll;
+        let at = poll::cursor(&store, "odoo", "sale.order").expect("read");
+        assert_eq!(
+            at.map(|c| (c.id, c.write_date)),
+            Some((b, fake_odoo::datetime(1)))
+        );
+        poll::reset_cursor(&store, "odoo", "sale.order").expect("reset");
+        assert_eq!(
+            poll::cursor(&store, "odoo", "sale.order").expect("read"),
+            None
+        );
+        store.flush().expect("flush");
+    }
 
     // While the gateway is down: a write, then a create and two writes in one second. A
     // record created and changed between two polls is seen once, in its latest state.

@@ -113,11 +113,29 @@ fn key(kind: &str, source: &str, model: &str) -> Vec<u8> {
 }
 
 /// The stored cursor of `source`'s `model`.
-pub fn cursor(state: &State, source: &str, model: &str) -> Result<Option<Cursor>, StoreError> {
-    let tree = state.store.db().open_tree(TREE)?;
+pub fn cursor(
+    store: &crate::store::Store,
+    source: &str,
+    model: &str,
+) -> Result<Option<Cursor>, StoreError> {
+    let tree = store.db().open_tree(TREE)?;
     Ok(tree
         .get(key("cursor", source, model))?
         .and_then(|raw| serde_json::from_slice(&raw).ok()))
+}
+
+/// Forgets where `source`'s `model` was read to: the next poll starts from `start` again
+/// (changes already delivered are recognised by their dedup keys while their events are
+/// kept). For a replay from the start, or a test of what a crash before a cursor write does.
+pub fn reset_cursor(
+    store: &crate::store::Store,
+    source: &str,
+    model: &str,
+) -> Result<(), StoreError> {
+    let tree = store.db().open_tree(TREE)?;
+    tree.remove(key("cursor", source, model))?;
+    tree.remove(key("start", source, model))?;
+    Ok(())
 }
 
 fn save_cursor(state: &State, source: &str, model: &str, c: &Cursor) -> Result<(), StoreError> {
@@ -205,7 +223,7 @@ pub async fn poll_model(
 ) -> Result<usize, PollError> {
     let client = &odoo.client;
     let name = model.model.as_str();
-    let mut stored = match cursor(state, source, name)? {
+    let mut stored = match cursor(&state.store, source, name)? {
         Some(c) => c,
         None => {
             let first = initial_cursor(odoo, poll, name).await?;
