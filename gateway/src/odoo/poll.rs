@@ -138,6 +138,23 @@ pub fn reset_cursor(
     Ok(())
 }
 
+/// Every polled model of `snapshot` with its cursor (`null` before its first poll), for
+/// `/admin/status`.
+pub fn status(store: &crate::store::Store, snapshot: &crate::config::Snapshot) -> Vec<Value> {
+    let mut polled = Vec::new();
+    for source in snapshot.sources.values() {
+        let Some(poll) = source.odoo.as_ref().and_then(|o| o.poll.as_ref()) else {
+            continue;
+        };
+        for model in &poll.models {
+            let at = cursor(store, &source.name, &model.model).ok().flatten();
+            polled.push(json!({ "source": source.name, "model": model.model, "cursor": at }));
+        }
+    }
+    polled.sort_by_key(|v| (v["source"].to_string(), v["model"].to_string()));
+    polled
+}
+
 fn save_cursor(state: &State, source: &str, model: &str, c: &Cursor) -> Result<(), StoreError> {
     let tree = state.store.db().open_tree(TREE)?;
     let raw = serde_json::to_vec(c).unwrap_or_default();
