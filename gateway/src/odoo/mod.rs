@@ -15,6 +15,7 @@
 
 pub mod client;
 pub mod config;
+pub mod cursor;
 pub mod enrich;
 pub mod error;
 pub mod poll;

@@ -16,17 +16,15 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use super::cursor::{self, Cursor};
 use super::{OdooError, OdooSource, Poll, PollModelConfig};
 use crate::event::Event;
 use crate::state::{State, now_ms};
 use crate::store::{DedupKey, StoreError};
 
-/// The sled tree of cursors and id sets.
-const TREE: &str = "odoo_poll";
 /// Longest sleep of the loop: a reload that adds a model is noticed within it.
 const TICK: Duration = Duration::from_millis(500);
 /// Longest pause after failed polls.
@@ -57,15 +55,6 @@ impl Start {
             )),
         }
     }
-}
-
-/// How far a model has been read: the last change made durable.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Cursor {
-    /// Its `write_date`.
-    pub write_date: String,
-    /// Its id.
-    pub id: i64,
 }
 
 /// Why one poll of a model stopped.
@@ -106,60 +95,6 @@ pub fn webhook_change(
     let payload: Value = serde_json::from_str(&incoming.payload).ok()?;
     let write_date = payload.get("write_date")?.as_str()?;
     Some(change_key(&incoming.model, incoming.record_id?, write_date))
-}
-
-fn key(kind: &str, source: &str, model: &str) -> Vec<u8> {
-    [kind, source, model].join("\0").into_bytes()
-}
-
-/// The stored cursor of `source`'s `model`.
-pub fn cursor(
-    store: &crate::store::Store,
-    source: &str,
-    model: &str,
-) -> Result<Option<Cursor>, StoreError> {
-    let tree = store.db().open_tree(TREE)?;
-    Ok(tree
-        .get(key("cursor", source, model))?
-        .and_then(|raw| serde_json::from_slice(&raw).ok()))
-}
-
-/// Forgets where `source`'s `model` was read to: the next poll starts from `start` again
-/// (changes already delivered are recognised by their dedup keys while their events are
-/// kept). For a replay from the start, or a test of what a crash before a cursor write does.
-pub fn reset_cursor(
-    store: &crate::store::Store,
-    source: &str,
-    model: &str,
-) -> Result<(), StoreError> {
-    let tree = store.db().open_tree(TREE)?;
-    tree.remove(key("cursor", source, model))?;
-    tree.remove(key("start", source, model))?;
-    Ok(())
-}
-
-/// Every polled model of `snapshot` with its cursor (`null` before its first poll), for
-/// `/admin/status`.
-pub fn status(store: &crate::store::Store, snapshot: &crate::config::Snapshot) -> Vec<Value> {
-    let mut polled = Vec::new();
-    for source in snapshot.sources.values() {
-        let Some(poll) = source.odoo.as_ref().and_then(|o| o.poll.as_ref()) else {
-            continue;
-        };
-        for model in &poll.models {
-            let at = cursor(store, &source.name, &model.model).ok().flatten();
-            polled.push(json!({ "source": source.name, "model": model.model, "cursor": at }));
-        }
-    }
-    polled.sort_by_key(|v| (v["source"].to_string(), v["model"].to_string()));
-    polled
-}
-
-fn save_cursor(state: &State, source: &str, model: &str, c: &Cursor) -> Result<(), StoreError> {
-    let tree = state.store.db().open_tree(TREE)?;
-    let raw = serde_json::to_vec(c).unwrap_or_default();
-    tree.insert(key("cursor", source, model), raw)?;
-    Ok(())
 }
 
 /// Runs until `shutdown`: polls every configured model when it is due.
@@ -240,32 +175,17 @@ pub async fn poll_model(
 ) -> Result<usize, PollError> {
     let client = &odoo.client;
     let name = model.model.as_str();
-    let mut stored = match cursor(&state.store, source, name)? {
+    let store = &state.store;
+    let mut stored = match cursor::cursor(store, source, name)? {
         Some(c) => c,
         None => {
             let first = initial_cursor(odoo, poll, name).await?;
-            // The start is also the floor of the overlap: nothing before it is ever read.
-            let tree = state.store.db().open_tree(TREE)?;
-            tree.insert(
-                key("start", source, name),
-                serde_json::to_vec(&first).unwrap_or_default(),
-            )?;
-            save_cursor(state, source, name, &first)?;
+            cursor::save_start(store, source, name, &first)?;
             first
         }
     };
-    let floor: Option<Cursor> = state
-        .store
-        .db()
-        .open_tree(TREE)?
-        .get(key("start", source, name))?
-        .and_then(|raw| serde_json::from_slice(&raw).ok());
-    let mut at = rewound(&stored, poll.overlap);
-    if let Some(floor) = floor
-        && (at.write_date.as_str(), at.id) < (floor.write_date.as_str(), floor.id)
-    {
-        at = floor;
-    }
+    let floor = cursor::start_floor(store, source, name)?;
+    let mut at = stored.rewound(poll.overlap, floor.as_ref());
     let mut fields = model.fields.clone();
     if !fields.is_empty() {
         for always in ["id", "create_date", "write_date"] {
@@ -327,25 +247,13 @@ pub async fn poll_model(
             id: last.0,
         };
         // Re-reading the overlap never moves the stored cursor back.
-        if (at.write_date.as_str(), at.id) > (stored.write_date.as_str(), stored.id) {
-            save_cursor(state, source, name, &at)?;
+        if at.is_after(&stored) {
+            cursor::save_cursor(store, source, name, &at)?;
             stored = at.clone();
         }
         if !full || shutdown.is_cancelled() {
             return Ok(read);
         }
-    }
-}
-
-/// Where a poll starts: the cursor, or `overlap` before it.
-fn rewound(cursor: &Cursor, overlap: Duration) -> Cursor {
-    let seconds = i64::try_from(overlap.as_secs()).unwrap_or(i64::MAX);
-    match super::time::to_seconds(&cursor.write_date) {
-        Some(at) if seconds > 0 => Cursor {
-            write_date: super::time::from_seconds(at.saturating_sub(seconds).max(0)),
-            id: 0,
-        },
-        _ => cursor.clone(),
     }
 }
 
@@ -434,11 +342,7 @@ async fn find_deletions(
         );
         return Ok(0);
     }
-    let tree = state.store.db().open_tree(TREE)?;
-    let k = key("ids", source, name);
-    let before: Option<BTreeSet<i64>> = tree
-        .get(&k)?
-        .and_then(|raw| serde_json::from_slice(&raw).ok());
+    let before = cursor::known_ids(&state.store, source, name)?;
     let gone: Vec<i64> = before
         .map(|b| b.difference(&ids).copied().collect())
         .unwrap_or_default();
@@ -450,7 +354,7 @@ async fn find_deletions(
         state.store.durable().await?;
         state.fanout_wake.notify_one();
     }
-    tree.insert(k, serde_json::to_vec(&ids).unwrap_or_default())?;
+    cursor::save_ids(&state.store, source, name, &ids)?;
     Ok(gone.len())
 }
 
