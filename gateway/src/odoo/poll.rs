@@ -25,7 +25,7 @@ use crate::event::Event;
 use crate::state::{State, now_ms};
 use crate::store::{DedupKey, StoreError};
 
-/// Longest sleep of the loop: a reload that adds a model is noticed within it.
+/// How often the configuration is looked at for models to start polling.
 const TICK: Duration = Duration::from_millis(500);
 /// Longest pause after failed polls.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -97,67 +97,92 @@ pub fn webhook_change(
     Some(change_key(&incoming.model, incoming.record_id?, write_date))
 }
 
-/// Runs until `shutdown`: polls every configured model when it is due.
+/// Runs until `shutdown`: one task per polled model, so that a slow or unreachable Odoo
+/// delays the polling of its own models only. Tasks start and stop with the configuration
+/// (a reload that adds or removes a model); one that ended (its model removed, or a panic) is
+/// started again while its model is configured.
 pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
-    // (source, model) → when next due, and failures in a row.
-    let mut due: HashMap<(String, String), (Instant, u32)> = HashMap::new();
-    let mut deletions: HashMap<(String, String), Instant> = HashMap::new();
+    let mut tasks: HashMap<(String, String), tokio::task::JoinHandle<()>> = HashMap::new();
     loop {
         let snapshot = state.snapshot.load_full();
-        let mut next = Instant::now() + TICK;
+        tasks.retain(|_, task| !task.is_finished());
         for source in snapshot.sources.values() {
-            let Some(odoo) = source.odoo.as_ref() else {
+            let Some(poll) = source.odoo.as_ref().and_then(|o| o.poll.as_ref()) else {
                 continue;
             };
-            let Some(poll) = &odoo.poll else { continue };
             for model in &poll.models {
-                if shutdown.is_cancelled() {
-                    return;
-                }
                 let k = (source.name.clone(), model.model.clone());
-                let (at, failures) = due.get(&k).copied().unwrap_or((Instant::now(), 0));
-                if at > Instant::now() {
-                    next = next.min(at);
-                    continue;
+                if !tasks.contains_key(&k) {
+                    let task = poll_loop(state.clone(), k.clone(), shutdown.clone());
+                    tasks.insert(k, tokio::spawn(task));
                 }
-                let polled = poll_model(&state, &source.name, odoo, poll, model, &shutdown).await;
-                let failures = match polled {
-                    Ok(n) => {
-                        if n > 0 {
-                            tracing::debug!(source = %source.name, model = %model.model, changes = n, "polled");
-                        }
-                        0
-                    }
-                    Err(e) => {
-                        tracing::warn!(source = %source.name, model = %model.model, error = %e, "polling failed; tried again later");
-                        failures + 1
-                    }
-                };
-                if failures == 0 && model.detect_deletions {
-                    let last = deletions.get(&k).copied();
-                    if last.is_none_or(|t| t.elapsed() >= poll.deletions_every) {
-                        match find_deletions(&state, &source.name, odoo, model).await {
-                            Ok(_) => {
-                                deletions.insert(k.clone(), Instant::now());
-                            }
-                            Err(e) => {
-                                tracing::warn!(source = %source.name, model = %model.model, error = %e, "deletion check failed")
-                            }
-                        }
-                    }
-                }
-                let pause = if failures == 0 {
-                    poll.interval
-                } else {
-                    (poll.interval * 2u32.pow(failures.min(10))).min(MAX_BACKOFF.max(poll.interval))
-                };
-                let at = Instant::now() + pause;
-                next = next.min(at);
-                due.insert(k, (at, failures));
             }
         }
         tokio::select! {
-            () = tokio::time::sleep_until(next.into()) => {}
+            () = tokio::time::sleep(TICK) => {}
+            () = shutdown.cancelled() => break,
+        }
+    }
+    for (_, task) in tasks {
+        let _ = task.await;
+    }
+}
+
+/// Polls one model every `interval` (backing off after failures) until `shutdown` or until
+/// a reload removes it. A poll cut short by shutdown loses nothing: its cursor has not moved
+/// past what is durable.
+async fn poll_loop(
+    state: Arc<State>,
+    (source, model): (String, String),
+    shutdown: CancellationToken,
+) {
+    let mut failures = 0u32;
+    let mut last_deletions: Option<Instant> = None;
+    loop {
+        let snapshot = state.snapshot.load_full();
+        let found = snapshot.sources.get(&source).and_then(|s| {
+            let odoo = s.odoo.as_ref()?;
+            let poll = odoo.poll.as_ref()?;
+            Some((odoo, poll, poll.models.iter().find(|m| m.model == model)?))
+        });
+        let Some((odoo, poll, polled)) = found else {
+            return;
+        };
+        let outcome = tokio::select! {
+            outcome = poll_model(&state, &source, odoo, poll, polled, &shutdown) => outcome,
+            () = shutdown.cancelled() => return,
+        };
+        match outcome {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::debug!(source, model, changes = n, "polled");
+                }
+                failures = 0;
+            }
+            Err(e) => {
+                tracing::warn!(source, model, error = %e, "polling failed; tried again later");
+                failures += 1;
+            }
+        }
+        let deletions_due = last_deletions.is_none_or(|t| t.elapsed() >= poll.deletions_every);
+        if failures == 0 && polled.detect_deletions && deletions_due {
+            let checked = tokio::select! {
+                checked = find_deletions(&state, &source, odoo, polled) => checked,
+                () = shutdown.cancelled() => return,
+            };
+            match checked {
+                Ok(_) => last_deletions = Some(Instant::now()),
+                Err(e) => tracing::warn!(source, model, error = %e, "deletion check failed"),
+            }
+        }
+        let pause = if failures == 0 {
+            poll.interval
+        } else {
+            (poll.interval * 2u32.pow(failures.min(10))).min(MAX_BACKOFF.max(poll.interval))
+        };
+        drop(snapshot);
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
             () = shutdown.cancelled() => return,
         }
     }

@@ -238,3 +238,55 @@ async fn a_polling_source_waits_out_an_odoo_outage_and_loses_nothing() {
     assert_eq!(ids, vec![12, a]);
     gateway.stop().await.expect("stops");
 }
+
+#[tokio::test]
+async fn a_slow_odoo_does_not_hold_back_the_polling_of_another() {
+    let slow = FakeOdoo::start().await.expect("fake odoo");
+    let fast = FakeOdoo::start().await.expect("fake odoo");
+    let inbox = inbox().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let poll = POLL.replace("start = \"beginning\"", "start = \"now\"");
+    let other = format!(
+        r#"{ORDERS}
+[[sources]]
+name = "other"
+tokens = ["other-token-0123456789"]
+[sources.odoo]
+url = "{url}"
+database = "{db}"
+login = "{login}"
+api_key = "{key}"
+{poll}"#,
+        url = fast.url(),
+        db = fake_odoo::DATABASE,
+        login = fake_odoo::LOGIN,
+        key = fake_odoo::API_KEY,
+    );
+    let config = config(&slow, &inbox, fake_odoo::API_KEY, &poll, &other);
+    let gateway = start(&config, dir.path()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every call to the slow one now times out (after 500 ms, twice).
+    slow.set_delay(Duration::from_secs(5));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    let id = fast.create(
+        "sale.order",
+        json!({"name": "S00500", "state": "draft", "amount_total": 1.0}),
+    );
+    let received = inbox
+        .wait_for(1, WAIT)
+        .await
+        .expect("the other source's change");
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    let b = body(&received[0]);
+    assert_eq!(
+        (b["source"].as_str(), b["record_id"].as_i64()),
+        (Some("other"), Some(id))
+    );
+    slow.set_delay(Duration::ZERO);
+    gateway.stop().await.expect("stops");
+}
