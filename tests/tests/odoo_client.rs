@@ -1,5 +1,5 @@
-//! The Odoo client against the fake Odoo over a real socket: answers in Odoo's shapes and a
-//! typed error for each way a call fails.
+//! The Odoo client against the fake Odoo over a real socket, in both protocols (JSON-RPC and
+//! Odoo 19's JSON-2): answers in Odoo's shapes and a typed error for each way a call fails.
 
 use std::time::Duration;
 
@@ -7,9 +7,10 @@ use odoo_gateway::odoo::{OdooClient, OdooConfig, OdooError};
 use odoo_gateway_tests::fake_odoo::{self, FakeOdoo};
 use serde_json::json;
 
-fn client(odoo: &FakeOdoo, api_key: &str) -> OdooClient {
+fn client(odoo: &FakeOdoo, api_key: &str, protocol: &str) -> OdooClient {
     let config: OdooConfig = serde_json::from_value(json!({
         "url": odoo.url(),
+        "protocol": protocol,
         "database": fake_odoo::DATABASE,
         "login": fake_odoo::LOGIN,
         "api_key": api_key,
@@ -21,11 +22,24 @@ fn client(odoo: &FakeOdoo, api_key: &str) -> OdooClient {
 }
 
 #[tokio::test]
-async fn reads_in_odoo_shapes() {
+async fn reads_in_odoo_shapes_over_jsonrpc() {
     let odoo = FakeOdoo::start().await.expect("fake");
-    let c = client(&odoo, fake_odoo::API_KEY);
+    let c = client(&odoo, fake_odoo::API_KEY, "jsonrpc");
     assert_eq!(c.version().await.expect("version")["server_serie"], "17.0");
     assert_eq!(c.uid().await.expect("uid"), fake_odoo::UID);
+    reads_in_odoo_shapes(&odoo, &c).await;
+    assert_eq!(odoo.calls("common.authenticate"), 1, "authenticated once");
+}
+
+#[tokio::test]
+async fn reads_in_odoo_shapes_over_json2() {
+    let odoo = FakeOdoo::start().await.expect("fake");
+    let c = client(&odoo, fake_odoo::API_KEY, "json2");
+    reads_in_odoo_shapes(&odoo, &c).await;
+    assert_eq!(odoo.calls("common.authenticate"), 0, "no login with JSON-2");
+}
+
+async fn reads_in_odoo_shapes(odoo: &FakeOdoo, c: &OdooClient) {
     let fields = ["route_id".to_owned(), "product_id".to_owned()];
     let lines = c
         .read("sale.order.line", &[32, 31, 99], &fields)
@@ -57,13 +71,22 @@ async fn reads_in_odoo_shapes() {
             .expect("relation"),
         "res.partner"
     );
-    assert_eq!(odoo.calls("common.authenticate"), 1, "authenticated once");
+    assert_eq!(odoo.calls("sale.order.line.read"), 1);
 }
 
 #[tokio::test]
-async fn each_failure_is_a_typed_error() {
+async fn each_failure_is_a_typed_error_over_jsonrpc() {
+    each_failure_is_a_typed_error("jsonrpc").await;
+}
+
+#[tokio::test]
+async fn each_failure_is_a_typed_error_over_json2() {
+    each_failure_is_a_typed_error("json2").await;
+}
+
+async fn each_failure_is_a_typed_error(protocol: &str) {
     let odoo = FakeOdoo::start().await.expect("fake");
-    let c = client(&odoo, fake_odoo::API_KEY);
+    let c = client(&odoo, fake_odoo::API_KEY, protocol);
     let fields = ["name".to_owned()];
     let e = c
         .read("no.such.model", &[1], &fields)
@@ -81,7 +104,7 @@ async fn each_failure_is_a_typed_error() {
     assert!(matches!(e, OdooError::MissingField { .. }), "{e}");
     assert!(e.to_string().contains("nope"), "{e}");
 
-    let refused = client(&odoo, "wrong-key-0123456789");
+    let refused = client(&odoo, "wrong-key-0123456789", protocol);
     let e = refused
         .read("res.partner", &[9], &fields)
         .await

@@ -18,6 +18,7 @@ use http_body_util::Full;
 use serde_json::{Value, json};
 
 use super::OdooError;
+use super::config::Protocol;
 use crate::delivery::{Cidr, ClientOptions, DeliveryClient, SsrfPolicy};
 
 /// First pause of the quick retries; doubled each time.
@@ -29,15 +30,19 @@ type CacheKey = (String, i64, String);
 
 /// One Odoo instance, as one user.
 pub struct OdooClient {
+    /// `<url>/jsonrpc`.
     endpoint: http::Uri,
-    database: String,
-    login: String,
-    api_key: String,
-    timeout: Duration,
+    /// The URL without its trailing `/`, for JSON-2's `<url>/json/2/<model>/<method>`.
+    pub(super) base: String,
+    pub(super) protocol: Protocol,
+    pub(super) database: String,
+    pub(super) login: String,
+    pub(super) api_key: String,
+    pub(super) timeout: Duration,
     retries: u32,
     cache_ttl: Duration,
-    max_response_bytes: usize,
-    http: DeliveryClient,
+    pub(super) max_response_bytes: usize,
+    pub(super) http: DeliveryClient,
     uid: Mutex<Option<i64>>,
     /// (model, field) → the related model, from `fields_get`.
     relations: Mutex<HashMap<(String, String), String>>,
@@ -78,6 +83,8 @@ impl OdooClient {
         let http = DeliveryClient::new(options).map_err(|e| e.to_string())?;
         Ok(Self {
             endpoint,
+            base: base.to_owned(),
+            protocol: config.protocol,
             database: config.database.clone(),
             login: config.login.clone(),
             api_key: config.api_key.clone(),
@@ -115,7 +122,8 @@ impl OdooClient {
         Ok(uid)
     }
 
-    /// `object.execute_kw(db, uid, key, model, method, args, kwargs)`.
+    /// `object.execute_kw(db, uid, key, model, method, args, kwargs)`, or with JSON-2 the
+    /// same call with named arguments.
     pub async fn execute_kw(
         &self,
         model: &str,
@@ -123,6 +131,12 @@ impl OdooClient {
         args: Value,
         kwargs: Value,
     ) -> Result<Value, OdooError> {
+        if self.protocol == Protocol::Json2 {
+            let named = super::json2::named(method, &args, &kwargs);
+            return self
+                .retrying(|| self.json2_once(model, method, &named))
+                .await;
+        }
         let uid = self.uid().await?;
         let args = json!([
             self.database,
@@ -281,9 +295,20 @@ impl OdooClient {
         args: Value,
         model: Option<&str>,
     ) -> Result<Value, OdooError> {
+        self.retrying(|| self.call_once(service, method, &args, model))
+            .await
+    }
+
+    /// Runs `once` again (up to `retries` times, with a doubling pause) while it fails in a
+    /// way that may pass.
+    async fn retrying<F, Fut>(&self, once: F) -> Result<Value, OdooError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Value, OdooError>>,
+    {
         let mut attempt = 0;
         loop {
-            match self.call_once(service, method, &args, model).await {
+            match once().await {
                 Err(e) if e.is_retryable() && attempt < self.retries => {
                     tracing::debug!(error = %e, attempt, "Odoo call failed; trying again");
                     tokio::time::sleep(RETRY_BASE * 2u32.pow(attempt.min(8))).await;

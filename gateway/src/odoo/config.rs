@@ -22,6 +22,10 @@ pub struct OdooConfig {
     pub login: String,
     /// That user's API key (or password, on versions before 14).
     pub api_key: String,
+    /// How to call Odoo: `jsonrpc` (`/jsonrpc`, Odoo 9 and later; deprecated from 19) or
+    /// `json2` (`/json/2/<model>/<method>` with the key as a bearer token, Odoo 19 and later).
+    #[serde(default)]
+    pub protocol: Protocol,
     /// Bound on one JSON-RPC call, connect to last byte.
     #[serde(default = "default_timeout", with = "serde_duration")]
     pub timeout: Duration,
@@ -45,6 +49,17 @@ pub struct OdooConfig {
     pub poll: Option<PollConfig>,
 }
 
+/// The external API a client speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// JSON-RPC on `/jsonrpc`: `common.authenticate`, then `object.execute_kw`.
+    #[default]
+    JsonRpc,
+    /// JSON-2 on `/json/2/<model>/<method>`: named arguments, `Authorization: bearer <key>`.
+    Json2,
+}
+
 fn default_timeout() -> Duration {
     Duration::from_secs(10)
 }
@@ -64,6 +79,7 @@ impl std::fmt::Debug for OdooConfig {
             .field("database", &self.database)
             .field("login", &self.login)
             .field("api_key", &"[redacted]")
+            .field("protocol", &self.protocol)
             .field("timeout", &self.timeout)
             .field("retries", &self.retries)
             .field("cache_ttl", &self.cache_ttl)

@@ -18,11 +18,12 @@ pub mod config;
 pub mod cursor;
 pub mod enrich;
 pub mod error;
+pub mod json2;
 pub mod poll;
 pub mod time;
 
 pub use client::OdooClient;
-pub use config::{EnrichSpec, OdooConfig, PollConfig, PollModelConfig};
+pub use config::{EnrichSpec, OdooConfig, PollConfig, PollModelConfig, Protocol};
 pub use error::OdooError;
 
 /// A source's Odoo, validated: the client and what to poll.

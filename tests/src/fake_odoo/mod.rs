@@ -4,6 +4,7 @@
 //! `common.version`, `common.authenticate`, and `object.execute_kw` with `read`, `search`,
 //! `search_read` (domains in Polish notation with `|`, `&`, `!` and the operators `=`, `!=`,
 //! `>`, `>=`, `<`, `<=`, `in`, `not in`; `order`, `limit`, `offset`) and `fields_get`.
+//! Also Odoo 19's JSON-2 (`POST /json/2/<model>/<method>`, bearer key, named arguments).
 //! Faults have Odoo's shape (`{"error": {"code": 200, "data": {"name", "message"}}}`). A test
 //! can change records (with a clock it controls), make the server slow or down, and count
 //! the calls it got.
@@ -221,7 +222,14 @@ impl FakeOdoo {
         if down {
             return reply(503, "<html>503 Service Unavailable</html>".into());
         }
-        if req.method() != http::Method::POST || req.uri().path() != "/jsonrpc" {
+        let path = req.uri().path().to_owned();
+        if req.method() == http::Method::POST
+            && let Some(call) = path.strip_prefix("/json/2/")
+        {
+            let (status, body) = self.json2(call, req).await;
+            return reply(status, body.to_string());
+        }
+        if req.method() != http::Method::POST || path != "/jsonrpc" {
             return reply(404, "<html>404 Not Found</html>".into());
         }
         let body = req.into_body().collect().await.map(|b| b.to_bytes());
@@ -244,6 +252,64 @@ impl FakeOdoo {
                     "arguments": [message], "context": {}}}}),
         };
         reply(200, body.to_string())
+    }
+
+    /// `POST /json/2/<model>/<method>` (Odoo 19's JSON-2): named arguments, the key as a
+    /// bearer token; the result itself, or the exception with a 4xx/5xx status.
+    async fn json2(&self, call: &str, req: http::Request<Incoming>) -> (u16, Value) {
+        let error = |status, name: &str, message: &str| {
+            (
+                status,
+                json!({"name": name, "message": message, "arguments": [message], "context": {}, "debug": ""}),
+            )
+        };
+        let authorization = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let key_ok = authorization
+            .split_once(' ')
+            .is_some_and(|(scheme, key)| scheme.eq_ignore_ascii_case("bearer") && key == API_KEY);
+        let database = req
+            .headers()
+            .get("x-odoo-database")
+            .and_then(|v| v.to_str().ok());
+        if !key_ok {
+            return error(401, "werkzeug.exceptions.Unauthorized", "Invalid apikey");
+        }
+        if database.is_some_and(|d| d != DATABASE) {
+            return error(404, "werkzeug.exceptions.NotFound", "Database not found");
+        }
+        let Some((model, method)) = call.rsplit_once('/') else {
+            return error(404, "werkzeug.exceptions.NotFound", "Not Found");
+        };
+        let body = req.into_body().collect().await.map(|b| b.to_bytes());
+        let named: Value = body
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_else(|| json!({}));
+        let first = match method {
+            "read" => named["ids"].clone(),
+            "search" | "search_read" => named["domain"].clone(),
+            "fields_get" => named["allfields"].clone(),
+            _ => Value::Null,
+        };
+        let mut inner = self.lock();
+        *inner.calls.entry(format!("{model}.{method}")).or_default() += 1;
+        let answer = model::execute(
+            &inner.models,
+            &inner.relations,
+            model,
+            method,
+            &json!([first]),
+            &named,
+        );
+        match answer {
+            Ok(result) => (200, result),
+            Err((name, message)) if name.ends_with("AccessError") => error(403, &name, &message),
+            Err((name, message)) => error(500, &name, &message),
+        }
     }
 
     fn dispatch(&self, service: &str, method: &str, args: Vec<Value>) -> Result<Value, Fault> {

@@ -121,3 +121,25 @@ async fn a_source_level_enrich_list_applies_to_a_subscription_without_plugin() {
     assert_eq!(payload["amount_total"], 1150.0, "the rest as Odoo sent it");
     gateway.stop().await.expect("stops");
 }
+
+#[tokio::test]
+async fn odoo_19_json2_enriches_the_same_way() {
+    let odoo = FakeOdoo::start().await.expect("fake odoo");
+    let inbox = inbox().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json2 = "protocol = \"json2\"";
+    let config = config(&odoo, &inbox, fake_odoo::API_KEY, json2, &shipping());
+    let gateway = TestGateway::start(&config, dir.path())
+        .await
+        .expect("starts");
+    post_confirmed_order(&gateway).await;
+    let received = inbox.wait_for(2, WAIT).await.expect("two deliveries");
+    assert_split(&received);
+    assert_eq!(odoo.calls("sale.order.line.read"), 1);
+    assert_eq!(
+        odoo.calls("common.authenticate"),
+        0,
+        "JSON-2 needs no login"
+    );
+    gateway.stop().await.expect("stops");
+}
