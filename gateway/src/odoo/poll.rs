@@ -112,9 +112,9 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
             };
             for model in &poll.models {
                 let k = (source.name.clone(), model.model.clone());
-                if !tasks.contains_key(&k) {
-                    let task = poll_loop(state.clone(), k.clone(), shutdown.clone());
-                    tasks.insert(k, tokio::spawn(task));
+                if let std::collections::hash_map::Entry::Vacant(free) = tasks.entry(k) {
+                    let task = poll_loop(state.clone(), free.key().clone(), shutdown.clone());
+                    free.insert(tokio::spawn(task));
                 }
             }
         }
