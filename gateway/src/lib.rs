@@ -5,6 +5,9 @@
 //! [`fanout`] matches it against [`subscriptions`] and runs each one's [`plugin`],
 //! [`dispatch`] takes the queued jobs and hands them to [`delivery`], which signs them
 //! ([`signing`]) and POSTs them.
+//! [`odoo`] is the gateway as a client of Odoo's external API: related records read into a
+//! payload before a plugin sees it (in dispatch's plugin-call work), and a polling source that
+//! turns changes into events for Odoo versions without webhooks (a stage of its own).
 //! Around them: [`config`] (the file and its validated snapshot), [`server`] (HTTP, tower
 //! stack, shutdown), [`admin`], [`state`] (what the stages share) and the [`cli`].
 
