@@ -8,7 +8,12 @@ use odoo_gateway_tests::fake_odoo::{self, FakeOdoo};
 use serde_json::json;
 
 fn client(odoo: &FakeOdoo, api_key: &str, protocol: &str) -> OdooClient {
+    client_with(odoo, api_key, protocol, "0s")
+}
+
+fn client_with(odoo: &FakeOdoo, api_key: &str, protocol: &str, cache_ttl: &str) -> OdooClient {
     let config: OdooConfig = serde_json::from_value(json!({
+        "cache_ttl": cache_ttl,
         "url": odoo.url(),
         "protocol": protocol,
         "database": fake_odoo::DATABASE,
@@ -151,4 +156,42 @@ async fn each_failure_is_a_typed_error(protocol: &str) {
         matches!(e, OdooError::Unreachable { .. }) && e.is_retryable(),
         "{e}"
     );
+}
+
+#[tokio::test]
+async fn records_are_reused_within_the_cache_ttl_only() {
+    let odoo = FakeOdoo::start().await.expect("fake");
+    let fields = ["name".to_owned()];
+    let cached = client_with(&odoo, fake_odoo::API_KEY, "jsonrpc", "300ms");
+    for _ in 0..3 {
+        let found = cached
+            .read_cached("res.partner", &[9], &fields)
+            .await
+            .expect("read");
+        assert_eq!(found[&9]["name"], "Deco Addict");
+    }
+    assert_eq!(odoo.calls("res.partner.read"), 1, "read once, then reused");
+    // Other fields are another read.
+    let other = ["zip".to_owned()];
+    cached
+        .read_cached("res.partner", &[9], &other)
+        .await
+        .expect("read");
+    assert_eq!(odoo.calls("res.partner.read"), 2);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    cached
+        .read_cached("res.partner", &[9], &fields)
+        .await
+        .expect("read");
+    assert_eq!(odoo.calls("res.partner.read"), 3, "expired");
+    let uncached = client(&odoo, fake_odoo::API_KEY, "jsonrpc");
+    uncached
+        .read_cached("res.partner", &[9], &fields)
+        .await
+        .expect("read");
+    uncached
+        .read_cached("res.partner", &[9], &fields)
+        .await
+        .expect("read");
+    assert_eq!(odoo.calls("res.partner.read"), 5, "no cache by default");
 }
