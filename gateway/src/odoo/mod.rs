@@ -26,6 +26,9 @@ pub use client::OdooClient;
 pub use config::{EnrichSpec, OdooConfig, PollConfig, PollModelConfig, Protocol};
 pub use error::OdooError;
 
+/// Most quick retries of one call (`[sources.odoo] retries`).
+pub const MAX_QUICK_RETRIES: u32 = 5;
+
 /// A source's Odoo, validated: the client and what to poll.
 #[derive(Debug)]
 pub struct OdooSource {
@@ -71,6 +74,12 @@ impl OdooConfig {
         }
         if self.timeout.is_zero() {
             problems.push(format!("{key}.odoo.timeout: must be more than 0s"));
+        }
+        // Quick retries hold the unit of work; longer outages are the backoff's business.
+        if self.retries > MAX_QUICK_RETRIES {
+            problems.push(format!(
+                "{key}.odoo.retries: at most {MAX_QUICK_RETRIES} (longer outages are retried under the subscription's backoff)"
+            ));
         }
         let client = OdooClient::new(self)
             .map_err(|e| problems.push(format!("{key}.odoo.url: {e}")))

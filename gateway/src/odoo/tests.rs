@@ -83,6 +83,7 @@ fn a_poll_table_gets_its_defaults() {
 #[test]
 fn every_mistake_is_named_by_its_key() {
     let odoo = r#"timeout = "0s"
+retries = 50
 [sources.odoo.poll]
 page_size = 0
 start = "yesterday"
@@ -92,6 +93,7 @@ models = [{ model = "Sale Order" }, { model = "sale.order", fields = ["Name"] }]
     let err = build(&odoo, sub).expect_err("invalid").to_string();
     for expected in [
         "sources[0].odoo.timeout",
+        "sources[0].odoo.retries: at most 5",
         "sources[0].odoo.poll.page_size",
         "sources[0].odoo.poll.start: `yesterday`",
         "sources[0].odoo.poll.models[0].model: `Sale Order`",
@@ -107,10 +109,10 @@ models = [{ model = "Sale Order" }, { model = "sale.order", fields = ["Name"] }]
     // Lines are found inside the sub-tables.
     assert!(err.contains("line 10: sources[0].odoo.timeout"), "{err}");
     assert!(
-        err.contains("line 12: sources[0].odoo.poll.page_size"),
+        err.contains("line 13: sources[0].odoo.poll.page_size"),
         "{err}"
     );
-    assert!(err.contains("line 13: sources[0].odoo.poll.start"), "{err}");
+    assert!(err.contains("line 14: sources[0].odoo.poll.start"), "{err}");
 }
 
 #[test]
