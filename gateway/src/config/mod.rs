@@ -485,7 +485,7 @@ impl Snapshot {
                 &s.enrich,
                 &mut problems,
             );
-            if !s.enrich.is_empty() && sources.values().all(|src: &Source| src.odoo.is_none()) {
+            if !s.enrich.is_empty() && file.sources.iter().all(|src| src.odoo.is_none()) {
                 problems.push(format!(
                     "{key}.enrich: no source has [sources.odoo] to read the records from"
                 ));

@@ -100,6 +100,18 @@ impl OdooClient {
         })
     }
 
+    /// Where and as whom it calls, for `config check`: never the key.
+    pub fn describe(&self) -> String {
+        let protocol = match self.protocol {
+            Protocol::JsonRpc => "JSON-RPC",
+            Protocol::Json2 => "JSON-2",
+        };
+        format!(
+            "{} database {} as {} ({protocol})",
+            self.base, self.database, self.login
+        )
+    }
+
     /// `common.version`: the server's version info (no credentials needed).
     pub async fn version(&self) -> Result<Value, OdooError> {
         self.call("common", "version", json!([]), None).await
