@@ -44,6 +44,7 @@ pub async fn route(
                 "stage_restarts": state.stage_restarts.load(std::sync::atomic::Ordering::Relaxed),
                 "quarantined_subscriptions": snapshot.quarantined.iter().map(|(id, why)| serde_json::json!({"id": id, "reason": why})).collect::<Vec<_>>(),
                 "subscriptions": state.health.report(),
+                "odoo_poll": crate::odoo::cursor::status(&state.store, &snapshot),
             }),
         )),
         (_, ["apps", ..]) => crate::auth::admin::route(state, req, &rest[1..]).await,

@@ -416,16 +416,22 @@ async fn call_plugin(
     }
     let runner = sub.clone();
     let events: Vec<Arc<Event>> = calls.iter().map(|(_, _, e)| e.clone()).collect();
+    // The subscription's `enrich` list, read from Odoo before the plugin sees the events.
+    let snapshot = state.snapshot.load_full();
+    let inputs = crate::odoo::enrich::prepare(&snapshot, sub, events).await;
     // On the low-priority plugin threads: a plugin that burns its whole CPU allowance on
     // every call yields the CPU to ingest and delivery.
     let ran = state
         .plugin_threads
         .run(move || {
-            events
-                .iter()
-                .map(|event| {
+            inputs
+                .into_iter()
+                .map(|input| {
                     let started = now_ms();
-                    let outcome = transform::call_plugin(&runner, event);
+                    let outcome = match input {
+                        Ok(event) => transform::call_plugin(&runner, &event),
+                        Err(instead) => instead,
+                    };
                     (outcome, started, now_ms().saturating_sub(started))
                 })
                 .collect::<Vec<_>>()

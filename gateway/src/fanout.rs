@@ -103,7 +103,8 @@ pub fn plan_at_most(
         if !transform::wants(sub, event, &event_type) {
             continue;
         }
-        if sub.plugin.is_some() {
+        // Enrichment reads from Odoo: it runs in the plugin-call unit of work, never here.
+        if sub.plugin.is_some() || crate::odoo::enrich::wanted(snapshot, sub, event) {
             jobs.push(transform::transform_job(sub, event, now_ms, now_ms));
         } else {
             jobs.extend(transform::pass_through_jobs(sub, event, now_ms));

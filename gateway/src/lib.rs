@@ -5,6 +5,9 @@
 //! [`fanout`] matches it against [`subscriptions`] and runs each one's [`plugin`],
 //! [`dispatch`] takes the queued jobs and hands them to [`delivery`], which signs them
 //! ([`signing`]) and POSTs them.
+//! [`odoo`] is the gateway as a client of Odoo's external API: related records read into a
+//! payload before a plugin sees it (in dispatch's plugin-call work), and a polling source that
+//! turns changes into events for Odoo versions without webhooks (a stage of its own).
 //! Around them: [`config`] (the file and its validated snapshot), [`server`] (HTTP, tower
 //! stack, shutdown), [`admin`], [`state`] (what the stages share) and the [`cli`].
 
@@ -19,6 +22,7 @@ pub mod event;
 pub mod fanout;
 pub mod http_error;
 pub mod ingest;
+pub mod odoo;
 pub mod plugin;
 pub mod plugin_threads;
 pub mod reload;
@@ -87,6 +91,13 @@ pub async fn run(
         restarted(&state),
         dispatch::run,
     );
+    let poller = supervise(
+        "odoo-poll",
+        state.clone(),
+        &stages,
+        restarted(&state),
+        odoo::poll::run,
+    );
     let watcher = tokio::spawn(reload::watch(state.clone(), stages.clone()));
     let sighup = tokio::spawn(reload::on_sighup(state.clone(), stages.clone()));
     let policy_state = state.clone();
@@ -115,7 +126,7 @@ pub async fn run(
     stages.cancel();
     // Every task holding the state ends before this returns, so the database is closed (and
     // its lock released) when `run` returns: a restart in the same folder can open it at once.
-    let _ = tokio::join!(fanout, dispatch, maintenance, watcher, sighup);
+    let _ = tokio::join!(fanout, dispatch, poller, maintenance, watcher, sighup);
     state.in_flight.close();
     let grace = state.snapshot.load().server.shutdown_grace;
     if tokio::time::timeout(grace, state.in_flight.wait())

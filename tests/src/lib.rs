@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end tests and the load generator: paths to fixtures and
 //! built plugins, a gateway started in-process on a real socket, and a tiny HTTP client.
 
+pub mod fake_odoo;
 pub mod load;
 
 use std::net::SocketAddr;

@@ -150,11 +150,19 @@ pub(super) async fn replay(call: &Call<'_>, job_id: &str) -> Result<Response<Bod
     let now = now_ms();
     // The delivery is made again as it was made the first time: the pass-through body, or
     // the plugin run once more (in a plugin slot of the subscription's, like any call).
-    let mut jobs = if sub.plugin.is_none() {
+    let mut jobs = if sub.plugin.is_none() && !crate::odoo::enrich::wanted(&snapshot, &sub, &event)
+    {
         crate::transform::pass_through_jobs(&sub, &event, now)
     } else {
         let _slot = state.plugin_limits.acquire(&sub.id).await;
-        match crate::transform::run_plugin(&sub, &event).await {
+        // Enriched from Odoo again first, as the first time.
+        let prepared = crate::odoo::enrich::prepare(&snapshot, &sub, vec![event.clone()]).await;
+        let outcome = match prepared.into_iter().next() {
+            Some(Ok(enriched)) => crate::transform::run_plugin(&sub, &enriched).await,
+            Some(Err(instead)) => instead,
+            None => crate::transform::Outcome::Deliver(Vec::new()),
+        };
+        match outcome {
             crate::transform::Outcome::Deliver(deliveries) => {
                 crate::transform::delivery_jobs(&event, &sub, deliveries, now).0
             }

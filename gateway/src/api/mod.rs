@@ -272,6 +272,7 @@ pub fn extend_config(store: &Store, file: &mut ConfigFile) -> Result<(), ConfigE
             retries: sub.retries,
             enabled: sub.enabled,
             filter: sub.filter,
+            enrich: Vec::new(),
             grants: Some(
                 grants_by_app
                     .get(&app)

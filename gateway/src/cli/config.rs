@@ -30,6 +30,20 @@ pub fn check(file: &Path) -> anyhow::Result<ExitCode> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    for name in &sources {
+        let Some(odoo) = snapshot.sources[*name].odoo.as_ref() else {
+            continue;
+        };
+        println!("  odoo        {name} -> {}", odoo.client.describe());
+        if let Some(poll) = &odoo.poll {
+            let models: Vec<_> = poll.models.iter().map(|m| m.model.as_str()).collect();
+            println!(
+                "  polling     {name}: {} every {}",
+                models.join(", "),
+                crate::delivery::format_duration(poll.interval)
+            );
+        }
+    }
     let mut dests: Vec<_> = snapshot.destinations.values().collect();
     dests.sort_by(|a, b| a.name.cmp(&b.name));
     for d in dests {
@@ -46,11 +60,17 @@ pub fn check(file: &Path) -> anyhow::Result<ExitCode> {
             Some(p) => format!("plugin {}", p.hash().get(..12).unwrap_or("")),
             None => format!("{:?} pass-through", s.format).to_lowercase(),
         };
+        let enriched: Vec<_> = s.enrich.iter().map(|e| e.field.as_str()).collect();
         println!(
-            "  subscription {} [{}] -> {} via {how}{}",
+            "  subscription {} [{}] -> {} via {how}{}{}",
             s.id,
             patterns.join(", "),
             s.destinations.join(", "),
+            if enriched.is_empty() {
+                String::new()
+            } else {
+                format!(", enriching {}", enriched.join(", "))
+            },
             if s.enabled { "" } else { " (disabled)" }
         );
     }

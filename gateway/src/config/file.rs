@@ -275,6 +275,9 @@ pub struct SourceConfig {
     /// Action when neither the URL nor `actions` gives one.
     #[serde(default = "default_action")]
     pub default_action: String,
+    /// `[sources.odoo]`: reach this Odoo over its external API, for enrichment and polling.
+    #[serde(default)]
+    pub odoo: Option<crate::odoo::OdooConfig>,
 }
 
 fn default_action() -> String {
@@ -288,6 +291,7 @@ impl std::fmt::Debug for SourceConfig {
             .field("tokens", &format_args!("[{} redacted]", self.tokens.len()))
             .field("actions", &self.actions)
             .field("default_action", &self.default_action)
+            .field("odoo", &self.odoo)
             .finish()
     }
 }
@@ -453,6 +457,11 @@ pub struct SubscriptionConfig {
     /// Record and field filter, applied before the plugin or pass-through.
     #[serde(default)]
     pub filter: Option<crate::fanout::filter::PayloadFilter>,
+    /// Related records read from the event's Odoo and embedded before the plugin (or the
+    /// pass-through body) sees the event: `[{ field = "order_line", model = "sale.order.line",
+    /// fields = ["product_id", "route_id"] }]`. Needs `[sources.odoo]` on the event's source.
+    #[serde(default)]
+    pub enrich: Vec<crate::odoo::EnrichSpec>,
     /// For a subscription an app made through the API: the event patterns the app is granted
     /// now. Never read from the file.
     #[serde(skip)]

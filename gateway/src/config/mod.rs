@@ -98,18 +98,29 @@ fn locate(text: &str, key: &str) -> Option<usize> {
         .filter(|(_, l)| **l == header_array || **l == header_table)
         .nth(index)
         .map(|(i, _)| i)?;
-    let field = parts
-        .next()
-        .map(|f| f.split(['[', ' ', '(']).next().unwrap_or(f));
-    let Some(field) = field.filter(|f| !f.is_empty()) else {
-        return Some(start + 1);
-    };
+    let rest: Vec<&str> = parts.collect();
     let end = lines
         .iter()
         .enumerate()
         .skip(start + 1)
         .find(|(_, l)| l.starts_with("[["))
         .map_or(lines.len(), |(i, _)| i);
+    // A key in a sub-table (`sources[0].odoo.poll.page_size`) is looked for under the deepest
+    // header of it that is written out (`[sources.odoo.poll]`).
+    let (mut start, mut consumed) = (start, 0);
+    for depth in (1..rest.len()).rev() {
+        let header = format!("[{table}.{}]", rest[..depth].join("."));
+        if let Some(i) = lines[start + 1..end].iter().position(|l| *l == header) {
+            (start, consumed) = (start + 1 + i, depth);
+            break;
+        }
+    }
+    let field = rest
+        .get(consumed)
+        .map(|f| f.split(['[', ' ', '(']).next().unwrap_or(f));
+    let Some(field) = field.filter(|f| !f.is_empty()) else {
+        return Some(start + 1);
+    };
     let sets = |l: &&str| {
         let l = l.trim_start_matches('"');
         l.strip_prefix(field)
@@ -171,6 +182,8 @@ pub struct Source {
     pub actions: BTreeMap<String, String>,
     /// Action when nothing else gives one.
     pub default_action: String,
+    /// Its Odoo's external API (enrichment, polling), when `[sources.odoo]` is set.
+    pub odoo: Option<Arc<crate::odoo::OdooSource>>,
 }
 
 impl Source {
@@ -189,7 +202,17 @@ impl Source {
                 .collect(),
             actions,
             default_action: default_action.to_owned(),
+            odoo: None,
         }
+    }
+
+    /// Whether a native webhook body of this source is the same event as the polled change
+    /// with the same model, id and `write_date` (`[sources.odoo.poll] reconcile = true`).
+    pub fn reconciles(&self) -> bool {
+        self.odoo
+            .as_ref()
+            .and_then(|o| o.poll.as_ref())
+            .is_some_and(|p| p.reconcile)
     }
 
     /// Whether `token` is one of the source's tokens (time independent of where it differs).
@@ -260,6 +283,8 @@ pub struct Subscription {
     pub enabled: bool,
     /// Record and field filter, applied before the plugin or pass-through.
     pub filter: Option<crate::fanout::filter::PayloadFilter>,
+    /// Related records embedded before the plugin or pass-through (see [`crate::odoo::enrich`]).
+    pub enrich: Vec<crate::odoo::EnrichSpec>,
     /// For an app's subscription, the events its app is granted: fan-out delivers only those
     /// (an operator who narrows a grant narrows the app's existing subscriptions at once).
     pub grants: Option<Vec<EventPattern>>,
@@ -356,7 +381,12 @@ impl Snapshot {
                     s.name
                 ));
             }
-            let source = Source::new(&s.name, &s.tokens, s.actions.clone(), &s.default_action);
+            let mut source = Source::new(&s.name, &s.tokens, s.actions.clone(), &s.default_action);
+            source.odoo = s
+                .odoo
+                .as_ref()
+                .and_then(|o| o.validate(&format!("sources[{i}]"), &mut problems))
+                .map(Arc::new);
             if sources.insert(s.name.clone(), source).is_some() {
                 problems.push(format!("sources[{i}].name: `{}` is used twice", s.name));
             }
@@ -450,6 +480,16 @@ impl Snapshot {
             if let Some(Err(e)) = s.filter.as_ref().map(|f| f.validate()) {
                 problems.push(format!("{key}.{e}"));
             }
+            crate::odoo::config::validate_enrich(
+                &format!("{key}.enrich"),
+                &s.enrich,
+                &mut problems,
+            );
+            if !s.enrich.is_empty() && file.sources.iter().all(|src| src.odoo.is_none()) {
+                problems.push(format!(
+                    "{key}.enrich: no source has [sources.odoo] to read the records from"
+                ));
+            }
             let plugin_config: PluginConfig = Arc::new(config);
             let plugin = s.plugin.as_ref().and_then(|p| {
                 let path = resolve(p);
@@ -481,6 +521,7 @@ impl Snapshot {
                 retries: s.retries.unwrap_or(file.delivery.retries),
                 enabled: s.enabled,
                 filter: s.filter.clone(),
+                enrich: s.enrich.clone(),
                 granted_sources: s.granted_sources.clone(),
                 grants: s.grants.as_ref().map(|grants| {
                     grants

@@ -160,7 +160,14 @@ pub async fn accept(
             source: source.name.clone(),
             id: id.clone(),
         },
-        None => DedupKey::body(&source.name, &body, window_ms),
+        // In reconcile mode, a webhook body carrying `write_date` is the polled change too.
+        None => match crate::odoo::poll::webhook_change(source, &incoming) {
+            Some(id) if req.endpoint == Endpoint::Native => DedupKey::Explicit {
+                source: source.name.clone(),
+                id,
+            },
+            _ => DedupKey::body(&source.name, &body, window_ms),
+        },
     };
     let event = Arc::new(Event {
         id: new_event_id(),
