@@ -153,6 +153,8 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
         // Liveness: the process answers. Readiness: it can take events now.
         ["healthz"] => Ok(json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))),
         ["readyz"] => Ok(readiness(state)),
+        // The API's description, as shipped with this build (checked against the router).
+        ["openapi.json"] if req.method() == Method::GET => Ok(openapi()),
         ["admin", ..] => crate::admin::route(state, req, &segments[1..]).await,
         [
             "v1",
@@ -162,6 +164,18 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
         _ => Err(ApiError::not_found()),
     };
     result.unwrap_or_else(ApiError::into_response)
+}
+
+/// The OpenAPI document of the app API, embedded at build time.
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
+fn openapi() -> Response<Body> {
+    let mut response = Response::new(Body::from(OPENAPI));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 async fn ingest_route(

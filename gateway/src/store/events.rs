@@ -237,6 +237,57 @@ mod tests {
     }
 
     #[test]
+    fn planned_jobs_are_written_by_the_one_twin_that_wins_and_skip_the_backlog() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let dedup = DedupKey::body("odoo", b"same body", 60_000);
+        let job = |event: &str| Job {
+            id: format!("{event}.orders.0"),
+            kind: crate::store::JobKind::Deliver,
+            event_id: event.into(),
+            subscription_id: "orders".into(),
+            destination: "d".into(),
+            content_type: "application/json".into(),
+            body: Vec::new(),
+            envelope: Some(crate::config::Format::Json),
+            headers: vec![],
+            attempts: 0,
+            created_ms: 10,
+            due_ms: 10,
+            last_error: None,
+        };
+        let outcomes: Vec<Accepted> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let (store, dedup) = (&store, &dedup);
+                    s.spawn(move || {
+                        let id = format!("evt_{i}");
+                        store
+                            .accept_planned(&event(&id, 10), dedup, &[job(&id)])
+                            .expect("accept")
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect()
+        });
+        let winner = outcomes.iter().find(|a| !a.duplicate).expect("one winner");
+        assert_eq!(outcomes.iter().filter(|a| !a.duplicate).count(), 1);
+        let queued: Vec<Job> = store.queued_jobs().collect::<Result<_, _>>().expect("scan");
+        assert_eq!(queued, vec![job(&winner.id)], "only the winner's job");
+        assert!(
+            store
+                .job_summary("orders", &queued[0].id)
+                .expect("index")
+                .is_some()
+        );
+        let counts = store.counts();
+        assert_eq!((counts.events, counts.pending), (1, 0), "no backlog entry");
+    }
+
+    #[test]
     fn the_body_window_expires_and_explicit_ids_do_not() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");

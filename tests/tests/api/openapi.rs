@@ -74,3 +74,22 @@ async fn openapi_documents_exactly_the_routes_the_server_has() {
     }
     gateway.stop().await.expect("stop");
 }
+
+/// The gateway serves the same document at `/openapi.json`, with no credentials.
+#[tokio::test]
+async fn the_document_is_served_as_it_is_in_the_repository() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gateway = TestGateway::start(&config(""), dir.path())
+        .await
+        .expect("gateway");
+    let client = HttpClient::new();
+    let served = client
+        .get(&gateway.url("/openapi.json"))
+        .await
+        .expect("get");
+    assert_eq!(served.status, 200);
+    let on_disk = std::fs::read_to_string(workspace().join("openapi.json")).expect("read");
+    assert_eq!(served.body, on_disk.as_bytes());
+    let doc: Value = serde_json::from_slice(&served.body).expect("JSON");
+    assert!(doc["paths"].is_object());
+}
