@@ -11,12 +11,11 @@ use hyper::body::Incoming;
 use crate::http_error::{ApiError, Body, json};
 use crate::state::{State, now_ms};
 
-/// Routes `/admin/<rest>`.
-pub async fn route(
-    state: &Arc<State>,
-    req: Request<Incoming>,
-    rest: &[&str],
-) -> Result<Response<Body>, ApiError> {
+/// The admin token check: 404 when none is configured, 401 when the request lacks it.
+fn authorise(
+    state: &State,
+    req: &Request<Incoming>,
+) -> Result<Arc<crate::config::Snapshot>, ApiError> {
     let snapshot = state.snapshot.load_full();
     let Some(expected) = snapshot.server.admin_token.as_deref() else {
         return Err(ApiError::not_found());
@@ -31,6 +30,29 @@ pub async fn route(
         return Err(ApiError::unauthorized()
             .with_header(header::WWW_AUTHENTICATE, "Bearer realm=\"admin\""));
     }
+    Ok(snapshot)
+}
+
+/// `GET /metrics`: the Prometheus text exposition, behind the admin token.
+pub fn metrics(state: &Arc<State>, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    authorise(state, req)?;
+    let mut response = Response::new(Body::from(state.metrics.render(state)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+    );
+    Ok(response)
+}
+
+/// Routes `/admin/<rest>`.
+pub async fn route(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+    rest: &[&str],
+) -> Result<Response<Body>, ApiError> {
+    let snapshot = authorise(state, &req)?;
     let internal = |e: crate::store::StoreError| ApiError::internal("admin request failed", &e);
     match (req.method(), rest) {
         (&Method::GET, ["status"]) => Ok(json(

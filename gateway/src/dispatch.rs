@@ -23,6 +23,7 @@ use crate::scheduler::{Admit, Entry, Lane};
 use crate::signing;
 use crate::state::{State, now_ms};
 use crate::store::{Attempt, DeadReason, Job, JobKind};
+use crate::telemetry::Metrics;
 use crate::transform::{self, Outcome};
 
 /// Longest sleep when nothing is due: new work wakes the loop earlier.
@@ -280,6 +281,10 @@ async fn deliver(
     };
     let result = outbound_auth::send(&client, dest, headers, Bytes::from(body), sub.timeout).await;
     let latency_ms = now_ms().saturating_sub(started);
+    state
+        .metrics
+        .attempt_seconds
+        .observe(latency_ms as f64 / 1000.0);
     let (attempt, failure) = match result {
         Ok(resp) => {
             let ok = resp.is_success();
@@ -296,6 +301,7 @@ async fn deliver(
                 }),
             };
             if ok {
+                Metrics::count(&state.metrics.attempts, &sub.id, "delivered");
                 if let Err(e) = state.store.complete(&job, &attempt) {
                     tracing::error!(error = %e, job = %job.id, "delivered, but cannot record it; it may be delivered again");
                 }
@@ -326,6 +332,7 @@ async fn deliver(
             (attempt, failure)
         }
     };
+    Metrics::count(&state.metrics.attempts, &sub.id, "failed");
     failed(state, sub, entry, &job, attempt, failure);
 }
 
@@ -365,13 +372,13 @@ fn failed(
             };
             bury(state, &entry, job, Some(&attempt), reason);
         }
-        RetryPolicy::RetryAt(due) => match state.store.retry_later(job, &attempt, due) {
-            Ok(_) => state.scheduler.requeue(entry, due, now_ms()),
-            Err(e) => {
+        RetryPolicy::RetryAt(due) => {
+            Metrics::count(&state.metrics.retries, &sub.id, "retried");
+            if let Err(e) = state.store.retry_later(job, &attempt, due) {
                 tracing::error!(error = %e, job = %job.id, "cannot reschedule; it is tried again");
-                state.scheduler.requeue(entry, due, now_ms());
             }
-        },
+            state.scheduler.requeue(entry, due, now_ms());
+        }
     }
 }
 
@@ -460,6 +467,16 @@ async fn call_plugin(
             excerpt: String::new(),
             error,
         };
+        state
+            .metrics
+            .plugin_seconds
+            .observe(latency_ms as f64 / 1000.0);
+        let counted = match &outcome {
+            Outcome::Deliver(_) => "ok",
+            Outcome::RetryLater(_) => "retry",
+            Outcome::GiveUp(reason) => reason.split(':').next().unwrap_or("failed"),
+        };
+        Metrics::count(&state.metrics.plugin_calls, &sub.id, counted);
         match outcome {
             Outcome::Deliver(made) => {
                 let (jobs, letters) = transform::delivery_jobs(&event, sub, made, now_ms());
@@ -543,6 +560,11 @@ fn prepare_call(
 }
 
 fn bury(state: &State, entry: &Entry, job: &Job, attempt: Option<&Attempt>, reason: DeadReason) {
+    Metrics::count(
+        &state.metrics.dead_letters,
+        &job.subscription_id,
+        reason.code(),
+    );
     let reason = reason.to_string();
     tracing::warn!(job = %job.id, reason, "job moved to the dead-letter store");
     if let Err(e) = state.store.bury(job, attempt, &reason, now_ms()) {

@@ -32,6 +32,7 @@ pub mod signing;
 pub mod state;
 pub mod store;
 pub mod subscriptions;
+pub mod telemetry;
 pub mod tls;
 pub mod transform;
 pub mod xmljson;
@@ -191,6 +192,7 @@ fn start(source: ConfigSource) -> anyhow::Result<(Arc<State>, Option<tokio_rustl
         app_client: arc_swap::ArcSwap::from_pointee(app_client),
         limits: arc_swap::ArcSwap::from_pointee(state::DeliveryLimits::new(d)),
         plugin_limits: ConcurrencyLimits::new(plugin_slots, plugin_slots_per_subscription),
+        metrics: telemetry::Metrics::new(),
         plugin_threads: plugin_threads::PluginThreads::new(
             plugin_slots,
             plugin_threads::PLUGIN_NICE,

@@ -230,6 +230,13 @@ pub async fn reload(state: &Arc<State>, cause: &str) -> Result<u64, String> {
                     }
                     Err(e) => {
                         status.reloads_failed += 1;
+                        state
+                            .metrics
+                            .reloads
+                            .get_or_create(&crate::telemetry::Outcome {
+                                outcome: "failed".into(),
+                            })
+                            .inc();
                         let error = format!("delivery.client: {e}");
                         status.last_error = Some(error.clone());
                         return Err(error);
@@ -249,6 +256,13 @@ pub async fn reload(state: &Arc<State>, cause: &str) -> Result<u64, String> {
             prune_plugin_cache(state);
             status.generation += 1;
             status.reloads_ok += 1;
+            state
+                .metrics
+                .reloads
+                .get_or_create(&crate::telemetry::Outcome {
+                    outcome: "ok".into(),
+                })
+                .inc();
             status.last_error = None;
             tracing::info!(
                 cause,
@@ -262,6 +276,13 @@ pub async fn reload(state: &Arc<State>, cause: &str) -> Result<u64, String> {
         }
         Err(error) => {
             status.reloads_failed += 1;
+            state
+                .metrics
+                .reloads
+                .get_or_create(&crate::telemetry::Outcome {
+                    outcome: "failed".into(),
+                })
+                .inc();
             status.last_error = Some(error.clone());
             tracing::error!(cause, %error, "reload failed; the running configuration is unchanged");
             Err(error)

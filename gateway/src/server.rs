@@ -140,14 +140,22 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let result = match segments.as_slice() {
         ["v1", "odoo", source, token] => {
-            ingest_route(state, req, Endpoint::Native, source, Some(token)).await
+            counted(
+                state,
+                source,
+                ingest_route(state, req, Endpoint::Native, source, Some(token)),
+            )
+            .await
         }
         ["v1", "events", source, token] => {
-            ingest_route(state, req, Endpoint::Envelope, source, Some(token)).await
+            let accepted = ingest_route(state, req, Endpoint::Envelope, source, Some(token));
+            counted(state, source, accepted).await
         }
         ["v1", "events", source] => {
-            ingest_route(state, req, Endpoint::Envelope, source, None).await
+            let accepted = ingest_route(state, req, Endpoint::Envelope, source, None);
+            counted(state, source, accepted).await
         }
+        ["metrics"] if req.method() == Method::GET => crate::admin::metrics(state, &req),
         ["v1", "whoami"] => crate::auth::whoami(state, req).await,
         ["oauth2", rest @ ..] => crate::auth::oauth2::route(state, req, rest).await,
         // Liveness: the process answers. Readiness: it can take events now.
@@ -164,6 +172,38 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
         _ => Err(ApiError::not_found()),
     };
     result.unwrap_or_else(ApiError::into_response)
+}
+
+/// Runs an ingest request and counts it: latency, and the outcome by source (a source that is
+/// not configured is counted as `unknown`, so strangers cannot grow the label set).
+async fn counted(
+    state: &Arc<State>,
+    source: &str,
+    accepted: impl std::future::Future<Output = Result<Response<Body>, ApiError>>,
+) -> Result<Response<Body>, ApiError> {
+    let started = std::time::Instant::now();
+    let result = accepted.await;
+    let metrics = &state.metrics;
+    metrics
+        .ingest_seconds
+        .observe(started.elapsed().as_secs_f64());
+    let source = if state.snapshot.load().sources.contains_key(source) {
+        source.to_owned()
+    } else {
+        "unknown".to_owned()
+    };
+    let outcome = match &result {
+        Ok(response) if response.extensions().get::<ingest::Duplicate>().is_some() => {
+            "duplicate".to_owned()
+        }
+        Ok(_) => "accepted".to_owned(),
+        Err(e) => e.code.to_string(),
+    };
+    metrics
+        .events
+        .get_or_create(&crate::telemetry::SourceOutcome { source, outcome })
+        .inc();
+    result
 }
 
 /// The OpenAPI document of the app API, embedded at build time.

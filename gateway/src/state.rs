@@ -91,6 +91,8 @@ pub struct State {
     pub stages_running: std::sync::atomic::AtomicBool,
     /// Where the configuration comes from, and how reloads went.
     pub reloader: crate::reload::Reloader,
+    /// What the stages count, for `/metrics`.
+    pub metrics: crate::telemetry::Metrics,
     /// Rate limits and OAuth1 nonces of the app API.
     pub auth: crate::auth::AuthState,
 }

@@ -213,11 +213,19 @@ pub async fn accept(
         }
     }
     durable.map_err(|e| ApiError::storage("cannot make an event durable", &e))?;
-    Ok(json(
+    let mut response = json(
         StatusCode::ACCEPTED,
         &serde_json::json!({ "id": accepted.id, "duplicate": accepted.duplicate }),
-    ))
+    );
+    if accepted.duplicate {
+        response.extensions_mut().insert(Duplicate);
+    }
+    Ok(response)
 }
+
+/// Marks the answer to a repeated submission (for the metrics; not sent to the client).
+#[derive(Debug, Clone, Copy)]
+pub struct Duplicate;
 
 /// A time-ordered, random event id: `evt_` + 12 hex digits of milliseconds + 16 random.
 pub fn new_event_id() -> String {
