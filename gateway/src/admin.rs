@@ -1,4 +1,5 @@
-//! Operator endpoints under `/admin/`: status, dead letters and their replay, attempt logs.
+//! Operator endpoints under `/admin/`: status, one event's journey, dead letters and their
+//! replay, attempt logs; and `/metrics`.
 //!
 //! Guarded by `server.admin_token` (a bearer token); without one configured they answer 404,
 //! so nothing is exposed by default.
@@ -115,6 +116,34 @@ pub async fn route(
                 Err(ApiError::not_found())
             }
         }
+        (&Method::GET, ["events", id]) => {
+            let Some(event) = state.store.event(id).map_err(internal)? else {
+                return Err(ApiError::not_found());
+            };
+            let journey = state.store.journey(id).map_err(internal)?;
+            let dead: Vec<_> = journey
+                .dead
+                .iter()
+                .map(|d| serde_json::json!({ "id": d.job.id, "subscription": d.job.subscription_id, "reason": d.reason, "at_ms": d.at_ms }))
+                .collect();
+            let queued: Vec<_> = journey
+                .queued
+                .iter()
+                .map(|j| serde_json::json!({ "id": j.id, "kind": j.kind, "subscription": j.subscription_id, "destination": j.destination, "attempts": j.attempts, "due_ms": j.due_ms, "last_error": j.last_error }))
+                .collect();
+            let attempts: Vec<_> = journey
+                .attempts
+                .iter()
+                .map(|(job, a)| serde_json::json!({ "job": job, "at_ms": a.at_ms, "status": a.status, "latency_ms": a.latency_ms, "error": a.error }))
+                .collect();
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "event": { "id": event.id, "source": event.source, "model": event.model, "action": event.action, "record_id": event.record_id, "received_at_ms": event.received_at_ms },
+                    "queued": queued, "dead_letters": dead, "attempts": attempts,
+                }),
+            ))
+        }
         (&Method::GET, ["jobs", id, "attempts"]) => {
             let attempts = state.store.attempts(id).map_err(internal)?;
             Ok(json(
@@ -135,7 +164,7 @@ pub async fn route(
             ))
         }
         (_, ["subscriptions", _, "enable"]) => Err(ApiError::method_not_allowed("POST")),
-        (_, ["status"] | ["dead-letters"] | ["jobs", _, "attempts"]) => {
+        (_, ["status"] | ["dead-letters"] | ["jobs", _, "attempts"] | ["events", _]) => {
             Err(ApiError::method_not_allowed("GET"))
         }
         (_, ["dead-letters", _, "replay"]) => Err(ApiError::method_not_allowed("POST")),

@@ -6,12 +6,10 @@
 
 use std::io::Write;
 
-use anyhow::{Context as _, bail};
-use bytes::Bytes;
+use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+
+use super::admin_client::AdminClient;
 
 /// Register, list or remove third-party apps (through the running gateway's admin API).
 #[derive(Debug, Args)]
@@ -88,7 +86,7 @@ impl AppsCommand {
         let token = self.admin_token.context(
             "give --admin-token (or ODOO_GATEWAY_ADMIN_TOKEN): the gateway's server.admin_token",
         )?;
-        let admin = Admin { base, token };
+        let admin = AdminClient { base, token };
         match self.action {
             AppsAction::Add {
                 name,
@@ -192,67 +190,5 @@ impl AppsCommand {
             }
         }
         Ok(())
-    }
-}
-
-struct Admin {
-    base: String,
-    token: String,
-}
-
-impl Admin {
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> anyhow::Result<serde_json::Value> {
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
-        let url = format!("{}{path}", self.base);
-        let mut request = http::Request::builder().method(method).uri(&url).header(
-            http::header::AUTHORIZATION,
-            format!("Bearer {}", self.token),
-        );
-        let bytes = match body {
-            Some(json) => {
-                request = request.header(http::header::CONTENT_TYPE, "application/json");
-                Bytes::from(json.to_string())
-            }
-            None => Bytes::new(),
-        };
-        let request = request
-            .body(Full::new(bytes))
-            .with_context(|| format!("`{url}` is not a valid URL"))?;
-        let response =
-            tokio::time::timeout(std::time::Duration::from_secs(30), client.request(request))
-                .await
-                .with_context(|| format!("{url} did not answer in 30 s"))?
-                .with_context(|| format!("cannot reach the gateway at {}", self.base))?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .context("cannot read the answer")?
-            .to_bytes();
-        let value: serde_json::Value =
-            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-        if status.is_success() {
-            return Ok(value);
-        }
-        let code = value["error"]["code"].as_str().unwrap_or("");
-        let message = value["error"]["message"].as_str().unwrap_or("");
-        match (status.as_u16(), code) {
-            (404, _) if path == "/admin/apps" => {
-                bail!("the gateway's admin API is off: set server.admin_token in its configuration")
-            }
-            (401, _) => bail!("the gateway refused the admin token"),
-            _ => bail!("the gateway answered {status}: {code}: {message}"),
-        }
     }
 }

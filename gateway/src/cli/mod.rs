@@ -1,8 +1,10 @@
 //! Command-line subcommands: `main.rs` calls [`main`], which parses arguments and runs one.
 
+mod admin_client;
 pub mod apps;
 pub mod config;
 pub mod inbox;
+pub mod operate;
 pub mod plugin;
 
 use std::path::PathBuf;
@@ -50,6 +52,9 @@ enum Command {
     Config(ConfigCommand),
     /// Third-party apps: register, list, remove (through the running gateway's admin API).
     Apps(crate::cli::apps::AppsCommand),
+    /// Operating a running gateway: status, events, dead letters, subscriptions.
+    #[command(flatten)]
+    Operate(crate::cli::operate::Operate),
 }
 
 /// The form of log lines.
@@ -97,6 +102,9 @@ pub fn main() -> ExitCode {
             .map(|()| ExitCode::SUCCESS),
         Command::Plugin(cmd) => cmd.execute(),
         Command::Config(ConfigCommand::Check { file }) => crate::cli::config::check(&file),
+        Command::Operate(cmd) => runtime()
+            .and_then(|rt| rt.block_on(cmd.run(&mut std::io::stdout())))
+            .map(|()| ExitCode::SUCCESS),
         Command::Apps(cmd) => runtime()
             .and_then(|rt| rt.block_on(cmd.run(&mut std::io::stdout())))
             .map(|()| ExitCode::SUCCESS),

@@ -29,7 +29,7 @@ pub use job::{
     Attempt, BadJobId, DeadLetter, DeadReason, Job, JobId, JobKind, JobPart, JobSummary,
 };
 pub use maintenance::{PASS_BUDGET, Policy, Report};
-pub use queue::MAX_BATCH;
+pub use queue::{Journey, MAX_BATCH};
 pub use retention::{Pruned, Retention, event_time_ms};
 
 /// Why storage failed. These are server errors: the client is not at fault.

@@ -19,6 +19,17 @@
 use super::job::{Attempt, DeadLetter, Job, JobSummary};
 use super::{Store, StoreError, decode, encode};
 
+/// What one event made: see [`Store::journey`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Journey {
+    /// Its jobs still queued.
+    pub queued: Vec<Job>,
+    /// Its dead letters.
+    pub dead: Vec<DeadLetter>,
+    /// Every attempt of its jobs, with the job id.
+    pub attempts: Vec<(String, Attempt)>,
+}
+
 /// Largest number of writes in one atomic batch.
 pub const MAX_BATCH: usize = 512;
 
@@ -261,6 +272,37 @@ impl Store {
             .collect()
     }
 
+    /// Everything one event made, for the operator: its queued jobs, its dead letters, and
+    /// every attempt of each of its jobs (job id, attempt), in key order. Job ids begin with
+    /// the event id and a dot, so each is one prefix scan.
+    pub fn journey(&self, event_id: &str) -> Result<Journey, StoreError> {
+        let queue = &self.inner.queue;
+        let prefix = |kind: u8| [&[kind][..], event_id.as_bytes(), b"."].concat();
+        let queued = queue
+            .scan_prefix(prefix(JOB))
+            .map(|e| decode("jobs", &e?.1))
+            .collect::<Result<_, _>>()?;
+        let dead = queue
+            .scan_prefix(prefix(DEAD))
+            .map(|e| decode("dead", &e?.1))
+            .collect::<Result<_, _>>()?;
+        let mut attempts = Vec::new();
+        for entry in queue.scan_prefix(prefix(ATTEMPT)) {
+            let (key, value) = entry?;
+            // `a` + job id + NUL + sequence number.
+            let id = key[1..].split(|b| *b == 0).next().unwrap_or_default();
+            attempts.push((
+                String::from_utf8_lossy(id).into_owned(),
+                decode("attempts", &value)?,
+            ));
+        }
+        Ok(Journey {
+            queued,
+            dead,
+            attempts,
+        })
+    }
+
     /// A queued job by id.
     pub fn job(&self, job_id: &str) -> Result<Option<Job>, StoreError> {
         self.inner
@@ -468,6 +510,33 @@ mod tests {
         assert_eq!(store.replay("a", 200).expect("second replay"), None);
         assert_eq!(queued(&store), vec![replayed]);
         assert!(store.dead_letters(10).expect("dead").is_empty());
+    }
+
+    #[test]
+    fn an_events_journey_is_its_jobs_dead_letters_and_attempts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let of = |event: &str, n: usize| Job {
+            id: format!("{event}.sub.{n}"),
+            event_id: event.into(),
+            ..job("x")
+        };
+        store
+            .enqueue(&[of("evt_a", 0), of("evt_a", 1), of("evt_ab", 0)], &[], &[])
+            .expect("enqueue");
+        store
+            .complete(&of("evt_a", 0), &attempt(200))
+            .expect("complete");
+        store
+            .bury(&of("evt_a", 1), Some(&attempt(500)), "gave up", 20)
+            .expect("bury");
+        let journey = store.journey("evt_a").expect("journey");
+        assert!(journey.queued.is_empty(), "{journey:?}");
+        assert_eq!(journey.dead.len(), 1);
+        let ids: Vec<&str> = journey.attempts.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, ["evt_a.sub.0", "evt_a.sub.1"], "not evt_ab's");
+        let other = store.journey("evt_ab").expect("journey");
+        assert_eq!(other.queued, vec![of("evt_ab", 0)]);
     }
 
     #[test]

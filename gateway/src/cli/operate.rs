@@ -1,0 +1,260 @@
+//! Operator commands against a running gateway: `status`, `events show`, `dead-letters
+//! list|replay`, `subscriptions enable`. Human tables by default, `--json` for scripts.
+//!
+//! They talk to the admin API with the admin token (see [`super::admin_client`]); nothing
+//! here opens the database.
+
+use std::io::Write;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use serde_json::Value;
+
+use super::admin_client::AdminClient;
+
+/// Where the running gateway is and how to talk to it.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// The running gateway.
+    #[arg(
+        long,
+        env = "ODOO_GATEWAY_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    url: String,
+    /// Its `server.admin_token`.
+    #[arg(
+        long,
+        env = "ODOO_GATEWAY_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    admin_token: Option<String>,
+    /// Print the gateway's JSON answer instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+/// One operator command.
+#[derive(Debug, Subcommand)]
+pub enum Operate {
+    /// What the gateway holds and how it runs: stored counts, the schedule, maintenance.
+    Status(Target),
+    /// Events.
+    Events {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        action: EventsAction,
+    },
+    /// Dead letters.
+    DeadLetters {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        action: DeadLettersAction,
+    },
+    /// Subscriptions.
+    Subscriptions {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        action: SubscriptionsAction,
+    },
+}
+
+/// `events ...`.
+#[derive(Debug, Subcommand)]
+pub enum EventsAction {
+    /// One event's journey: its jobs still queued, every attempt, its dead letters.
+    Show {
+        /// The event id (`evt_…`), as ingest answered it.
+        id: String,
+    },
+}
+
+/// `dead-letters ...`.
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersAction {
+    /// Dead letters, oldest first.
+    List,
+    /// Queue a dead letter again, with a fresh attempt count.
+    Replay {
+        /// The job id.
+        id: String,
+    },
+}
+
+/// `subscriptions ...`.
+#[derive(Debug, Subcommand)]
+pub enum SubscriptionsAction {
+    /// Clear a subscription's flag and resume its paused deliveries.
+    Enable {
+        /// The subscription id.
+        id: String,
+    },
+}
+
+impl Operate {
+    /// Parses `args` (without the binary name), for tests and embedding.
+    pub fn parse_from(args: &[&str]) -> anyhow::Result<Self> {
+        use clap::FromArgMatches as _;
+        let command = <Self as Subcommand>::augment_subcommands(clap::Command::new("operate"))
+            .no_binary_name(true);
+        let matches = command.try_get_matches_from(args)?;
+        Ok(Self::from_arg_matches(&matches)?)
+    }
+
+    /// Runs the command, writing what it has to say to `out`.
+    pub async fn run(self, out: &mut impl Write) -> anyhow::Result<()> {
+        let (target, method, path) = match &self {
+            Self::Status(t) => (t, "GET", "/admin/status".to_owned()),
+            Self::Events {
+                target,
+                action: EventsAction::Show { id },
+            } => (target, "GET", format!("/admin/events/{id}")),
+            Self::DeadLetters {
+                target,
+                action: DeadLettersAction::List,
+            } => (target, "GET", "/admin/dead-letters".to_owned()),
+            Self::DeadLetters {
+                target,
+                action: DeadLettersAction::Replay { id },
+            } => (target, "POST", format!("/admin/dead-letters/{id}/replay")),
+            Self::Subscriptions {
+                target,
+                action: SubscriptionsAction::Enable { id },
+            } => (target, "POST", format!("/admin/subscriptions/{id}/enable")),
+        };
+        let token = target.admin_token.clone().context(
+            "give --admin-token (or ODOO_GATEWAY_ADMIN_TOKEN): the gateway's server.admin_token",
+        )?;
+        let admin = AdminClient {
+            base: target.url.trim_end_matches('/').to_owned(),
+            token,
+        };
+        let answer = admin.call(method, &path, None).await?;
+        if target.json {
+            writeln!(out, "{}", serde_json::to_string_pretty(&answer)?)?;
+            return Ok(());
+        }
+        match self {
+            Self::Status(_) => status(out, &answer),
+            Self::Events { .. } => journey(out, &answer),
+            Self::DeadLetters {
+                action: DeadLettersAction::List,
+                ..
+            } => dead_letters(out, &answer),
+            Self::DeadLetters {
+                action: DeadLettersAction::Replay { id },
+                ..
+            } => Ok(writeln!(out, "Replayed `{id}`: it is queued again.")?),
+            Self::Subscriptions {
+                action: SubscriptionsAction::Enable { id },
+                ..
+            } => Ok(writeln!(
+                out,
+                "Enabled `{id}`; {} paused jobs resumed.",
+                answer["resumed_jobs"].as_u64().unwrap_or(0)
+            )?),
+        }
+    }
+}
+
+/// A JSON value as table text: strings bare, absent values as `-`.
+fn cell(value: &Value) -> String {
+    match value {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn status(out: &mut impl Write, answer: &Value) -> anyhow::Result<()> {
+    let rows = [
+        ("configuration", &answer["config"]),
+        ("events stored", &answer["stored"]["events"]),
+        ("jobs queued", &answer["stored"]["queued"]),
+        ("awaiting fan-out", &answer["stored"]["pending"]),
+        ("dead letters", &answer["stored"]["dead"]),
+        ("due now", &answer["schedule"]["due"]),
+        ("waiting for a retry", &answer["schedule"]["later"]),
+        ("paused", &answer["schedule"]["parked"]),
+        ("delivered since start", &answer["delivered_since_start"]),
+        ("stage restarts", &answer["stage_restarts"]),
+    ];
+    for (label, value) in rows {
+        writeln!(out, "{label:<24} {}", cell(value))?;
+    }
+    Ok(())
+}
+
+fn journey(out: &mut impl Write, answer: &Value) -> anyhow::Result<()> {
+    let e = &answer["event"];
+    writeln!(
+        out,
+        "event {} from `{}`: {}.{} (record {}), received at {} ms",
+        cell(&e["id"]),
+        cell(&e["source"]),
+        cell(&e["model"]),
+        cell(&e["action"]),
+        cell(&e["record_id"]),
+        cell(&e["received_at_ms"])
+    )?;
+    let list = |key: &str| answer[key].as_array().cloned().unwrap_or_default();
+    writeln!(
+        out,
+        "\nATTEMPTS\n{:<56} {:<7} {:<9} ERROR",
+        "JOB", "STATUS", "MS"
+    )?;
+    for a in list("attempts") {
+        writeln!(
+            out,
+            "{:<56} {:<7} {:<9} {}",
+            cell(&a["job"]),
+            cell(&a["status"]),
+            cell(&a["latency_ms"]),
+            cell(&a["error"])
+        )?;
+    }
+    writeln!(
+        out,
+        "\nQUEUED\n{:<56} {:<10} {:<8} LAST ERROR",
+        "JOB", "KIND", "TRIES"
+    )?;
+    for j in list("queued") {
+        writeln!(
+            out,
+            "{:<56} {:<10} {:<8} {}",
+            cell(&j["id"]),
+            cell(&j["kind"]),
+            cell(&j["attempts"]),
+            cell(&j["last_error"])
+        )?;
+    }
+    writeln!(out, "\nDEAD LETTERS\n{:<56} REASON", "JOB")?;
+    for d in list("dead_letters") {
+        writeln!(out, "{:<56} {}", cell(&d["id"]), cell(&d["reason"]))?;
+    }
+    Ok(())
+}
+
+fn dead_letters(out: &mut impl Write, answer: &Value) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "{:<56} {:<28} {:<6} REASON",
+        "JOB", "SUBSCRIPTION", "TRIES"
+    )?;
+    for d in answer["dead_letters"].as_array().into_iter().flatten() {
+        writeln!(
+            out,
+            "{:<56} {:<28} {:<6} {}",
+            cell(&d["id"]),
+            cell(&d["subscription"]),
+            cell(&d["attempts"]),
+            cell(&d["reason"])
+        )?;
+    }
+    Ok(())
+}
