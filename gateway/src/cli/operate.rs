@@ -1,7 +1,7 @@
 //! Operator commands against a running gateway: `status`, `events show`, `dead-letters
 //! list|replay`, `subscriptions enable`. Human tables by default, `--json` for scripts.
 //!
-//! They talk to the admin API with the admin token (see [`super::admin_client`]); nothing
+//! They talk to the admin API with the admin token (the CLI's admin client); nothing
 //! here opens the database.
 
 use std::io::Write;
