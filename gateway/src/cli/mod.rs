@@ -4,6 +4,7 @@ pub mod apps;
 pub mod config;
 pub mod inbox;
 pub mod plugin;
+pub mod scaffold;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

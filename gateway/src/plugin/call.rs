@@ -1,7 +1,7 @@
 //! One plugin call: a fresh store and instance, the export, and the verdict.
 //!
 //! This module owns [`Plugin`] and what a call's store holds ([`CallState`]: the configuration,
-//! the memory guard, the log lines). Every call gets a new store, so nothing leaks from one event
+//! the memory guard, the log, the call's virtual WASI). Every call gets a new store, so nothing leaks from one event
 //! to the next and a trapped instance is simply dropped. It turns every wasmtime failure into a
 //! [`PluginError`] and never lets an unchecked guest result out.
 
@@ -12,7 +12,9 @@ use wasmtime::{ResourceLimiter, Store, Trap};
 
 use super::bindings::{self, Level, PluginPre, WitEvent, WitPluginError};
 use super::host::HostInner;
+use super::log::LogSink;
 use super::output::{check_deliveries, truncate_line};
+use super::wasi::{CallWasi, Seed};
 use super::{Delivery, LogLevel, LogLine, PluginConfig, PluginError, PluginOutput, error_chain};
 use crate::event::Event;
 
@@ -108,7 +110,12 @@ impl Plugin {
 
     /// [`Plugin::validate_config`], also returning the log lines.
     pub fn validate_config_report(&self, config: &PluginConfig) -> CallReport<()> {
+        let seed = Seed {
+            event_id: "",
+            received_at_ms: 0,
+        };
         self.call(
+            seed,
             config,
             |store, plugin| plugin.call_validate_config(store),
             |result, _| result.map_err(PluginError::InvalidConfig),
@@ -142,7 +149,12 @@ impl Plugin {
             headers: event.headers.clone(),
         };
         let limits = &self.inner.host.limits;
+        let seed = Seed {
+            event_id: &event.id,
+            received_at_ms: event.received_at_ms,
+        };
         self.call(
+            seed,
             config,
             |store, plugin| plugin.call_handle(store, &event),
             |result, max_message| match result {
@@ -164,23 +176,26 @@ impl Plugin {
     /// with `finish` (which gets the longest message length to keep).
     fn call<R, T>(
         &self,
+        seed: Seed<'_>,
         config: &PluginConfig,
         export: impl FnOnce(&mut Store<CallState>, &bindings::Plugin) -> wasmtime::Result<R>,
         finish: impl FnOnce(R, usize) -> Result<T, PluginError>,
     ) -> CallReport<T> {
         let host = &self.inner.host;
         let limits = &host.limits;
+        let sink = LogSink::new(
+            self.inner.short_hash.clone(),
+            limits.max_log_lines,
+            limits.max_log_line_bytes,
+        );
         let state = CallState {
             config: config.clone(),
             memory: MemoryGuard {
                 limit: limits.memory_bytes,
                 exceeded: false,
             },
-            logs: Vec::new(),
-            logs_dropped: 0,
-            max_log_lines: limits.max_log_lines,
-            max_log_line_bytes: limits.max_log_line_bytes,
-            plugin: self.inner.short_hash.clone(),
+            wasi: CallWasi::new(seed, &sink),
+            logs: sink,
         };
         let mut store = Store::new(&host.engine, state);
         store.limiter(|state| &mut state.memory);
@@ -199,19 +214,19 @@ impl Plugin {
             Ok(value) => finish(value, limits.max_log_line_bytes),
             Err(e) => Err(classify(&e, store.data(), host.cpu_time())),
         };
-        let state = store.into_data();
-        if state.logs_dropped > 0 {
+        let (logs, logs_dropped) = store.into_data().logs.finish();
+        if logs_dropped > 0 {
             tracing::warn!(
                 target: "plugin",
-                plugin = &*state.plugin,
-                dropped = state.logs_dropped,
+                plugin = &*self.inner.short_hash,
+                dropped = logs_dropped,
                 "plugin log lines over the limit were dropped"
             );
         }
         CallReport {
             result,
-            logs: state.logs,
-            logs_dropped: state.logs_dropped,
+            logs,
+            logs_dropped,
         }
     }
 }
@@ -255,12 +270,17 @@ fn classify(error: &wasmtime::Error, state: &CallState, cpu_time: Duration) -> P
             if let Some(func) = place {
                 message.push_str(&format!(" in {func}"));
             }
-            // A guest that panics logs why just before it aborts (the SDK's panic hook): the
-            // trap alone would only say `unreachable`.
-            if let Some(line) = state.logs.last().filter(|l| l.level == LogLevel::Error) {
-                message.push_str(&format!(" (last error logged: {})", line.message));
+            // A guest that panics logs why just before it aborts (the SDK's panic hook, an
+            // interpreter's traceback on stderr): the trap alone would only say `unreachable`.
+            if let Some(line) = state.logs.last_error() {
+                message.push_str(&format!(" (last error logged: {line})"));
             }
             PluginError::Trapped(message)
+        }
+        // `wasi:cli/exit`: the guest's runtime ended the call itself.
+        None if error.downcast_ref::<wasmtime_wasi::I32Exit>().is_some() => {
+            let status = error.downcast_ref::<wasmtime_wasi::I32Exit>().map_or(0, |e| e.0);
+            PluginError::Trapped(format!("the plugin exited (wasi:cli/exit) with status {status}"))
         }
         // The result (or a log line) was larger than any output the limits accept.
         None if error_chain(error).contains(FUEL_EXHAUSTED) => PluginError::OutputTooLarge(
@@ -280,11 +300,17 @@ fn short_hash(hash: &str) -> Arc<str> {
 pub(crate) struct CallState {
     config: PluginConfig,
     memory: MemoryGuard,
-    logs: Vec<LogLine>,
-    logs_dropped: usize,
-    max_log_lines: usize,
-    max_log_line_bytes: usize,
-    plugin: Arc<str>,
+    logs: LogSink,
+    pub(crate) wasi: CallWasi,
+}
+
+impl wasmtime_wasi::WasiView for CallState {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        wasmtime_wasi::WasiCtxView {
+            ctx: &mut self.wasi.ctx,
+            table: &mut self.wasi.table,
+        }
+    }
 }
 
 /// Refuses memory growth past the limit and records that it did, so the failure is reported as
@@ -331,21 +357,7 @@ impl ResourceLimiter for MemoryGuard {
 
 impl bindings::odoo_gateway::plugin::log::Host for CallState {
     fn log(&mut self, level: Level, message: String) {
-        if self.logs.len() >= self.max_log_lines {
-            self.logs_dropped += 1;
-            return;
-        }
-        let level = LogLevel::from(level);
-        let message = truncate_line(message, self.max_log_line_bytes);
-        let plugin = &*self.plugin;
-        match level {
-            LogLevel::Trace => tracing::trace!(target: "plugin", plugin, "{message}"),
-            LogLevel::Debug => tracing::debug!(target: "plugin", plugin, "{message}"),
-            LogLevel::Info => tracing::info!(target: "plugin", plugin, "{message}"),
-            LogLevel::Warn => tracing::warn!(target: "plugin", plugin, "{message}"),
-            LogLevel::Error => tracing::error!(target: "plugin", plugin, "{message}"),
-        }
-        self.logs.push(LogLine { level, message });
+        self.logs.log(LogLevel::from(level), message);
     }
 }
 

@@ -71,6 +71,8 @@ impl PluginHost {
             state
         })
         .map_err(|e| PluginError::Host(error_chain(&e)))?;
+        super::wasi::add_to_linker(&mut linker, |state| &mut state.wasi)
+            .map_err(|e| PluginError::Host(error_chain(&e)))?;
         let cache = cache_dir
             .map(|dir| {
                 DiskCache::open(dir.clone(), &engine).map_err(|e| {
