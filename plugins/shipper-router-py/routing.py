@@ -5,6 +5,7 @@ Behaviour, configuration and error messages are those of the Rust plugin
 (plugins/shipper-router/README.md); the golden tests compare both, byte for byte.
 """
 
+import decimal
 import json
 
 MODEL = "sale.order"
@@ -149,9 +150,55 @@ def describe(line):
     return f"line {line_id} ({label})"
 
 
+def float_text(value):
+    """A float as the Rust plugin prints it (shortest digits, serde_json's layout): Python's
+    repr has the same digits but writes exponents as `e-07` and switches to them earlier."""
+    sign, digit_tuple, exponent = decimal.Decimal(repr(value)).as_tuple()
+    digits = "".join(map(str, digit_tuple))
+    stripped = digits.rstrip("0")
+    exponent += len(digits) - len(stripped)
+    digits = stripped or "0"
+    if digits == "0":
+        exponent = 0
+    point = len(digits) + exponent  # 10^(point-1) <= |value| < 10^point
+    if 0 <= exponent and point <= 16:
+        text = digits + "0" * exponent + ".0"
+    elif 0 < point <= 16:
+        text = digits[:point] + "." + digits[point:]
+    elif -5 < point <= 0:
+        text = "0." + "0" * -point + digits
+    else:
+        text = digits[0] + ("." + digits[1:] if len(digits) > 1 else "") + f"e{point - 1}"
+    return ("-" if sign else "") + text
+
+
+def write(value, out):
+    """Compact JSON with sorted keys, as serde_json writes it."""
+    if isinstance(value, dict):
+        out.append("{")
+        for i, key in enumerate(sorted(value, key=str.encode)):
+            out.append("," if i else "")
+            out.append(json.dumps(key, ensure_ascii=False))
+            out.append(":")
+            write(value[key], out)
+        out.append("}")
+    elif isinstance(value, list):
+        out.append("[")
+        for i, item in enumerate(value):
+            out.append("," if i else "")
+            write(item, out)
+        out.append("]")
+    elif isinstance(value, float):
+        out.append(float_text(value))
+    else:  # str, int, bool, None
+        out.append(json.dumps(value, ensure_ascii=False))
+
+
 def body(value):
-    """Compact JSON with sorted keys: the bytes the Rust plugin writes."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
+    """The bytes the Rust plugin writes for `value`."""
+    out = []
+    write(value, out)
+    return "".join(out).encode()
 
 
 def route(order, rules):

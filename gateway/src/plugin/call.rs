@@ -15,13 +15,18 @@ use super::host::HostInner;
 use super::log::LogSink;
 use super::output::{check_deliveries, truncate_line};
 use super::wasi::{CallWasi, Seed};
-use super::{Delivery, LogLevel, LogLine, PluginConfig, PluginError, PluginOutput, error_chain};
+use super::{
+    CallLimits, Delivery, LogLevel, LogLine, PluginConfig, PluginError, PluginOutput,
+    PluginOverrides, error_chain,
+};
 use crate::event::Event;
 
 /// A loaded plugin: compiled, type-checked, ready to call from any thread. Cheap to clone.
 #[derive(Clone)]
 pub struct Plugin {
     inner: Arc<PluginInner>,
+    /// Time and memory of each call: the host's defaults or the subscription's own.
+    limits: CallLimits,
 }
 
 struct PluginInner {
@@ -66,6 +71,7 @@ impl Plugin {
         load_time: Duration,
     ) -> Self {
         Self {
+            limits: host.limits.defaults(),
             inner: Arc::new(PluginInner {
                 host,
                 short_hash: short_hash(&hash),
@@ -76,6 +82,20 @@ impl Plugin {
                 load_time,
             }),
         }
+    }
+
+    /// The same plugin, its calls bounded by `overrides` (a subscription's `plugin_limits`)
+    /// instead of the defaults; refused above the operator's maximum.
+    pub fn with_limits(&self, overrides: &PluginOverrides) -> Result<Self, String> {
+        Ok(Self {
+            inner: self.inner.clone(),
+            limits: self.inner.host.limits.with_overrides(overrides)?,
+        })
+    }
+
+    /// The time and memory bounds of this plugin's calls.
+    pub fn limits(&self) -> CallLimits {
+        self.limits
     }
 
     /// Hex SHA-256 of the plugin's bytes: its version identity.
@@ -191,7 +211,7 @@ impl Plugin {
         let state = CallState {
             config: config.clone(),
             memory: MemoryGuard {
-                limit: limits.memory_bytes,
+                limit: self.limits.memory_bytes,
                 exceeded: false,
             },
             wasi: CallWasi::new(seed, &sink),
@@ -199,7 +219,7 @@ impl Plugin {
         };
         let mut store = Store::new(&host.engine, state);
         store.limiter(|state| &mut state.memory);
-        store.set_epoch_deadline(host.deadline_ticks());
+        store.set_epoch_deadline(self.limits.deadline_ticks());
         store.epoch_deadline_trap();
         // Bounds what the host copies out of the guest in one go (the call's result, a `log`
         // line) to what the output limits could ever accept: a 16 MiB body or 100,000
@@ -212,7 +232,7 @@ impl Plugin {
             .and_then(|plugin| export(&mut store, &plugin));
         let result = match returned {
             Ok(value) => finish(value, limits.max_log_line_bytes),
-            Err(e) => Err(classify(&e, store.data(), host.cpu_time())),
+            Err(e) => Err(classify(&e, store.data(), self.limits.cpu_time)),
         };
         let (logs, logs_dropped) = store.into_data().logs.finish();
         if logs_dropped > 0 {

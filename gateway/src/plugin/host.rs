@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -188,7 +188,7 @@ fn engine_config(limits: &PluginLimits) -> Config {
         .max_memories_per_component(1)
         .total_tables(instances.saturating_mul(TABLES_PER_COMPONENT))
         .max_tables_per_component(TABLES_PER_COMPONENT)
-        .max_memory_size(limits.memory_bytes)
+        .max_memory_size(limits.memory_ceiling())
         .table_keep_resident(TABLE_KEEP_RESIDENT_BYTES)
         .decommit_batch_size(DECOMMIT_BATCH);
     // With PAGEMAP_SCAN (Linux 6.7+) only the pages a call dirtied are reset, by copying, up to
@@ -254,18 +254,6 @@ impl std::fmt::Debug for HostInner {
             .field("limits", &self.limits)
             .field("cache", &self.cache)
             .finish_non_exhaustive()
-    }
-}
-
-impl HostInner {
-    /// Ticks of the current epoch deadline; kept here so the call code needs no clock.
-    pub(crate) fn deadline_ticks(&self) -> u64 {
-        self.limits.deadline_ticks()
-    }
-
-    /// The budget, for error messages.
-    pub(crate) fn cpu_time(&self) -> Duration {
-        self.limits.cpu_time
     }
 }
 

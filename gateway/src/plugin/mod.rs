@@ -52,7 +52,7 @@ use std::sync::Arc;
 pub use call::{CallReport, Plugin};
 pub use error::PluginError;
 pub use host::PluginHost;
-pub use limits::PluginLimits;
+pub use limits::{CallLimits, PluginLimits, PluginOverrides};
 pub use output::{Delivery, LogLevel, LogLine, PluginOutput, RESERVED_HEADERS};
 
 /// The only world plugins may implement.
