@@ -95,10 +95,7 @@ pub fn inspect(component: &[u8]) -> Result<Inspection, ToolError> {
         .map(|(key, _)| name(key))
         .collect();
     let exports = world.exports.keys().map(name).collect();
-    let payload =
-        wasm_metadata::Payload::from_binary(component).map_err(ToolError::Decode)?;
-    let mut producers = Vec::new();
-    collect_producers(&payload, &mut producers);
+    let producers = producers(component);
     Ok(Inspection {
         language: language(&producers),
         imports,
@@ -106,21 +103,28 @@ pub fn inspect(component: &[u8]) -> Result<Inspection, ToolError> {
     })
 }
 
-/// Every (field, name, version) of every producers section in the component and its modules.
-fn collect_producers(payload: &wasm_metadata::Payload, out: &mut Vec<(String, String, String)>) {
-    let metadata = payload.metadata();
-    if let Some(producers) = &metadata.producers {
+/// Every (field, name, version) of every producers section in the component and the modules
+/// nested in it.
+fn producers(component: &[u8]) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for payload in wasmparser::Parser::new(0).parse_all(component).flatten() {
+        let wasmparser::Payload::CustomSection(reader) = payload else {
+            continue;
+        };
+        if reader.name() != "producers" {
+            continue;
+        }
+        let Ok(producers) = wasm_metadata::Producers::from_bytes(reader.data(), reader.data_offset())
+        else {
+            continue;
+        };
         for (field, values) in producers.iter() {
             for (name, version) in values.iter() {
                 out.push((field.clone(), name.clone(), version.clone()));
             }
         }
     }
-    if let wasm_metadata::Payload::Component { children, .. } = payload {
-        for child in children {
-            collect_producers(child, out);
-        }
-    }
+    out
 }
 
 /// The language, from the tools that wrote the component: an interpreter's componentizer says

@@ -5,4 +5,5 @@ set -eu
 out=$(realpath -m "${1:-shipper_router_js.wasm}")
 cd "$(dirname "$0")"
 [ -x node_modules/.bin/componentize-js ] || npm ci --no-audit --no-fund --loglevel=error
-node_modules/.bin/componentize-js plugin.js --wit ../../wit --world-name plugin --out "$out"
+# No `fetch`: the gateway gives plugins no network, and so no wasi:http to import.
+node_modules/.bin/componentize-js plugin.js --wit ../../wit --world-name plugin --disable http fetch-event --out "$out"

@@ -61,6 +61,11 @@ fn check_world(component: &[u8], wasi_allowed: bool) -> Result<()> {
     let mut exports = Vec::new();
     for (key, item) in &world.exports {
         let name = resolve.name_world_key(key);
+        // An interpreter's componentizer may leave its own interfaces exported (componentize-py
+        // keeps its pre-initialisation entry point): the gateway never calls them.
+        if wasi_allowed && matches!(item, WorldItem::Interface { .. }) {
+            continue;
+        }
         ensure!(
             matches!(item, WorldItem::Function(_)) && REQUIRED_EXPORTS.contains(&name.as_str()),
             "exports `{name}`, which is not part of the plugin world"

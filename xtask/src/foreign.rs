@@ -36,8 +36,11 @@ pub(crate) fn build_all(root: &Path, release_dir: &Path) -> Result<Vec<PathBuf>>
             run_build(root, &source, &out)?;
             let component =
                 std::fs::read(&out).with_context(|| format!("reading {}", out.display()))?;
-            crate::component::check_foreign(&component)
-                .with_context(|| format!("checking the component built in {dir}"))?;
+            if let Err(e) = crate::component::check_foreign(&component) {
+                // Not left behind to look up to date next time.
+                let _ = std::fs::remove_file(&out);
+                return Err(e.context(format!("checking the component built in {dir}")));
+            }
             println!("{:>9} bytes  {}", component.len(), out.display());
         }
         built.push(out);

@@ -28,6 +28,7 @@ use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
 use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamResult, subscribe};
 use wasmtime_wasi::{HostWallClock, WasiCtx, WasiCtxBuilder};
 
+use super::call::CallState;
 use super::log::{LogSink, Stdio};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
@@ -119,20 +120,16 @@ impl CallWasi {
 }
 
 /// Adds every WASI 0.2 interface of [`INTERFACES`] to `linker`, with the monotonic clock
-/// replaced by the frozen one. `state` finds a call's [`CallWasi`] in the store.
-pub(crate) fn add_to_linker<T: wasmtime_wasi::WasiView + 'static>(
-    linker: &mut Linker<T>,
-    state: fn(&mut T) -> &mut CallWasi,
-) -> wasmtime::Result<()> {
+/// replaced by the frozen one.
+pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_sync(linker)?;
     // wasmtime-wasi's monotonic clock sleeps on the host's clock when a guest waits, which no
     // epoch deadline can interrupt: define the interface again, frozen.
     linker.allow_shadowing(true);
-    monotonic_clock::add_to_linker::<T, FrozenMonotonic>(linker, move |store| {
-        let wasi = state(store);
+    monotonic_clock::add_to_linker::<CallState, FrozenMonotonic>(linker, |state| {
         FrozenMonotonicView {
-            now: wasi.monotonic_now,
-            table: &mut wasi.table,
+            now: state.wasi.monotonic_now,
+            table: &mut state.wasi.table,
         }
     })?;
     linker.allow_shadowing(false);
