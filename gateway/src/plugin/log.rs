@@ -84,15 +84,29 @@ impl LogSink {
         lines.extend_partial(stream, bytes);
     }
 
-    /// The last line kept, when it is at error level: why a guest that trapped failed.
+    /// Why a guest that trapped failed, from its last error lines: the last one, or, when a
+    /// runtime written in Rust reported a panic on stderr after the interpreter's own message
+    /// (componentize-py does so for an uncaught exception), the line before that report.
     pub(crate) fn last_error(&self) -> Option<String> {
         let mut lines = self.lock();
         lines.end_partial(Stdio::Stderr);
-        lines
+        let errors: Vec<&str> = lines
             .lines
-            .last()
-            .filter(|l| l.level == LogLevel::Error)
-            .map(|l| l.message.clone())
+            .iter()
+            .rev()
+            .take_while(|l| l.level == LogLevel::Error)
+            .map(|l| l.message.as_str())
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        let panic = errors
+            .iter()
+            .rposition(|l| l.starts_with("thread '") && l.contains("panicked at"));
+        match panic {
+            Some(at) if at > 0 => Some(errors[at - 1].to_owned()),
+            _ => errors.last().map(|l| (*l).to_owned()),
+        }
     }
 
     /// The lines kept and the number dropped, once the call is over.
@@ -173,6 +187,20 @@ mod tests {
             ]
         );
         assert_eq!(dropped, 2);
+    }
+
+    #[test]
+    fn the_error_before_a_runtime_panic_report_is_the_reason() {
+        let sink = LogSink::new("p".into(), 10, 100);
+        assert_eq!(sink.last_error(), None);
+        sink.write_stdio(Stdio::Stderr, b"Traceback (most recent call last):\nValueError: bad\n");
+        sink.write_stdio(Stdio::Stderr, b"thread '<unnamed>' (1) panicked at runtime/src/lib.rs:1:2:\n");
+        sink.write_stdio(Stdio::Stderr, b"Python function threw an unexpected exception\nnote: run with");
+        assert_eq!(sink.last_error().as_deref(), Some("ValueError: bad"));
+        sink.log(LogLevel::Error, "panicked at src/lib.rs: oops".into());
+        assert_eq!(sink.last_error().as_deref(), Some("ValueError: bad"));
+        sink.log(LogLevel::Info, "later".into());
+        assert_eq!(sink.last_error(), None, "only trailing error lines count");
     }
 
     #[test]

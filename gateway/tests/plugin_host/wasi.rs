@@ -44,6 +44,7 @@ fn observe(event: &Event) -> Value {
 #[test]
 fn clocks_are_frozen_at_the_event_time_and_sleeping_returns_at_once() {
     let event = event("{}");
+    python();
     let started = Instant::now();
     let seen = observe(&event);
     assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
@@ -77,6 +78,7 @@ fn no_environment_no_stdin_no_files_no_sockets() {
 
 #[test]
 fn an_endless_loop_is_stopped() {
+    python();
     let started = Instant::now();
     let err = run("loop", &event("{}")).unwrap_err();
     assert_eq!(err.code(), "plugin_cpu_exceeded", "{err}");
@@ -110,7 +112,13 @@ fn stdout_and_stderr_go_to_the_log() {
 fn exit_and_uncaught_exceptions_are_traps() {
     let err = run("exit", &event("{}")).unwrap_err();
     assert_eq!(err.code(), "plugin_trapped", "{err}");
-    let err = run("raise", &event("{}")).unwrap_err();
+    let report = python().handle_report(&event("{}"), &config(&[("mode", "raise")]));
+    let err = report.result.unwrap_err();
     assert_eq!(err.code(), "plugin_trapped", "{err}");
-    assert!(err.to_string().contains("ValueError"), "{err}");
+    assert!(err.to_string().contains("ValueError: raised on purpose"), "{err}: {:?}", report.logs);
+    assert!(
+        report.logs.iter().any(|l| l.level == LogLevel::Error && l.message.contains("Traceback")),
+        "the traceback is in the log: {:?}",
+        report.logs
+    );
 }
