@@ -95,64 +95,91 @@ pub fn inspect(component: &[u8]) -> Result<Inspection, ToolError> {
         .map(|(key, _)| name(key))
         .collect();
     let exports = world.exports.keys().map(name).collect();
-    let producers = producers(component);
     Ok(Inspection {
-        language: language(&producers),
+        language: language(&traces(component)),
         imports,
         exports,
     })
 }
 
-/// Every (field, name, version) of every producers section in the component and the modules
-/// nested in it.
-fn producers(component: &[u8]) -> Vec<(String, String, String)> {
-    let mut out = Vec::new();
+/// What the toolchain left in the component: every (field, name, version) of every producers
+/// section, and the names of the core modules (from their name sections).
+#[derive(Debug, Default)]
+struct Traces {
+    producers: Vec<(String, String, String)>,
+    modules: Vec<String>,
+}
+
+fn traces(component: &[u8]) -> Traces {
+    let mut out = Traces::default();
     for payload in wasmparser::Parser::new(0).parse_all(component).flatten() {
         let wasmparser::Payload::CustomSection(reader) = payload else {
             continue;
         };
-        if reader.name() != "producers" {
-            continue;
-        }
-        let Ok(producers) = wasm_metadata::Producers::from_bytes(reader.data(), reader.data_offset())
-        else {
-            continue;
-        };
-        for (field, values) in producers.iter() {
-            for (name, version) in values.iter() {
-                out.push((field.clone(), name.clone(), version.clone()));
+        match reader.as_known() {
+            wasmparser::KnownCustom::Producers(_) => {
+                let Ok(producers) =
+                    wasm_metadata::Producers::from_bytes(reader.data(), reader.data_offset())
+                else {
+                    continue;
+                };
+                for (field, values) in producers.iter() {
+                    for (name, version) in values.iter() {
+                        out.producers.push((field.clone(), name.clone(), version.clone()));
+                    }
+                }
             }
+            wasmparser::KnownCustom::Name(names) => {
+                for name in names.into_iter().flatten() {
+                    if let wasmparser::Name::Module { name, .. } = name {
+                        out.modules.push(name.to_owned());
+                    }
+                }
+            }
+            _ => {}
         }
     }
     out
 }
 
-/// The language, from the tools that wrote the component: an interpreter's componentizer says
-/// more than the language its runtime is written in.
-fn language(producers: &[(String, String, String)]) -> String {
-    let find = |needle: &str| {
-        producers
+/// The language and runtime, from what the toolchains wrote. An interpreter's componentizer
+/// says more than the languages its runtime is written in, and every component built on WASI
+/// preview 1 carries the (Rust) adapter, so the order of the checks matters.
+fn language(traces: &Traces) -> String {
+    let producer = |needle: &str| {
+        traces
+            .producers
             .iter()
             .find(|(_, name, _)| name.to_ascii_lowercase().contains(needle))
-            .map(|(_, name, version)| format!("{name} {version}").trim().to_owned())
+            .map(|(_, name, version)| format!("{name} {version}"))
     };
-    let language = |wanted: &str| {
-        producers
+    let has_language = |wanted: &str| {
+        traces
+            .producers
             .iter()
-            .find(|(field, name, _)| field == "language" && name.starts_with(wanted))
-            .map(|(_, name, _)| name.clone())
+            .any(|(field, name, _)| field == "language" && name.starts_with(wanted))
     };
-    if let Some(tool) = find("componentize-py") {
-        return format!("Python (CPython, built by {tool})");
+    if let Some(python) = traces.modules.iter().find(|m| m.starts_with("libpython")) {
+        let version = python.trim_start_matches("libpython").trim_end_matches(".so");
+        return format!("Python {version} (CPython, componentize-py)");
     }
-    if let Some(tool) = find("componentize-js").or_else(|| find("starlingmonkey")) {
-        return format!("JavaScript (SpiderMonkey, built by {tool})");
+    if let Some(tool) = producer("componentizejs").or_else(|| producer("componentize-js")) {
+        return format!("JavaScript (SpiderMonkey, {tool})");
     }
-    if let Some(rust) = language("Rust") {
-        return format!("{rust} (no runtime)");
+    if let Some(tool) = producer("componentize-py") {
+        return format!("Python (CPython, {tool})");
     }
-    if let Some(c) = language("C") {
-        return format!("{c} (wasi-libc)");
+    if let Some(bindgen) = producer("wit-bindgen-rust") {
+        return format!("Rust (no runtime, {bindgen})");
+    }
+    if has_language("C_plus_plus") {
+        return "C++ (wasi-libc)".into();
+    }
+    if has_language("C") {
+        return "C (wasi-libc)".into();
+    }
+    if has_language("Rust") {
+        return "Rust (no runtime)".into();
     }
     "unknown (no producers section names a language)".into()
 }
