@@ -209,3 +209,45 @@ fn configuration_errors_are_worded_alike() {
         plugin.validate_config(&sample_config()).unwrap();
     }
 }
+
+#[test]
+fn check_tells_each_language_and_every_import_is_provided() {
+    let expected = [
+        ("shipper_router", "Rust"),
+        ("shipper_router_py", "Python 3."),
+        ("shipper_router_js", "JavaScript"),
+        ("shipper_router_c", "C (wasi-libc)"),
+    ];
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/plugins"));
+    for (name, language) in expected {
+        let wasm = std::fs::read(root.join(format!("{name}.wasm"))).expect("built");
+        let inspection = odoo_gateway_plugin_tools::inspect(&wasm).expect("inspect");
+        assert!(inspection.language.starts_with(language), "{name}: {}", inspection.language);
+        for import in &inspection.imports {
+            assert!(
+                import.starts_with("odoo-gateway:plugin/")
+                    || odoo_gateway::plugin::wasi::describe(import).is_some(),
+                "{name} imports {import}, which the host does not describe"
+            );
+        }
+        assert!(inspection.exports.iter().any(|e| e == "handle"), "{name}");
+    }
+}
+
+#[test]
+fn componentize_wraps_a_c_core_module_and_refuses_a_component() {
+    let core = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../plugins/shipper-router-c/build/shipper_router_c.core.wasm"
+    ))
+    .expect("the C plugin's core module (./dev plugins builds it)");
+    let component = odoo_gateway_plugin_tools::componentize(&core).expect("componentize");
+    let host = PluginHost::new(PluginLimits::default(), None).expect("host");
+    let plugin = host.load(&component).expect("a loadable plugin");
+    let out = plugin.handle(&event("sale.order", RICH_ORDER), &sample_config()).expect("handle");
+    assert_eq!(out.deliveries.len(), 2);
+    let err = odoo_gateway_plugin_tools::componentize(&component).unwrap_err();
+    assert!(err.to_string().contains("not a core WebAssembly module"), "{err}");
+    let err = odoo_gateway_plugin_tools::componentize(b"\0asm\x01\0\0\0").unwrap_err();
+    assert!(err.to_string().contains("cannot build a plugin component"), "{err}");
+}
