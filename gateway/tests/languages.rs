@@ -93,7 +93,11 @@ fn outcome(result: Result<Vec<Delivery>, PluginError>, compare_message: bool) ->
         Ok(deliveries) => Outcome::Deliveries(deliveries),
         Err(e) => Outcome::Error {
             code: e.code(),
-            message: if compare_message { e.to_string() } else { String::new() },
+            message: if compare_message {
+                e.to_string()
+            } else {
+                String::new()
+            },
         },
     }
 }
@@ -116,7 +120,12 @@ fn bodies(outcome: &Outcome) -> Vec<(String, String)> {
     match outcome {
         Outcome::Deliveries(d) => d
             .iter()
-            .map(|d| (d.destination.clone(), String::from_utf8_lossy(&d.body).into_owned()))
+            .map(|d| {
+                (
+                    d.destination.clone(),
+                    String::from_utf8_lossy(&d.body).into_owned(),
+                )
+            })
             .collect(),
         Outcome::Error { code, message } => panic!("expected deliveries, got [{code}] {message}"),
     }
@@ -128,8 +137,16 @@ fn the_rich_order_splits_the_same_way_in_every_language() {
     let bodies = bodies(&reference);
     let destinations: Vec<_> = bodies.iter().map(|(d, _)| d.as_str()).collect();
     assert_eq!(destinations, ["fragile-goods", "parcelpost"]);
-    assert!(bodies[0].1.contains(r#""order_line":[{"#), "{}", bodies[0].1);
-    assert!(bodies[1].1.contains(r#""product_uom_qty":5.0"#), "{}", bodies[1].1);
+    assert!(
+        bodies[0].1.contains(r#""order_line":[{"#),
+        "{}",
+        bodies[0].1
+    );
+    assert!(
+        bodies[1].1.contains(r#""product_uom_qty":5.0"#),
+        "{}",
+        bodies[1].1
+    );
 }
 
 #[test]
@@ -147,7 +164,13 @@ fn strings_numbers_and_nesting_survive_byte_for_byte() {
     let bodies = bodies(&reference);
     let destinations: Vec<_> = bodies.iter().map(|(d, _)| d.as_str()).collect();
     assert_eq!(destinations, ["fastfreight", "fragile-goods", "parcelpost"]);
-    assert!(bodies[0].1.contains(r#""name":"Déco \"Addict\" – München\n\ttab \u0001 🚚""#), "{}", bodies[0].1);
+    assert!(
+        bodies[0]
+            .1
+            .contains(r#""name":"Déco \"Addict\" – München\n\ttab \u0001 🚚""#),
+        "{}",
+        bodies[0].1
+    );
 }
 
 #[test]
@@ -158,18 +181,46 @@ fn rejections_name_the_same_lines_in_every_language() {
         panic!("expected a rejection, got {reference:?}");
     };
     assert_eq!(code, "plugin_rejected");
-    assert!(message.contains("no shipper for line 32 ([E-COM11] Cabinet with Doors)"), "{message}");
+    assert!(
+        message.contains("no shipper for line 32 ([E-COM11] Cabinet with Doors)"),
+        "{message}"
+    );
 
     let reference = all_agree(&event("sale.order", NATIVE_ORDER), &sample_config(), true);
-    assert!(matches!(&reference, Outcome::Error { message, .. } if message.contains("holds only ids [31, 32]")), "{reference:?}");
+    assert!(
+        matches!(&reference, Outcome::Error { message, .. } if message.contains("holds only ids [31, 32]")),
+        "{reference:?}"
+    );
 
-    for payload in [r#"[1, 2]"#, r#"{"order_line": "none"}"#, r#"{"order_line": [1, {"id": 2}]}"#] {
+    for payload in [
+        r#"[1, 2]"#,
+        r#"{"order_line": "none"}"#,
+        r#"{"order_line": [1, {"id": 2}]}"#,
+    ] {
         let reference = all_agree(&event("sale.order", payload), &sample_config(), true);
-        assert!(matches!(reference, Outcome::Error { code: "plugin_rejected", .. }), "{payload}: {reference:?}");
+        assert!(
+            matches!(
+                reference,
+                Outcome::Error {
+                    code: "plugin_rejected",
+                    ..
+                }
+            ),
+            "{payload}: {reference:?}"
+        );
     }
     // Each language words a JSON syntax error its own way: the code is what must agree.
     let reference = all_agree(&event("sale.order", "{not json"), &sample_config(), false);
-    assert!(matches!(reference, Outcome::Error { code: "plugin_rejected", .. }), "{reference:?}");
+    assert!(
+        matches!(
+            reference,
+            Outcome::Error {
+                code: "plugin_rejected",
+                ..
+            }
+        ),
+        "{reference:?}"
+    );
 }
 
 #[test]
@@ -177,10 +228,17 @@ fn nothing_to_route_is_zero_deliveries_everywhere() {
     for (model, payload) in [
         ("res.partner", r#"{"id": 9}"#),
         ("sale.order", r#"{"order_line": []}"#),
-        ("sale.order", r#"{"order_line": [{"id": 3, "display_type": "line_section"}]}"#),
+        (
+            "sale.order",
+            r#"{"order_line": [{"id": 3, "display_type": "line_section"}]}"#,
+        ),
     ] {
         let reference = all_agree(&event(model, payload), &sample_config(), true);
-        assert_eq!(reference, Outcome::Deliveries(Vec::new()), "{model} {payload}");
+        assert_eq!(
+            reference,
+            Outcome::Deliveries(Vec::new()),
+            "{model} {payload}"
+        );
     }
 }
 
@@ -195,9 +253,21 @@ fn configuration_errors_are_worded_alike() {
     ] {
         let config = config(pairs);
         let reference = all_agree(&event("sale.order", RICH_ORDER), &config, true);
-        assert!(matches!(reference, Outcome::Error { code: "plugin_invalid_config", .. }), "{pairs:?}: {reference:?}");
+        assert!(
+            matches!(
+                reference,
+                Outcome::Error {
+                    code: "plugin_invalid_config",
+                    ..
+                }
+            ),
+            "{pairs:?}: {reference:?}"
+        );
         let mut messages = plugins().iter().map(|(language, plugin)| {
-            (*language, plugin.validate_config(&config).map_err(|e| e.to_string()))
+            (
+                *language,
+                plugin.validate_config(&config).map_err(|e| e.to_string()),
+            )
         });
         let (_, reference) = messages.next().unwrap();
         assert!(reference.is_err(), "{pairs:?}");
@@ -222,7 +292,11 @@ fn check_tells_each_language_and_every_import_is_provided() {
     for (name, language) in expected {
         let wasm = std::fs::read(root.join(format!("{name}.wasm"))).expect("built");
         let inspection = odoo_gateway_plugin_tools::inspect(&wasm).expect("inspect");
-        assert!(inspection.language.starts_with(language), "{name}: {}", inspection.language);
+        assert!(
+            inspection.language.starts_with(language),
+            "{name}: {}",
+            inspection.language
+        );
         for import in &inspection.imports {
             assert!(
                 import.starts_with("odoo-gateway:plugin/")
@@ -244,10 +318,18 @@ fn componentize_wraps_a_c_core_module_and_refuses_a_component() {
     let component = odoo_gateway_plugin_tools::componentize(&core).expect("componentize");
     let host = PluginHost::new(PluginLimits::default(), None).expect("host");
     let plugin = host.load(&component).expect("a loadable plugin");
-    let out = plugin.handle(&event("sale.order", RICH_ORDER), &sample_config()).expect("handle");
+    let out = plugin
+        .handle(&event("sale.order", RICH_ORDER), &sample_config())
+        .expect("handle");
     assert_eq!(out.deliveries.len(), 2);
     let err = odoo_gateway_plugin_tools::componentize(&component).unwrap_err();
-    assert!(err.to_string().contains("not a core WebAssembly module"), "{err}");
+    assert!(
+        err.to_string().contains("not a core WebAssembly module"),
+        "{err}"
+    );
     let err = odoo_gateway_plugin_tools::componentize(b"\0asm\x01\0\0\0").unwrap_err();
-    assert!(err.to_string().contains("cannot build a plugin component"), "{err}");
+    assert!(
+        err.to_string().contains("cannot build a plugin component"),
+        "{err}"
+    );
 }

@@ -181,7 +181,10 @@ fn component_importing_wasi_the_host_does_not_provide_is_refused_at_load() {
     let wat = ECHO.replace(";; EXTRA IMPORTS", wasi);
     let err = load_error(wat.as_bytes());
     assert_eq!(err.code(), "plugin_not_a_plugin");
-    assert!(err.to_string().contains("wasi:keyvalue/store@0.2.0"), "{err}");
+    assert!(
+        err.to_string().contains("wasi:keyvalue/store@0.2.0"),
+        "{err}"
+    );
 }
 
 #[test]

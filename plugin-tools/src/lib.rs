@@ -58,7 +58,10 @@ pub fn componentize(core: &[u8]) -> Result<Vec<u8>, ToolError> {
         .validate(true)
         .module(&module)
         .map_err(ToolError::Encode)?;
-    if imports_module(core, wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME) {
+    if imports_module(
+        core,
+        wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
+    ) {
         encoder = encoder
             .adapter(
                 wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
@@ -84,7 +87,9 @@ pub struct Inspection {
 pub fn inspect(component: &[u8]) -> Result<Inspection, ToolError> {
     let decoded = wit_component::decode(component).map_err(ToolError::Decode)?;
     let DecodedWasm::Component(resolve, world) = decoded else {
-        return Err(ToolError::WrongKind("a WIT package, not a component".into()));
+        return Err(ToolError::WrongKind(
+            "a WIT package, not a component".into(),
+        ));
     };
     let world = &resolve.worlds[world];
     let name = |key| resolve.name_world_key(key);
@@ -125,7 +130,8 @@ fn traces(component: &[u8]) -> Traces {
                 };
                 for (field, values) in producers.iter() {
                     for (name, version) in values.iter() {
-                        out.producers.push((field.clone(), name.clone(), version.clone()));
+                        out.producers
+                            .push((field.clone(), name.clone(), version.clone()));
                     }
                 }
             }
@@ -160,7 +166,9 @@ fn language(traces: &Traces) -> String {
             .any(|(field, name, _)| field == "language" && name.starts_with(wanted))
     };
     if let Some(python) = traces.modules.iter().find(|m| m.starts_with("libpython")) {
-        let version = python.trim_start_matches("libpython").trim_end_matches(".so");
+        let version = python
+            .trim_start_matches("libpython")
+            .trim_end_matches(".so");
         return format!("Python {version} (CPython, componentize-py)");
     }
     if let Some(tool) = producer("componentizejs").or_else(|| producer("componentize-js")) {

@@ -85,16 +85,32 @@ plugin = "{plugin}"
         .expect("post");
     assert_eq!(reply.status, 202);
 
-    let received = inbox.wait_for(8, WAIT).await.expect("two deliveries per language");
-    assert!(received.iter().all(|r| r.verified()), "every delivery is signed");
+    let received = inbox
+        .wait_for(8, WAIT)
+        .await
+        .expect("two deliveries per language");
+    assert!(
+        received.iter().all(|r| r.verified()),
+        "every delivery is signed"
+    );
     let mut by_language: BTreeMap<&str, BTreeMap<String, Vec<u8>>> = BTreeMap::new();
     for r in &received {
         let (lang, shipper) = r.path[1..].split_once('/').expect("/<lang>/<shipper>");
-        let lang = LANGUAGES.iter().find(|(l, _)| *l == lang).expect("a language").0;
-        by_language.entry(lang).or_default().insert(shipper.to_owned(), r.body.to_vec());
+        let lang = LANGUAGES
+            .iter()
+            .find(|(l, _)| *l == lang)
+            .expect("a language")
+            .0;
+        by_language
+            .entry(lang)
+            .or_default()
+            .insert(shipper.to_owned(), r.body.to_vec());
     }
     let rust = by_language["rust"].clone();
-    assert_eq!(rust.keys().collect::<Vec<_>>(), ["fragile-goods", "parcelpost"]);
+    assert_eq!(
+        rust.keys().collect::<Vec<_>>(),
+        ["fragile-goods", "parcelpost"]
+    );
     for (lang, bodies) in &by_language {
         assert_eq!(bodies, &rust, "{lang} delivered other bodies than rust");
     }

@@ -58,7 +58,10 @@ fn run_build(root: &Path, source: &Path, out: &Path) -> Result<()> {
         .arg(out)
         .env("PATH", std::env::join_paths(paths)?)
         // The C plugins' last step; the gateway binary may not be built yet.
-        .env("COMPONENTIZE", format!("{} componentize", std::env::current_exe()?.display()))
+        .env(
+            "COMPONENTIZE",
+            format!("{} componentize", std::env::current_exe()?.display()),
+        )
         .status()
         .with_context(|| format!("running {}", script.display()))?;
     if !status.success() {
@@ -76,7 +79,9 @@ fn up_to_date(out: &Path, inputs: &[&Path]) -> bool {
     let Some(built) = modified(out) else {
         return false;
     };
-    inputs.iter().all(|dir| newest(dir).is_none_or(|t| t <= built))
+    inputs
+        .iter()
+        .all(|dir| newest(dir).is_none_or(|t| t <= built))
 }
 
 fn newest(path: &Path) -> Option<SystemTime> {

@@ -58,7 +58,10 @@ fn main() -> Result<()> {
     }
     build_plugins(&root, &release_dir)?;
     if !rust_only {
-        println!("building {} plugins in other languages", foreign::FOREIGN.len());
+        println!(
+            "building {} plugins in other languages",
+            foreign::FOREIGN.len()
+        );
         foreign::build_all(&root, &release_dir)?;
     }
     Ok(())
@@ -67,7 +70,8 @@ fn main() -> Result<()> {
 /// `componentize CORE -o OUT`: what `odoo-gateway plugin componentize` does, for the C
 /// plugins' build scripts, which run before the gateway is built.
 fn componentize(mut args: impl Iterator<Item = String>) -> Result<()> {
-    let (Some(core), Some(flag), Some(out), None) = (args.next(), args.next(), args.next(), args.next())
+    let (Some(core), Some(flag), Some(out), None) =
+        (args.next(), args.next(), args.next(), args.next())
     else {
         bail!("{USAGE}");
     };

@@ -104,7 +104,8 @@ impl PluginCommand {
 
 /// Wraps a core module into a component and checks that the gateway can load it.
 pub fn componentize(args: &ComponentizeArgs) -> anyhow::Result<ExitCode> {
-    let core = std::fs::read(&args.core).with_context(|| format!("reading {}", args.core.display()))?;
+    let core =
+        std::fs::read(&args.core).with_context(|| format!("reading {}", args.core.display()))?;
     let component = odoo_gateway_plugin_tools::componentize(&core)
         .with_context(|| format!("componentizing {}", args.core.display()))?;
     std::fs::write(&args.output, &component)
@@ -153,7 +154,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         cpu_time: args
             .cpu_time_ms
             .map_or(defaults.cpu_time, std::time::Duration::from_millis),
-        memory_bytes: args.memory_mib.map_or(defaults.memory_bytes, |mib| mib << 20),
+        memory_bytes: args
+            .memory_mib
+            .map_or(defaults.memory_bytes, |mib| mib << 20),
         ..defaults
     };
     let plugin = load(&args.wasm, limits, args.cache_dir.clone())?;
@@ -200,7 +203,8 @@ fn print_inspection(inspection: &odoo_gateway_plugin_tools::Inspection) {
     println!("  language {}", inspection.language);
     for import in &inspection.imports {
         let provided = if import.starts_with("wasi:") {
-            crate::plugin::wasi::describe(import).unwrap_or("NOT PROVIDED: the host refuses this import")
+            crate::plugin::wasi::describe(import)
+                .unwrap_or("NOT PROVIDED: the host refuses this import")
         } else if import.starts_with("odoo-gateway:plugin/") {
             "the plugin world"
         } else {

@@ -83,7 +83,9 @@ pub fn project(
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !name.ends_with('-');
     if !valid {
-        bail!("plugin name {name:?}: use lower-case letters, digits and dashes, starting with a letter");
+        bail!(
+            "plugin name {name:?}: use lower-case letters, digits and dashes, starting with a letter"
+        );
     }
     let crate_name = name.replace('-', "_");
     let sdk = match sdk {
@@ -97,7 +99,10 @@ pub fn project(
             vec![
                 ("app.py", include_str!("../../templates/python/app.py")),
                 ("logic.py", include_str!("../../templates/python/logic.py")),
-                ("test_logic.py", include_str!("../../templates/python/test_logic.py")),
+                (
+                    "test_logic.py",
+                    include_str!("../../templates/python/test_logic.py"),
+                ),
                 ("build.sh", include_str!("../../templates/python/build.sh")),
             ],
             "Toolchain: `pip install componentize-py==0.25.1` (Python 3.10 or later). \
@@ -108,8 +113,14 @@ pub fn project(
             vec![
                 ("plugin.js", include_str!("../../templates/js/plugin.js")),
                 ("logic.js", include_str!("../../templates/js/logic.js")),
-                ("logic.test.js", include_str!("../../templates/js/logic.test.js")),
-                ("package.json", include_str!("../../templates/js/package.json")),
+                (
+                    "logic.test.js",
+                    include_str!("../../templates/js/logic.test.js"),
+                ),
+                (
+                    "package.json",
+                    include_str!("../../templates/js/package.json"),
+                ),
                 ("build.sh", include_str!("../../templates/js/build.sh")),
             ],
             "Toolchain: Node.js 20 or later with npm; `build.sh` installs componentize-js. \
@@ -119,10 +130,22 @@ pub fn project(
             "C",
             vec![
                 ("logic.c", include_str!("../../templates/c/logic.c")),
-                ("plugin.h", include_str!("../../../plugins/shipper-router-c/plugin.h")),
-                ("plugin.c", include_str!("../../../plugins/shipper-router-c/plugin.c")),
-                ("json.h", include_str!("../../../plugins/shipper-router-c/json.h")),
-                ("json.c", include_str!("../../../plugins/shipper-router-c/json.c")),
+                (
+                    "plugin.h",
+                    include_str!("../../../plugins/shipper-router-c/plugin.h"),
+                ),
+                (
+                    "plugin.c",
+                    include_str!("../../../plugins/shipper-router-c/plugin.c"),
+                ),
+                (
+                    "json.h",
+                    include_str!("../../../plugins/shipper-router-c/json.h"),
+                ),
+                (
+                    "json.c",
+                    include_str!("../../../plugins/shipper-router-c/json.c"),
+                ),
                 ("build.sh", include_str!("../../templates/c/build.sh")),
                 ("test.sh", include_str!("../../templates/c/test.sh")),
             ],
@@ -132,7 +155,10 @@ pub fn project(
         Lang::Rust => (
             "Rust",
             vec![
-                ("Cargo.toml", include_str!("../../templates/rust/Cargo.toml")),
+                (
+                    "Cargo.toml",
+                    include_str!("../../templates/rust/Cargo.toml"),
+                ),
                 ("src/lib.rs", include_str!("../../templates/rust/lib.rs")),
                 ("build.sh", include_str!("../../templates/rust/build.sh")),
             ],
@@ -160,12 +186,25 @@ pub fn project(
         .map(|(path, _)| format!("| `{path}` | {} |\n", describe(path)))
         .collect();
     let mut files = vec![
-        ("README.md".to_owned(), fill(&README.replace("{{files}}", file_rows.trim_end()))),
+        (
+            "README.md".to_owned(),
+            fill(&README.replace("{{files}}", file_rows.trim_end())),
+        ),
         ("sample-event.json".to_owned(), SAMPLE_EVENT.to_owned()),
-        ("wit/plugin.wit".to_owned(), odoo_gateway_plugin_tools::PLUGIN_WIT.to_owned()),
-        (".gitignore".to_owned(), "*.wasm\nnode_modules/\n__pycache__/\ntarget/\n".to_owned()),
+        (
+            "wit/plugin.wit".to_owned(),
+            odoo_gateway_plugin_tools::PLUGIN_WIT.to_owned(),
+        ),
+        (
+            ".gitignore".to_owned(),
+            "*.wasm\nnode_modules/\n__pycache__/\ntarget/\n".to_owned(),
+        ),
     ];
-    files.extend(sources.into_iter().map(|(path, text)| (path.to_owned(), fill(text))));
+    files.extend(
+        sources
+            .into_iter()
+            .map(|(path, text)| (path.to_owned(), fill(text))),
+    );
     Ok(files)
 }
 
@@ -201,15 +240,25 @@ mod tests {
         for lang in [Lang::Rust, Lang::Python, Lang::Js, Lang::C] {
             let files = project(lang, "big-orders", None).unwrap();
             let names: Vec<_> = files.iter().map(|(p, _)| p.as_str()).collect();
-            for needed in ["README.md", "sample-event.json", "wit/plugin.wit", "build.sh"] {
+            for needed in [
+                "README.md",
+                "sample-event.json",
+                "wit/plugin.wit",
+                "build.sh",
+            ] {
                 assert!(names.contains(&needed), "{lang:?}: {names:?}");
             }
             assert!(
-                names.iter().any(|n| n.contains("test") || *n == "src/lib.rs"),
+                names
+                    .iter()
+                    .any(|n| n.contains("test") || *n == "src/lib.rs"),
                 "{lang:?}: {names:?}"
             );
             for (path, text) in &files {
-                assert!(!text.contains("{{"), "{lang:?} {path}: a placeholder is left");
+                assert!(
+                    !text.contains("{{"),
+                    "{lang:?} {path}: a placeholder is left"
+                );
             }
         }
     }

@@ -299,8 +299,12 @@ fn classify(error: &wasmtime::Error, state: &CallState, cpu_time: Duration) -> P
         }
         // `wasi:cli/exit`: the guest's runtime ended the call itself.
         None if error.downcast_ref::<wasmtime_wasi::I32Exit>().is_some() => {
-            let status = error.downcast_ref::<wasmtime_wasi::I32Exit>().map_or(0, |e| e.0);
-            PluginError::Trapped(format!("the plugin exited (wasi:cli/exit) with status {status}"))
+            let status = error
+                .downcast_ref::<wasmtime_wasi::I32Exit>()
+                .map_or(0, |e| e.0);
+            PluginError::Trapped(format!(
+                "the plugin exited (wasi:cli/exit) with status {status}"
+            ))
         }
         // The result (or a log line) was larger than any output the limits accept.
         None if error_chain(error).contains(FUEL_EXHAUSTED) => PluginError::OutputTooLarge(

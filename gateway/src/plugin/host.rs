@@ -89,8 +89,7 @@ impl PluginHost {
             state
         })
         .map_err(|e| PluginError::Host(error_chain(&e)))?;
-        super::wasi::add_to_linker(&mut linker)
-            .map_err(|e| PluginError::Host(error_chain(&e)))?;
+        super::wasi::add_to_linker(&mut linker).map_err(|e| PluginError::Host(error_chain(&e)))?;
         let cache = cache_dir
             .map(|dir| {
                 DiskCache::open(dir.clone(), &engine).map_err(|e| {

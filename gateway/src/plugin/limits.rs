@@ -165,7 +165,9 @@ mod millis_option {
 
     use serde::{Deserialize, Deserializer};
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
         Option::<u64>::deserialize(d).map(|ms| ms.map(Duration::from_millis))
     }
 }
@@ -197,11 +199,15 @@ mod tests {
     #[test]
     fn a_subscription_may_raise_its_bounds_up_to_the_maximum_only() {
         let limits = PluginLimits::default();
-        let own: PluginOverrides = toml::from_str("cpu_time_ms = 500\nmemory_bytes = 134217728").unwrap();
+        let own: PluginOverrides =
+            toml::from_str("cpu_time_ms = 500\nmemory_bytes = 134217728").unwrap();
         let call = limits.with_overrides(&own).unwrap();
         assert_eq!(call.cpu_time, Duration::from_millis(500));
         assert_eq!(call.memory_bytes, 128 << 20);
-        assert_eq!(limits.with_overrides(&PluginOverrides::default()).unwrap(), limits.defaults());
+        assert_eq!(
+            limits.with_overrides(&PluginOverrides::default()).unwrap(),
+            limits.defaults()
+        );
         let too_slow = PluginOverrides {
             cpu_time: Some(Duration::from_secs(3)),
             ..PluginOverrides::default()
@@ -212,7 +218,12 @@ mod tests {
             memory_bytes: Some(1 << 30),
             ..PluginOverrides::default()
         };
-        assert!(limits.with_overrides(&too_big).unwrap_err().contains("max_memory_bytes"));
+        assert!(
+            limits
+                .with_overrides(&too_big)
+                .unwrap_err()
+                .contains("max_memory_bytes")
+        );
         assert!(toml::from_str::<PluginOverrides>("fuel = 1").is_err());
     }
 }

@@ -64,7 +64,9 @@ impl LogSink {
 
     fn lock(&self) -> MutexGuard<'_, Lines> {
         // A panic while holding the lock leaves only whole lines behind: keep going.
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// One line from the `log` interface.
@@ -193,9 +195,18 @@ mod tests {
     fn the_error_before_a_runtime_panic_report_is_the_reason() {
         let sink = LogSink::new("p".into(), 10, 100);
         assert_eq!(sink.last_error(), None);
-        sink.write_stdio(Stdio::Stderr, b"Traceback (most recent call last):\nValueError: bad\n");
-        sink.write_stdio(Stdio::Stderr, b"thread '<unnamed>' (1) panicked at runtime/src/lib.rs:1:2:\n");
-        sink.write_stdio(Stdio::Stderr, b"Python function threw an unexpected exception\nnote: run with");
+        sink.write_stdio(
+            Stdio::Stderr,
+            b"Traceback (most recent call last):\nValueError: bad\n",
+        );
+        sink.write_stdio(
+            Stdio::Stderr,
+            b"thread '<unnamed>' (1) panicked at runtime/src/lib.rs:1:2:\n",
+        );
+        sink.write_stdio(
+            Stdio::Stderr,
+            b"Python function threw an unexpected exception\nnote: run with",
+        );
         assert_eq!(sink.last_error().as_deref(), Some("ValueError: bad"));
         sink.log(LogLevel::Error, "panicked at src/lib.rs: oops".into());
         assert_eq!(sink.last_error().as_deref(), Some("ValueError: bad"));

@@ -39,28 +39,61 @@ const MAX_RANDOM_REQUEST: u64 = 1 << 20;
 /// How each WASI 0.2 interface behaves for plugins: (interface without version, behaviour).
 /// A component importing anything not listed here is refused at load.
 pub const INTERFACES: &[(&str, &str)] = &[
-    ("wasi:cli/environment", "empty: no variables, no arguments, no working directory"),
+    (
+        "wasi:cli/environment",
+        "empty: no variables, no arguments, no working directory",
+    ),
     ("wasi:cli/exit", "ends the call as a trap (plugin_trapped)"),
     ("wasi:cli/stdin", "empty: reads see end of stream"),
-    ("wasi:cli/stdout", "captured into the call's log at info level, capped like `log`"),
-    ("wasi:cli/stderr", "captured into the call's log at error level, capped like `log`"),
+    (
+        "wasi:cli/stdout",
+        "captured into the call's log at info level, capped like `log`",
+    ),
+    (
+        "wasi:cli/stderr",
+        "captured into the call's log at error level, capped like `log`",
+    ),
     ("wasi:cli/terminal-input", "no terminal"),
     ("wasi:cli/terminal-output", "no terminal"),
     ("wasi:cli/terminal-stdin", "no terminal"),
     ("wasi:cli/terminal-stdout", "no terminal"),
     ("wasi:cli/terminal-stderr", "no terminal"),
-    ("wasi:clocks/wall-clock", "frozen at the event's received-at-ms"),
-    ("wasi:clocks/monotonic-clock", "frozen at received-at-ms (in ns); waits return at once"),
+    (
+        "wasi:clocks/wall-clock",
+        "frozen at the event's received-at-ms",
+    ),
+    (
+        "wasi:clocks/monotonic-clock",
+        "frozen at received-at-ms (in ns); waits return at once",
+    ),
     ("wasi:filesystem/preopens", "no preopened directories"),
-    ("wasi:filesystem/types", "present, but nothing can be opened without a directory"),
+    (
+        "wasi:filesystem/types",
+        "present, but nothing can be opened without a directory",
+    ),
     ("wasi:io/error", "provided"),
-    ("wasi:io/poll", "provided (every pollable a plugin can make is ready at once)"),
+    (
+        "wasi:io/poll",
+        "provided (every pollable a plugin can make is ready at once)",
+    ),
     ("wasi:io/streams", "provided (stdio only)"),
-    ("wasi:random/random", "seeded from the event id: same event, same bytes"),
-    ("wasi:random/insecure", "seeded from the event id: same event, same bytes"),
+    (
+        "wasi:random/random",
+        "seeded from the event id: same event, same bytes",
+    ),
+    (
+        "wasi:random/insecure",
+        "seeded from the event id: same event, same bytes",
+    ),
     ("wasi:random/insecure-seed", "derived from the event id"),
-    ("wasi:sockets/instance-network", "present; every use of it is refused"),
-    ("wasi:sockets/network", "present; every use of it is refused"),
+    (
+        "wasi:sockets/instance-network",
+        "present; every use of it is refused",
+    ),
+    (
+        "wasi:sockets/network",
+        "present; every use of it is refused",
+    ),
     ("wasi:sockets/tcp", "refused: access-denied"),
     ("wasi:sockets/tcp-create-socket", "refused: access-denied"),
     ("wasi:sockets/udp", "refused: access-denied"),

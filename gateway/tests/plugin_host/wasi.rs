@@ -47,10 +47,18 @@ fn clocks_are_frozen_at_the_event_time_and_sleeping_returns_at_once() {
     python();
     let started = Instant::now();
     let seen = observe(&event);
-    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
     let at_ns = event.received_at_ms * 1_000_000;
     assert_eq!(seen["wall_ns"], serde_json::json!([at_ns, at_ns]), "{seen}");
-    assert_eq!(seen["monotonic_ns"], serde_json::json!([at_ns, at_ns]), "{seen}");
+    assert_eq!(
+        seen["monotonic_ns"],
+        serde_json::json!([at_ns, at_ns]),
+        "{seen}"
+    );
 }
 
 #[test]
@@ -58,7 +66,11 @@ fn random_differs_between_reads_and_repeats_for_the_same_event() {
     let first = observe(&event("{}"));
     let reads = first["random"].as_array().unwrap();
     assert_ne!(reads[0], reads[1], "two reads in one call");
-    assert_eq!(observe(&event("{}"))["random"], first["random"], "the same event again");
+    assert_eq!(
+        observe(&event("{}"))["random"],
+        first["random"],
+        "the same event again"
+    );
     let other = Event {
         id: "evt-2".into(),
         ..event("{}")
@@ -82,7 +94,11 @@ fn an_endless_loop_is_stopped() {
     let started = Instant::now();
     let err = run("loop", &event("{}")).unwrap_err();
     assert_eq!(err.code(), "plugin_cpu_exceeded", "{err}");
-    assert!(started.elapsed() < CPU_TIME + Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < CPU_TIME + Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -97,13 +113,22 @@ fn printing_forever_is_capped_then_stopped() {
     assert_eq!(report.result.unwrap_err().code(), "plugin_cpu_exceeded");
     assert_eq!(report.logs.len(), 20, "max_log_lines");
     assert!(report.logs_dropped > 0);
-    assert!(report.logs.iter().all(|l| l.message == "all work and no play" && l.level == LogLevel::Info));
+    assert!(
+        report
+            .logs
+            .iter()
+            .all(|l| l.message == "all work and no play" && l.level == LogLevel::Info)
+    );
 }
 
 #[test]
 fn stdout_and_stderr_go_to_the_log() {
     let out = run("print", &event("{}")).unwrap();
-    let lines: Vec<_> = out.logs.iter().map(|l| (l.level, l.message.as_str())).collect();
+    let lines: Vec<_> = out
+        .logs
+        .iter()
+        .map(|l| (l.level, l.message.as_str()))
+        .collect();
     assert!(lines.contains(&(LogLevel::Info, "to stdout")), "{lines:?}");
     assert!(lines.contains(&(LogLevel::Error, "to stderr")), "{lines:?}");
 }
@@ -115,9 +140,16 @@ fn exit_and_uncaught_exceptions_are_traps() {
     let report = python().handle_report(&event("{}"), &config(&[("mode", "raise")]));
     let err = report.result.unwrap_err();
     assert_eq!(err.code(), "plugin_trapped", "{err}");
-    assert!(err.to_string().contains("ValueError: raised on purpose"), "{err}: {:?}", report.logs);
     assert!(
-        report.logs.iter().any(|l| l.level == LogLevel::Error && l.message.contains("Traceback")),
+        err.to_string().contains("ValueError: raised on purpose"),
+        "{err}: {:?}",
+        report.logs
+    );
+    assert!(
+        report
+            .logs
+            .iter()
+            .any(|l| l.level == LogLevel::Error && l.message.contains("Traceback")),
         "the traceback is in the log: {:?}",
         report.logs
     );
