@@ -83,3 +83,17 @@ fn an_existing_directory_is_not_overwritten() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
 }
+
+/// The Rust SDK used from another directory, as a path dependency: the project's own unit test
+/// runs on the host (its own target folder under `target/`, kept between runs).
+#[test]
+fn a_new_rust_project_uses_the_sdk_from_outside_the_workspace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let project = new_project("rust", dir.path());
+    let manifest = std::fs::read_to_string(project.join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("plugin-sdk"), "{manifest}");
+    let target = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/scaffold-rust");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = run_in(&project, &cargo, &["test", "--quiet", "--target-dir", target]);
+    assert!(out.contains("1 passed"), "{out}");
+}
