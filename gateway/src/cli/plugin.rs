@@ -186,9 +186,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     match report.result {
         Ok(deliveries) => {
             println!(
-                "handle: {} deliveries in {:.0} µs",
+                "handle: {} deliveries in {:.0} µs, {:.1} MiB of memory",
                 deliveries.len(),
-                took.as_secs_f64() * 1e6
+                took.as_secs_f64() * 1e6,
+                report.memory_bytes as f64 / f64::from(1 << 20)
             );
             for (i, d) in deliveries.iter().enumerate() {
                 print_delivery(i + 1, d);

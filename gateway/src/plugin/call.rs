@@ -49,6 +49,9 @@ pub struct CallReport<T> {
     pub logs: Vec<LogLine>,
     /// Lines dropped past `max_log_lines`.
     pub logs_dropped: usize,
+    /// The most linear memory the instance held at once, in bytes (every memory of the
+    /// component, from instantiation on).
+    pub memory_bytes: usize,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -213,6 +216,8 @@ impl Plugin {
             memory: MemoryGuard {
                 limit: self.limits.memory_bytes,
                 exceeded: false,
+                held: 0,
+                peak: 0,
             },
             wasi: CallWasi::new(seed, &sink),
             logs: sink,
@@ -234,7 +239,9 @@ impl Plugin {
             Ok(value) => finish(value, limits.max_log_line_bytes),
             Err(e) => Err(classify(&e, store.data(), self.limits.cpu_time)),
         };
-        let (logs, logs_dropped) = store.into_data().logs.finish();
+        let state = store.into_data();
+        let memory_bytes = state.memory.peak;
+        let (logs, logs_dropped) = state.logs.finish();
         if logs_dropped > 0 {
             tracing::warn!(
                 target: "plugin",
@@ -247,6 +254,7 @@ impl Plugin {
             result,
             logs,
             logs_dropped,
+            memory_bytes,
         }
     }
 }
@@ -342,6 +350,9 @@ impl wasmtime_wasi::WasiView for CallState {
 struct MemoryGuard {
     limit: usize,
     exceeded: bool,
+    /// Bytes of every linear memory of the instance together, and the most they reached.
+    held: usize,
+    peak: usize,
 }
 
 /// The error a refused growth traps with.
@@ -352,7 +363,7 @@ struct MemoryLimitExceeded(usize);
 impl ResourceLimiter for MemoryGuard {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -360,6 +371,9 @@ impl ResourceLimiter for MemoryGuard {
             self.exceeded = true;
             return Err(MemoryLimitExceeded(self.limit).into());
         }
+        // Called for each memory's initial size too (from 0), so `held` covers them all.
+        self.held = self.held.saturating_add(desired.saturating_sub(current));
+        self.peak = self.peak.max(self.held);
         Ok(true)
     }
 
