@@ -333,3 +333,25 @@ fn componentize_wraps_a_c_core_module_and_refuses_a_component() {
         "{err}"
     );
 }
+
+/// The Python and JavaScript plugins' own tests of their logic, without WebAssembly.
+#[test]
+fn the_python_and_javascript_logic_tests_pass() {
+    let plugins = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins"));
+    for (dir, program, args) in [
+        ("shipper-router-py", "python3", &["-m", "unittest", "-q"][..]),
+        ("shipper-router-js", "node", &["--test"][..]),
+    ] {
+        let out = std::process::Command::new(program)
+            .args(args)
+            .current_dir(plugins.join(dir))
+            .output()
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        assert!(
+            out.status.success(),
+            "{dir}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
