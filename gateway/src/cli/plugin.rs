@@ -203,7 +203,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
 fn print_inspection(inspection: &odoo_gateway_plugin_tools::Inspection) {
     println!("  language {}", inspection.language);
     for import in &inspection.imports {
-        let provided = if import.starts_with("wasi:") {
+        let provided = if import.starts_with("wasi:http/") {
+            "NOT PROVIDED: plugins have no network (componentize-js: build with --disable http)"
+        } else if import.starts_with("wasi:") {
             crate::plugin::wasi::describe(import)
                 .unwrap_or("NOT PROVIDED: the host refuses this import")
         } else if import.starts_with("odoo-gateway:plugin/") {
