@@ -339,7 +339,11 @@ fn componentize_wraps_a_c_core_module_and_refuses_a_component() {
 fn the_python_and_javascript_logic_tests_pass() {
     let plugins = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins"));
     for (dir, program, args) in [
-        ("shipper-router-py", "python3", &["-m", "unittest", "-q"][..]),
+        (
+            "shipper-router-py",
+            "python3",
+            &["-m", "unittest", "-q"][..],
+        ),
         ("shipper-router-js", "node", &["--test"][..]),
     ] {
         let out = std::process::Command::new(program)

@@ -23,13 +23,17 @@ fn new_project(lang: &str, dir: &Path) -> PathBuf {
 /// Runs `program` in `dir` with the gateway binary on the PATH; panics with its output unless
 /// it succeeds.
 fn run_in(dir: &Path, program: &str, args: &[&str]) -> String {
-    let bin = Path::new(gateway()).parent().expect("bin dir").to_path_buf();
-    let tools = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/toolchains/python/bin"));
-    let path = std::env::join_paths(
-        [bin, tools]
-            .into_iter()
-            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
-    )
+    let bin = Path::new(gateway())
+        .parent()
+        .expect("bin dir")
+        .to_path_buf();
+    let tools = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../target/toolchains/python/bin"
+    ));
+    let path = std::env::join_paths([bin, tools].into_iter().chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
     .expect("PATH");
     let out = Command::new(program)
         .args(args)
@@ -42,7 +46,11 @@ fn run_in(dir: &Path, program: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "{program} {args:?} in {}:\n{text}", dir.display());
+    assert!(
+        out.status.success(),
+        "{program} {args:?} in {}:\n{text}",
+        dir.display()
+    );
     text
 }
 
@@ -94,6 +102,10 @@ fn a_new_rust_project_uses_the_sdk_from_outside_the_workspace() {
     assert!(manifest.contains("plugin-sdk"), "{manifest}");
     let target = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/scaffold-rust");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = run_in(&project, &cargo, &["test", "--quiet", "--target-dir", target]);
+    let out = run_in(
+        &project,
+        &cargo,
+        &["test", "--quiet", "--target-dir", target],
+    );
     assert!(out.contains("1 passed"), "{out}");
 }

@@ -145,9 +145,13 @@ fn a_subscription_sets_its_plugin_limits_within_the_maximum() {
     assert_eq!(plugin.limits().cpu_time, Duration::from_millis(500));
     assert_eq!(plugin.limits().memory_bytes, 128 << 20);
 
-    let err = build(&with("cpu_time_ms = 60000")).expect_err("too long").to_string();
+    let err = build(&with("cpu_time_ms = 60000"))
+        .expect_err("too long")
+        .to_string();
     assert!(err.contains("subscriptions[0].plugin_limits"), "{err}");
     assert!(err.contains("max_cpu_time_ms = 2000"), "{err}");
-    let err = build(&with("fuel = 3")).expect_err("unknown key").to_string();
+    let err = build(&with("fuel = 3"))
+        .expect_err("unknown key")
+        .to_string();
     assert!(err.contains("unknown field `fuel`"), "{err}");
 }

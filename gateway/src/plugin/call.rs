@@ -134,7 +134,7 @@ impl Plugin {
     /// [`Plugin::validate_config`], also returning the log lines.
     pub fn validate_config_report(&self, config: &PluginConfig) -> CallReport<()> {
         let seed = Seed {
-            event_id: "",
+            event_id: String::new(),
             received_at_ms: 0,
         };
         self.call(
@@ -173,7 +173,7 @@ impl Plugin {
         };
         let limits = &self.inner.host.limits;
         let seed = Seed {
-            event_id: &event.id,
+            event_id: event.id.clone(),
             received_at_ms: event.received_at_ms,
         };
         self.call(
@@ -199,7 +199,7 @@ impl Plugin {
     /// with `finish` (which gets the longest message length to keep).
     fn call<R, T>(
         &self,
-        seed: Seed<'_>,
+        seed: Seed,
         config: &PluginConfig,
         export: impl FnOnce(&mut Store<CallState>, &bindings::Plugin) -> wasmtime::Result<R>,
         finish: impl FnOnce(R, usize) -> Result<T, PluginError>,
@@ -219,7 +219,8 @@ impl Plugin {
                 held: 0,
                 peak: 0,
             },
-            wasi: CallWasi::new(seed, &sink),
+            seed,
+            wasi: None,
             logs: sink,
         };
         let mut store = Store::new(&host.engine, state);
@@ -333,14 +334,28 @@ pub(crate) struct CallState {
     config: PluginConfig,
     memory: MemoryGuard,
     logs: LogSink,
-    pub(crate) wasi: CallWasi,
+    seed: Seed,
+    /// Built at the guest's first WASI call: a Rust plugin, which imports none, never pays
+    /// for it.
+    wasi: Option<CallWasi>,
+}
+
+impl CallState {
+    /// The call's virtual WASI.
+    pub(crate) fn wasi(&mut self) -> &mut CallWasi {
+        let Self {
+            seed, logs, wasi, ..
+        } = self;
+        wasi.get_or_insert_with(|| CallWasi::new(seed, logs))
+    }
 }
 
 impl wasmtime_wasi::WasiView for CallState {
     fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        let wasi = self.wasi();
         wasmtime_wasi::WasiCtxView {
-            ctx: &mut self.wasi.ctx,
-            table: &mut self.wasi.table,
+            ctx: &mut wasi.ctx,
+            table: &mut wasi.table,
         }
     }
 }

@@ -120,26 +120,26 @@ pub(crate) struct CallWasi {
 }
 
 /// What the call being set up is about: the seed of its clocks and random stream.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Seed<'a> {
+#[derive(Debug, Clone)]
+pub(crate) struct Seed {
     /// The event id (empty for `validate-config`, which has no event).
-    pub(crate) event_id: &'a str,
+    pub(crate) event_id: String,
     /// The event's `received-at-ms` (0 for `validate-config`).
     pub(crate) received_at_ms: u64,
 }
 
 impl CallWasi {
     /// A fresh context for one call, frozen at `seed`, writing stdio into `sink`.
-    pub(crate) fn new(seed: Seed<'_>, sink: &LogSink) -> Self {
+    pub(crate) fn new(seed: &Seed, sink: &LogSink) -> Self {
         let wall = Duration::from_millis(seed.received_at_ms);
         let mut builder = WasiCtxBuilder::new();
         builder
             .stdout(StdioCapture::new(sink, Stdio::Stdout))
             .stderr(StdioCapture::new(sink, Stdio::Stderr))
             .wall_clock(FrozenWallClock(wall))
-            .secure_random(EventRandom::new(seed.event_id, b"random"))
-            .insecure_random(EventRandom::new(seed.event_id, b"insecure"))
-            .insecure_random_seed(insecure_seed(seed.event_id))
+            .secure_random(EventRandom::new(&seed.event_id, b"random"))
+            .insecure_random(EventRandom::new(&seed.event_id, b"insecure"))
+            .insecure_random_seed(insecure_seed(&seed.event_id))
             .max_random_size(MAX_RANDOM_REQUEST)
             .allow_tcp(false)
             .allow_udp(false)
@@ -160,9 +160,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<
     // epoch deadline can interrupt: define the interface again, frozen.
     linker.allow_shadowing(true);
     monotonic_clock::add_to_linker::<CallState, FrozenMonotonic>(linker, |state| {
+        let wasi = state.wasi();
         FrozenMonotonicView {
-            now: state.wasi.monotonic_now,
-            table: &mut state.wasi.table,
+            now: wasi.monotonic_now,
+            table: &mut wasi.table,
         }
     })?;
     linker.allow_shadowing(false);
