@@ -255,10 +255,18 @@ mod tests {
                 "{lang:?}: {names:?}"
             );
             for (path, text) in &files {
-                assert!(
-                    !text.contains("{{"),
-                    "{lang:?} {path}: a placeholder is left"
-                );
+                for placeholder in [
+                    "name",
+                    "crate",
+                    "sdk",
+                    "language",
+                    "lang",
+                    "toolchain",
+                    "files",
+                ] {
+                    let left = format!("{{{{{placeholder}}}}}");
+                    assert!(!text.contains(&left), "{lang:?} {path}: {left} is left");
+                }
             }
         }
     }
