@@ -2,10 +2,14 @@
 //! stderr, in the order they were written, under one set of caps.
 //!
 //! This module owns [`LogSink`]: it keeps at most `max_log_lines` lines of at most
-//! `max_log_line_bytes` each, counts what it drops, and forwards each kept line to `tracing`. It
-//! never blocks a writer and never grows past its caps, whatever a guest writes.
+//! `max_log_line_bytes` each, counts what it drops, and forwards each kept line to `tracing`;
+//! and [`StdioCapture`], the WASI stdout and stderr streams that write into it. It never blocks
+//! a writer and never grows past its caps, whatever a guest writes.
 
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 use super::output::truncate_line;
 use super::{LogLevel, LogLine};
@@ -155,6 +159,84 @@ impl Lines {
         let text = String::from_utf8_lossy(&bytes);
         let text = text.strip_suffix('\r').unwrap_or(&text).to_owned();
         self.push(stream.level(), text);
+    }
+}
+
+/// A captured stdio stream: what the guest writes goes into the call's log sink.
+#[derive(Clone)]
+pub(crate) struct StdioCapture {
+    sink: LogSink,
+    stream: Stdio,
+}
+
+impl StdioCapture {
+    pub(crate) fn new(sink: &LogSink, stream: Stdio) -> Self {
+        Self {
+            sink: sink.clone(),
+            stream,
+        }
+    }
+}
+
+impl IsTerminal for StdioCapture {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for StdioCapture {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl OutputStream for StdioCapture {
+    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
+        self.sink.write_stdio(self.stream, &bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        // Writes never block: whatever is over the caps is dropped and counted by the sink.
+        Ok(64 << 10)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for StdioCapture {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for StdioCapture {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.sink.write_stdio(self.stream, buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
     }
 }
 

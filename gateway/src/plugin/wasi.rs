@@ -25,12 +25,11 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
-use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamResult, subscribe};
+use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
 use wasmtime_wasi::{HostWallClock, WasiCtx, WasiCtxBuilder};
 
 use super::call::CallState;
-use super::log::{LogSink, Stdio};
-use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use super::log::{LogSink, Stdio, StdioCapture};
 
 /// Largest `get-random-bytes` request served at once; a larger one traps instead of making the
 /// host allocate it.
@@ -302,84 +301,6 @@ fn insecure_seed(event_id: &str) -> u128 {
         *byte = random.next_byte();
     }
     u128::from_le_bytes(bytes)
-}
-
-/// A captured stdio stream: what the guest writes goes into the call's log sink.
-#[derive(Clone)]
-struct StdioCapture {
-    sink: LogSink,
-    stream: Stdio,
-}
-
-impl StdioCapture {
-    fn new(sink: &LogSink, stream: Stdio) -> Self {
-        Self {
-            sink: sink.clone(),
-            stream,
-        }
-    }
-}
-
-impl IsTerminal for StdioCapture {
-    fn is_terminal(&self) -> bool {
-        false
-    }
-}
-
-impl StdoutStream for StdioCapture {
-    fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(self.clone())
-    }
-
-    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
-        Box::new(self.clone())
-    }
-}
-
-impl OutputStream for StdioCapture {
-    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
-        self.sink.write_stdio(self.stream, &bytes);
-        Ok(())
-    }
-
-    fn flush(&mut self) -> StreamResult<()> {
-        Ok(())
-    }
-
-    fn check_write(&mut self) -> StreamResult<usize> {
-        // Writes never block: whatever is over the caps is dropped and counted by the sink.
-        Ok(64 << 10)
-    }
-}
-
-#[wasmtime_wasi::async_trait]
-impl Pollable for StdioCapture {
-    async fn ready(&mut self) {}
-}
-
-impl tokio::io::AsyncWrite for StdioCapture {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        self.sink.write_stdio(self.stream, buf);
-        std::task::Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
 }
 
 #[cfg(test)]
