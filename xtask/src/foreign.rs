@@ -19,6 +19,8 @@ pub(crate) const FOREIGN: &[(&str, &str)] = &[
     ("plugins/shipper-router-js", "shipper_router_js"),
     ("plugins/shipper-router-c", "shipper_router_c"),
     ("tests/hostile-plugin-py", "hostile_plugin_py"),
+    // After shipper-router-js, whose componentize-js it uses.
+    ("tests/hostile-plugin-js", "hostile_plugin_js"),
 ];
 
 /// Where `./dev` installs componentize-py.

@@ -1,6 +1,8 @@
-//! The virtual WASI under a real interpreter: the Python hostile plugin (`tests/hostile-plugin-py`)
-//! misbehaves on command, and says what it saw of the world. It is one large component, loaded
-//! once (from a disk cache under `target/` after the first run): the calls are what is tested.
+//! The virtual WASI under real interpreters: the Python hostile plugin (`tests/hostile-plugin-py`)
+//! misbehaves on command, and says what it saw of the world; the JavaScript one
+//! (`tests/hostile-plugin-js`) does the same for SpiderMonkey's clocks and random numbers. Each
+//! is one large component, loaded once (from a disk cache under `target/` after the first run):
+//! the calls are what is tested.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -18,18 +20,25 @@ const CPU_TIME: Duration = Duration::from_millis(900);
 
 fn python() -> &'static Plugin {
     static PLUGIN: OnceLock<Plugin> = OnceLock::new();
-    PLUGIN.get_or_init(|| {
-        let limits = PluginLimits {
-            cpu_time: CPU_TIME,
-            memory_bytes: 128 << 20,
-            max_log_lines: 20,
-            ..PluginLimits::default()
-        };
-        let target = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target"));
-        let host = PluginHost::new(limits, Some(target.join("plugin-test-cache"))).expect("host");
-        host.load_file(&target.join("plugins/hostile_plugin_py.wasm"))
-            .unwrap_or_else(|e| panic!("{e}. Build the plugins first: ./dev plugins"))
-    })
+    PLUGIN.get_or_init(|| load("hostile_plugin_py"))
+}
+
+fn javascript() -> &'static Plugin {
+    static PLUGIN: OnceLock<Plugin> = OnceLock::new();
+    PLUGIN.get_or_init(|| load("hostile_plugin_js"))
+}
+
+fn load(name: &str) -> Plugin {
+    let limits = PluginLimits {
+        cpu_time: CPU_TIME,
+        memory_bytes: 128 << 20,
+        max_log_lines: 20,
+        ..PluginLimits::default()
+    };
+    let target = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target"));
+    let host = PluginHost::new(limits, Some(target.join("plugin-test-cache"))).expect("host");
+    host.load_file(&target.join(format!("plugins/{name}.wasm")))
+        .unwrap_or_else(|e| panic!("{e}. Build the plugins first: ./dev plugins"))
 }
 
 fn run(mode: &str, event: &Event) -> Result<PluginOutput, PluginError> {
@@ -153,4 +162,34 @@ fn exit_and_uncaught_exceptions_are_traps() {
         "the traceback is in the log: {:?}",
         report.logs
     );
+}
+
+#[test]
+fn javascript_sees_the_same_frozen_clocks_and_seeded_random() {
+    let event = event("{}");
+    let observe = |event: &Event| -> Value {
+        let out = javascript()
+            .handle(event, &config(&[("mode", "observe")]))
+            .expect("observe");
+        assert!(
+            out.logs.iter().any(|l| l.message.starts_with("observed")),
+            "{:?}",
+            out.logs
+        );
+        serde_json::from_slice(&out.deliveries[0].body).expect("JSON")
+    };
+    let seen = observe(&event);
+    let at = event.received_at_ms;
+    assert_eq!(seen["date"], serde_json::json!([at, at]), "{seen}");
+    assert_eq!(seen["performance"][0], seen["performance"][1], "{seen}");
+    assert_ne!(seen["random"][0], seen["random"][1], "{seen}");
+    assert_eq!(
+        observe(&event)["random"],
+        seen["random"],
+        "the same event again"
+    );
+    let err = javascript()
+        .handle(&event, &config(&[("mode", "loop")]))
+        .unwrap_err();
+    assert_eq!(err.code(), "plugin_cpu_exceeded", "{err}");
 }
