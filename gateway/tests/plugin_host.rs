@@ -9,6 +9,8 @@
 mod examples;
 #[path = "plugin_host/guests.rs"]
 mod guests;
+#[path = "plugin_host/wasi.rs"]
+mod wasi;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -163,14 +165,24 @@ fn component_with_wrong_export_types_is_refused_at_load() {
 }
 
 #[test]
-fn component_importing_wasi_is_refused_at_load() {
+fn component_importing_wasi_the_host_provides_loads() {
     let wasi = "(import \"wasi:cli/environment@0.2.0\" (instance \
                 (export \"get-environment\" (func (result (list (tuple string string)))))))";
+    let wat = ECHO.replace(";; EXTRA IMPORTS", wasi);
+    host(PluginLimits::default())
+        .load(wat.as_bytes())
+        .expect("the virtual WASI provides wasi:cli/environment");
+}
+
+#[test]
+fn component_importing_wasi_the_host_does_not_provide_is_refused_at_load() {
+    let wasi = "(import \"wasi:keyvalue/store@0.2.0\" (instance \
+                (export \"count\" (func (result u32)))))";
     let wat = ECHO.replace(";; EXTRA IMPORTS", wasi);
     let err = load_error(wat.as_bytes());
     assert_eq!(err.code(), "plugin_not_a_plugin");
     assert!(
-        err.to_string().contains("wasi:cli/environment@0.2.0"),
+        err.to_string().contains("wasi:keyvalue/store@0.2.0"),
         "{err}"
     );
 }

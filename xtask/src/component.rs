@@ -30,6 +30,16 @@ pub(crate) fn wrap(module: &[u8]) -> Result<Vec<u8>> {
 
 /// Decodes the component's world and checks its imports and exports.
 pub(crate) fn check(component: &[u8]) -> Result<()> {
+    check_world(component, false)
+}
+
+/// [`check`] for a component built from another language: its runtime may also import WASI
+/// 0.2 interfaces (the host decides at load which of them it provides).
+pub(crate) fn check_foreign(component: &[u8]) -> Result<()> {
+    check_world(component, true)
+}
+
+fn check_world(component: &[u8], wasi_allowed: bool) -> Result<()> {
     let decoded = wit_component::decode(component).context("decoding the component")?;
     let DecodedWasm::Component(resolve, world) = decoded else {
         bail!("not a component");
@@ -41,7 +51,8 @@ pub(crate) fn check(component: &[u8]) -> Result<()> {
             // Type definitions carry no capability.
             WorldItem::Type { .. } => {}
             WorldItem::Interface { .. } => ensure!(
-                ALLOWED_INTERFACES.contains(&name.as_str()),
+                ALLOWED_INTERFACES.contains(&name.as_str())
+                    || (wasi_allowed && name.starts_with("wasi:")),
                 "imports interface `{name}`; plugins may import only {ALLOWED_INTERFACES:?}"
             ),
             WorldItem::Function(_) => bail!("imports a bare function `{name}`"),
@@ -50,6 +61,11 @@ pub(crate) fn check(component: &[u8]) -> Result<()> {
     let mut exports = Vec::new();
     for (key, item) in &world.exports {
         let name = resolve.name_world_key(key);
+        // An interpreter's componentizer may leave its own interfaces exported (componentize-py
+        // keeps its pre-initialisation entry point): the gateway never calls them.
+        if wasi_allowed && matches!(item, WorldItem::Interface { .. }) {
+            continue;
+        }
         ensure!(
             matches!(item, WorldItem::Function(_)) && REQUIRED_EXPORTS.contains(&name.as_str()),
             "exports `{name}`, which is not part of the plugin world"

@@ -7,10 +7,13 @@
 //! builds every guest crate for `wasm32-unknown-unknown` in one cargo
 //! invocation ([`toolchain`]), wraps each core module into a component and
 //! checks that it exports the plugin world and imports nothing but `log` and
-//! `config` ([`component`]). It never touches the network nor rewrites
-//! `Cargo.lock` (`--locked`).
+//! `config` ([`component`]); then runs the build script of each plugin written
+//! in another language ([`foreign`]: Python, JavaScript, C), whose runtime may
+//! also import WASI. The Rust build never touches the network nor rewrites
+//! `Cargo.lock` (`--locked`); `--rust-only` skips the other languages.
 
 mod component;
+mod foreign;
 mod toolchain;
 
 use std::path::{Path, PathBuf};
@@ -25,13 +28,15 @@ const GUESTS: &[(&str, &str)] = &[
     ("hostile-plugin", "hostile_plugin"),
 ];
 
-const USAGE: &str = "usage: cargo run -p xtask -- build-plugins [--release-dir DIR]\n\
-    DIR defaults to target/plugins; a relative DIR is taken from the workspace root";
+const USAGE: &str = "usage: cargo run -p xtask -- build-plugins [--release-dir DIR] [--rust-only]\n\
+    DIR defaults to target/plugins; a relative DIR is taken from the workspace root\n\
+    or:    cargo run -p xtask -- componentize CORE.wasm -o COMPONENT.wasm";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
         Some("build-plugins") => {}
+        Some("componentize") => return componentize(args),
         Some("-h" | "--help") => {
             println!("{USAGE}");
             return Ok(());
@@ -40,16 +45,44 @@ fn main() -> Result<()> {
     }
     let root = workspace_root();
     let mut release_dir = root.join("target/plugins");
+    let mut rust_only = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--release-dir" => {
                 let dir = args.next().context("--release-dir needs a directory")?;
                 release_dir = root.join(dir); // an absolute `dir` replaces `root`
             }
+            "--rust-only" => rust_only = true,
             other => bail!("unexpected argument {other:?}\n{USAGE}"),
         }
     }
-    build_plugins(&root, &release_dir)
+    build_plugins(&root, &release_dir)?;
+    if !rust_only {
+        println!(
+            "building {} plugins in other languages",
+            foreign::FOREIGN.len()
+        );
+        foreign::build_all(&root, &release_dir)?;
+    }
+    Ok(())
+}
+
+/// `componentize CORE -o OUT`: what `odoo-gateway plugin componentize` does, for the C
+/// plugins' build scripts, which run before the gateway is built.
+fn componentize(mut args: impl Iterator<Item = String>) -> Result<()> {
+    let (Some(core), Some(flag), Some(out), None) =
+        (args.next(), args.next(), args.next(), args.next())
+    else {
+        bail!("{USAGE}");
+    };
+    if flag != "-o" && flag != "--output" {
+        bail!("{USAGE}");
+    }
+    let module = std::fs::read(&core).with_context(|| format!("reading {core}"))?;
+    let component = odoo_gateway_plugin_tools::componentize(&module)
+        .with_context(|| format!("componentizing {core}"))?;
+    std::fs::write(&out, &component).with_context(|| format!("writing {out}"))?;
+    Ok(())
 }
 
 /// The workspace root: the parent of this crate, wherever cargo runs from.

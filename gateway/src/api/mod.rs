@@ -267,6 +267,8 @@ pub fn extend_config(store: &Store, file: &mut ConfigFile) -> Result<(), ConfigE
                 .into_iter()
                 .map(|(k, v)| (k, toml::Value::String(v)))
                 .collect(),
+            // An app's plugin runs under the operator's defaults.
+            plugin_limits: None,
             format: sub.format,
             timeout: sub.timeout_ms.map(std::time::Duration::from_millis),
             retries: sub.retries,

@@ -6,6 +6,7 @@ pub mod config;
 pub mod inbox;
 pub mod operate;
 pub mod plugin;
+pub mod scaffold;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,5 +1,6 @@
-//! `odoo-gateway plugin check|run`: load a plugin the way the server does, and run it once on
-//! an event file, printing what it returns.
+//! `odoo-gateway plugin check|run|componentize|new`: load a plugin the way the server does and
+//! say what it is made of, run it once on an event file, wrap a core module into a component,
+//! or start a plugin project in another repository (`scaffold`).
 //!
 //! This module owns the plugin subcommands' arguments and output. It builds events and
 //! configurations from files for the operator's convenience; the data path never goes through
@@ -30,6 +31,21 @@ pub enum PluginCommand {
     Check(CheckArgs),
     /// Runs a plugin once on an event file and prints its deliveries and logs.
     Run(RunArgs),
+    /// Wraps a core WebAssembly module (clang + wasi-libc, or another compiler) into a plugin
+    /// component, embedding the plugin world and adapting WASI preview 1.
+    Componentize(ComponentizeArgs),
+    /// Writes a ready-to-build plugin project in another directory.
+    New(super::scaffold::NewArgs),
+}
+
+/// Arguments of `plugin componentize`.
+#[derive(Debug, clap::Args)]
+pub struct ComponentizeArgs {
+    /// The core module.
+    pub core: PathBuf,
+    /// Where to write the component.
+    #[arg(short, long)]
+    pub output: PathBuf,
 }
 
 /// Arguments of `plugin check`.
@@ -37,6 +53,10 @@ pub enum PluginCommand {
 pub struct CheckArgs {
     /// The plugin component (.wasm, or .wat text).
     pub wasm: PathBuf,
+    /// Keep compiled plugins in this directory (as `[plugins] cache_dir` does), so a second
+    /// check or run of a large component does not compile it again.
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// Arguments of `plugin run`.
@@ -59,22 +79,59 @@ pub struct RunArgs {
     /// for a native webhook body without it, the action is `write`.
     #[arg(long)]
     pub event_type: Option<String>,
+    /// Time budget of each call in milliseconds (default: the gateway's 100 ms).
+    #[arg(long)]
+    pub cpu_time_ms: Option<u64>,
+    /// Memory limit of each call in MiB (default: the gateway's 64 MiB).
+    #[arg(long)]
+    pub memory_mib: Option<usize>,
+    /// Keep compiled plugins in this directory (see `plugin check --cache-dir`).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl PluginCommand {
     /// Runs the subcommand, printing to stdout.
     pub fn execute(&self) -> anyhow::Result<ExitCode> {
         match self {
-            Self::Check(args) => check(&args.wasm),
+            Self::Check(args) => check(&args.wasm, args.cache_dir.clone()),
             Self::Run(args) => run(args),
+            Self::Componentize(args) => componentize(args),
+            Self::New(args) => args.execute(),
         }
     }
 }
 
-/// Loads `path` as the server would (without the disk cache, so the compile time is real) and
-/// prints its identity. Fails, with the error code, when it is not a loadable plugin.
-pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
-    let plugin = load(path)?;
+/// Wraps a core module into a component and checks that the gateway can load it.
+pub fn componentize(args: &ComponentizeArgs) -> anyhow::Result<ExitCode> {
+    let core =
+        std::fs::read(&args.core).with_context(|| format!("reading {}", args.core.display()))?;
+    let component = odoo_gateway_plugin_tools::componentize(&core)
+        .with_context(|| format!("componentizing {}", args.core.display()))?;
+    std::fs::write(&args.output, &component)
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    println!(
+        "{}: component of {} bytes (core module {} bytes)",
+        args.output.display(),
+        component.len(),
+        core.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Says what the component is made of (language, runtime, every import and whether the host
+/// provides it), then loads it as the server would and prints its identity. Fails, with the
+/// error code, when it is not a loadable plugin.
+pub fn check(path: &Path, cache_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let wasm = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    // Text (.wat) and broken files have nothing to inspect: loading says what is wrong.
+    if let Ok(inspection) = odoo_gateway_plugin_tools::inspect(&wasm) {
+        print_inspection(&inspection);
+    }
+    let host = PluginHost::new(PluginLimits::default(), cache_dir)?;
+    let plugin = host
+        .load(&wasm)
+        .map_err(|e| anyhow::anyhow!("{}: [{}] {e}", path.display(), e.code()))?;
     println!(
         "{}: loadable plugin of world {}",
         path.display(),
@@ -92,7 +149,17 @@ pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
 /// Runs `validate-config`, then `handle` on the event, printing deliveries, logs or the typed
 /// error. Exits with [`EXIT_PLUGIN_ERROR`] when the plugin fails.
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let plugin = load(&args.wasm)?;
+    let defaults = PluginLimits::default();
+    let limits = PluginLimits {
+        cpu_time: args
+            .cpu_time_ms
+            .map_or(defaults.cpu_time, std::time::Duration::from_millis),
+        memory_bytes: args
+            .memory_mib
+            .map_or(defaults.memory_bytes, |mib| mib << 20),
+        ..defaults
+    };
+    let plugin = load(&args.wasm, limits, args.cache_dir.clone())?;
     let config = read_config(args.config_file.as_deref(), &args.config)?;
     let text = std::fs::read_to_string(&args.event)
         .with_context(|| format!("reading {}", args.event.display()))?;
@@ -119,9 +186,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     match report.result {
         Ok(deliveries) => {
             println!(
-                "handle: {} deliveries in {:.0} µs",
+                "handle: {} deliveries in {:.0} µs, {:.1} MiB of memory",
                 deliveries.len(),
-                took.as_secs_f64() * 1e6
+                took.as_secs_f64() * 1e6,
+                report.memory_bytes as f64 / f64::from(1 << 20)
             );
             for (i, d) in deliveries.iter().enumerate() {
                 print_delivery(i + 1, d);
@@ -132,8 +200,25 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn load(path: &Path) -> anyhow::Result<Plugin> {
-    let host = PluginHost::new(PluginLimits::default(), None)?;
+fn print_inspection(inspection: &odoo_gateway_plugin_tools::Inspection) {
+    println!("  language {}", inspection.language);
+    for import in &inspection.imports {
+        let provided = if import.starts_with("wasi:http/") {
+            "NOT PROVIDED: plugins have no network (componentize-js: build with --disable http)"
+        } else if import.starts_with("wasi:") {
+            crate::plugin::wasi::describe(import)
+                .unwrap_or("NOT PROVIDED: the host refuses this import")
+        } else if import.starts_with("odoo-gateway:plugin/") {
+            "the plugin world"
+        } else {
+            "NOT PROVIDED: the host refuses this import"
+        };
+        println!("  import   {import:<40} {provided}");
+    }
+}
+
+fn load(path: &Path, limits: PluginLimits, cache_dir: Option<PathBuf>) -> anyhow::Result<Plugin> {
+    let host = PluginHost::new(limits, cache_dir)?;
     host.load_file(path)
         .map_err(|e| anyhow::anyhow!("{}: [{}] {e}", path.display(), e.code()))
 }

@@ -442,6 +442,9 @@ pub struct SubscriptionConfig {
     /// The plugin's configuration (string values).
     #[serde(default)]
     pub config: BTreeMap<String, toml::Value>,
+    /// The plugin's own time and memory bounds, within `[plugins.limits]`'s maximum.
+    #[serde(default)]
+    pub plugin_limits: Option<crate::plugin::PluginOverrides>,
     /// Body format when there is no plugin.
     #[serde(default)]
     pub format: Format,

@@ -505,10 +505,19 @@ impl Snapshot {
                             None => host.load(&wasm),
                         },
                     )
-                    .and_then(|plugin| plugin.validate_config(&plugin_config).map(|()| plugin));
-                loaded
-                    .map_err(|e| problems.push(format!("{key}.plugin ({}): {e}", path.display())))
-                    .ok()
+                    .map_err(|e| format!("{key}.plugin ({}): {e}", path.display()))
+                    .and_then(|plugin| {
+                        plugin
+                            .with_limits(&s.plugin_limits.unwrap_or_default())
+                            .map_err(|e| format!("{key}.plugin_limits: {e}"))
+                    })
+                    .and_then(|plugin| {
+                        plugin
+                            .validate_config(&plugin_config)
+                            .map(|()| plugin)
+                            .map_err(|e| format!("{key}.plugin ({}): {e}", path.display()))
+                    });
+                loaded.map_err(|problem| problems.push(problem)).ok()
             });
             subscriptions.push(Arc::new(Subscription {
                 id: s.id.clone(),

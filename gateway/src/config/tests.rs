@@ -130,3 +130,28 @@ fn an_empty_or_short_admin_token_is_refused() {
     assert!(build(&text).is_ok());
     assert!(build(GOOD).is_ok(), "no token: /admin/ is off");
 }
+
+#[test]
+fn a_subscription_sets_its_plugin_limits_within_the_maximum() {
+    let echo = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/wat/echo.wat");
+    let with = |limits: &str| {
+        GOOD.replace(
+            "id = \"a\"",
+            &format!("id = \"a\"\nplugin = \"{echo}\"\nplugin_limits = {{ {limits} }}"),
+        )
+    };
+    let snapshot = build(&with("cpu_time_ms = 500, memory_bytes = 134217728")).expect("valid");
+    let plugin = snapshot.subscriptions[0].plugin.as_ref().expect("plugin");
+    assert_eq!(plugin.limits().cpu_time, Duration::from_millis(500));
+    assert_eq!(plugin.limits().memory_bytes, 128 << 20);
+
+    let err = build(&with("cpu_time_ms = 60000"))
+        .expect_err("too long")
+        .to_string();
+    assert!(err.contains("subscriptions[0].plugin_limits"), "{err}");
+    assert!(err.contains("max_cpu_time_ms = 2000"), "{err}");
+    let err = build(&with("fuel = 3"))
+        .expect_err("unknown key")
+        .to_string();
+    assert!(err.contains("unknown field `fuel`"), "{err}");
+}

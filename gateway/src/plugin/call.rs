@@ -1,7 +1,7 @@
 //! One plugin call: a fresh store and instance, the export, and the verdict.
 //!
 //! This module owns [`Plugin`] and what a call's store holds ([`CallState`]: the configuration,
-//! the memory guard, the log lines). Every call gets a new store, so nothing leaks from one event
+//! the memory guard, the log, the call's virtual WASI). Every call gets a new store, so nothing leaks from one event
 //! to the next and a trapped instance is simply dropped. It turns every wasmtime failure into a
 //! [`PluginError`] and never lets an unchecked guest result out.
 
@@ -12,14 +12,21 @@ use wasmtime::{ResourceLimiter, Store, Trap};
 
 use super::bindings::{self, Level, PluginPre, WitEvent, WitPluginError};
 use super::host::HostInner;
+use super::log::LogSink;
 use super::output::{check_deliveries, truncate_line};
-use super::{Delivery, LogLevel, LogLine, PluginConfig, PluginError, PluginOutput, error_chain};
+use super::wasi::{CallWasi, Seed};
+use super::{
+    CallLimits, Delivery, LogLevel, LogLine, PluginConfig, PluginError, PluginOutput,
+    PluginOverrides, error_chain,
+};
 use crate::event::Event;
 
 /// A loaded plugin: compiled, type-checked, ready to call from any thread. Cheap to clone.
 #[derive(Clone)]
 pub struct Plugin {
     inner: Arc<PluginInner>,
+    /// Time and memory of each call: the host's defaults or the subscription's own.
+    limits: CallLimits,
 }
 
 struct PluginInner {
@@ -42,6 +49,9 @@ pub struct CallReport<T> {
     pub logs: Vec<LogLine>,
     /// Lines dropped past `max_log_lines`.
     pub logs_dropped: usize,
+    /// The most linear memory the instance held at once, in bytes (every memory of the
+    /// component, from instantiation on).
+    pub memory_bytes: usize,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -64,6 +74,7 @@ impl Plugin {
         load_time: Duration,
     ) -> Self {
         Self {
+            limits: host.limits.defaults(),
             inner: Arc::new(PluginInner {
                 host,
                 short_hash: short_hash(&hash),
@@ -74,6 +85,20 @@ impl Plugin {
                 load_time,
             }),
         }
+    }
+
+    /// The same plugin, its calls bounded by `overrides` (a subscription's `plugin_limits`)
+    /// instead of the defaults; refused above the operator's maximum.
+    pub fn with_limits(&self, overrides: &PluginOverrides) -> Result<Self, String> {
+        Ok(Self {
+            inner: self.inner.clone(),
+            limits: self.inner.host.limits.with_overrides(overrides)?,
+        })
+    }
+
+    /// The time and memory bounds of this plugin's calls.
+    pub fn limits(&self) -> CallLimits {
+        self.limits
     }
 
     /// Hex SHA-256 of the plugin's bytes: its version identity.
@@ -108,7 +133,12 @@ impl Plugin {
 
     /// [`Plugin::validate_config`], also returning the log lines.
     pub fn validate_config_report(&self, config: &PluginConfig) -> CallReport<()> {
+        let seed = Seed {
+            event_id: String::new(),
+            received_at_ms: 0,
+        };
         self.call(
+            seed,
             config,
             |store, plugin| plugin.call_validate_config(store),
             |result, _| result.map_err(PluginError::InvalidConfig),
@@ -142,7 +172,12 @@ impl Plugin {
             headers: event.headers.clone(),
         };
         let limits = &self.inner.host.limits;
+        let seed = Seed {
+            event_id: event.id.clone(),
+            received_at_ms: event.received_at_ms,
+        };
         self.call(
+            seed,
             config,
             |store, plugin| plugin.call_handle(store, &event),
             |result, max_message| match result {
@@ -164,27 +199,33 @@ impl Plugin {
     /// with `finish` (which gets the longest message length to keep).
     fn call<R, T>(
         &self,
+        seed: Seed,
         config: &PluginConfig,
         export: impl FnOnce(&mut Store<CallState>, &bindings::Plugin) -> wasmtime::Result<R>,
         finish: impl FnOnce(R, usize) -> Result<T, PluginError>,
     ) -> CallReport<T> {
         let host = &self.inner.host;
         let limits = &host.limits;
+        let sink = LogSink::new(
+            self.inner.short_hash.clone(),
+            limits.max_log_lines,
+            limits.max_log_line_bytes,
+        );
         let state = CallState {
             config: config.clone(),
             memory: MemoryGuard {
-                limit: limits.memory_bytes,
+                limit: self.limits.memory_bytes,
                 exceeded: false,
+                held: 0,
+                peak: 0,
             },
-            logs: Vec::new(),
-            logs_dropped: 0,
-            max_log_lines: limits.max_log_lines,
-            max_log_line_bytes: limits.max_log_line_bytes,
-            plugin: self.inner.short_hash.clone(),
+            seed,
+            wasi: None,
+            logs: sink,
         };
         let mut store = Store::new(&host.engine, state);
         store.limiter(|state| &mut state.memory);
-        store.set_epoch_deadline(host.deadline_ticks());
+        store.set_epoch_deadline(self.limits.deadline_ticks());
         store.epoch_deadline_trap();
         // Bounds what the host copies out of the guest in one go (the call's result, a `log`
         // line) to what the output limits could ever accept: a 16 MiB body or 100,000
@@ -197,21 +238,24 @@ impl Plugin {
             .and_then(|plugin| export(&mut store, &plugin));
         let result = match returned {
             Ok(value) => finish(value, limits.max_log_line_bytes),
-            Err(e) => Err(classify(&e, store.data(), host.cpu_time())),
+            Err(e) => Err(classify(&e, store.data(), self.limits.cpu_time)),
         };
         let state = store.into_data();
-        if state.logs_dropped > 0 {
+        let memory_bytes = state.memory.peak;
+        let (logs, logs_dropped) = state.logs.finish();
+        if logs_dropped > 0 {
             tracing::warn!(
                 target: "plugin",
-                plugin = &*state.plugin,
-                dropped = state.logs_dropped,
+                plugin = &*self.inner.short_hash,
+                dropped = logs_dropped,
                 "plugin log lines over the limit were dropped"
             );
         }
         CallReport {
             result,
-            logs: state.logs,
-            logs_dropped: state.logs_dropped,
+            logs,
+            logs_dropped,
+            memory_bytes,
         }
     }
 }
@@ -255,12 +299,21 @@ fn classify(error: &wasmtime::Error, state: &CallState, cpu_time: Duration) -> P
             if let Some(func) = place {
                 message.push_str(&format!(" in {func}"));
             }
-            // A guest that panics logs why just before it aborts (the SDK's panic hook): the
-            // trap alone would only say `unreachable`.
-            if let Some(line) = state.logs.last().filter(|l| l.level == LogLevel::Error) {
-                message.push_str(&format!(" (last error logged: {})", line.message));
+            // A guest that panics logs why just before it aborts (the SDK's panic hook, an
+            // interpreter's traceback on stderr): the trap alone would only say `unreachable`.
+            if let Some(line) = state.logs.last_error() {
+                message.push_str(&format!(" (last error logged: {line})"));
             }
             PluginError::Trapped(message)
+        }
+        // `wasi:cli/exit`: the guest's runtime ended the call itself.
+        None if error.downcast_ref::<wasmtime_wasi::I32Exit>().is_some() => {
+            let status = error
+                .downcast_ref::<wasmtime_wasi::I32Exit>()
+                .map_or(0, |e| e.0);
+            PluginError::Trapped(format!(
+                "the plugin exited (wasi:cli/exit) with status {status}"
+            ))
         }
         // The result (or a log line) was larger than any output the limits accept.
         None if error_chain(error).contains(FUEL_EXHAUSTED) => PluginError::OutputTooLarge(
@@ -280,11 +333,31 @@ fn short_hash(hash: &str) -> Arc<str> {
 pub(crate) struct CallState {
     config: PluginConfig,
     memory: MemoryGuard,
-    logs: Vec<LogLine>,
-    logs_dropped: usize,
-    max_log_lines: usize,
-    max_log_line_bytes: usize,
-    plugin: Arc<str>,
+    logs: LogSink,
+    seed: Seed,
+    /// Built at the guest's first WASI call: a Rust plugin, which imports none, never pays
+    /// for it.
+    wasi: Option<CallWasi>,
+}
+
+impl CallState {
+    /// The call's virtual WASI.
+    pub(crate) fn wasi(&mut self) -> &mut CallWasi {
+        let Self {
+            seed, logs, wasi, ..
+        } = self;
+        wasi.get_or_insert_with(|| CallWasi::new(seed, logs))
+    }
+}
+
+impl wasmtime_wasi::WasiView for CallState {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        let wasi = self.wasi();
+        wasmtime_wasi::WasiCtxView {
+            ctx: &mut wasi.ctx,
+            table: &mut wasi.table,
+        }
+    }
 }
 
 /// Refuses memory growth past the limit and records that it did, so the failure is reported as
@@ -292,6 +365,9 @@ pub(crate) struct CallState {
 struct MemoryGuard {
     limit: usize,
     exceeded: bool,
+    /// Bytes of every linear memory of the instance together, and the most they reached.
+    held: usize,
+    peak: usize,
 }
 
 /// The error a refused growth traps with.
@@ -302,7 +378,7 @@ struct MemoryLimitExceeded(usize);
 impl ResourceLimiter for MemoryGuard {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -310,6 +386,9 @@ impl ResourceLimiter for MemoryGuard {
             self.exceeded = true;
             return Err(MemoryLimitExceeded(self.limit).into());
         }
+        // Called for each memory's initial size too (from 0), so `held` covers them all.
+        self.held = self.held.saturating_add(desired.saturating_sub(current));
+        self.peak = self.peak.max(self.held);
         Ok(true)
     }
 
@@ -331,21 +410,7 @@ impl ResourceLimiter for MemoryGuard {
 
 impl bindings::odoo_gateway::plugin::log::Host for CallState {
     fn log(&mut self, level: Level, message: String) {
-        if self.logs.len() >= self.max_log_lines {
-            self.logs_dropped += 1;
-            return;
-        }
-        let level = LogLevel::from(level);
-        let message = truncate_line(message, self.max_log_line_bytes);
-        let plugin = &*self.plugin;
-        match level {
-            LogLevel::Trace => tracing::trace!(target: "plugin", plugin, "{message}"),
-            LogLevel::Debug => tracing::debug!(target: "plugin", plugin, "{message}"),
-            LogLevel::Info => tracing::info!(target: "plugin", plugin, "{message}"),
-            LogLevel::Warn => tracing::warn!(target: "plugin", plugin, "{message}"),
-            LogLevel::Error => tracing::error!(target: "plugin", plugin, "{message}"),
-        }
-        self.logs.push(LogLine { level, message });
+        self.logs.log(LogLevel::from(level), message);
     }
 }
 

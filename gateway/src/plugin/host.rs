@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -39,11 +39,29 @@ const TABLE_KEEP_RESIDENT_BYTES: usize = 64 << 10;
 /// runs out.
 const DECOMMIT_BATCH: usize = 8;
 
-/// Core instances one component may contain (the guest module plus wit-component's shims).
-const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
+/// Core instances one component may contain. A Rust guest has two or three (the module and
+/// wit-component's shims); componentize-py makes 14 (CPython's libraries are linked as separate
+/// modules, plus the WASI adapter), componentize-js about 6.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 32;
 
-/// Tables one component may contain (the guest's function table plus shim tables).
-const TABLES_PER_COMPONENT: u32 = 4;
+/// Core instances in the pool, per plugin slot: a mix of small and large components fits.
+const CORE_INSTANCES_PER_SLOT: u32 = 16;
+
+/// Tables one component may contain (function tables of the modules plus shim tables).
+const TABLES_PER_COMPONENT: u32 = 32;
+
+/// Tables in the pool, per plugin slot.
+const TABLES_PER_SLOT: u32 = 8;
+
+/// Linear memories one component may contain: the guest's, and the WASI adapter's own when a
+/// toolchain keeps it separate.
+const MEMORIES_PER_COMPONENT: u32 = 4;
+
+/// Memories in the pool, per plugin slot. Each is an address-space reservation, not memory.
+const MEMORIES_PER_SLOT: u32 = 2;
+
+/// Elements one table may hold: CPython's function table is tens of thousands of entries.
+const TABLE_ELEMENTS: usize = 100_000;
 
 /// Loads plugins and owns what they share. Cheap to clone; the engine and its ticker thread live
 /// until the last host handle and the last [`Plugin`] loaded from it are dropped.
@@ -71,6 +89,7 @@ impl PluginHost {
             state
         })
         .map_err(|e| PluginError::Host(error_chain(&e)))?;
+        super::wasi::add_to_linker(&mut linker).map_err(|e| PluginError::Host(error_chain(&e)))?;
         let cache = cache_dir
             .map(|dir| {
                 DiskCache::open(dir.clone(), &engine).map_err(|e| {
@@ -179,14 +198,14 @@ fn engine_config(limits: &PluginLimits) -> Config {
     let mut pool = PoolingAllocationConfig::new();
     let instances = limits.max_instances.max(1);
     pool.total_component_instances(instances)
-        .total_core_instances(instances.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+        .total_core_instances(instances.saturating_mul(CORE_INSTANCES_PER_SLOT))
         .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
-        // One linear memory per plugin: what every wit-bindgen guest has.
-        .total_memories(instances)
-        .max_memories_per_component(1)
-        .total_tables(instances.saturating_mul(TABLES_PER_COMPONENT))
+        .total_memories(instances.saturating_mul(MEMORIES_PER_SLOT))
+        .max_memories_per_component(MEMORIES_PER_COMPONENT)
+        .total_tables(instances.saturating_mul(TABLES_PER_SLOT))
         .max_tables_per_component(TABLES_PER_COMPONENT)
-        .max_memory_size(limits.memory_bytes)
+        .table_elements(TABLE_ELEMENTS)
+        .max_memory_size(limits.memory_ceiling())
         .table_keep_resident(TABLE_KEEP_RESIDENT_BYTES)
         .decommit_batch_size(DECOMMIT_BATCH);
     // With PAGEMAP_SCAN (Linux 6.7+) only the pages a call dirtied are reset, by copying, up to
@@ -255,20 +274,10 @@ impl std::fmt::Debug for HostInner {
     }
 }
 
-impl HostInner {
-    /// Ticks of the current epoch deadline; kept here so the call code needs no clock.
-    pub(crate) fn deadline_ticks(&self) -> u64 {
-        self.limits.deadline_ticks()
-    }
-
-    /// The budget, for error messages.
-    pub(crate) fn cpu_time(&self) -> Duration {
-        self.limits.cpu_time
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

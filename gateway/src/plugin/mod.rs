@@ -10,6 +10,8 @@
 //! - `call`: one call in a fresh store; turning failures into [`PluginError`].
 //! - `output`: the checks a result passes before it leaves the host.
 //! - `cache`: compiled plugins on disk.
+//! - `wasi`: the virtual WASI 0.2 underneath the plugin world (frozen clocks, seeded random,
+//!   captured stdio, nothing else); `log`: a call's log lines, from `log` and from stdio.
 //! - `limits`, `error`: the bounds and the failures, by name.
 
 mod bindings;
@@ -18,7 +20,9 @@ mod call;
 mod error;
 mod host;
 mod limits;
+mod log;
 mod output;
+pub mod wasi;
 
 /// A delivery as a guest returns it: destination, content type, body, headers.
 #[doc(hidden)]
@@ -48,7 +52,7 @@ use std::sync::Arc;
 pub use call::{CallReport, Plugin};
 pub use error::PluginError;
 pub use host::PluginHost;
-pub use limits::PluginLimits;
+pub use limits::{CallLimits, PluginLimits, PluginOverrides};
 pub use output::{Delivery, LogLevel, LogLine, PluginOutput, RESERVED_HEADERS};
 
 /// The only world plugins may implement.

@@ -140,6 +140,9 @@ fn cli_run_exits_by_outcome() {
         config_file: None,
         config: vec![("min_amount_total".into(), min.into())],
         event_type: Some("sale.order.confirmed".into()),
+        cpu_time_ms: None,
+        memory_mib: None,
+        cache_dir: None,
     };
     assert_eq!(run(&args("1000")).unwrap(), ExitCode::SUCCESS);
     assert_eq!(run(&args("lots")).unwrap(), ExitCode::from(2));
@@ -148,5 +151,5 @@ fn cli_run_exits_by_outcome() {
         ..args("1")
     };
     assert!(run(&missing).is_err());
-    assert!(odoo_gateway::cli::plugin::check(&wasm).is_ok());
+    assert!(odoo_gateway::cli::plugin::check(&wasm, None).is_ok());
 }
