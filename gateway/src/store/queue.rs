@@ -190,10 +190,12 @@ impl Store {
         job.last_error = attempt.error.clone();
         job.due_ms = due_ms;
         // Two writes, not a batch (see `complete`): a crash in between leaves the attempt
-        // logged and the job as it was, tried again.
+        // logged and the job as it was, tried again. The job is only updated if it is still
+        // stored: one purged meanwhile (its app deleted) stays gone.
         let queue = &self.inner.queue;
         queue.insert(self.attempt_key(&job.id)?, encode(attempt))?;
-        queue.insert(job_key(&job.id), encode(&job))?;
+        let record = encode(&job);
+        queue.update_and_fetch(job_key(&job.id), |old| old.map(|_| record.clone()))?;
         Ok(job)
     }
 
@@ -205,6 +207,11 @@ impl Store {
         reason: &str,
         now_ms: u64,
     ) -> Result<(), StoreError> {
+        // A job purged while its attempt ran (its app deleted) is not brought back as a dead
+        // letter.
+        if !self.inner.queue.contains_key(job_key(&job.id))? {
+            return Ok(());
+        }
         let mut job = job.clone();
         let mut batch = sled::Batch::default();
         if let Some(attempt) = attempt {
@@ -537,6 +544,25 @@ mod tests {
         assert_eq!(ids, ["evt_a.sub.0", "evt_a.sub.1"], "not evt_ab's");
         let other = store.journey("evt_ab").expect("journey");
         assert_eq!(other.queued, vec![of("evt_ab", 0)]);
+    }
+
+    #[test]
+    fn a_job_purged_while_it_ran_is_not_brought_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let mut doomed = job("evt.app.shop.orders.0");
+        doomed.subscription_id = "app.shop.orders".into();
+        store.enqueue(&[doomed.clone()], &[], &[]).expect("enqueue");
+        // The app is deleted while an attempt is in flight; then the attempt fails.
+        assert!(store.purge_subscriptions("app.shop.").expect("purge") > 0);
+        store
+            .retry_later(&doomed, &attempt(503), 99)
+            .expect("retry");
+        store
+            .bury(&doomed, Some(&attempt(503)), "gave up", 99)
+            .expect("bury");
+        assert!(queued(&store).is_empty());
+        assert!(store.dead_letters(10).expect("dead").is_empty());
     }
 
     #[test]
