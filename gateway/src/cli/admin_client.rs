@@ -3,9 +3,45 @@
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
+use clap::Args;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+
+/// Where the running gateway is, and its admin token: the options of every command that
+/// talks to it.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Gateway {
+    /// The running gateway.
+    #[arg(
+        long,
+        env = "ODOO_GATEWAY_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    url: String,
+    /// Its `server.admin_token`.
+    #[arg(
+        long,
+        env = "ODOO_GATEWAY_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    admin_token: Option<String>,
+}
+
+impl Gateway {
+    /// A client for it; an error naming the option when the token is missing.
+    pub(crate) fn client(&self) -> anyhow::Result<AdminClient> {
+        let token = self.admin_token.clone().context(
+            "give --admin-token (or ODOO_GATEWAY_ADMIN_TOKEN): the gateway's server.admin_token",
+        )?;
+        Ok(AdminClient {
+            base: self.url.trim_end_matches('/').to_owned(),
+            token,
+        })
+    }
+}
 
 /// The running gateway's admin API, with its token.
 pub(crate) struct AdminClient {

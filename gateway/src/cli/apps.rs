@@ -6,30 +6,15 @@
 
 use std::io::Write;
 
-use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
-use super::admin_client::AdminClient;
+use super::admin_client::Gateway;
 
 /// Register, list or remove third-party apps (through the running gateway's admin API).
 #[derive(Debug, Args)]
 pub struct AppsCommand {
-    /// The running gateway.
-    #[arg(
-        long,
-        env = "ODOO_GATEWAY_URL",
-        default_value = "http://127.0.0.1:8080",
-        global = true
-    )]
-    url: String,
-    /// Its `server.admin_token`.
-    #[arg(
-        long,
-        env = "ODOO_GATEWAY_ADMIN_TOKEN",
-        hide_env_values = true,
-        global = true
-    )]
-    admin_token: Option<String>,
+    #[command(flatten)]
+    gateway: Gateway,
     #[command(subcommand)]
     action: AppsAction,
 }
@@ -82,11 +67,7 @@ impl AppsCommand {
 
     /// Runs the command, writing what it has to say to `out`.
     pub async fn run(self, out: &mut impl Write) -> anyhow::Result<()> {
-        let base = self.url.trim_end_matches('/').to_owned();
-        let token = self.admin_token.context(
-            "give --admin-token (or ODOO_GATEWAY_ADMIN_TOKEN): the gateway's server.admin_token",
-        )?;
-        let admin = AdminClient { base, token };
+        let admin = self.gateway.client()?;
         match self.action {
             AppsAction::Add {
                 name,

@@ -6,31 +6,16 @@
 
 use std::io::Write;
 
-use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use super::admin_client::AdminClient;
+use super::admin_client::Gateway;
 
-/// Where the running gateway is and how to talk to it.
+/// Where the running gateway is and how to answer.
 #[derive(Debug, Args)]
 pub struct Target {
-    /// The running gateway.
-    #[arg(
-        long,
-        env = "ODOO_GATEWAY_URL",
-        default_value = "http://127.0.0.1:8080",
-        global = true
-    )]
-    url: String,
-    /// Its `server.admin_token`.
-    #[arg(
-        long,
-        env = "ODOO_GATEWAY_ADMIN_TOKEN",
-        hide_env_values = true,
-        global = true
-    )]
-    admin_token: Option<String>,
+    #[command(flatten)]
+    gateway: Gateway,
     /// Print the gateway's JSON answer instead of a table.
     #[arg(long, global = true)]
     json: bool,
@@ -127,13 +112,7 @@ impl Operate {
                 action: SubscriptionsAction::Enable { id },
             } => (target, "POST", format!("/admin/subscriptions/{id}/enable")),
         };
-        let token = target.admin_token.clone().context(
-            "give --admin-token (or ODOO_GATEWAY_ADMIN_TOKEN): the gateway's server.admin_token",
-        )?;
-        let admin = AdminClient {
-            base: target.url.trim_end_matches('/').to_owned(),
-            token,
-        };
+        let admin = target.gateway.client()?;
         let answer = admin.call(method, &path, None).await?;
         if target.json {
             writeln!(out, "{}", serde_json::to_string_pretty(&answer)?)?;
