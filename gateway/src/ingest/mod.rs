@@ -179,12 +179,6 @@ pub async fn accept(
         payload: incoming.payload,
         headers: safe_headers(req.headers),
     });
-    // An event that matches few subscriptions is planned here (matching is pure and cheap)
-    // and its jobs are written with it; one that matches many goes through the fan-out
-    // backlog, so that acknowledging it never waits for a large write.
-    let now = now_ms();
-    let planned = fanout::plan_at_most(&snapshot, &event, now, INLINE_JOBS);
-    drop(snapshot);
     // Refuse quickly what cannot be kept: a failing disk (retried by the store) or an
     // exhausted disk budget. Nothing acknowledged before is touched.
     if state.store.unavailable().is_some() {
@@ -193,6 +187,11 @@ pub async fn accept(
     if state.store.is_full() {
         return Err(ApiError::storage_full());
     }
+    // An event that matches few subscriptions is planned here (matching is pure and cheap)
+    // and its jobs are written with it; one that matches many goes through the fan-out
+    // backlog, so that acknowledging it never waits for a large write.
+    let planned = fanout::plan_at_most(&snapshot, &event, now_ms(), INLINE_JOBS);
+    drop(snapshot);
     let accepted = match &planned {
         Some(jobs) => state.store.accept_planned(&event, &dedup, jobs),
         None => state.store.accept(&event, &dedup),
