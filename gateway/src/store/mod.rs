@@ -130,7 +130,7 @@ impl Store {
         self.inner.durability.wait().await
     }
 
-    /// How long a flush waits for more writers (see [`Durability::set_commit_delay`]).
+    /// Under load, the shortest time between two flushes (see [`Durability::set_commit_delay`]).
     pub fn set_commit_delay(&self, delay: std::time::Duration) {
         self.inner.durability.set_commit_delay(delay);
     }
