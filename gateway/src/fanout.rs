@@ -62,9 +62,11 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
         }
         // The whole round in as few atomic batches as the bound allows.
         let store = state.store.clone();
-        let written =
-            tokio::task::spawn_blocking(move || store.enqueue(&jobs, &[], &handled).map(|()| jobs))
-                .await;
+        let written = tokio::task::spawn_blocking(move || {
+            let mut jobs = jobs;
+            store.enqueue_new(&mut jobs, &handled).map(|()| jobs)
+        })
+        .await;
         match written {
             Ok(Ok(jobs)) => {
                 for (job, event) in jobs.iter().zip(&events) {

@@ -371,6 +371,7 @@ mod tests {
             created_ms: 0,
             due_ms,
             last_error: None,
+            member: None,
         }
     }
 

@@ -192,6 +192,7 @@ fn base_job(event: &Event, sub: &Subscription, id: JobId, now_ms: u64) -> Job {
         created_ms: now_ms,
         due_ms: now_ms,
         last_error: None,
+        member: None,
     }
 }
 

@@ -190,9 +190,9 @@ pub async fn accept(
     // An event that matches few subscriptions is planned here (matching is pure and cheap)
     // and its jobs are written with it; one that matches many goes through the fan-out
     // backlog, so that acknowledging it never waits for a large write.
-    let planned = fanout::plan_at_most(&snapshot, &event, now_ms(), INLINE_JOBS);
+    let mut planned = fanout::plan_at_most(&snapshot, &event, now_ms(), INLINE_JOBS);
     drop(snapshot);
-    let accepted = match &planned {
+    let accepted = match &mut planned {
         Some(jobs) => state.store.accept_planned(&event, &dedup, jobs),
         None => state.store.accept(&event, &dedup),
     }

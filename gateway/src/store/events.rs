@@ -96,11 +96,14 @@ impl Store {
     /// event that matches few subscriptions itself): the jobs are written instead of a backlog
     /// entry, so the event skips the fan-out stage. Same guarantees: the jobs are written
     /// before the dedup claim, and only by the one of two twins that wins.
+    ///
+    /// The jobs are written as the event's group record (one write for all of them, see
+    /// `groups.rs`); each gets its [`super::Member`] place, which the schedule must be given.
     pub fn accept_planned(
         &self,
         event: &Event,
         dedup: &DedupKey,
-        jobs: &[Job],
+        jobs: &mut [Job],
     ) -> Result<Accepted, StoreError> {
         self.accept_with(event, dedup, Some(jobs))
     }
@@ -109,7 +112,7 @@ impl Store {
         &self,
         event: &Event,
         dedup: &DedupKey,
-        planned: Option<&[Job]>,
+        planned: Option<&mut [Job]>,
     ) -> Result<Accepted, StoreError> {
         let inner = &*self.inner;
         let key = dedup.bytes();
@@ -134,7 +137,14 @@ impl Store {
         }
         inner.events.insert(event.id.as_bytes(), encode(event))?;
         match planned {
-            Some(jobs) => self.insert_jobs(jobs)?,
+            Some(jobs) => {
+                let grouped = Self::group(jobs);
+                for (key, record) in grouped.writes() {
+                    inner.queue.insert(key, record)?;
+                }
+                self.insert_jobs(jobs)?;
+                self.open_groups(&grouped);
+            }
             None => {
                 let backlog = super::queue::pending_key(inner.db.generate_id()?);
                 inner
@@ -255,6 +265,7 @@ mod tests {
             created_ms: 10,
             due_ms: 10,
             last_error: None,
+            member: None,
         };
         let outcomes: Vec<Accepted> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..8)
@@ -263,7 +274,7 @@ mod tests {
                     s.spawn(move || {
                         let id = format!("evt_{i}");
                         store
-                            .accept_planned(&event(&id, 10), dedup, &[job(&id)])
+                            .accept_planned(&event(&id, 10), dedup, &mut [job(&id)])
                             .expect("accept")
                     })
                 })
@@ -276,7 +287,11 @@ mod tests {
         let winner = outcomes.iter().find(|a| !a.duplicate).expect("one winner");
         assert_eq!(outcomes.iter().filter(|a| !a.duplicate).count(), 1);
         let queued: Vec<Job> = store.queued_jobs().collect::<Result<_, _>>().expect("scan");
-        assert_eq!(queued, vec![job(&winner.id)], "only the winner's job");
+        let grouped = Job {
+            member: Some(crate::store::Member { chunk: 0, slot: 0 }),
+            ..job(&winner.id)
+        };
+        assert_eq!(queued, vec![grouped], "only the winner's job, in its group");
         assert!(
             store
                 .job_summary("orders", &queued[0].id)

@@ -132,18 +132,35 @@ pub struct Job {
     pub due_ms: u64,
     /// The last failure, if any.
     pub last_error: Option<String>,
+    /// Where the job is stored while it has no record of its own: a slot of its event's group
+    /// record (see [`super::groups`]). Known in memory only; `None` for a job with its own
+    /// record.
+    #[serde(skip)]
+    pub member: Option<Member>,
 }
 
-mod body_b64 {
+/// A job's place in its event's group record: which record (an event's jobs take one per
+/// [`super::GROUP_SIZE`]) and which slot in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Member {
+    /// The group record of the event.
+    pub chunk: u32,
+    /// The slot in it.
+    pub slot: u8,
+}
+
+pub(super) mod body_b64 {
     use super::B64;
     use base64::Engine as _;
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(body: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    pub(in crate::store) fn serialize<S: Serializer>(body: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&B64.encode(body))
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    pub(in crate::store) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<u8>, D::Error> {
         let text = String::deserialize(d)?;
         B64.decode(text).map_err(serde::de::Error::custom)
     }

@@ -11,10 +11,12 @@
 //! - `events`: event id → event (JSON), the one copy of each payload;
 //! - `dedup`: source + explicit id, or source + body hash → first event id and time;
 //! - `queue`: the backlog of events not yet fanned out, jobs, attempts, dead letters and the
-//!   per-subscription delivery index, by key prefix (`queue.rs`).
+//!   per-subscription delivery index, by key prefix (`queue.rs`), and the group records that
+//!   hold an event's new jobs until each has an outcome (`groups.rs`).
 
 mod durability;
 mod events;
+mod groups;
 mod job;
 mod maintenance;
 mod queue;
@@ -25,8 +27,9 @@ use std::sync::Arc;
 
 pub use durability::Durability;
 pub use events::{Accepted, DedupKey};
+pub use groups::GROUP_SIZE;
 pub use job::{
-    Attempt, BadJobId, DeadLetter, DeadReason, Job, JobId, JobKind, JobPart, JobSummary,
+    Attempt, BadJobId, DeadLetter, DeadReason, Job, JobId, JobKind, JobPart, JobSummary, Member,
 };
 pub use maintenance::{PASS_BUDGET, Policy, Report};
 pub use queue::{Journey, MAX_BATCH};
@@ -81,6 +84,8 @@ struct Inner {
     full: std::sync::atomic::AtomicBool,
     /// The last maintenance round.
     report: std::sync::Mutex<Option<Report>>,
+    /// Which jobs kept in group records are still open (see `groups.rs`).
+    open: groups::OpenMembers,
 }
 
 impl std::fmt::Debug for Store {
@@ -112,6 +117,7 @@ impl Store {
             dedup_cursor: Default::default(),
             full: Default::default(),
             report: Default::default(),
+            open: Default::default(),
             db,
         };
         Ok(Self {

@@ -92,12 +92,56 @@ impl Store {
         dead: &[DeadLetter],
         finished: &[(Job, Attempt)],
     ) -> Result<(), StoreError> {
+        // Finished calls still in their event's group: their index row instead of removing
+        // a job record, and their bit once written; none of a member purged meanwhile.
+        let _purge = self.member_guard();
         let mut last = Vec::with_capacity(finished.len() * 2);
+        let mut members = Vec::new();
         for (job, attempt) in finished {
-            last.push((job_key(&job.id), None));
+            match job.member {
+                Some(member) if !self.member_open(job, member) => continue,
+                Some(member) => {
+                    let (row, summary) = Self::index_row(job);
+                    last.push((row, Some(summary)));
+                    members.push((job, member));
+                }
+                None => last.push((job_key(&job.id), None)),
+            }
             last.push((self.attempt_key(&job.id)?, Some(encode(attempt))));
         }
-        self.write_jobs(jobs, dead, last)
+        self.write_jobs(jobs, dead, last)?;
+        for (job, member) in members {
+            self.close_member(job, member)?;
+        }
+        Ok(())
+    }
+
+    /// Queues the jobs of fanned-out events and removes their backlog entries `handled` in
+    /// the last batch. Each event's fresh jobs go into its group records (see `groups.rs`):
+    /// one write per [`super::GROUP_SIZE`] jobs, not two per job. `jobs` get their
+    /// [`super::Member`] places; those of one event must be next to each other.
+    pub fn enqueue_new(&self, jobs: &mut [Job], handled: &[Vec<u8>]) -> Result<(), StoreError> {
+        let grouped = Self::group(jobs);
+        let own: Vec<Job> = jobs
+            .iter()
+            .filter(|j| j.member.is_none())
+            .cloned()
+            .collect();
+        // The groups first, then the jobs with records of their own, the backlog entries
+        // removed in the last batch: a crash before that fans the events out again, rewriting
+        // the same keys.
+        let groups: Vec<_> = grouped.writes().collect();
+        for chunk in groups.chunks(MAX_BATCH) {
+            let mut batch = sled::Batch::default();
+            for (k, v) in chunk {
+                batch.insert(*k, *v);
+            }
+            self.inner.queue.apply_batch(batch)?;
+        }
+        let last = handled.iter().map(|k| (k.clone(), None)).collect();
+        self.write_jobs(&own, &[], last)?;
+        self.open_groups(&grouped);
+        Ok(())
     }
 
     /// Writes jobs and dead letters (with their index rows) in batches of at most
@@ -147,7 +191,7 @@ impl Store {
     /// that stalls every other reader and writer, so the per-event path avoids them.
     pub(super) fn insert_jobs(&self, jobs: &[Job]) -> Result<(), StoreError> {
         let queue = &self.inner.queue;
-        for job in jobs {
+        for job in jobs.iter().filter(|j| j.member.is_none()) {
             queue.insert(job_key(&job.id), encode(job))?;
             queue.insert(
                 index_key(&job.subscription_id, &job.id),
@@ -157,12 +201,18 @@ impl Store {
         Ok(())
     }
 
-    /// Every queued job, in key order (start-up rebuilds the schedule from it).
+    /// Every queued job: those with their own record in key order, then the open members of
+    /// group records (start-up rebuilds the schedule from it, and which members are open).
     pub fn queued_jobs(&self) -> impl Iterator<Item = Result<Job, StoreError>> + '_ {
+        let members = match self.reopen_groups() {
+            Ok(members) => members.into_iter().map(Ok).collect::<Vec<_>>(),
+            Err(e) => vec![Err(e)],
+        };
         self.inner
             .queue
             .scan_prefix([JOB])
             .map(|entry| decode("jobs", &entry?.1))
+            .chain(members)
     }
 
     /// The job was done (delivered, or its plugin's deliveries queued): log the attempt and
@@ -172,6 +222,9 @@ impl Store {
     /// runs once per delivery): the attempt first, so a crash in between leaves the job queued
     /// and delivered again (at least once, same `webhook-id`), never a job gone unlogged.
     pub fn complete(&self, job: &Job, attempt: &Attempt) -> Result<(), StoreError> {
+        if let Some(member) = job.member {
+            return self.complete_member(job, member, attempt);
+        }
         let queue = &self.inner.queue;
         queue.insert(self.attempt_key(&job.id)?, encode(attempt))?;
         queue.remove(job_key(&job.id))?;
@@ -189,6 +242,10 @@ impl Store {
         job.attempts += 1;
         job.last_error = attempt.error.clone();
         job.due_ms = due_ms;
+        if let Some(member) = job.member.take() {
+            self.retry_member(&job, member, attempt)?;
+            return Ok(job);
+        }
         // Two writes, not a batch (see `complete`): a crash in between leaves the attempt
         // logged and the job as it was, tried again. The job is only updated if it is still
         // stored: one purged meanwhile (its app deleted) stays gone.
@@ -207,6 +264,19 @@ impl Store {
         reason: &str,
         now_ms: u64,
     ) -> Result<(), StoreError> {
+        if let Some(member) = job.member {
+            let mut job = job.clone();
+            job.member = None;
+            if attempt.is_some() {
+                job.attempts += 1;
+            }
+            let letter = DeadLetter {
+                job,
+                reason: reason.to_owned(),
+                at_ms: now_ms,
+            };
+            return self.bury_member(letter, member, attempt);
+        }
         // A job purged while its attempt ran (its app deleted) is not brought back as a dead
         // letter.
         if !self.inner.queue.contains_key(job_key(&job.id))? {
@@ -254,7 +324,7 @@ impl Store {
 
     /// Attempts are numbered by a database-wide sequence, not by the job's attempt count: a
     /// replayed job starts counting again, and its earlier attempts must stay in the log.
-    fn attempt_key(&self, id: &str) -> Result<Vec<u8>, StoreError> {
+    pub(super) fn attempt_key(&self, id: &str) -> Result<Vec<u8>, StoreError> {
         let seq = self.inner.db.generate_id()?.to_be_bytes();
         Ok(key(ATTEMPT, &[id.as_bytes(), &seq]))
     }
@@ -285,10 +355,11 @@ impl Store {
     pub fn journey(&self, event_id: &str) -> Result<Journey, StoreError> {
         let queue = &self.inner.queue;
         let prefix = |kind: u8| [&[kind][..], event_id.as_bytes(), b"."].concat();
-        let queued = queue
+        let mut queued: Vec<Job> = queue
             .scan_prefix(prefix(JOB))
             .map(|e| decode("jobs", &e?.1))
             .collect::<Result<_, _>>()?;
+        queued.extend(self.open_members_of(event_id)?);
         let dead = queue
             .scan_prefix(prefix(DEAD))
             .map(|e| decode("dead", &e?.1))
@@ -310,13 +381,12 @@ impl Store {
         })
     }
 
-    /// A queued job by id.
+    /// A queued job by id: its own record, or its place in its event's group.
     pub fn job(&self, job_id: &str) -> Result<Option<Job>, StoreError> {
-        self.inner
-            .queue
-            .get(job_key(job_id))?
-            .map(|b| decode("jobs", &b))
-            .transpose()
+        match self.inner.queue.get(job_key(job_id))? {
+            Some(record) => decode("jobs", &record).map(Some),
+            None => self.open_member(job_id),
+        }
     }
 
     /// A dead letter by job id.
@@ -348,20 +418,29 @@ impl Store {
     }
 
     /// Up to `limit` jobs ever queued for `subscription_id`, newest first (job ids begin with
-    /// the time-ordered event id).
+    /// the time-ordered event id): those not attempted yet (from the newest group records),
+    /// then those with an outcome.
     pub fn jobs_of_subscription(
         &self,
         subscription_id: &str,
         limit: usize,
     ) -> Result<Vec<JobSummary>, StoreError> {
+        let mut out: Vec<JobSummary> = self
+            .open_members_of_subscription(subscription_id, limit)?
+            .iter()
+            .map(JobSummary::from)
+            .collect();
         let prefix = key(INDEX, &[subscription_id.as_bytes(), b""]);
-        self.inner
+        for entry in self
+            .inner
             .queue
             .scan_prefix(prefix)
             .rev()
-            .take(limit)
-            .map(|e| decode("deliveries_by_subscription", &e?.1))
-            .collect()
+            .take(limit - out.len())
+        {
+            out.push(decode("deliveries_by_subscription", &entry?.1)?);
+        }
+        Ok(out)
     }
 
     /// One job of `subscription_id` from the index, if it was ever queued.
@@ -370,11 +449,13 @@ impl Store {
         subscription_id: &str,
         job_id: &str,
     ) -> Result<Option<JobSummary>, StoreError> {
-        self.inner
-            .queue
-            .get(index_key(subscription_id, job_id))?
-            .map(|b| decode("deliveries_by_subscription", &b))
-            .transpose()
+        if let Some(row) = self.inner.queue.get(index_key(subscription_id, job_id))? {
+            return decode("deliveries_by_subscription", &row).map(Some);
+        }
+        Ok(self
+            .open_member(job_id)?
+            .filter(|job| job.subscription_id == subscription_id)
+            .map(|job| JobSummary::from(&job)))
     }
 
     /// Removes everything kept for the subscriptions whose id starts with `prefix` (an app's,
@@ -382,6 +463,7 @@ impl Store {
     /// Returns how many records went. Walks the queue: for rare operator actions only.
     pub fn purge_subscriptions(&self, prefix: &str) -> Result<usize, StoreError> {
         let queue = &self.inner.queue;
+        let members = self.purge_members(prefix)?;
         let mut doomed: Vec<sled::IVec> = Vec::new();
         let mut jobs: Vec<String> = Vec::new();
         // The index names every job ever made for these subscriptions.
@@ -416,13 +498,17 @@ impl Store {
             }
             queue.apply_batch(batch)?;
         }
-        Ok(doomed.len())
+        Ok(members + doomed.len())
     }
 
     /// Counts of queued jobs and dead letters (walks the tree: not for the data path).
     pub(super) fn queue_counts(&self) -> (usize, usize, usize) {
         let count = |prefix: u8| self.inner.queue.scan_prefix([prefix]).count();
-        (count(PENDING), count(JOB), count(DEAD))
+        (
+            count(PENDING),
+            count(JOB) + self.inner.open.count(),
+            count(DEAD),
+        )
     }
 }
 
@@ -446,6 +532,7 @@ mod tests {
             created_ms: 1,
             due_ms: 10,
             last_error: None,
+            member: None,
         }
     }
 

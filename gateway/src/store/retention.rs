@@ -168,7 +168,8 @@ impl Store {
             }
             let jobs_prefix = |kind: u8| key(kind, &[format!("{id}.").as_bytes()]);
             let busy = queue.scan_prefix(jobs_prefix(JOB)).next().is_some()
-                || queue.scan_prefix(jobs_prefix(DEAD)).next().is_some();
+                || queue.scan_prefix(jobs_prefix(DEAD)).next().is_some()
+                || self.has_groups(&id)?;
             if busy {
                 continue;
             }
@@ -286,6 +287,7 @@ mod tests {
             created_ms: event.received_at_ms,
             due_ms: event.received_at_ms,
             last_error: None,
+            member: None,
         }
     }
 
