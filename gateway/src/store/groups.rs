@@ -219,10 +219,19 @@ impl OpenMembers {
     }
 }
 
+/// One group record, built and not yet written.
+struct Built {
+    key: Vec<u8>,
+    record: Vec<u8>,
+    event_id: String,
+    chunk: u32,
+    /// Its members, all open.
+    mask: u64,
+}
+
 /// Group records built for some jobs (see [`Store::group`]).
 pub(super) struct Grouped {
-    /// (key, record, event id, chunk, open mask).
-    records: Vec<(Vec<u8>, Vec<u8>, String, u32, u64)>,
+    records: Vec<Built>,
 }
 
 impl Grouped {
@@ -230,7 +239,7 @@ impl Grouped {
     pub(super) fn writes(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.records
             .iter()
-            .map(|(k, v, ..)| (k.as_slice(), v.as_slice()))
+            .map(|b| (b.key.as_slice(), b.record.as_slice()))
     }
 }
 
@@ -277,8 +286,10 @@ impl Store {
 
     /// Marks the members of written group records open.
     pub(super) fn open_groups(&self, grouped: &Grouped) {
-        for (_, _, event_id, chunk, mask) in &grouped.records {
-            self.inner.open.set(event_id, *chunk, *mask);
+        for built in &grouped.records {
+            self.inner
+                .open
+                .set(&built.event_id, built.chunk, built.mask);
         }
     }
 
@@ -565,7 +576,7 @@ fn group_record(
     created_ms: u64,
     due_ms: u64,
     members: Vec<Option<Stored>>,
-) -> (Vec<u8>, Vec<u8>, String, u32, u64) {
+) -> Built {
     let mask = if members.len() == 64 {
         u64::MAX
     } else {
@@ -576,13 +587,13 @@ fn group_record(
         due_ms,
         members,
     };
-    (
-        group_key(event_id, chunk),
-        encode(&group),
-        event_id.to_owned(),
+    Built {
+        key: group_key(event_id, chunk),
+        record: encode(&group),
+        event_id: event_id.to_owned(),
         chunk,
         mask,
-    )
+    }
 }
 
 #[cfg(test)]
