@@ -42,6 +42,8 @@ const HOSTILE_MODES: [&str; 4] = ["loop", "grow", "many", "huge-body"];
 static STORAGE_EXTRA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 /// Runs per noisy-neighbour row (the median is reported).
 const NEIGHBOUR_RUNS: usize = 5;
+/// Runs of each tenant-fairness row (the median is reported).
+const FAIR_RUNS: usize = 3;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -485,14 +487,35 @@ async fn bench(events: usize, wanted: &dyn Fn(&str) -> bool) -> anyhow::Result<(
                 subs.push_str(&subscription(&format!("app.evil.{name}"), name, ""));
             }
         }
-        let gw = gateway(&config(&destinations, &subs)).await?;
-        let url = format!("{}/v1/odoo/odoo/{TOKEN}", gw.base);
-        let started = Instant::now();
-        blast(&url, 9_000_000, fair_events, 202).await;
-        counts
-            .wait(&path, fair_events, Duration::from_secs(600))
-            .await?;
-        let rate = fair_events as f64 / started.elapsed().as_secs_f64();
+        // The median of FAIR_RUNS runs, each on a fresh gateway: one run takes well under a
+        // second at the standard size, so a single hiccup would move it.
+        let mut runs = Vec::new();
+        let mut peak_rss = 0f64;
+        for run in 0..FAIR_RUNS {
+            let path = format!("{path}-{run}");
+            let destinations: Vec<(&str, String)> = destinations
+                .iter()
+                .map(|(name, url)| {
+                    let url = if *name == "good" {
+                        format!("{receiver}{path}")
+                    } else {
+                        url.clone()
+                    };
+                    (*name, url)
+                })
+                .collect();
+            let gw = gateway(&config(&destinations, &subs)).await?;
+            let url = format!("{}/v1/odoo/odoo/{TOKEN}", gw.base);
+            let started = Instant::now();
+            blast(&url, 9_000_000 + run * 1_000_000, fair_events, 202).await;
+            counts
+                .wait(&path, fair_events, Duration::from_secs(600))
+                .await?;
+            runs.push(fair_events as f64 / started.elapsed().as_secs_f64());
+            peak_rss = peak_rss.max(gw.peak_rss_mib());
+        }
+        runs.sort_by(f64::total_cmp);
+        let rate = runs[runs.len() / 2];
         rates.push(rate);
         let (label, notes) = match rates.len() {
             1 => ("app `good` alone".to_owned(), String::new()),
@@ -514,7 +537,7 @@ async fn bench(events: usize, wanted: &dyn Fn(&str) -> bool) -> anyhow::Result<(
         rows.push(Row(
             label,
             format!("{rate:.0} deliveries/s"),
-            format!("{notes}gateway peak RSS {:.0} MiB", gw.peak_rss_mib()),
+            format!("{notes}median of {FAIR_RUNS}; gateway peak RSS {peak_rss:.0} MiB"),
         ));
     }
 
