@@ -400,9 +400,9 @@ async function dryRun(view) {
 
 function showDryRun(result, data) {
   const summary = data.outcome === 'deliver'
-    ? `${data.deliveries.length} deliveries from ${data.plugin} with ${data.subscription}'s configuration, in ${data.took_ms} ms`
+    ? `${data.deliveries.length} deliveries from ${data.plugin} with ${data.subscription}'s configuration, in ${data.took_ms.toFixed(1)} ms`
     : `${data.plugin} answered ${data.outcome}: ${data.error}`;
-  result.replaceChildren(
+  result.replaceChildren(...[
     h('h2', {}, 'Result'),
     h('p', { class: data.outcome === 'deliver' ? 'notice' : 'notice bad' }, summary),
     data.subscription_matches ? null
@@ -413,7 +413,7 @@ function showDryRun(result, data) {
       d.headers.length ? h('p', { class: 'mono' }, d.headers.map(([k, v]) => `${k}: ${v}`).join('\n')) : null,
       h('pre', {}, d.body))),
     data.refused.map((r) => h('p', { class: 'notice bad' }, `Refused: ${r.destination}: ${r.reason}`)),
-  );
+  ].flat().filter(Boolean));
 }
 
 async function reloadPage(view) {
@@ -500,6 +500,7 @@ function showLogin(message) {
   $('#view').replaceChildren();
   $('#login').hidden = false;
   $('#login-error').textContent = message || '';
+  $('#token').value = '';
   $('#token').focus();
 }
 
@@ -531,6 +532,7 @@ document.addEventListener('DOMContentLoaded', () => {
     $('#main').focus();
   });
   window.addEventListener('hashchange', () => {
+    say('');
     render().then(() => $('#main').focus({ preventScroll: true }));
   });
   render();

@@ -13,6 +13,7 @@ use crate::http_error::{ApiError, Body};
 const INDEX: &str = include_str!("../console/index.html");
 const SCRIPT: &str = include_str!("../console/app.js");
 const STYLE: &str = include_str!("../console/app.css");
+const ICON: &str = include_str!("../console/icon.svg");
 
 /// The policy of every console answer: nothing but this origin's own script, style, images
 /// and requests; no plugins, frames, inline code or form posts elsewhere.
@@ -26,6 +27,7 @@ pub fn serve(method: &Method, asset: Option<&str>) -> Result<Response<Body>, Api
         None | Some("" | "index.html") => (INDEX, "text/html; charset=utf-8"),
         Some("app.js") => (SCRIPT, "text/javascript; charset=utf-8"),
         Some("app.css") => (STYLE, "text/css; charset=utf-8"),
+        Some("icon.svg") => (ICON, "image/svg+xml"),
         Some(_) => return Err(ApiError::not_found()),
     };
     if method != Method::GET && method != Method::HEAD {

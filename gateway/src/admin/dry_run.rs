@@ -124,7 +124,7 @@ pub(super) async fn dry_run(
         .run(move || transform::call_plugin(&runner, &input))
         .await
         .map_err(|e| ApiError::internal("the dry-run's plugin call failed", &e))?;
-    let took_ms = started.elapsed().as_millis() as u64;
+    let took_ms = started.elapsed().as_secs_f64() * 1e3;
 
     let (result, deliveries, refused, error) = match outcome {
         Outcome::Deliver(deliveries) => {
