@@ -74,6 +74,16 @@ function cell(value) {
   return value === null || value === undefined || value === '' ? '–' : String(value);
 }
 
+/// A body for reading: JSON indented, anything else as it is.
+function pretty(body, contentType) {
+  if (!/json/.test(contentType || '')) return body;
+  try {
+    return JSON.stringify(JSON.parse(body), null, 2);
+  } catch (_) {
+    return body;
+  }
+}
+
 function badge(kind, text) {
   return h('span', { class: `badge ${kind}` }, text);
 }
@@ -295,7 +305,7 @@ async function events(view, id) {
       section.append(h('article', { class: 'delivery' },
         h('h4', {}, title),
         job.body !== undefined
-          ? [h('p', { class: 'muted' }, `${job.content_type} to ${job.destination}`), h('pre', { 'aria-label': `Body of ${job.id}` }, job.body)]
+          ? [h('p', { class: 'muted' }, `${job.content_type} to ${job.destination}`), h('pre', { 'aria-label': `Body of ${job.id}` }, pretty(job.body, job.content_type))]
           : h('p', { class: 'muted' }, 'A plugin call: its deliveries appear once it has run.')));
     }
     if (!waiting.length && !dead.length && attempts.length) {
@@ -411,7 +421,7 @@ function showDryRun(result, data) {
       h('h3', {}, `Delivery ${n + 1} to ${d.destination}`),
       h('p', { class: 'muted' }, `${d.content_type} → ${cell(d.url)}`),
       d.headers.length ? h('p', { class: 'mono' }, d.headers.map(([k, v]) => `${k}: ${v}`).join('\n')) : null,
-      h('pre', {}, d.body))),
+      h('pre', { 'aria-label': `Body of delivery ${n + 1}` }, pretty(d.body, d.content_type)))),
     data.refused.map((r) => h('p', { class: 'notice bad' }, `Refused: ${r.destination}: ${r.reason}`)),
   ].flat().filter(Boolean));
 }
