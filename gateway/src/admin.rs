@@ -149,10 +149,9 @@ pub async fn route(
         (_, ["subscriptions", _, "enable" | "pause"] | ["plugins", _, "dry-run"]) => {
             Err(ApiError::method_not_allowed("POST"))
         }
-        (
-            _,
-            ["subscriptions"] | ["deliveries"] | ["plugins"] | ["samples"],
-        ) => Err(ApiError::method_not_allowed("GET")),
+        (_, ["subscriptions"] | ["deliveries"] | ["plugins"] | ["samples"]) => {
+            Err(ApiError::method_not_allowed("GET"))
+        }
         (_, ["status"] | ["dead-letters"] | ["jobs", _, "attempts"] | ["events", _]) => {
             Err(ApiError::method_not_allowed("GET"))
         }

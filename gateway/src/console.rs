@@ -49,7 +49,10 @@ pub fn serve(method: &Method, asset: Option<&str>) -> Result<Response<Body>, Api
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     // A new build's console replaces the old one at once.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(response)
@@ -64,14 +67,20 @@ mod tests {
         assert!(INDEX.contains(r#"<script src="/console/app.js" defer></script>"#));
         assert!(INDEX.contains(r#"href="/console/app.css""#));
         // Every <script> has a src: the policy would block an inline one anyway.
-        assert_eq!(INDEX.matches("<script").count(), INDEX.matches("<script src=").count());
+        assert_eq!(
+            INDEX.matches("<script").count(),
+            INDEX.matches("<script src=").count()
+        );
         assert!(!INDEX.contains(" style=") && !INDEX.contains(" onclick="));
     }
 
     #[test]
     fn assets_carry_the_policy_and_unknown_ones_are_404() {
         let js = serve(&Method::GET, Some("app.js")).expect("served");
-        assert_eq!(js.headers()[header::CONTENT_TYPE], "text/javascript; charset=utf-8");
+        assert_eq!(
+            js.headers()[header::CONTENT_TYPE],
+            "text/javascript; charset=utf-8"
+        );
         assert_eq!(js.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
         assert!(
             js.headers()[header::CONTENT_SECURITY_POLICY]

@@ -186,7 +186,9 @@ mod tests {
     #[test]
     fn every_bundled_sample_is_an_event_of_its_type() {
         for sample in SAMPLES {
-            let event = sample.event().unwrap_or_else(|e| panic!("{}: {e:#}", sample.name));
+            let event = sample
+                .event()
+                .unwrap_or_else(|e| panic!("{}: {e:#}", sample.name));
             assert_eq!(event.event_type(), sample.event_type, "{}", sample.name);
             assert_eq!(event.payload, sample.body);
         }

@@ -186,13 +186,20 @@ async fn a_paused_subscription_delivers_nothing_stays_paused_across_a_restart_an
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(good.received().is_empty(), "a paused subscription delivered");
+    assert!(
+        good.received().is_empty(),
+        "a paused subscription delivered"
+    );
     let table = run(&gw, &["subscriptions", "list"]).await;
     let works = table.lines().find(|l| l.starts_with("works")).expect("row");
     assert!(works.contains("paused"), "{table}");
 
     // The failing subscription's attempts, newest first; the paused one has none yet.
-    let failed = run(&gw, &["deliveries", "list", "--subscription", "fails", "--failed"]).await;
+    let failed = run(
+        &gw,
+        &["deliveries", "list", "--subscription", "fails", "--failed"],
+    )
+    .await;
     assert!(
         failed.contains(&format!("{id}.fails.0")) && failed.contains("500"),
         "{failed}"

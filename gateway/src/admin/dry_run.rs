@@ -94,14 +94,15 @@ pub(super) async fn dry_run(
             .ok_or_else(|| invalid(format!("subscription `{id}` does not use plugin `{name}`")))?,
     };
     let event = match (&request.event, &request.sample) {
-        (Some(event), None) => crate::samples::event_from_json(
-            &event.to_string(),
-            request.event_type.as_deref(),
-        )
-        .map_err(|e| invalid(format!("event: {e:#}")))?,
+        (Some(event), None) => {
+            crate::samples::event_from_json(&event.to_string(), request.event_type.as_deref())
+                .map_err(|e| invalid(format!("event: {e:#}")))?
+        }
         (None, Some(sample)) => {
             let sample = crate::samples::sample(sample).ok_or_else(|| {
-                invalid(format!("no sample is named `{sample}` (GET /admin/samples)"))
+                invalid(format!(
+                    "no sample is named `{sample}` (GET /admin/samples)"
+                ))
             })?;
             let mut event = sample.event().map_err(|e| invalid(format!("{e:#}")))?;
             if let Some(event_type) = &request.event_type {

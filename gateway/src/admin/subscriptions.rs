@@ -199,7 +199,10 @@ mod tests {
             }
         );
         let q = DeliveriesQuery::parse(Some("subscription=a%20b")).expect("valid");
-        assert_eq!((q.subscription.as_str(), q.failed, q.limit), ("a b", false, 100));
+        assert_eq!(
+            (q.subscription.as_str(), q.failed, q.limit),
+            ("a b", false, 100)
+        );
         for bad in [
             None,
             Some("failed=true"),
@@ -210,7 +213,11 @@ mod tests {
             Some("subscription=a&sort=asc"),
         ] {
             let e = DeliveriesQuery::parse(bad).expect_err("invalid");
-            assert_eq!((e.status.as_u16(), e.code), (400, "invalid_query"), "{bad:?}");
+            assert_eq!(
+                (e.status.as_u16(), e.code),
+                (400, "invalid_query"),
+                "{bad:?}"
+            );
         }
     }
 
@@ -224,7 +231,10 @@ mod tests {
             error: error.map(str::to_owned),
         };
         assert!(!failed(&attempt(Some(204), None)));
-        assert!(!failed(&attempt(None, None)), "a plugin call that succeeded");
+        assert!(
+            !failed(&attempt(None, None)),
+            "a plugin call that succeeded"
+        );
         assert!(failed(&attempt(Some(500), None)));
         assert!(failed(&attempt(None, Some("connection refused"))));
     }

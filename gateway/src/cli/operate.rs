@@ -355,7 +355,7 @@ fn deliveries(out: &mut impl Write, answer: &Value) -> anyhow::Result<()> {
         let at = a["at_ms"]
             .as_u64()
             .and_then(|ms| std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_millis(ms)))
-            .map_or_else(|| "-".to_owned(), |t| httpdate::fmt_http_date(t));
+            .map_or_else(|| "-".to_owned(), httpdate::fmt_http_date);
         writeln!(
             out,
             "{at:<29} {:<56} {:<7} {:<7} {:<7} {}",
