@@ -472,6 +472,17 @@ const routes = [
 let timer = null;
 let generation = 0;
 
+/// Refreshes the page in `ms`, unless another page came first; waits while the tab is hidden
+/// or the keyboard focus is inside the page (a refresh would take it away).
+function schedule(mine, ms) {
+  timer = setTimeout(() => {
+    if (mine !== generation) return;
+    const focused = document.activeElement;
+    if (document.hidden || (focused && $('#view').contains(focused))) schedule(mine, ms);
+    else render();
+  }, ms);
+}
+
 async function render() {
   clearTimeout(timer);
   const mine = ++generation;
@@ -497,7 +508,7 @@ async function render() {
     const again = await page(view, ...args);
     if (mine !== generation) return;
     $('#view').replaceWith(view);
-    if (again) timer = setTimeout(() => { if (mine === generation && !document.hidden) render(); }, again);
+    if (again) schedule(mine, again);
   } catch (err) {
     if (mine !== generation || !token()) return;
     $('#view').replaceWith(h('div', { id: 'view' },

@@ -33,11 +33,8 @@ pub fn serve(method: &Method, asset: Option<&str>) -> Result<Response<Body>, Api
     if method != Method::GET && method != Method::HEAD {
         return Err(ApiError::method_not_allowed("GET, HEAD"));
     }
-    let mut response = Response::new(if method == Method::HEAD {
-        Body::default()
-    } else {
-        Body::from(body)
-    });
+    // For HEAD, hyper sends the headers (with the length) and leaves the body out.
+    let mut response = Response::new(Body::from(body));
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
