@@ -227,6 +227,13 @@ async fn the_console_and_its_endpoints_answer_clear_errors_and_a_dry_run_queues_
         (404, "not_found".into())
     );
     assert_eq!(call(&gw, "POST", "/console", None, None).await.status, 405);
+    let head = call(&gw, "HEAD", "/console", None, None).await;
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    assert_eq!(
+        head.headers["content-length"].to_str().ok(),
+        Some(shell.body.len().to_string().as_str())
+    );
 
     // The data needs the token.
     let refused = call(&gw, "GET", "/admin/subscriptions", None, None).await;
