@@ -1,8 +1,13 @@
 //! Operator endpoints under `/admin/`: status, one event's journey, dead letters and their
-//! replay, attempt logs; and `/metrics`.
+//! replay, attempt logs, subscriptions (health, pause, enable, recent attempts), plugin
+//! dry-runs; and `/metrics`. The web console ([`crate::console`]) calls these.
 //!
 //! Guarded by `server.admin_token` (a bearer token); without one configured they answer 404,
 //! so nothing is exposed by default.
+
+mod dry_run;
+mod journey;
+mod subscriptions;
 
 use std::sync::Arc;
 
@@ -116,34 +121,7 @@ pub async fn route(
                 Err(ApiError::not_found())
             }
         }
-        (&Method::GET, ["events", id]) => {
-            let Some(event) = state.store.event(id).map_err(internal)? else {
-                return Err(ApiError::not_found());
-            };
-            let journey = state.store.journey(id).map_err(internal)?;
-            let dead: Vec<_> = journey
-                .dead
-                .iter()
-                .map(|d| serde_json::json!({ "id": d.job.id, "subscription": d.job.subscription_id, "reason": d.reason, "at_ms": d.at_ms }))
-                .collect();
-            let queued: Vec<_> = journey
-                .queued
-                .iter()
-                .map(|j| serde_json::json!({ "id": j.id, "kind": j.kind, "subscription": j.subscription_id, "destination": j.destination, "attempts": j.attempts, "due_ms": j.due_ms, "last_error": j.last_error }))
-                .collect();
-            let attempts: Vec<_> = journey
-                .attempts
-                .iter()
-                .map(|(job, a)| serde_json::json!({ "job": job, "at_ms": a.at_ms, "status": a.status, "latency_ms": a.latency_ms, "error": a.error }))
-                .collect();
-            Ok(json(
-                StatusCode::OK,
-                &serde_json::json!({
-                    "event": { "id": event.id, "source": event.source, "model": event.model, "action": event.action, "record_id": event.record_id, "received_at_ms": event.received_at_ms },
-                    "queued": queued, "dead_letters": dead, "attempts": attempts,
-                }),
-            ))
-        }
+        (&Method::GET, ["events", id]) => journey::show(state, &snapshot, id),
         (&Method::GET, ["jobs", id, "attempts"]) => {
             let attempts = state.store.attempts(id).map_err(internal)?;
             Ok(json(
@@ -151,19 +129,29 @@ pub async fn route(
                 &serde_json::json!({ "id": id, "attempts": attempts }),
             ))
         }
+        (&Method::GET, ["subscriptions"]) => Ok(subscriptions::list(state, &snapshot)),
         (&Method::POST, ["subscriptions", id, "enable"]) => {
-            let known = snapshot.subscriptions.iter().any(|s| s.id == *id);
-            if !known {
-                return Err(ApiError::not_found());
-            }
-            let was_paused = state.health.enable(id);
-            let resumed = state.scheduler.unpark(now_ms(), |sub| sub == *id);
-            Ok(json(
-                StatusCode::OK,
-                &serde_json::json!({ "id": id, "enabled": true, "was_paused": was_paused, "resumed_jobs": resumed }),
-            ))
+            subscriptions::enable(state, &snapshot, id)
         }
-        (_, ["subscriptions", _, "enable"]) => Err(ApiError::method_not_allowed("POST")),
+        (&Method::POST, ["subscriptions", id, "pause"]) => {
+            subscriptions::pause(state, &snapshot, id)
+        }
+        (&Method::GET, ["deliveries"]) => {
+            let query = req.uri().query().map(str::to_owned);
+            subscriptions::deliveries(state, &snapshot, query.as_deref())
+        }
+        (&Method::GET, ["plugins"]) => Ok(dry_run::plugins(&snapshot)),
+        (&Method::POST, ["plugins", name, "dry-run"]) => {
+            let name = (*name).to_owned();
+            dry_run::dry_run(state, &snapshot, req, &name).await
+        }
+        (&Method::GET, ["samples"]) => Ok(dry_run::samples()),
+        (_, ["subscriptions", _, "enable" | "pause"] | ["plugins", _, "dry-run"]) => {
+            Err(ApiError::method_not_allowed("POST"))
+        }
+        (_, ["subscriptions"] | ["deliveries"] | ["plugins"] | ["samples"]) => {
+            Err(ApiError::method_not_allowed("GET"))
+        }
         (_, ["status"] | ["dead-letters"] | ["jobs", _, "attempts"] | ["events", _]) => {
             Err(ApiError::method_not_allowed("GET"))
         }

@@ -9,13 +9,14 @@
 //! payload before a plugin sees it (in dispatch's plugin-call work), and a polling source that
 //! turns changes into events for Odoo versions without webhooks (a stage of its own).
 //! Around them: [`config`] (the file and its validated snapshot), [`server`] (HTTP, tower
-//! stack, shutdown), [`admin`], [`state`] (what the stages share) and the [`cli`].
+//! stack, shutdown), [`admin`] (and its web [`console`]), [`state`] (what the stages share) and the [`cli`].
 
 pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod delivery;
 pub mod dispatch;
 pub mod event;
@@ -26,6 +27,7 @@ pub mod odoo;
 pub mod plugin;
 pub mod plugin_threads;
 pub mod reload;
+pub mod samples;
 pub mod scheduler;
 pub mod server;
 pub mod signing;

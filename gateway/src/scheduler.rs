@@ -341,6 +341,18 @@ impl Scheduler {
         }
     }
 
+    /// Queued jobs (due, waiting or parked; not those running) per subscription. Walks the
+    /// whole schedule under its lock: for an operator's occasional look, not the data path.
+    pub fn depth_by_subscription(&self) -> HashMap<Arc<str>, usize> {
+        let q = self.lock();
+        let mut counts: HashMap<Arc<str>, usize> = HashMap::new();
+        let waiting = q.lanes.values().flatten().chain(q.later.values());
+        for entry in waiting.chain(q.parked.values().flatten()) {
+            *counts.entry(entry.subscription.clone()).or_default() += 1;
+        }
+        counts
+    }
+
     /// Resolves when work may have become runnable (a job queued, a slot freed).
     pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
         self.wake.notified()
@@ -456,6 +468,25 @@ mod tests {
         assert_eq!(ids(&s.take(0, 10, |_| Admit::Run(()))), ["other"]);
         s.schedule(&job("p5", "s", "d", JobKind::Transform, 0), 0);
         assert_eq!(ids(&s.take(0, 10, |_| Admit::Run(()))), ["p5"]);
+    }
+
+    #[test]
+    fn depth_by_subscription_counts_due_later_and_parked_jobs() {
+        let s = Scheduler::default();
+        s.schedule(&job("e1.a.0", "a", "d1", JobKind::Deliver, 0), 10);
+        s.schedule(&job("e2.a.0", "a", "d1", JobKind::Deliver, 500), 10);
+        s.schedule(&job("e1.b.0", "b", "d2", JobKind::Deliver, 0), 10);
+        let _ = s.take::<()>(10, 10, |e| {
+            if &*e.subscription == "b" {
+                Admit::Park
+            } else {
+                Admit::Wait
+            }
+        });
+        let depth = s.depth_by_subscription();
+        assert_eq!(depth.get("a"), Some(&2));
+        assert_eq!(depth.get("b"), Some(&1));
+        assert_eq!(s.depth().parked, 1);
     }
 
     #[test]

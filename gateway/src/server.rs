@@ -164,6 +164,9 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
         // The API's description, as shipped with this build (checked against the router).
         ["openapi.json"] if req.method() == Method::GET => Ok(openapi()),
         ["admin", ..] => crate::admin::route(state, req, &segments[1..]).await,
+        // The console's static shell: no data in it, so no token needed to fetch it.
+        ["console"] => crate::console::serve(req.method(), None),
+        ["console", asset] => crate::console::serve(req.method(), Some(asset)),
         [
             "v1",
             "subscriptions" | "plugins" | "deliveries" | "dead-letters",

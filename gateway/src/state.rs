@@ -194,7 +194,8 @@ impl Health {
         h.last_error = Some(error.to_owned());
         if h.consecutive_failures >= config.flag_after_failures && !h.flagged {
             h.flagged = true;
-            h.disabled = config.disable_flagged;
+            // An operator's pause stays in force whatever the configuration says of flags.
+            h.disabled |= config.disable_flagged;
             tracing::warn!(
                 subscription = sub,
                 failures = h.consecutive_failures,
@@ -215,14 +216,78 @@ impl Health {
     /// Re-enables a subscription and clears its record; returns whether it was paused.
     pub fn enable(&self, sub: &str) -> bool {
         let removed = self.lock().remove(sub);
-        if removed.as_ref().is_some_and(|h| h.flagged) {
+        if removed.as_ref().is_some_and(|h| h.flagged || h.disabled) {
             self.persist(sub, None);
         }
         removed.is_some_and(|h| h.disabled)
     }
 
+    /// Pauses a subscription on the operator's word: its jobs wait (dispatch parks them)
+    /// until [`Self::enable`]. Stored, so a restart keeps it paused. Returns whether it was
+    /// already paused.
+    pub fn pause(&self, sub: &str) -> bool {
+        let mut map = self.lock();
+        let h = map.entry(sub.to_owned()).or_default();
+        let was_paused = h.disabled;
+        h.disabled = true;
+        let snapshot = h.clone();
+        drop(map);
+        if !was_paused {
+            self.persist(sub, Some(&snapshot));
+        }
+        was_paused
+    }
+
+    /// One subscription's record (the default when it has none: healthy, not paused).
+    pub fn of(&self, sub: &str) -> SubscriptionHealth {
+        self.lock().get(sub).cloned().unwrap_or_default()
+    }
+
     /// Every subscription with failures.
     pub fn report(&self) -> HashMap<String, SubscriptionHealth> {
         self.lock().clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(flag_after_failures: u32, disable_flagged: bool) -> DeliveryConfig {
+        let mut config: DeliveryConfig = toml::from_str("").expect("defaults");
+        config.flag_after_failures = flag_after_failures;
+        config.disable_flagged = disable_flagged;
+        config
+    }
+
+    #[test]
+    fn a_pause_is_stored_and_survives_a_reopen_until_enabled() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let health = Health::open(&store).expect("health");
+        assert!(!health.pause("orders"), "not paused before");
+        assert!(health.pause("orders"), "paused already");
+        assert!(health.is_disabled("orders"));
+        // A success does not lift an operator's pause.
+        health.success("orders");
+        drop(health);
+        let reopened = Health::open(&store).expect("health");
+        assert!(reopened.is_disabled("orders"), "the pause survives");
+        assert!(reopened.enable("orders"), "it was paused");
+        drop(reopened);
+        let again = Health::open(&store).expect("health");
+        assert!(!again.is_disabled("orders"), "the enable is stored too");
+    }
+
+    #[test]
+    fn flagging_a_paused_subscription_keeps_it_paused() {
+        let health = Health::default();
+        health.pause("orders");
+        health.failure("orders", "boom", &delivery(1, false));
+        let h = health.of("orders");
+        assert!(h.flagged && h.disabled, "{h:?}");
+        health.failure("other", "boom", &delivery(1, false));
+        let other = health.of("other");
+        assert!(other.flagged && !other.disabled, "{other:?}");
     }
 }

@@ -1,5 +1,6 @@
-//! The operator commands (`status`, `events show`, `dead-letters list|replay`) against a
-//! running gateway, as a person types them.
+//! The operator commands (`status`, `events show`, `dead-letters list|replay`,
+//! `subscriptions list|pause|enable`, `deliveries list`) against a running gateway, as a
+//! person types them.
 
 use std::time::Duration;
 
@@ -123,4 +124,124 @@ async fn an_operator_follows_an_event_and_replays_its_dead_letter() {
     bad.wait_for(2, Duration::from_secs(20))
         .await
         .expect("tried again");
+}
+
+async fn post_order(gw: &TestGateway) -> String {
+    let reply = HttpClient::new()
+        .post_json(
+            &gw.url(&format!("/v1/odoo/odoo/{TOKEN}")),
+            &fixture("native/sale.order.confirmed.json"),
+        )
+        .await
+        .expect("post");
+    assert_eq!(reply.status, 202);
+    serde_json::from_slice::<serde_json::Value>(&reply.body).expect("JSON")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
+}
+
+/// The `subscriptions list --json` entry of `id`.
+async fn subscription(gw: &TestGateway, id: &str) -> serde_json::Value {
+    let listed: serde_json::Value =
+        serde_json::from_str(&run(gw, &["subscriptions", "list", "--json"]).await).expect("JSON");
+    listed["subscriptions"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|s| s["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("{id} is not listed: {listed}"))
+}
+
+#[tokio::test]
+async fn a_paused_subscription_delivers_nothing_stays_paused_across_a_restart_and_resumes_when_enabled()
+ {
+    let inbox = |status: u16| {
+        Inbox::start_local(InboxOptions {
+            secrets: vec![SECRET.parse().expect("secret")],
+            status: http::StatusCode::from_u16(status).expect("status"),
+            ..InboxOptions::default()
+        })
+    };
+    let (good, bad) = (
+        inbox(200).await.expect("inbox"),
+        inbox(500).await.expect("inbox"),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = TestGateway::start(&config(&good, &bad), dir.path())
+        .await
+        .expect("gateway");
+
+    let paused = run(&gw, &["subscriptions", "pause", "works"]).await;
+    assert!(paused.contains("Paused `works`"), "{paused}");
+    let id = post_order(&gw).await;
+    bad.wait_for(1, Duration::from_secs(20))
+        .await
+        .expect("the other subscription still delivers");
+    // The paused subscription's job waits in the schedule; nothing reaches its receiver.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while subscription(&gw, "works").await["queued"] != 1 {
+        assert!(tokio::time::Instant::now() < deadline, "never queued");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        good.received().is_empty(),
+        "a paused subscription delivered"
+    );
+    let table = run(&gw, &["subscriptions", "list"]).await;
+    let works = table.lines().find(|l| l.starts_with("works")).expect("row");
+    assert!(works.contains("paused"), "{table}");
+
+    // The failing subscription's attempts, newest first; the paused one has none yet.
+    let failed = run(
+        &gw,
+        &["deliveries", "list", "--subscription", "fails", "--failed"],
+    )
+    .await;
+    assert!(
+        failed.contains(&format!("{id}.fails.0")) && failed.contains("500"),
+        "{failed}"
+    );
+    let as_json: serde_json::Value = serde_json::from_str(
+        &run(
+            &gw,
+            &["deliveries", "list", "--subscription", "fails", "--json"],
+        )
+        .await,
+    )
+    .expect("JSON");
+    assert_eq!(as_json["attempts"][0]["status"], 500, "{as_json}");
+    assert_eq!(as_json["attempts"][0]["job_state"], "dead", "{as_json}");
+    let none: serde_json::Value = serde_json::from_str(
+        &run(
+            &gw,
+            &["deliveries", "list", "--subscription", "works", "--json"],
+        )
+        .await,
+    )
+    .expect("JSON");
+    assert_eq!(none["attempts"], serde_json::json!([]), "{none}");
+
+    // A restart keeps the pause (it is stored with the subscription's health).
+    gw.stop().await.expect("stopped");
+    let gw = TestGateway::start(&config(&good, &bad), dir.path())
+        .await
+        .expect("gateway again");
+    assert_eq!(subscription(&gw, "works").await["paused"], true);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(good.received().is_empty(), "delivered after the restart");
+
+    let enabled = run(&gw, &["subscriptions", "enable", "works"]).await;
+    assert!(enabled.contains("Enabled `works`"), "{enabled}");
+    good.wait_for(1, Duration::from_secs(20))
+        .await
+        .expect("delivered once enabled");
+    assert_eq!(subscription(&gw, "works").await["paused"], false);
+    let delivered = run(&gw, &["deliveries", "list", "--subscription", "works"]).await;
+    assert!(
+        delivered.contains(&format!("{id}.works.0")) && delivered.contains("200"),
+        "{delivered}"
+    );
 }

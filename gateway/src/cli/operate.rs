@@ -1,5 +1,6 @@
 //! Operator commands against a running gateway: `status`, `events show`, `dead-letters
-//! list|replay`, `subscriptions enable`. Human tables by default, `--json` for scripts.
+//! list|replay`, `subscriptions list|pause|enable`, `deliveries list`. Human tables by
+//! default, `--json` for scripts.
 //!
 //! They talk to the admin API with the admin token (the CLI's admin client); nothing
 //! here opens the database.
@@ -47,6 +48,13 @@ pub enum Operate {
         #[command(subcommand)]
         action: SubscriptionsAction,
     },
+    /// Delivery attempts.
+    Deliveries {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        action: DeliveriesAction,
+    },
 }
 
 /// `events ...`.
@@ -74,10 +82,35 @@ pub enum DeadLettersAction {
 /// `subscriptions ...`.
 #[derive(Debug, Subcommand)]
 pub enum SubscriptionsAction {
-    /// Clear a subscription's flag and resume its paused deliveries.
+    /// Every subscription in force, with its health, state and queued jobs.
+    List,
+    /// Pause a subscription: its jobs wait (and it stays paused across restarts) until it is
+    /// enabled.
+    Pause {
+        /// The subscription id.
+        id: String,
+    },
+    /// Clear a subscription's flag and pause, and resume its paused deliveries.
     Enable {
         /// The subscription id.
         id: String,
+    },
+}
+
+/// `deliveries ...`.
+#[derive(Debug, Subcommand)]
+pub enum DeliveriesAction {
+    /// A subscription's recent attempts (deliveries and plugin calls), newest first.
+    List {
+        /// The subscription id.
+        #[arg(long)]
+        subscription: String,
+        /// Only the attempts that failed.
+        #[arg(long)]
+        failed: bool,
+        /// At most this many (1 to 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
     },
 }
 
@@ -109,8 +142,32 @@ impl Operate {
             } => (target, "POST", format!("/admin/dead-letters/{id}/replay")),
             Self::Subscriptions {
                 target,
+                action: SubscriptionsAction::List,
+            } => (target, "GET", "/admin/subscriptions".to_owned()),
+            Self::Subscriptions {
+                target,
+                action: SubscriptionsAction::Pause { id },
+            } => (target, "POST", format!("/admin/subscriptions/{id}/pause")),
+            Self::Subscriptions {
+                target,
                 action: SubscriptionsAction::Enable { id },
             } => (target, "POST", format!("/admin/subscriptions/{id}/enable")),
+            Self::Deliveries {
+                target,
+                action:
+                    DeliveriesAction::List {
+                        subscription,
+                        failed,
+                        limit,
+                    },
+            } => {
+                let query: String = form_urlencoded::Serializer::new(String::new())
+                    .append_pair("subscription", subscription)
+                    .append_pair("failed", if *failed { "true" } else { "false" })
+                    .append_pair("limit", &limit.to_string())
+                    .finish();
+                (target, "GET", format!("/admin/deliveries?{query}"))
+            }
         };
         let admin = target.gateway.client()?;
         let answer = admin.call(method, &path, None).await?;
@@ -130,6 +187,22 @@ impl Operate {
                 ..
             } => Ok(writeln!(out, "Replayed `{id}`: it is queued again.")?),
             Self::Subscriptions {
+                action: SubscriptionsAction::List,
+                ..
+            } => subscriptions(out, &answer),
+            Self::Subscriptions {
+                action: SubscriptionsAction::Pause { id },
+                ..
+            } => Ok(writeln!(
+                out,
+                "Paused `{id}`{}: its jobs wait until `subscriptions enable {id}`.",
+                if answer["was_paused"] == true {
+                    " (it already was)"
+                } else {
+                    ""
+                }
+            )?),
+            Self::Subscriptions {
                 action: SubscriptionsAction::Enable { id },
                 ..
             } => Ok(writeln!(
@@ -137,6 +210,7 @@ impl Operate {
                 "Enabled `{id}`; {} paused jobs resumed.",
                 answer["resumed_jobs"].as_u64().unwrap_or(0)
             )?),
+            Self::Deliveries { .. } => deliveries(out, &answer),
         }
     }
 }
@@ -233,6 +307,63 @@ fn dead_letters(out: &mut impl Write, answer: &Value) -> anyhow::Result<()> {
             cell(&d["subscription"]),
             cell(&d["attempts"]),
             cell(&d["reason"])
+        )?;
+    }
+    Ok(())
+}
+
+fn subscriptions(out: &mut impl Write, answer: &Value) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "{:<28} {:<10} {:<12} {:<8} {:<8} LAST ERROR",
+        "SUBSCRIPTION", "HEALTH", "STATE", "FAILURES", "QUEUED"
+    )?;
+    for s in answer["subscriptions"].as_array().into_iter().flatten() {
+        let health = if s["flagged"] == true {
+            "flagged"
+        } else if s["consecutive_failures"].as_u64().unwrap_or(0) > 0 {
+            "failing"
+        } else {
+            "healthy"
+        };
+        let state = if s["enabled"] == false {
+            "disabled"
+        } else if s["paused"] == true {
+            "paused"
+        } else {
+            "delivering"
+        };
+        writeln!(
+            out,
+            "{:<28} {health:<10} {state:<12} {:<8} {:<8} {}",
+            cell(&s["id"]),
+            cell(&s["consecutive_failures"]),
+            cell(&s["queued"]),
+            cell(&s["last_error"])
+        )?;
+    }
+    Ok(())
+}
+
+fn deliveries(out: &mut impl Write, answer: &Value) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "{:<29} {:<56} {:<7} {:<7} {:<7} ERROR",
+        "AT", "JOB", "STATUS", "MS", "NOW"
+    )?;
+    for a in answer["attempts"].as_array().into_iter().flatten() {
+        let at = a["at_ms"]
+            .as_u64()
+            .and_then(|ms| std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_millis(ms)))
+            .map_or_else(|| "-".to_owned(), httpdate::fmt_http_date);
+        writeln!(
+            out,
+            "{at:<29} {:<56} {:<7} {:<7} {:<7} {}",
+            cell(&a["job"]),
+            cell(&a["status"]),
+            cell(&a["latency_ms"]),
+            cell(&a["job_state"]),
+            cell(&a["error"])
         )?;
     }
     Ok(())

@@ -13,9 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use sha2::{Digest, Sha256};
 
-use crate::event::Event;
 use crate::plugin::{
     Delivery, LogLine, Plugin, PluginConfig, PluginError, PluginHost, PluginLimits,
 };
@@ -163,7 +161,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let config = read_config(args.config_file.as_deref(), &args.config)?;
     let text = std::fs::read_to_string(&args.event)
         .with_context(|| format!("reading {}", args.event.display()))?;
-    let event = event_from_file(&text, args.event_type.as_deref())
+    let event = crate::samples::event_from_json(&text, args.event_type.as_deref())
         .with_context(|| format!("event file {}", args.event.display()))?;
     println!(
         "event {} ({}), record {:?}",
@@ -301,114 +299,9 @@ fn parse_config(text: &str) -> anyhow::Result<BTreeMap<String, String>> {
         .collect()
 }
 
-/// A full event as a file may spell it; missing fields get CLI defaults.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EventFile {
-    id: Option<String>,
-    source: Option<String>,
-    model: String,
-    action: String,
-    record_id: Option<i64>,
-    received_at_ms: Option<u64>,
-    payload: serde_json::Value,
-    #[serde(default)]
-    headers: Vec<(String, String)>,
-}
-
-/// Builds the event `plugin run` sends: from an Odoo native webhook body (the payload is the
-/// file as is) or from a full event. The id is derived from the content, so two runs on the
-/// same file see the same event.
-pub(crate) fn event_from_file(text: &str, event_type: Option<&str>) -> anyhow::Result<Event> {
-    let json: serde_json::Value = serde_json::from_str(text).context("not JSON")?;
-    let object = json.as_object().context("expected a JSON object")?;
-    let id = format!(
-        "cli-{}",
-        &hex::encode(Sha256::digest(text.as_bytes()))[..16]
-    );
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let mut event = if let Some(model) = object.get("_model") {
-        Event {
-            id,
-            source: "cli".into(),
-            model: model
-                .as_str()
-                .context("`_model` must be a string")?
-                .to_owned(),
-            action: "write".into(),
-            record_id: object.get("_id").and_then(serde_json::Value::as_i64),
-            received_at_ms: now,
-            payload: text.to_owned(),
-            headers: vec![("content-type".into(), "application/json".into())],
-        }
-    } else if object.contains_key("model") {
-        let file: EventFile = serde_json::from_value(json).context("not a valid event")?;
-        Event {
-            id: file.id.unwrap_or(id),
-            source: file.source.unwrap_or_else(|| "cli".into()),
-            model: file.model,
-            action: file.action,
-            record_id: file.record_id,
-            received_at_ms: file.received_at_ms.unwrap_or(now),
-            payload: match file.payload {
-                serde_json::Value::String(s) => s,
-                other => other.to_string(),
-            },
-            headers: file.headers,
-        }
-    } else {
-        bail!(
-            "expected an Odoo webhook body (with `_model`) or an event (with `model`, `action`, `payload`)"
-        );
-    };
-    if let Some(event_type) = event_type {
-        let (model, action) = event_type
-            .rsplit_once('.')
-            .filter(|(m, a)| !m.is_empty() && !a.is_empty())
-            .with_context(|| format!("event type {event_type:?} is not `model.action`"))?;
-        event.model = model.to_owned();
-        event.action = action.to_owned();
-    }
-    Ok(event)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const NATIVE: &str = odoo_gateway_fixtures::NATIVE_ORDER;
-
-    #[test]
-    fn native_body_becomes_an_event_with_the_body_as_payload() {
-        let event = event_from_file(NATIVE, Some("sale.order.confirmed")).unwrap();
-        assert_eq!(
-            (event.model.as_str(), event.action.as_str()),
-            ("sale.order", "confirmed")
-        );
-        assert!(event.record_id.is_some());
-        assert_eq!(event.payload, NATIVE);
-        assert_eq!(
-            event.id,
-            event_from_file(NATIVE, None).unwrap().id,
-            "ids are stable"
-        );
-        assert_eq!(event_from_file(NATIVE, None).unwrap().action, "write");
-    }
-
-    #[test]
-    fn full_event_keeps_its_fields() {
-        let text = r#"{"id": "e1", "model": "res.partner", "action": "create", "record_id": 7,
-                       "received_at_ms": 5, "payload": {"name": "Azure"}}"#;
-        let event = event_from_file(text, None).unwrap();
-        assert_eq!(event.id, "e1");
-        assert_eq!(event.event_type(), "res.partner.create");
-        assert_eq!((event.record_id, event.received_at_ms), (Some(7), 5));
-        assert_eq!(event.payload, r#"{"name":"Azure"}"#);
-        assert!(event_from_file(r#"{"name": "x"}"#, None).is_err());
-        assert!(event_from_file(NATIVE, Some("nodot")).is_err());
-    }
 
     #[test]
     fn config_file_flat_or_nested_then_overrides() {

@@ -271,6 +271,9 @@ pub struct Subscription {
     pub destinations: Vec<String>,
     /// The plugin, loaded and validated.
     pub plugin: Option<Plugin>,
+    /// The plugin's file name without its extension (`shipper_router`): what the operator's
+    /// console and dry-run call it.
+    pub plugin_name: Option<String>,
     /// The plugin's configuration.
     pub plugin_config: PluginConfig,
     /// Pass-through format when there is no plugin.
@@ -524,6 +527,11 @@ impl Snapshot {
                 patterns,
                 destinations: s.destinations.clone(),
                 plugin,
+                plugin_name: s
+                    .plugin
+                    .as_ref()
+                    .and_then(|p| p.file_stem())
+                    .map(|stem| stem.to_string_lossy().into_owned()),
                 plugin_config,
                 format: s.format,
                 timeout: s.timeout.unwrap_or(file.delivery.timeout),
