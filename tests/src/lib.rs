@@ -16,6 +16,18 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio_util::sync::CancellationToken;
 
+/// A receiver on a loopback port that checks every delivery's Standard Webhooks signature
+/// against `secret` and answers `status`.
+pub async fn verifying_inbox(secret: &str, status: u16) -> odoo_gateway::cli::inbox::Inbox {
+    odoo_gateway::cli::inbox::Inbox::start_local(odoo_gateway::cli::inbox::InboxOptions {
+        secrets: vec![secret.parse().expect("a webhook secret")],
+        status: http::StatusCode::from_u16(status).expect("an HTTP status"),
+        ..Default::default()
+    })
+    .await
+    .expect("the inbox starts")
+}
+
 /// The workspace root.
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

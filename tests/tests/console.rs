@@ -8,8 +8,8 @@
 use std::process::Command;
 use std::time::Duration;
 
-use odoo_gateway::cli::inbox::{Inbox, InboxOptions};
-use odoo_gateway_tests::{HttpClient, TestGateway, fixture, plugin, workspace};
+use odoo_gateway::cli::inbox::Inbox;
+use odoo_gateway_tests::{HttpClient, TestGateway, fixture, plugin, verifying_inbox, workspace};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const TOKEN: &str = "console-token-0123456789";
@@ -73,16 +73,9 @@ plugin = "{plugin}"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_works_the_console_in_a_real_browser() {
-    let inbox = |status: u16| {
-        Inbox::start_local(InboxOptions {
-            secrets: vec![SECRET.parse().expect("secret")],
-            status: http::StatusCode::from_u16(status).expect("status"),
-            ..InboxOptions::default()
-        })
-    };
     let (good, bad) = (
-        inbox(200).await.expect("inbox"),
-        inbox(500).await.expect("inbox"),
+        verifying_inbox(SECRET, 200).await,
+        verifying_inbox(SECRET, 500).await,
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let gw = TestGateway::start(&config(&good, &bad), dir.path())
@@ -187,16 +180,9 @@ async fn call(
 
 #[tokio::test]
 async fn the_console_and_its_endpoints_answer_clear_errors_and_a_dry_run_queues_nothing() {
-    let inbox = |status: u16| {
-        Inbox::start_local(InboxOptions {
-            secrets: vec![SECRET.parse().expect("secret")],
-            status: http::StatusCode::from_u16(status).expect("status"),
-            ..InboxOptions::default()
-        })
-    };
     let (good, bad) = (
-        inbox(200).await.expect("inbox"),
-        inbox(500).await.expect("inbox"),
+        verifying_inbox(SECRET, 200).await,
+        verifying_inbox(SECRET, 500).await,
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let gw = TestGateway::start(&config(&good, &bad), dir.path())

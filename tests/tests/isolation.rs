@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use http::StatusCode;
-use odoo_gateway::cli::inbox::{Inbox, InboxOptions};
+use odoo_gateway::cli::inbox::Inbox;
 use odoo_gateway_tests::{HttpClient, TestGateway, fixture, plugin};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -42,12 +42,7 @@ tokens = ["{TOKEN}"]
 }
 
 async fn inbox() -> Inbox {
-    Inbox::start_local(InboxOptions {
-        secrets: vec![SECRET.parse().expect("secret")],
-        ..InboxOptions::default()
-    })
-    .await
-    .expect("inbox")
+    odoo_gateway_tests::verifying_inbox(SECRET, 200).await
 }
 
 fn order(n: usize) -> Vec<u8> {

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use odoo_gateway::cli::inbox::{Inbox, InboxOptions};
 use odoo_gateway_tests::{HttpClient, TestGateway, fixture, plugin, workspace};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -21,12 +20,7 @@ const LANGUAGES: &[(&str, &str)] = &[
 
 #[tokio::test]
 async fn the_gateway_serves_the_same_plugin_in_four_languages() {
-    let inbox = Inbox::start_local(InboxOptions {
-        secrets: vec![SECRET.parse().expect("secret")],
-        ..InboxOptions::default()
-    })
-    .await
-    .expect("inbox");
+    let inbox = odoo_gateway_tests::verifying_inbox(SECRET, 200).await;
     let mut config = format!(
         r#"
 [server]

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use odoo_gateway::cli::inbox::{Inbox, InboxOptions};
+use odoo_gateway::cli::inbox::Inbox;
 use odoo_gateway::cli::operate::Operate;
-use odoo_gateway_tests::{HttpClient, TestGateway, fixture};
+use odoo_gateway_tests::{HttpClient, TestGateway, fixture, verifying_inbox};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const TOKEN: &str = "operate-token-0123456789";
@@ -63,16 +63,9 @@ async fn run(gw: &TestGateway, args: &[&str]) -> String {
 
 #[tokio::test]
 async fn an_operator_follows_an_event_and_replays_its_dead_letter() {
-    let inbox = |status: u16| {
-        Inbox::start_local(InboxOptions {
-            secrets: vec![SECRET.parse().expect("secret")],
-            status: http::StatusCode::from_u16(status).expect("status"),
-            ..InboxOptions::default()
-        })
-    };
     let (good, bad) = (
-        inbox(200).await.expect("inbox"),
-        inbox(500).await.expect("inbox"),
+        verifying_inbox(SECRET, 200).await,
+        verifying_inbox(SECRET, 500).await,
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let gw = TestGateway::start(&config(&good, &bad), dir.path())
@@ -157,16 +150,9 @@ async fn subscription(gw: &TestGateway, id: &str) -> serde_json::Value {
 #[tokio::test]
 async fn a_paused_subscription_delivers_nothing_stays_paused_across_a_restart_and_resumes_when_enabled()
  {
-    let inbox = |status: u16| {
-        Inbox::start_local(InboxOptions {
-            secrets: vec![SECRET.parse().expect("secret")],
-            status: http::StatusCode::from_u16(status).expect("status"),
-            ..InboxOptions::default()
-        })
-    };
     let (good, bad) = (
-        inbox(200).await.expect("inbox"),
-        inbox(500).await.expect("inbox"),
+        verifying_inbox(SECRET, 200).await,
+        verifying_inbox(SECRET, 500).await,
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let gw = TestGateway::start(&config(&good, &bad), dir.path())

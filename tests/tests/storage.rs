@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use odoo_gateway::cli::inbox::{Inbox, InboxOptions};
+use odoo_gateway::cli::inbox::Inbox;
 use odoo_gateway::reload::ConfigSource;
 use odoo_gateway_tests::{HttpClient, TestGateway, fixture};
 
@@ -104,12 +104,7 @@ async fn wait_status(
 
 #[tokio::test]
 async fn a_full_disk_budget_refuses_new_events_and_recovers_when_there_is_room() {
-    let inbox = Inbox::start_local(InboxOptions {
-        secrets: vec![SECRET.parse().expect("secret")],
-        ..InboxOptions::default()
-    })
-    .await
-    .expect("inbox");
+    let inbox = odoo_gateway_tests::verifying_inbox(SECRET, 200).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("gateway.toml");
     std::fs::write(&file, config(&inbox, "")).expect("write");

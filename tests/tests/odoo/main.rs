@@ -9,7 +9,7 @@ mod poll;
 use std::path::Path;
 use std::time::Duration;
 
-use odoo_gateway::cli::inbox::{Inbox, InboxOptions, Received};
+use odoo_gateway::cli::inbox::{Inbox, Received};
 use odoo_gateway_tests::fake_odoo::{self, FakeOdoo};
 use odoo_gateway_tests::{HttpClient, TestGateway, fixture, plugin};
 use serde_json::{Value, json};
@@ -97,12 +97,7 @@ enrich = [
 }
 
 async fn inbox() -> Inbox {
-    Inbox::start_local(InboxOptions {
-        secrets: vec![SECRET.parse().expect("secret")],
-        ..InboxOptions::default()
-    })
-    .await
-    .expect("inbox")
+    odoo_gateway_tests::verifying_inbox(SECRET, 200).await
 }
 
 async fn post_confirmed_order(gateway: &TestGateway) {
