@@ -280,6 +280,7 @@ async function events(view, id) {
   for (const a of journey.attempts) subsOf.add(jobSub(a.job));
   for (const j of journey.queued) subsOf.add(j.subscription);
   for (const d of journey.dead_letters) subsOf.add(d.subscription);
+  for (const d of journey.delivered) subsOf.add(d.subscription);
   view.append(
     h('dl', { class: 'facts' },
       h('dt', {}, 'Type'), h('dd', {}, e.type),
@@ -294,6 +295,7 @@ async function events(view, id) {
     const attempts = journey.attempts.filter((a) => jobSub(a.job) === sub);
     const waiting = journey.queued.filter((j) => j.subscription === sub);
     const dead = journey.dead_letters.filter((d) => d.subscription === sub);
+    const sent = journey.delivered.filter((d) => d.subscription === sub);
     const section = h('section', { class: 'sub', 'aria-label': `Subscription ${sub}`, 'data-subscription': sub },
       h('h3', {}, sub, ' ', dead.length ? badge('bad', 'dead-lettered')
         : waiting.length ? badge('warn', 'queued') : attempts.length ? badge('ok', 'done') : badge('muted', 'not yet run')));
@@ -308,8 +310,11 @@ async function events(view, id) {
           ? [h('p', { class: 'muted' }, `${job.content_type} to ${job.destination}`), h('pre', { 'aria-label': `Body of ${job.id}` }, pretty(job.body, job.content_type))]
           : h('p', { class: 'muted' }, 'A plugin call: its deliveries appear once it has run.')));
     }
-    if (!waiting.length && !dead.length && attempts.length) {
-      section.append(h('p', { class: 'muted' }, 'Delivered jobs leave the store; their attempts remain above.'));
+    for (const job of sent) {
+      section.append(h('article', { class: 'delivery' },
+        h('h4', {}, `Delivered ${job.id}`),
+        h('p', { class: 'muted' }, `${job.content_type} to ${job.destination}`),
+        h('pre', { 'aria-label': `Body of ${job.id}` }, pretty(job.body, job.content_type))));
     }
     view.append(section);
   }

@@ -174,8 +174,15 @@ try {
     await routed.getByRole('table', { name: 'Plugin calls' }).waitFor();
     const attempts = routed.getByRole('table', { name: 'Delivery attempts' });
     for (let n = 0; n < destinations.length; n += 1) {
-      await attempts.getByRole('row').filter({ hasText: `${eventId}.${pluginSubscription}.${n}` }).waitFor();
+      const job = `${eventId}.${pluginSubscription}.${n}`;
+      await attempts.getByRole('row').filter({ hasText: job }).waitFor();
+      // What each delivery sent, as the plugin made it.
+      const sent = JSON.parse(await routed.getByLabel(`Body of ${job}`).textContent());
+      assert.ok(Array.isArray(sent.order_line) && sent.order_line.length > 0, `${job}: the order with its shipper's lines`);
     }
+    // A pass-through delivery's body, rebuilt from the stored event.
+    const passed = await good.getByLabel(`Body of ${eventId}.${healthy}.0`).textContent();
+    assert.match(passed, new RegExp(eventId), 'the delivered envelope names the event');
     await shot('journey');
   });
 

@@ -2,8 +2,9 @@
 //! under the configuration in force, and everything it made: jobs still queued (with the
 //! body they will send), dead letters (with the body that failed), every attempt.
 //!
-//! Reads only. A delivered job leaves the store, so what it sent is no longer kept: its
-//! attempts remain.
+//! Reads only. A delivered job leaves the queue; what it sent is read from its row in the
+//! delivery index (a plugin's body as made, a pass-through body rebuilt from the event) until
+//! retention removes it with the event.
 
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -50,6 +51,15 @@ pub(super) fn show(
             shown
         })
         .collect();
+    let delivered: Vec<_> = journey
+        .delivered
+        .iter()
+        .map(|d| {
+            let mut shown = json!({ "id": d.id, "subscription": subscription_of(&d.id), "destination": d.destination });
+            add_body(&mut shown, d.envelope, &d.content_type, &d.body, &event);
+            shown
+        })
+        .collect();
     let attempts: Vec<_> = journey
         .attempts
         .iter()
@@ -61,25 +71,42 @@ pub(super) fn show(
         &json!({
             "event": { "id": event.id, "source": event.source, "model": event.model, "action": event.action, "type": event_type, "record_id": event.record_id, "received_at_ms": event.received_at_ms, "payload": payload },
             "matched": matched,
-            "queued": queued, "dead_letters": dead, "attempts": attempts,
+            "queued": queued, "dead_letters": dead, "delivered": delivered, "attempts": attempts,
         }),
     ))
 }
 
-/// Adds what a delivery job sends (its content type and body) to `shown`; a plugin call has
-/// no body of its own. A pass-through job's body is built from the stored event, as dispatch
-/// builds it.
+fn subscription_of(job_id: &str) -> String {
+    job_id
+        .parse::<crate::store::JobId>()
+        .map(|id| id.subscription)
+        .unwrap_or_default()
+}
+
+/// Adds what a delivery job sends to `shown`; a plugin call has no body of its own.
 fn with_body(shown: &mut Value, job: &Job, event: &Event) {
-    if job.kind != crate::store::JobKind::Deliver {
-        return;
+    if job.kind == crate::store::JobKind::Deliver {
+        add_body(shown, job.envelope, &job.content_type, &job.body, event);
     }
-    let (content_type, body) = match job.envelope {
+}
+
+/// Adds a delivery's content type and body to `shown`: its own, or built from the stored
+/// event in its envelope, as dispatch builds it.
+fn add_body(
+    shown: &mut Value,
+    envelope: Option<crate::config::Format>,
+    content_type: &str,
+    body: &[u8],
+    event: &Event,
+) {
+    let built;
+    let (content_type, body) = match envelope {
         Some(format) => {
-            let built = crate::transform::pass_through(event, format);
-            (built.content_type, built.body)
+            built = crate::transform::pass_through(event, format);
+            (built.content_type.as_str(), built.body.as_slice())
         }
-        None => (job.content_type.clone(), job.body.clone()),
+        None => (content_type, body),
     };
     shown["content_type"] = json!(content_type);
-    shown["body"] = json!(super::dry_run::shown_body(&body));
+    shown["body"] = json!(super::dry_run::shown_body(body));
 }

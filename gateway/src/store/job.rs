@@ -256,7 +256,9 @@ pub struct DeadLetter {
     pub at_ms: u64,
 }
 
-/// What the per-subscription index keeps of a job: enough to list it after it left the queue.
+/// What the per-subscription index keeps of a job: enough to list it after it left the queue,
+/// and to show what it sent (its own body, or the envelope its body is built in from the
+/// stored event) until retention removes it with its event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobSummary {
     /// The job id.
@@ -267,6 +269,15 @@ pub struct JobSummary {
     pub destination: String,
     /// When the job was created (ms since the epoch).
     pub created_ms: u64,
+    /// MIME type of the body.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub content_type: String,
+    /// The body is the stored event in this envelope format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelope: Option<Format>,
+    /// The job's own body (a plugin's delivery), base64 in storage.
+    #[serde(with = "body_b64", default, skip_serializing_if = "Vec::is_empty")]
+    pub body: Vec<u8>,
 }
 
 impl From<&Job> for JobSummary {
@@ -276,6 +287,9 @@ impl From<&Job> for JobSummary {
             event_id: job.event_id.clone(),
             destination: job.destination.clone(),
             created_ms: job.created_ms,
+            content_type: job.content_type.clone(),
+            envelope: job.envelope,
+            body: job.body.clone(),
         }
     }
 }

@@ -28,6 +28,9 @@ pub struct Journey {
     pub dead: Vec<DeadLetter>,
     /// Every attempt of its jobs, with the job id.
     pub attempts: Vec<(String, Attempt)>,
+    /// Its deliveries that were made and left the queue (from the delivery index: what each
+    /// sent).
+    pub delivered: Vec<JobSummary>,
 }
 
 /// Largest number of writes in one atomic batch.
@@ -360,7 +363,7 @@ impl Store {
             .map(|e| decode("jobs", &e?.1))
             .collect::<Result<_, _>>()?;
         queued.extend(self.open_members_of(event_id)?);
-        let dead = queue
+        let dead: Vec<DeadLetter> = queue
             .scan_prefix(prefix(DEAD))
             .map(|e| decode("dead", &e?.1))
             .collect::<Result<_, _>>()?;
@@ -374,10 +377,27 @@ impl Store {
                 decode("attempts", &value)?,
             ));
         }
+        // Every job that ran has attempts; those neither queued nor dead were delivered.
+        let mut delivered: Vec<JobSummary> = Vec::new();
+        for (id, _) in &attempts {
+            let settled = queued.iter().any(|j| &j.id == id)
+                || dead.iter().any(|d| &d.job.id == id)
+                || delivered.iter().any(|d| &d.id == id);
+            let Ok(parsed) = id.parse::<super::JobId>() else {
+                continue;
+            };
+            if settled || parsed.part == super::JobPart::Transform {
+                continue;
+            }
+            if let Some(row) = queue.get(index_key(&parsed.subscription, id))? {
+                delivered.push(decode("deliveries_by_subscription", &row)?);
+            }
+        }
         Ok(Journey {
             queued,
             dead,
             attempts,
+            delivered,
         })
     }
 
@@ -629,6 +649,13 @@ mod tests {
         assert_eq!(journey.dead.len(), 1);
         let ids: Vec<&str> = journey.attempts.iter().map(|(id, _)| id.as_str()).collect();
         assert_eq!(ids, ["evt_a.sub.0", "evt_a.sub.1"], "not evt_ab's");
+        // The delivered one, with what it sent (the job's body here).
+        let delivered: Vec<(&str, &[u8])> = journey
+            .delivered
+            .iter()
+            .map(|d| (d.id.as_str(), d.body.as_slice()))
+            .collect();
+        assert_eq!(delivered, [("evt_a.sub.0", of("evt_a", 0).body.as_slice())]);
         let other = store.journey("evt_ab").expect("journey");
         assert_eq!(other.queued, vec![of("evt_ab", 0)]);
     }
