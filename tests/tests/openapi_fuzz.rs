@@ -17,7 +17,7 @@ use sha2::Digest as _;
 
 /// Test cases per operation and phase: enough to walk every constraint of the document,
 /// small enough for about a minute on 2 cores.
-const MAX_EXAMPLES: &str = "30";
+const MAX_EXAMPLES: &str = "75";
 /// The whole run may not take longer than this.
 const DEADLINE: Duration = Duration::from_secs(300);
 
