@@ -139,7 +139,7 @@ pub async fn route(
             Ok(json(
                 StatusCode::OK,
                 &serde_json::json!({
-                    "event": { "id": event.id, "source": event.source, "model": event.model, "action": event.action, "record_id": event.record_id, "received_at_ms": event.received_at_ms },
+                    "event": { "id": event.id, "source": event.source, "model": event.model, "action": event.action, "record_id": event.record_id, "received_at_ms": event.received_at_ms, "trace_id": crate::trace::of_event(&event).trace_id.to_string() },
                     "queued": queued, "dead_letters": dead, "attempts": attempts,
                 }),
             ))

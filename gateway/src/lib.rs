@@ -34,6 +34,7 @@ pub mod store;
 pub mod subscriptions;
 pub mod telemetry;
 pub mod tls;
+pub mod trace;
 pub mod transform;
 pub mod xmljson;
 

@@ -27,6 +27,7 @@ pub const RESERVED_HEADERS: &[&str] = &[
     "te",
     "upgrade",
     "expect",
+    "traceparent",
 ];
 
 /// Longest destination name a plugin may return.
