@@ -64,11 +64,15 @@ impl TraceParent {
         }
         let fields = &value[..55];
         let mut parts = fields.split('-');
-        let (_, trace, parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let (_, trace, parent, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
         if trace.len() != 32 || parent.len() != 16 || flags.len() != 2 {
             return None;
         }
-        if ![trace, parent, flags].iter().all(|p| is_lower_hex(p.as_bytes())) {
+        if ![trace, parent, flags]
+            .iter()
+            .all(|p| is_lower_hex(p.as_bytes()))
+        {
             return None;
         }
         let trace_id: [u8; 16] = hex::decode(trace).ok()?.try_into().ok()?;
@@ -291,7 +295,10 @@ mod tests {
         };
         let (first, second) = (sent(0), sent(1));
         assert_eq!(first.trace_id, second.trace_id);
-        assert_eq!(first.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            first.trace_id.to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
         assert_ne!(first.parent_id, second.parent_id);
         assert_eq!(first, sent(0));
         // A job stored without the header still gets its event's own trace.

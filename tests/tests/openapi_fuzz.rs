@@ -121,7 +121,10 @@ async fn the_running_gateway_answers_as_openapi_json_says() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(output.status.success(), "schemathesis found mismatches:\n{report}");
+    assert!(
+        output.status.success(),
+        "schemathesis found mismatches:\n{report}"
+    );
     // A run that tested nothing would also succeed: it must have reached the operations.
     assert!(report.contains("Tested: 15"), "{report}");
     gateway.stop().await.expect("stop");

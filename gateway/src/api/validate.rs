@@ -254,7 +254,9 @@ pub(crate) fn patched(current: &StoredSubscription, patch: Value) -> Value {
     let replaces_auth = patch
         .pointer("/destination/auth")
         .is_some_and(|a| !a.is_null());
-    if replaces_auth && let Some(dest) = merged.get_mut("destination").and_then(Value::as_object_mut) {
+    if replaces_auth
+        && let Some(dest) = merged.get_mut("destination").and_then(Value::as_object_mut)
+    {
         dest.remove("auth");
     }
     merge_patch(&mut merged, patch);
@@ -401,7 +403,10 @@ mod tests {
         assert_eq!(doc, json!({"b": {"c": 5, "d": 3}, "e": [1]}));
         // Into a value that is not an object, an object's nulls remove nothing (RFC 7396 §2).
         let mut doc = json!({"filter": null});
-        merge_patch(&mut doc, json!({"filter": {"match": null, "fields": ["id"]}}));
+        merge_patch(
+            &mut doc,
+            json!({"filter": {"match": null, "fields": ["id"]}}),
+        );
         assert_eq!(doc, json!({"filter": {"fields": ["id"]}}));
     }
 

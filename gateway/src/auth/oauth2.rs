@@ -194,7 +194,10 @@ async fn handle(
                 );
             }
             // Scopes are separated by spaces only (RFC 6749 §3.3): a tab is part of a scope.
-            let scopes = match form.get("scope").filter(|s| s.split(' ').any(|w| !w.is_empty())) {
+            let scopes = match form
+                .get("scope")
+                .filter(|s| s.split(' ').any(|w| !w.is_empty()))
+            {
                 None => app.scopes.clone(),
                 Some(requested) => {
                     let requested: Vec<String> = requested
