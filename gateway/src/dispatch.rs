@@ -491,16 +491,20 @@ async fn call_plugin(
             excerpt: String::new(),
             error,
         };
+        let (counted, code) = match &outcome {
+            Outcome::Deliver(_) => ("ok", None),
+            Outcome::RetryLater(reason) => ("retry", reason.split(':').next()),
+            Outcome::GiveUp(reason) => {
+                let code = reason.split(':').next().unwrap_or("failed");
+                (code, Some(code))
+            }
+        };
+        let plugin = sub.plugin.as_ref().map_or("none", |p| p.short_hash());
+        let seconds = latency_ms as f64 / 1000.0;
         state
             .metrics
-            .plugin_seconds
-            .observe(latency_ms as f64 / 1000.0);
-        let counted = match &outcome {
-            Outcome::Deliver(_) => "ok",
-            Outcome::RetryLater(_) => "retry",
-            Outcome::GiveUp(reason) => reason.split(':').next().unwrap_or("failed"),
-        };
-        Metrics::count(&state.metrics.plugin_calls, &sub.id, counted);
+            .plugins
+            .call(&sub.id, plugin, counted, code, seconds);
         tracing::debug!(outcome = counted, latency_ms, "plugin called");
         match outcome {
             Outcome::Deliver(made) => {
