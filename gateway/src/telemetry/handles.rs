@@ -11,11 +11,21 @@ use prometheus_client::metrics::histogram::Histogram;
 
 use super::{PluginLabels, PluginLimit, PluginOutcome, SubscriptionOutcome};
 
+/// Counter handles by outcome.
+type ByOutcome = HashMap<Box<str>, Counter>;
+
+/// The plugin families, to register: calls, their duration, limit hits.
+pub(super) type PluginFamilies = (
+    Family<PluginOutcome, Counter>,
+    Family<PluginLabels, Histogram, fn() -> Histogram>,
+    Family<PluginLimit, Counter>,
+);
+
 /// Counters by subscription and outcome.
 #[derive(Debug, Default)]
 pub struct SubscriptionCounters {
     family: Family<SubscriptionOutcome, Counter>,
-    handles: RwLock<HashMap<Box<str>, HashMap<Box<str>, Counter>>>,
+    handles: RwLock<HashMap<Box<str>, ByOutcome>>,
 }
 
 impl SubscriptionCounters {
@@ -60,7 +70,7 @@ pub struct PluginMetrics {
 struct PluginHandles {
     plugin: Box<str>,
     seconds: Histogram,
-    calls: RwLock<HashMap<Box<str>, Counter>>,
+    calls: RwLock<ByOutcome>,
     limit_hits: RwLock<HashMap<&'static str, Counter>>,
 }
 
@@ -84,13 +94,7 @@ impl PluginMetrics {
         }
     }
 
-    pub(super) fn families(
-        &self,
-    ) -> (
-        Family<PluginOutcome, Counter>,
-        Family<PluginLabels, Histogram, fn() -> Histogram>,
-        Family<PluginLimit, Counter>,
-    ) {
+    pub(super) fn families(&self) -> PluginFamilies {
         (
             self.calls.clone(),
             self.seconds.clone(),
