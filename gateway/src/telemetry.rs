@@ -7,7 +7,8 @@
 //! configured and API ones, a destination label names a configured destination (the apps'
 //! destinations share one, [`APP_DESTINATIONS`]), plugins are named by the first digits of
 //! their hash, outcomes and reasons are fixed codes. Counting by subscription keeps its
-//! label handles ([`handles`]), so a delivery allocates no label strings.
+//! label handles ([`SubscriptionCounters`], [`PluginMetrics`]), so a delivery allocates no
+//! label strings.
 
 mod handles;
 
