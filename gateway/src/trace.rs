@@ -198,8 +198,12 @@ pub fn job_span(job: &Job) -> tracing::Span {
     )
 }
 
-/// Logs, in the event's span, that fan-out queued `jobs` jobs for it.
+/// Logs, in the event's span, that fan-out queued `jobs` jobs for it (at debug level: the
+/// span is not even made on ingest's path when that level is off).
 pub fn fanned_out(event: &Event, jobs: usize) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
     let _span = event_span(event).entered();
     tracing::debug!(jobs, "fan-out queued the event's jobs");
 }
