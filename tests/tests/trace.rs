@@ -22,9 +22,10 @@ struct Gateway {
 }
 
 impl Gateway {
-    /// The real binary with JSON logs at debug level for the gateway, delivering to `inbox`
-    /// with one retry after 50 ms.
-    async fn start(inbox: &Inbox) -> Self {
+    /// The real binary with JSON logs at debug level for the gateway, delivering every event
+    /// to `inbox` with one retry after 50 ms, and orders through the `order-filter` plugin to
+    /// `side`.
+    async fn start(inbox: &Inbox, side: &Inbox) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("gateway.toml");
         std::fs::write(
@@ -48,12 +49,25 @@ tokens = ["{TOKEN}"]
 [[destinations]]
 name = "inbox"
 url = "{url}"
+[[destinations]]
+name = "side"
+url = "{side}"
 [[subscriptions]]
 id = "all"
 events = ["*"]
 destinations = ["inbox"]
+[[subscriptions]]
+id = "filtered"
+events = ["sale.order.*"]
+destinations = ["side"]
+plugin = "{plugin}"
+[subscriptions.config]
+min_amount_total = "1000"
+states = "sale"
 "#,
-                url = inbox.url("/inbox")
+                url = inbox.url("/inbox"),
+                side = side.url("/side"),
+                plugin = odoo_gateway_tests::plugin("order_filter").display(),
             ),
         )
         .expect("write");
@@ -176,7 +190,10 @@ async fn every_attempt_of_an_event_carries_its_trace_in_the_header_and_the_logs(
     })
     .await
     .expect("inbox");
-    let gw = Gateway::start(&inbox).await;
+    let side = Inbox::start_local(InboxOptions::default())
+        .await
+        .expect("inbox");
+    let gw = Gateway::start(&inbox, &side).await;
     let client = HttpClient::new();
     let event = post(&client, &gw, 1, &[]).await;
     let received = inbox
@@ -201,11 +218,25 @@ async fn every_attempt_of_an_event_carries_its_trace_in_the_header_and_the_logs(
     inbox.wait_for(3, WAIT).await.expect("delivered");
     let other_trace = admin_trace_id(&client, &gw, &other).await;
     assert_ne!(other_trace, trace);
+    // What the plugin made of the first event is delivered in the same trace.
+    let made = side
+        .wait_for(2, WAIT)
+        .await
+        .expect("the plugin's deliveries");
+    let traces: Vec<String> = made
+        .iter()
+        .map(|r| parts(r.header("traceparent").expect("traceparent")).0)
+        .collect();
+    assert!(
+        traces.contains(&trace) && traces.contains(&other_trace),
+        "{traces:?}"
+    );
 
     let logs = gw.logs();
     let messages = messages_with(&logs, &trace);
     for expected in [
         "fan-out queued the event's jobs",
+        "plugin called",
         "delivery attempt failed",
         "delivered",
     ] {
@@ -227,7 +258,10 @@ async fn an_incoming_traceparent_is_continued_and_an_invalid_one_ignored() {
     let inbox = Inbox::start_local(InboxOptions::default())
         .await
         .expect("inbox");
-    let gw = Gateway::start(&inbox).await;
+    let side = Inbox::start_local(InboxOptions::default())
+        .await
+        .expect("inbox");
+    let gw = Gateway::start(&inbox, &side).await;
     let client = HttpClient::new();
     let continued = post(&client, &gw, 1, &[("traceparent", INCOMING)]).await;
     let received = inbox.wait_for(1, WAIT).await.expect("delivered");
