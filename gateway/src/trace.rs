@@ -2,8 +2,9 @@
 //! fan-out, plugin calls and every delivery attempt together, in the logs and at the receivers.
 //!
 //! An event's trace id is the one of a valid `traceparent` header it was ingested with (the
-//! gateway continues the caller's trace), else derived from the event id, so it never has to
-//! be stored apart from the event: ingest keeps the incoming header among the event's headers.
+//! gateway continues the caller's trace, and passes its `tracestate` on), else derived from
+//! the event id, so it never has to be stored apart from the event: ingest keeps the incoming
+//! headers among the event's headers.
 //! Every job carries the event's `traceparent` among its own headers, so retries, replays and
 //! a restart send the same trace id; each delivery attempt gets a span id of its own (derived
 //! from the job id and the attempt number), so a receiver can tell attempts apart.
@@ -21,6 +22,11 @@ use crate::store::Job;
 
 /// The W3C header, in lower case as stored and sent.
 pub const TRACEPARENT: &str = "traceparent";
+/// The W3C header of vendor-specific trace data, passed on with a continued trace.
+pub const TRACESTATE: &str = "tracestate";
+/// Longest `tracestate` passed on (W3C Trace Context §3.3.1.1: 512 bytes is what every
+/// participant must propagate).
+const MAX_TRACESTATE: usize = 512;
 
 /// Flags of a trace the gateway starts: sampled, so that receivers that trace record theirs.
 const SAMPLED: u8 = 0x01;
@@ -140,21 +146,43 @@ fn started_for(event_id: &[u8]) -> TraceParent {
     }
 }
 
-/// The `traceparent` an ingest request carried, normalised, if it is valid: what ingest
-/// keeps among the event's headers (an invalid one is ignored, as W3C asks).
-pub fn incoming(headers: &HeaderMap) -> Option<(String, String)> {
+/// The `traceparent` an ingest request carried, normalised, and its `tracestate` (several
+/// joined with `,`, up to 512 bytes), if the `traceparent` is valid: what ingest keeps among
+/// the event's headers. An invalid `traceparent` is ignored with its `tracestate`, as W3C
+/// asks.
+pub fn incoming(headers: &HeaderMap) -> Vec<(String, String)> {
     let mut values = headers.get_all(TRACEPARENT).iter();
-    let value = values.next()?;
-    if values.next().is_some() {
-        return None;
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return Vec::new();
+    };
+    let Some(parsed) = value.to_str().ok().and_then(TraceParent::parse) else {
+        return Vec::new();
+    };
+    let mut kept = vec![(TRACEPARENT.to_owned(), parsed.header())];
+    let state: Option<Vec<&str>> = headers
+        .get_all(TRACESTATE)
+        .iter()
+        .map(|v| v.to_str().ok().map(str::trim))
+        .collect();
+    let state = state.map(|parts| parts.join(",")).unwrap_or_default();
+    if !state.is_empty() && state.len() <= MAX_TRACESTATE {
+        kept.push((TRACESTATE.to_owned(), state));
     }
-    let parsed = TraceParent::parse(value.to_str().ok()?)?;
-    Some((TRACEPARENT.to_owned(), parsed.header()))
+    kept
 }
 
-/// The header a new job of `event` carries, stored with the job.
-pub fn job_header(event: &Event) -> (String, String) {
-    (TRACEPARENT.to_owned(), of_event(event).header())
+/// The headers a new job of `event` carries, stored with the job: its `traceparent`, and the
+/// `tracestate` it came with, if any.
+pub fn job_headers(event: &Event) -> Vec<(String, String)> {
+    let mut headers = vec![(TRACEPARENT.to_owned(), of_event(event).header())];
+    headers.extend(
+        event
+            .headers
+            .iter()
+            .filter(|(name, _)| name == TRACESTATE)
+            .cloned(),
+    );
+    headers
 }
 
 /// The trace of a stored job: its own header, or (a job queued before jobs carried one) the
@@ -274,6 +302,48 @@ mod tests {
     }
 
     #[test]
+    fn tracestate_is_kept_only_with_a_valid_traceparent() {
+        let mut headers = HeaderMap::new();
+        headers.insert(TRACESTATE, HeaderValue::from_static("congo=t61rcWkgMzE"));
+        headers.append(
+            TRACESTATE,
+            HeaderValue::from_static("rojo=00f067aa0ba902b7"),
+        );
+        assert!(
+            incoming(&headers).is_empty(),
+            "no traceparent, nothing kept"
+        );
+        headers.insert(TRACEPARENT, HeaderValue::from_static(W3C));
+        let kept = incoming(&headers);
+        assert_eq!(
+            kept,
+            [
+                (TRACEPARENT.to_owned(), W3C.to_owned()),
+                (
+                    TRACESTATE.to_owned(),
+                    "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7".to_owned()
+                ),
+            ]
+        );
+        let ev = event("evt_1", kept.clone());
+        assert_eq!(job_headers(&ev), kept);
+        headers.insert(
+            TRACESTATE,
+            HeaderValue::from_str(&"a".repeat(513)).expect("value"),
+        );
+        assert_eq!(
+            incoming(&headers).len(),
+            1,
+            "an oversized tracestate is dropped"
+        );
+        headers.append(TRACEPARENT, HeaderValue::from_static(W3C));
+        assert!(
+            incoming(&headers).is_empty(),
+            "two traceparents are invalid"
+        );
+    }
+
+    #[test]
     fn every_attempt_of_a_job_has_the_trace_and_a_span_of_its_own() {
         let ev = event("evt_1", vec![(TRACEPARENT.into(), W3C.into())]);
         let job = Job {
@@ -285,7 +355,7 @@ mod tests {
             content_type: String::new(),
             body: Vec::new(),
             envelope: None,
-            headers: vec![job_header(&ev)],
+            headers: job_headers(&ev),
             attempts: 0,
             created_ms: 0,
             due_ms: 0,

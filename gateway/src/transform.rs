@@ -188,7 +188,7 @@ fn base_job(event: &Event, sub: &Subscription, id: JobId, now_ms: u64) -> Job {
         body: Vec::new(),
         envelope: None,
         // The event's trace, kept with the job so that retries and replays carry it.
-        headers: vec![crate::trace::job_header(event)],
+        headers: crate::trace::job_headers(event),
         attempts: 0,
         created_ms: now_ms,
         due_ms: now_ms,

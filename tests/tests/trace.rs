@@ -263,9 +263,17 @@ async fn an_incoming_traceparent_is_continued_and_an_invalid_one_ignored() {
         .expect("inbox");
     let gw = Gateway::start(&inbox, &side).await;
     let client = HttpClient::new();
-    let continued = post(&client, &gw, 1, &[("traceparent", INCOMING)]).await;
+    let state = "congo=t61rcWkgMzE";
+    let continued = post(
+        &client,
+        &gw,
+        1,
+        &[("traceparent", INCOMING), ("tracestate", state)],
+    )
+    .await;
     let received = inbox.wait_for(1, WAIT).await.expect("delivered");
     let (trace, span) = parts(received[0].header("traceparent").expect("traceparent"));
+    assert_eq!(received[0].header("tracestate"), Some(state), "passed on");
     assert_eq!(trace, "4bf92f3577b34da6a3ce929d0e0e4736");
     assert_ne!(
         span, "00f067aa0ba902b7",
@@ -277,6 +285,7 @@ async fn an_incoming_traceparent_is_continued_and_an_invalid_one_ignored() {
     let fresh = post(&client, &gw, 2, &[("traceparent", invalid)]).await;
     let received = inbox.wait_for(2, WAIT).await.expect("delivered");
     let (fresh_trace, _) = parts(received[1].header("traceparent").expect("traceparent"));
+    assert_eq!(received[1].header("tracestate"), None);
     assert_ne!(fresh_trace, "0".repeat(32));
     assert_ne!(fresh_trace, trace);
     assert_eq!(admin_trace_id(&client, &gw, &fresh).await, fresh_trace);

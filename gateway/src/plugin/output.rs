@@ -28,6 +28,7 @@ pub const RESERVED_HEADERS: &[&str] = &[
     "upgrade",
     "expect",
     "traceparent",
+    "tracestate",
 ];
 
 /// Longest destination name a plugin may return.
