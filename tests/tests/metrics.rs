@@ -385,6 +385,24 @@ events = ["*"]
         value(&scrape, "odoo_gateway_maintenance_round_seconds_count", &[])
             .is_some_and(|n| n >= 1.0)
     );
+    // A reload is counted by its outcome (the app's new subscription made one already).
+    let ok = [("outcome", "ok")];
+    let before = value(&scrape, "odoo_gateway_reloads_total", &ok).unwrap_or(0.0);
+    assert!(before >= 1.0, "the API's change was a reload");
+    let reloaded = client
+        .send(
+            "POST",
+            &gw.url("/admin/reload"),
+            &[("authorization", &format!("Bearer {ADMIN}"))],
+            Vec::new(),
+        )
+        .await
+        .expect("reload");
+    assert_eq!(reloaded.status, 200, "{:?}", reloaded.body);
+    scrape_until(&client, &gw, |s| {
+        value(s, "odoo_gateway_reloads_total", &ok) == Some(before + 1.0)
+    })
+    .await;
     gw.stop().await.expect("stop");
     slow.shutdown().await;
 }
