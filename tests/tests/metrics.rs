@@ -187,9 +187,10 @@ async fn queues_plugins_and_pruning_are_measured_with_bounded_labels() {
     let fast = Inbox::start_local(InboxOptions::default())
         .await
         .expect("inbox");
-    // One delivery at a time to this host, each answered after 20 s: the next one waits, due.
+    // One delivery at a time to this host, each answered after a minute: the next one waits,
+    // due, for longer than the test takes.
     let slow = Inbox::start_local(InboxOptions {
-        delay: Duration::from_secs(20),
+        delay: Duration::from_secs(60),
         ..InboxOptions::default()
     })
     .await
