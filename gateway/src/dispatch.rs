@@ -15,6 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::config::{Snapshot, Subscription};
 use crate::delivery::{DestinationPermit, Permit, outbound_auth};
@@ -199,7 +200,12 @@ async fn run_job(state: &Arc<State>, mut entry: Entry) {
         return bury(state, &entry, &job, None, DeadReason::SubscriptionRemoved);
     };
     match job.kind {
-        JobKind::Deliver => deliver(state, &snapshot, &sub, entry, job, event).await,
+        JobKind::Deliver => {
+            let span = crate::trace::job_span(&job);
+            deliver(state, &snapshot, &sub, entry, job, event)
+                .instrument(span)
+                .await;
+        }
         JobKind::Transform => call_plugin(state, &sub, entry, job, event).await,
     }
 }
@@ -259,6 +265,7 @@ async fn deliver(
     if let Ok(ct) = HeaderValue::try_from(job.content_type.as_str()) {
         headers.insert(http::header::CONTENT_TYPE, ct);
     }
+    crate::trace::stamp_attempt(&mut headers, &job, job.attempts);
     let timestamp = (started / 1000) as i64;
     match signing::webhook_headers(&dest.secrets, &job.id, timestamp, &body) {
         Ok(signed) => headers.extend(signed),
@@ -301,6 +308,12 @@ async fn deliver(
                 }),
             };
             if ok {
+                tracing::debug!(
+                    status = resp.status.as_u16(),
+                    latency_ms,
+                    attempt = job.attempts + 1,
+                    "delivered"
+                );
                 Metrics::count(&state.metrics.attempts, &sub.id, "delivered");
                 if let Err(e) = state.store.complete(&job, &attempt) {
                     tracing::error!(error = %e, job = %job.id, "delivered, but cannot record it; it may be delivered again");
@@ -332,6 +345,12 @@ async fn deliver(
             (attempt, failure)
         }
     };
+    tracing::info!(
+        error = attempt.error.as_deref().unwrap_or("failed"),
+        latency_ms,
+        attempt = job.attempts + 1,
+        "delivery attempt failed"
+    );
     Metrics::count(&state.metrics.attempts, &sub.id, "failed");
     failed(state, sub, entry, &job, attempt, failure);
 }
@@ -436,7 +455,11 @@ async fn call_plugin(
                 .map(|input| {
                     let started = now_ms();
                     let outcome = match input {
-                        Ok(event) => transform::call_plugin(&runner, &event),
+                        Ok(event) => {
+                            // The plugin's own log lines carry the event's trace.
+                            let _span = crate::trace::event_span(&event).entered();
+                            transform::call_plugin(&runner, &event)
+                        }
                         Err(instead) => instead,
                     };
                     (outcome, started, now_ms().saturating_sub(started))
@@ -460,6 +483,7 @@ async fn call_plugin(
     let mut finished = Vec::new();
     let mut done = Vec::new();
     for ((entry, job, event), (outcome, started, latency_ms)) in calls.into_iter().zip(outcomes) {
+        let _span = crate::trace::job_span(&job).entered();
         let attempt = |error: Option<String>| Attempt {
             at_ms: started,
             status: None,
@@ -467,16 +491,21 @@ async fn call_plugin(
             excerpt: String::new(),
             error,
         };
+        let (counted, code) = match &outcome {
+            Outcome::Deliver(_) => ("ok", None),
+            Outcome::RetryLater(reason) => ("retry", reason.split(':').next()),
+            Outcome::GiveUp(reason) => {
+                let code = reason.split(':').next().unwrap_or("failed");
+                (code, Some(code))
+            }
+        };
+        let plugin = sub.plugin.as_ref().map_or("none", |p| p.short_hash());
+        let seconds = latency_ms as f64 / 1000.0;
         state
             .metrics
-            .plugin_seconds
-            .observe(latency_ms as f64 / 1000.0);
-        let counted = match &outcome {
-            Outcome::Deliver(_) => "ok",
-            Outcome::RetryLater(_) => "retry",
-            Outcome::GiveUp(reason) => reason.split(':').next().unwrap_or("failed"),
-        };
-        Metrics::count(&state.metrics.plugin_calls, &sub.id, counted);
+            .plugins
+            .call(&sub.id, plugin, counted, code, seconds);
+        tracing::debug!(outcome = counted, latency_ms, "plugin called");
         match outcome {
             Outcome::Deliver(made) => {
                 let (jobs, letters) = transform::delivery_jobs(&event, sub, made, now_ms());

@@ -54,7 +54,9 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
         let mut handled = Vec::with_capacity(batch.len());
         for (key, event) in batch {
             let event = Arc::new(event);
-            for job in plan(&snapshot, &event, now) {
+            let planned = plan(&snapshot, &event, now);
+            crate::trace::fanned_out(&event, planned.len());
+            for job in planned {
                 jobs.push(job);
                 events.push(event.clone());
             }

@@ -36,6 +36,7 @@ pub mod store;
 pub mod subscriptions;
 pub mod telemetry;
 pub mod tls;
+pub mod trace;
 pub mod transform;
 pub mod xmljson;
 
@@ -104,6 +105,7 @@ pub async fn run(
     let watcher = tokio::spawn(reload::watch(state.clone(), stages.clone()));
     let sighup = tokio::spawn(reload::on_sighup(state.clone(), stages.clone()));
     let policy_state = state.clone();
+    let metrics_state = state.clone();
     let maintenance = tokio::spawn(state.store.clone().run_maintenance(
         move || {
             let storage = &policy_state.snapshot.load().storage;
@@ -113,6 +115,7 @@ pub async fn run(
                 max_disk_bytes: storage.max_disk_bytes,
             }
         },
+        move |report| metrics_state.metrics.maintained(report),
         stages.clone(),
     ));
     state

@@ -1,10 +1,16 @@
 //! Prometheus metrics: what the stages count, and the `/metrics` exposition.
 //!
 //! Every stage records into one [`Metrics`] (cheap atomic updates, no I/O); values that are
-//! a state rather than an event count (schedule depth, store size) are read when scraped
-//! (nothing that walks a tree). Labels are bounded: a source label only names configured sources (anything
-//! else is `unknown`), subscriptions are the configured and API ones, outcomes and reasons
-//! are fixed codes.
+//! a state rather than an event count (schedule depth, per-destination queues, store size)
+//! are read when scraped (nothing that walks a tree or a queue). Labels are bounded: a source
+//! label only names configured sources (anything else is `unknown`), subscriptions are the
+//! configured and API ones, a destination label names a configured destination (the apps'
+//! destinations share one, [`APP_DESTINATIONS`]), plugins are named by the first digits of
+//! their hash, outcomes and reasons are fixed codes. Counting by subscription keeps its
+//! label handles ([`SubscriptionCounters`], [`PluginMetrics`]), so a delivery allocates no
+//! label strings.
+
+mod handles;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -12,6 +18,12 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+pub use handles::{PluginMetrics, SubscriptionCounters};
+
+/// The destination label of every destination made through the app API: they are as many
+/// as the apps' subscriptions, so they share one series.
+pub const APP_DESTINATIONS: &str = "(apps)";
 
 /// Labels naming a source and an outcome.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -31,11 +43,56 @@ pub struct SubscriptionOutcome {
     pub outcome: String,
 }
 
+/// Labels naming a subscription and the plugin it runs.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginLabels {
+    /// The subscription id.
+    pub subscription: String,
+    /// The plugin: the first digits of its SHA-256 (`none` for a call without one, to enrich).
+    pub plugin: String,
+}
+
+/// Labels naming a subscription, its plugin and an outcome.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginOutcome {
+    /// The subscription id.
+    pub subscription: String,
+    /// The plugin, as in [`PluginLabels`].
+    pub plugin: String,
+    /// `ok`, `retry`, or the failure's code.
+    pub outcome: String,
+}
+
+/// Labels naming a subscription, its plugin and a limit.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginLimit {
+    /// The subscription id.
+    pub subscription: String,
+    /// The plugin, as in [`PluginLabels`].
+    pub plugin: String,
+    /// `cpu_time`, `memory` or `output`.
+    pub limit: String,
+}
+
 /// Labels naming an outcome only.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Outcome {
     /// `ok` or `failed`.
     pub outcome: String,
+}
+
+/// Labels naming a destination.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Destination {
+    /// A configured destination, or [`APP_DESTINATIONS`].
+    pub destination: String,
+}
+
+/// Labels naming what retention pruned.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Pruned {
+    /// `events`, `dead_letters`, `attempts`, `index_rows` or `dedup_keys`.
+    pub kind: String,
 }
 
 /// The gateway's metrics.
@@ -46,23 +103,29 @@ pub struct Metrics {
     /// Time from request to answer on the ingest endpoints, in seconds.
     pub ingest_seconds: Histogram,
     /// Delivery attempts by subscription and outcome (`delivered`, `failed`).
-    pub attempts: Family<SubscriptionOutcome, Counter>,
+    pub attempts: SubscriptionCounters,
     /// Time of one delivery attempt, in seconds.
     pub attempt_seconds: Histogram,
     /// Jobs retried later, by subscription.
-    pub retries: Family<SubscriptionOutcome, Counter>,
+    pub retries: SubscriptionCounters,
     /// Jobs dead-lettered, by subscription and reason code.
-    pub dead_letters: Family<SubscriptionOutcome, Counter>,
-    /// Plugin calls by subscription and outcome (`ok`, `retry`, or the failure's code).
-    pub plugin_calls: Family<SubscriptionOutcome, Counter>,
-    /// Time of one plugin call, in seconds.
-    pub plugin_seconds: Histogram,
+    pub dead_letters: SubscriptionCounters,
+    /// Plugin calls by subscription, plugin and outcome, their duration and limit hits.
+    pub plugins: PluginMetrics,
     /// Reloads by outcome.
     pub reloads: Family<Outcome, Counter>,
+    /// Records pruned by retention, by kind.
+    pruned: Family<Pruned, Counter>,
+    /// Duration of one maintenance round (retention and the disk budget), in seconds.
+    maintenance_seconds: Histogram,
     due: Gauge,
     waiting: Gauge,
     parked: Gauge,
     disk_bytes: Gauge,
+    destination_jobs: Family<Destination, Gauge>,
+    destination_due_age: Family<Destination, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// One scrape at a time fills the scrape-time values.
+    rendering: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -86,17 +149,21 @@ impl Metrics {
         let metrics = Self {
             events: Family::default(),
             ingest_seconds: latency(),
-            attempts: Family::default(),
+            attempts: SubscriptionCounters::default(),
             attempt_seconds: latency(),
-            retries: Family::default(),
-            dead_letters: Family::default(),
-            plugin_calls: Family::default(),
-            plugin_seconds: Histogram::new(exponential_buckets(0.00001, 2.0, 16)),
+            retries: SubscriptionCounters::default(),
+            dead_letters: SubscriptionCounters::default(),
+            plugins: PluginMetrics::new(|| Histogram::new(exponential_buckets(0.00001, 2.0, 16))),
             reloads: Family::default(),
+            pruned: Family::default(),
+            maintenance_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             due: Gauge::default(),
             waiting: Gauge::default(),
             parked: Gauge::default(),
             disk_bytes: Gauge::default(),
+            destination_jobs: Family::default(),
+            destination_due_age: Family::default(),
+            rendering: std::sync::Mutex::new(()),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -113,7 +180,7 @@ impl Metrics {
         r.register(
             "delivery_attempts",
             "Delivery attempts by subscription and outcome",
-            metrics.attempts.clone(),
+            metrics.attempts.family(),
         );
         r.register(
             "delivery_attempt_seconds",
@@ -123,24 +190,50 @@ impl Metrics {
         r.register(
             "retries",
             "Jobs scheduled for a later retry",
-            metrics.retries.clone(),
+            metrics.retries.family(),
         );
         r.register(
             "dead_letters",
             "Jobs moved to the dead-letter store, by reason",
-            metrics.dead_letters.clone(),
+            metrics.dead_letters.family(),
         );
+        let (calls, seconds, limit_hits) = metrics.plugins.families();
         r.register(
             "plugin_calls",
-            "Plugin calls by subscription and outcome",
-            metrics.plugin_calls.clone(),
+            "Plugin calls by subscription, plugin and outcome",
+            calls,
         );
         r.register(
             "plugin_call_seconds",
-            "Plugin call duration",
-            metrics.plugin_seconds.clone(),
+            "Plugin call duration, by subscription and plugin",
+            seconds,
+        );
+        r.register(
+            "plugin_limit_hits",
+            "Plugin calls stopped by a limit (CPU time, memory, output), by subscription and plugin",
+            limit_hits,
         );
         r.register("reloads", "Configuration reloads", metrics.reloads.clone());
+        r.register(
+            "pruned",
+            "Records removed by retention and the disk budget, by kind",
+            metrics.pruned.clone(),
+        );
+        r.register(
+            "maintenance_round_seconds",
+            "Duration of a maintenance round (retention, then the disk budget)",
+            metrics.maintenance_seconds.clone(),
+        );
+        r.register(
+            "destination_queued_jobs",
+            "Queued deliveries by destination, due now or waiting for a retry",
+            metrics.destination_jobs.clone(),
+        );
+        r.register(
+            "destination_oldest_due_seconds",
+            "How long the next due delivery of a destination has been due",
+            metrics.destination_due_age.clone(),
+        );
         r.register(
             "queue_due_jobs",
             "Queued jobs due now, waiting for a slot",
@@ -167,18 +260,31 @@ impl Metrics {
         }
     }
 
-    /// Counts one outcome for a subscription in `family`.
-    pub fn count(family: &Family<SubscriptionOutcome, Counter>, subscription: &str, outcome: &str) {
-        family
-            .get_or_create(&SubscriptionOutcome {
-                subscription: subscription.to_owned(),
-                outcome: outcome.to_owned(),
-            })
-            .inc();
+    /// Counts one outcome for a subscription in `counters`.
+    pub fn count(counters: &SubscriptionCounters, subscription: &str, outcome: &str) {
+        counters.inc(subscription, outcome);
+    }
+
+    /// Counts what a maintenance round pruned, and its duration.
+    pub fn maintained(&self, report: &crate::store::Report) {
+        let p = &report.pruned;
+        for (kind, n) in [
+            ("events", p.events),
+            ("dead_letters", p.dead_letters),
+            ("attempts", p.attempts),
+            ("index_rows", p.index_rows),
+            ("dedup_keys", p.dedup_keys),
+        ] {
+            let counter = self.pruned.get_or_create(&Pruned { kind: kind.into() });
+            counter.inc_by(n as u64);
+        }
+        self.maintenance_seconds
+            .observe(report.took_ms as f64 / 1000.0);
     }
 
     /// The text exposition, with the scrape-time values filled in first.
     pub fn render(&self, state: &crate::state::State) -> String {
+        let _one_at_a_time = self.rendering.lock().unwrap_or_else(|p| p.into_inner());
         let depth = state.scheduler.depth();
         let gauge = |g: &Gauge, v: usize| {
             g.set(i64::try_from(v).unwrap_or(i64::MAX));
@@ -186,11 +292,55 @@ impl Metrics {
         gauge(&self.due, depth.due);
         gauge(&self.waiting, depth.later);
         gauge(&self.parked, depth.parked);
+        self.render_destinations(state);
         self.disk_bytes
             .set(i64::try_from(state.store.size_on_disk()).unwrap_or(i64::MAX));
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// Per-destination queues: every configured destination (0 when idle), the apps' together.
+    fn render_destinations(&self, state: &crate::state::State) {
+        use std::collections::HashMap;
+        let label = |name: &str| {
+            if crate::dispatch::owner_app(name).is_some() {
+                APP_DESTINATIONS.to_owned()
+            } else {
+                name.to_owned()
+            }
+        };
+        let mut queues: HashMap<String, (usize, u64)> = state
+            .snapshot
+            .load()
+            .destinations
+            .keys()
+            .map(|name| (label(name), (0, 0)))
+            .collect();
+        let now = crate::state::now_ms();
+        for lane in state.scheduler.lane_depths() {
+            let crate::scheduler::Lane::Deliver(name) = &lane.lane else {
+                continue;
+            };
+            let (jobs, age_ms) = queues.entry(label(name)).or_default();
+            *jobs += lane.due + lane.waiting;
+            let age = lane
+                .head_due_since_ms
+                .map_or(0, |since| now.saturating_sub(since));
+            *age_ms = (*age_ms).max(age);
+        }
+        // Destinations removed since the last scrape lose their series.
+        self.destination_jobs.clear();
+        self.destination_due_age.clear();
+        for (destination, (jobs, age_ms)) in queues {
+            let labels = Destination { destination };
+            self.destination_jobs
+                .get_or_create(&labels)
+                .set(i64::try_from(jobs).unwrap_or(i64::MAX));
+            self.destination_due_age
+                .get_or_create(&labels)
+                .set(age_ms as f64 / 1000.0);
+        }
     }
 }

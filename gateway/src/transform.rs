@@ -187,7 +187,8 @@ fn base_job(event: &Event, sub: &Subscription, id: JobId, now_ms: u64) -> Job {
         content_type: String::new(),
         body: Vec::new(),
         envelope: None,
-        headers: Vec::new(),
+        // The event's trace, kept with the job so that retries and replays carry it.
+        headers: crate::trace::job_headers(event),
         attempts: 0,
         created_ms: now_ms,
         due_ms: now_ms,
@@ -226,7 +227,7 @@ pub fn delivery_jobs(
         }
         job.content_type = d.content_type;
         job.body = d.body;
-        job.headers = d.headers;
+        job.headers.extend(d.headers);
         jobs.push(job);
     }
     (jobs, dead)

@@ -101,6 +101,13 @@ async fn an_operator_follows_an_event_and_replays_its_dead_letter() {
         journey.contains("200") && journey.contains("500"),
         "{journey}"
     );
+    // The event's trace id, as the receiver saw it in `traceparent`.
+    assert!(
+        journey.lines().any(|l| l
+            .strip_prefix("trace ")
+            .is_some_and(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()))),
+        "{journey}"
+    );
     let as_json: serde_json::Value =
         serde_json::from_str(&run(&gw, &["events", "show", &id, "--json"]).await).expect("JSON");
     assert_eq!(as_json["event"]["id"], id.as_str());

@@ -69,7 +69,7 @@ pub(super) fn show(
     Ok(answer(
         StatusCode::OK,
         &json!({
-            "event": { "id": event.id, "source": event.source, "model": event.model, "action": event.action, "type": event_type, "record_id": event.record_id, "received_at_ms": event.received_at_ms, "payload": payload },
+            "event": { "id": event.id, "source": event.source, "model": event.model, "action": event.action, "type": event_type, "record_id": event.record_id, "received_at_ms": event.received_at_ms, "trace_id": crate::trace::of_event(&event).trace_id.to_string(), "payload": payload },
             "matched": matched,
             "queued": queued, "dead_letters": dead, "delivered": delivered, "attempts": attempts,
         }),

@@ -171,8 +171,9 @@ impl Call<'_> {
     }
 }
 
+/// A store error: 503 `storage_unavailable` while the disk fails (as documented), else 500.
 fn internal(e: crate::store::StoreError) -> ApiError {
-    ApiError::internal("API storage request failed", &e)
+    ApiError::storage("API storage request failed", &e)
 }
 
 /// Makes a stored change durable and joins it to the running configuration; when the reload

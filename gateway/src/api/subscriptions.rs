@@ -80,9 +80,8 @@ pub(super) async fn update(call: &Call<'_>, id: &str) -> Result<Response<Body>, 
         if !patch.is_object() {
             return Err(validate::invalid("the body must be a JSON object"));
         }
-        let mut merged = validate::as_request(&old);
-        validate::merge_patch(&mut merged, patch);
-        serde_json::from_value(merged).map_err(|e| validate::invalid(e.to_string()))?
+        serde_json::from_value(validate::patched(&old, patch))
+            .map_err(|e| validate::invalid(e.to_string()))?
     } else {
         validate::parse_json(&call.body)?
     };

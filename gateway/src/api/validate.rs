@@ -23,8 +23,6 @@ use crate::subscriptions::EventPattern;
 const MAX_EVENTS: usize = 64;
 /// Most plugin settings per subscription.
 const MAX_CONFIG: usize = 64;
-/// Longest URL.
-const MAX_URL: usize = 2048;
 /// Longest attempt timeout an app may ask for.
 const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 /// Shortest attempt timeout.
@@ -48,7 +46,25 @@ pub(crate) struct SubscriptionRequest {
     #[serde(default = "yes")]
     enabled: bool,
     timeout: Option<Value>,
+    #[serde(default, deserialize_with = "whole_number")]
     retries: Option<u32>,
+}
+
+/// A count given as any JSON number without a fraction: `5` and `5.0` are one value in JSON
+/// (and in JSON Schema's `integer`), so both are accepted.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let whole = n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(f))
+            .map(|f| f as u64)
+    });
+    whole
+        .and_then(|v| u32::try_from(v).ok())
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom(format!("retries: `{n}` is not a whole number")))
 }
 
 fn yes() -> bool {
@@ -126,11 +142,7 @@ pub(crate) fn build(
     let url = dest
         .url
         .ok_or_else(|| invalid("destination.url: required"))?;
-    let url_ok = url.len() <= MAX_URL
-        && url
-            .parse::<http::Uri>()
-            .is_ok_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
-    if !url_ok {
+    if !crate::delivery::is_http_url(&url) {
         return Err(invalid(format!(
             "destination.url: `{url}` is not an http(s) URL"
         )));
@@ -234,26 +246,49 @@ pub(crate) fn as_request(sub: &StoredSubscription) -> Value {
     })
 }
 
-/// RFC 7396 JSON merge patch: objects merge, `null` removes, anything else replaces.
+/// A PATCH body merged into the request form of `current`: RFC 7396, except that a
+/// `destination.auth` in the patch replaces the current one whole (the fields of one kind of
+/// authentication mean nothing to another, and its secrets are never shown to merge with).
+pub(crate) fn patched(current: &StoredSubscription, patch: Value) -> Value {
+    let mut merged = as_request(current);
+    let replaces_auth = patch
+        .pointer("/destination/auth")
+        .is_some_and(|a| !a.is_null());
+    if replaces_auth
+        && let Some(dest) = merged.get_mut("destination").and_then(Value::as_object_mut)
+    {
+        dest.remove("auth");
+    }
+    merge_patch(&mut merged, patch);
+    merged
+}
+
+/// RFC 7396 JSON merge patch: objects merge, `null` removes, anything else replaces. An
+/// object merged into something that is not one is merged into `{}`, so its `null`s remove
+/// nothing and are dropped.
 pub(crate) fn merge_patch(target: &mut Value, patch: Value) {
-    match (target, patch) {
-        (Value::Object(t), Value::Object(p)) => {
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(&k);
-                } else {
-                    merge_patch(t.entry(k).or_insert(Value::Null), v);
-                }
+    let Value::Object(p) = patch else {
+        *target = patch;
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(serde_json::Map::new());
+    }
+    if let Value::Object(t) = target {
+        for (k, v) in p {
+            if v.is_null() {
+                t.remove(&k);
+            } else {
+                merge_patch(t.entry(k).or_insert(Value::Null), v);
             }
         }
-        (t, p) => *t = p,
     }
 }
 
 /// The answer shape: everything but secrets (`secret` only when `reveal_secret`, on create).
 pub(crate) fn render(sub: &StoredSubscription, qualified: &str, reveal_secret: bool) -> Value {
     let auth = match &sub.destination.auth {
-        DestinationAuth::None => json!({ "type": "none" }),
+        DestinationAuth::None {} => json!({ "type": "none" }),
         DestinationAuth::StaticHeader { name, .. } => {
             json!({ "type": "static_header", "name": name })
         }
@@ -366,6 +401,13 @@ mod tests {
         let mut doc = json!({"a": 1, "b": {"c": 2, "d": 3}});
         merge_patch(&mut doc, json!({"a": null, "b": {"c": 5}, "e": [1]}));
         assert_eq!(doc, json!({"b": {"c": 5, "d": 3}, "e": [1]}));
+        // Into a value that is not an object, an object's nulls remove nothing (RFC 7396 §2).
+        let mut doc = json!({"filter": null});
+        merge_patch(
+            &mut doc,
+            json!({"filter": {"match": null, "fields": ["id"]}}),
+        );
+        assert_eq!(doc, json!({"filter": {"fields": ["id"]}}));
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub struct OAuthError {
     pub error: &'static str,
     /// For people.
     pub description: String,
-    /// 401 with a `Basic` challenge (the client tried, or should try, HTTP Basic).
+    /// 401 with a `Basic` challenge: client authentication failed or is missing.
     pub challenge: bool,
 }
 
@@ -43,11 +43,15 @@ impl OAuthError {
         }
     }
 
-    fn invalid_client(via_basic: bool) -> Self {
+    /// Always 401 with a `Basic` challenge, however the client tried to authenticate:
+    /// RFC 7662 §2.1 asks it of introspection, and RFC 6749 §5.2 (which RFC 7009 §2.2.1 and
+    /// the token endpoint follow) allows it for credentials in the form, so that all three
+    /// endpoints answer a failed client authentication the same way.
+    fn invalid_client() -> Self {
         Self {
             error: "invalid_client",
             description: "client authentication failed".into(),
-            challenge: via_basic,
+            challenge: true,
         }
     }
 
@@ -136,7 +140,7 @@ impl From<ApiError> for Refusal {
 
 impl From<crate::store::StoreError> for Refusal {
     fn from(e: crate::store::StoreError) -> Self {
-        Self::Api(ApiError::internal("OAuth2 storage failed", &e))
+        Self::Api(ApiError::storage("OAuth2 storage failed", &e))
     }
 }
 
@@ -189,7 +193,11 @@ async fn handle(
                     OAuthError::new("unauthorized_client", "this client holds no scope").into(),
                 );
             }
-            let scopes = match form.get("scope").filter(|s| !s.trim().is_empty()) {
+            // Scopes are separated by spaces only (RFC 6749 §3.3): a tab is part of a scope.
+            let scopes = match form
+                .get("scope")
+                .filter(|s| s.split(' ').any(|w| !w.is_empty()))
+            {
                 None => app.scopes.clone(),
                 Some(requested) => {
                     let requested: Vec<String> = requested
@@ -319,7 +327,7 @@ fn authenticate_client(
                 .then(|| rest.trim().to_owned())
         });
     let in_body = (form.get("client_id"), form.get("client_secret"));
-    let (client_id, secret, via_basic) = match (basic, in_body) {
+    let (client_id, secret) = match (basic, in_body) {
         (Some(_), (Some(_), _) | (_, Some(_))) => {
             return Err(OAuthError::new(
                 "invalid_request",
@@ -333,19 +341,19 @@ fn authenticate_client(
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok());
             let Some((id, secret)) = decoded.as_deref().and_then(|d| d.split_once(':')) else {
-                return Err(OAuthError::invalid_client(true).into());
+                return Err(OAuthError::invalid_client().into());
             };
             // RFC 6749 §2.3.1: both are form-encoded before Basic encoding.
             let decode = |s: &str| super::oauth1::percent_decode(s, true);
             let (Ok(id), Ok(secret)) = (decode(id), decode(secret)) else {
-                return Err(OAuthError::invalid_client(true).into());
+                return Err(OAuthError::invalid_client().into());
             };
-            (id, secret, true)
+            (id, secret)
         }
-        (None, (Some(id), Some(secret))) => (id.to_owned(), secret.to_owned(), false),
-        (None, (Some(_), None)) => return Err(OAuthError::invalid_client(false).into()),
+        (None, (Some(id), Some(secret))) => (id.to_owned(), secret.to_owned()),
+        (None, (Some(_), None)) => return Err(OAuthError::invalid_client().into()),
         (None, (None, _)) => {
-            let mut e = OAuthError::invalid_client(true);
+            let mut e = OAuthError::invalid_client();
             e.description =
                 "authenticate the client (HTTP Basic, or client_id and client_secret)".into();
             return Err(e.into());
@@ -384,7 +392,7 @@ fn authenticate_client(
                 .failure_limiter
                 .check(&key, FAILED_ATTEMPTS_PER_MINUTE, now)
                 .map_err(|wait| Refusal::from(rate_limited(wait)))?;
-            Err(OAuthError::invalid_client(via_basic).into())
+            Err(OAuthError::invalid_client().into())
         }
     }
 }

@@ -255,6 +255,7 @@ fn journey(out: &mut impl Write, answer: &Value) -> anyhow::Result<()> {
         cell(&e["record_id"]),
         cell(&e["received_at_ms"])
     )?;
+    writeln!(out, "trace {}", cell(&e["trace_id"]))?;
     let list = |key: &str| answer[key].as_array().cloned().unwrap_or_default();
     writeln!(
         out,

@@ -328,12 +328,12 @@ impl std::fmt::Debug for DestinationConfig {
 
 /// `auth = { type = "..." }` of a destination: outbound authentication on top of the Standard
 /// Webhooks signature. Checked by `delivery::outbound_auth::validate`.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum DestinationAuth {
-    /// Only the signature.
-    #[default]
-    None,
+    /// Only the signature. A struct variant, empty, so that `deny_unknown_fields` refuses
+    /// keys beside `type` (serde lets a unit variant of a tagged enum ignore them).
+    None {},
     /// A fixed header, e.g. an API key.
     StaticHeader {
         /// Header name.
@@ -377,11 +377,17 @@ fn hmac_sha1() -> String {
     "HMAC-SHA1".to_owned()
 }
 
+impl Default for DestinationAuth {
+    fn default() -> Self {
+        Self::None {}
+    }
+}
+
 impl std::fmt::Debug for DestinationAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         const HIDDEN: &str = "[redacted]";
         match self {
-            Self::None => f.write_str("None"),
+            Self::None {} => f.write_str("None"),
             Self::StaticHeader { name, .. } => f
                 .debug_struct("StaticHeader")
                 .field("name", name)

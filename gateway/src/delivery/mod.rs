@@ -12,6 +12,7 @@ mod error;
 mod limits;
 pub mod outbound_auth;
 mod ssrf;
+mod url;
 
 pub use backoff::{Backoff, DurationParseError, format_duration, parse_duration};
 pub use client::{
@@ -21,3 +22,4 @@ pub use connector::SsrfBlocked;
 pub use error::{ClientBuildError, DeliveryError};
 pub use limits::{ConcurrencyLimits, DestinationPermit, GlobalPermit, Permit};
 pub use ssrf::{Cidr, CidrParseError, SsrfPolicy};
+pub use url::{HTTP_URL_PATTERN, is_http_url};

@@ -203,6 +203,7 @@ pub async fn accept(
             // Written, so scheduled even if the flush failed: the flusher retries until the
             // disk takes them, and a retry of this request is answered as a duplicate.
             Some(jobs) => {
+                crate::trace::fanned_out(&event, jobs.len());
                 let now = now_ms();
                 for job in jobs {
                     state.scheduler.schedule_with(job, Some(&event), now);
@@ -231,7 +232,8 @@ pub fn new_event_id() -> String {
     format!("evt_{:012x}{:016x}", now_ms(), rand::random::<u64>())
 }
 
-/// Request headers a plugin may see: never credentials or cookies.
+/// Request headers a plugin may see: never credentials or cookies. A valid `traceparent`
+/// is kept too: the event continues the caller's trace (see [`crate::trace`]).
 fn safe_headers(headers: &HeaderMap) -> Vec<(String, String)> {
     const SHOWN: [&str; 3] = ["content-type", "user-agent", "x-odoo-database"];
     SHOWN
@@ -242,5 +244,6 @@ fn safe_headers(headers: &HeaderMap) -> Vec<(String, String)> {
                 headers.get(*name)?.to_str().ok()?.to_owned(),
             ))
         })
+        .chain(crate::trace::incoming(headers))
         .collect()
 }

@@ -101,6 +101,11 @@ impl Plugin {
         self.limits
     }
 
+    /// The first digits of [`Plugin::hash`]: what names the plugin in log lines and metrics.
+    pub fn short_hash(&self) -> &str {
+        &self.inner.short_hash
+    }
+
     /// Hex SHA-256 of the plugin's bytes: its version identity.
     pub fn hash(&self) -> &str {
         &self.inner.hash

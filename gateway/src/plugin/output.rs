@@ -27,6 +27,8 @@ pub const RESERVED_HEADERS: &[&str] = &[
     "te",
     "upgrade",
     "expect",
+    "traceparent",
+    "tracestate",
 ];
 
 /// Longest destination name a plugin may return.

@@ -153,15 +153,17 @@ impl Store {
         report
     }
 
-    /// Runs maintenance rounds until `shutdown`, each with the policy `policy` gives then.
+    /// Runs maintenance rounds until `shutdown`, each with the policy `policy` gives then;
+    /// `done` hears of each round (the metrics count it).
     pub async fn run_maintenance(
         self,
         policy: impl Fn() -> Policy + Send + 'static,
+        done: impl Fn(&Report) + Send + 'static,
         shutdown: CancellationToken,
     ) {
         loop {
             let current = policy();
-            self.maintain(crate::state::now_ms(), &current).await;
+            done(&self.maintain(crate::state::now_ms(), &current).await);
             // With a budget, look more often: a burst can fill a small disk quickly.
             let pause = match current.max_disk_bytes {
                 Some(_) => current.interval.min(Duration::from_secs(5)),

@@ -167,7 +167,7 @@ async fn client_authentication_scopes_and_rfc6749_errors() {
     )
     .await;
     assert_oauth_error(&both, 400, "invalid_request");
-    // A wrong secret: 401 with a challenge by Basic, 400 by body.
+    // A wrong secret: 401 with a challenge, by Basic and by the form alike.
     let wrong = token_request(&c, &gw, Some(("crm-client", "wrong")), grant).await;
     assert_oauth_error(&wrong, 401, "invalid_client");
     assert_eq!(
@@ -183,8 +183,11 @@ async fn client_authentication_scopes_and_rfc6749_errors() {
         )
         .await
         .expect("token");
-    assert_oauth_error(&wrong, 400, "invalid_client");
-    assert_eq!(header(&wrong, "www-authenticate"), "");
+    assert_oauth_error(&wrong, 401, "invalid_client");
+    assert_eq!(
+        header(&wrong, "www-authenticate"),
+        "Basic realm=\"odoo-gateway\""
+    );
     assert_oauth_error(
         &token_request(&c, &gw, Some(("nobody", "x")), grant).await,
         401,
@@ -209,6 +212,12 @@ async fn client_authentication_scopes_and_rfc6749_errors() {
     );
     assert_oauth_error(
         &token_request(&c, &gw, Some(CRM), &format!("{grant}&scope=admin")).await,
+        400,
+        "invalid_scope",
+    );
+    // Scopes are separated by spaces only: a tab is not a separator.
+    assert_oauth_error(
+        &token_request(&c, &gw, Some(CRM), &format!("{grant}&scope=%09")).await,
         400,
         "invalid_scope",
     );
@@ -256,6 +265,32 @@ async fn client_authentication_scopes_and_rfc6749_errors() {
         400,
         "invalid_request",
     );
+    // Introspection and revocation refuse a failed or missing client authentication with 401
+    // and a `Basic` challenge (RFC 7662 §2.1, RFC 7009 §2.2.1), by Basic or by the form.
+    for endpoint in ["/oauth2/introspect", "/oauth2/revoke"] {
+        let by_basic = form_post(&c, &gw, endpoint, ("crm-client", "wrong"), "token=x").await;
+        let by_form = c
+            .send(
+                "POST",
+                &gw.url(endpoint),
+                &[FORM],
+                b"token=x&client_id=crm-client&client_secret=wrong".to_vec(),
+            )
+            .await
+            .expect("post");
+        let missing = c
+            .send("POST", &gw.url(endpoint), &[FORM], b"token=x".to_vec())
+            .await
+            .expect("post");
+        for reply in [by_basic, by_form, missing] {
+            assert_oauth_error(&reply, 401, "invalid_client");
+            assert_eq!(
+                header(&reply, "www-authenticate"),
+                "Basic realm=\"odoo-gateway\"",
+                "{endpoint}"
+            );
+        }
+    }
 
     // A narrower scope is granted as asked; a route needing another answers 403.
     let reply = token_request(&c, &gw, Some(CRM), &format!("{grant}&scope=write")).await;

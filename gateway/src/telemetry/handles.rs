@@ -1,0 +1,230 @@
+//! Metric handles kept per subscription, so that counting a delivery, a retry or a plugin
+//! call allocates nothing once its labels have been seen: a label set is built (two or
+//! three `String`s) the first time only, then its handle is found by `&str`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+
+use super::{PluginLabels, PluginLimit, PluginOutcome, SubscriptionOutcome};
+
+/// Counter handles by outcome.
+type ByOutcome = HashMap<Box<str>, Counter>;
+
+/// The plugin families, to register: calls, their duration, limit hits.
+pub(super) type PluginFamilies = (
+    Family<PluginOutcome, Counter>,
+    Family<PluginLabels, Histogram, fn() -> Histogram>,
+    Family<PluginLimit, Counter>,
+);
+
+/// Counters by subscription and outcome.
+#[derive(Debug, Default)]
+pub struct SubscriptionCounters {
+    family: Family<SubscriptionOutcome, Counter>,
+    handles: RwLock<HashMap<Box<str>, ByOutcome>>,
+}
+
+impl SubscriptionCounters {
+    /// The family, to register.
+    pub(super) fn family(&self) -> Family<SubscriptionOutcome, Counter> {
+        self.family.clone()
+    }
+
+    /// Counts one `outcome` for `subscription`.
+    pub fn inc(&self, subscription: &str, outcome: &str) {
+        let known = read(&self.handles)
+            .get(subscription)
+            .and_then(|by_outcome| by_outcome.get(outcome))
+            .cloned();
+        let counter = known.unwrap_or_else(|| {
+            let counter = self.family.get_or_create_owned(&SubscriptionOutcome {
+                subscription: subscription.to_owned(),
+                outcome: outcome.to_owned(),
+            });
+            write(&self.handles)
+                .entry(subscription.into())
+                .or_default()
+                .insert(outcome.into(), counter.clone());
+            counter
+        });
+        counter.inc();
+    }
+}
+
+/// Plugin-call metrics: calls by outcome, their duration and limit hits, by subscription and
+/// plugin.
+#[derive(Debug)]
+pub struct PluginMetrics {
+    calls: Family<PluginOutcome, Counter>,
+    seconds: Family<PluginLabels, Histogram, fn() -> Histogram>,
+    limit_hits: Family<PluginLimit, Counter>,
+    handles: RwLock<HashMap<Box<str>, Arc<PluginHandles>>>,
+}
+
+/// One subscription's handles, for the plugin it runs now.
+#[derive(Debug)]
+struct PluginHandles {
+    plugin: Box<str>,
+    seconds: Histogram,
+    calls: RwLock<ByOutcome>,
+    limit_hits: RwLock<HashMap<&'static str, Counter>>,
+}
+
+/// What a failure code says about the plugin limits: the limit it hit, if any.
+fn limit_of(code: &str) -> Option<&'static str> {
+    match code {
+        "plugin_cpu_exceeded" => Some("cpu_time"),
+        "plugin_memory_exceeded" => Some("memory"),
+        "plugin_output_too_large" => Some("output"),
+        _ => None,
+    }
+}
+
+impl PluginMetrics {
+    pub(super) fn new(buckets: fn() -> Histogram) -> Self {
+        Self {
+            calls: Family::default(),
+            seconds: Family::new_with_constructor(buckets),
+            limit_hits: Family::default(),
+            handles: RwLock::default(),
+        }
+    }
+
+    pub(super) fn families(&self) -> PluginFamilies {
+        (
+            self.calls.clone(),
+            self.seconds.clone(),
+            self.limit_hits.clone(),
+        )
+    }
+
+    fn handles(&self, subscription: &str, plugin: &str) -> Arc<PluginHandles> {
+        if let Some(h) = read(&self.handles)
+            .get(subscription)
+            .filter(|h| &*h.plugin == plugin)
+        {
+            return h.clone();
+        }
+        let labels = PluginLabels {
+            subscription: subscription.to_owned(),
+            plugin: plugin.to_owned(),
+        };
+        let handles = Arc::new(PluginHandles {
+            plugin: plugin.into(),
+            seconds: self.seconds.get_or_create_owned(&labels),
+            calls: RwLock::default(),
+            limit_hits: RwLock::default(),
+        });
+        // A reload that changed the subscription's plugin replaces the handles.
+        write(&self.handles).insert(subscription.into(), handles.clone());
+        handles
+    }
+
+    /// Counts one call of `plugin` for `subscription`: its outcome (`ok`, `retry`, or the
+    /// failure's code), its duration, and the limit it hit (`code` is the failure's code,
+    /// also for a call retried after a CPU-time overrun).
+    pub fn call(
+        &self,
+        subscription: &str,
+        plugin: &str,
+        outcome: &str,
+        code: Option<&str>,
+        seconds: f64,
+    ) {
+        let h = self.handles(subscription, plugin);
+        h.seconds.observe(seconds);
+        let known = read(&h.calls).get(outcome).cloned();
+        let counter = known.unwrap_or_else(|| {
+            let counter = self.calls.get_or_create_owned(&PluginOutcome {
+                subscription: subscription.to_owned(),
+                plugin: plugin.to_owned(),
+                outcome: outcome.to_owned(),
+            });
+            write(&h.calls).insert(outcome.into(), counter.clone());
+            counter
+        });
+        counter.inc();
+        let Some(limit) = code.and_then(limit_of) else {
+            return;
+        };
+        let known = read(&h.limit_hits).get(limit).cloned();
+        let counter = known.unwrap_or_else(|| {
+            let counter = self.limit_hits.get_or_create_owned(&PluginLimit {
+                subscription: subscription.to_owned(),
+                plugin: plugin.to_owned(),
+                limit: limit.to_owned(),
+            });
+            write(&h.limit_hits).insert(limit, counter.clone());
+            counter
+        });
+        counter.inc();
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cached_handle_counts_into_the_family() {
+        let counters = SubscriptionCounters::default();
+        counters.inc("sub", "delivered");
+        counters.inc("sub", "delivered");
+        counters.inc("sub", "failed");
+        let family = counters.family();
+        let get = |outcome: &str| {
+            family
+                .get_or_create(&SubscriptionOutcome {
+                    subscription: "sub".into(),
+                    outcome: outcome.into(),
+                })
+                .get()
+        };
+        assert_eq!((get("delivered"), get("failed")), (2, 1));
+    }
+
+    #[test]
+    fn plugin_calls_count_limit_hits_and_follow_a_new_plugin() {
+        let plugins = PluginMetrics::new(|| Histogram::new([0.1, 1.0]));
+        plugins.call("sub", "aaaa", "ok", None, 0.01);
+        plugins.call("sub", "aaaa", "retry", Some("plugin_cpu_exceeded"), 0.2);
+        plugins.call(
+            "sub",
+            "bbbb",
+            "plugin_trapped",
+            Some("plugin_trapped"),
+            0.01,
+        );
+        let (calls, _, hits) = plugins.families();
+        let labels = |plugin: &str, outcome: &str| PluginOutcome {
+            subscription: "sub".into(),
+            plugin: plugin.into(),
+            outcome: outcome.into(),
+        };
+        assert_eq!(calls.get_or_create(&labels("aaaa", "ok")).get(), 1);
+        assert_eq!(calls.get_or_create(&labels("aaaa", "retry")).get(), 1);
+        assert_eq!(
+            calls.get_or_create(&labels("bbbb", "plugin_trapped")).get(),
+            1
+        );
+        let limit = |plugin: &str| PluginLimit {
+            subscription: "sub".into(),
+            plugin: plugin.into(),
+            limit: "cpu_time".into(),
+        };
+        assert_eq!(hits.get_or_create(&limit("aaaa")).get(), 1);
+        assert_eq!(hits.get_or_create(&limit("bbbb")).get(), 0);
+    }
+}
