@@ -70,6 +70,10 @@ struct Group {
     created_ms: u64,
     #[serde(rename = "t")]
     due_ms: u64,
+    /// Headers every member has (an event's jobs share its `traceparent`): stored once, and a
+    /// member's own list is then empty.
+    #[serde(rename = "h", default, skip_serializing_if = "Vec::is_empty")]
+    headers: Vec<(String, String)>,
     /// By slot; `None` once its subscription was purged.
     #[serde(rename = "m")]
     members: Vec<Option<Stored>>,
@@ -146,7 +150,11 @@ impl Stored {
             content_type: self.content_type.clone(),
             body: self.body.clone(),
             envelope: self.envelope,
-            headers: self.headers.clone(),
+            headers: if self.headers.is_empty() {
+                group.headers.clone()
+            } else {
+                self.headers.clone()
+            },
             attempts: 0,
             created_ms: group.created_ms,
             due_ms: group.due_ms,
@@ -575,16 +583,31 @@ fn group_record(
     chunk: u32,
     created_ms: u64,
     due_ms: u64,
-    members: Vec<Option<Stored>>,
+    mut members: Vec<Option<Stored>>,
 ) -> Built {
     let mask = if members.len() == 64 {
         u64::MAX
     } else {
         (1u64 << members.len()) - 1
     };
+    // Headers all members share are kept once. (A member whose own list is empty gets the
+    // shared one back, so sharing is only done when every member has the same non-empty list.)
+    let first = members.iter().flatten().next().map(|m| m.headers.clone());
+    let shared = match first {
+        Some(first)
+            if !first.is_empty() && members.iter().flatten().all(|m| m.headers == first) =>
+        {
+            for member in members.iter_mut().flatten() {
+                member.headers = Vec::new();
+            }
+            first
+        }
+        _ => Vec::new(),
+    };
     let group = Group {
         created_ms,
         due_ms,
+        headers: shared,
         members,
     };
     Built {
@@ -837,6 +860,59 @@ mod tests {
                 .jobs_of_subscription("a", 10)
                 .expect("list")
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn headers_every_member_shares_are_stored_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let traced = |sub: &str| Job {
+            headers: vec![("traceparent".into(), "00-aa-bb-01".into())],
+            ..job("evt_1", sub)
+        };
+        {
+            let store = Store::open(dir.path()).expect("open");
+            let mut jobs = vec![traced("a"), traced("b"), traced("c")];
+            store.enqueue_new(&mut jobs, &[]).expect("enqueue");
+            let (_, record) = store
+                .inner
+                .queue
+                .scan_prefix([GROUP])
+                .next()
+                .expect("a group")
+                .expect("read");
+            let text = String::from_utf8_lossy(&record).into_owned();
+            assert_eq!(text.matches("traceparent").count(), 1, "{text}");
+            assert_eq!(store.job(&jobs[2].id).expect("read"), Some(jobs[2].clone()));
+            // Members with different headers keep their own.
+            let mut mixed = vec![
+                traced("x"),
+                Job {
+                    headers: vec![],
+                    ..job("evt_3", "y")
+                },
+            ];
+            mixed[0].event_id = "evt_3".into();
+            mixed[0].id = JobId::delivery("evt_3", "x", 0).to_string();
+            store.enqueue_new(&mut mixed, &[]).expect("enqueue");
+            assert_eq!(
+                store.job(&mixed[0].id).expect("read"),
+                Some(mixed[0].clone())
+            );
+            assert_eq!(
+                store.job(&mixed[1].id).expect("read"),
+                Some(mixed[1].clone())
+            );
+            store.flush().expect("flush");
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        let queued: Vec<Job> = store.queued_jobs().collect::<Result<_, _>>().expect("scan");
+        assert_eq!(queued.len(), 5);
+        assert!(
+            queued
+                .iter()
+                .all(|j| (j.subscription_id == "y") == j.headers.is_empty()),
+            "{queued:?}"
         );
     }
 
