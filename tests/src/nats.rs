@@ -1,0 +1,98 @@
+//! A real NATS server with JetStream for the tests of the shared control plane: Debian's
+//! `nats-server`, on a free loopback port, its store in a temporary folder, killed on drop.
+//!
+//! A missing `nats-server` is a failure, not a skip (`./dev test` installs it).
+
+use std::io::{BufRead as _, BufReader};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+/// How long the server may take to accept connections with JetStream on.
+const READY_WITHIN: Duration = Duration::from_secs(10);
+
+/// A running `nats-server -js`.
+#[derive(Debug)]
+pub struct NatsServer {
+    child: Child,
+    port: u16,
+    _store: tempfile::TempDir,
+}
+
+impl NatsServer {
+    /// Starts a server and waits until it accepts connections and announces JetStream.
+    pub fn start() -> anyhow::Result<Self> {
+        let store = tempfile::tempdir()?;
+        let mut last = None;
+        // A port the kernel just gave out and took back; another process taking it in between
+        // makes the server exit, and the next try picks another.
+        for _ in 0..3 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            let mut child = Command::new("nats-server")
+                .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+                .arg(store.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context(
+                    "cannot run `nats-server`: install it (Debian's nats-server; ./dev test does)",
+                )?;
+            match wait_ready(&mut child, port) {
+                Ok(()) => {
+                    return Ok(Self {
+                        child,
+                        port,
+                        _store: store,
+                    });
+                }
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("nats-server did not start")))
+    }
+
+    /// The client URL, `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits for the server's `INFO` line with JetStream enabled.
+fn wait_ready(child: &mut Child, port: u16) -> anyhow::Result<()> {
+    let deadline = Instant::now() + READY_WITHIN;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("nats-server exited at start-up: {status}");
+        }
+        if let Ok(stream) = TcpStream::connect(("127.0.0.1", port)) {
+            stream.set_read_timeout(Some(Duration::from_secs(1)))?;
+            let mut line = String::new();
+            if BufReader::new(stream).read_line(&mut line).is_ok()
+                && line.starts_with("INFO ")
+                && line.contains("\"jetstream\":true")
+            {
+                return Ok(());
+            }
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "nats-server did not accept connections within {READY_WITHIN:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
