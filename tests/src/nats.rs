@@ -96,3 +96,39 @@ fn wait_ready(child: &mut Child, port: u16) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Which control plane a test gateway runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Engine<'a> {
+    /// The instance's own sled database (the default).
+    Sled,
+    /// The shared buckets of `server` under `prefix` (instances with one prefix share them).
+    Nats {
+        /// The server.
+        server: &'a NatsServer,
+        /// The bucket prefix.
+        prefix: &'a str,
+    },
+}
+
+impl Engine<'_> {
+    /// The `[storage]` table (and `[storage.nats]`) for this engine, with the sled folder
+    /// `path`.
+    pub fn storage_toml(&self, path: &str) -> String {
+        match self {
+            Self::Sled => format!("[storage]\npath = \"{path}\"\n"),
+            Self::Nats { server, prefix } => format!(
+                "[storage]\npath = \"{path}\"\nengine = \"nats\"\n[storage.nats]\nurls = [\"{}\"]\nbucket_prefix = \"{prefix}\"\n",
+                server.url()
+            ),
+        }
+    }
+
+    /// A short name, for assertion messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Sled => "sled",
+            Self::Nats { .. } => "nats",
+        }
+    }
+}

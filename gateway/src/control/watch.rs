@@ -34,8 +34,18 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
         }
         let (snapshot, health, removed_apps) = changes.take();
         let health_changed = !health.is_empty();
+        let mut resumed = Vec::new();
         for (sub, h) in health {
+            if !h.as_ref().is_some_and(|h| h.disabled) {
+                resumed.push(sub.clone());
+            }
             state.health.apply_remote(&sub, h);
+        }
+        // Enabled elsewhere: the jobs parked here run again, as after a local enable.
+        if !resumed.is_empty() {
+            state.scheduler.unpark(crate::state::now_ms(), |sub| {
+                resumed.iter().any(|r| r == sub)
+            });
         }
         if snapshot {
             let _ = crate::reload::reload(&state, "the shared control plane changed").await;
