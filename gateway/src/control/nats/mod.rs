@@ -119,6 +119,44 @@ impl std::fmt::Debug for NatsPlane {
     }
 }
 
+/// Creates the stream of key-value bucket `bucket` (one value per key, `max_age` if not
+/// zero), or takes it as it is when it exists, and opens the bucket on it.
+///
+/// The stream is made here, with the key-value layout JetStream defines (`KV_<bucket>` on
+/// `$KV.<bucket>.>`), rather than by the client's bucket creation: that first asks for the
+/// account's details in a shape servers before 2.10 do not answer.
+async fn open_bucket(
+    js: &jetstream::Context,
+    bucket: String,
+    max_age: Duration,
+    replicas: usize,
+) -> Result<kv::Store, StoreError> {
+    let stream = jetstream::stream::Config {
+        name: format!("KV_{bucket}"),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        max_age,
+        num_replicas: replicas,
+        storage: jetstream::stream::StorageType::File,
+        discard: jetstream::stream::DiscardPolicy::New,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        duplicate_window: if max_age.is_zero() {
+            Duration::from_secs(120)
+        } else {
+            max_age.min(Duration::from_secs(120))
+        },
+        ..Default::default()
+    };
+    js.get_or_create_stream(stream)
+        .await
+        .map_err(|e| shared(&format!("bucket {bucket}"), e))?;
+    js.get_key_value(&bucket)
+        .await
+        .map_err(|e| shared(&format!("bucket {bucket}"), e))
+}
+
 pub(crate) fn shared(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Shared(format!("{what}: {e}"))
 }
@@ -149,30 +187,20 @@ impl NatsPlane {
             .map_err(|e| shared(&format!("cannot connect to {}", config.urls.join(", ")), e))?;
         let js = jetstream::new(client);
         let prefix = &config.bucket_prefix;
-        let bucket = |name: &str, max_age: Duration| kv::Config {
-            bucket: format!("{prefix}_{name}"),
-            history: 1,
-            max_age,
-            num_replicas: config.replicas,
-            ..Default::default()
-        };
-        let open = |c: kv::Config| {
+        let open = |name: &str, max_age: Duration| {
             let js = js.clone();
-            async move {
-                let name = c.bucket.clone();
-                js.create_or_update_key_value(c)
-                    .await
-                    .map_err(|e| shared(&format!("bucket {name}"), e))
-            }
+            let bucket = format!("{prefix}_{name}");
+            let replicas = config.replicas;
+            async move { open_bucket(&js, bucket, max_age, replicas).await }
         };
         let none = Duration::ZERO;
-        let apps = open(bucket("apps", none)).await?;
-        let credentials = open(bucket("app_credentials", none)).await?;
-        let tokens = open(bucket("tokens", TOKEN_MAX_AGE)).await?;
-        let subscriptions = open(bucket("api_subscriptions", none)).await?;
-        let plugins = open(bucket("api_plugins", none)).await?;
-        let nonces = open(bucket("oauth1_nonces", NONCE_MAX_AGE)).await?;
-        let health = open(bucket("subscription_health", none)).await?;
+        let apps = open("apps", none).await?;
+        let credentials = open("app_credentials", none).await?;
+        let tokens = open("tokens", TOKEN_MAX_AGE).await?;
+        let subscriptions = open("api_subscriptions", none).await?;
+        let plugins = open("api_plugins", none).await?;
+        let nonces = open("oauth1_nonces", NONCE_MAX_AGE).await?;
+        let health = open("subscription_health", none).await?;
         let components_name = format!("{prefix}_plugin_components");
         let components = match js
             .create_object_store(object_store::Config {
