@@ -8,7 +8,8 @@
 //! after the swap sees the new one. A failed reload changes nothing and says why: in the log,
 //! in `GET /admin/reload`, and in the `reloads_failed` counter.
 //!
-//! Settings read once at start-up — `server.listen`, `storage.path`, `plugins` — take effect on
+//! Settings read once at start-up — `server.listen`, `storage.path`, `storage.engine` and
+//! `[storage.nats]`, `plugins` — take effect on
 //! the next restart; a reload that changes them says so in the log.
 
 use std::path::{Path, PathBuf};
@@ -212,9 +213,11 @@ pub async fn reload(state: &Arc<State>, cause: &str) -> Result<u64, String> {
             let current = state.snapshot.load();
             if snapshot.server.listen != current.server.listen
                 || snapshot.storage.path != current.storage.path
+                || snapshot.storage.engine != current.storage.engine
+                || snapshot.storage.nats != current.storage.nats
             {
                 tracing::warn!(
-                    "server.listen and storage.path changes take effect at the next restart"
+                    "server.listen, storage.path, storage.engine and [storage.nats] changes take effect at the next restart"
                 );
             }
             // The delivery client and slots follow the new settings; deliveries in flight

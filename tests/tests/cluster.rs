@@ -482,6 +482,8 @@ async fn control_plane_scenario(engine: Engine<'_>) {
     let gw = TestGateway::start(&config(&engine), dir.path())
         .await
         .expect("gateway starts");
+    let status = admin(&gw, "GET", "/admin/status", None).await.json();
+    assert_eq!(status["control_plane"], name, "{status}");
     let erp = register(&gw, "erp").await;
     let again = admin(&gw, "POST", "/admin/apps", Some(json!({"name": "erp"}))).await;
     assert_eq!(again.status, 409, "{name}: {:?}", again.body);

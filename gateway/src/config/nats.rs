@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 /// Which engine keeps the control plane.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
     /// The instance's own sled database.

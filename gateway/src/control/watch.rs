@@ -32,7 +32,11 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
             () = tokio::time::sleep(DEBOUNCE) => {}
             () = shutdown.cancelled() => return,
         }
-        let (snapshot, health, removed_apps) = changes.take();
+        let crate::control::nats::Taken {
+            snapshot,
+            health,
+            removed_apps,
+        } = changes.take();
         let health_changed = !health.is_empty();
         let mut resumed = Vec::new();
         for (sub, h) in health {

@@ -65,6 +65,27 @@ struct Mirror {
     health: mirror::Shared<StoredHealth>,
 }
 
+/// Health records by subscription (`None`: healthy and running).
+pub(crate) type HealthUpdates = HashMap<String, Option<SubscriptionHealth>>;
+
+/// Health writes waiting for the writer task, the latest per subscription.
+#[derive(Debug, Default)]
+pub(crate) struct PendingHealth {
+    queue: Mutex<HealthUpdates>,
+    wake: Notify,
+}
+
+/// What [`Changes::take`] found.
+#[derive(Debug, Default)]
+pub struct Taken {
+    /// Apps, API subscriptions or plugins changed: the snapshot must be rebuilt.
+    pub snapshot: bool,
+    /// Subscription health set (`Some`) or cleared (`None`) elsewhere.
+    pub health: Vec<(String, Option<SubscriptionHealth>)>,
+    /// Apps removed elsewhere.
+    pub removed_apps: Vec<String>,
+}
+
 /// What another instance changed, for [`super::watch`].
 #[derive(Debug, Default)]
 pub struct Changes {
@@ -73,22 +94,25 @@ pub struct Changes {
     /// Apps, API subscriptions or plugins changed: the snapshot must be rebuilt.
     snapshot: std::sync::atomic::AtomicBool,
     /// Subscription health set elsewhere, by subscription (`None`: cleared).
-    health: Mutex<HashMap<String, Option<SubscriptionHealth>>>,
+    health: Mutex<HealthUpdates>,
     /// Apps removed elsewhere (their local queue is purged here too).
     removed_apps: Mutex<Vec<String>>,
 }
 
 impl Changes {
-    /// Takes what changed since the last call: whether the snapshot must be rebuilt, health
-    /// updates, apps removed.
-    pub fn take(&self) -> (bool, Vec<(String, Option<SubscriptionHealth>)>, Vec<String>) {
+    /// Takes what changed since the last call.
+    pub fn take(&self) -> Taken {
         let snapshot = self
             .snapshot
             .swap(false, std::sync::atomic::Ordering::AcqRel);
         let health = std::mem::take(&mut *self.health.lock().unwrap_or_else(|p| p.into_inner()));
         let removed =
             std::mem::take(&mut *self.removed_apps.lock().unwrap_or_else(|p| p.into_inner()));
-        (snapshot, health.into_iter().collect(), removed)
+        Taken {
+            snapshot,
+            health: health.into_iter().collect(),
+            removed_apps: removed,
+        }
     }
 }
 
@@ -106,8 +130,8 @@ pub struct NatsPlane {
     instance: String,
     /// What other instances changed.
     pub changes: Arc<Changes>,
-    /// Health writes waiting for the writer task, the latest per subscription.
-    pending_health: Arc<(Mutex<HashMap<String, Option<SubscriptionHealth>>>, Notify)>,
+    /// Health writes waiting for the writer task.
+    pending_health: Arc<PendingHealth>,
     _tasks: DropGuard,
 }
 
@@ -309,8 +333,7 @@ impl NatsPlane {
             health_changed,
             cancel.clone(),
         ));
-        let pending_health: Arc<(Mutex<HashMap<String, Option<SubscriptionHealth>>>, Notify)> =
-            Arc::default();
+        let pending_health = Arc::new(PendingHealth::default());
         tokio::spawn(records::write_health(
             health.clone(),
             mirror.health.clone(),
@@ -347,8 +370,8 @@ impl NatsPlane {
 
     /// Queues a health write for the writer task.
     pub(crate) fn write_health(&self, sub: &str, health: Option<&SubscriptionHealth>) {
-        let (pending, wake) = &*self.pending_health;
-        pending
+        let PendingHealth { queue, wake } = &*self.pending_health;
+        queue
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(sub.to_owned(), health.cloned());

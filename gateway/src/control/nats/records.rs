@@ -6,9 +6,8 @@
 //! changed since). A successful write goes into the mirror at once, so this instance reads its
 //! own writes before the watch brings them back.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_nats::jetstream::kv;
 use base64::Engine as _;
@@ -17,7 +16,6 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncReadExt as _;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::mirror::{self, read};
@@ -25,7 +23,6 @@ use super::{NatsPlane, StoredHealth, shared};
 use crate::api::records::{self as api_records, StoredPlugin, StoredSubscription};
 use crate::auth::apps::{App, Lookup};
 use crate::auth::tokens::TokenRecord;
-use crate::state::SubscriptionHealth;
 use crate::store::StoreError;
 
 /// Largest plugin component fetched from the object store (the upload limit).
@@ -537,10 +534,10 @@ pub(super) async fn write_health(
     bucket: kv::Store,
     table: mirror::Shared<StoredHealth>,
     instance: String,
-    pending: Arc<(Mutex<HashMap<String, Option<SubscriptionHealth>>>, Notify)>,
+    pending: Arc<super::PendingHealth>,
     shutdown: CancellationToken,
 ) {
-    let (queue, wake) = &*pending;
+    let super::PendingHealth { queue, wake } = &*pending;
     loop {
         tokio::select! {
             () = wake.notified() => {}
