@@ -59,6 +59,14 @@ impl NatsServer {
         Err(last.unwrap_or_else(|| anyhow::anyhow!("nats-server did not start")))
     }
 
+    /// The engine of gateways sharing this server's buckets under `prefix`.
+    pub fn engine<'a>(&'a self, prefix: &'a str) -> Engine<'a> {
+        Engine::Nats {
+            server: self,
+            prefix,
+        }
+    }
+
     /// The client URL, `nats://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
