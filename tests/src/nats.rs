@@ -18,7 +18,7 @@ const READY_WITHIN: Duration = Duration::from_secs(10);
 pub struct NatsServer {
     child: Child,
     port: u16,
-    _store: tempfile::TempDir,
+    store: tempfile::TempDir,
 }
 
 impl NatsServer {
@@ -32,22 +32,10 @@ impl NatsServer {
             let port = std::net::TcpListener::bind("127.0.0.1:0")?
                 .local_addr()?
                 .port();
-            let mut child = Command::new("nats-server")
-                .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-                .arg(store.path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .context(
-                    "cannot run `nats-server`: install it (Debian's nats-server; ./dev test does)",
-                )?;
+            let mut child = spawn(port, store.path())?;
             match wait_ready(&mut child, port) {
                 Ok(()) => {
-                    return Ok(Self {
-                        child,
-                        port,
-                        _store: store,
-                    });
+                    return Ok(Self { child, port, store });
                 }
                 Err(e) => {
                     let _ = child.kill();
@@ -57,6 +45,19 @@ impl NatsServer {
             }
         }
         Err(last.unwrap_or_else(|| anyhow::anyhow!("nats-server did not start")))
+    }
+
+    /// Kills the server (SIGKILL), as a crash would; its store stays.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port and store (killing it first if it runs).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.child = spawn(self.port, self.store.path())?;
+        wait_ready(&mut self.child, self.port)
     }
 
     /// The engine of gateways sharing this server's buckets under `prefix`.
@@ -78,6 +79,16 @@ impl Drop for NatsServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn spawn(port: u16, store: &std::path::Path) -> anyhow::Result<Child> {
+    Command::new("nats-server")
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot run `nats-server`: install it (Debian's nats-server; ./dev test does)")
 }
 
 /// Waits for the server's `INFO` line with JetStream enabled.

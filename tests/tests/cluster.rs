@@ -591,3 +591,82 @@ async fn the_control_plane_behaves_alike_on_sled_and_on_nats() {
     let server = NatsServer::start().expect("nats-server");
     control_plane_scenario(nats(&server, "scenario")).await;
 }
+
+#[tokio::test]
+async fn the_instances_keep_delivering_while_nats_is_down_and_follow_it_again_after() {
+    let mut server = NatsServer::start().expect("nats-server");
+    let engine = nats(&server, "outage");
+    let config_text = config(&engine);
+    let (da, db) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let a = TestGateway::start(&config_text, da.path())
+        .await
+        .expect("A");
+    let b = TestGateway::start(&config_text, db.path())
+        .await
+        .expect("B");
+    let erp = register(&a, "erp").await;
+    let on_a = token(&a, &erp).await;
+    let receiver = inbox().await;
+    let subscribe = |id: &'static str| {
+        let (a, on_a, url) = (
+            &a,
+            on_a.clone(),
+            receiver.url(&format!("/{id}")).to_string(),
+        );
+        async move {
+            api(
+                a,
+                &on_a,
+                "POST",
+                "/v1/subscriptions",
+                Some(json!({"id": id, "events": ["sale.order.*"], "destination": {"url": url}})),
+            )
+            .await
+        }
+    };
+    assert_eq!(subscribe("before").await.status, 201);
+    assert!(
+        within(PROPAGATION, || async {
+            listed(&b, "app.erp.before").await.is_some()
+        })
+        .await
+        .is_some()
+    );
+
+    server.kill();
+    // The work plane is each instance's own: ingest and delivery go on.
+    post_order(&b, "during").await;
+    receiver
+        .wait_for(1, WAIT)
+        .await
+        .expect("B delivers while NATS is down");
+    let refused = api(&a, &on_a, "GET", "/v1/subscriptions", None).await;
+    assert_eq!(
+        (refused.status, code(&refused).as_str()),
+        (503, "control_plane_unavailable"),
+        "{:?}",
+        refused.body
+    );
+
+    server.restart().expect("nats-server restarts");
+    let created = within(WAIT, || async { subscribe("after").await.status == 201 }).await;
+    assert!(created.is_some(), "A writes again once NATS is back");
+    let followed = within(WAIT, || async {
+        listed(&b, "app.erp.after").await.is_some()
+    })
+    .await;
+    assert!(followed.is_some(), "B follows the buckets again");
+    post_order(&b, "after").await;
+    let got = receiver
+        .wait_for(3, WAIT)
+        .await
+        .expect("both subscriptions deliver");
+    assert!(
+        got.iter().any(|r| r.path == "/after"),
+        "{:?}",
+        got.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+}

@@ -175,7 +175,7 @@ impl Call<'_> {
 }
 
 fn internal(e: crate::store::StoreError) -> ApiError {
-    ApiError::internal("API storage request failed", &e)
+    ApiError::storage("API storage request failed", &e)
 }
 
 /// Makes a stored change durable and joins it to the running configuration; when the reload

@@ -26,7 +26,7 @@ pub(crate) async fn route(
     req: Request<Incoming>,
     rest: &[&str],
 ) -> Result<Response<Body>, ApiError> {
-    let internal = |e: crate::store::StoreError| ApiError::internal("app registry failed", &e);
+    let internal = |e: crate::store::StoreError| ApiError::storage("app registry failed", &e);
     let control = &state.control;
     let snapshot = state.snapshot.load_full();
     match (req.method().clone(), rest) {

@@ -136,7 +136,7 @@ impl From<ApiError> for Refusal {
 
 impl From<crate::store::StoreError> for Refusal {
     fn from(e: crate::store::StoreError) -> Self {
-        Self::Api(ApiError::internal("OAuth2 storage failed", &e))
+        Self::Api(ApiError::storage("OAuth2 storage failed", &e))
     }
 }
 

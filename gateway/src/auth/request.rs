@@ -29,7 +29,7 @@ fn invalid_token(message: &str) -> ApiError {
 }
 
 fn storage(e: crate::store::StoreError) -> ApiError {
-    ApiError::internal("authentication storage failed", &e)
+    ApiError::storage("authentication storage failed", &e)
 }
 
 /// A bearer token: live, and its app still registered with the client id it was issued to.

@@ -42,8 +42,13 @@ pub const TOKEN_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// window.
 const NONCE_MAX_AGE: Duration = Duration::from_secs(2 * crate::auth::TIMESTAMP_WINDOW_SECS + 1);
 
-/// How long connecting (and each JetStream request) may take before start-up fails.
+/// How long connecting may take before start-up fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long one request to JetStream (a KV read or write) may take: shorter than the
+/// server's request timeout, so that a request waiting on an unreachable NATS gets `503
+/// control_plane_unavailable` rather than a bare timeout.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The subscription health record in the shared bucket.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -192,7 +197,7 @@ impl NatsPlane {
         let mut options = async_nats::ConnectOptions::new()
             .name("odoo-gateway")
             .connection_timeout(CONNECT_TIMEOUT)
-            .request_timeout(Some(CONNECT_TIMEOUT));
+            .request_timeout(Some(REQUEST_TIMEOUT));
         if let (Some(user), Some(password)) = (&config.user, &config.password) {
             options = options.user_and_password(user.clone(), password.clone());
         }
