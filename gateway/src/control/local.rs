@@ -1,6 +1,6 @@
 //! The control plane in the instance's own sled database (`[storage] engine = "sled"`, the
-//! default): the trees `apps` and `apps_index` ([`AppStore`]), `oauth2_tokens` and
-//! `oauth2_token_expiry` ([`TokenStore`]), `api_subscriptions` and `api_plugins`
+//! default): the trees `apps` and `apps_index` (`AppStore`), `oauth2_tokens` and
+//! `oauth2_token_expiry` (`TokenStore`), `api_subscriptions` and `api_plugins`
 //! ([`crate::api::records`]), `oauth1_nonces` and `subscription_health` (opened by their
 //! owners, `auth` and `state`). Every write is made durable by the store's flushes.
 

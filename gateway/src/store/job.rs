@@ -133,7 +133,7 @@ pub struct Job {
     /// The last failure, if any.
     pub last_error: Option<String>,
     /// Where the job is stored while it has no record of its own: a slot of its event's group
-    /// record (see [`super::groups`]). Known in memory only; `None` for a job with its own
+    /// record (see `groups.rs`). Known in memory only; `None` for a job with its own
     /// record.
     #[serde(skip)]
     pub member: Option<Member>,

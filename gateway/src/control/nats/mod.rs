@@ -14,7 +14,7 @@
 //! | `subscription_health` | hex subscription id → flags, pause, writer | the latest state wins; an instance skips its own echoes |
 //!
 //! `apps`, `api_subscriptions`, `api_plugins` and `subscription_health` are mirrored in memory
-//! ([`mirror`]) and watched: reads on the request path and in the snapshot build never wait on
+//! (`mirror.rs`) and watched: reads on the request path and in the snapshot build never wait on
 //! the network, and a change made by another instance wakes [`super::watch`].
 
 mod mirror;
