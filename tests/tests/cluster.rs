@@ -221,6 +221,18 @@ async fn an_app_registered_on_one_instance_gets_a_token_on_another_and_names_sta
         Some(1),
         "one app, whichever instance is asked: {apps}"
     );
+
+    // Two instances asked for one name at the same moment: exactly one registers it.
+    for round in 0..5 {
+        let body = Some(json!({"name": format!("race-{round}"), "scopes": ["read"]}));
+        let (on_a, on_b) = tokio::join!(
+            admin(&a, "POST", "/admin/apps", body.clone()),
+            admin(&b, "POST", "/admin/apps", body.clone()),
+        );
+        let mut statuses = [on_a.status, on_b.status];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [201, 409], "round {round}");
+    }
 }
 
 #[tokio::test]
@@ -471,6 +483,49 @@ async fn an_app_removed_on_one_instance_stops_delivering_on_another() {
         receiver.received().len(),
         1,
         "nothing delivered after the removal"
+    );
+
+    // The name and the credential index were released: the name can be registered again,
+    // and the new app starts from nothing.
+    let again = register(&b, "erp").await;
+    let on_b = token(&b, &again).await;
+    let subs = api(&b, &on_b, "GET", "/v1/subscriptions", None).await;
+    assert_eq!(subs.json()["subscriptions"], json!([]), "{:?}", subs.body);
+}
+
+#[tokio::test]
+async fn one_subscription_id_created_on_two_instances_at_once_is_created_once() {
+    let server = NatsServer::start().expect("nats-server");
+    let engine = nats(&server, "race");
+    let ((a, _da), (b, _db)) = (instance(&engine).await, instance(&engine).await);
+    let erp = register(&a, "erp").await;
+    let (on_a, on_b) = (token(&a, &erp).await, token(&b, &erp).await);
+    let receiver = inbox().await;
+    for round in 0..5 {
+        let body = Some(
+            json!({"id": format!("race-{round}"), "events": ["sale.order.*"], "destination": {"url": receiver.url("/race").to_string()}}),
+        );
+        let (first, second) = tokio::join!(
+            api(&a, &on_a, "POST", "/v1/subscriptions", body.clone()),
+            api(&b, &on_b, "POST", "/v1/subscriptions", body.clone()),
+        );
+        let mut statuses = [first.status, second.status];
+        statuses.sort_unstable();
+        assert_eq!(
+            statuses,
+            [201, 409],
+            "round {round}: {:?} {:?}",
+            first.body,
+            second.body
+        );
+    }
+    let listed = api(&a, &on_a, "GET", "/v1/subscriptions", None)
+        .await
+        .json();
+    assert_eq!(
+        listed["subscriptions"].as_array().map(Vec::len),
+        Some(5),
+        "{listed}"
     );
 }
 
