@@ -17,6 +17,8 @@
 //! (`mirror.rs`) and watched: reads on the request path and in the snapshot build never wait on
 //! the network, and a change made by another instance wakes [`super::watch`].
 
+mod auth;
+mod health;
 mod mirror;
 mod records;
 
@@ -186,6 +188,11 @@ async fn open_bucket(
         .map_err(|e| shared(&format!("bucket {bucket}"), e))
 }
 
+/// A record as stored: JSON (plain data: serialising cannot fail).
+fn encode<T: serde::Serialize>(value: &T) -> bytes::Bytes {
+    bytes::Bytes::from(serde_json::to_vec(value).unwrap_or_default())
+}
+
 pub(crate) fn shared(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Shared(format!("{what}: {e}"))
 }
@@ -339,7 +346,7 @@ impl NatsPlane {
             cancel.clone(),
         ));
         let pending_health = Arc::new(PendingHealth::default());
-        tokio::spawn(records::write_health(
+        tokio::spawn(health::write_health(
             health.clone(),
             mirror.health.clone(),
             instance.clone(),
@@ -361,25 +368,5 @@ impl NatsPlane {
             pending_health,
             _tasks: cancel.drop_guard(),
         })
-    }
-
-    /// The stored flags and pauses, for [`crate::state::Health`] at start-up.
-    pub(crate) fn stored_health(&self) -> HashMap<String, SubscriptionHealth> {
-        let table = mirror::read(&self.mirror.health);
-        table
-            .prefixed("")
-            .map(|(_, r)| (r.subscription.clone(), r.health.clone()))
-            .filter(|(_, h)| h.flagged || h.disabled)
-            .collect()
-    }
-
-    /// Queues a health write for the writer task.
-    pub(crate) fn write_health(&self, sub: &str, health: Option<&SubscriptionHealth>) {
-        let PendingHealth { queue, wake } = &*self.pending_health;
-        queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(sub.to_owned(), health.cloned());
-        wake.notify_one();
     }
 }

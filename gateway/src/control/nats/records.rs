@@ -1,5 +1,4 @@
-//! Reads and writes of the shared records: apps, tokens, API subscriptions and plugins,
-//! nonces, subscription health.
+//! Reads and writes of the shared records: apps, API subscriptions and plugins.
 //!
 //! A write that must not clash with another instance's is a KV `create` (refused when the key
 //! exists) or an update or delete that names the revision it read (refused when the key
@@ -7,30 +6,20 @@
 //! own writes before the watch brings them back.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use async_nats::jetstream::kv;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
-use futures_util::StreamExt as _;
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncReadExt as _;
-use tokio_util::sync::CancellationToken;
 
 use super::mirror::{self, read};
-use super::{NatsPlane, StoredHealth, shared};
+use super::{NatsPlane, encode, shared};
 use crate::api::records::{self as api_records, StoredPlugin, StoredSubscription};
 use crate::auth::apps::{App, Lookup};
-use crate::auth::tokens::TokenRecord;
 use crate::store::StoreError;
 
 /// Largest plugin component fetched from the object store (the upload limit).
 const MAX_COMPONENT_BYTES: u64 = 10 * 1024 * 1024;
-
-fn encode<T: serde::Serialize>(value: &T) -> Bytes {
-    Bytes::from(serde_json::to_vec(value).unwrap_or_default())
-}
 
 fn credential_key(lookup: Lookup<'_>) -> Option<String> {
     match lookup {
@@ -52,10 +41,6 @@ fn credential_keys(app: &App) -> Vec<String> {
     .into_iter()
     .flatten()
     .collect()
-}
-
-fn token_key(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 fn record_key(app: &str, id: &str) -> String {
@@ -176,89 +161,6 @@ impl NatsPlane {
             }
         }
         Ok(true)
-    }
-
-    // OAuth2 tokens.
-
-    pub(crate) async fn issue_token(&self, record: &TokenRecord) -> Result<String, StoreError> {
-        let token = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
-        self.tokens
-            .put(token_key(&token), encode(record))
-            .await
-            .map_err(|e| shared("tokens", e))?;
-        Ok(token)
-    }
-
-    pub(crate) async fn token(
-        &self,
-        token: &str,
-        now: u64,
-    ) -> Result<Option<TokenRecord>, StoreError> {
-        let key = token_key(token);
-        let Some(bytes) = self
-            .tokens
-            .get(&key)
-            .await
-            .map_err(|e| shared("tokens", e))?
-        else {
-            return Ok(None);
-        };
-        let record: TokenRecord =
-            serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-                tree: "tokens",
-                message: e.to_string(),
-            })?;
-        if record.exp <= now {
-            let _ = self.tokens.purge(&key).await;
-            return Ok(None);
-        }
-        Ok(Some(record))
-    }
-
-    pub(crate) async fn revoke_token(
-        &self,
-        token: &str,
-        client_id: &str,
-        now: u64,
-    ) -> Result<bool, StoreError> {
-        match self.token(token, now).await? {
-            Some(record) if record.client_id == client_id => {
-                self.tokens
-                    .purge(token_key(token))
-                    .await
-                    .map_err(|e| shared("tokens", e))?;
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
-    }
-
-    /// Walks the whole bucket: for removing an app, not for the request path.
-    pub(crate) async fn revoke_app_tokens(&self, app: &str) -> Result<usize, StoreError> {
-        let mut keys = self.tokens.keys().await.map_err(|e| shared("tokens", e))?;
-        let mut all = Vec::new();
-        while let Some(key) = keys.next().await {
-            all.push(key.map_err(|e| shared("tokens", e))?);
-        }
-        let mut removed = 0;
-        for key in all {
-            let Some(bytes) = self
-                .tokens
-                .get(&key)
-                .await
-                .map_err(|e| shared("tokens", e))?
-            else {
-                continue;
-            };
-            if serde_json::from_slice::<TokenRecord>(&bytes).is_ok_and(|r| r.app == app) {
-                self.tokens
-                    .purge(&key)
-                    .await
-                    .map_err(|e| shared("tokens", e))?;
-                removed += 1;
-            }
-        }
-        Ok(removed)
     }
 
     // API subscriptions and plugins.
@@ -482,30 +384,6 @@ impl NatsPlane {
             .await
             .map_err(|e| shared("plugin file", e))
     }
-
-    // OAuth1 nonces.
-
-    pub(crate) async fn claim_nonce(
-        &self,
-        consumer: &str,
-        nonce: &str,
-        timestamp: u64,
-    ) -> Result<bool, StoreError> {
-        let triple = [
-            consumer.as_bytes(),
-            b"\0",
-            nonce.as_bytes(),
-            b"\0",
-            timestamp.to_string().as_bytes(),
-        ]
-        .concat();
-        let key = hex::encode(Sha256::digest(&triple));
-        match self.nonces.create(&key, Bytes::from_static(b"1")).await {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(shared("oauth1_nonces", e)),
-        }
-    }
 }
 
 impl super::Mirror {
@@ -526,57 +404,4 @@ impl super::Mirror {
 
 fn mirror_write<T>(table: &mirror::Shared<T>) -> std::sync::RwLockWriteGuard<'_, mirror::Table<T>> {
     table.write().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Writes queued health records, the latest per subscription, until `shutdown`; a write that
-/// fails is tried again unless a newer one replaced it.
-pub(super) async fn write_health(
-    bucket: kv::Store,
-    table: mirror::Shared<StoredHealth>,
-    instance: String,
-    pending: Arc<super::PendingHealth>,
-    shutdown: CancellationToken,
-) {
-    let super::PendingHealth { queue, wake } = &*pending;
-    loop {
-        tokio::select! {
-            () = wake.notified() => {}
-            () = shutdown.cancelled() => return,
-        }
-        let batch = std::mem::take(&mut *queue.lock().unwrap_or_else(|p| p.into_inner()));
-        let mut failed = false;
-        for (sub, health) in batch {
-            let record = StoredHealth {
-                subscription: sub.clone(),
-                origin: instance.clone(),
-                health: health.clone().unwrap_or_default(),
-            };
-            let key = hex::encode(&sub);
-            match bucket.put(&key, encode(&record)).await {
-                Ok(revision) => {
-                    mirror_write(&table).apply(
-                        "subscription_health",
-                        &key,
-                        revision,
-                        Some(encode(&record)),
-                    );
-                }
-                Err(e) => {
-                    tracing::error!(subscription = %sub, error = %e, "cannot store a subscription's health in the shared bucket; retrying");
-                    queue
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .entry(sub)
-                        .or_insert(health);
-                    failed = true;
-                }
-            }
-        }
-        if failed {
-            tokio::select! {
-                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => wake.notify_one(),
-                () = shutdown.cancelled() => return,
-            }
-        }
-    }
 }
