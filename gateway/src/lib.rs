@@ -150,6 +150,7 @@ pub async fn run(
             "deliveries still in flight after the grace period; they are retried after restart"
         );
     }
+    state.control.flush().await;
     state.store.flush().context("cannot flush the database")?;
     tracing::info!("gateway stopped");
     served

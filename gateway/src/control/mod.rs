@@ -32,6 +32,9 @@ use crate::config::nats::Engine;
 use crate::state::SubscriptionHealth;
 use crate::store::{Store, StoreError};
 
+/// Longest wait at shutdown for background writes to reach the shared control plane.
+const SHUTDOWN_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The control plane of one running gateway. Cheap to clone.
 #[derive(Debug, Clone)]
 pub enum ControlPlane {
@@ -279,6 +282,14 @@ impl ControlPlane {
         match self {
             Self::Sled(_) => Ok(true),
             Self::Nats(p) => p.claim_nonce(consumer, nonce, timestamp).await,
+        }
+    }
+
+    /// Waits, briefly, for writes still queued in the background (subscription health) to be
+    /// stored: at shutdown.
+    pub(crate) async fn flush(&self) {
+        if let Self::Nats(p) = self {
+            p.flush_health(SHUTDOWN_FLUSH).await;
         }
     }
 

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_nats::jetstream::kv;
 use tokio_util::sync::CancellationToken;
@@ -23,12 +24,40 @@ impl super::NatsPlane {
 
     /// Queues a health write for the writer task.
     pub(crate) fn write_health(&self, sub: &str, health: Option<&SubscriptionHealth>) {
-        let PendingHealth { queue, wake } = &*self.pending_health;
+        let PendingHealth { queue, wake, .. } = &*self.pending_health;
         queue
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(sub.to_owned(), health.cloned());
         wake.notify_one();
+    }
+
+    /// Waits (up to `within`) until every queued health write is stored: at shutdown, so that
+    /// a pause made just before it is not lost.
+    pub(crate) async fn flush_health(&self, within: Duration) {
+        let PendingHealth {
+            queue,
+            wake,
+            writing,
+        } = &*self.pending_health;
+        let drained = tokio::time::timeout(within, async {
+            loop {
+                {
+                    let _idle = writing.lock().await;
+                    if queue.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+                        return;
+                    }
+                }
+                wake.notify_one();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                "subscription health changes not yet stored in the shared bucket at shutdown"
+            );
+        }
     }
 }
 
@@ -41,12 +70,18 @@ pub(super) async fn write_health(
     pending: Arc<PendingHealth>,
     shutdown: CancellationToken,
 ) {
-    let PendingHealth { queue, wake } = &*pending;
+    let PendingHealth {
+        queue,
+        wake,
+        writing,
+    } = &*pending;
     loop {
         tokio::select! {
             () = wake.notified() => {}
             () = shutdown.cancelled() => return,
         }
+        // Held while a batch is out of the queue and not yet written (see `flush_health`).
+        let writing = writing.lock().await;
         let batch = std::mem::take(&mut *queue.lock().unwrap_or_else(|p| p.into_inner()));
         let mut failed = false;
         for (sub, health) in batch {
@@ -76,6 +111,7 @@ pub(super) async fn write_health(
                 }
             }
         }
+        drop(writing);
         if failed {
             tokio::select! {
                 () = tokio::time::sleep(std::time::Duration::from_secs(1)) => wake.notify_one(),

@@ -80,6 +80,8 @@ pub(crate) type HealthUpdates = HashMap<String, Option<SubscriptionHealth>>;
 pub(crate) struct PendingHealth {
     queue: Mutex<HealthUpdates>,
     wake: Notify,
+    /// Held by the writer while it writes a batch it took from `queue`.
+    writing: tokio::sync::Mutex<()>,
 }
 
 /// What [`Changes::take`] found.
