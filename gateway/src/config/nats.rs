@@ -188,6 +188,21 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_redacts_the_password_and_the_token() {
+        let config = NatsConfig {
+            password: Some("pw-secret-1".into()),
+            token: Some("tk-secret-2".into()),
+            ..NatsConfig::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("pw-secret-1") && !shown.contains("tk-secret-2"),
+            "{shown}"
+        );
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
+
+    #[test]
     fn every_problem_is_named_by_its_key() {
         let found = problems(
             "engine = \"nats\"\n[nats]\nurls = [\"http://x\", \"n1:99999\"]\ntoken = \"t\"\nuser = \"u\"\nbucket_prefix = \"a.b\"\nreplicas = 0",
