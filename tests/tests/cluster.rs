@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use odoo_gateway::auth::{OAuth1Credentials, SignatureMethod, authorization_header};
 use odoo_gateway::cli::inbox::{Inbox, InboxOptions};
-use odoo_gateway_tests::nats::{Engine, NatsServer};
+use odoo_gateway_tests::nats::{Engine, NatsCluster, NatsServer};
 use odoo_gateway_tests::{HttpClient, Reply, TestGateway, fixture, plugin};
 use serde_json::{Value, json};
 
@@ -724,4 +724,102 @@ async fn the_instances_keep_delivering_while_nats_is_down_and_follow_it_again_af
         "{:?}",
         got.iter().map(|r| &r.path).collect::<Vec<_>>()
     );
+}
+
+#[tokio::test]
+async fn the_control_plane_survives_a_node_restarting_in_a_three_node_r3_cluster() {
+    let mut cluster = NatsCluster::start().expect("three nats-server nodes");
+    let config_text = config(&cluster.engine("r3"));
+    let (da, db) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let a = TestGateway::start(&config_text, da.path())
+        .await
+        .expect("A");
+    let b = TestGateway::start(&config_text, db.path())
+        .await
+        .expect("B");
+    let receiver = inbox().await;
+
+    // A node is killed: the instances go on through the two others (after a few seconds of
+    // `503 control_plane_unavailable` while they reconnect and the buckets elect leaders),
+    // then it comes back with its store.
+    {
+        let node = 0;
+        cluster.kill(node);
+        let name = format!("app-{node}");
+        // A write the cluster took but whose answer was lost to the failover makes the next
+        // try a 409: the app is there all the same.
+        let mut answers = Vec::new();
+        let start = Instant::now();
+        while start.elapsed() < WAIT {
+            let reply = admin(
+                &a,
+                "POST",
+                "/admin/apps",
+                Some(json!({"name": name, "scopes": ["read", "write"], "events": ["*"]})),
+            )
+            .await;
+            answers.push(reply.status);
+            if reply.status == 201 || (reply.status == 409 && answers.len() > 1) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let registered = answers.last().is_some_and(|s| *s == 201 || *s == 409);
+        assert!(
+            registered,
+            "node {node} down: A registers {name}: {answers:?}"
+        );
+        let app = admin(&a, "GET", "/admin/apps", None).await.json();
+        assert!(
+            app["apps"]
+                .as_array()
+                .is_some_and(|apps| apps.iter().any(|x| x["name"] == name)),
+            "{app}"
+        );
+        cluster.restart(node).expect("the node restarts");
+    }
+    // After the restart the shared state is all there, on both instances. Clients retry what
+    // meets one more `503` while the node rejoins.
+    let erp = register(&b, "erp").await;
+    let start = Instant::now();
+    let on_a = loop {
+        let reply = token_reply(&a, &erp).await;
+        if reply.status == 200 || start.elapsed() > WAIT {
+            assert_eq!(
+                reply.status, 200,
+                "A issues a token to the app registered on B"
+            );
+            break reply.json()["access_token"]
+                .as_str()
+                .expect("access_token")
+                .to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let body = json!({"id": "orders", "events": ["sale.order.*"], "destination": {"url": receiver.url("/orders").to_string()}});
+    let start = Instant::now();
+    let created = loop {
+        let reply = api(&a, &on_a, "POST", "/v1/subscriptions", Some(body.clone())).await;
+        if reply.status != 503 || start.elapsed() > WAIT {
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let followed = within(WAIT, || async {
+        listed(&b, "app.erp.orders").await.is_some()
+    })
+    .await;
+    assert!(followed.is_some(), "B follows");
+    let apps = admin(&b, "GET", "/admin/apps", None).await.json();
+    assert_eq!(
+        apps["apps"].as_array().map(Vec::len),
+        Some(2),
+        "B has both apps: {apps}"
+    );
+    post_order(&b, "r3").await;
+    receiver.wait_for(1, WAIT).await.expect("B delivers");
 }

@@ -22,10 +22,18 @@ use crate::store::StoreError;
 /// Pause before a failed watch is opened again.
 const RETRY: Duration = Duration::from_secs(1);
 
+/// How often the bucket's last revision is compared with what the watch brought. A watch can
+/// fall silent without an error (its consumer lost with a NATS node that went down): a bucket
+/// ahead of the mirror on two looks in a row is read again.
+const CHECK: Duration = Duration::from_secs(1);
+
 /// The rows of one bucket.
 #[derive(Debug)]
 pub(crate) struct Table<T> {
     rows: BTreeMap<String, Row<T>>,
+    /// The highest revision of the bucket known to be applied: every change up to it is in
+    /// `rows`.
+    high: u64,
 }
 
 #[derive(Debug)]
@@ -39,6 +47,7 @@ impl<T> Default for Table<T> {
     fn default() -> Self {
         Self {
             rows: BTreeMap::new(),
+            high: 0,
         }
     }
 }
@@ -124,6 +133,7 @@ pub(crate) async fn load<T: DeserializeOwned>(
     changed: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<kv::Watch, StoreError> {
     let name = bucket.name.clone();
+    let before = last_revision(bucket).await?;
     let watch = bucket.watch_all().await.map_err(|e| shared(&name, e))?;
     let mut keys = bucket.keys().await.map_err(|e| shared(&name, e))?;
     let mut present = HashSet::new();
@@ -150,7 +160,18 @@ pub(crate) async fn load<T: DeserializeOwned>(
         write(table).forget(&key);
         changed(&key);
     }
+    // Everything up to the revision read first is in the table now (deletes of keys never
+    // seen included, which the read of the keys does not list).
+    let mut t = write(table);
+    t.high = t.high.max(before);
     Ok(watch)
+}
+
+/// The bucket's last revision, asked of the server.
+async fn last_revision(bucket: &kv::Store) -> Result<u64, StoreError> {
+    let mut stream = bucket.stream.clone();
+    let info = stream.info().await.map_err(|e| shared(&bucket.name, e))?;
+    Ok(info.state.last_sequence)
 }
 
 fn apply<T: DeserializeOwned>(bucket: &str, table: &Shared<T>, entry: &kv::Entry) -> bool {
@@ -170,10 +191,33 @@ pub(crate) async fn follow<T: DeserializeOwned + Send + Sync + 'static>(
     shutdown: CancellationToken,
 ) {
     let name = bucket.name.clone();
+    let mut check = tokio::time::interval(CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut behind = false;
     loop {
         let next = tokio::select! {
-            next = watch.next() => next,
+            next = watch.next() => Some(next),
+            _ = check.tick() => None,
             () = shutdown.cancelled() => return,
+        };
+        let next = match next {
+            Some(next) => next,
+            None => {
+                let ahead = match last_revision(&bucket).await {
+                    Ok(last) => last > read(&table).high,
+                    Err(_) => false,
+                };
+                if !(ahead && behind) {
+                    behind = ahead;
+                    continue;
+                }
+                behind = false;
+                tracing::warn!(bucket = %name, "the watch of a shared bucket fell behind; reading it again");
+                if let Ok(w) = load(&bucket, &table, changed.as_ref()).await {
+                    watch = w;
+                }
+                continue;
+            }
         };
         match next {
             Some(Ok(entry)) => {

@@ -44,6 +44,9 @@ pub const TOKEN_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// window.
 const NONCE_MAX_AGE: Duration = Duration::from_secs(2 * crate::auth::TIMESTAMP_WINDOW_SECS + 1);
 
+/// How long a JetStream cluster may take to answer bucket creation at start-up.
+const STARTING_CLUSTER: Duration = Duration::from_secs(15);
+
 /// How long connecting may take before start-up fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -182,12 +185,26 @@ async fn open_bucket(
         },
         ..Default::default()
     };
-    js.get_or_create_stream(stream)
-        .await
-        .map_err(|e| shared(&format!("bucket {bucket}"), e))?;
-    js.get_key_value(&bucket)
-        .await
-        .map_err(|e| shared(&format!("bucket {bucket}"), e))
+    // A cluster starting at the same time answers "temporarily unavailable" until it has
+    // elected its leaders: try again for a while before giving up.
+    let deadline = tokio::time::Instant::now() + STARTING_CLUSTER;
+    loop {
+        let opened = match js.get_or_create_stream(stream.clone()).await {
+            Ok(_) => js
+                .get_key_value(&bucket)
+                .await
+                .map_err(|e| shared(&format!("bucket {bucket}"), e)),
+            Err(e) => Err(shared(&format!("bucket {bucket}"), e)),
+        };
+        match opened {
+            Ok(store) => return Ok(store),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::info!(error = %e, "JetStream not ready yet; trying again");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// A record as stored: JSON (plain data: serialising cannot fail).
