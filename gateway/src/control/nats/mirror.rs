@@ -213,8 +213,11 @@ pub(crate) async fn follow<T: DeserializeOwned + Send + Sync + 'static>(
                 }
                 behind = false;
                 tracing::warn!(bucket = %name, "the watch of a shared bucket fell behind; reading it again");
-                if let Ok(w) = load(&bucket, &table, changed.as_ref()).await {
-                    watch = w;
+                match load(&bucket, &table, changed.as_ref()).await {
+                    Ok(w) => watch = w,
+                    Err(e) => {
+                        tracing::warn!(bucket = %name, error = %e, "cannot read a shared bucket yet");
+                    }
                 }
                 continue;
             }
