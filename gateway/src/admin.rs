@@ -65,6 +65,7 @@ pub async fn route(
             StatusCode::OK,
             &serde_json::json!({
                 "config": snapshot.origin,
+                "control_plane": state.control.engine(),
                 "stored": state.store.counts(),
                 "delivered_since_start": state.delivered.load(std::sync::atomic::Ordering::Relaxed),
                 "schedule": state.scheduler.depth(),

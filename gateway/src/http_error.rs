@@ -73,8 +73,23 @@ impl ApiError {
     pub fn storage(context: &str, error: &crate::store::StoreError) -> Self {
         match error {
             crate::store::StoreError::Unavailable(_) => Self::storage_unavailable(),
+            crate::store::StoreError::Shared(_) => {
+                tracing::warn!(%error, "{context}");
+                Self::control_plane_unavailable()
+            }
             other => Self::internal(context, other),
         }
+    }
+
+    /// 503 `control_plane_unavailable` with `Retry-After`: the shared control plane (NATS)
+    /// cannot be reached now; the client retries, maybe on another instance.
+    pub fn control_plane_unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "control_plane_unavailable",
+            "the gateway cannot reach its shared control plane right now; retry later",
+        )
+        .with_header(header::RETRY_AFTER, "5")
     }
 
     /// 503 `storage_unavailable` with `Retry-After`: writes cannot be made durable now (the

@@ -17,6 +17,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod console;
+pub mod control;
 pub mod delivery;
 pub mod dispatch;
 pub mod event;
@@ -104,6 +105,7 @@ pub async fn run(
     );
     let watcher = tokio::spawn(reload::watch(state.clone(), stages.clone()));
     let sighup = tokio::spawn(reload::on_sighup(state.clone(), stages.clone()));
+    let shared = tokio::spawn(control::watch::run(state.clone(), stages.clone()));
     let policy_state = state.clone();
     let metrics_state = state.clone();
     let maintenance = tokio::spawn(state.store.clone().run_maintenance(
@@ -132,7 +134,15 @@ pub async fn run(
     stages.cancel();
     // Every task holding the state ends before this returns, so the database is closed (and
     // its lock released) when `run` returns: a restart in the same folder can open it at once.
-    let _ = tokio::join!(fanout, dispatch, poller, maintenance, watcher, sighup);
+    let _ = tokio::join!(
+        fanout,
+        dispatch,
+        poller,
+        maintenance,
+        watcher,
+        sighup,
+        shared
+    );
     state.in_flight.close();
     let grace = state.snapshot.load().server.shutdown_grace;
     if tokio::time::timeout(grace, state.in_flight.wait())
@@ -143,6 +153,7 @@ pub async fn run(
             "deliveries still in flight after the grace period; they are retried after restart"
         );
     }
+    state.control.flush().await;
     state.store.flush().context("cannot flush the database")?;
     tracing::info!("gateway stopped");
     served
@@ -164,7 +175,16 @@ fn start(source: ConfigSource) -> anyhow::Result<(Arc<State>, Option<tokio_rustl
     let storage = file.storage_dir(&base);
     let store = Store::open(&storage)
         .with_context(|| format!("cannot open the database in {}", storage.display()))?;
-    let snapshot = source.build(&store, &host, None)?;
+    // The control plane before the snapshot: API subscriptions and apps join it, and with
+    // NATS the plugins uploaded on other instances are fetched first.
+    let control = tokio::runtime::Handle::current()
+        .block_on(async {
+            let control = control::ControlPlane::open(&file.storage, &store).await?;
+            control.fetch_plugin_files(&storage).await?;
+            Ok::<_, store::StoreError>(control)
+        })
+        .context("cannot open the control plane")?;
+    let snapshot = source.build(&control, &host, None)?;
     store.set_commit_delay(snapshot.storage.commit_delay);
     // The schedule is rebuilt from the jobs on disk: what was running at the last stop (even
     // a kill -9) is due again now, retries keep their due times.
@@ -178,8 +198,11 @@ fn start(source: ConfigSource) -> anyhow::Result<(Arc<State>, Option<tokio_rustl
     if queued > 0 {
         tracing::info!(queued, "queued jobs from the last run are scheduled again");
     }
-    let health = state::Health::open(&store).context("cannot read subscription health")?;
-    let auth = auth::AuthState::open(&store).context("cannot read the OAuth1 nonces")?;
+    let health = control
+        .health(&store)
+        .context("cannot read subscription health")?;
+    let auth =
+        auth::AuthState::open(&store, control.engine()).context("cannot read the OAuth1 nonces")?;
     let d = &snapshot.delivery;
     let client =
         DeliveryClient::new(d.client.clone()).context("cannot build the delivery client")?;
@@ -193,6 +216,7 @@ fn start(source: ConfigSource) -> anyhow::Result<(Arc<State>, Option<tokio_rustl
         .transpose()?;
     let state = Arc::new(State {
         store,
+        control,
         client: arc_swap::ArcSwap::from_pointee(client),
         app_client: arc_swap::ArcSwap::from_pointee(app_client),
         limits: arc_swap::ArcSwap::from_pointee(state::DeliveryLimits::new(d)),

@@ -8,7 +8,8 @@
 //! after the swap sees the new one. A failed reload changes nothing and says why: in the log,
 //! in `GET /admin/reload`, and in the `reloads_failed` counter.
 //!
-//! Settings read once at start-up — `server.listen`, `storage.path`, `plugins` — take effect on
+//! Settings read once at start-up — `server.listen`, `storage.path`, `storage.engine` and
+//! `[storage.nats]`, `plugins` — take effect on
 //! the next restart; a reload that changes them says so in the log.
 
 use std::path::{Path, PathBuf};
@@ -50,11 +51,11 @@ impl ConfigSource {
     }
 
     /// Reads, parses and validates the configuration into a snapshot (plugins loaded with
-    /// `host`, unchanged ones reused from `previous`), with API subscriptions from `store`.
+    /// `host`, unchanged ones reused from `previous`), with API subscriptions from `control`.
     /// Errors name the file, the line and the key.
     pub fn build(
         &self,
-        store: &crate::store::Store,
+        control: &crate::control::ControlPlane,
         host: &crate::plugin::PluginHost,
         previous: Option<&Snapshot>,
     ) -> Result<Snapshot, ConfigError> {
@@ -65,7 +66,7 @@ impl ConfigSource {
         };
         let build = |file: ConfigFile| Snapshot::build(file, &base, &origin, host, previous);
         let mut extended = file.clone();
-        crate::api::extend_config(store, &mut extended)?;
+        crate::api::extend_config(control, &mut extended)?;
         let api_ids: Vec<String> = extended.subscriptions[file.subscriptions.len()..]
             .iter()
             .map(|s| s.id.clone())
@@ -184,13 +185,18 @@ impl Reloader {
 /// generation.
 pub async fn reload(state: &Arc<State>, cause: &str) -> Result<u64, String> {
     let _one_at_a_time = state.reloader.lock.lock().await;
+    // Plugins uploaded on other instances become files here before the build reads them.
+    let storage = state.snapshot.load().storage.path.clone();
+    if let Err(e) = state.control.fetch_plugin_files(&storage).await {
+        tracing::warn!(error = %e, "cannot fetch the shared plugins; the build goes on without them");
+    }
     let worker = state.clone();
     let built = tokio::task::spawn_blocking(move || {
         let current = worker.snapshot.load_full();
         worker
             .reloader
             .source
-            .build(&worker.store, &worker.host, Some(&current))
+            .build(&worker.control, &worker.host, Some(&current))
     })
     .await
     .map_err(|e| e.to_string())
@@ -207,9 +213,11 @@ pub async fn reload(state: &Arc<State>, cause: &str) -> Result<u64, String> {
             let current = state.snapshot.load();
             if snapshot.server.listen != current.server.listen
                 || snapshot.storage.path != current.storage.path
+                || snapshot.storage.engine != current.storage.engine
+                || snapshot.storage.nats != current.storage.nats
             {
                 tracing::warn!(
-                    "server.listen and storage.path changes take effect at the next restart"
+                    "server.listen, storage.path, storage.engine and [storage.nats] changes take effect at the next restart"
                 );
             }
             // The delivery client and slots follow the new settings; deliveries in flight

@@ -58,8 +58,11 @@ pub fn now_ms() -> u64 {
 
 /// Everything the stages share. One per running gateway.
 pub struct State {
-    /// Durable storage.
+    /// Durable storage of the work plane (events, queue, attempts, dead letters).
     pub store: Store,
+    /// Apps, tokens, API subscriptions and plugins, nonces, health: in `store`'s database, or
+    /// shared with other instances on NATS (`[storage] engine`).
+    pub control: crate::control::ControlPlane,
     /// The configuration in force; replaced whole on reload.
     pub snapshot: ArcSwap<Snapshot>,
     /// Loads and runs plugins.
@@ -116,12 +119,14 @@ impl State {
 }
 
 /// Tracks consecutive failures (deliveries and plugin calls) per subscription, to flag (and
-/// optionally pause) subscriptions that keep failing. Counters live in memory; a flag or a
-/// pause is written to the store when it is set or cleared, so it survives a restart.
+/// optionally pause) subscriptions that keep failing. Counters live in memory (each
+/// instance's own); a flag or a pause is written to the store when it is set or cleared, so
+/// it survives a restart, and with a shared control plane it reaches every instance.
 #[derive(Debug, Default)]
 pub struct Health {
     inner: Mutex<HashMap<String, SubscriptionHealth>>,
     tree: Option<sled::Tree>,
+    shared: Option<crate::control::HealthSink>,
 }
 
 /// What the admin status shows for one subscription.
@@ -151,7 +156,39 @@ impl Health {
         Ok(Self {
             inner: Mutex::new(map),
             tree: Some(tree),
+            shared: None,
         })
+    }
+
+    /// Health kept in the shared control plane, starting from what it holds.
+    pub(crate) fn shared(
+        stored: HashMap<String, SubscriptionHealth>,
+        sink: crate::control::HealthSink,
+    ) -> Self {
+        Self {
+            inner: Mutex::new(stored),
+            tree: None,
+            shared: Some(sink),
+        }
+    }
+
+    /// Takes a flag or pause set (`Some`) or cleared (`None`) by another instance. This
+    /// instance's failure count is kept: it is its own.
+    pub fn apply_remote(&self, sub: &str, health: Option<SubscriptionHealth>) {
+        let mut map = self.lock();
+        match health {
+            Some(remote) => {
+                let local = map.entry(sub.to_owned()).or_default();
+                local.flagged = remote.flagged;
+                local.disabled = remote.disabled;
+                local.last_error = remote.last_error.or(local.last_error.take());
+                local.consecutive_failures =
+                    local.consecutive_failures.max(remote.consecutive_failures);
+            }
+            None => {
+                map.remove(sub);
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, SubscriptionHealth>> {
@@ -159,6 +196,9 @@ impl Health {
     }
 
     fn persist(&self, sub: &str, health: Option<&SubscriptionHealth>) {
+        if let Some(shared) = &self.shared {
+            shared.write(sub, health);
+        }
         let Some(tree) = &self.tree else { return };
         let result = match health {
             Some(h) => tree

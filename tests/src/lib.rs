@@ -1,8 +1,10 @@
 //! Shared helpers for the end-to-end tests and the load generator: paths to fixtures and
-//! built plugins, a gateway started in-process on a real socket, and a tiny HTTP client.
+//! built plugins, a gateway started in-process on a real socket, a NATS server with JetStream
+//! ([`nats`]), and a tiny HTTP client.
 
 pub mod fake_odoo;
 pub mod load;
+pub mod nats;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -3,13 +3,14 @@
 //! the `read` scope, writes `write`; an app sees only its own records (another app's answer
 //! 404, as if they did not exist).
 //!
-//! A write is stored in sled, then joins the running configuration through
+//! A write is stored in the control plane ([`crate::control`]: sled, or NATS shared with the
+//! other instances), then joins the running configuration through
 //! [`crate::reload::reload`] — the same path as a file change — so it is validated with
 //! everything else and swapped in atomically; a reload that fails puts the stored record back
 //! and answers 422. [`extend_config`] is what the reload calls to turn the stored records into
 //! ordinary `[[destinations]]` and `[[subscriptions]]` named `app.<app>.<id>`.
 //!
-//! - `records`: the stored shapes (sled trees `api_subscriptions`, `api_plugins`);
+//! - `records`: the stored shapes (and their sled trees `api_subscriptions`, `api_plugins`);
 //! - `validate`: request → record, every field checked, and the answer shapes;
 //! - `subscriptions`, `plugins`, `deliveries`: the handlers.
 //!
@@ -22,6 +23,8 @@ pub mod records;
 mod subscriptions;
 mod validate;
 
+pub(crate) use plugins::write_atomically;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -31,9 +34,9 @@ use hyper::body::Incoming;
 use crate::auth::{self, AppIdentity};
 use crate::config::file::{DestinationConfig, SubscriptionConfig};
 use crate::config::{ConfigError, ConfigFile};
+use crate::control::ControlPlane;
 use crate::http_error::{ApiError, Body};
 use crate::state::State;
-use crate::store::Store;
 
 /// Every API route: method and path template. The router below and `openapi.json` must agree
 /// with this table (a test checks both directions).
@@ -181,7 +184,7 @@ fn internal(e: crate::store::StoreError) -> ApiError {
 async fn apply(
     state: &Arc<State>,
     written: Option<&str>,
-    undo: impl FnOnce() -> Result<(), crate::store::StoreError>,
+    undo: impl std::future::Future<Output = Result<bool, crate::store::StoreError>>,
 ) -> Result<(), ApiError> {
     state.store.durable().await.map_err(internal)?;
     // A reload quarantines a stored subscription that does not validate instead of failing;
@@ -198,7 +201,11 @@ async fn apply(
     match reloaded {
         Ok(_) => Ok(()),
         Err(reason) => {
-            undo().map_err(internal)?;
+            if !undo.await.map_err(internal)? {
+                tracing::warn!(
+                    "a refused API write could not be rolled back: the record changed meanwhile"
+                );
+            }
             state.store.durable().await.map_err(internal)?;
             if written.is_some() {
                 // Out of quarantine and back to what was there before.
@@ -217,20 +224,22 @@ async fn apply(
 /// `file`, so that they join the same snapshot as the file's own. Called at start-up and on
 /// every reload. A stored subscription whose id the file already uses is skipped (and logged):
 /// the file wins.
-pub fn extend_config(store: &Store, file: &mut ConfigFile) -> Result<(), ConfigError> {
-    let stored = records::all_subscriptions(store).map_err(|e| ConfigError::Invalid {
-        file: "api_subscriptions".into(),
-        problems: vec![format!("cannot read the API's subscriptions: {e}")],
-    })?;
-    let app_store = crate::auth::apps::AppStore::open(store.db()).ok();
+pub fn extend_config(control: &ControlPlane, file: &mut ConfigFile) -> Result<(), ConfigError> {
+    let stored = control
+        .all_subscriptions()
+        .map_err(|e| ConfigError::Invalid {
+            file: "api_subscriptions".into(),
+            problems: vec![format!("cannot read the API's subscriptions: {e}")],
+        })?;
     type Grant = (Vec<String>, Option<Vec<String>>);
     let grants_of = |app: &str| -> Grant {
         if let Some(config) = file.apps.iter().find(|a| a.name == app) {
             return (config.events.clone(), config.sources.clone());
         }
-        app_store
-            .as_ref()
-            .and_then(|s| s.get(crate::auth::apps::Lookup::Name(app)).ok().flatten())
+        control
+            .app(crate::auth::apps::Lookup::Name(app))
+            .ok()
+            .flatten()
             .map(|a| (a.events, a.sources))
             // An app that is gone grants nothing.
             .unwrap_or((Vec::new(), Some(Vec::new())))

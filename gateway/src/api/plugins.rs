@@ -23,7 +23,11 @@ pub(super) const MAX_PLUGIN_BYTES: usize = 10 * 1024 * 1024;
 const MAX_PER_APP: usize = 100;
 
 pub(super) fn list(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
-    let plugins = records::plugins(&call.state.store, &call.app.app).map_err(internal)?;
+    let plugins = call
+        .state
+        .control
+        .plugins(&call.app.app)
+        .map_err(internal)?;
     Ok(json(StatusCode::OK, &json!({ "plugins": plugins })))
 }
 
@@ -60,12 +64,12 @@ pub(super) async fn upload(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
     }
     // The cap first: an app at its limit cannot make the gateway compile (and cache) anything.
     let app = &call.app.app;
-    let store = &call.state.store;
+    let control = &call.state.control;
     let hash = hex::encode(Sha256::digest(&bytes));
     let at_cap = |existing: &[StoredPlugin]| {
         !existing.iter().any(|p| p.hash == hash) && existing.len() >= MAX_PER_APP
     };
-    if at_cap(&records::plugins(store, app).map_err(internal)?) {
+    if at_cap(&control.plugins(app).map_err(internal)?) {
         return Err(too_many_plugins());
     }
     let host = call.state.host.clone();
@@ -80,7 +84,7 @@ pub(super) async fn upload(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
 
     let _one_write = super::WRITES.lock().await;
     // Again under the lock: a concurrent upload may have taken the last place.
-    let existing = records::plugins(store, app).map_err(internal)?;
+    let existing = control.plugins(app).map_err(internal)?;
     let known = existing.iter().find(|p| p.hash == hash).cloned();
     if at_cap(&existing) {
         return Err(too_many_plugins());
@@ -98,8 +102,13 @@ pub(super) async fn upload(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
         size: bytes.len(),
         uploaded_ms: known.as_ref().map_or_else(now_ms, |k| k.uploaded_ms),
     };
-    records::put_plugin(store, app, &record).map_err(internal)?;
-    store.durable().await.map_err(internal)?;
+    // The bytes where every instance finds them, then the record that names them.
+    control
+        .store_plugin_bytes(&hash, &bytes)
+        .await
+        .map_err(internal)?;
+    control.put_plugin(app, &record).await.map_err(internal)?;
+    call.state.store.durable().await.map_err(internal)?;
     let status = if known.is_some() {
         StatusCode::OK
     } else {
@@ -121,7 +130,7 @@ fn refused(e: &PluginError) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string())
 }
 
-async fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) async fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| std::io::Error::other("plugin path has no folder"))?;

@@ -1,5 +1,6 @@
-//! What the API keeps in sled: apps' subscriptions (`api_subscriptions`) and uploaded plugins
-//! (`api_plugins`), both keyed by app name then id, so one app's records are one prefix scan.
+//! What the API keeps: apps' subscriptions and uploaded plugins. The shapes are here, with
+//! their sled side (trees `api_subscriptions` and `api_plugins`, both keyed by app name then
+//! id, so one app's records are one prefix scan); [`crate::control`] chooses the engine.
 //!
 //! This module owns the stored shapes and their reads and writes. It does not validate (see
 //! `validate`) and never touches the running snapshot.
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Format;
 use crate::config::file::DestinationAuth;
 use crate::fanout::filter::PayloadFilter;
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 
 const SUBSCRIPTIONS: &str = "api_subscriptions";
 const PLUGINS: &str = "api_plugins";
@@ -109,10 +110,10 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 /// Removes every subscription and plugin record of `app`; returns how many.
-pub fn remove_app_records(store: &Store, app: &str) -> Result<usize, StoreError> {
+pub(crate) fn remove_app_records(db: &sled::Db, app: &str) -> Result<usize, StoreError> {
     let mut removed = 0;
     for name in [SUBSCRIPTIONS, PLUGINS] {
-        let tree = store.db().open_tree(name)?;
+        let tree = db.open_tree(name)?;
         let mut batch = sled::Batch::default();
         for entry in tree.scan_prefix(key(app, "")) {
             batch.remove(entry?.0);
@@ -124,8 +125,10 @@ pub fn remove_app_records(store: &Store, app: &str) -> Result<usize, StoreError>
 }
 
 /// Every app's subscriptions: (app, subscription), by app then id.
-pub fn all_subscriptions(store: &Store) -> Result<Vec<(String, StoredSubscription)>, StoreError> {
-    let tree = store.db().open_tree(SUBSCRIPTIONS)?;
+pub(crate) fn all_subscriptions(
+    db: &sled::Db,
+) -> Result<Vec<(String, StoredSubscription)>, StoreError> {
+    let tree = db.open_tree(SUBSCRIPTIONS)?;
     let mut out = Vec::new();
     for entry in tree.iter() {
         let (k, v) = entry?;
@@ -139,70 +142,69 @@ pub fn all_subscriptions(store: &Store) -> Result<Vec<(String, StoredSubscriptio
     Ok(out)
 }
 
-/// One app's subscriptions, by id.
-pub fn subscriptions(store: &Store, app: &str) -> Result<Vec<StoredSubscription>, StoreError> {
-    let tree = store.db().open_tree(SUBSCRIPTIONS)?;
-    tree.scan_prefix(key(app, ""))
-        .map(|e| decode(SUBSCRIPTIONS, &e?.1))
-        .collect()
-}
-
 /// One subscription of `app`.
-pub fn subscription(
-    store: &Store,
+pub(crate) fn subscription(
+    db: &sled::Db,
     app: &str,
     id: &str,
 ) -> Result<Option<StoredSubscription>, StoreError> {
-    let tree = store.db().open_tree(SUBSCRIPTIONS)?;
+    let tree = db.open_tree(SUBSCRIPTIONS)?;
     tree.get(key(app, id))?
         .map(|v| decode(SUBSCRIPTIONS, &v))
         .transpose()
 }
 
-/// Writes (`Some`) or removes (`None`) a subscription; returns what was there before, so the
-/// caller can put it back.
-pub fn put_subscription(
-    store: &Store,
+/// Writes (`Some`) or removes (`None`) a subscription if what is stored is still `old`
+/// (`None`: nothing); false, and nothing written, when it is not.
+pub(crate) fn replace_subscription(
+    db: &sled::Db,
     app: &str,
     id: &str,
-    value: Option<&StoredSubscription>,
-) -> Result<Option<StoredSubscription>, StoreError> {
-    let tree = store.db().open_tree(SUBSCRIPTIONS)?;
-    let previous = match value {
-        Some(sub) => tree.insert(key(app, id), encode(sub))?,
-        None => tree.remove(key(app, id))?,
-    };
-    previous.map(|v| decode(SUBSCRIPTIONS, &v)).transpose()
+    old: Option<&StoredSubscription>,
+    new: Option<&StoredSubscription>,
+) -> Result<bool, StoreError> {
+    let tree = db.open_tree(SUBSCRIPTIONS)?;
+    let k = key(app, id);
+    let current = tree.get(&k)?;
+    let stored: Option<StoredSubscription> = current
+        .as_ref()
+        .map(|v| decode(SUBSCRIPTIONS, v))
+        .transpose()?;
+    if stored.as_ref() != old {
+        return Ok(false);
+    }
+    let swapped = tree.compare_and_swap(k, current, new.map(encode))?;
+    Ok(swapped.is_ok())
 }
 
 /// One app's plugins, by hash.
-pub fn plugins(store: &Store, app: &str) -> Result<Vec<StoredPlugin>, StoreError> {
-    let tree = store.db().open_tree(PLUGINS)?;
+pub(crate) fn plugins(db: &sled::Db, app: &str) -> Result<Vec<StoredPlugin>, StoreError> {
+    let tree = db.open_tree(PLUGINS)?;
     tree.scan_prefix(key(app, ""))
         .map(|e| decode(PLUGINS, &e?.1))
         .collect()
 }
 
-/// The app's plugin named `reference`, by hash or by name (the newest upload with that name).
-pub fn find_plugin(
-    store: &Store,
-    app: &str,
-    reference: &str,
-) -> Result<Option<StoredPlugin>, StoreError> {
-    let all = plugins(store, app)?;
+/// Among an app's plugins, the one named `reference`, by hash or by name (the newest upload
+/// with that name).
+pub fn find_plugin(all: Vec<StoredPlugin>, reference: &str) -> Option<StoredPlugin> {
     let by_hash = all.iter().find(|p| p.hash == reference).cloned();
-    Ok(by_hash.or_else(|| {
+    by_hash.or_else(|| {
         all.into_iter()
             .filter(|p| p.name.as_deref() == Some(reference))
             .max_by_key(|p| p.uploaded_ms)
-    }))
+    })
 }
 
 /// Records an upload; another upload of the app with the same name loses the name.
-pub fn put_plugin(store: &Store, app: &str, plugin: &StoredPlugin) -> Result<(), StoreError> {
-    let tree = store.db().open_tree(PLUGINS)?;
+pub(crate) fn put_plugin(
+    db: &sled::Db,
+    app: &str,
+    plugin: &StoredPlugin,
+) -> Result<(), StoreError> {
+    let tree = db.open_tree(PLUGINS)?;
     if let Some(name) = &plugin.name {
-        for mut other in plugins(store, app)? {
+        for mut other in plugins(db, app)? {
             if other.hash != plugin.hash && other.name.as_deref() == Some(name) {
                 other.name = None;
                 tree.insert(key(app, &other.hash), encode(&other))?;

@@ -17,7 +17,7 @@ const MAX_PER_APP: usize = 1000;
 
 pub(super) fn list(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
     let app = &call.app.app;
-    let subs = records::subscriptions(&call.state.store, app).map_err(internal)?;
+    let subs = call.state.control.subscriptions(app).map_err(internal)?;
     let items: Vec<_> = subs
         .iter()
         .map(|s| validate::render(s, &records::qualified_id(app, &s.id), false))
@@ -39,8 +39,8 @@ pub(super) async fn create(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
     check_grants(call, &sub.events)?;
     let app = &call.app.app;
     let _one_write = WRITES.lock().await;
-    let store = &call.state.store;
-    let existing = records::subscriptions(store, app).map_err(internal)?;
+    let control = &call.state.control;
+    let existing = control.subscriptions(app).map_err(internal)?;
     if existing.iter().any(|s| s.id == sub.id) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -56,11 +56,24 @@ pub(super) async fn create(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
         ));
     }
     check_plugin_config(call, &sub).await?;
-    records::put_subscription(store, app, &sub.id, Some(&sub)).map_err(internal)?;
+    // Refused when another instance created the same id meanwhile.
+    if !control
+        .create_subscription(app, &sub)
+        .await
+        .map_err(internal)?
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_exists",
+            format!("id: a subscription `{}` exists", sub.id),
+        ));
+    }
     let written = records::qualified_id(app, &sub.id);
-    apply(call.state, Some(&written), || {
-        records::put_subscription(store, app, &sub.id, None).map(drop)
-    })
+    apply(
+        call.state,
+        Some(&written),
+        control.replace_subscription(app, &sub.id, &sub, None),
+    )
     .await?;
     // The only time the secret is shown: the receiver needs it to verify signatures.
     Ok(json(
@@ -88,12 +101,20 @@ pub(super) async fn update(call: &Call<'_>, id: &str) -> Result<Response<Body>, 
     let sub = validate::build(req, Some(&old), &|r| lookup_plugin(call, r), now_ms())?;
     check_grants(call, &sub.events)?;
     check_plugin_config(call, &sub).await?;
-    let store = &call.state.store;
-    records::put_subscription(store, app, id, Some(&sub)).map_err(internal)?;
+    let control = &call.state.control;
+    if !control
+        .replace_subscription(app, id, &old, Some(&sub))
+        .await
+        .map_err(internal)?
+    {
+        return Err(changed_meanwhile(id));
+    }
     let written = records::qualified_id(app, id);
-    apply(call.state, Some(&written), || {
-        records::put_subscription(store, app, id, Some(&old)).map(drop)
-    })
+    apply(
+        call.state,
+        Some(&written),
+        control.replace_subscription(app, id, &sub, Some(&old)),
+    )
     .await?;
     Ok(json(
         StatusCode::OK,
@@ -105,13 +126,26 @@ pub(super) async fn delete(call: &Call<'_>, id: &str) -> Result<Response<Body>, 
     let app = &call.app.app;
     let _one_write = WRITES.lock().await;
     let old = find(call, id)?;
-    let store = &call.state.store;
-    records::put_subscription(store, app, id, None).map_err(internal)?;
-    apply(call.state, None, || {
-        records::put_subscription(store, app, id, Some(&old)).map(drop)
-    })
-    .await?;
+    let control = &call.state.control;
+    if !control
+        .replace_subscription(app, id, &old, None)
+        .await
+        .map_err(internal)?
+    {
+        return Err(changed_meanwhile(id));
+    }
+    apply(call.state, None, control.create_subscription(app, &old)).await?;
     Ok(json(StatusCode::OK, &json!({ "deleted": id })))
+}
+
+/// 409: the subscription changed between our read and our write (another request, maybe on
+/// another instance); the client reads it again.
+fn changed_meanwhile(id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "conflict",
+        format!("subscription `{id}` changed meanwhile; read it again and retry"),
+    )
 }
 
 /// The app's subscription `id`, or 404 (also for another app's).
@@ -119,17 +153,20 @@ pub(super) fn find(call: &Call<'_>, id: &str) -> Result<StoredSubscription, ApiE
     if !validate::valid_id(id) {
         return Err(ApiError::not_found());
     }
-    records::subscription(&call.state.store, &call.app.app, id)
+    call.state
+        .control
+        .subscription(&call.app.app, id)
         .map_err(internal)?
         .ok_or_else(ApiError::not_found)
 }
 
 fn lookup_plugin(call: &Call<'_>, reference: &str) -> Result<Option<String>, ApiError> {
-    Ok(
-        records::find_plugin(&call.state.store, &call.app.app, reference)
-            .map_err(internal)?
-            .map(|p| p.hash),
-    )
+    let all = call
+        .state
+        .control
+        .plugins(&call.app.app)
+        .map_err(internal)?;
+    Ok(records::find_plugin(all, reference).map(|p| p.hash))
 }
 
 /// Asks the plugin to validate the subscription's settings, so a bad `config` is a clear 422
@@ -138,7 +175,14 @@ async fn check_plugin_config(call: &Call<'_>, sub: &StoredSubscription) -> Resul
     let Some(hash) = &sub.plugin else {
         return Ok(());
     };
-    let path = records::plugin_file(&call.state.snapshot.load().storage.path, hash);
+    let storage = call.state.snapshot.load().storage.path.clone();
+    // Uploaded on another instance, it may not be a file here yet.
+    call.state
+        .control
+        .fetch_plugin_files(&storage)
+        .await
+        .map_err(internal)?;
+    let path = records::plugin_file(&storage, hash);
     let host = call.state.host.clone();
     let config = std::sync::Arc::new(sub.config.clone());
     let checked =

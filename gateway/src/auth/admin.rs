@@ -1,6 +1,7 @@
 //! `/admin/apps`: the operator's view of the registered apps, and registering or removing the
 //! stored ones. `odoo-gateway apps` calls these (sled is single-process, so the CLI goes
-//! through the running gateway). The caller is already authenticated as the operator.
+//! through the running gateway; with NATS, any instance). The caller is already
+//! authenticated as the operator.
 //!
 //! - `GET /admin/apps`: every app, from the file and from the store, without secrets;
 //! - `POST /admin/apps` `{"name", "scopes": ["read", "write"]}` (optionally
@@ -15,7 +16,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
-use super::apps::{self, App, AppStore};
+use super::apps::{self, App};
 use crate::http_error::{ApiError, Body, json};
 use crate::state::State;
 
@@ -25,8 +26,8 @@ pub(crate) async fn route(
     req: Request<Incoming>,
     rest: &[&str],
 ) -> Result<Response<Body>, ApiError> {
-    let internal = |e: crate::store::StoreError| ApiError::internal("app registry failed", &e);
-    let store = AppStore::open(state.store.db()).map_err(internal)?;
+    let internal = |e: crate::store::StoreError| ApiError::storage("app registry failed", &e);
+    let control = &state.control;
     let snapshot = state.snapshot.load_full();
     match (req.method().clone(), rest) {
         (Method::GET, []) => {
@@ -35,7 +36,7 @@ pub(crate) async fn route(
                 .iter()
                 .map(|a| describe(a, "config", false))
                 .collect();
-            for app in store.list().map_err(internal)? {
+            for app in control.apps().map_err(internal)? {
                 let shadowed = snapshot.apps.get(&app.name).is_some();
                 listed.push(describe(&app, "store", shadowed));
             }
@@ -91,7 +92,7 @@ pub(crate) async fn route(
                     "rate limits and token_ttl must be above zero",
                 ));
             }
-            if !store.insert(&app).map_err(internal)? {
+            if !control.insert_app(&app).await.map_err(internal)? {
                 return Err(conflict(format!(
                     "an app named `{}` is already registered",
                     new.name
@@ -111,15 +112,14 @@ pub(crate) async fn route(
                     "`{name}` is defined in the configuration file: remove it there"
                 )));
             }
-            if !store.remove(name).map_err(internal)? {
+            if !control.remove_app(name).await.map_err(internal)? {
                 return Err(ApiError::not_found());
             }
             // Everything the app owned goes with it, so that nothing keeps delivering and an
             // app registered later under the same name starts from nothing: its subscriptions
             // and plugins (then a reload takes the subscriptions out of the running
             // configuration), its queued deliveries, delivery log and dead letters, its tokens.
-            let records =
-                crate::api::records::remove_app_records(&state.store, name).map_err(internal)?;
+            let records = control.remove_app_records(name).await.map_err(internal)?;
             if let Err(e) = crate::reload::reload(state, "app removed").await {
                 tracing::warn!(app = %name, error = %e, "reload after removing an app failed");
             }
@@ -130,9 +130,7 @@ pub(crate) async fn route(
                     .await
                     .map_err(|e| ApiError::internal("purging an app failed", &e))?
                     .map_err(internal)?;
-            let tokens = super::tokens::TokenStore::open(state.store.db())
-                .and_then(|t| t.revoke_app(name))
-                .map_err(internal)?;
+            let tokens = control.revoke_app_tokens(name).await.map_err(internal)?;
             state.store.durable().await.map_err(internal)?;
             tracing::info!(app = %name, records, purged, tokens, "app removed with everything it owned");
             Ok(json(

@@ -1,6 +1,7 @@
 //! The registered apps and their credentials, from two places: the configuration file
-//! (`[[apps]]`, validated into the snapshot's [`ConfigApps`]) and the sled tree `apps`
-//! (managed through `/admin/apps`, which `odoo-gateway apps` calls).
+//! (`[[apps]]`, validated into the snapshot's [`ConfigApps`]) and the control plane (the sled
+//! tree `apps`, or the shared NATS bucket; managed through `/admin/apps`, which
+//! `odoo-gateway apps` calls).
 //!
 //! **A name in the file shadows the same name in the store**: the file is what the operator
 //! reviews, so it wins. OAuth2 client secrets are kept only as SHA-256 (checking is all we
@@ -377,7 +378,7 @@ pub(crate) fn find(state: &State, key: Lookup<'_>) -> Result<Option<Arc<App>>, S
     if let Some(app) = snapshot.apps.iter().find(|a| key.matches(a)) {
         return Ok(Some(app.clone()));
     }
-    let stored = AppStore::open(state.store.db())?.get(key)?;
+    let stored = state.control.app(key)?;
     Ok(stored
         .filter(|a| snapshot.apps.get(&a.name).is_none())
         .map(Arc::new))

@@ -17,7 +17,9 @@ mod limits;
 pub mod oauth1;
 pub mod oauth2;
 mod request;
-mod tokens;
+pub(crate) mod tokens;
+
+pub(crate) use request::TIMESTAMP_WINDOW_SECS;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,10 +76,21 @@ pub struct AuthState {
 }
 
 impl AuthState {
-    /// Authentication state whose OAuth1 nonces are kept in `store` (and loaded from it).
-    pub fn open(store: &crate::store::Store) -> Result<Self, crate::store::StoreError> {
+    /// Authentication state whose OAuth1 nonces are kept in `store` (and loaded from it), or
+    /// only in memory when the shared control plane (`engine`) remembers them for every
+    /// instance.
+    pub fn open(
+        store: &crate::store::Store,
+        engine: crate::config::nats::Engine,
+    ) -> Result<Self, crate::store::StoreError> {
+        let nonces = match engine {
+            crate::config::nats::Engine::Sled => {
+                limits::NonceCache::persistent(store.db().open_tree("oauth1_nonces")?)
+            }
+            crate::config::nats::Engine::Nats => limits::NonceCache::default(),
+        };
         Ok(Self {
-            nonces: limits::NonceCache::persistent(store.db().open_tree("oauth1_nonces")?),
+            nonces,
             ..Self::default()
         })
     }
@@ -96,12 +109,12 @@ pub async fn authenticate(
     let scheme = authorization.map(|a| a.trim_start().split(' ').next().unwrap_or(""));
     let (app, scopes) = match scheme {
         Some(s) if s.eq_ignore_ascii_case("bearer") => {
-            let (app, scopes) = request::bearer(state, authorization.unwrap_or(""))?;
+            let (app, scopes) = request::bearer(state, authorization.unwrap_or("")).await?;
             check_rate_limit(state, &app)?;
             (app, scopes)
         }
         // Rate-limited inside, before the nonce is stored.
-        Some(s) if s.eq_ignore_ascii_case("oauth") => request::oauth1(state, parts, body)?,
+        Some(s) if s.eq_ignore_ascii_case("oauth") => request::oauth1(state, parts, body).await?,
         _ => {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,

@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 
 use super::apps::{self, App, Lookup};
 use super::oauth1::parse_form;
-use super::tokens::{TokenRecord, TokenStore};
+use super::tokens::TokenRecord;
 use super::{REALM, rate_limited};
 use crate::http_error::{ApiError, Body, json};
 use crate::state::{State, now_ms};
@@ -177,7 +177,7 @@ async fn handle(
         .map(|c| c.client_id.clone())
         .unwrap_or_default();
     let now = now_ms() / 1000;
-    let tokens = TokenStore::open(state.store.db())?;
+    let tokens = &state.control;
     match endpoint {
         Endpoint::Token => {
             let grant = form.get("grant_type").unwrap_or_default();
@@ -216,7 +216,12 @@ async fn handle(
                         .map_err(|e| OAuthError::new("invalid_scope", e))?
                 }
             };
-            let ttl = app.token_ttl.as_secs().max(1);
+            // The shared token bucket keeps a token at most its `max_age`: the answer says so.
+            let ttl = tokens
+                .max_token_ttl()
+                .map_or(app.token_ttl, |max| app.token_ttl.min(max))
+                .as_secs()
+                .max(1);
             let record = TokenRecord {
                 app: app.name.clone(),
                 client_id,
@@ -224,7 +229,7 @@ async fn handle(
                 iat: now,
                 exp: now + ttl,
             };
-            let token = tokens.issue(&record)?;
+            let token = tokens.issue_token(&record).await?;
             state.store.durable().await?;
             tracing::debug!(app = %app.name, scope = %record.scopes.join(" "), "access token issued");
             Ok(json(
@@ -239,7 +244,8 @@ async fn handle(
                 .get("token")
                 .ok_or_else(|| OAuthError::new("invalid_request", "`token` is missing"))?;
             let live = tokens
-                .lookup(token, now)?
+                .token(token, now)
+                .await?
                 .filter(|r| r.app == app.name && r.client_id == client_id);
             let answer = match live {
                 Some(r) => serde_json::json!({
@@ -257,7 +263,7 @@ async fn handle(
                 .ok_or_else(|| OAuthError::new("invalid_request", "`token` is missing"))?;
             // Another client's token is answered like an unknown one (and left alone): the
             // answer must not tell whether a token exists.
-            if tokens.revoke(token, &client_id, now)? {
+            if tokens.revoke_token(token, &client_id, now).await? {
                 state.store.durable().await?;
                 tracing::debug!(app = %app.name, "access token revoked");
             }

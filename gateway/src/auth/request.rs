@@ -13,7 +13,6 @@ use super::REALM;
 use super::apps::{self, App, Lookup};
 use super::limits::NonceError;
 use super::oauth1::{self, SignatureMethod};
-use super::tokens::TokenStore;
 use crate::http_error::ApiError;
 use crate::state::{State, now_ms};
 
@@ -30,12 +29,12 @@ fn invalid_token(message: &str) -> ApiError {
 }
 
 fn storage(e: crate::store::StoreError) -> ApiError {
-    ApiError::internal("authentication storage failed", &e)
+    ApiError::storage("authentication storage failed", &e)
 }
 
 /// A bearer token: live, and its app still registered with the client id it was issued to.
 /// The scopes are those of the token that the app still holds.
-pub(super) fn bearer(
+pub(super) async fn bearer(
     state: &Arc<State>,
     authorization: &str,
 ) -> Result<(Arc<App>, Vec<String>), ApiError> {
@@ -56,8 +55,10 @@ pub(super) fn bearer(
         ));
     }
     let now = now_ms() / 1000;
-    let record = TokenStore::open(state.store.db())
-        .and_then(|t| t.lookup(token, now))
+    let record = state
+        .control
+        .token(token, now)
+        .await
         .map_err(storage)?
         .ok_or_else(|| invalid_token("the access token is unknown, expired or revoked"))?;
     let app = apps::find(state, Lookup::Name(&record.app))
@@ -87,7 +88,7 @@ fn malformed(message: impl Into<String>) -> ApiError {
 
 /// An OAuth1-signed request, verified against the app's consumer and token credentials, its
 /// timestamp within the window and its nonce unused.
-pub(super) fn oauth1(
+pub(super) async fn oauth1(
     state: &Arc<State>,
     parts: &Parts,
     body: &[u8],
@@ -236,6 +237,19 @@ pub(super) fn oauth1(
         Err(NonceError::Full) => {
             return Err(super::rate_limited(std::time::Duration::from_secs(1)));
         }
+    }
+    // New to this instance; with a shared control plane, also to every other one.
+    if !state
+        .control
+        .claim_nonce(consumer_key, nonce, timestamp)
+        .await
+        .map_err(storage)?
+    {
+        return Err(oauth1_error(
+            StatusCode::UNAUTHORIZED,
+            "nonce_reused",
+            "this oauth_nonce was already used",
+        ));
     }
     let scopes = app.scopes.clone();
     Ok((app, scopes))

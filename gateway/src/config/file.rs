@@ -141,7 +141,13 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
-    /// The sled folder (relative paths are relative to the config file).
+    /// Where the control plane lives: `sled` (this instance's database) or `nats`
+    /// (JetStream, shared by several instances; see `[storage.nats]`).
+    pub engine: super::nats::Engine,
+    /// `[storage.nats]`: servers, credentials, bucket prefix, replicas (engine `nats` only).
+    pub nats: super::nats::NatsConfig,
+    /// The sled folder (relative paths are relative to the config file). With engine `nats`,
+    /// each instance's own: the work plane (events, queue, attempts, dead letters) stays here.
     pub path: PathBuf,
     /// Same source and same body within this window is the same event.
     #[serde(with = "crate::delivery::backoff::serde_duration")]
@@ -169,6 +175,8 @@ pub struct StorageConfig {
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
+            engine: super::nats::Engine::Sled,
+            nats: super::nats::NatsConfig::default(),
             path: PathBuf::from("data"),
             dedup_window: Duration::from_secs(600),
             retention: Duration::from_secs(7 * 86_400),

@@ -6,6 +6,7 @@
 //! plugin and asks it to validate its configuration. A snapshot is never changed once built.
 
 pub mod file;
+pub mod nats;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -550,6 +551,9 @@ impl Snapshot {
         }
 
         let apps = crate::auth::ConfigApps::build(&file.apps, &mut problems);
+        file.storage
+            .nats
+            .validate(file.storage.engine, &mut problems);
 
         if !problems.is_empty() {
             return Err(ConfigError::Invalid {
@@ -560,6 +564,7 @@ impl Snapshot {
         let plugin_cache = file.plugin_cache_dir(base);
         let mut storage = file.storage.clone();
         storage.path = file.storage_dir(base);
+        storage.nats.creds_file = storage.nats.creds_file.as_deref().map(resolve);
         Ok(Self {
             quarantined: Vec::new(),
             origin: origin.to_owned(),

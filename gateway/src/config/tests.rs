@@ -155,3 +155,39 @@ fn a_subscription_sets_its_plugin_limits_within_the_maximum() {
         .to_string();
     assert!(err.contains("unknown field `fuel`"), "{err}");
 }
+
+#[test]
+fn the_nats_engine_is_validated_with_the_rest_and_its_keys_are_located() {
+    let nats =
+        |table: &str| format!("[storage]\nengine = \"nats\"\n[storage.nats]\n{table}\n{GOOD}");
+    let snapshot = build(&nats(
+        "urls = [\"nats://127.0.0.1:4222\"]\ncreds_file = \"gw.creds\"",
+    ))
+    .expect("valid");
+    assert_eq!(snapshot.storage.engine, nats::Engine::Nats);
+    assert_eq!(
+        snapshot.storage.nats.creds_file.as_deref(),
+        Some(Path::new("/tmp/gw.creds")),
+        "relative to the file"
+    );
+    let err = build(&nats("urls = []\nreplicas = 7"))
+        .expect_err("invalid")
+        .to_string();
+    assert!(
+        err.contains("storage.nats.urls: give at least one server"),
+        "{err}"
+    );
+    assert!(
+        err.contains("storage.nats.replicas: 7 is not from 1 to 5"),
+        "{err}"
+    );
+    let err = build(&nats("urls = [\"nats://n1:4222\"]\nsecret = \"x\""))
+        .expect_err("unknown key")
+        .to_string();
+    assert!(err.starts_with("gw.toml:5:"), "{err}");
+    assert!(err.contains("unknown field `secret`"), "{err}");
+    let err = build(&format!("[storage]\nengine = \"etcd\"\n{GOOD}"))
+        .expect_err("unknown engine")
+        .to_string();
+    assert!(err.contains("unknown variant `etcd`"), "{err}");
+}

@@ -45,6 +45,10 @@ pub enum StoreError {
     /// retried, and the store recovers by itself.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// The shared control plane (NATS JetStream, `[storage] engine = "nats"`) failed or could
+    /// not be reached.
+    #[error("shared control plane error: {0}")]
+    Shared(String),
     /// A stored record could not be decoded.
     #[error("corrupt record in `{tree}`: {message}")]
     Corrupt {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use odoo_gateway::cli::inbox::{Inbox, InboxOptions};
+use odoo_gateway_tests::nats::Engine;
 use odoo_gateway_tests::{HttpClient, Reply, TestGateway, fixture};
 use serde_json::{Value, json};
 use sha2::Digest as _;
@@ -24,12 +25,16 @@ pub(crate) fn app_toml((name, id, secret): (&str, &str, &str)) -> String {
 }
 
 pub(crate) fn config(extra: &str) -> String {
+    config_on(&Engine::Sled, extra)
+}
+
+/// [`config`] with the control plane on `engine`.
+pub(crate) fn config_on(engine: &Engine<'_>, extra: &str) -> String {
     format!(
         r#"
 [server]
 admin_token = "admin-token-0123456789"
-[storage]
-path = "data"
+{storage}
 [delivery]
 retries = 0
 [delivery.backoff]
@@ -49,6 +54,7 @@ tokens = ["{SOURCE_TOKEN}"]
 "#,
         acme = app_toml(ACME),
         other = app_toml(OTHER),
+        storage = engine.storage_toml("data"),
     )
 }
 

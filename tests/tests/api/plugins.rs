@@ -1,6 +1,7 @@
 //! Plugin uploads: hostile and malformed ones refused without a trace, a good one used by a
 //! subscription.
 
+use odoo_gateway_tests::nats::{Engine, NatsServer};
 use std::time::Duration;
 
 use odoo_gateway_tests::{TestGateway, plugin, workspace};
@@ -10,8 +11,18 @@ use crate::common::*;
 
 #[tokio::test]
 async fn hostile_uploads_are_refused_and_an_uploaded_plugin_delivers() {
+    hostile_uploads_are_refused_and_an_uploaded_plugin_delivers_on(&Engine::Sled).await;
+}
+
+#[tokio::test]
+async fn hostile_uploads_are_refused_and_an_uploaded_plugin_delivers_on_nats() {
+    let server = NatsServer::start().expect("nats-server");
+    hostile_uploads_are_refused_and_an_uploaded_plugin_delivers_on(&server.engine("t")).await;
+}
+
+async fn hostile_uploads_are_refused_and_an_uploaded_plugin_delivers_on(engine: &Engine<'_>) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let gateway = TestGateway::start(&config(""), dir.path())
+    let gateway = TestGateway::start(&config_on(engine, ""), dir.path())
         .await
         .expect("gateway");
     let acme = Api::new(&gateway, ACME, "read write").await;

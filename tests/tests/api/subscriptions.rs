@@ -1,6 +1,7 @@
 //! Subscriptions: CRUD, validation, persistence across a restart, tenants and scopes, the
 //! payload filter, and the rollback of a change the running configuration refuses.
 
+use odoo_gateway_tests::nats::{Engine, NatsServer};
 use std::time::Duration;
 
 use odoo_gateway::cli::inbox::{Inbox, InboxOptions};
@@ -11,9 +12,22 @@ use crate::common::*;
 
 #[tokio::test]
 async fn subscriptions_crud_persists_across_a_restart_and_stays_within_its_app() {
+    subscriptions_crud_persists_across_a_restart_and_stays_within_its_app_on(&Engine::Sled).await;
+}
+
+#[tokio::test]
+async fn subscriptions_crud_persists_across_a_restart_and_stays_within_its_app_on_nats() {
+    let server = NatsServer::start().expect("nats-server");
+    subscriptions_crud_persists_across_a_restart_and_stays_within_its_app_on(&server.engine("t"))
+        .await;
+}
+
+async fn subscriptions_crud_persists_across_a_restart_and_stays_within_its_app_on(
+    engine: &Engine<'_>,
+) {
     let inbox = inbox().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let text = config("");
+    let text = config_on(engine, "");
     let gateway = TestGateway::start(&text, dir.path())
         .await
         .expect("gateway");
@@ -298,9 +312,19 @@ async fn the_payload_filter_selects_records_and_trims_fields() {
 /// running configuration, so it is not kept, and the answer says why.
 #[tokio::test]
 async fn a_change_the_running_configuration_refuses_is_rolled_back() {
+    a_change_the_running_configuration_refuses_is_rolled_back_on(&Engine::Sled).await;
+}
+
+#[tokio::test]
+async fn a_change_the_running_configuration_refuses_is_rolled_back_on_nats() {
+    let server = NatsServer::start().expect("nats-server");
+    a_change_the_running_configuration_refuses_is_rolled_back_on(&server.engine("t")).await;
+}
+
+async fn a_change_the_running_configuration_refuses_is_rolled_back_on(engine: &Engine<'_>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("gateway.toml");
-    let text = config("");
+    let text = config_on(engine, "");
     std::fs::write(&path, &text).expect("write config");
     let source = odoo_gateway::reload::ConfigSource::File(path.clone());
     let gateway = TestGateway::start_with(source).await.expect("gateway");

@@ -2,13 +2,24 @@
 //! the file winning over the store.
 
 use odoo_gateway::auth::{OAuth1Credentials, SignatureMethod, authorization_header_now};
+use odoo_gateway_tests::nats::{Engine, NatsServer};
 use odoo_gateway_tests::{HttpClient, TestGateway};
 
 use crate::common::*;
 
 #[tokio::test]
 async fn apps_are_managed_through_the_cli_while_the_gateway_runs() {
-    let (gw, c, _dir) = start().await;
+    apps_are_managed_through_the_cli_while_the_gateway_runs_on(&Engine::Sled).await;
+}
+
+#[tokio::test]
+async fn apps_are_managed_through_the_cli_while_the_gateway_runs_on_nats() {
+    let server = NatsServer::start().expect("nats-server");
+    apps_are_managed_through_the_cli_while_the_gateway_runs_on(&server.engine("t")).await;
+}
+
+async fn apps_are_managed_through_the_cli_while_the_gateway_runs_on(engine: &Engine<'_>) {
+    let (gw, c, _dir) = start_on(engine).await;
     let added = cli(
         &gw,
         "admin-token-0123456789",
@@ -144,9 +155,19 @@ async fn apps_are_managed_through_the_cli_while_the_gateway_runs() {
 
 #[tokio::test]
 async fn an_app_in_the_file_shadows_a_stored_one_of_the_same_name() {
+    an_app_in_the_file_shadows_a_stored_one_of_the_same_name_on(&Engine::Sled).await;
+}
+
+#[tokio::test]
+async fn an_app_in_the_file_shadows_a_stored_one_of_the_same_name_on_nats() {
+    let server = NatsServer::start().expect("nats-server");
+    an_app_in_the_file_shadows_a_stored_one_of_the_same_name_on(&server.engine("t")).await;
+}
+
+async fn an_app_in_the_file_shadows_a_stored_one_of_the_same_name_on(engine: &Engine<'_>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("gateway.toml");
-    std::fs::write(&file, CONFIG).expect("write config");
+    std::fs::write(&file, config_on(engine)).expect("write config");
     let gw = TestGateway::start_with(odoo_gateway::reload::ConfigSource::File(file.clone()))
         .await
         .expect("start");
@@ -166,7 +187,8 @@ async fn an_app_in_the_file_shadows_a_stored_one_of_the_same_name() {
 
     // The operator now writes `billing` into the file, with other credentials: the file wins.
     let with_billing = format!(
-        "{CONFIG}\n[[apps]]\nname = \"billing\"\nscopes = [\"read\"]\noauth2_client_id = \"billing-file\"\noauth2_client_secret_sha256 = \"{}\"\n",
+        "{}\n[[apps]]\nname = \"billing\"\nscopes = [\"read\"]\noauth2_client_id = \"billing-file\"\noauth2_client_secret_sha256 = \"{}\"\n",
+        config_on(engine),
         "4a2f18f0c025f78c5025de1784c726e82f698d48ad2e3575cd6d22043eb60c95"
     );
     std::fs::write(&file, with_billing).expect("rewrite config");

@@ -3,6 +3,7 @@
 
 use odoo_gateway::auth::OAuth1Credentials;
 use odoo_gateway::cli::apps::AppsCommand;
+use odoo_gateway_tests::nats::Engine;
 use odoo_gateway_tests::{HttpClient, Reply, TestGateway};
 
 pub(crate) const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
@@ -50,8 +51,20 @@ pub(crate) const CRM: (&str, &str) = ("crm-client", "crm-secret-0123456789");
 pub(crate) const READER: (&str, &str) = ("reader-client", "reader-secret-0123456789");
 
 pub(crate) async fn start() -> (TestGateway, HttpClient, tempfile::TempDir) {
+    start_on(&Engine::Sled).await
+}
+
+/// [`CONFIG`] with the control plane on `engine`.
+pub(crate) fn config_on(engine: &Engine<'_>) -> String {
+    CONFIG.replace("[storage]\npath = \"data\"\n", &engine.storage_toml("data"))
+}
+
+/// [`start`] with the control plane on `engine`.
+pub(crate) async fn start_on(engine: &Engine<'_>) -> (TestGateway, HttpClient, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let gw = TestGateway::start(CONFIG, dir.path()).await.expect("start");
+    let gw = TestGateway::start(&config_on(engine), dir.path())
+        .await
+        .expect("start");
     (gw, HttpClient::new(), dir)
 }
 

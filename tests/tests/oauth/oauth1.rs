@@ -3,12 +3,23 @@
 
 use odoo_gateway::auth::{SignatureMethod, authorization_header, authorization_header_now};
 use odoo_gateway_tests::TestGateway;
+use odoo_gateway_tests::nats::{Engine, NatsServer};
 
 use crate::common::*;
 
 #[tokio::test]
 async fn oauth1_signatures_verify_and_replays_and_skew_are_refused() {
-    let (gw, c, _dir) = start().await;
+    oauth1_signatures_verify_and_replays_and_skew_are_refused_on(&Engine::Sled).await;
+}
+
+#[tokio::test]
+async fn oauth1_signatures_verify_and_replays_and_skew_are_refused_on_nats() {
+    let server = NatsServer::start().expect("nats-server");
+    oauth1_signatures_verify_and_replays_and_skew_are_refused_on(&server.engine("t")).await;
+}
+
+async fn oauth1_signatures_verify_and_replays_and_skew_are_refused_on(engine: &Engine<'_>) {
+    let (gw, c, _dir) = start_on(engine).await;
     let url = gw.url("/v1/whoami?lang=fr&q=a+b");
     let send = |auth: String| {
         let (c, url) = (c.clone(), url.clone());

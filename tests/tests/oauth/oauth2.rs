@@ -1,13 +1,24 @@
 //! The OAuth2 authorization server: token lifecycle, client authentication, RFC 6749 error
 //! shapes, scopes and rate limits.
 
+use odoo_gateway_tests::nats::{Engine, NatsServer};
 use std::time::Duration;
 
 use crate::common::*;
 
 #[tokio::test]
 async fn token_lifecycle_issue_use_introspect_revoke_expire() {
-    let (gw, c, _dir) = start().await;
+    token_lifecycle_issue_use_introspect_revoke_expire_on(&Engine::Sled).await;
+}
+
+#[tokio::test]
+async fn token_lifecycle_issue_use_introspect_revoke_expire_on_nats() {
+    let server = NatsServer::start().expect("nats-server");
+    token_lifecycle_issue_use_introspect_revoke_expire_on(&server.engine("t")).await;
+}
+
+async fn token_lifecycle_issue_use_introspect_revoke_expire_on(engine: &Engine<'_>) {
+    let (gw, c, _dir) = start_on(engine).await;
 
     let reply = token_request(&c, &gw, Some(CRM), "grant_type=client_credentials").await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);

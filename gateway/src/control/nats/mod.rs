@@ -1,0 +1,391 @@
+//! The control plane on NATS JetStream (`[storage] engine = "nats"`), shared by every
+//! instance with the same servers and `bucket_prefix`.
+//!
+//! Buckets (`<prefix>_<name>`, each with `replicas` copies, history 1):
+//!
+//! | bucket | key → value | how writes stay consistent |
+//! |---|---|---|
+//! | `apps` | name → app | `create`: a taken name is refused on every instance |
+//! | `app_credentials` | `c.<hex client_id>` / `k.<hex consumer_key>` → name | `create`, claimed before the name and released if it is taken |
+//! | `tokens` | hex SHA-256 of the token → record | random keys; `max_age` 24 h ([`TOKEN_MAX_AGE`]) |
+//! | `api_subscriptions` | `<app>.<id>` → subscription | `create`, then updates and deletes checked against the revision read |
+//! | `api_plugins` | `<app>.<sha256>` → plugin record | content-addressed; the bytes in the object store `plugin_components` |
+//! | `oauth1_nonces` | hex SHA-256 of (consumer, nonce, timestamp) → nothing | `create`: a replay is refused on every instance; `max_age` the nonce window |
+//! | `subscription_health` | hex subscription id → flags, pause, writer | the latest state wins; an instance skips its own echoes |
+//!
+//! `apps`, `api_subscriptions`, `api_plugins` and `subscription_health` are mirrored in memory
+//! (`mirror.rs`) and watched: reads on the request path and in the snapshot build never wait on
+//! the network, and a change made by another instance wakes [`super::watch`].
+
+mod auth;
+mod health;
+mod mirror;
+mod records;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, object_store};
+use tokio::sync::Notify;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::api::records::{StoredPlugin, StoredSubscription};
+use crate::auth::apps::App;
+use crate::config::nats::NatsConfig;
+use crate::state::SubscriptionHealth;
+use crate::store::StoreError;
+
+/// Longest life of an OAuth2 token in the shared bucket (its `max_age`): an app's
+/// `token_ttl` above it is cut to it, and the token answer says so in `expires_in`.
+pub const TOKEN_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// How long a nonce is remembered: a timestamp up to the window ahead of the clock, plus the
+/// window.
+const NONCE_MAX_AGE: Duration = Duration::from_secs(2 * crate::auth::TIMESTAMP_WINDOW_SECS + 1);
+
+/// How long a JetStream cluster may take to answer bucket creation at start-up.
+const STARTING_CLUSTER: Duration = Duration::from_secs(15);
+
+/// How long connecting may take before start-up fails.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long one request to JetStream (a KV read or write) may take: shorter than the
+/// server's request timeout, so that a request waiting on an unreachable NATS gets `503
+/// control_plane_unavailable` rather than a bare timeout.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The subscription health record in the shared bucket.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct StoredHealth {
+    /// The subscription.
+    subscription: String,
+    /// The instance that wrote it (its own echoes are skipped).
+    origin: String,
+    /// Flags, pause, last error (all cleared: healthy and running).
+    health: SubscriptionHealth,
+}
+
+/// What the follower tasks share with the plane.
+#[derive(Debug, Default)]
+struct Mirror {
+    apps: mirror::Shared<App>,
+    subscriptions: mirror::Shared<StoredSubscription>,
+    plugins: mirror::Shared<StoredPlugin>,
+    health: mirror::Shared<StoredHealth>,
+}
+
+/// Health records by subscription (`None`: healthy and running).
+pub(crate) type HealthUpdates = HashMap<String, Option<SubscriptionHealth>>;
+
+/// Health writes waiting for the writer task, the latest per subscription.
+#[derive(Debug, Default)]
+pub(crate) struct PendingHealth {
+    queue: Mutex<HealthUpdates>,
+    wake: Notify,
+    /// Held by the writer while it writes a batch it took from `queue`.
+    writing: tokio::sync::Mutex<()>,
+}
+
+/// What [`Changes::take`] found.
+#[derive(Debug, Default)]
+pub struct Taken {
+    /// Apps, API subscriptions or plugins changed: the snapshot must be rebuilt.
+    pub snapshot: bool,
+    /// Subscription health set (`Some`) or cleared (`None`) elsewhere.
+    pub health: Vec<(String, Option<SubscriptionHealth>)>,
+    /// Apps removed elsewhere.
+    pub removed_apps: Vec<String>,
+}
+
+/// What another instance changed, for [`super::watch`].
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Woken on every change below.
+    pub notify: Notify,
+    /// Apps, API subscriptions or plugins changed: the snapshot must be rebuilt.
+    snapshot: std::sync::atomic::AtomicBool,
+    /// Subscription health set elsewhere, by subscription (`None`: cleared).
+    health: Mutex<HealthUpdates>,
+    /// Apps removed elsewhere (their local queue is purged here too).
+    removed_apps: Mutex<Vec<String>>,
+}
+
+impl Changes {
+    /// Takes what changed since the last call.
+    pub fn take(&self) -> Taken {
+        let snapshot = self
+            .snapshot
+            .swap(false, std::sync::atomic::Ordering::AcqRel);
+        let health = std::mem::take(&mut *self.health.lock().unwrap_or_else(|p| p.into_inner()));
+        let removed =
+            std::mem::take(&mut *self.removed_apps.lock().unwrap_or_else(|p| p.into_inner()));
+        Taken {
+            snapshot,
+            health: health.into_iter().collect(),
+            removed_apps: removed,
+        }
+    }
+}
+
+/// The buckets, the mirror and the tasks that follow them. Dropping it stops the tasks.
+pub struct NatsPlane {
+    apps: kv::Store,
+    credentials: kv::Store,
+    tokens: kv::Store,
+    subscriptions: kv::Store,
+    plugins: kv::Store,
+    nonces: kv::Store,
+    components: object_store::ObjectStore,
+    mirror: Mirror,
+    /// This instance's name in health records.
+    instance: String,
+    /// What other instances changed.
+    pub changes: Arc<Changes>,
+    /// Health writes waiting for the writer task.
+    pending_health: Arc<PendingHealth>,
+    _tasks: DropGuard,
+}
+
+impl std::fmt::Debug for NatsPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsPlane")
+            .field("instance", &self.instance)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Creates the stream of key-value bucket `bucket` (one value per key, `max_age` if not
+/// zero), or takes it as it is when it exists, and opens the bucket on it.
+///
+/// The stream is made here, with the key-value layout JetStream defines (`KV_<bucket>` on
+/// `$KV.<bucket>.>`), rather than by the client's bucket creation: that first asks for the
+/// account's details in a shape servers before 2.10 do not answer.
+async fn open_bucket(
+    js: &jetstream::Context,
+    bucket: String,
+    max_age: Duration,
+    replicas: usize,
+) -> Result<kv::Store, StoreError> {
+    let stream = jetstream::stream::Config {
+        name: format!("KV_{bucket}"),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        max_age,
+        num_replicas: replicas,
+        storage: jetstream::stream::StorageType::File,
+        discard: jetstream::stream::DiscardPolicy::New,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        duplicate_window: if max_age.is_zero() {
+            Duration::from_secs(120)
+        } else {
+            max_age.min(Duration::from_secs(120))
+        },
+        ..Default::default()
+    };
+    // A cluster starting at the same time answers "temporarily unavailable" until it has
+    // elected its leaders: try again for a while before giving up.
+    let deadline = tokio::time::Instant::now() + STARTING_CLUSTER;
+    loop {
+        let opened = match js.get_or_create_stream(stream.clone()).await {
+            Ok(_) => js
+                .get_key_value(&bucket)
+                .await
+                .map_err(|e| shared(&format!("bucket {bucket}"), e)),
+            Err(e) => Err(shared(&format!("bucket {bucket}"), e)),
+        };
+        match opened {
+            Ok(store) => return Ok(store),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::info!(error = %e, "JetStream not ready yet; trying again");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A record as stored: JSON (plain data: serialising cannot fail).
+fn encode<T: serde::Serialize>(value: &T) -> bytes::Bytes {
+    bytes::Bytes::from(serde_json::to_vec(value).unwrap_or_default())
+}
+
+pub(crate) fn shared(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Shared(format!("{what}: {e}"))
+}
+
+impl NatsPlane {
+    /// Connects, creates (or reuses) the buckets, reads the watched ones and starts following
+    /// them.
+    pub async fn connect(config: &NatsConfig) -> Result<Self, StoreError> {
+        let mut options = async_nats::ConnectOptions::new()
+            .name("odoo-gateway")
+            .connection_timeout(CONNECT_TIMEOUT)
+            .request_timeout(Some(REQUEST_TIMEOUT));
+        if let (Some(user), Some(password)) = (&config.user, &config.password) {
+            options = options.user_and_password(user.clone(), password.clone());
+        }
+        if let Some(token) = &config.token {
+            options = options.token(token.clone());
+        }
+        if let Some(path) = &config.creds_file {
+            options = options
+                .credentials_file(path)
+                .await
+                .map_err(|e| shared(&format!("storage.nats.creds_file {}", path.display()), e))?;
+        }
+        let client = options
+            .connect(config.urls.as_slice())
+            .await
+            .map_err(|e| shared(&format!("cannot connect to {}", config.urls.join(", ")), e))?;
+        let js = jetstream::new(client);
+        let prefix = &config.bucket_prefix;
+        let open = |name: &str, max_age: Duration| {
+            let js = js.clone();
+            let bucket = format!("{prefix}_{name}");
+            let replicas = config.replicas;
+            async move { open_bucket(&js, bucket, max_age, replicas).await }
+        };
+        let none = Duration::ZERO;
+        let apps = open("apps", none).await?;
+        let credentials = open("app_credentials", none).await?;
+        let tokens = open("tokens", TOKEN_MAX_AGE).await?;
+        let subscriptions = open("api_subscriptions", none).await?;
+        let plugins = open("api_plugins", none).await?;
+        let nonces = open("oauth1_nonces", NONCE_MAX_AGE).await?;
+        let health = open("subscription_health", none).await?;
+        let components_name = format!("{prefix}_plugin_components");
+        let components = match js
+            .create_object_store(object_store::Config {
+                bucket: components_name.clone(),
+                num_replicas: config.replicas,
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(store) => store,
+            // Another instance made it first (or with other settings): use it as it is.
+            Err(_) => js
+                .get_object_store(&components_name)
+                .await
+                .map_err(|e| shared(&format!("object store {components_name}"), e))?,
+        };
+
+        let instance = hex::encode(rand::random::<[u8; 8]>());
+        let changes = Arc::new(Changes::default());
+        let mirror = Mirror::default();
+        let cancel = CancellationToken::new();
+        let snapshot_changed: Arc<dyn Fn(&str) + Send + Sync> = {
+            let changes = changes.clone();
+            Arc::new(move |_key: &str| {
+                changes
+                    .snapshot
+                    .store(true, std::sync::atomic::Ordering::Release);
+                changes.notify.notify_one();
+            })
+        };
+        let app_changed: Arc<dyn Fn(&str) + Send + Sync> = {
+            let changes = changes.clone();
+            let table = mirror.apps.clone();
+            Arc::new(move |key: &str| {
+                if mirror::read(&table).get(key).is_none() {
+                    changes
+                        .removed_apps
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(key.to_owned());
+                }
+                changes
+                    .snapshot
+                    .store(true, std::sync::atomic::Ordering::Release);
+                changes.notify.notify_one();
+            })
+        };
+        let health_changed: Arc<dyn Fn(&str) + Send + Sync> = {
+            let changes = changes.clone();
+            let table = mirror.health.clone();
+            let me = instance.clone();
+            Arc::new(move |key: &str| {
+                let Some(sub) = hex::decode(key)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                else {
+                    return;
+                };
+                let record = mirror::read(&table).get(key).cloned();
+                if record.as_ref().is_some_and(|r| r.origin == me) {
+                    return;
+                }
+                let health = record.map(|r| r.health).filter(|h| h.flagged || h.disabled);
+                changes
+                    .health
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(sub, health);
+                changes.notify.notify_one();
+            })
+        };
+        // The first read of each watched bucket happens before the first snapshot is built;
+        // what it finds is not a change.
+        let quiet = |_: &str| {};
+        let watches = (
+            mirror::load(&apps, &mirror.apps, &quiet).await?,
+            mirror::load(&subscriptions, &mirror.subscriptions, &quiet).await?,
+            mirror::load(&plugins, &mirror.plugins, &quiet).await?,
+            mirror::load(&health, &mirror.health, &quiet).await?,
+        );
+        tokio::spawn(mirror::follow(
+            apps.clone(),
+            mirror.apps.clone(),
+            watches.0,
+            app_changed,
+            cancel.clone(),
+        ));
+        tokio::spawn(mirror::follow(
+            subscriptions.clone(),
+            mirror.subscriptions.clone(),
+            watches.1,
+            snapshot_changed.clone(),
+            cancel.clone(),
+        ));
+        tokio::spawn(mirror::follow(
+            plugins.clone(),
+            mirror.plugins.clone(),
+            watches.2,
+            snapshot_changed,
+            cancel.clone(),
+        ));
+        tokio::spawn(mirror::follow(
+            health.clone(),
+            mirror.health.clone(),
+            watches.3,
+            health_changed,
+            cancel.clone(),
+        ));
+        let pending_health = Arc::new(PendingHealth::default());
+        tokio::spawn(health::write_health(
+            health.clone(),
+            mirror.health.clone(),
+            instance.clone(),
+            pending_health.clone(),
+            cancel.clone(),
+        ));
+        tracing::info!(servers = %config.urls.join(", "), prefix = %prefix, replicas = config.replicas, "shared control plane on NATS JetStream");
+        Ok(Self {
+            apps,
+            credentials,
+            tokens,
+            subscriptions,
+            plugins,
+            nonces,
+            components,
+            mirror,
+            instance,
+            changes,
+            pending_health,
+            _tasks: cancel.drop_guard(),
+        })
+    }
+}

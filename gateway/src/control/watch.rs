@@ -1,0 +1,84 @@
+//! Following the shared control plane: when another instance changes apps, API subscriptions,
+//! plugins or subscription health, this instance takes the change through the same
+//! build-and-swap path as a reload ([`crate::reload::reload`]), so it serves the change within
+//! a second. Changes arriving together are taken together (debounced).
+//!
+//! With sled there is no one else: the task returns at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::state::State;
+
+/// How long to wait after a change for the ones that come with it (a subscription and its
+/// plugin record, an app and its subscriptions).
+pub const DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// Rebuilds the snapshot when another instance changed what it is built from, until
+/// `shutdown`.
+pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
+    let Some(plane) = state.control.nats().cloned() else {
+        return;
+    };
+    let changes = plane.changes.clone();
+    loop {
+        tokio::select! {
+            () = changes.notify.notified() => {}
+            () = shutdown.cancelled() => return,
+        }
+        tokio::select! {
+            () = tokio::time::sleep(DEBOUNCE) => {}
+            () = shutdown.cancelled() => return,
+        }
+        let crate::control::nats::Taken {
+            snapshot,
+            health,
+            removed_apps,
+        } = changes.take();
+        let health_changed = !health.is_empty();
+        let mut resumed = Vec::new();
+        for (sub, h) in health {
+            if !h.as_ref().is_some_and(|h| h.disabled) {
+                resumed.push(sub.clone());
+            }
+            state.health.apply_remote(&sub, h);
+        }
+        // Enabled elsewhere: the jobs parked here run again, as after a local enable.
+        if !resumed.is_empty() {
+            state.scheduler.unpark(crate::state::now_ms(), |sub| {
+                resumed.iter().any(|r| r == sub)
+            });
+        }
+        if snapshot {
+            let _ = crate::reload::reload(&state, "the shared control plane changed").await;
+        } else if health_changed {
+            // An enabled subscription's parked jobs may run now.
+            state.scheduler.notify();
+        }
+        // After the swap: no new work is made for the app's subscriptions any more.
+        for app in removed_apps {
+            purge_app_work(&state, &app).await;
+        }
+    }
+}
+
+/// An app removed on another instance leaves this one's queue too (as `DELETE /admin/apps`
+/// does where it is called): its queued deliveries, delivery log and dead letters go.
+async fn purge_app_work(state: &Arc<State>, app: &str) {
+    let prefix = crate::api::records::app_prefix(app);
+    let store = state.store.clone();
+    let purged = tokio::task::spawn_blocking(move || store.purge_subscriptions(&prefix)).await;
+    match purged {
+        Ok(Ok(purged)) => {
+            tracing::info!(
+                app,
+                purged,
+                "app removed on another instance; its local work is purged"
+            );
+        }
+        Ok(Err(e)) => tracing::error!(app, error = %e, "cannot purge a removed app's local work"),
+        Err(e) => tracing::error!(app, error = %e, "purging a removed app's local work panicked"),
+    }
+}
