@@ -177,7 +177,9 @@ async fn open_bucket(
         discard: jetstream::stream::DiscardPolicy::New,
         allow_rollup: true,
         deny_delete: true,
-        allow_direct: true,
+        // Reads go through the stream's leader: a direct get may be answered by any replica,
+        // and one that has just restarted and not caught up yet answers from the past.
+        allow_direct: false,
         duplicate_window: if max_age.is_zero() {
             Duration::from_secs(120)
         } else {
