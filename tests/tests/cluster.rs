@@ -128,6 +128,14 @@ async fn api(
     send(gw, method, path, &format!("Bearer {token}"), body).await
 }
 
+/// POSTs the `orders` subscription (every `sale.order.*` event to `path` on `receiver`) with
+/// `token`.
+async fn create_orders(gw: &TestGateway, token: &str, receiver: &Inbox, path: &str) -> Reply {
+    let url = receiver.url(path).to_string();
+    let body = json!({"id": "orders", "events": ["sale.order.*"], "destination": {"url": url}});
+    api(gw, token, "POST", "/v1/subscriptions", Some(body)).await
+}
+
 fn code(reply: &Reply) -> String {
     reply.json()["error"]["code"]
         .as_str()
@@ -247,14 +255,7 @@ async fn an_api_subscription_made_on_one_instance_is_served_by_another_within_a_
     let on_a = token(&a, &erp).await;
     let receiver = inbox().await;
 
-    let created = api(
-        &a,
-        &on_a,
-        "POST",
-        "/v1/subscriptions",
-        Some(json!({"id": "orders", "events": ["sale.order.*"], "destination": {"url": receiver.url("/orders").to_string()}})),
-    )
-    .await;
+    let created = create_orders(&a, &on_a, &receiver, "/orders").await;
     assert_eq!(created.status, 201, "{:?}", created.body);
     let took = within(PROPAGATION, || async {
         listed(&b, "app.erp.orders").await.is_some()
@@ -271,14 +272,7 @@ async fn an_api_subscription_made_on_one_instance_is_served_by_another_within_a_
 
     // The id is taken on every instance.
     let on_b = token(&b, &erp).await;
-    let twice = api(
-        &b,
-        &on_b,
-        "POST",
-        "/v1/subscriptions",
-        Some(json!({"id": "orders", "events": ["sale.order.*"], "destination": {"url": receiver.url("/other").to_string()}})),
-    )
-    .await;
+    let twice = create_orders(&b, &on_b, &receiver, "/other").await;
     assert_eq!(
         (twice.status, code(&twice).as_str()),
         (409, "already_exists"),
@@ -444,14 +438,7 @@ async fn an_app_removed_on_one_instance_stops_delivering_on_another() {
     let erp = register(&a, "erp").await;
     let on_a = token(&a, &erp).await;
     let receiver = inbox().await;
-    let created = api(
-        &a,
-        &on_a,
-        "POST",
-        "/v1/subscriptions",
-        Some(json!({"id": "orders", "events": ["sale.order.*"], "destination": {"url": receiver.url("/orders").to_string()}})),
-    )
-    .await;
+    let created = create_orders(&a, &on_a, &receiver, "/orders").await;
     assert_eq!(created.status, 201, "{:?}", created.body);
     assert!(
         within(PROPAGATION, || async {
@@ -803,10 +790,9 @@ async fn the_control_plane_survives_a_node_restarting_in_a_three_node_r3_cluster
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let body = json!({"id": "orders", "events": ["sale.order.*"], "destination": {"url": receiver.url("/orders").to_string()}});
     let start = Instant::now();
     let created = loop {
-        let reply = api(&a, &on_a, "POST", "/v1/subscriptions", Some(body.clone())).await;
+        let reply = create_orders(&a, &on_a, &receiver, "/orders").await;
         if reply.status != 503 || start.elapsed() > CLUSTER_WAIT {
             break reply;
         }
