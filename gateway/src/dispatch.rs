@@ -245,12 +245,45 @@ async fn deliver(
     job: Job,
     event: Option<Arc<Event>>,
 ) {
+    match send(state, snapshot, sub, &job, event).await {
+        Sent::Delivered(attempt) => {
+            if let Err(e) = state.store.complete(&job, &attempt) {
+                tracing::error!(error = %e, job = %job.id, "delivered, but cannot record it; it may be delivered again");
+            }
+            state.scheduler.finish(&entry.id);
+        }
+        Sent::Failed(attempt, failure) => failed(state, sub, entry, &job, attempt, failure),
+        Sent::Unsendable(reason) => bury(state, &entry, &job, None, reason),
+    }
+}
+
+/// What one delivery attempt came to.
+#[derive(Debug)]
+pub(crate) enum Sent {
+    /// The receiver took it (counted in the metrics and the subscription's health).
+    Delivered(Attempt),
+    /// It failed (counted in the metrics; the subscription's health is the caller's).
+    Failed(Attempt, Failure),
+    /// It cannot be sent at all: the job goes to the dead letters without an attempt.
+    Unsendable(DeadReason),
+}
+
+/// Makes one attempt of delivery `job`: builds its body and headers, signs it and POSTs it
+/// with the destination's outbound authentication. Whatever engine keeps the queue records
+/// the outcome.
+pub(crate) async fn send(
+    state: &State,
+    snapshot: &Snapshot,
+    sub: &Subscription,
+    job: &Job,
+    event: Option<Arc<Event>>,
+) -> Sent {
     let Some(dest) = snapshot.destinations.get(&job.destination) else {
-        return bury(state, &entry, &job, None, DeadReason::DestinationRemoved);
+        return Sent::Unsendable(DeadReason::DestinationRemoved);
     };
-    let body = match body_of(state, &job, event) {
+    let body = match body_of(state, job, event) {
         Ok(body) => body,
-        Err(reason) => return bury(state, &entry, &job, None, reason),
+        Err(reason) => return Sent::Unsendable(reason),
     };
     let started = now_ms();
     let mut headers = HeaderMap::new();
@@ -265,19 +298,11 @@ async fn deliver(
     if let Ok(ct) = HeaderValue::try_from(job.content_type.as_str()) {
         headers.insert(http::header::CONTENT_TYPE, ct);
     }
-    crate::trace::stamp_attempt(&mut headers, &job, job.attempts);
+    crate::trace::stamp_attempt(&mut headers, job, job.attempts);
     let timestamp = (started / 1000) as i64;
     match signing::webhook_headers(&dest.secrets, &job.id, timestamp, &body) {
         Ok(signed) => headers.extend(signed),
-        Err(e) => {
-            return bury(
-                state,
-                &entry,
-                &job,
-                None,
-                DeadReason::Unsignable(e.to_string()),
-            );
-        }
+        Err(e) => return Sent::Unsendable(DeadReason::Unsignable(e.to_string())),
     }
     // With the destination's outbound authentication (OAuth2 token, OAuth1 signature, header),
     // through the client whose address policy fits the subscription's owner.
@@ -315,15 +340,11 @@ async fn deliver(
                     "delivered"
                 );
                 Metrics::count(&state.metrics.attempts, &sub.id, "delivered");
-                if let Err(e) = state.store.complete(&job, &attempt) {
-                    tracing::error!(error = %e, job = %job.id, "delivered, but cannot record it; it may be delivered again");
-                }
-                state.scheduler.finish(&entry.id);
                 state.health.success(&sub.id);
                 state
                     .delivered
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                return;
+                return Sent::Delivered(attempt);
             }
             (attempt, Failure::Retryable(resp.retry_after))
         }
@@ -352,12 +373,12 @@ async fn deliver(
         "delivery attempt failed"
     );
     Metrics::count(&state.metrics.attempts, &sub.id, "failed");
-    failed(state, sub, entry, &job, attempt, failure);
+    Sent::Failed(attempt, failure)
 }
 
 /// Whether a failed attempt may succeed if tried again.
 #[derive(Debug, Clone, Copy)]
-enum Failure {
+pub(crate) enum Failure {
     /// Yes; the receiver may have said when (`Retry-After`).
     Retryable(Option<Duration>),
     /// No: trying again would fail the same way.

@@ -39,6 +39,7 @@ pub mod telemetry;
 pub mod tls;
 pub mod trace;
 pub mod transform;
+pub mod workplane;
 pub mod xmljson;
 
 use std::sync::Arc;
@@ -82,20 +83,34 @@ pub async fn run(
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     };
-    let fanout = supervise(
-        "fan-out",
-        state.clone(),
-        &stages,
-        restarted(&state),
-        fanout::run,
-    );
-    let dispatch = supervise(
-        "dispatch",
-        state.clone(),
-        &stages,
-        restarted(&state),
-        dispatch::run,
-    );
+    // With the work plane on NATS, JetStream's consumers take the place of the local fan-out
+    // and dispatch.
+    let (fanout, dispatch) = if state.work.is_some() {
+        let shared = supervise(
+            "shared-work",
+            state.clone(),
+            &stages,
+            restarted(&state),
+            workplane::run,
+        );
+        (shared, tokio::spawn(async {}))
+    } else {
+        let fanout = supervise(
+            "fan-out",
+            state.clone(),
+            &stages,
+            restarted(&state),
+            fanout::run,
+        );
+        let dispatch = supervise(
+            "dispatch",
+            state.clone(),
+            &stages,
+            restarted(&state),
+            dispatch::run,
+        );
+        (fanout, dispatch)
+    };
     let poller = supervise(
         "odoo-poll",
         state.clone(),
@@ -184,6 +199,19 @@ fn start(source: ConfigSource) -> anyhow::Result<(Arc<State>, Option<tokio_rustl
             Ok::<_, store::StoreError>(control)
         })
         .context("cannot open the control plane")?;
+    let work = match control.nats() {
+        Some(plane) => Some(Arc::new(
+            tokio::runtime::Handle::current()
+                .block_on(workplane::NatsWork::open(
+                    plane.jetstream().clone(),
+                    &file.storage.nats,
+                    &file.storage,
+                    plugin_slots_per_subscription,
+                ))
+                .context("cannot open the work plane on NATS")?,
+        )),
+        None => None,
+    };
     let snapshot = source.build(&control, &host, None)?;
     store.set_commit_delay(snapshot.storage.commit_delay);
     // The schedule is rebuilt from the jobs on disk: what was running at the last stop (even
@@ -217,6 +245,7 @@ fn start(source: ConfigSource) -> anyhow::Result<(Arc<State>, Option<tokio_rustl
     let state = Arc::new(State {
         store,
         control,
+        work,
         client: arc_swap::ArcSwap::from_pointee(client),
         app_client: arc_swap::ArcSwap::from_pointee(app_client),
         limits: arc_swap::ArcSwap::from_pointee(state::DeliveryLimits::new(d)),

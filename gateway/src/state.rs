@@ -63,6 +63,9 @@ pub struct State {
     /// Apps, tokens, API subscriptions and plugins, nonces, health: in `store`'s database, or
     /// shared with other instances on NATS (`[storage] engine`).
     pub control: crate::control::ControlPlane,
+    /// With `[storage] engine = "nats"`, the shared work plane: events, the queue, the
+    /// delivery log and dead letters in JetStream instead of `store`.
+    pub work: Option<std::sync::Arc<crate::workplane::NatsWork>>,
     /// The configuration in force; replaced whole on reload.
     pub snapshot: ArcSwap<Snapshot>,
     /// Loads and runs plugins.

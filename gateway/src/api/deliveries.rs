@@ -46,9 +46,9 @@ pub(super) async fn send_test(call: &Call<'_>, id: &str) -> Result<Response<Body
     let window_ms = call.state.snapshot.load().storage.dedup_window.as_millis() as u64;
     let dedup = DedupKey::body(TEST_SOURCE, event.id.as_bytes(), window_ms);
     let state = call.state;
-    state.store.accept(&event, &dedup).map_err(internal)?;
-    state.store.durable().await.map_err(internal)?;
-    state.fanout_wake.notify_one();
+    crate::ingest::accept_event(state, &event, &dedup)
+        .await
+        .map_err(internal)?;
     Ok(json(
         StatusCode::ACCEPTED,
         &json!({ "event_id": event.id, "event_type": event_type }),

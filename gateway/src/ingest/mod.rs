@@ -179,6 +179,16 @@ pub async fn accept(
         payload: incoming.payload,
         headers: safe_headers(req.headers),
     });
+    // On the shared work plane, the event is acknowledged once JetStream holds it; any
+    // instance fans it out.
+    if let Some(work) = &state.work {
+        drop(snapshot);
+        let accepted = work
+            .accept(&event, &dedup)
+            .await
+            .map_err(|e| ApiError::storage("cannot queue an event", &e))?;
+        return Ok(accepted_response(&accepted));
+    }
     // Refuse quickly what cannot be kept: a failing disk (retried by the store) or an
     // exhausted disk budget. Nothing acknowledged before is touched.
     if state.store.unavailable().is_some() {
@@ -213,6 +223,11 @@ pub async fn accept(
         }
     }
     durable.map_err(|e| ApiError::storage("cannot make an event durable", &e))?;
+    Ok(accepted_response(&accepted))
+}
+
+/// `202` with the event's id (the first submission's, for a repeat).
+fn accepted_response(accepted: &crate::store::Accepted) -> http::Response<Body> {
     let mut response = json(
         StatusCode::ACCEPTED,
         &serde_json::json!({ "id": accepted.id, "duplicate": accepted.duplicate }),
@@ -220,7 +235,23 @@ pub async fn accept(
     if accepted.duplicate {
         response.extensions_mut().insert(Duplicate);
     }
-    Ok(response)
+    response
+}
+
+/// Accepts an event made inside the gateway (a polled change, a test event): through the
+/// shared work plane, or into the store and the fan-out backlog.
+pub async fn accept_event(
+    state: &State,
+    event: &Event,
+    dedup: &DedupKey,
+) -> Result<crate::store::Accepted, crate::store::StoreError> {
+    if let Some(work) = &state.work {
+        return work.accept(event, dedup).await;
+    }
+    let accepted = state.store.accept(event, dedup)?;
+    state.store.durable().await?;
+    state.fanout_wake.notify_one();
+    Ok(accepted)
 }
 
 /// Marks the answer to a repeated submission (for the metrics; not sent to the client).

@@ -259,7 +259,8 @@ pub async fn poll_model(
                 id,
                 &write_date,
                 record.to_string(),
-            )?;
+            )
+            .await?;
             accepted = true;
         }
         if accepted {
@@ -313,7 +314,7 @@ async fn initial_cursor(odoo: &OdooSource, poll: &Poll, model: &str) -> Result<C
 }
 
 /// Stores one change as an event (not yet durable). A change already stored is skipped.
-fn accept(
+async fn accept(
     state: &State,
     source: &str,
     model: &str,
@@ -322,7 +323,7 @@ fn accept(
     write_date: &str,
     payload: String,
 ) -> Result<(), PollError> {
-    if state.store.unavailable().is_some() || state.store.is_full() {
+    if state.work.is_none() && (state.store.unavailable().is_some() || state.store.is_full()) {
         return Err(PollError::StoreRefuses);
     }
     let event = Event {
@@ -339,7 +340,10 @@ fn accept(
         source: source.to_owned(),
         id: change_key(model, id, write_date),
     };
-    state.store.accept(&event, &dedup)?;
+    match &state.work {
+        Some(work) => work.accept(&event, &dedup).await?,
+        None => state.store.accept(&event, &dedup)?,
+    };
     Ok(())
 }
 
@@ -373,7 +377,7 @@ async fn find_deletions(
         .unwrap_or_default();
     for &id in &gone {
         let payload = json!({ "id": id }).to_string();
-        accept(state, source, name, "unlink", id, "unlink", payload)?;
+        accept(state, source, name, "unlink", id, "unlink", payload).await?;
     }
     if !gone.is_empty() {
         state.store.durable().await?;

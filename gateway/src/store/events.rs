@@ -37,7 +37,8 @@ impl DedupKey {
         }
     }
 
-    fn bytes(&self) -> Vec<u8> {
+    /// The key as bytes: equal for two submissions that are the same event.
+    pub fn bytes(&self) -> Vec<u8> {
         match self {
             Self::Explicit { source, id } => {
                 [b"i\0", source.as_bytes(), b"\0", id.as_bytes()].concat()

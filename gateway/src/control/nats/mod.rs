@@ -130,6 +130,8 @@ impl Changes {
 
 /// The buckets, the mirror and the tasks that follow them. Dropping it stops the tasks.
 pub struct NatsPlane {
+    /// The JetStream context, shared with the work plane.
+    js: jetstream::Context,
     apps: kv::Store,
     credentials: kv::Store,
     tokens: kv::Store,
@@ -167,10 +169,42 @@ async fn open_bucket(
     max_age: Duration,
     replicas: usize,
 ) -> Result<kv::Store, StoreError> {
+    open_bucket_with(js, bucket, max_age, replicas, 1).await
+}
+
+/// Runs `attempt` until it succeeds or [`STARTING_CLUSTER`] has passed: a cluster starting at
+/// the same time answers "temporarily unavailable" until it has elected its leaders.
+pub(crate) async fn retry_starting<T, E, F, Fut>(mut attempt: F) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = tokio::time::Instant::now() + STARTING_CLUSTER;
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::info!(error = %e, "JetStream not ready yet; trying again");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A bucket keeping `history` revisions of each key.
+pub(crate) async fn open_bucket_with(
+    js: &jetstream::Context,
+    bucket: String,
+    max_age: Duration,
+    replicas: usize,
+    history: i64,
+) -> Result<kv::Store, StoreError> {
     let stream = jetstream::stream::Config {
         name: format!("KV_{bucket}"),
         subjects: vec![format!("$KV.{bucket}.>")],
-        max_messages_per_subject: 1,
+        max_messages_per_subject: history,
         max_age,
         num_replicas: replicas,
         storage: jetstream::stream::StorageType::File,
@@ -219,6 +253,11 @@ pub(crate) fn shared(what: &str, e: impl std::fmt::Display) -> StoreError {
 }
 
 impl NatsPlane {
+    /// The JetStream context (the work plane opens its streams on it).
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
     /// Connects, creates (or reuses) the buckets, reads the watched ones and starts following
     /// them.
     pub async fn connect(config: &NatsConfig) -> Result<Self, StoreError> {
@@ -376,6 +415,7 @@ impl NatsPlane {
         ));
         tracing::info!(servers = %config.urls.join(", "), prefix = %prefix, replicas = config.replicas, "shared control plane on NATS JetStream");
         Ok(Self {
+            js,
             apps,
             credentials,
             tokens,

@@ -1,0 +1,645 @@
+//! This instance's share of the shared work: it fans events out, and runs the delivery and
+//! plugin-call lanes of the configuration in force, each lane a durable consumer that every
+//! instance pulls from.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind};
+use futures_util::StreamExt as _;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::log::Status;
+use super::{Item, LEASE, NatsWork, token};
+use crate::config::{Snapshot, Subscription};
+use crate::dispatch::{Failure, RetryPolicy, Sent, owner_app};
+use crate::event::Event;
+use crate::state::{State, now_ms};
+use crate::store::{Attempt, DeadReason, Job, JobKind};
+use crate::telemetry::Metrics;
+use crate::transform::{self, Outcome};
+
+/// How long one pull request waits for messages.
+const PULL_WAIT: Duration = Duration::from_secs(1);
+/// Most messages one pull asks for.
+const PULL_BATCH: usize = 256;
+/// How often the lanes are compared with the configuration, and parked jobs looked at.
+const RECONCILE_EVERY: Duration = Duration::from_secs(1);
+/// How long a job waits after JetStream could not take its outcome.
+const TRY_AGAIN: Duration = Duration::from_secs(1);
+
+/// One lane: a durable consumer on the work stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Lane {
+    /// The consumer's name.
+    consumer: String,
+    /// Its filter subject.
+    subject: String,
+    /// Its jobs in flight in the whole cluster (`max_ack_pending`), and on this instance.
+    limit: usize,
+}
+
+/// The lanes `snapshot` needs: one per destination, one per subscription that calls a plugin
+/// or reads from Odoo.
+fn lanes(work: &NatsWork, snapshot: &Snapshot) -> HashMap<String, Lane> {
+    let mut lanes = HashMap::new();
+    let per_destination = snapshot.delivery.per_destination_concurrency.max(1);
+    for name in snapshot.destinations.keys() {
+        let t = token(name);
+        let lane = Lane {
+            consumer: format!("d_{t}"),
+            subject: format!("{}.work.d.{t}", work.prefix),
+            limit: per_destination,
+        };
+        lanes.insert(lane.consumer.clone(), lane);
+    }
+    let source_enrich = snapshot
+        .sources
+        .values()
+        .any(|s| s.odoo.as_ref().is_some_and(|o| !o.enrich.is_empty()));
+    for sub in &snapshot.subscriptions {
+        if sub.plugin.is_none() && sub.enrich.is_empty() && !source_enrich {
+            continue;
+        }
+        let t = token(&sub.id);
+        let lane = Lane {
+            consumer: format!("c_{t}"),
+            subject: format!("{}.work.c.{t}", work.prefix),
+            limit: work.plugin_slots_per_subscription,
+        };
+        lanes.insert(lane.consumer.clone(), lane);
+    }
+    lanes
+}
+
+/// Runs until `shutdown`: the fan-out, the lanes of the configuration in force (started and
+/// stopped as it changes), and the return of parked jobs.
+pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
+    let Some(work) = state.work.clone() else {
+        return;
+    };
+    let fanout = tokio::spawn(fan_out(state.clone(), work.clone(), shutdown.clone()));
+    let global = Arc::new(Semaphore::new(
+        state.snapshot.load().delivery.concurrency.max(1),
+    ));
+    let mut running: HashMap<String, (Lane, CancellationToken)> = HashMap::new();
+    loop {
+        let snapshot = state.snapshot.load_full();
+        let wanted = lanes(&work, &snapshot);
+        running.retain(|name, (lane, stop)| {
+            let keep = wanted.get(name) == Some(lane);
+            if !keep {
+                stop.cancel();
+            }
+            keep
+        });
+        for (name, lane) in wanted {
+            if running.contains_key(&name) {
+                continue;
+            }
+            let stop = shutdown.child_token();
+            tokio::spawn(pull(
+                state.clone(),
+                work.clone(),
+                lane.clone(),
+                global.clone(),
+                stop.clone(),
+            ));
+            running.insert(name, (lane, stop));
+        }
+        unpark(&state, &work, &snapshot).await;
+        tokio::select! {
+            () = tokio::time::sleep(RECONCILE_EVERY) => {}
+            () = shutdown.cancelled() => break,
+        }
+    }
+    let _ = fanout.await;
+}
+
+/// Runs `open` until it succeeds (JetStream unreachable, a cluster electing leaders), or
+/// `None` once `stop` is cancelled.
+async fn until_open<T, F, Fut>(what: &str, stop: &CancellationToken, mut open: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, crate::store::StoreError>>,
+{
+    loop {
+        match open().await {
+            Ok(value) => return Some(value),
+            Err(e) => {
+                tracing::warn!(error = %e, consumer = what, "cannot open a consumer; trying again");
+                tokio::select! {
+                    () = tokio::time::sleep(TRY_AGAIN) => {}
+                    () = stop.cancelled() => return None,
+                }
+            }
+        }
+    }
+}
+
+/// Pulls accepted events and fans each out in its own task, until `shutdown`.
+async fn fan_out(state: Arc<State>, work: Arc<NatsWork>, shutdown: CancellationToken) {
+    let Some(consumer) = until_open("fanout", &shutdown, || work.fanout_consumer()).await else {
+        return;
+    };
+    loop {
+        let batch = consumer
+            .batch()
+            .max_messages(PULL_BATCH)
+            .expires(PULL_WAIT)
+            .messages()
+            .await;
+        let mut batch = match batch {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot pull events");
+                tokio::select! {
+                    () = tokio::time::sleep(TRY_AGAIN) => continue,
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                next = batch.next() => next,
+                () = shutdown.cancelled() => return,
+            };
+            match next {
+                Some(Ok(message)) => {
+                    let (state, work) = (state.clone(), work.clone());
+                    state
+                        .in_flight
+                        .clone()
+                        .spawn(async move { fan_out_one(&state, &work, message).await });
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "pull of events ended");
+                    break;
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+/// Plans one event, queues its jobs and, once JetStream holds them, acknowledges the event.
+async fn fan_out_one(state: &State, work: &NatsWork, message: jetstream::Message) {
+    let event: Event = match serde_json::from_slice(&message.payload) {
+        Ok(event) => event,
+        Err(e) => {
+            tracing::error!(error = %e, "an unreadable event on the events stream is skipped");
+            settle(&message, AckKind::Term).await;
+            return;
+        }
+    };
+    let event = Arc::new(event);
+    let snapshot = state.snapshot.load_full();
+    let jobs = crate::fanout::plan(&snapshot, &event, now_ms());
+    crate::trace::fanned_out(&event, jobs.len());
+    let items = jobs
+        .into_iter()
+        .map(|job| {
+            (
+                work.job_subject(&job),
+                Item {
+                    job,
+                    event: (*event).clone(),
+                },
+            )
+        })
+        .collect();
+    match work.publish(items).await {
+        Ok(()) => settle(&message, AckKind::Ack).await,
+        Err(e) => {
+            tracing::error!(error = %e, event = %event.id, "cannot queue an event's jobs; it is fanned out again");
+            settle(&message, AckKind::Nak(Some(TRY_AGAIN))).await;
+        }
+    }
+}
+
+/// Sends `kind` for `message`; a lost acknowledgement only means the message comes back.
+async fn settle(message: &jetstream::Message, kind: AckKind) {
+    if let Err(e) = message.ack_with(kind).await {
+        tracing::warn!(error = %e, "cannot settle a message; it will be handed out again");
+    }
+}
+
+/// Keeps a message's lease while its job runs (`in-progress` every third of the lease).
+struct Renewal(tokio::task::JoinHandle<()>);
+
+impl Renewal {
+    fn start(message: &jetstream::Message) -> Self {
+        let message = message.clone();
+        Self(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LEASE / 3).await;
+                let _ = message.ack_with(AckKind::Progress).await;
+            }
+        }))
+    }
+}
+
+impl Drop for Renewal {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs one lane until `stop`: pulls as many jobs as it has free slots (its own, and the
+/// instance's `concurrency`) and runs each in its own task.
+async fn pull(
+    state: Arc<State>,
+    work: Arc<NatsWork>,
+    lane: Lane,
+    global: Arc<Semaphore>,
+    stop: CancellationToken,
+) {
+    let Some(consumer) = until_open(&lane.consumer, &stop, || {
+        work.consumer(&lane.consumer, lane.subject.clone(), lane.limit)
+    })
+    .await
+    else {
+        return;
+    };
+    let slots = Arc::new(Semaphore::new(lane.limit));
+    loop {
+        let mut permits: Vec<(OwnedSemaphorePermit, OwnedSemaphorePermit)> = Vec::new();
+        let first = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot,
+            () = stop.cancelled() => return,
+        };
+        let Ok(first) = first else { return };
+        let global_first = tokio::select! {
+            slot = global.clone().acquire_owned() => slot,
+            () = stop.cancelled() => return,
+        };
+        let Ok(global_first) = global_first else {
+            return;
+        };
+        permits.push((first, global_first));
+        while permits.len() < PULL_BATCH {
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                break;
+            };
+            let Ok(g) = global.clone().try_acquire_owned() else {
+                break;
+            };
+            permits.push((slot, g));
+        }
+        let batch = consumer
+            .batch()
+            .max_messages(permits.len())
+            .expires(PULL_WAIT)
+            .messages()
+            .await;
+        let mut batch = match batch {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::warn!(error = %e, lane = %lane.consumer, "cannot pull jobs");
+                tokio::select! {
+                    () = tokio::time::sleep(TRY_AGAIN) => continue,
+                    () = stop.cancelled() => return,
+                }
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                next = batch.next() => next,
+                () = stop.cancelled() => return,
+            };
+            match next {
+                Some(Ok(message)) => {
+                    let held = permits.pop();
+                    let (state, work) = (state.clone(), work.clone());
+                    state.in_flight.clone().spawn(async move {
+                        run_job(&state, &work, message).await;
+                        drop(held);
+                    });
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, lane = %lane.consumer, "pull of jobs ended");
+                    break;
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+/// Runs one pulled job and settles its message.
+async fn run_job(state: &State, work: &NatsWork, message: jetstream::Message) {
+    let delivered = message.info().map_or(1, |i| i.delivered.max(1)) as u32;
+    let Item { mut job, event } = match serde_json::from_slice(&message.payload) {
+        Ok(item) => item,
+        Err(e) => {
+            tracing::error!(error = %e, "an unreadable job on the work stream is skipped");
+            settle(&message, AckKind::Term).await;
+            return;
+        }
+    };
+    // Every earlier delivery of this message was an attempt (or one cut short by a crash).
+    job.attempts += delivered - 1;
+    let snapshot = state.snapshot.load_full();
+    let Some(sub) = snapshot.subscription(&job.subscription_id).cloned() else {
+        return removed(state, work, &message, job, event).await;
+    };
+    if !sub.enabled || state.health.is_disabled(&sub.id) {
+        return park(work, &message, job, event).await;
+    }
+    let _lease = Renewal::start(&message);
+    let event = Arc::new(event);
+    let _span = crate::trace::job_span(&job);
+    match job.kind {
+        JobKind::Deliver => {
+            let sent = crate::dispatch::send(state, &snapshot, &sub, &job, Some(event.clone())).await;
+            match sent {
+                Sent::Delivered(attempt) => {
+                    work.record(&job, Status::Delivered, Some(attempt), None)
+                        .await;
+                    settle(&message, AckKind::Ack).await;
+                }
+                Sent::Failed(attempt, failure) => {
+                    failed(state, work, &message, &sub, &job, &event, attempt, failure).await;
+                }
+                Sent::Unsendable(reason) => {
+                    bury(state, work, &message, &job, &event, None, reason).await;
+                }
+            }
+        }
+        JobKind::Transform => call(state, work, &message, &snapshot, &sub, &job, &event).await,
+    }
+}
+
+/// A job whose subscription is gone: dead-lettered, unless its app was deleted (then simply
+/// dropped, as the app's queue is purged on a single instance).
+async fn removed(
+    state: &State,
+    work: &NatsWork,
+    message: &jetstream::Message,
+    job: Job,
+    event: Event,
+) {
+    let app_gone = owner_app(&job.subscription_id).is_some_and(|app| {
+        let snapshot = state.snapshot.load();
+        let in_file = snapshot.apps.get(app).is_some();
+        let stored = state
+            .control
+            .apps()
+            .is_ok_and(|apps| apps.iter().any(|a| a.name == app));
+        !in_file && !stored
+    });
+    if app_gone {
+        settle(message, AckKind::Term).await;
+        return;
+    }
+    bury(
+        state,
+        work,
+        message,
+        &job,
+        &event,
+        None,
+        DeadReason::SubscriptionRemoved,
+    )
+    .await;
+}
+
+/// Moves a paused subscription's job to its parked subject, with the attempts made so far.
+async fn park(work: &NatsWork, message: &jetstream::Message, job: Job, event: Event) {
+    let subject = work.parked_subject(&job.subscription_id);
+    match work.publish_unique(subject, &Item { job, event }).await {
+        Ok(()) => settle(message, AckKind::Ack).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot park a paused subscription's job");
+            settle(message, AckKind::Nak(Some(TRY_AGAIN))).await;
+        }
+    }
+}
+
+/// Moves the parked jobs of every subscription that runs again back to their lanes.
+async fn unpark(state: &State, work: &NatsWork, snapshot: &Snapshot) {
+    let filter = format!("{}.work.p.*", work.prefix);
+    let Ok(mut subjects) = work.work.info_with_subjects(&filter).await else {
+        return;
+    };
+    let mut parked = Vec::new();
+    while let Some(Ok((subject, count))) = subjects.next().await {
+        if count > 0 {
+            parked.push(subject);
+        }
+    }
+    for subject in parked {
+        let Some(t) = subject.rsplit('.').next() else {
+            continue;
+        };
+        let running = snapshot
+            .subscriptions
+            .iter()
+            .find(|s| token(&s.id) == t)
+            .is_some_and(|s| s.enabled && !state.health.is_disabled(&s.id));
+        // A subscription removed meanwhile has its jobs dead-lettered by the lane.
+        let gone = !snapshot.subscriptions.iter().any(|s| token(&s.id) == t);
+        if !running && !gone {
+            continue;
+        }
+        let name = format!("p_{t}");
+        let Ok(consumer) = work.consumer(&name, subject.clone(), PULL_BATCH).await else {
+            continue;
+        };
+        let Ok(mut batch) = consumer
+            .fetch()
+            .max_messages(PULL_BATCH)
+            .messages()
+            .await
+        else {
+            continue;
+        };
+        while let Some(Ok(message)) = batch.next().await {
+            let Ok(item) = serde_json::from_slice::<Item>(&message.payload) else {
+                settle(&message, AckKind::Term).await;
+                continue;
+            };
+            match work.publish_unique(work.job_subject(&item.job), &item).await {
+                Ok(()) => settle(&message, AckKind::Ack).await,
+                Err(_) => settle(&message, AckKind::Nak(Some(TRY_AGAIN))).await,
+            }
+        }
+    }
+}
+
+/// A failed attempt (delivery or plugin call): `nak`ed with the backoff delay, or buried once
+/// the retries are used up.
+#[allow(clippy::too_many_arguments)]
+async fn failed(
+    state: &State,
+    work: &NatsWork,
+    message: &jetstream::Message,
+    sub: &Subscription,
+    job: &Job,
+    event: &Event,
+    attempt: Attempt,
+    failure: Failure,
+) {
+    let error = attempt.error.clone().unwrap_or_else(|| "failed".into());
+    state
+        .health
+        .failure(&sub.id, &error, &state.snapshot.load().delivery);
+    let next = match failure {
+        Failure::Retryable(retry_after) => {
+            RetryPolicy::after_failure(state, sub, job.attempts, retry_after)
+        }
+        Failure::Final => RetryPolicy::GiveUp,
+    };
+    match next {
+        RetryPolicy::GiveUp => {
+            let reason = DeadReason::GaveUp {
+                attempts: job.attempts + 1,
+                last_error: error,
+            };
+            bury(state, work, message, job, event, Some(attempt), reason).await;
+        }
+        RetryPolicy::RetryAt(due) => {
+            Metrics::count(&state.metrics.retries, &sub.id, "retried");
+            work.record(job, Status::Pending, Some(attempt), None).await;
+            let delay = Duration::from_millis(due.saturating_sub(now_ms()));
+            settle(message, AckKind::Nak(Some(delay))).await;
+        }
+    }
+}
+
+/// Writes the dead letter, then terminates the message.
+async fn bury(
+    state: &State,
+    work: &NatsWork,
+    message: &jetstream::Message,
+    job: &Job,
+    event: &Event,
+    attempt: Option<Attempt>,
+    reason: DeadReason,
+) {
+    Metrics::count(
+        &state.metrics.dead_letters,
+        &job.subscription_id,
+        reason.code(),
+    );
+    let reason = reason.to_string();
+    tracing::warn!(job = %job.id, reason, "job moved to the dead-letter store");
+    match work.bury(job, event, attempt, reason).await {
+        Ok(()) => settle(message, AckKind::Term).await,
+        Err(e) => {
+            tracing::error!(error = %e, job = %job.id, "cannot dead-letter a job; it is tried again");
+            settle(message, AckKind::Nak(Some(TRY_AGAIN))).await;
+        }
+    }
+}
+
+/// Runs a plugin call (with its enrichment) and queues the deliveries it made.
+async fn call(
+    state: &State,
+    work: &NatsWork,
+    message: &jetstream::Message,
+    snapshot: &Snapshot,
+    sub: &Arc<Subscription>,
+    job: &Job,
+    event: &Arc<Event>,
+) {
+    let inputs = crate::odoo::enrich::prepare(snapshot, sub, vec![event.clone()]).await;
+    let runner = sub.clone();
+    let started = now_ms();
+    let ran = state
+        .plugin_threads
+        .run(move || {
+            inputs.into_iter().next().map(|input| match input {
+                Ok(event) => {
+                    let _span = crate::trace::event_span(&event).entered();
+                    transform::call_plugin(&runner, &event)
+                }
+                Err(instead) => instead,
+            })
+        })
+        .await;
+    let outcome = match ran {
+        Ok(Some(outcome)) => outcome,
+        Ok(None) => Outcome::RetryLater("internal: no plugin input".into()),
+        Err(join) => Outcome::RetryLater(format!("plugin task failed: {join}")),
+    };
+    let latency_ms = now_ms().saturating_sub(started);
+    let (counted, code) = match &outcome {
+        Outcome::Deliver(_) => ("ok", None),
+        Outcome::RetryLater(reason) => ("retry", reason.split(':').next()),
+        Outcome::GiveUp(reason) => {
+            let code = reason.split(':').next().unwrap_or("failed");
+            (code, Some(code))
+        }
+    };
+    let plugin = sub.plugin.as_ref().map_or("none", |p| p.short_hash());
+    state
+        .metrics
+        .plugins
+        .call(&sub.id, plugin, counted, code, latency_ms as f64 / 1000.0);
+    let attempt = |error: Option<String>| Attempt {
+        at_ms: started,
+        status: None,
+        latency_ms,
+        excerpt: String::new(),
+        error,
+    };
+    match outcome {
+        Outcome::Deliver(made) => {
+            let (jobs, letters) = transform::delivery_jobs(event, sub, made, now_ms());
+            let mut queued = work.enqueue(jobs, event).await;
+            for letter in letters {
+                if queued.is_ok() {
+                    queued = work
+                        .bury(&letter.job, event, None, letter.reason.clone())
+                        .await;
+                }
+            }
+            if let Err(e) = queued {
+                tracing::error!(error = %e, job = %job.id, "cannot queue a plugin's deliveries; the call runs again");
+                settle(message, AckKind::Nak(Some(TRY_AGAIN))).await;
+                return;
+            }
+            work.record(job, Status::Delivered, Some(attempt(None)), None)
+                .await;
+            settle(message, AckKind::Ack).await;
+            state.health.success(&sub.id);
+        }
+        Outcome::RetryLater(reason) => {
+            let attempt = attempt(Some(reason));
+            failed(
+                state,
+                work,
+                message,
+                sub,
+                job,
+                event,
+                attempt,
+                Failure::Retryable(None),
+            )
+            .await;
+        }
+        Outcome::GiveUp(reason) => {
+            // A rejection is the plugin's decision about the event; anything else (a trap,
+            // a memory or output limit) counts against the subscription's health.
+            if !reason.starts_with("rejected") {
+                state
+                    .health
+                    .failure(&sub.id, &reason, &state.snapshot.load().delivery);
+            }
+            let attempt = attempt(Some(reason.clone()));
+            bury(
+                state,
+                work,
+                message,
+                job,
+                event,
+                Some(attempt),
+                DeadReason::Plugin(reason),
+            )
+            .await;
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! The delivery log and the dead letters on NATS, readable from every instance.
+//!
+//! Each outcome of a job (an attempt delivered, failed and retried, or given up) is a new
+//! revision of the job's record in `<prefix>_deliveries`; the bucket keeps the last 16, which
+//! are the job's attempt history. Listing a subscription's deliveries reads the latest
+//! revision of each of its keys through a short-lived consumer.
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer;
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use serde::{Deserialize, Serialize};
+
+use super::{NatsWork, StoredDeadLetter, shared, token};
+use crate::event::Event;
+use crate::store::{Attempt, DeadLetter, Job, JobId, JobPart, JobSummary, StoreError};
+
+/// Most records one listing reads before it sorts them (the newest `limit` are answered).
+const LIST_SCAN: usize = 10_000;
+
+/// Where a job stands after its latest outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Delivered (a plugin call: its deliveries are queued).
+    Delivered,
+    /// Failed; JetStream hands it out again when it is due.
+    Pending,
+    /// Given up: in the dead letters.
+    Dead,
+}
+
+/// One revision of a job's record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    /// The job.
+    pub job: JobSummary,
+    /// Its subscription.
+    pub subscription: String,
+    /// Where it stands.
+    pub status: Status,
+    /// Why it was given up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The attempt this revision records (none for a job buried unattempted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<Attempt>,
+    /// When it was written.
+    pub at_ms: u64,
+}
+
+/// A job as the delivery log lists it: its latest record and every attempt kept.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// The latest record.
+    pub latest: Record,
+    /// Attempts, oldest first.
+    pub attempts: Vec<Attempt>,
+}
+
+/// The key of `job_id`'s records: `<subscription token>.<event id>.<n | transform>`.
+pub(crate) fn key(job_id: &str) -> Option<String> {
+    let id: JobId = job_id.parse().ok()?;
+    let part = match id.part {
+        JobPart::Delivery(n) => n.to_string(),
+        JobPart::Transform => "transform".to_owned(),
+    };
+    Some(format!("{}.{}.{part}", token(&id.subscription), id.event))
+}
+
+impl NatsWork {
+    /// Records an outcome of `job`. Sent without waiting for JetStream: the caller acknowledges
+    /// the job right after, on the same connection, so the record is written first.
+    pub(crate) async fn record(
+        &self,
+        job: &Job,
+        status: Status,
+        attempt: Option<Attempt>,
+        reason: Option<String>,
+    ) {
+        let Some(key) = key(&job.id) else { return };
+        let record = Record {
+            job: JobSummary::from(job),
+            subscription: job.subscription_id.clone(),
+            status,
+            reason,
+            attempt,
+            at_ms: crate::state::now_ms(),
+        };
+        let payload = Bytes::from(serde_json::to_vec(&record).unwrap_or_default());
+        let subject = format!("$KV.{}.{key}", self.deliveries.name);
+        match self.js.publish(subject, payload).await {
+            Ok(ack) => {
+                tokio::spawn(async move {
+                    if let Err(e) = ack.await {
+                        tracing::warn!(error = %e, "a delivery-log record was not written");
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "a delivery-log record was not written"),
+        }
+    }
+
+    /// Puts `job` in the dead letters (waiting for JetStream) and records it in the log.
+    pub(crate) async fn bury(
+        &self,
+        job: &Job,
+        event: &Event,
+        attempt: Option<Attempt>,
+        reason: String,
+    ) -> Result<(), StoreError> {
+        let Some(key) = key(&job.id) else {
+            return Ok(());
+        };
+        let letter = StoredDeadLetter {
+            letter: DeadLetter {
+                job: job.clone(),
+                reason: reason.clone(),
+                at_ms: crate::state::now_ms(),
+            },
+            event: event.clone(),
+        };
+        self.dead
+            .put(&key, Bytes::from(serde_json::to_vec(&letter).unwrap_or_default()))
+            .await
+            .map_err(|e| shared("cannot write a dead letter", e))?;
+        self.record(job, Status::Dead, attempt, Some(reason)).await;
+        Ok(())
+    }
+
+    /// Reads the latest value of every key matching `filter` in `bucket`'s stream, at most
+    /// [`LIST_SCAN`].
+    async fn latest(
+        &self,
+        bucket: &async_nats::jetstream::kv::Store,
+        filter: String,
+    ) -> Result<Vec<Bytes>, StoreError> {
+        let consumer = bucket
+            .stream
+            .create_consumer(consumer::pull::Config {
+                filter_subject: filter,
+                deliver_policy: consumer::DeliverPolicy::LastPerSubject,
+                ack_policy: consumer::AckPolicy::None,
+                inactive_threshold: Duration::from_secs(10),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| shared("cannot read the delivery log", e))?;
+        let mut pending = consumer.cached_info().num_pending as usize;
+        let mut values = Vec::new();
+        while pending > 0 && values.len() < LIST_SCAN {
+            let mut batch = consumer
+                .fetch()
+                .max_messages(pending.min(1_000))
+                .expires(Duration::from_secs(2))
+                .messages()
+                .await
+                .map_err(|e| shared("cannot read the delivery log", e))?;
+            let mut got = 0;
+            while let Some(message) = batch.next().await {
+                let message = message.map_err(|e| shared("cannot read the delivery log", e))?;
+                got += 1;
+                // A delete or purge marker: the key is gone.
+                let operation = message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("KV-Operation"))
+                    .map(|v| v.as_str().to_owned());
+                if operation.is_none() {
+                    values.push(message.payload.clone());
+                }
+            }
+            if got == 0 {
+                break;
+            }
+            pending = pending.saturating_sub(got);
+        }
+        let _ = bucket.stream.delete_consumer(&consumer.cached_info().name).await;
+        Ok(values)
+    }
+
+    /// The newest `limit` jobs of `subscription` with an outcome, newest first.
+    pub async fn deliveries(
+        &self,
+        subscription: &str,
+        limit: usize,
+    ) -> Result<Vec<Listed>, StoreError> {
+        let filter = format!("$KV.{}.{}.>", self.deliveries.name, token(subscription));
+        let mut records: Vec<Record> = self
+            .latest(&self.deliveries, filter)
+            .await?
+            .iter()
+            .filter_map(|v| serde_json::from_slice(v).ok())
+            .filter(|r: &Record| r.subscription == subscription)
+            .collect();
+        records.sort_by(|a, b| {
+            (b.job.created_ms, &b.job.id).cmp(&(a.job.created_ms, &a.job.id))
+        });
+        records.truncate(limit);
+        let mut listed = Vec::with_capacity(records.len());
+        for latest in records {
+            let attempts = self.attempts(&latest.job.id).await?;
+            listed.push(Listed { latest, attempts });
+        }
+        Ok(listed)
+    }
+
+    /// Every attempt of `job_id` the log keeps, oldest first.
+    pub async fn attempts(&self, job_id: &str) -> Result<Vec<Attempt>, StoreError> {
+        let Some(key) = key(job_id) else {
+            return Ok(Vec::new());
+        };
+        let mut history = match self.deliveries.history(&key).await {
+            Ok(history) => history,
+            Err(e) if e.to_string().contains("not found") => return Ok(Vec::new()),
+            Err(e) => return Err(shared("cannot read the delivery log", e)),
+        };
+        let mut attempts = Vec::new();
+        while let Some(entry) = history.next().await {
+            let Ok(entry) = entry else { break };
+            if let Ok(record) = serde_json::from_slice::<Record>(&entry.value) {
+                attempts.extend(record.attempt);
+            }
+        }
+        Ok(attempts)
+    }
+
+    /// The latest record of `job_id`.
+    pub async fn latest_record(&self, job_id: &str) -> Result<Option<Record>, StoreError> {
+        let Some(key) = key(job_id) else {
+            return Ok(None);
+        };
+        let value = self
+            .deliveries
+            .get(&key)
+            .await
+            .map_err(|e| shared("cannot read the delivery log", e))?;
+        Ok(value.and_then(|v| serde_json::from_slice(&v).ok()))
+    }
+
+    /// The dead letter of `job_id`.
+    pub async fn dead_letter(&self, job_id: &str) -> Result<Option<StoredDeadLetter>, StoreError> {
+        let Some(key) = key(job_id) else {
+            return Ok(None);
+        };
+        let value = self
+            .dead
+            .get(&key)
+            .await
+            .map_err(|e| shared("cannot read the dead letters", e))?;
+        Ok(value.and_then(|v| serde_json::from_slice(&v).ok()))
+    }
+
+    /// The newest `limit` dead letters whose subscription starts with `prefix`.
+    pub async fn dead_letters(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let filter = format!("$KV.{}.>", self.dead.name);
+        let mut letters: Vec<DeadLetter> = self
+            .latest(&self.dead, filter)
+            .await?
+            .iter()
+            .filter_map(|v| serde_json::from_slice::<StoredDeadLetter>(v).ok())
+            .map(|d| d.letter)
+            .filter(|d| d.job.subscription_id.starts_with(prefix))
+            .collect();
+        letters.sort_by(|a, b| b.at_ms.cmp(&a.at_ms));
+        letters.truncate(limit);
+        Ok(letters)
+    }
+
+    /// Queues dead letter `job_id` again with its attempts reset, and removes it; `None` when
+    /// there is no such letter.
+    pub async fn replay(&self, job_id: &str) -> Result<Option<Job>, StoreError> {
+        let Some(stored) = self.dead_letter(job_id).await? else {
+            return Ok(None);
+        };
+        let mut job = stored.letter.job;
+        job.attempts = 0;
+        job.last_error = None;
+        job.due_ms = crate::state::now_ms();
+        // A replayed job is a new message: its id must not be taken for a duplicate.
+        let subject = self.job_subject(&job);
+        let item = super::Item {
+            job: job.clone(),
+            event: stored.event,
+        };
+        self.publish_unique(subject, &item).await?;
+        if let Some(key) = key(job_id) {
+            self.dead
+                .delete(&key)
+                .await
+                .map_err(|e| shared("cannot remove a replayed dead letter", e))?;
+        }
+        self.record(&job, Status::Pending, None, None).await;
+        Ok(Some(job))
+    }
+}

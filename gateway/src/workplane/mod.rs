@@ -1,0 +1,377 @@
+//! The work plane on NATS JetStream (`[storage] engine = "nats"`): accepted events, the
+//! fan-out, the delivery queue, the delivery log and the dead letters, shared by every
+//! instance with the same servers and `bucket_prefix`.
+//!
+//! | where | subject or key | what | kept |
+//! |---|---|---|---|
+//! | stream `<prefix>_events` | `<prefix>.events.<event id>` | each accepted event, `Nats-Msg-Id` its dedup key | `[storage] retention` |
+//! | stream `<prefix>_work` (work queue) | `<prefix>.work.d.<destination>` | delivery jobs | until acknowledged |
+//! | | `<prefix>.work.c.<subscription>` | plugin calls (and enrichment) | until acknowledged |
+//! | | `<prefix>.work.p.<subscription>` | jobs of a paused subscription | until it runs again |
+//! | bucket `<prefix>_deliveries` | `<subscription>.<event id>.<n \| transform>` | the delivery log: one revision per attempt, 16 kept | `[storage] retention` |
+//! | bucket `<prefix>_dead_letters` | the same key | dead letters, with their event | `dead_letter_retention` |
+//!
+//! (`<destination>` and `<subscription>` in subjects are 24 hex digits of the SHA-256 of the
+//! name, so that any name makes a valid subject token.)
+//!
+//! The flow, and who is where if an instance dies:
+//! - **Ingest** publishes the event and answers `202` once JetStream acknowledged it (its
+//!   replicas hold it). A repeat within the dedup window is recognised by JetStream
+//!   (`Nats-Msg-Id`) and answered with the first event's id.
+//! - **Fan-out**: every instance pulls from one durable consumer on the events stream. It
+//!   plans the event (pure matching, [`crate::fanout::plan`]), publishes its jobs with the job
+//!   id as `Nats-Msg-Id`, and acknowledges the event only after JetStream acknowledged every
+//!   job. An instance that dies in between leaves the event unacknowledged: it is handed to
+//!   another after the lease ([`LEASE`]), and the jobs already published are recognised as
+//!   duplicates.
+//! - **Delivery**: one durable consumer per destination, pulled by every instance.
+//!   `max_ack_pending` is `per_destination_concurrency`, so the limit holds for the cluster,
+//!   not per instance. An attempt holds its job's lease and renews it (`in-progress`) while it
+//!   runs. A delivered job is acknowledged; a failed one is `nak`ed with the backoff delay, so
+//!   JetStream hands it out again when it is due; after the retries it is written to the dead
+//!   letters and terminated. A job whose instance died comes back after the lease: the one
+//!   attempt it was making may have reached the receiver, so that delivery may be repeated
+//!   (receivers deduplicate on `webhook-id`), and it counts as an attempt.
+//! - **Plugin calls**: one durable consumer per subscription with a plugin (or enrichment),
+//!   `max_ack_pending` the plugin slots per subscription; the deliveries a call makes are
+//!   published like the fan-out's before the call is acknowledged.
+//! - **Paused subscriptions**: their jobs are moved to the parked subject, with the attempts
+//!   made so far, and moved back once the subscription runs again.
+//!
+//! Attempts are counted from JetStream's delivery count: a message carries the attempts made
+//! before it was published, and each delivery of it after the first was an attempt.
+
+mod lanes;
+pub mod log;
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, kv, stream};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+
+use crate::config::nats::NatsConfig;
+use crate::event::Event;
+use crate::store::{Accepted, DedupKey, Job, JobKind, StoreError};
+
+pub use lanes::run;
+
+/// How long a pulled event or job is leased to the instance that pulled it before JetStream
+/// hands it to another: the time a dead instance's work waits. Running attempts renew it.
+pub const LEASE: Duration = Duration::from_secs(15);
+
+/// Revisions of each delivery-log record kept: the attempt history of one job.
+const LOG_HISTORY: i64 = 16;
+
+/// How long a request to JetStream may take before the caller is told it is unavailable.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One queued unit of work as published: the job (with the attempts made before this message)
+/// and the event it needs, so any instance can run it without another read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Item {
+    /// The job.
+    pub job: Job,
+    /// Its event.
+    pub event: Event,
+}
+
+/// A dead letter as stored: the letter and the event a replay needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredDeadLetter {
+    /// The letter.
+    pub letter: crate::store::DeadLetter,
+    /// The event.
+    pub event: Event,
+}
+
+/// The work plane's handle on JetStream. Cheap to share.
+pub struct NatsWork {
+    js: jetstream::Context,
+    prefix: String,
+    events: stream::Stream,
+    work: stream::Stream,
+    deliveries: kv::Store,
+    dead: kv::Store,
+    replicas: usize,
+    /// Plugin calls of one subscription at once, in the whole cluster.
+    plugin_slots_per_subscription: usize,
+}
+
+impl std::fmt::Debug for NatsWork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsWork")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// 24 hex digits naming `name` in a subject or key.
+pub(crate) fn token(name: &str) -> String {
+    hex::encode(&sha2::Sha256::digest(name.as_bytes())[..12])
+}
+
+fn shared(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Shared(format!("{what}: {e}"))
+}
+
+impl NatsWork {
+    /// Creates (or reuses) the streams and buckets on `js`.
+    pub async fn open(
+        js: jetstream::Context,
+        config: &NatsConfig,
+        storage: &crate::config::StorageConfig,
+        plugin_slots_per_subscription: usize,
+    ) -> Result<Self, StoreError> {
+        let prefix = config.bucket_prefix.clone();
+        let replicas = config.replicas;
+        let retention = storage.retention;
+        let events = crate::control::nats::retry_starting(|| {
+            js.get_or_create_stream(stream::Config {
+                name: format!("{prefix}_events"),
+                subjects: vec![format!("{prefix}.events.*")],
+                max_age: retention,
+                // A repeat within the dedup window is recognised by JetStream itself.
+                duplicate_window: storage.dedup_window.min(retention),
+                num_replicas: replicas,
+                storage: stream::StorageType::File,
+                allow_direct: false,
+                ..Default::default()
+            })
+        })
+        .await
+        .map_err(|e| shared(&format!("stream {prefix}_events"), e))?;
+        let work = crate::control::nats::retry_starting(|| {
+            js.get_or_create_stream(stream::Config {
+                name: format!("{prefix}_work"),
+                subjects: vec![format!("{prefix}.work.>")],
+                retention: stream::RetentionPolicy::WorkQueue,
+                // A fan-out or plugin call run again after its instance died within this
+                // window publishes nothing twice.
+                duplicate_window: Duration::from_secs(600),
+                num_replicas: replicas,
+                storage: stream::StorageType::File,
+                allow_direct: false,
+                ..Default::default()
+            })
+        })
+        .await
+        .map_err(|e| shared(&format!("stream {prefix}_work"), e))?;
+        let deliveries = crate::control::nats::open_bucket_with(
+            &js,
+            format!("{prefix}_deliveries"),
+            retention,
+            replicas,
+            LOG_HISTORY,
+        )
+        .await?;
+        let dead = crate::control::nats::open_bucket_with(
+            &js,
+            format!("{prefix}_dead_letters"),
+            storage.dead_letter_retention,
+            replicas,
+            1,
+        )
+        .await?;
+        tracing::info!(prefix = %prefix, replicas, "work plane on NATS JetStream");
+        Ok(Self {
+            js,
+            prefix,
+            events,
+            work,
+            deliveries,
+            dead,
+            replicas,
+            plugin_slots_per_subscription: plugin_slots_per_subscription.max(1),
+        })
+    }
+
+    fn event_subject(&self, id: &str) -> String {
+        format!("{}.events.{id}", self.prefix)
+    }
+
+    /// The subject a job is queued on.
+    pub(crate) fn job_subject(&self, job: &Job) -> String {
+        match job.kind {
+            JobKind::Deliver => format!("{}.work.d.{}", self.prefix, token(&job.destination)),
+            JobKind::Transform => {
+                format!("{}.work.c.{}", self.prefix, token(&job.subscription_id))
+            }
+        }
+    }
+
+    pub(crate) fn parked_subject(&self, subscription: &str) -> String {
+        format!("{}.work.p.{}", self.prefix, token(subscription))
+    }
+
+    /// Accepts `event`: answered once JetStream holds it. A repeat of `dedup` within the
+    /// window answers the first event's id.
+    pub async fn accept(&self, event: &Event, dedup: &DedupKey) -> Result<Accepted, StoreError> {
+        let payload = Bytes::from(serde_json::to_vec(event).unwrap_or_default());
+        let message = jetstream::message::PublishMessage::build()
+            .payload(payload)
+            .message_id(hex::encode(sha2::Sha256::digest(dedup.bytes())));
+        let ack = self
+            .js
+            .send_publish(self.event_subject(&event.id), message)
+            .await
+            .map_err(|e| shared("cannot queue an event", e))?;
+        let ack = tokio::time::timeout(REQUEST_TIMEOUT, ack)
+            .await
+            .map_err(|_| shared("cannot queue an event", "JetStream did not answer"))?
+            .map_err(|e| shared("cannot queue an event", e))?;
+        if !ack.duplicate {
+            return Ok(Accepted {
+                id: event.id.clone(),
+                duplicate: false,
+            });
+        }
+        // The first submission's id is the last token of its subject.
+        let first = self
+            .events
+            .get_raw_message(ack.sequence)
+            .await
+            .map_err(|e| shared("cannot read the first submission", e))?;
+        let id = first
+            .subject
+            .rsplit('.')
+            .next()
+            .unwrap_or(&event.id)
+            .to_owned();
+        Ok(Accepted {
+            id,
+            duplicate: true,
+        })
+    }
+
+    /// The stored event `id`, while the events stream keeps it.
+    pub async fn event(&self, id: &str) -> Result<Option<Event>, StoreError> {
+        match self
+            .events
+            .get_last_raw_message_by_subject(&self.event_subject(id))
+            .await
+        {
+            Ok(message) => Ok(serde_json::from_slice(&message.payload).ok()),
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(shared("cannot read an event", e)),
+        }
+    }
+
+    /// Publishes `items` on their subjects (the job id as `Nats-Msg-Id`) and waits until
+    /// JetStream acknowledged them all.
+    pub(crate) async fn publish(&self, items: Vec<(String, Item)>) -> Result<(), StoreError> {
+        let mut acks = Vec::with_capacity(items.len());
+        for (subject, item) in items {
+            let payload = Bytes::from(serde_json::to_vec(&item).unwrap_or_default());
+            let message = jetstream::message::PublishMessage::build()
+                .payload(payload)
+                .message_id(&item.job.id);
+            acks.push(
+                self.js
+                    .send_publish(subject, message)
+                    .await
+                    .map_err(|e| shared("cannot queue a job", e))?,
+            );
+        }
+        for ack in acks {
+            tokio::time::timeout(REQUEST_TIMEOUT, ack)
+                .await
+                .map_err(|_| shared("cannot queue a job", "JetStream did not answer"))?
+                .map_err(|e| shared("cannot queue a job", e))?;
+        }
+        Ok(())
+    }
+
+    /// Publishes `item` as a new message (no `Nats-Msg-Id`: a replay or a moved job is never
+    /// a duplicate) and waits for JetStream.
+    pub(crate) async fn publish_unique(
+        &self,
+        subject: String,
+        item: &Item,
+    ) -> Result<(), StoreError> {
+        let payload = Bytes::from(serde_json::to_vec(item).unwrap_or_default());
+        let ack = self
+            .js
+            .publish(subject, payload)
+            .await
+            .map_err(|e| shared("cannot queue a job", e))?;
+        tokio::time::timeout(REQUEST_TIMEOUT, ack)
+            .await
+            .map_err(|_| shared("cannot queue a job", "JetStream did not answer"))?
+            .map_err(|e| shared("cannot queue a job", e))?;
+        Ok(())
+    }
+
+    /// Queues `jobs` of `event` (replays and plugin outputs).
+    pub(crate) async fn enqueue(&self, jobs: Vec<Job>, event: &Event) -> Result<(), StoreError> {
+        let items = jobs
+            .into_iter()
+            .map(|job| {
+                (
+                    self.job_subject(&job),
+                    Item {
+                        job,
+                        event: event.clone(),
+                    },
+                )
+            })
+            .collect();
+        self.publish(items).await
+    }
+
+    /// A durable pull consumer on the work stream (created on first use, by any instance).
+    pub(crate) async fn consumer(
+        &self,
+        name: &str,
+        subject: String,
+        max_ack_pending: usize,
+    ) -> Result<consumer::PullConsumer, StoreError> {
+        let config = consumer::pull::Config {
+            durable_name: Some(name.to_owned()),
+            filter_subject: subject,
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: LEASE,
+            max_deliver: -1,
+            max_ack_pending: max_ack_pending as i64,
+            num_replicas: self.replicas,
+            ..Default::default()
+        };
+        let created = self.work.get_or_create_consumer(name, config.clone()).await;
+        match created {
+            Ok(consumer) => {
+                // A limit changed since the consumer was made: update it.
+                let info = consumer.cached_info();
+                if info.config.max_ack_pending != config.max_ack_pending {
+                    return self
+                        .work
+                        .create_consumer(config)
+                        .await
+                        .map_err(|e| shared(&format!("consumer {name}"), e));
+                }
+                Ok(consumer)
+            }
+            Err(e) => Err(shared(&format!("consumer {name}"), e)),
+        }
+    }
+
+    /// The consumer every instance fans events out from.
+    pub(crate) async fn fanout_consumer(&self) -> Result<consumer::PullConsumer, StoreError> {
+        let name = "fanout";
+        self.events
+            .get_or_create_consumer(
+                name,
+                consumer::pull::Config {
+                    durable_name: Some(name.to_owned()),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: LEASE,
+                    max_deliver: -1,
+                    max_ack_pending: 8192,
+                    num_replicas: self.replicas,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| shared("consumer fanout", e))
+    }
+}
