@@ -92,6 +92,19 @@ impl ApiError {
         .with_header(header::RETRY_AFTER, "5")
     }
 
+    /// 503 `queue_unavailable` with `Retry-After`: the shared work plane (NATS JetStream)
+    /// did not take the event, so it is not accepted; the client retries, maybe on another
+    /// instance.
+    pub fn queue_unavailable(error: &crate::store::StoreError) -> Self {
+        tracing::warn!(%error, "an event could not be queued on JetStream");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "queue_unavailable",
+            "the gateway cannot reach its shared queue right now, so the event was not accepted; retry later",
+        )
+        .with_header(header::RETRY_AFTER, "1")
+    }
+
     /// 503 `storage_unavailable` with `Retry-After`: writes cannot be made durable now (the
     /// gateway retries its flushes and recovers by itself).
     pub fn storage_unavailable() -> Self {

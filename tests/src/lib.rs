@@ -108,7 +108,8 @@ impl TestGateway {
         let token = shutdown.clone();
         let task = tokio::spawn(async move { odoo_gateway::run(source, listener, token).await });
         let client = HttpClient::new();
-        for _ in 0..200 {
+        // Up to 20 s: on a JetStream cluster, creating the streams and buckets takes a while.
+        for _ in 0..800 {
             if task.is_finished() {
                 return match task.await {
                     Ok(Err(e)) => Err(e),

@@ -186,7 +186,7 @@ pub async fn accept(
         let accepted = work
             .accept(&event, &dedup)
             .await
-            .map_err(|e| ApiError::storage("cannot queue an event", &e))?;
+            .map_err(|e| ApiError::queue_unavailable(&e))?;
         return Ok(accepted_response(&accepted));
     }
     // Refuse quickly what cannot be kept: a failing disk (retried by the store) or an

@@ -353,7 +353,8 @@ async fn run_job(state: &State, work: &NatsWork, message: jetstream::Message) {
     let _span = crate::trace::job_span(&job);
     match job.kind {
         JobKind::Deliver => {
-            let sent = crate::dispatch::send(state, &snapshot, &sub, &job, Some(event.clone())).await;
+            let sent =
+                crate::dispatch::send(state, &snapshot, &sub, &job, Some(event.clone())).await;
             match sent {
                 Sent::Delivered(attempt) => {
                     work.record(&job, Status::Delivered, Some(attempt), None)
@@ -448,12 +449,7 @@ async fn unpark(state: &State, work: &NatsWork, snapshot: &Snapshot) {
         let Ok(consumer) = work.consumer(&name, subject.clone(), PULL_BATCH).await else {
             continue;
         };
-        let Ok(mut batch) = consumer
-            .fetch()
-            .max_messages(PULL_BATCH)
-            .messages()
-            .await
-        else {
+        let Ok(mut batch) = consumer.fetch().max_messages(PULL_BATCH).messages().await else {
             continue;
         };
         while let Some(Ok(message)) = batch.next().await {
@@ -461,7 +457,10 @@ async fn unpark(state: &State, work: &NatsWork, snapshot: &Snapshot) {
                 settle(&message, AckKind::Term).await;
                 continue;
             };
-            match work.publish_unique(work.job_subject(&item.job), &item).await {
+            match work
+                .publish_unique(work.job_subject(&item.job), &item)
+                .await
+            {
                 Ok(()) => settle(&message, AckKind::Ack).await,
                 Err(_) => settle(&message, AckKind::Nak(Some(TRY_AGAIN))).await,
             }

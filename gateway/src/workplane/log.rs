@@ -122,7 +122,10 @@ impl NatsWork {
             event: event.clone(),
         };
         self.dead
-            .put(&key, Bytes::from(serde_json::to_vec(&letter).unwrap_or_default()))
+            .put(
+                &key,
+                Bytes::from(serde_json::to_vec(&letter).unwrap_or_default()),
+            )
             .await
             .map_err(|e| shared("cannot write a dead letter", e))?;
         self.record(job, Status::Dead, attempt, Some(reason)).await;
@@ -176,7 +179,10 @@ impl NatsWork {
             }
             pending = pending.saturating_sub(got);
         }
-        let _ = bucket.stream.delete_consumer(&consumer.cached_info().name).await;
+        let _ = bucket
+            .stream
+            .delete_consumer(&consumer.cached_info().name)
+            .await;
         Ok(values)
     }
 
@@ -194,9 +200,7 @@ impl NatsWork {
             .filter_map(|v| serde_json::from_slice(v).ok())
             .filter(|r: &Record| r.subscription == subscription)
             .collect();
-        records.sort_by(|a, b| {
-            (b.job.created_ms, &b.job.id).cmp(&(a.job.created_ms, &a.job.id))
-        });
+        records.sort_by(|a, b| (b.job.created_ms, &b.job.id).cmp(&(a.job.created_ms, &a.job.id)));
         records.truncate(limit);
         let mut listed = Vec::with_capacity(records.len());
         for latest in records {

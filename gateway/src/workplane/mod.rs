@@ -208,6 +208,11 @@ impl NatsWork {
     /// Accepts `event`: answered once JetStream holds it. A repeat of `dedup` within the
     /// window answers the first event's id.
     pub async fn accept(&self, event: &Event, dedup: &DedupKey) -> Result<Accepted, StoreError> {
+        // Refused at once while disconnected: a publish the client buffered would reach
+        // JetStream after the caller was told it failed.
+        if self.js.client().connection_state() != async_nats::connection::State::Connected {
+            return Err(shared("cannot queue an event", "not connected to NATS"));
+        }
         let payload = Bytes::from(serde_json::to_vec(event).unwrap_or_default());
         let message = jetstream::message::PublishMessage::build()
             .payload(payload)
