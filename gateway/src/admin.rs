@@ -95,7 +95,10 @@ pub async fn route(
             }
         }
         (&Method::GET, ["dead-letters"]) => {
-            let letters = state.store.dead_letters(1000).map_err(internal)?;
+            let letters = match &state.work {
+                Some(work) => work.dead_letters("", 1000).await.map_err(internal)?,
+                None => state.store.dead_letters(1000).map_err(internal)?,
+            };
             let items: Vec<_> = letters
                 .iter()
                 .map(|d| {
@@ -112,8 +115,17 @@ pub async fn route(
             ))
         }
         (&Method::POST, ["dead-letters", id, "replay"]) => {
-            if let Some(job) = state.store.replay(id, now_ms()).map_err(internal)? {
-                state.scheduler.schedule(&job, now_ms());
+            let replayed = match &state.work {
+                Some(work) => work.replay(id).await.map_err(internal)?,
+                None => {
+                    let job = state.store.replay(id, now_ms()).map_err(internal)?;
+                    if let Some(job) = &job {
+                        state.scheduler.schedule(job, now_ms());
+                    }
+                    job
+                }
+            };
+            if replayed.is_some() {
                 Ok(json(
                     StatusCode::ACCEPTED,
                     &serde_json::json!({ "replayed": id }),
@@ -122,9 +134,12 @@ pub async fn route(
                 Err(ApiError::not_found())
             }
         }
-        (&Method::GET, ["events", id]) => journey::show(state, &snapshot, id),
+        (&Method::GET, ["events", id]) => journey::show(state, &snapshot, id).await,
         (&Method::GET, ["jobs", id, "attempts"]) => {
-            let attempts = state.store.attempts(id).map_err(internal)?;
+            let attempts = match &state.work {
+                Some(work) => work.attempts(id).await.map_err(internal)?,
+                None => state.store.attempts(id).map_err(internal)?,
+            };
             Ok(json(
                 StatusCode::OK,
                 &serde_json::json!({ "id": id, "attempts": attempts }),
@@ -139,7 +154,7 @@ pub async fn route(
         }
         (&Method::GET, ["deliveries"]) => {
             let query = req.uri().query().map(str::to_owned);
-            subscriptions::deliveries(state, &snapshot, query.as_deref())
+            subscriptions::deliveries(state, &snapshot, query.as_deref()).await
         }
         (&Method::GET, ["plugins"]) => Ok(dry_run::plugins(&snapshot)),
         (&Method::POST, ["plugins", name, "dry-run"]) => {

@@ -131,7 +131,7 @@ impl DeliveriesQuery {
 /// `GET /admin/deliveries?subscription=S[&failed=true][&limit=N]`: the subscription's
 /// attempts (deliveries and plugin calls) among its newest jobs, newest first; with
 /// `failed`, only those that failed. Each says where its job is now: queued, dead or done.
-pub(super) fn deliveries(
+pub(super) async fn deliveries(
     state: &State,
     snapshot: &Snapshot,
     query: Option<&str>,
@@ -141,6 +141,31 @@ pub(super) fn deliveries(
     let internal = |e: crate::store::StoreError| ApiError::internal("admin request failed", &e);
     let store = &state.store;
     let mut attempts = Vec::new();
+    if let Some(work) = &state.work {
+        for listed in work
+            .deliveries(&query.subscription, SCAN_JOBS)
+            .await
+            .map_err(internal)?
+        {
+            let job = &listed.latest.job;
+            let now = match listed.latest.status {
+                crate::workplane::log::Status::Pending => "queued",
+                crate::workplane::log::Status::Dead => "dead",
+                crate::workplane::log::Status::Delivered => "done",
+            };
+            for a in listed.attempts {
+                if query.failed && !failed(&a) {
+                    continue;
+                }
+                attempts.push(json!({
+                    "job": job.id, "event_id": job.event_id, "destination": job.destination,
+                    "job_state": now, "at_ms": a.at_ms, "status": a.status,
+                    "latency_ms": a.latency_ms, "error": a.error, "excerpt": a.excerpt,
+                    "ok": !failed(&a),
+                }));
+            }
+        }
+    }
     for job in store
         .jobs_of_subscription(&query.subscription, SCAN_JOBS)
         .map_err(internal)?

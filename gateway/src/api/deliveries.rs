@@ -67,8 +67,11 @@ fn test_event_type(patterns: &[String]) -> String {
 }
 
 /// `GET /v1/subscriptions/{id}/deliveries[?limit=N]`: newest first, each with its attempts.
-pub(super) fn list(call: &Call<'_>, id: &str) -> Result<Response<Body>, ApiError> {
+pub(super) async fn list(call: &Call<'_>, id: &str) -> Result<Response<Body>, ApiError> {
     find(call, id)?;
+    if let Some(work) = &call.state.work {
+        return list_shared(call, work, id).await;
+    }
     let store = &call.state.store;
     let jobs = store
         .jobs_of_subscription(&qualified_id(&call.app.app, id), call.limit()?)
@@ -103,23 +106,93 @@ pub(super) fn list(call: &Call<'_>, id: &str) -> Result<Response<Body>, ApiError
     Ok(json(StatusCode::OK, &json!({ "deliveries": items })))
 }
 
+/// [`list`] from the shared work plane.
+async fn list_shared(
+    call: &Call<'_>,
+    work: &crate::workplane::NatsWork,
+    id: &str,
+) -> Result<Response<Body>, ApiError> {
+    use crate::workplane::log::Status;
+    let listed = work
+        .deliveries(&qualified_id(&call.app.app, id), call.limit()?)
+        .await
+        .map_err(internal)?;
+    let excerpts = call
+        .state
+        .snapshot
+        .load()
+        .delivery
+        .show_response_excerpts_to_apps;
+    let items: Vec<Value> = listed
+        .into_iter()
+        .map(|mut listed| {
+            if !excerpts {
+                for attempt in &mut listed.attempts {
+                    attempt.excerpt.clear();
+                }
+            }
+            let job = &listed.latest.job;
+            let status = match listed.latest.status {
+                Status::Pending => "pending",
+                Status::Dead => "dead",
+                Status::Delivered => "delivered",
+            };
+            json!({
+                "id": job.id, "event_id": job.event_id, "created_ms": job.created_ms,
+                "status": status, "reason": listed.latest.reason, "attempts": listed.attempts,
+            })
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &json!({ "deliveries": items })))
+}
+
+/// Where a job stands, on either engine, for a replay.
+struct Found {
+    summary: crate::store::JobSummary,
+    pending: bool,
+}
+
 /// `POST /v1/deliveries/{id}/replay`.
 pub(super) async fn replay(call: &Call<'_>, job_id: &str) -> Result<Response<Body>, ApiError> {
     let state = call.state;
     let store = &state.store;
     let subscription = owned_subscription(call, job_id)?;
-    let summary = store
-        .job_summary(&subscription, job_id)
-        .map_err(internal)?
-        .ok_or_else(ApiError::not_found)?;
-    if let Some(job) = store.replay(job_id, now_ms()).map_err(internal)? {
-        state.scheduler.schedule(&job, now_ms());
+    let found = match &state.work {
+        Some(work) => work.latest_record(job_id).await.map_err(internal)?.map(|r| Found {
+            pending: r.status == crate::workplane::log::Status::Pending,
+            summary: r.job,
+        }),
+        None => store
+            .job_summary(&subscription, job_id)
+            .map_err(internal)?
+            .map(|summary| Found {
+                summary,
+                pending: false,
+            }),
+    };
+    let found = found.ok_or_else(ApiError::not_found)?;
+    let summary = found.summary;
+    let from_dead = match &state.work {
+        Some(work) => work.replay(job_id).await.map_err(internal)?.is_some(),
+        None => match store.replay(job_id, now_ms()).map_err(internal)? {
+            Some(job) => {
+                state.scheduler.schedule(&job, now_ms());
+                true
+            }
+            None => false,
+        },
+    };
+    if from_dead {
         return Ok(json(
             StatusCode::ACCEPTED,
             &json!({ "replayed": job_id, "from": "dead_letter" }),
         ));
     }
-    if store.job(job_id).map_err(internal)?.is_some() {
+    let pending = match &state.work {
+        Some(_) => found.pending,
+        None => store.job(job_id).map_err(internal)?.is_some(),
+    };
+    if pending {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "delivery_pending",
@@ -139,7 +212,11 @@ pub(super) async fn replay(call: &Call<'_>, job_id: &str) -> Result<Response<Bod
             "the subscription no longer exists",
         ));
     };
-    let Some(event) = store.event(&summary.event_id).map_err(internal)? else {
+    let stored = match &state.work {
+        Some(work) => work.event(&summary.event_id).await.map_err(internal)?,
+        None => store.event(&summary.event_id).map_err(internal)?,
+    };
+    let Some(event) = stored else {
         return Err(ApiError::new(
             StatusCode::GONE,
             "event_missing",
@@ -177,10 +254,25 @@ pub(super) async fn replay(call: &Call<'_>, job_id: &str) -> Result<Response<Bod
             "the subscription no longer makes this delivery from the event",
         ));
     }
-    store.enqueue(&jobs, &[], &[]).map_err(internal)?;
-    store.durable().await.map_err(internal)?;
-    for job in &jobs {
-        state.scheduler.schedule(job, now);
+    match &state.work {
+        Some(work) => {
+            for job in jobs {
+                let item = crate::workplane::Item {
+                    job,
+                    event: (*event).clone(),
+                };
+                work.publish_unique(work.job_subject(&item.job), &item)
+                    .await
+                    .map_err(internal)?;
+            }
+        }
+        None => {
+            store.enqueue(&jobs, &[], &[]).map_err(internal)?;
+            store.durable().await.map_err(internal)?;
+            for job in &jobs {
+                state.scheduler.schedule(job, now);
+            }
+        }
     }
     Ok(json(
         StatusCode::ACCEPTED,
@@ -200,13 +292,19 @@ fn owned_subscription(call: &Call<'_>, job_id: &str) -> Result<String, ApiError>
 }
 
 /// `GET /v1/dead-letters[?limit=N]`: the app's dead letters.
-pub(super) fn dead_letters(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
+pub(super) async fn dead_letters(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
     let prefix = app_prefix(&call.app.app);
-    let letters = call
-        .state
-        .store
-        .dead_letters_of(&prefix, call.limit()?)
-        .map_err(internal)?;
+    let letters = match &call.state.work {
+        Some(work) => work
+            .dead_letters(&prefix, call.limit()?)
+            .await
+            .map_err(internal)?,
+        None => call
+            .state
+            .store
+            .dead_letters_of(&prefix, call.limit()?)
+            .map_err(internal)?,
+    };
     let items: Vec<Value> = letters.iter().map(|d| render_dead(d, &prefix)).collect();
     Ok(json(StatusCode::OK, &json!({ "dead_letters": items })))
 }
@@ -223,7 +321,22 @@ fn render_dead(d: &DeadLetter, prefix: &str) -> Value {
 }
 
 /// `POST /v1/dead-letters/{id}/replay`.
-pub(super) fn replay_dead_letter(call: &Call<'_>, id: &str) -> Result<Response<Body>, ApiError> {
+pub(super) async fn replay_dead_letter(
+    call: &Call<'_>,
+    id: &str,
+) -> Result<Response<Body>, ApiError> {
+    if let Some(work) = &call.state.work {
+        let owned = work.dead_letter(id).await.map_err(internal)?.is_some_and(|d| {
+            d.letter
+                .job
+                .subscription_id
+                .starts_with(&app_prefix(&call.app.app))
+        });
+        if !owned || work.replay(id).await.map_err(internal)?.is_none() {
+            return Err(ApiError::not_found());
+        }
+        return Ok(json(StatusCode::ACCEPTED, &json!({ "replayed": id })));
+    }
     let store = &call.state.store;
     let owned = store.dead_letter(id).map_err(internal)?.is_some_and(|d| {
         d.job

@@ -116,10 +116,12 @@ pub async fn route(
         ("PUT" | "PATCH", ["subscriptions", id]) => subscriptions::update(&call, id).await,
         ("DELETE", ["subscriptions", id]) => subscriptions::delete(&call, id).await,
         ("POST", ["subscriptions", id, "test"]) => deliveries::send_test(&call, id).await,
-        ("GET", ["subscriptions", id, "deliveries"]) => deliveries::list(&call, id),
+        ("GET", ["subscriptions", id, "deliveries"]) => deliveries::list(&call, id).await,
         ("POST", ["deliveries", id, "replay"]) => deliveries::replay(&call, id).await,
-        ("GET", ["dead-letters"]) => deliveries::dead_letters(&call),
-        ("POST", ["dead-letters", id, "replay"]) => deliveries::replay_dead_letter(&call, id),
+        ("GET", ["dead-letters"]) => deliveries::dead_letters(&call).await,
+        ("POST", ["dead-letters", id, "replay"]) => {
+            deliveries::replay_dead_letter(&call, id).await
+        }
         ("GET", ["plugins"]) => plugins::list(&call),
         ("POST", ["plugins"]) => plugins::upload(&call).await,
         _ => Err(ApiError::not_found()),

@@ -20,7 +20,7 @@ use super::job::{Attempt, DeadLetter, Job, JobSummary};
 use super::{Store, StoreError, decode, encode};
 
 /// What one event made: see [`Store::journey`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Journey {
     /// Its jobs still queued.
     pub queued: Vec<Job>,

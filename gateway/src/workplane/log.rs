@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{NatsWork, StoredDeadLetter, shared, token};
 use crate::event::Event;
-use crate::store::{Attempt, DeadLetter, Job, JobId, JobPart, JobSummary, StoreError};
+use crate::store::{
+    Attempt, DeadLetter, Job, JobId, JobKind, JobPart, JobSummary, Journey, StoreError,
+};
 
 /// Most records one listing reads before it sorts them (the newest `limit` are answered).
 const LIST_SCAN: usize = 10_000;
@@ -38,6 +40,8 @@ pub struct Record {
     pub job: JobSummary,
     /// Its subscription.
     pub subscription: String,
+    /// A delivery or a plugin call.
+    pub kind: JobKind,
     /// Where it stands.
     pub status: Status,
     /// Why it was given up.
@@ -83,6 +87,7 @@ impl NatsWork {
         let record = Record {
             job: JobSummary::from(job),
             subscription: job.subscription_id.clone(),
+            kind: job.kind,
             status,
             reason,
             attempt,
@@ -301,5 +306,55 @@ impl NatsWork {
         }
         self.record(&job, Status::Pending, None, None).await;
         Ok(Some(job))
+    }
+
+    /// What became of event `event_id`'s jobs: those still pending, the dead letters, every
+    /// attempt kept, and the deliveries made.
+    pub async fn journey(&self, event_id: &str) -> Result<Journey, StoreError> {
+        let filter = format!("$KV.{}.*.{event_id}.*", self.deliveries.name);
+        let records: Vec<Record> = self
+            .latest(&self.deliveries, filter)
+            .await?
+            .iter()
+            .filter_map(|v| serde_json::from_slice(v).ok())
+            .collect();
+        let mut journey = Journey::default();
+        for record in records {
+            for attempt in self.attempts(&record.job.id).await? {
+                journey.attempts.push((record.job.id.clone(), attempt));
+            }
+            match record.status {
+                Status::Delivered => journey.delivered.push(record.job),
+                Status::Dead => {
+                    if let Some(dead) = self.dead_letter(&record.job.id).await? {
+                        journey.dead.push(dead.letter);
+                    }
+                }
+                Status::Pending => journey.queued.push(pending_job(&record)),
+            }
+        }
+        journey.attempts.sort_by_key(|(_, a)| a.at_ms);
+        Ok(journey)
+    }
+}
+
+/// A pending job as far as its record tells.
+fn pending_job(record: &Record) -> Job {
+    let summary = &record.job;
+    Job {
+        id: summary.id.clone(),
+        kind: record.kind,
+        event_id: summary.event_id.clone(),
+        subscription_id: record.subscription.clone(),
+        destination: summary.destination.clone(),
+        content_type: summary.content_type.clone(),
+        body: summary.body.clone(),
+        envelope: summary.envelope,
+        headers: Vec::new(),
+        attempts: 0,
+        created_ms: summary.created_ms,
+        due_ms: 0,
+        last_error: record.attempt.as_ref().and_then(|a| a.error.clone()),
+        member: None,
     }
 }

@@ -70,7 +70,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// One queued unit of work as published: the job (with the attempts made before this message)
 /// and the event it needs, so any instance can run it without another read.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Item {
+pub struct Item {
     /// The job.
     pub job: Job,
     /// Its event.
@@ -192,7 +192,7 @@ impl NatsWork {
     }
 
     /// The subject a job is queued on.
-    pub(crate) fn job_subject(&self, job: &Job) -> String {
+    pub fn job_subject(&self, job: &Job) -> String {
         match job.kind {
             JobKind::Deliver => format!("{}.work.d.{}", self.prefix, token(&job.destination)),
             JobKind::Transform => {
@@ -290,7 +290,7 @@ impl NatsWork {
 
     /// Publishes `item` as a new message (no `Nats-Msg-Id`: a replay or a moved job is never
     /// a duplicate) and waits for JetStream.
-    pub(crate) async fn publish_unique(
+    pub async fn publish_unique(
         &self,
         subject: String,
         item: &Item,
