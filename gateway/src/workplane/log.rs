@@ -143,7 +143,7 @@ impl NatsWork {
         &self,
         bucket: &async_nats::jetstream::kv::Store,
         filter: String,
-    ) -> Result<Vec<Bytes>, StoreError> {
+    ) -> Result<Vec<(String, Bytes)>, StoreError> {
         let consumer = bucket
             .stream
             .create_consumer(consumer::pull::Config {
@@ -176,7 +176,7 @@ impl NatsWork {
                     .and_then(|h| h.get("KV-Operation"))
                     .map(|v| v.as_str().to_owned());
                 if operation.is_none() {
-                    values.push(message.payload.clone());
+                    values.push((message.subject.to_string(), message.payload.clone()));
                 }
             }
             if got == 0 {
@@ -202,7 +202,7 @@ impl NatsWork {
             .latest(&self.deliveries, filter)
             .await?
             .iter()
-            .filter_map(|v| serde_json::from_slice(v).ok())
+            .filter_map(|(_, v)| serde_json::from_slice(v).ok())
             .filter(|r: &Record| r.subscription == subscription)
             .collect();
         records.sort_by(|a, b| (b.job.created_ms, &b.job.id).cmp(&(a.job.created_ms, &a.job.id)));
@@ -272,7 +272,7 @@ impl NatsWork {
             .latest(&self.dead, filter)
             .await?
             .iter()
-            .filter_map(|v| serde_json::from_slice::<StoredDeadLetter>(v).ok())
+            .filter_map(|(_, v)| serde_json::from_slice::<StoredDeadLetter>(v).ok())
             .map(|d| d.letter)
             .filter(|d| d.job.subscription_id.starts_with(prefix))
             .collect();
@@ -308,6 +308,37 @@ impl NatsWork {
         Ok(Some(job))
     }
 
+    /// Removes the delivery log and dead letters of every subscription whose id starts with
+    /// `prefix` (an app's, when it is deleted); how many records. Its queued jobs are dropped
+    /// when a lane pulls them and finds the app gone.
+    pub async fn purge_subscriptions(&self, prefix: &str) -> Result<usize, StoreError> {
+        let mut purged = 0;
+        for bucket in [&self.deliveries, &self.dead] {
+            let head = format!("$KV.{}.", bucket.name);
+            for (subject, value) in self.latest(bucket, format!("{head}>")).await? {
+                let subscription = serde_json::from_slice::<Record>(&value)
+                    .map(|r| r.subscription)
+                    .or_else(|_| {
+                        serde_json::from_slice::<StoredDeadLetter>(&value)
+                            .map(|d| d.letter.job.subscription_id)
+                    });
+                let Ok(subscription) = subscription else {
+                    continue;
+                };
+                if !subscription.starts_with(prefix) {
+                    continue;
+                }
+                let key = subject.strip_prefix(&head).unwrap_or(&subject);
+                bucket
+                    .purge(key)
+                    .await
+                    .map_err(|e| shared("cannot remove an app's records", e))?;
+                purged += 1;
+            }
+        }
+        Ok(purged)
+    }
+
     /// What became of event `event_id`'s jobs: those still pending, the dead letters, every
     /// attempt kept, and the deliveries made.
     pub async fn journey(&self, event_id: &str) -> Result<Journey, StoreError> {
@@ -316,7 +347,7 @@ impl NatsWork {
             .latest(&self.deliveries, filter)
             .await?
             .iter()
-            .filter_map(|v| serde_json::from_slice(v).ok())
+            .filter_map(|(_, v)| serde_json::from_slice(v).ok())
             .collect();
         let mut journey = Journey::default();
         for record in records {

@@ -4,14 +4,16 @@ use std::time::Duration;
 
 use odoo_gateway::cli::inbox::{Inbox, InboxOptions};
 use odoo_gateway_tests::TestGateway;
+use odoo_gateway_tests::nats::Engine;
 use serde_json::{Value, json};
 
 use crate::common::*;
 
-#[tokio::test]
-async fn test_event_delivery_log_replay_and_dead_letters() {
+on_both_engines!(test_event_delivery_log_replay_and_dead_letters, test_event_delivery_log_replay_and_dead_letters_on_nats, test_event_delivery_log_replay_and_dead_letters_on);
+
+async fn test_event_delivery_log_replay_and_dead_letters_on(engine: &Engine<'_>) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let gateway = TestGateway::start(&config(""), dir.path())
+    let gateway = TestGateway::start(&config_on(engine, ""), dir.path())
         .await
         .expect("gateway");
     let acme = Api::new(&gateway, ACME, "read write").await;
@@ -188,10 +190,11 @@ async fn register(gateway: &TestGateway, name: &str) -> Api {
     Api::new(gateway, (name, id.as_str(), secret.as_str()), "read write").await
 }
 
-#[tokio::test]
-async fn deleting_an_app_removes_everything_it_owned() {
+on_both_engines!(deleting_an_app_removes_everything_it_owned, deleting_an_app_removes_everything_it_owned_on_nats, deleting_an_app_removes_everything_it_owned_on);
+
+async fn deleting_an_app_removes_everything_it_owned_on(engine: &Engine<'_>) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let gateway = TestGateway::start(&config(""), dir.path())
+    let gateway = TestGateway::start(&config_on(engine, ""), dir.path())
         .await
         .expect("gateway");
     let failing = Inbox::start_local(InboxOptions {
@@ -264,10 +267,11 @@ async fn deleting_an_app_removes_everything_it_owned() {
     gateway.stop().await.expect("stop");
 }
 
-#[tokio::test]
-async fn an_app_subscribes_only_to_the_events_it_is_granted() {
+on_both_engines!(an_app_subscribes_only_to_the_events_it_is_granted, an_app_subscribes_only_to_the_events_it_is_granted_on_nats, an_app_subscribes_only_to_the_events_it_is_granted_on);
+
+async fn an_app_subscribes_only_to_the_events_it_is_granted_on(engine: &Engine<'_>) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let gateway = TestGateway::start(&config(""), dir.path())
+    let gateway = TestGateway::start(&config_on(engine, ""), dir.path())
         .await
         .expect("gateway");
     let good = inbox().await;

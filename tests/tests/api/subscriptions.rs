@@ -253,11 +253,12 @@ async fn subscriptions_crud_persists_across_a_restart_and_stays_within_its_app_o
     gateway.stop().await.expect("stop");
 }
 
-#[tokio::test]
-async fn the_payload_filter_selects_records_and_trims_fields() {
+on_both_engines!(the_payload_filter_selects_records_and_trims_fields, the_payload_filter_selects_records_and_trims_fields_on_nats, the_payload_filter_selects_records_and_trims_fields_on);
+
+async fn the_payload_filter_selects_records_and_trims_fields_on(engine: &Engine<'_>) {
     let inbox = inbox().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let gateway = TestGateway::start(&config(""), dir.path())
+    let gateway = TestGateway::start(&config_on(engine, ""), dir.path())
         .await
         .expect("gateway");
     let acme = Api::new(&gateway, ACME, "read write").await;
