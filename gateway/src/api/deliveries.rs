@@ -158,10 +158,14 @@ pub(super) async fn replay(call: &Call<'_>, job_id: &str) -> Result<Response<Bod
     let store = &state.store;
     let subscription = owned_subscription(call, job_id)?;
     let found = match &state.work {
-        Some(work) => work.latest_record(job_id).await.map_err(internal)?.map(|r| Found {
-            pending: r.status == crate::workplane::log::Status::Pending,
-            summary: r.job,
-        }),
+        Some(work) => work
+            .latest_record(job_id)
+            .await
+            .map_err(internal)?
+            .map(|r| Found {
+                pending: r.status == crate::workplane::log::Status::Pending,
+                summary: r.job,
+            }),
         None => store
             .job_summary(&subscription, job_id)
             .map_err(internal)?
@@ -326,12 +330,16 @@ pub(super) async fn replay_dead_letter(
     id: &str,
 ) -> Result<Response<Body>, ApiError> {
     if let Some(work) = &call.state.work {
-        let owned = work.dead_letter(id).await.map_err(internal)?.is_some_and(|d| {
-            d.letter
-                .job
-                .subscription_id
-                .starts_with(&app_prefix(&call.app.app))
-        });
+        let owned = work
+            .dead_letter(id)
+            .await
+            .map_err(internal)?
+            .is_some_and(|d| {
+                d.letter
+                    .job
+                    .subscription_id
+                    .starts_with(&app_prefix(&call.app.app))
+            });
         if !owned || work.replay(id).await.map_err(internal)?.is_none() {
             return Err(ApiError::not_found());
         }

@@ -119,9 +119,7 @@ pub async fn route(
         ("GET", ["subscriptions", id, "deliveries"]) => deliveries::list(&call, id).await,
         ("POST", ["deliveries", id, "replay"]) => deliveries::replay(&call, id).await,
         ("GET", ["dead-letters"]) => deliveries::dead_letters(&call).await,
-        ("POST", ["dead-letters", id, "replay"]) => {
-            deliveries::replay_dead_letter(&call, id).await
-        }
+        ("POST", ["dead-letters", id, "replay"]) => deliveries::replay_dead_letter(&call, id).await,
         ("GET", ["plugins"]) => plugins::list(&call),
         ("POST", ["plugins"]) => plugins::upload(&call).await,
         _ => Err(ApiError::not_found()),

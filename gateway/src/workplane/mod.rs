@@ -290,11 +290,7 @@ impl NatsWork {
 
     /// Publishes `item` as a new message (no `Nats-Msg-Id`: a replay or a moved job is never
     /// a duplicate) and waits for JetStream.
-    pub async fn publish_unique(
-        &self,
-        subject: String,
-        item: &Item,
-    ) -> Result<(), StoreError> {
+    pub async fn publish_unique(&self, subject: String, item: &Item) -> Result<(), StoreError> {
         let payload = Bytes::from(serde_json::to_vec(item).unwrap_or_default());
         let ack = self
             .js

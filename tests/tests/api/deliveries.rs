@@ -9,7 +9,11 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 
-on_both_engines!(test_event_delivery_log_replay_and_dead_letters, test_event_delivery_log_replay_and_dead_letters_on_nats, test_event_delivery_log_replay_and_dead_letters_on);
+on_both_engines!(
+    test_event_delivery_log_replay_and_dead_letters,
+    test_event_delivery_log_replay_and_dead_letters_on_nats,
+    test_event_delivery_log_replay_and_dead_letters_on
+);
 
 async fn test_event_delivery_log_replay_and_dead_letters_on(engine: &Engine<'_>) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -190,7 +194,11 @@ async fn register(gateway: &TestGateway, name: &str) -> Api {
     Api::new(gateway, (name, id.as_str(), secret.as_str()), "read write").await
 }
 
-on_both_engines!(deleting_an_app_removes_everything_it_owned, deleting_an_app_removes_everything_it_owned_on_nats, deleting_an_app_removes_everything_it_owned_on);
+on_both_engines!(
+    deleting_an_app_removes_everything_it_owned,
+    deleting_an_app_removes_everything_it_owned_on_nats,
+    deleting_an_app_removes_everything_it_owned_on
+);
 
 async fn deleting_an_app_removes_everything_it_owned_on(engine: &Engine<'_>) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -267,7 +275,11 @@ async fn deleting_an_app_removes_everything_it_owned_on(engine: &Engine<'_>) {
     gateway.stop().await.expect("stop");
 }
 
-on_both_engines!(an_app_subscribes_only_to_the_events_it_is_granted, an_app_subscribes_only_to_the_events_it_is_granted_on_nats, an_app_subscribes_only_to_the_events_it_is_granted_on);
+on_both_engines!(
+    an_app_subscribes_only_to_the_events_it_is_granted,
+    an_app_subscribes_only_to_the_events_it_is_granted_on_nats,
+    an_app_subscribes_only_to_the_events_it_is_granted_on
+);
 
 async fn an_app_subscribes_only_to_the_events_it_is_granted_on(engine: &Engine<'_>) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -343,5 +355,129 @@ async fn an_app_subscribes_only_to_the_events_it_is_granted_on(engine: &Engine<'
         ["/shop"],
         "not to the app granted another source only"
     );
+    gateway.stop().await.expect("stop");
+}
+
+on_both_engines!(
+    retries_pauses_and_repeats_behave_alike,
+    retries_pauses_and_repeats_behave_alike_on_nats,
+    retries_pauses_and_repeats_on
+);
+
+/// The queue's own behaviour: a flapping receiver gets the delivery on the attempt after its
+/// failures, with every attempt in the log; a paused subscription holds its deliveries and
+/// sends them once enabled; a repeated submission is answered with the first event's id and
+/// delivered once.
+async fn retries_pauses_and_repeats_on(engine: &Engine<'_>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gateway = TestGateway::start(&config_on(engine, ""), dir.path())
+        .await
+        .expect("gateway");
+    let acme = Api::new(&gateway, ACME, "read write").await;
+    let flapping = Inbox::start_local(InboxOptions {
+        fail_first: 2,
+        ..InboxOptions::default()
+    })
+    .await
+    .expect("inbox");
+    let body = json!({"id": "flap", "events": ["sale.order.*"], "destination": {"url": flapping.url("/flap").to_string()}, "retries": 3});
+    let reply = acme.call("POST", "/v1/subscriptions", Some(body)).await;
+    assert_eq!(reply.status, 201, "{:?}", reply.body);
+
+    // Retried on the backoff schedule until the receiver takes it.
+    post_order(&gateway, "flapping").await;
+    let log = eventually("the third attempt delivers", || async {
+        let log = acme
+            .call("GET", "/v1/subscriptions/flap/deliveries", None)
+            .await
+            .json();
+        (log["deliveries"][0]["status"] == "delivered").then_some(log)
+    })
+    .await;
+    let statuses: Vec<_> = log["deliveries"][0]["attempts"]
+        .as_array()
+        .expect("attempts")
+        .iter()
+        .map(|a| a["status"].as_u64())
+        .collect();
+    assert_eq!(
+        statuses,
+        [Some(500), Some(500), Some(200)],
+        "{} on {}",
+        log,
+        engine.name()
+    );
+    let accepted = flapping
+        .received()
+        .iter()
+        .filter(|r| r.answered.is_some_and(|s| s.is_success()))
+        .count();
+    assert_eq!(accepted, 1, "delivered once");
+
+    // A paused subscription holds its deliveries, then sends them once enabled.
+    let paused = admin(
+        &gateway,
+        "POST",
+        "/admin/subscriptions/app.acme.flap/pause",
+        None,
+    )
+    .await;
+    assert_eq!(paused["paused"], true, "{paused}");
+    post_order(&gateway, "held").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let tagged = |inbox: &Inbox, tag: &str| {
+        inbox
+            .received()
+            .iter()
+            .filter(|r| {
+                r.answered.is_some_and(|s| s.is_success())
+                    && serde_json::from_slice::<Value>(&r.body)
+                        .is_ok_and(|b| b["payload"]["x_test_id"] == tag)
+            })
+            .count()
+    };
+    assert_eq!(tagged(&flapping, "held"), 0, "held while paused");
+    let enabled = admin(
+        &gateway,
+        "POST",
+        "/admin/subscriptions/app.acme.flap/enable",
+        None,
+    )
+    .await;
+    assert_eq!(enabled["enabled"], true, "{enabled}");
+    eventually("the held delivery is sent once enabled", || async {
+        (tagged(&flapping, "held") == 1).then_some(())
+    })
+    .await;
+
+    // The same body twice: one event, delivered once.
+    let url = gateway.url(&format!("/v1/events/odoo/{SOURCE_TOKEN}"));
+    let envelope = json!({"model": "sale.order", "action": "confirmed", "record_id": 7, "payload": {"x_test_id": "twice"}});
+    let client = odoo_gateway_tests::HttpClient::new();
+    let first = client
+        .post_json(&url, envelope.to_string().as_bytes())
+        .await
+        .expect("ingest")
+        .json();
+    let second = client
+        .post_json(&url, envelope.to_string().as_bytes())
+        .await
+        .expect("ingest")
+        .json();
+    assert_eq!(
+        (first["duplicate"].as_bool(), second["duplicate"].as_bool()),
+        (Some(false), Some(true)),
+        "{first} {second}"
+    );
+    assert_eq!(
+        first["id"], second["id"],
+        "the repeat names the first event"
+    );
+    eventually("the event is delivered", || async {
+        (tagged(&flapping, "twice") == 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(tagged(&flapping, "twice"), 1, "delivered once");
     gateway.stop().await.expect("stop");
 }

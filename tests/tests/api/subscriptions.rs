@@ -253,7 +253,11 @@ async fn subscriptions_crud_persists_across_a_restart_and_stays_within_its_app_o
     gateway.stop().await.expect("stop");
 }
 
-on_both_engines!(the_payload_filter_selects_records_and_trims_fields, the_payload_filter_selects_records_and_trims_fields_on_nats, the_payload_filter_selects_records_and_trims_fields_on);
+on_both_engines!(
+    the_payload_filter_selects_records_and_trims_fields,
+    the_payload_filter_selects_records_and_trims_fields_on_nats,
+    the_payload_filter_selects_records_and_trims_fields_on
+);
 
 async fn the_payload_filter_selects_records_and_trims_fields_on(engine: &Engine<'_>) {
     let inbox = inbox().await;
