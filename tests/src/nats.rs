@@ -49,6 +49,11 @@ impl NatsServer {
         Err(last.unwrap_or_else(|| anyhow::anyhow!("nats-server did not start")))
     }
 
+    /// The server's process id (to read its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the server (SIGKILL), as a crash would; its store stays.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

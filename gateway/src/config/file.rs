@@ -141,13 +141,13 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
-    /// Where the control plane lives: `sled` (this instance's database) or `nats`
+    /// Where the gateway's state lives: `sled` (this instance's database) or `nats`
     /// (JetStream, shared by several instances; see `[storage.nats]`).
     pub engine: super::nats::Engine,
     /// `[storage.nats]`: servers, credentials, bucket prefix, replicas (engine `nats` only).
     pub nats: super::nats::NatsConfig,
     /// The sled folder (relative paths are relative to the config file). With engine `nats`,
-    /// each instance's own: the work plane (events, queue, attempts, dead letters) stays here.
+    /// each instance's own: its Odoo polling cursors and caches.
     pub path: PathBuf,
     /// Same source and same body within this window is the same event.
     #[serde(with = "crate::delivery::backoff::serde_duration")]

@@ -1,16 +1,19 @@
-//! `[storage] engine` and `[storage.nats]`: where the control plane lives.
+//! `[storage] engine` and `[storage.nats]`: where the gateway's state lives.
 //!
 //! `sled` (the default) keeps everything in the instance's own database: one binary, nothing
-//! else to run. `nats` keeps the control plane (apps, tokens, API subscriptions and plugins,
-//! OAuth1 nonces, subscription health) in JetStream key-value buckets and the object store,
-//! shared by every instance pointed at the same servers and bucket prefix; the work plane
-//! (events, queue, attempts, dead letters, polling cursors) stays in each instance's sled.
+//! else to run. `nats` keeps it in NATS JetStream, shared by every instance pointed at the
+//! same servers and bucket prefix: the control plane (apps, tokens, API subscriptions and
+//! plugins, OAuth1 nonces, subscription health) in key-value buckets and the object store
+//! ([`crate::control::nats`]), and the work plane (events, fan-out, queued deliveries and
+//! plugin calls, the delivery log and dead letters) in streams and buckets
+//! ([`crate::workplane`]). Each instance's sled folder keeps only its Odoo polling cursors and
+//! caches.
 
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
-/// Which engine keeps the control plane.
+/// Which engine keeps the gateway's state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {

@@ -9,7 +9,8 @@
 //!
 //! Scenarios: end to end with no plugin and with `order-filter`; idle latency of one event;
 //! a plain subscription's 500 deliveries beside each hostile plugin mode; other apps'
-//! throughput while one app's ten subscriptions point at a receiver that never answers.
+//! throughput while one app's ten subscriptions point at a receiver that never answers; and
+//! (`engines`) the sled engine against the NATS engine with one and two instances.
 //!
 //! `cargo build --release -p odoo-gateway -p odoo-gateway-tests --bins`, then
 //! `target/release/e2e-bench [--events N]` (or `./dev bench`); `--soak N` instead runs N
@@ -273,9 +274,14 @@ async fn gateway(config: &str) -> anyhow::Result<Process> {
 
 /// The configuration: a source, the given destinations and subscriptions, nothing tuned.
 fn config(destinations: &[(&str, String)], subscriptions: &str) -> String {
+    config_on("[storage]\npath = \"data\"\n", destinations, subscriptions)
+}
+
+/// [`config`] with its own `[storage]` table (the engine).
+fn config_on(storage: &str, destinations: &[(&str, String)], subscriptions: &str) -> String {
     let extra = STORAGE_EXTRA.get().map_or("", String::as_str);
     let mut out = format!(
-        "[storage]\npath = \"data\"\n{extra}\n\n# The receivers run on loopback.\n[delivery.client.ssrf]\nallow = [\"127.0.0.0/8\"]\n[delivery.client.app_ssrf]\nallow = [\"127.0.0.0/8\"]\n\n[[sources]]\nname = \"odoo\"\ntokens = [\"{TOKEN}\"]\n"
+        "{storage}{extra}\n\n# The receivers run on loopback.\n[delivery.client.ssrf]\nallow = [\"127.0.0.0/8\"]\n[delivery.client.app_ssrf]\nallow = [\"127.0.0.0/8\"]\n\n[[sources]]\nname = \"odoo\"\ntokens = [\"{TOKEN}\"]\n"
     );
     for (name, url) in destinations {
         out.push_str(&format!(
@@ -541,6 +547,10 @@ async fn bench(events: usize, wanted: &dyn Fn(&str) -> bool) -> anyhow::Result<(
         ));
     }
 
+    if wanted("engines") {
+        engines(&receiver, &counts, events, relay_rate, &mut rows).await?;
+    }
+
     println!(
         "\n{events} events (≈240 B Odoo order bodies), {CONCURRENCY} concurrent clients, load generator and receiver in this process, gateway and relay each in their own; {} cores.\n",
         std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -548,6 +558,114 @@ async fn bench(events: usize, wanted: &dyn Fn(&str) -> bool) -> anyhow::Result<(
     println!("| measurement | result | notes |\n|---|---|---|");
     for Row(a, b, c) in rows {
         println!("| {a} | {b} | {c} |");
+    }
+    Ok(())
+}
+
+/// User and system CPU time of process `pid` so far, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; 100 ticks/s.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The same end-to-end load (no plugin, one receiver) on the sled engine, on the NATS engine
+/// with one instance, and with two instances sharing one JetStream server, the load split
+/// between them; with the CPU each event cost the gateways and the NATS server.
+async fn engines(
+    receiver: &str,
+    counts: &Counts,
+    events: usize,
+    relay_rate: f64,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<()> {
+    for (label, on_nats, instances) in [
+        ("engines: sled, 1 instance", false, 1usize),
+        ("engines: nats, 1 instance", true, 1),
+        ("engines: nats, 2 instances", true, 2),
+    ] {
+        let server = if on_nats {
+            Some(odoo_gateway_tests::nats::NatsServer::start()?)
+        } else {
+            None
+        };
+        let storage = match &server {
+            Some(s) => format!(
+                "[storage]\npath = \"data\"\nengine = \"nats\"\n[storage.nats]\nurls = [\"{}\"]\nbucket_prefix = \"bench\"\n",
+                s.url()
+            ),
+            None => "[storage]\npath = \"data\"\n".to_owned(),
+        };
+        let path = format!(
+            "/engine-{}-{instances}",
+            if on_nats { "nats" } else { "sled" }
+        );
+        let cfg = config_on(
+            &storage,
+            &[("receiver", format!("{receiver}{path}"))],
+            &subscription("orders", "receiver", ""),
+        );
+        let mut gateways = Vec::new();
+        for _ in 0..instances {
+            gateways.push(gateway(&cfg).await?);
+        }
+        let pids: Vec<u32> = gateways.iter().map(|g| g.child.id()).collect();
+        let cpu = |pids: &[u32]| pids.iter().map(|p| cpu_seconds(*p)).sum::<f64>();
+        let nats_pid = server.as_ref().map(|s| s.pid());
+        let (gw_before, nats_before) = (cpu(&pids), nats_pid.map_or(0.0, cpu_seconds));
+        let share = events / instances;
+        let total = share * instances;
+        let before = counts.get(&path);
+        let started = Instant::now();
+        let loads: Vec<_> = gateways
+            .iter()
+            .enumerate()
+            .map(|(i, gw)| {
+                let url = format!("{}/v1/odoo/odoo/{TOKEN}", gw.base);
+                tokio::spawn(async move { blast(&url, 3_000_000 + i * share, share, 202).await })
+            })
+            .collect();
+        let mut acks = Vec::new();
+        for load in loads {
+            acks.extend(load.await?);
+        }
+        acks.sort();
+        let ingest = started.elapsed();
+        counts
+            .wait(&path, before + total, Duration::from_secs(600))
+            .await?;
+        let elapsed = started.elapsed();
+        let gw_cpu = cpu(&pids) - gw_before;
+        let nats_cpu = nats_pid.map_or(0.0, cpu_seconds) - nats_before;
+        let rate = total as f64 / elapsed.as_secs_f64();
+        let per_event = |seconds: f64| seconds * 1e6 / total as f64;
+        rows.push(Row(
+            label.into(),
+            format!(
+                "{rate:.0} deliveries/s ({:.0} % of the relay)",
+                100.0 * rate / relay_rate
+            ),
+            format!(
+                "CPU per event: gateways {:.0} µs, nats-server {:.0} µs; ingest {:.0}/s, ack p50 {:.1} ms p99 {:.1} ms",
+                per_event(gw_cpu),
+                per_event(nats_cpu),
+                total as f64 / ingest.as_secs_f64(),
+                ms(percentile(&acks, 0.5)),
+                ms(percentile(&acks, 0.99)),
+            ),
+        ));
     }
     Ok(())
 }
