@@ -276,7 +276,7 @@ impl NatsWork {
             .map(|d| d.letter)
             .filter(|d| d.job.subscription_id.starts_with(prefix))
             .collect();
-        letters.sort_by(|a, b| b.at_ms.cmp(&a.at_ms));
+        letters.sort_by_key(|d| std::cmp::Reverse(d.at_ms));
         letters.truncate(limit);
         Ok(letters)
     }
