@@ -9,18 +9,23 @@ use std::time::{Duration, Instant};
 
 use odoo_gateway::cli::inbox::{Inbox, InboxOptions};
 use odoo_gateway::reload::ConfigSource;
+use odoo_gateway_tests::nats::{Engine, NatsServer};
 use odoo_gateway_tests::{HttpClient, TestGateway, fixture, plugin};
 
 const TOKEN: &str = "reload-token-0123456789";
 const WAIT: Duration = Duration::from_secs(30);
 
 fn config(inbox: &Inbox, subscriptions: &str) -> String {
+    config_on(&Engine::Sled, inbox, subscriptions)
+}
+
+/// [`config`] with its state on `engine`.
+fn config_on(engine: &Engine<'_>, inbox: &Inbox, subscriptions: &str) -> String {
     format!(
         r#"
 [server]
 admin_token = "admin-token-0123456789"
-[storage]
-path = "data"
+{storage}
 [delivery.backoff]
 schedule = ["50ms"]
 [delivery.client.ssrf]
@@ -38,6 +43,7 @@ url = "{b}"
 "#,
         a = inbox.url("/a"),
         b = inbox.url("/b"),
+        storage = engine.storage_toml("data"),
     )
 }
 
@@ -291,8 +297,19 @@ mode = "ok"
     assert_eq!(got[0].path, "/a");
 }
 
+/// Subscription `b` and its destination are removed while `b`'s delivery waits for a retry.
 #[tokio::test]
 async fn queued_deliveries_of_a_removed_subscription_are_dead_lettered_with_the_reason() {
+    queued_deliveries_of_a_removed_subscription_on(&Engine::Sled).await;
+}
+
+#[tokio::test]
+async fn queued_deliveries_of_a_removed_subscription_are_dead_lettered_with_the_reason_on_nats() {
+    let server = NatsServer::start().expect("nats-server");
+    queued_deliveries_of_a_removed_subscription_on(&server.engine("t")).await;
+}
+
+async fn queued_deliveries_of_a_removed_subscription_on(engine: &Engine<'_>) {
     let inbox = Inbox::start_local(InboxOptions {
         status: http::StatusCode::SERVICE_UNAVAILABLE,
         ..Default::default()
@@ -301,7 +318,7 @@ async fn queued_deliveries_of_a_removed_subscription_are_dead_lettered_with_the_
     .expect("inbox");
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("gateway.toml");
-    std::fs::write(&file, config(&inbox, A_AND_B)).expect("write");
+    std::fs::write(&file, config_on(engine, &inbox, A_AND_B)).expect("write");
     let gw = TestGateway::start_with(ConfigSource::File(file.clone()))
         .await
         .expect("start");
@@ -318,7 +335,16 @@ async fn queued_deliveries_of_a_removed_subscription_are_dead_lettered_with_the_
         .wait_for(2, WAIT)
         .await
         .expect("first attempts failed");
-    std::fs::write(&file, config(&inbox, ONLY_A)).expect("write");
+    // Its destination goes too: no lane pulls those jobs any more.
+    let only_a = config_on(engine, &inbox, ONLY_A).replace(
+        &format!(
+            "[[destinations]]\nname = \"b\"\nurl = \"{}\"\n",
+            inbox.url("/b")
+        ),
+        "",
+    );
+    assert!(!only_a.contains("name = \"b\""), "{only_a}");
+    std::fs::write(&file, only_a).expect("write");
     assert_eq!(
         admin(&client, &gw, "POST", "/admin/reload").await.status,
         200

@@ -2,7 +2,7 @@
 //! plugin-call lanes of the configuration in force, each lane a durable consumer that every
 //! instance pulls from.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,7 +75,7 @@ fn lanes(work: &NatsWork, snapshot: &Snapshot) -> HashMap<String, Lane> {
 }
 
 /// Runs until `shutdown`: the fan-out, the lanes of the configuration in force (started and
-/// stopped as it changes), and the return of parked jobs.
+/// stopped as it changes), and the [`sweep`] of parked and orphaned jobs.
 pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
     let Some(work) = state.work.clone() else {
         return;
@@ -109,7 +109,8 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
             ));
             running.insert(name, (lane, stop));
         }
-        unpark(&state, &work, &snapshot).await;
+        let names: HashSet<String> = running.keys().cloned().collect();
+        sweep(&state, &work, &snapshot, &names).await;
         tokio::select! {
             () = tokio::time::sleep(RECONCILE_EVERY) => {}
             () = shutdown.cancelled() => break,
@@ -419,52 +420,76 @@ async fn park(work: &NatsWork, message: &jetstream::Message, job: Job, event: Ev
     }
 }
 
-/// Moves the parked jobs of every subscription that runs again back to their lanes.
-async fn unpark(state: &State, work: &NatsWork, snapshot: &Snapshot) {
-    let filter = format!("{}.work.p.*", work.prefix);
+/// Looks at every subject of the work stream that holds jobs: moves the parked jobs of a
+/// subscription that runs again back to their lanes, and settles the jobs of a lane the
+/// configuration no longer has (a destination or plugin subscription removed): each is run as
+/// any job, so it goes to the dead letters with the reason, never dropped.
+async fn sweep(state: &State, work: &NatsWork, snapshot: &Snapshot, lanes: &HashSet<String>) {
+    let filter = format!("{}.work.>", work.prefix);
     let Ok(mut subjects) = work.work.info_with_subjects(&filter).await else {
         return;
     };
-    let mut parked = Vec::new();
+    let mut held = Vec::new();
     while let Some(Ok((subject, count))) = subjects.next().await {
         if count > 0 {
-            parked.push(subject);
+            held.push(subject);
         }
     }
-    for subject in parked {
-        let Some(t) = subject.rsplit('.').next() else {
+    for subject in held {
+        let mut tokens = subject.rsplit('.');
+        let (Some(t), Some(kind)) = (tokens.next(), tokens.next()) else {
             continue;
         };
-        let running = snapshot
-            .subscriptions
-            .iter()
-            .find(|s| token(&s.id) == t)
-            .is_some_and(|s| s.enabled && !state.health.is_disabled(&s.id));
-        // A subscription removed meanwhile has its jobs dead-lettered by the lane.
-        let gone = !snapshot.subscriptions.iter().any(|s| token(&s.id) == t);
-        if !running && !gone {
-            continue;
-        }
-        let name = format!("p_{t}");
-        let Ok(consumer) = work.consumer(&name, subject.clone(), PULL_BATCH).await else {
-            continue;
-        };
-        let Ok(mut batch) = consumer.fetch().max_messages(PULL_BATCH).messages().await else {
-            continue;
-        };
-        while let Some(Ok(message)) = batch.next().await {
-            let Ok(item) = serde_json::from_slice::<Item>(&message.payload) else {
-                settle(&message, AckKind::Term).await;
-                continue;
-            };
-            match work
-                .publish_unique(work.job_subject(&item.job), &item)
-                .await
-            {
-                Ok(()) => settle(&message, AckKind::Ack).await,
-                Err(_) => settle(&message, AckKind::Nak(Some(TRY_AGAIN))).await,
+        let name = format!("{kind}_{t}");
+        if kind == "p" {
+            let running = snapshot
+                .subscriptions
+                .iter()
+                .find(|s| token(&s.id) == t)
+                .is_some_and(|s| s.enabled && !state.health.is_disabled(&s.id));
+            // A subscription removed meanwhile: its jobs go back to be dead-lettered.
+            let gone = !snapshot.subscriptions.iter().any(|s| token(&s.id) == t);
+            if running || gone {
+                drain(work, &name, subject, |message| unpark_one(work, message)).await;
             }
+        } else if !lanes.contains(&name) {
+            drain(work, &name, subject, |message| {
+                run_job(state, work, message)
+            })
+            .await;
         }
+    }
+}
+
+/// Runs `each` on the jobs waiting on `subject`, through consumer `name`, one pull's worth.
+async fn drain<F, Fut>(work: &NatsWork, name: &str, subject: String, each: F)
+where
+    F: Fn(jetstream::Message) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let Ok(consumer) = work.consumer(name, subject, PULL_BATCH).await else {
+        return;
+    };
+    let Ok(mut batch) = consumer.fetch().max_messages(PULL_BATCH).messages().await else {
+        return;
+    };
+    while let Some(Ok(message)) = batch.next().await {
+        each(message).await;
+    }
+}
+
+/// Moves one parked job back to its lane, with its attempts.
+async fn unpark_one(work: &NatsWork, message: jetstream::Message) {
+    let Ok(item) = serde_json::from_slice::<Item>(&message.payload) else {
+        settle(&message, AckKind::Term).await;
+        return;
+    };
+    match work
+        .publish_unique(work.job_subject(&item.job), &item)
+        .await
+    {
+        Ok(()) => settle(&message, AckKind::Ack).await,
+        Err(_) => settle(&message, AckKind::Nak(Some(TRY_AGAIN))).await,
     }
 }
 
