@@ -75,7 +75,7 @@ fn lanes(work: &NatsWork, snapshot: &Snapshot) -> HashMap<String, Lane> {
 }
 
 /// Runs until `shutdown`: the fan-out, the lanes of the configuration in force (started and
-/// stopped as it changes), and the [`sweep`] of parked and orphaned jobs.
+/// stopped as it changes), and the sweep of parked jobs and of lanes no longer configured.
 pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
     let Some(work) = state.work.clone() else {
         return;
