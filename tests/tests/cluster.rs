@@ -334,6 +334,27 @@ async fn an_api_subscription_made_on_one_instance_is_served_by_another_within_a_
         .wait_for(2, WAIT)
         .await
         .expect("B delivers what waited once A enabled it");
+
+    // The delivery log is the cluster's: each instance lists both deliveries, whichever
+    // instance made them.
+    for (gw, bearer) in [(&a, &on_a), (&b, &on_b)] {
+        let log = within(WAIT, || async {
+            let log = api(
+                gw,
+                bearer,
+                "GET",
+                "/v1/subscriptions/orders/deliveries",
+                None,
+            )
+            .await
+            .json();
+            log["deliveries"]
+                .as_array()
+                .is_some_and(|d| d.len() == 2 && d.iter().all(|j| j["status"] == "delivered"))
+        })
+        .await;
+        assert!(log.is_some(), "every instance lists both deliveries");
+    }
 }
 
 #[tokio::test]
