@@ -78,19 +78,20 @@ fn ingest_path() -> String {
     format!("/v1/odoo/odoo/{TOKEN}")
 }
 
-/// Deliveries the receiver got, by event id (the `id` of the delivered body).
-type Counts = Arc<Mutex<HashMap<String, usize>>>;
+/// When each delivery the receiver got arrived, by event id (the `id` of the delivered body).
+type Arrivals = Arc<Mutex<HashMap<String, Vec<Instant>>>>;
 
-/// A receiver answering `200` that counts the deliveries of each event as they arrive.
-async fn receiver() -> (Inbox, Counts) {
-    let counts = Counts::default();
-    let seen = counts.clone();
+/// A receiver answering `200` that notes the deliveries of each event as they arrive.
+async fn receiver() -> (Inbox, Arrivals) {
+    let arrivals = Arrivals::default();
+    let seen = arrivals.clone();
     let on_receive = move |r: &Received| {
         let id = serde_json::from_slice::<serde_json::Value>(&r.body)
             .ok()
             .and_then(|body| body["id"].as_str().map(str::to_owned))
             .unwrap_or_else(|| "<no id>".to_owned());
-        *seen.lock().expect("lock").entry(id).or_default() += 1;
+        let mut seen = seen.lock().expect("lock");
+        seen.entry(id).or_default().push(Instant::now());
     };
     let inbox = Inbox::start_local(InboxOptions {
         on_receive: Some(Arc::new(on_receive)),
@@ -98,7 +99,7 @@ async fn receiver() -> (Inbox, Counts) {
     })
     .await
     .expect("inbox");
-    (inbox, counts)
+    (inbox, arrivals)
 }
 
 /// A gateway process (the real command line) with a configuration file and a sled folder of
@@ -332,20 +333,20 @@ impl Load {
 
 /// Waits until every event of `acked` reached the receiver at least once, and on until
 /// `settled` has passed and no delivery came for a second (what a fault left leased comes back
-/// up to a lease after it: its repeats are counted too); the deliveries by event id. Fails after
+/// up to a lease after it: its repeats are counted too); the arrivals by event id. Fails after
 /// [`DELIVERY_WAIT`] naming the events never delivered; `logs` are shown with them.
 async fn delivered(
     acked: &HashMap<String, usize>,
-    counts: &Counts,
+    arrivals: &Arrivals,
     settled: Instant,
     logs: impl Fn() -> String,
-) -> HashMap<String, usize> {
+) -> HashMap<String, Vec<Instant>> {
     let deadline = Instant::now() + DELIVERY_WAIT;
     let mut last_total = 0;
     let mut quiet_since = Instant::now();
     loop {
-        let now: HashMap<String, usize> = counts.lock().expect("lock").clone();
-        let total: usize = now.values().sum();
+        let now = arrivals.lock().expect("lock").clone();
+        let total: usize = now.values().map(Vec::len).sum();
         if total != last_total {
             (last_total, quiet_since) = (total, Instant::now());
         }
@@ -378,14 +379,52 @@ async fn delivered(
     }
 }
 
-/// What the receiver got, against what was acknowledged: (distinct acknowledged events
-/// delivered, deliveries beyond the first of an event, events delivered that were never
-/// acknowledged).
-fn tally(acked: &HashMap<String, usize>, counts: &HashMap<String, usize>) -> (usize, usize, usize) {
-    let delivered = acked.keys().filter(|id| counts.contains_key(*id)).count();
-    let duplicates = counts.values().map(|c| c - 1).sum();
-    let unacknowledged = counts.keys().filter(|id| !acked.contains_key(*id)).count();
-    (delivered, duplicates, unacknowledged)
+/// What the receiver got, against what was acknowledged.
+struct Tally {
+    /// Acknowledged events delivered (at least once).
+    delivered: usize,
+    /// Deliveries beyond the first of an event.
+    duplicates: usize,
+    /// Events delivered that were never acknowledged.
+    unacknowledged: usize,
+    /// Acknowledged events first delivered more than half a lease after the fault: work the
+    /// fault left leased or unsettled, handed on after the lease.
+    late: usize,
+}
+
+impl Tally {
+    /// Counts `arrivals` against `acked`, for a fault that came at `fault`.
+    fn new(
+        acked: &HashMap<String, usize>,
+        arrivals: &HashMap<String, Vec<Instant>>,
+        fault: Instant,
+    ) -> Self {
+        let late_from = fault + LEASE / 2;
+        Self {
+            delivered: acked.keys().filter(|id| arrivals.contains_key(*id)).count(),
+            duplicates: arrivals.values().map(|a| a.len() - 1).sum(),
+            unacknowledged: arrivals
+                .keys()
+                .filter(|id| !acked.contains_key(*id))
+                .count(),
+            late: acked
+                .keys()
+                .filter_map(|id| arrivals.get(id)?.iter().min())
+                .filter(|first| **first > late_from)
+                .count(),
+        }
+    }
+}
+
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "delivered {} distinct ({} of them first delivered more than half a lease after the \
+             fault), {} duplicate deliveries, {} delivered events never acknowledged",
+            self.delivered, self.late, self.duplicates, self.unacknowledged
+        )
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -393,7 +432,7 @@ async fn kill_9_of_one_of_three_instances_under_load_loses_no_acknowledged_event
     let _serial = ONE_AT_A_TIME.lock().await;
     let server = NatsServer::start().expect("nats-server");
     let engine = server.engine("kill9");
-    let (inbox, counts) = receiver().await;
+    let (inbox, arrivals) = receiver().await;
     let mut instances = Vec::new();
     for _ in 0..3 {
         instances.push(Process::start(&engine, &inbox).await);
@@ -412,7 +451,7 @@ async fn kill_9_of_one_of_three_instances_under_load_loses_no_acknowledged_event
     instances[victim].kill();
     let killed_at = Instant::now();
     let acked_at_kill = load.acknowledged();
-    let delivered_at_kill: usize = counts.lock().expect("lock").values().sum();
+    let delivered_at_kill: usize = arrivals.lock().expect("lock").values().map(Vec::len).sum();
 
     // The other two take the rest, including what was on its way to the dead one.
     for worker in workers {
@@ -426,21 +465,20 @@ async fn kill_9_of_one_of_three_instances_under_load_loses_no_acknowledged_event
     );
     let got = delivered(
         &acked,
-        &counts,
+        &arrivals,
         killed_at + LEASE + Duration::from_secs(5),
         || logs(&instances, Some(victim)),
     )
     .await;
-    let (distinct, duplicates, unacknowledged) = tally(&acked, &got);
+    let tally = Tally::new(&acked, &got, killed_at);
     eprintln!(
-        "kill -9 of instance {victim} after {acked_at_kill} acknowledged events and {delivered_at_kill} \
-         deliveries; {} requests cut; acknowledged {}, delivered {distinct} distinct, \
-         {duplicates} duplicate deliveries, {unacknowledged} delivered events never acknowledged",
+        "kill -9 of instance {victim} after {acked_at_kill} acknowledged events and \
+         {delivered_at_kill} deliveries; {} requests cut and sent again; acknowledged {}, {tally}",
         load.failed.load(Ordering::Relaxed),
         acked.len(),
     );
     assert_eq!(
-        distinct,
+        tally.delivered,
         acked.len(),
         "every acknowledged event is delivered"
     );
@@ -450,9 +488,10 @@ async fn kill_9_of_one_of_three_instances_under_load_loses_no_acknowledged_event
     // consumer, whose `max_ack_pending` is `per_destination_concurrency` for the whole
     // cluster: at most that many deliveries can be made twice.
     assert!(
-        duplicates <= IN_FLIGHT,
-        "{duplicates} duplicate deliveries: more than the {IN_FLIGHT} deliveries that can be in \
-         flight to the receiver (per_destination_concurrency)"
+        tally.duplicates <= IN_FLIGHT,
+        "{} duplicate deliveries: more than the {IN_FLIGHT} deliveries that can be in \
+         flight to the receiver (per_destination_concurrency)",
+        tally.duplicates
     );
 }
 
@@ -461,7 +500,7 @@ async fn a_nats_node_restarted_under_load_loses_no_acknowledged_event() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let prefix = "restart";
     let mut cluster = NatsCluster::start().expect("three nats-server nodes");
-    let (inbox, counts) = receiver().await;
+    let (inbox, arrivals) = receiver().await;
     let engine = cluster.engine(prefix);
     let instances = [
         Process::start(&engine, &inbox).await,
@@ -507,25 +546,25 @@ async fn a_nats_node_restarted_under_load_loses_no_acknowledged_event() {
 
     let got = delivered(
         &acked,
-        &counts,
+        &arrivals,
         killed_at + LEASE + Duration::from_secs(5),
         || logs(&instances, None),
     )
     .await;
-    let (distinct, duplicates, unacknowledged) = tally(&acked, &got);
+    let tally = Tally::new(&acked, &got, killed_at);
     eprintln!(
         "node n{node} (leader of {events}; {prefix}_work led by {work_leader:?}) killed after \
          {acked_at_kill} acknowledged events, {acked_down} more acknowledged with it down, back \
-         {down_for:?} after the kill, once {acked_at_restart} were acknowledged; {} answers 503 while it was down or rejoining, {} requests failed, at most {:?} without \
-         an acknowledgement; acknowledged {}, delivered {distinct} distinct, {duplicates} \
-         duplicate deliveries, {unacknowledged} delivered events never acknowledged",
+         {down_for:?} after the kill, once {acked_at_restart} were acknowledged; {} answers 503 \
+         while it was down or rejoining, {} requests failed, at most {:?} without an \
+         acknowledgement; acknowledged {}, {tally}",
         load.refused.load(Ordering::Relaxed) - refused_at_kill,
         load.failed.load(Ordering::Relaxed),
         load.longest_pause(),
         acked.len(),
     );
     assert_eq!(
-        distinct,
+        tally.delivered,
         acked.len(),
         "every acknowledged event is delivered"
     );
