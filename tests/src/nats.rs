@@ -147,6 +147,20 @@ fn free_port() -> anyhow::Result<u16> {
 impl NatsCluster {
     /// Starts the three nodes, routed to each other, and waits until each accepts clients.
     pub fn start() -> anyhow::Result<Self> {
+        // Ports the kernel just gave out and took back; another process (or one of the nodes'
+        // own route connections) taking one in between makes a node exit, and the next try
+        // picks others.
+        let mut last = None;
+        for _ in 0..3 {
+            match Self::start_once() {
+                Ok(cluster) => return Ok(cluster),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("the nats-server cluster did not start")))
+    }
+
+    fn start_once() -> anyhow::Result<Self> {
         let ports: Vec<(u16, u16)> = (0..3)
             .map(|_| Ok((free_port()?, free_port()?)))
             .collect::<anyhow::Result<_>>()?;
@@ -223,6 +237,17 @@ impl NatsCluster {
         node.child = spawn(node.port, node.store.path(), &node.args)?;
         wait_ready(&mut node.child, node.port)?;
         self.wait_jetstream()
+    }
+
+    /// Which node leads JetStream stream `stream` (asked of the first live node), if one does.
+    pub fn leader_of(&self, stream: &str) -> Option<usize> {
+        let info = self
+            .nodes
+            .iter()
+            .find_map(|n| request(n.port, &format!("$JS.API.STREAM.INFO.{stream}")))?;
+        let leader = info["cluster"]["leader"].as_str()?;
+        let index = leader.strip_prefix('n')?.parse().ok()?;
+        (index < self.nodes.len()).then_some(index)
     }
 
     /// The engine of gateways sharing the cluster's buckets under `prefix`, three replicas.
@@ -320,4 +345,44 @@ fn jetstream_answers(port: u16) -> bool {
         }
     }
     false
+}
+
+/// A request with an empty body to `subject` on the server on `port`, over the plain NATS
+/// protocol; the JSON answer, or `None` when none came within a second.
+fn request(port: u16, subject: &str) -> Option<serde_json::Value> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    let request = format!(
+        "CONNECT {{\"verbose\":false}}\r\nSUB _INBOX.ask 1\r\nPUB {subject} _INBOX.ask 0\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+        // `MSG _INBOX.ask 1 <length>\r\n<payload>\r\n`
+        let Some(start) = find(&seen, b"MSG _INBOX.ask 1 ") else {
+            continue;
+        };
+        let Some(eol) = find(&seen[start..], b"\r\n").map(|e| start + e) else {
+            continue;
+        };
+        let header = std::str::from_utf8(&seen[start..eol]).ok()?;
+        let length: usize = header.rsplit(' ').next()?.parse().ok()?;
+        let payload = eol + 2;
+        if seen.len() >= payload + length {
+            return serde_json::from_slice(&seen[payload..payload + length]).ok();
+        }
+    }
+    None
+}
+
+/// Where `needle` first occurs in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
