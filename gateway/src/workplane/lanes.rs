@@ -85,6 +85,7 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
         state.snapshot.load().delivery.concurrency.max(1),
     ));
     let mut running: HashMap<String, (Lane, CancellationToken)> = HashMap::new();
+    let mut orphans = HashMap::new();
     loop {
         let snapshot = state.snapshot.load_full();
         let wanted = lanes(&work, &snapshot);
@@ -110,7 +111,7 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
             running.insert(name, (lane, stop));
         }
         let names: HashSet<String> = running.keys().cloned().collect();
-        sweep(&state, &work, &snapshot, &names).await;
+        sweep(&state, &work, &snapshot, &names, &mut orphans).await;
         tokio::select! {
             () = tokio::time::sleep(RECONCILE_EVERY) => {}
             () = shutdown.cancelled() => break,
@@ -420,11 +421,23 @@ async fn park(work: &NatsWork, message: &jetstream::Message, job: Job, event: Ev
     }
 }
 
+/// How long this instance must have seen jobs on a lane its configuration lacks before it
+/// settles them: instances' configurations may differ for a moment (a rolling change of the
+/// files, an API change on its way), and a lane another instance still runs is not orphaned.
+const ORPHAN_GRACE: Duration = Duration::from_secs(10);
+
 /// Looks at every subject of the work stream that holds jobs: moves the parked jobs of a
 /// subscription that runs again back to their lanes, and settles the jobs of a lane the
-/// configuration no longer has (a destination or plugin subscription removed): each is run as
-/// any job, so it goes to the dead letters with the reason, never dropped.
-async fn sweep(state: &State, work: &NatsWork, snapshot: &Snapshot, lanes: &HashSet<String>) {
+/// configuration has lacked for [`ORPHAN_GRACE`] (a destination or plugin subscription
+/// removed): each is run as any job, so it goes to the dead letters with the reason, never
+/// dropped. `orphans` remembers since when each such subject was seen.
+async fn sweep(
+    state: &State,
+    work: &NatsWork,
+    snapshot: &Snapshot,
+    lanes: &HashSet<String>,
+    orphans: &mut HashMap<String, std::time::Instant>,
+) {
     let filter = format!("{}.work.>", work.prefix);
     let Ok(mut subjects) = work.work.info_with_subjects(&filter).await else {
         return;
@@ -435,40 +448,65 @@ async fn sweep(state: &State, work: &NatsWork, snapshot: &Snapshot, lanes: &Hash
             held.push(subject);
         }
     }
+    let now = std::time::Instant::now();
+    let mut seen = HashMap::new();
+    let mut orphaned = |subject: &str| {
+        let since = orphans.get(subject).copied().unwrap_or(now);
+        seen.insert(subject.to_owned(), since);
+        now.duration_since(since) >= ORPHAN_GRACE
+    };
     for subject in held {
         let mut tokens = subject.rsplit('.');
         let (Some(t), Some(kind)) = (tokens.next(), tokens.next()) else {
             continue;
         };
         let name = format!("{kind}_{t}");
-        if kind == "p" {
-            let running = snapshot
-                .subscriptions
-                .iter()
-                .find(|s| token(&s.id) == t)
-                .is_some_and(|s| s.enabled && !state.health.is_disabled(&s.id));
-            // A subscription removed meanwhile: its jobs go back to be dead-lettered.
-            let gone = !snapshot.subscriptions.iter().any(|s| token(&s.id) == t);
-            if running || gone {
-                drain(work, &name, subject, |message| unpark_one(work, message)).await;
+        match kind {
+            "p" => {
+                let sub = snapshot.subscriptions.iter().find(|s| token(&s.id) == t);
+                let running = sub.is_some_and(|s| s.enabled && !state.health.is_disabled(&s.id));
+                // A subscription removed meanwhile: its jobs go back to be dead-lettered.
+                if running || (sub.is_none() && orphaned(&subject)) {
+                    drain(work, &name, subject, PULL_BATCH, |message| {
+                        unpark_one(work, message)
+                    })
+                    .await;
+                }
             }
-        } else if !lanes.contains(&name) {
-            drain(work, &name, subject, |message| {
-                run_job(state, work, message)
-            })
-            .await;
+            "d" | "c" if !lanes.contains(&name) && orphaned(&subject) => {
+                let limit = if kind == "d" {
+                    snapshot.delivery.per_destination_concurrency.max(1)
+                } else {
+                    work.plugin_slots_per_subscription
+                };
+                drain(work, &name, subject, limit, |message| {
+                    run_job(state, work, message)
+                })
+                .await;
+            }
+            _ => {}
         }
     }
+    *orphans = seen;
 }
 
-/// Runs `each` on the jobs waiting on `subject`, through consumer `name`, one pull's worth.
-async fn drain<F, Fut>(work: &NatsWork, name: &str, subject: String, each: F)
+/// Runs `each` on the jobs waiting on `subject`, one pull's worth, through consumer `name` as
+/// it is (its limits are the lane's), or made with `limit` when there is none.
+async fn drain<F, Fut>(work: &NatsWork, name: &str, subject: String, limit: usize, each: F)
 where
     F: Fn(jetstream::Message) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    let Ok(consumer) = work.consumer(name, subject, PULL_BATCH).await else {
-        return;
+    let existing = work
+        .work
+        .get_consumer::<jetstream::consumer::pull::Config>(name)
+        .await;
+    let consumer = match existing {
+        Ok(consumer) => consumer,
+        Err(_) => match work.consumer(name, subject, limit).await {
+            Ok(consumer) => consumer,
+            Err(_) => return,
+        },
     };
     let Ok(mut batch) = consumer.fetch().max_messages(PULL_BATCH).messages().await else {
         return;
