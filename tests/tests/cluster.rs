@@ -855,12 +855,12 @@ async fn the_control_plane_survives_a_node_restarting_in_a_three_node_r3_cluster
     })
     .await;
     assert!(followed.is_some(), "B follows");
-    let apps = admin(&b, "GET", "/admin/apps", None).await.json();
-    assert_eq!(
-        apps["apps"].as_array().map(Vec::len),
-        Some(2),
-        "B has both apps: {apps}"
-    );
+    let both = within(CLUSTER_WAIT, || async {
+        let apps = admin(&b, "GET", "/admin/apps", None).await.json();
+        apps["apps"].as_array().map(Vec::len) == Some(2)
+    })
+    .await;
+    assert!(both.is_some(), "B has both apps");
     post_order_retrying(&b, "r3", CLUSTER_WAIT).await;
     receiver
         .wait_for(1, CLUSTER_WAIT)

@@ -373,3 +373,90 @@ async fn queued_deliveries_of_a_removed_subscription_on(engine: &Engine<'_>) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// On NATS: a delivery waiting for its retry when its subscription and destination leave the
+/// configuration finds no lane when it comes due; the sweep dead-letters it once no instance
+/// has pulled from that lane for its grace period.
+#[tokio::test]
+async fn a_delivery_whose_lane_is_gone_is_dead_lettered_on_nats() {
+    let server = NatsServer::start().expect("nats-server");
+    let engine = server.engine("t");
+    let inbox = Inbox::start_local(InboxOptions {
+        status: http::StatusCode::SERVICE_UNAVAILABLE,
+        ..Default::default()
+    })
+    .await
+    .expect("inbox");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("gateway.toml");
+    // Long enough for the lane to be stopped before the retry is due.
+    let slow = |text: String| text.replace(r#"schedule = ["50ms"]"#, r#"schedule = ["3s"]"#);
+    std::fs::write(&file, slow(config_on(&engine, &inbox, A_AND_B))).expect("write");
+    let gw = TestGateway::start_with(ConfigSource::File(file.clone()))
+        .await
+        .expect("start");
+    let client = HttpClient::new();
+    let reply = client
+        .post_json(
+            &gw.url(&format!("/v1/odoo/odoo/{TOKEN}")),
+            &fixture("native/sale.order.confirmed.json"),
+        )
+        .await
+        .expect("post");
+    assert_eq!(reply.status, 202);
+    inbox
+        .wait_for(2, WAIT)
+        .await
+        .expect("first attempts failed");
+    let only_a = config_on(&engine, &inbox, ONLY_A).replace(
+        &format!(
+            "[[destinations]]\nname = \"b\"\nurl = \"{}\"\n",
+            inbox.url("/b")
+        ),
+        "",
+    );
+    std::fs::write(&file, slow(only_a)).expect("write");
+    assert_eq!(
+        admin(&client, &gw, "POST", "/admin/reload").await.status,
+        200
+    );
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let dead = admin(&client, &gw, "GET", "/admin/dead-letters")
+            .await
+            .json();
+        let found = dead["dead_letters"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|d| {
+                d["subscription"] == "b"
+                    && d["reason"]
+                        .as_str()
+                        .is_some_and(|r| r.starts_with("subscription_removed"))
+            });
+        if found {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no dead letter for the delivery whose lane is gone: {dead}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // `a`'s delivery stays on its lane: retried, given up only after its retries.
+    let dead = admin(&client, &gw, "GET", "/admin/dead-letters")
+        .await
+        .json();
+    assert!(
+        dead["dead_letters"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter(|d| d["subscription"] == "a")
+            .all(|d| d["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("gave up"))),
+        "{dead}"
+    );
+}

@@ -61,8 +61,18 @@ pub(super) async fn bearer(
         .await
         .map_err(storage)?
         .ok_or_else(|| invalid_token("the access token is unknown, expired or revoked"))?;
-    let app = apps::find(state, Lookup::Name(&record.app))
-        .map_err(storage)?
+    let mut app = apps::find(state, Lookup::Name(&record.app)).map_err(storage)?;
+    if app.is_none() && state.snapshot.load().apps.get(&record.app).is_none() {
+        // A shared control plane's mirror may not have caught up with an app registered on
+        // another instance: the bucket decides.
+        app = state
+            .control
+            .app_now(&record.app)
+            .await
+            .map_err(storage)?
+            .map(Arc::new);
+    }
+    let app = app
         .filter(|a| {
             a.oauth2
                 .as_ref()

@@ -82,6 +82,14 @@ impl ControlPlane {
         }
     }
 
+    /// Stored app `name`, read from where it is kept rather than from a mirror that may lag.
+    pub(crate) async fn app_now(&self, name: &str) -> Result<Option<App>, StoreError> {
+        match self {
+            Self::Sled(p) => p.apps.get(Lookup::Name(name)),
+            Self::Nats(p) => p.app_now(name).await,
+        }
+    }
+
     /// Every stored app, by name.
     pub(crate) fn apps(&self) -> Result<Vec<App>, StoreError> {
         match self {

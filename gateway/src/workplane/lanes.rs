@@ -429,14 +429,15 @@ const ORPHAN_GRACE: Duration = Duration::from_secs(10);
 /// Looks at every subject of the work stream that holds jobs: moves the parked jobs of a
 /// subscription that runs again back to their lanes, and settles the jobs of a lane the
 /// configuration has lacked for [`ORPHAN_GRACE`] (a destination or plugin subscription
-/// removed): each is run as any job, so it goes to the dead letters with the reason, never
-/// dropped. `orphans` remembers since when each such subject was seen.
+/// removed) and that no other instance pulls from: each is run as any job, so it goes to the
+/// dead letters with the reason, never dropped. `orphans` remembers since when each such
+/// subject was seen.
 async fn sweep(
     state: &State,
     work: &NatsWork,
     snapshot: &Snapshot,
     lanes: &HashSet<String>,
-    orphans: &mut HashMap<String, std::time::Instant>,
+    orphans: &mut HashMap<String, Orphan>,
 ) {
     let filter = format!("{}.work.>", work.prefix);
     let Ok(mut subjects) = work.work.info_with_subjects(&filter).await else {
@@ -450,44 +451,93 @@ async fn sweep(
     }
     let now = std::time::Instant::now();
     let mut seen = HashMap::new();
-    let mut orphaned = |subject: &str| {
-        let since = orphans.get(subject).copied().unwrap_or(now);
-        seen.insert(subject.to_owned(), since);
-        now.duration_since(since) >= ORPHAN_GRACE
-    };
     for subject in held {
         let mut tokens = subject.rsplit('.');
         let (Some(t), Some(kind)) = (tokens.next(), tokens.next()) else {
             continue;
         };
         let name = format!("{kind}_{t}");
-        match kind {
+        let orphan = match kind {
             "p" => {
                 let sub = snapshot.subscriptions.iter().find(|s| token(&s.id) == t);
-                let running = sub.is_some_and(|s| s.enabled && !state.health.is_disabled(&s.id));
-                // A subscription removed meanwhile: its jobs go back to be dead-lettered.
-                if running || (sub.is_none() && orphaned(&subject)) {
+                if sub.is_some_and(|s| s.enabled && !state.health.is_disabled(&s.id)) {
                     drain(work, &name, subject, PULL_BATCH, |message| {
                         unpark_one(work, message)
                     })
                     .await;
+                    continue;
                 }
+                if sub.is_some() {
+                    continue;
+                }
+                // A subscription removed: its jobs go back to be dead-lettered.
+                true
             }
-            "d" | "c" if !lanes.contains(&name) && orphaned(&subject) => {
-                let limit = if kind == "d" {
-                    snapshot.delivery.per_destination_concurrency.max(1)
-                } else {
-                    work.plugin_slots_per_subscription
-                };
-                drain(work, &name, subject, limit, |message| {
+            "d" | "c" => !lanes.contains(&name),
+            _ => false,
+        };
+        if !orphan {
+            continue;
+        }
+        // Someone pulls from it (a pull waiting, or a delivery since the last look): not an
+        // orphan yet.
+        let (waiting, delivered) = consumer_activity(work, &name).await;
+        let mut entry = orphans.remove(&subject).unwrap_or(Orphan {
+            since: now,
+            delivered,
+        });
+        if waiting || entry.delivered != delivered {
+            entry = Orphan {
+                since: now,
+                delivered,
+            };
+        } else if now.duration_since(entry.since) >= ORPHAN_GRACE {
+            let limit = match kind {
+                "d" => snapshot.delivery.per_destination_concurrency.max(1),
+                "c" => work.plugin_slots_per_subscription,
+                _ => PULL_BATCH,
+            };
+            if kind == "p" {
+                drain(work, &name, subject.clone(), limit, |message| {
+                    unpark_one(work, message)
+                })
+                .await;
+            } else {
+                drain(work, &name, subject.clone(), limit, |message| {
                     run_job(state, work, message)
                 })
                 .await;
             }
-            _ => {}
+            // What this drain itself pulled is not someone else's activity.
+            entry.delivered = consumer_activity(work, &name).await.1;
         }
+        seen.insert(subject, entry);
     }
     *orphans = seen;
+}
+
+/// Since when a lane's subject has held jobs with nobody pulling them, as of which count of
+/// deliveries by its consumer.
+#[derive(Debug, Clone, Copy)]
+struct Orphan {
+    since: std::time::Instant,
+    delivered: u64,
+}
+
+/// Whether consumer `name` has a pull waiting, and how many deliveries it has made (0 when it
+/// does not exist).
+async fn consumer_activity(work: &NatsWork, name: &str) -> (bool, u64) {
+    match work
+        .work
+        .get_consumer::<jetstream::consumer::pull::Config>(name)
+        .await
+    {
+        Ok(consumer) => {
+            let info = consumer.cached_info();
+            (info.num_waiting > 0, info.delivered.consumer_sequence)
+        }
+        Err(_) => (false, 0),
+    }
 }
 
 /// Runs `each` on the jobs waiting on `subject`, one pull's worth, through consumer `name` as

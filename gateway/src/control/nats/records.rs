@@ -71,6 +71,17 @@ impl NatsPlane {
         }
     }
 
+    /// App `name` as the bucket holds it now, not as the mirror last saw it: for a token that
+    /// names an app the mirror has not caught up with (after a NATS node restarted).
+    pub(crate) async fn app_now(&self, name: &str) -> Result<Option<App>, StoreError> {
+        let bytes = self
+            .apps
+            .get(name)
+            .await
+            .map_err(|e| super::shared("bucket apps", e))?;
+        Ok(bytes.and_then(|b| serde_json::from_slice(&b).ok()))
+    }
+
     pub(crate) fn apps(&self) -> Vec<App> {
         read(&self.mirror.apps)
             .prefixed("")
