@@ -10,6 +10,7 @@ use async_nats::jetstream::{self, AckKind};
 use futures_util::StreamExt as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::log::Status;
 use super::{Item, LEASE, NatsWork, token};
@@ -352,11 +353,13 @@ async fn run_job(state: &State, work: &NatsWork, message: jetstream::Message) {
     }
     let _lease = Renewal::start(&message);
     let event = Arc::new(event);
-    let _span = crate::trace::job_span(&job);
+    // The attempt's log lines carry the event's trace, as on sled.
+    let span = crate::trace::job_span(&job);
     match job.kind {
         JobKind::Deliver => {
-            let sent =
-                crate::dispatch::send(state, &snapshot, &sub, &job, Some(event.clone())).await;
+            let sent = crate::dispatch::send(state, &snapshot, &sub, &job, Some(event.clone()))
+                .instrument(span)
+                .await;
             match sent {
                 Sent::Delivered(attempt) => {
                     work.record(&job, Status::Delivered, Some(attempt), None)
@@ -371,7 +374,11 @@ async fn run_job(state: &State, work: &NatsWork, message: jetstream::Message) {
                 }
             }
         }
-        JobKind::Transform => call(state, work, &message, &snapshot, &sub, &job, &event).await,
+        JobKind::Transform => {
+            call(state, work, &message, &snapshot, &sub, &job, &event)
+                .instrument(span)
+                .await;
+        }
     }
 }
 
