@@ -82,13 +82,21 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
         return;
     };
     let fanout = tokio::spawn(fan_out(state.clone(), work.clone(), shutdown.clone()));
-    let global = Arc::new(Semaphore::new(
-        state.snapshot.load().delivery.concurrency.max(1),
-    ));
+    // This instance's `concurrency`; a reload that changes it restarts every lane on new
+    // slots (running jobs keep their old ones).
+    let mut slots = state.snapshot.load().delivery.concurrency.max(1);
+    let mut global = Arc::new(Semaphore::new(slots));
     let mut running: HashMap<String, (Lane, CancellationToken)> = HashMap::new();
     let mut orphans = HashMap::new();
     loop {
         let snapshot = state.snapshot.load_full();
+        if snapshot.delivery.concurrency.max(1) != slots {
+            slots = snapshot.delivery.concurrency.max(1);
+            global = Arc::new(Semaphore::new(slots));
+            for (_, (_, stop)) in running.drain() {
+                stop.cancel();
+            }
+        }
         let wanted = lanes(&work, &snapshot);
         running.retain(|name, (lane, stop)| {
             let keep = wanted.get(name) == Some(lane);
@@ -167,7 +175,7 @@ async fn fan_out(state: Arc<State>, work: Arc<NatsWork>, shutdown: CancellationT
         loop {
             let next = tokio::select! {
                 next = batch.next() => next,
-                () = shutdown.cancelled() => return,
+                () = shutdown.cancelled() => return hand_back(batch).await,
             };
             match next {
                 Some(Ok(message)) => {
@@ -219,6 +227,14 @@ async fn fan_out_one(state: &State, work: &NatsWork, message: jetstream::Message
             tracing::error!(error = %e, event = %event.id, "cannot queue an event's jobs; it is fanned out again");
             settle(&message, AckKind::Nak(Some(TRY_AGAIN))).await;
         }
+    }
+}
+
+/// Hands back at once what a stopping pull still receives (until the pull expires), instead
+/// of leaving it to come back after the lease.
+async fn hand_back(mut batch: jetstream::consumer::pull::Batch) {
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(PULL_WAIT, batch.next()).await {
+        settle(&message, AckKind::Nak(None)).await;
     }
 }
 
@@ -310,7 +326,7 @@ async fn pull(
         loop {
             let next = tokio::select! {
                 next = batch.next() => next,
-                () = stop.cancelled() => return,
+                () = stop.cancelled() => return hand_back(batch).await,
             };
             match next {
                 Some(Ok(message)) => {
