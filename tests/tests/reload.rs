@@ -460,3 +460,66 @@ async fn a_delivery_whose_lane_is_gone_is_dead_lettered_on_nats() {
         "{dead}"
     );
 }
+
+/// Deliveries waiting out their backoff hold none of their destination's slots: with two
+/// slots and two deliveries waiting 30 s for their retry, a third is delivered at once.
+#[tokio::test]
+async fn retries_waiting_out_their_backoff_leave_the_destination_free() {
+    retries_leave_the_destination_free_on(&Engine::Sled).await;
+}
+
+#[tokio::test]
+async fn retries_waiting_out_their_backoff_leave_the_destination_free_on_nats() {
+    let server = NatsServer::start().expect("nats-server");
+    retries_leave_the_destination_free_on(&server.engine("t")).await;
+}
+
+async fn retries_leave_the_destination_free_on(engine: &Engine<'_>) {
+    let inbox = Inbox::start_local(InboxOptions {
+        fail_first: 2,
+        ..Default::default()
+    })
+    .await
+    .expect("inbox");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = config_on(engine, &inbox, ONLY_A)
+        .replace(r#"schedule = ["50ms"]"#, r#"schedule = ["30s"]"#)
+        .replace(
+            "[delivery.backoff]",
+            "[delivery]\nper_destination_concurrency = 2\n[delivery.backoff]",
+        );
+    let gw = TestGateway::start(&text, dir.path()).await.expect("start");
+    let client = HttpClient::new();
+    let post = |n: u32| {
+        let mut order: serde_json::Value =
+            serde_json::from_slice(&fixture("native/sale.order.confirmed.json")).expect("json");
+        order["x_test_id"] = serde_json::json!(n);
+        let url = gw.url(&format!("/v1/odoo/odoo/{TOKEN}"));
+        let client = client.clone();
+        async move {
+            let reply = client
+                .post_json(&url, order.to_string().as_bytes())
+                .await
+                .expect("post");
+            assert_eq!(reply.status, 202, "{:?}", reply.body);
+        }
+    };
+    post(1).await;
+    post(2).await;
+    inbox
+        .wait_for(2, WAIT)
+        .await
+        .expect("the first two attempts failed");
+    post(3).await;
+    let delivered = inbox
+        .wait_for(3, Duration::from_secs(10))
+        .await
+        .expect("the third delivery is not held behind the two waiting retries");
+    assert!(
+        delivered[2].answered.is_some_and(|s| s.is_success()),
+        "{:?} on {}",
+        delivered[2].answered,
+        engine.name()
+    );
+    gw.stop().await.expect("stop");
+}

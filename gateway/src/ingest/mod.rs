@@ -186,7 +186,16 @@ pub async fn accept(
         let accepted = work
             .accept(&event, &dedup)
             .await
-            .map_err(|e| ApiError::queue_unavailable(&e))?;
+            .map_err(|e| match e {
+                crate::store::StoreError::TooLarge { limit, .. } => ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!(
+                        "the event is larger than the shared queue takes ({limit} bytes with room for its jobs): raise NATS max_payload or send less"
+                    ),
+                ),
+                e => ApiError::queue_unavailable(&e),
+            })?;
         return Ok(accepted_response(&accepted));
     }
     // Refuse quickly what cannot be kept: a failing disk (retried by the store) or an

@@ -45,6 +45,14 @@ pub enum StoreError {
     /// retried, and the store recovers by itself.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// A record is larger than the shared work plane takes (NATS `max_payload`).
+    #[error("{size} bytes is more than the shared queue takes ({limit} bytes)")]
+    TooLarge {
+        /// The record's size.
+        size: usize,
+        /// The most it may be.
+        limit: usize,
+    },
     /// The shared control plane (NATS JetStream, `[storage] engine = "nats"`) failed or could
     /// not be reached.
     #[error("shared control plane error: {0}")]

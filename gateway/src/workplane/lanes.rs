@@ -30,6 +30,11 @@ const PULL_BATCH: usize = 256;
 const RECONCILE_EVERY: Duration = Duration::from_secs(1);
 /// How long a job waits after JetStream could not take its outcome.
 const TRY_AGAIN: Duration = Duration::from_secs(1);
+/// Pause after a pull that failed without bringing anything.
+const ERROR_PAUSE: Duration = Duration::from_millis(200);
+/// How long an unreadable message waits before it is handed out again (to an instance that
+/// may read it: a newer version during a rolling upgrade).
+const UNREADABLE_PAUSE: Duration = Duration::from_secs(60);
 
 /// One lane: a durable consumer on the work stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,7 +86,12 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
     let Some(work) = state.work.clone() else {
         return;
     };
-    let fanout = tokio::spawn(fan_out(state.clone(), work.clone(), shutdown.clone()));
+    // Everything started here stops with this run, a panic included (the supervisor then
+    // starts a new one).
+    let scope = shutdown.child_token();
+    let _stop_all = scope.clone().drop_guard();
+    let fanout = tokio::spawn(fan_out(state.clone(), work.clone(), scope.clone()));
+    tokio::spawn(retries(state.clone(), work.clone(), scope.clone()));
     // This instance's `concurrency`; a reload that changes it restarts every lane on new
     // slots (running jobs keep their old ones).
     let mut slots = state.snapshot.load().delivery.concurrency.max(1);
@@ -109,7 +119,7 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
             if running.contains_key(&name) {
                 continue;
             }
-            let stop = shutdown.child_token();
+            let stop = scope.child_token();
             tokio::spawn(pull(
                 state.clone(),
                 work.clone(),
@@ -200,8 +210,8 @@ async fn fan_out_one(state: &State, work: &NatsWork, message: jetstream::Message
     let event: Event = match serde_json::from_slice(&message.payload) {
         Ok(event) => event,
         Err(e) => {
-            tracing::error!(error = %e, "an unreadable event on the events stream is skipped");
-            settle(&message, AckKind::Term).await;
+            tracing::error!(error = %e, "an unreadable event waits for an instance that reads it");
+            settle(&message, AckKind::Nak(Some(UNREADABLE_PAUSE))).await;
             return;
         }
     };
@@ -284,28 +294,20 @@ async fn pull(
     };
     let slots = Arc::new(Semaphore::new(lane.limit));
     loop {
-        let mut permits: Vec<(OwnedSemaphorePermit, OwnedSemaphorePermit)> = Vec::new();
         let first = tokio::select! {
             slot = slots.clone().acquire_owned() => slot,
             () = stop.cancelled() => return,
         };
         let Ok(first) = first else { return };
-        let global_first = tokio::select! {
-            slot = global.clone().acquire_owned() => slot,
-            () = stop.cancelled() => return,
-        };
-        let Ok(global_first) = global_first else {
-            return;
-        };
-        permits.push((first, global_first));
-        while permits.len() < PULL_BATCH {
+        let mut permits: Vec<OwnedSemaphorePermit> = vec![first];
+        // No more than the instance has free; its slot is taken per job, once the job is here,
+        // so an idle lane holds none.
+        let want = global.available_permits().clamp(1, PULL_BATCH);
+        while permits.len() < want {
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 break;
             };
-            let Ok(g) = global.clone().try_acquire_owned() else {
-                break;
-            };
-            permits.push((slot, g));
+            permits.push(slot);
         }
         let batch = consumer
             .batch()
@@ -323,6 +325,7 @@ async fn pull(
                 }
             }
         };
+        let mut got = 0usize;
         loop {
             let next = tokio::select! {
                 next = batch.next() => next,
@@ -330,19 +333,121 @@ async fn pull(
             };
             match next {
                 Some(Ok(message)) => {
+                    got += 1;
                     let held = permits.pop();
-                    let (state, work) = (state.clone(), work.clone());
+                    let (state, work, global) = (state.clone(), work.clone(), global.clone());
                     state.in_flight.clone().spawn(async move {
+                        let instance_slot = global.acquire_owned().await;
                         run_job(&state, &work, message).await;
-                        drop(held);
+                        drop((held, instance_slot));
                     });
                 }
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, lane = %lane.consumer, "pull of jobs ended");
+                    // A pull that failed without bringing anything (a consumer gone, no
+                    // responders) is not tried again at once.
+                    if got == 0 {
+                        tokio::select! {
+                            () = tokio::time::sleep(ERROR_PAUSE) => {}
+                            () = stop.cancelled() => return,
+                        }
+                    }
                     break;
                 }
                 None => break,
             }
+        }
+    }
+}
+
+/// Moves each retry that is due back to its lane; one that is not yet due is `nak`ed with
+/// what remains of its backoff, so JetStream hands it out again then. Pulled by every
+/// instance.
+async fn retries(state: Arc<State>, work: Arc<NatsWork>, stop: CancellationToken) {
+    let Some(consumer) = until_open("retry", &stop, || work.retry_consumer()).await else {
+        return;
+    };
+    loop {
+        let batch = consumer
+            .batch()
+            .max_messages(PULL_BATCH)
+            .expires(PULL_WAIT)
+            .messages()
+            .await;
+        let Ok(mut batch) = batch else {
+            tokio::select! {
+                () = tokio::time::sleep(TRY_AGAIN) => continue,
+                () = stop.cancelled() => return,
+            }
+        };
+        let mut got = 0usize;
+        loop {
+            let next = tokio::select! {
+                next = batch.next() => next,
+                () = stop.cancelled() => return hand_back(batch).await,
+            };
+            match next {
+                Some(Ok(message)) => {
+                    got += 1;
+                    let work = work.clone();
+                    state.in_flight.clone().spawn(async move {
+                        let Ok(item) = serde_json::from_slice::<Item>(&message.payload) else {
+                            tracing::error!("an unreadable retry is left for an operator");
+                            settle(&message, AckKind::Nak(Some(UNREADABLE_PAUSE))).await;
+                            return;
+                        };
+                        let wait = item.job.due_ms.saturating_sub(now_ms());
+                        if wait > 0 {
+                            settle(&message, AckKind::Nak(Some(Duration::from_millis(wait)))).await;
+                            return;
+                        }
+                        match work
+                            .publish_unique(work.job_subject(&item.job), &item)
+                            .await
+                        {
+                            Ok(()) => settle(&message, AckKind::Ack).await,
+                            Err(_) => settle(&message, AckKind::Nak(Some(TRY_AGAIN))).await,
+                        }
+                    });
+                }
+                Some(Err(_)) => {
+                    if got == 0 {
+                        tokio::select! {
+                            () = tokio::time::sleep(ERROR_PAUSE) => {}
+                            () = stop.cancelled() => return,
+                        }
+                    }
+                    break;
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+/// Moves `job` (with `attempts` made) to the retry subject, due at `due_ms`, and acknowledges
+/// `message`; if that fails, `message` is `nak`ed to come back at `due_ms` instead.
+async fn retry_at(
+    work: &NatsWork,
+    message: &jetstream::Message,
+    mut job: Job,
+    event: &Event,
+    due_ms: u64,
+) {
+    job.due_ms = due_ms;
+    let item = Item {
+        job,
+        event: event.clone(),
+    };
+    match work
+        .publish_unique(work.retry_subject(&item.job), &item)
+        .await
+    {
+        Ok(()) => settle(message, AckKind::Ack).await,
+        Err(e) => {
+            tracing::warn!(error = %e, job = %item.job.id, "cannot move a job to its retry; it waits on its lane");
+            let delay = Duration::from_millis(due_ms.saturating_sub(now_ms()));
+            settle(message, AckKind::Nak(Some(delay))).await;
         }
     }
 }
@@ -353,8 +458,8 @@ async fn run_job(state: &State, work: &NatsWork, message: jetstream::Message) {
     let Item { mut job, event } = match serde_json::from_slice(&message.payload) {
         Ok(item) => item,
         Err(e) => {
-            tracing::error!(error = %e, "an unreadable job on the work stream is skipped");
-            settle(&message, AckKind::Term).await;
+            tracing::error!(error = %e, "an unreadable job on the work stream waits for an instance that reads it");
+            settle(&message, AckKind::Nak(Some(UNREADABLE_PAUSE))).await;
             return;
         }
     };
@@ -362,12 +467,16 @@ async fn run_job(state: &State, work: &NatsWork, message: jetstream::Message) {
     job.attempts += delivered - 1;
     let snapshot = state.snapshot.load_full();
     let Some(sub) = snapshot.subscription(&job.subscription_id).cloned() else {
+        // Made by an instance that already knows the subscription: this one may not yet.
+        if now_ms().saturating_sub(job.created_ms) < ORPHAN_GRACE.as_millis() as u64 {
+            return retry_at(work, &message, job, &event, now_ms() + 1_000).await;
+        }
         return removed(state, work, &message, job, event).await;
     };
     if !sub.enabled || state.health.is_disabled(&sub.id) {
         return park(work, &message, job, event).await;
     }
-    let _lease = Renewal::start(&message);
+    let lease = Renewal::start(&message);
     let event = Arc::new(event);
     // The attempt's log lines carry the event's trace, as on sled.
     let span = crate::trace::job_span(&job);
@@ -376,6 +485,8 @@ async fn run_job(state: &State, work: &NatsWork, message: jetstream::Message) {
             let sent = crate::dispatch::send(state, &snapshot, &sub, &job, Some(event.clone()))
                 .instrument(span)
                 .await;
+            // Settled without it: a renewal sent after a delayed `nak` would undo the delay.
+            drop(lease);
             match sent {
                 Sent::Delivered(attempt) => {
                     work.record(&job, Status::Delivered, Some(attempt), None)
@@ -391,7 +502,7 @@ async fn run_job(state: &State, work: &NatsWork, message: jetstream::Message) {
             }
         }
         JobKind::Transform => {
-            call(state, work, &message, &snapshot, &sub, &job, &event)
+            call(state, work, &message, &snapshot, &sub, &job, &event, lease)
                 .instrument(span)
                 .await;
         }
@@ -407,15 +518,19 @@ async fn removed(
     job: Job,
     event: Event,
 ) {
-    let app_gone = owner_app(&job.subscription_id).is_some_and(|app| {
-        let snapshot = state.snapshot.load();
-        let in_file = snapshot.apps.get(app).is_some();
-        let stored = state
-            .control
-            .apps()
-            .is_ok_and(|apps| apps.iter().any(|a| a.name == app));
-        !in_file && !stored
-    });
+    // The bucket decides, not this instance's mirror of it, which may lag.
+    let app_gone = match owner_app(&job.subscription_id) {
+        Some(app) if state.snapshot.load().apps.get(app).is_none() => {
+            match state.control.app_now(app).await {
+                Ok(stored) => stored.is_none(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot tell whether an app is gone; asking again later");
+                    return settle(message, AckKind::Nak(Some(TRY_AGAIN))).await;
+                }
+            }
+        }
+        _ => false,
+    };
     if app_gone {
         settle(message, AckKind::Term).await;
         return;
@@ -581,10 +696,16 @@ where
             Err(_) => return,
         },
     };
-    let Ok(mut batch) = consumer.fetch().max_messages(PULL_BATCH).messages().await else {
+    let Ok(mut batch) = consumer
+        .fetch()
+        .max_messages(PULL_BATCH)
+        .expires(PULL_WAIT)
+        .messages()
+        .await
+    else {
         return;
     };
-    while let Some(Ok(message)) = batch.next().await {
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(PULL_WAIT * 2, batch.next()).await {
         each(message).await;
     }
 }
@@ -592,7 +713,7 @@ where
 /// Moves one parked job back to its lane, with its attempts.
 async fn unpark_one(work: &NatsWork, message: jetstream::Message) {
     let Ok(item) = serde_json::from_slice::<Item>(&message.payload) else {
-        settle(&message, AckKind::Term).await;
+        settle(&message, AckKind::Nak(Some(UNREADABLE_PAUSE))).await;
         return;
     };
     match work
@@ -638,8 +759,10 @@ async fn failed(
         RetryPolicy::RetryAt(due) => {
             Metrics::count(&state.metrics.retries, &sub.id, "retried");
             work.record(job, Status::Pending, Some(attempt), None).await;
-            let delay = Duration::from_millis(due.saturating_sub(now_ms()));
-            settle(message, AckKind::Nak(Some(delay))).await;
+            let mut next = job.clone();
+            next.attempts += 1;
+            next.last_error = Some(error);
+            retry_at(work, message, next, event, due).await;
         }
     }
 }
@@ -670,7 +793,9 @@ async fn bury(
     }
 }
 
-/// Runs a plugin call (with its enrichment) and queues the deliveries it made.
+/// Runs a plugin call (with its enrichment) and queues the deliveries it made; `lease` is
+/// renewed until the plugin has run.
+#[allow(clippy::too_many_arguments)]
 async fn call(
     state: &State,
     work: &NatsWork,
@@ -679,6 +804,7 @@ async fn call(
     sub: &Arc<Subscription>,
     job: &Job,
     event: &Arc<Event>,
+    lease: Renewal,
 ) {
     let inputs = crate::odoo::enrich::prepare(snapshot, sub, vec![event.clone()]).await;
     let runner = sub.clone();
@@ -701,6 +827,7 @@ async fn call(
         Err(join) => Outcome::RetryLater(format!("plugin task failed: {join}")),
     };
     let latency_ms = now_ms().saturating_sub(started);
+    drop(lease);
     let (counted, code) = match &outcome {
         Outcome::Deliver(_) => ("ok", None),
         Outcome::RetryLater(reason) => ("retry", reason.split(':').next()),

@@ -7,6 +7,7 @@
 //! | stream `<prefix>_events` | `<prefix>.events.<event id>` | each accepted event, `Nats-Msg-Id` its dedup key | `[storage] retention` |
 //! | stream `<prefix>_work` (work queue) | `<prefix>.work.d.<destination>` | delivery jobs | until acknowledged |
 //! | | `<prefix>.work.c.<subscription>` | plugin calls (and enrichment) | until acknowledged |
+//! | | `<prefix>.work.r.<destination>` | jobs waiting out their backoff | until due, then back on their lane |
 //! | | `<prefix>.work.p.<subscription>` | jobs of a paused subscription | until it runs again |
 //! | bucket `<prefix>_deliveries` | `<subscription>.<event id>.<n \| transform>` | the delivery log: one revision per attempt, 16 kept | `[storage] retention` |
 //! | bucket `<prefix>_dead_letters` | the same key | dead letters, with their event | `dead_letter_retention` |
@@ -27,9 +28,11 @@
 //! - **Delivery**: one durable consumer per destination, pulled by every instance.
 //!   `max_ack_pending` is `per_destination_concurrency`, so the limit holds for the cluster,
 //!   not per instance. An attempt holds its job's lease and renews it (`in-progress`) while it
-//!   runs. A delivered job is acknowledged; a failed one is `nak`ed with the backoff delay, so
-//!   JetStream hands it out again when it is due; after the retries it is written to the dead
-//!   letters and terminated. A job whose instance died comes back after the lease: the one
+//!   runs. A delivered job is acknowledged. A failed one moves to the retry subject with its
+//!   attempts and due time, so that it holds no slot of its destination while it waits; the
+//!   retry consumer (`max_ack_pending` 100,000, pulled by every instance) `nak`s it with what
+//!   remains of the backoff, so JetStream hands it out again when it is due, and then puts it
+//!   back on its lane. After the retries a job is written to the dead letters and terminated. A job whose instance died comes back after the lease: the one
 //!   attempt it was making may have reached the receiver, so that delivery may be repeated
 //!   (receivers deduplicate on `webhook-id`), and it counts as an attempt.
 //! - **Plugin calls**: one durable consumer per subscription with a plugin (or enrichment),
@@ -39,7 +42,12 @@
 //!   made so far, and moved back once the subscription runs again.
 //!
 //! Attempts are counted from JetStream's delivery count: a message carries the attempts made
-//! before it was published, and each delivery of it after the first was an attempt.
+//! before it was published, and each delivery of it after the first was an attempt (or one
+//! cut short). A job of a subscription this instance does not know yet, and younger than the
+//! orphan grace (another instance made it under a newer configuration), waits a second on the
+//! retry subject instead of being dead-lettered; an app is taken as deleted only when the
+//! apps bucket says so. A message no instance can read is handed out again every minute (a
+//! newer version may read it), never dropped.
 
 mod lanes;
 pub mod log;
@@ -63,6 +71,13 @@ pub const LEASE: Duration = Duration::from_secs(15);
 
 /// Revisions of each delivery-log record kept: the attempt history of one job.
 const LOG_HISTORY: i64 = 16;
+
+/// Room left in a message for what a job adds to its event (the job, its own body).
+const JOB_HEADROOM: usize = 64 * 1024;
+
+/// Jobs waiting out their backoff at once, in the whole cluster (the retry consumer's
+/// `max_ack_pending`).
+const RETRY_PENDING: usize = 100_000;
 
 /// How long a request to JetStream may take before the caller is told it is unavailable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -201,6 +216,18 @@ impl NatsWork {
         }
     }
 
+    /// Where a job waits out its backoff, off its lane, so that it holds none of its lane's
+    /// slots meanwhile.
+    pub(crate) fn retry_subject(&self, job: &Job) -> String {
+        format!("{}.work.r.{}", self.prefix, token(&job.destination))
+    }
+
+    /// The consumer every instance moves due retries back to their lanes from.
+    pub(crate) async fn retry_consumer(&self) -> Result<consumer::PullConsumer, StoreError> {
+        self.consumer("retry", format!("{}.work.r.>", self.prefix), RETRY_PENDING)
+            .await
+    }
+
     pub(crate) fn parked_subject(&self, subscription: &str) -> String {
         format!("{}.work.p.{}", self.prefix, token(subscription))
     }
@@ -214,6 +241,14 @@ impl NatsWork {
             return Err(shared("cannot queue an event", "not connected to NATS"));
         }
         let payload = Bytes::from(serde_json::to_vec(event).unwrap_or_default());
+        // Each of its jobs carries the event: refused now rather than stuck at fan-out.
+        let limit = (self.js.client().server_info().max_payload).saturating_sub(JOB_HEADROOM);
+        if payload.len() > limit {
+            return Err(StoreError::TooLarge {
+                size: payload.len(),
+                limit,
+            });
+        }
         let message = jetstream::message::PublishMessage::build()
             .payload(payload)
             .message_id(hex::encode(sha2::Sha256::digest(dedup.bytes())));
