@@ -297,6 +297,9 @@ impl NatsWork {
             job: job.clone(),
             event: stored.event,
         };
+        // Recorded as pending before it is queued: its delivery, recorded by whichever
+        // instance makes it, must come after.
+        self.record(&job, Status::Pending, None, None).await;
         self.publish_unique(subject, &item).await?;
         if let Some(key) = key(job_id) {
             self.dead
@@ -304,7 +307,6 @@ impl NatsWork {
                 .await
                 .map_err(|e| shared("cannot remove a replayed dead letter", e))?;
         }
-        self.record(&job, Status::Pending, None, None).await;
         Ok(Some(job))
     }
 
