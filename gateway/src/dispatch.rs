@@ -385,15 +385,16 @@ pub(crate) enum Failure {
     Final,
 }
 
-/// Records a failed attempt (delivery or plugin call) and retries or buries the job.
-fn failed(
+/// What becomes of a job after a failed attempt, on either engine: the failure counts
+/// against the subscription's health, then the job is retried at `Ok(due)` (counted in the
+/// metrics) or buried for `Err(reason)`.
+pub(crate) fn after_failure(
     state: &State,
     sub: &Subscription,
-    entry: Entry,
     job: &Job,
-    attempt: Attempt,
+    attempt: &Attempt,
     failure: Failure,
-) {
+) -> Result<u64, DeadReason> {
     let error = attempt.error.clone().unwrap_or_else(|| "failed".into());
     state
         .health
@@ -405,15 +406,57 @@ fn failed(
         Failure::Final => RetryPolicy::GiveUp,
     };
     match next {
-        RetryPolicy::GiveUp => {
-            let reason = DeadReason::GaveUp {
-                attempts: job.attempts + 1,
-                last_error: error,
-            };
-            bury(state, &entry, job, Some(&attempt), reason);
-        }
+        RetryPolicy::GiveUp => Err(DeadReason::GaveUp {
+            attempts: job.attempts + 1,
+            last_error: error,
+        }),
         RetryPolicy::RetryAt(due) => {
             Metrics::count(&state.metrics.retries, &sub.id, "retried");
+            Ok(due)
+        }
+    }
+}
+
+/// Counts a plugin call in the metrics (by outcome, with its error code and duration); the
+/// outcome's name.
+pub(crate) fn count_plugin_call(
+    state: &State,
+    sub: &Subscription,
+    outcome: &Outcome,
+    latency_ms: u64,
+) -> &'static str {
+    let (counted, code) = match outcome {
+        Outcome::Deliver(_) => ("ok", None),
+        Outcome::RetryLater(reason) => ("retry", reason.split(':').next()),
+        Outcome::GiveUp(reason) => {
+            let code = reason.split(':').next().unwrap_or("failed");
+            (code, Some(code))
+        }
+    };
+    let plugin = sub.plugin.as_ref().map_or("none", |p| p.short_hash());
+    state
+        .metrics
+        .plugins
+        .call(&sub.id, plugin, counted, code, latency_ms as f64 / 1000.0);
+    match outcome {
+        Outcome::Deliver(_) => "ok",
+        Outcome::RetryLater(_) => "retry",
+        Outcome::GiveUp(_) => "gave_up",
+    }
+}
+
+/// Records a failed attempt (delivery or plugin call) and retries or buries the job.
+fn failed(
+    state: &State,
+    sub: &Subscription,
+    entry: Entry,
+    job: &Job,
+    attempt: Attempt,
+    failure: Failure,
+) {
+    match after_failure(state, sub, job, &attempt, failure) {
+        Err(reason) => bury(state, &entry, job, Some(&attempt), reason),
+        Ok(due) => {
             if let Err(e) = state.store.retry_later(job, &attempt, due) {
                 tracing::error!(error = %e, job = %job.id, "cannot reschedule; it is tried again");
             }
@@ -512,20 +555,7 @@ async fn call_plugin(
             excerpt: String::new(),
             error,
         };
-        let (counted, code) = match &outcome {
-            Outcome::Deliver(_) => ("ok", None),
-            Outcome::RetryLater(reason) => ("retry", reason.split(':').next()),
-            Outcome::GiveUp(reason) => {
-                let code = reason.split(':').next().unwrap_or("failed");
-                (code, Some(code))
-            }
-        };
-        let plugin = sub.plugin.as_ref().map_or("none", |p| p.short_hash());
-        let seconds = latency_ms as f64 / 1000.0;
-        state
-            .metrics
-            .plugins
-            .call(&sub.id, plugin, counted, code, seconds);
+        let counted = count_plugin_call(state, sub, &outcome, latency_ms);
         tracing::debug!(outcome = counted, latency_ms, "plugin called");
         match outcome {
             Outcome::Deliver(made) => {

@@ -15,7 +15,7 @@ use tracing::Instrument as _;
 use super::log::Status;
 use super::{Item, LEASE, NatsWork, token};
 use crate::config::{Snapshot, Subscription};
-use crate::dispatch::{Failure, RetryPolicy, Sent, owner_app};
+use crate::dispatch::{Failure, Sent, owner_app};
 use crate::event::Event;
 use crate::state::{State, now_ms};
 use crate::store::{Attempt, DeadReason, Job, JobKind};
@@ -738,30 +738,13 @@ async fn failed(
     attempt: Attempt,
     failure: Failure,
 ) {
-    let error = attempt.error.clone().unwrap_or_else(|| "failed".into());
-    state
-        .health
-        .failure(&sub.id, &error, &state.snapshot.load().delivery);
-    let next = match failure {
-        Failure::Retryable(retry_after) => {
-            RetryPolicy::after_failure(state, sub, job.attempts, retry_after)
-        }
-        Failure::Final => RetryPolicy::GiveUp,
-    };
-    match next {
-        RetryPolicy::GiveUp => {
-            let reason = DeadReason::GaveUp {
-                attempts: job.attempts + 1,
-                last_error: error,
-            };
-            bury(state, work, message, job, event, Some(attempt), reason).await;
-        }
-        RetryPolicy::RetryAt(due) => {
-            Metrics::count(&state.metrics.retries, &sub.id, "retried");
-            work.record(job, Status::Pending, Some(attempt), None).await;
+    match crate::dispatch::after_failure(state, sub, job, &attempt, failure) {
+        Err(reason) => bury(state, work, message, job, event, Some(attempt), reason).await,
+        Ok(due) => {
             let mut next = job.clone();
             next.attempts += 1;
-            next.last_error = Some(error);
+            next.last_error = attempt.error.clone();
+            work.record(job, Status::Pending, Some(attempt), None).await;
             retry_at(work, message, next, event, due).await;
         }
     }
@@ -828,19 +811,8 @@ async fn call(
     };
     let latency_ms = now_ms().saturating_sub(started);
     drop(lease);
-    let (counted, code) = match &outcome {
-        Outcome::Deliver(_) => ("ok", None),
-        Outcome::RetryLater(reason) => ("retry", reason.split(':').next()),
-        Outcome::GiveUp(reason) => {
-            let code = reason.split(':').next().unwrap_or("failed");
-            (code, Some(code))
-        }
-    };
-    let plugin = sub.plugin.as_ref().map_or("none", |p| p.short_hash());
-    state
-        .metrics
-        .plugins
-        .call(&sub.id, plugin, counted, code, latency_ms as f64 / 1000.0);
+    let counted = crate::dispatch::count_plugin_call(state, sub, &outcome, latency_ms);
+    tracing::debug!(outcome = counted, latency_ms, "plugin called");
     let attempt = |error: Option<String>| Attempt {
         at_ms: started,
         status: None,
