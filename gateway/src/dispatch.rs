@@ -417,6 +417,16 @@ pub(crate) fn after_failure(
     }
 }
 
+/// A plugin call that gave up: a rejection is the plugin's decision about the event; anything
+/// else (a trap, a memory or output limit) counts against the subscription's health.
+pub(crate) fn plugin_gave_up(state: &State, sub: &Subscription, reason: &str) {
+    if !reason.starts_with("rejected") {
+        state
+            .health
+            .failure(&sub.id, reason, &state.snapshot.load().delivery);
+    }
+}
+
 /// Counts a plugin call in the metrics (by outcome, with its error code and duration); the
 /// outcome's name.
 pub(crate) fn count_plugin_call(
@@ -576,13 +586,7 @@ async fn call_plugin(
                 );
             }
             Outcome::GiveUp(reason) => {
-                // A rejection is the plugin's decision about the event; anything else (a trap,
-                // a memory or output limit) counts against the subscription's health.
-                if !reason.starts_with("rejected") {
-                    state
-                        .health
-                        .failure(&sub.id, &reason, &state.snapshot.load().delivery);
-                }
+                plugin_gave_up(state, sub, &reason);
                 let attempt = attempt(Some(reason.clone()));
                 bury(
                     state,

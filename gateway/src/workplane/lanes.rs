@@ -172,7 +172,7 @@ async fn fan_out(state: Arc<State>, work: Arc<NatsWork>, shutdown: CancellationT
             .expires(PULL_WAIT)
             .messages()
             .await;
-        let mut batch = match batch {
+        let batch = match batch {
             Ok(batch) => batch,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot pull events");
@@ -182,25 +182,55 @@ async fn fan_out(state: Arc<State>, work: Arc<NatsWork>, shutdown: CancellationT
                 }
             }
         };
-        loop {
-            let next = tokio::select! {
-                next = batch.next() => next,
-                () = shutdown.cancelled() => return hand_back(batch).await,
-            };
-            match next {
-                Some(Ok(message)) => {
-                    let (state, work) = (state.clone(), work.clone());
-                    state
-                        .in_flight
-                        .clone()
-                        .spawn(async move { fan_out_one(&state, &work, message).await });
-                }
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, "pull of events ended");
-                    break;
-                }
-                None => break,
+        let going = each_pulled(batch, &shutdown, "fanout", |message| {
+            let (state, work) = (state.clone(), work.clone());
+            state
+                .in_flight
+                .clone()
+                .spawn(async move { fan_out_one(&state, &work, message).await });
+        })
+        .await;
+        if !going {
+            return;
+        }
+    }
+}
+
+/// Passes each message a pull brings to `each` until the pull ends; `false` once `stop` is
+/// cancelled (what the pull still brings is handed back). A pull that failed without bringing
+/// anything (a consumer gone, no responders) is followed by a short pause, not tried again at
+/// once.
+async fn each_pulled(
+    mut batch: jetstream::consumer::pull::Batch,
+    stop: &CancellationToken,
+    consumer: &str,
+    mut each: impl FnMut(jetstream::Message),
+) -> bool {
+    let mut got = 0usize;
+    loop {
+        let next = tokio::select! {
+            next = batch.next() => next,
+            () = stop.cancelled() => {
+                hand_back(batch).await;
+                return false;
             }
+        };
+        match next {
+            Some(Ok(message)) => {
+                got += 1;
+                each(message);
+            }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, consumer, "pull ended");
+                if got == 0 {
+                    tokio::select! {
+                        () = tokio::time::sleep(ERROR_PAUSE) => {}
+                        () = stop.cancelled() => return false,
+                    }
+                }
+                return true;
+            }
+            None => return true,
         }
     }
 }
@@ -315,7 +345,7 @@ async fn pull(
             .expires(PULL_WAIT)
             .messages()
             .await;
-        let mut batch = match batch {
+        let batch = match batch {
             Ok(batch) => batch,
             Err(e) => {
                 tracing::warn!(error = %e, lane = %lane.consumer, "cannot pull jobs");
@@ -325,37 +355,18 @@ async fn pull(
                 }
             }
         };
-        let mut got = 0usize;
-        loop {
-            let next = tokio::select! {
-                next = batch.next() => next,
-                () = stop.cancelled() => return hand_back(batch).await,
-            };
-            match next {
-                Some(Ok(message)) => {
-                    got += 1;
-                    let held = permits.pop();
-                    let (state, work, global) = (state.clone(), work.clone(), global.clone());
-                    state.in_flight.clone().spawn(async move {
-                        let instance_slot = global.acquire_owned().await;
-                        run_job(&state, &work, message).await;
-                        drop((held, instance_slot));
-                    });
-                }
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, lane = %lane.consumer, "pull of jobs ended");
-                    // A pull that failed without bringing anything (a consumer gone, no
-                    // responders) is not tried again at once.
-                    if got == 0 {
-                        tokio::select! {
-                            () = tokio::time::sleep(ERROR_PAUSE) => {}
-                            () = stop.cancelled() => return,
-                        }
-                    }
-                    break;
-                }
-                None => break,
-            }
+        let going = each_pulled(batch, &stop, &lane.consumer, |message| {
+            let held = permits.pop();
+            let (state, work, global) = (state.clone(), work.clone(), global.clone());
+            state.in_flight.clone().spawn(async move {
+                let instance_slot = global.acquire_owned().await;
+                run_job(&state, &work, message).await;
+                drop((held, instance_slot));
+            });
+        })
+        .await;
+        if !going {
+            return;
         }
     }
 }
@@ -374,53 +385,37 @@ async fn retries(state: Arc<State>, work: Arc<NatsWork>, stop: CancellationToken
             .expires(PULL_WAIT)
             .messages()
             .await;
-        let Ok(mut batch) = batch else {
+        let Ok(batch) = batch else {
             tokio::select! {
                 () = tokio::time::sleep(TRY_AGAIN) => continue,
                 () = stop.cancelled() => return,
             }
         };
-        let mut got = 0usize;
-        loop {
-            let next = tokio::select! {
-                next = batch.next() => next,
-                () = stop.cancelled() => return hand_back(batch).await,
-            };
-            match next {
-                Some(Ok(message)) => {
-                    got += 1;
-                    let work = work.clone();
-                    state.in_flight.clone().spawn(async move {
-                        let Ok(item) = serde_json::from_slice::<Item>(&message.payload) else {
-                            tracing::error!("an unreadable retry is left for an operator");
-                            settle(&message, AckKind::Nak(Some(UNREADABLE_PAUSE))).await;
-                            return;
-                        };
-                        let wait = item.job.due_ms.saturating_sub(now_ms());
-                        if wait > 0 {
-                            settle(&message, AckKind::Nak(Some(Duration::from_millis(wait)))).await;
-                            return;
-                        }
-                        match work
-                            .publish_unique(work.job_subject(&item.job), &item)
-                            .await
-                        {
-                            Ok(()) => settle(&message, AckKind::Ack).await,
-                            Err(_) => settle(&message, AckKind::Nak(Some(TRY_AGAIN))).await,
-                        }
-                    });
+        let going = each_pulled(batch, &stop, "retry", |message| {
+            let work = work.clone();
+            state.in_flight.clone().spawn(async move {
+                let Ok(item) = serde_json::from_slice::<Item>(&message.payload) else {
+                    tracing::error!("an unreadable retry is left for an operator");
+                    settle(&message, AckKind::Nak(Some(UNREADABLE_PAUSE))).await;
+                    return;
+                };
+                let wait = item.job.due_ms.saturating_sub(now_ms());
+                if wait > 0 {
+                    settle(&message, AckKind::Nak(Some(Duration::from_millis(wait)))).await;
+                    return;
                 }
-                Some(Err(_)) => {
-                    if got == 0 {
-                        tokio::select! {
-                            () = tokio::time::sleep(ERROR_PAUSE) => {}
-                            () = stop.cancelled() => return,
-                        }
-                    }
-                    break;
+                match work
+                    .publish_unique(work.job_subject(&item.job), &item)
+                    .await
+                {
+                    Ok(()) => settle(&message, AckKind::Ack).await,
+                    Err(_) => settle(&message, AckKind::Nak(Some(TRY_AGAIN))).await,
                 }
-                None => break,
-            }
+            });
+        })
+        .await;
+        if !going {
+            return;
         }
     }
 }
@@ -856,13 +851,7 @@ async fn call(
             .await;
         }
         Outcome::GiveUp(reason) => {
-            // A rejection is the plugin's decision about the event; anything else (a trap,
-            // a memory or output limit) counts against the subscription's health.
-            if !reason.starts_with("rejected") {
-                state
-                    .health
-                    .failure(&sub.id, &reason, &state.snapshot.load().delivery);
-            }
+            crate::dispatch::plugin_gave_up(state, sub, &reason);
             let attempt = attempt(Some(reason.clone()));
             bury(
                 state,
