@@ -15,7 +15,7 @@ use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use crate::http_error::{ApiError, Body, json};
-use crate::state::{State, now_ms};
+use crate::state::State;
 
 /// The admin token check: 404 when none is configured, 401 when the request lacks it.
 fn authorise(
@@ -68,7 +68,7 @@ pub async fn route(
                 "control_plane": state.control.engine(),
                 "stored": state.store.counts(),
                 "delivered_since_start": state.delivered.load(std::sync::atomic::Ordering::Relaxed),
-                "schedule": state.scheduler.depth(),
+                "schedule": state.work.depth(),
                 "maintenance": state.store.maintenance_report(),
                 "stage_restarts": state.stage_restarts.load(std::sync::atomic::Ordering::Relaxed),
                 "quarantined_subscriptions": snapshot.quarantined.iter().map(|(id, why)| serde_json::json!({"id": id, "reason": why})).collect::<Vec<_>>(),
@@ -95,10 +95,7 @@ pub async fn route(
             }
         }
         (&Method::GET, ["dead-letters"]) => {
-            let letters = match &state.work {
-                Some(work) => work.dead_letters("", 1000).await.map_err(internal)?,
-                None => state.store.dead_letters(1000).map_err(internal)?,
-            };
+            let letters = state.work.dead_letters("", 1000).await.map_err(internal)?;
             let items: Vec<_> = letters
                 .iter()
                 .map(|d| {
@@ -115,16 +112,7 @@ pub async fn route(
             ))
         }
         (&Method::POST, ["dead-letters", id, "replay"]) => {
-            let replayed = match &state.work {
-                Some(work) => work.replay(id).await.map_err(internal)?,
-                None => {
-                    let job = state.store.replay(id, now_ms()).map_err(internal)?;
-                    if let Some(job) = &job {
-                        state.scheduler.schedule(job, now_ms());
-                    }
-                    job
-                }
-            };
+            let replayed = state.work.replay_dead_letter(id).await.map_err(internal)?;
             if replayed.is_some() {
                 Ok(json(
                     StatusCode::ACCEPTED,
@@ -136,10 +124,7 @@ pub async fn route(
         }
         (&Method::GET, ["events", id]) => journey::show(state, &snapshot, id).await,
         (&Method::GET, ["jobs", id, "attempts"]) => {
-            let attempts = match &state.work {
-                Some(work) => work.attempts(id).await.map_err(internal)?,
-                None => state.store.attempts(id).map_err(internal)?,
-            };
+            let attempts = state.work.attempts(id).await.map_err(internal)?;
             Ok(json(
                 StatusCode::OK,
                 &serde_json::json!({ "id": id, "attempts": attempts }),

@@ -23,7 +23,7 @@ use crate::event::Event;
 use crate::scheduler::{Admit, Entry, Lane};
 use crate::signing;
 use crate::state::{State, now_ms};
-use crate::store::{Attempt, DeadReason, Job, JobKind};
+use crate::store::{Attempt, CallFailure, DeadReason, Job, JobKind};
 use crate::telemetry::Metrics;
 use crate::transform::{self, Outcome};
 
@@ -419,11 +419,13 @@ pub(crate) fn after_failure(
 
 /// A plugin call that gave up: a rejection is the plugin's decision about the event; anything
 /// else (a trap, a memory or output limit) counts against the subscription's health.
-pub(crate) fn plugin_gave_up(state: &State, sub: &Subscription, reason: &str) {
-    if !reason.starts_with("rejected") {
-        state
-            .health
-            .failure(&sub.id, reason, &state.snapshot.load().delivery);
+pub(crate) fn plugin_gave_up(state: &State, sub: &Subscription, reason: &CallFailure) {
+    if !reason.is_rejection() {
+        state.health.failure(
+            &sub.id,
+            &reason.to_string(),
+            &state.snapshot.load().delivery,
+        );
     }
 }
 
@@ -437,11 +439,8 @@ pub(crate) fn count_plugin_call(
 ) -> &'static str {
     let (counted, code) = match outcome {
         Outcome::Deliver(_) => ("ok", None),
-        Outcome::RetryLater(reason) => ("retry", reason.split(':').next()),
-        Outcome::GiveUp(reason) => {
-            let code = reason.split(':').next().unwrap_or("failed");
-            (code, Some(code))
-        }
+        Outcome::RetryLater(reason) => ("retry", Some(reason.code())),
+        Outcome::GiveUp(reason) => (reason.code(), Some(reason.code())),
     };
     let plugin = sub.plugin.as_ref().map_or("none", |p| p.short_hash());
     state
@@ -544,7 +543,7 @@ async fn call_plugin(
     let outcomes = match ran {
         Ok(outcomes) => outcomes,
         Err(join) => {
-            let reason = format!("plugin task failed: {join}");
+            let reason = CallFailure::Task(join.to_string());
             let now = now_ms();
             calls
                 .iter()
@@ -581,13 +580,13 @@ async fn call_plugin(
                     sub,
                     entry,
                     &job,
-                    attempt(Some(reason)),
+                    attempt(Some(reason.to_string())),
                     Failure::Retryable(None),
                 );
             }
             Outcome::GiveUp(reason) => {
                 plugin_gave_up(state, sub, &reason);
-                let attempt = attempt(Some(reason.clone()));
+                let attempt = attempt(Some(reason.to_string()));
                 bury(
                     state,
                     &entry,

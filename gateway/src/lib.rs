@@ -83,34 +83,14 @@ pub async fn run(
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     };
-    // With the work plane on NATS, JetStream's consumers take the place of the local fan-out
-    // and dispatch.
-    let (fanout, dispatch) = if state.work.is_some() {
-        let shared = supervise(
-            "shared-work",
-            state.clone(),
-            &stages,
-            restarted(&state),
-            workplane::run,
-        );
-        (shared, tokio::spawn(async {}))
-    } else {
-        let fanout = supervise(
-            "fan-out",
-            state.clone(),
-            &stages,
-            restarted(&state),
-            fanout::run,
-        );
-        let dispatch = supervise(
-            "dispatch",
-            state.clone(),
-            &stages,
-            restarted(&state),
-            dispatch::run,
-        );
-        (fanout, dispatch)
-    };
+    // The work plane's own stages: fan-out and dispatch on sled, JetStream's pull loops on
+    // NATS.
+    let work_stages: Vec<_> = state
+        .work
+        .stages()
+        .into_iter()
+        .map(|(name, stage)| supervise(name, state.clone(), &stages, restarted(&state), stage))
+        .collect();
     let poller = supervise(
         "odoo-poll",
         state.clone(),
@@ -149,15 +129,10 @@ pub async fn run(
     stages.cancel();
     // Every task holding the state ends before this returns, so the database is closed (and
     // its lock released) when `run` returns: a restart in the same folder can open it at once.
-    let _ = tokio::join!(
-        fanout,
-        dispatch,
-        poller,
-        maintenance,
-        watcher,
-        sighup,
-        shared
-    );
+    for stage in work_stages {
+        let _ = stage.await;
+    }
+    let _ = tokio::join!(poller, maintenance, watcher, sighup, shared);
     state.in_flight.close();
     let grace = state.snapshot.load().server.shutdown_grace;
     if tokio::time::timeout(grace, state.in_flight.wait())
@@ -199,24 +174,22 @@ fn start(source: ConfigSource) -> anyhow::Result<(Arc<State>, Option<tokio_rustl
             Ok::<_, store::StoreError>(control)
         })
         .context("cannot open the control plane")?;
-    let work = match control.nats() {
-        Some(plane) => Some(Arc::new(
-            tokio::runtime::Handle::current()
-                .block_on(workplane::NatsWork::open(
-                    plane.jetstream().clone(),
-                    &file.storage.nats,
-                    &file.storage,
-                    plugin_slots_per_subscription,
-                ))
-                .context("cannot open the work plane on NATS")?,
-        )),
-        None => None,
-    };
+    let scheduler = Arc::new(scheduler::Scheduler::default());
+    let work = tokio::runtime::Handle::current()
+        .block_on(workplane::WorkPlane::open(
+            &file.storage,
+            &control,
+            &store,
+            scheduler.clone(),
+            plugin_slots_per_subscription,
+        ))
+        .context("cannot open the work plane")?;
+    let generation = control.change_generation();
     let snapshot = source.build(&control, &host, None)?;
+    control.snapshot_built(generation);
     store.set_commit_delay(snapshot.storage.commit_delay);
     // The schedule is rebuilt from the jobs on disk: what was running at the last stop (even
     // a kill -9) is due again now, retries keep their due times.
-    let scheduler = scheduler::Scheduler::default();
     let now = state::now_ms();
     let mut queued = 0usize;
     for job in store.queued_jobs() {

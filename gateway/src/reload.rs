@@ -185,11 +185,18 @@ impl Reloader {
 /// generation.
 pub async fn reload(state: &Arc<State>, cause: &str) -> Result<u64, String> {
     let _one_at_a_time = state.reloader.lock.lock().await;
+    // Read before the build reads the control plane: the snapshot holds at least the shared
+    // changes counted so far.
+    let generation = state.control.change_generation();
     // Plugins uploaded on other instances become files here before the build reads them.
     let storage = state.snapshot.load().storage.path.clone();
-    if let Err(e) = state.control.fetch_plugin_files(&storage).await {
-        tracing::warn!(error = %e, "cannot fetch the shared plugins; the build goes on without them");
-    }
+    let fetched = match state.control.fetch_plugin_files(&storage).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot fetch the shared plugins; the build goes on without them");
+            false
+        }
+    };
     let worker = state.clone();
     let built = tokio::task::spawn_blocking(move || {
         let current = worker.snapshot.load_full();
@@ -261,6 +268,12 @@ pub async fn reload(state: &Arc<State>, cause: &str) -> Result<u64, String> {
             state.store.set_commit_delay(snapshot.storage.commit_delay);
             drop(current);
             state.snapshot.store(Arc::new(snapshot));
+            // A build that had to go on without a plugin another instance uploaded may lack
+            // that subscription: it does not count as caught up with the shared changes, so
+            // the fan-out waits for one that is.
+            if fetched {
+                state.control.snapshot_built(generation);
+            }
             prune_plugin_cache(state);
             status.generation += 1;
             status.reloads_ok += 1;

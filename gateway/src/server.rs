@@ -272,6 +272,9 @@ fn readiness(state: &State) -> Response<Body> {
     if state.store.is_full() {
         reasons.push("storage_full: the disk budget is reached".to_owned());
     }
+    if let Some(why) = state.work.unavailable() {
+        reasons.push(format!("queue_unavailable: {why}"));
+    }
     if reasons.is_empty() {
         json(
             StatusCode::OK,

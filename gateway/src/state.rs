@@ -63,9 +63,9 @@ pub struct State {
     /// Apps, tokens, API subscriptions and plugins, nonces, health: in `store`'s database, or
     /// shared with other instances on NATS (`[storage] engine`).
     pub control: crate::control::ControlPlane,
-    /// With `[storage] engine = "nats"`, the shared work plane: events, the queue, the
-    /// delivery log and dead letters in JetStream instead of `store`.
-    pub work: Option<std::sync::Arc<crate::workplane::NatsWork>>,
+    /// Events, the queue, the delivery log and dead letters: in `store`, or in JetStream
+    /// shared with other instances (`[storage] engine`).
+    pub work: crate::workplane::WorkPlane,
     /// The configuration in force; replaced whole on reload.
     pub snapshot: ArcSwap<Snapshot>,
     /// Loads and runs plugins.
@@ -81,8 +81,8 @@ pub struct State {
     pub plugin_limits: ConcurrencyLimits,
     /// The low-priority threads plugin calls run on, one per plugin slot.
     pub plugin_threads: crate::plugin_threads::PluginThreads,
-    /// Which queued job runs next.
-    pub scheduler: Scheduler,
+    /// Which queued job runs next (the sled engine's; empty on NATS).
+    pub scheduler: std::sync::Arc<Scheduler>,
     /// Wakes fan-out when an event is accepted.
     pub fanout_wake: Notify,
     /// Delivery tasks in flight, for graceful shutdown.

@@ -285,7 +285,7 @@ impl Metrics {
     /// The text exposition, with the scrape-time values filled in first.
     pub fn render(&self, state: &crate::state::State) -> String {
         let _one_at_a_time = self.rendering.lock().unwrap_or_else(|p| p.into_inner());
-        let depth = state.scheduler.depth();
+        let depth = state.work.depth();
         let gauge = |g: &Gauge, v: usize| {
             g.set(i64::try_from(v).unwrap_or(i64::MAX));
         };
@@ -311,21 +311,17 @@ impl Metrics {
                 name.to_owned()
             }
         };
-        let mut queues: HashMap<String, (usize, u64)> = state
-            .snapshot
-            .load()
+        let snapshot = state.snapshot.load();
+        let mut queues: HashMap<String, (usize, u64)> = snapshot
             .destinations
             .keys()
             .map(|name| (label(name), (0, 0)))
             .collect();
         let now = crate::state::now_ms();
-        for lane in state.scheduler.lane_depths() {
-            let crate::scheduler::Lane::Deliver(name) = &lane.lane else {
-                continue;
-            };
-            let (jobs, age_ms) = queues.entry(label(name)).or_default();
-            *jobs += lane.due + lane.waiting;
-            let age = lane
+        for queue in state.work.destination_depths(&snapshot) {
+            let (jobs, age_ms) = queues.entry(label(&queue.destination)).or_default();
+            *jobs += queue.jobs;
+            let age = queue
                 .head_due_since_ms
                 .map_or(0, |since| now.saturating_sub(since));
             *age_ms = (*age_ms).max(age);

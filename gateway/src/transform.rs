@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::config::{Format, Subscription};
 use crate::event::Event;
 use crate::plugin::Delivery;
-use crate::store::{DeadLetter, DeadReason, Job, JobId, JobKind};
+use crate::store::{CallFailure, DeadLetter, DeadReason, Job, JobId, JobKind};
 use crate::xmljson;
 
 /// Event header that restricts an event to one subscription (the API's test events). Ingest
@@ -51,9 +51,9 @@ pub enum Outcome {
     /// Deliveries to queue (possibly none: filtered out).
     Deliver(Vec<Delivery>),
     /// Run the plugin again later (it asked to, or hit a limit that may pass).
-    RetryLater(String),
+    RetryLater(CallFailure),
     /// Give up; the reason goes to the dead-letter store.
-    GiveUp(String),
+    GiveUp(CallFailure),
 }
 
 /// The event after the subscription's payload filter: `None` when filtered out. A test event
@@ -109,7 +109,7 @@ pub async fn run_plugin(sub: &Arc<Subscription>, event: &Arc<Event>) -> Outcome 
     let (sub, event) = (sub.clone(), event.clone());
     tokio::task::spawn_blocking(move || call_plugin(&sub, &event))
         .await
-        .unwrap_or_else(|join| Outcome::RetryLater(format!("plugin task failed: {join}")))
+        .unwrap_or_else(|join| Outcome::RetryLater(CallFailure::Task(join.to_string())))
 }
 
 /// Runs the subscription's plugin here (after the payload filter): blocking, bounded by the
@@ -123,8 +123,8 @@ pub fn call_plugin(sub: &Subscription, event: &Arc<Event>) -> Outcome {
     };
     match plugin.handle(&event, &sub.plugin_config) {
         Ok(output) => Outcome::Deliver(output.deliveries),
-        Err(e) if e.is_retryable() => Outcome::RetryLater(format!("{}: {e}", e.code())),
-        Err(e) => Outcome::GiveUp(format!("{}: {e}", e.code())),
+        Err(e) if e.is_retryable() => Outcome::RetryLater(e.into()),
+        Err(e) => Outcome::GiveUp(e.into()),
     }
 }
 

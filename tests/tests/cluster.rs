@@ -740,8 +740,29 @@ async fn while_nats_is_down_ingest_refuses_clearly_and_everything_accepted_is_de
         "{:?}",
         refused.body
     );
+    // A load balancer's readiness probe takes the instance out meanwhile.
+    let ready = HttpClient::new()
+        .get(&b.url("/readyz"))
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status, 503, "{:?}", ready.body);
+    assert!(
+        ready.json()["reasons"]
+            .to_string()
+            .contains("queue_unavailable"),
+        "{:?}",
+        ready.body
+    );
 
     server.restart().expect("nats-server restarts");
+    let ready = within(WAIT, || async {
+        HttpClient::new()
+            .get(&b.url("/readyz"))
+            .await
+            .is_ok_and(|r| r.status == 200)
+    })
+    .await;
+    assert!(ready.is_some(), "ready again once NATS is back");
     let created = within(WAIT, || async { subscribe("after").await.status == 201 }).await;
     assert!(created.is_some(), "A writes again once NATS is back");
     let followed = within(WAIT, || async {
@@ -866,4 +887,169 @@ async fn the_control_plane_survives_a_node_restarting_in_a_three_node_r3_cluster
         .wait_for(1, CLUSTER_WAIT)
         .await
         .expect("B delivers");
+}
+
+/// Read-your-writes across instances: every event accepted after an app was told `201
+/// Created` reaches the new subscription, whichever instance accepts it and whichever fans
+/// it out, even in the moment before the other instance has heard of the subscription.
+#[tokio::test]
+async fn every_event_accepted_after_a_subscription_is_created_reaches_it_on_any_instance() {
+    let server = NatsServer::start().expect("nats-server");
+    let engine = nats(&server, "ryw");
+    let ((a, _da), (b, _db)) = (instance(&engine).await, instance(&engine).await);
+    let erp = register(&a, "erp").await;
+    let on_a = token(&a, &erp).await;
+    let receiver = inbox().await;
+    let created = create_orders(&a, &on_a, &receiver, "/orders").await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    // At once, on both instances: B has not heard of the subscription yet for the first of
+    // them, and either instance may fan any of them out.
+    const EVENTS: usize = 60;
+    let posts = (0..EVENTS).map(|n| {
+        let gw = if n % 2 == 0 { &a } else { &b };
+        async move { post_order(gw, &format!("ryw-{n}")).await }
+    });
+    futures_util::future::join_all(posts).await;
+    let got = receiver.wait_for(EVENTS, WAIT).await;
+    let tags: std::collections::HashSet<String> = receiver
+        .received()
+        .iter()
+        .filter_map(|r| {
+            serde_json::from_slice::<Value>(&r.body).ok()?["payload"]["x_test_id"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert!(
+        got.is_ok() && tags.len() == EVENTS,
+        "{} of {EVENTS} events reached the subscription",
+        tags.len()
+    );
+}
+
+/// A job pulled while every one of the instance's delivery slots is busy keeps its lease while
+/// it waits: it is not handed to another puller past the lease and sent twice.
+#[tokio::test]
+async fn a_job_waiting_for_a_slot_keeps_its_lease_and_is_sent_once() {
+    let server = NatsServer::start().expect("nats-server");
+    let engine = nats(&server, "lease");
+    let slow = Inbox::start_local(InboxOptions {
+        delay: Duration::from_secs(3),
+        ..InboxOptions::default()
+    })
+    .await
+    .expect("inbox");
+    let fast = inbox().await;
+    let config = format!(
+        r#"{storage}lease = "1s"
+[server]
+admin_token = "{ADMIN}"
+[delivery]
+concurrency = 1
+timeout = "10s"
+retries = 0
+[delivery.client.ssrf]
+allow = ["127.0.0.0/8"]
+[[sources]]
+name = "odoo"
+tokens = ["{SOURCE_TOKEN}"]
+[[destinations]]
+name = "slow"
+url = "{slow_url}"
+secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
+[[destinations]]
+name = "fast"
+url = "{fast_url}"
+secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
+[[subscriptions]]
+id = "slow"
+events = ["sale.order.*"]
+destinations = ["slow"]
+[[subscriptions]]
+id = "fast"
+events = ["res.partner.*"]
+destinations = ["fast"]
+"#,
+        storage = engine.storage_toml("data"),
+        slow_url = slow.url("/slow"),
+        fast_url = fast.url("/fast"),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = TestGateway::start(&config, dir.path())
+        .await
+        .expect("gateway starts");
+    // The slow delivery takes the instance's one slot for 3 s, three leases.
+    post_order(&gw, "slow").await;
+    // Let it take the slot before the other job arrives.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let url = gw.url(&format!("/v1/events/odoo/{SOURCE_TOKEN}"));
+    let partner = json!({"model": "res.partner", "action": "write", "record_id": 9, "payload": {"name": "waits"}});
+    let reply = HttpClient::new()
+        .post_json(&url, partner.to_string().as_bytes())
+        .await
+        .expect("ingest");
+    assert_eq!(reply.status, 202, "{:?}", reply.body);
+    fast.wait_for(1, WAIT)
+        .await
+        .expect("the waiting job is sent");
+    slow.wait_for(1, WAIT).await.expect("the slow one is sent");
+    // Long enough for a second copy, handed out past the lease, to arrive.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(fast.received().len(), 1, "sent once");
+    assert_eq!(slow.received().len(), 1, "sent once");
+    gw.stop().await.expect("stop");
+}
+
+/// A plugin output that, with its event, is too large for one message of the queue is
+/// dead-lettered with the reason, once: it could never be queued, so it is not called again
+/// and again.
+#[tokio::test]
+async fn a_plugin_output_too_large_for_the_queue_is_dead_lettered_with_the_reason() {
+    let server = NatsServer::start().expect("nats-server");
+    let engine = nats(&server, "large");
+    let receiver = inbox().await;
+    let config = format!(
+        r#"{base}
+[[destinations]]
+name = "echo"
+url = "{url}"
+secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
+[[subscriptions]]
+id = "echo"
+events = ["res.partner.*"]
+destinations = ["echo"]
+plugin = "{plugin}"
+[subscriptions.config]
+mode = "ok"
+"#,
+        base = config(&engine),
+        url = receiver.url("/echo"),
+        plugin = odoo_gateway_tests::plugin("hostile_plugin").display(),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = TestGateway::start(&config, dir.path())
+        .await
+        .expect("gateway starts");
+    // 700 KB: the event fits in a message, the event and its echo together do not.
+    let big = "x".repeat(700 * 1024);
+    let envelope = json!({"model": "res.partner", "action": "write", "record_id": 1, "payload": {"note": big}});
+    let url = gw.url(&format!("/v1/events/odoo/{SOURCE_TOKEN}"));
+    let reply = HttpClient::new()
+        .post_json(&url, envelope.to_string().as_bytes())
+        .await
+        .expect("ingest");
+    assert_eq!(reply.status, 202, "{:?}", reply.body);
+    let letter = within(WAIT, || async {
+        let letters = admin(&gw, "GET", "/admin/dead-letters", None).await.json();
+        letters["dead_letters"]
+            .as_array()
+            .is_some_and(|l| !l.is_empty())
+    })
+    .await;
+    assert!(letter.is_some(), "dead-lettered");
+    let letters = admin(&gw, "GET", "/admin/dead-letters", None).await.json();
+    let reason = letters["dead_letters"][0]["reason"].as_str().unwrap_or("");
+    assert!(reason.starts_with("plugin_output_too_large: "), "{letters}");
+    assert!(receiver.received().is_empty(), "nothing delivered");
+    gw.stop().await.expect("stop");
 }

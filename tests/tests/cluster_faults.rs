@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use odoo_gateway::cli::inbox::{Inbox, InboxOptions, Received};
-use odoo_gateway::workplane::LEASE;
+use odoo_gateway::config::nats::DEFAULT_LEASE as LEASE;
 use odoo_gateway_tests::HttpClient;
 use odoo_gateway_tests::nats::{Engine, NatsCluster, NatsServer};
 

@@ -147,8 +147,8 @@ pub(super) async fn dry_run(
                 .collect();
             ("deliver", shown, refused, None)
         }
-        Outcome::RetryLater(e) => ("retry_later", Vec::new(), Vec::new(), Some(e)),
-        Outcome::GiveUp(e) => ("give_up", Vec::new(), Vec::new(), Some(e)),
+        Outcome::RetryLater(e) => ("retry_later", Vec::new(), Vec::new(), Some(e.to_string())),
+        Outcome::GiveUp(e) => ("give_up", Vec::new(), Vec::new(), Some(e.to_string())),
     };
     Ok(answer(
         StatusCode::OK,

@@ -22,20 +22,10 @@ pub(super) async fn show(
     id: &str,
 ) -> Result<http::Response<Body>, ApiError> {
     let internal = |e: crate::store::StoreError| ApiError::internal("admin request failed", &e);
-    let (event, journey) = match &state.work {
-        Some(work) => {
-            let Some(event) = work.event(id).await.map_err(internal)? else {
-                return Err(ApiError::not_found());
-            };
-            (event, work.journey(id).await.map_err(internal)?)
-        }
-        None => {
-            let Some(event) = state.store.event(id).map_err(internal)? else {
-                return Err(ApiError::not_found());
-            };
-            (event, state.store.journey(id).map_err(internal)?)
-        }
+    let Some(event) = state.work.event(id).await.map_err(internal)? else {
+        return Err(ApiError::not_found());
     };
+    let journey = state.work.journey(id).await.map_err(internal)?;
     let event_type = event.event_type();
     let matched: Vec<&str> = snapshot
         .subscriptions

@@ -26,7 +26,7 @@ fn known(snapshot: &Snapshot, id: &str) -> Result<(), ApiError> {
 /// `GET /admin/subscriptions`: every subscription in force (the file's and the apps'), with
 /// its health, whether it is paused, and how many of its jobs wait in the schedule.
 pub(super) fn list(state: &State, snapshot: &Snapshot) -> http::Response<Body> {
-    let depth = state.scheduler.depth_by_subscription();
+    let depth = state.work.queued_by_subscription(snapshot);
     let items: Vec<Value> = snapshot
         .subscriptions
         .iter()
@@ -130,7 +130,8 @@ impl DeliveriesQuery {
 
 /// `GET /admin/deliveries?subscription=S[&failed=true][&limit=N]`: the subscription's
 /// attempts (deliveries and plugin calls) among its newest jobs, newest first; with
-/// `failed`, only those that failed. Each says where its job is now: queued, dead or done.
+/// `failed`, only those that failed. Each says where its job is now: pending, delivered or
+/// dead.
 pub(super) async fn deliveries(
     state: &State,
     snapshot: &Snapshot,
@@ -139,56 +140,21 @@ pub(super) async fn deliveries(
     let query = DeliveriesQuery::parse(query)?;
     known(snapshot, &query.subscription)?;
     let internal = |e: crate::store::StoreError| ApiError::internal("admin request failed", &e);
-    let store = &state.store;
     let mut attempts = Vec::new();
-    if let Some(work) = &state.work {
-        for listed in work
-            .deliveries(&query.subscription, SCAN_JOBS)
-            .await
-            .map_err(internal)?
-        {
-            let job = &listed.latest.job;
-            let now = match listed.latest.status {
-                crate::workplane::log::Status::Pending => "queued",
-                crate::workplane::log::Status::Dead => "dead",
-                crate::workplane::log::Status::Delivered => "done",
-            };
-            for a in listed.attempts {
-                if query.failed && !failed(&a) {
-                    continue;
-                }
-                attempts.push(json!({
-                    "job": job.id, "event_id": job.event_id, "destination": job.destination,
-                    "job_state": now, "at_ms": a.at_ms, "status": a.status,
-                    "latency_ms": a.latency_ms, "error": a.error, "excerpt": a.excerpt,
-                    "ok": !failed(&a),
-                }));
-            }
-        }
-    }
-    for job in store
-        .jobs_of_subscription(&query.subscription, SCAN_JOBS)
+    for delivery in state
+        .work
+        .deliveries(&query.subscription, SCAN_JOBS)
+        .await
         .map_err(internal)?
     {
-        let tried = store.attempts(&job.id).map_err(internal)?;
-        let tried: Vec<_> = tried
-            .into_iter()
-            .filter(|a| !query.failed || failed(a))
-            .collect();
-        if tried.is_empty() {
-            continue;
-        }
-        let now = if store.job(&job.id).map_err(internal)?.is_some() {
-            "queued"
-        } else if store.dead_letter(&job.id).map_err(internal)?.is_some() {
-            "dead"
-        } else {
-            "done"
-        };
-        for a in tried {
+        let job = &delivery.job;
+        for a in delivery.attempts {
+            if query.failed && !failed(&a) {
+                continue;
+            }
             attempts.push(json!({
                 "job": job.id, "event_id": job.event_id, "destination": job.destination,
-                "job_state": now, "at_ms": a.at_ms, "status": a.status,
+                "job_state": delivery.state.as_str(), "at_ms": a.at_ms, "status": a.status,
                 "latency_ms": a.latency_ms, "error": a.error, "excerpt": a.excerpt,
                 "ok": !failed(&a),
             }));

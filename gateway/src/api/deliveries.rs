@@ -69,51 +69,9 @@ fn test_event_type(patterns: &[String]) -> String {
 /// `GET /v1/subscriptions/{id}/deliveries[?limit=N]`: newest first, each with its attempts.
 pub(super) async fn list(call: &Call<'_>, id: &str) -> Result<Response<Body>, ApiError> {
     find(call, id)?;
-    if let Some(work) = &call.state.work {
-        return list_shared(call, work, id).await;
-    }
-    let store = &call.state.store;
-    let jobs = store
-        .jobs_of_subscription(&qualified_id(&call.app.app, id), call.limit()?)
-        .map_err(internal)?;
-    let mut items = Vec::with_capacity(jobs.len());
-    let excerpts = call
+    let listed = call
         .state
-        .snapshot
-        .load()
-        .delivery
-        .show_response_excerpts_to_apps;
-    for job in jobs {
-        let mut attempts = store.attempts(&job.id).map_err(internal)?;
-        if !excerpts {
-            // Status and timing only: the body another host answered is not the app's to read.
-            for attempt in &mut attempts {
-                attempt.excerpt.clear();
-            }
-        }
-        let (status, reason) = if store.job(&job.id).map_err(internal)?.is_some() {
-            ("pending", None)
-        } else if let Some(dead) = store.dead_letter(&job.id).map_err(internal)? {
-            ("dead", Some(dead.reason))
-        } else {
-            ("delivered", None)
-        };
-        items.push(json!({
-            "id": job.id, "event_id": job.event_id, "created_ms": job.created_ms,
-            "status": status, "reason": reason, "attempts": attempts,
-        }));
-    }
-    Ok(json(StatusCode::OK, &json!({ "deliveries": items })))
-}
-
-/// [`list`] from the shared work plane.
-async fn list_shared(
-    call: &Call<'_>,
-    work: &crate::workplane::NatsWork,
-    id: &str,
-) -> Result<Response<Body>, ApiError> {
-    use crate::workplane::log::Status;
-    let listed = work
+        .work
         .deliveries(&qualified_id(&call.app.app, id), call.limit()?)
         .await
         .map_err(internal)?;
@@ -125,78 +83,47 @@ async fn list_shared(
         .show_response_excerpts_to_apps;
     let items: Vec<Value> = listed
         .into_iter()
-        .map(|mut listed| {
+        .map(|mut delivery| {
             if !excerpts {
-                for attempt in &mut listed.attempts {
+                // Status and timing only: the body another host answered is not the app's to
+                // read.
+                for attempt in &mut delivery.attempts {
                     attempt.excerpt.clear();
                 }
             }
-            let job = &listed.latest.job;
-            let status = match listed.latest.status {
-                Status::Pending => "pending",
-                Status::Dead => "dead",
-                Status::Delivered => "delivered",
-            };
+            let job = &delivery.job;
             json!({
                 "id": job.id, "event_id": job.event_id, "created_ms": job.created_ms,
-                "status": status, "reason": listed.latest.reason, "attempts": listed.attempts,
+                "status": delivery.state.as_str(), "reason": delivery.reason,
+                "attempts": delivery.attempts,
             })
         })
         .collect();
     Ok(json(StatusCode::OK, &json!({ "deliveries": items })))
 }
 
-/// Where a job stands, on either engine, for a replay.
-struct Found {
-    summary: crate::store::JobSummary,
-    pending: bool,
-}
-
 /// `POST /v1/deliveries/{id}/replay`.
 pub(super) async fn replay(call: &Call<'_>, job_id: &str) -> Result<Response<Body>, ApiError> {
     let state = call.state;
-    let store = &state.store;
+    let work = &state.work;
     let subscription = owned_subscription(call, job_id)?;
-    let found = match &state.work {
-        Some(work) => work
-            .latest_record(job_id)
-            .await
-            .map_err(internal)?
-            .map(|r| Found {
-                pending: r.status == crate::workplane::log::Status::Pending,
-                summary: r.job,
-            }),
-        None => store
-            .job_summary(&subscription, job_id)
-            .map_err(internal)?
-            .map(|summary| Found {
-                summary,
-                pending: false,
-            }),
-    };
-    let found = found.ok_or_else(ApiError::not_found)?;
-    let summary = found.summary;
-    let from_dead = match &state.work {
-        Some(work) => work.replay(job_id).await.map_err(internal)?.is_some(),
-        None => match store.replay(job_id, now_ms()).map_err(internal)? {
-            Some(job) => {
-                state.scheduler.schedule(&job, now_ms());
-                true
-            }
-            None => false,
-        },
-    };
-    if from_dead {
+    let (summary, job_state) = work
+        .job(&subscription, job_id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(ApiError::not_found)?;
+    if work
+        .replay_dead_letter(job_id)
+        .await
+        .map_err(internal)?
+        .is_some()
+    {
         return Ok(json(
             StatusCode::ACCEPTED,
             &json!({ "replayed": job_id, "from": "dead_letter" }),
         ));
     }
-    let pending = match &state.work {
-        Some(_) => found.pending,
-        None => store.job(job_id).map_err(internal)?.is_some(),
-    };
-    if pending {
+    if job_state == crate::workplane::JobState::Pending {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "delivery_pending",
@@ -216,10 +143,7 @@ pub(super) async fn replay(call: &Call<'_>, job_id: &str) -> Result<Response<Bod
             "the subscription no longer exists",
         ));
     };
-    let stored = match &state.work {
-        Some(work) => work.event(&summary.event_id).await.map_err(internal)?,
-        None => store.event(&summary.event_id).map_err(internal)?,
-    };
+    let stored = work.event(&summary.event_id).await.map_err(internal)?;
     let Some(event) = stored else {
         return Err(ApiError::new(
             StatusCode::GONE,
@@ -258,26 +182,7 @@ pub(super) async fn replay(call: &Call<'_>, job_id: &str) -> Result<Response<Bod
             "the subscription no longer makes this delivery from the event",
         ));
     }
-    match &state.work {
-        Some(work) => {
-            for job in jobs {
-                let item = crate::workplane::Item {
-                    job,
-                    event: (*event).clone(),
-                };
-                work.publish_unique(work.job_subject(&item.job), &item)
-                    .await
-                    .map_err(internal)?;
-            }
-        }
-        None => {
-            store.enqueue(&jobs, &[], &[]).map_err(internal)?;
-            store.durable().await.map_err(internal)?;
-            for job in &jobs {
-                state.scheduler.schedule(job, now);
-            }
-        }
-    }
+    work.requeue(jobs, &event).await.map_err(internal)?;
     Ok(json(
         StatusCode::ACCEPTED,
         &json!({ "replayed": job_id, "from": "delivered" }),
@@ -298,17 +203,12 @@ fn owned_subscription(call: &Call<'_>, job_id: &str) -> Result<String, ApiError>
 /// `GET /v1/dead-letters[?limit=N]`: the app's dead letters.
 pub(super) async fn dead_letters(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
     let prefix = app_prefix(&call.app.app);
-    let letters = match &call.state.work {
-        Some(work) => work
-            .dead_letters(&prefix, call.limit()?)
-            .await
-            .map_err(internal)?,
-        None => call
-            .state
-            .store
-            .dead_letters_of(&prefix, call.limit()?)
-            .map_err(internal)?,
-    };
+    let letters = call
+        .state
+        .work
+        .dead_letters(&prefix, call.limit()?)
+        .await
+        .map_err(internal)?;
     let items: Vec<Value> = letters.iter().map(|d| render_dead(d, &prefix)).collect();
     Ok(json(StatusCode::OK, &json!({ "dead_letters": items })))
 }
@@ -329,37 +229,25 @@ pub(super) async fn replay_dead_letter(
     call: &Call<'_>,
     id: &str,
 ) -> Result<Response<Body>, ApiError> {
-    if let Some(work) = &call.state.work {
-        let owned = work
-            .dead_letter(id)
+    let work = &call.state.work;
+    let owned = work
+        .dead_letter(id)
+        .await
+        .map_err(internal)?
+        .is_some_and(|d| {
+            d.job
+                .subscription_id
+                .starts_with(&app_prefix(&call.app.app))
+        });
+    if !owned
+        || work
+            .replay_dead_letter(id)
             .await
             .map_err(internal)?
-            .is_some_and(|d| {
-                d.letter
-                    .job
-                    .subscription_id
-                    .starts_with(&app_prefix(&call.app.app))
-            });
-        if !owned || work.replay(id).await.map_err(internal)?.is_none() {
-            return Err(ApiError::not_found());
-        }
-        return Ok(json(StatusCode::ACCEPTED, &json!({ "replayed": id })));
-    }
-    let store = &call.state.store;
-    let owned = store.dead_letter(id).map_err(internal)?.is_some_and(|d| {
-        d.job
-            .subscription_id
-            .starts_with(&app_prefix(&call.app.app))
-    });
-    let replayed = if owned {
-        store.replay(id, now_ms()).map_err(internal)?
-    } else {
-        None
-    };
-    let Some(job) = replayed else {
+            .is_none()
+    {
         return Err(ApiError::not_found());
-    };
-    call.state.scheduler.schedule(&job, now_ms());
+    }
     Ok(json(StatusCode::ACCEPTED, &json!({ "replayed": id })))
 }
 

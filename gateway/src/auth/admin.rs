@@ -124,16 +124,7 @@ pub(crate) async fn route(
                 tracing::warn!(app = %name, error = %e, "reload after removing an app failed");
             }
             let prefix = crate::api::records::app_prefix(name);
-            let purged = match &state.work {
-                Some(work) => work.purge_subscriptions(&prefix).await.map_err(internal)?,
-                None => {
-                    let store_ref = state.store.clone();
-                    tokio::task::spawn_blocking(move || store_ref.purge_subscriptions(&prefix))
-                        .await
-                        .map_err(|e| ApiError::internal("purging an app failed", &e))?
-                        .map_err(internal)?
-                }
-            };
+            let purged = state.work.purge(&prefix).await.map_err(internal)?;
             let tokens = control.revoke_app_tokens(name).await.map_err(internal)?;
             state.store.durable().await.map_err(internal)?;
             tracing::info!(app = %name, records, purged, tokens, "app removed with everything it owned");

@@ -10,6 +10,7 @@
 //! caches.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -44,7 +45,15 @@ pub struct NatsConfig {
     pub bucket_prefix: String,
     /// Copies of each bucket in a JetStream cluster (1 to 5; 3 for a 3-node cluster).
     pub replicas: usize,
+    /// How long an event or job pulled by an instance stays its own without word from it
+    /// (JetStream's `ack_wait`): the time a dead instance's work waits before another takes
+    /// it. An instance renews it every third of it while the work waits or runs.
+    #[serde(with = "crate::delivery::backoff::serde_duration")]
+    pub lease: Duration,
 }
+
+/// The default [`NatsConfig::lease`].
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
 
 /// The default bucket prefix.
 pub const DEFAULT_BUCKET_PREFIX: &str = "odoo_gateway";
@@ -59,6 +68,7 @@ impl Default for NatsConfig {
             creds_file: None,
             bucket_prefix: DEFAULT_BUCKET_PREFIX.to_owned(),
             replicas: 1,
+            lease: DEFAULT_LEASE,
         }
     }
 }
@@ -73,6 +83,7 @@ impl std::fmt::Debug for NatsConfig {
             .field("creds_file", &self.creds_file)
             .field("bucket_prefix", &self.bucket_prefix)
             .field("replicas", &self.replicas)
+            .field("lease", &self.lease)
             .finish()
     }
 }
@@ -135,6 +146,9 @@ impl NatsConfig {
         }
         if !(1..=5).contains(&self.replicas) {
             problem("replicas", format!("{} is not from 1 to 5", self.replicas));
+        }
+        if self.lease < Duration::from_secs(1) || self.lease > Duration::from_secs(3600) {
+            problem("lease", format!("{:?} is not from 1 s to 1 h", self.lease));
         }
     }
 }

@@ -267,6 +267,37 @@ impl ControlPlane {
         }
     }
 
+    /// The count of shared changes a snapshot build about to start reads (0 on sled, where
+    /// every change is this instance's own and rebuilt before it is answered).
+    pub(crate) fn change_generation(&self) -> u64 {
+        match self {
+            Self::Sled(_) => 0,
+            Self::Nats(p) => p.change_generation(),
+        }
+    }
+
+    /// The snapshot built from `generation` is in force.
+    pub(crate) fn snapshot_built(&self, generation: u64) {
+        if let Self::Nats(p) = self {
+            p.snapshot_built(generation);
+        }
+    }
+
+    /// Read-your-writes for the work built on the snapshot: waits until the snapshot in force
+    /// holds every change to apps, API subscriptions and plugins made before `since` on any
+    /// instance; false when that takes longer than `patience` (the caller must not act on a
+    /// snapshot that may lack a subscription). At once on sled.
+    pub(crate) async fn caught_up(
+        &self,
+        since: std::time::Instant,
+        patience: std::time::Duration,
+    ) -> bool {
+        match self {
+            Self::Sled(_) => true,
+            Self::Nats(p) => p.caught_up(since, patience).await,
+        }
+    }
+
     /// Makes sure every stored plugin's component is a file under `storage` (the folder the
     /// snapshot loads them from), fetching those uploaded on other instances. A no-op on sled.
     pub(crate) async fn fetch_plugin_files(&self, storage: &Path) -> Result<(), StoreError> {

@@ -16,6 +16,9 @@ use crate::state::State;
 /// plugin record, an app and its subscriptions).
 pub const DEBOUNCE: Duration = Duration::from_millis(100);
 
+/// How often a snapshot that lacks a shared change is built again.
+const BEHIND_RETRY: Duration = Duration::from_secs(1);
+
 /// Rebuilds the snapshot when another instance changed what it is built from, until
 /// `shutdown`.
 pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
@@ -24,8 +27,15 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
     };
     let changes = plane.changes.clone();
     loop {
+        // A build that could not hold every change (a plugin not fetched) is tried again
+        // until one does: the fan-out waits for it.
+        let behind = !plane.snapshot_current();
         tokio::select! {
             () = changes.notify.notified() => {}
+            () = tokio::time::sleep(BEHIND_RETRY), if behind => {
+                let _ = crate::reload::reload(&state, "catching up with the shared control plane").await;
+                continue;
+            }
             () = shutdown.cancelled() => return,
         }
         tokio::select! {
@@ -68,17 +78,14 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
 /// does where it is called): its queued deliveries, delivery log and dead letters go.
 async fn purge_app_work(state: &Arc<State>, app: &str) {
     let prefix = crate::api::records::app_prefix(app);
-    let store = state.store.clone();
-    let purged = tokio::task::spawn_blocking(move || store.purge_subscriptions(&prefix)).await;
-    match purged {
-        Ok(Ok(purged)) => {
+    match state.work.purge(&prefix).await {
+        Ok(purged) => {
             tracing::info!(
                 app,
                 purged,
-                "app removed on another instance; its local work is purged"
+                "app removed on another instance; its work is purged"
             );
         }
-        Ok(Err(e)) => tracing::error!(app, error = %e, "cannot purge a removed app's local work"),
-        Err(e) => tracing::error!(app, error = %e, "purging a removed app's local work panicked"),
+        Err(e) => tracing::error!(app, error = %e, "cannot purge a removed app's work"),
     }
 }

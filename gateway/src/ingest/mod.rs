@@ -181,7 +181,7 @@ pub async fn accept(
     });
     // On the shared work plane, the event is acknowledged once JetStream holds it; any
     // instance fans it out.
-    if let Some(work) = &state.work {
+    if let crate::workplane::WorkPlane::Nats(work) = &state.work {
         drop(snapshot);
         let accepted = work
             .accept(&event, &dedup)
@@ -254,7 +254,7 @@ pub async fn accept_event(
     event: &Event,
     dedup: &DedupKey,
 ) -> Result<crate::store::Accepted, crate::store::StoreError> {
-    if let Some(work) = &state.work {
+    if let crate::workplane::WorkPlane::Nats(work) = &state.work {
         return work.accept(event, dedup).await;
     }
     let accepted = state.store.accept(event, dedup)?;

@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 use super::{EnrichSpec, OdooClient, OdooError};
 use crate::config::{Snapshot, Subscription};
 use crate::event::Event;
+use crate::store::CallFailure;
 use crate::transform::Outcome;
 
 /// Where ids sit in a payload field.
@@ -78,7 +79,7 @@ pub async fn prepare(
     let mut prepared = Vec::with_capacity(events.len());
     // Once a source's Odoo failed in a way that may pass, the rest of the batch from that
     // source waits too, unasked.
-    let mut unavailable: HashMap<String, String> = HashMap::new();
+    let mut unavailable: HashMap<String, CallFailure> = HashMap::new();
     for event in events {
         let specs = specs_for(snapshot, sub, &event);
         if specs.is_empty() {
@@ -94,20 +95,29 @@ pub async fn prepare(
             .get(&event.source)
             .and_then(|s| s.odoo.as_ref());
         let Some(odoo) = odoo else {
-            prepared.push(Err(Outcome::GiveUp(format!(
-                "odoo_not_configured: subscription `{}` enriches, but source `{}` has no [sources.odoo]",
-                sub.id, event.source
-            ))));
+            prepared.push(Err(Outcome::GiveUp(CallFailure::Odoo {
+                code: "odoo_not_configured",
+                message: format!(
+                    "subscription `{}` enriches, but source `{}` has no [sources.odoo]",
+                    sub.id, event.source
+                ),
+            })));
             continue;
         };
         prepared.push(match enrich_event(&odoo.client, specs, &event).await {
             Ok(enriched) => Ok(enriched),
             Err(e) if e.is_retryable() => {
-                let reason = format!("{}: {e}", e.code());
+                let reason = CallFailure::Odoo {
+                    code: e.code(),
+                    message: e.to_string(),
+                };
                 unavailable.insert(event.source.clone(), reason.clone());
                 Err(Outcome::RetryLater(reason))
             }
-            Err(e) => Err(Outcome::GiveUp(format!("{}: {e}", e.code()))),
+            Err(e) => Err(Outcome::GiveUp(CallFailure::Odoo {
+                code: e.code(),
+                message: e.to_string(),
+            })),
         });
     }
     prepared

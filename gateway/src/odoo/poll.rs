@@ -323,7 +323,9 @@ async fn accept(
     write_date: &str,
     payload: String,
 ) -> Result<(), PollError> {
-    if state.work.is_none() && (state.store.unavailable().is_some() || state.store.is_full()) {
+    if state.work.store().is_some()
+        && (state.store.unavailable().is_some() || state.store.is_full())
+    {
         return Err(PollError::StoreRefuses);
     }
     let event = Event {
@@ -341,8 +343,8 @@ async fn accept(
         id: change_key(model, id, write_date),
     };
     match &state.work {
-        Some(work) => work.accept(&event, &dedup).await?,
-        None => state.store.accept(&event, &dedup)?,
+        crate::workplane::WorkPlane::Nats(work) => work.accept(&event, &dedup).await?,
+        crate::workplane::WorkPlane::Sled(_) => state.store.accept(&event, &dedup)?,
     };
     Ok(())
 }

@@ -181,6 +181,44 @@ pub struct Attempt {
     pub error: Option<String>,
 }
 
+/// Why a plugin-call job made no deliveries this time: typed, so that what follows (retry,
+/// dead letter, whether it counts against the subscription's health, the metric's code) is
+/// decided on the kind, never on the text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallFailure {
+    /// The plugin itself: a rejection, a retry it asked for, a trap, a limit.
+    #[error("{code}: {0}", code = .0.code())]
+    Plugin(#[from] crate::plugin::PluginError),
+    /// Reading the related records from Odoo (enrichment) failed.
+    #[error("{code}: {message}")]
+    Odoo {
+        /// The Odoo error's stable code.
+        code: &'static str,
+        /// What it said.
+        message: String,
+    },
+    /// The task that ran the call died (a panic in the host).
+    #[error("plugin_task_failed: {0}")]
+    Task(String),
+}
+
+impl CallFailure {
+    /// The stable code (the metric label, the start of the stored text).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Plugin(e) => e.code(),
+            Self::Odoo { code, .. } => code,
+            Self::Task(_) => "plugin_task_failed",
+        }
+    }
+
+    /// Whether the plugin refused the event on purpose: its decision about the event, not a
+    /// failure of the subscription.
+    pub fn is_rejection(&self) -> bool {
+        matches!(self, Self::Plugin(crate::plugin::PluginError::Rejected(_)))
+    }
+}
+
 /// Why a job was given up. Stored as its text, which starts with its stable code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeadReason {
@@ -192,8 +230,8 @@ pub enum DeadReason {
     EventMissing,
     /// The delivery could not be signed.
     Unsignable(String),
-    /// The plugin refused the event, or failed in a way a retry cannot mend.
-    Plugin(String),
+    /// The plugin refused the event, or its call failed in a way a retry cannot mend.
+    Plugin(CallFailure),
     /// The plugin named a destination the subscription does not have.
     PluginInvalidOutput(String),
     /// Every attempt failed.
@@ -231,8 +269,8 @@ impl fmt::Display for DeadReason {
             }
             Self::EventMissing => f.write_str("event_missing: the event is no longer stored"),
             Self::Unsignable(e) => write!(f, "unsignable: {e}"),
-            // The plugin error text already starts with its own code (`rejected: ...`).
-            Self::Plugin(e) => f.write_str(e),
+            // The failure's text starts with its own code (`plugin_rejected: ...`).
+            Self::Plugin(e) => write!(f, "{e}"),
             Self::PluginInvalidOutput(e) => write!(f, "plugin_invalid_output: {e}"),
             Self::GaveUp {
                 attempts,

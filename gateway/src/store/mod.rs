@@ -29,7 +29,8 @@ pub use durability::Durability;
 pub use events::{Accepted, DedupKey};
 pub use groups::GROUP_SIZE;
 pub use job::{
-    Attempt, BadJobId, DeadLetter, DeadReason, Job, JobId, JobKind, JobPart, JobSummary, Member,
+    Attempt, BadJobId, CallFailure, DeadLetter, DeadReason, Job, JobId, JobKind, JobPart,
+    JobSummary, Member,
 };
 pub use maintenance::{PASS_BUDGET, Policy, Report};
 pub use queue::{Journey, MAX_BATCH};

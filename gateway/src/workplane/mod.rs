@@ -1,413 +1,347 @@
-//! The work plane on NATS JetStream (`[storage] engine = "nats"`): accepted events, the
-//! fan-out, the delivery queue, the delivery log and the dead letters, shared by every
-//! instance with the same servers and `bucket_prefix`.
+//! The work plane behind one interface: accepted events, the queue of deliveries and plugin
+//! calls, the delivery log, dead letters and their replay, one event's journey, an app's purge,
+//! and the queue's depth. As [`crate::control::ControlPlane`] is for the control plane, every
+//! engine choice is made here: callers (the app API, the admin API, the metrics, the stages'
+//! wiring) never ask which engine runs.
 //!
-//! | where | subject or key | what | kept |
-//! |---|---|---|---|
-//! | stream `<prefix>_events` | `<prefix>.events.<event id>` | each accepted event, `Nats-Msg-Id` its dedup key | `[storage] retention` |
-//! | stream `<prefix>_work` (work queue) | `<prefix>.work.d.<destination>` | delivery jobs | until acknowledged |
-//! | | `<prefix>.work.c.<subscription>` | plugin calls (and enrichment) | until acknowledged |
-//! | | `<prefix>.work.r.<destination>` | jobs waiting out their backoff | until due, then back on their lane |
-//! | | `<prefix>.work.p.<subscription>` | jobs of a paused subscription | until it runs again |
-//! | bucket `<prefix>_deliveries` | `<subscription>.<event id>.<n \| transform>` | the delivery log: one revision per attempt, 16 kept | `[storage] retention` |
-//! | bucket `<prefix>_dead_letters` | the same key | dead letters, with their event | `dead_letter_retention` |
+//! Two engines, chosen by `[storage] engine`:
+//! - `sled` ([`sled`], over [`crate::store`]): the instance's own database, with the in-memory
+//!   [`crate::scheduler`] and the [`crate::fanout`] and [`crate::dispatch`] stages;
+//! - `nats` ([`nats`]): JetStream streams and buckets shared by every instance, with its own
+//!   pull loops.
 //!
-//! (`<destination>` and `<subscription>` in subjects are 24 hex digits of the SHA-256 of the
-//! name, so that any name makes a valid subject token.)
-//!
-//! The flow, and who is where if an instance dies:
-//! - **Ingest** publishes the event and answers `202` once JetStream acknowledged it (its
-//!   replicas hold it). A repeat within the dedup window is recognised by JetStream
-//!   (`Nats-Msg-Id`) and answered with the first event's id.
-//! - **Fan-out**: every instance pulls from one durable consumer on the events stream. It
-//!   plans the event (pure matching, [`crate::fanout::plan`]), publishes its jobs with the job
-//!   id as `Nats-Msg-Id`, and acknowledges the event only after JetStream acknowledged every
-//!   job. An instance that dies in between leaves the event unacknowledged: it is handed to
-//!   another after the lease ([`LEASE`]), and the jobs already published are recognised as
-//!   duplicates.
-//! - **Delivery**: one durable consumer per destination, pulled by every instance.
-//!   `max_ack_pending` is `per_destination_concurrency`, so the limit holds for the cluster,
-//!   not per instance. An attempt holds its job's lease and renews it (`in-progress`) while it
-//!   runs. A delivered job is acknowledged. A failed one moves to the retry subject with its
-//!   attempts and due time, so that it holds no slot of its destination while it waits; the
-//!   retry consumer (`max_ack_pending` 100,000, pulled by every instance) `nak`s it with what
-//!   remains of the backoff, so JetStream hands it out again when it is due, and then puts it
-//!   back on its lane. After the retries a job is written to the dead letters and terminated. A job whose instance died comes back after the lease: the one
-//!   attempt it was making may have reached the receiver, so that delivery may be repeated
-//!   (receivers deduplicate on `webhook-id`), and it counts as an attempt.
-//! - **Plugin calls**: one durable consumer per subscription with a plugin (or enrichment),
-//!   `max_ack_pending` the plugin slots per subscription; the deliveries a call makes are
-//!   published like the fan-out's before the call is acknowledged.
-//! - **Paused subscriptions**: their jobs are moved to the parked subject, with the attempts
-//!   made so far, and moved back once the subscription runs again.
-//!
-//! Attempts are counted from JetStream's delivery count: a message carries the attempts made
-//! before it was published, and each delivery of it after the first was an attempt (or one
-//! cut short). A job of a subscription this instance does not know yet, and younger than the
-//! orphan grace (another instance made it under a newer configuration), waits a second on the
-//! retry subject instead of being dead-lettered; an app is taken as deleted only when the
-//! apps bucket says so. A message no instance can read is handed out again every minute (a
-//! newer version may read it), never dropped.
+//! What a caller sees is the same on both: a job is [`JobState::Pending`] (queued, or waiting
+//! for a retry), [`JobState::Delivered`] or [`JobState::Dead`], with its attempts oldest first.
 
-mod lanes;
-pub mod log;
+pub mod nats;
+mod sled;
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
-use async_nats::jetstream::{self, consumer, kv, stream};
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use sha2::Digest as _;
+use tokio_util::sync::CancellationToken;
 
-use crate::config::nats::NatsConfig;
+use crate::config::Snapshot;
 use crate::event::Event;
-use crate::store::{Accepted, DedupKey, Job, JobKind, StoreError};
+use crate::state::State;
+use crate::store::{Attempt, DeadLetter, Job, JobSummary, Journey, Store, StoreError};
 
-pub use lanes::run;
+pub use nats::NatsWork;
+pub use sled::SledWork;
 
-/// How long a pulled event or job is leased to the instance that pulled it before JetStream
-/// hands it to another: the time a dead instance's work waits. Running attempts renew it.
-pub const LEASE: Duration = Duration::from_secs(15);
-
-/// Revisions of each delivery-log record kept: the attempt history of one job.
-const LOG_HISTORY: i64 = 16;
-
-/// Room left in a message for what a job adds to its event (the job, its own body).
-const JOB_HEADROOM: usize = 64 * 1024;
-
-/// Jobs waiting out their backoff at once, in the whole cluster (the retry consumer's
-/// `max_ack_pending`).
-const RETRY_PENDING: usize = 100_000;
-
-/// How long a request to JetStream may take before the caller is told it is unavailable.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// One queued unit of work as published: the job (with the attempts made before this message)
-/// and the event it needs, so any instance can run it without another read.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Item {
-    /// The job.
-    pub job: Job,
-    /// Its event.
-    pub event: Event,
+/// Where a job stands, on either engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Queued: not attempted yet, running, or waiting for its next attempt.
+    Pending,
+    /// Delivered (a plugin call: its deliveries are queued).
+    Delivered,
+    /// Given up: in the dead letters.
+    Dead,
 }
 
-/// A dead letter as stored: the letter and the event a replay needs.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StoredDeadLetter {
-    /// The letter.
-    pub letter: crate::store::DeadLetter,
-    /// The event.
-    pub event: Event,
-}
-
-/// The work plane's handle on JetStream. Cheap to share.
-pub struct NatsWork {
-    js: jetstream::Context,
-    prefix: String,
-    events: stream::Stream,
-    work: stream::Stream,
-    deliveries: kv::Store,
-    dead: kv::Store,
-    replicas: usize,
-    /// Plugin calls of one subscription at once, in the whole cluster.
-    plugin_slots_per_subscription: usize,
-}
-
-impl std::fmt::Debug for NatsWork {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NatsWork")
-            .field("prefix", &self.prefix)
-            .finish_non_exhaustive()
+impl JobState {
+    /// The name the APIs show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Dead => "dead",
+        }
     }
 }
 
-/// 24 hex digits naming `name` in a subject or key.
-pub(crate) fn token(name: &str) -> String {
-    hex::encode(&sha2::Sha256::digest(name.as_bytes())[..12])
+/// One job of the delivery log.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The job.
+    pub job: JobSummary,
+    /// Where it stands.
+    pub state: JobState,
+    /// Why it was given up, when it was.
+    pub reason: Option<String>,
+    /// Its attempts, oldest first.
+    pub attempts: Vec<Attempt>,
 }
 
-fn shared(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Shared(format!("{what}: {e}"))
+/// How many jobs the queue holds, by what they wait for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Depth {
+    /// Due now (waiting for a slot, or running).
+    pub due: usize,
+    /// Waiting for a later time (retries, backoff).
+    pub later: usize,
+    /// Set aside while their subscription is paused.
+    pub parked: usize,
 }
 
-impl NatsWork {
-    /// Creates (or reuses) the streams and buckets on `js`.
+/// One destination's queue, for the metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestinationDepth {
+    /// The destination.
+    pub destination: String,
+    /// Its jobs due or waiting for a retry.
+    pub jobs: usize,
+    /// Since when its next job has been due, where the engine knows it (ms since the epoch).
+    pub head_due_since_ms: Option<u64>,
+}
+
+/// A stage the engine runs (fan-out, dispatch, or the shared pull loops), supervised by
+/// [`crate::run`].
+pub type Stage = fn(Arc<State>, CancellationToken) -> StageRun;
+
+/// One run of a [`Stage`].
+pub type StageRun = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The work plane of one running gateway. Cheap to clone.
+#[derive(Debug, Clone)]
+pub enum WorkPlane {
+    /// In the instance's sled database.
+    Sled(SledWork),
+    /// In NATS JetStream, shared with the other instances.
+    Nats(Arc<NatsWork>),
+}
+
+impl WorkPlane {
+    /// Opens the engine `storage` names: the queue in `store` (scheduled into `scheduler`),
+    /// or the streams and buckets on the NATS connection of `control`.
     pub async fn open(
-        js: jetstream::Context,
-        config: &NatsConfig,
         storage: &crate::config::StorageConfig,
+        control: &crate::control::ControlPlane,
+        store: &Store,
+        scheduler: Arc<crate::scheduler::Scheduler>,
         plugin_slots_per_subscription: usize,
     ) -> Result<Self, StoreError> {
-        let prefix = config.bucket_prefix.clone();
-        let replicas = config.replicas;
-        let retention = storage.retention;
-        let events = crate::control::nats::retry_starting(|| {
-            js.get_or_create_stream(stream::Config {
-                name: format!("{prefix}_events"),
-                subjects: vec![format!("{prefix}.events.*")],
-                max_age: retention,
-                // A repeat within the dedup window is recognised by JetStream itself.
-                duplicate_window: storage.dedup_window.min(retention),
-                num_replicas: replicas,
-                storage: stream::StorageType::File,
-                allow_direct: false,
-                ..Default::default()
-            })
-        })
-        .await
-        .map_err(|e| shared(&format!("stream {prefix}_events"), e))?;
-        let work = crate::control::nats::retry_starting(|| {
-            js.get_or_create_stream(stream::Config {
-                name: format!("{prefix}_work"),
-                subjects: vec![format!("{prefix}.work.>")],
-                retention: stream::RetentionPolicy::WorkQueue,
-                // A fan-out or plugin call run again after its instance died within this
-                // window publishes nothing twice.
-                duplicate_window: Duration::from_secs(600),
-                num_replicas: replicas,
-                storage: stream::StorageType::File,
-                allow_direct: false,
-                ..Default::default()
-            })
-        })
-        .await
-        .map_err(|e| shared(&format!("stream {prefix}_work"), e))?;
-        let deliveries = crate::control::nats::open_bucket_with(
-            &js,
-            format!("{prefix}_deliveries"),
-            retention,
-            replicas,
-            LOG_HISTORY,
-        )
-        .await?;
-        let dead = crate::control::nats::open_bucket_with(
-            &js,
-            format!("{prefix}_dead_letters"),
-            storage.dead_letter_retention,
-            replicas,
-            1,
-        )
-        .await?;
-        tracing::info!(prefix = %prefix, replicas, "work plane on NATS JetStream");
-        Ok(Self {
-            js,
-            prefix,
-            events,
-            work,
-            deliveries,
-            dead,
-            replicas,
-            plugin_slots_per_subscription: plugin_slots_per_subscription.max(1),
-        })
-    }
-
-    fn event_subject(&self, id: &str) -> String {
-        format!("{}.events.{id}", self.prefix)
-    }
-
-    /// The subject a job is queued on.
-    pub fn job_subject(&self, job: &Job) -> String {
-        match job.kind {
-            JobKind::Deliver => format!("{}.work.d.{}", self.prefix, token(&job.destination)),
-            JobKind::Transform => {
-                format!("{}.work.c.{}", self.prefix, token(&job.subscription_id))
-            }
-        }
-    }
-
-    /// Where a job waits out its backoff, off its lane, so that it holds none of its lane's
-    /// slots meanwhile.
-    pub(crate) fn retry_subject(&self, job: &Job) -> String {
-        format!("{}.work.r.{}", self.prefix, token(&job.destination))
-    }
-
-    /// The consumer every instance moves due retries back to their lanes from.
-    pub(crate) async fn retry_consumer(&self) -> Result<consumer::PullConsumer, StoreError> {
-        self.consumer("retry", format!("{}.work.r.>", self.prefix), RETRY_PENDING)
-            .await
-    }
-
-    pub(crate) fn parked_subject(&self, subscription: &str) -> String {
-        format!("{}.work.p.{}", self.prefix, token(subscription))
-    }
-
-    /// Accepts `event`: answered once JetStream holds it. A repeat of `dedup` within the
-    /// window answers the first event's id.
-    pub async fn accept(&self, event: &Event, dedup: &DedupKey) -> Result<Accepted, StoreError> {
-        // Refused at once while disconnected: a publish the client buffered would reach
-        // JetStream after the caller was told it failed.
-        if self.js.client().connection_state() != async_nats::connection::State::Connected {
-            return Err(shared("cannot queue an event", "not connected to NATS"));
-        }
-        let payload = Bytes::from(serde_json::to_vec(event).unwrap_or_default());
-        // Each of its jobs carries the event: refused now rather than stuck at fan-out.
-        let limit = (self.js.client().server_info().max_payload).saturating_sub(JOB_HEADROOM);
-        if payload.len() > limit {
-            return Err(StoreError::TooLarge {
-                size: payload.len(),
-                limit,
-            });
-        }
-        let message = jetstream::message::PublishMessage::build()
-            .payload(payload)
-            .message_id(hex::encode(sha2::Sha256::digest(dedup.bytes())));
-        let ack = self
-            .js
-            .send_publish(self.event_subject(&event.id), message)
-            .await
-            .map_err(|e| shared("cannot queue an event", e))?;
-        let ack = tokio::time::timeout(REQUEST_TIMEOUT, ack)
-            .await
-            .map_err(|_| shared("cannot queue an event", "JetStream did not answer"))?
-            .map_err(|e| shared("cannot queue an event", e))?;
-        if !ack.duplicate {
-            return Ok(Accepted {
-                id: event.id.clone(),
-                duplicate: false,
-            });
-        }
-        // The first submission's id is the last token of its subject.
-        let first = self
-            .events
-            .get_raw_message(ack.sequence)
-            .await
-            .map_err(|e| shared("cannot read the first submission", e))?;
-        let id = first
-            .subject
-            .rsplit('.')
-            .next()
-            .unwrap_or(&event.id)
-            .to_owned();
-        Ok(Accepted {
-            id,
-            duplicate: true,
-        })
-    }
-
-    /// The stored event `id`, while the events stream keeps it.
-    pub async fn event(&self, id: &str) -> Result<Option<Event>, StoreError> {
-        match self
-            .events
-            .get_last_raw_message_by_subject(&self.event_subject(id))
-            .await
-        {
-            Ok(message) => Ok(serde_json::from_slice(&message.payload).ok()),
-            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
-            Err(e) => Err(shared("cannot read an event", e)),
-        }
-    }
-
-    /// Publishes `items` on their subjects (the job id as `Nats-Msg-Id`) and waits until
-    /// JetStream acknowledged them all.
-    pub(crate) async fn publish(&self, items: Vec<(String, Item)>) -> Result<(), StoreError> {
-        let mut acks = Vec::with_capacity(items.len());
-        for (subject, item) in items {
-            let payload = Bytes::from(serde_json::to_vec(&item).unwrap_or_default());
-            let message = jetstream::message::PublishMessage::build()
-                .payload(payload)
-                .message_id(&item.job.id);
-            acks.push(
-                self.js
-                    .send_publish(subject, message)
-                    .await
-                    .map_err(|e| shared("cannot queue a job", e))?,
-            );
-        }
-        for ack in acks {
-            tokio::time::timeout(REQUEST_TIMEOUT, ack)
-                .await
-                .map_err(|_| shared("cannot queue a job", "JetStream did not answer"))?
-                .map_err(|e| shared("cannot queue a job", e))?;
-        }
-        Ok(())
-    }
-
-    /// Publishes `item` as a new message (no `Nats-Msg-Id`: a replay or a moved job is never
-    /// a duplicate) and waits for JetStream.
-    pub async fn publish_unique(&self, subject: String, item: &Item) -> Result<(), StoreError> {
-        let payload = Bytes::from(serde_json::to_vec(item).unwrap_or_default());
-        let ack = self
-            .js
-            .publish(subject, payload)
-            .await
-            .map_err(|e| shared("cannot queue a job", e))?;
-        tokio::time::timeout(REQUEST_TIMEOUT, ack)
-            .await
-            .map_err(|_| shared("cannot queue a job", "JetStream did not answer"))?
-            .map_err(|e| shared("cannot queue a job", e))?;
-        Ok(())
-    }
-
-    /// Queues `jobs` of `event` (replays and plugin outputs).
-    pub(crate) async fn enqueue(&self, jobs: Vec<Job>, event: &Event) -> Result<(), StoreError> {
-        let items = jobs
-            .into_iter()
-            .map(|job| {
-                (
-                    self.job_subject(&job),
-                    Item {
-                        job,
-                        event: event.clone(),
-                    },
+        match control.nats() {
+            Some(plane) => Ok(Self::Nats(Arc::new(
+                NatsWork::open(
+                    plane.jetstream().clone(),
+                    &storage.nats,
+                    storage,
+                    plugin_slots_per_subscription,
                 )
-            })
-            .collect();
-        self.publish(items).await
-    }
-
-    /// A durable pull consumer on the work stream (created on first use, by any instance).
-    pub(crate) async fn consumer(
-        &self,
-        name: &str,
-        subject: String,
-        max_ack_pending: usize,
-    ) -> Result<consumer::PullConsumer, StoreError> {
-        let config = consumer::pull::Config {
-            durable_name: Some(name.to_owned()),
-            filter_subject: subject,
-            ack_policy: consumer::AckPolicy::Explicit,
-            ack_wait: LEASE,
-            max_deliver: -1,
-            max_ack_pending: max_ack_pending as i64,
-            num_replicas: self.replicas,
-            ..Default::default()
-        };
-        let created = self.work.get_or_create_consumer(name, config.clone()).await;
-        match created {
-            Ok(consumer) => {
-                // A limit changed since the consumer was made: update it.
-                let info = consumer.cached_info();
-                if info.config.max_ack_pending != config.max_ack_pending {
-                    return self
-                        .work
-                        .create_consumer(config)
-                        .await
-                        .map_err(|e| shared(&format!("consumer {name}"), e));
-                }
-                Ok(consumer)
-            }
-            Err(e) => Err(shared(&format!("consumer {name}"), e)),
+                .await?,
+            ))),
+            None => Ok(Self::Sled(SledWork::new(store.clone(), scheduler))),
         }
     }
 
-    /// The consumer every instance fans events out from.
-    pub(crate) async fn fanout_consumer(&self) -> Result<consumer::PullConsumer, StoreError> {
-        let name = "fanout";
-        self.events
-            .get_or_create_consumer(
-                name,
-                consumer::pull::Config {
-                    durable_name: Some(name.to_owned()),
-                    ack_policy: consumer::AckPolicy::Explicit,
-                    ack_wait: LEASE,
-                    max_deliver: -1,
-                    max_ack_pending: 8192,
-                    num_replicas: self.replicas,
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| shared("consumer fanout", e))
+    /// The engine's stages, by name.
+    pub fn stages(&self) -> Vec<(&'static str, Stage)> {
+        fn fan_out(state: Arc<State>, stop: CancellationToken) -> StageRun {
+            Box::pin(crate::fanout::run(state, stop))
+        }
+        fn dispatch(state: Arc<State>, stop: CancellationToken) -> StageRun {
+            Box::pin(crate::dispatch::run(state, stop))
+        }
+        fn shared(state: Arc<State>, stop: CancellationToken) -> StageRun {
+            Box::pin(nats::run(state, stop))
+        }
+        match self {
+            Self::Sled(_) => vec![("fan-out", fan_out), ("dispatch", dispatch)],
+            Self::Nats(_) => vec![("shared-work", shared)],
+        }
+    }
+
+    /// The sled database the sled engine keeps its queue in, when it is that engine.
+    pub(crate) fn store(&self) -> Option<&Store> {
+        match self {
+            Self::Sled(w) => Some(w.store()),
+            Self::Nats(_) => None,
+        }
+    }
+
+    /// Why events cannot be taken now, if they cannot (NATS unreachable; the sled store's own
+    /// conditions are its own, see [`Store::unavailable`]).
+    pub fn unavailable(&self) -> Option<String> {
+        match self {
+            Self::Sled(_) => None,
+            Self::Nats(w) => w.unavailable(),
+        }
+    }
+
+    /// The stored event `id`, while it is kept.
+    pub async fn event(&self, id: &str) -> Result<Option<Event>, StoreError> {
+        match self {
+            Self::Sled(w) => w.store().event(id),
+            Self::Nats(w) => w.event(id).await,
+        }
+    }
+
+    /// Up to `limit` jobs of `subscription`, newest first, each with its attempts.
+    pub async fn deliveries(
+        &self,
+        subscription: &str,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        match self {
+            Self::Sled(w) => w.deliveries(subscription, limit),
+            Self::Nats(w) => Ok(w
+                .deliveries(subscription, limit)
+                .await?
+                .into_iter()
+                .map(|listed| Delivery {
+                    state: listed.latest.status,
+                    reason: listed.latest.reason,
+                    job: listed.latest.job,
+                    attempts: listed.attempts,
+                })
+                .collect()),
+        }
+    }
+
+    /// Job `job_id` of `subscription` and where it stands, if it was ever queued.
+    pub async fn job(
+        &self,
+        subscription: &str,
+        job_id: &str,
+    ) -> Result<Option<(JobSummary, JobState)>, StoreError> {
+        match self {
+            Self::Sled(w) => w.job(subscription, job_id),
+            Self::Nats(w) => Ok(w
+                .latest_record(job_id)
+                .await?
+                .filter(|r| r.subscription == subscription)
+                .map(|r| (r.job, r.status))),
+        }
+    }
+
+    /// The attempts of `job_id`, oldest first.
+    pub async fn attempts(&self, job_id: &str) -> Result<Vec<Attempt>, StoreError> {
+        match self {
+            Self::Sled(w) => w.store().attempts(job_id),
+            Self::Nats(w) => w.attempts(job_id).await,
+        }
+    }
+
+    /// Up to `limit` dead letters of the subscriptions whose id starts with `prefix` (all
+    /// of them for `""`).
+    pub async fn dead_letters(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        match self {
+            Self::Sled(w) if prefix.is_empty() => w.store().dead_letters(limit),
+            Self::Sled(w) => w.store().dead_letters_of(prefix, limit),
+            Self::Nats(w) => w.dead_letters(prefix, limit).await,
+        }
+    }
+
+    /// The dead letter of `job_id`.
+    pub async fn dead_letter(&self, job_id: &str) -> Result<Option<DeadLetter>, StoreError> {
+        match self {
+            Self::Sled(w) => w.store().dead_letter(job_id),
+            Self::Nats(w) => Ok(w.dead_letter(job_id).await?.map(|d| d.letter)),
+        }
+    }
+
+    /// Puts dead letter `job_id` back in the queue with its attempts reset; the job, or
+    /// `None` when there is no such letter.
+    pub async fn replay_dead_letter(&self, job_id: &str) -> Result<Option<Job>, StoreError> {
+        match self {
+            Self::Sled(w) => w.replay_dead_letter(job_id),
+            Self::Nats(w) => w.replay(job_id).await,
+        }
+    }
+
+    /// Queues `jobs` of `event` again (a delivered job made once more), durably.
+    pub async fn requeue(&self, jobs: Vec<Job>, event: &Event) -> Result<(), StoreError> {
+        match self {
+            Self::Sled(w) => w.requeue(&jobs).await,
+            Self::Nats(w) => w.requeue(jobs, event).await,
+        }
+    }
+
+    /// One event's jobs: queued, dead, delivered, and every attempt.
+    pub async fn journey(&self, event_id: &str) -> Result<Journey, StoreError> {
+        match self {
+            Self::Sled(w) => w.store().journey(event_id),
+            Self::Nats(w) => w.journey(event_id).await,
+        }
+    }
+
+    /// Removes everything kept for the subscriptions whose id starts with `prefix` (an app's):
+    /// queued jobs, the delivery log, dead letters. How many records went.
+    pub async fn purge(&self, prefix: &str) -> Result<usize, StoreError> {
+        match self {
+            Self::Sled(w) => {
+                let store = w.store().clone();
+                let prefix = prefix.to_owned();
+                tokio::task::spawn_blocking(move || store.purge_subscriptions(&prefix))
+                    .await
+                    .map_err(|e| StoreError::Shared(format!("purging panicked: {e}")))?
+            }
+            Self::Nats(w) => w.purge_subscriptions(prefix).await,
+        }
+    }
+
+    /// How many jobs the queue holds (on NATS, the cluster's, as of the last look).
+    pub fn depth(&self) -> Depth {
+        match self {
+            Self::Sled(w) => w.depth(),
+            Self::Nats(w) => {
+                let d = w.depths();
+                Depth {
+                    due: d.total('d') + d.total('c'),
+                    later: d.total('r'),
+                    parked: d.total('p'),
+                }
+            }
+        }
+    }
+
+    /// The queue of every destination with jobs.
+    pub fn destination_depths(&self, snapshot: &Snapshot) -> Vec<DestinationDepth> {
+        match self {
+            Self::Sled(w) => w.destination_depths(),
+            Self::Nats(w) => {
+                let d = w.depths();
+                snapshot
+                    .destinations
+                    .keys()
+                    .map(|name| DestinationDepth {
+                        destination: name.clone(),
+                        jobs: d.of('d', name) + d.of('r', name),
+                        head_due_since_ms: None,
+                    })
+                    .filter(|q| q.jobs > 0)
+                    .collect()
+            }
+        }
+    }
+
+    /// Queued jobs (due, waiting or parked) per subscription. On NATS a destination's jobs
+    /// count for its subscription when only one subscription delivers there.
+    pub fn queued_by_subscription(&self, snapshot: &Snapshot) -> HashMap<String, usize> {
+        match self {
+            Self::Sled(w) => w.queued_by_subscription(),
+            Self::Nats(w) => {
+                let d = w.depths();
+                let mut users: HashMap<&str, Vec<&str>> = HashMap::new();
+                for sub in &snapshot.subscriptions {
+                    for dest in &sub.destinations {
+                        users.entry(dest).or_default().push(&sub.id);
+                    }
+                }
+                let mut counts = HashMap::new();
+                for sub in &snapshot.subscriptions {
+                    let mut n = d.of('c', &sub.id) + d.of('p', &sub.id);
+                    for dest in &sub.destinations {
+                        if users.get(dest.as_str()).is_some_and(|u| u.len() == 1) {
+                            n += d.of('d', dest) + d.of('r', dest);
+                        }
+                    }
+                    if n > 0 {
+                        counts.insert(sub.id.clone(), n);
+                    }
+                }
+                counts
+            }
+        }
     }
 }

@@ -481,3 +481,75 @@ async fn retries_pauses_and_repeats_on(engine: &Engine<'_>) {
     assert_eq!(tagged(&flapping, "twice"), 1, "delivered once");
     gateway.stop().await.expect("stop");
 }
+
+on_both_engines!(
+    a_plugin_rejecting_events_is_not_a_failing_subscription,
+    a_plugin_rejecting_events_is_not_a_failing_subscription_on_nats,
+    a_plugin_rejecting_events_on
+);
+
+/// A plugin's rejection is its decision about the event: the event goes to the dead letters
+/// with the reason, and the subscription is neither flagged nor paused for it, however many it
+/// rejects (here past `flag_after_failures` with `disable_flagged`).
+async fn a_plugin_rejecting_events_on(engine: &Engine<'_>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let receiver = inbox().await;
+    let extra = format!(
+        r#"
+[[destinations]]
+name = "picky"
+url = "{url}"
+secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
+[[subscriptions]]
+id = "picky"
+events = ["sale.order.*"]
+destinations = ["picky"]
+plugin = "{plugin}"
+[subscriptions.config]
+mode = "reject"
+"#,
+        url = receiver.url("/picky"),
+        plugin = odoo_gateway_tests::plugin("hostile_plugin").display(),
+    );
+    let config = config_on(engine, &extra).replace(
+        "[delivery]\nretries = 0\n",
+        "[delivery]\nretries = 0\nflag_after_failures = 2\ndisable_flagged = true\n",
+    );
+    let gateway = TestGateway::start(&config, dir.path())
+        .await
+        .expect("gateway");
+    for n in 0..4 {
+        post_order(&gateway, &format!("rejected-{n}")).await;
+    }
+    let letters = eventually("every rejected event is dead-lettered", || async {
+        let all = admin(&gateway, "GET", "/admin/dead-letters", None).await;
+        let letters: Vec<Value> = all["dead_letters"]
+            .as_array()?
+            .iter()
+            .filter(|l| l["subscription"] == "picky")
+            .cloned()
+            .collect();
+        (letters.len() == 4).then_some(letters)
+    })
+    .await;
+    assert!(
+        letters.iter().all(|l| l["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("plugin_rejected: "))),
+        "{letters:?}"
+    );
+    let subs = admin(&gateway, "GET", "/admin/subscriptions", None).await;
+    let picky = subs["subscriptions"]
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["id"] == "picky"))
+        .cloned()
+        .expect("listed");
+    assert_eq!(
+        (&picky["flagged"], &picky["paused"]),
+        (&json!(false), &json!(false)),
+        "{picky} on {}",
+        engine.name()
+    );
+    assert!(receiver.received().is_empty(), "nothing delivered");
+    gateway.stop().await.expect("stop");
+}

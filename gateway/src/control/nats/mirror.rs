@@ -95,6 +95,16 @@ impl<T: DeserializeOwned> Table<T> {
         }
     }
 
+    /// Every change up to `revision` is applied.
+    pub(crate) fn reached(&mut self, revision: u64) {
+        self.high = self.high.max(revision);
+    }
+
+    /// The highest revision known to be applied.
+    pub(crate) fn high(&self) -> u64 {
+        self.high
+    }
+
     /// The value of `key`.
     pub(crate) fn get(&self, key: &str) -> Option<&T> {
         self.rows.get(key).and_then(|r| r.value.as_ref())
@@ -162,13 +172,12 @@ pub(crate) async fn load<T: DeserializeOwned>(
     }
     // Everything up to the revision read first is in the table now (deletes of keys never
     // seen included, which the read of the keys does not list).
-    let mut t = write(table);
-    t.high = t.high.max(before);
+    write(table).reached(before);
     Ok(watch)
 }
 
 /// The bucket's last revision, asked of the server.
-async fn last_revision(bucket: &kv::Store) -> Result<u64, StoreError> {
+pub(crate) async fn last_revision(bucket: &kv::Store) -> Result<u64, StoreError> {
     let mut stream = bucket.stream.clone();
     let info = stream.info().await.map_err(|e| shared(&bucket.name, e))?;
     Ok(info.state.last_sequence)
@@ -227,6 +236,10 @@ pub(crate) async fn follow<T: DeserializeOwned + Send + Sync + 'static>(
                 if apply(&name, &table, &entry) {
                     changed(&entry.key);
                 }
+                // After `changed`: whoever sees the mark past this revision also sees the
+                // change counted (`fresh.rs`). The watch brings changes in revision order, so
+                // every one up to it is applied.
+                write(&table).reached(entry.revision);
                 continue;
             }
             Some(Err(e)) => {

@@ -18,6 +18,7 @@
 //! the network, and a change made by another instance wakes [`super::watch`].
 
 mod auth;
+mod fresh;
 mod health;
 mod mirror;
 mod records;
@@ -146,6 +147,10 @@ pub struct NatsPlane {
     pub changes: Arc<Changes>,
     /// Health writes waiting for the writer task.
     pending_health: Arc<PendingHealth>,
+    /// The changes the watches applied, and those the snapshot in force holds.
+    built: Arc<fresh::Built>,
+    /// Looks at the buckets' last revisions, shared by the fan-out's events.
+    freshness: fresh::Freshness,
     _tasks: DropGuard,
 }
 
@@ -316,11 +321,14 @@ impl NatsPlane {
 
         let instance = hex::encode(rand::random::<[u8; 8]>());
         let changes = Arc::new(Changes::default());
+        let built = Arc::new(fresh::Built::default());
         let mirror = Mirror::default();
         let cancel = CancellationToken::new();
         let snapshot_changed: Arc<dyn Fn(&str) + Send + Sync> = {
             let changes = changes.clone();
+            let built = built.clone();
             Arc::new(move |_key: &str| {
+                built.changed();
                 changes
                     .snapshot
                     .store(true, std::sync::atomic::Ordering::Release);
@@ -330,7 +338,9 @@ impl NatsPlane {
         let app_changed: Arc<dyn Fn(&str) + Send + Sync> = {
             let changes = changes.clone();
             let table = mirror.apps.clone();
+            let built = built.clone();
             Arc::new(move |key: &str| {
+                built.changed();
                 if mirror::read(&table).get(key).is_none() {
                     changes
                         .removed_apps
@@ -427,7 +437,53 @@ impl NatsPlane {
             instance,
             changes,
             pending_health,
+            built,
+            freshness: fresh::Freshness::default(),
             _tasks: cancel.drop_guard(),
         })
+    }
+
+    /// The count of applied changes a snapshot build about to read the mirror starts from;
+    /// pass it to [`Self::snapshot_built`] once that snapshot is in force.
+    pub(crate) fn change_generation(&self) -> u64 {
+        self.built.generation()
+    }
+
+    /// The snapshot built from `generation` ([`Self::change_generation`]) is in force.
+    pub(crate) fn snapshot_built(&self, generation: u64) {
+        self.built.built(generation);
+    }
+
+    /// Whether the snapshot in force holds every change the watches applied.
+    pub(crate) fn snapshot_current(&self) -> bool {
+        self.built.current()
+    }
+
+    /// Waits until the snapshot in force holds every change made to the apps, API
+    /// subscriptions and plugins before `since` on any instance; false if that takes longer
+    /// than `patience` (this instance is behind: its watches lag, or its last build failed) or
+    /// the buckets cannot be asked.
+    pub(crate) async fn caught_up(&self, since: std::time::Instant, patience: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + patience;
+        let buckets = [&self.apps, &self.subscriptions, &self.plugins];
+        let latest =
+            tokio::time::timeout_at(deadline, self.freshness.latest_since(since, buckets)).await;
+        let Ok(Ok(latest)) = latest else {
+            return false;
+        };
+        loop {
+            let marks = [
+                mirror::read(&self.mirror.apps).high(),
+                mirror::read(&self.mirror.subscriptions).high(),
+                mirror::read(&self.mirror.plugins).high(),
+            ];
+            if marks.iter().zip(latest).all(|(mark, last)| *mark >= last) && self.built.current() {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 }

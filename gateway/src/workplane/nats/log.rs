@@ -21,17 +21,8 @@ use crate::store::{
 /// Most records one listing reads before it sorts them (the newest `limit` are answered).
 const LIST_SCAN: usize = 10_000;
 
-/// Where a job stands after its latest outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Delivered (a plugin call: its deliveries are queued).
-    Delivered,
-    /// Failed; JetStream hands it out again when it is due.
-    Pending,
-    /// Given up: in the dead letters.
-    Dead,
-}
+/// Where a job stands after its latest outcome (stored in each record, lowercase).
+pub use crate::workplane::JobState as Status;
 
 /// One revision of a job's record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -291,7 +282,9 @@ impl NatsWork {
         job.attempts = 0;
         job.last_error = None;
         job.due_ms = crate::state::now_ms();
-        // A replayed job is a new message: its id must not be taken for a duplicate.
+        // A replayed job is a new message, not a duplicate of the job's first one; the same
+        // letter replayed twice at once (or again after a crash before its removal) is.
+        let id = format!("replay.{}.{}", job.id, stored.letter.at_ms);
         let subject = self.job_subject(&job);
         let item = super::Item {
             job: job.clone(),
@@ -300,7 +293,7 @@ impl NatsWork {
         // Recorded as pending before it is queued: its delivery, recorded by whichever
         // instance makes it, must come after.
         self.record(&job, Status::Pending, None, None).await;
-        self.publish_unique(subject, &item).await?;
+        self.publish_as(subject, &item, id).await?;
         if let Some(key) = key(job_id) {
             self.dead
                 .delete(&key)

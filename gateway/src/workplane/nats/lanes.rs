@@ -13,12 +13,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use super::log::Status;
-use super::{Item, LEASE, NatsWork, token};
+use super::{Item, NatsWork, token};
 use crate::config::{Snapshot, Subscription};
 use crate::dispatch::{Failure, Sent, owner_app};
 use crate::event::Event;
 use crate::state::{State, now_ms};
-use crate::store::{Attempt, DeadReason, Job, JobKind};
+use crate::store::{Attempt, CallFailure, DeadReason, Job, JobKind};
 use crate::telemetry::Metrics;
 use crate::transform::{self, Outcome};
 
@@ -45,6 +45,19 @@ struct Lane {
     subject: String,
     /// Its jobs in flight in the whole cluster (`max_ack_pending`), and on this instance.
     limit: usize,
+    /// What its messages are.
+    kind: LaneKind,
+}
+
+/// What a lane's messages are, and so which loop pulls them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LaneKind {
+    /// Jobs to run (deliveries, plugin calls).
+    Work,
+    /// One destination's jobs waiting out their backoff: each destination has its own, so
+    /// that the retries of one receiver (a `Retry-After` of an hour, thousands of jobs) never
+    /// hold back another's.
+    Retry,
 }
 
 /// The lanes `snapshot` needs: one per destination, one per subscription that calls a plugin
@@ -58,8 +71,16 @@ fn lanes(work: &NatsWork, snapshot: &Snapshot) -> HashMap<String, Lane> {
             consumer: format!("d_{t}"),
             subject: format!("{}.work.d.{t}", work.prefix),
             limit: per_destination,
+            kind: LaneKind::Work,
         };
         lanes.insert(lane.consumer.clone(), lane);
+        let retry = Lane {
+            consumer: format!("r_{t}"),
+            subject: format!("{}.work.r.{t}", work.prefix),
+            limit: RETRY_PENDING,
+            kind: LaneKind::Retry,
+        };
+        lanes.insert(retry.consumer.clone(), retry);
     }
     let source_enrich = snapshot
         .sources
@@ -74,6 +95,7 @@ fn lanes(work: &NatsWork, snapshot: &Snapshot) -> HashMap<String, Lane> {
             consumer: format!("c_{t}"),
             subject: format!("{}.work.c.{t}", work.prefix),
             limit: work.plugin_slots_per_subscription,
+            kind: LaneKind::Work,
         };
         lanes.insert(lane.consumer.clone(), lane);
     }
@@ -83,7 +105,7 @@ fn lanes(work: &NatsWork, snapshot: &Snapshot) -> HashMap<String, Lane> {
 /// Runs until `shutdown`: the fan-out, the lanes of the configuration in force (started and
 /// stopped as it changes), and the sweep of parked jobs and of lanes no longer configured.
 pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
-    let Some(work) = state.work.clone() else {
+    let crate::workplane::WorkPlane::Nats(work) = state.work.clone() else {
         return;
     };
     // Everything started here stops with this run, a panic included (the supervisor then
@@ -91,13 +113,16 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
     let scope = shutdown.child_token();
     let _stop_all = scope.clone().drop_guard();
     let fanout = tokio::spawn(fan_out(state.clone(), work.clone(), scope.clone()));
-    tokio::spawn(retries(state.clone(), work.clone(), scope.clone()));
+    // The one retry consumer of earlier versions overlaps the per-destination ones (a work
+    // queue allows no overlap): gone once, its waiting jobs stay in the stream for them.
+    work.remove_legacy_retry_consumer().await;
     // This instance's `concurrency`; a reload that changes it restarts every lane on new
     // slots (running jobs keep their old ones).
     let mut slots = state.snapshot.load().delivery.concurrency.max(1);
     let mut global = Arc::new(Semaphore::new(slots));
     let mut running: HashMap<String, (Lane, CancellationToken)> = HashMap::new();
     let mut orphans = HashMap::new();
+    let mut idle = HashMap::new();
     loop {
         let snapshot = state.snapshot.load_full();
         if snapshot.delivery.concurrency.max(1) != slots {
@@ -120,17 +145,25 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
                 continue;
             }
             let stop = scope.child_token();
-            tokio::spawn(pull(
-                state.clone(),
-                work.clone(),
-                lane.clone(),
-                global.clone(),
-                stop.clone(),
-            ));
+            match lane.kind {
+                LaneKind::Work => tokio::spawn(pull(
+                    state.clone(),
+                    work.clone(),
+                    lane.clone(),
+                    global.clone(),
+                    stop.clone(),
+                )),
+                LaneKind::Retry => tokio::spawn(retries(
+                    state.clone(),
+                    work.clone(),
+                    lane.clone(),
+                    stop.clone(),
+                )),
+            };
             running.insert(name, (lane, stop));
         }
         let names: HashSet<String> = running.keys().cloned().collect();
-        sweep(&state, &work, &snapshot, &names, &mut orphans).await;
+        sweep(&state, &work, &snapshot, &names, &mut orphans, &mut idle).await;
         tokio::select! {
             () = tokio::time::sleep(RECONCILE_EVERY) => {}
             () = shutdown.cancelled() => break,
@@ -162,57 +195,84 @@ where
 
 /// Pulls accepted events and fans each out in its own task, until `shutdown`.
 async fn fan_out(state: Arc<State>, work: Arc<NatsWork>, shutdown: CancellationToken) {
-    let Some(consumer) = until_open("fanout", &shutdown, || work.fanout_consumer()).await else {
-        return;
-    };
-    loop {
-        let batch = consumer
-            .batch()
-            .max_messages(PULL_BATCH)
-            .expires(PULL_WAIT)
-            .messages()
-            .await;
-        let batch = match batch {
-            Ok(batch) => batch,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot pull events");
-                tokio::select! {
-                    () = tokio::time::sleep(TRY_AGAIN) => continue,
-                    () = shutdown.cancelled() => return,
-                }
-            }
-        };
-        let going = each_pulled(batch, &shutdown, "fanout", |message| {
-            let (state, work) = (state.clone(), work.clone());
-            state
-                .in_flight
-                .clone()
-                .spawn(async move { fan_out_one(&state, &work, message).await });
-        })
-        .await;
-        if !going {
+    'open: loop {
+        let Some(consumer) = until_open("fanout", &shutdown, || work.fanout_consumer()).await
+        else {
             return;
+        };
+        let mut failures = 0;
+        loop {
+            let batch = consumer
+                .batch()
+                .max_messages(PULL_BATCH)
+                .expires(PULL_WAIT)
+                .messages()
+                .await;
+            let batch = match batch {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot pull events");
+                    if failed_in_a_row(&mut failures, Pulled::Failed) {
+                        continue 'open;
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(TRY_AGAIN) => continue,
+                        () = shutdown.cancelled() => return,
+                    }
+                }
+            };
+            let pulled = each_pulled(batch, &shutdown, "fanout", |message| {
+                let (state, work) = (state.clone(), work.clone());
+                // The event was accepted before it reached this instance: every control-plane
+                // change answered before its acceptance was made before now.
+                let received = std::time::Instant::now();
+                state
+                    .in_flight
+                    .clone()
+                    .spawn(async move { fan_out_one(&state, &work, message, received).await });
+            })
+            .await;
+            if pulled == Pulled::Stopped {
+                return;
+            }
+            if failed_in_a_row(&mut failures, pulled) {
+                continue 'open;
+            }
         }
     }
 }
 
-/// Passes each message a pull brings to `each` until the pull ends; `false` once `stop` is
-/// cancelled (what the pull still brings is handed back). A pull that failed without bringing
-/// anything (a consumer gone, no responders) is followed by a short pause, not tried again at
-/// once.
+/// How a pull went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pulled {
+    /// It ended (expired, or brought what it asked for).
+    Ended,
+    /// It failed without bringing anything (a consumer gone, no responders).
+    Failed,
+    /// The caller is stopping.
+    Stopped,
+}
+
+/// Pulls that fail in a row before a loop opens its consumer again (it may have been deleted
+/// as idle by an instance whose configuration lacked the lane).
+const REOPEN_AFTER: u32 = 3;
+
+/// Passes each message a pull brings to `each` until the pull ends (what it still brings once
+/// `stop` is cancelled is handed back). A pull that failed without bringing anything is
+/// followed by a short pause, not tried again at once.
 async fn each_pulled(
     mut batch: jetstream::consumer::pull::Batch,
     stop: &CancellationToken,
     consumer: &str,
     mut each: impl FnMut(jetstream::Message),
-) -> bool {
+) -> Pulled {
     let mut got = 0usize;
     loop {
         let next = tokio::select! {
             next = batch.next() => next,
             () = stop.cancelled() => {
                 hand_back(batch).await;
-                return false;
+                return Pulled::Stopped;
             }
         };
         match next {
@@ -222,21 +282,44 @@ async fn each_pulled(
             }
             Some(Err(e)) => {
                 tracing::debug!(error = %e, consumer, "pull ended");
-                if got == 0 {
-                    tokio::select! {
-                        () = tokio::time::sleep(ERROR_PAUSE) => {}
-                        () = stop.cancelled() => return false,
-                    }
+                if got > 0 {
+                    return Pulled::Ended;
                 }
-                return true;
+                tokio::select! {
+                    () = tokio::time::sleep(ERROR_PAUSE) => return Pulled::Failed,
+                    () = stop.cancelled() => return Pulled::Stopped,
+                }
             }
-            None => return true,
+            None => return Pulled::Ended,
         }
     }
 }
 
+/// Counts failed pulls in a row: `true` once the consumer should be opened again.
+fn failed_in_a_row(failures: &mut u32, pulled: Pulled) -> bool {
+    if pulled == Pulled::Failed {
+        *failures += 1;
+    } else {
+        *failures = 0;
+    }
+    *failures >= REOPEN_AFTER
+}
+
+/// How long the fan-out of an event waits for this instance's snapshot to catch up with the
+/// shared control plane before it hands the event back (to itself later, or to an instance
+/// that is up to date).
+const CATCH_UP: Duration = Duration::from_secs(5);
+
 /// Plans one event, queues its jobs and, once JetStream holds them, acknowledges the event.
-async fn fan_out_one(state: &State, work: &NatsWork, message: jetstream::Message) {
+/// Planned only on a snapshot that holds every control-plane change made before `received`
+/// (so before the event was accepted), on whichever instance made it: an app told `201
+/// Created` gets every event accepted after that answer.
+async fn fan_out_one(
+    state: &State,
+    work: &NatsWork,
+    message: jetstream::Message,
+    received: std::time::Instant,
+) {
     let event: Event = match serde_json::from_slice(&message.payload) {
         Ok(event) => event,
         Err(e) => {
@@ -246,6 +329,11 @@ async fn fan_out_one(state: &State, work: &NatsWork, message: jetstream::Message
         }
     };
     let event = Arc::new(event);
+    if !state.control.caught_up(received, CATCH_UP).await {
+        tracing::warn!(event = %event.id, "this instance's configuration is behind the shared control plane; the event is fanned out later");
+        settle(&message, AckKind::Nak(Some(TRY_AGAIN))).await;
+        return;
+    }
     let snapshot = state.snapshot.load_full();
     let jobs = crate::fanout::plan(&snapshot, &event, now_ms());
     crate::trace::fanned_out(&event, jobs.len());
@@ -285,15 +373,17 @@ async fn settle(message: &jetstream::Message, kind: AckKind) {
     }
 }
 
-/// Keeps a message's lease while its job runs (`in-progress` every third of the lease).
+/// Keeps a message's lease while its job waits for a slot or runs (`in-progress` every third
+/// of the lease), so that no other instance takes it meanwhile: one attempt in flight per job.
 struct Renewal(tokio::task::JoinHandle<()>);
 
 impl Renewal {
-    fn start(message: &jetstream::Message) -> Self {
+    fn start(work: &NatsWork, message: &jetstream::Message) -> Self {
         let message = message.clone();
+        let every = work.lease / 3;
         Self(tokio::spawn(async move {
             loop {
-                tokio::time::sleep(LEASE / 3).await;
+                tokio::time::sleep(every).await;
                 let _ = message.ack_with(AckKind::Progress).await;
             }
         }))
@@ -315,107 +405,137 @@ async fn pull(
     global: Arc<Semaphore>,
     stop: CancellationToken,
 ) {
-    let Some(consumer) = until_open(&lane.consumer, &stop, || {
-        work.consumer(&lane.consumer, lane.subject.clone(), lane.limit)
-    })
-    .await
-    else {
-        return;
-    };
     let slots = Arc::new(Semaphore::new(lane.limit));
-    loop {
-        let first = tokio::select! {
-            slot = slots.clone().acquire_owned() => slot,
-            () = stop.cancelled() => return,
-        };
-        let Ok(first) = first else { return };
-        let mut permits: Vec<OwnedSemaphorePermit> = vec![first];
-        // No more than the instance has free; its slot is taken per job, once the job is here,
-        // so an idle lane holds none.
-        let want = global.available_permits().clamp(1, PULL_BATCH);
-        while permits.len() < want {
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
-                break;
-            };
-            permits.push(slot);
-        }
-        let batch = consumer
-            .batch()
-            .max_messages(permits.len())
-            .expires(PULL_WAIT)
-            .messages()
-            .await;
-        let batch = match batch {
-            Ok(batch) => batch,
-            Err(e) => {
-                tracing::warn!(error = %e, lane = %lane.consumer, "cannot pull jobs");
-                tokio::select! {
-                    () = tokio::time::sleep(TRY_AGAIN) => continue,
-                    () = stop.cancelled() => return,
-                }
-            }
-        };
-        let going = each_pulled(batch, &stop, &lane.consumer, |message| {
-            let held = permits.pop();
-            let (state, work, global) = (state.clone(), work.clone(), global.clone());
-            state.in_flight.clone().spawn(async move {
-                let instance_slot = global.acquire_owned().await;
-                run_job(&state, &work, message).await;
-                drop((held, instance_slot));
-            });
+    'open: loop {
+        let Some(consumer) = until_open(&lane.consumer, &stop, || {
+            work.consumer(&lane.consumer, lane.subject.clone(), lane.limit)
         })
-        .await;
-        if !going {
+        .await
+        else {
             return;
+        };
+        let mut failures = 0;
+        loop {
+            let first = tokio::select! {
+                slot = slots.clone().acquire_owned() => slot,
+                () = stop.cancelled() => return,
+            };
+            let Ok(first) = first else { return };
+            let mut permits: Vec<OwnedSemaphorePermit> = vec![first];
+            // No more than the instance has free; its slot is taken per job, once the job is here,
+            // so an idle lane holds none.
+            let want = global.available_permits().clamp(1, PULL_BATCH);
+            while permits.len() < want {
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    break;
+                };
+                permits.push(slot);
+            }
+            let batch = consumer
+                .batch()
+                .max_messages(permits.len())
+                .expires(PULL_WAIT)
+                .messages()
+                .await;
+            let batch = match batch {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::warn!(error = %e, lane = %lane.consumer, "cannot pull jobs");
+                    if failed_in_a_row(&mut failures, Pulled::Failed) {
+                        continue 'open;
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(TRY_AGAIN) => continue,
+                        () = stop.cancelled() => return,
+                    }
+                }
+            };
+            let pulled = each_pulled(batch, &stop, &lane.consumer, |message| {
+                let held = permits.pop();
+                let (state, work, global) = (state.clone(), work.clone(), global.clone());
+                state.in_flight.clone().spawn(async move {
+                    // Held while the job waits for one of the instance's slots too: without it,
+                    // a wait past the lease let another instance run the same job at once.
+                    let waiting = Renewal::start(&work, &message);
+                    let instance_slot = global.acquire_owned().await;
+                    drop(waiting);
+                    run_job(&state, &work, message).await;
+                    drop((held, instance_slot));
+                });
+            })
+            .await;
+            if pulled == Pulled::Stopped {
+                return;
+            }
+            if failed_in_a_row(&mut failures, pulled) {
+                continue 'open;
+            }
         }
     }
 }
 
-/// Moves each retry that is due back to its lane; one that is not yet due is `nak`ed with
-/// what remains of its backoff, so JetStream hands it out again then. Pulled by every
-/// instance.
-async fn retries(state: Arc<State>, work: Arc<NatsWork>, stop: CancellationToken) {
-    let Some(consumer) = until_open("retry", &stop, || work.retry_consumer()).await else {
-        return;
-    };
-    loop {
-        let batch = consumer
-            .batch()
-            .max_messages(PULL_BATCH)
-            .expires(PULL_WAIT)
-            .messages()
-            .await;
-        let Ok(batch) = batch else {
-            tokio::select! {
-                () = tokio::time::sleep(TRY_AGAIN) => continue,
-                () = stop.cancelled() => return,
-            }
-        };
-        let going = each_pulled(batch, &stop, "retry", |message| {
-            let work = work.clone();
-            state.in_flight.clone().spawn(async move {
-                let Ok(item) = serde_json::from_slice::<Item>(&message.payload) else {
-                    tracing::error!("an unreadable retry is left for an operator");
-                    settle(&message, AckKind::Nak(Some(UNREADABLE_PAUSE))).await;
-                    return;
-                };
-                let wait = item.job.due_ms.saturating_sub(now_ms());
-                if wait > 0 {
-                    settle(&message, AckKind::Nak(Some(Duration::from_millis(wait)))).await;
-                    return;
-                }
-                match work
-                    .publish_unique(work.job_subject(&item.job), &item)
-                    .await
-                {
-                    Ok(()) => settle(&message, AckKind::Ack).await,
-                    Err(_) => settle(&message, AckKind::Nak(Some(TRY_AGAIN))).await,
-                }
-            });
+/// Jobs waiting out their backoff at once on one destination, in the whole cluster (a retry
+/// lane's `max_ack_pending`).
+const RETRY_PENDING: usize = 100_000;
+
+/// Moves each of one destination's retries that is due back to its lane; one that is not yet
+/// due is `nak`ed with what remains of its backoff, so JetStream hands it out again then.
+/// Pulled by every instance.
+async fn retries(state: Arc<State>, work: Arc<NatsWork>, lane: Lane, stop: CancellationToken) {
+    'open: loop {
+        let Some(consumer) = until_open(&lane.consumer, &stop, || {
+            work.consumer(&lane.consumer, lane.subject.clone(), lane.limit)
         })
-        .await;
-        if !going {
+        .await
+        else {
             return;
+        };
+        let mut failures = 0;
+        loop {
+            let batch = consumer
+                .batch()
+                .max_messages(PULL_BATCH)
+                .expires(PULL_WAIT)
+                .messages()
+                .await;
+            let Ok(batch) = batch else {
+                if failed_in_a_row(&mut failures, Pulled::Failed) {
+                    continue 'open;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(TRY_AGAIN) => continue,
+                    () = stop.cancelled() => return,
+                }
+            };
+            let pulled = each_pulled(batch, &stop, &lane.consumer, |message| {
+                let work = work.clone();
+                state.in_flight.clone().spawn(async move {
+                    let Ok(item) = serde_json::from_slice::<Item>(&message.payload) else {
+                        tracing::error!("an unreadable retry is left for an operator");
+                        settle(&message, AckKind::Nak(Some(UNREADABLE_PAUSE))).await;
+                        return;
+                    };
+                    let wait = item.job.due_ms.saturating_sub(now_ms());
+                    if wait > 0 {
+                        settle(&message, AckKind::Nak(Some(Duration::from_millis(wait)))).await;
+                        return;
+                    }
+                    match work
+                        .publish_moved(work.job_subject(&item.job), &item, &message)
+                        .await
+                    {
+                        Ok(()) => settle(&message, AckKind::Ack).await,
+                        Err(_) => settle(&message, AckKind::Nak(Some(TRY_AGAIN))).await,
+                    }
+                });
+            })
+            .await;
+            if pulled == Pulled::Stopped {
+                return;
+            }
+            if failed_in_a_row(&mut failures, pulled) {
+                continue 'open;
+            }
         }
     }
 }
@@ -435,7 +555,7 @@ async fn retry_at(
         event: event.clone(),
     };
     match work
-        .publish_unique(work.retry_subject(&item.job), &item)
+        .publish_moved(work.retry_subject(&item.job), &item, message)
         .await
     {
         Ok(()) => settle(message, AckKind::Ack).await,
@@ -471,7 +591,7 @@ async fn run_job(state: &State, work: &NatsWork, message: jetstream::Message) {
     if !sub.enabled || state.health.is_disabled(&sub.id) {
         return park(work, &message, job, event).await;
     }
-    let lease = Renewal::start(&message);
+    let lease = Renewal::start(work, &message);
     let event = Arc::new(event);
     // The attempt's log lines carry the event's trace, as on sled.
     let span = crate::trace::job_span(&job);
@@ -545,7 +665,10 @@ async fn removed(
 /// Moves a paused subscription's job to its parked subject, with the attempts made so far.
 async fn park(work: &NatsWork, message: &jetstream::Message, job: Job, event: Event) {
     let subject = work.parked_subject(&job.subscription_id);
-    match work.publish_unique(subject, &Item { job, event }).await {
+    match work
+        .publish_moved(subject, &Item { job, event }, message)
+        .await
+    {
         Ok(()) => settle(message, AckKind::Ack).await,
         Err(e) => {
             tracing::warn!(error = %e, "cannot park a paused subscription's job");
@@ -571,19 +694,31 @@ async fn sweep(
     snapshot: &Snapshot,
     lanes: &HashSet<String>,
     orphans: &mut HashMap<String, Orphan>,
+    idle: &mut HashMap<String, Orphan>,
 ) {
     let filter = format!("{}.work.>", work.prefix);
     let Ok(mut subjects) = work.work.info_with_subjects(&filter).await else {
         return;
     };
     let mut held = Vec::new();
+    let mut depths = super::Depths::default();
     while let Some(Ok((subject, count))) = subjects.next().await {
         if count > 0 {
+            depths.add(&subject, count);
             held.push(subject);
         }
     }
+    work.set_depths(depths);
     let now = std::time::Instant::now();
     let mut seen = HashMap::new();
+    let held_lanes: HashSet<String> = held
+        .iter()
+        .filter_map(|subject| {
+            let mut tokens = subject.rsplit('.');
+            let (t, kind) = (tokens.next()?, tokens.next()?);
+            Some(format!("{kind}_{t}"))
+        })
+        .collect();
     for subject in held {
         let mut tokens = subject.rsplit('.');
         let (Some(t), Some(kind)) = (tokens.next(), tokens.next()) else {
@@ -606,7 +741,7 @@ async fn sweep(
                 // A subscription removed: its jobs go back to be dead-lettered.
                 true
             }
-            "d" | "c" => !lanes.contains(&name),
+            "d" | "c" | "r" => !lanes.contains(&name),
             _ => false,
         };
         if !orphan {
@@ -630,7 +765,9 @@ async fn sweep(
                 "c" => work.plugin_slots_per_subscription,
                 _ => PULL_BATCH,
             };
-            if kind == "p" {
+            if kind == "p" || kind == "r" {
+                // Back to their lane at once (a retry no longer waits its backoff there): if
+                // that lane is gone too, the next sweeps dead-letter them with the reason.
                 drain(work, &name, subject.clone(), limit, |message| {
                     unpark_one(work, message)
                 })
@@ -647,6 +784,52 @@ async fn sweep(
         seen.insert(subject, entry);
     }
     *orphans = seen;
+    remove_idle_consumers(work, lanes, &held_lanes, idle).await;
+}
+
+/// Deletes the consumers of lanes that no instance runs any more (a destination or a
+/// subscription removed, an app's churn) once their subject is empty and nobody has pulled
+/// from them for [`ORPHAN_GRACE`], so that consumers do not grow without bound. `idle`
+/// remembers since when each was seen so.
+async fn remove_idle_consumers(
+    work: &NatsWork,
+    lanes: &HashSet<String>,
+    held: &HashSet<String>,
+    idle: &mut HashMap<String, Orphan>,
+) {
+    let mut names = work.work.consumer_names();
+    let mut candidates = Vec::new();
+    while let Some(Ok(name)) = names.next().await {
+        let lane_like = name.len() > 2 && matches!(&name[..2], "d_" | "c_" | "r_" | "p_");
+        if lane_like && !lanes.contains(&name) && !held.contains(&name) {
+            candidates.push(name);
+        }
+    }
+    let now = std::time::Instant::now();
+    let mut seen = HashMap::new();
+    for name in candidates {
+        let (waiting, delivered) = consumer_activity(work, &name).await;
+        let entry = match idle.remove(&name) {
+            Some(entry) if !waiting && entry.delivered == delivered => entry,
+            _ => Orphan {
+                since: now,
+                delivered,
+            },
+        };
+        if now.duration_since(entry.since) >= ORPHAN_GRACE {
+            match work.work.delete_consumer(&name).await {
+                Ok(_) => {
+                    tracing::info!(consumer = %name, "the consumer of a lane no instance runs any more is deleted")
+                }
+                Err(e) => {
+                    tracing::debug!(consumer = %name, error = %e, "cannot delete an idle consumer yet")
+                }
+            }
+            continue;
+        }
+        seen.insert(name, entry);
+    }
+    *idle = seen;
 }
 
 /// Since when a lane's subject has held jobs with nobody pulling them, as of which count of
@@ -712,7 +895,7 @@ async fn unpark_one(work: &NatsWork, message: jetstream::Message) {
         return;
     };
     match work
-        .publish_unique(work.job_subject(&item.job), &item)
+        .publish_moved(work.job_subject(&item.job), &item, &message)
         .await
     {
         Ok(()) => settle(&message, AckKind::Ack).await,
@@ -801,8 +984,8 @@ async fn call(
         .await;
     let outcome = match ran {
         Ok(Some(outcome)) => outcome,
-        Ok(None) => Outcome::RetryLater("internal: no plugin input".into()),
-        Err(join) => Outcome::RetryLater(format!("plugin task failed: {join}")),
+        Ok(None) => Outcome::RetryLater(CallFailure::Task("no plugin input".into())),
+        Err(join) => Outcome::RetryLater(CallFailure::Task(join.to_string())),
     };
     let latency_ms = now_ms().saturating_sub(started);
     drop(lease);
@@ -826,6 +1009,26 @@ async fn call(
                         .await;
                 }
             }
+            if let Err(crate::store::StoreError::TooLarge { size, limit }) = queued {
+                // It would be refused every time: the call's outcome is final.
+                let reason = CallFailure::Plugin(crate::plugin::PluginError::OutputTooLarge(
+                    format!(
+                        "a delivery with its event is {size} bytes, over the queue's message limit of {limit}"
+                    ),
+                ));
+                crate::dispatch::plugin_gave_up(state, sub, &reason);
+                let attempt = attempt(Some(reason.to_string()));
+                return bury(
+                    state,
+                    work,
+                    message,
+                    job,
+                    event,
+                    Some(attempt),
+                    DeadReason::Plugin(reason),
+                )
+                .await;
+            }
             if let Err(e) = queued {
                 tracing::error!(error = %e, job = %job.id, "cannot queue a plugin's deliveries; the call runs again");
                 settle(message, AckKind::Nak(Some(TRY_AGAIN))).await;
@@ -837,7 +1040,7 @@ async fn call(
             state.health.success(&sub.id);
         }
         Outcome::RetryLater(reason) => {
-            let attempt = attempt(Some(reason));
+            let attempt = attempt(Some(reason.to_string()));
             failed(
                 state,
                 work,
@@ -852,7 +1055,7 @@ async fn call(
         }
         Outcome::GiveUp(reason) => {
             crate::dispatch::plugin_gave_up(state, sub, &reason);
-            let attempt = attempt(Some(reason.clone()));
+            let attempt = attempt(Some(reason.to_string()));
             bury(
                 state,
                 work,
