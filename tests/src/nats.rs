@@ -49,6 +49,12 @@ impl NatsServer {
         Err(last.unwrap_or_else(|| anyhow::anyhow!("nats-server did not start")))
     }
 
+    /// What the server says of JetStream stream `stream` (`$JS.API.STREAM.INFO`), if it
+    /// answers.
+    pub fn stream_info(&self, stream: &str) -> Option<serde_json::Value> {
+        request(self.port, &format!("$JS.API.STREAM.INFO.{stream}"))
+    }
+
     /// The server's process id (to read its CPU time).
     pub fn pid(&self) -> u32 {
         self.child.id()

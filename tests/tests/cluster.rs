@@ -1053,3 +1053,39 @@ mode = "ok"
     assert!(receiver.received().is_empty(), "nothing delivered");
     gw.stop().await.expect("stop");
 }
+
+/// What the configuration says is what runs: streams made under other settings (here an
+/// earlier `retention` and `dedup_window`) are brought to the configured ones at start-up.
+#[tokio::test]
+async fn changed_storage_settings_reach_the_streams_at_the_next_start() {
+    let server = NatsServer::start().expect("nats-server");
+    let engine = nats(&server, "settings");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let with = |retention: &str, dedup: &str| {
+        config(&engine).replace(
+            "[storage]\n",
+            &format!("[storage]\nretention = \"{retention}\"\ndedup_window = \"{dedup}\"\n"),
+        )
+    };
+    let max_age = || {
+        let info = server.stream_info("settings_events").expect("stream info");
+        (
+            info["config"]["max_age"].as_u64(),
+            info["config"]["duplicate_window"].as_u64(),
+        )
+    };
+    let first = TestGateway::start(&with("1h", "10m"), dir.path())
+        .await
+        .expect("gateway");
+    first.stop().await.expect("stop");
+    assert_eq!(max_age(), (Some(3_600_000_000_000), Some(600_000_000_000)));
+    let second = TestGateway::start(&with("2h", "20m"), dir.path())
+        .await
+        .expect("gateway");
+    assert_eq!(
+        max_age(),
+        (Some(7_200_000_000_000), Some(1_200_000_000_000)),
+        "the new retention and dedup window are in force"
+    );
+    second.stop().await.expect("stop");
+}

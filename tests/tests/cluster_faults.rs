@@ -22,6 +22,7 @@ use odoo_gateway_tests::HttpClient;
 use odoo_gateway_tests::nats::{Engine, NatsCluster, NatsServer};
 
 const TOKEN: &str = "faults-token-0123456789";
+const ADMIN: &str = "faults-admin-0123456789";
 /// `[delivery] per_destination_concurrency`: the `max_ack_pending` of the receiver's durable
 /// consumer, so the most deliveries to it in flight in the whole cluster at any moment.
 const IN_FLIGHT: usize = 16;
@@ -50,12 +51,16 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 fn config(storage: &str, receiver: &Inbox) -> String {
     format!(
         r#"{storage}
+[server]
+admin_token = "{ADMIN}"
 [delivery]
 retries = 50
 per_destination_concurrency = {IN_FLIGHT}
 [delivery.backoff]
 schedule = ["100ms"]
 [delivery.client.ssrf]
+allow = ["127.0.0.0/8"]
+[delivery.client.app_ssrf]
 allow = ["127.0.0.0/8"]
 [[sources]]
 name = "odoo"
@@ -78,8 +83,22 @@ fn ingest_path() -> String {
     format!("/v1/odoo/odoo/{TOKEN}")
 }
 
-/// When each delivery the receiver got arrived, by event id (the `id` of the delivered body).
+/// When each delivery the receiver got arrived, by path and event id (`<path> <id>`, the `id`
+/// of the delivered body): each subscription delivers to a path of its own.
 type Arrivals = Arc<Mutex<HashMap<String, Vec<Instant>>>>;
+
+/// What must arrive: every acknowledged event (id → number) at every path of `paths`, keyed
+/// as [`Arrivals`] are.
+fn expected(acked: &HashMap<String, usize>, paths: &[&str]) -> HashMap<String, usize> {
+    paths
+        .iter()
+        .flat_map(|path| {
+            acked
+                .iter()
+                .map(move |(id, n)| (format!("{path} {id}"), *n))
+        })
+        .collect()
+}
 
 /// A receiver answering `200` that notes the deliveries of each event as they arrive.
 async fn receiver() -> (Inbox, Arrivals) {
@@ -91,7 +110,9 @@ async fn receiver() -> (Inbox, Arrivals) {
             .and_then(|body| body["id"].as_str().map(str::to_owned))
             .unwrap_or_else(|| "<no id>".to_owned());
         let mut seen = seen.lock().expect("lock");
-        seen.entry(id).or_default().push(Instant::now());
+        seen.entry(format!("{} {id}", r.path))
+            .or_default()
+            .push(Instant::now());
     };
     let inbox = Inbox::start_local(InboxOptions {
         on_receive: Some(Arc::new(on_receive)),
@@ -172,6 +193,63 @@ impl Process {
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
+}
+
+/// Registers an app on `instance` (every event granted) and subscribes it, through the app
+/// API, to every event delivered to `url`.
+async fn subscribe_app(instance: &Process, url: &str) {
+    let client = HttpClient::new();
+    let base = format!("http://127.0.0.1:{}", instance.port);
+    let admin = format!("Bearer {ADMIN}");
+    let app = serde_json::json!({"name": "shop", "scopes": ["read", "write"], "events": ["*"]});
+    let registered = client
+        .send(
+            "POST",
+            &format!("{base}/admin/apps"),
+            &[
+                ("authorization", &admin),
+                ("content-type", "application/json"),
+            ],
+            app.to_string().into_bytes(),
+        )
+        .await
+        .expect("register");
+    assert_eq!(registered.status, 201, "{:?}", registered.body);
+    let app = registered.json();
+    let form = format!(
+        "grant_type=client_credentials&client_id={}&client_secret={}",
+        app["oauth2_client_id"].as_str().expect("client id"),
+        app["oauth2_client_secret"].as_str().expect("secret")
+    );
+    let token = client
+        .send(
+            "POST",
+            &format!("{base}/oauth2/token"),
+            &[("content-type", "application/x-www-form-urlencoded")],
+            form.into_bytes(),
+        )
+        .await
+        .expect("token");
+    assert_eq!(token.status, 200, "{:?}", token.body);
+    let bearer = format!(
+        "Bearer {}",
+        token.json()["access_token"].as_str().expect("token")
+    );
+    let subscription =
+        serde_json::json!({"id": "all", "events": ["*"], "destination": {"url": url}});
+    let created = client
+        .send(
+            "POST",
+            &format!("{base}/v1/subscriptions"),
+            &[
+                ("authorization", &bearer),
+                ("content-type", "application/json"),
+            ],
+            subscription.to_string().into_bytes(),
+        )
+        .await
+        .expect("subscribe");
+    assert_eq!(created.status, 201, "{:?}", created.body);
 }
 
 /// The ends of the logs of `instances` but `except`, for assertion messages.
@@ -437,6 +515,9 @@ async fn kill_9_of_one_of_three_instances_under_load_loses_no_acknowledged_event
     for _ in 0..3 {
         instances.push(Process::start(&engine, &inbox).await);
     }
+    // An app subscribes through the API of one instance just before the load: from its `201`
+    // on, every acknowledged event is its too, whichever instance fans it out.
+    subscribe_app(&instances[0], &inbox.url("/app").to_string()).await;
     let load = Load::new(
         instances.iter().map(Process::ingest_url).collect(),
         KILL_EVENTS,
@@ -463,6 +544,8 @@ async fn kill_9_of_one_of_three_instances_under_load_loses_no_acknowledged_event
         KILL_EVENTS,
         "every event posted is acknowledged by an instance (two events got one id?)"
     );
+    let acked_events = acked.len();
+    let acked = expected(&acked, &["/hook", "/app"]);
     let got = delivered(
         &acked,
         &arrivals,
@@ -473,9 +556,9 @@ async fn kill_9_of_one_of_three_instances_under_load_loses_no_acknowledged_event
     let tally = Tally::new(&acked, &got, killed_at);
     eprintln!(
         "kill -9 of instance {victim} after {acked_at_kill} acknowledged events and \
-         {delivered_at_kill} deliveries; {} requests cut and sent again; acknowledged {}, {tally}",
+         {delivered_at_kill} deliveries; {} requests cut and sent again; acknowledged \
+         {acked_events} (each for two subscriptions), {tally}",
         load.failed.load(Ordering::Relaxed),
-        acked.len(),
     );
     assert_eq!(
         tally.delivered,
@@ -487,11 +570,13 @@ async fn kill_9_of_one_of_three_instances_under_load_loses_no_acknowledged_event
     // its acknowledgement never reached JetStream. Such a job was pending on the receiver's
     // consumer, whose `max_ack_pending` is `per_destination_concurrency` for the whole
     // cluster: at most that many deliveries can be made twice.
+    // Two destinations (the file's and the app's), each with its own consumer.
     assert!(
-        tally.duplicates <= IN_FLIGHT,
-        "{} duplicate deliveries: more than the {IN_FLIGHT} deliveries that can be in \
-         flight to the receiver (per_destination_concurrency)",
-        tally.duplicates
+        tally.duplicates <= 2 * IN_FLIGHT,
+        "{} duplicate deliveries: more than the {} deliveries that can be in flight to the \
+         two destinations (per_destination_concurrency each)",
+        tally.duplicates,
+        2 * IN_FLIGHT
     );
 }
 
@@ -542,7 +627,7 @@ async fn a_nats_node_restarted_under_load_loses_no_acknowledged_event() {
     for worker in workers {
         worker.await.expect("a client of the load failed");
     }
-    let acked = load.acked.lock().expect("lock").clone();
+    let acked = expected(&load.acked.lock().expect("lock").clone(), &["/hook"]);
 
     let got = delivered(
         &acked,

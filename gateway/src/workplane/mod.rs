@@ -77,6 +77,8 @@ pub struct Depth {
     pub later: usize,
     /// Set aside while their subscription is paused.
     pub parked: usize,
+    /// Every queued job, those running included.
+    pub known: usize,
 }
 
 /// One destination's queue, for the metrics.
@@ -286,10 +288,13 @@ impl WorkPlane {
             Self::Sled(w) => w.depth(),
             Self::Nats(w) => {
                 let d = w.depths();
+                let (due, later, parked) =
+                    (d.total('d') + d.total('c'), d.total('r'), d.total('p'));
                 Depth {
-                    due: d.total('d') + d.total('c'),
-                    later: d.total('r'),
-                    parked: d.total('p'),
+                    due,
+                    later,
+                    parked,
+                    known: due + later + parked,
                 }
             }
         }

@@ -96,6 +96,7 @@ impl SledWork {
             due: d.due,
             later: d.later,
             parked: d.parked,
+            known: d.known,
         }
     }
 

@@ -198,6 +198,52 @@ where
     }
 }
 
+/// Creates stream `desired`, or brings an existing one to it: a stream made by an earlier
+/// version or under other settings (`replicas`, `retention`, `dedup_window`) is updated, so
+/// that what the configuration says is what runs. A change JetStream refuses (a subject or
+/// retention policy of another kind) is a clear error naming the stream, not a silent
+/// difference.
+pub(crate) async fn reconcile_stream(
+    js: &jetstream::Context,
+    desired: jetstream::stream::Config,
+) -> Result<jetstream::stream::Stream, String> {
+    let mut stream = js
+        .get_or_create_stream(desired.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let current = stream
+        .info()
+        .await
+        .map_err(|e| e.to_string())?
+        .config
+        .clone();
+    let differs = current.num_replicas != desired.num_replicas
+        || current.max_age != desired.max_age
+        || current.duplicate_window != desired.duplicate_window
+        || current.max_messages_per_subject != desired.max_messages_per_subject
+        || current.subjects != desired.subjects;
+    if differs {
+        js.update_stream(desired.clone()).await.map_err(|e| {
+            format!(
+                "stream {} exists with other settings and cannot be brought to the configured ones                  (replicas {} → {}, max age {:?} → {:?}, dedup window {:?} → {:?}): {e}",
+                desired.name,
+                current.num_replicas,
+                desired.num_replicas,
+                current.max_age,
+                desired.max_age,
+                current.duplicate_window,
+                desired.duplicate_window
+            )
+        })?;
+        tracing::info!(stream = %desired.name, "stream settings updated to the configuration");
+        stream = js
+            .get_stream(&desired.name)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(stream)
+}
+
 /// A bucket keeping `history` revisions of each key.
 pub(crate) async fn open_bucket_with(
     js: &jetstream::Context,
@@ -230,7 +276,7 @@ pub(crate) async fn open_bucket_with(
     // elected its leaders: try again for a while before giving up.
     let deadline = tokio::time::Instant::now() + STARTING_CLUSTER;
     loop {
-        let opened = match js.get_or_create_stream(stream.clone()).await {
+        let opened = match reconcile_stream(js, stream.clone()).await {
             Ok(_) => js
                 .get_key_value(&bucket)
                 .await

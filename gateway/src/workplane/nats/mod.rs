@@ -174,33 +174,39 @@ impl NatsWork {
         let replicas = config.replicas;
         let retention = storage.retention;
         let events = crate::control::nats::retry_starting(|| {
-            js.get_or_create_stream(stream::Config {
-                name: format!("{prefix}_events"),
-                subjects: vec![format!("{prefix}.events.*")],
-                max_age: retention,
-                // A repeat within the dedup window is recognised by JetStream itself.
-                duplicate_window: storage.dedup_window.min(retention),
-                num_replicas: replicas,
-                storage: stream::StorageType::File,
-                allow_direct: false,
-                ..Default::default()
-            })
+            crate::control::nats::reconcile_stream(
+                &js,
+                stream::Config {
+                    name: format!("{prefix}_events"),
+                    subjects: vec![format!("{prefix}.events.*")],
+                    max_age: retention,
+                    // A repeat within the dedup window is recognised by JetStream itself.
+                    duplicate_window: storage.dedup_window.min(retention),
+                    num_replicas: replicas,
+                    storage: stream::StorageType::File,
+                    allow_direct: false,
+                    ..Default::default()
+                },
+            )
         })
         .await
         .map_err(|e| shared(&format!("stream {prefix}_events"), e))?;
         let work = crate::control::nats::retry_starting(|| {
-            js.get_or_create_stream(stream::Config {
-                name: format!("{prefix}_work"),
-                subjects: vec![format!("{prefix}.work.>")],
-                retention: stream::RetentionPolicy::WorkQueue,
-                // A fan-out or plugin call run again after its instance died within this
-                // window publishes nothing twice.
-                duplicate_window: Duration::from_secs(600),
-                num_replicas: replicas,
-                storage: stream::StorageType::File,
-                allow_direct: false,
-                ..Default::default()
-            })
+            crate::control::nats::reconcile_stream(
+                &js,
+                stream::Config {
+                    name: format!("{prefix}_work"),
+                    subjects: vec![format!("{prefix}.work.>")],
+                    retention: stream::RetentionPolicy::WorkQueue,
+                    // A fan-out or plugin call run again after its instance died within this
+                    // window publishes nothing twice.
+                    duplicate_window: Duration::from_secs(600),
+                    num_replicas: replicas,
+                    storage: stream::StorageType::File,
+                    allow_direct: false,
+                    ..Default::default()
+                },
+            )
         })
         .await
         .map_err(|e| shared(&format!("stream {prefix}_work"), e))?;
@@ -493,9 +499,13 @@ impl NatsWork {
         let created = self.work.get_or_create_consumer(name, config.clone()).await;
         match created {
             Ok(consumer) => {
-                // A limit changed since the consumer was made: update it.
+                // A limit, the lease or the replicas changed since the consumer was made:
+                // update it.
                 let info = consumer.cached_info();
-                if info.config.max_ack_pending != config.max_ack_pending {
+                if info.config.max_ack_pending != config.max_ack_pending
+                    || info.config.ack_wait != config.ack_wait
+                    || info.config.num_replicas != config.num_replicas
+                {
                     return self
                         .work
                         .create_consumer(config)
@@ -511,20 +521,31 @@ impl NatsWork {
     /// The consumer every instance fans events out from.
     pub(crate) async fn fanout_consumer(&self) -> Result<consumer::PullConsumer, StoreError> {
         let name = "fanout";
-        self.events
-            .get_or_create_consumer(
-                name,
-                consumer::pull::Config {
-                    durable_name: Some(name.to_owned()),
-                    ack_policy: consumer::AckPolicy::Explicit,
-                    ack_wait: self.lease,
-                    max_deliver: -1,
-                    max_ack_pending: 8192,
-                    num_replicas: self.replicas,
-                    ..Default::default()
-                },
-            )
+        let config = consumer::pull::Config {
+            durable_name: Some(name.to_owned()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: self.lease,
+            max_deliver: -1,
+            max_ack_pending: 8192,
+            num_replicas: self.replicas,
+            ..Default::default()
+        };
+        let consumer = self
+            .events
+            .get_or_create_consumer(name, config.clone())
             .await
-            .map_err(|e| shared("consumer fanout", e))
+            .map_err(|e| shared("consumer fanout", e))?;
+        let info = consumer.cached_info();
+        if info.config.ack_wait != config.ack_wait
+            || info.config.num_replicas != config.num_replicas
+        {
+            // The lease or the replicas changed since it was made: update it.
+            return self
+                .events
+                .create_consumer(config)
+                .await
+                .map_err(|e| shared("consumer fanout", e));
+        }
+        Ok(consumer)
     }
 }
