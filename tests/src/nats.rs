@@ -55,6 +55,14 @@ impl NatsServer {
         request(self.port, &format!("$JS.API.STREAM.INFO.{stream}"))
     }
 
+    /// What the server says of consumer `consumer` of stream `stream`, if it answers.
+    pub fn consumer_info(&self, stream: &str, consumer: &str) -> Option<serde_json::Value> {
+        request(
+            self.port,
+            &format!("$JS.API.CONSUMER.INFO.{stream}.{consumer}"),
+        )
+    }
+
     /// The server's process id (to read its CPU time).
     pub fn pid(&self) -> u32 {
         self.child.id()

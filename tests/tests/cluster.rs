@@ -1054,18 +1054,31 @@ mode = "ok"
     gw.stop().await.expect("stop");
 }
 
-/// What the configuration says is what runs: streams made under other settings (here an
-/// earlier `retention` and `dedup_window`) are brought to the configured ones at start-up.
+/// What the configuration says is what runs: streams and consumers made under other settings
+/// (here an earlier `retention`, `dedup_window` and `lease`) are brought to the configured
+/// ones at start-up.
 #[tokio::test]
 async fn changed_storage_settings_reach_the_streams_at_the_next_start() {
     let server = NatsServer::start().expect("nats-server");
     let engine = nats(&server, "settings");
     let dir = tempfile::tempdir().expect("tempdir");
     let with = |retention: &str, dedup: &str| {
-        config(&engine).replace(
-            "[storage]\n",
-            &format!("[storage]\nretention = \"{retention}\"\ndedup_window = \"{dedup}\"\n"),
-        )
+        let lease = if retention == "1h" { "5s" } else { "7s" };
+        config(&engine)
+            .replace(
+                "[storage]\n",
+                &format!("[storage]\nretention = \"{retention}\"\ndedup_window = \"{dedup}\"\n"),
+            )
+            .replace(
+                "[storage.nats]\n",
+                &format!("[storage.nats]\nlease = \"{lease}\"\n"),
+            )
+    };
+    let lease = || {
+        server
+            .consumer_info("settings_events", "fanout")
+            .expect("consumer info")["config"]["ack_wait"]
+            .as_u64()
     };
     let max_age = || {
         let info = server.stream_info("settings_events").expect("stream info");
@@ -1077,6 +1090,9 @@ async fn changed_storage_settings_reach_the_streams_at_the_next_start() {
     let first = TestGateway::start(&with("1h", "10m"), dir.path())
         .await
         .expect("gateway");
+    within(WAIT, || async { lease() == Some(5_000_000_000) })
+        .await
+        .expect("the fan-out consumer is made with the first lease");
     first.stop().await.expect("stop");
     assert_eq!(max_age(), (Some(3_600_000_000_000), Some(600_000_000_000)));
     let second = TestGateway::start(&with("2h", "20m"), dir.path())
@@ -1087,5 +1103,8 @@ async fn changed_storage_settings_reach_the_streams_at_the_next_start() {
         (Some(7_200_000_000_000), Some(1_200_000_000_000)),
         "the new retention and dedup window are in force"
     );
+    // The fan-out consumer is opened once the stages run.
+    let leased = within(WAIT, || async { lease() == Some(7_000_000_000) }).await;
+    assert!(leased.is_some(), "the new lease is in force: {:?}", lease());
     second.stop().await.expect("stop");
 }
