@@ -18,8 +18,66 @@ use crate::store::{
     Attempt, DeadLetter, Job, JobId, JobKind, JobPart, JobSummary, Journey, StoreError,
 };
 
-/// Most records one listing reads before it sorts them (the newest `limit` are answered).
-const LIST_SCAN: usize = 10_000;
+/// Records one fetch of a scan asks for.
+const SCAN_BATCH: usize = 1_000;
+
+/// The newest `limit` items offered, by key: what a listing keeps while it scans every
+/// record, so that its memory is bounded by what it answers.
+struct Newest<K: Ord, T> {
+    limit: usize,
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<Keyed<K, T>>>,
+}
+
+/// An item ordered by its key only.
+struct Keyed<K, T>(K, T);
+
+impl<K: Ord, T> PartialEq for Keyed<K, T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+impl<K: Ord, T> Eq for Keyed<K, T> {}
+impl<K: Ord, T> PartialOrd for Keyed<K, T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<K: Ord, T> Ord for Keyed<K, T> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.cmp(&other.0)
+    }
+}
+
+impl<K: Ord, T> Newest<K, T> {
+    fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            heap: std::collections::BinaryHeap::with_capacity(limit.min(SCAN_BATCH) + 1),
+        }
+    }
+
+    fn offer(&mut self, key: K, item: T) {
+        if self.limit == 0 {
+            return;
+        }
+        if self.heap.len() < self.limit {
+            self.heap.push(std::cmp::Reverse(Keyed(key, item)));
+        } else if self.heap.peek().is_some_and(|oldest| key > oldest.0.0) {
+            self.heap.pop();
+            self.heap.push(std::cmp::Reverse(Keyed(key, item)));
+        }
+    }
+
+    /// Newest first.
+    fn into_sorted(self) -> Vec<T> {
+        // Ascending order of `Reverse` is descending order of the keys.
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|std::cmp::Reverse(Keyed(_, item))| item)
+            .collect()
+    }
+}
 
 /// Where a job stands after its latest outcome (stored in each record, lowercase).
 pub use crate::workplane::JobState as Status;
@@ -128,13 +186,15 @@ impl NatsWork {
         Ok(())
     }
 
-    /// Reads the latest value of every key matching `filter` in `bucket`'s stream, at most
-    /// [`LIST_SCAN`].
-    async fn latest(
+    /// Passes the latest value of every key matching `filter` in `bucket`'s stream to `each`
+    /// (subject, value), as it reads them: every key, in batches, so that a listing is
+    /// complete however many records there are and holds only what `each` keeps.
+    async fn scan(
         &self,
         bucket: &async_nats::jetstream::kv::Store,
         filter: String,
-    ) -> Result<Vec<(String, Bytes)>, StoreError> {
+        mut each: impl FnMut(&str, &Bytes),
+    ) -> Result<(), StoreError> {
         let consumer = bucket
             .stream
             .create_consumer(consumer::pull::Config {
@@ -147,39 +207,41 @@ impl NatsWork {
             .await
             .map_err(|e| shared("cannot read the delivery log", e))?;
         let mut pending = consumer.cached_info().num_pending as usize;
-        let mut values = Vec::new();
-        while pending > 0 && values.len() < LIST_SCAN {
-            let mut batch = consumer
-                .fetch()
-                .max_messages(pending.min(1_000))
-                .expires(Duration::from_secs(2))
-                .messages()
-                .await
-                .map_err(|e| shared("cannot read the delivery log", e))?;
-            let mut got = 0;
-            while let Some(message) = batch.next().await {
-                let message = message.map_err(|e| shared("cannot read the delivery log", e))?;
-                got += 1;
-                // A delete or purge marker: the key is gone.
-                let operation = message
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get("KV-Operation"))
-                    .map(|v| v.as_str().to_owned());
-                if operation.is_none() {
-                    values.push((message.subject.to_string(), message.payload.clone()));
+        let read = async {
+            while pending > 0 {
+                let mut batch = consumer
+                    .fetch()
+                    .max_messages(pending.min(SCAN_BATCH))
+                    .expires(Duration::from_secs(2))
+                    .messages()
+                    .await
+                    .map_err(|e| shared("cannot read the delivery log", e))?;
+                let mut got = 0;
+                while let Some(message) = batch.next().await {
+                    let message = message.map_err(|e| shared("cannot read the delivery log", e))?;
+                    got += 1;
+                    // A delete or purge marker: the key is gone.
+                    let gone = message
+                        .headers
+                        .as_ref()
+                        .is_some_and(|h| h.get("KV-Operation").is_some());
+                    if !gone {
+                        each(message.subject.as_str(), &message.payload);
+                    }
                 }
+                if got == 0 {
+                    break;
+                }
+                pending = pending.saturating_sub(got);
             }
-            if got == 0 {
-                break;
-            }
-            pending = pending.saturating_sub(got);
-        }
+            Ok::<_, StoreError>(())
+        };
+        let read = read.await;
         let _ = bucket
             .stream
             .delete_consumer(&consumer.cached_info().name)
             .await;
-        Ok(values)
+        read
     }
 
     /// The newest `limit` jobs of `subscription` with an outcome, newest first.
@@ -189,15 +251,17 @@ impl NatsWork {
         limit: usize,
     ) -> Result<Vec<Listed>, StoreError> {
         let filter = format!("$KV.{}.{}.>", self.deliveries.name, token(subscription));
-        let mut records: Vec<Record> = self
-            .latest(&self.deliveries, filter)
-            .await?
-            .iter()
-            .filter_map(|(_, v)| serde_json::from_slice(v).ok())
-            .filter(|r: &Record| r.subscription == subscription)
-            .collect();
-        records.sort_by(|a, b| (b.job.created_ms, &b.job.id).cmp(&(a.job.created_ms, &a.job.id)));
-        records.truncate(limit);
+        // The newest `limit` as the scan goes: a min-heap of (created, id).
+        let mut newest = Newest::new(limit);
+        self.scan(&self.deliveries, filter, |_, value| {
+            if let Ok(record) = serde_json::from_slice::<Record>(value)
+                && record.subscription == subscription
+            {
+                newest.offer((record.job.created_ms, record.job.id.clone()), record);
+            }
+        })
+        .await?;
+        let records = newest.into_sorted();
         let mut listed = Vec::with_capacity(records.len());
         for latest in records {
             let attempts = self.attempts(&latest.job.id).await?;
@@ -259,17 +323,18 @@ impl NatsWork {
         limit: usize,
     ) -> Result<Vec<DeadLetter>, StoreError> {
         let filter = format!("$KV.{}.>", self.dead.name);
-        let mut letters: Vec<DeadLetter> = self
-            .latest(&self.dead, filter)
-            .await?
-            .iter()
-            .filter_map(|(_, v)| serde_json::from_slice::<StoredDeadLetter>(v).ok())
-            .map(|d| d.letter)
-            .filter(|d| d.job.subscription_id.starts_with(prefix))
-            .collect();
-        letters.sort_by_key(|d| std::cmp::Reverse(d.at_ms));
-        letters.truncate(limit);
-        Ok(letters)
+        let mut newest = Newest::new(limit);
+        self.scan(&self.dead, filter, |_, value| {
+            // Only the letter is kept, not the event it carries.
+            if let Ok(stored) = serde_json::from_slice::<StoredDeadLetter>(value)
+                && stored.letter.job.subscription_id.starts_with(prefix)
+            {
+                let letter = stored.letter;
+                newest.offer((letter.at_ms, letter.job.id.clone()), letter);
+            }
+        })
+        .await?;
+        Ok(newest.into_sorted())
     }
 
     /// Queues dead letter `job_id` again with its attempts reset, and removes it; `None` when
@@ -310,22 +375,22 @@ impl NatsWork {
         let mut purged = 0;
         for bucket in [&self.deliveries, &self.dead] {
             let head = format!("$KV.{}.", bucket.name);
-            for (subject, value) in self.latest(bucket, format!("{head}>")).await? {
-                let subscription = serde_json::from_slice::<Record>(&value)
+            let mut doomed = Vec::new();
+            self.scan(bucket, format!("{head}>"), |subject, value| {
+                let subscription = serde_json::from_slice::<Record>(value)
                     .map(|r| r.subscription)
                     .or_else(|_| {
-                        serde_json::from_slice::<StoredDeadLetter>(&value)
+                        serde_json::from_slice::<StoredDeadLetter>(value)
                             .map(|d| d.letter.job.subscription_id)
                     });
-                let Ok(subscription) = subscription else {
-                    continue;
-                };
-                if !subscription.starts_with(prefix) {
-                    continue;
+                if subscription.is_ok_and(|s| s.starts_with(prefix)) {
+                    doomed.push(subject.strip_prefix(&head).unwrap_or(subject).to_owned());
                 }
-                let key = subject.strip_prefix(&head).unwrap_or(&subject);
+            })
+            .await?;
+            for key in doomed {
                 bucket
-                    .purge(key)
+                    .purge(&key)
                     .await
                     .map_err(|e| shared("cannot remove an app's records", e))?;
                 purged += 1;
@@ -338,12 +403,11 @@ impl NatsWork {
     /// attempt kept, and the deliveries made.
     pub async fn journey(&self, event_id: &str) -> Result<Journey, StoreError> {
         let filter = format!("$KV.{}.*.{event_id}.*", self.deliveries.name);
-        let records: Vec<Record> = self
-            .latest(&self.deliveries, filter)
-            .await?
-            .iter()
-            .filter_map(|(_, v)| serde_json::from_slice(v).ok())
-            .collect();
+        let mut records: Vec<Record> = Vec::new();
+        self.scan(&self.deliveries, filter, |_, value| {
+            records.extend(serde_json::from_slice::<Record>(value).ok());
+        })
+        .await?;
         let mut journey = Journey::default();
         for record in records {
             for attempt in self.attempts(&record.job.id).await? {
@@ -382,5 +446,22 @@ fn pending_job(record: &Record) -> Job {
         due_ms: 0,
         last_error: record.attempt.as_ref().and_then(|a| a.error.clone()),
         member: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Newest;
+
+    #[test]
+    fn a_listing_keeps_the_newest_items_however_many_it_scans() {
+        let mut newest = Newest::new(3);
+        for n in [5u64, 1, 9, 7, 3, 8, 2] {
+            newest.offer(n, n * 10);
+        }
+        assert_eq!(newest.into_sorted(), vec![90, 80, 70]);
+        let mut none = Newest::new(0);
+        none.offer(1u64, ());
+        assert!(none.into_sorted().is_empty());
     }
 }
