@@ -187,6 +187,7 @@ fn start(source: ConfigSource) -> anyhow::Result<(Arc<State>, Option<tokio_rustl
     let generation = control.change_generation();
     let snapshot = source.build(&control, &host, None)?;
     control.snapshot_built(generation);
+    work.configured(&snapshot);
     store.set_commit_delay(snapshot.storage.commit_delay);
     // The schedule is rebuilt from the jobs on disk: what was running at the last stop (even
     // a kill -9) is due again now, retries keep their due times.

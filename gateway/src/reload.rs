@@ -267,6 +267,8 @@ pub async fn reload(state: &Arc<State>, cause: &str) -> Result<u64, String> {
             }
             state.store.set_commit_delay(snapshot.storage.commit_delay);
             drop(current);
+            // Before the swap: whatever the new snapshot makes is queued where it belongs.
+            state.work.configured(&snapshot);
             state.snapshot.store(Arc::new(snapshot));
             // A build that had to go on without a plugin another instance uploaded may lack
             // that subscription: it does not count as caught up with the shared changes, so

@@ -1108,3 +1108,56 @@ async fn changed_storage_settings_reach_the_streams_at_the_next_start() {
     assert!(leased.is_some(), "the new lease is in force: {:?}", lease());
     second.stop().await.expect("stop");
 }
+
+/// Tenancy for the whole cluster: an app whose receivers hang holds no more of the cluster's
+/// deliveries than `per_app_concurrency`, however many subscriptions it has and however many
+/// instances run them, and another app's deliveries go on meanwhile.
+#[tokio::test]
+async fn an_app_with_hanging_receivers_holds_at_most_its_share_of_the_cluster() {
+    let server = NatsServer::start().expect("nats-server");
+    let engine = nats(&server, "tenancy");
+    let text = config(&engine).replace(
+        "[delivery]\nretries = 0\n",
+        "[delivery]\nretries = 0\ntimeout = \"10s\"\nconcurrency = 4\nper_app_concurrency = 2\n",
+    );
+    let start = || async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let gw = TestGateway::start(&text, dir.path())
+            .await
+            .expect("gateway starts");
+        (gw, dir)
+    };
+    let ((a, _da), (b, _db)) = (start().await, start().await);
+    let hanging = Inbox::start_local(InboxOptions {
+        delay: Duration::from_secs(6),
+        ..InboxOptions::default()
+    })
+    .await
+    .expect("inbox");
+    let good = inbox().await;
+    let slow_app = register(&a, "slow").await;
+    let slow_token = token(&a, &slow_app).await;
+    for n in 0..4 {
+        let url = hanging.url(&format!("/s{n}")).to_string();
+        let body = json!({"id": format!("s{n}"), "events": ["sale.order.*"], "destination": {"url": url}});
+        let reply = api(&a, &slow_token, "POST", "/v1/subscriptions", Some(body)).await;
+        assert_eq!(reply.status, 201, "{:?}", reply.body);
+    }
+    let good_app = register(&a, "good").await;
+    let good_token = token(&a, &good_app).await;
+    let created = create_orders(&a, &good_token, &good, "/good").await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    for n in 0..4 {
+        let gw = if n % 2 == 0 { &a } else { &b };
+        post_order(gw, &format!("t{n}")).await;
+    }
+    // The good app's four deliveries arrive while the slow app's hang.
+    good.wait_for(4, Duration::from_secs(5))
+        .await
+        .expect("the other app is delivered meanwhile");
+    let started = hanging.received().len();
+    assert!(
+        (1..=2).contains(&started),
+        "{started} deliveries of the slow app in flight at once in the cluster (its share: 2)"
+    );
+}

@@ -149,6 +149,14 @@ impl WorkPlane {
         }
     }
 
+    /// Takes the configuration `snapshot` now in force (on NATS: where each destination's
+    /// deliveries queue).
+    pub fn configured(&self, snapshot: &Snapshot) {
+        if let Self::Nats(w) = self {
+            w.configured(snapshot);
+        }
+    }
+
     /// The sled database the sled engine keeps its queue in, when it is that engine.
     pub(crate) fn store(&self) -> Option<&Store> {
         match self {
@@ -288,8 +296,11 @@ impl WorkPlane {
             Self::Sled(w) => w.depth(),
             Self::Nats(w) => {
                 let d = w.depths();
-                let (due, later, parked) =
-                    (d.total('d') + d.total('c'), d.total('r'), d.total('p'));
+                let (due, later, parked) = (
+                    d.total('d') + d.total('a') + d.total('c'),
+                    d.total('r'),
+                    d.total('p'),
+                );
                 Depth {
                     due,
                     later,
@@ -305,14 +316,29 @@ impl WorkPlane {
         match self {
             Self::Sled(w) => w.destination_depths(),
             Self::Nats(w) => {
+                // A lane is a receiver host's or an app's, not one destination's: its jobs
+                // are counted once, under the first of its destinations by name.
                 let d = w.depths();
-                snapshot
-                    .destinations
-                    .keys()
-                    .map(|name| DestinationDepth {
-                        destination: name.clone(),
-                        jobs: d.of('d', name) + d.of('r', name),
-                        head_due_since_ms: None,
+                let mut counted = std::collections::HashSet::new();
+                let mut names: Vec<&String> = snapshot.destinations.keys().collect();
+                names.sort();
+                names
+                    .into_iter()
+                    .map(|name| {
+                        let lane = match crate::dispatch::owner_app(name) {
+                            Some(app) => ('a', app.to_owned()),
+                            None => ('d', snapshot.destinations[name].authority()),
+                        };
+                        let shared = if counted.insert(lane.clone()) {
+                            d.of(lane.0, &lane.1)
+                        } else {
+                            0
+                        };
+                        DestinationDepth {
+                            destination: name.clone(),
+                            jobs: shared + d.of('r', name),
+                            head_due_since_ms: None,
+                        }
                     })
                     .filter(|q| q.jobs > 0)
                     .collect()
@@ -337,8 +363,10 @@ impl WorkPlane {
                 for sub in &snapshot.subscriptions {
                     let mut n = d.of('c', &sub.id) + d.of('p', &sub.id);
                     for dest in &sub.destinations {
+                        // Retries are a destination's own; the jobs on its lane are only
+                        // known by lane, shared with the host's or app's other destinations.
                         if users.get(dest.as_str()).is_some_and(|u| u.len() == 1) {
-                            n += d.of('d', dest) + d.of('r', dest);
+                            n += d.of('r', dest);
                         }
                     }
                     if n > 0 {

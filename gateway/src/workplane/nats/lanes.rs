@@ -65,15 +65,21 @@ enum LaneKind {
 fn lanes(work: &NatsWork, snapshot: &Snapshot) -> HashMap<String, Lane> {
     let mut lanes = HashMap::new();
     let per_destination = snapshot.delivery.per_destination_concurrency.max(1);
-    for name in snapshot.destinations.keys() {
-        let t = token(name);
+    let per_app = snapshot.delivery.per_app_concurrency.max(1);
+    for (name, dest) in &snapshot.destinations {
+        // An app's deliveries share its lane; the operator's share their receiver host's.
+        let (kind, t, limit) = match owner_app(name) {
+            Some(app) => ("a", token(app), per_app),
+            None => ("d", token(&dest.authority()), per_destination),
+        };
         let lane = Lane {
-            consumer: format!("d_{t}"),
-            subject: format!("{}.work.d.{t}", work.prefix),
-            limit: per_destination,
+            consumer: format!("{kind}_{t}"),
+            subject: format!("{}.work.{kind}.{t}", work.prefix),
+            limit,
             kind: LaneKind::Work,
         };
         lanes.insert(lane.consumer.clone(), lane);
+        let t = token(name);
         let retry = Lane {
             consumer: format!("r_{t}"),
             subject: format!("{}.work.r.{t}", work.prefix),
@@ -591,6 +597,21 @@ async fn run_job(state: &State, work: &NatsWork, message: jetstream::Message) {
     if !sub.enabled || state.health.is_disabled(&sub.id) {
         return park(work, &message, job, event).await;
     }
+    // An app's delivery also waits for a slot of its receiver host here (its lane is the
+    // app's, not the host's), its lease held meanwhile.
+    let _host_slot = match (job.kind, owner_app(&sub.id)) {
+        (JobKind::Deliver, Some(_)) => match snapshot.destinations.get(&job.destination) {
+            Some(dest) => {
+                let waiting = Renewal::start(work, &message);
+                let limits = state.limits.load_full();
+                let slot = limits.hosts.acquire_destination(&dest.authority()).await;
+                drop(waiting);
+                Some(slot)
+            }
+            None => None,
+        },
+        _ => None,
+    };
     let lease = Renewal::start(work, &message);
     let event = Arc::new(event);
     // The attempt's log lines carry the event's trace, as on sled.
@@ -741,7 +762,7 @@ async fn sweep(
                 // A subscription removed: its jobs go back to be dead-lettered.
                 true
             }
-            "d" | "c" | "r" => !lanes.contains(&name),
+            "d" | "a" | "c" | "r" => !lanes.contains(&name),
             _ => false,
         };
         if !orphan {
@@ -762,6 +783,7 @@ async fn sweep(
         } else if now.duration_since(entry.since) >= ORPHAN_GRACE {
             let limit = match kind {
                 "d" => snapshot.delivery.per_destination_concurrency.max(1),
+                "a" => snapshot.delivery.per_app_concurrency.max(1),
                 "c" => work.plugin_slots_per_subscription,
                 _ => PULL_BATCH,
             };
@@ -800,7 +822,7 @@ async fn remove_idle_consumers(
     let mut names = work.work.consumer_names();
     let mut candidates = Vec::new();
     while let Some(Ok(name)) = names.next().await {
-        let lane_like = name.len() > 2 && matches!(&name[..2], "d_" | "c_" | "r_" | "p_");
+        let lane_like = name.len() > 2 && matches!(&name[..2], "d_" | "a_" | "c_" | "r_" | "p_");
         if lane_like && !lanes.contains(&name) && !held.contains(&name) {
             candidates.push(name);
         }

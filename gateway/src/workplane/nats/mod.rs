@@ -5,15 +5,23 @@
 //! | where | subject or key | what | kept |
 //! |---|---|---|---|
 //! | stream `<prefix>_events` | `<prefix>.events.<event id>` | each accepted event, `Nats-Msg-Id` its dedup key | `[storage] retention` |
-//! | stream `<prefix>_work` (work queue) | `<prefix>.work.d.<destination>` | delivery jobs | until acknowledged |
+//! | stream `<prefix>_work` (work queue) | `<prefix>.work.d.<receiver host>` | the operator's delivery jobs, by receiver host (scheme, host, port) | until acknowledged |
+//! | | `<prefix>.work.a.<app>` | an app's delivery jobs | until acknowledged |
 //! | | `<prefix>.work.c.<subscription>` | plugin calls (and enrichment) | until acknowledged |
 //! | | `<prefix>.work.r.<destination>` | jobs waiting out their backoff | until due, then back on their lane |
 //! | | `<prefix>.work.p.<subscription>` | jobs of a paused subscription | until it runs again |
 //! | bucket `<prefix>_deliveries` | `<subscription>.<event id>.<n \| transform>` | the delivery log: one revision per attempt, 16 kept | `[storage] retention` |
 //! | bucket `<prefix>_dead_letters` | the same key | dead letters, with their event | `dead_letter_retention` |
 //!
-//! (`<destination>` and `<subscription>` in subjects are 24 hex digits of the SHA-256 of the
-//! name, so that any name makes a valid subject token.)
+//! (`<receiver host>`, `<app>`, `<destination>` and `<subscription>` in subjects are 24 hex
+//! digits of the SHA-256 of the name, so that any name makes a valid subject token.)
+//!
+//! The limits hold for the whole cluster because they are consumers' `max_ack_pending`: a
+//! receiver host's lane takes `per_destination_concurrency` (every destination on that host
+//! shares it, as on sled), an app's lane `per_app_concurrency` (whatever its subscriptions'
+//! receivers do, an app holds no more of the cluster's deliveries), a plugin subscription's
+//! lane its plugin slots. An app's deliveries also take a slot of their receiver host on the
+//! instance that runs them.
 //!
 //! The flow, and who is where if an instance dies:
 //! - **Ingest** publishes the event and answers `202` once JetStream acknowledged it (its
@@ -141,6 +149,8 @@ pub struct NatsWork {
     pub(crate) lease: Duration,
     /// The queue depths as of the last look.
     depths: std::sync::Mutex<Depths>,
+    /// Each destination's receiver host (scheme, host, port), from the snapshot in force.
+    hosts: std::sync::RwLock<std::collections::HashMap<String, String>>,
     /// Plugin calls of one subscription at once, in the whole cluster.
     plugin_slots_per_subscription: usize,
 }
@@ -237,6 +247,7 @@ impl NatsWork {
             replicas,
             lease: config.lease,
             depths: Default::default(),
+            hosts: Default::default(),
             plugin_slots_per_subscription: plugin_slots_per_subscription.max(1),
         })
     }
@@ -245,14 +256,44 @@ impl NatsWork {
         format!("{}.events.{id}", self.prefix)
     }
 
-    /// The subject a job is queued on.
+    /// The subject a job is queued on: its app's lane, its receiver host's, or its plugin
+    /// subscription's.
     pub fn job_subject(&self, job: &Job) -> String {
         match job.kind {
-            JobKind::Deliver => format!("{}.work.d.{}", self.prefix, token(&job.destination)),
+            JobKind::Deliver => format!(
+                "{}.work.{}",
+                self.prefix,
+                self.lane_of(&job.subscription_id, &job.destination)
+            ),
             JobKind::Transform => {
                 format!("{}.work.c.{}", self.prefix, token(&job.subscription_id))
             }
         }
+    }
+
+    /// The lane (`a.<app>` or `d.<receiver host>`) of a delivery of `subscription` to
+    /// `destination`. A destination this instance does not know (yet) is given a lane of its
+    /// own name, which no instance runs: the sweep settles its jobs after the orphan grace
+    /// (delivered, if the destination exists by then).
+    pub(crate) fn lane_of(&self, subscription: &str, destination: &str) -> String {
+        if let Some(app) = crate::dispatch::owner_app(subscription) {
+            return format!("a.{}", token(app));
+        }
+        let hosts = self.hosts.read().unwrap_or_else(|p| p.into_inner());
+        match hosts.get(destination) {
+            Some(host) => format!("d.{}", token(host)),
+            None => format!("d.{}", token(destination)),
+        }
+    }
+
+    /// Takes the receiver host of every destination of `snapshot`, for [`Self::lane_of`].
+    pub(crate) fn configured(&self, snapshot: &crate::config::Snapshot) {
+        let hosts = snapshot
+            .destinations
+            .iter()
+            .map(|(name, dest)| (name.clone(), dest.authority()))
+            .collect();
+        *self.hosts.write().unwrap_or_else(|p| p.into_inner()) = hosts;
     }
 
     /// Where a job waits out its backoff, off its lane, so that it holds none of its lane's
