@@ -2,14 +2,22 @@
 //! external API's JSON-RPC (`POST /jsonrpc`) in the shapes of `tests/fixtures/odoo/read/`.
 //!
 //! `common.version`, `common.authenticate`, and `object.execute_kw` with `read`, `search`,
-//! `search_read` (domains in Polish notation with `|`, `&`, `!` and the operators `=`, `!=`,
-//! `>`, `>=`, `<`, `<=`, `in`, `not in`; `order`, `limit`, `offset`) and `fields_get`.
+//! `search_read` (domains in Odoo's prefix notation with `|`, `&`, `!` and the operators `=`,
+//! `!=`, `>`, `>=`, `<`, `<=`, `in`, `not in`; `order`, `limit`, `offset`) and `fields_get`.
 //! Also Odoo 19's JSON-2 (`POST /json/2/<model>/<method>`, bearer key, named arguments).
 //! Faults have Odoo's shape (`{"error": {"code": 200, "data": {"name", "message"}}}`). A test
-//! can change records (with a clock it controls), make the server slow or down, and count
-//! the calls it got.
+//! can change records (with a clock it controls, in transactions that commit late if it
+//! wants), make the server slow or down, and count the calls it got.
+//!
+//! Timestamps behave as in a real Odoo on PostgreSQL ([`time`]): `create_date` and
+//! `write_date` are the transaction's `now()`, kept to the microsecond (one value for
+//! everything one transaction writes), shown to the second, and compared at full precision
+//! in domains, whose datetime values are whole seconds.
 
 mod model;
+pub mod time;
+
+pub use time::Transaction;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -38,8 +46,11 @@ pub const UID: i64 = 7;
 struct Inner {
     models: BTreeMap<String, Vec<Map<String, Value>>>,
     relations: BTreeMap<(String, String), String>,
-    /// Seconds since the fake's epoch: `write_date`s are `2024-06-01` plus this.
-    clock: u64,
+    /// Microseconds since the fake's epoch (`2024-06-01 00:00:00`): the `now()` of the next
+    /// transaction.
+    clock_us: u64,
+    /// Per model, the next id (a sequence: taken at insert, never given back).
+    sequences: BTreeMap<String, i64>,
     /// Answer `503` to everything.
     down: bool,
     /// Pause before each answer.
@@ -62,11 +73,15 @@ impl FakeOdoo {
     /// Starts on `127.0.0.1:0` with the records of `tests/fixtures/odoo/read/`, each file
     /// holding the records of the model it is named after.
     pub async fn start() -> std::io::Result<Self> {
-        let mut inner = Inner::default();
+        let mut inner = Inner {
+            clock_us: time::CLOCK_START_US,
+            ..Inner::default()
+        };
         for (name, body) in crate::fixtures("read") {
             let model = name.trim_end_matches(".json").to_owned();
-            let records: Vec<Map<String, Value>> =
+            let mut records: Vec<Map<String, Value>> =
                 serde_json::from_slice(&body).expect("fixture records");
+            records.iter_mut().for_each(time::store_fixture);
             inner.models.insert(model, records);
         }
         for (model, field, relation) in [
@@ -126,51 +141,65 @@ impl FakeOdoo {
 
     /// Moves the clock on by `seconds`.
     pub fn tick(&self, seconds: u64) {
-        self.lock().clock += seconds;
+        self.lock().clock_us += seconds * 1_000_000;
     }
 
-    /// Sets the clock (backwards too: a transaction that started earlier commits now).
+    /// Sets the clock to `seconds` after the fake's epoch, a quarter of a second into that
+    /// second (so that no timestamp falls on a whole second, as in a real database).
     pub fn set_clock(&self, seconds: u64) {
-        self.lock().clock = seconds;
+        self.lock().clock_us = seconds * 1_000_000 + time::CLOCK_START_US;
     }
 
-    /// Every record of `model` (empty when there is none).
+    /// Every record of `model` as stored (timestamps with microseconds; empty when there is
+    /// no such model).
     pub fn records(&self, model: &str) -> Vec<Map<String, Value>> {
         self.lock().models.get(model).cloned().unwrap_or_default()
     }
 
-    /// Creates a record of `model` now (`create_date == write_date`); its id.
-    pub fn create(&self, model: &str, fields: Value) -> i64 {
+    /// Begins a transaction: its changes all carry the clock's time now, and nobody sees
+    /// them before [`Transaction::commit`].
+    pub fn begin(&self) -> Transaction {
         let mut inner = self.lock();
-        let now = datetime(inner.clock);
-        let records = inner.models.entry(model.to_owned()).or_default();
-        let id = records
-            .iter()
-            .filter_map(|r| r["id"].as_i64())
-            .max()
-            .unwrap_or(0)
-            + 1;
-        let mut record = fields.as_object().cloned().unwrap_or_default();
-        record.insert("id".into(), id.into());
-        record.insert("create_date".into(), now.clone().into());
-        record.insert("write_date".into(), now.into());
-        records.push(record);
+        let at = time::stored(inner.clock_us);
+        // Two transactions never get the same `now()`.
+        inner.clock_us += 1;
+        Transaction::new(self.clone(), at)
+    }
+
+    /// Creates a record of `model` now, in a transaction of its own
+    /// (`create_date == write_date`); its id.
+    pub fn create(&self, model: &str, fields: Value) -> i64 {
+        let mut tx = self.begin();
+        let id = tx.create(model, fields);
+        tx.commit();
         id
     }
 
-    /// Changes a record of `model` now.
+    /// Changes a record of `model` now, in a transaction of its own.
     pub fn write(&self, model: &str, id: i64, fields: Value) {
+        let mut tx = self.begin();
+        tx.write(model, id, fields);
+        tx.commit();
+    }
+
+    /// The next id of `model`'s sequence.
+    fn next_id(&self, model: &str) -> i64 {
         let mut inner = self.lock();
-        let now = datetime(inner.clock);
-        let record = inner
+        let highest = inner
             .models
-            .get_mut(model)
-            .and_then(|rs| rs.iter_mut().find(|r| r["id"] == id))
-            .expect("the record exists");
-        for (k, v) in fields.as_object().cloned().unwrap_or_default() {
-            record.insert(k, v);
-        }
-        record.insert("write_date".into(), now.into());
+            .get(model)
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["id"].as_i64())
+            .max()
+            .unwrap_or(0);
+        let next = inner
+            .sequences
+            .entry(model.to_owned())
+            .or_insert(highest + 1);
+        let id = *next;
+        *next += 1;
+        id
     }
 
     /// Deletes a record of `model`.
