@@ -1,52 +1,193 @@
-//! What the polling source keeps in sled (tree `odoo_poll`): per source and model, the cursor
-//! (the last change made durable), the start point (the floor of the overlap window) and,
-//! for the deletion check, the ids seen last time.
+//! Where polling stands, and how it reads on from there; what it keeps in sled (tree
+//! `odoo_poll`): per source and model, the cursor, the start floor and, for the deletion
+//! check, the ids seen last time.
 //!
-//! Plain reads and writes; the poller decides when. Writes here are made durable by the
-//! store's next flush like everyone else's: a cursor lost in a crash only means a page read
-//! again, whose events the dedup keys recognise.
+//! Odoo keeps `write_date` to the microsecond but shows it, and reads a domain's datetime, to
+//! the second; domains compare at full precision (`write_date > 'W'` matches `W.25`). So the
+//! cursor is a second, not a record: *every change dated before second `W` was read*. A poll
+//! ([`Query`], [`step`]) reads from `W` on, ordered by `write_date, id`; a page holds every
+//! change of each second before the page's last one, so those are taken and the next page
+//! starts at that last second. A full page of one second (a second of at least `page_size`
+//! changes) is read on by id within the second (`W <= write_date < W+1`, `id > L`), then the
+//! seconds after it. The cursor never passes the last second seen: changes can still come
+//! into it (another write later in that second), so the next poll reads it again, and the
+//! dedup keys recognise what was delivered. A change that commits after a later second was
+//! read is dated before the cursor: the `overlap` option reads that far back at every poll.
+//!
+//! Plain reads and writes ([`Keeper`]: in sled, or on the NATS engine in the bucket every
+//! instance shares, see [`super::shared`]); the poller decides when. Writes here are made durable by the
+//! store's next flush like everyone else's: a cursor lost in a crash only means a stretch
+//! read again, whose events the dedup keys recognise.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::shared::{Shared, Stored};
+use super::time::{from_seconds, to_seconds};
 use crate::config::Snapshot;
+use crate::state::State;
 use crate::store::{Store, StoreError};
 
 /// The sled tree of cursors, start points and id sets.
 const TREE: &str = "odoo_poll";
 
-/// How far a model has been read: the last change made durable.
+/// How far a model has been read: every change dated before the second `write_date` was,
+/// and of that second the changes up to `id` (the next poll reads that second again).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor {
-    /// Its `write_date`.
+    /// The second (`YYYY-MM-DD HH:MM:SS`, UTC).
     pub write_date: String,
-    /// Its id.
+    /// The highest id read in that second so far (`0`: none).
     pub id: i64,
 }
 
 impl Cursor {
-    /// Whether `self` comes after `other` in `(write_date, id)` order.
-    pub fn is_after(&self, other: &Cursor) -> bool {
-        (self.write_date.as_str(), self.id) > (other.write_date.as_str(), other.id)
+    /// The cursor at `second` (seconds since the epoch), id `id`.
+    pub fn at(second: i64, id: i64) -> Self {
+        Self {
+            write_date: from_seconds(second),
+            id,
+        }
     }
 
-    /// Where a poll starts: `overlap` before the cursor (from the first id of that second),
-    /// but never before `floor`.
-    pub fn rewound(&self, overlap: Duration, floor: Option<&Cursor>) -> Cursor {
-        let seconds = i64::try_from(overlap.as_secs()).unwrap_or(i64::MAX);
-        let at = match super::time::to_seconds(&self.write_date) {
-            Some(at) if seconds > 0 => Cursor {
-                write_date: super::time::from_seconds(at.saturating_sub(seconds).max(0)),
-                id: 0,
-            },
-            _ => self.clone(),
-        };
-        match floor {
-            Some(floor) if floor.is_after(&at) => floor.clone(),
-            _ => at,
+    /// Its second, since the epoch (`0` for a cursor of another shape, which then reads
+    /// everything again: duplicates are recognised, nothing is skipped).
+    pub fn second(&self) -> i64 {
+        to_seconds(&self.write_date).unwrap_or(0)
+    }
+
+    /// Whether `self` comes after `other` in `(second, id)` order.
+    pub fn is_after(&self, other: &Cursor) -> bool {
+        (self.second(), self.id) > (other.second(), other.id)
+    }
+
+    /// The second a poll starts reading at: `overlap` (rounded up to whole seconds) before
+    /// the cursor, but never before `floor`.
+    pub fn start(&self, overlap: Duration, floor: Option<&Cursor>) -> i64 {
+        let back = overlap.as_secs() + u64::from(overlap.subsec_nanos() > 0);
+        let back = i64::try_from(back).unwrap_or(i64::MAX);
+        let at = self.second().saturating_sub(back).max(0);
+        floor.map_or(at, |f| at.max(f.second()))
+    }
+
+    /// Whether a change at `second`, id `id` is at or before this cursor taken as a start
+    /// floor (so not to be delivered).
+    pub fn covers(&self, second: i64, id: i64) -> bool {
+        (second, id) <= (self.second(), self.id)
+    }
+}
+
+/// One read of a poll.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Query {
+    /// The changes from this second on, ordered by `write_date, id`.
+    From(i64),
+    /// The changes of this second with an id above `after`, ordered by id.
+    InSecond {
+        /// The second.
+        second: i64,
+        /// The last id read in it.
+        after: i64,
+    },
+}
+
+impl Query {
+    /// Its `search_read` domain, in Odoo's prefix notation.
+    pub fn domain(&self) -> Value {
+        match *self {
+            Self::From(second) => json!([["write_date", ">=", from_seconds(second)]]),
+            Self::InSecond { second, after } => json!([
+                "&",
+                "&",
+                ["write_date", ">=", from_seconds(second)],
+                ["write_date", "<", from_seconds(second + 1)],
+                ["id", ">", after]
+            ]),
+        }
+    }
+
+    /// Its `search_read` order.
+    pub fn order(&self) -> &'static str {
+        match self {
+            Self::From(_) => "write_date asc, id asc",
+            Self::InSecond { .. } => "id asc",
+        }
+    }
+}
+
+/// What a page read by a [`Query`] means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// How many of the page's changes (from its start) to deliver now; the others are read
+    /// again by `next`.
+    pub deliver: usize,
+    /// Where the cursor may move once those are durable (`None`: it stays).
+    pub position: Option<Cursor>,
+    /// What to read next in this poll (`None`: the poll is over).
+    pub next: Option<Query>,
+}
+
+/// The step after `query` read `page`: each change's `(second, id)` in the page's order, at
+/// most `page_size` of them.
+pub fn step(query: &Query, page: &[(i64, i64)], page_size: usize) -> Step {
+    let full = page.len() >= page_size;
+    match *query {
+        Query::From(_) => {
+            let (Some(&(first, _)), Some(&(last, _))) = (page.first(), page.last()) else {
+                return Step {
+                    deliver: 0,
+                    position: None,
+                    next: None,
+                };
+            };
+            let top = |second| {
+                let ids = page.iter().filter(|(s, _)| *s == second).map(|(_, id)| *id);
+                ids.max().unwrap_or(0)
+            };
+            if !full {
+                // Everything from the start on: the poll is over, the last second stays open.
+                Step {
+                    deliver: page.len(),
+                    position: Some(Cursor::at(last, top(last))),
+                    next: None,
+                }
+            } else if first < last {
+                // The seconds before the last are whole in the page; the last may not be.
+                Step {
+                    deliver: page.iter().take_while(|(s, _)| *s < last).count(),
+                    position: Some(Cursor::at(last, 0)),
+                    next: Some(Query::From(last)),
+                }
+            } else {
+                // A full page of one second: read it by id.
+                Step {
+                    deliver: 0,
+                    position: Some(Cursor::at(last, 0)),
+                    next: Some(Query::InSecond {
+                        second: last,
+                        after: 0,
+                    }),
+                }
+            }
+        }
+        Query::InSecond { second, after } => {
+            let last = page.last().map_or(after, |&(_, id)| id);
+            Step {
+                deliver: page.len(),
+                position: Some(Cursor::at(second, last)),
+                next: Some(if full {
+                    Query::InSecond {
+                        second,
+                        after: last,
+                    }
+                } else {
+                    Query::From(second + 1)
+                }),
+            }
         }
     }
 }
@@ -95,12 +236,6 @@ pub fn start_floor(store: &Store, source: &str, model: &str) -> Result<Option<Cu
     get(store, "start", source, model)
 }
 
-/// Records the first cursor of `source`'s `model`, as its cursor and its floor.
-pub fn save_start(store: &Store, source: &str, model: &str, c: &Cursor) -> Result<(), StoreError> {
-    put(store, "start", source, model, c)?;
-    save_cursor(store, source, model, c)
-}
-
 /// The ids of `source`'s `model` seen at the last deletion check.
 pub fn known_ids(
     store: &Store,
@@ -132,14 +267,18 @@ pub fn reset_cursor(store: &Store, source: &str, model: &str) -> Result<(), Stor
 
 /// Every polled model of `snapshot` with its cursor (`null` before its first poll), for
 /// `/admin/status`.
-pub fn status(store: &Store, snapshot: &Snapshot) -> Vec<Value> {
+pub async fn status(state: &State, snapshot: &Snapshot) -> Vec<Value> {
     let mut polled = Vec::new();
+    let keeper = Keeper::of(state).await.ok();
     for source in snapshot.sources.values() {
         let Some(poll) = source.odoo.as_ref().and_then(|o| o.poll.as_ref()) else {
             continue;
         };
         for model in &poll.models {
-            let at = cursor(store, &source.name, &model.model).ok().flatten();
+            let at = match &keeper {
+                Some(k) => k.load(&source.name, &model.model).await.ok().flatten(),
+                None => None,
+            };
             polled.push(json!({ "source": source.name, "model": model.model, "cursor": at }));
         }
     }
@@ -147,27 +286,228 @@ pub fn status(store: &Store, snapshot: &Snapshot) -> Vec<Value> {
     polled
 }
 
+/// Where the running gateway keeps its cursors: this instance's sled, or on the NATS engine
+/// the bucket every instance shares ([`Shared`]).
+#[derive(Debug, Clone)]
+pub enum Keeper {
+    /// The `odoo_poll` tree.
+    Sled(Store),
+    /// The `odoo_cursors` bucket.
+    Shared(Arc<Shared>),
+}
+
+impl Keeper {
+    /// The keeper of the engine `state` runs on (on NATS, the buckets are opened, and made
+    /// when missing).
+    pub async fn of(state: &State) -> Result<Self, StoreError> {
+        Ok(match Shared::open(state).await? {
+            Some(shared) => Self::Shared(shared),
+            None => Self::Sled(state.store.clone()),
+        })
+    }
+
+    /// The shared buckets, on the NATS engine.
+    pub fn shared(&self) -> Option<&Arc<Shared>> {
+        match self {
+            Self::Sled(_) => None,
+            Self::Shared(s) => Some(s),
+        }
+    }
+
+    /// The cursor of `source`'s `model`.
+    pub async fn load(&self, source: &str, model: &str) -> Result<Option<Cursor>, StoreError> {
+        match self {
+            Self::Sled(store) => cursor(store, source, model),
+            Self::Shared(s) => Ok(s.stored(source, model).await?.cursor),
+        }
+    }
+
+    /// The start floor of `source`'s `model`.
+    pub async fn load_floor(
+        &self,
+        source: &str,
+        model: &str,
+    ) -> Result<Option<Cursor>, StoreError> {
+        match self {
+            Self::Sled(store) => start_floor(store, source, model),
+            Self::Shared(s) => Ok(s.stored(source, model).await?.start),
+        }
+    }
+
+    /// Moves the cursor of `source`'s `model` to `at`.
+    pub async fn save(&self, source: &str, model: &str, at: &Cursor) -> Result<(), StoreError> {
+        match self {
+            Self::Sled(store) => save_cursor(store, source, model, at),
+            Self::Shared(s) => {
+                let mut stored = s.stored(source, model).await?;
+                stored.cursor = Some(at.clone());
+                s.store(source, model, &stored).await
+            }
+        }
+    }
+
+    /// Sets the start floor and the cursor of `source`'s `model`.
+    pub async fn store_start(
+        &self,
+        source: &str,
+        model: &str,
+        floor: &Cursor,
+        at: &Cursor,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Sled(store) => {
+                put(store, "start", source, model, floor)?;
+                save_cursor(store, source, model, at)
+            }
+            Self::Shared(s) => {
+                let stored = Stored {
+                    cursor: Some(at.clone()),
+                    start: Some(floor.clone()),
+                };
+                s.store(source, model, &stored).await
+            }
+        }
+    }
+
+    /// Forgets the cursor and start floor of `source`'s `model`: its next poll is a first one.
+    pub async fn forget(&self, source: &str, model: &str) -> Result<(), StoreError> {
+        match self {
+            Self::Sled(store) => reset_cursor(store, source, model),
+            Self::Shared(s) => s.store(source, model, &Stored::default()).await,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn at(write_date: &str, id: i64) -> Cursor {
-        Cursor {
-            write_date: write_date.into(),
-            id,
+    const W: i64 = 1_717_200_000;
+
+    /// Runs a whole poll from `start` over `changes` (`(instant in µs, id)`, as Odoo orders
+    /// them): the changes delivered, in order, and the cursor at the end.
+    fn poll(start: i64, changes: &[(i64, i64)], page_size: usize) -> (Vec<i64>, Option<Cursor>) {
+        let mut sorted = changes.to_vec();
+        sorted.sort();
+        let (mut delivered, mut position, mut query) = (Vec::new(), None, Some(Query::From(start)));
+        let mut reads = 0;
+        while let Some(q) = query {
+            reads += 1;
+            assert!(reads < 1000, "the poll goes on forever");
+            let second = |us: i64| us.div_euclid(1_000_000);
+            let mut page: Vec<(i64, i64)> = match q {
+                Query::From(s) => sorted
+                    .iter()
+                    .filter(|(us, _)| second(*us) >= s)
+                    .copied()
+                    .collect(),
+                Query::InSecond { second: s, after } => {
+                    let mut p: Vec<_> = sorted
+                        .iter()
+                        .filter(|(us, id)| second(*us) == s && *id > after)
+                        .copied()
+                        .collect();
+                    p.sort_by_key(|(_, id)| *id);
+                    p
+                }
+            };
+            page.truncate(page_size);
+            let page: Vec<(i64, i64)> = page.iter().map(|(us, id)| (second(*us), *id)).collect();
+            let step = step(&q, &page, page_size);
+            delivered.extend(page[..step.deliver].iter().map(|(_, id)| *id));
+            position = step.position.or(position);
+            query = step.next;
         }
+        (delivered, position)
     }
 
     #[test]
-    fn the_overlap_rewinds_to_the_first_id_but_not_past_the_floor() {
-        let c = at("2024-05-14 09:12:40", 12);
-        assert_eq!(c.rewound(Duration::ZERO, None), c);
+    fn a_second_of_more_than_a_page_is_read_whole_by_id() {
+        // 26 changes in one second, written in an order unlike their ids, then one later.
+        let mut changes: Vec<(i64, i64)> = (1..=26)
+            .map(|id| (W * 1_000_000 + 250_000 + (id * 7919) % 26, id))
+            .collect();
+        changes.push(((W + 3) * 1_000_000 + 10, 27));
+        let (delivered, at) = poll(W - 10, &changes, 7);
+        let mut sorted = delivered.clone();
+        sorted.sort();
         assert_eq!(
-            c.rewound(Duration::from_secs(60), None),
-            at("2024-05-14 09:11:40", 0)
+            sorted,
+            (1..=27).collect::<Vec<_>>(),
+            "each once: {delivered:?}"
         );
-        let floor = at("2024-05-14 09:12:00", 7);
-        assert_eq!(c.rewound(Duration::from_secs(60), Some(&floor)), floor);
+        assert_eq!(at, Some(Cursor::at(W + 3, 27)));
+        // The next poll reads the open second again, and nothing else.
+        let (again, at) = poll(W + 3, &changes, 7);
+        assert_eq!((again, at), (vec![27], Some(Cursor::at(W + 3, 27))));
+    }
+
+    #[test]
+    fn a_page_boundary_inside_a_second_loses_nothing() {
+        // Seconds of 3, 1 and 2 changes, pages of 2.
+        let changes = [
+            (W * 1_000_000 + 5, 4),
+            (W * 1_000_000 + 6, 1),
+            (W * 1_000_000 + 9, 2),
+            ((W + 1) * 1_000_000, 3),
+            ((W + 2) * 1_000_000 + 1, 6),
+            ((W + 2) * 1_000_000 + 2, 5),
+        ];
+        let (delivered, at) = poll(W, &changes, 2);
+        let mut sorted = delivered.clone();
+        sorted.sort();
+        assert_eq!(sorted, vec![1, 2, 3, 4, 5, 6], "{delivered:?}");
+        assert_eq!(at, Some(Cursor::at(W + 2, 6)));
+    }
+
+    #[test]
+    fn a_poll_with_nothing_new_keeps_the_cursor() {
+        assert_eq!(poll(W, &[], 5), (vec![], None));
+        let s = step(
+            &Query::InSecond {
+                second: W,
+                after: 9,
+            },
+            &[],
+            5,
+        );
+        assert_eq!(s.position, Some(Cursor::at(W, 9)));
+        assert_eq!(s.next, Some(Query::From(W + 1)));
+    }
+
+    #[test]
+    fn queries_are_odoo_domains_of_whole_seconds() {
+        assert_eq!(
+            Query::From(0).domain(),
+            json!([["write_date", ">=", "1970-01-01 00:00:00"]])
+        );
+        let q = Query::InSecond {
+            second: 59,
+            after: 12,
+        };
+        assert_eq!(
+            q.domain(),
+            json!([
+                "&",
+                "&",
+                ["write_date", ">=", "1970-01-01 00:00:59"],
+                ["write_date", "<", "1970-01-01 00:01:00"],
+                ["id", ">", 12]
+            ])
+        );
+        assert_eq!(q.order(), "id asc");
+    }
+
+    #[test]
+    fn the_start_is_the_overlap_before_the_cursor_but_not_before_the_floor() {
+        let c = Cursor::at(W, 12);
+        assert_eq!(c.start(Duration::ZERO, None), W);
+        assert_eq!(c.start(Duration::from_secs(60), None), W - 60);
+        assert_eq!(c.start(Duration::from_millis(1500), None), W - 2);
+        let floor = Cursor::at(W - 30, 7);
+        assert_eq!(c.start(Duration::from_secs(60), Some(&floor)), W - 30);
+        assert!(floor.covers(W - 30, 7) && !floor.covers(W - 30, 8) && floor.covers(W - 31, 99));
         assert!(c.is_after(&floor) && !floor.is_after(&c) && !c.is_after(&c));
+        assert!(Cursor::at(W, 0).is_after(&Cursor::at(W - 1, i64::MAX)));
     }
 }
