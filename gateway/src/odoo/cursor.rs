@@ -266,9 +266,18 @@ pub fn reset_cursor(store: &Store, source: &str, model: &str) -> Result<(), Stor
 }
 
 /// Every polled model of `snapshot` with its cursor (`null` before its first poll), for
-/// `/admin/status`.
+/// `/admin/status`; on the NATS engine also which instance polls it (`polled_by`, and
+/// `polled_here` on that one).
 pub async fn status(state: &State, snapshot: &Snapshot) -> Vec<Value> {
     let mut polled = Vec::new();
+    let polls = snapshot
+        .sources
+        .values()
+        .any(|s| s.odoo.as_ref().is_some_and(|o| o.poll.is_some()));
+    if !polls {
+        // Nothing to show, and no bucket to make.
+        return polled;
+    }
     let keeper = Keeper::of(state).await.ok();
     for source in snapshot.sources.values() {
         let Some(poll) = source.odoo.as_ref().and_then(|o| o.poll.as_ref()) else {
@@ -279,7 +288,17 @@ pub async fn status(state: &State, snapshot: &Snapshot) -> Vec<Value> {
                 Some(k) => k.load(&source.name, &model.model).await.ok().flatten(),
                 None => None,
             };
-            polled.push(json!({ "source": source.name, "model": model.model, "cursor": at }));
+            let mut entry = json!({ "source": source.name, "model": model.model, "cursor": at });
+            if let Some(shared) = keeper.as_ref().and_then(Keeper::shared) {
+                let holder = shared
+                    .holder(&source.name, &model.model)
+                    .await
+                    .ok()
+                    .flatten();
+                entry["polled_by"] = json!(holder.as_ref().map(|h| &h.0));
+                entry["polled_here"] = json!(holder.is_some_and(|h| h.1));
+            }
+            polled.push(entry);
         }
     }
     polled.sort_by_key(|v| (v["source"].to_string(), v["model"].to_string()));

@@ -86,7 +86,7 @@ impl Shared {
             cursors: open("odoo_cursors", Duration::ZERO).await?,
             leases: open("odoo_leases", LEASE).await?,
             changes: open("odoo_changes", snapshot.storage.retention).await?,
-            instance: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
+            instance: plane.instance().to_owned(),
         })))
     }
 
@@ -129,6 +129,27 @@ impl Shared {
             .await
             .map_err(|e| nats("note a change", e))?;
         Ok(())
+    }
+
+    /// The instance that holds the lease of `source`'s `model`, if one does, and whether it
+    /// is this one.
+    pub async fn holder(
+        &self,
+        source: &str,
+        model: &str,
+    ) -> Result<Option<(String, bool)>, StoreError> {
+        let entry = self
+            .leases
+            .entry(key(source, model))
+            .await
+            .map_err(|e| nats("read a lease", e))?;
+        Ok(entry
+            .filter(|e| e.operation == kv::Operation::Put)
+            .map(|e| {
+                let holder = String::from_utf8_lossy(&e.value).into_owned();
+                let here = holder == self.instance;
+                (holder, here)
+            }))
     }
 
     /// The lease of `source`'s `model`, not held yet.

@@ -1,9 +1,11 @@
 //! The Odoo connector end to end, against the fake Odoo over real sockets: enrichment of a
 //! native webhook with bare ids before `shipper-router` splits it ([`enrich`]), and the
 //! polling source across restarts, outages, seconds of more than a page and late commits
-//! ([`poll`]), the cursor commands and an app's enrichment ([`operate`]). Shared here: the
+//! ([`poll`]), the cursor commands and an app's enrichment ([`operate`]), and two instances
+//! sharing a NATS server ([`cluster`]). Shared here: the
 //! configuration around the fake Odoo, the inbox, and reading what it received.
 
+mod cluster;
 mod enrich;
 mod operate;
 mod poll;
