@@ -43,6 +43,33 @@ pub struct Cursor {
     pub write_date: String,
     /// The highest id read in that second so far (`0`: none).
     pub id: i64,
+    /// Seconds up to this one (since the epoch) were read by a poll that began once they had
+    /// settled ([`settled_before`]): no poll reads them again, even within the overlap or as
+    /// the open second.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub settled: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+/// How long after a second, beyond the overlap, the gateway's clock must be before that
+/// second is taken to get no more changes: room for a clock that differs from Odoo's and
+/// for a commit's lag. Until then the open second and the overlap are read again at every
+/// poll; after, an idle model costs one empty read per poll, and nothing is read again once
+/// the dedup keys that recognise it may be gone (`[storage] retention`).
+pub const SETTLE: Duration = Duration::from_secs(300);
+
+/// The last second that had settled when a poll began at `began` (seconds since the epoch,
+/// by the gateway's clock) with `overlap`.
+pub fn settled_before(began: i64, overlap: Duration) -> i64 {
+    began - whole_seconds(overlap) - whole_seconds(SETTLE)
+}
+
+/// `d` in seconds, rounded up.
+fn whole_seconds(d: Duration) -> i64 {
+    i64::try_from(d.as_secs() + u64::from(d.subsec_nanos() > 0)).unwrap_or(i64::MAX)
 }
 
 impl Cursor {
@@ -51,6 +78,7 @@ impl Cursor {
         Self {
             write_date: from_seconds(second),
             id,
+            settled: 0,
         }
     }
 
@@ -66,12 +94,11 @@ impl Cursor {
     }
 
     /// The second a poll starts reading at: `overlap` (rounded up to whole seconds) before
-    /// the cursor, but never before `floor`.
+    /// the cursor, but never before `floor` nor at a second that settled before it was read.
     pub fn start(&self, overlap: Duration, floor: Option<&Cursor>) -> i64 {
-        let back = overlap.as_secs() + u64::from(overlap.subsec_nanos() > 0);
-        let back = i64::try_from(back).unwrap_or(i64::MAX);
-        let at = self.second().saturating_sub(back).max(0);
-        floor.map_or(at, |f| at.max(f.second()))
+        let at = self.second().saturating_sub(whole_seconds(overlap)).max(0);
+        let at = floor.map_or(at, |f| at.max(f.second()));
+        at.max(self.settled.saturating_add(1).min(self.second() + 1))
     }
 
     /// Whether a change at `second`, id `id` is at or before this cursor taken as a start
@@ -528,5 +555,32 @@ mod tests {
         assert!(floor.covers(W - 30, 7) && !floor.covers(W - 30, 8) && floor.covers(W - 31, 99));
         assert!(c.is_after(&floor) && !floor.is_after(&c) && !c.is_after(&c));
         assert!(Cursor::at(W, 0).is_after(&Cursor::at(W - 1, i64::MAX)));
+    }
+
+    #[test]
+    fn settled_seconds_are_not_read_again() {
+        let overlap = Duration::from_secs(10);
+        // Settled inside the overlap: the poll starts after them.
+        let c = Cursor {
+            settled: W - 4,
+            ..Cursor::at(W, 3)
+        };
+        assert_eq!(c.start(overlap, None), W - 3);
+        // The open second settled too: only the seconds after it are read.
+        let idle = Cursor {
+            settled: W + 500,
+            ..Cursor::at(W, 3)
+        };
+        assert_eq!(idle.start(overlap, None), W + 1);
+        // A poll that began now: what is older than the overlap and the settling time.
+        let now = W + 1000;
+        assert_eq!(settled_before(now, overlap), W + 1000 - 10 - 300);
+        assert_eq!(
+            settled_before(now, Duration::from_millis(1500)),
+            W + 1000 - 2 - 300
+        );
+        // What is written shows nothing when nothing settled.
+        let shown = serde_json::to_value(Cursor::at(W, 3)).unwrap();
+        assert!(shown.get("settled").is_none(), "{shown}");
     }
 }

@@ -304,16 +304,18 @@ pub async fn poll_model(
         }
     }
     let page_size = poll.page_size as usize;
+    let began = i64::try_from(now_ms() / 1000).unwrap_or(i64::MAX);
     let mut query = Some(Query::From(stored.start(poll.overlap, floor.as_ref())));
     let mut read = 0;
+    let mut whole = true;
     while let Some(q) = query {
-        if shutdown.is_cancelled() {
-            break;
-        }
         // A lease lost (to an instance that took over) ends the poll here.
-        if let Some(lease) = lease.as_deref_mut()
-            && !lease.keep().await?
-        {
+        let lost = match lease.as_deref_mut() {
+            Some(lease) => !lease.keep().await?,
+            None => false,
+        };
+        if shutdown.is_cancelled() || lost {
+            whole = false;
             break;
         }
         let page = client
@@ -344,11 +346,19 @@ pub async fn poll_model(
             state.fanout_wake.notify_one();
         }
         // Re-reading the overlap never moves the stored cursor back.
-        if let Some(at) = step.position.filter(|at| at.is_after(&stored)) {
+        if let Some(mut at) = step.position.filter(|at| at.is_after(&stored)) {
+            at.settled = stored.settled;
             keeper.save(source, name, &at).await?;
             stored = at;
         }
         query = step.next;
+    }
+    // Every second from the start on was read by a poll that began when those up to
+    // `settled` had settled: they are not read again.
+    let settled = cursor::settled_before(began, poll.overlap).min(stored.second());
+    if whole && settled > stored.settled {
+        stored.settled = settled;
+        keeper.save(source, name, &stored).await?;
     }
     Ok(read)
 }

@@ -46,8 +46,10 @@ pub const UID: i64 = 7;
 struct Inner {
     models: BTreeMap<String, Vec<Map<String, Value>>>,
     relations: BTreeMap<(String, String), String>,
-    /// Microseconds since the fake's epoch (`2024-06-01 00:00:00`): the `now()` of the next
-    /// transaction.
+    /// The fake's epoch, seconds since the Unix epoch: the minute it started, so that its
+    /// clock reads like the gateway's (which tells settled seconds by its own clock).
+    epoch: i64,
+    /// Microseconds since the fake's epoch: the `now()` of the next transaction.
     clock_us: u64,
     /// Per model, the next id (a sequence: taken at insert, never given back).
     sequences: BTreeMap<String, i64>,
@@ -73,7 +75,11 @@ impl FakeOdoo {
     /// Starts on `127.0.0.1:0` with the records of `tests/fixtures/odoo/read/`, each file
     /// holding the records of the model it is named after.
     pub async fn start() -> std::io::Result<Self> {
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let mut inner = Inner {
+            epoch: i64::try_from(unix - unix % 60).unwrap_or(0),
             clock_us: time::CLOCK_START_US,
             ..Inner::default()
         };
@@ -139,6 +145,11 @@ impl FakeOdoo {
         self.lock().requests
     }
 
+    /// The fake's epoch plus `seconds`, as the external API shows a datetime.
+    pub fn datetime(&self, seconds: u64) -> String {
+        time::shown_at(self.lock().epoch, seconds)
+    }
+
     /// Moves the clock on by `seconds`.
     pub fn tick(&self, seconds: u64) {
         self.lock().clock_us += seconds * 1_000_000;
@@ -160,7 +171,7 @@ impl FakeOdoo {
     /// them before [`Transaction::commit`].
     pub fn begin(&self) -> Transaction {
         let mut inner = self.lock();
-        let at = time::stored(inner.clock_us);
+        let at = time::stored(inner.epoch, inner.clock_us);
         // Two transactions never get the same `now()`.
         inner.clock_us += 1;
         Transaction::new(self.clone(), at)
@@ -392,16 +403,4 @@ pub type Fault = (String, String);
 /// A fault named `name` saying `message`.
 pub fn fault(name: &str, message: &str) -> Fault {
     (name.to_owned(), message.to_owned())
-}
-
-/// `2024-06-01 00:00:00` plus `seconds`, in Odoo's datetime format.
-pub fn datetime(seconds: u64) -> String {
-    let (days, rest) = (seconds / 86_400, seconds % 86_400);
-    format!(
-        "2024-06-{:02} {:02}:{:02}:{:02}",
-        1 + days.min(29),
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
 }

@@ -22,9 +22,15 @@ pub const CLOCK_START_US: u64 = 250_000;
 /// The fraction the fixtures' records get (they were written long before the tests ran).
 const FIXTURE_FRACTION: &str = ".731058";
 
-/// The stored text of `us` microseconds after the fake's epoch.
-pub fn stored(us: u64) -> String {
-    format!("{}.{:06}", super::datetime(us / 1_000_000), us % 1_000_000)
+/// The stored text of `us` microseconds after `epoch` (seconds since the Unix epoch).
+pub fn stored(epoch: i64, us: u64) -> String {
+    format!("{}.{:06}", shown_at(epoch, us / 1_000_000), us % 1_000_000)
+}
+
+/// `seconds` after `epoch` as the external API shows it.
+pub fn shown_at(epoch: i64, seconds: u64) -> String {
+    let seconds = i64::try_from(seconds).unwrap_or(i64::MAX);
+    odoo_gateway::odoo::time::from_seconds(epoch.saturating_add(seconds))
 }
 
 /// Whether `text` has Odoo's datetime shape, `YYYY-MM-DD HH:MM:SS`.
@@ -178,7 +184,8 @@ mod tests {
 
     #[test]
     fn timestamps_are_stored_to_the_microsecond_and_shown_to_the_second() {
-        let at = stored(3 * 1_000_000 + CLOCK_START_US);
+        let epoch = odoo_gateway::odoo::time::to_seconds("2024-06-01 00:00:00").unwrap();
+        let at = stored(epoch, 3 * 1_000_000 + CLOCK_START_US);
         assert_eq!(at, "2024-06-01 00:00:03.250000");
         assert!(is_timestamp(&json!(at)));
         assert_eq!(shown(&json!(at)), json!("2024-06-01 00:00:03"));

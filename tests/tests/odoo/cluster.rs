@@ -182,6 +182,6 @@ async fn two_instances_poll_a_model_once_and_the_survivor_takes_it_over() {
     }
     let all = delivered_once(&inbox);
     assert_eq!(all.len(), 25, "{all:?}");
-    assert!(all.contains(&(late, "create".into(), fake_odoo::datetime(2))));
-    assert!(all.contains(&(ids[5], "write".into(), fake_odoo::datetime(1))));
+    assert!(all.contains(&(late, "create".into(), odoo.datetime(2))));
+    assert!(all.contains(&(ids[5], "write".into(), odoo.datetime(1))));
 }

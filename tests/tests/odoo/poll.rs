@@ -36,7 +36,7 @@ async fn a_polling_source_delivers_every_change_once_across_a_restart() {
         .await
         .expect("the first four changes");
     // The fixture's order (written after it was created), then the three creates.
-    let t0 = fake_odoo::datetime(0);
+    let t0 = odoo.datetime(0);
     assert_eq!(
         changes(&received),
         vec![
@@ -49,10 +49,7 @@ async fn a_polling_source_delivers_every_change_once_across_a_restart() {
     odoo.tick(1);
     odoo.write("sale.order", b, json!({"state": "sale"}));
     let received = inbox.wait_for(5, WAIT).await.expect("the write");
-    assert_eq!(
-        changes(&received)[4],
-        (b, "write".into(), fake_odoo::datetime(1))
-    );
+    assert_eq!(changes(&received)[4], (b, "write".into(), odoo.datetime(1)));
     gateway.stop().await.expect("stops");
     // A crash after the events were durable but before the cursor moved, as far as the
     // poller can tell: the cursor is gone, and everything is read again at the next start.
@@ -62,7 +59,7 @@ async fn a_polling_source_delivers_every_change_once_across_a_restart() {
         let at = cursor::cursor(&store, "odoo", "sale.order").expect("read");
         assert_eq!(
             at.map(|c| (c.id, c.write_date)),
-            Some((b, fake_odoo::datetime(1)))
+            Some((b, odoo.datetime(1)))
         );
         cursor::reset_cursor(&store, "odoo", "sale.order").expect("reset");
         assert_eq!(
@@ -91,7 +88,7 @@ async fn a_polling_source_delivers_every_change_once_across_a_restart() {
         .wait_for(9, WAIT)
         .await
         .expect("the changes made while stopped");
-    let (t2, t3) = (fake_odoo::datetime(2), fake_odoo::datetime(3));
+    let (t2, t3) = (odoo.datetime(2), odoo.datetime(3));
     assert_eq!(
         changes(&received)[5..].to_vec(),
         vec![
@@ -127,7 +124,7 @@ async fn reconcile_mode_skips_polled_changes_the_webhook_already_sent() {
     let id = 13;
     let webhook = json!({"_action": "SO confirmed(#57)", "_id": id, "_model": "sale.order",
         "id": id, "name": "S00200", "state": "sale", "amount_total": 1.0,
-        "write_date": fake_odoo::datetime(5)});
+        "write_date": odoo.datetime(5)});
     let url = gateway.url(&format!("/v1/odoo/odoo/{TOKEN}"));
     let reply = HttpClient::new()
         .post_json(&url, webhook.to_string().as_bytes())
@@ -211,8 +208,8 @@ async fn the_overlap_catches_a_change_dated_before_the_cursor() {
     assert_eq!(
         all,
         vec![
-            (y, "create".into(), fake_odoo::datetime(5)),
-            (x, "create".into(), fake_odoo::datetime(10)),
+            (y, "create".into(), odoo.datetime(5)),
+            (x, "create".into(), odoo.datetime(10)),
         ],
         "each once, though both are read at every poll"
     );
@@ -239,7 +236,7 @@ async fn a_second_of_three_pages_is_delivered_once_across_a_restart() {
     ids.sort_unstable();
     let gateway = start(&config, dir.path()).await;
     let received = inbox.wait_for(27, WAIT).await.expect("every change");
-    let t0 = fake_odoo::datetime(0);
+    let t0 = odoo.datetime(0);
     let mut expected: Vec<(i64, String, String)> = ids
         .iter()
         .map(|id| (*id, "create".into(), t0.clone()))
@@ -260,7 +257,7 @@ async fn a_second_of_three_pages_is_delivered_once_across_a_restart() {
     assert_eq!(all.len(), 28, "{all:?}");
     assert_eq!(
         changes(&received)[27],
-        (ids[3], "write".into(), fake_odoo::datetime(1))
+        (ids[3], "write".into(), odoo.datetime(1))
     );
     gateway.stop().await.expect("stops");
 }
@@ -291,7 +288,7 @@ async fn two_changes_of_a_record_within_one_second_are_two_events() {
         states.contains(&json!("draft")) && states.contains(&json!("sale")),
         "{states:?}"
     );
-    let t5 = fake_odoo::datetime(5);
+    let t5 = odoo.datetime(5);
     assert!(
         received
             .iter()
