@@ -191,7 +191,7 @@ async fn poll_while_configured(
         };
         // On NATS, only the lease holder polls; the others wait to take over.
         if let Some(lease) = lease.as_deref_mut() {
-            let held = lease.hold().await.unwrap_or_else(|e| {
+            let held = lease.keep().await.unwrap_or_else(|e| {
                 tracing::warn!(source, model, error = %e, "polling lease unavailable");
                 false
             });
