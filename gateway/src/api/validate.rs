@@ -29,6 +29,8 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 const MIN_TIMEOUT: Duration = Duration::from_millis(100);
 /// Most retries an app may ask for.
 const MAX_RETRIES: u32 = 20;
+/// Most `enrich` entries per subscription.
+const MAX_ENRICH: usize = 64;
 
 /// A create, replace or (merged) update request.
 #[derive(Debug, Deserialize)]
@@ -193,6 +195,9 @@ pub(crate) fn build(
     let timeout_ms = req.timeout.map(parse_timeout).transpose()?;
     if req.retries.is_some_and(|r| r > MAX_RETRIES) {
         return Err(invalid(format!("retries: at most {MAX_RETRIES}")));
+    }
+    if req.enrich.len() > MAX_ENRICH {
+        return Err(invalid(format!("enrich: at most {MAX_ENRICH} entries")));
     }
     let mut problems = Vec::new();
     crate::odoo::config::validate_enrich("enrich", &req.enrich, &mut problems);
