@@ -59,6 +59,8 @@ struct Inner {
     delay: Duration,
     /// `(service.method or model.method)` → calls.
     calls: BTreeMap<String, usize>,
+    /// Per model, the domain of its last `search_read` over JSON-RPC.
+    domains: BTreeMap<String, Value>,
     /// Requests received, answered or not.
     requests: usize,
 }
@@ -148,6 +150,17 @@ impl FakeOdoo {
     /// The fake's epoch plus `seconds`, as the external API shows a datetime.
     pub fn datetime(&self, seconds: u64) -> String {
         time::shown_at(self.lock().epoch, seconds)
+    }
+
+    /// The domain of the last `search_read` of `model` (JSON-RPC), if any.
+    pub fn last_domain(&self, model: &str) -> Option<Value> {
+        self.lock().domains.get(model).cloned()
+    }
+
+    /// Moves the fake's epoch `seconds` back: what it writes from now on is dated that much
+    /// earlier (a record written long before the gateway polls it).
+    pub fn backdate(&self, seconds: u64) {
+        self.lock().epoch -= i64::try_from(seconds).unwrap_or(0);
     }
 
     /// Moves the clock on by `seconds`.
@@ -383,6 +396,11 @@ impl FakeOdoo {
                 *inner.calls.entry(format!("{model}.{method}")).or_default() += 1;
                 let positional = rest.first().cloned().unwrap_or(json!([]));
                 let kwargs = rest.get(1).cloned().unwrap_or(json!({}));
+                if method == "search_read" {
+                    inner
+                        .domains
+                        .insert(model.to_owned(), positional[0].clone());
+                }
                 model::execute(
                     &inner.models,
                     &inner.relations,

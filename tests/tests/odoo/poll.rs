@@ -298,6 +298,33 @@ async fn two_changes_of_a_record_within_one_second_are_two_events() {
     gateway.stop().await.expect("stops");
 }
 
+#[tokio::test]
+async fn a_settled_second_is_not_read_again() {
+    let odoo = FakeOdoo::start().await.expect("fake odoo");
+    let inbox = inbox().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let poll = POLL.replace("start = \"beginning\"", "start = \"now\"");
+    let config = config(&odoo, &inbox, fake_odoo::API_KEY, &poll, ORDERS);
+    let gateway = start(&config, dir.path()).await;
+    wait_polls(&odoo, odoo.calls("sale.order.search_read") + 2).await;
+    // Written ten minutes ago, by the gateway's clock: long settled when it is read.
+    odoo.backdate(600);
+    odoo.create("sale.order", order(1));
+    inbox.wait_for(1, WAIT).await.expect("the change");
+    let at = odoo_gateway::odoo::time::to_seconds(&odoo.datetime(0)).expect("a datetime");
+    let after = json!([[
+        "write_date",
+        ">=",
+        odoo_gateway::odoo::time::from_seconds(at + 1)
+    ]]);
+    // The poll that read it is over, and the next ones start after its second, which is no
+    // longer read again.
+    wait_polls(&odoo, odoo.calls("sale.order.search_read") + 3).await;
+    assert_eq!(odoo.last_domain("sale.order"), Some(after));
+    assert_eq!(inbox.received().len(), 1);
+    gateway.stop().await.expect("stops");
+}
+
 /// The fields of a test order `n`.
 fn order(n: usize) -> Value {
     json!({"name": format!("S{:05}", 1000 + n), "state": "draft", "amount_total": n as f64})
