@@ -1,4 +1,4 @@
-//! The dedup key of a polled change: `model/id/write_date/fingerprint`.
+//! A polled change ([`Change`]) and its dedup key: `model/id/write_date/fingerprint`.
 //!
 //! `write_date` is shown to the second, so two changes of one record within a second share
 //! it; the fingerprint (a hash of the values of the fields read) tells them apart, and the
@@ -88,6 +88,61 @@ fn canonical(value: &Value, top: bool, out: &mut String) {
             out.push('}');
         }
         other => out.push_str(&other.to_string()),
+    }
+}
+
+/// A polled record: where it sits, and what it is.
+#[derive(Debug)]
+pub struct Change<'a> {
+    /// The record's id.
+    pub id: i64,
+    /// `write_date` as Odoo shows it.
+    pub write_date: String,
+    /// That second, since the epoch.
+    pub second: i64,
+    /// The record as read.
+    pub record: &'a Map<String, Value>,
+}
+
+impl<'a> Change<'a> {
+    /// The change `record` is (an error for one without Odoo's `id` and `write_date`).
+    pub fn of(record: &'a Value) -> Result<Self, super::OdooError> {
+        let bad = |reason: &str| super::OdooError::BadResponse {
+            url: "search_read".into(),
+            reason: reason.to_owned(),
+        };
+        let map = record
+            .as_object()
+            .ok_or_else(|| bad("a record that is not an object"))?;
+        let id = map
+            .get("id")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| bad("a record without an id"))?;
+        let write_date = map
+            .get("write_date")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        // Odoo's own shape; anything else would move the cursor to nonsense.
+        let second = super::time::to_seconds(write_date).ok_or_else(|| {
+            bad(&format!(
+                "record {id}: `write_date` {write_date:?} is not `YYYY-MM-DD HH:MM:SS`"
+            ))
+        })?;
+        Ok(Self {
+            id,
+            write_date: write_date.to_owned(),
+            second,
+            record: map,
+        })
+    }
+
+    /// `create` when it was created in the same second as its last change (Odoo shows both
+    /// to the second: a record changed within the second of its creation is a `create` too).
+    pub fn action(&self) -> &'static str {
+        match self.record.get("create_date").and_then(Value::as_str) {
+            Some(created) if created == self.write_date => "create",
+            _ => "write",
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 //! - [`poll`]: a stage that polls models for changes and turns them into events through the
 //!   store's accept path, for Odoo versions without the webhook action (9 to 16) or to
 //!   reconcile the fire-and-forget webhook of 17+; [`cursor`]: where it stands (a second, as
-//!   Odoo shows `write_date`) and how it reads on; [`change`]: the dedup key of a change;
+//!   Odoo shows `write_date`); [`plan`]: how it reads on from there; [`change`]: the dedup key of a change;
 //!   [`shared`]: on the NATS engine, the cursors, one lease per model and the changes seen,
 //!   shared by every instance, so that one instance polls a model at a time.
 //!
@@ -23,6 +23,7 @@ pub mod cursor;
 pub mod enrich;
 pub mod error;
 pub mod json2;
+pub mod plan;
 pub mod poll;
 pub mod shared;
 pub mod time;

@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::change::{change_key, fingerprint, unlink_key};
-use super::cursor::{self, Cursor, Keeper, Query};
+use super::change::{Change, change_key, fingerprint, unlink_key};
+use super::cursor::{self, Cursor, Keeper};
+use super::plan::{self, Query};
 use super::shared::{Lease, RENEW};
 use super::{OdooError, OdooSource, Poll, PollModelConfig};
 use crate::event::Event;
@@ -323,7 +324,7 @@ pub async fn poll_model(
             .await?;
         let changes: Vec<Change> = page.iter().map(Change::of).collect::<Result<_, _>>()?;
         let at: Vec<(i64, i64)> = changes.iter().map(|c| (c.second, c.id)).collect();
-        let step = cursor::step(&q, &at, page_size);
+        let step = plan::step(&q, &at, page_size);
         let mut accepted = false;
         for change in &changes[..step.deliver] {
             // What the start point leaves out (`start = "now"` or a time) stays out.
@@ -361,57 +362,6 @@ pub async fn poll_model(
         keeper.save(source, name, &stored).await?;
     }
     Ok(read)
-}
-
-/// A polled record: where it sits, and what it is.
-struct Change<'a> {
-    id: i64,
-    /// `write_date` as Odoo shows it.
-    write_date: String,
-    /// That second, since the epoch.
-    second: i64,
-    record: &'a serde_json::Map<String, Value>,
-}
-
-impl<'a> Change<'a> {
-    fn of(record: &'a Value) -> Result<Self, OdooError> {
-        let bad = |reason: &str| OdooError::BadResponse {
-            url: "search_read".into(),
-            reason: reason.to_owned(),
-        };
-        let map = record
-            .as_object()
-            .ok_or_else(|| bad("a record that is not an object"))?;
-        let id = map
-            .get("id")
-            .and_then(Value::as_i64)
-            .ok_or_else(|| bad("a record without an id"))?;
-        let write_date = map
-            .get("write_date")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        // Odoo's own shape; anything else would move the cursor to nonsense.
-        let second = super::time::to_seconds(write_date).ok_or_else(|| {
-            bad(&format!(
-                "record {id}: `write_date` {write_date:?} is not `YYYY-MM-DD HH:MM:SS`"
-            ))
-        })?;
-        Ok(Self {
-            id,
-            write_date: write_date.to_owned(),
-            second,
-            record: map,
-        })
-    }
-
-    /// `create` when it was created in the same second as its last change (Odoo shows both
-    /// to the second: a record changed within the second of its creation is a `create` too).
-    fn action(&self) -> &'static str {
-        match self.record.get("create_date").and_then(Value::as_str) {
-            Some(created) if created == self.write_date => "create",
-            _ => "write",
-        }
-    }
 }
 
 /// Where a model without a cursor starts: its cursor, and also its floor (what it covers
