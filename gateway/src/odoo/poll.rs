@@ -2,16 +2,20 @@
 //! (9 to 16) and to reconcile the fire-and-forget webhook of 17+.
 //!
 //! Per polled model, `search_read` pages of the records changed from the cursor's second on,
-//! as [`super::cursor`] plans them: whole seconds in `write_date, id` order, a second of more
+//! as [`super::plan`] plans them: whole seconds in `write_date, id` order, a second of more
 //! than a page by id, the last second seen read again by the next poll (Odoo shows
 //! `write_date` to the second and keeps it to the microsecond, so that second may still get
 //! changes). A record whose `create_date` equals its `write_date` is a `create`, any other a
 //! `write`. Each change enters through the store's accept path like an ingested event, with
 //! the explicit dedup key of [`super::change`] (model, id, `write_date` and a fingerprint of
 //! the fields read, so that two changes within one second are two events and the same state
-//! read again is none); the cursor (in sled) moves only once the page's events are durable.
-//! So a crash re-reads at most the last second and a page, and the dedup keys make the
-//! re-read deliver nothing twice.
+//! read again is none); the cursor moves only once the page's events are durable. So a crash
+//! re-reads at most the last second and a page, and the dedup keys make the re-read deliver
+//! nothing twice.
+//!
+//! On the NATS engine ([`super::shared`]) every instance runs this stage; one polls each model
+//! at a time (the holder of its lease), from the cursor they share, and a change is accepted
+//! only if the shared bucket of changes has not seen its key.
 //!
 //! Polling cannot see deletions. For small models, `detect_deletions` compares the model's
 //! ids every `deletions_every` and sends an `unlink` event for each id gone.
@@ -205,7 +209,7 @@ async fn poll_while_configured(
             }
         }
         let outcome = tokio::select! {
-            outcome = poll_model(state, keeper, lease.as_deref_mut(), source, odoo, poll, polled, shutdown) => outcome,
+            outcome = poll_model(state, keeper, lease.as_deref_mut(), source, (odoo, poll, polled), shutdown) => outcome,
             () = shutdown.cancelled() => return,
         };
         match outcome {
@@ -273,16 +277,13 @@ async fn pause(
 }
 
 /// One poll of one model: every change from the cursor's second on, page by page. The
-/// number of changes delivered (a change read again and recognised counts too).
-#[allow(clippy::too_many_arguments)]
+/// number of changes accepted (on sled a change read again and recognised counts too).
 pub async fn poll_model(
     state: &State,
     keeper: &Keeper,
     mut lease: Option<&mut Lease>,
     source: &str,
-    odoo: &OdooSource,
-    poll: &Poll,
-    model: &PollModelConfig,
+    (odoo, poll, model): (&OdooSource, &Poll, &PollModelConfig),
     shutdown: &CancellationToken,
 ) -> Result<usize, PollError> {
     let client = &odoo.client;
