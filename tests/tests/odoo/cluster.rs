@@ -149,10 +149,7 @@ async fn two_instances_poll_a_model_once_and_the_survivor_takes_it_over() {
     );
     let second = Gateway::start(&config).await;
     // Both run; the first keeps its lease while the second waits for it.
-    let polls = odoo.calls("sale.order.search_read");
-    while odoo.calls("sale.order.search_read") < polls + 10 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_polls(&odoo, odoo.calls("sale.order.search_read") + 10).await;
     assert!(first.polls().await && !second.polls().await, "one poller");
     odoo.tick(1);
     odoo.write("sale.order", ids[5], json!({"state": "sale"}));
@@ -176,10 +173,7 @@ async fn two_instances_poll_a_model_once_and_the_survivor_takes_it_over() {
         .wait_for(25, TAKEOVER)
         .await
         .unwrap_or_else(|_| panic!("polling continued:\n{}", second.log()));
-    let polls = odoo.calls("sale.order.search_read");
-    while odoo.calls("sale.order.search_read") < polls + 10 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_polls(&odoo, odoo.calls("sale.order.search_read") + 10).await;
     let all = delivered_once(&inbox);
     assert_eq!(all.len(), 25, "{all:?}");
     assert!(all.contains(&(late, "create".into(), odoo.datetime(2))));

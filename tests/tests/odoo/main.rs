@@ -189,3 +189,13 @@ fn changes(received: &[Received]) -> Vec<(i64, String, String)> {
 async fn start(config: &str, dir: &Path) -> TestGateway {
     TestGateway::start(config, dir).await.expect("starts")
 }
+
+/// Waits until the fake Odoo got `n` `sale.order.search_read` calls: polls happened, which no
+/// sleep can promise.
+async fn wait_polls(odoo: &FakeOdoo, n: usize) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while odoo.calls("sale.order.search_read") < n {
+        assert!(std::time::Instant::now() < deadline, "no polls");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -28,10 +28,7 @@ async fn a_cursor_is_shown_and_reset_to_an_earlier_time() {
     let config = config(&odoo, &inbox, fake_odoo::API_KEY, &poll, ORDERS);
     let gateway = start(&config, dir.path()).await;
     // `now`: the fixture's order (2024-05-14 09:12:40) is before the start.
-    let polls = odoo.calls("sale.order.search_read");
-    while odoo.calls("sale.order.search_read") < polls + 2 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_polls(&odoo, odoo.calls("sale.order.search_read") + 2).await;
     let shown = cli(&gateway, &["cursor", "show", "odoo", "sale.order"]).await;
     assert!(
         shown.contains("read up to 2024-05-14 09:12:40 (id 12"),

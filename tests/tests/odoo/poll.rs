@@ -330,16 +330,6 @@ fn order(n: usize) -> Value {
     json!({"name": format!("S{:05}", 1000 + n), "state": "draft", "amount_total": n as f64})
 }
 
-/// Waits until the fake Odoo got `n` `sale.order.search_read` calls: polls happened, which no
-/// sleep can promise.
-async fn wait_polls(odoo: &FakeOdoo, n: usize) {
-    let deadline = std::time::Instant::now() + WAIT;
-    while odoo.calls("sale.order.search_read") < n {
-        assert!(std::time::Instant::now() < deadline, "no polls");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_polling_source_waits_out_an_odoo_outage_and_loses_nothing() {
     let odoo = FakeOdoo::start().await.expect("fake odoo");
