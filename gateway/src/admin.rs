@@ -1,6 +1,6 @@
 //! Operator endpoints under `/admin/`: status, one event's journey, dead letters and their
 //! replay, attempt logs, subscriptions (health, pause, enable, recent attempts), plugin
-//! dry-runs; and `/metrics`. The web console ([`crate::console`]) calls these.
+//! dry-runs, Odoo polling cursors (`admin/odoo.rs`); and `/metrics`. The web console ([`crate::console`]) calls these.
 //!
 //! Guarded by `server.admin_token` (a bearer token); without one configured they answer 404,
 //! so nothing is exposed by default.
