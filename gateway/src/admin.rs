@@ -1,12 +1,13 @@
 //! Operator endpoints under `/admin/`: status, one event's journey, dead letters and their
 //! replay, attempt logs, subscriptions (health, pause, enable, recent attempts), plugin
-//! dry-runs; and `/metrics`. The web console ([`crate::console`]) calls these.
+//! dry-runs, Odoo polling cursors (`admin/odoo.rs`); and `/metrics`. The web console ([`crate::console`]) calls these.
 //!
 //! Guarded by `server.admin_token` (a bearer token); without one configured they answer 404,
 //! so nothing is exposed by default.
 
 mod dry_run;
 mod journey;
+mod odoo;
 mod subscriptions;
 
 use std::sync::Arc;
@@ -61,21 +62,24 @@ pub async fn route(
     let snapshot = authorise(state, &req)?;
     let internal = |e: crate::store::StoreError| ApiError::internal("admin request failed", &e);
     match (req.method(), rest) {
-        (&Method::GET, ["status"]) => Ok(json(
-            StatusCode::OK,
-            &serde_json::json!({
-                "config": snapshot.origin,
-                "control_plane": state.control.engine(),
-                "stored": state.store.counts(),
-                "delivered_since_start": state.delivered.load(std::sync::atomic::Ordering::Relaxed),
-                "schedule": state.work.depth(),
-                "maintenance": state.store.maintenance_report(),
-                "stage_restarts": state.stage_restarts.load(std::sync::atomic::Ordering::Relaxed),
-                "quarantined_subscriptions": snapshot.quarantined.iter().map(|(id, why)| serde_json::json!({"id": id, "reason": why})).collect::<Vec<_>>(),
-                "subscriptions": state.health.report(),
-                "odoo_poll": crate::odoo::cursor::status(&state.store, &snapshot),
-            }),
-        )),
+        (&Method::GET, ["status"]) => {
+            let odoo_poll = crate::odoo::cursor::status(state, &snapshot).await;
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "config": snapshot.origin,
+                    "control_plane": state.control.engine(),
+                    "stored": state.store.counts(),
+                    "delivered_since_start": state.delivered.load(std::sync::atomic::Ordering::Relaxed),
+                    "schedule": state.work.depth(),
+                    "maintenance": state.store.maintenance_report(),
+                    "stage_restarts": state.stage_restarts.load(std::sync::atomic::Ordering::Relaxed),
+                    "quarantined_subscriptions": snapshot.quarantined.iter().map(|(id, why)| serde_json::json!({"id": id, "reason": why})).collect::<Vec<_>>(),
+                    "subscriptions": state.health.report(),
+                    "odoo_poll": odoo_poll,
+                }),
+            ))
+        }
         (_, ["apps", ..]) => crate::auth::admin::route(state, req, &rest[1..]).await,
         (&Method::GET, ["reload"]) => Ok(json(
             StatusCode::OK,
@@ -147,6 +151,15 @@ pub async fn route(
             dry_run::dry_run(state, &snapshot, req, &name).await
         }
         (&Method::GET, ["samples"]) => Ok(dry_run::samples()),
+        (&Method::GET, ["odoo", "cursors", source, model]) => {
+            odoo::show(state, &snapshot, source, model).await
+        }
+        (&Method::POST, ["odoo", "cursors", source, model, "reset"]) => {
+            let (source, model) = ((*source).to_owned(), (*model).to_owned());
+            odoo::reset(state, &snapshot, req, &source, &model).await
+        }
+        (_, ["odoo", "cursors", _, _]) => Err(ApiError::method_not_allowed("GET")),
+        (_, ["odoo", "cursors", _, _, "reset"]) => Err(ApiError::method_not_allowed("POST")),
         (_, ["subscriptions", _, "enable" | "pause"] | ["plugins", _, "dry-run"]) => {
             Err(ApiError::method_not_allowed("POST"))
         }

@@ -1139,7 +1139,8 @@ async fn an_app_with_hanging_receivers_holds_at_most_its_share_of_the_cluster() 
     let slow_token = token(&a, &slow_app).await;
     for n in 0..4 {
         let url = hanging.url(&format!("/s{n}")).to_string();
-        let body = json!({"id": format!("s{n}"), "events": ["sale.order.*"], "destination": {"url": url}});
+        let body =
+            json!({"id": format!("s{n}"), "events": ["sale.order.*"], "destination": {"url": url}});
         let reply = api(&a, &slow_token, "POST", "/v1/subscriptions", Some(body)).await;
         assert_eq!(reply.status, 201, "{:?}", reply.body);
     }

@@ -284,7 +284,7 @@ pub fn extend_config(control: &ControlPlane, file: &mut ConfigFile) -> Result<()
             retries: sub.retries,
             enabled: sub.enabled,
             filter: sub.filter,
-            enrich: Vec::new(),
+            enrich: sub.enrich,
             grants: Some(
                 grants_by_app
                     .get(&app)

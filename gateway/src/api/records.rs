@@ -41,6 +41,10 @@ pub struct StoredSubscription {
     pub timeout_ms: Option<u64>,
     /// Retries (default: the gateway's).
     pub retries: Option<u32>,
+    /// Related records embedded before the plugin or pass-through, within what the
+    /// operator allows apps (`[sources.odoo.app_enrich]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub enrich: Vec<crate::odoo::EnrichSpec>,
     /// Creation time (ms since the epoch).
     pub created_ms: u64,
     /// Last change (ms since the epoch).

@@ -37,6 +37,7 @@ pub(super) async fn create(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
     let req: SubscriptionRequest = validate::parse_json(&call.body)?;
     let sub = validate::build(req, None, &|r| lookup_plugin(call, r), now_ms())?;
     check_grants(call, &sub.events)?;
+    check_enrich(call, &sub.enrich)?;
     let app = &call.app.app;
     let _one_write = WRITES.lock().await;
     let control = &call.state.control;
@@ -99,6 +100,7 @@ pub(super) async fn update(call: &Call<'_>, id: &str) -> Result<Response<Body>, 
         validate::parse_json(&call.body)?
     };
     let sub = validate::build(req, Some(&old), &|r| lookup_plugin(call, r), now_ms())?;
+    check_enrich(call, &sub.enrich)?;
     check_grants(call, &sub.events)?;
     check_plugin_config(call, &sub).await?;
     let control = &call.state.control;
@@ -227,6 +229,44 @@ fn check_grants(call: &Call<'_>, events: &[String]) -> Result<(), ApiError> {
                             .collect::<Vec<_>>()
                             .join(", ")
                     }
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Every `enrich` entry of an app's subscription must be within what the operator allows
+/// apps for some model of a source the app may receive (`[sources.odoo.app_enrich]`);
+/// `403 enrich_not_allowed` names the first that is not. (At run time each event is enriched
+/// only with what is allowed for its own source and model.)
+fn check_enrich(call: &Call<'_>, specs: &[crate::odoo::EnrichSpec]) -> Result<(), ApiError> {
+    if specs.is_empty() {
+        return Ok(());
+    }
+    let app = crate::auth::apps::find(call.state, crate::auth::apps::Lookup::Name(&call.app.app))
+        .map_err(internal)?;
+    let sources = app.and_then(|a| a.sources.clone());
+    let snapshot = call.state.snapshot.load();
+    let allowances: Vec<&[crate::odoo::EnrichSpec]> = snapshot
+        .sources
+        .values()
+        .filter(|s| sources.as_ref().is_none_or(|only| only.contains(&s.name)))
+        .filter_map(|s| s.odoo.as_ref())
+        .flat_map(|o| o.app_enrich.values().map(Vec::as_slice))
+        .collect();
+    for (i, spec) in specs.iter().enumerate() {
+        let ok = allowances
+            .iter()
+            .any(|a| crate::odoo::enrich::allowed(spec, a).is_some());
+        if !ok {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "enrich_not_allowed",
+                format!(
+                    "enrich[{i}]: `{}` with fields [{}] is not among what the operator lets apps enrich ([sources.odoo.app_enrich])",
+                    spec.field,
+                    spec.fields.join(", ")
                 ),
             ));
         }

@@ -29,6 +29,8 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 const MIN_TIMEOUT: Duration = Duration::from_millis(100);
 /// Most retries an app may ask for.
 const MAX_RETRIES: u32 = 20;
+/// Most `enrich` entries per subscription.
+const MAX_ENRICH: usize = 64;
 
 /// A create, replace or (merged) update request.
 #[derive(Debug, Deserialize)]
@@ -48,6 +50,8 @@ pub(crate) struct SubscriptionRequest {
     timeout: Option<Value>,
     #[serde(default, deserialize_with = "whole_number")]
     retries: Option<u32>,
+    #[serde(default)]
+    enrich: Vec<crate::odoo::EnrichSpec>,
 }
 
 /// A count given as any JSON number without a fraction: `5` and `5.0` are one value in JSON
@@ -192,6 +196,14 @@ pub(crate) fn build(
     if req.retries.is_some_and(|r| r > MAX_RETRIES) {
         return Err(invalid(format!("retries: at most {MAX_RETRIES}")));
     }
+    if req.enrich.len() > MAX_ENRICH {
+        return Err(invalid(format!("enrich: at most {MAX_ENRICH} entries")));
+    }
+    let mut problems = Vec::new();
+    crate::odoo::config::validate_enrich("enrich", &req.enrich, &mut problems);
+    if let Some(first) = problems.into_iter().next() {
+        return Err(invalid(first));
+    }
     Ok(StoredSubscription {
         id,
         events,
@@ -207,6 +219,7 @@ pub(crate) fn build(
         enabled: req.enabled,
         timeout_ms,
         retries: req.retries,
+        enrich: req.enrich,
         created_ms: existing.map_or(now_ms, |old| old.created_ms),
         updated_ms: now_ms,
     })
@@ -243,6 +256,7 @@ pub(crate) fn as_request(sub: &StoredSubscription) -> Value {
         "enabled": sub.enabled,
         "timeout": sub.timeout_ms.map(|ms| format!("{ms}ms")),
         "retries": sub.retries,
+        "enrich": sub.enrich,
     })
 }
 
@@ -324,6 +338,7 @@ pub(crate) fn render(sub: &StoredSubscription, qualified: &str, reveal_secret: b
         "enabled": sub.enabled,
         "timeout": sub.timeout_ms.map(|ms| format!("{ms}ms")),
         "retries": sub.retries,
+        "enrich": sub.enrich,
         "created_ms": sub.created_ms,
         "updated_ms": sub.updated_ms,
     })

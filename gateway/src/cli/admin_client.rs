@@ -102,7 +102,9 @@ impl AdminClient {
                 bail!("the gateway's admin API is off: set server.admin_token in its configuration")
             }
             (401, _) => bail!("the gateway refused the admin token"),
-            (404, _) => bail!("not found: {path}"),
+            // A 404 of its own kind says what is missing.
+            (404, "not_found" | "") => bail!("not found: {path}"),
+            (404, _) => bail!("{message}"),
             _ => bail!("the gateway answered {status}: {code}: {message}"),
         }
     }

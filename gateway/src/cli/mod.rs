@@ -4,6 +4,7 @@ mod admin_client;
 pub mod apps;
 pub mod config;
 pub mod inbox;
+pub mod odoo;
 pub mod operate;
 pub mod plugin;
 pub mod scaffold;
@@ -53,6 +54,8 @@ enum Command {
     Config(ConfigCommand),
     /// Third-party apps: register, list, remove (through the running gateway's admin API).
     Apps(crate::cli::apps::AppsCommand),
+    /// The Odoo connector: polling cursors (through the running gateway's admin API).
+    Odoo(crate::cli::odoo::OdooCommand),
     /// Operating a running gateway: status, events, dead letters, subscriptions.
     #[command(flatten)]
     Operate(crate::cli::operate::Operate),
@@ -104,6 +107,9 @@ pub fn main() -> ExitCode {
         Command::Plugin(cmd) => cmd.execute(),
         Command::Config(ConfigCommand::Check { file }) => crate::cli::config::check(&file),
         Command::Operate(cmd) => runtime()
+            .and_then(|rt| rt.block_on(cmd.run(&mut std::io::stdout())))
+            .map(|()| ExitCode::SUCCESS),
+        Command::Odoo(cmd) => runtime()
             .and_then(|rt| rt.block_on(cmd.run(&mut std::io::stdout())))
             .map(|()| ExitCode::SUCCESS),
         Command::Apps(cmd) => runtime()

@@ -23,7 +23,9 @@ use crate::delivery::{Cidr, ClientOptions, DeliveryClient, SsrfPolicy};
 
 /// First pause of the quick retries; doubled each time.
 const RETRY_BASE: Duration = Duration::from_millis(200);
-/// Cached records kept at most (the oldest half is dropped past it).
+/// Cached records kept at most: past it, the expired ones and then the oldest are dropped
+/// down to half of it, so that a cache under load is scanned once per `CACHE_LIMIT / 2`
+/// records read, not at every read.
 const CACHE_LIMIT: usize = 10_000;
 
 type CacheKey = (String, i64, String);
@@ -270,9 +272,6 @@ impl OdooClient {
         let records = self.read(model, &missing, fields).await?;
         let now = Instant::now();
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() > CACHE_LIMIT {
-            cache.retain(|_, (at, _)| at.elapsed() < self.cache_ttl);
-        }
         for record in records {
             let Some(id) = record["id"].as_i64() else {
                 return Err(self.bad("a record without an id"));
@@ -282,7 +281,13 @@ impl OdooClient {
             }
             found.insert(id, record);
         }
+        bound(&mut cache, self.cache_ttl, CACHE_LIMIT);
         Ok(found)
+    }
+
+    /// Records in the enrichment cache, for tests of its bound.
+    pub fn cached(&self) -> usize {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     fn records(&self, answer: Value) -> Result<Vec<Value>, OdooError> {
@@ -376,5 +381,57 @@ impl OdooClient {
             Some(result) => Ok(result.take()),
             None => Err(self.bad("neither `result` nor `error`")),
         }
+    }
+}
+
+/// Keeps `cache` within `limit`: once past it, drops the entries older than `ttl`, then the
+/// oldest, down to `limit / 2`.
+fn bound<K: Clone + Eq + std::hash::Hash, V>(
+    cache: &mut HashMap<K, (Instant, V)>,
+    ttl: Duration,
+    limit: usize,
+) {
+    if cache.len() <= limit {
+        return;
+    }
+    cache.retain(|_, (at, _)| at.elapsed() < ttl);
+    let keep = limit / 2;
+    if cache.len() <= keep {
+        return;
+    }
+    let mut ages: Vec<(Instant, K)> = cache.iter().map(|(k, (at, _))| (*at, k.clone())).collect();
+    let drop = ages.len() - keep;
+    ages.select_nth_unstable_by_key(drop - 1, |(at, _)| *at);
+    for (_, key) in &ages[..drop] {
+        cache.remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_is_cut_to_half_its_bound_keeping_the_newest() {
+        let start = Instant::now();
+        let mut cache: HashMap<i64, (Instant, ())> = (0..11)
+            .map(|i| (i, (start + Duration::from_millis(i as u64), ())))
+            .collect();
+        bound(&mut cache, Duration::from_secs(60), 12);
+        assert_eq!(cache.len(), 11, "within the bound: untouched");
+        cache.insert(11, (start + Duration::from_millis(11), ()));
+        cache.insert(12, (start + Duration::from_millis(12), ()));
+        bound(&mut cache, Duration::from_secs(60), 12);
+        let mut kept: Vec<i64> = cache.keys().copied().collect();
+        kept.sort_unstable();
+        assert_eq!(kept, vec![7, 8, 9, 10, 11, 12]);
+        // Expired entries go first, whatever their number.
+        let Some(old) = start.checked_sub(Duration::from_secs(120)) else {
+            return; // a machine up for less than two minutes has no such instant
+        };
+        let mut cache: HashMap<i64, (Instant, ())> = (0..20).map(|i| (i, (old, ()))).collect();
+        cache.insert(99, (Instant::now(), ()));
+        bound(&mut cache, Duration::from_secs(60), 12);
+        assert_eq!(cache.keys().copied().collect::<Vec<_>>(), vec![99]);
     }
 }

@@ -44,6 +44,12 @@ pub struct OdooConfig {
     /// A subscription's own `enrich` list replaces the source's.
     #[serde(default)]
     pub enrich: std::collections::BTreeMap<String, Vec<EnrichSpec>>,
+    /// `[sources.odoo.app_enrich]`: per model, what the subscriptions of third-party apps may
+    /// enrich in this source's events. An app's `enrich` entry must name one of these fields
+    /// (and its model, if it names one) and only fields listed here; without this table, apps
+    /// enrich nothing of their own (they get the `enrich` lists above).
+    #[serde(default)]
+    pub app_enrich: std::collections::BTreeMap<String, Vec<EnrichSpec>>,
     /// `[sources.odoo.poll]`: poll the models for changes (Odoo 9 to 16, or reconciliation).
     #[serde(default)]
     pub poll: Option<PollConfig>,
@@ -84,6 +90,7 @@ impl std::fmt::Debug for OdooConfig {
             .field("retries", &self.retries)
             .field("cache_ttl", &self.cache_ttl)
             .field("enrich", &self.enrich)
+            .field("app_enrich", &self.app_enrich)
             .field("poll", &self.poll)
             .finish()
     }

@@ -11,6 +11,7 @@
 //! Runs in the plugin-call unit of work ([`crate::dispatch`]), never in ingest. It never
 //! changes the stored event: the enriched copy lives only for the call.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -47,20 +48,52 @@ fn ids_of(value: &Value) -> Option<Ids> {
 }
 
 /// What `sub` enriches in `event`: its own list, else its source's for the event's model.
+/// An app's own list is cut to what the operator allows apps for that source and model
+/// (`[sources.odoo.app_enrich]`), whatever it was when the app asked: an operator who
+/// narrows the allowance narrows the app's subscriptions at once.
 pub fn specs_for<'a>(
     snapshot: &'a Snapshot,
     sub: &'a Subscription,
     event: &Event,
-) -> &'a [EnrichSpec] {
-    if !sub.enrich.is_empty() {
-        return &sub.enrich;
-    }
-    snapshot
+) -> Cow<'a, [EnrichSpec]> {
+    let odoo = snapshot
         .sources
         .get(&event.source)
-        .and_then(|s| s.odoo.as_ref())
-        .and_then(|o| o.enrich.get(&event.model))
-        .map_or(&[], Vec::as_slice)
+        .and_then(|s| s.odoo.as_ref());
+    if sub.enrich.is_empty() {
+        let source_list = odoo.and_then(|o| o.enrich.get(&event.model));
+        return Cow::Borrowed(source_list.map_or(&[], Vec::as_slice));
+    }
+    if sub.grants.is_none() {
+        return Cow::Borrowed(&sub.enrich);
+    }
+    let allowance = odoo
+        .and_then(|o| o.app_enrich.get(&event.model))
+        .map_or(&[][..], Vec::as_slice);
+    Cow::Owned(
+        sub.enrich
+            .iter()
+            .filter_map(|spec| allowed(spec, allowance))
+            .collect(),
+    )
+}
+
+/// `spec` as it may run under `allowance` (one entry for the same field, naming no model or
+/// the allowance's, and every field of `spec` among its fields; the allowance's model when
+/// `spec` names none), or `None`.
+pub fn allowed(spec: &EnrichSpec, allowance: &[EnrichSpec]) -> Option<EnrichSpec> {
+    let entry = allowance.iter().find(|a| a.field == spec.field)?;
+    // A model the allowance does not name could be any model: only Odoo's answer is allowed.
+    let same_model = match (&spec.model, &entry.model) {
+        (Some(asked), Some(allowed)) => asked == allowed,
+        (Some(_), None) => false,
+        (None, _) => true,
+    };
+    let fields_ok = spec.fields.iter().all(|f| entry.fields.contains(f));
+    (same_model && fields_ok).then(|| EnrichSpec {
+        model: spec.model.clone().or_else(|| entry.model.clone()),
+        ..spec.clone()
+    })
 }
 
 /// Whether `sub` has anything to enrich in `event` (then fan-out queues a plugin-call job
@@ -104,7 +137,7 @@ pub async fn prepare(
             })));
             continue;
         };
-        prepared.push(match enrich_event(&odoo.client, specs, &event).await {
+        prepared.push(match enrich_event(&odoo.client, &specs, &event).await {
             Ok(enriched) => Ok(enriched),
             Err(e) if e.is_retryable() => {
                 let reason = CallFailure::Odoo {
@@ -231,6 +264,39 @@ mod tests {
         assert_eq!(ids_of(&json!(false)), None);
         assert_eq!(ids_of(&json!("9")), None);
         assert_eq!(ids_of(&json!([1, {"a": 1}])), None);
+    }
+
+    #[test]
+    fn an_app_enriches_only_within_the_allowance() {
+        let spec = |field: &str, model: Option<&str>, fields: &[&str]| EnrichSpec {
+            field: field.into(),
+            model: model.map(Into::into),
+            fields: fields.iter().map(|f| (*f).to_owned()).collect(),
+        };
+        let allowance = [spec("partner_id", Some("res.partner"), &["name", "zip"])];
+        // A subset, with the allowance's model filled in.
+        assert_eq!(
+            allowed(&spec("partner_id", None, &["zip"]), &allowance),
+            Some(spec("partner_id", Some("res.partner"), &["zip"]))
+        );
+        assert_eq!(
+            allowed(&spec("partner_id", None, &[]), &allowance),
+            Some(spec("partner_id", Some("res.partner"), &[]))
+        );
+        // Another field, another model, a field not allowed: no.
+        assert_eq!(allowed(&spec("user_id", None, &[]), &allowance), None);
+        assert_eq!(
+            allowed(
+                &spec("partner_id", Some("res.users"), &["name"]),
+                &allowance
+            ),
+            None
+        );
+        assert_eq!(
+            allowed(&spec("partner_id", None, &["name", "email"]), &allowance),
+            None
+        );
+        assert_eq!(allowed(&spec("partner_id", None, &[]), &[]), None);
     }
 
     #[test]

@@ -6,20 +6,26 @@
 //!   related records named by its `enrich` list are read (one `read` per model) and embedded
 //!   where their ids were. It runs in the plugin-call unit of work, never in ingest; a
 //!   failure that may pass retries that unit under the subscription's backoff.
-//! - [`poll`]: a stage that polls models for changes (`write_date` cursor kept in sled) and
-//!   turns them into events through the store's accept path, for Odoo versions without the
-//!   webhook action (9 to 16) or to reconcile the fire-and-forget webhook of 17+.
+//! - [`poll`]: a stage that polls models for changes and turns them into events through the
+//!   store's accept path, for Odoo versions without the webhook action (9 to 16) or to
+//!   reconcile the fire-and-forget webhook of 17+; [`cursor`]: where it stands (a second, as
+//!   Odoo shows `write_date`); [`plan`]: how it reads on from there; [`change`]: the dedup key of a change;
+//!   [`shared`]: on the NATS engine, the cursors, one lease per model and the changes seen,
+//!   shared by every instance, so that one instance polls a model at a time.
 //!
 //! Nothing here runs on the ingest path, and nothing here writes queued work directly:
 //! polled events enter like any other accepted event, and fan-out does the rest.
 
+pub mod change;
 pub mod client;
 pub mod config;
 pub mod cursor;
 pub mod enrich;
 pub mod error;
 pub mod json2;
+pub mod plan;
 pub mod poll;
+pub mod shared;
 pub mod time;
 
 pub use client::OdooClient;
@@ -36,6 +42,8 @@ pub struct OdooSource {
     pub client: OdooClient,
     /// Per model, what every subscription gets enriched (unless it has its own list).
     pub enrich: std::collections::BTreeMap<String, Vec<EnrichSpec>>,
+    /// Per model, the most an app's subscription may enrich (`[sources.odoo.app_enrich]`).
+    pub app_enrich: std::collections::BTreeMap<String, Vec<EnrichSpec>>,
     /// Polling, when configured.
     pub poll: Option<Poll>,
 }
@@ -84,19 +92,23 @@ impl OdooConfig {
         let client = OdooClient::new(self)
             .map_err(|e| problems.push(format!("{key}.odoo.url: {e}")))
             .ok();
-        for (model, specs) in &self.enrich {
-            if !config::is_model_name(model) {
-                problems.push(format!(
-                    "{key}.odoo.enrich: `{model}` is not an Odoo model name"
-                ));
+        for (table, lists) in [("enrich", &self.enrich), ("app_enrich", &self.app_enrich)] {
+            for (model, specs) in lists {
+                if !config::is_model_name(model) {
+                    problems.push(format!(
+                        "{key}.odoo.{table}: `{model}` is not an Odoo model name"
+                    ));
+                }
+                let list = format!("{key}.odoo.{table}.\"{model}\"");
+                config::validate_enrich(&list, specs, problems);
             }
-            config::validate_enrich(&format!("{key}.odoo.enrich.\"{model}\""), specs, problems);
         }
         let poll = self.poll.as_ref().and_then(|p| p.validate(key, problems));
         let client = client?;
         (problems.len() == before).then_some(OdooSource {
             client,
             enrich: self.enrich.clone(),
+            app_enrich: self.app_enrich.clone(),
             poll,
         })
     }
@@ -119,6 +131,12 @@ impl PollConfig {
                 problems.push(format!(
                     "{key}.models[{i}].model: `{}` is polled twice",
                     m.model
+                ));
+            }
+            // A webhook body is matched on the fields polled: all of them is no list to match.
+            if self.reconcile && m.fields.is_empty() {
+                problems.push(format!(
+                    "{key}.models[{i}].fields: `reconcile` needs the polled fields listed (select the same ones in the webhook action)"
                 ));
             }
             for (j, f) in m.fields.iter().enumerate() {

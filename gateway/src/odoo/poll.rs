@@ -1,13 +1,21 @@
 //! The polling source: changes read from Odoo, for versions without the webhook action
 //! (9 to 16) and to reconcile the fire-and-forget webhook of 17+.
 //!
-//! Per polled model, `search_read` pages of the records changed after the cursor, ordered by
-//! `write_date, id` (keyset paging: `write_date > w or (write_date = w and id > i)`, so a page
-//! boundary inside one second loses nothing). A record whose `create_date` equals its
-//! `write_date` is a `create`, any other a `write`. Each change enters through the store's
-//! accept path like an ingested event, with the explicit dedup key `model/id/write_date`; the
-//! cursor (in sled) moves only once the page's events are durable. So a crash re-reads at
-//! most one page, and the dedup keys make the re-read deliver nothing twice.
+//! Per polled model, `search_read` pages of the records changed from the cursor's second on,
+//! as [`super::plan`] plans them: whole seconds in `write_date, id` order, a second of more
+//! than a page by id, the last second seen read again by the next poll (Odoo shows
+//! `write_date` to the second and keeps it to the microsecond, so that second may still get
+//! changes). A record whose `create_date` equals its `write_date` is a `create`, any other a
+//! `write`. Each change enters through the store's accept path like an ingested event, with
+//! the explicit dedup key of [`super::change`] (model, id, `write_date` and a fingerprint of
+//! the fields read, so that two changes within one second are two events and the same state
+//! read again is none); the cursor moves only once the page's events are durable. So a crash
+//! re-reads at most the last second and a page, and the dedup keys make the re-read deliver
+//! nothing twice.
+//!
+//! On the NATS engine ([`super::shared`]) every instance runs this stage; one polls each model
+//! at a time (the holder of its lease), from the cursor they share, and a change is accepted
+//! only if the shared bucket of changes has not seen its key.
 //!
 //! Polling cannot see deletions. For small models, `detect_deletions` compares the model's
 //! ids every `deletions_every` and sends an `unlink` event for each id gone.
@@ -19,7 +27,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::cursor::{self, Cursor};
+use super::change::{Change, change_key, fingerprint, unlink_key};
+use super::cursor::{self, Cursor, Keeper};
+use super::plan::{self, Query};
+use super::shared::{Lease, RENEW};
 use super::{OdooError, OdooSource, Poll, PollModelConfig};
 use crate::event::Event;
 use crate::state::{State, now_ms};
@@ -29,8 +40,6 @@ use crate::store::{DedupKey, StoreError};
 const TICK: Duration = Duration::from_millis(500);
 /// Longest pause after failed polls.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
-/// The time before every `write_date` Odoo can have.
-const EPOCH: &str = "1970-01-01 00:00:00";
 
 /// Where a model without a stored cursor starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,14 +86,9 @@ impl From<sled::Error> for PollError {
     }
 }
 
-/// The explicit dedup key of a change: the same for the polled change and, in reconcile
-/// mode, for a webhook body of the same record carrying the same `write_date`.
-pub fn change_key(model: &str, id: i64, write_date: &str) -> String {
-    format!("{model}/{id}/{write_date}")
-}
-
-/// In reconcile mode, the change key of a webhook body that carries `write_date` (select
-/// that field in the server action): the polled change of the same record is then a duplicate.
+/// In reconcile mode, the change key of a webhook body of a polled model that carries
+/// `write_date` and the fields that model polls (select them in the server action): the
+/// polled change of the same write is then a duplicate.
 pub fn webhook_change(
     source: &crate::config::Source,
     incoming: &crate::ingest::parse::Incoming,
@@ -92,30 +96,56 @@ pub fn webhook_change(
     if !source.reconciles() {
         return None;
     }
-    let payload: Value = serde_json::from_str(&incoming.payload).ok()?;
+    let poll = source.odoo.as_ref()?.poll.as_ref()?;
+    let polled = poll.models.iter().find(|m| m.model == incoming.model)?;
+    let Ok(Value::Object(payload)) = serde_json::from_str::<Value>(&incoming.payload) else {
+        return None;
+    };
     let write_date = payload.get("write_date")?.as_str()?;
-    Some(change_key(&incoming.model, incoming.record_id?, write_date))
+    let state = fingerprint(&payload, &polled.fields)?;
+    Some(change_key(
+        &incoming.model,
+        incoming.record_id?,
+        write_date,
+        &state,
+    ))
 }
 
 /// Runs until `shutdown`: one task per polled model, so that a slow or unreachable Odoo
 /// delays the polling of its own models only. Tasks start and stop with the configuration
 /// (a reload that adds or removes a model); one that ended (its model removed, or a panic) is
-/// started again while its model is configured.
+/// started again while its model is configured. On the NATS engine every instance runs the
+/// tasks, and each polls only while it holds its model's lease.
 pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
     let mut tasks: HashMap<(String, String), tokio::task::JoinHandle<()>> = HashMap::new();
+    // Opened when the first model is to be polled (on NATS, its buckets are made then).
+    let mut keeper: Option<Keeper> = None;
     loop {
         let snapshot = state.snapshot.load_full();
         tasks.retain(|_, task| !task.is_finished());
-        for source in snapshot.sources.values() {
-            let Some(poll) = source.odoo.as_ref().and_then(|o| o.poll.as_ref()) else {
-                continue;
-            };
+        let polled = snapshot
+            .sources
+            .values()
+            .filter_map(|s| Some((s, s.odoo.as_ref()?.poll.as_ref()?)));
+        for (source, poll) in polled {
             for model in &poll.models {
                 let k = (source.name.clone(), model.model.clone());
-                if let std::collections::hash_map::Entry::Vacant(free) = tasks.entry(k) {
-                    let task = poll_loop(state.clone(), free.key().clone(), shutdown.clone());
-                    free.insert(tokio::spawn(task));
+                let std::collections::hash_map::Entry::Vacant(free) = tasks.entry(k) else {
+                    continue;
+                };
+                if keeper.is_none() {
+                    match Keeper::of(&state).await {
+                        Ok(opened) => keeper = Some(opened),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "polling cannot keep cursors yet; trying again")
+                        }
+                    }
                 }
+                let Some(keeper) = keeper.clone() else {
+                    break;
+                };
+                let task = poll_loop(state.clone(), keeper, free.key().clone(), shutdown.clone());
+                free.insert(tokio::spawn(task));
             }
         }
         tokio::select! {
@@ -129,18 +159,34 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
 }
 
 /// Polls one model every `interval` (backing off after failures) until `shutdown` or until
-/// a reload removes it. A poll cut short by shutdown loses nothing: its cursor has not moved
-/// past what is durable.
+/// a reload removes it, and then gives its lease up. A poll cut short by shutdown loses
+/// nothing: its cursor has not moved past what is durable.
 async fn poll_loop(
     state: Arc<State>,
+    keeper: Keeper,
     (source, model): (String, String),
     shutdown: CancellationToken,
+) {
+    let mut lease = keeper.shared().map(|s| s.lease(&source, &model));
+    poll_while_configured(&state, &keeper, lease.as_mut(), &source, &model, &shutdown).await;
+    if let Some(lease) = lease.as_mut() {
+        lease.release().await;
+    }
+}
+
+async fn poll_while_configured(
+    state: &State,
+    keeper: &Keeper,
+    mut lease: Option<&mut Lease>,
+    source: &str,
+    model: &str,
+    shutdown: &CancellationToken,
 ) {
     let mut failures = 0u32;
     let mut last_deletions: Option<Instant> = None;
     loop {
         let snapshot = state.snapshot.load_full();
-        let found = snapshot.sources.get(&source).and_then(|s| {
+        let found = snapshot.sources.get(source).and_then(|s| {
             let odoo = s.odoo.as_ref()?;
             let poll = odoo.poll.as_ref()?;
             Some((odoo, poll, poll.models.iter().find(|m| m.model == model)?))
@@ -148,8 +194,22 @@ async fn poll_loop(
         let Some((odoo, poll, polled)) = found else {
             return;
         };
+        // On NATS, only the lease holder polls; the others wait to take over.
+        if let Some(lease) = lease.as_deref_mut() {
+            let held = lease.keep().await.unwrap_or_else(|e| {
+                tracing::warn!(source, model, error = %e, "polling lease unavailable");
+                false
+            });
+            if !held {
+                drop(snapshot);
+                if !pause(RENEW, None, shutdown).await {
+                    return;
+                }
+                continue;
+            }
+        }
         let outcome = tokio::select! {
-            outcome = poll_model(&state, &source, odoo, poll, polled, &shutdown) => outcome,
+            outcome = poll_model(state, keeper, lease.as_deref_mut(), source, (odoo, poll, polled), shutdown) => outcome,
             () = shutdown.cancelled() => return,
         };
         match outcome {
@@ -167,7 +227,7 @@ async fn poll_loop(
         let deletions_due = last_deletions.is_none_or(|t| t.elapsed() >= poll.deletions_every);
         if failures == 0 && polled.detect_deletions && deletions_due {
             let checked = tokio::select! {
-                checked = find_deletions(&state, &source, odoo, polled) => checked,
+                checked = find_deletions(state, keeper, source, odoo, polled) => checked,
                 () = shutdown.cancelled() => return,
             };
             match checked {
@@ -175,42 +235,68 @@ async fn poll_loop(
                 Err(e) => tracing::warn!(source, model, error = %e, "deletion check failed"),
             }
         }
-        let pause = if failures == 0 {
+        let wait = if failures == 0 {
             poll.interval
         } else {
             (poll.interval * 2u32.pow(failures.min(10))).min(MAX_BACKOFF.max(poll.interval))
         };
         drop(snapshot);
-        tokio::select! {
-            () = tokio::time::sleep(pause) => {}
-            () = shutdown.cancelled() => return,
+        if !pause(wait, lease.as_deref_mut(), shutdown).await {
+            return;
         }
     }
 }
 
-/// One poll of one model: every change after the cursor, page by page. The number of
-/// changes read.
+/// Waits `wait`, renewing `lease` meanwhile; false at shutdown.
+async fn pause(
+    wait: Duration,
+    mut lease: Option<&mut Lease>,
+    shutdown: &CancellationToken,
+) -> bool {
+    let until = Instant::now() + wait;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        let step = if lease.is_some() {
+            left.min(RENEW)
+        } else {
+            left
+        };
+        tokio::select! {
+            () = tokio::time::sleep(step) => {}
+            () = shutdown.cancelled() => return false,
+        }
+        if let Some(lease) = lease.as_deref_mut()
+            && let Err(e) = lease.keep().await
+        {
+            tracing::debug!(error = %e, "polling lease not renewed");
+        }
+    }
+}
+
+/// One poll of one model: every change from the cursor's second on, page by page. The
+/// number of changes accepted (on sled a change read again and recognised counts too).
 pub async fn poll_model(
     state: &State,
+    keeper: &Keeper,
+    mut lease: Option<&mut Lease>,
     source: &str,
-    odoo: &OdooSource,
-    poll: &Poll,
-    model: &PollModelConfig,
+    (odoo, poll, model): (&OdooSource, &Poll, &PollModelConfig),
     shutdown: &CancellationToken,
 ) -> Result<usize, PollError> {
     let client = &odoo.client;
     let name = model.model.as_str();
-    let store = &state.store;
-    let mut stored = match cursor::cursor(store, source, name)? {
+    let mut stored = match keeper.load(source, name).await? {
         Some(c) => c,
         None => {
             let first = initial_cursor(odoo, poll, name).await?;
-            cursor::save_start(store, source, name, &first)?;
+            keeper.store_start(source, name, &first, &first).await?;
             first
         }
     };
-    let floor = cursor::start_floor(store, source, name)?;
-    let mut at = stored.rewound(poll.overlap, floor.as_ref());
+    let floor = keeper.load_floor(source, name).await?;
     let mut fields = model.fields.clone();
     if !fields.is_empty() {
         for always in ["id", "create_date", "write_date"] {
@@ -219,110 +305,109 @@ pub async fn poll_model(
             }
         }
     }
+    let page_size = poll.page_size as usize;
+    let began = i64::try_from(now_ms() / 1000).unwrap_or(i64::MAX);
+    let mut query = Some(Query::From(stored.start(poll.overlap, floor.as_ref())));
     let mut read = 0;
-    loop {
-        let domain = json!([
-            "|",
-            ["write_date", ">", at.write_date],
-            "&",
-            ["write_date", "=", at.write_date],
-            ["id", ">", at.id]
-        ]);
-        let page = client
-            .search_read(
-                name,
-                domain,
-                &fields,
-                "write_date asc, id asc",
-                poll.page_size,
-            )
-            .await?;
-        let Some(last) = page.last().and_then(change_of) else {
-            return Ok(read);
+    let mut whole = true;
+    while let Some(q) = query {
+        // A lease lost (to an instance that took over) ends the poll here.
+        let lost = match lease.as_deref_mut() {
+            Some(lease) => !lease.keep().await?,
+            None => false,
         };
-        let full = page.len() >= poll.page_size as usize;
-        let mut accepted = false;
-        for record in &page {
-            let Some((id, write_date)) = change_of(record) else {
-                continue;
-            };
-            let action = if record["create_date"].as_str() == Some(write_date.as_str()) {
-                "create"
-            } else {
-                "write"
-            };
-            accept(
-                state,
-                source,
-                name,
-                action,
-                id,
-                &write_date,
-                record.to_string(),
-            )
+        if shutdown.is_cancelled() || lost {
+            whole = false;
+            break;
+        }
+        let page = client
+            .search_read(name, q.domain(), &fields, q.order(), poll.page_size)
             .await?;
-            accepted = true;
+        let changes: Vec<Change> = page.iter().map(Change::of).collect::<Result<_, _>>()?;
+        let at: Vec<(i64, i64)> = changes.iter().map(|c| (c.second, c.id)).collect();
+        let step = plan::step(&q, &at, page_size);
+        let mut accepted = false;
+        for change in &changes[..step.deliver] {
+            // What the start point leaves out (`start = "now"` or a time) stays out.
+            if floor
+                .as_ref()
+                .is_some_and(|f| f.covers(change.second, change.id))
+            {
+                continue;
+            }
+            let fingerprint = fingerprint(change.record, &model.fields).unwrap_or_default();
+            let key = change_key(name, change.id, &change.write_date, &fingerprint);
+            let change = (change.action(), change.id, key, change.record);
+            if accept(state, keeper, source, name, change).await? {
+                accepted = true;
+                read += 1;
+            }
         }
         if accepted {
             state.store.durable().await?;
             state.fanout_wake.notify_one();
         }
-        read += page.len();
-        at = Cursor {
-            write_date: last.1,
-            id: last.0,
-        };
         // Re-reading the overlap never moves the stored cursor back.
-        if at.is_after(&stored) {
-            cursor::save_cursor(store, source, name, &at)?;
-            stored = at.clone();
+        if let Some(mut at) = step.position.filter(|at| at.is_after(&stored)) {
+            at.settled = stored.settled;
+            keeper.save(source, name, &at).await?;
+            stored = at;
         }
-        if !full || shutdown.is_cancelled() {
-            return Ok(read);
-        }
+        query = step.next;
     }
+    // Every second from the start on was read by a poll that began when those up to
+    // `settled` had settled: they are not read again.
+    let settled = cursor::settled_before(began, poll.overlap).min(stored.second());
+    if whole && settled > stored.settled {
+        stored.settled = settled;
+        keeper.save(source, name, &stored).await?;
+    }
+    Ok(read)
 }
 
-/// The id and `write_date` of a polled record.
-fn change_of(record: &Value) -> Option<(i64, String)> {
-    Some((
-        record["id"].as_i64()?,
-        record["write_date"].as_str()?.to_owned(),
-    ))
-}
-
+/// Where a model without a cursor starts: its cursor, and also its floor (what it covers
+/// is never delivered).
 async fn initial_cursor(odoo: &OdooSource, poll: &Poll, model: &str) -> Result<Cursor, OdooError> {
-    let from = |write_date: &str, id| Cursor {
-        write_date: write_date.to_owned(),
-        id,
-    };
     match &poll.start {
-        Start::Beginning => Ok(from(EPOCH, 0)),
-        Start::After(t) => Ok(from(t, i64::MAX)),
+        Start::Beginning => Ok(Cursor::at(0, 0)),
+        // Changes after that second: none of it.
+        Start::After(t) => Ok(Cursor::at(
+            super::time::to_seconds(t).unwrap_or(0),
+            i64::MAX,
+        )),
         Start::Now => {
             let fields = ["write_date".to_owned()];
             let latest = odoo
                 .client
                 .search_read(model, json!([]), &fields, "write_date desc, id desc", 1)
                 .await?;
-            Ok(match latest.first().and_then(change_of) {
-                Some((id, write_date)) => from(&write_date, id),
-                None => from(EPOCH, 0),
-            })
+            // Up to the latest record's second and id: a record of that second with a higher
+            // id comes after the start.
+            let found = latest.first().map(Change::of).transpose()?;
+            Ok(found.map_or(Cursor::at(0, 0), |c| Cursor::at(c.second, c.id)))
         }
     }
 }
 
-/// Stores one change as an event (not yet durable). A change already stored is skipped.
+/// One change: its action, record id, dedup key and record.
+type Accepting<'a> = (&'a str, i64, String, &'a serde_json::Map<String, Value>);
+
+/// Stores one change as an event (not yet durable on sled; on NATS, accepted by JetStream
+/// and noted as seen); whether it was new to the shared bucket (always, on sled: the store's
+/// dedup key recognises a repeat).
 async fn accept(
     state: &State,
+    keeper: &Keeper,
     source: &str,
     model: &str,
-    action: &str,
-    id: i64,
-    write_date: &str,
-    payload: String,
-) -> Result<(), PollError> {
+    (action, id, key, payload): Accepting<'_>,
+) -> Result<bool, PollError> {
+    let shared = keeper.shared();
+    if let Some(shared) = shared
+        && shared.seen(source, &key).await?
+    {
+        return Ok(false);
+    }
     if state.work.store().is_some()
         && (state.store.unavailable().is_some() || state.store.is_full())
     {
@@ -335,23 +420,27 @@ async fn accept(
         action: action.to_owned(),
         record_id: Some(id),
         received_at_ms: now_ms(),
-        payload,
+        payload: Value::Object(payload.clone()).to_string(),
         headers: Vec::new(),
     };
     let dedup = DedupKey::Explicit {
         source: source.to_owned(),
-        id: change_key(model, id, write_date),
+        id: key.clone(),
     };
     match &state.work {
         crate::workplane::WorkPlane::Nats(work) => work.accept(&event, &dedup).await?,
         crate::workplane::WorkPlane::Sled(_) => state.store.accept(&event, &dedup)?,
     };
-    Ok(())
+    if let Some(shared) = shared {
+        shared.mark(source, &key).await?;
+    }
+    Ok(true)
 }
 
 /// Compares the model's ids with those seen last time; an `unlink` event for each one gone.
 async fn find_deletions(
     state: &State,
+    keeper: &Keeper,
     source: &str,
     odoo: &OdooSource,
     model: &PollModelConfig,
@@ -378,8 +467,9 @@ async fn find_deletions(
         .map(|b| b.difference(&ids).copied().collect())
         .unwrap_or_default();
     for &id in &gone {
-        let payload = json!({ "id": id }).to_string();
-        accept(state, source, name, "unlink", id, "unlink", payload).await?;
+        let payload = serde_json::Map::from_iter([("id".to_owned(), Value::from(id))]);
+        let change = ("unlink", id, unlink_key(name, id), &payload);
+        accept(state, keeper, source, name, change).await?;
     }
     if !gone.is_empty() {
         state.store.durable().await?;
@@ -403,13 +493,5 @@ mod tests {
         );
         assert!(Start::parse("2024-05-14T09:12:40").is_err());
         assert!(Start::parse("yesterday").is_err());
-    }
-
-    #[test]
-    fn a_change_is_keyed_by_model_id_and_write_date() {
-        assert_eq!(
-            change_key("sale.order", 12, "2024-05-14 09:12:40"),
-            "sale.order/12/2024-05-14 09:12:40"
-        );
     }
 }

@@ -2,14 +2,22 @@
 //! external API's JSON-RPC (`POST /jsonrpc`) in the shapes of `tests/fixtures/odoo/read/`.
 //!
 //! `common.version`, `common.authenticate`, and `object.execute_kw` with `read`, `search`,
-//! `search_read` (domains in Polish notation with `|`, `&`, `!` and the operators `=`, `!=`,
-//! `>`, `>=`, `<`, `<=`, `in`, `not in`; `order`, `limit`, `offset`) and `fields_get`.
+//! `search_read` (domains in Odoo's prefix notation with `|`, `&`, `!` and the operators `=`,
+//! `!=`, `>`, `>=`, `<`, `<=`, `in`, `not in`; `order`, `limit`, `offset`) and `fields_get`.
 //! Also Odoo 19's JSON-2 (`POST /json/2/<model>/<method>`, bearer key, named arguments).
 //! Faults have Odoo's shape (`{"error": {"code": 200, "data": {"name", "message"}}}`). A test
-//! can change records (with a clock it controls), make the server slow or down, and count
-//! the calls it got.
+//! can change records (with a clock it controls, in transactions that commit late if it
+//! wants), make the server slow or down, and count the calls it got.
+//!
+//! Timestamps behave as in a real Odoo on PostgreSQL ([`time`]): `create_date` and
+//! `write_date` are the transaction's `now()`, kept to the microsecond (one value for
+//! everything one transaction writes), shown to the second, and compared at full precision
+//! in domains, whose datetime values are whole seconds.
 
 mod model;
+pub mod time;
+
+pub use time::Transaction;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -38,14 +46,21 @@ pub const UID: i64 = 7;
 struct Inner {
     models: BTreeMap<String, Vec<Map<String, Value>>>,
     relations: BTreeMap<(String, String), String>,
-    /// Seconds since the fake's epoch: `write_date`s are `2024-06-01` plus this.
-    clock: u64,
+    /// The fake's epoch, seconds since the Unix epoch: the minute it started, so that its
+    /// clock reads like the gateway's (which tells settled seconds by its own clock).
+    epoch: i64,
+    /// Microseconds since the fake's epoch: the `now()` of the next transaction.
+    clock_us: u64,
+    /// Per model, the next id (a sequence: taken at insert, never given back).
+    sequences: BTreeMap<String, i64>,
     /// Answer `503` to everything.
     down: bool,
     /// Pause before each answer.
     delay: Duration,
     /// `(service.method or model.method)` → calls.
     calls: BTreeMap<String, usize>,
+    /// Per model, the domain of its last `search_read` over JSON-RPC.
+    domains: BTreeMap<String, Value>,
     /// Requests received, answered or not.
     requests: usize,
 }
@@ -62,11 +77,19 @@ impl FakeOdoo {
     /// Starts on `127.0.0.1:0` with the records of `tests/fixtures/odoo/read/`, each file
     /// holding the records of the model it is named after.
     pub async fn start() -> std::io::Result<Self> {
-        let mut inner = Inner::default();
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut inner = Inner {
+            epoch: i64::try_from(unix - unix % 60).unwrap_or(0),
+            clock_us: time::CLOCK_START_US,
+            ..Inner::default()
+        };
         for (name, body) in crate::fixtures("read") {
             let model = name.trim_end_matches(".json").to_owned();
-            let records: Vec<Map<String, Value>> =
+            let mut records: Vec<Map<String, Value>> =
                 serde_json::from_slice(&body).expect("fixture records");
+            records.iter_mut().for_each(time::store_fixture);
             inner.models.insert(model, records);
         }
         for (model, field, relation) in [
@@ -124,53 +147,83 @@ impl FakeOdoo {
         self.lock().requests
     }
 
+    /// The fake's epoch plus `seconds`, as the external API shows a datetime.
+    pub fn datetime(&self, seconds: u64) -> String {
+        time::shown_at(self.lock().epoch, seconds)
+    }
+
+    /// The domain of the last `search_read` of `model` (JSON-RPC), if any.
+    pub fn last_domain(&self, model: &str) -> Option<Value> {
+        self.lock().domains.get(model).cloned()
+    }
+
+    /// Moves the fake's epoch `seconds` back: what it writes from now on is dated that much
+    /// earlier (a record written long before the gateway polls it).
+    pub fn backdate(&self, seconds: u64) {
+        self.lock().epoch -= i64::try_from(seconds).unwrap_or(0);
+    }
+
     /// Moves the clock on by `seconds`.
     pub fn tick(&self, seconds: u64) {
-        self.lock().clock += seconds;
+        self.lock().clock_us += seconds * 1_000_000;
     }
 
-    /// Sets the clock (backwards too: a transaction that started earlier commits now).
+    /// Sets the clock to `seconds` after the fake's epoch, a quarter of a second into that
+    /// second (so that no timestamp falls on a whole second, as in a real database).
     pub fn set_clock(&self, seconds: u64) {
-        self.lock().clock = seconds;
+        self.lock().clock_us = seconds * 1_000_000 + time::CLOCK_START_US;
     }
 
-    /// Every record of `model` (empty when there is none).
+    /// Every record of `model` as stored (timestamps with microseconds; empty when there is
+    /// no such model).
     pub fn records(&self, model: &str) -> Vec<Map<String, Value>> {
         self.lock().models.get(model).cloned().unwrap_or_default()
     }
 
-    /// Creates a record of `model` now (`create_date == write_date`); its id.
-    pub fn create(&self, model: &str, fields: Value) -> i64 {
+    /// Begins a transaction: its changes all carry the clock's time now, and nobody sees
+    /// them before [`Transaction::commit`].
+    pub fn begin(&self) -> Transaction {
         let mut inner = self.lock();
-        let now = datetime(inner.clock);
-        let records = inner.models.entry(model.to_owned()).or_default();
-        let id = records
-            .iter()
-            .filter_map(|r| r["id"].as_i64())
-            .max()
-            .unwrap_or(0)
-            + 1;
-        let mut record = fields.as_object().cloned().unwrap_or_default();
-        record.insert("id".into(), id.into());
-        record.insert("create_date".into(), now.clone().into());
-        record.insert("write_date".into(), now.into());
-        records.push(record);
+        let at = time::stored(inner.epoch, inner.clock_us);
+        // Two transactions never get the same `now()`.
+        inner.clock_us += 1;
+        Transaction::new(self.clone(), at)
+    }
+
+    /// Creates a record of `model` now, in a transaction of its own
+    /// (`create_date == write_date`); its id.
+    pub fn create(&self, model: &str, fields: Value) -> i64 {
+        let mut tx = self.begin();
+        let id = tx.create(model, fields);
+        tx.commit();
         id
     }
 
-    /// Changes a record of `model` now.
+    /// Changes a record of `model` now, in a transaction of its own.
     pub fn write(&self, model: &str, id: i64, fields: Value) {
+        let mut tx = self.begin();
+        tx.write(model, id, fields);
+        tx.commit();
+    }
+
+    /// The next id of `model`'s sequence.
+    fn next_id(&self, model: &str) -> i64 {
         let mut inner = self.lock();
-        let now = datetime(inner.clock);
-        let record = inner
+        let highest = inner
             .models
-            .get_mut(model)
-            .and_then(|rs| rs.iter_mut().find(|r| r["id"] == id))
-            .expect("the record exists");
-        for (k, v) in fields.as_object().cloned().unwrap_or_default() {
-            record.insert(k, v);
-        }
-        record.insert("write_date".into(), now.into());
+            .get(model)
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["id"].as_i64())
+            .max()
+            .unwrap_or(0);
+        let next = inner
+            .sequences
+            .entry(model.to_owned())
+            .or_insert(highest + 1);
+        let id = *next;
+        *next += 1;
+        id
     }
 
     /// Deletes a record of `model`.
@@ -343,6 +396,11 @@ impl FakeOdoo {
                 *inner.calls.entry(format!("{model}.{method}")).or_default() += 1;
                 let positional = rest.first().cloned().unwrap_or(json!([]));
                 let kwargs = rest.get(1).cloned().unwrap_or(json!({}));
+                if method == "search_read" {
+                    inner
+                        .domains
+                        .insert(model.to_owned(), positional[0].clone());
+                }
                 model::execute(
                     &inner.models,
                     &inner.relations,
@@ -363,16 +421,4 @@ pub type Fault = (String, String);
 /// A fault named `name` saying `message`.
 pub fn fault(name: &str, message: &str) -> Fault {
     (name.to_owned(), message.to_owned())
-}
-
-/// `2024-06-01 00:00:00` plus `seconds`, in Odoo's datetime format.
-pub fn datetime(seconds: u64) -> String {
-    let (days, rest) = (seconds / 86_400, seconds % 86_400);
-    format!(
-        "2024-06-{:02} {:02}:{:02}:{:02}",
-        1 + days.min(29),
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
 }

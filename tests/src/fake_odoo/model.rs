@@ -1,11 +1,16 @@
 //! The ORM methods of the fake Odoo: `read`, `search`, `search_read` and `fields_get` over
-//! records held in memory, with Odoo's faults for unknown models and fields.
+//! records held in memory, with Odoo's faults for unknown models and fields. Domains are in
+//! Odoo's prefix notation (`&` and `|` take the next two terms, `!` the next one, the top
+//! level is an implicit `&`); a timestamp is compared as an instant, at full precision, with
+//! a domain value of whole seconds (see [`super::time`]); records are shown with their
+//! timestamps to the second.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
+use super::time::{domain_instant, is_timestamp, shown};
 use super::{Fault, fault};
 
 type Records = Vec<Map<String, Value>>;
@@ -114,15 +119,12 @@ fn project(record: &Map<String, Value>, fields: &[String]) -> Value {
         full.insert("display_name".into(), name);
     }
     if fields.is_empty() {
-        return Value::Object(full);
+        return Value::Object(full.iter().map(|(k, v)| (k.clone(), shown(v))).collect());
     }
     let mut out = Map::new();
     out.insert("id".into(), full["id"].clone());
     for f in fields {
-        out.insert(
-            f.clone(),
-            full.get(f).cloned().unwrap_or(Value::Bool(false)),
-        );
+        out.insert(f.clone(), full.get(f).map_or(Value::Bool(false), shown));
     }
     Value::Object(out)
 }
@@ -176,7 +178,15 @@ fn eval<'a>(
                 ));
             }
             let value = record.get(field).unwrap_or(&Value::Bool(false));
-            let wanted = &leaf[2];
+            // A timestamp column against a value of whole seconds, compared as instants.
+            let instant = |v: &Value| domain_instant(field, v).map(Value::String);
+            let wanted = &match &leaf[2] {
+                Value::Array(vs) if is_timestamp(value) => {
+                    Value::Array(vs.iter().map(instant).collect::<Result<_, _>>()?)
+                }
+                v if is_timestamp(value) => instant(v)?,
+                v => v.clone(),
+            };
             let ord = compare(value, wanted);
             Ok(match leaf[1].as_str().unwrap_or("") {
                 "=" => value == wanted,
@@ -233,4 +243,81 @@ fn sort(records: &mut [&Map<String, Value>], order: &str) {
         }
         Ordering::Equal
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records() -> BTreeMap<String, Records> {
+        let r = |id: i64, state: &str, at: &str| {
+            json!({"id": id, "state": state, "write_date": at})
+                .as_object()
+                .cloned()
+                .unwrap()
+        };
+        let rs = vec![
+            r(1, "draft", "2024-06-01 00:00:03.000000"),
+            r(2, "sale", "2024-06-01 00:00:03.250000"),
+            r(3, "draft", "2024-06-01 00:00:03.999999"),
+            r(4, "cancel", "2024-06-01 00:00:04.000001"),
+        ];
+        BTreeMap::from([("sale.order".to_owned(), rs)])
+    }
+
+    fn ids(domain: Value, order: &str) -> Result<Vec<i64>, Fault> {
+        let found = execute(
+            &records(),
+            &BTreeMap::new(),
+            "sale.order",
+            "search",
+            &json!([domain]),
+            &json!({"order": order}),
+        )?;
+        Ok(serde_json::from_value(found).unwrap())
+    }
+
+    #[test]
+    fn timestamps_compare_at_full_precision_with_whole_seconds() {
+        let w = "2024-06-01 00:00:03";
+        assert_eq!(ids(json!([["write_date", "=", w]]), "id"), Ok(vec![1]));
+        assert_eq!(
+            ids(json!([["write_date", ">", w]]), "id"),
+            Ok(vec![2, 3, 4])
+        );
+        let second = json!([
+            ["write_date", ">=", w],
+            ["write_date", "<", "2024-06-01 00:00:04"]
+        ]);
+        assert_eq!(ids(second, "id desc"), Ok(vec![3, 2, 1]));
+        assert_eq!(
+            ids(
+                json!([["write_date", ">=", "2024-06-01"]]),
+                "write_date desc"
+            ),
+            Ok(vec![4, 3, 2, 1])
+        );
+        let fraction = json!([["write_date", ">", "2024-06-01 00:00:03.5"]]);
+        assert!(ids(fraction, "id").is_err(), "Odoo refuses a fraction");
+    }
+
+    #[test]
+    fn domains_are_in_prefix_notation() {
+        let draft = json!(["state", "=", "draft"]);
+        let late = json!(["write_date", ">=", "2024-06-01 00:00:04"]);
+        let sale = json!(["state", "=", "sale"]);
+        assert_eq!(ids(json!(["|", draft, late]), "id"), Ok(vec![1, 3, 4]));
+        assert_eq!(ids(json!(["!", draft]), "id"), Ok(vec![2, 4]));
+        // `|` binds the next two terms; the rest is and-ed.
+        assert_eq!(
+            ids(json!(["|", sale, late, ["id", ">", 3]]), "id"),
+            Ok(vec![4])
+        );
+        assert_eq!(
+            ids(json!(["|", "&", draft, ["id", ">", 1], sale]), "id"),
+            Ok(vec![2, 3])
+        );
+        assert_eq!(ids(json!(["!", "|", draft, sale]), "id"), Ok(vec![4]));
+        assert!(ids(json!(["|", draft]), "id").is_err(), "missing operand");
+    }
 }

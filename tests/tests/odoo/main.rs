@@ -1,9 +1,13 @@
 //! The Odoo connector end to end, against the fake Odoo over real sockets: enrichment of a
 //! native webhook with bare ids before `shipper-router` splits it ([`enrich`]), and the
-//! polling source across restarts, outages and late commits ([`poll`]). Shared here: the
+//! polling source across restarts, outages, seconds of more than a page and late commits
+//! ([`poll`]), the cursor commands and an app's enrichment ([`operate`]), and two instances
+//! sharing a NATS server ([`cluster`]). Shared here: the
 //! configuration around the fake Odoo, the inbox, and reading what it received.
 
+mod cluster;
 mod enrich;
+mod operate;
 mod poll;
 
 use std::path::Path;
@@ -184,4 +188,14 @@ fn changes(received: &[Received]) -> Vec<(i64, String, String)> {
 
 async fn start(config: &str, dir: &Path) -> TestGateway {
     TestGateway::start(config, dir).await.expect("starts")
+}
+
+/// Waits until the fake Odoo got `n` `sale.order.search_read` calls: polls happened, which no
+/// sleep can promise.
+async fn wait_polls(odoo: &FakeOdoo, n: usize) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while odoo.calls("sale.order.search_read") < n {
+        assert!(std::time::Instant::now() < deadline, "no polls");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

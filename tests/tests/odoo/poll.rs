@@ -1,12 +1,13 @@
-//! The polling source: every change once, in order, across a restart, an emulated crash
-//! before a cursor write, an Odoo outage and a late-committing transaction; reconcile mode
-//! and the deletion check.
+//! The polling source against a fake Odoo that keeps `write_date` to the microsecond and
+//! shows it to the second: every change once, across a restart, an emulated crash before a
+//! cursor write, an Odoo outage, seconds of more than a page, two changes of a record in one
+//! second and late-committing transactions; reconcile mode and the deletion check.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use odoo_gateway_tests::fake_odoo::{self, FakeOdoo};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::*;
 
@@ -35,7 +36,7 @@ async fn a_polling_source_delivers_every_change_once_across_a_restart() {
         .await
         .expect("the first four changes");
     // The fixture's order (written after it was created), then the three creates.
-    let t0 = fake_odoo::datetime(0);
+    let t0 = odoo.datetime(0);
     assert_eq!(
         changes(&received),
         vec![
@@ -48,10 +49,7 @@ async fn a_polling_source_delivers_every_change_once_across_a_restart() {
     odoo.tick(1);
     odoo.write("sale.order", b, json!({"state": "sale"}));
     let received = inbox.wait_for(5, WAIT).await.expect("the write");
-    assert_eq!(
-        changes(&received)[4],
-        (b, "write".into(), fake_odoo::datetime(1))
-    );
+    assert_eq!(changes(&received)[4], (b, "write".into(), odoo.datetime(1)));
     gateway.stop().await.expect("stops");
     // A crash after the events were durable but before the cursor moved, as far as the
     // poller can tell: the cursor is gone, and everything is read again at the next start.
@@ -61,7 +59,7 @@ async fn a_polling_source_delivers_every_change_once_across_a_restart() {
         let at = cursor::cursor(&store, "odoo", "sale.order").expect("read");
         assert_eq!(
             at.map(|c| (c.id, c.write_date)),
-            Some((b, fake_odoo::datetime(1)))
+            Some((b, odoo.datetime(1)))
         );
         cursor::reset_cursor(&store, "odoo", "sale.order").expect("reset");
         assert_eq!(
@@ -90,7 +88,7 @@ async fn a_polling_source_delivers_every_change_once_across_a_restart() {
         .wait_for(9, WAIT)
         .await
         .expect("the changes made while stopped");
-    let (t2, t3) = (fake_odoo::datetime(2), fake_odoo::datetime(3));
+    let (t2, t3) = (odoo.datetime(2), odoo.datetime(3));
     assert_eq!(
         changes(&received)[5..].to_vec(),
         vec![
@@ -125,7 +123,8 @@ async fn reconcile_mode_skips_polled_changes_the_webhook_already_sent() {
     // poll sees the same change: the order the fake is about to create, as id 13.
     let id = 13;
     let webhook = json!({"_action": "SO confirmed(#57)", "_id": id, "_model": "sale.order",
-        "id": id, "name": "S00200", "state": "sale", "write_date": fake_odoo::datetime(5)});
+        "id": id, "name": "S00200", "state": "sale", "amount_total": 1.0,
+        "write_date": odoo.datetime(5)});
     let url = gateway.url(&format!("/v1/odoo/odoo/{TOKEN}"));
     let reply = HttpClient::new()
         .post_json(&url, webhook.to_string().as_bytes())
@@ -186,32 +185,149 @@ async fn the_overlap_catches_a_change_dated_before_the_cursor() {
     );
     let config = config(&odoo, &inbox, fake_odoo::API_KEY, &poll, ORDERS);
     let gateway = start(&config, dir.path()).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let polls = odoo.calls("sale.order.search_read");
+    wait_polls(&odoo, polls + 2).await;
+    // A transaction begins at 5 s (its record takes its id now) and commits after a later
+    // change was polled and the cursor reached 10 s.
+    odoo.set_clock(5);
+    let mut late = odoo.begin();
+    let y = late.create(
+        "sale.order",
+        json!({"name": "S00301", "state": "draft", "amount_total": 2.0}),
+    );
     odoo.set_clock(10);
     let x = odoo.create(
         "sale.order",
         json!({"name": "S00300", "state": "draft", "amount_total": 1.0}),
     );
     inbox.wait_for(1, WAIT).await.expect("the first change");
-    // A transaction that began at 5 s commits after the cursor reached 10 s.
-    odoo.set_clock(5);
-    let y = odoo.create(
-        "sale.order",
-        json!({"name": "S00301", "state": "draft", "amount_total": 2.0}),
-    );
+    late.commit();
     let received = inbox.wait_for(2, WAIT).await.expect("the late change");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_polls(&odoo, odoo.calls("sale.order.search_read") + 3).await;
     let all = changes(&inbox.received());
     assert_eq!(
         all,
         vec![
-            (y, "create".into(), fake_odoo::datetime(5)),
-            (x, "create".into(), fake_odoo::datetime(10)),
+            (y, "create".into(), odoo.datetime(5)),
+            (x, "create".into(), odoo.datetime(10)),
         ],
         "each once, though both are read at every poll"
     );
     assert_eq!(received.len(), 2);
     gateway.stop().await.expect("stops");
+}
+
+#[tokio::test]
+async fn a_second_of_three_pages_is_delivered_once_across_a_restart() {
+    let odoo = FakeOdoo::start().await.expect("fake odoo");
+    let inbox = inbox().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let poll = POLL.replace("page_size = 2", "page_size = 7");
+    let config = config(&odoo, &inbox, fake_odoo::API_KEY, &poll, ORDERS);
+    // 26 orders in one second: an import (one transaction, so one timestamp) begins, 6
+    // orders of their own are created meanwhile, then the import's 20, with higher ids but
+    // an earlier timestamp: ids and instants are in different orders.
+    let mut import = odoo.begin();
+    let mut ids: Vec<i64> = (20..26)
+        .map(|n| odoo.create("sale.order", order(n)))
+        .collect();
+    ids.extend((0..20).map(|n| import.create("sale.order", order(n))));
+    import.commit();
+    ids.sort_unstable();
+    let gateway = start(&config, dir.path()).await;
+    let received = inbox.wait_for(27, WAIT).await.expect("every change");
+    let t0 = odoo.datetime(0);
+    let mut expected: Vec<(i64, String, String)> = ids
+        .iter()
+        .map(|id| (*id, "create".into(), t0.clone()))
+        .collect();
+    expected.insert(0, (12, "write".into(), "2024-05-14 09:12:40".into()));
+    assert_eq!(changes(&received), expected, "each of the 26 once");
+    gateway.stop().await.expect("stops");
+
+    // Across a restart: the second is read again, and nothing of it delivered again; a later
+    // write is delivered once.
+    let gateway = start(&config, dir.path()).await;
+    wait_polls(&odoo, odoo.calls("sale.order.search_read") + 3).await;
+    odoo.tick(1);
+    odoo.write("sale.order", ids[3], json!({"state": "sale"}));
+    let received = inbox.wait_for(28, WAIT).await.expect("the later write");
+    wait_polls(&odoo, odoo.calls("sale.order.search_read") + 3).await;
+    let all = changes(&inbox.received());
+    assert_eq!(all.len(), 28, "{all:?}");
+    assert_eq!(
+        changes(&received)[27],
+        (ids[3], "write".into(), odoo.datetime(1))
+    );
+    gateway.stop().await.expect("stops");
+}
+
+#[tokio::test]
+async fn two_changes_of_a_record_within_one_second_are_two_events() {
+    let odoo = FakeOdoo::start().await.expect("fake odoo");
+    let inbox = inbox().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let poll = POLL.replace("start = \"beginning\"", "start = \"now\"");
+    let config = config(&odoo, &inbox, fake_odoo::API_KEY, &poll, ORDERS);
+    let gateway = start(&config, dir.path()).await;
+    wait_polls(&odoo, odoo.calls("sale.order.search_read") + 2).await;
+    odoo.tick(5);
+    let id = odoo.create("sale.order", order(1));
+    inbox.wait_for(1, WAIT).await.expect("the create");
+    // Within the same second, after the poll read it: the same `write_date` as shown, but
+    // another state, and an id the poll already passed.
+    odoo.write("sale.order", id, json!({"state": "sale"}));
+    let received = inbox.wait_for(2, WAIT).await.expect("the second change");
+    wait_polls(&odoo, odoo.calls("sale.order.search_read") + 3).await;
+    assert_eq!(inbox.received().len(), 2, "and nothing more");
+    let states: Vec<Value> = received
+        .iter()
+        .map(|r| body(r)["payload"]["state"].clone())
+        .collect();
+    assert!(
+        states.contains(&json!("draft")) && states.contains(&json!("sale")),
+        "{states:?}"
+    );
+    let t5 = odoo.datetime(5);
+    assert!(
+        received
+            .iter()
+            .all(|r| body(r)["payload"]["write_date"] == json!(t5)),
+        "both shown at the same second"
+    );
+    gateway.stop().await.expect("stops");
+}
+
+#[tokio::test]
+async fn a_settled_second_is_not_read_again() {
+    let odoo = FakeOdoo::start().await.expect("fake odoo");
+    let inbox = inbox().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let poll = POLL.replace("start = \"beginning\"", "start = \"now\"");
+    let config = config(&odoo, &inbox, fake_odoo::API_KEY, &poll, ORDERS);
+    let gateway = start(&config, dir.path()).await;
+    wait_polls(&odoo, odoo.calls("sale.order.search_read") + 2).await;
+    // Written ten minutes ago, by the gateway's clock: long settled when it is read.
+    odoo.backdate(600);
+    odoo.create("sale.order", order(1));
+    inbox.wait_for(1, WAIT).await.expect("the change");
+    let at = odoo_gateway::odoo::time::to_seconds(&odoo.datetime(0)).expect("a datetime");
+    let after = json!([[
+        "write_date",
+        ">=",
+        odoo_gateway::odoo::time::from_seconds(at + 1)
+    ]]);
+    // The poll that read it is over, and the next ones start after its second, which is no
+    // longer read again.
+    wait_polls(&odoo, odoo.calls("sale.order.search_read") + 3).await;
+    assert_eq!(odoo.last_domain("sale.order"), Some(after));
+    assert_eq!(inbox.received().len(), 1);
+    gateway.stop().await.expect("stops");
+}
+
+/// The fields of a test order `n`.
+fn order(n: usize) -> Value {
+    json!({"name": format!("S{:05}", 1000 + n), "state": "draft", "amount_total": n as f64})
 }
 
 #[tokio::test]

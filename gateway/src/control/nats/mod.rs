@@ -309,6 +309,12 @@ impl NatsPlane {
         &self.js
     }
 
+    /// This instance's name (random, for the life of the process's connection): who wrote
+    /// a health record, who holds a polling lease.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
     /// Connects, creates (or reuses) the buckets, reads the watched ones and starts following
     /// them.
     pub async fn connect(config: &NatsConfig) -> Result<Self, StoreError> {
