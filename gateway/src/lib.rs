@@ -175,12 +175,14 @@ fn start(source: ConfigSource) -> anyhow::Result<(Arc<State>, Option<tokio_rustl
         })
         .context("cannot open the control plane")?;
     let scheduler = Arc::new(scheduler::Scheduler::default());
+    let fanout_wake = Arc::new(tokio::sync::Notify::new());
     let work = tokio::runtime::Handle::current()
         .block_on(workplane::WorkPlane::open(
             &file.storage,
             &control,
             &store,
             scheduler.clone(),
+            fanout_wake.clone(),
             plugin_slots_per_subscription,
         ))
         .context("cannot open the work plane")?;
@@ -231,7 +233,7 @@ fn start(source: ConfigSource) -> anyhow::Result<(Arc<State>, Option<tokio_rustl
         )
         .context("cannot start the plugin threads")?,
         scheduler,
-        fanout_wake: Default::default(),
+        fanout_wake,
         in_flight: Default::default(),
         health,
         delivered: Default::default(),

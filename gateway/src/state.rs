@@ -83,8 +83,8 @@ pub struct State {
     pub plugin_threads: crate::plugin_threads::PluginThreads,
     /// Which queued job runs next (the sled engine's; empty on NATS).
     pub scheduler: std::sync::Arc<Scheduler>,
-    /// Wakes fan-out when an event is accepted.
-    pub fanout_wake: Notify,
+    /// Wakes fan-out when an event is accepted (the sled engine's).
+    pub fanout_wake: std::sync::Arc<Notify>,
     /// Delivery tasks in flight, for graceful shutdown.
     pub in_flight: TaskTracker,
     /// Consecutive failures per subscription.

@@ -247,19 +247,14 @@ fn accepted_response(accepted: &crate::store::Accepted) -> http::Response<Body> 
     response
 }
 
-/// Accepts an event made inside the gateway (a polled change, a test event): through the
-/// shared work plane, or into the store and the fan-out backlog.
+/// Accepts an event made inside the gateway (a test event), durably, for the fan-out.
 pub async fn accept_event(
     state: &State,
     event: &Event,
     dedup: &DedupKey,
 ) -> Result<crate::store::Accepted, crate::store::StoreError> {
-    if let crate::workplane::WorkPlane::Nats(work) = &state.work {
-        return work.accept(event, dedup).await;
-    }
-    let accepted = state.store.accept(event, dedup)?;
-    state.store.durable().await?;
-    state.fanout_wake.notify_one();
+    let accepted = state.work.accept_unflushed(event, dedup).await?;
+    state.work.flush_accepted().await?;
     Ok(accepted)
 }
 

@@ -75,8 +75,8 @@ pub enum PollError {
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] StoreError),
-    /// The store refuses new events (disk budget, failing disk).
-    #[error("the store takes no new events now")]
+    /// The work plane refuses new events (disk budget, failing disk, NATS unreachable).
+    #[error("the work plane takes no new events now")]
     StoreRefuses,
 }
 
@@ -344,8 +344,7 @@ pub async fn poll_model(
             }
         }
         if accepted {
-            state.store.durable().await?;
-            state.fanout_wake.notify_one();
+            state.work.flush_accepted().await?;
         }
         // Re-reading the overlap never moves the stored cursor back.
         if let Some(mut at) = step.position.filter(|at| at.is_after(&stored)) {
@@ -408,9 +407,7 @@ async fn accept(
     {
         return Ok(false);
     }
-    if state.work.store().is_some()
-        && (state.store.unavailable().is_some() || state.store.is_full())
-    {
+    if state.work.refuses().is_some() {
         return Err(PollError::StoreRefuses);
     }
     let event = Event {
@@ -427,10 +424,7 @@ async fn accept(
         source: source.to_owned(),
         id: key.clone(),
     };
-    match &state.work {
-        crate::workplane::WorkPlane::Nats(work) => work.accept(&event, &dedup).await?,
-        crate::workplane::WorkPlane::Sled(_) => state.store.accept(&event, &dedup)?,
-    };
+    state.work.accept_unflushed(&event, &dedup).await?;
     if let Some(shared) = shared {
         shared.mark(source, &key).await?;
     }
@@ -472,8 +466,7 @@ async fn find_deletions(
         accept(state, keeper, source, name, change).await?;
     }
     if !gone.is_empty() {
-        state.store.durable().await?;
-        state.fanout_wake.notify_one();
+        state.work.flush_accepted().await?;
     }
     cursor::save_ids(&state.store, source, name, &ids)?;
     Ok(gone.len())

@@ -109,13 +109,15 @@ pub enum WorkPlane {
 }
 
 impl WorkPlane {
-    /// Opens the engine `storage` names: the queue in `store` (scheduled into `scheduler`),
-    /// or the streams and buckets on the NATS connection of `control`.
+    /// Opens the engine `storage` names: the queue in `store` (scheduled into `scheduler`,
+    /// the fan-out woken through `fan_out`), or the streams and buckets on the NATS connection
+    /// of `control`.
     pub async fn open(
         storage: &crate::config::StorageConfig,
         control: &crate::control::ControlPlane,
         store: &Store,
         scheduler: Arc<crate::scheduler::Scheduler>,
+        fan_out: Arc<tokio::sync::Notify>,
         plugin_slots_per_subscription: usize,
     ) -> Result<Self, StoreError> {
         match control.nats() {
@@ -128,7 +130,7 @@ impl WorkPlane {
                 )
                 .await?,
             ))),
-            None => Ok(Self::Sled(SledWork::new(store.clone(), scheduler))),
+            None => Ok(Self::Sled(SledWork::new(store.clone(), scheduler, fan_out))),
         }
     }
 
@@ -157,20 +159,57 @@ impl WorkPlane {
         }
     }
 
-    /// The sled database the sled engine keeps its queue in, when it is that engine.
-    pub(crate) fn store(&self) -> Option<&Store> {
-        match self {
-            Self::Sled(w) => Some(w.store()),
-            Self::Nats(_) => None,
-        }
-    }
-
     /// Why events cannot be taken now, if they cannot (NATS unreachable; the sled store's own
     /// conditions are its own, see [`Store::unavailable`]).
     pub fn unavailable(&self) -> Option<String> {
         match self {
             Self::Sled(_) => None,
             Self::Nats(w) => w.unavailable(),
+        }
+    }
+
+    /// Why new events are refused now, if they are: a failing disk or a full budget on
+    /// sled, NATS unreachable.
+    pub fn refuses(&self) -> Option<String> {
+        match self {
+            Self::Sled(w) => {
+                let store = w.store();
+                if let Some(why) = store.unavailable() {
+                    return Some(format!("storage_unavailable: {why}"));
+                }
+                store
+                    .is_full()
+                    .then(|| "storage_full: the disk budget is reached".to_owned())
+            }
+            Self::Nats(w) => w
+                .unavailable()
+                .map(|why| format!("queue_unavailable: {why}")),
+        }
+    }
+
+    /// Accepts an event made inside the gateway (a polled change, a test event): written,
+    /// and on sled durable only with the next [`Self::flush_accepted`] (so that a page of
+    /// changes is one flush); on NATS acknowledged by JetStream before this returns.
+    pub async fn accept_unflushed(
+        &self,
+        event: &Event,
+        dedup: &crate::store::DedupKey,
+    ) -> Result<crate::store::Accepted, StoreError> {
+        match self {
+            Self::Sled(w) => w.store().accept(event, dedup),
+            Self::Nats(w) => w.accept(event, dedup).await,
+        }
+    }
+
+    /// Makes what [`Self::accept_unflushed`] wrote durable and hands it to the fan-out.
+    pub async fn flush_accepted(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Sled(w) => {
+                w.store().durable().await?;
+                w.wake_fan_out();
+                Ok(())
+            }
+            Self::Nats(_) => Ok(()),
         }
     }
 

@@ -15,12 +15,23 @@ use crate::store::{Job, JobSummary, Store, StoreError};
 pub struct SledWork {
     store: Store,
     scheduler: Arc<Scheduler>,
+    fan_out: Arc<tokio::sync::Notify>,
 }
 
 impl SledWork {
-    /// The engine over `store`, scheduling into `scheduler`.
-    pub fn new(store: Store, scheduler: Arc<Scheduler>) -> Self {
-        Self { store, scheduler }
+    /// The engine over `store`, scheduling into `scheduler`, waking the fan-out through
+    /// `fan_out`.
+    pub fn new(store: Store, scheduler: Arc<Scheduler>, fan_out: Arc<tokio::sync::Notify>) -> Self {
+        Self {
+            store,
+            scheduler,
+            fan_out,
+        }
+    }
+
+    /// Tells the fan-out that the backlog has new events.
+    pub(crate) fn wake_fan_out(&self) {
+        self.fan_out.notify_one();
     }
 
     /// The database.
