@@ -5,7 +5,7 @@
 //! wiring) never ask which engine runs.
 //!
 //! Two engines, chosen by `[storage] engine`:
-//! - `sled` ([`sled`], over [`crate::store`]): the instance's own database, with the in-memory
+//! - `sled` ([`SledWork`], over [`crate::store`]): the instance's own database, with the in-memory
 //!   [`crate::scheduler`] and the [`crate::fanout`] and [`crate::dispatch`] stages;
 //! - `nats` ([`nats`]): JetStream streams and buckets shared by every instance, with its own
 //!   pull loops.

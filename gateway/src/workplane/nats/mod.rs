@@ -28,19 +28,22 @@
 //!   replicas hold it). A repeat within the dedup window is recognised by JetStream
 //!   (`Nats-Msg-Id`) and answered with the first event's id.
 //! - **Fan-out**: every instance pulls from one durable consumer on the events stream. It
-//!   plans the event (pure matching, [`crate::fanout::plan`]), publishes its jobs with the job
-//!   id as `Nats-Msg-Id`, and acknowledges the event only after JetStream acknowledged every
-//!   job. An instance that dies in between leaves the event unacknowledged: it is handed to
-//!   another after the lease (`[storage.nats] lease`), and the jobs already published are recognised as
-//!   duplicates.
-//! - **Delivery**: one durable consumer per destination, pulled by every instance.
-//!   `max_ack_pending` is `per_destination_concurrency`, so the limit holds for the cluster,
-//!   not per instance. An attempt holds its job's lease and renews it (`in-progress`) while it
-//!   runs. A delivered job is acknowledged. A failed one moves to the retry subject with its
-//!   attempts and due time, so that it holds no slot of its destination while it waits; the
-//!   retry consumer (`max_ack_pending` 100,000, pulled by every instance) `nak`s it with what
-//!   remains of the backoff, so JetStream hands it out again when it is due, and then puts it
-//!   back on its lane. After the retries a job is written to the dead letters and terminated. A job whose instance died comes back after the lease: the one
+//!   waits until its snapshot holds every control-plane change made before the event reached
+//!   it (read-your-writes, `control/nats/fresh.rs`), plans the event (pure matching,
+//!   [`crate::fanout::plan`]), publishes its jobs with the job id as `Nats-Msg-Id`, and
+//!   acknowledges the event only after JetStream acknowledged every job. An instance that
+//!   dies in between leaves the event unacknowledged: it is handed to another after the lease
+//!   (`[storage.nats] lease`), and the jobs already published are recognised as duplicates.
+//! - **Delivery**: one durable consumer per receiver host and per app, pulled by every
+//!   instance (see the limits above). A pulled job holds its lease and renews it
+//!   (`in-progress`) while it waits for a slot and while its attempt runs. A delivered job is
+//!   acknowledged. A failed one moves to its destination's retry subject with its attempts and
+//!   due time, so that it holds no slot of its lane while it waits; that destination's retry
+//!   consumer (`max_ack_pending` 100,000, pulled by every instance) `nak`s it with what remains
+//!   of the backoff, so JetStream hands it out again when it is due, and then puts it back on
+//!   its lane. Every move carries a `Nats-Msg-Id` naming the message it moves, so a move made
+//!   again after a crash queues nothing twice. After the retries a job is written to the dead
+//!   letters and terminated. A job whose instance died comes back after the lease: the one
 //!   attempt it was making may have reached the receiver, so that delivery may be repeated
 //!   (receivers deduplicate on `webhook-id`), and it counts as an attempt.
 //! - **Plugin calls**: one durable consumer per subscription with a plugin (or enrichment),
