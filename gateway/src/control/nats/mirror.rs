@@ -34,6 +34,10 @@ pub(crate) struct Table<T> {
     /// The highest revision of the bucket known to be applied: every change up to it is in
     /// `rows`.
     high: u64,
+    /// The bucket's last revision when it was last read whole: a bucket ahead of it is read
+    /// again (a watch can skip a change while a NATS node restarts, and still bring later
+    /// ones, so the watch's own mark is not trusted for that).
+    loaded: u64,
 }
 
 #[derive(Debug)]
@@ -48,6 +52,7 @@ impl<T> Default for Table<T> {
         Self {
             rows: BTreeMap::new(),
             high: 0,
+            loaded: 0,
         }
     }
 }
@@ -172,7 +177,10 @@ pub(crate) async fn load<T: DeserializeOwned>(
     }
     // Everything up to the revision read first is in the table now (deletes of keys never
     // seen included, which the read of the keys does not list).
-    write(table).reached(before);
+    let mut t = write(table);
+    t.reached(before);
+    t.loaded = t.loaded.max(before);
+    drop(t);
     Ok(watch)
 }
 
@@ -213,7 +221,7 @@ pub(crate) async fn follow<T: DeserializeOwned + Send + Sync + 'static>(
             Some(next) => next,
             None => {
                 let ahead = match last_revision(&bucket).await {
-                    Ok(last) => last > read(&table).high,
+                    Ok(last) => last > read(&table).loaded,
                     Err(_) => false,
                 };
                 if !(ahead && behind) {
