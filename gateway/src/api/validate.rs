@@ -199,8 +199,11 @@ pub(crate) fn build(
     if req.enrich.len() > MAX_ENRICH {
         return Err(invalid(format!("enrich: at most {MAX_ENRICH} entries")));
     }
+    // Entries naming one field are one entry: the document allows any list, and a repeat
+    // asks for nothing the merged entry does not give.
+    let enrich = merge_enrich(req.enrich);
     let mut problems = Vec::new();
-    crate::odoo::config::validate_enrich("enrich", &req.enrich, &mut problems);
+    crate::odoo::config::validate_enrich("enrich", &enrich, &mut problems);
     if let Some(first) = problems.into_iter().next() {
         return Err(invalid(first));
     }
@@ -219,7 +222,7 @@ pub(crate) fn build(
         enabled: req.enabled,
         timeout_ms,
         retries: req.retries,
-        enrich: req.enrich,
+        enrich,
         created_ms: existing.map_or(now_ms, |old| old.created_ms),
         updated_ms: now_ms,
     })
@@ -342,6 +345,28 @@ pub(crate) fn render(sub: &StoredSubscription, qualified: &str, reveal_secret: b
         "created_ms": sub.created_ms,
         "updated_ms": sub.updated_ms,
     })
+}
+
+/// `specs` with the entries that name one field merged into the first of them: their
+/// `fields` together (in order, once each), the last `model` given.
+fn merge_enrich(specs: Vec<crate::odoo::EnrichSpec>) -> Vec<crate::odoo::EnrichSpec> {
+    let mut merged: Vec<crate::odoo::EnrichSpec> = Vec::with_capacity(specs.len());
+    for spec in specs {
+        match merged.iter_mut().find(|m| m.field == spec.field) {
+            Some(first) => {
+                for f in spec.fields {
+                    if !first.fields.contains(&f) {
+                        first.fields.push(f);
+                    }
+                }
+                if spec.model.is_some() {
+                    first.model = spec.model;
+                }
+            }
+            None => merged.push(spec),
+        }
+    }
+    merged
 }
 
 #[cfg(test)]
