@@ -58,7 +58,12 @@ impl Built {
 
     /// Whether the snapshot in force holds every change applied so far.
     pub(crate) fn current(&self) -> bool {
-        self.built.load(Ordering::SeqCst) >= self.dirty.load(Ordering::SeqCst)
+        self.holds(self.generation())
+    }
+
+    /// Whether the snapshot in force holds the changes counted up to `generation`.
+    pub(crate) fn holds(&self, generation: u64) -> bool {
+        self.built.load(Ordering::SeqCst) >= generation
     }
 }
 
@@ -109,10 +114,11 @@ impl Freshness {
                 if let Some(previous) = previous {
                     tokio::time::sleep_until((previous.started + SPACING).into()).await;
                 }
+                // Cleared however the look ends, a caller's timeout dropping it included:
+                // otherwise nobody would ever look again.
+                let _done = LookDone(&self.looking);
                 let started = Instant::now();
-                let looked = last_revisions(buckets).await;
-                *self.looking.lock().unwrap_or_else(|p| p.into_inner()) = false;
-                let revisions = looked?;
+                let revisions = last_revisions(buckets).await?;
                 self.last.send_replace(Some(Look { started, revisions }));
                 if started >= since {
                     return Ok(revisions);
@@ -123,6 +129,15 @@ impl Freshness {
             // sends nothing, look again shortly).
             let _ = tokio::time::timeout(RETRY_LOOK, seen.changed()).await;
         }
+    }
+}
+
+/// Clears the "a look is in progress" flag when dropped.
+struct LookDone<'a>(&'a Mutex<bool>);
+
+impl Drop for LookDone<'_> {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = false;
     }
 }
 

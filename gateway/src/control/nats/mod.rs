@@ -220,7 +220,8 @@ pub(crate) async fn reconcile_stream(
     let differs = current.num_replicas != desired.num_replicas
         || current.max_age != desired.max_age
         || current.duplicate_window != desired.duplicate_window
-        || current.max_messages_per_subject != desired.max_messages_per_subject
+        // The server keeps "no limit" as -1 where the request said 0.
+        || current.max_messages_per_subject.max(0) != desired.max_messages_per_subject.max(0)
         || current.subjects != desired.subjects;
     if differs {
         js.update_stream(desired.clone()).await.map_err(|e| {
@@ -523,13 +524,21 @@ impl NatsPlane {
         let Ok(Ok(latest)) = latest else {
             return false;
         };
+        // Once the marks are there, the changes counted then are the ones to wait for: later
+        // changes (made after the event) must not keep it waiting.
+        let mut target = None;
         loop {
-            let marks = [
-                mirror::read(&self.mirror.apps).high(),
-                mirror::read(&self.mirror.subscriptions).high(),
-                mirror::read(&self.mirror.plugins).high(),
-            ];
-            if marks.iter().zip(latest).all(|(mark, last)| *mark >= last) && self.built.current() {
+            if target.is_none() {
+                let marks = [
+                    mirror::read(&self.mirror.apps).high(),
+                    mirror::read(&self.mirror.subscriptions).high(),
+                    mirror::read(&self.mirror.plugins).high(),
+                ];
+                if marks.iter().zip(latest).all(|(mark, last)| *mark >= last) {
+                    target = Some(self.built.generation());
+                }
+            }
+            if target.is_some_and(|t| self.built.holds(t)) {
                 return true;
             }
             if tokio::time::Instant::now() >= deadline {
