@@ -30,6 +30,21 @@ pub(crate) struct Gateway {
     admin_token: Option<String>,
 }
 
+/// Parses the command `name` with `args`, as its command line would give them, aimed at the
+/// gateway at `url` with `admin_token` (for tests and embedding).
+pub(crate) fn command_for<T: Args + clap::FromArgMatches>(
+    name: &'static str,
+    url: &str,
+    admin_token: &str,
+    args: &[&str],
+) -> anyhow::Result<T> {
+    let command = T::augment_args(clap::Command::new(name)).no_binary_name(true);
+    let mut all = vec!["--url", url, "--admin-token", admin_token];
+    all.extend_from_slice(args);
+    let matches = command.try_get_matches_from(all)?;
+    Ok(T::from_arg_matches(&matches)?)
+}
+
 impl Gateway {
     /// A client for it; an error naming the option when the token is missing.
     pub(crate) fn client(&self) -> anyhow::Result<AdminClient> {

@@ -57,12 +57,7 @@ enum AppsAction {
 impl AppsCommand {
     /// A command for `url` with `admin_token`, for tests and embedding.
     pub fn new(url: &str, admin_token: &str, args: &[&str]) -> anyhow::Result<Self> {
-        use clap::FromArgMatches as _;
-        let command = <Self as Args>::augment_args(clap::Command::new("apps")).no_binary_name(true);
-        let mut all = vec!["--url", url, "--admin-token", admin_token];
-        all.extend_from_slice(args);
-        let matches = command.try_get_matches_from(all)?;
-        Ok(Self::from_arg_matches(&matches)?)
+        super::admin_client::command_for("apps", url, admin_token, args)
     }
 
     /// Runs the command, writing what it has to say to `out`.

@@ -54,12 +54,7 @@ enum CursorAction {
 impl OdooCommand {
     /// A command for `url` with `admin_token`, for tests and embedding.
     pub fn new(url: &str, admin_token: &str, args: &[&str]) -> anyhow::Result<Self> {
-        use clap::FromArgMatches as _;
-        let command = <Self as Args>::augment_args(clap::Command::new("odoo")).no_binary_name(true);
-        let mut all = vec!["--url", url, "--admin-token", admin_token];
-        all.extend_from_slice(args);
-        let matches = command.try_get_matches_from(all)?;
-        Ok(Self::from_arg_matches(&matches)?)
+        super::admin_client::command_for("odoo", url, admin_token, args)
     }
 
     /// Runs the command, writing what it has to say to `out`.

@@ -201,9 +201,36 @@ where
 
 /// Pulls accepted events and fans each out in its own task, until `shutdown`.
 async fn fan_out(state: Arc<State>, work: Arc<NatsWork>, shutdown: CancellationToken) {
+    let open = || work.fanout_consumer();
+    pull_each("fanout", &shutdown, open, |message| {
+        let (state, work) = (state.clone(), work.clone());
+        // The event was accepted before it reached this instance: every control-plane change
+        // answered before its acceptance was made before now.
+        let received = std::time::Instant::now();
+        state
+            .in_flight
+            .clone()
+            .spawn(async move { fan_out_one(&state, &work, message, received).await });
+    })
+    .await;
+}
+
+/// Pulls batches of up to [`PULL_BATCH`] from the consumer `open` makes and passes each
+/// message to `each`, until `stop`; the consumer is opened again after [`REOPEN_AFTER`]
+/// failed pulls in a row.
+async fn pull_each<F, Fut>(
+    consumer_name: &str,
+    stop: &CancellationToken,
+    mut open: F,
+    mut each: impl FnMut(jetstream::Message),
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<
+            Output = Result<jetstream::consumer::PullConsumer, crate::store::StoreError>,
+        >,
+{
     'open: loop {
-        let Some(consumer) = until_open("fanout", &shutdown, || work.fanout_consumer()).await
-        else {
+        let Some(consumer) = until_open(consumer_name, stop, &mut open).await else {
             return;
         };
         let mut failures = 0;
@@ -214,30 +241,16 @@ async fn fan_out(state: Arc<State>, work: Arc<NatsWork>, shutdown: CancellationT
                 .expires(PULL_WAIT)
                 .messages()
                 .await;
-            let batch = match batch {
-                Ok(batch) => batch,
+            let pulled = match batch {
+                Ok(batch) => each_pulled(batch, stop, consumer_name, &mut each).await,
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot pull events");
-                    if failed_in_a_row(&mut failures, Pulled::Failed) {
-                        continue 'open;
-                    }
+                    tracing::warn!(error = %e, consumer = consumer_name, "cannot pull");
                     tokio::select! {
-                        () = tokio::time::sleep(TRY_AGAIN) => continue,
-                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(TRY_AGAIN) => Pulled::Failed,
+                        () = stop.cancelled() => Pulled::Stopped,
                     }
                 }
             };
-            let pulled = each_pulled(batch, &shutdown, "fanout", |message| {
-                let (state, work) = (state.clone(), work.clone());
-                // The event was accepted before it reached this instance: every control-plane
-                // change answered before its acceptance was made before now.
-                let received = std::time::Instant::now();
-                state
-                    .in_flight
-                    .clone()
-                    .spawn(async move { fan_out_one(&state, &work, message, received).await });
-            })
-            .await;
             if pulled == Pulled::Stopped {
                 return;
             }
@@ -488,62 +501,30 @@ const RETRY_PENDING: usize = 100_000;
 /// due is `nak`ed with what remains of its backoff, so JetStream hands it out again then.
 /// Pulled by every instance.
 async fn retries(state: Arc<State>, work: Arc<NatsWork>, lane: Lane, stop: CancellationToken) {
-    'open: loop {
-        let Some(consumer) = until_open(&lane.consumer, &stop, || {
-            work.consumer(&lane.consumer, lane.subject.clone(), lane.limit)
-        })
-        .await
-        else {
-            return;
-        };
-        let mut failures = 0;
-        loop {
-            let batch = consumer
-                .batch()
-                .max_messages(PULL_BATCH)
-                .expires(PULL_WAIT)
-                .messages()
-                .await;
-            let Ok(batch) = batch else {
-                if failed_in_a_row(&mut failures, Pulled::Failed) {
-                    continue 'open;
-                }
-                tokio::select! {
-                    () = tokio::time::sleep(TRY_AGAIN) => continue,
-                    () = stop.cancelled() => return,
-                }
+    let open = || work.consumer(&lane.consumer, lane.subject.clone(), lane.limit);
+    pull_each(&lane.consumer, &stop, open, |message| {
+        let work = work.clone();
+        state.in_flight.clone().spawn(async move {
+            let Ok(item) = serde_json::from_slice::<Item>(&message.payload) else {
+                tracing::error!("an unreadable retry is left for an operator");
+                settle(&message, AckKind::Nak(Some(UNREADABLE_PAUSE))).await;
+                return;
             };
-            let pulled = each_pulled(batch, &stop, &lane.consumer, |message| {
-                let work = work.clone();
-                state.in_flight.clone().spawn(async move {
-                    let Ok(item) = serde_json::from_slice::<Item>(&message.payload) else {
-                        tracing::error!("an unreadable retry is left for an operator");
-                        settle(&message, AckKind::Nak(Some(UNREADABLE_PAUSE))).await;
-                        return;
-                    };
-                    let wait = item.job.due_ms.saturating_sub(now_ms());
-                    if wait > 0 {
-                        settle(&message, AckKind::Nak(Some(Duration::from_millis(wait)))).await;
-                        return;
-                    }
-                    match work
-                        .publish_moved(work.job_subject(&item.job), &item, &message)
-                        .await
-                    {
-                        Ok(()) => settle(&message, AckKind::Ack).await,
-                        Err(_) => settle(&message, AckKind::Nak(Some(TRY_AGAIN))).await,
-                    }
-                });
-            })
-            .await;
-            if pulled == Pulled::Stopped {
+            let wait = item.job.due_ms.saturating_sub(now_ms());
+            if wait > 0 {
+                settle(&message, AckKind::Nak(Some(Duration::from_millis(wait)))).await;
                 return;
             }
-            if failed_in_a_row(&mut failures, pulled) {
-                continue 'open;
+            match work
+                .publish_moved(work.job_subject(&item.job), &item, &message)
+                .await
+            {
+                Ok(()) => settle(&message, AckKind::Ack).await,
+                Err(_) => settle(&message, AckKind::Nak(Some(TRY_AGAIN))).await,
             }
-        }
-    }
+        });
+    })
+    .await;
 }
 
 /// Moves `job` (with `attempts` made) to the retry subject, due at `due_ms`, and acknowledges
