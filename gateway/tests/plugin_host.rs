@@ -21,6 +21,7 @@ use odoo_gateway::event::Event;
 use odoo_gateway::plugin::{LogLevel, PluginConfig, PluginError, PluginHost, PluginLimits};
 
 const ECHO: &str = include_str!("wat/echo.wat");
+const TWO_MEMORIES: &str = include_str!("wat/two_memories.wat");
 
 fn host(limits: PluginLimits) -> PluginHost {
     PluginHost::new(limits, None).expect("host")
@@ -133,6 +134,29 @@ fn memory_growth_past_the_limit_is_reported_as_such() {
             .deliveries[0]
             .body,
         b"ok"
+    );
+}
+
+/// The limit is for the whole instance: a component has as many memories as it likes (up to the
+/// pool's bound), and each of them under the limit must not add up to more.
+#[test]
+fn the_memory_limit_holds_for_every_memory_together() {
+    let limits = PluginLimits {
+        memory_bytes: 4 << 20,
+        ..PluginLimits::default()
+    };
+    let plugin = host(limits).load(TWO_MEMORIES.as_bytes()).unwrap();
+    // 1 MiB more in each memory: 2 MiB and their first pages in all, within the limit.
+    let report = plugin.handle_report(&event("1"), &config(&[]));
+    assert_eq!(report.result.unwrap(), Vec::new());
+    assert_eq!(report.memory_bytes, (2 << 20) + 2 * 65536);
+    // 3 MiB more in each: either memory alone stays under 4 MiB, both together do not.
+    let err = plugin.handle(&event("3"), &config(&[])).unwrap_err();
+    assert_eq!(
+        err,
+        PluginError::MemoryExceeded {
+            limit_bytes: 4 << 20
+        }
     );
 }
 

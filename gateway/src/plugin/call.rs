@@ -8,9 +8,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::{ResourceLimiter, Store, Trap};
+use wasmtime::{Store, Trap};
 
 use super::bindings::{self, Level, PluginPre, WitEvent, WitPluginError};
+use super::guard::MemoryGuard;
 use super::host::HostInner;
 use super::log::LogSink;
 use super::output::{check_deliveries, truncate_line};
@@ -49,8 +50,8 @@ pub struct CallReport<T> {
     pub logs: Vec<LogLine>,
     /// Lines dropped past `max_log_lines`.
     pub logs_dropped: usize,
-    /// The most linear memory the instance held at once, in bytes (every memory of the
-    /// component, from instantiation on).
+    /// The most memory the instance held at once, in bytes (every linear memory and table of
+    /// the component together, from instantiation on).
     pub memory_bytes: usize,
 }
 
@@ -218,12 +219,7 @@ impl Plugin {
         );
         let state = CallState {
             config: config.clone(),
-            memory: MemoryGuard {
-                limit: self.limits.memory_bytes,
-                exceeded: false,
-                held: 0,
-                peak: 0,
-            },
+            memory: MemoryGuard::new(self.limits.memory_bytes),
             seed,
             wasi: None,
             logs: sink,
@@ -246,7 +242,7 @@ impl Plugin {
             Err(e) => Err(classify(&e, store.data(), self.limits.cpu_time)),
         };
         let state = store.into_data();
-        let memory_bytes = state.memory.peak;
+        let memory_bytes = state.memory.peak();
         let (logs, logs_dropped) = state.logs.finish();
         if logs_dropped > 0 {
             tracing::warn!(
@@ -285,9 +281,9 @@ const FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
 fn classify(error: &wasmtime::Error, state: &CallState, cpu_time: Duration) -> PluginError {
     // The guard's record comes first: a refused growth surfaces as a trap or as the guest's own
     // abort, depending on how the guest handles allocation failure.
-    if state.memory.exceeded {
+    if state.memory.exceeded() {
         return PluginError::MemoryExceeded {
-            limit_bytes: state.memory.limit,
+            limit_bytes: state.memory.limit(),
         };
     }
     match error.downcast_ref::<Trap>() {
@@ -362,54 +358,6 @@ impl wasmtime_wasi::WasiView for CallState {
             ctx: &mut wasi.ctx,
             table: &mut wasi.table,
         }
-    }
-}
-
-/// Refuses memory growth past the limit and records that it did, so the failure is reported as
-/// `MemoryExceeded` whatever the guest does next.
-struct MemoryGuard {
-    limit: usize,
-    exceeded: bool,
-    /// Bytes of every linear memory of the instance together, and the most they reached.
-    held: usize,
-    peak: usize,
-}
-
-/// The error a refused growth traps with.
-#[derive(Debug, thiserror::Error)]
-#[error("memory limit of {0} bytes exceeded")]
-struct MemoryLimitExceeded(usize);
-
-impl ResourceLimiter for MemoryGuard {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.limit {
-            self.exceeded = true;
-            return Err(MemoryLimitExceeded(self.limit).into());
-        }
-        // Called for each memory's initial size too (from 0), so `held` covers them all.
-        self.held = self.held.saturating_add(desired.saturating_sub(current));
-        self.peak = self.peak.max(self.held);
-        Ok(true)
-    }
-
-    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
-        // The pool's own bound (`max_memory_size`, equal to the limit) refused the growth.
-        self.exceeded = true;
-        Err(MemoryLimitExceeded(self.limit).into())
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        _desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(true)
     }
 }
 

@@ -18,7 +18,8 @@ pub struct PluginLimits {
     /// interruption with a granularity of [`PluginLimits::TICK`]. Default 100 ms.
     #[serde(with = "millis", rename = "cpu_time_ms")]
     pub cpu_time: Duration,
-    /// Largest linear memory a plugin instance may grow to. Default 64 MiB.
+    /// The most memory a plugin instance may hold: every linear memory and table of the
+    /// component together. Default 64 MiB.
     pub memory_bytes: usize,
     /// Most deliveries one `handle` call may return. Default 1024.
     pub max_deliveries: usize,

@@ -12,12 +12,14 @@
 //! - `cache`: compiled plugins on disk.
 //! - `wasi`: the virtual WASI 0.2 underneath the plugin world (frozen clocks, seeded random,
 //!   captured stdio, nothing else); `log`: a call's log lines, from `log` and from stdio.
+//! - `guard`: the memory bound of a call, over every memory and table of the instance.
 //! - `limits`, `error`: the bounds and the failures, by name.
 
 mod bindings;
 mod cache;
 mod call;
 mod error;
+mod guard;
 mod host;
 mod limits;
 mod log;
