@@ -1,35 +1,36 @@
 // The component's entry point: the plugin world's exports, on top of `routing.js`.
-// A thrown value becomes the `err` of the export's result.
+//
+// The warm-up runs `handle` once on a small order while componentize-js builds the component,
+// so that every call starts from an engine that has already compiled the functions it runs
+// (SpiderMonkey compiles a function to bytecode at its first call; the snapshot keeps it).
 
 import { entries } from 'odoo-gateway:plugin/config@0.1.0';
 import { log } from 'odoo-gateway:plugin/log@0.1.0';
-import { handle as route, InvalidConfig, Reject, Rules } from './routing.js';
+import { Config, Event, exportPlugin } from '../../plugin-sdk-js/odoo-gateway.js';
+import { handle as route, validateConfig as check } from './routing.js';
 
-const encoder = new TextEncoder();
+const ORDER =
+  '{"id": 1, "name": "S1", "amount_total": 10.0, "partner_id": [1, "A"], "order_line": [' +
+  '{"id": 1, "display_type": false, "product_id": [1, "[P1] One"], "product_uom_qty": 1.0, ' +
+  '"route_id": [1, "Ship: A"]}, {"id": 2, "display_type": "line_note", "name": "note"}, ' +
+  '{"id": 3, "display_type": false, "product_id": [2, "Two"], "route_id": [2, "Ship: B"]}]}';
+const WARM_UP = [
+  [
+    Event.new('sale.order', 'confirmed', ORDER),
+    new Config([
+      ['route.Ship: A', 'a'],
+      ['route.2', 'b'],
+      ['product.P1', 'c'],
+    ]),
+  ],
+];
+
+const plugin = exportPlugin(route, check, { entries, log }, { warmUp: WARM_UP });
 
 export function handle(event) {
-  let routed;
-  try {
-    routed = route(event.model, event.payload, entries());
-  } catch (error) {
-    if (error instanceof InvalidConfig) throw { tag: 'invalid-config', val: error.message };
-    if (error instanceof Reject) throw { tag: 'reject', val: error.message };
-    throw error;
-  }
-  if (routed.length === 0) log('debug', `event ${event.id}: nothing to route`);
-  return routed.map(([destination, body]) => ({
-    destination,
-    contentType: 'application/json',
-    body: encoder.encode(body),
-    headers: [],
-  }));
+  return plugin.handle(event);
 }
 
 export function validateConfig() {
-  try {
-    new Rules(entries());
-  } catch (error) {
-    if (error instanceof InvalidConfig) throw error.message;
-    throw error;
-  }
+  return plugin.validateConfig();
 }

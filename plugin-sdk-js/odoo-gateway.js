@@ -1,0 +1,460 @@
+// Helpers for Odoo gateway plugins written in JavaScript: the counterpart of the Rust SDK.
+//
+// A plugin's logic is two plain functions, tested with `node --test` without WebAssembly:
+//
+//   export function handle(event, config) { ... return [Delivery.json('', body)]; }  // or throw new Reject('why')
+//   export function validateConfig(config) { ... }                                     // or throw new InvalidConfig('why')
+//
+// and the component's entry module (`plugin.js`, built by componentize-js) exports them with
+// `exportPlugin`, handing it the two WIT imports. Nothing here imports the gateway itself, so
+// this module runs the same under Node.js and inside the component.
+
+export const CONTENT_TYPE_JSON = 'application/json';
+export const CONTENT_TYPE_XML = 'application/xml';
+
+/** Why a plugin made no deliveries; one of the three kinds below. */
+export class PluginError extends Error {}
+/** The event is wrong for this subscription: dead-lettered with this reason, not retried. */
+export class Reject extends PluginError {}
+/** A transient condition: the gateway calls the plugin again later. */
+export class Retry extends PluginError {}
+/** The subscription's configuration cannot work; the message names the key. */
+export class InvalidConfig extends PluginError {}
+
+/** `text` quoted as Rust's `{:?}` quotes it, so messages read the same in every language. */
+export function rustDebug(text) {
+  let out = '"';
+  for (const ch of text) {
+    const code = ch.codePointAt(0);
+    if (ch === '"' || ch === '\\') out += `\\${ch}`;
+    else if (ch === '\n') out += '\\n';
+    else if (ch === '\r') out += '\\r';
+    else if (ch === '\t') out += '\\t';
+    else if (ch === '\0') out += '\\0';
+    else if (code < 0x20 || code === 0x7f) out += `\\u{${code.toString(16)}}`;
+    else out += ch;
+  }
+  return `${out}"`;
+}
+
+/** A configuration value that is missing or cannot be used, worded as the Rust SDK words it. */
+export class ConfigError extends InvalidConfig {
+  static missing(key) {
+    return new ConfigError(`config key \`${key}\` is required but not set`);
+  }
+  static invalid(key, value, reason) {
+    return new ConfigError(`config key \`${key}\`: invalid value ${rustDebug(value)}: ${reason}`);
+  }
+}
+
+/** Orders strings by code point (as Rust and Python do; `sort()` alone orders UTF-16 units). */
+export function byCodePoint(a, b) {
+  const x = [...a];
+  const y = [...b];
+  for (let i = 0; i < Math.min(x.length, y.length); i++) {
+    const d = x[i].codePointAt(0) - y[i].codePointAt(0);
+    if (d !== 0) return d;
+  }
+  return x.length - y.length;
+}
+
+/** Sorts keys by code point; the native sort agrees unless a key holds a surrogate pair. */
+function sortKeys(keys) {
+  return /[\ud800-\udfff]/.test(keys.join('')) ? keys.sort(byCodePoint) : keys.sort();
+}
+
+const trim = (s) => s.replace(/^[\s\u0085]+|[\s\u0085]+$/gu, '');
+
+/** The subscription's `config` table: string keys to string values, read-only. */
+export class Config {
+  /** From [key, value] pairs (later pairs win) or an object. */
+  constructor(pairs = []) {
+    const list = Array.isArray(pairs) ? pairs : Object.entries(pairs);
+    const map = new Map(list);
+    this.map = new Map(sortKeys([...map.keys()]).map((k) => [k, map.get(k)]));
+  }
+  /** The raw value of `key`, or `fallback` when it is not set. */
+  get(key, fallback = undefined) {
+    return this.map.has(key) ? this.map.get(key) : fallback;
+  }
+  /** The value of `key`; a ConfigError when it is unset or blank. */
+  required(key) {
+    const value = this.map.get(key);
+    if (value === undefined || trim(value) === '') throw ConfigError.missing(key);
+    return value;
+  }
+  /** `key` as a number (spaces ignored), `fallback` when unset. */
+  number(key, fallback = undefined) {
+    return this.#parse(key, fallback, (t) => (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(t) ? Number(t) : undefined), 'invalid float literal');
+  }
+  /** `key` as a safe integer (spaces ignored), `fallback` when unset. */
+  integer(key, fallback = undefined) {
+    return this.#parse(key, fallback, (t) => (/^[+-]?\d+$/.test(t) && Number.isSafeInteger(Number(t)) ? Number(t) : undefined), 'invalid digit found in string');
+  }
+  /** `key` as `true` or `false`, `fallback` when unset. */
+  boolean(key, fallback = undefined) {
+    return this.#parse(key, fallback, (t) => ({ true: true, false: false })[t], 'provided string was not `true` or `false`');
+  }
+  /** `key` split on commas, items trimmed, empty items dropped; `fallback` is itself a comma list. */
+  list(key, fallback = undefined) {
+    const value = this.get(key, fallback);
+    return value === undefined ? [] : value.split(',').map(trim).filter((item) => item !== '');
+  }
+  /** [rest of the key, value] for every key starting with `prefix`, sorted by key. */
+  withPrefix(prefix) {
+    return this.entries().filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]);
+  }
+  /** Every [key, value] pair, sorted by key. */
+  entries() {
+    return [...this.map.entries()];
+  }
+  #parse(key, fallback, parse, reason) {
+    const value = this.map.get(key);
+    if (value === undefined) return fallback;
+    const parsed = parse(trim(value));
+    if (parsed === undefined) throw ConfigError.invalid(key, value, reason);
+    return parsed;
+  }
+}
+
+/**
+ * A JSON number kept as written, for numbers JavaScript would write differently (`5.0`, `1e2`,
+ * integers past 2^53): `toJson` writes its text back, arithmetic and comparisons see its value.
+ */
+export class Num {
+  constructor(text) {
+    this.text = text;
+  }
+  valueOf() {
+    return Number(this.text);
+  }
+  toString() {
+    return this.text;
+  }
+}
+
+/** Whether the engine gives a reviver each number's source text (ES2025 JSON.parse source text access). */
+const SOURCE_TEXT = (() => {
+  try {
+    let seen;
+    JSON.parse('[1.0]', (key, value, context) => {
+      if (key === '0') seen = context && context.source;
+      return value;
+    });
+    return seen === '1.0';
+  } catch {
+    return false;
+  }
+})();
+
+function keepSource(key, value, context) {
+  return typeof value === 'number' && String(value) !== context.source ? new Num(context.source) : value;
+}
+
+/**
+ * Parses JSON text. With `exactNumbers`, a number JavaScript would write differently comes back
+ * as a `Num` holding its text, so that `toJson` writes it unchanged; `Record`'s readers and
+ * `numberOf` accept both. Throws SyntaxError on bad JSON.
+ */
+export function parseJson(text, { exactNumbers = false } = {}) {
+  if (!exactNumbers) return JSON.parse(text);
+  return SOURCE_TEXT ? JSON.parse(text, keepSource) : parseKeepingNumbers(text);
+}
+
+const NUMBER = /-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/y;
+const SPACE = /[ \t\n\r]*/y;
+
+/** The same as the reviver, for engines without source text access (it checks the grammar
+ * with JSON.parse first, so its errors are the engine's own). */
+function parseKeepingNumbers(text) {
+  JSON.parse(text);
+  let at = 0;
+  const space = () => {
+    SPACE.lastIndex = at;
+    SPACE.exec(text);
+    at = SPACE.lastIndex;
+  };
+  const value = () => {
+    space();
+    const c = text[at];
+    if (c === '{') {
+      at++;
+      const object = {};
+      space();
+      if (text[at] === '}') return at++, object;
+      for (;;) {
+        space();
+        const key = string();
+        space();
+        at++; // ':'
+        Object.defineProperty(object, key, { value: value(), enumerable: true, writable: true, configurable: true });
+        space();
+        if (text[at++] === '}') return object;
+      }
+    }
+    if (c === '[') {
+      at++;
+      const list = [];
+      space();
+      if (text[at] === ']') return at++, list;
+      for (;;) {
+        list.push(value());
+        space();
+        if (text[at++] === ']') return list;
+      }
+    }
+    if (c === '"') return string();
+    if (c === 't') return (at += 4), true;
+    if (c === 'f') return (at += 5), false;
+    if (c === 'n') return (at += 4), null;
+    NUMBER.lastIndex = at;
+    const written = NUMBER.exec(text)[0];
+    at += written.length;
+    return keepSource('', Number(written), { source: written });
+  };
+  const string = () => {
+    const start = at++;
+    while (text[at] !== '"') at += text[at] === '\\' ? 2 : 1;
+    return JSON.parse(text.slice(start, ++at));
+  };
+  return value();
+}
+
+/** The JavaScript number of a JSON number (plain or `Num`), else undefined. */
+export function numberOf(value) {
+  if (typeof value === 'number') return value;
+  return value instanceof Num ? Number(value.text) : undefined;
+}
+
+const INTEGER = /^-?(0|[1-9][0-9]*)$/;
+
+/** The integer of a JSON integer within i64 (a number when safe, else a BigInt), else undefined. */
+export function integerOf(value) {
+  if (typeof value === 'number') return Number.isInteger(value) ? value : undefined;
+  if (!(value instanceof Num) || !INTEGER.test(value.text)) return undefined;
+  const n = BigInt(value.text);
+  if (n < -(2n ** 63n) || n >= 2n ** 63n) return undefined;
+  return Number.isSafeInteger(Number(n)) ? Number(n) : n;
+}
+
+/**
+ * Compact JSON with keys sorted by code point: the bytes the Rust SDK writes for the same
+ * value when numbers were read with `exactNumbers`.
+ */
+export function toJson(value) {
+  if (value === null || typeof value !== 'object') {
+    if (typeof value === 'number' && !Number.isFinite(value)) throw new TypeError(`${value} is not a JSON number`);
+    return JSON.stringify(value);
+  }
+  if (value instanceof Num) return value.text;
+  if (Array.isArray(value)) {
+    let out = '[';
+    for (let i = 0; i < value.length; i++) out += (i ? ',' : '') + toJson(value[i]);
+    return `${out}]`;
+  }
+  let out = '{';
+  const keys = sortKeys(Object.keys(value));
+  for (let i = 0; i < keys.length; i++) out += `${i ? ',' : ''}${JSON.stringify(keys[i])}:${toJson(value[keys[i]])}`;
+  return `${out}}`;
+}
+
+/** Whether an Odoo value is set: `false` and `null` mean "no value". */
+export const isSet = (value) => value !== false && value !== null && value !== undefined;
+
+/** One business event, as the gateway passes it to `handle`. */
+export class Event {
+  constructor({ id = 'test-event', source = 'test', model, action, recordId, receivedAtMs = 0n, payload, headers = [] }) {
+    Object.assign(this, { id, source, model, action, recordId, receivedAtMs, payload, headers });
+    this.parsed = undefined;
+  }
+  /** An event for tests (id `test-event`, source `test`, time 0); `payload` text or a value. */
+  static new(model, action, payload, fields = {}) {
+    return new Event({ ...fields, model, action, payload: typeof payload === 'string' ? payload : JSON.stringify(payload) });
+  }
+  /** `<model>.<action>`, as subscriptions match it. */
+  get eventType() {
+    return `${this.model}.${this.action}`;
+  }
+  /** The payload parsed (once) as JSON (see `parseJson`); Reject when it is not JSON. */
+  payloadJson({ exactNumbers = false } = {}) {
+    if (this.parsed === undefined || this.parsed.exact !== exactNumbers) {
+      try {
+        this.parsed = { exact: exactNumbers, value: parseJson(this.payload, { exactNumbers }) };
+      } catch (error) {
+        throw new Reject(`payload is not valid JSON: ${error.message}`);
+      }
+    }
+    return this.parsed.value;
+  }
+  /** The payload as a Record; Reject when it is not a JSON object. */
+  record(options) {
+    return Record.of(this.payloadJson(options));
+  }
+}
+
+/** A many2one value: `id`, and `name` when the payload carries it. */
+export class Many2one {
+  constructor(id, name = undefined) {
+    this.id = id;
+    this.name = name;
+  }
+  /** Reads `[id, "name"]`, `[id]` or a bare id; undefined for `false`, `null` or another shape. */
+  static of(value) {
+    if (integerOf(value) !== undefined) return new Many2one(integerOf(value));
+    if (!Array.isArray(value) || integerOf(value[0]) === undefined) return undefined;
+    if (value.length === 1) return new Many2one(integerOf(value[0]));
+    if (value.length !== 2) return undefined;
+    if (typeof value[1] === 'string') return new Many2one(integerOf(value[0]), value[1]);
+    return isSet(value[1]) ? undefined : new Many2one(integerOf(value[0]));
+  }
+}
+
+/** An x2many value: a list of ids, or of embedded records (`records` undefined for ids). */
+export class X2many {
+  constructor(idList, records) {
+    this.idList = idList;
+    this.records = records;
+  }
+  /** Reads a list of ids or of objects; undefined for `false`, mixed lists and anything else. */
+  static of(value) {
+    if (!Array.isArray(value)) return undefined;
+    if (value.every((item) => integerOf(item) !== undefined)) return new X2many(value.map(integerOf), undefined);
+    if (value.every((item) => item !== null && typeof item === 'object' && !Array.isArray(item) && !(item instanceof Num))) {
+      return new X2many(undefined, value.map((item) => new Record(item)));
+    }
+    return undefined;
+  }
+  /** The ids, whichever form the list has (records without an integer `id` skipped). */
+  ids() {
+    return this.records === undefined ? [...this.idList] : this.records.map((r) => r.id()).filter((id) => id !== undefined);
+  }
+  get length() {
+    return (this.records ?? this.idList).length;
+  }
+}
+
+/** An Odoo record (a JSON object) with readers that apply Odoo's conventions; readers never
+ * throw: an absent, unset or oddly shaped field reads as undefined. */
+export class Record {
+  constructor(fields) {
+    this.fields = fields;
+  }
+  /** A record of `value`; Reject when it is not a JSON object. */
+  static of(value) {
+    if (value === null || typeof value !== 'object' || Array.isArray(value) || value instanceof Num) {
+      throw new Reject('payload is not a JSON object');
+    }
+    return new Record(value);
+  }
+  /** The value of `name`; undefined when absent, `false` or `null`. */
+  get(name) {
+    const value = Object.hasOwn(this.fields, name) ? this.fields[name] : undefined;
+    return isSet(value) ? value : undefined;
+  }
+  str(name) {
+    const value = this.get(name);
+    return typeof value === 'string' ? value : undefined;
+  }
+  float(name) {
+    return numberOf(this.get(name));
+  }
+  int(name) {
+    return integerOf(this.get(name));
+  }
+  /** true only when the payload says `true`. */
+  bool(name) {
+    return this.fields[name] === true;
+  }
+  id() {
+    return this.int('id');
+  }
+  many2one(name) {
+    return Many2one.of(this.get(name));
+  }
+  x2many(name) {
+    return X2many.of(this.get(name));
+  }
+}
+
+const encoder = new TextEncoder();
+
+/** One POST for the gateway to sign and deliver; destination '' is the default one. */
+export class Delivery {
+  constructor(destination, contentType, body, headers = []) {
+    this.destination = destination;
+    this.contentType = contentType;
+    this.body = typeof body === 'string' ? encoder.encode(body) : body;
+    this.headers = headers;
+  }
+  /** A JSON delivery of `value` (see `toJson`). */
+  static json(destination, value) {
+    return new Delivery(destination, CONTENT_TYPE_JSON, toJson(value));
+  }
+  static xml(destination, body) {
+    return new Delivery(destination, CONTENT_TYPE_XML, body);
+  }
+  /** Adds a request header (the gateway's own signature headers cannot be overridden). */
+  withHeader(name, value) {
+    this.headers.push([name, value]);
+    return this;
+  }
+}
+
+// The log: the gateway's `log` import inside a component (set by `exportPlugin`), stderr elsewhere.
+let logSink = (level, message) => console.error(`[${level}] ${message}`);
+export const trace = (message) => logSink('trace', String(message));
+export const debug = (message) => logSink('debug', String(message));
+export const info = (message) => logSink('info', String(message));
+export const warn = (message) => logSink('warn', String(message));
+export const error = (message) => logSink('error', String(message));
+
+const TAGS = [
+  [Reject, 'reject'],
+  [Retry, 'retry'],
+  [InvalidConfig, 'invalid-config'],
+];
+
+/**
+ * The world's exports, `{ handle, validateConfig }`, for the entry module to export: they call
+ * `handle(Event, Config)` and `validateConfig(Config)` and turn Reject, Retry and InvalidConfig
+ * into the world's errors (anything else thrown traps the call, its message in the plugin log).
+ * `host` holds the two WIT imports: `{ entries, log }`.
+ *
+ * `warmUp` is a list of [Event, Config] that `handle` runs on once, here, while the component is
+ * built: the engine's state after them (compiled functions, caches) is part of the snapshot
+ * every call starts from, the same for every call. Results are ignored.
+ */
+export function exportPlugin(handle, validateConfig, host, { warmUp = [] } = {}) {
+  // No host call while the component is being built: the warm-up logs nowhere.
+  logSink = () => {};
+  for (const [event, config] of warmUp) {
+    try {
+      handle(event, config);
+    } catch (e) {
+      if (!(e instanceof PluginError)) throw e;
+    }
+  }
+  logSink = (level, message) => host.log(level, message);
+  return {
+    handle(wit) {
+      let deliveries;
+      try {
+        deliveries = handle(new Event(wit), new Config(host.entries()));
+      } catch (e) {
+        const tag = TAGS.find(([kind]) => e instanceof kind);
+        if (tag) throw { tag: tag[1], val: e.message };
+        throw e;
+      }
+      return deliveries.map((d) => ({ destination: d.destination, contentType: d.contentType, body: d.body, headers: d.headers }));
+    },
+    validateConfig() {
+      if (validateConfig === undefined) return;
+      try {
+        validateConfig(new Config(host.entries()));
+      } catch (e) {
+        if (e instanceof InvalidConfig) throw e.message;
+        throw e;
+      }
+    },
+  };
+}
