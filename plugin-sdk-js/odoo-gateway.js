@@ -244,7 +244,9 @@ export function integerOf(value) {
 export function toJson(value) {
   if (value === null || typeof value !== 'object') {
     if (typeof value === 'number' && !Number.isFinite(value)) throw new TypeError(`${value} is not a JSON number`);
-    return JSON.stringify(value);
+    if (typeof value === 'bigint') return String(value);
+    // As JSON.stringify does: undefined (and functions) are null in a list, left out of an object.
+    return JSON.stringify(value) ?? 'null';
   }
   if (value instanceof Num) return value.text;
   if (Array.isArray(value)) {
@@ -252,10 +254,13 @@ export function toJson(value) {
     for (let i = 0; i < value.length; i++) out += (i ? ',' : '') + toJson(value[i]);
     return `${out}]`;
   }
-  let out = '{';
-  const keys = sortKeys(Object.keys(value));
-  for (let i = 0; i < keys.length; i++) out += `${i ? ',' : ''}${JSON.stringify(keys[i])}:${toJson(value[keys[i]])}`;
-  return `${out}}`;
+  let out = '';
+  for (const key of sortKeys(Object.keys(value))) {
+    const item = value[key];
+    if (item === undefined || typeof item === 'function') continue;
+    out += `,${JSON.stringify(key)}:${toJson(item)}`;
+  }
+  return `{${out.slice(1)}}`;
 }
 
 /** Whether an Odoo value is set: `false` and `null` mean "no value". */

@@ -13,14 +13,23 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 
-/// (directory from the workspace root, component name written to `<release dir>/<name>.wasm`).
-pub(crate) const FOREIGN: &[(&str, &str)] = &[
-    ("plugins/shipper-router-py", "shipper_router_py"),
-    ("plugins/shipper-router-js", "shipper_router_js"),
-    ("plugins/shipper-router-c", "shipper_router_c"),
-    ("tests/hostile-plugin-py", "hostile_plugin_py"),
+/// (directory from the workspace root, component name written to `<release dir>/<name>.wasm`,
+/// the other directories its sources come from).
+pub(crate) const FOREIGN: &[(&str, &str, &[&str])] = &[
+    (
+        "plugins/shipper-router-py",
+        "shipper_router_py",
+        &["plugin-sdk-py"],
+    ),
+    (
+        "plugins/shipper-router-js",
+        "shipper_router_js",
+        &["plugin-sdk-js"],
+    ),
+    ("plugins/shipper-router-c", "shipper_router_c", &[]),
+    ("tests/hostile-plugin-py", "hostile_plugin_py", &[]),
     // After shipper-router-js, whose componentize-js it uses.
-    ("tests/hostile-plugin-js", "hostile_plugin_js"),
+    ("tests/hostile-plugin-js", "hostile_plugin_js", &[]),
 ];
 
 /// Where `./dev` installs componentize-py.
@@ -29,10 +38,12 @@ const PYTHON_TOOLS: &str = "target/toolchains/python/bin";
 /// Builds (or finds up to date) every foreign plugin; returns the components written.
 pub(crate) fn build_all(root: &Path, release_dir: &Path) -> Result<Vec<PathBuf>> {
     let mut built = Vec::new();
-    for (dir, name) in FOREIGN {
+    for (dir, name, sdks) in FOREIGN {
         let source = root.join(dir);
         let out = release_dir.join(format!("{name}.wasm"));
-        if up_to_date(&out, &[&source, &root.join("wit")]) {
+        let mut inputs = vec![source.clone(), root.join("wit")];
+        inputs.extend(sdks.iter().map(|sdk| root.join(sdk)));
+        if up_to_date(&out, &inputs) {
             println!("{:>9}  {}  (up to date)", "", out.display());
         } else {
             run_build(root, &source, &out)?;
@@ -77,7 +88,7 @@ fn run_build(root: &Path, source: &Path, out: &Path) -> Result<()> {
 
 /// Whether `out` exists and is newer than every file under `inputs` (build products,
 /// `node_modules` and caches aside).
-fn up_to_date(out: &Path, inputs: &[&Path]) -> bool {
+fn up_to_date(out: &Path, inputs: &[PathBuf]) -> bool {
     let Some(built) = modified(out) else {
         return false;
     };

@@ -100,19 +100,29 @@ pub fn project(
                 ("app.py", include_str!("../../templates/python/app.py")),
                 ("logic.py", include_str!("../../templates/python/logic.py")),
                 (
+                    "odoo_gateway.py",
+                    include_str!("../../../plugin-sdk-py/odoo_gateway.py"),
+                ),
+                (
                     "test_logic.py",
                     include_str!("../../templates/python/test_logic.py"),
                 ),
                 ("build.sh", include_str!("../../templates/python/build.sh")),
             ],
-            "Toolchain: `pip install componentize-py==0.25.1` (Python 3.10 or later). \
-             Test the logic with `python3 -m unittest`.",
+            "Toolchain: componentize-py 0.25.1 from PyPI (Python 3.10 or later): \
+             `python3 -m venv .venv && .venv/bin/pip install componentize-py==0.25.1` \
+             (`build.sh` finds it on the PATH or in `.venv`). Test the logic with \
+             `python3 -m unittest`.",
         ),
         Lang::Js => (
             "JavaScript",
             vec![
                 ("plugin.js", include_str!("../../templates/js/plugin.js")),
                 ("logic.js", include_str!("../../templates/js/logic.js")),
+                (
+                    "odoo-gateway.js",
+                    include_str!("../../../plugin-sdk-js/odoo-gateway.js"),
+                ),
                 (
                     "logic.test.js",
                     include_str!("../../templates/js/logic.test.js"),
@@ -123,8 +133,9 @@ pub fn project(
                 ),
                 ("build.sh", include_str!("../../templates/js/build.sh")),
             ],
-            "Toolchain: Node.js 20 or later with npm; `build.sh` installs componentize-js. \
-             Test the logic with `npm test`.",
+            "Toolchain: Node.js 20 or later with npm; `build.sh` installs componentize-js \
+             (pinned in `package.json`) with `npm install` unless it is already there. Test the \
+             logic with `npm test`.",
         ),
         Lang::C => (
             "C",
@@ -149,8 +160,9 @@ pub fn project(
                 ("build.sh", include_str!("../../templates/c/build.sh")),
                 ("test.sh", include_str!("../../templates/c/test.sh")),
             ],
-            "Toolchain (Debian): `apt-get install clang-16 wasi-libc libclang-rt-16-dev-wasm32`. \
-             `./test.sh` builds the plugin and runs it on the sample event.",
+            "Toolchain: on Debian `apt-get install clang-16 wasi-libc libclang-rt-16-dev-wasm32`, \
+             or a wasi-sdk named by `WASI_SDK_PATH`; `odoo-gateway` on the PATH. `./test.sh` \
+             builds the plugin and runs it on the sample event.",
         ),
         Lang::Rust => (
             "Rust",
@@ -162,8 +174,10 @@ pub fn project(
                 ("src/lib.rs", include_str!("../../templates/rust/lib.rs")),
                 ("build.sh", include_str!("../../templates/rust/build.sh")),
             ],
-            "Toolchain: `rustup target add wasm32-unknown-unknown`. Test the logic on the host \
-             with `cargo test`.",
+            "Toolchain: rustup's target (`rustup target add wasm32-unknown-unknown`) or, on \
+             Debian, `apt-get install rustc-web cargo-web rust-web-src lld-16` (`build.sh` uses \
+             whichever is there and builds the standard library from source with the latter); \
+             `odoo-gateway` on the PATH. Test the logic on the host with `cargo test`.",
         ),
     };
     let lang_flag = match lang {
@@ -197,7 +211,7 @@ pub fn project(
         ),
         (
             ".gitignore".to_owned(),
-            "*.wasm\nnode_modules/\n__pycache__/\ntarget/\n".to_owned(),
+            "*.wasm\nnode_modules/\n__pycache__/\n.venv/\ntarget/\n".to_owned(),
         ),
     ];
     files.extend(
@@ -213,6 +227,9 @@ fn describe(path: &str) -> &'static str {
         "app.py" | "plugin.js" => "the world's exports: reads the configuration, calls the logic",
         "plugin.h" | "plugin.c" => "the plugin world for C (canonical ABI glue; leave as is)",
         "json.h" | "json.c" => "a small JSON reader and writer",
+        "odoo_gateway.py" | "odoo-gateway.js" => {
+            "the gateway's plugin SDK (a copy): event, config, deliveries, errors, Odoo fields"
+        }
         "package.json" => "componentize-js, pinned",
         p if p.contains("test") => "the test",
         _ => "the plugin's logic: change it",

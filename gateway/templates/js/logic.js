@@ -1,10 +1,25 @@
-// The plugin's logic in plain JavaScript: `node --test` tests it without WebAssembly.
+// The plugin's logic in plain JavaScript: `npm test` (node --test) tests it without WebAssembly.
+//
+// It keeps `sale.order` events whose `amount_total` is at least the subscription's
+// `min_amount_total` (default 0) and delivers a small JSON summary of each. `odoo-gateway.js` is
+// the gateway's plugin SDK: events, configuration, deliveries, errors and Odoo's field conventions.
 
-/** The JSON body to deliver for this event, or undefined to filter it out. */
-export function summarise(model, payload, minAmountTotal) {
-  if (model !== 'sale.order') return undefined;
-  const order = JSON.parse(payload);
-  const total = order.amount_total || 0;
-  if (total < minAmountTotal) return undefined;
-  return JSON.stringify({ amount_total: total, id: order.id, name: order.name });
+import { Delivery, debug } from './odoo-gateway.js';
+
+/** Throws InvalidConfig (naming the key) when the configuration cannot work. */
+export function validateConfig(config) {
+  config.number('min_amount_total', 0);
+}
+
+/** The deliveries for `event`: none filters it out; throw Reject or Retry to refuse it. */
+export function handle(event, config) {
+  const minimum = config.number('min_amount_total', 0);
+  if (event.model !== 'sale.order') return [];
+  const order = event.record();
+  const total = order.float('amount_total') ?? 0;
+  if (total < minimum) {
+    debug(`event ${event.id} filtered out`);
+    return [];
+  }
+  return [Delivery.json('', { amount_total: total, id: order.id(), name: order.str('name') })];
 }

@@ -1,15 +1,22 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 
-import { summarise } from './logic.js';
+import { handle, validateConfig } from './logic.js';
+import { Config, Event, InvalidConfig } from './odoo-gateway.js';
+
+const ORDER = { id: 12, name: 'S00012', amount_total: 1184.5, partner_id: [9, 'Deco Addict'] };
+const text = (delivery) => new TextDecoder().decode(delivery.body);
 
 test('an order above the minimum is summarised', () => {
-  const payload = JSON.stringify(JSON.parse(readFileSync('sample-event.json', 'utf8')).payload);
-  assert.equal(summarise('sale.order', payload, 100), '{"amount_total":1184.5,"id":12,"name":"S00012"}');
+  const deliveries = handle(Event.new('sale.order', 'confirmed', ORDER), new Config({ min_amount_total: '100' }));
+  assert.equal(text(deliveries[0]), '{"amount_total":1184.5,"id":12,"name":"S00012"}');
 });
 
 test('other models and small orders are filtered out', () => {
-  assert.equal(summarise('res.partner', '{}', 0), undefined);
-  assert.equal(summarise('sale.order', '{"amount_total": 5}', 100), undefined);
+  assert.deepEqual(handle(Event.new('res.partner', 'write', {}), new Config()), []);
+  assert.deepEqual(handle(Event.new('sale.order', 'confirmed', { amount_total: 5 }), new Config({ min_amount_total: '100' })), []);
+});
+
+test('a bad minimum is refused', () => {
+  assert.throws(() => validateConfig(new Config({ min_amount_total: 'lots' })), InvalidConfig);
 });

@@ -1,34 +1,17 @@
-// The component's entry point: the plugin world's exports (see wit/plugin.wit).
-// A thrown value becomes the `err` of the export's result.
+// The component's entry point: the logic exported as the plugin world's `handle` and
+// `validateConfig` (see wit/plugin.wit), with the gateway's `config` and `log` imports.
 
-import { get } from 'odoo-gateway:plugin/config@0.1.0';
+import { entries } from 'odoo-gateway:plugin/config@0.1.0';
 import { log } from 'odoo-gateway:plugin/log@0.1.0';
-import { summarise } from './logic.js';
+import { exportPlugin } from './odoo-gateway.js';
+import { handle as logic, validateConfig as check } from './logic.js';
 
-function minAmountTotal() {
-  const value = get('min_amount_total') ?? '0';
-  const number = Number(value);
-  if (value.trim() === '' || Number.isNaN(number)) {
-    throw `config key \`min_amount_total\`: ${JSON.stringify(value)} is not a number`;
-  }
-  return number;
-}
+const plugin = exportPlugin(logic, check, { entries, log });
 
 export function handle(event) {
-  let minimum;
-  try {
-    minimum = minAmountTotal();
-  } catch (message) {
-    throw { tag: 'invalid-config', val: message };
-  }
-  const body = summarise(event.model, event.payload, minimum);
-  if (body === undefined) {
-    log('debug', `event ${event.id} filtered out`);
-    return [];
-  }
-  return [{ destination: '', contentType: 'application/json', body: new TextEncoder().encode(body), headers: [] }];
+  return plugin.handle(event);
 }
 
 export function validateConfig() {
-  minAmountTotal();
+  return plugin.validateConfig();
 }

@@ -1,15 +1,27 @@
-"""The plugin's logic in plain Python: `python3 -m unittest` tests it without WebAssembly."""
+"""The plugin's logic in plain Python: `python3 -m unittest` tests it without WebAssembly.
 
-import json
+It keeps `sale.order` events whose `amount_total` is at least the subscription's
+`min_amount_total` (default 0) and delivers a small JSON summary of each. `odoo_gateway` is the
+gateway's plugin SDK: events, configuration, deliveries, errors and Odoo's field conventions.
+"""
+
+from odoo_gateway import Delivery, debug
 
 
-def summarise(model, payload, min_amount_total):
-    """The JSON body to deliver for this event, or None to filter it out."""
-    if model != "sale.order":
-        return None
-    order = json.loads(payload)
-    total = order.get("amount_total") or 0
-    if total < min_amount_total:
-        return None
-    summary = {"id": order.get("id"), "name": order.get("name"), "amount_total": total}
-    return json.dumps(summary, separators=(",", ":"), sort_keys=True).encode()
+def validate_config(config):
+    """Raises InvalidConfig (naming the key) when the configuration cannot work."""
+    config.number("min_amount_total", 0.0)
+
+
+def handle(event, config):
+    """The deliveries for `event`: none filters it out; raise Reject or Retry to refuse it."""
+    minimum = config.number("min_amount_total", 0.0)
+    if event.model != "sale.order":
+        return []
+    order = event.record()
+    total = order.float("amount_total") or 0.0
+    if total < minimum:
+        debug(f"event {event.id} filtered out")
+        return []
+    summary = {"amount_total": total, "id": order.id(), "name": order.str("name")}
+    return [Delivery.json("", summary)]
