@@ -118,8 +118,9 @@ export class Config {
 }
 
 /**
- * A JSON number kept as written, for numbers JavaScript would write differently (`5.0`, `1e2`,
- * integers past 2^53): `toJson` writes its text back, arithmetic and comparisons see its value.
+ * A JSON number that JavaScript would write differently from the Rust SDK: a float with an
+ * integral value (`2.0`), a float Rust writes in another form (`1e2` is `100.0`), an integer
+ * past 2^53. `toJson` writes its text; arithmetic and comparisons see its value.
  */
 export class Num {
   constructor(text) {
@@ -131,6 +132,41 @@ export class Num {
   toString() {
     return this.text;
   }
+}
+
+/**
+ * A float as the Rust SDK (serde_json) writes it: the shortest digits that read back the same,
+ * positional from 1e-5 up to 1e16 with at least one decimal (`2.0`), else `<digits>e<exponent>`.
+ */
+export function floatText(f) {
+  if (f === 0) return Object.is(f, -0) ? '-0.0' : '0.0';
+  // JavaScript's own text has the same shortest digits, laid out differently.
+  const [mantissa, exponent = '0'] = String(Math.abs(f)).split('e');
+  const [whole, fraction = ''] = mantissa.split('.');
+  const all = whole + fraction;
+  const significant = all.replace(/^0+/, '');
+  // The decimal point sits `point` digits after the first significant one.
+  const point = whole.length - (all.length - significant.length) + Number(exponent);
+  const digits = significant.replace(/0+$/, '');
+  let text;
+  if (point > 0 && point <= 16) {
+    text = `${digits.slice(0, point)}${'0'.repeat(Math.max(0, point - digits.length))}.${digits.slice(point) || '0'}`;
+  } else if (point > -5 && point <= 0) {
+    text = `0.${'0'.repeat(-point)}${digits}`;
+  } else {
+    text = `${digits[0]}${digits.length > 1 ? `.${digits.slice(1)}` : ''}e${point - 1}`;
+  }
+  return f < 0 ? `-${text}` : text;
+}
+
+const INTEGER = /^-?(0|[1-9][0-9]*)$/;
+
+/** A number read with `exactNumbers`: integers exact, floats as the Rust SDK writes them. */
+function exactNumber(value, source) {
+  if (INTEGER.test(source)) return Number.isSafeInteger(value) ? value : new Num(source);
+  if (!Number.isFinite(value)) return value;
+  const text = floatText(value);
+  return text === String(value) ? value : new Num(text);
 }
 
 /** Whether the engine gives a reviver each number's source text (ES2025 JSON.parse source text access). */
@@ -147,18 +183,19 @@ const SOURCE_TEXT = (() => {
   }
 })();
 
-function keepSource(key, value, context) {
-  return typeof value === 'number' && String(value) !== context.source ? new Num(context.source) : value;
+function reviveNumber(key, value, context) {
+  return typeof value === 'number' ? exactNumber(value, context.source) : value;
 }
 
 /**
- * Parses JSON text. With `exactNumbers`, a number JavaScript would write differently comes back
- * as a `Num` holding its text, so that `toJson` writes it unchanged; `Record`'s readers and
- * `numberOf` accept both. Throws SyntaxError on bad JSON.
+ * Parses JSON text. With `exactNumbers`, numbers read as the Rust SDK reads them: integers stay
+ * exact at any size, floats stay floats (`2.0` is not `2`); those JavaScript would write
+ * differently come back as `Num`, so that `toJson` writes what the Rust SDK writes. `Record`'s
+ * readers, `numberOf` and `integerOf` accept both. Throws SyntaxError on bad JSON.
  */
 export function parseJson(text, { exactNumbers = false } = {}) {
   if (!exactNumbers) return JSON.parse(text);
-  return SOURCE_TEXT ? JSON.parse(text, keepSource) : parseKeepingNumbers(text);
+  return SOURCE_TEXT ? JSON.parse(text, reviveNumber) : parseExact(text);
 }
 
 const NUMBER = /-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/y;
@@ -166,7 +203,7 @@ const SPACE = /[ \t\n\r]*/y;
 
 /** The same as the reviver, for engines without source text access (it checks the grammar
  * with JSON.parse first, so its errors are the engine's own). */
-function parseKeepingNumbers(text) {
+function parseExact(text) {
   JSON.parse(text);
   let at = 0;
   const space = () => {
@@ -210,7 +247,7 @@ function parseKeepingNumbers(text) {
     NUMBER.lastIndex = at;
     const written = NUMBER.exec(text)[0];
     at += written.length;
-    return keepSource('', Number(written), { source: written });
+    return exactNumber(Number(written), written);
   };
   const string = () => {
     const start = at++;
@@ -225,8 +262,6 @@ export function numberOf(value) {
   if (typeof value === 'number') return value;
   return value instanceof Num ? Number(value.text) : undefined;
 }
-
-const INTEGER = /^-?(0|[1-9][0-9]*)$/;
 
 /** The integer of a JSON integer within i64 (a number when safe, else a BigInt), else undefined. */
 export function integerOf(value) {

@@ -58,9 +58,9 @@ test('many2one and x2many shapes', () => {
   assert.equal(X2many.of([{ id: 1 }, { name: 'x' }]).length, 2);
 });
 
-test('exact numbers are kept as written, and read as numbers', () => {
-  const value = og.parseJson('{"b": [2.0, 10, -1.5e-7, 1e2, 12345678901234567890], "a": "\\u00e9"}', { exactNumbers: true });
-  assert.equal(og.toJson(value), '{"a":"é","b":[2.0,10,-1.5e-7,1e2,12345678901234567890]}');
+test('exact numbers: integers exact, floats as the Rust SDK writes them, read as numbers', () => {
+  const value = og.parseJson('{"b": [2.0, 10, -1.5e-7, 1e2, 12345678901234567890, 1.50, 1E5, 0.000001], "a": "\\u00e9"}', { exactNumbers: true });
+  assert.equal(og.toJson(value), '{"a":"é","b":[2.0,10,-1.5e-7,100.0,12345678901234567890,1.5,100000.0,1e-6]}');
   assert.ok(value.b[0] instanceof Num);
   assert.equal(value.b[0] * 2, 4);
   const record = new Record({ qty: value.b[0], big: value.b[4], hundred: value.b[3] });
@@ -71,6 +71,11 @@ test('exact numbers are kept as written, and read as numbers', () => {
   assert.equal(new Record({ n: og.parseJson('[9007199254740993]', { exactNumbers: true })[0] }).int('n'), 9007199254740993n);
   // Without exactNumbers, JavaScript's own numbers.
   assert.equal(og.toJson(og.parseJson('[2.0]')), '[2]');
+});
+
+test('floats are laid out as serde_json lays them out', () => {
+  const cases = [[2, '2.0'], [1.5e-7, '1.5e-7'], [1e16, '1e16'], [1e-5, '0.00001'], [-0, '-0.0'], [1184.5, '1184.5'], [1e15, '1000000000000000.0'], [1.5e300, '1.5e300'], [1e21, '1e21']];
+  for (const [f, text] of cases) assert.equal(og.floatText(f), text, String(f));
 });
 
 test('bodies are compact with keys sorted by code point', () => {

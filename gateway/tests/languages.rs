@@ -173,6 +173,26 @@ fn strings_numbers_and_nesting_survive_byte_for_byte() {
     );
 }
 
+/// Keys sort by code point everywhere (JavaScript orders integer-like keys first and its own
+/// sort by UTF-16 units), a `__proto__` key is data like any other, and floats are written as
+/// Rust writes them whatever their text (`1e2` is `100.0`).
+#[test]
+fn keys_sort_alike_in_every_language() {
+    let payload = r#"{"\u00e9": 1, "10": 2, "9": 3, "\uff5a": 4, "\ud83d\ude00": 5, "Z": 6, "a": 7,
+        "__proto__": {"x": 1.0}, "order_line": [
+          {"id": 1, "product_id": [27, "[FURN_8888] Lamp"], "2": [], "10": {"\u00e9": 0.5, "e": 1e2, "f": 1.50, "g": 1E5}}
+        ]}"#;
+    let reference = all_agree(&event("sale.order", payload), &sample_config(), true);
+    let bodies = bodies(&reference);
+    assert_eq!(bodies.len(), 1);
+    assert!(
+        bodies[0].1.starts_with(r#"{"10":2,"9":3,"Z":6,"__proto__":{"x":1.0},"a":7,"order_line":[{"10":{"e":100.0,"f":1.5,"g":100000.0,"é":0.5},"2":[]"#),
+        "{}",
+        bodies[0].1
+    );
+    assert!(bodies[0].1.ends_with(r#""é":1,"ｚ":4,"😀":5}"#), "{}", bodies[0].1);
+}
+
 #[test]
 fn rejections_name_the_same_lines_in_every_language() {
     let no_default = config(&[("route.5", "fastfreight")]);
