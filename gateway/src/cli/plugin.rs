@@ -184,9 +184,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     match report.result {
         Ok(deliveries) => {
             println!(
-                "handle: {} deliveries in {:.0} µs, {:.1} MiB of memory",
+                "handle: {} deliveries in {:.0} µs (instantiation {:.0} µs), {:.1} MiB of memory",
                 deliveries.len(),
                 took.as_secs_f64() * 1e6,
+                report.instantiate_time.as_secs_f64() * 1e6,
                 report.memory_bytes as f64 / f64::from(1 << 20)
             );
             for (i, d) in deliveries.iter().enumerate() {

@@ -6,7 +6,7 @@
 //! [`PluginError`] and never lets an unchecked guest result out.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::{Store, Trap};
 
@@ -53,6 +53,8 @@ pub struct CallReport<T> {
     /// The most memory the instance held at once, in bytes (every linear memory and table of
     /// the component together, from instantiation on).
     pub memory_bytes: usize,
+    /// How long making the call's fresh instance took (the rest of the call is the guest's).
+    pub instantiate_time: Duration,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -232,11 +234,10 @@ impl Plugin {
         // line) to what the output limits could ever accept: a 16 MiB body or 100,000
         // deliveries are refused while being lifted, before they are copied whole.
         store.set_hostcall_fuel(hostcall_fuel(limits));
-        let returned = self
-            .inner
-            .pre
-            .instantiate(&mut store)
-            .and_then(|plugin| export(&mut store, &plugin));
+        let started = Instant::now();
+        let instance = self.inner.pre.instantiate(&mut store);
+        let instantiate_time = started.elapsed();
+        let returned = instance.and_then(|plugin| export(&mut store, &plugin));
         let result = match returned {
             Ok(value) => finish(value, limits.max_log_line_bytes),
             Err(e) => Err(classify(&e, store.data(), self.limits.cpu_time)),
@@ -257,6 +258,7 @@ impl Plugin {
             logs,
             logs_dropped,
             memory_bytes,
+            instantiate_time,
         }
     }
 }
