@@ -15,6 +15,7 @@ Everything here but `export` and the log's destination is plain Python: nothing 
 reaches the gateway except through the two WIT imports (`config`, `log`) inside `export`.
 """
 
+import gc
 import json
 import re
 import sys
@@ -443,6 +444,10 @@ def export(handle, validate_config=None, warm_up=()):
         except PluginError:
             pass
     _log_sink = lambda level, message: host_log.log(levels[level], message)  # noqa: E731
+    # Everything alive now is in the snapshot every call starts from: set it aside from the
+    # garbage collector, so that a collection during a call looks at that call's objects only.
+    gc.collect()
+    gc.freeze()
 
     class WitWorld(wit_world.WitWorld):
         def handle(self, wit_event):

@@ -4,7 +4,8 @@
 //! takes, and the memory one instance holds, with each component's size and compile time.
 //! Prints a table (the figures in BENCHMARKS.md and the README come from it); components not
 //! built (`./dev plugins`) are skipped with a notice. `cargo bench --bench languages -- Python`
-//! measures only the languages named.
+//! measures only the languages named; `LABEL=path.wasm` adds a row for another build of the
+//! same plugin (to compare two builds: `-- JavaScript js-before=/tmp/old.wasm`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -40,16 +41,40 @@ fn minor_faults() -> u64 {
 }
 
 fn main() {
-    let only: Vec<String> = std::env::args()
+    let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
+    let only: Vec<&str> = args
+        .iter()
+        .filter(|a| !a.contains('='))
+        .map(String::as_str)
+        .collect();
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/plugins"));
+    let mut rows: Vec<(String, PathBuf, usize)> = LANGUAGES
+        .iter()
+        .filter(|(language, _, _)| only.is_empty() || only.contains(language))
+        .map(|(language, name, calls)| {
+            (
+                language.to_string(),
+                root.join(format!("{name}.wasm")),
+                *calls,
+            )
+        })
+        .collect();
+    rows.extend(args.iter().filter_map(|a| {
+        let (label, path) = a.split_once('=')?;
+        Some((label.to_owned(), PathBuf::from(path), 2_000))
+    }));
     let limits = PluginLimits {
         cpu_time: Duration::from_secs(2),
         memory_bytes: 256 << 20,
         ..PluginLimits::default()
     };
-    let host = PluginHost::new(limits, None).expect("host");
+    // Compiled components are kept between runs; the compile column says when one was loaded
+    // from there instead (remove the folder to measure first compiles).
+    let cache = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench-cache"));
+    let host = PluginHost::new(limits, Some(cache)).expect("host");
     let event = Event {
         id: "bench-1".into(),
         source: "odoo".into(),
@@ -69,17 +94,13 @@ fn main() {
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned())),
     ));
-    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/plugins"));
     println!(
         "| language | component | compile | median µs | of which instantiation | p99 µs | calls/s (1 core) | page faults per call | memory per instance |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
-    for (language, name, calls) in LANGUAGES {
-        if !only.is_empty() && !only.iter().any(|o| o == language) {
-            continue;
-        }
-        let Ok(wasm) = std::fs::read(root.join(format!("{name}.wasm"))) else {
-            eprintln!("{name}.wasm is not built (./dev plugins): skipped");
+    for (language, path, calls) in &rows {
+        let Ok(wasm) = std::fs::read(path) else {
+            eprintln!("{} is not built (./dev plugins): skipped", path.display());
             continue;
         };
         let started = Instant::now();
@@ -107,9 +128,13 @@ fn main() {
         times.sort();
         instantiation.sort();
         println!(
-            "| {language} | {:.1} MB | {:.1} s | {:.0} | {:.0} | {:.0} | {per_second:.0} | {faults:.0} | {:.1} MiB |",
+            "| {language} | {:.1} MB | {} | {:.0} | {:.0} | {:.0} | {per_second:.0} | {faults:.0} | {:.1} MiB |",
             wasm.len() as f64 / 1e6,
-            compile.as_secs_f64(),
+            if plugin.from_cache() {
+                "(cached)".to_owned()
+            } else {
+                format!("{:.1} s", compile.as_secs_f64())
+            },
             percentile(&times, 0.5).as_secs_f64() * 1e6,
             percentile(&instantiation, 0.5).as_secs_f64() * 1e6,
             percentile(&times, 0.99).as_secs_f64() * 1e6,
