@@ -17,6 +17,16 @@ pub fn body(n: usize) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A unique rich Odoo body for a confirmed order, its three lines embedded (the fixture
+/// `odoo/rich/sale.order.confirmed.json` under another id and name; ≈2.5 KB).
+pub fn rich_body(n: usize) -> Vec<u8> {
+    odoo_gateway_fixtures::RICH_ORDER
+        .replacen("\"_id\": 12,", &format!("\"_id\": {n},"), 1)
+        .replacen("\"id\": 12,", &format!("\"id\": {n},"), 1)
+        .replacen("\"name\": \"S00012\",", &format!("\"name\": \"S{n:05}\","), 1)
+        .into_bytes()
+}
+
 /// The `p` quantile of sorted latencies.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
@@ -28,6 +38,17 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// Posts events `first..first + count` with [`CONCURRENCY`] clients, each answer expected to
 /// be `expect`; returns the sorted latencies.
 pub async fn blast(url: &str, first: usize, count: usize, expect: u16) -> Vec<Duration> {
+    blast_bodies(url, first, count, expect, body).await
+}
+
+/// [`blast`] with the bodies `make` writes.
+pub async fn blast_bodies(
+    url: &str,
+    first: usize,
+    count: usize,
+    expect: u16,
+    make: fn(usize) -> Vec<u8>,
+) -> Vec<Duration> {
     let next = Arc::new(AtomicUsize::new(first));
     let mut tasks = Vec::new();
     for _ in 0..CONCURRENCY {
@@ -41,7 +62,7 @@ pub async fn blast(url: &str, first: usize, count: usize, expect: u16) -> Vec<Du
                     return latencies;
                 }
                 let started = Instant::now();
-                let reply = client.post_json(&url, &body(n)).await.expect("post");
+                let reply = client.post_json(&url, &make(n)).await.expect("post");
                 assert_eq!(reply.status, expect, "{:?}", reply.body);
                 latencies.push(started.elapsed());
             }

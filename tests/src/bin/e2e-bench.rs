@@ -7,7 +7,8 @@
 //! configured. A bare hyper relay (receive a POST, forward it to the receiver, answer) also
 //! runs as its own process (this binary with `--relay`) and is measured first, for the ratio.
 //!
-//! Scenarios: end to end with no plugin and with `order-filter`; idle latency of one event;
+//! Scenarios: end to end with no plugin, with `order-filter` and with `shipper-router-js`;
+//! idle latency of one event;
 //! a plain subscription's 500 deliveries beside each hostile plugin mode; other apps'
 //! throughput while one app's ten subscriptions point at a receiver that never answers; and
 //! (`engines`) the sled engine against the NATS engine with one and two instances.
@@ -32,7 +33,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use odoo_gateway_tests::load::{CONCURRENCY, blast, body, percentile};
+use odoo_gateway_tests::load::{CONCURRENCY, blast, blast_bodies, body, percentile, rich_body};
 use odoo_gateway_tests::{HttpClient, plugin, workspace};
 
 const TOKEN: &str = "bench-token-0123456789";
@@ -305,6 +306,15 @@ fn order_filter() -> String {
     )
 }
 
+/// The JavaScript shipper-router with both lines of the rich order routed to the receiver: one
+/// delivery, and so one plugin call, per event.
+fn shipper_router_js() -> String {
+    format!(
+        "plugin = \"{}\"\n[subscriptions.config]\n\"product.FURN_8888\" = \"receiver\"\n\"route.6\" = \"receiver\"\n",
+        plugin("shipper_router_js").display()
+    )
+}
+
 fn hostile(mode: &str) -> String {
     format!(
         "plugin = \"{}\"\n[subscriptions.config]\nmode = \"{mode}\"\n",
@@ -346,13 +356,26 @@ async fn bench(events: usize, wanted: &dyn Fn(&str) -> bool) -> anyhow::Result<(
     drop(relay);
 
     // End to end on the defaults, without and with a plugin.
-    let end_to_end = if wanted("end-to-end") { 2 } else { 0 };
-    for (label, plugin_block, path) in [
-        ("end to end, defaults, no plugin", String::new(), "/plain"),
+    let end_to_end = if wanted("end-to-end") { 3 } else { 0 };
+    let native: fn(usize) -> Vec<u8> = body;
+    for (label, plugin_block, path, make) in [
+        (
+            "end to end, defaults, no plugin",
+            String::new(),
+            "/plain",
+            native,
+        ),
         (
             "end to end, defaults, order-filter",
             order_filter(),
             "/filtered",
+            native,
+        ),
+        (
+            "end to end, defaults, shipper-router-js (rich orders, one plugin call per delivery)",
+            shipper_router_js(),
+            "/routed",
+            rich_body,
         ),
     ]
     .into_iter()
@@ -366,7 +389,7 @@ async fn bench(events: usize, wanted: &dyn Fn(&str) -> bool) -> anyhow::Result<(
         let url = format!("{}/v1/odoo/odoo/{TOKEN}", gw.base);
         let before = counts.get(path);
         let started = Instant::now();
-        let acks = blast(&url, 1_000_000, events, 202).await;
+        let acks = blast_bodies(&url, 1_000_000, events, 202, make).await;
         let ingest = started.elapsed();
         counts
             .wait(path, before + events, Duration::from_secs(600))
