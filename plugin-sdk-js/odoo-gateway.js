@@ -117,15 +117,20 @@ export class Config {
   }
 }
 
+/** JSON text that `toJson` writes as it is: a part of a document written once and used in
+ * several (the caller vouches that it is valid JSON). */
+export class RawJson {
+  constructor(text) {
+    this.text = text;
+  }
+}
+
 /**
  * A JSON number that JavaScript would write differently from the Rust SDK: a float with an
  * integral value (`2.0`), a float Rust writes in another form (`1e2` is `100.0`), an integer
  * past 2^53. `toJson` writes its text; arithmetic and comparisons see its value.
  */
-export class Num {
-  constructor(text) {
-    this.text = text;
-  }
+export class Num extends RawJson {
   valueOf() {
     return Number(this.text);
   }
@@ -161,10 +166,26 @@ export function floatText(f) {
 
 const INTEGER = /^-?(0|[1-9][0-9]*)$/;
 
-/** A number read with `exactNumbers`: integers exact, floats as the Rust SDK writes them. */
+/** A number read with `exactNumbers`: integers exact, floats as the Rust SDK writes them.
+ * Called for every number of a payload, so the common cases cost one string comparison
+ * (regular expressions are slow in an interpreter without a JIT). */
 function exactNumber(value, source) {
-  if (INTEGER.test(source)) return Number.isSafeInteger(value) ? value : new Num(source);
+  if (String(value) === source) {
+    // Written as JavaScript writes it: an integer, or a float that Rust writes alike unless it
+    // is below 1e-5 (JavaScript goes positional down to 1e-6).
+    const plain = Number.isInteger(value) ? value < 1e21 && value > -1e21 : value >= 1e-5 || value <= -1e-5;
+    return plain ? value : new Num(floatText(value));
+  }
+  if (source.indexOf('.') < 0 && source.indexOf('e') < 0 && source.indexOf('E') < 0) {
+    // An integer JavaScript cannot hold exactly: kept as written.
+    return Number.isSafeInteger(value) ? value : new Num(source);
+  }
   if (!Number.isFinite(value)) return value;
+  if (Number.isInteger(value) && value !== 0 && value < 1e16 && value > -1e16) {
+    // A float with an integral value: Rust writes `2.0` where JavaScript writes `2`.
+    return new Num(`${value}.0`);
+  }
+  // Another spelling (`1.50`, `1E5`): the shortest digits, laid out as Rust lays them out.
   const text = floatText(value);
   return text === String(value) ? value : new Num(text);
 }
@@ -277,23 +298,33 @@ export function integerOf(value) {
  * value when numbers were read with `exactNumbers`.
  */
 export function toJson(value) {
-  if (value === null || typeof value !== 'object') {
-    if (typeof value === 'number' && !Number.isFinite(value)) throw new TypeError(`${value} is not a JSON number`);
-    if (typeof value === 'bigint') return String(value);
-    // As JSON.stringify does: undefined (and functions) are null in a list, left out of an object.
-    return JSON.stringify(value) ?? 'null';
+  switch (typeof value) {
+    case 'string':
+      return JSON.stringify(value);
+    case 'number':
+      return Number.isFinite(value) ? String(value) : 'null';
+    case 'boolean':
+      return value ? 'true' : 'false';
+    case 'bigint':
+      return String(value);
+    case 'object':
+      break;
+    default:
+      // As JSON.stringify does: undefined (and functions) are null in a list, left out of an object.
+      return 'null';
   }
-  if (value instanceof Num) return value.text;
+  if (value === null) return 'null';
+  if (value instanceof RawJson) return value.text;
   if (Array.isArray(value)) {
     let out = '[';
-    for (let i = 0; i < value.length; i++) out += (i ? ',' : '') + toJson(value[i]);
+    for (let i = 0; i < value.length; i++) out += (i === 0 ? '' : ',') + toJson(value[i]);
     return `${out}]`;
   }
+  const keys = sortKeys(Object.keys(value));
   let out = '';
-  for (const key of sortKeys(Object.keys(value))) {
-    const item = value[key];
-    if (item === undefined || typeof item === 'function') continue;
-    out += `,${JSON.stringify(key)}:${toJson(item)}`;
+  for (let i = 0; i < keys.length; i++) {
+    const item = value[keys[i]];
+    if (item !== undefined && typeof item !== 'function') out += `,${JSON.stringify(keys[i])}:${toJson(item)}`;
   }
   return `{${out.slice(1)}}`;
 }

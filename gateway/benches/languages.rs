@@ -15,6 +15,11 @@ use std::time::{Duration, Instant};
 use odoo_gateway::event::Event;
 use odoo_gateway::plugin::{PluginConfig, PluginHost, PluginLimits};
 
+// As in the gateway: the host's side of a call (the store, instance metadata) is allocated as
+// it is there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// (language, component, calls measured): interpreters get fewer calls, each costs more.
 const LANGUAGES: &[(&str, &str, usize)] = &[
     ("Rust", "shipper_router", 5_000),

@@ -7,7 +7,7 @@
 // (`plugin-sdk-js/odoo-gateway.js`); the payload is read with `exactNumbers`, so that `2.0`
 // stays `2.0` in the bodies, as the Rust plugin writes it.
 
-import { ConfigError, Delivery, InvalidConfig, Reject, X2many, byCodePoint } from '../../plugin-sdk-js/odoo-gateway.js';
+import { ConfigError, Delivery, InvalidConfig, RawJson, Reject, X2many, byCodePoint, toJson } from '../../plugin-sdk-js/odoo-gateway.js';
 
 export const MODEL = 'sale.order';
 const LINES = 'order_line';
@@ -113,9 +113,17 @@ export function route(order, rules) {
       `no shipper for ${unmatched.join(', ')}: add a \`product.*\` or \`route.*\` rule or set \`default_destination\``,
     );
   }
-  return [...byDestination.keys()]
-    .sort(byCodePoint)
-    .map((destination) => Delivery.json(destination, { ...order.fields, [LINES]: byDestination.get(destination) }));
+  // Every line goes to one shipper, and the order's other fields to all: each is written once,
+  // and each body is put together from those texts.
+  const others = Object.fromEntries(
+    Object.keys(order.fields)
+      .filter((key) => key !== LINES)
+      .map((key) => [key, new RawJson(toJson(order.fields[key]))]),
+  );
+  return [...byDestination.keys()].sort(byCodePoint).map((destination) => {
+    const lines = new RawJson(`[${byDestination.get(destination).map(toJson).join(',')}]`);
+    return Delivery.json(destination, { ...others, [LINES]: lines });
+  });
 }
 
 /** The plugin's `handle`: the deliveries, or Reject / InvalidConfig. */

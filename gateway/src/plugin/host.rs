@@ -13,7 +13,9 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy,
+};
 
 use super::bindings::{self, PluginPre};
 use super::cache::DiskCache;
@@ -59,6 +61,10 @@ const MEMORIES_PER_COMPONENT: u32 = 4;
 
 /// Memories in the pool, per plugin slot. Each is an address-space reservation, not memory.
 const MEMORIES_PER_SLOT: u32 = 2;
+
+/// Set (to anything) in the environment, the host writes the names of the plugin functions it
+/// compiles to /tmp/perf-<pid>.map, so that `perf report` names them.
+pub(crate) const PERFMAP_ENV: &str = "ODOO_GATEWAY_PLUGIN_PERFMAP";
 
 /// Elements one table may hold: CPython's function table is tens of thousands of entries.
 const TABLE_ELEMENTS: usize = 100_000;
@@ -220,6 +226,10 @@ fn engine_config(limits: &PluginLimits) -> Config {
     // The default 4 GiB reservation per memory is kept: it is address space, not memory, and it
     // lets compiled code skip bounds checks.
     let mut config = Config::new();
+    if std::env::var_os(PERFMAP_ENV).is_some() {
+        // For `perf`: the names of compiled plugin functions in /tmp/perf-<pid>.map.
+        config.profiler(ProfilingStrategy::PerfMap);
+    }
     config
         .epoch_interruption(true)
         .parallel_compilation(true)
