@@ -1,6 +1,8 @@
 /* See json.h. */
 #include "json.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -260,6 +262,95 @@ static void write_string(json_buf *out, json_str s) {
   json_buf_put(out, "\"", 1);
 }
 
+/* Whether a float as written is already what serde_json writes: positional, no exponent, no
+ * trailing zero after the point (one "0" for an integral value), at most 15 significant digits
+ * (so the shortest that reads back the same), between 1e-5 and 1e16. Most floats in Odoo
+ * payloads are (`2.0`, `1184.5`), and they are copied as they are. */
+static bool canonical_float(json_str text) {
+  const char *p = text.ptr, *end = p + text.len, *point = memchr(p, '.', text.len);
+  if (!point || memchr(p, 'e', text.len) || memchr(p, 'E', text.len)) return false;
+  if (*p == '-') p++;
+  const char *last = end - 1;
+  if (*last == '0' && last != point + 1) return false;
+  size_t whole = (size_t)(point - p), significant = 0, leading = 0;
+  bool seen = false;
+  for (const char *c = p; c < end; c++) {
+    if (c == point) continue;
+    if (*c != '0') seen = true;
+    if (seen) significant++;
+    else if (c > point) leading++;
+  }
+  /* An integral value's digits end with the "0" after the point, and maybe more zeros. */
+  if (last == point + 1) {
+    for (const char *c = point - 1; c >= p && *c == '0' && significant > 0; c--) significant--;
+    if (significant > 0) significant--;
+  }
+  if (significant > 15) return false;
+  if (whole == 1 && *p == '0') return leading <= 4 || !seen; /* 0.0000x, or zero */
+  return whole <= 16;
+}
+
+/* A float as serde_json writes it: the shortest digits that read back the same (found by asking
+ * printf for more digits until they do), positional from 1e-5 up to 1e16 with at least one
+ * decimal, else `<digits>e<exponent>`. */
+static void write_float(json_buf *out, double value) {
+  char text[40], digits[24];
+  int n = 0, exponent = 0;
+  if (value == 0) {
+    json_buf_put(out, signbit(value) ? "-0.0" : "0.0", signbit(value) ? 4 : 3);
+    return;
+  }
+  if (!isfinite(value)) { /* beyond a double (1e400): serde_json refuses it; no number here */
+    json_buf_put(out, "null", 4);
+    return;
+  }
+  for (int precision = 1; precision <= 17; precision++) {
+    snprintf(text, sizeof text, "%.*e", precision - 1, value);
+    if (strtod(text, NULL) == value) break;
+  }
+  /* text is [-]d[.ddd]e[+-]xx */
+  const char *c = text + (text[0] == '-');
+  for (; *c != 'e'; c++)
+    if (*c != '.') digits[n++] = *c;
+  exponent = atoi(c + 1);
+  while (n > 1 && digits[n - 1] == '0') n--;
+  int point = exponent + 1; /* the decimal point sits `point` digits after the first */
+  char buf[64];
+  size_t len = 0;
+  if (value < 0) buf[len++] = '-';
+  if (point > 0 && point <= 16) {
+    for (int i = 0; i < point; i++) buf[len++] = i < n ? digits[i] : '0';
+    buf[len++] = '.';
+    if (point >= n) buf[len++] = '0';
+    for (int i = point; i < n; i++) buf[len++] = digits[i];
+  } else if (point > -5 && point <= 0) {
+    buf[len++] = '0';
+    buf[len++] = '.';
+    for (int i = 0; i < -point; i++) buf[len++] = '0';
+    for (int i = 0; i < n; i++) buf[len++] = digits[i];
+  } else {
+    buf[len++] = digits[0];
+    if (n > 1) buf[len++] = '.';
+    for (int i = 1; i < n; i++) buf[len++] = digits[i];
+    len += (size_t)snprintf(buf + len, sizeof buf - len, "e%d", point - 1);
+  }
+  json_buf_put(out, buf, len);
+}
+
+/* Integers as written (exact at any size); floats as serde_json writes them. */
+static void write_number(json_buf *out, json_str text) {
+  bool integer = !memchr(text.ptr, '.', text.len) && !memchr(text.ptr, 'e', text.len) && !memchr(text.ptr, 'E', text.len);
+  if (integer || canonical_float(text)) {
+    json_buf_put(out, text.ptr, text.len);
+    return;
+  }
+  char copy[400];
+  size_t len = text.len < sizeof copy - 1 ? text.len : sizeof copy - 1;
+  memcpy(copy, text.ptr, len);
+  copy[len] = '\0';
+  write_float(out, strtod(copy, NULL));
+}
+
 static const json_value *sorting;
 
 static int by_key(const void *a, const void *b) {
@@ -271,7 +362,7 @@ void json_write(json_buf *out, const json_value *value) {
     case JSON_NULL: json_buf_put(out, "null", 4); break;
     case JSON_FALSE: json_buf_put(out, "false", 5); break;
     case JSON_TRUE: json_buf_put(out, "true", 4); break;
-    case JSON_NUMBER: json_buf_put(out, value->text.ptr, value->text.len); break;
+    case JSON_NUMBER: write_number(out, value->text); break;
     case JSON_STRING: write_string(out, value->text); break;
     case JSON_ARRAY:
       json_buf_put(out, "[", 1);

@@ -1,7 +1,8 @@
 /* A small JSON reader and writer for plugins: values as a tree, strings decoded, numbers kept
  * as written (so an integer stays an integer and 2.0 stays 2.0), objects with their keys in
- * order. Output is compact with sorted keys, escaped as serde_json escapes. Nothing is freed:
- * a plugin call's instance is thrown away afterwards. */
+ * order. Output is compact with sorted keys, escaped as serde_json escapes, integers as written
+ * and floats as serde_json writes them (`1e2` is `100.0`). Nothing is freed: a plugin call's
+ * instance is thrown away afterwards. */
 #ifndef PLUGIN_JSON_H
 #define PLUGIN_JSON_H
 
