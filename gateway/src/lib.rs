@@ -19,7 +19,6 @@ pub mod config;
 pub mod console;
 pub mod control;
 pub mod delivery;
-pub mod dispatch;
 pub mod event;
 pub mod fanout;
 pub mod http_error;
@@ -29,13 +28,13 @@ pub mod plugin;
 pub mod plugin_threads;
 pub mod reload;
 pub mod samples;
-pub mod scheduler;
 pub mod server;
 pub mod signing;
 pub mod state;
 pub mod store;
 pub mod subscriptions;
 pub mod telemetry;
+pub mod time;
 pub mod tls;
 pub mod trace;
 pub mod transform;
@@ -89,7 +88,10 @@ pub async fn run(
         .work
         .stages()
         .into_iter()
-        .map(|(name, stage)| supervise(name, state.clone(), &stages, restarted(&state), stage))
+        .map(|(name, stage)| {
+            let run = move |state, stop| stage(state, stop);
+            supervise(name, state.clone(), &stages, restarted(&state), run)
+        })
         .collect();
     let poller = supervise(
         "odoo-poll",
@@ -152,7 +154,8 @@ pub async fn run(
 /// Everything the gateway needs before it can serve: the store, the plugins, the snapshot,
 /// the schedule rebuilt from the queued jobs. Blocking (plugin compilation, disk).
 fn start(source: ConfigSource) -> anyhow::Result<(Arc<State>, Option<tokio_rustls::TlsAcceptor>)> {
-    let (file, base, _origin) = source.read()?;
+    let parsed = source.read()?;
+    let (file, base, _origin) = parsed.clone();
     let (plugin_slots, plugin_slots_per_subscription) = file.plugins.slots();
     // Every plugin slot needs a pooled instance, with room to spare for configuration checks
     // during reloads and for replays made through the API.
@@ -167,41 +170,35 @@ fn start(source: ConfigSource) -> anyhow::Result<(Arc<State>, Option<tokio_rustl
         .with_context(|| format!("cannot open the database in {}", storage.display()))?;
     // The control plane before the snapshot: API subscriptions and apps join it, and with
     // NATS the plugins uploaded on other instances are fetched first.
-    let control = tokio::runtime::Handle::current()
+    let (control, generation, fetched) = tokio::runtime::Handle::current()
         .block_on(async {
             let control = control::ControlPlane::open(&file.storage, &store).await?;
-            control.fetch_plugin_files(&storage).await?;
-            Ok::<_, store::StoreError>(control)
+            // Read before the fetch and the build: the snapshot holds at least the shared
+            // changes counted so far.
+            let generation = control.change_generation();
+            let fetched = control.fetch_plugin_files(&storage).await;
+            if let Err(e) = &fetched {
+                tracing::warn!(error = %e, "cannot fetch every shared plugin; the subscriptions using those wait until a later build finds them");
+            }
+            Ok::<_, store::StoreError>((control, generation, fetched.is_ok()))
         })
         .context("cannot open the control plane")?;
-    let scheduler = Arc::new(scheduler::Scheduler::default());
-    let fanout_wake = Arc::new(tokio::sync::Notify::new());
     let work = tokio::runtime::Handle::current()
         .block_on(workplane::WorkPlane::open(
             &file.storage,
             &control,
             &store,
-            scheduler.clone(),
-            fanout_wake.clone(),
             plugin_slots_per_subscription,
         ))
         .context("cannot open the work plane")?;
-    let generation = control.change_generation();
-    let snapshot = source.build(&control, &host, None)?;
-    control.snapshot_built(generation);
+    let snapshot = source.build_parsed(parsed.clone(), &control, &host, None)?;
+    // A build without a plugin another instance uploaded may lack its subscription: it does
+    // not count as holding the shared changes (fan-out waits for one that does).
+    if fetched {
+        control.snapshot_built(generation);
+    }
     work.configured(&snapshot);
     store.set_commit_delay(snapshot.storage.commit_delay);
-    // The schedule is rebuilt from the jobs on disk: what was running at the last stop (even
-    // a kill -9) is due again now, retries keep their due times.
-    let now = state::now_ms();
-    let mut queued = 0usize;
-    for job in store.queued_jobs() {
-        scheduler.schedule(&job.context("cannot read the queue")?, now);
-        queued += 1;
-    }
-    if queued > 0 {
-        tracing::info!(queued, "queued jobs from the last run are scheduled again");
-    }
     let health = control
         .health(&store)
         .context("cannot read subscription health")?;
@@ -232,14 +229,12 @@ fn start(source: ConfigSource) -> anyhow::Result<(Arc<State>, Option<tokio_rustl
             plugin_threads::PLUGIN_NICE,
         )
         .context("cannot start the plugin threads")?,
-        scheduler,
-        fanout_wake,
         in_flight: Default::default(),
         health,
         delivered: Default::default(),
         stage_restarts: Default::default(),
         stages_running: Default::default(),
-        reloader: reload::Reloader::new(source),
+        reloader: reload::Reloader::new(source, parsed),
         auth,
         host,
         snapshot: arc_swap::ArcSwap::from_pointee(snapshot),

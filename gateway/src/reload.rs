@@ -20,10 +20,14 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, ConfigFile, Snapshot};
-use crate::state::{State, now_ms};
+use crate::state::State;
+use crate::time::now_ms;
 
 /// How often watched files are looked at.
 const POLL: Duration = Duration::from_millis(200);
+
+/// A configuration file as read and parsed: the file, its folder and its name.
+pub type Parsed = (ConfigFile, PathBuf, String);
 
 /// Where the configuration comes from.
 #[derive(Debug, Clone)]
@@ -59,7 +63,17 @@ impl ConfigSource {
         host: &crate::plugin::PluginHost,
         previous: Option<&Snapshot>,
     ) -> Result<Snapshot, ConfigError> {
-        let (file, base, origin) = self.read()?;
+        self.build_parsed(self.read()?, control, host, previous)
+    }
+
+    /// [`Self::build`] over a configuration already read and parsed by [`Self::read`].
+    pub fn build_parsed(
+        &self,
+        (file, base, origin): Parsed,
+        control: &crate::control::ControlPlane,
+        host: &crate::plugin::PluginHost,
+        previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, ConfigError> {
         let located = |e: ConfigError| match self.text() {
             Some(text) => e.with_lines(&text),
             None => e,
@@ -118,7 +132,7 @@ impl ConfigSource {
     }
 
     /// Reads and parses the configuration: the file, its folder and its name.
-    pub fn read(&self) -> Result<(ConfigFile, PathBuf, String), ConfigError> {
+    pub fn read(&self) -> Result<Parsed, ConfigError> {
         match self {
             Self::File(path) => {
                 let (file, base) = crate::config::load(path)?;
@@ -163,15 +177,19 @@ pub struct Reloader {
     source: ConfigSource,
     lock: tokio::sync::Mutex<()>,
     status: Mutex<ReloadStatus>,
+    /// The file the snapshot in force was built from: a change that is not the file's (an
+    /// app's subscription, another instance's) is built over it while the file is broken.
+    good: Mutex<Option<Parsed>>,
 }
 
 impl Reloader {
-    /// A reloader for `source`.
-    pub fn new(source: ConfigSource) -> Self {
+    /// A reloader for `source`, whose snapshot in force was built from `good`.
+    pub fn new(source: ConfigSource, good: Parsed) -> Self {
         Self {
             source,
             lock: tokio::sync::Mutex::new(()),
             status: Mutex::new(ReloadStatus::default()),
+            good: Mutex::new(Some(good)),
         }
     }
 
@@ -181,9 +199,22 @@ impl Reloader {
     }
 }
 
-/// Builds a new snapshot and swaps it in; on error the running one stays. Returns the new
-/// generation.
+/// Builds a new snapshot from the configuration file and swaps it in; on error the running
+/// one stays. Returns the new generation. For a change of the file (the watcher, SIGHUP,
+/// `POST /admin/reload`): a broken file is that reload's error.
 pub async fn reload(state: &Arc<State>, cause: &str) -> Result<u64, String> {
+    swap_in(state, cause, false).await
+}
+
+/// Builds a new snapshot for a change that is not the file's (an app's subscription, a change
+/// another instance made) and swaps it in: from the file, or, while the file does not build,
+/// over the last file that did, so that a broken file on disk never stops the shared changes
+/// (and the fan-out that waits for them). Returns the new generation.
+pub async fn rebuild(state: &Arc<State>, cause: &str) -> Result<u64, String> {
+    swap_in(state, cause, true).await
+}
+
+async fn swap_in(state: &Arc<State>, cause: &str, over_last_good: bool) -> Result<u64, String> {
     let _one_at_a_time = state.reloader.lock.lock().await;
     // Read before the build reads the control plane: the snapshot holds at least the shared
     // changes counted so far.
@@ -200,10 +231,25 @@ pub async fn reload(state: &Arc<State>, cause: &str) -> Result<u64, String> {
     let worker = state.clone();
     let built = tokio::task::spawn_blocking(move || {
         let current = worker.snapshot.load_full();
-        worker
-            .reloader
-            .source
-            .build(&worker.control, &worker.host, Some(&current))
+        let reloader = &worker.reloader;
+        let build = |parsed: Parsed| {
+            reloader
+                .source
+                .build_parsed(parsed, &worker.control, &worker.host, Some(&current))
+        };
+        let from_file = reloader.source.read().and_then(|parsed| {
+            let snapshot = build(parsed.clone())?;
+            *reloader.good.lock().unwrap_or_else(|p| p.into_inner()) = Some(parsed);
+            Ok(snapshot)
+        });
+        let good = reloader.good.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match (from_file, good) {
+            (Err(e), Some(good)) if over_last_good => {
+                tracing::warn!(error = %e, "the configuration file does not build; the change is built over the last file that did");
+                build(good)
+            }
+            (built, _) => built,
+        }
     })
     .await
     .map_err(|e| e.to_string())
@@ -292,9 +338,8 @@ pub async fn reload(state: &Arc<State>, cause: &str) -> Result<u64, String> {
                 generation = status.generation,
                 "configuration reloaded"
             );
-            state.fanout_wake.notify_one();
-            // Paused subscriptions may be enabled now; the dispatcher looks at once.
-            state.scheduler.notify();
+            // Paused subscriptions may be enabled now; the stages look at once.
+            state.work.wake();
             Ok(status.generation)
         }
         Err(error) => {

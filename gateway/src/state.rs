@@ -4,18 +4,15 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use serde::Serialize;
-use tokio::sync::Notify;
 
 use tokio_util::task::TaskTracker;
 
 use crate::config::{DeliveryConfig, Snapshot};
 use crate::delivery::{ConcurrencyLimits, DeliveryClient};
 use crate::plugin::PluginHost;
-use crate::scheduler::Scheduler;
 use crate::store::Store;
 
 /// The delivery slots of one configuration.
@@ -49,13 +46,6 @@ impl DeliveryLimits {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Everything the stages share. One per running gateway.
 pub struct State {
     /// Durable storage of the work plane (events, queue, attempts, dead letters).
@@ -81,10 +71,6 @@ pub struct State {
     pub plugin_limits: ConcurrencyLimits,
     /// The low-priority threads plugin calls run on, one per plugin slot.
     pub plugin_threads: crate::plugin_threads::PluginThreads,
-    /// Which queued job runs next (the sled engine's; empty on NATS).
-    pub scheduler: std::sync::Arc<Scheduler>,
-    /// Wakes fan-out when an event is accepted (the sled engine's).
-    pub fanout_wake: std::sync::Arc<Notify>,
     /// Delivery tasks in flight, for graceful shutdown.
     pub in_flight: TaskTracker,
     /// Consecutive failures per subscription.
@@ -106,18 +92,6 @@ pub struct State {
 impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("State").finish_non_exhaustive()
-    }
-}
-
-impl State {
-    /// Delay before the next attempt after `failed_attempts` failures, honouring a
-    /// receiver's `Retry-After` up to the configured cap.
-    pub fn backoff_delay(&self, failed_attempts: u32, retry_after: Option<Duration>) -> Duration {
-        self.snapshot
-            .load()
-            .delivery
-            .backoff
-            .next_delay(failed_attempts, retry_after)
     }
 }
 

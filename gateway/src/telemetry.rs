@@ -305,7 +305,7 @@ impl Metrics {
     fn render_destinations(&self, state: &crate::state::State) {
         use std::collections::HashMap;
         let label = |name: &str| {
-            if crate::dispatch::owner_app(name).is_some() {
+            if crate::subscriptions::owner_app(name).is_some() {
                 APP_DESTINATIONS.to_owned()
             } else {
                 name.to_owned()
@@ -317,7 +317,7 @@ impl Metrics {
             .keys()
             .map(|name| (label(name), (0, 0)))
             .collect();
-        let now = crate::state::now_ms();
+        let now = crate::time::now_ms();
         for queue in state.work.destination_depths(&snapshot) {
             let (jobs, age_ms) = queues.entry(label(&queue.destination)).or_default();
             *jobs += queue.jobs;

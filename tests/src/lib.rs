@@ -3,6 +3,7 @@
 //! ([`nats`]), and a tiny HTTP client.
 
 pub mod fake_odoo;
+pub mod harness;
 pub mod load;
 pub mod nats;
 

@@ -14,7 +14,7 @@ use super::records::{self, StoredPlugin};
 use super::{Call, internal};
 use crate::http_error::{ApiError, Body, json};
 use crate::plugin::PluginError;
-use crate::state::now_ms;
+use crate::time::now_ms;
 
 /// Largest plugin upload.
 pub(super) const MAX_PLUGIN_BYTES: usize = 10 * 1024 * 1024;

@@ -10,7 +10,7 @@ use super::records::{self, StoredSubscription};
 use super::validate::{self, SubscriptionRequest};
 use super::{Call, WRITES, apply, internal};
 use crate::http_error::{ApiError, Body, json};
-use crate::state::now_ms;
+use crate::time::now_ms;
 
 /// Most subscriptions one app may have.
 const MAX_PER_APP: usize = 1000;
@@ -179,12 +179,13 @@ async fn check_plugin_config(call: &Call<'_>, sub: &StoredSubscription) -> Resul
     };
     let storage = call.state.snapshot.load().storage.path.clone();
     // Uploaded on another instance, it may not be a file here yet.
-    call.state
-        .control
-        .fetch_plugin_files(&storage)
-        .await
-        .map_err(internal)?;
+    let fetched = call.state.control.fetch_plugin_files(&storage).await;
     let path = records::plugin_file(&storage, hash);
+    if let Err(e) = fetched
+        && !path.exists()
+    {
+        return Err(ApiError::storage("cannot fetch the plugin", &e));
+    }
     let host = call.state.host.clone();
     let config = std::sync::Arc::new(sub.config.clone());
     let checked =

@@ -276,6 +276,15 @@ impl ControlPlane {
         }
     }
 
+    /// Whether the snapshot in force holds every shared change applied so far (always on
+    /// sled).
+    pub(crate) fn snapshot_current(&self) -> bool {
+        match self {
+            Self::Sled(_) => true,
+            Self::Nats(p) => p.snapshot_current(),
+        }
+    }
+
     /// The snapshot built from `generation` is in force.
     pub(crate) fn snapshot_built(&self, generation: u64) {
         if let Self::Nats(p) = self {

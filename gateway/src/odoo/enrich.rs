@@ -8,8 +8,8 @@
 //! deleted since is left out); without, `[id, display name]` for each. One `read` per related
 //! model per event, whatever the number of entries naming it.
 //!
-//! Runs in the plugin-call unit of work ([`crate::dispatch`]), never in ingest. It never
-//! changes the stored event: the enriched copy lives only for the call.
+//! Runs in the plugin-call unit of work (the work plane's job runner), never in ingest. It
+//! never changes the stored event: the enriched copy lives only for the call.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -163,7 +163,7 @@ impl Store {
     ) {
         loop {
             let current = policy();
-            done(&self.maintain(crate::state::now_ms(), &current).await);
+            done(&self.maintain(crate::time::now_ms(), &current).await);
             // With a budget, look more often: a burst can fill a small disk quickly.
             let pause = match current.max_disk_bytes {
                 Some(_) => current.interval.min(Duration::from_secs(5)),

@@ -12,7 +12,7 @@
 //! backlog entry cleared by the last one (job ids are deterministic, so a replayed fan-out
 //! rewrites the same jobs).
 //!
-//! Which job runs when is not stored here: the in-memory [`crate::scheduler`] holds the
+//! Which job runs when is not stored here: the sled engine's in-memory schedule holds the
 //! order, and start-up rebuilds it from the jobs on disk. So taking a job writes nothing,
 //! and a job whose worker died with the process is simply due again at the next start.
 

@@ -3,7 +3,7 @@
 use odoo_gateway_tests::{HttpClient, TestGateway, workspace};
 use serde_json::Value;
 
-use crate::common::*;
+use super::common::*;
 
 /// Every documented operation is routed (answers something other than the router's 404 or
 /// 405) and every route of [`odoo_gateway::api::API_ROUTES`] is documented.

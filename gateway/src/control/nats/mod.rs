@@ -95,8 +95,6 @@ pub struct Taken {
     pub snapshot: bool,
     /// Subscription health set (`Some`) or cleared (`None`) elsewhere.
     pub health: Vec<(String, Option<SubscriptionHealth>)>,
-    /// Apps removed elsewhere.
-    pub removed_apps: Vec<String>,
 }
 
 /// What another instance changed, for [`super::watch`].
@@ -108,8 +106,6 @@ pub struct Changes {
     snapshot: std::sync::atomic::AtomicBool,
     /// Subscription health set elsewhere, by subscription (`None`: cleared).
     health: Mutex<HealthUpdates>,
-    /// Apps removed elsewhere (their local queue is purged here too).
-    removed_apps: Mutex<Vec<String>>,
 }
 
 impl Changes {
@@ -119,12 +115,9 @@ impl Changes {
             .snapshot
             .swap(false, std::sync::atomic::Ordering::AcqRel);
         let health = std::mem::take(&mut *self.health.lock().unwrap_or_else(|p| p.into_inner()));
-        let removed =
-            std::mem::take(&mut *self.removed_apps.lock().unwrap_or_else(|p| p.into_inner()));
         Taken {
             snapshot,
             health: health.into_iter().collect(),
-            removed_apps: removed,
         }
     }
 }
@@ -390,17 +383,12 @@ impl NatsPlane {
         };
         let app_changed: Arc<dyn Fn(&str) + Send + Sync> = {
             let changes = changes.clone();
-            let table = mirror.apps.clone();
             let built = built.clone();
-            Arc::new(move |key: &str| {
+            // An app removed elsewhere needs nothing more here than the rebuild: its work is
+            // in the shared work plane, purged once by the instance that removed it (a purge
+            // repeated here could reach an app made again under the same name meanwhile).
+            Arc::new(move |_key: &str| {
                 built.changed();
-                if mirror::read(&table).get(key).is_none() {
-                    changes
-                        .removed_apps
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(key.to_owned());
-                }
                 changes
                     .snapshot
                     .store(true, std::sync::atomic::Ordering::Release);
