@@ -70,7 +70,7 @@ pub async fn route(
                     "config": snapshot.origin,
                     "control_plane": state.control.engine(),
                     "stored": state.store.counts(),
-                    "delivered_since_start": state.delivered.load(std::sync::atomic::Ordering::Relaxed),
+                    "delivered_since_start": state.outbound.delivered(),
                     "schedule": state.work.depth(),
                     "maintenance": state.store.maintenance_report(),
                     "stage_restarts": state.stage_restarts.load(std::sync::atomic::Ordering::Relaxed),

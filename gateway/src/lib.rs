@@ -21,6 +21,7 @@ pub mod control;
 pub mod delivery;
 pub mod event;
 pub mod fanout;
+pub mod health;
 pub mod http_error;
 pub mod ingest;
 pub mod odoo;
@@ -47,7 +48,6 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::delivery::{ConcurrencyLimits, DeliveryClient};
 use crate::plugin::PluginHost;
 use crate::reload::ConfigSource;
 use crate::state::State;
@@ -204,11 +204,8 @@ fn start(source: ConfigSource) -> anyhow::Result<(Arc<State>, Option<tokio_rustl
         .context("cannot read subscription health")?;
     let auth =
         auth::AuthState::open(&store, control.engine()).context("cannot read the OAuth1 nonces")?;
-    let d = &snapshot.delivery;
-    let client =
-        DeliveryClient::new(d.client.clone()).context("cannot build the delivery client")?;
-    let app_client = DeliveryClient::new(d.client.for_apps())
-        .context("cannot build the delivery client for apps")?;
+    let outbound = crate::delivery::Outbound::new(&snapshot.delivery)
+        .context("cannot build the delivery clients")?;
     let tls = file
         .server
         .tls
@@ -219,24 +216,20 @@ fn start(source: ConfigSource) -> anyhow::Result<(Arc<State>, Option<tokio_rustl
         store,
         control,
         work,
-        client: arc_swap::ArcSwap::from_pointee(client),
-        app_client: arc_swap::ArcSwap::from_pointee(app_client),
-        limits: arc_swap::ArcSwap::from_pointee(state::DeliveryLimits::new(d)),
-        plugin_limits: ConcurrencyLimits::new(plugin_slots, plugin_slots_per_subscription),
-        metrics: telemetry::Metrics::new(),
-        plugin_threads: plugin_threads::PluginThreads::new(
-            plugin_slots,
-            plugin_threads::PLUGIN_NICE,
-        )
-        .context("cannot start the plugin threads")?,
+        outbound,
         in_flight: Default::default(),
         health,
-        delivered: Default::default(),
         stage_restarts: Default::default(),
         stages_running: Default::default(),
         reloader: reload::Reloader::new(source, parsed),
         auth,
-        host,
+        metrics: telemetry::Metrics::new(),
+        plugins: workplane::runner::calls::Plugins::new(
+            host,
+            plugin_slots,
+            plugin_slots_per_subscription,
+        )
+        .context("cannot start the plugin threads")?,
         snapshot: arc_swap::ArcSwap::from_pointee(snapshot),
     });
     reload::prune_plugin_cache(&state);

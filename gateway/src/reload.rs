@@ -235,7 +235,7 @@ async fn swap_in(state: &Arc<State>, cause: &str, over_last_good: bool) -> Resul
         let build = |parsed: Parsed| {
             reloader
                 .source
-                .build_parsed(parsed, &worker.control, &worker.host, Some(&current))
+                .build_parsed(parsed, &worker.control, worker.plugins.host(), Some(&current))
         };
         let from_file = reloader.source.read().and_then(|parsed| {
             let snapshot = build(parsed.clone())?;
@@ -275,41 +275,21 @@ async fn swap_in(state: &Arc<State>, cause: &str, over_last_good: bool) -> Resul
             }
             // The delivery client and slots follow the new settings; deliveries in flight
             // finish with the ones they started with.
-            if snapshot.delivery.client != current.delivery.client {
-                let options = &snapshot.delivery.client;
-                let built =
-                    crate::delivery::DeliveryClient::new(options.clone()).and_then(|client| {
-                        Ok((
-                            client,
-                            crate::delivery::DeliveryClient::new(options.for_apps())?,
-                        ))
-                    });
-                match built {
-                    Ok((client, app_client)) => {
-                        state.client.store(Arc::new(client));
-                        state.app_client.store(Arc::new(app_client));
-                    }
-                    Err(e) => {
-                        status.reloads_failed += 1;
-                        state
-                            .metrics
-                            .reloads
-                            .get_or_create(&crate::telemetry::Outcome {
-                                outcome: "failed".into(),
-                            })
-                            .inc();
-                        let error = format!("delivery.client: {e}");
-                        status.last_error = Some(error.clone());
-                        return Err(error);
-                    }
-                }
-            }
-            if crate::state::DeliveryLimits::key(&snapshot.delivery) != state.limits.load().from {
+            if let Err(e) = state
+                .outbound
+                .reconfigure(&current.delivery, &snapshot.delivery)
+            {
+                status.reloads_failed += 1;
                 state
-                    .limits
-                    .store(Arc::new(crate::state::DeliveryLimits::new(
-                        &snapshot.delivery,
-                    )));
+                    .metrics
+                    .reloads
+                    .get_or_create(&crate::telemetry::Outcome {
+                        outcome: "failed".into(),
+                    })
+                    .inc();
+                let error = format!("delivery.client: {e}");
+                status.last_error = Some(error.clone());
+                return Err(error);
             }
             state.store.set_commit_delay(snapshot.storage.commit_delay);
             drop(current);
@@ -466,7 +446,10 @@ pub fn prune_plugin_cache(state: &State) {
         .filter_map(|s| s.plugin.as_ref())
         .map(|p| p.hash().to_owned())
         .collect();
-    let removed = state.host.prune_cache(&in_use, UNUSED_PLUGIN_GRACE);
+    let removed = state
+        .plugins
+        .host()
+        .prune_cache(&in_use, UNUSED_PLUGIN_GRACE);
     if removed > 0 {
         tracing::info!(removed, "unused compiled plugins removed from the cache");
     }

@@ -186,7 +186,7 @@ async fn check_plugin_config(call: &Call<'_>, sub: &StoredSubscription) -> Resul
     {
         return Err(ApiError::storage("cannot fetch the plugin", &e));
     }
-    let host = call.state.host.clone();
+    let host = call.state.plugins.host().clone();
     let config = std::sync::Arc::new(sub.config.clone());
     let checked =
         tokio::task::spawn_blocking(move || host.load_file(&path)?.validate_config(&config))

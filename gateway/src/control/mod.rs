@@ -29,7 +29,7 @@ use crate::auth::apps::{App, Lookup};
 use crate::auth::tokens::TokenRecord;
 use crate::config::StorageConfig;
 use crate::config::nats::Engine;
-use crate::state::SubscriptionHealth;
+use crate::health::SubscriptionHealth;
 use crate::store::{Store, StoreError};
 
 /// Longest wait at shutdown for background writes to reach the shared control plane.
@@ -344,10 +344,10 @@ impl ControlPlane {
     // Subscription health.
 
     /// Where the flags and pauses of subscriptions are kept, loaded.
-    pub(crate) fn health(&self, store: &Store) -> Result<crate::state::Health, StoreError> {
+    pub(crate) fn health(&self, store: &Store) -> Result<crate::health::Health, StoreError> {
         match self {
-            Self::Sled(_) => crate::state::Health::open(store),
-            Self::Nats(p) => Ok(crate::state::Health::shared(
+            Self::Sled(_) => crate::health::Health::open(store),
+            Self::Nats(p) => Ok(crate::health::Health::shared(
                 p.stored_health(),
                 HealthSink(p.clone()),
             )),

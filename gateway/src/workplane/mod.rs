@@ -17,7 +17,7 @@
 //! for a retry), [`JobState::Delivered`] or [`JobState::Dead`], with its attempts oldest first.
 
 pub mod nats;
-pub(crate) mod runner;
+pub mod runner;
 mod sled;
 
 use std::collections::HashMap;

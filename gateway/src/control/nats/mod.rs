@@ -34,7 +34,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use crate::api::records::{StoredPlugin, StoredSubscription};
 use crate::auth::apps::App;
 use crate::config::nats::NatsConfig;
-use crate::state::SubscriptionHealth;
+use crate::health::SubscriptionHealth;
 use crate::store::StoreError;
 
 /// Longest life of an OAuth2 token in the shared bucket (its `max_age`): an app's

@@ -595,7 +595,7 @@ async fn run_job(
     let _host_slot = match (job.kind, owner_app(&sub.id)) {
         (JobKind::Deliver, Some(_)) => match snapshot.destinations.get(&job.destination) {
             Some(dest) => {
-                let limits = state.limits.load_full();
+                let limits = state.outbound.limits();
                 Some(limits.hosts.acquire_destination(&dest.authority()).await)
             }
             None => None,

@@ -79,11 +79,9 @@ pub(super) async fn send(
     }
     // With the destination's outbound authentication (OAuth2 token, OAuth1 signature, header),
     // through the client whose address policy fits the subscription's owner.
-    let client = if crate::subscriptions::owner_app(&sub.id).is_some() {
-        state.app_client.load()
-    } else {
-        state.client.load()
-    };
+    let client = state
+        .outbound
+        .client(crate::subscriptions::owner_app(&sub.id).is_some());
     let result = outbound_auth::send(&client, dest, headers, Bytes::from(body), sub.timeout).await;
     let latency_ms = now_ms().saturating_sub(started);
     state
@@ -114,9 +112,7 @@ pub(super) async fn send(
                 );
                 Metrics::count(&state.metrics.attempts, &sub.id, "delivered");
                 state.health.success(&sub.id);
-                state
-                    .delivered
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                state.outbound.delivered_one();
                 return Sent::Delivered(attempt);
             }
             (attempt, Failure::Retryable(resp.retry_after))

@@ -3,9 +3,14 @@
 //! `enrich` list read from Odoo first, then the plugin on the low-priority plugin threads
 //! (a plugin that burns its whole CPU allowance yields the CPU to ingest and delivery), its
 //! log lines under the event's trace. Counting the call and deciding what becomes of it are
-//! the caller's; holding the subscription's plugin slot too.
+//! the caller's; holding the subscription's plugin slot too. [`Plugins`] is the handle it runs
+//! on: the host, the plugin slots and the threads.
 
 use std::sync::Arc;
+
+use crate::delivery::{ConcurrencyLimits, Permit};
+use crate::plugin::PluginHost;
+use crate::plugin_threads::{PLUGIN_NICE, PluginThreads};
 
 use crate::config::{Snapshot, Subscription};
 use crate::event::Event;
@@ -13,6 +18,42 @@ use crate::state::State;
 use crate::store::CallFailure;
 use crate::time::now_ms;
 use crate::transform::{self, Outcome};
+
+/// The plugins' handle: the host that loads and runs them, the plugin slots (overall, and per
+/// subscription), and the low-priority threads calls run on.
+#[derive(Debug)]
+pub struct Plugins {
+    host: PluginHost,
+    slots: ConcurrencyLimits,
+    threads: PluginThreads,
+}
+
+impl Plugins {
+    /// `slots` plugin calls at once, at most `per_subscription` of one subscription's, on as
+    /// many threads, with `host`.
+    pub fn new(host: PluginHost, slots: usize, per_subscription: usize) -> std::io::Result<Self> {
+        Ok(Self {
+            host,
+            slots: ConcurrencyLimits::new(slots, per_subscription),
+            threads: PluginThreads::new(slots, PLUGIN_NICE)?,
+        })
+    }
+
+    /// The host.
+    pub fn host(&self) -> &PluginHost {
+        &self.host
+    }
+
+    /// One of `subscription`'s plugin slots, if one is free now.
+    pub(crate) fn try_slot(&self, subscription: &str) -> Option<Permit> {
+        self.slots.try_acquire(subscription)
+    }
+
+    /// One of `subscription`'s plugin slots, once one is free.
+    pub(crate) async fn slot(&self, subscription: &str) -> Permit {
+        self.slots.acquire(subscription).await
+    }
+}
 
 /// One plugin call's outcome and timing.
 #[derive(Debug)]
@@ -36,7 +77,8 @@ pub(crate) async fn call(
     let inputs = crate::odoo::enrich::prepare(snapshot, sub, events).await;
     let runner = sub.clone();
     let ran = state
-        .plugin_threads
+        .plugins
+        .threads
         .run(move || {
             inputs
                 .into_iter()
@@ -83,7 +125,7 @@ pub(crate) async fn call_one(
     sub: &Arc<Subscription>,
     event: Arc<Event>,
 ) -> Called {
-    let _slot = state.plugin_limits.acquire(&sub.id).await;
+    let _slot = state.plugins.slot(&sub.id).await;
     let mut called = call(state, snapshot, sub, vec![event]).await;
     called.pop().unwrap_or_else(|| Called {
         outcome: Outcome::RetryLater(CallFailure::Task("no plugin input".into())),

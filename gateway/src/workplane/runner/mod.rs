@@ -8,7 +8,7 @@
 //! waits.
 
 pub(crate) mod attempt;
-pub(crate) mod calls;
+pub mod calls;
 
 use std::sync::Arc;
 use std::time::Duration;

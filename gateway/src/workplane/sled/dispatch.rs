@@ -92,7 +92,7 @@ fn admit(state: &State, snapshot: &Snapshot, entry: &Entry) -> Admit<Slots> {
         Gate::Run(sub) => sub,
     };
     match &entry.lane {
-        Lane::Transform(_) => match state.plugin_limits.try_acquire(&sub.id) {
+        Lane::Transform(_) => match state.plugins.try_slot(&sub.id) {
             Some(permit) => Admit::Run(Slots {
                 _plugin: Some(permit),
                 ..Slots::default()
@@ -103,7 +103,7 @@ fn admit(state: &State, snapshot: &Snapshot, entry: &Entry) -> Admit<Slots> {
             let Some(dest) = snapshot.destinations.get(&**destination) else {
                 return Admit::Run(Slots::default());
             };
-            let limits = state.limits.load();
+            let limits = state.outbound.limits();
             let app = match crate::subscriptions::owner_app(&sub.id) {
                 Some(app) => match limits.apps.try_acquire_destination(app) {
                     Some(permit) => Some(permit),
