@@ -206,10 +206,12 @@ pub async fn reload(state: &Arc<State>, cause: &str) -> Result<u64, String> {
     swap_in(state, cause, false).await
 }
 
-/// Builds a new snapshot for a change that is not the file's (an app's subscription, a change
-/// another instance made) and swaps it in: from the file, or, while the file does not build,
-/// over the last file that did, so that a broken file on disk never stops the shared changes
-/// (and the fan-out that waits for them). Returns the new generation.
+/// Builds a new snapshot for a change another instance made to the shared control plane and
+/// swaps it in: from the file, or, while the file does not build, over the last file that did,
+/// so that a broken file on disk never keeps this instance from the shared changes (and the
+/// fan-out, which waits for them, from every event). A change made here (the app API, the
+/// admin API) goes through [`reload`] instead: refused, and rolled back, while the file is
+/// broken, so that the caller is told. Returns the new generation.
 pub async fn rebuild(state: &Arc<State>, cause: &str) -> Result<u64, String> {
     swap_in(state, cause, true).await
 }

@@ -252,7 +252,7 @@ oauth2_client_id = "shop-client"
 oauth2_client_secret_sha256 = "{secret_hash}"
 events = ["*"]
 "#,
-        storage = storage.trim_end(),
+        storage = storage,
         fast = fast.url("/fast"),
         slow = slow.url("/slow"),
         idle = fast.url("/idle"),

@@ -5,7 +5,7 @@
 //!
 //! A write is stored in the control plane ([`crate::control`]: sled, or NATS shared with the
 //! other instances), then joins the running configuration through
-//! [`crate::reload::rebuild`] — the same path as a file change — so it is validated with
+//! [`crate::reload::reload`] — the same path as a file change — so it is validated with
 //! everything else and swapped in atomically; a reload that fails puts the stored record back
 //! and answers 422. [`extend_config`] is what the reload calls to turn the stored records into
 //! ordinary `[[destinations]]` and `[[subscriptions]]` named `app.<app>.<id>`.
@@ -189,7 +189,7 @@ async fn apply(
     state.store.durable().await.map_err(internal)?;
     // A reload quarantines a stored subscription that does not validate instead of failing;
     // for the one just written that is a refusal, as if the reload had failed.
-    let reloaded = crate::reload::rebuild(state, "api")
+    let reloaded = crate::reload::reload(state, "api")
         .await
         .and_then(|generation| {
             let snapshot = state.snapshot.load();
@@ -209,7 +209,7 @@ async fn apply(
             state.store.durable().await.map_err(internal)?;
             if written.is_some() {
                 // Out of quarantine and back to what was there before.
-                let _ = crate::reload::rebuild(state, "api rollback").await;
+                let _ = crate::reload::reload(state, "api rollback").await;
             }
             Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,

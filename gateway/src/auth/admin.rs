@@ -120,7 +120,7 @@ pub(crate) async fn route(
             // and plugins (then a reload takes the subscriptions out of the running
             // configuration), its queued deliveries, delivery log and dead letters, its tokens.
             let records = control.remove_app_records(name).await.map_err(internal)?;
-            if let Err(e) = crate::reload::rebuild(state, "app removed").await {
+            if let Err(e) = crate::reload::reload(state, "app removed").await {
                 tracing::warn!(app = %name, error = %e, "reload after removing an app failed");
             }
             let prefix = crate::api::records::app_prefix(name);

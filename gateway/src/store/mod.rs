@@ -107,15 +107,38 @@ impl std::fmt::Debug for Store {
     }
 }
 
-impl Store {
-    /// Opens (or creates) the database in `path`.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
+/// How long opening waits for the database's lock: a store just closed in this process (a
+/// restart, a stage's supervisor) releases it only once sled's own background threads end.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Opens sled in `path`, waiting up to [`LOCK_PATIENCE`] while another handle holds its lock.
+fn open_db(path: &Path) -> Result<sled::Db, sled::Error> {
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        let opened = sled::Config::new()
             .path(path)
             .cache_capacity(128 * 1024 * 1024)
             // Durability comes from our own batched flushes, not from a timer.
             .flush_every_ms(None)
-            .open()?;
+            .open();
+        match opened {
+            // sled says so only in its message: the lock is held (by a handle closing, or by
+            // another process, which waiting does not help and which the error then names).
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the database in `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = open_db(path)?;
         let tree = |name: &str| db.open_tree(name);
         let queue = tree("queue")?;
         migrate_legacy_trees(&db, &queue)?;

@@ -167,9 +167,14 @@ impl NatsWork {
         let Some(key) = key(&job.id) else {
             return Ok(());
         };
+        // The letter counts the attempt that gave up, as the sled engine's does.
+        let mut buried = job.clone();
+        if attempt.is_some() {
+            buried.attempts += 1;
+        }
         let letter = StoredDeadLetter {
             letter: DeadLetter {
-                job: job.clone(),
+                job: buried,
                 reason: reason.clone(),
                 at_ms: crate::time::now_ms(),
             },
