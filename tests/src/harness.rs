@@ -77,7 +77,14 @@ impl Config {
             server: Vec::new(),
             delivery: Vec::new(),
             backoff: Vec::new(),
-            plugins: Vec::new(),
+            // Every suite's gateways share one compilation cache: a plugin is compiled once
+            // per run of the suites, not once per gateway.
+            plugins: vec![format!(
+                "cache_dir = \"{}\"",
+                crate::workspace()
+                    .join("target/test-plugin-cache")
+                    .display()
+            )],
             loopback: true,
             rest: String::new(),
         }

@@ -109,8 +109,9 @@ impl TestGateway {
         let token = shutdown.clone();
         let task = tokio::spawn(async move { odoo_gateway::run(source, listener, token).await });
         let client = HttpClient::new();
-        // Up to 20 s: on a JetStream cluster, creating the streams and buckets takes a while.
-        for _ in 0..800 {
+        // Up to a minute: on a JetStream cluster creating the streams and buckets takes a
+        // while, and compiling a JavaScript or Python plugin takes seconds on a busy machine.
+        for _ in 0..2400 {
             if task.is_finished() {
                 return match task.await {
                     Ok(Err(e)) => Err(e),
