@@ -1,15 +1,17 @@
 //! Odoo webhook gateway.
 //!
 //! The modules follow the path an event travels:
-//! [`ingest`] accepts it and makes it durable in the [`store`],
-//! [`fanout`] matches it against [`subscriptions`] and runs each one's [`plugin`],
-//! [`dispatch`] takes the queued jobs and hands them to [`delivery`], which signs them
-//! ([`signing`]) and POSTs them.
-//! [`odoo`] is the gateway as a client of Odoo's external API: related records read into a
-//! payload before a plugin sees it (in dispatch's plugin-call work), and a polling source that
-//! turns changes into events for Odoo versions without webhooks (a stage of its own).
-//! Around them: [`config`] (the file and its validated snapshot), [`server`] (HTTP, tower
-//! stack, shutdown), [`admin`] (and its web [`console`]), [`state`] (what the stages share) and the [`cli`].
+//! [`ingest`] accepts it and hands it to the [`workplane`], which makes it durable (in the
+//! [`store`] on sled, in JetStream on NATS) and answers; [`fanout`] plans its jobs against the
+//! [`subscriptions`]; the work plane's job runner runs each due job, a [`plugin`] call (through
+//! [`transform`]) or a delivery through [`delivery`], which signs it ([`signing`]) and POSTs
+//! it. [`odoo`] is the gateway as a client of Odoo's external API: related records read into a
+//! payload before a plugin sees it (in the plugin-call work), and a polling source that turns
+//! changes into events for Odoo versions without webhooks (a stage of its own).
+//! Around them: [`config`] (the file and its validated snapshot) and [`reload`], [`control`]
+//! (apps, tokens, API subscriptions), [`auth`] and the app [`api`], [`server`] (HTTP, tower
+//! stack, shutdown), [`admin`] (and its web [`console`]), [`telemetry`] and [`trace`],
+//! [`state`] (the handles the stages share) and the [`cli`].
 
 pub mod admin;
 pub mod api;

@@ -1,7 +1,7 @@
 //! The sled engine of the work plane: the queue in the instance's own database
-//! ([`crate::store`]) and the in-memory schedule of what runs next ([`scheduler`]), kept in
+//! ([`crate::store`]) and the in-memory schedule of what runs next (`scheduler.rs`), kept in
 //! step: whatever this engine queues is scheduled at once. Its stages are the fan-out of the
-//! backlog ([`fanout`]) and [`dispatch`], which runs due jobs through the one job runner and
+//! backlog (`fanout.rs`) and `dispatch.rs`, which runs due jobs through the one job runner and
 //! writes down their outcome.
 
 mod dispatch;
