@@ -269,9 +269,40 @@ pub(crate) enum Sent {
 }
 
 /// Makes one attempt of delivery `job`: builds its body and headers, signs it and POSTs it
-/// with the destination's outbound authentication. Whatever engine keeps the queue records
-/// the outcome.
+/// with the destination's outbound authentication, in the attempt's span. Whatever engine
+/// keeps the queue records the outcome.
 pub(crate) async fn send(
+    state: &State,
+    snapshot: &Snapshot,
+    sub: &Subscription,
+    job: &Job,
+    event: Option<Arc<Event>>,
+) -> Sent {
+    let stage = crate::trace::attempt(job);
+    let sent = attempt(state, snapshot, sub, job, event)
+        .instrument(stage.span().clone())
+        .await;
+    let (outcome, attempt) = match &sent {
+        Sent::Delivered(attempt) => ("delivered", Some(attempt)),
+        Sent::Failed(attempt, _) => ("failed", Some(attempt)),
+        Sent::Unsendable(reason) => {
+            stage.fail(reason.to_string());
+            ("unsendable", None)
+        }
+    };
+    stage.set("odoo_gateway.outcome", outcome);
+    if let Some(attempt) = attempt {
+        if let Some(status) = attempt.status {
+            stage.set("http.response.status_code", i64::from(status));
+        }
+        if let Some(error) = &attempt.error {
+            stage.fail(error.clone());
+        }
+    }
+    sent
+}
+
+async fn attempt(
     state: &State,
     snapshot: &Snapshot,
     sub: &Subscription,
@@ -339,7 +370,7 @@ pub(crate) async fn send(
                     attempt = job.attempts + 1,
                     "delivered"
                 );
-                Metrics::count(&state.metrics.attempts, &sub.id, "delivered");
+                state.metrics.attempt(&sub.id, true);
                 state.health.success(&sub.id);
                 state
                     .delivered
@@ -372,7 +403,7 @@ pub(crate) async fn send(
         attempt = job.attempts + 1,
         "delivery attempt failed"
     );
-    Metrics::count(&state.metrics.attempts, &sub.id, "failed");
+    state.metrics.attempt(&sub.id, false);
     Sent::Failed(attempt, failure)
 }
 

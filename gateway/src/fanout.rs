@@ -54,8 +54,9 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
         let mut handled = Vec::with_capacity(batch.len());
         for (key, event) in batch {
             let event = Arc::new(event);
+            let fan_out = crate::trace::fan_out(&event);
             let planned = plan(&snapshot, &event, now);
-            crate::trace::fanned_out(&event, planned.len());
+            fan_out.planned(&event, planned.len());
             for job in planned {
                 jobs.push(job);
                 events.push(event.clone());

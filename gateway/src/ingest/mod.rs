@@ -196,7 +196,7 @@ pub async fn accept(
                 ),
                 e => ApiError::queue_unavailable(&e),
             })?;
-        return Ok(accepted_response(&accepted));
+        return Ok(accepted_response(&accepted, &event));
     }
     // Refuse quickly what cannot be kept: a failing disk (retried by the store) or an
     // exhausted disk budget. Nothing acknowledged before is touched.
@@ -209,6 +209,7 @@ pub async fn accept(
     // An event that matches few subscriptions is planned here (matching is pure and cheap)
     // and its jobs are written with it; one that matches many goes through the fan-out
     // backlog, so that acknowledging it never waits for a large write.
+    let fan_out = crate::trace::fan_out(&event);
     let mut planned = fanout::plan_at_most(&snapshot, &event, now_ms(), INLINE_JOBS);
     drop(snapshot);
     let accepted = match &mut planned {
@@ -222,7 +223,7 @@ pub async fn accept(
             // Written, so scheduled even if the flush failed: the flusher retries until the
             // disk takes them, and a retry of this request is answered as a duplicate.
             Some(jobs) => {
-                crate::trace::fanned_out(&event, jobs.len());
+                fan_out.planned(&event, jobs.len());
                 let now = now_ms();
                 for job in jobs {
                     state.scheduler.schedule_with(job, Some(&event), now);
@@ -232,18 +233,20 @@ pub async fn accept(
         }
     }
     durable.map_err(|e| ApiError::storage("cannot make an event durable", &e))?;
-    Ok(accepted_response(&accepted))
+    Ok(accepted_response(&accepted, &event))
 }
 
 /// `202` with the event's id (the first submission's, for a repeat).
-fn accepted_response(accepted: &crate::store::Accepted) -> http::Response<Body> {
+fn accepted_response(accepted: &crate::store::Accepted, event: &Event) -> http::Response<Body> {
     let mut response = json(
         StatusCode::ACCEPTED,
         &serde_json::json!({ "id": accepted.id, "duplicate": accepted.duplicate }),
     );
-    if accepted.duplicate {
-        response.extensions_mut().insert(Duplicate);
-    }
+    response.extensions_mut().insert(Ingested {
+        id: accepted.id.clone(),
+        event_type: event.event_type(),
+        duplicate: accepted.duplicate,
+    });
     response
 }
 
@@ -258,9 +261,17 @@ pub async fn accept_event(
     Ok(accepted)
 }
 
-/// Marks the answer to a repeated submission (for the metrics; not sent to the client).
-#[derive(Debug, Clone, Copy)]
-pub struct Duplicate;
+/// What an accepted request was, for the metrics and the ingest span (not sent to the
+/// client).
+#[derive(Debug, Clone)]
+pub struct Ingested {
+    /// The event's id (the first submission's, for a repeat).
+    pub id: String,
+    /// Its type, `<model>.<action>`.
+    pub event_type: String,
+    /// Whether it repeated an earlier submission.
+    pub duplicate: bool,
+}
 
 /// A time-ordered, random event id: `evt_` + 12 hex digits of milliseconds + 16 random.
 pub fn new_event_id() -> String {
