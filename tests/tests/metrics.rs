@@ -1,4 +1,8 @@
-//! `/metrics`: the Prometheus exposition, read back with a Prometheus text parser.
+//! `/metrics`: the Prometheus exposition, read back with a Prometheus text parser; and what
+//! else an operator's stack reads (`metrics/observability.rs`).
+
+#[path = "metrics/observability.rs"]
+mod observability;
 
 use std::time::Duration;
 
