@@ -172,8 +172,9 @@ async fn export_loop(
         let linger = tokio::time::sleep(LINGER);
         tokio::pin!(linger);
         while batch.len() < BATCH {
+            let room = BATCH - batch.len();
             tokio::select! {
-                more = queued.recv_many(&mut batch, BATCH - batch.len()) => if more == 0 { break },
+                more = queued.recv_many(&mut batch, room) => if more == 0 { break },
                 () = &mut linger => break,
             }
         }

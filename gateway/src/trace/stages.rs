@@ -346,3 +346,54 @@ pub fn attempt(job: &Job) -> Stage {
     stage.set("odoo_gateway.attempt", i64::from(job.attempts) + 1);
     stage
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_stages_hang_under_the_ingest_span_of_their_event() {
+        let started = started_for(b"evt_1");
+        // A trace the gateway started: the ingest span has the derived id, and the sampling
+        // decision is the ratio's on the trace id (all of them at the default ratio).
+        let parent = ingest_parent(&started, "evt_1");
+        assert_eq!(parent.span_id(), SpanId::from_bytes(started.parent_id));
+        assert_eq!(parent.trace_id().to_bytes(), started.trace_id.0);
+        assert!(parent.is_sampled() && parent.is_remote());
+        // A continued trace: the caller's trace and flags, still the event's ingest span.
+        let caller = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")
+            .expect("valid");
+        let parent = ingest_parent(&caller, "evt_1");
+        assert_eq!(parent.trace_id().to_bytes(), caller.trace_id.0);
+        assert_eq!(parent.span_id(), SpanId::from_bytes(started.parent_id));
+        assert!(!parent.is_sampled(), "the caller did not sample it");
+    }
+
+    #[test]
+    fn nothing_is_made_while_nothing_is_exported() {
+        assert!(!exporting());
+        assert!(ingest(&http::HeaderMap::new()).span.is_none());
+        assert!(attempt_stub().0.is_none());
+        assert_eq!(next_ids().map(|ids| ids.span), None);
+    }
+
+    fn attempt_stub() -> Stage {
+        let job = Job {
+            id: "evt_1.sub.0".into(),
+            kind: crate::store::JobKind::Deliver,
+            event_id: "evt_1".into(),
+            subscription_id: "sub".into(),
+            destination: "d".into(),
+            content_type: String::new(),
+            body: Vec::new(),
+            envelope: None,
+            headers: Vec::new(),
+            attempts: 0,
+            created_ms: 0,
+            due_ms: 0,
+            last_error: None,
+            member: None,
+        };
+        attempt(&job)
+    }
+}
