@@ -279,7 +279,7 @@ pub(crate) async fn send(
     event: Option<Arc<Event>>,
 ) -> Sent {
     let stage = crate::trace::attempt(job);
-    let sent = attempt(state, snapshot, sub, job, event)
+    let sent = make_attempt(state, snapshot, sub, job, event)
         .instrument(stage.span().clone())
         .await;
     let (outcome, attempt) = match &sent {
@@ -302,7 +302,7 @@ pub(crate) async fn send(
     sent
 }
 
-async fn attempt(
+async fn make_attempt(
     state: &State,
     snapshot: &Snapshot,
     sub: &Subscription,

@@ -182,7 +182,9 @@ async fn export_loop(
         let n = spans.len();
         // The exporter has its own timeout and retries; this bounds them together.
         match tokio::time::timeout(timeout * 2, exporter.export(spans)).await {
-            Ok(Ok(())) => counters.exported.inc_by(n as u64),
+            Ok(Ok(())) => {
+                counters.exported.inc_by(n as u64);
+            }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, spans = n, "OTLP export failed; the spans are dropped");
                 counters.drop_spans("export_failed", n);
@@ -286,7 +288,10 @@ static PROVIDER: OnceLock<opentelemetry_sdk::trace::SdkTracerProvider> = OnceLoc
 /// [`crate::trace::TARGET`] only, and hands them to whichever pipeline runs.
 pub fn layer<S>() -> impl tracing_subscriber::Layer<S> + Send + Sync
 where
-    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+    S: tracing::Subscriber
+        + for<'span> tracing_subscriber::registry::LookupSpan<'span>
+        + Send
+        + Sync,
 {
     use tracing_subscriber::Layer as _;
     let provider = PROVIDER.get_or_init(|| {
