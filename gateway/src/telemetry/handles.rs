@@ -272,6 +272,23 @@ mod tests {
         let plugins = PluginMetrics::new(|| Histogram::new([0.1, 1.0]));
         plugins.call("sub", "aaaa", "ok", None, 0.01);
         plugins.call("sub", "aaaa", "retry", Some("plugin_cpu_exceeded"), 0.2);
+        let (calls, seconds, hits) = plugins.families();
+        let labels = |plugin: &str, outcome: &str| PluginOutcome {
+            subscription: "sub".into(),
+            plugin: plugin.into(),
+            outcome: outcome.into(),
+        };
+        let limit = |plugin: &str| PluginLimit {
+            subscription: "sub".into(),
+            plugin: plugin.into(),
+            limit: "cpu_time".into(),
+        };
+        let count = |plugin: &str, outcome: &str| calls.get(&labels(plugin, outcome)).map(|c| c.get());
+        assert_eq!(count("aaaa", "ok"), Some(1));
+        assert_eq!(count("aaaa", "retry"), Some(1));
+        assert_eq!(hits.get(&limit("aaaa")).map(|c| c.get()), Some(1));
+        // The subscription runs another plugin now: it counts under the new hash, and the
+        // old plugin's series go.
         plugins.call(
             "sub",
             "bbbb",
@@ -279,24 +296,64 @@ mod tests {
             Some("plugin_trapped"),
             0.01,
         );
-        let (calls, _, hits) = plugins.families();
-        let labels = |plugin: &str, outcome: &str| PluginOutcome {
+        assert_eq!(count("bbbb", "plugin_trapped"), Some(1));
+        assert_eq!(count("aaaa", "ok"), None);
+        assert!(hits.get(&limit("aaaa")).is_none());
+        let old = PluginLabels {
             subscription: "sub".into(),
-            plugin: plugin.into(),
-            outcome: outcome.into(),
+            plugin: "aaaa".into(),
         };
-        assert_eq!(calls.get_or_create(&labels("aaaa", "ok")).get(), 1);
-        assert_eq!(calls.get_or_create(&labels("aaaa", "retry")).get(), 1);
-        assert_eq!(
-            calls.get_or_create(&labels("bbbb", "plugin_trapped")).get(),
-            1
-        );
-        let limit = |plugin: &str| PluginLimit {
-            subscription: "sub".into(),
-            plugin: plugin.into(),
-            limit: "cpu_time".into(),
+        assert!(seconds.get(&old).is_none());
+    }
+
+    #[test]
+    fn a_reload_removes_the_series_of_what_it_took_away() {
+        let counters = SubscriptionCounters::default();
+        counters.inc("kept", "delivered");
+        counters.inc("gone", "delivered");
+        counters.inc("gone", "failed");
+        let family = counters.family();
+        let has = |subscription: &str, outcome: &str| {
+            family
+                .get(&SubscriptionOutcome {
+                    subscription: subscription.into(),
+                    outcome: outcome.into(),
+                })
+                .is_some()
         };
-        assert_eq!(hits.get_or_create(&limit("aaaa")).get(), 1);
-        assert_eq!(hits.get_or_create(&limit("bbbb")).get(), 0);
+        counters.retain(&HashSet::from(["kept".into()]));
+        assert!(has("kept", "delivered"));
+        assert!(!has("gone", "delivered") && !has("gone", "failed"));
+        // Counted after the reload (a queued job of the removed subscription dead-lettered):
+        // one shared series, not the removed subscription's own again.
+        counters.inc("gone", "subscription_removed");
+        assert!(!has("gone", "subscription_removed"));
+        assert!(has(crate::telemetry::REMOVED, "subscription_removed"));
+
+        let plugins = PluginMetrics::new(|| Histogram::new([0.1, 1.0]));
+        plugins.call("kept", "aaaa", "ok", None, 0.01);
+        plugins.call("swapped", "bbbb", "ok", None, 0.01);
+        plugins.call("gone", "cccc", "ok", None, 0.01);
+        plugins.retain(|subscription| match subscription {
+            "kept" => Some("aaaa".to_owned()),
+            "swapped" => Some("dddd".to_owned()),
+            _ => None,
+        });
+        let (calls, seconds, _) = plugins.families();
+        let present = |subscription: &str, plugin: &str| {
+            let call = PluginOutcome {
+                subscription: subscription.into(),
+                plugin: plugin.into(),
+                outcome: "ok".into(),
+            };
+            let time = PluginLabels {
+                subscription: subscription.into(),
+                plugin: plugin.into(),
+            };
+            (calls.get(&call).is_some(), seconds.get(&time).is_some())
+        };
+        assert_eq!(present("kept", "aaaa"), (true, true));
+        assert_eq!(present("swapped", "bbbb"), (false, false));
+        assert_eq!(present("gone", "cccc"), (false, false));
     }
 }
