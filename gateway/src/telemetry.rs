@@ -82,6 +82,35 @@ pub struct Metrics {
     flagged: Family<SubscriptionLabel, Gauge>,
     /// One scrape at a time fills the scrape-time values.
     rendering: std::sync::Mutex<()>,
+    /// Every sample name the exposition may show (see [`Metrics::declared`]).
+    declared: Vec<String>,
+}
+
+/// The registry being filled, and the names of the samples of what it holds.
+struct Declaring<'a> {
+    registry: &'a mut Registry,
+    names: Vec<String>,
+}
+
+impl Declaring<'_> {
+    fn register(
+        &mut self,
+        name: &'static str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        use prometheus_client::encoding::EncodeMetric as _;
+        use prometheus_client::metrics::MetricType;
+        let suffixes: &[&str] = match metric.metric_type() {
+            MetricType::Counter => &["_total"],
+            MetricType::Histogram => &["_bucket", "_sum", "_count"],
+            _ => &[""],
+        };
+        let full = format!("odoo_gateway_{name}");
+        self.names
+            .extend(suffixes.iter().map(|suffix| format!("{full}{suffix}")));
+        self.registry.register(name, help, metric);
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -127,8 +156,12 @@ impl Metrics {
             flagged: Family::default(),
             rendering: std::sync::Mutex::new(()),
             registry: Registry::default(),
+            declared: Vec::new(),
         };
-        let r = &mut registry;
+        let mut r = Declaring {
+            registry: &mut registry,
+            names: Vec::new(),
+        };
         r.register(
             "ingest_requests",
             "Ingest requests by source and outcome",
@@ -246,10 +279,19 @@ impl Metrics {
             "Spans never exported, by reason (queue_full, export_failed)",
             metrics.otlp.dropped.clone(),
         );
+        let declared = r.names;
         Self {
             registry,
+            declared,
             ..metrics
         }
+    }
+
+    /// Every sample name `/metrics` may show (a counter's `_total`, a histogram's `_bucket`,
+    /// `_sum` and `_count`), whether or not it was counted yet: a family shows nothing until
+    /// its first series, and dashboards and alerts name them all.
+    pub fn declared(&self) -> &[String] {
+        &self.declared
     }
 
     /// Counts one outcome for a subscription in `counters`.
