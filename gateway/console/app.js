@@ -123,7 +123,7 @@ function svg(tag, attrs, ...children) {
   for (const [key, value] of Object.entries(attrs || {})) {
     if (value !== undefined && value !== null && value !== false) el.setAttribute(key, String(value));
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     el.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -139,6 +139,7 @@ function niceMax(value) {
 
 function number(value, unit) {
   if (value === null || value === undefined) return '–';
+  if (Number.isInteger(value)) return `${value}${unit}`;
   const digits = value >= 100 ? 0 : value >= 10 ? 1 : 2;
   return `${value.toFixed(digits)}${unit}`;
 }
@@ -156,7 +157,7 @@ function marker(shape, x, y, cls) {
 /// One chart of the last hour: a line per series (solid or dashed, each with its own marker
 /// shape), labelled axes, a legend with each series' latest value, and the values as a table.
 function chart(id, title, unit, series, data) {
-  const W = 640; const H = 190; const left = 52; const right = 12; const top = 12; const bottom = 30;
+  const W = 400; const H = 156; const left = 40; const right = 8; const top = 24; const bottom = 20;
   const slots = data.capacity + 1;
   const samples = data.samples.slice(-slots);
   const step = (W - left - right) / (slots - 1);
@@ -170,9 +171,9 @@ function chart(id, title, unit, series, data) {
     svg('text', { x: left - 6, y: yOf(max * f) + 4, 'text-anchor': 'end', class: 'axis' }, number(max * f, '')),
   ]);
   const axis = [
-    svg('text', { x: left, y: H - 8, class: 'axis' }, `${minutes} min ago`),
-    svg('text', { x: W - right, y: H - 8, 'text-anchor': 'end', class: 'axis' }, 'now'),
-    svg('text', { x: 4, y: top + 4, class: 'axis' }, unit.trim() || '#'),
+    svg('text', { x: left, y: H - 4, class: 'axis' }, `${minutes} min ago`),
+    svg('text', { x: W - right, y: H - 4, 'text-anchor': 'end', class: 'axis' }, 'now'),
+    svg('text', { x: 2, y: 10, class: 'axis' }, unit.trim() || 'jobs'),
   ];
   const lines = series.map((x, n) => {
     const segments = [];
@@ -197,7 +198,16 @@ function chart(id, title, unit, series, data) {
         return m;
       }));
   });
-  const latest = samples[samples.length - 1] || {};
+  // The legend's value: the series' last closed sample that has one (the one in progress
+  // only while there is none).
+  const closed = samples.filter((s) => !s.partial);
+  const lastOf = (key) => {
+    const known = (list) => list.filter((s) => s[key] !== null && s[key] !== undefined);
+    const found = known(closed);
+    const pick = found.length ? found : known(samples);
+    return pick.length ? pick[pick.length - 1][key] : null;
+  };
+  const latest = Object.fromEntries(series.map((x) => [x.key, lastOf(x.key)]));
   const summary = series.map((x) => `${x.label} ${number(latest[x.key], unit)}`).join(', ');
   const legend = h('ul', { class: 'legend' }, series.map((x, n) => h('li', { 'data-series': x.key },
     svg('svg', { width: 34, height: 12, viewBox: '0 0 34 12', 'aria-hidden': 'true', class: `series s${n}` },
@@ -208,7 +218,7 @@ function chart(id, title, unit, series, data) {
     h('figcaption', { id: `${id}-title` }, title),
     legend,
     svg('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-labelledby': `${id}-title ${id}-desc`, class: 'plot' },
-      svg('desc', { id: `${id}-desc` }, `Last ${minutes} minutes, one sample every ${Math.round(data.interval_ms / 1000)} s; now ${summary}.`),
+      svg('desc', { id: `${id}-desc` }, `Last ${minutes} minutes, one sample every ${Math.round(data.interval_ms / 1000)} s; latest: ${summary}.`),
       grid, axis, lines),
     h('details', {}, h('summary', {}, 'Values'),
       table(title, [

@@ -29,8 +29,8 @@ use prometheus_client::registry::Registry;
 
 pub use handles::{PluginMetrics, SubscriptionCounters};
 pub use labels::{
-    Destination, Outcome, PluginLabels, PluginLimit, PluginOutcome, Pruned, Reason,
-    SourceOutcome, SubscriptionLabel, SubscriptionOutcome,
+    Destination, Outcome, PluginLabels, PluginLimit, PluginOutcome, Pruned, Reason, SourceOutcome,
+    SubscriptionLabel, SubscriptionOutcome,
 };
 
 /// The destination label of every destination made through the app API: they are as many
@@ -321,7 +321,12 @@ impl Metrics {
         }
         self.plugins.retain(|subscription| {
             let sub = snapshot.subscription(subscription)?;
-            Some(sub.plugin.as_ref().map_or("none", |p| p.short_hash()).to_owned())
+            Some(
+                sub.plugin
+                    .as_ref()
+                    .map_or("none", |p| p.short_hash())
+                    .to_owned(),
+            )
         });
     }
 

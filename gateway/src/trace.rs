@@ -23,11 +23,11 @@ use sha2::{Digest as _, Sha256};
 use crate::event::Event;
 use crate::store::Job;
 
+pub(crate) use stages::{DISCARD, next_ids, sampled, set_exporting};
 pub use stages::{
     FanOut, Ingest, IngestAnswer, Stage, TARGET, attempt, enrich, exporting, fan_out, ingest,
     odoo_call, plugin_call,
 };
-pub(crate) use stages::{DISCARD, next_ids, sampled, set_exporting};
 
 /// The W3C header, in lower case as stored and sent.
 pub const TRACEPARENT: &str = "traceparent";

@@ -115,12 +115,16 @@ pub async fn run_plugin(sub: &Arc<Subscription>, event: &Arc<Event>) -> Outcome 
 /// Runs the subscription's plugin here (after the payload filter): blocking, bounded by the
 /// plugin limits. The caller holds the plugin slot.
 pub fn call_plugin(sub: &Subscription, event: &Arc<Event>) -> Outcome {
-    let stage = crate::trace::plugin_call(event, &sub.id, sub.plugin.as_ref().map(|p| p.short_hash()));
+    let stage =
+        crate::trace::plugin_call(event, &sub.id, sub.plugin.as_ref().map(|p| p.short_hash()));
     let _entered = stage.span().enter();
     let outcome = call_plugin_here(sub, event);
     let (name, failure) = match &outcome {
         Outcome::Deliver(made) => {
-            stage.set("odoo_gateway.deliveries", i64::try_from(made.len()).unwrap_or(i64::MAX));
+            stage.set(
+                "odoo_gateway.deliveries",
+                i64::try_from(made.len()).unwrap_or(i64::MAX),
+            );
             ("deliver", None)
         }
         Outcome::RetryLater(why) => ("retry", Some(why)),

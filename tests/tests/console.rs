@@ -95,7 +95,10 @@ async fn an_operator_works_the_console_in_a_real_browser() {
     for n in 0..8 {
         let partner = format!(r#"{{"_model": "res.partner", "id": {n}, "name": "Partner {n}"}}"#);
         let reply = client
-            .post_json(&gw.url(&format!("/v1/odoo/odoo/{TOKEN}")), partner.as_bytes())
+            .post_json(
+                &gw.url(&format!("/v1/odoo/odoo/{TOKEN}")),
+                partner.as_bytes(),
+            )
             .await
             .expect("post");
         assert_eq!(reply.status, 202);

@@ -86,7 +86,9 @@ impl Collector {
 
     /// OTLP/HTTP: `POST /v1/traces`, a protobuf `ExportTraceServiceRequest`.
     async fn serve_http(self) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -125,7 +127,9 @@ impl Collector {
 
     /// OTLP/gRPC: the generated `TraceService`, served over HTTP/2.
     async fn serve_grpc(self) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let service = TraceServiceServer::new(self);
         tokio::spawn(async move {
@@ -149,7 +153,10 @@ impl TraceService for Collector {
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         assert_eq!(
-            request.metadata().get("x-tenant").and_then(|v| v.to_str().ok()),
+            request
+                .metadata()
+                .get("x-tenant")
+                .and_then(|v| v.to_str().ok()),
             Some("acme")
         );
         self.take(request.into_inner());
@@ -244,7 +251,10 @@ enrich = [
 }
 
 /// Waits until `collector` holds spans that `enough` accepts.
-async fn spans_until(collector: &Collector, enough: impl Fn(&[(String, Span)]) -> bool) -> Vec<(String, Span)> {
+async fn spans_until(
+    collector: &Collector,
+    enough: impl Fn(&[(String, Span)]) -> bool,
+) -> Vec<(String, Span)> {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let spans = collector.spans();
@@ -286,7 +296,10 @@ async fn one_event_is_one_trace(protocol: &str) {
         .send(
             "POST",
             &gateway.url(&format!("/v1/odoo/odoo/{TOKEN}")),
-            &[("content-type", "application/json"), ("traceparent", &incoming)],
+            &[
+                ("content-type", "application/json"),
+                ("traceparent", &incoming),
+            ],
             fixture("native/sale.order.confirmed.json"),
         )
         .await
@@ -295,7 +308,8 @@ async fn one_event_is_one_trace(protocol: &str) {
     let event_id = reply.json()["id"].as_str().expect("id").to_owned();
     // Two deliveries, the first request refused once: three attempts.
     let requests = inbox.wait_for(3, WAIT).await.expect("three requests");
-    let named = |spans: &[(String, Span)], name: &str| spans.iter().filter(|(_, s)| s.name == name).count();
+    let named =
+        |spans: &[(String, Span)], name: &str| spans.iter().filter(|(_, s)| s.name == name).count();
     let spans = spans_until(&collector, |spans| {
         named(spans, "delivery attempt") >= 3
             && named(spans, "plugin call") >= 1
@@ -307,42 +321,107 @@ async fn one_event_is_one_trace(protocol: &str) {
     let trace = hex::decode(TRACE).expect("hex");
     for (service, span) in &spans {
         assert_eq!(service, "gateway-under-test", "{}", span.name);
-        assert_eq!(span.trace_id, trace, "{} is in the caller's trace", span.name);
+        assert_eq!(
+            span.trace_id, trace,
+            "{} is in the caller's trace",
+            span.name
+        );
     }
     let only = |name: &str| {
-        let found: Vec<&Span> = spans.iter().map(|(_, s)| s).filter(|s| s.name == name).collect();
+        let found: Vec<&Span> = spans
+            .iter()
+            .map(|(_, s)| s)
+            .filter(|s| s.name == name)
+            .collect();
         assert_eq!(found.len(), 1, "one {name} span");
         found[0]
     };
     let ingest = only("ingest");
-    assert_eq!(hex::encode(&ingest.parent_span_id), CALLER_SPAN, "ingest continues the caller's span");
+    assert_eq!(
+        hex::encode(&ingest.parent_span_id),
+        CALLER_SPAN,
+        "ingest continues the caller's span"
+    );
     assert_eq!(ingest.kind, SpanKind::Server as i32);
-    assert_eq!(attr(ingest, "odoo_gateway.event.id").as_deref(), Some(event_id.as_str()));
+    assert_eq!(
+        attr(ingest, "odoo_gateway.event.id").as_deref(),
+        Some(event_id.as_str())
+    );
     assert_eq!(attr(ingest, "odoo_gateway.source").as_deref(), Some("odoo"));
-    assert_eq!(attr(ingest, "odoo_gateway.outcome").as_deref(), Some("accepted"));
-    assert_eq!(attr(ingest, "odoo_gateway.event.type").as_deref(), Some("sale.order.confirmed"));
-    assert_eq!(attr(ingest, "http.response.status_code").as_deref(), Some("202"));
+    assert_eq!(
+        attr(ingest, "odoo_gateway.outcome").as_deref(),
+        Some("accepted")
+    );
+    assert_eq!(
+        attr(ingest, "odoo_gateway.event.type").as_deref(),
+        Some("sale.order.confirmed")
+    );
+    assert_eq!(
+        attr(ingest, "http.response.status_code").as_deref(),
+        Some("202")
+    );
     let fan_out = only("fan-out");
-    assert_eq!(attr(fan_out, "odoo_gateway.jobs").as_deref(), Some("1"), "one plugin call");
+    assert_eq!(
+        attr(fan_out, "odoo_gateway.jobs").as_deref(),
+        Some("1"),
+        "one plugin call"
+    );
     let enrich = only("enrich");
     let plugin_call = only("plugin call");
-    assert_eq!(attr(plugin_call, "odoo_gateway.subscription").as_deref(), Some("shipping"));
-    assert_eq!(attr(plugin_call, "odoo_gateway.outcome").as_deref(), Some("deliver"));
-    assert_eq!(attr(plugin_call, "odoo_gateway.deliveries").as_deref(), Some("2"));
+    assert_eq!(
+        attr(plugin_call, "odoo_gateway.subscription").as_deref(),
+        Some("shipping")
+    );
+    assert_eq!(
+        attr(plugin_call, "odoo_gateway.outcome").as_deref(),
+        Some("deliver")
+    );
+    assert_eq!(
+        attr(plugin_call, "odoo_gateway.deliveries").as_deref(),
+        Some("2")
+    );
     assert!(attr(plugin_call, "odoo_gateway.plugin").is_some_and(|p| p.len() >= 8 && p != "none"));
-    let attempts: Vec<&Span> = spans.iter().map(|(_, s)| s).filter(|s| s.name == "delivery attempt").collect();
-    for stage in [fan_out, enrich, plugin_call].into_iter().chain(attempts.iter().copied()) {
-        assert_eq!(stage.parent_span_id, ingest.span_id, "{} is a child of the ingest span", stage.name);
-        assert_eq!(attr(stage, "odoo_gateway.event.id").as_deref(), Some(event_id.as_str()), "{}", stage.name);
+    let attempts: Vec<&Span> = spans
+        .iter()
+        .map(|(_, s)| s)
+        .filter(|s| s.name == "delivery attempt")
+        .collect();
+    for stage in [fan_out, enrich, plugin_call]
+        .into_iter()
+        .chain(attempts.iter().copied())
+    {
+        assert_eq!(
+            stage.parent_span_id, ingest.span_id,
+            "{} is a child of the ingest span",
+            stage.name
+        );
+        assert_eq!(
+            attr(stage, "odoo_gateway.event.id").as_deref(),
+            Some(event_id.as_str()),
+            "{}",
+            stage.name
+        );
     }
     // Enrichment's Odoo calls are its children.
-    let odoo_calls: Vec<&Span> = spans.iter().map(|(_, s)| s).filter(|s| s.name == "odoo call").collect();
-    assert!(odoo_calls.len() >= 2, "a read per related model: {}", odoo_calls.len());
+    let odoo_calls: Vec<&Span> = spans
+        .iter()
+        .map(|(_, s)| s)
+        .filter(|s| s.name == "odoo call")
+        .collect();
+    assert!(
+        odoo_calls.len() >= 2,
+        "a read per related model: {}",
+        odoo_calls.len()
+    );
     for call in &odoo_calls {
         assert_eq!(call.parent_span_id, enrich.span_id);
         assert_eq!(call.kind, SpanKind::Client as i32);
     }
-    assert!(odoo_calls.iter().any(|c| attr(c, "odoo_gateway.odoo.model").as_deref() == Some("res.partner")));
+    assert!(
+        odoo_calls
+            .iter()
+            .any(|c| attr(c, "odoo_gateway.odoo.model").as_deref() == Some("res.partner"))
+    );
     // Each request the receiver saw names its attempt's span; the refused one failed.
     assert_eq!(requests.len(), 3);
     for request in &requests {
@@ -355,16 +434,25 @@ async fn one_event_is_one_trace(protocol: &str) {
             .unwrap_or_else(|| panic!("an attempt span {span_id}"));
         assert_eq!(attempt.kind, SpanKind::Client as i32);
         let status = request.answered.expect("answered").as_u16();
-        assert_eq!(attr(attempt, "http.response.status_code"), Some(status.to_string()));
+        assert_eq!(
+            attr(attempt, "http.response.status_code"),
+            Some(status.to_string())
+        );
         let (outcome, code) = if status == 500 {
             ("failed", StatusCode::Error)
         } else {
             ("delivered", StatusCode::Unset)
         };
-        assert_eq!(attr(attempt, "odoo_gateway.outcome").as_deref(), Some(outcome));
+        assert_eq!(
+            attr(attempt, "odoo_gateway.outcome").as_deref(),
+            Some(outcome)
+        );
         assert_eq!(attempt.status.as_ref().map_or(0, |s| s.code), code as i32);
     }
-    let retried: Vec<_> = attempts.iter().filter(|a| attr(a, "odoo_gateway.attempt").as_deref() == Some("2")).collect();
+    let retried: Vec<_> = attempts
+        .iter()
+        .filter(|a| attr(a, "odoo_gateway.attempt").as_deref() == Some("2"))
+        .collect();
     assert_eq!(retried.len(), 1, "the refused delivery's second attempt");
 
     // A refused request is a failed ingest span in the caller's trace, with no event.
@@ -372,7 +460,10 @@ async fn one_event_is_one_trace(protocol: &str) {
         .send(
             "POST",
             &gateway.url("/v1/odoo/odoo/not-the-token-0123456789"),
-            &[("content-type", "application/json"), ("traceparent", &incoming)],
+            &[
+                ("content-type", "application/json"),
+                ("traceparent", &incoming),
+            ],
             fixture("native/sale.order.confirmed.json"),
         )
         .await
@@ -382,11 +473,16 @@ async fn one_event_is_one_trace(protocol: &str) {
     let refusal = spans
         .iter()
         .map(|(_, s)| s)
-        .find(|s| s.name == "ingest" && attr(s, "odoo_gateway.outcome").as_deref() == Some("unauthorized"))
+        .find(|s| {
+            s.name == "ingest" && attr(s, "odoo_gateway.outcome").as_deref() == Some("unauthorized")
+        })
         .expect("the refused request's span");
     assert_eq!(refusal.trace_id, trace);
     assert_eq!(hex::encode(&refusal.parent_span_id), CALLER_SPAN);
-    assert_eq!(refusal.status.as_ref().map(|s| s.code), Some(StatusCode::Error as i32));
+    assert_eq!(
+        refusal.status.as_ref().map(|s| s.code),
+        Some(StatusCode::Error as i32)
+    );
     assert_eq!(attr(refusal, "odoo_gateway.event.id"), None);
     gateway.stop().await.expect("stops");
 }
@@ -416,11 +512,16 @@ async fn a_hanging_collector_costs_spans_never_events() {
     let inbox = odoo_gateway_tests::verifying_inbox(SECRET, 200).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config(&endpoint, "http/protobuf", &odoo, &inbox, "max_queue = 4");
-    let gateway = TestGateway::start(&config, dir.path()).await.expect("starts");
+    let gateway = TestGateway::start(&config, dir.path())
+        .await
+        .expect("starts");
     let client = HttpClient::new();
     // Distinct records, so distinct events (a repeat makes no fan-out span).
     let post = |id: u32| {
-        let (client, url) = (client.clone(), gateway.url(&format!("/v1/odoo/odoo/{TOKEN}")));
+        let (client, url) = (
+            client.clone(),
+            gateway.url(&format!("/v1/odoo/odoo/{TOKEN}")),
+        );
         async move {
             let body = format!(r#"{{"_model": "res.partner", "id": {id}}}"#);
             let reply = client.post_json(&url, body.as_bytes()).await.expect("post");
@@ -439,7 +540,12 @@ async fn a_hanging_collector_costs_spans_never_events() {
         post(id).await;
     }
     let scrape = client
-        .send("GET", &gateway.url("/metrics"), &[("authorization", &format!("Bearer {ADMIN}"))], Vec::new())
+        .send(
+            "GET",
+            &gateway.url("/metrics"),
+            &[("authorization", &format!("Bearer {ADMIN}"))],
+            Vec::new(),
+        )
         .await
         .expect("scrape");
     let text = String::from_utf8_lossy(&scrape.body).into_owned();

@@ -130,9 +130,9 @@ impl std::fmt::Debug for MetricsTokens {
 impl MetricsTokens {
     /// Whether `given` is one of the tokens (time independent of where it differs).
     pub fn accepts(&self, given: &str) -> bool {
-        self.0
-            .iter()
-            .fold(false, |ok, t| ok | super::constant_time_eq(given.as_bytes(), t.as_bytes()))
+        self.0.iter().fold(false, |ok, t| {
+            ok | super::constant_time_eq(given.as_bytes(), t.as_bytes())
+        })
     }
 }
 

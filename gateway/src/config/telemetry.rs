@@ -90,7 +90,11 @@ impl std::fmt::Debug for OtlpConfig {
             .field("protocol", &self.protocol)
             .field(
                 "headers",
-                &self.headers.keys().map(|k| (k, "[redacted]")).collect::<Vec<_>>(),
+                &self
+                    .headers
+                    .keys()
+                    .map(|k| (k, "[redacted]"))
+                    .collect::<Vec<_>>(),
             )
             .field("service_name", &self.service_name)
             .field("sampling_ratio", &self.sampling_ratio)
@@ -123,7 +127,8 @@ impl OtlpConfig {
 impl TelemetryConfig {
     /// Adds what is wrong, each naming its key.
     pub fn validate(&self, problems: &mut Vec<String>) {
-        if self.chart_interval < Duration::from_secs(1) || self.chart_interval > Duration::from_secs(3600)
+        if self.chart_interval < Duration::from_secs(1)
+            || self.chart_interval > Duration::from_secs(3600)
         {
             problems.push("telemetry.chart_interval: give 1s to 1h".to_owned());
         }
@@ -193,7 +198,10 @@ mod tests {
         let grpc = parsed("[otlp]\nendpoint = \"http://127.0.0.1:4317\"\nprotocol = \"grpc\"");
         assert_eq!(grpc.otlp.expect("on").url(), "http://127.0.0.1:4317");
         let path = parsed("[otlp]\nendpoint = \"https://c.example/otlp/v1/traces\"");
-        assert_eq!(path.otlp.expect("on").url(), "https://c.example/otlp/v1/traces");
+        assert_eq!(
+            path.otlp.expect("on").url(),
+            "https://c.example/otlp/v1/traces"
+        );
     }
 
     #[test]
@@ -216,9 +224,13 @@ mod tests {
         ] {
             assert!(found.iter().any(|p| p.contains(key)), "{key}: {found:?}");
         }
-        let secret = parsed("[otlp]\nendpoint = \"http://c:4318\"\nheaders = { x-api-key = \"s3cret\" }");
+        let secret =
+            parsed("[otlp]\nendpoint = \"http://c:4318\"\nheaders = { x-api-key = \"s3cret\" }");
         let shown = format!("{:?}", secret.otlp.expect("on"));
-        assert!(shown.contains("x-api-key") && !shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("x-api-key") && !shown.contains("s3cret"),
+            "{shown}"
+        );
         assert!(toml::from_str::<TelemetryConfig>("[otlp]\nendpont = \"x\"").is_err());
         assert!(toml::from_str::<TelemetryConfig>("[otlp]\nprotocol = \"http/json\"").is_err());
     }

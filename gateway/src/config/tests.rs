@@ -194,8 +194,10 @@ fn the_nats_engine_is_validated_with_the_rest_and_its_keys_are_located() {
 
 #[test]
 fn a_metrics_token_is_one_or_a_list_never_the_admin_token_and_never_shown() {
-    let one = build(&format!("[server]\nmetrics_token = \"scrape-token-0123456789\"\n{GOOD}"))
-        .expect("one token");
+    let one = build(&format!(
+        "[server]\nmetrics_token = \"scrape-token-0123456789\"\n{GOOD}"
+    ))
+    .expect("one token");
     assert!(one.server.metrics_token.accepts("scrape-token-0123456789"));
     assert!(!one.server.metrics_token.accepts("scrape-token-012345678"));
     let two = build(&format!(
@@ -210,8 +212,14 @@ fn a_metrics_token_is_one_or_a_list_never_the_admin_token_and_never_shown() {
     ))
     .expect_err("refused")
     .to_string();
-    assert!(err.contains("server.metrics_token[0]: give at least 16"), "{err}");
-    assert!(err.contains("server.metrics_token[1]: the admin token"), "{err}");
+    assert!(
+        err.contains("server.metrics_token[0]: give at least 16"),
+        "{err}"
+    );
+    assert!(
+        err.contains("server.metrics_token[1]: the admin token"),
+        "{err}"
+    );
     let err = build(&format!("[telemetry.otlp]\nendpoint = \"nowhere\"\n{GOOD}"))
         .expect_err("refused")
         .to_string();

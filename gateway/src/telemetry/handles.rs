@@ -283,7 +283,8 @@ mod tests {
             plugin: plugin.into(),
             limit: "cpu_time".into(),
         };
-        let count = |plugin: &str, outcome: &str| calls.get(&labels(plugin, outcome)).map(|c| c.get());
+        let count =
+            |plugin: &str, outcome: &str| calls.get(&labels(plugin, outcome)).map(|c| c.get());
         assert_eq!(count("aaaa", "ok"), Some(1));
         assert_eq!(count("aaaa", "retry"), Some(1));
         assert_eq!(hits.get(&limit("aaaa")).map(|c| c.get()), Some(1));

@@ -230,7 +230,10 @@ mod tests {
         assert_eq!(bucket(100.0), BUCKETS);
         for seconds in [0.0002, 0.001, 0.0123, 0.5, 3.0] {
             let i = bucket(seconds);
-            assert!(bound(i - 1) < seconds && seconds <= bound(i) * 1.000_001, "{seconds}");
+            assert!(
+                bound(i - 1) < seconds && seconds <= bound(i) * 1.000_001,
+                "{seconds}"
+            );
         }
         let mut counts = [0; BUCKETS + 1];
         counts[bucket(0.001)] += 98;
@@ -260,7 +263,11 @@ mod tests {
         assert!((first.deliveries_per_sec - 2.0).abs() < 1e-9);
         assert!((first.failures_per_sec - 1.0 / 60.0).abs() < 1e-9);
         assert_eq!(first.queue_depth, 7);
-        assert!(first.ingest_p50_ms.is_some_and(|ms| (1.7..=2.3).contains(&ms)));
+        assert!(
+            first
+                .ingest_p50_ms
+                .is_some_and(|ms| (1.7..=2.3).contains(&ms))
+        );
         assert!((now.deliveries_per_sec - 1.0 / 30.0).abs() < 1e-9);
         assert_eq!(now.ingest_p50_ms, None, "no event acknowledged since");
         for n in 0..SAMPLES as u64 + 5 {

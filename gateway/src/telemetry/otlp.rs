@@ -19,15 +19,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use opentelemetry::trace::{
-    Link, SpanKind, TraceContextExt as _, TraceId, TracerProvider as _,
-};
+use opentelemetry::trace::{Link, SpanKind, TraceContextExt as _, TraceId, TracerProvider as _};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _, WithTonicConfig as _};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{
-    IdGenerator, RandomIdGenerator, SamplingDecision, SamplingResult, ShouldSample,
-    SpanData, SpanExporter as _, SpanProcessor,
+    IdGenerator, RandomIdGenerator, SamplingDecision, SamplingResult, ShouldSample, SpanData,
+    SpanExporter as _, SpanProcessor,
 };
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

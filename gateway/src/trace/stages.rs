@@ -201,7 +201,9 @@ pub fn ingest(headers: &http::HeaderMap) -> Ingest {
         .first()
         .and_then(|(_, value)| TraceParent::parse(value));
     Ingest {
-        span: Some(tracing::info_span!(target: TARGET, parent: None, "ingest", otel.kind = "server")),
+        span: Some(
+            tracing::info_span!(target: TARGET, parent: None, "ingest", otel.kind = "server"),
+        ),
         incoming,
     }
 }
@@ -271,7 +273,8 @@ impl FanOut {
     /// Ends the fan-out: it queued `jobs` jobs for `event` (also logged at debug level, in
     /// the event's log span).
     pub fn planned(mut self, event: &Event, jobs: usize) {
-        self.0.set("odoo_gateway.jobs", i64::try_from(jobs).unwrap_or(i64::MAX));
+        self.0
+            .set("odoo_gateway.jobs", i64::try_from(jobs).unwrap_or(i64::MAX));
         self.1 = true;
         super::fanned_out(event, jobs);
     }
@@ -286,7 +289,12 @@ impl Drop for FanOut {
 }
 
 /// A stage of `event` started now, as a child of its ingest span.
-fn child_of_ingest(span: tracing::Span, trace: &TraceParent, event_id: &str, ids: Option<Ids>) -> Stage {
+fn child_of_ingest(
+    span: tracing::Span,
+    trace: &TraceParent,
+    event_id: &str,
+    ids: Option<Ids>,
+) -> Stage {
     start(&span, Some(ingest_parent(trace, event_id)), ids);
     let stage = Stage(span);
     stage.set("odoo_gateway.event.id", event_id.to_owned());
