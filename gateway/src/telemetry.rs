@@ -99,7 +99,6 @@ impl Declaring<'_> {
         help: &str,
         metric: impl prometheus_client::registry::Metric,
     ) {
-        use prometheus_client::encoding::EncodeMetric as _;
         use prometheus_client::metrics::MetricType;
         let suffixes: &[&str] = match metric.metric_type() {
             MetricType::Counter => &["_total"],
