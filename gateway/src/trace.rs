@@ -11,7 +11,7 @@
 //!
 //! Pure: no I/O, nothing stored here; the log spans are [`tracing`] spans with a `trace_id`
 //! field, so `--log-format json` lines can be grepped for it. The spans exported over OTLP,
-//! in the same trace, are [`stages`]'.
+//! in the same trace, are made by `trace/stages.rs` ([`Stage`], [`ingest`], [`attempt`], ...).
 
 mod stages;
 
