@@ -212,8 +212,12 @@ async fn counted(
                 Ok(r) => r.status().as_u16(),
                 Err(e) => e.status.as_u16(),
             },
-            event: ingested.map(|i| i.id.as_str()),
-            event_type: ingested.map(|i| i.event_type.as_str()),
+            event: ingested
+                .and_then(|i| i.event.as_ref())
+                .map(|(id, _)| id.as_str()),
+            event_type: ingested
+                .and_then(|i| i.event.as_ref())
+                .map(|(_, event_type)| event_type.as_str()),
             duplicate: ingested.is_some_and(|i| i.duplicate),
             outcome: &outcome,
         },

@@ -8,27 +8,16 @@
 //!
 //! The export pipeline is one per process: the tests take turns.
 
-use std::sync::{Arc, Mutex};
+#[path = "otlp/collector.rs"]
+mod collector;
+
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
+use collector::{Collector, attr};
 use odoo_gateway::cli::inbox::{Inbox, InboxOptions};
 use odoo_gateway_tests::fake_odoo::{self, FakeOdoo};
 use odoo_gateway_tests::{HttpClient, TestGateway, fixture, plugin};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::{Span, span::SpanKind, status::StatusCode};
-use prost::Message as _;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const TOKEN: &str = "otlp-token-0123456789";
@@ -40,154 +29,6 @@ const CALLER_SPAN: &str = "00f067aa0ba902b7";
 
 /// The export pipeline is the process's: one gateway exports at a time.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// What a collector received: every span with its resource's `service.name`, and how many
-/// export requests came.
-#[derive(Debug, Default)]
-struct Received {
-    spans: Vec<(String, Span)>,
-    requests: usize,
-}
-
-#[derive(Debug, Clone, Default)]
-struct Collector {
-    received: Arc<Mutex<Received>>,
-    /// Never answer (a collector that hangs).
-    hang: bool,
-}
-
-impl Collector {
-    fn take(&self, request: ExportTraceServiceRequest) {
-        let mut received = self.received.lock().expect("lock");
-        received.requests += 1;
-        for resource_spans in request.resource_spans {
-            let service = resource_spans
-                .resource
-                .iter()
-                .flat_map(|r| &r.attributes)
-                .find(|kv| kv.key == "service.name")
-                .and_then(|kv| text(kv.value.as_ref()?.value.as_ref()?))
-                .unwrap_or_default();
-            for scope in resource_spans.scope_spans {
-                for span in scope.spans {
-                    received.spans.push((service.clone(), span));
-                }
-            }
-        }
-    }
-
-    fn spans(&self) -> Vec<(String, Span)> {
-        self.received.lock().expect("lock").spans.clone()
-    }
-
-    fn requests(&self) -> usize {
-        self.received.lock().expect("lock").requests
-    }
-
-    /// OTLP/HTTP: `POST /v1/traces`, a protobuf `ExportTraceServiceRequest`.
-    async fn serve_http(self) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let collector = self.clone();
-                let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-                    let collector = collector.clone();
-                    async move {
-                        assert_eq!(req.uri().path(), "/v1/traces");
-                        assert_eq!(req.headers()["content-type"], "application/x-protobuf");
-                        assert_eq!(req.headers()["x-tenant"], "acme");
-                        let body = req.into_body().collect().await.expect("body").to_bytes();
-                        let request =
-                            ExportTraceServiceRequest::decode(body).expect("an OTLP request");
-                        collector.take(request);
-                        if collector.hang {
-                            std::future::pending::<()>().await;
-                        }
-                        let answer = ExportTraceServiceResponse::default().encode_to_vec();
-                        Ok::<_, std::convert::Infallible>(
-                            http::Response::builder()
-                                .header("content-type", "application/x-protobuf")
-                                .body(Full::new(Bytes::from(answer)))
-                                .expect("response"),
-                        )
-                    }
-                });
-                tokio::spawn(
-                    auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .into_owned(),
-                );
-            }
-        });
-        format!("http://{addr}")
-    }
-
-    /// OTLP/gRPC: the generated `TraceService`, served over HTTP/2.
-    async fn serve_grpc(self) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let service = TraceServiceServer::new(self);
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let service = TowerToHyperService::new(service.clone());
-                tokio::spawn(
-                    auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .into_owned(),
-                );
-            }
-        });
-        format!("http://{addr}")
-    }
-}
-
-#[tonic::async_trait]
-impl TraceService for Collector {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        assert_eq!(
-            request
-                .metadata()
-                .get("x-tenant")
-                .and_then(|v| v.to_str().ok()),
-            Some("acme")
-        );
-        self.take(request.into_inner());
-        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
-    }
-}
-
-fn text(value: &Value) -> Option<String> {
-    match value {
-        Value::StringValue(s) => Some(s.clone()),
-        _ => None,
-    }
-}
-
-/// An attribute of `span`, as text (integers and booleans written out).
-fn attr(span: &Span, key: &str) -> Option<String> {
-    let value = span
-        .attributes
-        .iter()
-        .find(|kv| kv.key == key)?
-        .value
-        .as_ref()?
-        .value
-        .as_ref()?;
-    Some(match value {
-        Value::StringValue(s) => s.clone(),
-        Value::IntValue(i) => i.to_string(),
-        Value::BoolValue(b) => b.to_string(),
-        other => format!("{other:?}"),
-    })
-}
 
 fn config(endpoint: &str, protocol: &str, odoo: &FakeOdoo, inbox: &Inbox, extra: &str) -> String {
     format!(
@@ -503,10 +344,7 @@ async fn one_event_is_one_trace_over_otlp_grpc() {
 async fn a_hanging_collector_costs_spans_never_events() {
     let _turn = ONE_AT_A_TIME.lock().await;
     odoo_gateway::cli::init_logs(odoo_gateway::cli::LogFormat::Text);
-    let collector = Collector {
-        hang: true,
-        ..Collector::default()
-    };
+    let collector = Collector::hanging();
     let endpoint = collector.clone().serve_http().await;
     let odoo = FakeOdoo::start().await.expect("fake odoo");
     let inbox = odoo_gateway_tests::verifying_inbox(SECRET, 200).await;

@@ -242,10 +242,11 @@ fn accepted_response(accepted: &crate::store::Accepted, event: &Event) -> http::
         StatusCode::ACCEPTED,
         &serde_json::json!({ "id": accepted.id, "duplicate": accepted.duplicate }),
     );
+    // The event's id and type only go to its span: nothing is made when none is exported.
+    let traced = crate::trace::exporting().then(|| (accepted.id.clone(), event.event_type()));
     response.extensions_mut().insert(Ingested {
-        id: accepted.id.clone(),
-        event_type: event.event_type(),
         duplicate: accepted.duplicate,
+        event: traced,
     });
     response
 }
@@ -265,12 +266,11 @@ pub async fn accept_event(
 /// client).
 #[derive(Debug, Clone)]
 pub struct Ingested {
-    /// The event's id (the first submission's, for a repeat).
-    pub id: String,
-    /// Its type, `<model>.<action>`.
-    pub event_type: String,
     /// Whether it repeated an earlier submission.
     pub duplicate: bool,
+    /// The event's id (the first submission's, for a repeat) and type, `<model>.<action>`,
+    /// while spans are exported.
+    pub event: Option<(String, String)>,
 }
 
 /// A time-ordered, random event id: `evt_` + 12 hex digits of milliseconds + 16 random.
