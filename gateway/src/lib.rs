@@ -73,6 +73,15 @@ pub async fn run(
         () = server::answer_starting(&listener), if plain_http => unreachable!("answers until dropped"),
         () = shutdown.cancelled() => return Ok(()),
     };
+    state.metrics.configured(&state.snapshot.load());
+    // Spans leave the process only when `[telemetry.otlp]` says where to (read at start).
+    let otlp = match &state.snapshot.load().telemetry.otlp {
+        Some(config) => Some(telemetry::otlp::Pipeline::start(
+            config,
+            state.metrics.otlp.clone(),
+        )?),
+        None => None,
+    };
     tracing::info!(addr = %listener.local_addr()?, config = %state.snapshot.load().origin, "gateway listening");
 
     let stages = CancellationToken::new();
@@ -105,6 +114,7 @@ pub async fn run(
     let watcher = tokio::spawn(reload::watch(state.clone(), stages.clone()));
     let sighup = tokio::spawn(reload::on_sighup(state.clone(), stages.clone()));
     let shared = tokio::spawn(control::watch::run(state.clone(), stages.clone()));
+    let charts = tokio::spawn(telemetry::history::sample(state.clone(), stages.clone()));
     let policy_state = state.clone();
     let metrics_state = state.clone();
     let maintenance = tokio::spawn(state.store.clone().run_maintenance(
@@ -136,7 +146,7 @@ pub async fn run(
     for stage in work_stages {
         let _ = stage.await;
     }
-    let _ = tokio::join!(poller, maintenance, watcher, sighup, shared);
+    let _ = tokio::join!(poller, maintenance, watcher, sighup, shared, charts);
     state.in_flight.close();
     let grace = state.snapshot.load().server.shutdown_grace;
     if tokio::time::timeout(grace, state.in_flight.wait())
@@ -149,6 +159,9 @@ pub async fn run(
     }
     state.control.flush().await;
     state.store.flush().context("cannot flush the database")?;
+    if let Some(otlp) = otlp {
+        otlp.stop(grace).await;
+    }
     tracing::info!("gateway stopped");
     served
 }

@@ -19,6 +19,7 @@ mod odoo;
 mod odoo_client;
 mod openapi_fuzz;
 mod operate;
+mod otlp;
 mod pipeline;
 mod reload;
 mod storage;

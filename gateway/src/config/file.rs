@@ -29,6 +29,9 @@ pub struct ConfigFile {
     /// Plugin host limits and cache.
     #[serde(default)]
     pub plugins: PluginsConfig,
+    /// The console's chart samples and OTLP export (see [`super::telemetry`]).
+    #[serde(default)]
+    pub telemetry: super::telemetry::TelemetryConfig,
     /// Odoo instances allowed to send events.
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
@@ -86,12 +89,51 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Bearer token for `/admin/` endpoints; none disables them.
     pub admin_token: Option<String>,
+    /// Bearer tokens (one, or a list) that read `/metrics` and nothing else: what a
+    /// Prometheus scraper holds. The admin token reads `/metrics` too.
+    pub metrics_token: MetricsTokens,
     /// The gateway's public base URL (`https://gateway.example.com`) when it sits behind a
     /// proxy: its scheme and authority are what OAuth1 signatures cover. Without it, `http`
     /// and the request's `Host` header.
     pub public_url: Option<String>,
     /// `[server.tls]`: serve HTTPS with these PEM files instead of plain HTTP.
     pub tls: Option<TlsConfig>,
+}
+
+/// `server.metrics_token`: one token or a list (several while a scraper's token is rotated).
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "OneOrMany")]
+pub struct MetricsTokens(pub Vec<String>);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl From<OneOrMany> for MetricsTokens {
+    fn from(value: OneOrMany) -> Self {
+        match value {
+            OneOrMany::One(token) => Self(vec![token]),
+            OneOrMany::Many(tokens) => Self(tokens),
+        }
+    }
+}
+
+impl std::fmt::Debug for MetricsTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{} redacted]", self.0.len())
+    }
+}
+
+impl MetricsTokens {
+    /// Whether `given` is one of the tokens (time independent of where it differs).
+    pub fn accepts(&self, given: &str) -> bool {
+        self.0.iter().fold(false, |ok, t| {
+            ok | super::constant_time_eq(given.as_bytes(), t.as_bytes())
+        })
+    }
 }
 
 /// `[server.tls]`
@@ -116,6 +158,7 @@ impl std::fmt::Debug for ServerConfig {
                 "admin_token",
                 &self.admin_token.as_ref().map(|_| "[redacted]"),
             )
+            .field("metrics_token", &self.metrics_token)
             .field("public_url", &self.public_url)
             .field("tls", &self.tls)
             .finish()
@@ -131,6 +174,7 @@ impl Default for ServerConfig {
             max_concurrent_requests: 1024,
             shutdown_grace: Duration::from_secs(10),
             admin_token: None,
+            metrics_token: MetricsTokens::default(),
             public_url: None,
             tls: None,
         }

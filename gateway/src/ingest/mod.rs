@@ -182,7 +182,7 @@ pub async fn accept(
         .accept(&snapshot, &event, &dedup)
         .await
         .map_err(refused)?;
-    Ok(accepted_response(&accepted))
+    Ok(accepted_response(&accepted, &event))
 }
 
 /// The answer to an event the work plane did not accept.
@@ -204,14 +204,17 @@ fn refused(e: crate::workplane::AcceptError) -> ApiError {
 }
 
 /// `202` with the event's id (the first submission's, for a repeat).
-fn accepted_response(accepted: &crate::store::Accepted) -> http::Response<Body> {
+fn accepted_response(accepted: &crate::store::Accepted, event: &Event) -> http::Response<Body> {
     let mut response = json(
         StatusCode::ACCEPTED,
         &serde_json::json!({ "id": accepted.id, "duplicate": accepted.duplicate }),
     );
-    if accepted.duplicate {
-        response.extensions_mut().insert(Duplicate);
-    }
+    // The event's id and type only go to its span: nothing is made when none is exported.
+    let traced = crate::trace::exporting().then(|| (accepted.id.clone(), event.event_type()));
+    response.extensions_mut().insert(Ingested {
+        duplicate: accepted.duplicate,
+        event: traced,
+    });
     response
 }
 
@@ -226,9 +229,16 @@ pub async fn accept_event(
     Ok(accepted)
 }
 
-/// Marks the answer to a repeated submission (for the metrics; not sent to the client).
-#[derive(Debug, Clone, Copy)]
-pub struct Duplicate;
+/// What an accepted request was, for the metrics and the ingest span (not sent to the
+/// client).
+#[derive(Debug, Clone)]
+pub struct Ingested {
+    /// Whether it repeated an earlier submission.
+    pub duplicate: bool,
+    /// The event's id (the first submission's, for a repeat) and type, `<model>.<action>`,
+    /// while spans are exported.
+    pub event: Option<(String, String)>,
+}
 
 /// A time-ordered, random event id: `evt_` + 12 hex digits of milliseconds + 16 random.
 pub fn new_event_id() -> String {

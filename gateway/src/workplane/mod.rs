@@ -229,6 +229,15 @@ impl WorkPlane {
         }
     }
 
+    /// Whether this instance is connected to the shared work plane (`None` on sled, where
+    /// there is nothing to connect to).
+    pub fn connected(&self) -> Option<bool> {
+        match self {
+            Self::Sled(_) => None,
+            Self::Nats(w) => Some(w.unavailable().is_none()),
+        }
+    }
+
     /// Why new events are refused now, if they are: a failing disk or a full budget on
     /// sled, NATS unreachable.
     pub fn refuses(&self) -> Option<String> {

@@ -87,6 +87,7 @@ impl SledWork {
         if self.store.is_full() {
             return Err(AcceptError::StorageFull);
         }
+        let fan_out = crate::trace::fan_out(event);
         let mut planned = crate::fanout::plan_at_most(snapshot, event, now_ms(), INLINE_JOBS);
         let accepted = match &mut planned {
             Some(jobs) => self.store.accept_planned(event, dedup, jobs),
@@ -99,7 +100,7 @@ impl SledWork {
                 // Written, so scheduled even if the flush failed: the flusher retries until
                 // the disk takes them, and a retry of this request is answered as a duplicate.
                 Some(jobs) => {
-                    crate::trace::fanned_out(event, jobs.len());
+                    fan_out.planned(event, jobs.len());
                     let now = now_ms();
                     for job in jobs {
                         self.scheduler.schedule_with(job, Some(event), now);
