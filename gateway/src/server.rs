@@ -31,11 +31,12 @@ pub struct Connection {
     pub tls: bool,
 }
 
-/// Serves until `shutdown` is cancelled, then drains and returns.
+/// Serves until `shutdown` is cancelled, then drains and returns; the listener stays open
+/// (connections wait in its backlog until the caller serves it again or drops it).
 /// With `tls`, every connection is HTTPS (the handshake runs in the connection's own task).
 pub async fn serve(
     state: Arc<State>,
-    listener: TcpListener,
+    listener: &TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -115,7 +116,6 @@ pub async fn serve(
             }
         });
     }
-    drop(listener);
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(grace) => tracing::warn!("requests still open after the grace period"),
@@ -256,8 +256,9 @@ async fn ingest_route(
     ingest::accept(state, request, body).await
 }
 
-/// `/readyz`: 200 when the gateway can take events now (store writable and within its disk
-/// budget, configuration loaded, stages running), else 503 with the reasons.
+/// `/readyz`: 200 when the gateway can take events now (store writable, within its budget and
+/// with room on disk, configuration loaded, stages running), else 503 with the reasons, each
+/// `<code>: <why>`.
 fn readiness(state: &State) -> Response<Body> {
     let mut reasons = Vec::new();
     if !state
@@ -266,11 +267,10 @@ fn readiness(state: &State) -> Response<Body> {
     {
         reasons.push("stages_not_running".to_owned());
     }
-    if let Some(error) = state.store.unavailable() {
-        reasons.push(format!("storage_unavailable: {error}"));
-    }
-    if state.store.is_full() {
-        reasons.push("storage_full: the disk budget is reached".to_owned());
+    // Writes failing, live data at its budget, the disk short of room: ingest is paused and
+    // says why (`store/space.rs`).
+    if let Some(refusal) = state.store.refusal() {
+        reasons.push(format!("{}: {refusal}", refusal.reason()));
     }
     if let Some(why) = state.work.unavailable() {
         reasons.push(format!("queue_unavailable: {why}"));

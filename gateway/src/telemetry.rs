@@ -95,6 +95,23 @@ pub struct Pruned {
     pub kind: String,
 }
 
+/// Labels naming why ingest refused or paused.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Reason {
+    /// `storage_full`, `disk_full` or `storage_unavailable`.
+    pub reason: String,
+}
+
+/// Labels naming a kind of stored record.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Kind {
+    /// A [`crate::store::Kind`].
+    pub kind: String,
+}
+
+/// The reasons ingest refuses for lack of room, each with its pause gauge.
+const ROOM_REASONS: [&str; 3] = ["storage_full", "disk_full", "storage_unavailable"];
+
 /// The gateway's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -122,6 +139,11 @@ pub struct Metrics {
     waiting: Gauge,
     parked: Gauge,
     disk_bytes: Gauge,
+    /// Events refused for lack of room or failing writes, by reason.
+    refused: Family<Reason, Counter>,
+    paused: Family<Reason, Gauge>,
+    live_bytes: Family<Kind, Gauge>,
+    free_bytes: Gauge,
     destination_jobs: Family<Destination, Gauge>,
     destination_due_age: Family<Destination, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// One scrape at a time fills the scrape-time values.
@@ -161,6 +183,10 @@ impl Metrics {
             waiting: Gauge::default(),
             parked: Gauge::default(),
             disk_bytes: Gauge::default(),
+            refused: Family::default(),
+            paused: Family::default(),
+            live_bytes: Family::default(),
+            free_bytes: Gauge::default(),
             destination_jobs: Family::default(),
             destination_due_age: Family::default(),
             rendering: std::sync::Mutex::new(()),
@@ -251,9 +277,37 @@ impl Metrics {
         );
         r.register(
             "store_disk_bytes",
-            "Size of the database on disk",
+            "Size of the database's files on disk (it does not shrink when records are pruned: sled reuses the space)",
             metrics.disk_bytes.clone(),
         );
+        r.register(
+            "store_live_bytes",
+            "Live data the store holds (keys and values), by kind of record; the budget counts it",
+            metrics.live_bytes.clone(),
+        );
+        r.register(
+            "store_free_bytes",
+            "Free space on the file system holding the database, at the last look",
+            metrics.free_bytes.clone(),
+        );
+        r.register(
+            "ingest_refused",
+            "Events refused for lack of room or failing writes, by reason",
+            metrics.refused.clone(),
+        );
+        r.register(
+            "ingest_paused",
+            "1 while new events are refused for this reason",
+            metrics.paused.clone(),
+        );
+        for reason in ROOM_REASONS {
+            // Every reason shows from the start, at 0.
+            let labels = Reason {
+                reason: reason.into(),
+            };
+            metrics.refused.get_or_create(&labels);
+            metrics.paused.get_or_create(&labels);
+        }
         Self {
             registry,
             ..metrics
@@ -263,6 +317,15 @@ impl Metrics {
     /// Counts one outcome for a subscription in `counters`.
     pub fn count(counters: &SubscriptionCounters, subscription: &str, outcome: &str) {
         counters.inc(subscription, outcome);
+    }
+
+    /// Counts an event refused for `reason` (a [`crate::store::Refusal::reason`]).
+    pub fn refused(&self, reason: &str) {
+        self.refused
+            .get_or_create(&Reason {
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts what a maintenance round pruned, and its duration.
@@ -295,10 +358,33 @@ impl Metrics {
         self.render_destinations(state);
         self.disk_bytes
             .set(i64::try_from(state.store.size_on_disk()).unwrap_or(i64::MAX));
+        self.render_room(&state.store);
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// Live data by kind, free space, and which pause is in force (counters kept by the
+    /// store: nothing is walked).
+    fn render_room(&self, store: &crate::store::Store) {
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        for (kind, count) in store.live_data().by_kind {
+            self.live_bytes
+                .get_or_create(&Kind { kind: kind.into() })
+                .set(as_i64(count.bytes));
+        }
+        let room = store.room();
+        self.free_bytes.set(as_i64(room.free_bytes.unwrap_or(0)));
+        let reason = store.refusal().map(|r| r.reason());
+        for name in ROOM_REASONS {
+            let labels = Reason {
+                reason: name.into(),
+            };
+            self.paused
+                .get_or_create(&labels)
+                .set(i64::from(reason == Some(name)));
+        }
     }
 
     /// Per-destination queues: every configured destination (0 when idle), the apps' together.

@@ -198,13 +198,11 @@ pub async fn accept(
             })?;
         return Ok(accepted_response(&accepted));
     }
-    // Refuse quickly what cannot be kept: a failing disk (retried by the store) or an
-    // exhausted disk budget. Nothing acknowledged before is touched.
-    if state.store.unavailable().is_some() {
-        return Err(ApiError::storage_unavailable());
-    }
-    if state.store.is_full() {
-        return Err(ApiError::storage_full());
+    // Refuse quickly what cannot be kept: writes failing, live data at its budget, a disk
+    // short of room (see `store/space.rs`). Nothing acknowledged before is touched.
+    if let Some(refusal) = state.store.refusal() {
+        state.metrics.refused(refusal.reason());
+        return Err(ApiError::refused(&refusal));
     }
     // An event that matches few subscriptions is planned here (matching is pure and cheap)
     // and its jobs are written with it; one that matches many goes through the fan-out
@@ -215,7 +213,7 @@ pub async fn accept(
         Some(jobs) => state.store.accept_planned(&event, &dedup, jobs),
         None => state.store.accept(&event, &dedup),
     }
-    .map_err(|e| ApiError::storage("cannot store an event", &e))?;
+    .map_err(|e| write_failed(state, "cannot store an event", &e))?;
     let durable = state.store.durable().await;
     if !accepted.duplicate {
         match &planned {
@@ -231,8 +229,20 @@ pub async fn accept(
             None => state.fanout_wake.notify_one(),
         }
     }
-    durable.map_err(|e| ApiError::storage("cannot make an event durable", &e))?;
+    durable.map_err(|e| write_failed(state, "cannot make an event durable", &e))?;
     Ok(accepted_response(&accepted))
+}
+
+/// A write or flush of an event failed: the store hears of it (its reserve file goes, so
+/// that what must still be written has room), the refusal is counted, and the client is
+/// answered `503 storage_unavailable` when the disk is at fault.
+fn write_failed(state: &State, context: &str, error: &crate::store::StoreError) -> ApiError {
+    state.store.write_failed(error);
+    let answer = ApiError::storage(context, error);
+    if answer.code == "storage_unavailable" {
+        state.metrics.refused("storage_unavailable");
+    }
+    answer
 }
 
 /// `202` with the event's id (the first submission's, for a repeat).

@@ -12,8 +12,13 @@
 //! - `dedup`: source + explicit id, or source + body hash → first event id and time;
 //! - `queue`: the backlog of events not yet fanned out, jobs, attempts, dead letters and the
 //!   per-subscription delivery index, by key prefix (`queue.rs`), and the group records that
-//!   hold an event's new jobs until each has an outcome (`groups.rs`).
+//!   hold an event's new jobs until each has an outcome (`groups.rs`);
+//! - `store_meta`: the live-data tally saved at a clean close (`tally.rs`).
+//!
+//! Besides the trees, the folder holds the reserve file (`space.rs`), room kept for when the
+//! disk fills.
 
+mod compact;
 mod durability;
 mod events;
 mod groups;
@@ -21,6 +26,8 @@ mod job;
 mod maintenance;
 mod queue;
 mod retention;
+mod space;
+mod tally;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -32,9 +39,19 @@ pub use job::{
     Attempt, BadJobId, CallFailure, DeadLetter, DeadReason, Job, JobId, JobKind, JobPart,
     JobSummary, Member,
 };
+pub use compact::{Compacted, compact};
 pub use maintenance::{PASS_BUDGET, Policy, Report};
 pub use queue::{Journey, MAX_BATCH};
 pub use retention::{Pruned, Retention, event_time_ms};
+pub use space::{RESERVE_FILE, Refusal, Room, RoomStatus};
+pub use tally::{Kind, KindCount, LiveData};
+
+use tally::{Counted, Tally, Which};
+
+/// The tree of the store's own bookkeeping (the tally saved at a clean close).
+const META: &str = "store_meta";
+/// The saved tally's key in [`META`].
+const SAVED_TALLY: &[u8] = b"tally";
 
 /// Why storage failed. These are server errors: the client is not at fault.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +85,23 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// Whether the disk had no room for a write.
+    pub fn is_out_of_space(&self) -> bool {
+        match self {
+            Self::Sled(sled::Error::Io(e)) => e.kind() == std::io::ErrorKind::StorageFull,
+            Self::Unavailable(message) => message.contains("No space left"),
+            _ => false,
+        }
+    }
+
+    /// Whether the database is held by another handle (another process, or this one's
+    /// previous handle still closing).
+    pub fn is_locked(&self) -> bool {
+        matches!(self, Self::Sled(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock"))
+    }
+}
+
 impl From<sled::transaction::TransactionError<StoreError>> for StoreError {
     fn from(e: sled::transaction::TransactionError<StoreError>) -> Self {
         match e {
@@ -85,16 +119,23 @@ pub struct Store {
 
 struct Inner {
     db: sled::Db,
-    events: sled::Tree,
-    dedup: sled::Tree,
-    queue: sled::Tree,
+    events: Counted,
+    dedup: Counted,
+    queue: Counted,
+    meta: sled::Tree,
+    /// Live data, by kind (see `tally.rs`).
+    tally: Arc<Tally>,
+    /// Room on disk and the pause it decides (see `space.rs`).
+    space: space::Space,
+    /// When the control plane's trees were last counted (ms since the epoch).
+    control_counted_ms: std::sync::atomic::AtomicU64,
+    /// Set when a write failed with an I/O error: sled takes no more until reopened.
+    poisoned: std::sync::atomic::AtomicBool,
     durability: Durability,
     /// Serialises identical submissions (see [`Store::accept`]).
     accept_locks: Vec<std::sync::Mutex<()>>,
     /// Where the last retention pass stopped in the dedup tree.
     dedup_cursor: std::sync::Mutex<Vec<u8>>,
-    /// Set while the disk budget is exhausted.
-    full: std::sync::atomic::AtomicBool,
     /// The last maintenance round.
     report: std::sync::Mutex<Option<Report>>,
     /// Which jobs kept in group records are still open (see `groups.rs`).
@@ -108,34 +149,143 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (or creates) the database in `path`.
+    /// Opens (or creates) the database in `path`, with no budget, no watch of the disk's free
+    /// space and no reserve file (tools and tests; the gateway uses [`Store::open_with`]).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, Room::default())
+    }
+
+    /// Opens (or creates) the database in `path` with `room` on disk: the reserve file is
+    /// released first on a full disk (so that sled can open), or made when there is room.
+    /// Live data is taken from the tally saved at the last clean close, else counted.
+    pub fn open_with(path: &Path, room: Room) -> Result<Self, StoreError> {
+        compact::recover(path).map_err(sled::Error::Io)?;
+        let space = space::Space::open(path, room);
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(128 * 1024 * 1024)
             // Durability comes from our own batched flushes, not from a timer.
             .flush_every_ms(None)
             .open()?;
+        compact::clean_up(path).map_err(sled::Error::Io)?;
         let tree = |name: &str| db.open_tree(name);
         let queue = tree("queue")?;
         migrate_legacy_trees(&db, &queue)?;
+        let tally = Arc::new(Tally::default());
+        let counted = |tree: sled::Tree, which| Counted::new(tree, which, tally.clone());
         let inner = Inner {
-            events: tree("events")?,
-            dedup: tree("dedup")?,
-            queue,
+            events: counted(tree("events")?, Which::Events),
+            dedup: counted(tree("dedup")?, Which::Dedup),
+            queue: counted(queue, Which::Queue),
+            meta: tree(META)?,
+            tally: tally.clone(),
+            space,
+            control_counted_ms: Default::default(),
+            poisoned: Default::default(),
             durability: Durability::new(db.clone()),
             accept_locks: (0..events::ACCEPT_STRIPES)
                 .map(|_| Default::default())
                 .collect(),
             dedup_cursor: Default::default(),
-            full: Default::default(),
             report: Default::default(),
             open: Default::default(),
             db,
         };
-        Ok(Self {
+        let store = Self {
             inner: Arc::new(inner),
-        })
+        };
+        store.restore_tally()?;
+        Ok(store)
+    }
+
+    /// Takes the tally saved at the last clean close and removes it (a crash from now on must
+    /// be followed by a count from scratch), or counts every record.
+    fn restore_tally(&self) -> Result<(), StoreError> {
+        let inner = &*self.inner;
+        let saved = inner.meta.remove(SAVED_TALLY)?;
+        if saved.is_some_and(|saved| inner.tally.restore(&saved)) {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        inner.tally.count_tree(inner.events.raw(), Which::Events)?;
+        inner.tally.count_tree(inner.dedup.raw(), Which::Dedup)?;
+        inner.tally.count_tree(inner.queue.raw(), Which::Queue)?;
+        self.count_control()?;
+        let live = inner.tally.live();
+        tracing::info!(
+            bytes = live.bytes,
+            records = live.records,
+            took_ms = started.elapsed().as_millis() as u64,
+            "live data counted (no tally saved at the last stop)"
+        );
+        Ok(())
+    }
+
+    /// Counts the control plane's trees (every tree but the work plane's) from scratch.
+    fn count_control(&self) -> Result<(), StoreError> {
+        const COUNTED: [&str; 4] = ["events", "dedup", "queue", META];
+        let mut count = KindCount::default();
+        for name in self.inner.db.tree_names() {
+            if COUNTED.iter().any(|n| name.as_ref() == n.as_bytes()) {
+                continue;
+            }
+            for entry in self.inner.db.open_tree(&name)?.iter() {
+                let (key, value) = entry?;
+                count.bytes += (key.len() + value.len()) as u64;
+                count.records += 1;
+            }
+        }
+        self.inner.tally.set(Kind::Control, count);
+        Ok(())
+    }
+
+    /// What the store holds, as counted, by kind.
+    pub fn live_data(&self) -> LiveData {
+        self.inner.tally.live()
+    }
+
+    /// Live data in bytes (keys and values of every record).
+    pub fn live_bytes(&self) -> u64 {
+        self.inner.tally.live_bytes()
+    }
+
+    /// Why new events are refused now, if they are: writes failing, live data at its budget,
+    /// or the disk short of room (see `space.rs`). Cheap enough for every ingest request.
+    pub fn refusal(&self) -> Option<Refusal> {
+        if let Some(why) = self.unavailable() {
+            return Some(Refusal::Unavailable(why));
+        }
+        self.inner.space.check(
+            self.live_bytes(),
+            || self.size_on_disk(),
+            crate::state::now_ms(),
+        )
+    }
+
+    /// Room on disk, for `/admin/status`.
+    pub fn room(&self) -> RoomStatus {
+        self.inner.space.status()
+    }
+
+    /// A write failed for lack of space or an I/O error: the reserve file goes now, so that
+    /// what must still be written (deliveries' outcomes, pruning, the flush) has room.
+    pub fn write_failed(&self, error: &StoreError) {
+        if let StoreError::Sled(sled::Error::Io(_)) = error {
+            self.inner
+                .poisoned
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        if matches!(error, StoreError::Sled(sled::Error::Io(_)) | StoreError::Unavailable(_)) {
+            self.inner.space.release_reserve("a write failed");
+        }
+    }
+
+    /// Whether the database cannot take writes again until it is reopened: sled stops every
+    /// write for good after an I/O error (a full disk included), so a failed flush or write
+    /// means closing it and opening it again (`lib.rs::run` does).
+    pub fn needs_reopen(&self) -> bool {
+        self.inner.durability.failing()
+            || self.inner.poisoned.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The database, for modules that keep their own trees (apps, tokens, API subscriptions).
@@ -156,6 +306,11 @@ impl Store {
 
     /// Why writes cannot be made durable now, while flushes fail (they are retried).
     pub fn unavailable(&self) -> Option<String> {
+        if self.inner.poisoned.load(std::sync::atomic::Ordering::Acquire)
+            && !self.inner.durability.failing()
+        {
+            return Some("a write failed with an I/O error".into());
+        }
         if self.inner.durability.failing() {
             Some(
                 self.inner
@@ -168,10 +323,26 @@ impl Store {
         }
     }
 
-    /// Flushes synchronously (shutdown).
+    /// Flushes synchronously.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.inner.db.flush()?;
         Ok(())
+    }
+
+    /// At shutdown, when nothing writes any more: saves the tally (so that the next start
+    /// need not count every record) and flushes. On a disk too full for the flush, the
+    /// reserve file goes first.
+    pub fn close(&self) -> Result<(), StoreError> {
+        if !self.needs_reopen() {
+            let _ = self.inner.meta.insert(SAVED_TALLY, self.inner.tally.encode());
+        }
+        match self.flush() {
+            Ok(()) => Ok(()),
+            Err(first) => {
+                self.write_failed(&first);
+                self.flush()
+            }
+        }
     }
 
     /// Counts for the admin status (each walks a tree: not for the data path).

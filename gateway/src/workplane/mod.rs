@@ -168,19 +168,14 @@ impl WorkPlane {
         }
     }
 
-    /// Why new events are refused now, if they are: a failing disk or a full budget on
-    /// sled, NATS unreachable.
+    /// Why new events are refused now, if they are: on sled writes failing, live data at its
+    /// budget or the disk short of room (`<reason>: <why>`); NATS unreachable.
     pub fn refuses(&self) -> Option<String> {
         match self {
-            Self::Sled(w) => {
-                let store = w.store();
-                if let Some(why) = store.unavailable() {
-                    return Some(format!("storage_unavailable: {why}"));
-                }
-                store
-                    .is_full()
-                    .then(|| "storage_full: the disk budget is reached".to_owned())
-            }
+            Self::Sled(w) => w
+                .store()
+                .refusal()
+                .map(|refusal| format!("{}: {refusal}", refusal.reason())),
             Self::Nats(w) => w
                 .unavailable()
                 .map(|why| format!("queue_unavailable: {why}")),
