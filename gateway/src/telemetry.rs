@@ -305,8 +305,8 @@ impl Metrics {
             let labels = Reason {
                 reason: reason.into(),
             };
-            metrics.refused.get_or_create(&labels);
-            metrics.paused.get_or_create(&labels);
+            let _ = metrics.refused.get_or_create(&labels);
+            let _ = metrics.paused.get_or_create(&labels);
         }
         Self {
             registry,

@@ -377,10 +377,6 @@ impl Counted {
     pub(super) fn len(&self) -> usize {
         self.tree.len()
     }
-
-    pub(super) fn flush(&self) -> sled::Result<usize> {
-        self.tree.flush()
-    }
 }
 
 /// Writes to apply to one [`Counted`] tree atomically; the last write to a key wins, as in
@@ -413,7 +409,7 @@ mod tests {
             source: "odoo".into(),
             model: "sale.order".into(),
             action: "write".into(),
-            record_id: Some(n),
+            record_id: Some(n as i64),
             received_at_ms: 1_700_000_000_000 + n,
             payload: "x".repeat(100 + n as usize),
             headers: vec![],
