@@ -287,9 +287,11 @@ async fn at_the_live_data_budget_ingest_pauses_and_resumes_by_itself() {
         .expect("gateway");
     let next = Arc::new(AtomicUsize::new(0));
     let (mut acked, mut taken, mut sizes) = (Vec::new(), Vec::new(), Vec::new());
-    // Twice: the second time the folder must not grow much past the first (sled reuses what
-    // pruning freed), or accepting again would only fill the disk.
-    for round in 0..2 {
+    // Three times: the first refill grows the folder (the first fill's room is freed only as
+    // sled rewrites it), the next must not grow it much more (sled reuses what pruning freed),
+    // or accepting again would only fill the disk. Without reuse each round would take as
+    // much again, and the third would find the disk full first (503, not 507).
+    for round in 0..3 {
         let (ids, refusal) = post_until_refused(&gw, &next).await;
         assert!(ids.len() > 500, "round {round}: only {} taken", ids.len());
         assert_eq!(refusal.status, 507, "{:?}", refusal.body);
@@ -319,10 +321,8 @@ async fn at_the_live_data_budget_ingest_pauses_and_resumes_by_itself() {
         taken.extend(delivered(&inbox));
     }
     assert!(
-        sizes[1] <= sizes[0] + sizes[0] / 4,
-        "the folder grew from {} to {} bytes",
-        sizes[0],
-        sizes[1]
+        sizes[2] <= sizes[1] + sizes[1] / 2,
+        "the folder keeps growing: {sizes:?} bytes at each refusal"
     );
     assert_exactly_once(&taken, &acked);
     let metrics = HttpClient::new()
@@ -406,7 +406,9 @@ async fn a_restart_on_a_disk_filled_to_the_last_byte_comes_up_and_delivers() {
 async fn a_disk_filled_under_the_running_gateway_is_survived_by_reopening_the_database() {
     let Some(disk) = Tmpfs::mount(48) else { return };
     let receiver = receiver_address();
-    let room = "min_free_bytes = 8_388_608\nreserve_bytes = 4_194_304";
+    // No watch of free space: nothing stops the write that fails (a disk filled between two
+    // looks, in the gateway's own words).
+    let room = "min_free_bytes = 0\nreserve_bytes = 4_194_304";
     let gw = TestGateway::start_with(source(&disk, receiver, room))
         .await
         .expect("gateway");
@@ -419,9 +421,11 @@ async fn a_disk_filled_under_the_running_gateway_is_survived_by_reopening_the_da
     let (more, refusal) = post_until_refused(&gw, &next).await;
     acked.extend(more);
     assert_eq!(refusal.status, 503, "{:?}", refusal.body);
+    assert_eq!(refusal.json()["error"]["code"], "storage_unavailable");
 
     let inbox = receiver_up(receiver).await;
     wait_delivered(&inbox, &acked).await;
+    // sled takes no write after its I/O error: accepting again means it was reopened.
     let (id, refusals) = accepted_again(&gw, &next).await;
     assert!(refusals.iter().all(|(s, _)| *s == 503), "{refusals:?}");
     acked.push(id);

@@ -135,6 +135,7 @@ pub fn compact(path: &Path) -> Result<Compacted, StoreError> {
         )));
     }
     let before_bytes = sled_bytes(path);
+    super::remove_unfinished_snapshots(path).map_err(sled::Error::Io)?;
     let old = sled::Config::new()
         .path(path)
         .open()

@@ -160,6 +160,7 @@ impl Store {
     /// Live data is taken from the tally saved at the last clean close, else counted.
     pub fn open_with(path: &Path, room: Room) -> Result<Self, StoreError> {
         compact::recover(path).map_err(sled::Error::Io)?;
+        remove_unfinished_snapshots(path).map_err(sled::Error::Io)?;
         let space = space::Space::open(path, room);
         let db = sled::Config::new()
             .path(path)
@@ -370,6 +371,24 @@ pub struct Counts {
     pub dead: usize,
 }
 
+/// Removes the snapshot files sled did not finish writing (`snap.<lsn>.generating`; it renames
+/// a snapshot into place once written). sled takes any `snap.` file for a snapshot, so one cut
+/// short by a full disk, or by a kill during an open, would make the database unreadable.
+pub(super) fn remove_unfinished_snapshots(path: &Path) -> std::io::Result<()> {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            tracing::warn!(file = %name, "removing a snapshot sled did not finish writing");
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 /// Moves the records of the layout before the `queue` tree (one tree per kind) into it, with
 /// their prefixes, then drops the old trees. A no-op on a database that has none.
 fn migrate_legacy_trees(db: &sled::Db, queue: &sled::Tree) -> Result<(), StoreError> {
@@ -418,4 +437,24 @@ fn decode<T: serde::de::DeserializeOwned>(
 fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     // Our records are plain data: serialising them cannot fail.
     serde_json::to_vec(value).unwrap_or_default()
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_cut_short_does_not_stop_the_database_from_opening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            store.db().insert("k", "v").expect("insert");
+            store.close().expect("close");
+        }
+        // What a full disk (or a kill) leaves when sled's snapshot at open is cut short.
+        std::fs::write(dir.path().join("snap.00000000000FFFFF.generating"), b"cut").expect("write");
+        let store = Store::open(dir.path()).expect("opens all the same");
+        assert_eq!(store.db().get("k").expect("get").as_deref(), Some(&b"v"[..]));
+    }
 }

@@ -424,12 +424,12 @@ impl Space {
     }
 
     /// Makes the reserve file if it is missing and the disk has room for it and twice
-    /// `min_free_bytes` more.
+    /// `min_free_bytes` more (and at least its own size more: a reserve just released for a
+    /// full disk is not taken back from what it freed).
     fn make_reserve(&self, state: &mut State, free: u64) {
         let room = state.room;
-        if state.reserve_in_place
-            || room.reserve_bytes == 0
-            || free < room.reserve_bytes + 2 * room.min_free_bytes
+        let margin = (2 * room.min_free_bytes).max(room.reserve_bytes);
+        if state.reserve_in_place || room.reserve_bytes == 0 || free < room.reserve_bytes + margin
         {
             return;
         }
