@@ -211,7 +211,10 @@ async fn accepted_again(gw: &TestGateway, next: &AtomicUsize) -> (String, Vec<(u
         let n = next.fetch_add(1, Ordering::Relaxed);
         if let Ok(reply) = client.post_json(&url, &body(n)).await {
             if reply.status == 202 {
-                return (reply.json()["id"].as_str().expect("id").to_owned(), refusals);
+                return (
+                    reply.json()["id"].as_str().expect("id").to_owned(),
+                    refusals,
+                );
             }
             let code = serde_json::from_slice::<serde_json::Value>(&reply.body)
                 .map(|b| b["error"]["code"].as_str().unwrap_or("").to_owned())
@@ -303,7 +306,10 @@ async fn at_the_live_data_budget_ingest_pauses_and_resumes_by_itself() {
         assert!(reason.starts_with("storage_full: "), "{reason}");
         let status = storage(&gw).await;
         assert_eq!(status["paused"]["reason"], "storage_full", "{status}");
-        assert!(status["live"]["bytes"].as_u64() >= Some(7_000_000), "{status}");
+        assert!(
+            status["live"]["bytes"].as_u64() >= Some(7_000_000),
+            "{status}"
+        );
         sizes.push(status["size_on_disk"].as_u64().expect("size"));
 
         let inbox = receiver_up(receiver).await;
@@ -311,7 +317,9 @@ async fn at_the_live_data_budget_ingest_pauses_and_resumes_by_itself() {
         acked.extend(ids);
         let (id, refusals) = accepted_again(&gw, &next).await;
         assert!(
-            refusals.iter().all(|(s, c)| *s == 507 && c == "storage_full"),
+            refusals
+                .iter()
+                .all(|(s, c)| *s == 507 && c == "storage_full"),
             "{refusals:?}"
         );
         wait_delivered(&inbox, std::slice::from_ref(&id)).await;
@@ -368,13 +376,17 @@ async fn on_a_full_disk_ingest_pauses_and_resumes_by_itself() {
     wait_delivered(&inbox, &acked).await;
     let (id, refusals) = accepted_again(&gw, &next).await;
     assert!(
-        refusals.iter().all(|(s, c)| *s == 503 && c == "storage_unavailable"),
+        refusals
+            .iter()
+            .all(|(s, c)| *s == 503 && c == "storage_unavailable"),
         "{refusals:?}"
     );
     acked.push(id);
     wait_delivered(&inbox, &acked).await;
     assert_exactly_once(&delivered(&inbox), &acked);
-    gw.stop().await.expect("stopped cleanly, the database flushed");
+    gw.stop()
+        .await
+        .expect("stopped cleanly, the database flushed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -188,7 +188,9 @@ async fn compaction_gives_space_back_and_keeps_what_was_stored() {
     let url = gw.url(&format!("/v1/odoo/odoo/{TOKEN}"));
     let pad = "x".repeat(4000);
     for n in 0..1500 {
-        let body = format!(r#"{{"_action": "Saved(#{n})", "_id": {n}, "_model": "res.partner", "id": {n}, "note": "{pad}"}}"#);
+        let body = format!(
+            r#"{{"_action": "Saved(#{n})", "_id": {n}, "_model": "res.partner", "id": {n}, "note": "{pad}"}}"#
+        );
         let reply = client.post_json(&url, body.as_bytes()).await.expect("post");
         assert_eq!(reply.status, 202);
     }
@@ -226,7 +228,10 @@ async fn compaction_gives_space_back_and_keeps_what_was_stored() {
         if status["stored"]["events"].as_u64() == Some(1) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "never pruned: {status}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never pruned: {status}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let before = gw.admin(ADMIN, "GET", "/admin/status", None).await["storage"]["size_on_disk"]
@@ -243,14 +248,20 @@ async fn compaction_gives_space_back_and_keeps_what_was_stored() {
         .expect("gateway after compaction");
     let status = gw.admin(ADMIN, "GET", "/admin/status", None).await;
     let after = status["storage"]["size_on_disk"].as_u64().expect("size");
-    assert!(after * 4 < before, "{before} bytes before, {after} after: {said}");
+    assert!(
+        after * 4 < before,
+        "{before} bytes before, {after} after: {said}"
+    );
     let journey = gw
         .admin(ADMIN, "GET", &format!("/admin/events/{kept}"), None)
         .await;
     assert_eq!(journey["event"]["id"], kept.as_str(), "{journey}");
     gw.admin(ADMIN, "POST", "/admin/subscriptions/all/enable", None)
         .await;
-    let received = inbox.wait_for(1501, WAIT).await.expect("delivered after the restart");
+    let received = inbox
+        .wait_for(1501, WAIT)
+        .await
+        .expect("delivered after the restart");
     assert_eq!(received.len(), 1501);
     gw.stop().await.expect("stop");
 }

@@ -180,10 +180,7 @@ pub fn compact(path: &Path) -> Result<Compacted, StoreError> {
 /// Copies every tree of `old` into a new database in `to`, flushes it and marks it
 /// complete; returns the records and bytes copied.
 fn copy_into(old: &sled::Db, to: &Path) -> Result<(u64, u64), StoreError> {
-    let new = sled::Config::new()
-        .path(to)
-        .flush_every_ms(None)
-        .open()?;
+    let new = sled::Config::new().path(to).flush_every_ms(None).open()?;
     let (mut records, mut bytes) = (0u64, 0u64);
     for name in old.tree_names() {
         let source = old.open_tree(&name)?;
@@ -237,13 +234,19 @@ mod tests {
             let store = Store::open(&path).expect("open");
             let tree = store.db().open_tree("events").expect("tree");
             for i in 0..4_000u32 {
-                tree.insert(i.to_be_bytes(), value.as_slice()).expect("insert");
+                tree.insert(i.to_be_bytes(), value.as_slice())
+                    .expect("insert");
             }
             store.flush().expect("flush");
             for i in 0..3_900u32 {
                 tree.remove(i.to_be_bytes()).expect("remove");
             }
-            store.db().open_tree("apps").expect("tree").insert("a", "b").expect("insert");
+            store
+                .db()
+                .open_tree("apps")
+                .expect("tree")
+                .insert("a", "b")
+                .expect("insert");
             std::fs::write(path.join("reserve.bin"), b"kept").expect("write");
             store.flush().expect("flush");
         }
@@ -253,14 +256,27 @@ mod tests {
             done.after_bytes * 4 < done.before_bytes,
             "the folder shrank: {done:?}"
         );
-        assert_eq!(std::fs::read(path.join("reserve.bin")).expect("kept"), b"kept");
+        assert_eq!(
+            std::fs::read(path.join("reserve.bin")).expect("kept"),
+            b"kept"
+        );
         assert!(!sibling(&path, ".compacting").exists());
         assert!(!sibling(&path, ".before-compaction").exists());
         let store = Store::open(&path).expect("reopen");
         let tree = store.db().open_tree("events").expect("tree");
         assert_eq!(tree.len(), 100);
-        assert_eq!(tree.get(3_999u32.to_be_bytes()).expect("get").as_deref(), Some(&value[..]));
-        assert!(store.db().open_tree("apps").expect("tree").contains_key("a").expect("get"));
+        assert_eq!(
+            tree.get(3_999u32.to_be_bytes()).expect("get").as_deref(),
+            Some(&value[..])
+        );
+        assert!(
+            store
+                .db()
+                .open_tree("apps")
+                .expect("tree")
+                .contains_key("a")
+                .expect("get")
+        );
     }
 
     #[test]

@@ -32,6 +32,7 @@ mod tally;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use compact::{Compacted, compact};
 pub use durability::Durability;
 pub use events::{Accepted, DedupKey};
 pub use groups::GROUP_SIZE;
@@ -39,7 +40,6 @@ pub use job::{
     Attempt, BadJobId, CallFailure, DeadLetter, DeadReason, Job, JobId, JobKind, JobPart,
     JobSummary, Member,
 };
-pub use compact::{Compacted, compact};
 pub use maintenance::{PASS_BUDGET, Policy, Report};
 pub use queue::{Journey, MAX_BATCH};
 pub use retention::{Pruned, Retention, event_time_ms};
@@ -276,7 +276,10 @@ impl Store {
                 .poisoned
                 .store(true, std::sync::atomic::Ordering::Release);
         }
-        if matches!(error, StoreError::Sled(sled::Error::Io(_)) | StoreError::Unavailable(_)) {
+        if matches!(
+            error,
+            StoreError::Sled(sled::Error::Io(_)) | StoreError::Unavailable(_)
+        ) {
             self.inner.space.release_reserve("a write failed");
         }
     }
@@ -286,7 +289,10 @@ impl Store {
     /// means closing it and opening it again (`lib.rs::run` does).
     pub fn needs_reopen(&self) -> bool {
         self.inner.durability.failing()
-            || self.inner.poisoned.load(std::sync::atomic::Ordering::Acquire)
+            || self
+                .inner
+                .poisoned
+                .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The database, for modules that keep their own trees (apps, tokens, API subscriptions).
@@ -307,7 +313,10 @@ impl Store {
 
     /// Why writes cannot be made durable now, while flushes fail (they are retried).
     pub fn unavailable(&self) -> Option<String> {
-        if self.inner.poisoned.load(std::sync::atomic::Ordering::Acquire)
+        if self
+            .inner
+            .poisoned
+            .load(std::sync::atomic::Ordering::Acquire)
             && !self.inner.durability.failing()
         {
             return Some("a write failed with an I/O error".into());
@@ -335,7 +344,10 @@ impl Store {
     /// reserve file goes first.
     pub fn close(&self) -> Result<(), StoreError> {
         if !self.needs_reopen() {
-            let _ = self.inner.meta.insert(SAVED_TALLY, self.inner.tally.encode());
+            let _ = self
+                .inner
+                .meta
+                .insert(SAVED_TALLY, self.inner.tally.encode());
         }
         match self.flush() {
             Ok(()) => Ok(()),
@@ -439,7 +451,6 @@ fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -455,6 +466,9 @@ mod tests {
         // What a full disk (or a kill) leaves when sled's snapshot at open is cut short.
         std::fs::write(dir.path().join("snap.00000000000FFFFF.generating"), b"cut").expect("write");
         let store = Store::open(dir.path()).expect("opens all the same");
-        assert_eq!(store.db().get("k").expect("get").as_deref(), Some(&b"v"[..]));
+        assert_eq!(
+            store.db().get("k").expect("get").as_deref(),
+            Some(&b"v"[..])
+        );
     }
 }

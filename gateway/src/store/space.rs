@@ -205,7 +205,12 @@ impl Space {
 
     /// Why new events are refused, from the ingest path: `live` is live data now, `size`
     /// gives the folder's size (only read when the disk is short of room).
-    pub(super) fn check(&self, live: u64, size: impl FnOnce() -> u64, now_ms: u64) -> Option<Refusal> {
+    pub(super) fn check(
+        &self,
+        live: u64,
+        size: impl FnOnce() -> u64,
+        now_ms: u64,
+    ) -> Option<Refusal> {
         if self.cause.load(Ordering::Acquire) == ACCEPTING {
             if live >= self.limit.load(Ordering::Acquire) {
                 self.pause_at_limit(live, now_ms);
@@ -325,8 +330,7 @@ impl Space {
             self.free.store(free, Ordering::Relaxed);
             self.looked_ms.store(now_ms, Ordering::Relaxed);
         }
-        if state.reserve_in_place
-            && (failing || free.is_some_and(|f| f < room.min_free_bytes / 2))
+        if state.reserve_in_place && (failing || free.is_some_and(|f| f < room.min_free_bytes / 2))
         {
             let why = if failing {
                 "writes fail"
@@ -340,7 +344,10 @@ impl Space {
         let free = self.free.load(Ordering::Relaxed);
         let reserve_ok = state.reserve_in_place || room.reserve_bytes == 0;
         if state.learned.is_some() && reserve_ok && free >= 2 * room.min_free_bytes {
-            tracing::info!(free, "the disk has room again: its learned capacity is forgotten");
+            tracing::info!(
+                free,
+                "the disk has room again: its learned capacity is forgotten"
+            );
             state.learned = None;
         }
         self.set_limit(&state);
@@ -429,14 +436,14 @@ impl Space {
     fn make_reserve(&self, state: &mut State, free: u64) {
         let room = state.room;
         let margin = (2 * room.min_free_bytes).max(room.reserve_bytes);
-        if state.reserve_in_place || room.reserve_bytes == 0 || free < room.reserve_bytes + margin
-        {
+        if state.reserve_in_place || room.reserve_bytes == 0 || free < room.reserve_bytes + margin {
             return;
         }
         match preallocate(&self.dir, &self.reserve_path(), room.reserve_bytes) {
             Ok(()) => {
                 state.reserve_in_place = true;
-                self.free.store(free - room.reserve_bytes, Ordering::Relaxed);
+                self.free
+                    .store(free - room.reserve_bytes, Ordering::Relaxed);
                 tracing::info!(bytes = room.reserve_bytes, "reserve file in place");
             }
             Err(e) => tracing::warn!(error = %e, "cannot make the reserve file; tried again later"),
@@ -522,7 +529,11 @@ mod tests {
         let later = NOW + 1_000;
         assert_eq!(space.check(9_000, || 5 * GROWTH_SLACK, later), None);
         // Up to what the disk held: paused again, without a look at the disk.
-        assert!(space.check(10_000, || 5 * GROWTH_SLACK, later + 1).is_some());
+        assert!(
+            space
+                .check(10_000, || 5 * GROWTH_SLACK, later + 1)
+                .is_some()
+        );
         space.review(room, 1_000, 5 * GROWTH_SLACK, false, later + 2);
         // The folder grows into the short free space: a lower capacity is learned.
         let refused = space.check(2_000, || 7 * GROWTH_SLACK, later + 1_000);

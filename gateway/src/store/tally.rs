@@ -370,7 +370,10 @@ impl Counted {
         self.tree.iter()
     }
 
-    pub(super) fn range<K: AsRef<[u8]>, R: std::ops::RangeBounds<K>>(&self, range: R) -> sled::Iter {
+    pub(super) fn range<K: AsRef<[u8]>, R: std::ops::RangeBounds<K>>(
+        &self,
+        range: R,
+    ) -> sled::Iter {
         self.tree.range(range)
     }
 
@@ -449,9 +452,15 @@ mod tests {
     fn scanned(store: &Store) -> LiveData {
         let fresh = Tally::default();
         let inner = &store.inner;
-        fresh.count_tree(inner.events.raw(), Which::Events).expect("scan");
-        fresh.count_tree(inner.dedup.raw(), Which::Dedup).expect("scan");
-        fresh.count_tree(inner.queue.raw(), Which::Queue).expect("scan");
+        fresh
+            .count_tree(inner.events.raw(), Which::Events)
+            .expect("scan");
+        fresh
+            .count_tree(inner.dedup.raw(), Which::Dedup)
+            .expect("scan");
+        fresh
+            .count_tree(inner.queue.raw(), Which::Queue)
+            .expect("scan");
         fresh.live()
     }
 
@@ -521,7 +530,14 @@ mod tests {
         drop(store);
         let store = Store::open(dir.path()).expect("reopen");
         assert_eq!(store.live_data(), live);
-        assert!(store.inner.meta.get(super::super::SAVED_TALLY).expect("read").is_none());
+        assert!(
+            store
+                .inner
+                .meta
+                .get(super::super::SAVED_TALLY)
+                .expect("read")
+                .is_none()
+        );
         drop(store);
         // No tally saved (a crash): counted from scratch, the same.
         let store = Store::open(dir.path()).expect("reopen");
