@@ -148,6 +148,26 @@ async fn a_full_disk_budget_refuses_new_events_and_recovers_when_there_is_room()
     assert_eq!(refused.status, 507);
     assert_eq!(refused.json()["error"]["code"], "storage_full");
     assert_eq!(refused.headers["retry-after"], "60");
+    // `odoo-gateway status` says it last, in words.
+    let url = gw.url("");
+    let mut said = Vec::new();
+    odoo_gateway::cli::operate::Operate::parse_from(&[
+        "status",
+        "--url",
+        &url,
+        "--admin-token",
+        ADMIN,
+    ])
+    .expect("arguments")
+    .run(&mut said)
+    .await
+    .expect("status");
+    let said = String::from_utf8(said).expect("UTF-8");
+    assert!(
+        said.contains("INGEST PAUSED (storage_full): the store holds"),
+        "{said}"
+    );
+    let url = gw.url(&format!("/v1/odoo/odoo/{TOKEN}"));
 
     // Room again: events are taken and delivered.
     std::fs::write(&file, config(&inbox, "max_disk_bytes = 1_000_000_000_000")).expect("write");
