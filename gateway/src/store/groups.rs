@@ -24,9 +24,9 @@ use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use serde::{Deserialize, Serialize};
 
+use super::counted::Batch;
 use super::job::{Attempt, DeadLetter, Job, JobId, JobKind, JobPart, JobSummary, Member};
 use super::queue::{DEAD, INDEX, JOB, key};
-use super::tally::Batch;
 use super::{Store, StoreError, decode, encode};
 use crate::config::Format;
 

@@ -19,13 +19,16 @@
 //! disk fills.
 
 mod compact;
+mod counted;
 mod durability;
 mod events;
 mod groups;
 mod job;
 mod maintenance;
 mod queue;
+mod reserve;
 mod retention;
+mod room;
 mod space;
 mod tally;
 
@@ -42,16 +45,13 @@ pub use job::{
 };
 pub use maintenance::{PASS_BUDGET, Policy, Report};
 pub use queue::{Journey, MAX_BATCH};
+pub use reserve::RESERVE_FILE;
 pub use retention::{Pruned, Retention, event_time_ms};
-pub use space::{RESERVE_FILE, Refusal, Room, RoomStatus};
+pub use room::{Refusal, Room, RoomStatus};
 pub use tally::{Kind, KindCount, LiveData};
 
-use tally::{Counted, Tally, Which};
-
-/// The tree of the store's own bookkeeping (the tally saved at a clean close).
-const META: &str = "store_meta";
-/// The saved tally's key in [`META`].
-const SAVED_TALLY: &[u8] = b"tally";
+use counted::Counted;
+use tally::{META, SAVED_TALLY, Tally, Which};
 
 /// Why storage failed. These are server errors: the client is not at fault.
 #[derive(Debug, thiserror::Error)]
@@ -197,102 +197,6 @@ impl Store {
         };
         store.restore_tally()?;
         Ok(store)
-    }
-
-    /// Takes the tally saved at the last clean close and removes it (a crash from now on must
-    /// be followed by a count from scratch), or counts every record.
-    fn restore_tally(&self) -> Result<(), StoreError> {
-        let inner = &*self.inner;
-        let saved = inner.meta.remove(SAVED_TALLY)?;
-        if saved.is_some_and(|saved| inner.tally.restore(&saved)) {
-            return Ok(());
-        }
-        let started = std::time::Instant::now();
-        inner.tally.count_tree(inner.events.raw(), Which::Events)?;
-        inner.tally.count_tree(inner.dedup.raw(), Which::Dedup)?;
-        inner.tally.count_tree(inner.queue.raw(), Which::Queue)?;
-        self.count_control()?;
-        let live = inner.tally.live();
-        tracing::info!(
-            bytes = live.bytes,
-            records = live.records,
-            took_ms = started.elapsed().as_millis() as u64,
-            "live data counted (no tally saved at the last stop)"
-        );
-        Ok(())
-    }
-
-    /// Counts the control plane's trees (every tree but the work plane's) from scratch.
-    fn count_control(&self) -> Result<(), StoreError> {
-        const COUNTED: [&str; 4] = ["events", "dedup", "queue", META];
-        let mut count = KindCount::default();
-        for name in self.inner.db.tree_names() {
-            if COUNTED.iter().any(|n| name.as_ref() == n.as_bytes()) {
-                continue;
-            }
-            for entry in self.inner.db.open_tree(&name)?.iter() {
-                let (key, value) = entry?;
-                count.bytes += (key.len() + value.len()) as u64;
-                count.records += 1;
-            }
-        }
-        self.inner.tally.set(Kind::Control, count);
-        Ok(())
-    }
-
-    /// What the store holds, as counted, by kind.
-    pub fn live_data(&self) -> LiveData {
-        self.inner.tally.live()
-    }
-
-    /// Live data in bytes (keys and values of every record).
-    pub fn live_bytes(&self) -> u64 {
-        self.inner.tally.live_bytes()
-    }
-
-    /// Why new events are refused now, if they are: writes failing, live data at its budget,
-    /// or the disk short of room (see `space.rs`). Cheap enough for every ingest request.
-    pub fn refusal(&self) -> Option<Refusal> {
-        if let Some(why) = self.unavailable() {
-            return Some(Refusal::Unavailable(why));
-        }
-        self.inner.space.check(
-            self.live_bytes(),
-            || self.size_on_disk(),
-            crate::state::now_ms(),
-        )
-    }
-
-    /// Room on disk, for `/admin/status`.
-    pub fn room(&self) -> RoomStatus {
-        self.inner.space.status()
-    }
-
-    /// A write failed for lack of space or an I/O error: the reserve file goes now, so that
-    /// what must still be written (deliveries' outcomes, pruning, the flush) has room.
-    pub fn write_failed(&self, error: &StoreError) {
-        if let StoreError::Sled(sled::Error::Io(_)) = error {
-            self.inner
-                .poisoned
-                .store(true, std::sync::atomic::Ordering::Release);
-        }
-        if matches!(
-            error,
-            StoreError::Sled(sled::Error::Io(_)) | StoreError::Unavailable(_)
-        ) {
-            self.inner.space.release_reserve("a write failed");
-        }
-    }
-
-    /// Whether the database cannot take writes again until it is reopened: sled stops every
-    /// write for good after an I/O error (a full disk included), so a failed flush or write
-    /// means closing it and opening it again (`lib.rs::run` does).
-    pub fn needs_reopen(&self) -> bool {
-        self.inner.durability.failing()
-            || self
-                .inner
-                .poisoned
-                .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The database, for modules that keep their own trees (apps, tokens, API subscriptions).

@@ -16,8 +16,8 @@
 //! order, and start-up rebuilds it from the jobs on disk. So taking a job writes nothing,
 //! and a job whose worker died with the process is simply due again at the next start.
 
+use super::counted::Batch;
 use super::job::{Attempt, DeadLetter, Job, JobSummary};
-use super::tally::Batch;
 use super::{Store, StoreError, decode, encode};
 
 /// What one event made: see [`Store::journey`].

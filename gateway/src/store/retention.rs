@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::counted::Batch;
 use super::job::{DeadLetter, JobId};
 use super::queue::{ATTEMPT, DEAD, INDEX, JOB, PENDING, key};
-use super::tally::Batch;
 use super::{Store, StoreError, decode};
 
 /// How long records are kept.

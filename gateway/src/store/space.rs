@@ -27,10 +27,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
-use serde::Serialize;
-
-/// The reserve file's name in the storage folder.
-pub const RESERVE_FILE: &str = "reserve.bin";
+use super::reserve::{self, RESERVE_FILE};
+use super::room::{Refusal, Room, RoomStatus};
 /// Ingest looks at the file system's free space at most this often (milliseconds).
 const LOOK_EVERY_MS: u64 = 50;
 /// A pause ends once live data is below this share of the limit (hysteresis).
@@ -41,92 +39,6 @@ const GROWTH_SLACK: u64 = 1 << 20;
 const ACCEPTING: u8 = 0;
 const BUDGET: u8 = 1;
 const DISK: u8 = 2;
-
-/// How much room the store is given (`[storage]`); read again by every maintenance round.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Room {
-    /// The budget of live data (`max_disk_bytes`), if any.
-    pub max_live_bytes: Option<u64>,
-    /// Free space the file system must keep (`min_free_bytes`); 0: not watched.
-    pub min_free_bytes: u64,
-    /// Size of the reserve file (`reserve_bytes`); 0: none.
-    pub reserve_bytes: u64,
-}
-
-/// Why new events are refused now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
-    /// Live data reached the budget (`507 storage_full`).
-    StorageFull {
-        /// Live data now.
-        live_bytes: u64,
-        /// The budget.
-        budget: u64,
-    },
-    /// The disk is full or nearly (`503 storage_unavailable`).
-    DiskFull {
-        /// Free space on the file system at the last look.
-        free_bytes: u64,
-        /// The free space it must keep.
-        min_free_bytes: u64,
-    },
-    /// Writes cannot be made durable (`503 storage_unavailable`).
-    Unavailable(String),
-}
-
-impl Refusal {
-    /// The reason's fixed code (metrics, `/readyz`).
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Refusal::StorageFull { .. } => "storage_full",
-            Refusal::DiskFull { .. } => "disk_full",
-            Refusal::Unavailable(_) => "storage_unavailable",
-        }
-    }
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Refusal::StorageFull { live_bytes, budget } => write!(
-                f,
-                "the store holds {live_bytes} bytes of live data, its budget is {budget}; \
-                 new events wait until deliveries and retention make room"
-            ),
-            Refusal::DiskFull {
-                free_bytes,
-                min_free_bytes,
-            } => write!(
-                f,
-                "the disk holding the database has {free_bytes} bytes free, less than the \
-                 {min_free_bytes} it must keep; new events wait until deliveries and retention \
-                 make room"
-            ),
-            Refusal::Unavailable(why) => write!(f, "writes cannot be made durable: {why}"),
-        }
-    }
-}
-
-/// Room on disk, for `/admin/status`.
-#[derive(Debug, Clone, Serialize)]
-pub struct RoomStatus {
-    /// The budget of live data.
-    pub budget_bytes: Option<u64>,
-    /// The learned capacity, while the disk is short of room.
-    pub learned_capacity_bytes: Option<u64>,
-    /// Free space on the file system at the last look.
-    pub free_bytes: Option<u64>,
-    /// The free space it must keep.
-    pub min_free_bytes: u64,
-    /// The reserve file's size, and whether it is in place.
-    pub reserve_bytes: u64,
-    /// Whether the reserve file is in place.
-    pub reserve_in_place: bool,
-    /// Why new events are paused, if they are: `storage_full` or `disk_full`.
-    pub paused: Option<&'static str>,
-    /// Since when (ms since the epoch).
-    pub paused_since_ms: Option<u64>,
-}
 
 /// The store's room on disk and the pause it decides.
 #[derive(Debug)]
@@ -176,12 +88,12 @@ impl Space {
             }),
         };
         let path = space.reserve_path();
-        let _ = std::fs::remove_file(path.with_extension("partial"));
+        let _ = reserve::remove(&path.with_extension("partial"));
         let present = std::fs::metadata(&path).map(|m| m.len()).ok();
         let mut state = space.lock();
         state.reserve_in_place = present == Some(room.reserve_bytes) && room.reserve_bytes > 0;
         if present.is_some() && !state.reserve_in_place {
-            let _ = std::fs::remove_file(&path);
+            let _ = reserve::remove(&path);
         }
         if let Some(free) = free_space(dir) {
             space.free.store(free, Ordering::Relaxed);
@@ -419,12 +331,11 @@ impl Space {
     }
 
     fn release(&self, state: &mut State, why: &str) {
-        match std::fs::remove_file(self.reserve_path()) {
+        match reserve::remove(&self.reserve_path()) {
             Ok(()) => tracing::warn!(
                 bytes = state.room.reserve_bytes,
                 "reserve file released ({why}): its room is for deliveries, pruning and flushes"
             ),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => tracing::error!(error = %e, "cannot release the reserve file"),
         }
         state.reserve_in_place = false;
@@ -439,7 +350,7 @@ impl Space {
         if state.reserve_in_place || room.reserve_bytes == 0 || free < room.reserve_bytes + margin {
             return;
         }
-        match preallocate(&self.dir, &self.reserve_path(), room.reserve_bytes) {
+        match reserve::preallocate(&self.dir, &self.reserve_path(), room.reserve_bytes) {
             Ok(()) => {
                 state.reserve_in_place = true;
                 self.free
@@ -447,25 +358,6 @@ impl Space {
                 tracing::info!(bytes = room.reserve_bytes, "reserve file in place");
             }
             Err(e) => tracing::warn!(error = %e, "cannot make the reserve file; tried again later"),
-        }
-    }
-}
-
-/// Writes `len` bytes of allocated (not sparse) space at `path`, through a temporary file
-/// renamed into place so that a half-made reserve is never taken for a whole one.
-fn preallocate(dir: &Path, path: &Path, len: u64) -> std::io::Result<()> {
-    use fs2::FileExt as _;
-    std::fs::create_dir_all(dir)?;
-    let partial = path.with_extension("partial");
-    let made = std::fs::File::create(&partial).and_then(|file| {
-        file.allocate(len)?;
-        file.sync_all()
-    });
-    match made {
-        Ok(()) => std::fs::rename(&partial, path),
-        Err(e) => {
-            let _ = std::fs::remove_file(&partial);
-            Err(e)
         }
     }
 }

@@ -6,12 +6,9 @@
 //! does not shrink, and a budget measured on it would never be left again.
 //!
 //! Every write to the work plane's trees (`events`, `dedup`, `queue`) goes through
-//! [`Counted`], which learns what a write replaced from sled itself (an insert or a removal
-//! returns the old value, a compare-and-swap knows it). A [`Batch`] reads each of its keys
-//! before it is applied: a plain write to the same key between that read and the batch could
-//! be counted twice, which only ever overstates what is held until the next count from
-//! scratch. What counts is the bytes of keys and values; sled's own overhead (page headers,
-//! its log's free space) is what the folder adds on top.
+//! `counted.rs`, which tells the tally exactly what each write replaced. What counts is the
+//! bytes of keys and values; sled's own overhead (page headers, its log's free space) is what
+//! the folder adds on top.
 //!
 //! At open the tally comes from the record [`Store::close`] saved, removed as it is read so
 //! that a crash later is followed by a count from scratch (a scan of every record). The
@@ -20,11 +17,11 @@
 //! This module decides nothing; maintenance and ingest read it.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use serde::{Deserialize, Serialize};
-use sled::IVec;
+
+use super::{Store, StoreError};
 
 /// What a record is, for the count: its tree and, in the queue, its key's prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -104,7 +101,7 @@ pub(super) enum Which {
 }
 
 impl Which {
-    fn kind(self, key: &[u8]) -> Kind {
+    pub(super) fn kind(self, key: &[u8]) -> Kind {
         match self {
             Which::Events => Kind::Events,
             Which::Dedup => Kind::Dedup,
@@ -250,152 +247,61 @@ impl Tally {
     }
 }
 
-/// A work-plane tree whose every write is counted in the store's [`Tally`]. It offers the
-/// reads the store uses and counted versions of the writes, and nothing else: a write that
-/// would bypass the count does not compile.
-#[derive(Clone)]
-pub(super) struct Counted {
-    tree: sled::Tree,
-    which: Which,
-    tally: Arc<Tally>,
-}
+/// The tree of the store's own bookkeeping (the tally saved at a clean close).
+pub(super) const META: &str = "store_meta";
+/// The saved tally's key in [`META`].
+pub(super) const SAVED_TALLY: &[u8] = b"tally";
 
-impl Counted {
-    pub(super) fn new(tree: sled::Tree, which: Which, tally: Arc<Tally>) -> Self {
-        Self { tree, which, tally }
-    }
-
-    /// The tree, for counting it from scratch.
-    pub(super) fn raw(&self) -> &sled::Tree {
-        &self.tree
-    }
-
-    fn count(&self, key: &[u8], old: Option<usize>, new: Option<usize>) {
-        self.tally.change(self.which.kind(key), key, old, new);
-    }
-
-    pub(super) fn insert(
-        &self,
-        key: impl AsRef<[u8]>,
-        value: impl Into<IVec>,
-    ) -> sled::Result<Option<IVec>> {
-        let key = key.as_ref();
-        let value: IVec = value.into();
-        let len = value.len();
-        let old = self.tree.insert(key, value)?;
-        self.count(key, old.as_ref().map(|v| v.len()), Some(len));
-        Ok(old)
-    }
-
-    pub(super) fn remove(&self, key: impl AsRef<[u8]>) -> sled::Result<Option<IVec>> {
-        let key = key.as_ref();
-        let old = self.tree.remove(key)?;
-        if let Some(old) = &old {
-            self.count(key, Some(old.len()), None);
-        }
-        Ok(old)
-    }
-
-    pub(super) fn compare_and_swap(
-        &self,
-        key: impl AsRef<[u8]>,
-        old: Option<&[u8]>,
-        new: Option<&[u8]>,
-    ) -> sled::Result<Result<(), sled::CompareAndSwapError>> {
-        let key = key.as_ref();
-        let swapped = self.tree.compare_and_swap(key, old, new)?;
-        if swapped.is_ok() {
-            self.count(key, old.map(<[u8]>::len), new.map(<[u8]>::len));
-        }
-        Ok(swapped)
-    }
-
-    /// Replaces the value of `key` by `f` of it (a compare-and-swap loop, so the count knows
-    /// exactly what was replaced); returns the new value.
-    pub(super) fn update_and_fetch(
-        &self,
-        key: impl AsRef<[u8]>,
-        mut f: impl FnMut(Option<&[u8]>) -> Option<Vec<u8>>,
-    ) -> sled::Result<Option<IVec>> {
-        let key = key.as_ref();
-        loop {
-            let old = self.tree.get(key)?;
-            let new = f(old.as_deref());
-            if old.is_none() && new.is_none() {
-                return Ok(None);
-            }
-            if self
-                .compare_and_swap(key, old.as_deref(), new.as_deref())?
-                .is_ok()
-            {
-                return Ok(new.map(IVec::from));
-            }
-        }
-    }
-
-    pub(super) fn apply_batch(&self, batch: Batch) -> sled::Result<()> {
-        if batch.ops.is_empty() {
+impl Store {
+    /// Takes the tally saved at the last clean close and removes it (a crash from now on must
+    /// be followed by a count from scratch), or counts every record.
+    pub(super) fn restore_tally(&self) -> Result<(), StoreError> {
+        let inner = &*self.inner;
+        let saved = inner.meta.remove(SAVED_TALLY)?;
+        if saved.is_some_and(|saved| inner.tally.restore(&saved)) {
             return Ok(());
         }
-        let mut changes = Vec::with_capacity(batch.ops.len());
-        let mut applied = sled::Batch::default();
-        for (key, value) in batch.ops {
-            let old = self.tree.get(&key)?.map(|v| v.len());
-            changes.push((key.clone(), old, value.as_ref().map(|v| v.len())));
-            match value {
-                Some(value) => applied.insert(key, value),
-                None => applied.remove(key),
-            }
-        }
-        self.tree.apply_batch(applied)?;
-        for (key, old, new) in changes {
-            self.count(&key, old, new);
-        }
+        let started = std::time::Instant::now();
+        inner.tally.count_tree(inner.events.raw(), Which::Events)?;
+        inner.tally.count_tree(inner.dedup.raw(), Which::Dedup)?;
+        inner.tally.count_tree(inner.queue.raw(), Which::Queue)?;
+        self.count_control()?;
+        let live = inner.tally.live();
+        tracing::info!(
+            bytes = live.bytes,
+            records = live.records,
+            took_ms = started.elapsed().as_millis() as u64,
+            "live data counted (no tally saved at the last stop)"
+        );
         Ok(())
     }
 
-    pub(super) fn get(&self, key: impl AsRef<[u8]>) -> sled::Result<Option<IVec>> {
-        self.tree.get(key)
+    /// Counts the control plane's trees (every tree but the work plane's) from scratch.
+    pub(super) fn count_control(&self) -> Result<(), StoreError> {
+        const COUNTED: [&str; 4] = ["events", "dedup", "queue", META];
+        let mut count = KindCount::default();
+        for name in self.inner.db.tree_names() {
+            if COUNTED.iter().any(|n| name.as_ref() == n.as_bytes()) {
+                continue;
+            }
+            for entry in self.inner.db.open_tree(&name)?.iter() {
+                let (key, value) = entry?;
+                count.bytes += (key.len() + value.len()) as u64;
+                count.records += 1;
+            }
+        }
+        self.inner.tally.set(Kind::Control, count);
+        Ok(())
     }
 
-    pub(super) fn contains_key(&self, key: impl AsRef<[u8]>) -> sled::Result<bool> {
-        self.tree.contains_key(key)
+    /// What the store holds, as counted, by kind.
+    pub fn live_data(&self) -> LiveData {
+        self.inner.tally.live()
     }
 
-    pub(super) fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> sled::Iter {
-        self.tree.scan_prefix(prefix)
-    }
-
-    pub(super) fn iter(&self) -> sled::Iter {
-        self.tree.iter()
-    }
-
-    pub(super) fn range<K: AsRef<[u8]>, R: std::ops::RangeBounds<K>>(
-        &self,
-        range: R,
-    ) -> sled::Iter {
-        self.tree.range(range)
-    }
-
-    pub(super) fn len(&self) -> usize {
-        self.tree.len()
-    }
-}
-
-/// Writes to apply to one [`Counted`] tree atomically; the last write to a key wins, as in
-/// sled's own batch.
-#[derive(Debug, Default)]
-pub(super) struct Batch {
-    ops: BTreeMap<IVec, Option<IVec>>,
-}
-
-impl Batch {
-    pub(super) fn insert(&mut self, key: impl Into<IVec>, value: impl Into<IVec>) {
-        self.ops.insert(key.into(), Some(value.into()));
-    }
-
-    pub(super) fn remove(&mut self, key: impl Into<IVec>) {
-        self.ops.insert(key.into(), None);
+    /// Live data in bytes (keys and values of every record).
+    pub fn live_bytes(&self) -> u64 {
+        self.inner.tally.live_bytes()
     }
 }
 
@@ -530,14 +436,7 @@ mod tests {
         drop(store);
         let store = Store::open(dir.path()).expect("reopen");
         assert_eq!(store.live_data(), live);
-        assert!(
-            store
-                .inner
-                .meta
-                .get(super::super::SAVED_TALLY)
-                .expect("read")
-                .is_none()
-        );
+        assert!(store.inner.meta.get(SAVED_TALLY).expect("read").is_none());
         drop(store);
         // No tally saved (a crash): counted from scratch, the same.
         let store = Store::open(dir.path()).expect("reopen");
