@@ -167,13 +167,15 @@ pub struct StorageConfig {
     /// finished events are pruned first, and if that is not enough new events are refused
     /// (`507 storage_full`) until live data is 10 % below it.
     pub max_disk_bytes: Option<u64>,
-    /// Free space the file system holding the database must keep: when the database grows
-    /// into it, new events are refused (`503 storage_unavailable`) until deliveries and
-    /// retention make room in the database. 0 turns the watch off.
+    /// Free space the file system holding the database must keep (at most a quarter of the
+    /// file system): when the database grows into it, new events are refused (`503
+    /// storage_unavailable`) until deliveries and retention make room in the database. 0
+    /// turns the watch off.
     pub min_free_bytes: u64,
-    /// Size of the reserve file (`reserve.bin` in the storage folder), preallocated room
-    /// released when the disk fills anyway, so that deliveries, pruning and a restart can
-    /// still write; made again when there is room. 0: none.
+    /// Size of the reserve file (`reserve.bin` in the storage folder; at most an eighth of the
+    /// file system), preallocated room released when the disk fills anyway, so that
+    /// deliveries, pruning and a restart can still write; made again when there is room. 0:
+    /// none.
     pub reserve_bytes: u64,
     /// Under load (the last flush served several writers), the shortest time between the
     /// starts of two flushes: fewer, larger fsyncs for at most this much added acknowledgement

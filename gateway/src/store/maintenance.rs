@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::{Pruned, Retention, Room, Store};
+use super::{Pruned, Retention, Room, Store, space};
 
 /// Records removed by one pass at most.
 pub const PASS_BUDGET: usize = 2_000;
@@ -152,7 +152,10 @@ impl Store {
         let size = self.size_on_disk();
         let live_bytes = self.live_bytes();
         let failing = self.needs_reopen();
-        let space = (self.clone(), policy.room);
+        let space = (
+            self.clone(),
+            space::fitted(self.inner.space.dir(), policy.room),
+        );
         let reviewed = tokio::task::spawn_blocking(move || {
             let (store, room) = space;
             store

@@ -161,7 +161,7 @@ impl Store {
     pub fn open_with(path: &Path, room: Room) -> Result<Self, StoreError> {
         compact::recover(path).map_err(sled::Error::Io)?;
         remove_unfinished_snapshots(path).map_err(sled::Error::Io)?;
-        let space = space::Space::open(path, room);
+        let space = space::Space::open(path, space::fitted(path, room));
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(128 * 1024 * 1024)

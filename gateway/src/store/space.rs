@@ -69,9 +69,23 @@ pub(super) fn free_space(dir: &Path) -> Option<u64> {
     fs2::available_space(dir).ok()
 }
 
+/// `room` fitted to the file system holding `dir`: at most a quarter of it kept free and an
+/// eighth in the reserve, so that defaults meant for a server's disk do not leave a small
+/// one with no room at all.
+pub(super) fn fitted(dir: &Path, room: Room) -> Room {
+    let Ok(total) = fs2::total_space(dir) else {
+        return room;
+    };
+    Room {
+        min_free_bytes: room.min_free_bytes.min(total / 4),
+        reserve_bytes: room.reserve_bytes.min(total / 8),
+        ..room
+    }
+}
+
 impl Space {
-    /// Room for the database in `dir`, before it is opened: a reserve file too large for the
-    /// configuration goes; on a disk with less than `min_free_bytes` free the reserve is
+    /// Room for the database in `dir`, before it is opened (`room` as [`fitted`]): a reserve
+    /// file of another size than the configuration's goes; on a disk with less than `min_free_bytes` free the reserve is
     /// released, so that sled can open; with room, it is made.
     pub(super) fn open(dir: &Path, room: Room) -> Self {
         let _ = std::fs::create_dir_all(dir);
@@ -105,6 +119,11 @@ impl Space {
         }
         drop(state);
         space
+    }
+
+    /// The storage folder.
+    pub(super) fn dir(&self) -> &Path {
+        &self.dir
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -431,6 +450,16 @@ mod tests {
         let refused = space.check(2_000, || 7 * GROWTH_SLACK, later + 1_000);
         assert!(refused.is_some());
         assert_eq!(space.status().learned_capacity_bytes, Some(2_000));
+    }
+
+    #[test]
+    fn settings_meant_for_a_large_disk_are_fitted_to_a_small_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let total = fs2::total_space(dir.path()).expect("total");
+        let fitted = fitted(dir.path(), room(Some(7), u64::MAX, u64::MAX));
+        assert_eq!(fitted, room(Some(7), total / 4, total / 8));
+        let small = room(None, 1024, 512);
+        assert_eq!(super::fitted(dir.path(), small), small);
     }
 
     #[test]
