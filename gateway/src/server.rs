@@ -267,13 +267,13 @@ fn readiness(state: &State) -> Response<Body> {
     {
         reasons.push("stages_not_running".to_owned());
     }
-    // Writes failing, live data at its budget, the disk short of room: ingest is paused and
-    // says why (`store/space.rs`).
-    if let Some(refusal) = state.store.refusal() {
-        reasons.push(format!("{}: {refusal}", refusal.reason()));
-    }
-    if let Some(why) = state.work.unavailable() {
-        reasons.push(format!("queue_unavailable: {why}"));
+    // Why the engine refuses new events: on sled writes failing, live data at its budget or
+    // the disk short of room (`store/space.rs`); on NATS the queue out of reach.
+    if let Some(why) = state.work.refuses() {
+        reasons.push(why);
+    } else if let Some(error) = state.store.unavailable() {
+        // On NATS, this instance's own database (polling cursors) failing.
+        reasons.push(format!("storage_unavailable: {error}"));
     }
     if reasons.is_empty() {
         json(
