@@ -1,7 +1,7 @@
 //! Room for the store on disk: the live-data budget, the file system's free space and the
 //! reserve file; whether new events are paused for lack of room, and why.
 //!
-//! Ingest asks [`Store::refusal`] before it writes: a few atomic reads, live data compared
+//! Ingest asks `Store::refusal` (`room.rs`) before it writes: a few atomic reads, live data compared
 //! with the limit, and at most every [`LOOK_EVERY_MS`] a look at the file system's free
 //! space. A pause ends only in maintenance ([`Space::review`], after pruning), once live data
 //! is below [`ROOM_AGAIN`] of the limit, so it does not flap.
@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use super::reserve::{self, RESERVE_FILE};
 use super::room::{Refusal, Room, RoomStatus};
+
 /// Ingest looks at the file system's free space at most this often (milliseconds).
 const LOOK_EVERY_MS: u64 = 50;
 /// A pause ends once live data is below this share of the limit (hysteresis).
