@@ -244,8 +244,8 @@ impl Store {
     }
 
     /// At shutdown, when nothing writes any more: saves the tally (so that the next start
-    /// need not count every record) and flushes. On a disk too full for the flush, the
-    /// reserve file goes first.
+    /// need not count every record) and flushes. On a disk short of room, the reserve file
+    /// goes first.
     pub fn close(&self) -> Result<(), StoreError> {
         if !self.needs_reopen() {
             let _ = self
@@ -253,13 +253,13 @@ impl Store {
                 .meta
                 .insert(SAVED_TALLY, self.inner.tally.encode());
         }
-        match self.flush() {
-            Ok(()) => Ok(()),
-            Err(first) => {
-                self.write_failed(&first);
-                self.flush()
-            }
+        // sled takes no write after a failed one, so the room comes before the flush.
+        if self.inner.space.short_of_room() {
+            self.inner
+                .space
+                .release_reserve("the disk is short of room at shutdown");
         }
+        self.flush()
     }
 
     /// Counts for the admin status (each walks a tree: not for the data path).

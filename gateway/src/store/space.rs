@@ -310,6 +310,12 @@ impl Space {
         }
     }
 
+    /// Whether the file system has less free space than `min_free_bytes` now.
+    pub(super) fn short_of_room(&self) -> bool {
+        let min_free = self.min_free.load(Ordering::Relaxed);
+        free_space(&self.dir).is_some_and(|free| free < min_free)
+    }
+
     /// Whether a pause is in force (maintenance then prunes every finished event).
     pub(super) fn paused(&self) -> bool {
         self.cause.load(Ordering::Acquire) != ACCEPTING
