@@ -73,11 +73,9 @@ impl ApiError {
     /// disk included, is one), else a logged 500.
     pub fn storage(context: &str, error: &crate::store::StoreError) -> Self {
         match error {
+            // Logged once where the store finds it failing, not once per request.
             crate::store::StoreError::Unavailable(_)
-            | crate::store::StoreError::Sled(sled::Error::Io(_)) => {
-                tracing::warn!(%error, "{context}");
-                Self::storage_unavailable()
-            }
+            | crate::store::StoreError::Sled(sled::Error::Io(_)) => Self::storage_unavailable(),
             crate::store::StoreError::Shared(_) => {
                 tracing::warn!(%error, "{context}");
                 Self::control_plane_unavailable()
