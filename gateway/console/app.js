@@ -267,8 +267,14 @@ async function overview(view) {
   const stat = (label, value) => h('div', {}, h('dt', {}, label), h('dd', {}, cell(value)));
   const failing = subs.data.subscriptions.filter((x) => x.flagged || x.consecutive_failures > 0);
   const queued = subs.data.subscriptions.filter((x) => x.queued > 0);
+  const storage = s.storage || {};
+  const mib = (bytes) => (bytes === null || bytes === undefined ? null : `${(bytes / 1048576).toFixed(1)} MiB`);
   view.append(
     h('h1', {}, 'Overview'),
+    storage.paused
+      ? h('p', { class: 'notice bad', role: 'alert', id: 'ingest-paused' },
+        `Ingest is paused (${storage.paused.reason}): ${storage.paused.message}`)
+      : null,
     h('section', { 'aria-labelledby': 'throughput' },
       h('h2', { id: 'throughput' }, 'Throughput and queues'),
       h('dl', { class: 'stats' },
@@ -281,6 +287,9 @@ async function overview(view) {
         stat('Paused jobs', s.schedule.parked),
         stat('Dead letters', s.stored.dead),
         stat('Awaiting fan-out', s.stored.pending),
+        stat('Live data', mib(storage.live && storage.live.bytes)),
+        stat('Database on disk', mib(storage.size_on_disk)),
+        stat('Free on its disk', mib(storage.room && storage.room.free_bytes)),
         stat('Configuration generation', reload.data.generation))),
     charts(history.data),
     h('section', { 'aria-labelledby': 'failing' },

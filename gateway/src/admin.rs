@@ -90,6 +90,19 @@ pub fn metrics(state: &Arc<State>, req: &Request<Incoming>) -> Result<Response<B
     Ok(response)
 }
 
+/// Room on disk for `/admin/status`: live data by kind next to the folder's size, the free
+/// space, the reserve file, and why new events are paused, if they are.
+fn storage_status(state: &State) -> serde_json::Value {
+    let store = &state.store;
+    let refusal = store.refusal();
+    serde_json::json!({
+        "live": store.live_data(),
+        "size_on_disk": store.size_on_disk(),
+        "room": store.room(),
+        "paused": refusal.map(|r| serde_json::json!({ "reason": r.reason(), "message": r.to_string() })),
+    })
+}
+
 /// Routes `/admin/<rest>`.
 pub async fn route(
     state: &Arc<State>,
@@ -110,6 +123,7 @@ pub async fn route(
                     "delivered_since_start": state.outbound.delivered(),
                     "schedule": state.work.depth(),
                     "maintenance": state.store.maintenance_report(),
+                    "storage": storage_status(state),
                     "stage_restarts": state.stage_restarts.load(std::sync::atomic::Ordering::Relaxed),
                     "quarantined_subscriptions": snapshot.quarantined.iter().map(|(id, why)| serde_json::json!({"id": id, "reason": why})).collect::<Vec<_>>(),
                     "subscriptions": state.health.report(),

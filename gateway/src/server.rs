@@ -31,11 +31,12 @@ pub struct Connection {
     pub tls: bool,
 }
 
-/// Serves until `shutdown` is cancelled, then drains and returns.
+/// Serves until `shutdown` is cancelled, then drains and returns; the listener stays open
+/// (connections wait in its backlog until the caller serves it again or drops it).
 /// With `tls`, every connection is HTTPS (the handshake runs in the connection's own task).
 pub async fn serve(
     state: Arc<State>,
-    listener: TcpListener,
+    listener: &TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -115,7 +116,6 @@ pub async fn serve(
             }
         });
     }
-    drop(listener);
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(grace) => tracing::warn!("requests still open after the grace period"),
@@ -276,9 +276,10 @@ async fn ingest_route(
     ingest::accept(state, request, body).await
 }
 
-/// Why the gateway cannot take events now (none when it can): stages stopped, the store
-/// failing or over its disk budget, the queue unreachable. What `/readyz` and the `ready`
-/// gauge say.
+/// Why the gateway cannot take events now (none when it can), each `<code>: <why>`: stages
+/// stopped; on sled writes failing, live data at its budget or the disk short of room
+/// (`store/space.rs`); on NATS the queue out of reach. What `/readyz` and the `ready` gauge
+/// say.
 pub(crate) fn not_ready(state: &State) -> Vec<String> {
     let mut reasons = Vec::new();
     if !state
@@ -287,20 +288,17 @@ pub(crate) fn not_ready(state: &State) -> Vec<String> {
     {
         reasons.push("stages_not_running".to_owned());
     }
-    if let Some(error) = state.store.unavailable() {
+    if let Some(why) = state.work.refuses() {
+        reasons.push(why);
+    } else if let Some(error) = state.store.unavailable() {
+        // On NATS, this instance's own database (polling cursors) failing.
         reasons.push(format!("storage_unavailable: {error}"));
-    }
-    if state.store.is_full() {
-        reasons.push("storage_full: the disk budget is reached".to_owned());
-    }
-    if let Some(why) = state.work.unavailable() {
-        reasons.push(format!("queue_unavailable: {why}"));
     }
     reasons
 }
 
-/// `/readyz`: 200 when the gateway can take events now (store writable and within its disk
-/// budget, configuration loaded, stages running), else 503 with the reasons.
+/// `/readyz`: 200 when the gateway can take events now (store writable, within its budget and
+/// with room on disk, configuration loaded, stages running), else 503 with the reasons.
 fn readiness(state: &State) -> Response<Body> {
     let reasons = not_ready(state);
     if reasons.is_empty() {

@@ -29,8 +29,8 @@ use prometheus_client::registry::Registry;
 
 pub use handles::{PluginMetrics, SubscriptionCounters};
 pub use labels::{
-    Destination, Outcome, PluginLabels, PluginLimit, PluginOutcome, Pruned, Reason, SourceOutcome,
-    SubscriptionLabel, SubscriptionOutcome,
+    Destination, Kind, Outcome, PluginLabels, PluginLimit, PluginOutcome, Pruned, Reason,
+    SourceOutcome, SubscriptionLabel, SubscriptionOutcome,
 };
 
 /// The destination label of every destination made through the app API: they are as many
@@ -40,6 +40,9 @@ pub const APP_DESTINATIONS: &str = "(apps)";
 /// The subscription label of counts made for a subscription after the reload that removed
 /// it: they share one series, which does not grow.
 pub const REMOVED: &str = "(removed)";
+
+/// The reasons ingest refuses for lack of room, each with its pause gauge.
+const ROOM_REASONS: [&str; 3] = ["storage_full", "disk_full", "storage_unavailable"];
 
 /// The gateway's metrics.
 pub struct Metrics {
@@ -68,6 +71,11 @@ pub struct Metrics {
     waiting: Gauge,
     parked: Gauge,
     disk_bytes: Gauge,
+    /// Events refused for lack of room or failing writes, by reason.
+    refused: Family<Reason, Counter>,
+    paused: Family<Reason, Gauge>,
+    live_bytes: Family<Kind, Gauge>,
+    free_bytes: Gauge,
     destination_jobs: Family<Destination, Gauge>,
     destination_due_age: Family<Destination, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// Spans exported over OTLP, and those lost.
@@ -145,6 +153,10 @@ impl Metrics {
             waiting: Gauge::default(),
             parked: Gauge::default(),
             disk_bytes: Gauge::default(),
+            refused: Family::default(),
+            paused: Family::default(),
+            live_bytes: Family::default(),
+            free_bytes: Gauge::default(),
             destination_jobs: Family::default(),
             destination_due_age: Family::default(),
             otlp: otlp::ExportCounters::default(),
@@ -245,7 +257,7 @@ impl Metrics {
         );
         r.register(
             "store_disk_bytes",
-            "Size of the database on disk",
+            "Size of the database's files on disk (it does not shrink when records are pruned: sled reuses the space)",
             metrics.disk_bytes.clone(),
         );
         r.register(
@@ -278,6 +290,34 @@ impl Metrics {
             "Spans never exported, by reason (queue_full, export_failed)",
             metrics.otlp.dropped.clone(),
         );
+        r.register(
+            "store_live_bytes",
+            "Live data the store holds (keys and values), by kind of record; the budget counts it",
+            metrics.live_bytes.clone(),
+        );
+        r.register(
+            "store_free_bytes",
+            "Free space on the file system holding the database, at the last look",
+            metrics.free_bytes.clone(),
+        );
+        r.register(
+            "ingest_refused",
+            "Events refused for lack of room or failing writes, by reason",
+            metrics.refused.clone(),
+        );
+        r.register(
+            "ingest_paused",
+            "1 while new events are refused for this reason",
+            metrics.paused.clone(),
+        );
+        for reason in ROOM_REASONS {
+            // Every reason shows from the start, at 0.
+            let labels = Reason {
+                reason: reason.into(),
+            };
+            let _ = metrics.refused.get_or_create(&labels);
+            let _ = metrics.paused.get_or_create(&labels);
+        }
         let declared = r.names;
         Self {
             registry,
@@ -329,6 +369,15 @@ impl Metrics {
         });
     }
 
+    /// Counts an event refused for `reason` (a [`crate::store::Refusal::reason`]).
+    pub fn refused(&self, reason: &str) {
+        self.refused
+            .get_or_create(&Reason {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
     /// Counts what a maintenance round pruned, and its duration.
     pub fn maintained(&self, report: &crate::store::Report) {
         let p = &report.pruned;
@@ -360,9 +409,34 @@ impl Metrics {
         self.render_health(state);
         self.disk_bytes
             .set(i64::try_from(state.store.size_on_disk()).unwrap_or(i64::MAX));
+        self.render_room(&state.store);
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+impl Metrics {
+    /// Live data by kind, free space, and which pause is in force (counters kept by the
+    /// store: nothing is walked).
+    fn render_room(&self, store: &crate::store::Store) {
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        for (kind, count) in store.live_data().by_kind {
+            self.live_bytes
+                .get_or_create(&Kind { kind: kind.into() })
+                .set(as_i64(count.bytes));
+        }
+        let room = store.room();
+        self.free_bytes.set(as_i64(room.free_bytes.unwrap_or(0)));
+        let reason = store.refusal().map(|r| r.reason());
+        for name in ROOM_REASONS {
+            let labels = Reason {
+                reason: name.into(),
+            };
+            self.paused
+                .get_or_create(&labels)
+                .set(i64::from(reason == Some(name)));
+        }
     }
 }

@@ -7,6 +7,7 @@ mod cluster;
 mod cluster_faults;
 mod console;
 mod crash;
+mod disk_full;
 mod ingest;
 mod isolation;
 mod languages;

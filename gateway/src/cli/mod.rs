@@ -8,6 +8,7 @@ pub mod odoo;
 pub mod operate;
 pub mod plugin;
 pub mod scaffold;
+pub mod storage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,6 +53,9 @@ enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The database on disk: `compact` gives unused space back (gateway stopped).
+    #[command(subcommand)]
+    Storage(crate::cli::storage::StorageCommand),
     /// Third-party apps: register, list, remove (through the running gateway's admin API).
     Apps(crate::cli::apps::AppsCommand),
     /// The Odoo connector: polling cursors (through the running gateway's admin API).
@@ -120,6 +124,7 @@ pub fn main() -> ExitCode {
             .map(|()| ExitCode::SUCCESS),
         Command::Plugin(cmd) => cmd.execute(),
         Command::Config(ConfigCommand::Check { file }) => crate::cli::config::check(&file),
+        Command::Storage(cmd) => cmd.execute(&mut std::io::stdout()),
         Command::Operate(cmd) => runtime()
             .and_then(|rt| rt.block_on(cmd.run(&mut std::io::stdout())))
             .map(|()| ExitCode::SUCCESS),

@@ -206,9 +206,21 @@ pub struct StorageConfig {
     /// How often the maintenance task prunes and checks the disk budget.
     #[serde(with = "crate::delivery::backoff::serde_duration")]
     pub maintenance_interval: Duration,
-    /// Disk budget for the database: above it the oldest finished events are pruned first,
-    /// and if that is not enough new events are refused (`507 storage_full`).
+    /// Budget of live data for the database (the bytes of what it holds, counted as it is
+    /// written and pruned; the folder on disk is larger, see the README): at it the oldest
+    /// finished events are pruned first, and if that is not enough new events are refused
+    /// (`507 storage_full`) until live data is 10 % below it.
     pub max_disk_bytes: Option<u64>,
+    /// Free space the file system holding the database must keep (at most a quarter of the
+    /// file system): when the database grows into it, new events are refused (`503
+    /// storage_unavailable`) until deliveries and retention make room in the database. 0
+    /// turns the watch off.
+    pub min_free_bytes: u64,
+    /// Size of the reserve file (`reserve.bin` in the storage folder; at most an eighth of the
+    /// file system), preallocated room released when the disk fills anyway, so that
+    /// deliveries, pruning and a restart can still write; made again when there is room. 0:
+    /// none.
+    pub reserve_bytes: u64,
     /// Under load (the last flush served several writers), the shortest time between the
     /// starts of two flushes: fewer, larger fsyncs for at most this much added acknowledgement
     /// latency. A lone writer is flushed at once.
@@ -227,12 +239,23 @@ impl Default for StorageConfig {
             dead_letter_retention: Duration::from_secs(30 * 86_400),
             maintenance_interval: Duration::from_secs(60),
             max_disk_bytes: None,
+            min_free_bytes: 64 * 1024 * 1024,
+            reserve_bytes: 32 * 1024 * 1024,
             commit_delay: Duration::from_millis(2),
         }
     }
 }
 
 impl StorageConfig {
+    /// The room on disk these settings give the store.
+    pub fn room(&self) -> crate::store::Room {
+        crate::store::Room {
+            max_live_bytes: self.max_disk_bytes,
+            min_free_bytes: self.min_free_bytes,
+            reserve_bytes: self.reserve_bytes,
+        }
+    }
+
     /// The retention these settings describe.
     pub fn retention(&self) -> crate::store::Retention {
         crate::store::Retention {

@@ -181,16 +181,19 @@ pub async fn accept(
         .work
         .accept(&snapshot, &event, &dedup)
         .await
-        .map_err(refused)?;
+        .map_err(|e| refused(state, e))?;
     Ok(accepted_response(&accepted, &event))
 }
 
-/// The answer to an event the work plane did not accept.
-fn refused(e: crate::workplane::AcceptError) -> ApiError {
+/// The answer to an event the work plane did not accept, counted by reason when it is a
+/// refusal for lack of room or a failing disk.
+fn refused(state: &State, e: crate::workplane::AcceptError) -> ApiError {
     use crate::workplane::AcceptError;
     match e {
-        AcceptError::StorageUnavailable(_) => ApiError::storage_unavailable(),
-        AcceptError::StorageFull => ApiError::storage_full(),
+        AcceptError::Refused(refusal) => {
+            state.metrics.refused(refusal.reason());
+            ApiError::refused(&refusal)
+        }
         AcceptError::TooLarge { limit } => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
@@ -199,7 +202,13 @@ fn refused(e: crate::workplane::AcceptError) -> ApiError {
             ),
         ),
         AcceptError::QueueUnavailable(e) => ApiError::queue_unavailable(&e),
-        AcceptError::Store(e) => ApiError::storage("cannot store an event", &e),
+        AcceptError::Store(e) => {
+            let answer = ApiError::storage("cannot store an event", &e);
+            if answer.code == "storage_unavailable" {
+                state.metrics.refused("storage_unavailable");
+            }
+            answer
+        }
     }
 }
 

@@ -86,3 +86,10 @@ pub struct Reason {
     /// A fixed code.
     pub reason: String,
 }
+
+/// Labels naming a kind of stored record.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Kind {
+    /// A [`crate::store::Kind`].
+    pub kind: String,
+}

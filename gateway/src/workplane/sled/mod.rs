@@ -79,13 +79,10 @@ impl SledWork {
         event: &Arc<Event>,
         dedup: &DedupKey,
     ) -> Result<Accepted, AcceptError> {
-        // Refuse quickly what cannot be kept: a failing disk (retried by the store) or an
-        // exhausted disk budget. Nothing acknowledged before is touched.
-        if let Some(why) = self.store.unavailable() {
-            return Err(AcceptError::StorageUnavailable(why));
-        }
-        if self.store.is_full() {
-            return Err(AcceptError::StorageFull);
+        // Refuse quickly what cannot be kept: writes failing, live data at its budget, a disk
+        // short of room (see `store/space.rs`). Nothing acknowledged before is touched.
+        if let Some(refusal) = self.store.refusal() {
+            return Err(AcceptError::Refused(refusal));
         }
         let fan_out = crate::trace::fan_out(event);
         let mut planned = crate::fanout::plan_at_most(snapshot, event, now_ms(), INLINE_JOBS);
@@ -93,7 +90,7 @@ impl SledWork {
             Some(jobs) => self.store.accept_planned(event, dedup, jobs),
             None => self.store.accept(event, dedup),
         }
-        .map_err(AcceptError::Store)?;
+        .map_err(|e| self.write_failed(e))?;
         let durable = self.store.durable().await;
         if !accepted.duplicate {
             match &planned {
@@ -109,8 +106,15 @@ impl SledWork {
                 None => self.wake_fan_out(),
             }
         }
-        durable.map_err(AcceptError::Store)?;
+        durable.map_err(|e| self.write_failed(e))?;
         Ok(accepted)
+    }
+
+    /// A write or flush of an event failed: the store hears of it (its reserve file goes, so
+    /// that what must still be written has room).
+    fn write_failed(&self, e: StoreError) -> AcceptError {
+        self.store.write_failed(&e);
+        AcceptError::Store(e)
     }
 
     /// Looks again at the jobs set aside for paused subscriptions that `resume` says run
