@@ -27,6 +27,7 @@ pub mod ingest;
 pub mod odoo;
 pub mod plugin;
 pub mod plugin_threads;
+pub mod portal;
 pub mod reload;
 pub mod samples;
 pub mod server;
@@ -100,6 +101,13 @@ pub async fn run(
         restarted(&state),
         odoo::poll::run,
     );
+    let catalog = supervise(
+        "event-catalog",
+        state.clone(),
+        &stages,
+        restarted(&state),
+        odoo::catalog::seen::run,
+    );
     let watcher = tokio::spawn(reload::watch(state.clone(), stages.clone()));
     let sighup = tokio::spawn(reload::on_sighup(state.clone(), stages.clone()));
     let shared = tokio::spawn(control::watch::run(state.clone(), stages.clone()));
@@ -134,7 +142,7 @@ pub async fn run(
     for stage in work_stages {
         let _ = stage.await;
     }
-    let _ = tokio::join!(poller, maintenance, watcher, sighup, shared);
+    let _ = tokio::join!(poller, catalog, maintenance, watcher, sighup, shared);
     state.in_flight.close();
     let grace = state.snapshot.load().server.shutdown_grace;
     if tokio::time::timeout(grace, state.in_flight.wait())
@@ -223,6 +231,7 @@ fn start(source: ConfigSource) -> anyhow::Result<(Arc<State>, Option<tokio_rustl
         stages_running: Default::default(),
         reloader: reload::Reloader::new(source, parsed),
         auth,
+        catalog: Default::default(),
         metrics: telemetry::Metrics::new(),
         plugins: workplane::runner::calls::Plugins::new(
             host,
