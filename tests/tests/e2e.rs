@@ -20,6 +20,8 @@ mod odoo_client;
 mod openapi_fuzz;
 mod operate;
 mod pipeline;
+#[path = "portal/main.rs"]
+mod portal;
 mod reload;
 mod storage;
 mod tls;

@@ -55,12 +55,17 @@ struct Cached {
 
 type Schemas = Arc<Mutex<HashMap<(String, String), Cached>>>;
 
+/// One question to Odoo at a time per source and model: the entries of one request (and
+/// concurrent requests) wait for the answer instead of asking again.
+type Asking = Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>;
+
 /// The catalog's live side, one per running gateway.
 #[derive(Debug, Default)]
 pub struct Catalog {
     /// The event types ingest saw, not yet written to the control plane.
     pub seen: seen::Seen,
     schemas: Schemas,
+    asking: Asking,
 }
 
 /// Whose catalog.
@@ -293,19 +298,20 @@ impl Catalog {
     ) -> Result<Arc<Fields>, String> {
         let key = (source.to_owned(), model.to_owned());
         let client = odoo.client.describe();
-        let cached = lock(&self.schemas).get(&key).cloned();
-        if let Some(c) = cached.filter(|c| c.client == client) {
-            let age = c.at.elapsed();
-            match c.answer {
-                Ok(fields) => {
-                    if age >= FRESH_FOR && !c.refreshing {
-                        refresh_later(&self.schemas, key, odoo.clone(), client);
-                    }
-                    return Ok(fields);
-                }
-                Err(e) if age < FAILED_FOR => return Err(e),
-                Err(_) => {}
-            }
+        if let Some(known) = self.cached(&key, odoo, &client) {
+            return known;
+        }
+        let turn = self
+            .asking
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let _turn = turn.lock().await;
+        // Whoever asked while this waited has the answer now.
+        if let Some(known) = self.cached(&key, odoo, &client) {
+            return known;
         }
         let answer = ask(odoo, model).await;
         lock(&self.schemas).insert(
@@ -318,6 +324,33 @@ impl Catalog {
             },
         );
         answer
+    }
+}
+
+impl Catalog {
+    /// The cached answer for `key`, if it is still good (a fresh or stale success, a recent
+    /// failure); a stale success is refreshed in the background.
+    fn cached(
+        &self,
+        key: &(String, String),
+        odoo: &Arc<OdooSource>,
+        client: &str,
+    ) -> Option<Result<Arc<Fields>, String>> {
+        let c = lock(&self.schemas)
+            .get(key)
+            .cloned()
+            .filter(|c| c.client == client)?;
+        let age = c.at.elapsed();
+        match c.answer {
+            Ok(fields) => {
+                if age >= FRESH_FOR && !c.refreshing {
+                    refresh_later(&self.schemas, key.clone(), odoo.clone(), client.to_owned());
+                }
+                Some(Ok(fields))
+            }
+            Err(e) if age < FAILED_FOR => Some(Err(e)),
+            Err(_) => None,
+        }
     }
 }
 
