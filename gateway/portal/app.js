@@ -399,8 +399,9 @@ async function eventType(view, type) {
     ], t.enrich) : null,
     table(`${properties.length} fields`, [
       { label: 'Field', value: ([name]) => h('span', { class: 'mono' }, name) },
-      { label: 'Type', value: ([, s]) => cell(s['x-odoo-type'] || (Array.isArray(s.type) ? s.type.join(' or ') : s.type)) },
-      { label: 'Label', value: ([, s]) => cell(s.title) },
+      { label: 'Type', value: ([, s]) => cell(s['x-odoo-type'] || (Array.isArray(s.type) ? s.type.join(' or ') : s.type)
+        || (s.const !== undefined ? typeof s.const : '')) },
+      { label: 'Label', value: ([, s]) => cell(s.title || s.description) },
       { label: 'Notes', value: ([, s]) => cell(fieldNotes(s)) },
     ], properties, ([name]) => ({ 'data-field': name })),
     h('h2', {}, 'Example'),

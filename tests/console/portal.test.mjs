@@ -27,7 +27,6 @@ function need(name) {
 
 const gateway = need('GATEWAY_URL');
 const portalUrl = need('PORTAL_URL');
-const secondUrl = need('SECOND_URL');
 const expiredUrl = need('EXPIRED_URL');
 const acmeToken = need('ACME_TOKEN');
 const receiver = need('RECEIVER_URL');
@@ -98,7 +97,7 @@ try {
     await page.getByRole('heading', { level: 1, name: 'Subscriptions' }).waitFor();
     assert.doesNotMatch(page.url(), /link=/, 'the link left the address bar');
     assert.match(await page.locator('#app-name').textContent(), /^acme$/);
-    const cookies = await context.cookies(gateway);
+    const cookies = await context.cookies(`${gateway}/portal`);
     const session = cookies.find((c) => c.name === 'odoo_gateway_portal');
     assert.ok(session, JSON.stringify(cookies));
     assert.equal(session.httpOnly, true);
@@ -170,7 +169,7 @@ try {
   await step('replay a dead letter from the keyboard', async () => {
     await openPage('Dead letters', 'Dead letters');
     const row = page.locator(`tr[data-dead-letter="${deadLetter}"]`);
-    await row.getByText(failing).waitFor();
+    await row.getByRole('link', { name: failing }).waitFor();
     await shot('dead-letters');
     await row.getByRole('button', { name: `Replay ${deadLetter}` }).focus();
     await page.keyboard.press('Enter');
@@ -216,11 +215,18 @@ try {
   });
 
   await step('log out', async () => {
-    await page.goto(secondUrl);
+    // The revocation ended the app's links too: the app mints a new one.
+    const minted = await fetch(`${gateway}/v1/portal-sessions`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${acmeToken}`, 'Content-Type': 'application/json' },
+      body: '{}',
+    });
+    assert.equal(minted.status, 201);
+    await page.goto((await minted.json()).url);
     await page.getByRole('heading', { level: 1, name: 'Subscriptions' }).waitFor();
     await page.getByRole('button', { name: 'Log out' }).click();
     await page.getByRole('alert').filter({ hasText: 'Logged out.' }).waitFor();
-    const cookies = await context.cookies(gateway);
+    const cookies = await context.cookies(`${gateway}/portal`);
     assert.equal(cookies.find((c) => c.name === 'odoo_gateway_portal'), undefined);
     // Reloaded, the page has no session to find.
     expect(/^401 from \/portal\/session$/);

@@ -104,10 +104,9 @@ async fn an_app_works_its_portal_in_a_real_browser() {
         .await
         .expect("the other app's delivery");
 
-    // Links: one expired before it is used, one to work with, one to log out with.
+    // Links: one expired before it is used, one to work with.
     let expired = acme.link(json!({"link_ttl": "1s"})).await;
     let link = acme.link(json!({})).await;
-    let second = acme.link(json!({})).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let script = workspace().join("tests/console");
@@ -116,7 +115,6 @@ async fn an_app_works_its_portal_in_a_real_browser() {
         .current_dir(&script)
         .env("GATEWAY_URL", gw.url(""))
         .env("PORTAL_URL", gw.url(&format!("/portal#link={link}")))
-        .env("SECOND_URL", gw.url(&format!("/portal#link={second}")))
         .env("EXPIRED_URL", gw.url(&format!("/portal#link={expired}")))
         .env("ACME_TOKEN", acme_token(&gw).await)
         .env("RECEIVER_URL", good.url("/shop").to_string())

@@ -322,7 +322,7 @@ async fn an_odoo_that_does_not_answer_leaves_a_note_and_is_asked_again_later() {
     let gw = TestGateway::start(&catalog_config(&Engine::Sled, &odoo), dir.path())
         .await
         .expect("gateway");
-    let acme = Api::new(&gw, ACME, "read").await;
+    let acme = Api::new(&gw, ACME, "read write").await;
     let entry = acme
         .call("GET", "/v1/event-types/sale.order.confirmed", None)
         .await

@@ -89,7 +89,8 @@ async fn a_rotated_secret_signs_beside_the_old_one_until_dropped() {
         )
         .await;
     assert_eq!(moved.status, 200, "{:?}", moved.body);
-    post_order(&gw, json!({})).await;
+    // Another order: the same body again would be a duplicate, delivered once.
+    post_order(&gw, json!({"x_second": true})).await;
     new_only
         .wait_for(1, Duration::from_secs(20))
         .await
