@@ -1,7 +1,7 @@
 //! `POST /v1/subscriptions/{id}/rotate-secret`: a new signing secret, shown once. The one it
 //! replaces goes on signing beside it (Standard Webhooks sends one signature per secret) for
-//! `keep_previous` (default a day, at most a week; `"0s"` drops it at once), so a receiver can
-//! switch to the new secret without refusing a delivery meanwhile.
+//! `keep_previous_secs` (default a day, at most a week; `0` drops it at once), so a receiver
+//! can switch to the new secret without refusing a delivery meanwhile.
 
 use std::time::Duration;
 
@@ -24,8 +24,8 @@ const MAX_KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Rotate {
-    #[serde(default, with = "crate::delivery::backoff::serde_duration::option")]
-    keep_previous: Option<Duration>,
+    #[serde(default, deserialize_with = "crate::auth::portal::whole_secs")]
+    keep_previous_secs: Option<u64>,
 }
 
 pub(super) async fn rotate(call: &Call<'_>, id: &str) -> Result<Response<Body>, ApiError> {
@@ -34,10 +34,13 @@ pub(super) async fn rotate(call: &Call<'_>, id: &str) -> Result<Response<Body>, 
     } else {
         validate::parse_json(&call.body)?
     };
-    let keep = request.keep_previous.unwrap_or(DEFAULT_KEEP);
+    let keep = request
+        .keep_previous_secs
+        .map_or(DEFAULT_KEEP, Duration::from_secs);
     if keep > MAX_KEEP {
         return Err(validate::invalid(format!(
-            "keep_previous: at most {MAX_KEEP:?}"
+            "keep_previous_secs: at most {}",
+            MAX_KEEP.as_secs()
         )));
     }
     let app = &call.app.app;

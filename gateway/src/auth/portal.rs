@@ -142,28 +142,48 @@ pub struct Minted {
     pub scopes: Vec<String>,
 }
 
-/// What a link is asked with: scopes (none: the caller's) and lifetimes.
+/// What a link is asked with: scopes (none: the caller's) and lifetimes in whole seconds.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LinkRequest {
     /// Scopes of the session, within the app's (or the caller's).
     #[serde(default)]
     pub scopes: Option<Vec<String>>,
-    /// How long the link works (`"10m"`).
-    #[serde(default, with = "crate::delivery::backoff::serde_duration::option")]
-    pub link_ttl: Option<Duration>,
-    /// How long the session lives (`"1h"`).
-    #[serde(default, with = "crate::delivery::backoff::serde_duration::option")]
-    pub session_ttl: Option<Duration>,
+    /// How long the link works, in seconds.
+    #[serde(default, deserialize_with = "whole_secs")]
+    pub link_ttl_secs: Option<u64>,
+    /// How long the session lives, in seconds.
+    #[serde(default, deserialize_with = "whole_secs")]
+    pub session_ttl_secs: Option<u64>,
+}
+
+/// A count of seconds given as any JSON number without a fraction (`600` and `600.0` are one
+/// value in JSON, and in JSON Schema's `integer`).
+pub(crate) fn whole_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    n.as_u64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && (0.0..=1e15).contains(f))
+                .map(|f| f as u64)
+        })
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom(format!("`{n}` is not a whole number of seconds")))
 }
 
 impl LinkRequest {
-    /// Parses a request body (empty: every default); `invalid` builds the refusal.
+    /// Parses a request body (empty: every default): 400 `malformed_json` when it is not JSON,
+    /// `invalid` when its shape is wrong.
     pub fn parse(body: &[u8], invalid: fn(String) -> ApiError) -> Result<Self, ApiError> {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self::default());
         }
-        serde_json::from_slice(body).map_err(|e| invalid(format!("{e}")))
+        serde_json::from_slice(body).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => invalid(e.to_string()),
+            _ => ApiError::bad_request("malformed_json", format!("the body is not JSON: {e}")),
+        })
     }
 }
 
@@ -191,20 +211,30 @@ pub(crate) async fn mint(
             asked
         }
     };
-    let bounded = |name: &str, ttl: Option<Duration>, default: Duration, max: Duration| {
-        let ttl = ttl.unwrap_or(default);
+    if scopes.is_empty() {
+        return Err(invalid("scopes: give at least one scope".into()));
+    }
+    let bounded = |name: &str, secs: Option<u64>, default: Duration, max: Duration| {
+        let ttl = secs.map_or(default, Duration::from_secs);
         if (MIN_TTL..=max).contains(&ttl) {
             Ok(ttl)
         } else {
             Err(invalid(format!(
-                "{name}: give a duration from {MIN_TTL:?} to {max:?}"
+                "{name}: give {} to {} seconds",
+                MIN_TTL.as_secs(),
+                max.as_secs()
             )))
         }
     };
-    let link_ttl = bounded("link_ttl", request.link_ttl, DEFAULT_LINK_TTL, MAX_LINK_TTL)?;
+    let link_ttl = bounded(
+        "link_ttl_secs",
+        request.link_ttl_secs,
+        DEFAULT_LINK_TTL,
+        MAX_LINK_TTL,
+    )?;
     let session_ttl = bounded(
-        "session_ttl",
-        request.session_ttl,
+        "session_ttl_secs",
+        request.session_ttl_secs,
         DEFAULT_SESSION_TTL,
         MAX_SESSION_TTL,
     )?;

@@ -188,9 +188,14 @@ impl AppsCommand {
                 if let Some(scopes) = scopes {
                     body["scopes"] = serde_json::json!(scopes);
                 }
-                for (key, value) in [("link_ttl", link_ttl), ("session_ttl", session_ttl)] {
+                for (key, value) in [
+                    ("link_ttl_secs", link_ttl),
+                    ("session_ttl_secs", session_ttl),
+                ] {
                     if let Some(value) = value {
-                        body[key] = serde_json::json!(value);
+                        let ttl = crate::delivery::parse_duration(&value)
+                            .map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
+                        body[key] = serde_json::json!(ttl.as_secs());
                     }
                 }
                 let path = format!("/admin/apps/{name}/portal-link");

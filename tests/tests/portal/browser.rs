@@ -105,7 +105,7 @@ async fn an_app_works_its_portal_in_a_real_browser() {
         .expect("the other app's delivery");
 
     // Links: one expired before it is used, one to work with.
-    let expired = acme.link(json!({"link_ttl": "1s"})).await;
+    let expired = acme.link(json!({"link_ttl_secs": 1})).await;
     let link = acme.link(json!({})).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
 

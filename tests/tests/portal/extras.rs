@@ -71,7 +71,7 @@ async fn a_rotated_secret_signs_beside_the_old_one_until_dropped() {
         .call(
             "POST",
             "/v1/subscriptions/orders/rotate-secret",
-            Some(json!({"keep_previous": "0s"})),
+            Some(json!({"keep_previous_secs": 0})),
         )
         .await;
     assert_eq!(dropped.status, 200);
@@ -108,7 +108,7 @@ async fn a_rotated_secret_signs_beside_the_old_one_until_dropped() {
         .call(
             "POST",
             "/v1/subscriptions/orders/rotate-secret",
-            Some(json!({"keep_previous": "30d"})),
+            Some(json!({"keep_previous_secs": 2_592_000})),
         )
         .await;
     assert_eq!(too_long.status, 422);

@@ -262,7 +262,7 @@ async fn sessions(engine: &Engine<'_>) {
         .call(
             "POST",
             "/v1/portal-sessions",
-            Some(json!({"session_ttl": "2d"})),
+            Some(json!({"session_ttl_secs": 172_800})),
         )
         .await;
     assert_eq!(
@@ -285,8 +285,8 @@ async fn sessions(engine: &Engine<'_>) {
     assert!(statuses.contains(&429), "{statuses:?}");
 
     // Expired links and sessions are refused.
-    let short_link = acme.link(json!({"link_ttl": "1s"})).await;
-    let short_session = acme.link(json!({"session_ttl": "1s"})).await;
+    let short_link = acme.link(json!({"link_ttl_secs": 1})).await;
+    let short_session = acme.link(json!({"session_ttl_secs": 1})).await;
     let short = Portal::open(&gw, &short_session).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let late = exchange(&gw, &short_link).await;
