@@ -147,7 +147,7 @@ pub struct Minted {
 #[serde(deny_unknown_fields)]
 pub struct LinkRequest {
     /// Scopes of the session, within the app's (or the caller's).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub scopes: Option<Vec<String>>,
     /// How long the link works, in seconds.
     #[serde(default, deserialize_with = "whole_secs")]
@@ -157,12 +157,17 @@ pub struct LinkRequest {
     pub session_ttl_secs: Option<u64>,
 }
 
+/// A value that, when given, is not `null` (left out, it is `None`: the default).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
 /// A count of seconds given as any JSON number without a fraction (`600` and `600.0` are one
-/// value in JSON, and in JSON Schema's `integer`).
+/// value in JSON, and in JSON Schema's `integer`); left out, the default; never `null`.
 pub(crate) fn whole_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
-        return Ok(None);
-    };
+    let n = serde_json::Number::deserialize(d)?;
     n.as_u64()
         .or_else(|| {
             n.as_f64()
