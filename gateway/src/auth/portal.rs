@@ -55,7 +55,7 @@ const FAILED_EXCHANGES_PER_MINUTE: u32 = 30;
 pub struct PortalLink {
     /// The app it opens.
     pub app: String,
-    /// The app's credential ids when it was minted ([`binding`]).
+    /// The app's credential ids when it was minted (see `binding`).
     pub credentials: String,
     /// The scopes its session gets (within the app's).
     pub scopes: Vec<String>,

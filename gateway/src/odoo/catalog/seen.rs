@@ -185,7 +185,7 @@ async fn write_one(control: &ControlPlane, record: &SeenType) -> Result<(), Stor
     control.put_seen_type(&merged).await
 }
 
-/// The stage that writes what ingest saw to the control plane, every [`FLUSH_EVERY`] and
+/// The stage that writes what ingest saw to the control plane, every `FLUSH_EVERY` and
 /// once more at shutdown.
 pub async fn run(state: Arc<State>, stop: CancellationToken) {
     loop {
