@@ -445,10 +445,8 @@ async function plugins(view) {
       { label: 'Uploaded', value: (p) => time(p.uploaded_ms) },
     ], data.plugins),
   );
-  if (!data.plugins.length) {
-    view.append(h('p', { class: 'muted' }, 'Upload one with POST /v1/plugins (Content-Type: application/wasm).'));
-    return;
-  }
+  if (can('write')) view.append(uploadForm());
+  if (!data.plugins.length) return;
   const result = h('div', { id: 'dry-run-result', 'aria-live': 'polite' });
   const users = (hash) => subs.subscriptions.filter((s) => s.plugin === hash);
   const subSelect = h('select', { id: 'dry-subscription' });
@@ -508,6 +506,45 @@ async function plugins(view) {
   h('label', { for: 'dry-config' }, 'Plugin settings (JSON, without a subscription)'), config,
   h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Run dry-run')));
   view.append(form, result);
+}
+
+/// Uploads a component the app built (`POST /v1/plugins`, its bytes as they are).
+function uploadForm() {
+  const error = h('p', { class: 'error', role: 'alert' });
+  const form = h('form', {
+    'aria-labelledby': 'upload-title',
+    onsubmit: async (e) => {
+      e.preventDefault();
+      error.textContent = '';
+      const file = $('#upload-file').files[0];
+      if (!file) return;
+      const name = $('#upload-name').value.trim();
+      const query = name ? `?name=${encodeURIComponent(name)}` : '';
+      const response = await fetch(`/portal/api/v1/plugins${query}`, {
+        method: 'POST',
+        headers: { 'X-Portal-CSRF': session.csrf, 'Content-Type': 'application/wasm' },
+        credentials: 'same-origin',
+        body: file,
+      });
+      const data = await response.json().catch(() => null);
+      if (!response.ok) {
+        const failure = (data && data.error) || {};
+        if (response.status === 401) ended(failure.message);
+        error.textContent = `Not uploaded: ${failure.message || response.status}`;
+        return;
+      }
+      say(`Uploaded ${data.name || data.hash}.`);
+      render();
+    },
+  },
+  h('h2', { id: 'upload-title' }, 'Upload a plugin'),
+  h('label', { for: 'upload-file' }, 'Component (.wasm)'),
+  h('input', { id: 'upload-file', type: 'file', accept: '.wasm,application/wasm', required: true }),
+  h('label', { for: 'upload-name' }, 'Name (optional)'),
+  h('input', { id: 'upload-name', type: 'text', spellcheck: 'false' }),
+  h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Upload')),
+  error);
+  return form;
 }
 
 function showDryRun(result, data) {

@@ -176,8 +176,16 @@ try {
     await page.getByRole('status').filter({ hasText: `Replay of ${deadLetter} accepted (202)` }).waitFor();
   });
 
-  await step("a dry-run of the app's own plugin", async () => {
+  await step('upload a plugin', async () => {
     await openPage('Plugins', 'Plugins');
+    await page.getByLabel('Component (.wasm)').setInputFiles(join(root, 'target', 'plugins', 'xml_transform.wasm'));
+    await page.getByLabel('Name (optional)').fill('to-xml');
+    await page.getByRole('button', { name: 'Upload' }).click();
+    await page.getByRole('status').filter({ hasText: 'Uploaded to-xml.' }).waitFor();
+    await page.getByRole('cell', { name: 'to-xml', exact: true }).waitFor();
+  });
+
+  await step("a dry-run of the app's own plugin", async () => {
     await page.getByLabel('Plugin', { exact: true }).selectOption({ label: plugin });
     await page.getByLabel(/^Event type/).selectOption('sale.order.confirmed');
     // The example is made of placeholders: its state is the first one Odoo lists.

@@ -3,7 +3,8 @@
 //! subscription of its own; then `tests/console/portal.test.mjs` drives Debian's Chromium
 //! through playwright-core: an expired link refused, a link opened, the catalog with a schema
 //! from Odoo, a subscription created (a bad filter refused first), a test event delivered
-//! and seen in the log, the secret rotated, a pause, a dead letter replayed, a dry-run, the
+//! and seen in the log, the secret rotated, a pause, a dead letter replayed, a plugin
+//! uploaded, a dry-run, the
 //! other app's ids and `/admin/` refused, a revoked session and a logout. `./dev test`
 //! installs Chromium and the script's `npm ci`; without them this test fails, it does not
 //! skip.
@@ -157,6 +158,13 @@ async fn an_app_works_its_portal_in_a_real_browser() {
         "the test event reached the receiver"
     );
     assert!(bad.received().len() > before, "the replay was attempted");
+    let plugins = acme.call("GET", "/v1/plugins", None).await.json();
+    assert!(
+        plugins["plugins"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["name"] == "to-xml")),
+        "the plugin uploaded in the browser: {plugins}"
+    );
     let untouched = other.call("GET", "/v1/subscriptions/theirs", None).await;
     assert_eq!(untouched.json()["enabled"], true);
     gw.stop().await.expect("stopped");

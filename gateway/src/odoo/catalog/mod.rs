@@ -41,8 +41,9 @@ use crate::store::StoreError;
 pub const FRESH_FOR: Duration = Duration::from_secs(600);
 /// How long a failed `fields_get` is remembered before Odoo is asked again.
 pub const FAILED_FOR: Duration = Duration::from_secs(30);
-/// The longest a catalog request waits for Odoo's `fields_get`.
-const WAIT: Duration = Duration::from_secs(5);
+/// The longest a catalog request waits for one of Odoo's `fields_get` answers (a model's,
+/// then those of the models its enrichment reads: within the request timeout).
+const WAIT: Duration = Duration::from_secs(4);
 
 #[derive(Debug, Clone)]
 struct Cached {

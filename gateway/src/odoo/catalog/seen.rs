@@ -60,10 +60,15 @@ struct Local {
     dirty: bool,
 }
 
-/// What this instance saw and has not written yet.
+/// How long the control plane's records are reused by catalog reads.
+const STORED_FOR: Duration = Duration::from_secs(2);
+
+/// What this instance saw and has not written yet, and the control plane's records as last
+/// read.
 #[derive(Debug, Default)]
 pub struct Seen {
     types: Mutex<HashMap<(String, String), Local>>,
+    stored: Mutex<Option<(Instant, Vec<SeenType>)>>,
 }
 
 impl Seen {
@@ -164,6 +169,10 @@ impl Seen {
                 }
             }
         }
+        if written > 0 {
+            // What was pending is in the control plane now: read it from there next time.
+            *self.stored.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
         match failed {
             Some(e) => Err(e),
             None => Ok(written),
@@ -205,10 +214,25 @@ pub async fn run(state: Arc<State>, stop: CancellationToken) {
 /// Every type seen: what the control plane holds, with what this instance has not written
 /// yet merged in.
 pub async fn all(state: &State) -> Result<Vec<SeenType>, StoreError> {
-    let mut by_key: HashMap<(String, String), SeenType> = state
-        .control
-        .seen_types()
-        .await?
+    let seen = &state.catalog.seen;
+    let recent = seen
+        .stored
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .filter(|(at, _)| at.elapsed() < STORED_FOR)
+        .map(|(_, records)| records.clone());
+    let stored = match recent {
+        Some(records) => records,
+        None => {
+            // Read at most every STORED_FOR: on NATS the bucket is one read per type.
+            let records = state.control.seen_types().await?;
+            *seen.stored.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((Instant::now(), records.clone()));
+            records
+        }
+    };
+    let mut by_key: HashMap<(String, String), SeenType> = stored
         .into_iter()
         .map(|s| ((s.source.clone(), s.event_type.clone()), s))
         .collect();
