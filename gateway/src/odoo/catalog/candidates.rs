@@ -5,8 +5,8 @@
 //! - A webhook makes `<model>.<action>`, the action being one the source maps an Odoo server
 //!   action to (`[sources.actions]`) or its `default_action`. Which models send webhooks is
 //!   not written in the source: they are the models it enriches (`[sources.odoo.enrich]` and
-//!   `app_enrich`), those it polls in `reconcile` mode, those seen from it, and the models of
-//!   the exact event types apps are granted.
+//!   `app_enrich`) and those it polls in `reconcile` mode; an exact event type an app is
+//!   granted adds that one type when its action is one of the source's.
 //! - Any type seen at ingest from the source.
 //!
 //! An app's catalog is the types of the sources it may receive that its grants match. Pure.
@@ -165,8 +165,8 @@ pub fn candidates(
                 }
             }
         }
+        // A model seen is not taken to send webhooks: an envelope names its own action.
         let from_source: Vec<&SeenType> = seen.iter().filter(|s| &s.source == name).collect();
-        webhook_models.extend(from_source.iter().map(|s| s.model_action().0.to_owned()));
         let mut actions: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for (odoo_name, action) in &source.actions {
             actions.entry(action).or_default().push(odoo_name);
@@ -231,4 +231,109 @@ pub fn candidates(
         out.retain(|t, _| crate::subscriptions::any_matches(grants, t));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::parse;
+    use crate::plugin::{PluginHost, PluginLimits};
+
+    const CONFIG: &str = r#"
+[[sources]]
+name = "odoo"
+tokens = ["0123456789abcdef"]
+actions = { "SO confirmed" = "confirmed" }
+[sources.odoo]
+url = "https://odoo.example.com/"
+database = "prod"
+login = "gateway@example.com"
+api_key = "secret-key-0123456789"
+[sources.odoo.enrich]
+"sale.order" = [{ field = "partner_id" }]
+[sources.odoo.poll]
+models = [
+  { model = "res.partner", fields = ["name", "email"], detect_deletions = true },
+]
+
+[[sources]]
+name = "shop"
+tokens = ["fedcba9876543210"]
+"#;
+
+    fn snapshot() -> Snapshot {
+        let file = parse(CONFIG, "gw.toml").expect("parses");
+        let host = PluginHost::new(PluginLimits::default(), None).expect("host");
+        Snapshot::build(file, Path::new("/tmp"), "gw.toml", &host, None).expect("valid")
+    }
+
+    fn seen(source: &str, event_type: &str) -> SeenType {
+        SeenType {
+            source: source.into(),
+            event_type: event_type.into(),
+            seen_ms: 7,
+            shape: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_sources_produce_polled_types_webhook_actions_and_types_seen() {
+        let snapshot = snapshot();
+        let found = candidates(
+            &snapshot,
+            &[seen("shop", "cart.abandoned")],
+            &["account.move.confirmed".into(), "stock.move.done".into()],
+            &Scope::default(),
+        );
+        let types: Vec<&str> = found.keys().map(String::as_str).collect();
+        assert_eq!(
+            types,
+            [
+                // An exact grant whose action the source maps; `done` it does not.
+                "account.move.confirmed",
+                "cart.abandoned",
+                "res.partner.create",
+                "res.partner.unlink",
+                "res.partner.write",
+                // The model the source enriches sends webhooks.
+                "sale.order.confirmed",
+                "sale.order.write",
+            ]
+        );
+        let partner = &found["res.partner.write"];
+        assert_eq!(partner.origins.iter().collect::<Vec<_>>(), [&Origin::Poll]);
+        assert_eq!(
+            partner.polled_fields.as_deref(),
+            Some(&["name".to_owned(), "email".to_owned()][..])
+        );
+        assert!(!partner.webhook, "not reconciled: no webhook on it");
+        let confirmed = &found["sale.order.confirmed"];
+        assert!(confirmed.webhook);
+        assert_eq!(confirmed.odoo_actions, ["SO confirmed"]);
+        let cart = &found["cart.abandoned"];
+        assert_eq!(
+            cart.sources.iter().collect::<Vec<_>>(),
+            [&"shop".to_owned()]
+        );
+        assert_eq!(cart.seen_ms, Some(7));
+    }
+
+    #[test]
+    fn an_app_sees_its_grants_from_its_sources() {
+        let snapshot = snapshot();
+        let scope = Scope {
+            grants: Some(vec![EventPattern::parse("sale.order.*").unwrap()]),
+            sources: Some(vec!["odoo".into()]),
+        };
+        let found = candidates(
+            &snapshot,
+            &[seen("shop", "sale.order.imported")],
+            &[],
+            &scope,
+        );
+        let types: Vec<&str> = found.keys().map(String::as_str).collect();
+        assert_eq!(types, ["sale.order.confirmed", "sale.order.write"]);
+    }
 }
