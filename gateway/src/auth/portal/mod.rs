@@ -18,12 +18,19 @@
 //! every instance on NATS). A session ends when it expires, when the page logs out, when the
 //! app or the operator revokes the app's sessions, and when the app is removed.
 
+mod request;
+mod web;
+
+pub use request::LinkRequest;
+pub(crate) use request::whole_secs;
+pub(crate) use web::{base_url, cookie, over_https, url};
+
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::StatusCode;
 use http::request::Parts;
-use http::{StatusCode, header};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
@@ -140,56 +147,6 @@ pub struct Minted {
     pub session_ttl: Duration,
     /// The scopes its session gets.
     pub scopes: Vec<String>,
-}
-
-/// What a link is asked with: scopes (none: the caller's) and lifetimes in whole seconds.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LinkRequest {
-    /// Scopes of the session, within the app's (or the caller's).
-    #[serde(default, deserialize_with = "present")]
-    pub scopes: Option<Vec<String>>,
-    /// How long the link works, in seconds.
-    #[serde(default, deserialize_with = "whole_secs")]
-    pub link_ttl_secs: Option<u64>,
-    /// How long the session lives, in seconds.
-    #[serde(default, deserialize_with = "whole_secs")]
-    pub session_ttl_secs: Option<u64>,
-}
-
-/// A value that, when given, is not `null` (left out, it is `None`: the default).
-fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<T>, D::Error> {
-    T::deserialize(d).map(Some)
-}
-
-/// A count of seconds given as any JSON number without a fraction (`600` and `600.0` are one
-/// value in JSON, and in JSON Schema's `integer`); left out, the default; never `null`.
-pub(crate) fn whole_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    let n = serde_json::Number::deserialize(d)?;
-    n.as_u64()
-        .or_else(|| {
-            n.as_f64()
-                .filter(|f| f.fract() == 0.0 && (0.0..=1e15).contains(f))
-                .map(|f| f as u64)
-        })
-        .map(Some)
-        .ok_or_else(|| serde::de::Error::custom(format!("`{n}` is not a whole number of seconds")))
-}
-
-impl LinkRequest {
-    /// Parses a request body (empty: every default): 400 `malformed_json` when it is not JSON,
-    /// `invalid` when its shape is wrong.
-    pub fn parse(body: &[u8], invalid: fn(String) -> ApiError) -> Result<Self, ApiError> {
-        if body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Self::default());
-        }
-        serde_json::from_slice(body).map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => invalid(e.to_string()),
-            _ => ApiError::bad_request("malformed_json", format!("the body is not JSON: {e}")),
-        })
-    }
 }
 
 /// Mints a link for `app`, its session's scopes within `allowed`.
@@ -359,21 +316,6 @@ pub(crate) async fn exchange(
     Ok((token, session))
 }
 
-/// The session secret the request's cookie carries.
-fn cookie_token(parts: &Parts) -> Option<String> {
-    let secure_name = format!("__Secure-{COOKIE}");
-    parts
-        .headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            (name == COOKIE || name == secure_name).then(|| value.to_owned())
-        })
-}
-
 /// The session of a portal request, checked as an API request of its app is: live, its app
 /// still registered under the same credentials, the CSRF token when `csrf` (every request but
 /// reading the session itself), and the app's rate limit. Its identity holds the scopes the
@@ -383,7 +325,7 @@ pub(crate) async fn authenticate(
     parts: &Parts,
     csrf: bool,
 ) -> Result<(AppIdentity, PortalSession, String), ApiError> {
-    let Some(token) = cookie_token(parts) else {
+    let Some(token) = web::cookie_token(parts) else {
         return Err(refused(
             "no_session",
             "no portal session: open a portal link",
@@ -467,91 +409,9 @@ pub(crate) async fn revoke_app(state: &State, app: &str) -> Result<usize, ApiErr
     Ok(removed)
 }
 
-/// Whether the request reached the gateway over HTTPS (the listener's TLS, or a
-/// `server.public_url` in `https` for a proxy that ends TLS in front of it).
-pub(crate) fn over_https(state: &State, parts: &Parts) -> bool {
-    let tls = parts
-        .extensions
-        .get::<crate::server::Connection>()
-        .is_some_and(|c| c.tls);
-    tls || state
-        .snapshot
-        .load()
-        .server
-        .public_url
-        .as_deref()
-        .is_some_and(|u| u.starts_with("https://"))
-}
-
-/// The `Set-Cookie` value carrying `token` for `max_age` (zero: removing it).
-pub(crate) fn cookie(token: &str, secure: bool, max_age: Duration) -> String {
-    let (prefix, flag) = if secure {
-        ("__Secure-", "; Secure")
-    } else {
-        ("", "")
-    };
-    format!(
-        "{prefix}{COOKIE}={token}; Path=/portal; HttpOnly; SameSite=Strict; Max-Age={}{flag}",
-        max_age.as_secs()
-    )
-}
-
-/// The portal URL of a minted link, under `base` (`https://gateway.example.com`).
-pub(crate) fn url(base: &str, link: &str) -> String {
-    format!("{}/portal#link={link}", base.trim_end_matches('/'))
-}
-
-/// Where the portal is served: `server.public_url` if set, else the scheme the request came
-/// by and its `Host`.
-pub(crate) fn base_url(state: &State, parts: &Parts) -> String {
-    if let Some(public) = state.snapshot.load().server.public_url.clone() {
-        return public;
-    }
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("127.0.0.1");
-    let scheme = if over_https(state, parts) {
-        "https"
-    } else {
-        "http"
-    };
-    format!("{scheme}://{host}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_cookie_is_http_only_strict_and_scoped_to_the_portal() {
-        let plain = cookie("abc", false, Duration::from_secs(3600));
-        assert_eq!(
-            plain,
-            "odoo_gateway_portal=abc; Path=/portal; HttpOnly; SameSite=Strict; Max-Age=3600"
-        );
-        let secure = cookie("abc", true, Duration::ZERO);
-        assert!(secure.starts_with("__Secure-odoo_gateway_portal=abc;"));
-        assert!(secure.ends_with("; Max-Age=0; Secure"));
-    }
-
-    #[test]
-    fn a_cookie_is_found_among_others_under_either_name() {
-        let request = |cookie: &str| {
-            http::Request::builder()
-                .header(header::COOKIE, cookie)
-                .body(())
-                .unwrap()
-                .into_parts()
-                .0
-        };
-        let parts = request("a=1; odoo_gateway_portal=tok; b=2");
-        assert_eq!(cookie_token(&parts).as_deref(), Some("tok"));
-        let parts = request("__Secure-odoo_gateway_portal=sec");
-        assert_eq!(cookie_token(&parts).as_deref(), Some("sec"));
-        assert_eq!(cookie_token(&request("other=1")), None);
-    }
 
     #[test]
     fn links_are_stored_by_hash_only() {
