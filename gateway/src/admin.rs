@@ -1,10 +1,12 @@
 //! Operator endpoints under `/admin/`: status, one event's journey, dead letters and their
 //! replay, attempt logs, subscriptions (health, pause, enable, recent attempts), plugin
-//! dry-runs, Odoo polling cursors (`admin/odoo.rs`), the event catalog (`admin/catalog.rs`);
-//! and `/metrics`. The web console ([`crate::console`]) calls these.
+//! dry-runs, Odoo polling cursors (`admin/odoo.rs`), the last hour's chart samples, the
+//! event catalog (`admin/catalog.rs`); and `/metrics`. The web console ([`crate::console`])
+//! calls these.
 //!
 //! Guarded by `server.admin_token` (a bearer token); without one configured they answer 404,
-//! so nothing is exposed by default.
+//! so nothing is exposed by default. `/metrics` also takes a `server.metrics_token`, which
+//! opens nothing else (`403 metrics_token_only` here and on the console).
 
 mod catalog;
 mod dry_run;
@@ -20,7 +22,33 @@ use hyper::body::Incoming;
 use crate::http_error::{ApiError, Body, json};
 use crate::state::State;
 
-/// The admin token check: 404 when none is configured, 401 when the request lacks it.
+/// The bearer token a request carries (empty without one).
+fn bearer(req: &Request<Incoming>) -> &str {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+}
+
+/// Whether `req` carries one of `server.metrics_token`.
+pub(crate) fn holds_metrics_token(state: &State, req: &Request<Incoming>) -> bool {
+    let given = bearer(req);
+    !given.is_empty() && state.snapshot.load().server.metrics_token.accepts(given)
+}
+
+/// The answer to a metrics token anywhere but `/metrics`: it is a real token, so not `401`,
+/// but it opens nothing else.
+pub(crate) fn metrics_token_refused() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "metrics_token_only",
+        "this token reads /metrics only; the admin API and the console need server.admin_token",
+    )
+}
+
+/// The admin token check: 404 when none is configured, 403 for a metrics token, 401 when the
+/// request lacks the admin token.
 fn authorise(
     state: &State,
     req: &Request<Incoming>,
@@ -29,22 +57,31 @@ fn authorise(
     let Some(expected) = snapshot.server.admin_token.as_deref() else {
         return Err(ApiError::not_found());
     };
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let given = bearer(req);
     if !crate::config::constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+        if holds_metrics_token(state, req) {
+            return Err(metrics_token_refused());
+        }
         return Err(ApiError::unauthorized()
             .with_header(header::WWW_AUTHENTICATE, "Bearer realm=\"admin\""));
     }
     Ok(snapshot)
 }
 
-/// `GET /metrics`: the Prometheus text exposition, behind the admin token.
+/// `GET /metrics`: the Prometheus text exposition, behind a metrics token or the admin
+/// token (404 when neither is configured).
 pub fn metrics(state: &Arc<State>, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    authorise(state, req)?;
+    if !holds_metrics_token(state, req) {
+        let snapshot = state.snapshot.load();
+        if snapshot.server.admin_token.is_none() && snapshot.server.metrics_token.0.is_empty() {
+            return Err(ApiError::not_found());
+        }
+        if snapshot.server.admin_token.is_none() {
+            return Err(ApiError::unauthorized()
+                .with_header(header::WWW_AUTHENTICATE, "Bearer realm=\"metrics\""));
+        }
+        authorise(state, req)?;
+    }
     let mut response = Response::new(Body::from(state.metrics.render(state)));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -53,6 +90,19 @@ pub fn metrics(state: &Arc<State>, req: &Request<Incoming>) -> Result<Response<B
         ),
     );
     Ok(response)
+}
+
+/// Room on disk for `/admin/status`: live data by kind next to the folder's size, the free
+/// space, the reserve file, and why new events are paused, if they are.
+fn storage_status(state: &State) -> serde_json::Value {
+    let store = &state.store;
+    let refusal = store.refusal();
+    serde_json::json!({
+        "live": store.live_data(),
+        "size_on_disk": store.size_on_disk(),
+        "room": store.room(),
+        "paused": refusal.map(|r| serde_json::json!({ "reason": r.reason(), "message": r.to_string() })),
+    })
 }
 
 /// Routes `/admin/<rest>`.
@@ -75,10 +125,24 @@ pub async fn route(
                     "delivered_since_start": state.outbound.delivered(),
                     "schedule": state.work.depth(),
                     "maintenance": state.store.maintenance_report(),
+                    "storage": storage_status(state),
                     "stage_restarts": state.stage_restarts.load(std::sync::atomic::Ordering::Relaxed),
                     "quarantined_subscriptions": snapshot.quarantined.iter().map(|(id, why)| serde_json::json!({"id": id, "reason": why})).collect::<Vec<_>>(),
                     "subscriptions": state.health.report(),
                     "odoo_poll": odoo_poll,
+                }),
+            ))
+        }
+        (&Method::GET, ["charts"]) => {
+            let history = &state.metrics.history;
+            let now = crate::time::now_ms();
+            let samples = history.samples(now, crate::telemetry::history::queued(state));
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "interval_ms": history.interval_ms(),
+                    "capacity": crate::telemetry::history::SAMPLES,
+                    "samples": samples,
                 }),
             ))
         }
@@ -170,7 +234,7 @@ pub async fn route(
         (_, ["subscriptions", _, "enable" | "pause"] | ["plugins", _, "dry-run"]) => {
             Err(ApiError::method_not_allowed("POST"))
         }
-        (_, ["subscriptions"] | ["deliveries"] | ["plugins"] | ["samples"]) => {
+        (_, ["subscriptions"] | ["deliveries"] | ["plugins"] | ["samples"] | ["charts"]) => {
             Err(ApiError::method_not_allowed("GET"))
         }
         (_, ["status"] | ["dead-letters"] | ["jobs", _, "attempts"] | ["events", _]) => {

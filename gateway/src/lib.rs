@@ -1,15 +1,17 @@
 //! Odoo webhook gateway.
 //!
 //! The modules follow the path an event travels:
-//! [`ingest`] accepts it and makes it durable in the [`store`],
-//! [`fanout`] matches it against [`subscriptions`] and runs each one's [`plugin`],
-//! [`dispatch`] takes the queued jobs and hands them to [`delivery`], which signs them
-//! ([`signing`]) and POSTs them.
-//! [`odoo`] is the gateway as a client of Odoo's external API: related records read into a
-//! payload before a plugin sees it (in dispatch's plugin-call work), and a polling source that
-//! turns changes into events for Odoo versions without webhooks (a stage of its own).
-//! Around them: [`config`] (the file and its validated snapshot), [`server`] (HTTP, tower
-//! stack, shutdown), [`admin`] (and its web [`console`]), [`state`] (what the stages share) and the [`cli`].
+//! [`ingest`] accepts it and hands it to the [`workplane`], which makes it durable (in the
+//! [`store`] on sled, in JetStream on NATS) and answers; [`fanout`] plans its jobs against the
+//! [`subscriptions`]; the work plane's job runner runs each due job, a [`plugin`] call (through
+//! [`transform`]) or a delivery through [`delivery`], which signs it ([`signing`]) and POSTs
+//! it. [`odoo`] is the gateway as a client of Odoo's external API: related records read into a
+//! payload before a plugin sees it (in the plugin-call work), and a polling source that turns
+//! changes into events for Odoo versions without webhooks (a stage of its own).
+//! Around them: [`config`] (the file and its validated snapshot) and [`reload`], [`control`]
+//! (apps, tokens, API subscriptions), [`auth`] and the app [`api`], [`server`] (HTTP, tower
+//! stack, shutdown), [`admin`] (and its web [`console`]), [`telemetry`] and [`trace`],
+//! [`state`] (the handles the stages share) and the [`cli`].
 
 pub mod admin;
 pub mod api;
@@ -60,17 +62,58 @@ use crate::store::Store;
 /// While it starts (opening the store, compiling plugins, rebuilding the schedule), the
 /// port already answers: `503 starting` (with `Retry-After`) to everything but `/healthz`,
 /// so a request arriving then gets an answer at once instead of waiting on a silent socket.
+///
+/// sled stops taking writes for good after an I/O error (a full disk included): then the
+/// gateway stops its stages, closes the database and starts again in this process, on the
+/// same socket, as after a restart (the schedule rebuilt from what is on disk; an attempt
+/// whose outcome was not stored is made again). It never needs an operator for that.
 pub async fn run(
     source: ConfigSource,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let mut reopening = false;
+    loop {
+        match run_once(source.clone(), &listener, &shutdown, reopening).await? {
+            Ended::Stopped => return Ok(()),
+            Ended::Reopen => {
+                tracing::warn!("the database is closed and opened again in this process");
+                reopening = true;
+            }
+        }
+    }
+}
+
+/// How one run of the gateway ended.
+enum Ended {
+    /// Shut down.
+    Stopped,
+    /// The database stopped taking writes: run again.
+    Reopen,
+}
+
+async fn run_once(
+    source: ConfigSource,
+    listener: &TcpListener,
+    shutdown: &CancellationToken,
+    reopening: bool,
+) -> anyhow::Result<Ended> {
     let plain_http = source.read()?.0.server.tls.is_none();
-    let starting = tokio::task::spawn_blocking(move || start(source));
+    let cancelled = shutdown.clone();
+    let starting = tokio::task::spawn_blocking(move || start(source, &cancelled, reopening));
     let (state, tls) = tokio::select! {
         started = starting => started.context("start-up panicked")??,
-        () = server::answer_starting(&listener), if plain_http => unreachable!("answers until dropped"),
-        () = shutdown.cancelled() => return Ok(()),
+        () = server::answer_starting(listener), if plain_http => unreachable!("answers until dropped"),
+        () = shutdown.cancelled() => return Ok(Ended::Stopped),
+    };
+    state.metrics.configured(&state.snapshot.load());
+    // Spans leave the process only when `[telemetry.otlp]` says where to (read at start).
+    let otlp = match &state.snapshot.load().telemetry.otlp {
+        Some(config) => Some(telemetry::otlp::Pipeline::start(
+            config,
+            state.metrics.otlp.clone(),
+        )?),
+        None => None,
     };
     tracing::info!(addr = %listener.local_addr()?, config = %state.snapshot.load().origin, "gateway listening");
 
@@ -111,6 +154,7 @@ pub async fn run(
     let watcher = tokio::spawn(reload::watch(state.clone(), stages.clone()));
     let sighup = tokio::spawn(reload::on_sighup(state.clone(), stages.clone()));
     let shared = tokio::spawn(control::watch::run(state.clone(), stages.clone()));
+    let charts = tokio::spawn(telemetry::history::sample(state.clone(), stages.clone()));
     let policy_state = state.clone();
     let metrics_state = state.clone();
     let maintenance = tokio::spawn(state.store.clone().run_maintenance(
@@ -119,19 +163,24 @@ pub async fn run(
             store::Policy {
                 retention: storage.retention(),
                 interval: storage.maintenance_interval,
-                max_disk_bytes: storage.max_disk_bytes,
+                room: storage.room(),
             }
         },
         move |report| metrics_state.metrics.maintained(report),
         stages.clone(),
     ));
+    // Serving ends on shutdown, or when the database must be reopened.
+    let serving = shutdown.child_token();
+    let reopen = tokio::spawn(watch_store(state.store.clone(), serving.clone()));
     state
         .stages_running
         .store(true, std::sync::atomic::Ordering::Release);
-    let served = server::serve(state.clone(), listener, tls, shutdown).await;
+    let served = server::serve(state.clone(), listener, tls, serving.clone()).await;
     state
         .stages_running
         .store(false, std::sync::atomic::Ordering::Release);
+    serving.cancel();
+    let reopening = reopen.await.unwrap_or(false) && !shutdown.is_cancelled();
 
     // Accepting has stopped and requests have drained: stop taking new work, give deliveries
     // in flight the grace period, then flush. Jobs still running stay queued on disk and run
@@ -142,9 +191,21 @@ pub async fn run(
     for stage in work_stages {
         let _ = stage.await;
     }
-    let _ = tokio::join!(poller, catalog, maintenance, watcher, sighup, shared);
+    let _ = tokio::join!(
+        poller,
+        catalog,
+        maintenance,
+        watcher,
+        sighup,
+        shared,
+        charts
+    );
     state.in_flight.close();
-    let grace = state.snapshot.load().server.shutdown_grace;
+    let mut grace = state.snapshot.load().server.shutdown_grace;
+    if reopening {
+        // Their outcomes cannot be stored: they are sent again after the reopen anyway.
+        grace = grace.min(REOPEN_GRACE);
+    }
     if tokio::time::timeout(grace, state.in_flight.wait())
         .await
         .is_err()
@@ -154,14 +215,90 @@ pub async fn run(
         );
     }
     state.control.flush().await;
-    state.store.flush().context("cannot flush the database")?;
+    if let Err(e) = state.store.close() {
+        // Everything acknowledged was flushed before it was acknowledged; what this flush
+        // would have added is deliveries' outcomes, and those deliveries are made again.
+        tracing::warn!(
+            error = %e,
+            "the database could not be flushed at the end; nothing acknowledged is lost, \
+             deliveries whose outcome was not stored are sent again"
+        );
+    }
+    if let Some(otlp) = otlp {
+        otlp.stop(grace).await;
+    }
+    served?;
+    if reopening {
+        return Ok(Ended::Reopen);
+    }
     tracing::info!("gateway stopped");
-    served
+    Ok(Ended::Stopped)
+}
+
+/// The longest wait for deliveries in flight before the database is reopened.
+const REOPEN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Watches the store until `serving` ends: once its writes fail for good (see
+/// [`Store::needs_reopen`]) it ends serving and returns true, so that [`run`] reopens it.
+async fn watch_store(store: Store, serving: CancellationToken) -> bool {
+    loop {
+        if store.needs_reopen() {
+            tracing::error!(
+                error = %store.unavailable().unwrap_or_default(),
+                "the database takes no more writes; it is reopened"
+            );
+            // What must still be written after the reopen (outcomes, pruning) needs room.
+            store.write_failed(&store::StoreError::Unavailable("flush failed".into()));
+            serving.cancel();
+            return true;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+            () = serving.cancelled() => return false,
+        }
+    }
+}
+
+/// Opens the database, waiting while it cannot be: on a disk with no room for sled to open
+/// (after its reserve file is released), and, when `reopening`, while this process's previous
+/// handle still holds it. Gives up only on `shutdown` or another error.
+fn open_store(
+    path: &std::path::Path,
+    room: store::Room,
+    shutdown: &CancellationToken,
+    reopening: bool,
+) -> anyhow::Result<Option<Store>> {
+    let mut pause = std::time::Duration::from_millis(50);
+    let mut said = false;
+    loop {
+        match Store::open_with(path, room) {
+            Ok(store) => return Ok(Some(store)),
+            Err(e) if e.is_out_of_space() || (reopening && e.is_locked()) => {
+                if !said {
+                    tracing::error!(error = %e, folder = %path.display(), "cannot open the database yet; trying again until it opens");
+                    said = true;
+                }
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot open the database in {}", path.display()));
+            }
+        }
+        if shutdown.is_cancelled() {
+            return Ok(None);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_secs(2));
+    }
 }
 
 /// Everything the gateway needs before it can serve: the store, the plugins, the snapshot,
 /// the schedule rebuilt from the queued jobs. Blocking (plugin compilation, disk).
-fn start(source: ConfigSource) -> anyhow::Result<(Arc<State>, Option<tokio_rustls::TlsAcceptor>)> {
+fn start(
+    source: ConfigSource,
+    shutdown: &CancellationToken,
+    reopening: bool,
+) -> anyhow::Result<(Arc<State>, Option<tokio_rustls::TlsAcceptor>)> {
     let parsed = source.read()?;
     let (file, base, _origin) = parsed.clone();
     let (plugin_slots, plugin_slots_per_subscription) = file.plugins.slots();
@@ -174,8 +311,9 @@ fn start(source: ConfigSource) -> anyhow::Result<(Arc<State>, Option<tokio_rustl
     let host = PluginHost::new(limits, Some(file.plugin_cache_dir(&base)))
         .context("cannot start the plugin host")?;
     let storage = file.storage_dir(&base);
-    let store = Store::open(&storage)
-        .with_context(|| format!("cannot open the database in {}", storage.display()))?;
+    let Some(store) = open_store(&storage, file.storage.room(), shutdown, reopening)? else {
+        anyhow::bail!("shut down before the database could be opened");
+    };
     // The control plane before the snapshot: API subscriptions and apps join it, and with
     // NATS the plugins uploaded on other instances are fetched first.
     let (control, generation, fetched) = tokio::runtime::Handle::current()

@@ -270,9 +270,10 @@ async fn swap_in(state: &Arc<State>, cause: &str, over_last_good: bool) -> Resul
                 || snapshot.storage.path != current.storage.path
                 || snapshot.storage.engine != current.storage.engine
                 || snapshot.storage.nats != current.storage.nats
+                || snapshot.telemetry != current.telemetry
             {
                 tracing::warn!(
-                    "server.listen, storage.path, storage.engine and [storage.nats] changes take effect at the next restart"
+                    "server.listen, storage.path, storage.engine, [storage.nats] and [telemetry] changes take effect at the next restart"
                 );
             }
             // The delivery client and slots follow the new settings; deliveries in flight
@@ -295,8 +296,10 @@ async fn swap_in(state: &Arc<State>, cause: &str, over_last_good: bool) -> Resul
             }
             state.store.set_commit_delay(snapshot.storage.commit_delay);
             drop(current);
-            // Before the swap: whatever the new snapshot makes is queued where it belongs.
+            // Before the swap: whatever the new snapshot makes is queued where it belongs,
+            // and the metrics of what it no longer has are gone.
             state.work.configured(&snapshot);
+            state.metrics.configured(&snapshot);
             state.snapshot.store(Arc::new(snapshot));
             // A build that had to go on without a plugin another instance uploaded may lack
             // that subscription: it does not count as caught up with the shared changes, so

@@ -103,6 +103,25 @@ impl TestGateway {
 
     /// Starts a gateway on a configuration source (a file, for reload tests).
     pub async fn start_with(source: odoo_gateway::reload::ConfigSource) -> anyhow::Result<Self> {
+        // Ready, not just alive: while it starts the port answers `503 starting`.
+        Self::start_until(source, |ready| ready.status == 200).await
+    }
+
+    /// Starts a gateway and returns once its real server answers, ready or not: one that
+    /// starts with ingest paused (a full disk) answers `/readyz` with `503 not_ready`.
+    pub async fn start_serving(source: odoo_gateway::reload::ConfigSource) -> anyhow::Result<Self> {
+        Self::start_until(source, |ready| {
+            ready.status == 200
+                || serde_json::from_slice::<serde_json::Value>(&ready.body)
+                    .is_ok_and(|body| body["status"] == "not_ready")
+        })
+        .await
+    }
+
+    async fn start_until(
+        source: odoo_gateway::reload::ConfigSource,
+        up: impl Fn(&Reply) -> bool,
+    ) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
@@ -120,9 +139,8 @@ impl TestGateway {
                     )),
                 };
             }
-            // Ready, not just alive: while it starts the port answers `503 starting`.
             let ready = client.get(&format!("http://{addr}/readyz")).await;
-            if ready.is_ok_and(|r| r.status == 200) {
+            if ready.is_ok_and(|r| up(&r)) {
                 return Ok(Self {
                     addr,
                     shutdown,

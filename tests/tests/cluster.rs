@@ -753,6 +753,9 @@ async fn while_nats_is_down_ingest_refuses_clearly_and_everything_accepted_is_de
         "{:?}",
         ready.body
     );
+    // What the alert rules read (`docs/prometheus-alerts.yml`).
+    assert_eq!(gauge(&b, "odoo_gateway_nats_connected").await, Some(0.0));
+    assert_eq!(gauge(&b, "odoo_gateway_ready").await, Some(0.0));
 
     server.restart().expect("nats-server restarts");
     let ready = within(WAIT, || async {
@@ -763,6 +766,7 @@ async fn while_nats_is_down_ingest_refuses_clearly_and_everything_accepted_is_de
     })
     .await;
     assert!(ready.is_some(), "ready again once NATS is back");
+    assert_eq!(gauge(&b, "odoo_gateway_nats_connected").await, Some(1.0));
     let created = within(WAIT, || async { subscribe("after").await.status == 201 }).await;
     assert!(created.is_some(), "A writes again once NATS is back");
     let followed = within(WAIT, || async {
@@ -786,6 +790,26 @@ async fn while_nats_is_down_ingest_refuses_clearly_and_everything_accepted_is_de
             .map(|r| r.path.clone())
             .collect::<Vec<_>>()
     );
+}
+
+/// The value of the unlabelled gauge `name` in `gw`'s `/metrics`.
+async fn gauge(gw: &TestGateway, name: &str) -> Option<f64> {
+    let reply = send(
+        gw,
+        "GET",
+        "/metrics",
+        &format!("Bearer {ADMIN}"),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    String::from_utf8_lossy(&reply.body)
+        .lines()
+        .find_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let rest = rest.strip_prefix("{}").unwrap_or(rest);
+            rest.strip_prefix(' ')?.parse().ok()
+        })
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ mod cluster;
 mod cluster_faults;
 mod console;
 mod crash;
+mod disk_full;
 mod ingest;
 mod isolation;
 mod languages;
@@ -19,6 +20,7 @@ mod odoo;
 mod odoo_client;
 mod openapi_fuzz;
 mod operate;
+mod otlp;
 mod pipeline;
 #[path = "portal/main.rs"]
 mod portal;

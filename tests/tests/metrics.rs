@@ -1,5 +1,9 @@
 //! `/metrics`: the Prometheus exposition, read back with a Prometheus text parser, on both
-//! engines of the work plane.
+//! engines of the work plane; and what else an operator's stack reads
+//! (`metrics/observability.rs`).
+
+#[path = "metrics/observability.rs"]
+mod observability;
 
 use std::time::Duration;
 

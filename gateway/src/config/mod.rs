@@ -7,6 +7,7 @@
 
 pub mod file;
 pub mod nats;
+pub mod telemetry;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -309,6 +310,8 @@ pub struct Snapshot {
     pub delivery: DeliveryConfig,
     /// Plugin cache folder.
     pub plugin_cache: PathBuf,
+    /// The console's chart samples and OTLP export (read at start-up).
+    pub telemetry: telemetry::TelemetryConfig,
     /// Sources by name.
     pub sources: HashMap<String, Source>,
     /// Destinations by name.
@@ -368,6 +371,20 @@ impl Snapshot {
                 "server.admin_token: give at least {MIN_ADMIN_TOKEN_LEN} characters (or leave it out to turn `/admin/` off)"
             ));
         }
+        // A scraper's token must not open `/admin/`: never the admin token, never guessable.
+        for (i, token) in file.server.metrics_token.0.iter().enumerate() {
+            if token.trim().len() < MIN_ADMIN_TOKEN_LEN {
+                problems.push(format!(
+                    "server.metrics_token[{i}]: give at least {MIN_ADMIN_TOKEN_LEN} characters"
+                ));
+            }
+            if file.server.admin_token.as_deref() == Some(token.as_str()) {
+                problems.push(format!(
+                    "server.metrics_token[{i}]: the admin token cannot be a metrics token (it already reads /metrics)"
+                ));
+            }
+        }
+        file.telemetry.validate(&mut problems);
         let mut sources = HashMap::new();
         for (i, s) in file.sources.iter().enumerate() {
             if s.tokens.is_empty() || s.tokens.iter().any(|t| t.len() < 16) {
@@ -572,6 +589,7 @@ impl Snapshot {
             storage,
             delivery: file.delivery,
             plugin_cache,
+            telemetry: file.telemetry,
             sources,
             destinations,
             by_id: subscriptions

@@ -181,21 +181,24 @@ pub async fn accept(
         .work
         .accept(&snapshot, &event, &dedup)
         .await
-        .map_err(refused)?;
+        .map_err(|e| refused(state, e))?;
     if !accepted.duplicate {
         // The event catalog learns the types and payload shapes sources send (cheap: a map
         // look-up, a payload parsed at most once a second per type).
         state.catalog.seen.observe(&event);
     }
-    Ok(accepted_response(&accepted))
+    Ok(accepted_response(&accepted, &event))
 }
 
-/// The answer to an event the work plane did not accept.
-fn refused(e: crate::workplane::AcceptError) -> ApiError {
+/// The answer to an event the work plane did not accept, counted by reason when it is a
+/// refusal for lack of room or a failing disk.
+fn refused(state: &State, e: crate::workplane::AcceptError) -> ApiError {
     use crate::workplane::AcceptError;
     match e {
-        AcceptError::StorageUnavailable(_) => ApiError::storage_unavailable(),
-        AcceptError::StorageFull => ApiError::storage_full(),
+        AcceptError::Refused(refusal) => {
+            state.metrics.refused(refusal.reason());
+            ApiError::refused(&refusal)
+        }
         AcceptError::TooLarge { limit } => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
@@ -204,19 +207,28 @@ fn refused(e: crate::workplane::AcceptError) -> ApiError {
             ),
         ),
         AcceptError::QueueUnavailable(e) => ApiError::queue_unavailable(&e),
-        AcceptError::Store(e) => ApiError::storage("cannot store an event", &e),
+        AcceptError::Store(e) => {
+            let answer = ApiError::storage("cannot store an event", &e);
+            if answer.code == "storage_unavailable" {
+                state.metrics.refused("storage_unavailable");
+            }
+            answer
+        }
     }
 }
 
 /// `202` with the event's id (the first submission's, for a repeat).
-fn accepted_response(accepted: &crate::store::Accepted) -> http::Response<Body> {
+fn accepted_response(accepted: &crate::store::Accepted, event: &Event) -> http::Response<Body> {
     let mut response = json(
         StatusCode::ACCEPTED,
         &serde_json::json!({ "id": accepted.id, "duplicate": accepted.duplicate }),
     );
-    if accepted.duplicate {
-        response.extensions_mut().insert(Duplicate);
-    }
+    // The event's id and type only go to its span: nothing is made when none is exported.
+    let traced = crate::trace::exporting().then(|| (accepted.id.clone(), event.event_type()));
+    response.extensions_mut().insert(Ingested {
+        duplicate: accepted.duplicate,
+        event: traced,
+    });
     response
 }
 
@@ -231,9 +243,16 @@ pub async fn accept_event(
     Ok(accepted)
 }
 
-/// Marks the answer to a repeated submission (for the metrics; not sent to the client).
-#[derive(Debug, Clone, Copy)]
-pub struct Duplicate;
+/// What an accepted request was, for the metrics and the ingest span (not sent to the
+/// client).
+#[derive(Debug, Clone)]
+pub struct Ingested {
+    /// Whether it repeated an earlier submission.
+    pub duplicate: bool,
+    /// The event's id (the first submission's, for a repeat) and type, `<model>.<action>`,
+    /// while spans are exported.
+    pub event: Option<(String, String)>,
+}
 
 /// A time-ordered, random event id: `evt_` + 12 hex digits of milliseconds + 16 random.
 pub fn new_event_id() -> String {

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use http::{Request, header};
 use http_body_util::Full;
 use serde_json::{Map, Value, json};
+use tracing::Instrument as _;
 
 use super::OdooError;
 use super::config::Protocol;
@@ -148,8 +149,27 @@ impl OdooClient {
     }
 
     /// `object.execute_kw(db, uid, key, model, method, args, kwargs)`, or with JSON-2 the
-    /// same call with named arguments.
+    /// same call with named arguments; in an `odoo call` span when spans are exported.
     pub async fn execute_kw(
+        &self,
+        model: &str,
+        method: &str,
+        args: Value,
+        kwargs: Value,
+    ) -> Result<Value, OdooError> {
+        let stage = crate::trace::odoo_call(model, method);
+        let answer = self
+            .execute_kw_untraced(model, method, args, kwargs)
+            .instrument(stage.span().clone())
+            .await;
+        if let Err(e) = &answer {
+            stage.set("odoo_gateway.error_code", e.code());
+            stage.fail(e.to_string());
+        }
+        answer
+    }
+
+    async fn execute_kw_untraced(
         &self,
         model: &str,
         method: &str,

@@ -24,6 +24,7 @@ use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use serde::{Deserialize, Serialize};
 
+use super::counted::Batch;
 use super::job::{Attempt, DeadLetter, Job, JobId, JobKind, JobPart, JobSummary, Member};
 use super::queue::{DEAD, INDEX, JOB, key};
 use super::{Store, StoreError, decode, encode};
@@ -499,7 +500,7 @@ impl Store {
         if !self.member_open(&letter.job, member) {
             return Ok(());
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         if let Some(attempt) = attempt {
             batch.insert(self.attempt_key(&letter.job.id)?, encode(attempt));
         }

@@ -106,12 +106,10 @@ pub type StageRun = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// Why an event from ingest was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum AcceptError {
-    /// The disk fails (writes or flushes); the store retries until it takes writes again.
-    #[error("storage_unavailable: {0}")]
-    StorageUnavailable(String),
-    /// The disk budget is reached and pruning could not make room.
-    #[error("storage_full: the disk budget is reached")]
-    StorageFull,
+    /// The store takes no new event now: live data at its budget, the disk short of room, or
+    /// writes failing (it resumes by itself).
+    #[error("{reason}: {0}", reason = .0.reason())]
+    Refused(crate::store::Refusal),
     /// The event is larger than the shared queue takes, with room for its jobs.
     #[error(
         "the event is larger than the shared queue takes ({limit} bytes with room for its jobs)"
@@ -229,19 +227,23 @@ impl WorkPlane {
         }
     }
 
-    /// Why new events are refused now, if they are: a failing disk or a full budget on
-    /// sled, NATS unreachable.
+    /// Whether this instance is connected to the shared work plane (`None` on sled, where
+    /// there is nothing to connect to).
+    pub fn connected(&self) -> Option<bool> {
+        match self {
+            Self::Sled(_) => None,
+            Self::Nats(w) => Some(w.unavailable().is_none()),
+        }
+    }
+
+    /// Why new events are refused now, if they are: on sled writes failing, live data at its
+    /// budget or the disk short of room (`<reason>: <why>`); NATS unreachable.
     pub fn refuses(&self) -> Option<String> {
         match self {
-            Self::Sled(w) => {
-                let store = w.store();
-                if let Some(why) = store.unavailable() {
-                    return Some(format!("storage_unavailable: {why}"));
-                }
-                store
-                    .is_full()
-                    .then(|| "storage_full: the disk budget is reached".to_owned())
-            }
+            Self::Sled(w) => w
+                .store()
+                .refusal()
+                .map(|refusal| format!("{}: {refusal}", refusal.reason())),
             Self::Nats(w) => w
                 .unavailable()
                 .map(|why| format!("queue_unavailable: {why}")),

@@ -354,8 +354,9 @@ async fn fan_out_one(
         return;
     }
     let snapshot = state.snapshot.load_full();
+    let fan_out = crate::trace::fan_out(&event);
     let jobs = crate::fanout::plan(&snapshot, &event, now_ms());
-    crate::trace::fanned_out(&event, jobs.len());
+    fan_out.planned(&event, jobs.len());
     let mut items = Vec::with_capacity(jobs.len());
     for job in jobs {
         let item = Item {

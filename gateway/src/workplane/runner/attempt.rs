@@ -15,9 +15,9 @@ use crate::event::Event;
 use crate::signing;
 use crate::state::State;
 use crate::store::{Attempt, DeadReason, Job};
-use crate::telemetry::Metrics;
 use crate::time::now_ms;
 use crate::transform;
+use tracing::Instrument as _;
 
 /// The body of a delivery job: its own, or its event in the job's envelope.
 fn body_of(job: &Job, event: Option<Arc<Event>>) -> Result<Vec<u8>, DeadReason> {
@@ -45,6 +45,37 @@ pub(super) enum Sent {
 /// with the destination's outbound authentication. Whatever engine keeps the queue records
 /// the outcome.
 pub(super) async fn send(
+    state: &State,
+    snapshot: &Snapshot,
+    sub: &Subscription,
+    job: &Job,
+    event: Option<Arc<Event>>,
+) -> Sent {
+    let stage = crate::trace::attempt(job);
+    let sent = make_attempt(state, snapshot, sub, job, event)
+        .instrument(stage.span().clone())
+        .await;
+    let (outcome, attempt) = match &sent {
+        Sent::Delivered(attempt) => ("delivered", Some(attempt)),
+        Sent::Failed(attempt, _) => ("failed", Some(attempt)),
+        Sent::Unsendable(reason) => {
+            stage.fail(reason.to_string());
+            ("unsendable", None)
+        }
+    };
+    stage.set("odoo_gateway.outcome", outcome);
+    if let Some(attempt) = attempt {
+        if let Some(status) = attempt.status {
+            stage.set("http.response.status_code", i64::from(status));
+        }
+        if let Some(error) = &attempt.error {
+            stage.fail(error.clone());
+        }
+    }
+    sent
+}
+
+async fn make_attempt(
     state: &State,
     snapshot: &Snapshot,
     sub: &Subscription,
@@ -110,7 +141,7 @@ pub(super) async fn send(
                     attempt = job.attempts + 1,
                     "delivered"
                 );
-                Metrics::count(&state.metrics.attempts, &sub.id, "delivered");
+                state.metrics.attempt(&sub.id, true);
                 state.health.success(&sub.id);
                 state.outbound.delivered_one();
                 return Sent::Delivered(attempt);
@@ -141,7 +172,7 @@ pub(super) async fn send(
         attempt = job.attempts + 1,
         "delivery attempt failed"
     );
-    Metrics::count(&state.metrics.attempts, &sub.id, "failed");
+    state.metrics.attempt(&sub.id, false);
     Sent::Failed(attempt, failure)
 }
 

@@ -1,7 +1,7 @@
 //! The one job runner: what a due job comes to, whichever engine queued it.
 //!
-//! An engine takes a job (sled from its schedule, NATS from a lane), asks [`gate`] whether it
-//! may run, runs it with [`deliver`] or [`call_plugins`], and writes down the [`Settle`] it gets
+//! An engine takes a job (sled from its schedule, NATS from a lane), asks `gate` whether it
+//! may run, runs it with `deliver` or `call_plugins`, and writes down the `Settle` it gets
 //! back: that write is the only part each engine has of its own. The retry policy, the
 //! subscription's health, the metrics and the trace are decided here, once, so that both
 //! engines behave the same. This module never touches storage; it never decides where a job

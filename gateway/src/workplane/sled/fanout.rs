@@ -41,8 +41,9 @@ pub(super) async fn run(state: Arc<State>, work: super::SledWork, shutdown: Canc
         let mut handled = Vec::with_capacity(batch.len());
         for (key, event) in batch {
             let event = Arc::new(event);
+            let fan_out = crate::trace::fan_out(&event);
             let planned = plan(&snapshot, &event, now);
-            crate::trace::fanned_out(&event, planned.len());
+            fan_out.planned(&event, planned.len());
             for job in planned {
                 jobs.push(job);
                 events.push(event.clone());

@@ -1,7 +1,7 @@
 //! The sled engine of the work plane: the queue in the instance's own database
-//! ([`crate::store`]) and the in-memory schedule of what runs next ([`scheduler`]), kept in
+//! ([`crate::store`]) and the in-memory schedule of what runs next (`scheduler.rs`), kept in
 //! step: whatever this engine queues is scheduled at once. Its stages are the fan-out of the
-//! backlog ([`fanout`]) and [`dispatch`], which runs due jobs through the one job runner and
+//! backlog (`fanout.rs`) and `dispatch.rs`, which runs due jobs through the one job runner and
 //! writes down their outcome.
 
 mod dispatch;
@@ -79,27 +79,25 @@ impl SledWork {
         event: &Arc<Event>,
         dedup: &DedupKey,
     ) -> Result<Accepted, AcceptError> {
-        // Refuse quickly what cannot be kept: a failing disk (retried by the store) or an
-        // exhausted disk budget. Nothing acknowledged before is touched.
-        if let Some(why) = self.store.unavailable() {
-            return Err(AcceptError::StorageUnavailable(why));
+        // Refuse quickly what cannot be kept: writes failing, live data at its budget, a disk
+        // short of room (see `store/space.rs`). Nothing acknowledged before is touched.
+        if let Some(refusal) = self.store.refusal() {
+            return Err(AcceptError::Refused(refusal));
         }
-        if self.store.is_full() {
-            return Err(AcceptError::StorageFull);
-        }
+        let fan_out = crate::trace::fan_out(event);
         let mut planned = crate::fanout::plan_at_most(snapshot, event, now_ms(), INLINE_JOBS);
         let accepted = match &mut planned {
             Some(jobs) => self.store.accept_planned(event, dedup, jobs),
             None => self.store.accept(event, dedup),
         }
-        .map_err(AcceptError::Store)?;
+        .map_err(|e| self.write_failed(e))?;
         let durable = self.store.durable().await;
         if !accepted.duplicate {
             match &planned {
                 // Written, so scheduled even if the flush failed: the flusher retries until
                 // the disk takes them, and a retry of this request is answered as a duplicate.
                 Some(jobs) => {
-                    crate::trace::fanned_out(event, jobs.len());
+                    fan_out.planned(event, jobs.len());
                     let now = now_ms();
                     for job in jobs {
                         self.scheduler.schedule_with(job, Some(event), now);
@@ -108,8 +106,15 @@ impl SledWork {
                 None => self.wake_fan_out(),
             }
         }
-        durable.map_err(AcceptError::Store)?;
+        durable.map_err(|e| self.write_failed(e))?;
         Ok(accepted)
+    }
+
+    /// A write or flush of an event failed: the store hears of it (its reserve file goes, so
+    /// that what must still be written has room).
+    fn write_failed(&self, e: StoreError) -> AcceptError {
+        self.store.write_failed(&e);
+        AcceptError::Store(e)
     }
 
     /// Looks again at the jobs set aside for paused subscriptions that `resume` says run
