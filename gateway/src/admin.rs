@@ -1,12 +1,14 @@
 //! Operator endpoints under `/admin/`: status, one event's journey, dead letters and their
 //! replay, attempt logs, subscriptions (health, pause, enable, recent attempts), plugin
-//! dry-runs, Odoo polling cursors (`admin/odoo.rs`), the last hour's chart samples; and
-//! `/metrics`. The web console ([`crate::console`]) calls these.
+//! dry-runs, Odoo polling cursors (`admin/odoo.rs`), the last hour's chart samples, the
+//! event catalog (`admin/catalog.rs`); and `/metrics`. The web console ([`crate::console`])
+//! calls these.
 //!
 //! Guarded by `server.admin_token` (a bearer token); without one configured they answer 404,
 //! so nothing is exposed by default. `/metrics` also takes a `server.metrics_token`, which
 //! opens nothing else (`403 metrics_token_only` here and on the console).
 
+mod catalog;
 mod dry_run;
 mod journey;
 mod odoo;
@@ -215,6 +217,11 @@ pub async fn route(
             dry_run::dry_run(state, &snapshot, req, &name).await
         }
         (&Method::GET, ["samples"]) => Ok(dry_run::samples()),
+        (&Method::GET, ["event-types"]) => catalog::show(state, req.uri().query(), None).await,
+        (&Method::GET, ["event-types", event_type]) => {
+            catalog::show(state, req.uri().query(), Some(event_type)).await
+        }
+        (_, ["event-types"] | ["event-types", _]) => Err(ApiError::method_not_allowed("GET")),
         (&Method::GET, ["odoo", "cursors", source, model]) => {
             odoo::show(state, &snapshot, source, model).await
         }

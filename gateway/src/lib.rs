@@ -29,6 +29,7 @@ pub mod ingest;
 pub mod odoo;
 pub mod plugin;
 pub mod plugin_threads;
+pub mod portal;
 pub mod reload;
 pub mod samples;
 pub mod server;
@@ -143,6 +144,13 @@ async fn run_once(
         restarted(&state),
         odoo::poll::run,
     );
+    let catalog = supervise(
+        "event-catalog",
+        state.clone(),
+        &stages,
+        restarted(&state),
+        odoo::catalog::seen::run,
+    );
     let watcher = tokio::spawn(reload::watch(state.clone(), stages.clone()));
     let sighup = tokio::spawn(reload::on_sighup(state.clone(), stages.clone()));
     let shared = tokio::spawn(control::watch::run(state.clone(), stages.clone()));
@@ -183,7 +191,15 @@ async fn run_once(
     for stage in work_stages {
         let _ = stage.await;
     }
-    let _ = tokio::join!(poller, maintenance, watcher, sighup, shared, charts);
+    let _ = tokio::join!(
+        poller,
+        catalog,
+        maintenance,
+        watcher,
+        sighup,
+        shared,
+        charts
+    );
     state.in_flight.close();
     let mut grace = state.snapshot.load().server.shutdown_grace;
     if reopening {
@@ -353,6 +369,7 @@ fn start(
         stages_running: Default::default(),
         reloader: reload::Reloader::new(source, parsed),
         auth,
+        catalog: Default::default(),
         metrics: telemetry::Metrics::new(),
         plugins: workplane::runner::calls::Plugins::new(
             host,

@@ -161,9 +161,12 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
         }
         ["console"] => crate::console::serve(req.method(), None),
         ["console", asset] => crate::console::serve(req.method(), Some(asset)),
+        // The app portal: its shell, its session, and the app API for a session's app.
+        ["portal", rest @ ..] => crate::portal::route(state, req, rest).await,
         [
             "v1",
-            "subscriptions" | "plugins" | "deliveries" | "dead-letters",
+            "subscriptions" | "plugins" | "deliveries" | "dead-letters" | "event-types"
+            | "portal-sessions",
             ..,
         ] => crate::api::route(state, req, &segments[1..]).await,
         _ => Err(ApiError::not_found()),

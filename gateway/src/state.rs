@@ -42,6 +42,8 @@ pub struct State {
     pub metrics: crate::telemetry::Metrics,
     /// Rate limits and OAuth1 nonces of the app API.
     pub auth: crate::auth::AuthState,
+    /// The event catalog's live side: the types ingest saw, Odoo's field descriptions.
+    pub catalog: crate::odoo::catalog::Catalog,
 }
 
 impl std::fmt::Debug for State {

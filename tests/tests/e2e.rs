@@ -22,6 +22,8 @@ mod openapi_fuzz;
 mod operate;
 mod otlp;
 mod pipeline;
+#[path = "portal/main.rs"]
+mod portal;
 mod reload;
 mod storage;
 mod tls;

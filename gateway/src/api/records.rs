@@ -60,6 +60,18 @@ pub struct StoredDestination {
     pub secret: String,
     /// Outbound authentication.
     pub auth: DestinationAuth,
+    /// The secret a rotation replaced, still signing beside `secret` for a while.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret: Option<PreviousSecret>,
+}
+
+/// A replaced signing secret and until when it still signs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreviousSecret {
+    /// The secret (`whsec_...`).
+    pub secret: String,
+    /// When it stops signing (ms since the epoch).
+    pub until_ms: u64,
 }
 
 /// An uploaded plugin component.

@@ -1,7 +1,9 @@
 //! `/v1/subscriptions[/{id}]`: create, list, read, replace or update, delete.
 //!
 //! Writes go through [`super::apply`]: stored, reloaded into the running snapshot, and rolled
-//! back when the reload refuses them.
+//! back when the reload refuses them. Before that, a request is checked against what the app
+//! is granted and allowed to enrich, its filter against the event catalog's schemas, and its
+//! plugin's settings by the plugin.
 
 use http::{Response, StatusCode};
 use serde_json::json;
@@ -38,6 +40,7 @@ pub(super) async fn create(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
     let sub = validate::build(req, None, &|r| lookup_plugin(call, r), now_ms())?;
     check_grants(call, &sub.events)?;
     check_enrich(call, &sub.enrich)?;
+    super::catalog::check_filter(call, &sub).await?;
     let app = &call.app.app;
     let _one_write = WRITES.lock().await;
     let control = &call.state.control;
@@ -102,6 +105,7 @@ pub(super) async fn update(call: &Call<'_>, id: &str) -> Result<Response<Body>, 
     let sub = validate::build(req, Some(&old), &|r| lookup_plugin(call, r), now_ms())?;
     check_enrich(call, &sub.enrich)?;
     check_grants(call, &sub.events)?;
+    super::catalog::check_filter(call, &sub).await?;
     check_plugin_config(call, &sub).await?;
     let control = &call.state.control;
     if !control
@@ -142,7 +146,7 @@ pub(super) async fn delete(call: &Call<'_>, id: &str) -> Result<Response<Body>, 
 
 /// 409: the subscription changed between our read and our write (another request, maybe on
 /// another instance); the client reads it again.
-fn changed_meanwhile(id: &str) -> ApiError {
+pub(super) fn changed_meanwhile(id: &str) -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
         "conflict",

@@ -160,6 +160,10 @@ pub(crate) fn build(
         (None, Some(old)) => old.destination.secret.clone(),
         (None, None) => SigningSecret::generate().expose_whsec(),
     };
+    // A rotation's previous secret goes on signing unless the secret is replaced again.
+    let previous_secret = existing
+        .filter(|old| old.destination.secret == secret)
+        .and_then(|old| old.destination.previous_secret.clone());
     crate::delivery::outbound_auth::validate(&dest.auth)
         .map_err(|e| invalid(format!("destination.{e}")))?;
     if let Some(filter) = &req.filter {
@@ -214,6 +218,7 @@ pub(crate) fn build(
             url,
             secret,
             auth: dest.auth,
+            previous_secret,
         },
         format: req.format,
         filter: req.filter,
@@ -328,6 +333,9 @@ pub(crate) fn render(sub: &StoredSubscription, qualified: &str, reveal_secret: b
     let mut destination = json!({ "url": sub.destination.url, "auth": auth });
     if reveal_secret {
         destination["secret"] = json!(sub.destination.secret);
+    }
+    if let Some(previous) = &sub.destination.previous_secret {
+        destination["previous_secret_until_ms"] = json!(previous.until_ms);
     }
     json!({
         "id": sub.id,

@@ -1,7 +1,7 @@
 //! Third-party apps and how their requests are authenticated: the registered [`apps`], the
 //! OAuth2 authorization server ([`oauth2`], opaque tokens in `tokens`), OAuth1 signatures
-//! ([`oauth1`], checked against a request in `request`), and the per-app rate limits and
-//! nonce memory (`limits`).
+//! ([`oauth1`], checked against a request in `request`), the per-app rate limits and
+//! nonce memory (`limits`), and the app portal's links and sessions ([`portal`]).
 //!
 //! It owns deciding *who* an API request comes from and which scopes it holds
 //! ([`authenticate`], [`require_scope`]); what an app may then see or change is the API's
@@ -16,6 +16,7 @@ pub mod apps;
 mod limits;
 pub mod oauth1;
 pub mod oauth2;
+pub mod portal;
 mod request;
 pub(crate) mod tokens;
 

@@ -3,6 +3,7 @@
 mod admin_client;
 pub mod apps;
 pub mod config;
+pub mod event_types;
 pub mod inbox;
 pub mod odoo;
 pub mod operate;
@@ -60,6 +61,9 @@ enum Command {
     Apps(crate::cli::apps::AppsCommand),
     /// The Odoo connector: polling cursors (through the running gateway's admin API).
     Odoo(crate::cli::odoo::OdooCommand),
+    /// The event catalog: the event types, their schemas and examples (through the running
+    /// gateway's admin API).
+    EventTypes(crate::cli::event_types::EventTypesCommand),
     /// Operating a running gateway: status, events, dead letters, subscriptions.
     #[command(flatten)]
     Operate(crate::cli::operate::Operate),
@@ -129,6 +133,9 @@ pub fn main() -> ExitCode {
             .and_then(|rt| rt.block_on(cmd.run(&mut std::io::stdout())))
             .map(|()| ExitCode::SUCCESS),
         Command::Odoo(cmd) => runtime()
+            .and_then(|rt| rt.block_on(cmd.run(&mut std::io::stdout())))
+            .map(|()| ExitCode::SUCCESS),
+        Command::EventTypes(cmd) => runtime()
             .and_then(|rt| rt.block_on(cmd.run(&mut std::io::stdout())))
             .map(|()| ExitCode::SUCCESS),
         Command::Apps(cmd) => runtime()

@@ -2,8 +2,9 @@
 //! work plane (events, queue, attempts, dead letters), which stays in [`crate::store`].
 //!
 //! Records: apps and their credential index, OAuth2 token hashes, API subscriptions, uploaded
-//! plugins (records and component bytes), OAuth1 nonces, and the stored side of subscription
-//! health (flags and pauses). Two engines keep them, chosen by `[storage] engine`:
+//! plugins (records and component bytes), OAuth1 nonces, the stored side of subscription
+//! health (flags and pauses), and (`extra.rs`) portal links and sessions and the event types
+//! seen. Two engines keep them, chosen by `[storage] engine`:
 //!
 //! - [`local`]: the instance's own sled database (the trees the auth and API modules always
 //!   used); one binary, nothing else to run;
@@ -17,6 +18,7 @@
 //! request path call them); token lookups, nonce claims and every write are `async`.
 //! This module never delivers, never runs a plugin and never touches the queue.
 
+mod extra;
 pub mod local;
 pub mod nats;
 pub mod watch;

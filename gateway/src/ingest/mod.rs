@@ -182,6 +182,11 @@ pub async fn accept(
         .accept(&snapshot, &event, &dedup)
         .await
         .map_err(|e| refused(state, e))?;
+    if !accepted.duplicate {
+        // The event catalog learns the types and payload shapes sources send (cheap: a map
+        // look-up, a payload parsed at most once a second per type).
+        state.catalog.seen.observe(&event);
+    }
     Ok(accepted_response(&accepted, &event))
 }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Request, header};
 use http_body_util::Full;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tracing::Instrument as _;
 
 use super::OdooError;
@@ -30,6 +30,17 @@ const RETRY_BASE: Duration = Duration::from_millis(200);
 const CACHE_LIMIT: usize = 10_000;
 
 type CacheKey = (String, i64, String);
+
+/// What the catalog asks `fields_get` for each field.
+const FIELD_ATTRIBUTES: [&str; 7] = [
+    "type",
+    "string",
+    "required",
+    "readonly",
+    "selection",
+    "relation",
+    "help",
+];
 
 /// One Odoo instance, as one user.
 pub struct OdooClient {
@@ -260,6 +271,24 @@ impl OdooClient {
             .unwrap_or_else(|p| p.into_inner())
             .insert(key, relation.to_owned());
         Ok(relation.to_owned())
+    }
+
+    /// `fields_get` of `model`: every field's description as Odoo gives it (`type`,
+    /// `string`, `required`, `readonly`, `selection`, `relation`, `help`), for the event
+    /// catalog's schemas.
+    pub async fn fields_get(&self, model: &str) -> Result<Map<String, Value>, OdooError> {
+        let answer = self
+            .execute_kw(
+                model,
+                "fields_get",
+                json!([[]]),
+                json!({ "attributes": FIELD_ATTRIBUTES }),
+            )
+            .await?;
+        match answer {
+            Value::Object(fields) => Ok(fields),
+            _ => Err(self.bad("`fields_get` did not answer an object")),
+        }
     }
 
     /// Like [`Self::read`], but records read within `cache_ttl` are reused.

@@ -12,6 +12,9 @@
 //! | `api_plugins` | `<app>.<sha256>` → plugin record | content-addressed; the bytes in the object store `plugin_components` |
 //! | `oauth1_nonces` | hex SHA-256 of (consumer, nonce, timestamp) → nothing | `create`: a replay is refused on every instance; `max_age` the nonce window |
 //! | `subscription_health` | hex subscription id → flags, pause, writer | the latest state wins; an instance skips its own echoes |
+//! | `portal_links` | hex SHA-256 of the link → link | random keys; taken by a purge naming the revision read; `max_age` [`crate::auth::portal::MAX_LINK_TTL`] |
+//! | `portal_sessions` | hex SHA-256 of the session → session | random keys; `max_age` [`crate::auth::portal::MAX_SESSION_TTL`] |
+//! | `event_catalog` | hex of source and event type → shape seen | each instance merges what it saw into what is stored |
 //!
 //! `apps`, `api_subscriptions`, `api_plugins` and `subscription_health` are mirrored in memory
 //! (`mirror.rs`) and watched: reads on the request path and in the snapshot build never wait on
@@ -21,6 +24,7 @@ mod auth;
 mod fresh;
 mod health;
 mod mirror;
+mod portal;
 mod records;
 
 use std::collections::HashMap;
@@ -132,6 +136,9 @@ pub struct NatsPlane {
     subscriptions: kv::Store,
     plugins: kv::Store,
     nonces: kv::Store,
+    portal_links: kv::Store,
+    portal_sessions: kv::Store,
+    event_catalog: kv::Store,
     components: object_store::ObjectStore,
     mirror: Mirror,
     /// This instance's name in health records.
@@ -348,6 +355,9 @@ impl NatsPlane {
         let plugins = open("api_plugins", none).await?;
         let nonces = open("oauth1_nonces", NONCE_MAX_AGE).await?;
         let health = open("subscription_health", none).await?;
+        let portal_links = open("portal_links", crate::auth::portal::MAX_LINK_TTL).await?;
+        let portal_sessions = open("portal_sessions", crate::auth::portal::MAX_SESSION_TTL).await?;
+        let event_catalog = open("event_catalog", none).await?;
         let components_name = format!("{prefix}_plugin_components");
         let components = match js
             .create_object_store(object_store::Config {
@@ -473,6 +483,9 @@ impl NatsPlane {
             subscriptions,
             plugins,
             nonces,
+            portal_links,
+            portal_sessions,
+            event_catalog,
             components,
             mirror,
             instance,

@@ -53,6 +53,15 @@ impl Plugins {
     pub(crate) async fn slot(&self, subscription: &str) -> Permit {
         self.slots.acquire(subscription).await
     }
+
+    /// Runs `f` on the low-priority plugin threads: a plugin call that is nobody's queued
+    /// work (an app's dry-run of its own plugin), without enrichment.
+    pub(crate) async fn run_low<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, crate::plugin_threads::Lost> {
+        self.threads.run(f).await
+    }
 }
 
 /// One plugin call's outcome and timing.
