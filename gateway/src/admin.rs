@@ -74,6 +74,7 @@ pub async fn route(
                     "schedule": state.work.depth(),
                     "maintenance": state.store.maintenance_report(),
                     "stage_restarts": state.stage_restarts.load(std::sync::atomic::Ordering::Relaxed),
+                    "circuits": state.policies.circuits(),
                     "quarantined_subscriptions": snapshot.quarantined.iter().map(|(id, why)| serde_json::json!({"id": id, "reason": why})).collect::<Vec<_>>(),
                     "subscriptions": state.health.report(),
                     "odoo_poll": odoo_poll,

@@ -204,6 +204,18 @@ fn start(source: ConfigSource) -> anyhow::Result<(Arc<State>, Option<tokio_rustl
         .context("cannot read subscription health")?;
     let auth =
         auth::AuthState::open(&store, control.engine()).context("cannot read the OAuth1 nonces")?;
+    let policies = tokio::runtime::Handle::current()
+        .block_on(work.policies())
+        .context("cannot open the delivery policies' state")?;
+    let metrics = telemetry::Metrics::new();
+    let changes = metrics.circuit_changes.clone();
+    policies.on_change(Box::new(move |_, to| {
+        changes
+            .get_or_create(&telemetry::Outcome {
+                outcome: to.name().into(),
+            })
+            .inc();
+    }));
     let outbound = crate::delivery::Outbound::new(&snapshot.delivery)
         .context("cannot build the delivery clients")?;
     let tls = file
@@ -223,7 +235,8 @@ fn start(source: ConfigSource) -> anyhow::Result<(Arc<State>, Option<tokio_rustl
         stages_running: Default::default(),
         reloader: reload::Reloader::new(source, parsed),
         auth,
-        metrics: telemetry::Metrics::new(),
+        metrics,
+        policies,
         plugins: workplane::runner::calls::Plugins::new(
             host,
             plugin_slots,

@@ -88,6 +88,14 @@ pub struct Destination {
     pub destination: String,
 }
 
+/// Labels naming a receiver host.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Host {
+    /// `scheme://host:port` of an operator's destination, or [`APP_DESTINATIONS`] for the
+    /// apps' (whose hosts are the apps' to choose, and would grow the series without bound).
+    pub host: String,
+}
+
 /// Labels naming what retention pruned.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Pruned {
@@ -124,6 +132,10 @@ pub struct Metrics {
     disk_bytes: Gauge,
     destination_jobs: Family<Destination, Gauge>,
     destination_due_age: Family<Destination, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Receiver hosts whose circuit is open or half-open (1), by host.
+    circuit_open: Family<Host, Gauge>,
+    /// Changes of a receiver host's circuit, by the state it changed to.
+    pub circuit_changes: Family<Outcome, Counter>,
     /// One scrape at a time fills the scrape-time values.
     rendering: std::sync::Mutex<()>,
 }
@@ -163,6 +175,8 @@ impl Metrics {
             disk_bytes: Gauge::default(),
             destination_jobs: Family::default(),
             destination_due_age: Family::default(),
+            circuit_open: Family::default(),
+            circuit_changes: Family::default(),
             rendering: std::sync::Mutex::new(()),
             registry: Registry::default(),
         };
@@ -235,6 +249,16 @@ impl Metrics {
             metrics.destination_due_age.clone(),
         );
         r.register(
+            "receiver_circuit_open",
+            "Receiver hosts whose circuit is open or half-open: their deliveries wait",
+            metrics.circuit_open.clone(),
+        );
+        r.register(
+            "receiver_circuit_changes",
+            "Changes of a receiver host's circuit, by the state it changed to",
+            metrics.circuit_changes.clone(),
+        );
+        r.register(
             "queue_due_jobs",
             "Queued jobs due now, waiting for a slot",
             metrics.due.clone(),
@@ -293,12 +317,33 @@ impl Metrics {
         gauge(&self.waiting, depth.later);
         gauge(&self.parked, depth.parked);
         self.render_destinations(state);
+        self.render_circuits(state);
         self.disk_bytes
             .set(i64::try_from(state.store.size_on_disk()).unwrap_or(i64::MAX));
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// The hosts whose circuit is not closed (an operator's host by name, the apps' together).
+    fn render_circuits(&self, state: &crate::state::State) {
+        let snapshot = state.snapshot.load();
+        let operators: std::collections::HashSet<String> = snapshot
+            .destinations
+            .iter()
+            .filter(|(name, _)| crate::subscriptions::owner_app(name).is_none())
+            .map(|(_, d)| d.authority())
+            .collect();
+        self.circuit_open.clear();
+        for circuit in state.policies.circuits() {
+            let host = if operators.contains(&circuit.host) {
+                circuit.host
+            } else {
+                APP_DESTINATIONS.to_owned()
+            };
+            self.circuit_open.get_or_create(&Host { host }).set(1);
+        }
     }
 
     /// Per-destination queues: every configured destination (0 when idle), the apps' together.

@@ -251,6 +251,7 @@ mod tests {
             action: "write".into(),
             record_id: None,
             received_at_ms: 0,
+            seq: 0,
             payload: "{}".into(),
             headers,
         }
@@ -362,6 +363,7 @@ mod tests {
             due_ms: 0,
             last_error: None,
             member: None,
+            order: None,
         };
         let sent = |attempt| {
             let mut headers = HeaderMap::new();

@@ -38,6 +38,7 @@ pub(super) async fn send_test(call: &Call<'_>, id: &str) -> Result<Response<Body
         action: action.to_owned(),
         record_id: None,
         received_at_ms: now_ms(),
+        seq: crate::time::sequence(),
         payload: json!({ "test": true, "subscription": id }).to_string(),
         headers: vec![(ONLY_SUBSCRIPTION_HEADER.to_owned(), qualified)],
     };

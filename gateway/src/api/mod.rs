@@ -263,6 +263,7 @@ pub fn extend_config(control: &ControlPlane, file: &mut ConfigFile) -> Result<()
             url: sub.destination.url,
             secrets: vec![sub.destination.secret],
             auth: sub.destination.auth,
+            rate_limit: sub.destination.rate_limit,
         });
         let plugin = sub
             .plugin
@@ -285,6 +286,7 @@ pub fn extend_config(control: &ControlPlane, file: &mut ConfigFile) -> Result<()
             enabled: sub.enabled,
             filter: sub.filter,
             enrich: sub.enrich,
+            ordering: sub.ordering,
             grants: Some(
                 grants_by_app
                     .get(&app)

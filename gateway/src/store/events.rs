@@ -208,6 +208,7 @@ mod tests {
             action: "write".into(),
             record_id: Some(1),
             received_at_ms: at,
+            seq: 0,
             payload: "{}".into(),
             headers: vec![],
         }
@@ -267,6 +268,7 @@ mod tests {
             due_ms: 10,
             last_error: None,
             member: None,
+            order: None,
         };
         let outcomes: Vec<Accepted> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..8)

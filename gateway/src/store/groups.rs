@@ -104,6 +104,8 @@ struct Stored {
     body: Vec<u8>,
     #[serde(rename = "h", default, skip_serializing_if = "Vec::is_empty")]
     headers: Vec<(String, String)>,
+    #[serde(rename = "o", default, skip_serializing_if = "Option::is_none")]
+    order: Option<crate::workplane::policy::Order>,
 }
 
 impl Stored {
@@ -129,6 +131,7 @@ impl Stored {
             envelope: job.envelope,
             body: job.body.clone(),
             headers: job.headers.clone(),
+            order: job.order.clone(),
         })
     }
 
@@ -160,6 +163,7 @@ impl Stored {
             due_ms: group.due_ms,
             last_error: None,
             member: Some(member),
+            order: self.order.clone(),
         }
     }
 }
@@ -633,6 +637,7 @@ mod tests {
             action: "write".into(),
             record_id: Some(1),
             received_at_ms: 10,
+            seq: 0,
             payload: "{}".into(),
             headers: vec![],
         }
@@ -654,6 +659,7 @@ mod tests {
             due_ms: 10,
             last_error: None,
             member: None,
+            order: None,
         }
     }
 

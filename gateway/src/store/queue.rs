@@ -553,6 +553,7 @@ mod tests {
             due_ms: 10,
             last_error: None,
             member: None,
+            order: None,
         }
     }
 

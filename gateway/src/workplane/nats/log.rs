@@ -461,6 +461,7 @@ fn pending_job(record: &Record) -> Job {
         due_ms: 0,
         last_error: record.attempt.as_ref().and_then(|a| a.error.clone()),
         member: None,
+        order: None,
     }
 }
 

@@ -435,6 +435,7 @@ mod tests {
             due_ms,
             last_error: None,
             member: None,
+            order: None,
         }
     }
 
