@@ -20,6 +20,7 @@ mod odoo_client;
 mod openapi_fuzz;
 mod operate;
 mod pipeline;
+mod policies;
 mod reload;
 mod storage;
 mod tls;

@@ -218,6 +218,8 @@ fn render_dead(d: &DeadLetter, prefix: &str) -> Value {
         "attempts": d.job.attempts,
         "reason": d.reason,
         "at_ms": d.at_ms,
+        // An ordered subscription's letter: its key's later deliveries went on without it.
+        "ordering_key": d.job.order.as_ref().map(|o| &o.key),
     })
 }
 

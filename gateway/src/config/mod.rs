@@ -516,6 +516,12 @@ impl Snapshot {
                 .as_deref()
                 .map(crate::workplane::policy::KeyTemplate::parse)
             {
+                Some(Ok(_)) if file.storage.engine == nats::Engine::Nats => {
+                    problems.push(format!(
+                        "{key}.ordering: ordered delivery runs on the sled engine only; on engine \"nats\" leave it out"
+                    ));
+                    None
+                }
                 Some(Ok(template)) => Some(template),
                 Some(Err(e)) => {
                     problems.push(format!("{key}.{e}"));
