@@ -39,7 +39,7 @@ impl SledWork {
     pub fn open(store: Store) -> Result<Self, StoreError> {
         let scheduler = Arc::new(Scheduler::default());
         let queued = scheduler.rebuild(store.queued_jobs(), now_ms())?;
-        let backlog = store.pending(usize::MAX)?.len();
+        let backlog = store.backlog_len();
         if queued > 0 {
             tracing::info!(queued, "queued jobs from the last run are scheduled again");
         }
