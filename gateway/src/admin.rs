@@ -127,6 +127,7 @@ pub async fn route(
                     "maintenance": state.store.maintenance_report(),
                     "storage": storage_status(state),
                     "stage_restarts": state.stage_restarts.load(std::sync::atomic::Ordering::Relaxed),
+                    "circuits": state.policies.circuits(),
                     "quarantined_subscriptions": snapshot.quarantined.iter().map(|(id, why)| serde_json::json!({"id": id, "reason": why})).collect::<Vec<_>>(),
                     "subscriptions": state.health.report(),
                     "odoo_poll": odoo_poll,
@@ -173,6 +174,7 @@ pub async fn route(
                         "id": d.job.id, "event_id": d.job.event_id, "subscription": d.job.subscription_id,
                         "destination": d.job.destination, "attempts": d.job.attempts,
                         "reason": d.reason, "at_ms": d.at_ms,
+                        "ordering_key": d.job.order.as_ref().map(|o| &o.key),
                     })
                 })
                 .collect();
@@ -183,10 +185,12 @@ pub async fn route(
         }
         (&Method::POST, ["dead-letters", id, "replay"]) => {
             let replayed = state.work.replay_dead_letter(id).await.map_err(internal)?;
-            if replayed.is_some() {
+            if let Some(job) = replayed {
+                // An ordered job goes behind its key's newer deliveries: say so.
+                let ordering = job.order.as_ref().map(|_| "queued_behind_newer");
                 Ok(json(
                     StatusCode::ACCEPTED,
-                    &serde_json::json!({ "replayed": id }),
+                    &serde_json::json!({ "replayed": id, "ordering": ordering }),
                 ))
             } else {
                 Err(ApiError::not_found())

@@ -350,6 +350,18 @@ fn start(
         .context("cannot read subscription health")?;
     let auth =
         auth::AuthState::open(&store, control.engine()).context("cannot read the OAuth1 nonces")?;
+    let policies = tokio::runtime::Handle::current()
+        .block_on(work.policies())
+        .context("cannot open the delivery policies' state")?;
+    let metrics = telemetry::Metrics::new();
+    let changes = metrics.circuit_changes.clone();
+    policies.on_change(Box::new(move |_, to| {
+        changes
+            .get_or_create(&telemetry::Outcome {
+                outcome: to.name().into(),
+            })
+            .inc();
+    }));
     let outbound = crate::delivery::Outbound::new(&snapshot.delivery)
         .context("cannot build the delivery clients")?;
     let tls = file
@@ -370,7 +382,8 @@ fn start(
         reloader: reload::Reloader::new(source, parsed),
         auth,
         catalog: Default::default(),
-        metrics: telemetry::Metrics::new(),
+        metrics,
+        policies,
         plugins: workplane::runner::calls::Plugins::new(
             host,
             plugin_slots,

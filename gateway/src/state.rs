@@ -32,6 +32,8 @@ pub struct State {
     pub in_flight: TaskTracker,
     /// Consecutive failures per subscription.
     pub health: Health,
+    /// The delivery policies' state: rate limits and circuits.
+    pub policies: std::sync::Arc<crate::workplane::policy::Policies>,
     /// Times a stage (fan-out, dispatch) panicked and was restarted.
     pub stage_restarts: AtomicU64,
     /// Set once the stages run, cleared at shutdown (readiness).

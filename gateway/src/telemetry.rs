@@ -29,7 +29,7 @@ use prometheus_client::registry::Registry;
 
 pub use handles::{PluginMetrics, SubscriptionCounters};
 pub use labels::{
-    Destination, Kind, Outcome, PluginLabels, PluginLimit, PluginOutcome, Pruned, Reason,
+    Destination, Host, Kind, Outcome, PluginLabels, PluginLimit, PluginOutcome, Pruned, Reason,
     SourceOutcome, SubscriptionLabel, SubscriptionOutcome,
 };
 
@@ -78,6 +78,10 @@ pub struct Metrics {
     free_bytes: Gauge,
     destination_jobs: Family<Destination, Gauge>,
     destination_due_age: Family<Destination, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Receiver hosts whose circuit is open or half-open (1), by host.
+    circuit_open: Family<Host, Gauge>,
+    /// Changes of a receiver host's circuit, by the state it changed to.
+    pub circuit_changes: Family<Outcome, Counter>,
     /// Spans exported over OTLP, and those lost.
     pub otlp: otlp::ExportCounters,
     /// The console's chart samples.
@@ -159,6 +163,8 @@ impl Metrics {
             free_bytes: Gauge::default(),
             destination_jobs: Family::default(),
             destination_due_age: Family::default(),
+            circuit_open: Family::default(),
+            circuit_changes: Family::default(),
             otlp: otlp::ExportCounters::default(),
             history: history::History::default(),
             ready: Gauge::default(),
@@ -239,6 +245,16 @@ impl Metrics {
             "destination_oldest_due_seconds",
             "How long the next due delivery of a destination has been due",
             metrics.destination_due_age.clone(),
+        );
+        r.register(
+            "receiver_circuit_open",
+            "Receiver hosts whose circuit is open or half-open: their deliveries wait",
+            metrics.circuit_open.clone(),
+        );
+        r.register(
+            "receiver_circuit_changes",
+            "Changes of a receiver host's circuit, by the state it changed to",
+            metrics.circuit_changes.clone(),
         );
         r.register(
             "queue_due_jobs",
@@ -410,6 +426,7 @@ impl Metrics {
         self.disk_bytes
             .set(i64::try_from(state.store.size_on_disk()).unwrap_or(i64::MAX));
         self.render_room(&state.store);
+        self.render_circuits(state);
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -437,6 +454,28 @@ impl Metrics {
             self.paused
                 .get_or_create(&labels)
                 .set(i64::from(reason == Some(name)));
+        }
+    }
+}
+
+impl Metrics {
+    /// The hosts whose circuit is not closed (an operator's host by name, the apps' together).
+    fn render_circuits(&self, state: &crate::state::State) {
+        let snapshot = state.snapshot.load();
+        let operators: std::collections::HashSet<String> = snapshot
+            .destinations
+            .iter()
+            .filter(|(name, _)| crate::subscriptions::owner_app(name).is_none())
+            .map(|(_, d)| d.authority())
+            .collect();
+        self.circuit_open.clear();
+        for circuit in state.policies.circuits() {
+            let host = if operators.contains(&circuit.host) {
+                circuit.host
+            } else {
+                APP_DESTINATIONS.to_owned()
+            };
+            self.circuit_open.get_or_create(&Host { host }).set(1);
         }
     }
 }

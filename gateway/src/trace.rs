@@ -266,6 +266,7 @@ mod tests {
             action: "write".into(),
             record_id: None,
             received_at_ms: 0,
+            seq: 0,
             payload: "{}".into(),
             headers,
         }
@@ -377,6 +378,7 @@ mod tests {
             due_ms: 0,
             last_error: None,
             member: None,
+            order: None,
         };
         let sent = |attempt| {
             let mut headers = HeaderMap::new();

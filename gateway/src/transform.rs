@@ -218,6 +218,14 @@ fn base_job(event: &Event, sub: &Subscription, id: JobId, now_ms: u64) -> Job {
         due_ms: now_ms,
         last_error: None,
         member: None,
+        // Ordered delivery: the event's key and its acceptance order.
+        order: sub
+            .ordering
+            .as_ref()
+            .map(|template| crate::workplane::policy::Order {
+                key: template.key(event),
+                seq: event.seq,
+            }),
     }
 }
 

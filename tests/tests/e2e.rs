@@ -22,6 +22,7 @@ mod openapi_fuzz;
 mod operate;
 mod otlp;
 mod pipeline;
+mod policies;
 #[path = "portal/main.rs"]
 mod portal;
 mod reload;

@@ -38,6 +38,7 @@ pub(super) async fn send_test(call: &Call<'_>, id: &str) -> Result<Response<Body
         action: action.to_owned(),
         record_id: None,
         received_at_ms: now_ms(),
+        seq: crate::time::sequence(),
         payload: json!({ "test": true, "subscription": id }).to_string(),
         headers: vec![(ONLY_SUBSCRIPTION_HEADER.to_owned(), qualified)],
     };
@@ -217,6 +218,8 @@ fn render_dead(d: &DeadLetter, prefix: &str) -> Value {
         "attempts": d.job.attempts,
         "reason": d.reason,
         "at_ms": d.at_ms,
+        // An ordered subscription's letter: its key's later deliveries went on without it.
+        "ordering_key": d.job.order.as_ref().map(|o| &o.key),
     })
 }
 

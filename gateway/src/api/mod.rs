@@ -334,6 +334,7 @@ pub fn extend_config(control: &ControlPlane, file: &mut ConfigFile) -> Result<()
             url: sub.destination.url,
             secrets,
             auth: sub.destination.auth,
+            rate_limit: sub.destination.rate_limit,
         });
         let plugin = sub
             .plugin
@@ -356,6 +357,7 @@ pub fn extend_config(control: &ControlPlane, file: &mut ConfigFile) -> Result<()
             enabled: sub.enabled,
             filter: sub.filter,
             enrich: sub.enrich,
+            ordering: sub.ordering,
             grants: Some(
                 grants_by_app
                     .get(&app)

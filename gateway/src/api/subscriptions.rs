@@ -22,7 +22,14 @@ pub(super) fn list(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
     let subs = call.state.control.subscriptions(app).map_err(internal)?;
     let items: Vec<_> = subs
         .iter()
-        .map(|s| validate::render(s, &records::qualified_id(app, &s.id), false))
+        .map(|s| {
+            validate::render(
+                s,
+                &records::qualified_id(app, &s.id),
+                false,
+                &circuit_of(call, s),
+            )
+        })
         .collect();
     Ok(json(StatusCode::OK, &json!({ "subscriptions": items })))
 }
@@ -31,7 +38,12 @@ pub(super) fn get(call: &Call<'_>, id: &str) -> Result<Response<Body>, ApiError>
     let sub = find(call, id)?;
     Ok(json(
         StatusCode::OK,
-        &validate::render(&sub, &records::qualified_id(&call.app.app, id), false),
+        &validate::render(
+            &sub,
+            &records::qualified_id(&call.app.app, id),
+            false,
+            &circuit_of(call, &sub),
+        ),
     ))
 }
 
@@ -82,7 +94,12 @@ pub(super) async fn create(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
     // The only time the secret is shown: the receiver needs it to verify signatures.
     Ok(json(
         StatusCode::CREATED,
-        &validate::render(&sub, &records::qualified_id(app, &sub.id), true),
+        &validate::render(
+            &sub,
+            &records::qualified_id(app, &sub.id),
+            true,
+            &circuit_of(call, &sub),
+        ),
     ))
 }
 
@@ -124,7 +141,12 @@ pub(super) async fn update(call: &Call<'_>, id: &str) -> Result<Response<Body>, 
     .await?;
     Ok(json(
         StatusCode::OK,
-        &validate::render(&sub, &records::qualified_id(app, id), false),
+        &validate::render(
+            &sub,
+            &records::qualified_id(app, id),
+            false,
+            &circuit_of(call, &sub),
+        ),
     ))
 }
 
@@ -277,4 +299,12 @@ fn check_enrich(call: &Call<'_>, specs: &[crate::odoo::EnrichSpec]) -> Result<()
         }
     }
     Ok(())
+}
+
+/// The circuit of the receiver host `sub` delivers to.
+fn circuit_of(call: &Call<'_>, sub: &StoredSubscription) -> crate::workplane::policy::CircuitState {
+    match sub.destination.url.parse::<http::Uri>() {
+        Ok(url) => call.state.policies.circuit(&crate::config::authority(&url)),
+        Err(_) => crate::workplane::policy::CircuitState::Closed,
+    }
 }

@@ -293,6 +293,8 @@ pub struct DeliveryConfig {
     pub backoff: Backoff,
     /// `[delivery.client]`: TLS roots, connection pool and the SSRF guard (`[delivery.client.ssrf]`).
     pub client: ClientOptions,
+    /// `[delivery.circuit]`: when a receiver host that keeps failing gets a rest.
+    pub circuit: crate::workplane::policy::CircuitConfig,
 }
 
 impl Default for DeliveryConfig {
@@ -308,6 +310,7 @@ impl Default for DeliveryConfig {
             show_response_excerpts_to_apps: false,
             backoff: Backoff::default(),
             client: ClientOptions::default(),
+            circuit: Default::default(),
         }
     }
 }
@@ -385,6 +388,10 @@ pub struct DestinationConfig {
     /// How deliveries authenticate to the receiver, on top of the signature.
     #[serde(default)]
     pub auth: DestinationAuth,
+    /// Deliveries at most this often (`"10/s"`, `"600/min"`, `"1000/h"`), whatever
+    /// subscriptions and instances deliver here.
+    #[serde(default)]
+    pub rate_limit: Option<String>,
 }
 
 impl std::fmt::Debug for DestinationConfig {
@@ -397,6 +404,7 @@ impl std::fmt::Debug for DestinationConfig {
                 &format_args!("[{} redacted]", self.secrets.len()),
             )
             .field("auth", &self.auth)
+            .field("rate_limit", &self.rate_limit)
             .finish()
     }
 }
@@ -541,6 +549,11 @@ pub struct SubscriptionConfig {
     /// Record and field filter, applied before the plugin or pass-through.
     #[serde(default)]
     pub filter: Option<crate::fanout::filter::PayloadFilter>,
+    /// Ordered delivery: the deliveries of one key go one at a time, in the order their events
+    /// were accepted. `"record"` (one key per record) or a template over the event such as
+    /// `"{model}:{record_id}"` or `"{payload.partner_id}"`.
+    #[serde(default)]
+    pub ordering: Option<String>,
     /// Related records read from the event's Odoo and embedded before the plugin (or the
     /// pass-through body) sees the event: `[{ field = "order_line", model = "sale.order.line",
     /// fields = ["product_id", "route_id"] }]`. Needs `[sources.odoo]` on the event's source.

@@ -172,6 +172,7 @@ pub async fn accept(
         action: incoming.action,
         record_id: incoming.record_id,
         received_at_ms: now_ms(),
+        seq: crate::time::sequence(),
         payload: incoming.payload,
         headers: safe_headers(req.headers),
     });

@@ -418,6 +418,7 @@ async fn accept(
         action: action.to_owned(),
         record_id: Some(id),
         received_at_ms: now_ms(),
+        seq: crate::time::sequence(),
         payload: Value::Object(payload.clone()).to_string(),
         headers: Vec::new(),
     };

@@ -105,6 +105,8 @@ struct Stored {
     body: Vec<u8>,
     #[serde(rename = "h", default, skip_serializing_if = "Vec::is_empty")]
     headers: Vec<(String, String)>,
+    #[serde(rename = "o", default, skip_serializing_if = "Option::is_none")]
+    order: Option<crate::workplane::policy::Order>,
 }
 
 impl Stored {
@@ -130,6 +132,7 @@ impl Stored {
             envelope: job.envelope,
             body: job.body.clone(),
             headers: job.headers.clone(),
+            order: job.order.clone(),
         })
     }
 
@@ -161,6 +164,7 @@ impl Stored {
             due_ms: group.due_ms,
             last_error: None,
             member: Some(member),
+            order: self.order.clone(),
         }
     }
 }
@@ -634,6 +638,7 @@ mod tests {
             action: "write".into(),
             record_id: Some(1),
             received_at_ms: 10,
+            seq: 0,
             payload: "{}".into(),
             headers: vec![],
         }
@@ -655,6 +660,7 @@ mod tests {
             due_ms: 10,
             last_error: None,
             member: None,
+            order: None,
         }
     }
 

@@ -132,6 +132,9 @@ pub struct Job {
     pub due_ms: u64,
     /// The last failure, if any.
     pub last_error: Option<String>,
+    /// Its place in its key's order, for a subscription with `ordering`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<crate::workplane::policy::Order>,
     /// Where the job is stored while it has no record of its own: a slot of its event's group
     /// record (see the store's `groups.rs`). Known in memory only; `None` for a job with its own
     /// record.

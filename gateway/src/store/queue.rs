@@ -318,6 +318,10 @@ impl Store {
         let mut job = decode::<DeadLetter>("dead", &record)?.job;
         job.attempts = 0;
         job.due_ms = due_ms;
+        // An ordered job replayed goes behind its key's newer jobs.
+        if let Some(order) = &mut job.order {
+            order.seq = crate::time::sequence();
+        }
         queue.insert(job_key(job_id), encode(&job))?;
         match queue.compare_and_swap(&dkey, Some(&record[..]), None)? {
             Ok(()) => Ok(Some(job)),
@@ -554,6 +558,7 @@ mod tests {
             due_ms: 10,
             last_error: None,
             member: None,
+            order: None,
         }
     }
 

@@ -268,6 +268,7 @@ mod tests {
             action: "write".into(),
             record_id: Some(1),
             received_at_ms: ms,
+            seq: 0,
             payload: "{}".into(),
             headers: vec![],
         }
@@ -289,6 +290,7 @@ mod tests {
             due_ms: event.received_at_ms,
             last_error: None,
             member: None,
+            order: None,
         }
     }
 

@@ -320,6 +320,7 @@ mod tests {
             action: "write".into(),
             record_id: Some(n as i64),
             received_at_ms: 1_700_000_000_000 + n,
+            seq: 0,
             payload: "x".repeat(100 + n as usize),
             headers: vec![],
         }
@@ -341,6 +342,7 @@ mod tests {
             due_ms: event.received_at_ms,
             last_error: None,
             member: None,
+            order: None,
         }
     }
 

@@ -93,3 +93,12 @@ pub struct Kind {
     /// A [`crate::store::Kind`].
     pub kind: String,
 }
+
+/// Labels naming a receiver host.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Host {
+    /// `scheme://host:port` of an operator's destination, or [`super::APP_DESTINATIONS`] for
+    /// the apps' (whose hosts are the apps' to choose, and would grow the series without
+    /// bound).
+    pub host: String,
+}

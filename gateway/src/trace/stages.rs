@@ -401,6 +401,7 @@ mod tests {
             due_ms: 0,
             last_error: None,
             member: None,
+            order: None,
         };
         attempt(&job)
     }

@@ -17,6 +17,7 @@
 //! for a retry), [`JobState::Delivered`] or [`JobState::Dead`], with its attempts oldest first.
 
 pub mod nats;
+pub mod policy;
 pub mod runner;
 mod sled;
 
@@ -155,6 +156,15 @@ impl WorkPlane {
                 .await?,
             ))),
             None => Ok(Self::Sled(SledWork::open(store.clone())?)),
+        }
+    }
+
+    /// The delivery policies' state: this instance's own on sled, shared through JetStream on
+    /// NATS.
+    pub async fn policies(&self) -> Result<Arc<policy::Policies>, StoreError> {
+        match self {
+            Self::Sled(_) => Ok(Arc::new(policy::Policies::local())),
+            Self::Nats(w) => w.policies().await,
         }
     }
 

@@ -263,6 +263,7 @@ mod tests {
             action: "create".into(),
             record_id: None,
             received_at_ms: 1,
+            seq: 0,
             payload: payload.into(),
             headers: Vec::new(),
         }

@@ -19,7 +19,12 @@ use crate::state::State;
 use crate::store::{Attempt, CallFailure, DeadReason, Job, JobKind};
 use crate::subscriptions::owner_app;
 use crate::time::now_ms;
+use crate::workplane::policy::Admission;
 use crate::workplane::runner::{self, Gate, Settle};
+
+/// Longest wait for a policy (a rate limit, an open circuit) a pulled delivery waits out where
+/// it is; a longer one moves it to its retry subject.
+const HOLD_IN_PLACE: Duration = Duration::from_secs(2);
 
 /// How long one pull request waits for messages.
 const PULL_WAIT: Duration = Duration::from_secs(1);
@@ -590,6 +595,28 @@ async fn run_job(
         Gate::Park => return park(work, &message, job, event).await,
         Gate::Unknown => return unknown(state, work, &message, job, event).await,
     };
+    // A policy may hold a delivery back (its destination's rate limit, its host's open
+    // circuit): a short wait is waited here, its lease held; a longer one on the retry subject,
+    // off its lane (no slot held, no attempt counted).
+    let mut probe = false;
+    if job.kind == JobKind::Deliver {
+        loop {
+            match runner::admit(state, &snapshot, &job).await {
+                Admission::Go { probe: p } => {
+                    probe = p;
+                    break;
+                }
+                Admission::WaitUntil { at_ms, .. } => {
+                    let wait = at_ms.saturating_sub(now_ms());
+                    if wait > HOLD_IN_PLACE.as_millis() as u64 {
+                        return retry_at(work, &message, job, &event, at_ms).await;
+                    }
+                    let _lease = Renewal::start(work, &message);
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                }
+            }
+        }
+    }
     let waiting = Renewal::start(work, &message);
     // An app's delivery waits for a slot of its receiver host here (its lane is the app's,
     // not the host's).
@@ -612,7 +639,7 @@ async fn run_job(
     let event = Arc::new(event);
     let settled = match job.kind {
         JobKind::Deliver => {
-            runner::deliver(state, &snapshot, &sub, &job, Some(event.clone())).await
+            runner::deliver(state, &snapshot, &sub, &job, Some(event.clone()), probe).await
         }
         JobKind::Transform => {
             let calls = [(job.clone(), event.clone())];

@@ -362,6 +362,10 @@ impl NatsWork {
         let mut job = stored.letter.job;
         job.attempts = 0;
         job.last_error = None;
+        // An ordered job replayed goes behind its key's newer jobs.
+        if let Some(order) = &mut job.order {
+            order.seq = crate::time::sequence();
+        }
         job.due_ms = crate::time::now_ms();
         // A replayed job is a new message, not a duplicate of the job's first one; the same
         // letter replayed twice at once (or again after a crash before its removal) is.
@@ -461,6 +465,7 @@ fn pending_job(record: &Record) -> Job {
         due_ms: 0,
         last_error: record.attempt.as_ref().and_then(|a| a.error.clone()),
         member: None,
+        order: None,
     }
 }
 

@@ -321,6 +321,13 @@ impl NatsWork {
         }
     }
 
+    /// The delivery policies' state, shared with the other instances.
+    pub(crate) async fn policies(
+        &self,
+    ) -> Result<std::sync::Arc<crate::workplane::policy::Policies>, StoreError> {
+        crate::workplane::policy::Policies::shared(&self.js, &self.prefix, self.replicas).await
+    }
+
     /// Takes the receiver host of every destination of `snapshot`, for [`Self::lane_of`].
     pub(crate) fn configured(&self, snapshot: &crate::config::Snapshot) {
         let hosts = snapshot

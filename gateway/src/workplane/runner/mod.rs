@@ -22,6 +22,7 @@ use crate::store::{Attempt, CallFailure, DeadLetter, DeadReason, Job};
 use crate::telemetry::Metrics;
 use crate::time::now_ms;
 use crate::transform::{self, Outcome};
+use crate::workplane::policy::Admission;
 
 pub(crate) use attempt::Failure;
 
@@ -172,20 +173,59 @@ fn after_failure(
     }
 }
 
+/// Whether delivery `job` may make its attempt now, under its destination's rate limit and
+/// its receiver host's circuit ([`policy`](super::policy)); a job whose destination is gone
+/// goes (to be buried by its attempt).
+pub(crate) async fn admit(state: &State, snapshot: &Snapshot, job: &Job) -> Admission {
+    match snapshot.destinations.get(&job.destination) {
+        Some(dest) => {
+            state
+                .policies
+                .admit(dest, &snapshot.delivery.circuit, now_ms())
+                .await
+        }
+        None => Admission::Go { probe: false },
+    }
+}
+
 /// Makes one attempt of delivery `job` of `sub` (its body built from `event` when it is an
-/// envelope) and says what becomes of it.
+/// envelope), tells the policies how it went (`probe`: it was its host's probe) and says what
+/// becomes of the job.
 pub(crate) async fn deliver(
     state: &State,
     snapshot: &Snapshot,
     sub: &Subscription,
     job: &Job,
     event: Option<Arc<Event>>,
+    probe: bool,
 ) -> Settle {
     let span = crate::trace::job_span(job);
-    match attempt::send(state, snapshot, sub, job, event)
+    let sent = attempt::send(state, snapshot, sub, job, event)
         .instrument(span)
-        .await
+        .await;
+    // What the host did: an answer, or none. A failure that is the gateway's own (an address
+    // the SSRF policy refuses, an invalid request) says nothing of the host.
+    let seen = match &sent {
+        attempt::Sent::Delivered(a) => Some((a.status, None)),
+        attempt::Sent::Failed(a, Failure::Retryable(retry_after)) => Some((a.status, *retry_after)),
+        attempt::Sent::Failed(_, Failure::Final) | attempt::Sent::Unsendable(_) => None,
+    };
+    if let (Some((status, retry_after)), Some(dest)) =
+        (seen, snapshot.destinations.get(&job.destination))
     {
+        state
+            .policies
+            .record(
+                dest,
+                status,
+                probe,
+                retry_after,
+                &snapshot.delivery.circuit,
+                now_ms(),
+            )
+            .await;
+    }
+    match sent {
         attempt::Sent::Delivered(attempt) => Settle::Delivered(attempt),
         attempt::Sent::Failed(attempt, failure) => {
             after_failure(state, snapshot, sub, job, attempt, failure)

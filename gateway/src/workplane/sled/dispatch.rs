@@ -22,6 +22,7 @@ use crate::event::Event;
 use crate::state::State;
 use crate::store::{DeadReason, Job, JobKind};
 use crate::time::now_ms;
+use crate::workplane::policy::Admission;
 use crate::workplane::runner::{self, Gate, Settle};
 
 /// Longest sleep when nothing is due: new work wakes the loop earlier.
@@ -41,6 +42,8 @@ pub(super) struct Slots {
     _delivery: Option<Permit>,
     _app: Option<DestinationPermit>,
     _plugin: Option<Permit>,
+    /// The delivery is its receiver host's probe (see [`crate::workplane::policy`]).
+    probe: bool,
 }
 
 /// Runs until `shutdown`; in-flight jobs finish within the caller's grace.
@@ -48,6 +51,8 @@ pub(super) async fn run(state: Arc<State>, work: SledWork, shutdown: Cancellatio
     let scheduler = work.scheduler.clone();
     let mut next_unpark = 0;
     loop {
+        // The earliest time a delivery held back by a policy may go.
+        let held_until = std::cell::Cell::new(u64::MAX);
         // Register interest first, so a wake-up between the scan and the wait is kept.
         let woken = scheduler.notified();
         let snapshot = state.snapshot.load_full();
@@ -56,12 +61,14 @@ pub(super) async fn run(state: Arc<State>, work: SledWork, shutdown: Cancellatio
             scheduler.unpark(now, |sub| !runner::is_paused(&state, &snapshot, sub));
             next_unpark = now + UNPARK_EVERY.as_millis() as u64;
         }
-        let ready = scheduler.take(now, TAKE, |entry| admit(&state, &snapshot, entry));
+        let ready = scheduler.take(now, TAKE, |entry| {
+            admit(&state, &snapshot, entry, now, &held_until)
+        });
         let busy = !ready.is_empty();
         for (entry, slots) in ready {
             let (state, work) = (state.clone(), work.clone());
             state.in_flight.clone().spawn(async move {
-                run_job(&state, &work, entry).await;
+                run_job(&state, &work, entry, slots.probe).await;
                 drop(slots);
                 work.scheduler.notify();
             });
@@ -73,7 +80,11 @@ pub(super) async fn run(state: Arc<State>, work: SledWork, shutdown: Cancellatio
             tokio::task::yield_now().await;
             continue;
         }
-        let until = scheduler.next_due_ms().unwrap_or(u64::MAX).min(next_unpark);
+        let until = scheduler
+            .next_due_ms()
+            .unwrap_or(u64::MAX)
+            .min(next_unpark)
+            .min(held_until.get());
         let wait = Duration::from_millis(until.saturating_sub(now)).min(IDLE);
         tokio::select! {
             () = woken => {}
@@ -83,8 +94,16 @@ pub(super) async fn run(state: Arc<State>, work: SledWork, shutdown: Cancellatio
     }
 }
 
-/// Whether `entry` may run now, and with which slots.
-fn admit(state: &State, snapshot: &Snapshot, entry: &Entry) -> Admit<Slots> {
+/// Whether `entry` may run now, and with which slots. A delivery whose slots are free but
+/// which a policy holds back (its destination's rate limit, its host's open circuit) waits
+/// holding none; `held_until` learns when it may go.
+fn admit(
+    state: &State,
+    snapshot: &Snapshot,
+    entry: &Entry,
+    now_ms: u64,
+    held_until: &std::cell::Cell<u64>,
+) -> Admit<Slots> {
     let sub = match runner::gate(state, snapshot, &entry.subscription) {
         // Runs without slots, to be buried as `subscription_removed`.
         Gate::Unknown => return Admit::Run(Slots::default()),
@@ -111,13 +130,23 @@ fn admit(state: &State, snapshot: &Snapshot, entry: &Entry) -> Admit<Slots> {
                 },
                 None => None,
             };
-            match limits.hosts.try_acquire(&dest.authority()) {
-                Some(permit) => Admit::Run(Slots {
+            let Some(permit) = limits.hosts.try_acquire(&dest.authority()) else {
+                return Admit::Wait;
+            };
+            match state
+                .policies
+                .admit_here(dest, &snapshot.delivery.circuit, now_ms)
+            {
+                Admission::Go { probe } => Admit::Run(Slots {
                     _delivery: Some(permit),
                     _app: app,
                     _plugin: None,
+                    probe,
                 }),
-                None => Admit::Wait,
+                Admission::WaitUntil { at_ms, .. } => {
+                    held_until.set(held_until.get().min(at_ms));
+                    Admit::Wait
+                }
             }
         }
     }
@@ -177,7 +206,7 @@ fn later(work: &SledWork, entry: Entry) {
     work.scheduler.requeue(entry, now + STORE_RETRY_MS, now);
 }
 
-async fn run_job(state: &Arc<State>, work: &SledWork, entry: Entry) {
+async fn run_job(state: &Arc<State>, work: &SledWork, entry: Entry, probe: bool) {
     let Some(Ready { entry, job, event }) = ready(state, work, entry) else {
         return;
     };
@@ -198,7 +227,7 @@ async fn run_job(state: &Arc<State>, work: &SledWork, entry: Entry) {
     };
     match job.kind {
         JobKind::Deliver => {
-            let settled = runner::deliver(state, &snapshot, &sub, &job, event).await;
+            let settled = runner::deliver(state, &snapshot, &sub, &job, event, probe).await;
             settle(state, work, entry, &job, settled);
         }
         JobKind::Transform => {

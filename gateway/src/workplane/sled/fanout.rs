@@ -38,6 +38,7 @@ pub(super) async fn run(state: Arc<State>, work: super::SledWork, shutdown: Canc
         let now = now_ms();
         let mut jobs = Vec::new();
         let mut events = Vec::new();
+        let round = batch.len();
         let mut handled = Vec::with_capacity(batch.len());
         for (key, event) in batch {
             let event = Arc::new(event);
@@ -62,6 +63,11 @@ pub(super) async fn run(state: Arc<State>, work: super::SledWork, shutdown: Canc
                 for (job, event) in jobs.iter().zip(&events) {
                     work.scheduler.schedule_with(job, Some(event), now);
                 }
+                let _ = work.backlog.fetch_update(
+                    std::sync::atomic::Ordering::AcqRel,
+                    std::sync::atomic::Ordering::Acquire,
+                    |n| Some(n.saturating_sub(round)),
+                );
             }
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "fan-out failed; the events stay in the backlog");

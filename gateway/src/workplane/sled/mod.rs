@@ -6,6 +6,7 @@
 
 mod dispatch;
 mod fanout;
+mod ordered;
 mod scheduler;
 
 use std::collections::HashMap;
@@ -27,6 +28,9 @@ pub struct SledWork {
     store: Store,
     scheduler: Arc<Scheduler>,
     fan_out: Arc<tokio::sync::Notify>,
+    /// Events on the fan-out backlog, not yet fanned out: while there are any, an event for an
+    /// ordered subscription goes there too, so that its jobs are queued after theirs.
+    backlog: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl SledWork {
@@ -34,12 +38,8 @@ impl SledWork {
     /// the last stop (even a kill -9) is due again now, retries keep their due times.
     pub fn open(store: Store) -> Result<Self, StoreError> {
         let scheduler = Arc::new(Scheduler::default());
-        let now = now_ms();
-        let mut queued = 0usize;
-        for job in store.queued_jobs() {
-            scheduler.schedule(&job?, now);
-            queued += 1;
-        }
+        let queued = scheduler.rebuild(store.queued_jobs(), now_ms())?;
+        let backlog = store.backlog_len();
         if queued > 0 {
             tracing::info!(queued, "queued jobs from the last run are scheduled again");
         }
@@ -47,6 +47,7 @@ impl SledWork {
             store,
             scheduler,
             fan_out: Arc::default(),
+            backlog: Arc::new(backlog.into()),
         })
     }
 
@@ -85,7 +86,15 @@ impl SledWork {
             return Err(AcceptError::Refused(refusal));
         }
         let fan_out = crate::trace::fan_out(event);
-        let mut planned = crate::fanout::plan_at_most(snapshot, event, now_ms(), INLINE_JOBS);
+        // Behind events still on the backlog, for ordered subscriptions' sake.
+        let inline = if self.backlog.load(std::sync::atomic::Ordering::Acquire) > 0
+            && snapshot.subscriptions.iter().any(|s| s.ordering.is_some())
+        {
+            0
+        } else {
+            INLINE_JOBS
+        };
+        let mut planned = crate::fanout::plan_at_most(snapshot, event, now_ms(), inline);
         let accepted = match &mut planned {
             Some(jobs) => self.store.accept_planned(event, dedup, jobs),
             None => self.store.accept(event, dedup),
@@ -103,7 +112,11 @@ impl SledWork {
                         self.scheduler.schedule_with(job, Some(event), now);
                     }
                 }
-                None => self.wake_fan_out(),
+                None => {
+                    self.backlog
+                        .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                    self.wake_fan_out();
+                }
             }
         }
         durable.map_err(|e| self.write_failed(e))?;

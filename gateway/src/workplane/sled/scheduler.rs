@@ -43,6 +43,9 @@ pub(crate) struct Entry {
     /// The job (and its event) as just written, when the schedule's memory budget allowed
     /// keeping them: running it then reads nothing back from the store.
     pub(crate) cached: Option<Arc<Cached>>,
+    /// For an ordered subscription's job: its key (with its subscription) and its event's
+    /// acceptance order.
+    pub(crate) order: Option<(Arc<str>, u64)>,
 }
 
 /// A job and its event, kept in memory from queueing to running.
@@ -75,12 +78,17 @@ impl Entry {
             JobKind::Deliver => Lane::Deliver(job.destination.as_str().into()),
             JobKind::Transform => Lane::Transform(subscription.clone()),
         };
+        let order = job.order.as_ref().map(|o| {
+            let key: Arc<str> = format!("{}\u{0}{}", job.subscription_id, o.key).into();
+            (key, o.seq)
+        });
         Self {
             id: job.id.as_str().into(),
             subscription,
             lane,
             due_since_ms: 0,
             cached: None,
+            order,
         }
     }
 }
@@ -143,6 +151,10 @@ struct Queues {
     cached_bytes: usize,
     /// How many of `later` each lane has.
     later_per_lane: HashMap<Lane, usize>,
+    /// Ordered subscriptions' jobs waiting behind an older one of their key.
+    keyed: super::ordered::Keyed,
+    /// While the schedule is rebuilt, ordered jobs are held until all are in.
+    rebuilding: bool,
 }
 
 impl Queues {
@@ -154,6 +166,19 @@ impl Queues {
         }
         lane.push_back(entry);
         self.due += 1;
+    }
+
+    /// Queues a new job: an ordered one behind the older ones of its key.
+    fn add(&mut self, entry: Entry, due_ms: u64, now_ms: u64) {
+        match entry.order.clone() {
+            Some((key, seq)) => {
+                let hold = self.rebuilding;
+                if let Some((entry, due_ms)) = self.keyed.add(key, seq, entry, due_ms, hold) {
+                    self.push(entry, due_ms, now_ms);
+                }
+            }
+            None => self.push(entry, due_ms, now_ms),
+        }
     }
 
     fn push(&mut self, entry: Entry, due_ms: u64, now_ms: u64) {
@@ -211,7 +236,7 @@ impl Scheduler {
             q.cached_bytes += bytes;
             entry.cached = Some(Arc::new(cached));
         }
-        q.push(entry, job.due_ms, now_ms);
+        q.add(entry, job.due_ms, now_ms);
         drop(q);
         self.wake.notify_one();
     }
@@ -227,10 +252,39 @@ impl Scheduler {
         self.wake.notify_one();
     }
 
-    /// Forgets a running job: it is done (delivered, buried, or gone from the store).
+    /// Forgets a running job: it is done (delivered, buried, or gone from the store). The
+    /// next job of its key, for an ordered one, may go.
     pub(crate) fn finish(&self, id: &str) {
-        self.lock().known.remove(id);
+        let mut q = self.lock();
+        q.known.remove(id);
+        if let Some((next, due_ms)) = q.keyed.finished(id) {
+            q.push(next, due_ms, crate::time::now_ms());
+        }
+        drop(q);
         self.wake.notify_one();
+    }
+
+    /// Queues the jobs on disk at start-up: every ordered key's jobs are in before its oldest
+    /// goes, whatever order the store gives them in.
+    pub(crate) fn rebuild(
+        &self,
+        jobs: impl Iterator<Item = Result<Job, crate::store::StoreError>>,
+        now_ms: u64,
+    ) -> Result<usize, crate::store::StoreError> {
+        self.lock().rebuilding = true;
+        let mut queued = 0;
+        let result = jobs.into_iter().try_for_each(|job| {
+            self.schedule(&job?, now_ms);
+            queued += 1;
+            Ok(())
+        });
+        let mut q = self.lock();
+        q.rebuilding = false;
+        for (entry, due_ms) in q.keyed.release_idle() {
+            q.push(entry, due_ms, now_ms);
+        }
+        drop(q);
+        result.map(|()| queued)
     }
 
     /// Takes up to `limit` due jobs, visiting lanes round-robin: each lane's next job is
@@ -358,7 +412,7 @@ impl Scheduler {
         let q = self.lock();
         Depth {
             due: q.due,
-            later: q.later.len(),
+            later: q.later.len() + q.keyed.waiting(),
             parked: q.parked_count,
             known: q.known.len(),
         }
@@ -369,7 +423,12 @@ impl Scheduler {
     pub(crate) fn depth_by_subscription(&self) -> HashMap<Arc<str>, usize> {
         let q = self.lock();
         let mut counts: HashMap<Arc<str>, usize> = HashMap::new();
-        let waiting = q.lanes.values().flatten().chain(q.later.values());
+        let waiting = q
+            .lanes
+            .values()
+            .flatten()
+            .chain(q.later.values())
+            .chain(q.keyed.entries());
         for entry in waiting.chain(q.parked.values().flatten()) {
             *counts.entry(entry.subscription.clone()).or_default() += 1;
         }
@@ -435,11 +494,53 @@ mod tests {
             due_ms,
             last_error: None,
             member: None,
+            order: None,
         }
     }
 
     fn ids(taken: &[(Entry, ())]) -> Vec<&str> {
         taken.iter().map(|(e, ())| &*e.id).collect()
+    }
+
+    fn ordered(id: &str, key: &str, seq: u64, due_ms: u64) -> Job {
+        let mut j = job(id, "s", "d", JobKind::Deliver, due_ms);
+        j.order = Some(crate::workplane::policy::Order {
+            key: key.into(),
+            seq,
+        });
+        j
+    }
+
+    #[test]
+    fn an_ordered_key_runs_one_job_at_a_time_in_acceptance_order() {
+        let s = Scheduler::default();
+        // Queued out of order, as a rebuild from the store may give them.
+        s.schedule(&ordered("k1-b", "k1", 2, 0), 0);
+        s.schedule(&ordered("k1-a", "k1", 1, 0), 0);
+        s.schedule(&ordered("k2-a", "k2", 3, 0), 0);
+        // k1-b went first, as nothing older of its key was known then: a rebuild holds keys
+        // until all are in (below).
+        let taken = s.take(0, 10, |_| Admit::Run(()));
+        assert_eq!(ids(&taken), ["k1-b", "k2-a"]);
+
+        let s = Scheduler::default();
+        let jobs = [
+            ordered("k1-b", "k1", 2, 0),
+            ordered("k1-a", "k1", 1, 0),
+            ordered("k2-a", "k2", 3, 0),
+        ];
+        s.rebuild(jobs.into_iter().map(Ok), 0).expect("rebuild");
+        let taken = s.take(0, 10, |_| Admit::Run(()));
+        assert_eq!(ids(&taken), ["k1-a", "k2-a"], "one per key, the oldest");
+        assert_eq!(s.depth().later, 1, "k1-b waits behind k1-a");
+        // k1-a fails: retried later, it holds its key.
+        let (a, ()) = taken.into_iter().next().expect("k1-a");
+        s.requeue(a, 50, 0);
+        assert!(s.take(10, 10, |_| Admit::Run(())).is_empty());
+        let again = s.take(50, 10, |_| Admit::Run(()));
+        assert_eq!(ids(&again), ["k1-a"]);
+        s.finish("k1-a");
+        assert_eq!(ids(&s.take(60, 10, |_| Admit::Run(()))), ["k1-b"]);
     }
 
     #[test]
