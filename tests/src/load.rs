@@ -17,6 +17,16 @@ pub fn body(n: usize) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The `n`th of a load whose events are about `records` orders: the body of the order `n %
+/// records`, told apart by its name (so no two events are one).
+pub fn record_body(n: usize, records: usize) -> Vec<u8> {
+    let id = n % records;
+    format!(
+        r#"{{"_action": "SO confirmed(#57)", "_id": {id}, "_model": "sale.order", "amount_total": 1150.0, "id": {id}, "name": "S{n:07}", "partner_id": 9, "state": "sale"}}"#
+    )
+    .into_bytes()
+}
+
 /// The `p` quantile of sorted latencies.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
@@ -28,6 +38,17 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// Posts events `first..first + count` with [`CONCURRENCY`] clients, each answer expected to
 /// be `expect`; returns the sorted latencies.
 pub async fn blast(url: &str, first: usize, count: usize, expect: u16) -> Vec<Duration> {
+    blast_bodies(url, first, count, expect, body).await
+}
+
+/// [`blast`] with the bodies `make` gives.
+pub async fn blast_bodies(
+    url: &str,
+    first: usize,
+    count: usize,
+    expect: u16,
+    make: fn(usize) -> Vec<u8>,
+) -> Vec<Duration> {
     let next = Arc::new(AtomicUsize::new(first));
     let mut tasks = Vec::new();
     for _ in 0..CONCURRENCY {
@@ -41,7 +62,7 @@ pub async fn blast(url: &str, first: usize, count: usize, expect: u16) -> Vec<Du
                     return latencies;
                 }
                 let started = Instant::now();
-                let reply = client.post_json(&url, &body(n)).await.expect("post");
+                let reply = client.post_json(&url, &make(n)).await.expect("post");
                 assert_eq!(reply.status, expect, "{:?}", reply.body);
                 latencies.push(started.elapsed());
             }
