@@ -533,9 +533,16 @@ impl Snapshot {
                 .as_deref()
                 .map(crate::workplane::policy::KeyTemplate::parse)
             {
-                Some(Ok(_)) if file.storage.engine == nats::Engine::Nats => {
+                Some(Ok(_))
+                    if file.storage.engine == nats::Engine::Nats
+                        && (s.plugin.is_some()
+                            || !s.enrich.is_empty()
+                            || file.sources.iter().any(|src| {
+                                src.odoo.as_ref().is_some_and(|o| !o.enrich.is_empty())
+                            })) =>
+                {
                     problems.push(format!(
-                        "{key}.ordering: ordered delivery runs on the sled engine only; on engine \"nats\" leave it out"
+                        "{key}.ordering: on engine \"nats\", an ordered subscription delivers events as they are: leave out its plugin and enrichment (or use the sled engine)"
                     ));
                     None
                 }

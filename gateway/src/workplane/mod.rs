@@ -409,7 +409,7 @@ impl WorkPlane {
             Self::Nats(w) => {
                 let d = w.depths();
                 let (due, later, parked) = (
-                    d.total('d') + d.total('a') + d.total('c'),
+                    d.total('d') + d.total('a') + d.total('c') + d.total('o'),
                     d.total('r'),
                     d.total('p'),
                 );
@@ -488,6 +488,11 @@ impl WorkPlane {
                 let mut counts = HashMap::new();
                 for sub in &snapshot.subscriptions {
                     let mut n = d.of('c', &sub.id) + d.of('p', &sub.id);
+                    if sub.ordering.is_some() {
+                        n += (0..nats::ordered::PARTITIONS)
+                            .map(|p| d.of('o', &format!("{}#{p}", sub.id)))
+                            .sum::<usize>();
+                    }
                     for lane in lanes_of(sub) {
                         if users.get(&lane) == Some(&1) {
                             n += d.of(lane.0, &lane.1);

@@ -97,6 +97,20 @@ fn lanes(work: &NatsWork, snapshot: &Snapshot) -> HashMap<String, Lane> {
         .values()
         .any(|s| s.odoo.as_ref().is_some_and(|o| !o.enrich.is_empty()));
     for sub in &snapshot.subscriptions {
+        if sub.ordering.is_some() {
+            // One job in flight per partition, in the whole cluster (see `ordered.rs`).
+            for p in 0..super::ordered::PARTITIONS {
+                let t = super::ordered::lane_token(&sub.id, p);
+                let lane = Lane {
+                    consumer: format!("o_{t}"),
+                    subject: format!("{}.work.o.{t}", work.prefix),
+                    limit: 1,
+                    kind: LaneKind::Work,
+                };
+                lanes.insert(lane.consumer.clone(), lane);
+            }
+            continue;
+        }
         if sub.plugin.is_none() && sub.enrich.is_empty() && !source_enrich {
             continue;
         }
@@ -340,7 +354,7 @@ async fn fan_out_one(
     message: jetstream::Message,
     received: std::time::Instant,
 ) {
-    let event: Event = match serde_json::from_slice(&message.payload) {
+    let mut event: Event = match serde_json::from_slice(&message.payload) {
         Ok(event) => event,
         Err(e) => {
             tracing::error!(error = %e, "an unreadable event waits for an instance that reads it");
@@ -348,6 +362,9 @@ async fn fan_out_one(
             return;
         }
     };
+    // Its acceptance order, for ordered subscriptions: its place in the events stream.
+    let seq = message.info().map_or(0, |i| i.stream_sequence);
+    event.seq = seq;
     let event = Arc::new(event);
     // Its lease held while it waits (the wait may be longer than a short lease).
     let waiting = Renewal::start(work, &message);
@@ -363,6 +380,7 @@ async fn fan_out_one(
     let jobs = crate::fanout::plan(&snapshot, &event, now_ms());
     fan_out.planned(&event, jobs.len());
     let mut items = Vec::with_capacity(jobs.len());
+    let mut ordered = Vec::new();
     for job in jobs {
         let item = Item {
             job,
@@ -384,9 +402,24 @@ async fn fan_out_one(
             }
             continue;
         }
-        items.push((work.job_subject(&item.job), item));
+        let subject = work.job_subject(&item.job);
+        if item.job.order.is_some() {
+            ordered.push((subject, item));
+        } else {
+            items.push((subject, item));
+        }
     }
-    match work.publish(items).await {
+    let mut published = work.publish(items).await;
+    if published.is_ok() && !ordered.is_empty() {
+        // Ordered jobs after every earlier event's: in acceptance order on their lanes.
+        let waiting = Renewal::start(work, &message);
+        if !work.wait_for_turn(seq).await {
+            tracing::warn!(event = %event.id, "earlier events are not fanned out yet; this one's ordered jobs are queued now, possibly ahead of an earlier one of their key");
+        }
+        drop(waiting);
+        published = work.publish(ordered).await;
+    }
+    match published {
         Ok(()) => ack(&message, AckKind::Ack).await,
         Err(e) => {
             tracing::error!(error = %e, event = %event.id, "cannot queue an event's jobs; it is fanned out again");
@@ -590,8 +623,11 @@ async fn run_job(
     // Every earlier delivery of this message was an attempt (or one cut short by a crash).
     job.attempts += delivered - 1;
     let snapshot = state.snapshot.load_full();
+    // An ordered job keeps its place on its lane whatever it waits for (see `ordered.rs`).
+    let ordered = job.order.is_some();
     let sub = match runner::gate(state, &snapshot, &job.subscription_id) {
         Gate::Run(sub) => sub,
+        Gate::Park if ordered => return ack(&message, AckKind::Nak(Some(TRY_AGAIN))).await,
         Gate::Park => return park(work, &message, job, event).await,
         Gate::Unknown => return unknown(state, work, &message, job, event).await,
     };
@@ -608,7 +644,7 @@ async fn run_job(
                 }
                 Admission::WaitUntil { at_ms, .. } => {
                     let wait = at_ms.saturating_sub(now_ms());
-                    if wait > HOLD_IN_PLACE.as_millis() as u64 {
+                    if !ordered && wait > HOLD_IN_PLACE.as_millis() as u64 {
                         return retry_at(work, &message, job, &event, at_ms).await;
                     }
                     let _lease = Renewal::start(work, &message);
@@ -672,6 +708,13 @@ async fn settle_job(
             work.record(job, Status::Delivered, Some(attempt), None)
                 .await;
             ack(message, AckKind::Ack).await;
+        }
+        Settle::Retry { attempt, due_ms } if job.order.is_some() => {
+            // An ordered job waits out its backoff on its lane, holding its key's turn: the
+            // next delivery of the message is its next attempt.
+            work.record(job, Status::Pending, Some(attempt), None).await;
+            let delay = Duration::from_millis(due_ms.saturating_sub(now_ms()));
+            ack(message, AckKind::Nak(Some(delay))).await;
         }
         Settle::Retry { attempt, due_ms } => {
             let next = runner::retried(job, &attempt, due_ms);
@@ -737,6 +780,10 @@ async fn unknown(
     let held = crate::subscriptions::app_and_id(&job.subscription_id)
         .is_some_and(|(app, id)| matches!(state.control.subscription(app, id), Ok(Some(_))));
     if young || held || !state.control.snapshot_current() {
+        if job.order.is_some() {
+            // An ordered job keeps its place on its lane.
+            return ack(message, AckKind::Nak(Some(TRY_AGAIN))).await;
+        }
         if !young {
             tracing::warn!(job = %job.id, subscription = %job.subscription_id, "this instance's configuration lacks a subscription the shared control plane holds; its job waits");
         }
@@ -883,7 +930,7 @@ async fn sweep(
                 // A subscription removed: its jobs go back to be dead-lettered.
                 true
             }
-            "d" | "a" | "c" | "r" => !lanes.contains(&name),
+            "d" | "a" | "c" | "r" | "o" => !lanes.contains(&name),
             _ => false,
         };
         if !orphan {
@@ -906,6 +953,7 @@ async fn sweep(
                 "d" => snapshot.delivery.per_destination_concurrency.max(1),
                 "a" => snapshot.delivery.per_app_concurrency.max(1),
                 "c" => work.plugin_slots_per_subscription,
+                "o" => 1,
                 _ => PULL_BATCH,
             };
             if kind == "p" || kind == "r" {
@@ -952,7 +1000,8 @@ async fn remove_idle_consumers(
             work.remove_legacy_retry_consumer().await;
             continue;
         }
-        let lane_like = name.len() > 2 && matches!(&name[..2], "d_" | "a_" | "c_" | "r_" | "p_");
+        let lane_like =
+            name.len() > 2 && matches!(&name[..2], "d_" | "a_" | "c_" | "r_" | "p_" | "o_");
         if lane_like && !lanes.contains(&name) && !held.contains(&name) {
             candidates.push(name);
         }

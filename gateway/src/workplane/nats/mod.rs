@@ -62,6 +62,7 @@
 
 mod lanes;
 pub mod log;
+pub(crate) mod ordered;
 
 use std::time::Duration;
 
@@ -188,6 +189,8 @@ pub struct NatsWork {
     hosts: std::sync::RwLock<std::collections::HashMap<String, String>>,
     /// Plugin calls of one subscription at once, in the whole cluster.
     plugin_slots_per_subscription: usize,
+    /// The fan-out's progress, for ordered subscriptions' jobs.
+    floor: ordered::Floor,
 }
 
 impl std::fmt::Debug for NatsWork {
@@ -284,6 +287,7 @@ impl NatsWork {
             depths: Default::default(),
             hosts: Default::default(),
             plugin_slots_per_subscription: plugin_slots_per_subscription.max(1),
+            floor: Default::default(),
         })
     }
 
@@ -294,6 +298,14 @@ impl NatsWork {
     /// The subject a job is queued on: its app's lane, its receiver host's, or its plugin
     /// subscription's.
     pub fn job_subject(&self, job: &Job) -> String {
+        if let Some(order) = &job.order {
+            let p = ordered::partition(&order.key);
+            return format!(
+                "{}.work.o.{}",
+                self.prefix,
+                ordered::lane_token(&job.subscription_id, p)
+            );
+        }
         match job.kind {
             JobKind::Deliver => format!(
                 "{}.work.{}",
