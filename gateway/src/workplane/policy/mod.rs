@@ -1,7 +1,7 @@
 //! Delivery policies, written once for both engines: ordered delivery per key ([`order`]), rate
 //! limits per destination ([`rate`]) and circuit breaking per receiver host ([`circuit`]). The
 //! decisions are pure; [`Policies`] keeps their state: this instance's own on sled, shared with
-//! the other instances through JetStream key-value buckets on NATS ([`shared`]). The job runner
+//! the other instances through JetStream key-value buckets on NATS (`shared.rs`). The job runner
 //! asks [`Policies::admit`] before an attempt and tells [`Policies::record`] its outcome; the
 //! engines only decide where a job that must wait waits (no slot held either way).
 
