@@ -348,8 +348,8 @@ fn start(
     let health = control
         .health(&store)
         .context("cannot read subscription health")?;
-    let auth =
-        auth::AuthState::open(&store, control.engine()).context("cannot read the OAuth1 nonces")?;
+    let auth = auth::AuthState::open(&store, control.is_shared())
+        .context("cannot read the OAuth1 nonces")?;
     let policies = tokio::runtime::Handle::current()
         .block_on(work.policies())
         .context("cannot open the delivery policies' state")?;

@@ -78,17 +78,16 @@ pub struct AuthState {
 
 impl AuthState {
     /// Authentication state whose OAuth1 nonces are kept in `store` (and loaded from it), or
-    /// only in memory when the shared control plane (`engine`) remembers them for every
-    /// instance.
+    /// only in memory when the control plane remembers them for every instance
+    /// (`shared_nonces`).
     pub fn open(
         store: &crate::store::Store,
-        engine: crate::config::nats::Engine,
+        shared_nonces: bool,
     ) -> Result<Self, crate::store::StoreError> {
-        let nonces = match engine {
-            crate::config::nats::Engine::Sled => {
-                limits::NonceCache::persistent(store.db().open_tree("oauth1_nonces")?)
-            }
-            crate::config::nats::Engine::Nats => limits::NonceCache::default(),
+        let nonces = if shared_nonces {
+            limits::NonceCache::default()
+        } else {
+            limits::NonceCache::persistent(store.db().open_tree("oauth1_nonces")?)
         };
         Ok(Self {
             nonces,

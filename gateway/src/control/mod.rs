@@ -66,6 +66,19 @@ impl ControlPlane {
         }
     }
 
+    /// Whether the control plane is shared with other instances (its nonces, its changes).
+    pub fn is_shared(&self) -> bool {
+        self.nats().is_some()
+    }
+
+    /// The shared control plane's JetStream and this instance's name in it, for a stage that
+    /// keeps shared state of its own (Odoo polling's cursors and leases); `None` when the
+    /// control plane is this instance's own.
+    pub(crate) fn shared_jetstream(&self) -> Option<(&async_nats::jetstream::Context, &str)> {
+        self.nats()
+            .map(|plane| (plane.jetstream(), plane.instance()))
+    }
+
     /// The engine's name, for logs and the admin status.
     pub fn engine(&self) -> Engine {
         match self {
