@@ -76,15 +76,17 @@ impl Keyed {
         self.next(&key)
     }
 
-    /// The oldest job of every idle key (after the schedule was rebuilt with `hold`).
+    /// The oldest job of every idle key (after the schedule was rebuilt with `hold`), the
+    /// keys taken in their oldest events' acceptance order: the backlog resumes oldest first.
     pub(super) fn release_idle(&mut self) -> Vec<(Entry, u64)> {
-        let idle: Vec<Arc<str>> = self
+        let mut idle: Vec<(u64, Arc<str>)> = self
             .queues
             .iter()
             .filter(|(_, q)| !q.busy)
-            .map(|(k, _)| k.clone())
+            .filter_map(|(k, q)| Some((q.waiting.first_key_value()?.0.0, k.clone())))
             .collect();
-        idle.iter().filter_map(|key| self.next(key)).collect()
+        idle.sort_unstable();
+        idle.iter().filter_map(|(_, key)| self.next(key)).collect()
     }
 
     /// Jobs waiting behind an older one of their key.
