@@ -87,6 +87,7 @@ fn main() {
         action: "confirmed".into(),
         record_id: Some(12),
         received_at_ms: 1_700_000_000_000,
+        seq: 0,
         payload: odoo_gateway_fixtures::RICH_ORDER.into(),
         headers: Vec::new(),
     };

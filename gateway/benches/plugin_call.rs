@@ -36,6 +36,7 @@ fn event(model: &str, action: &str, payload: String) -> Event {
         action: action.into(),
         record_id: Some(42),
         received_at_ms: 1_700_000_000_000,
+        seq: 0,
         payload,
         headers: Vec::new(),
     }

@@ -21,6 +21,7 @@ fn event(n: usize) -> (Event, DedupKey) {
         action: "confirmed".into(),
         record_id: Some(n as i64),
         received_at_ms: 1,
+        seq: 0,
         payload,
         headers: vec![("content-type".into(), "application/json".into())],
     };

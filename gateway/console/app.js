@@ -113,15 +113,148 @@ function state(sub) {
   return sub.paused ? badge('warn', 'paused') : badge('ok', 'delivering');
 }
 
+// ---- charts ----
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+/// An SVG element with attributes and children, as `h` makes HTML ones.
+function svg(tag, attrs, ...children) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value !== undefined && value !== null && value !== false) el.setAttribute(key, String(value));
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+/// A round upper bound for an axis (1, 2 or 5 times a power of ten).
+function niceMax(value) {
+  if (!(value > 0)) return 1;
+  const power = 10 ** Math.floor(Math.log10(value));
+  return [1, 2, 5, 10].map((m) => m * power).find((m) => m >= value);
+}
+
+function number(value, unit) {
+  if (value === null || value === undefined) return '–';
+  if (Number.isInteger(value)) return `${value}${unit}`;
+  const digits = value >= 100 ? 0 : value >= 10 ? 1 : 2;
+  return `${value.toFixed(digits)}${unit}`;
+}
+
+/// A marker of `shape` at (x, y): each series has its own, so no colour is needed to tell
+/// them apart.
+function marker(shape, x, y, cls) {
+  const r = 3.2;
+  if (shape === 'square') return svg('rect', { x: x - r, y: y - r, width: 2 * r, height: 2 * r, class: cls });
+  if (shape === 'triangle') return svg('path', { d: `M${x} ${y - r - 0.8}L${x + r + 0.6} ${y + r}L${x - r - 0.6} ${y + r}Z`, class: cls });
+  if (shape === 'diamond') return svg('path', { d: `M${x} ${y - r - 1}L${x + r + 1} ${y}L${x} ${y + r + 1}L${x - r - 1} ${y}Z`, class: cls });
+  return svg('circle', { cx: x, cy: y, r, class: cls });
+}
+
+/// One chart of the last hour: a line per series (solid or dashed, each with its own marker
+/// shape), labelled axes, a legend with each series' latest value, and the values as a table.
+function chart(id, title, unit, series, data) {
+  const W = 400; const H = 156; const left = 40; const right = 8; const top = 24; const bottom = 20;
+  const slots = data.capacity + 1;
+  const samples = data.samples.slice(-slots);
+  const step = (W - left - right) / (slots - 1);
+  const xOf = (i) => left + (slots - samples.length + i) * step;
+  const values = samples.flatMap((s) => series.map((x) => s[x.key])).filter((v) => v !== null && v !== undefined);
+  const max = niceMax(Math.max(0, ...values));
+  const yOf = (v) => top + (H - top - bottom) * (1 - v / max);
+  const minutes = Math.round((data.capacity * data.interval_ms) / 60000);
+  const grid = [0, 0.5, 1].map((f) => [
+    svg('line', { x1: left, x2: W - right, y1: yOf(max * f), y2: yOf(max * f), class: 'grid' }),
+    svg('text', { x: left - 6, y: yOf(max * f) + 4, 'text-anchor': 'end', class: 'axis' }, number(max * f, '')),
+  ]);
+  const axis = [
+    svg('text', { x: left, y: H - 4, class: 'axis' }, `${minutes} min ago`),
+    svg('text', { x: W - right, y: H - 4, 'text-anchor': 'end', class: 'axis' }, 'now'),
+    svg('text', { x: 2, y: 10, class: 'axis' }, unit.trim() || 'jobs'),
+  ];
+  const lines = series.map((x, n) => {
+    const segments = [];
+    let current = [];
+    samples.forEach((s, i) => {
+      const v = s[x.key];
+      if (v === null || v === undefined) {
+        if (current.length) segments.push(current);
+        current = [];
+      } else current.push([xOf(i), yOf(v), v, s]);
+    });
+    if (current.length) segments.push(current);
+    return svg('g', { class: `series s${n}`, 'data-series': x.key },
+      segments.map((points) => svg('polyline', {
+        points: points.map(([px, py]) => `${px.toFixed(1)},${py.toFixed(1)}`).join(' '),
+        class: 'line', 'stroke-dasharray': x.dash || null,
+      })),
+      segments.flat().map(([px, py, v, s]) => {
+        const m = marker(x.shape, px, py, 'point');
+        m.setAttribute('data-point', '');
+        m.append(svg('title', {}, `${x.label}: ${number(v, unit)} (${time(s.start_ms)}${s.partial ? ', so far' : ''})`));
+        return m;
+      }));
+  });
+  // The legend's value: the series' last closed sample that has one (the one in progress
+  // only while there is none).
+  const closed = samples.filter((s) => !s.partial);
+  const lastOf = (key) => {
+    const known = (list) => list.filter((s) => s[key] !== null && s[key] !== undefined);
+    const found = known(closed);
+    const pick = found.length ? found : known(samples);
+    return pick.length ? pick[pick.length - 1][key] : null;
+  };
+  const latest = Object.fromEntries(series.map((x) => [x.key, lastOf(x.key)]));
+  const summary = series.map((x) => `${x.label} ${number(latest[x.key], unit)}`).join(', ');
+  const legend = h('ul', { class: 'legend' }, series.map((x, n) => h('li', { 'data-series': x.key },
+    svg('svg', { width: 34, height: 12, viewBox: '0 0 34 12', 'aria-hidden': 'true', class: `series s${n}` },
+      svg('line', { x1: 1, x2: 33, y1: 6, y2: 6, class: 'line', 'stroke-dasharray': x.dash || null }),
+      marker(x.shape, 17, 6, 'point')),
+    ` ${x.label}: `, h('strong', {}, number(latest[x.key], unit)))));
+  const figure = h('figure', { class: 'chart', 'data-chart': id },
+    h('figcaption', { id: `${id}-title` }, title),
+    legend,
+    svg('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-labelledby': `${id}-title ${id}-desc`, class: 'plot' },
+      svg('desc', { id: `${id}-desc` }, `Last ${minutes} minutes, one sample every ${Math.round(data.interval_ms / 1000)} s; latest: ${summary}.`),
+      grid, axis, lines),
+    h('details', {}, h('summary', {}, 'Values'),
+      table(title, [
+        { label: 'From', value: (s) => time(s.start_ms) + (s.partial ? ' (so far)' : '') },
+        ...series.map((x) => ({ label: x.label, num: true, value: (s) => number(s[x.key], unit) })),
+      ], samples.slice().reverse())));
+  return figure;
+}
+
+function charts(data) {
+  return h('section', { 'aria-labelledby': 'last-hour' },
+    h('h2', { id: 'last-hour' }, 'The last hour'),
+    h('div', { class: 'charts' },
+      chart('chart-throughput', 'Deliveries and failed attempts per second', '/s', [
+        { key: 'deliveries_per_sec', label: 'Delivered', shape: 'circle' },
+        { key: 'failures_per_sec', label: 'Failed', shape: 'triangle', dash: '6 4' },
+      ], data),
+      chart('chart-ingest', 'Time to acknowledge an event (ms)', ' ms', [
+        { key: 'ingest_p50_ms', label: 'Median', shape: 'circle' },
+        { key: 'ingest_p99_ms', label: '99th percentile', shape: 'square', dash: '6 4' },
+      ], data),
+      chart('chart-queue', 'Jobs queued', '', [
+        { key: 'queue_depth', label: 'Queued', shape: 'diamond' },
+      ], data)));
+}
+
 // ---- pages ----
 
 let lastDelivered = null;
 
 async function overview(view) {
-  const [status, subs, reload] = await Promise.all([
+  const [status, subs, reload, history] = await Promise.all([
     api('GET', '/admin/status'),
     api('GET', '/admin/subscriptions'),
     api('GET', '/admin/reload'),
+    api('GET', '/admin/charts'),
   ]);
   const s = status.data;
   const now = Date.now();
@@ -134,8 +267,14 @@ async function overview(view) {
   const stat = (label, value) => h('div', {}, h('dt', {}, label), h('dd', {}, cell(value)));
   const failing = subs.data.subscriptions.filter((x) => x.flagged || x.consecutive_failures > 0);
   const queued = subs.data.subscriptions.filter((x) => x.queued > 0);
+  const storage = s.storage || {};
+  const mib = (bytes) => (bytes === null || bytes === undefined ? null : `${(bytes / 1048576).toFixed(1)} MiB`);
   view.append(
     h('h1', {}, 'Overview'),
+    storage.paused
+      ? h('p', { class: 'notice bad', role: 'alert', id: 'ingest-paused' },
+        `Ingest is paused (${storage.paused.reason}): ${storage.paused.message}`)
+      : null,
     h('section', { 'aria-labelledby': 'throughput' },
       h('h2', { id: 'throughput' }, 'Throughput and queues'),
       h('dl', { class: 'stats' },
@@ -148,7 +287,11 @@ async function overview(view) {
         stat('Paused jobs', s.schedule.parked),
         stat('Dead letters', s.stored.dead),
         stat('Awaiting fan-out', s.stored.pending),
+        stat('Live data', mib(storage.live && storage.live.bytes)),
+        stat('Database on disk', mib(storage.size_on_disk)),
+        stat('Free on its disk', mib(storage.room && storage.room.free_bytes)),
         stat('Configuration generation', reload.data.generation))),
+    charts(history.data),
     h('section', { 'aria-labelledby': 'failing' },
       h('h2', { id: 'failing' }, 'Failing subscriptions'),
       table(`${failing.length} of ${subs.data.subscriptions.length} subscriptions are failing`, [
@@ -542,7 +685,8 @@ document.addEventListener('DOMContentLoaded', () => {
     try {
       await api('GET', '/admin/status');
     } catch (err) {
-      if (err.status !== 401) logout(`The gateway did not answer as expected: ${err.message}`);
+      if (err.code === 'metrics_token_only') logout('This is a metrics token: it reads /metrics only. The console needs the admin token.');
+      else if (err.status !== 401) logout(`The gateway did not answer as expected: ${err.message}`);
       return;
     }
     $('#token').value = '';

@@ -19,6 +19,11 @@ pub struct Event {
     pub record_id: Option<i64>,
     /// Reception time in milliseconds since the Unix epoch.
     pub received_at_ms: u64,
+    /// Acceptance order: an event accepted after another's answer has a larger one (on sled a
+    /// clock of the instance's, in microseconds, that never goes back; on NATS the events
+    /// stream's sequence, set by the fan-out). What ordered delivery orders by.
+    #[serde(default)]
+    pub seq: u64,
     /// The record as JSON text.
     pub payload: String,
     /// Ingest request headers safe to show to plugins (never credentials).

@@ -69,10 +69,13 @@ impl ApiError {
         )
     }
 
-    /// A storage error: 503 when the store is failing (retry later), else a logged 500.
+    /// A storage error: 503 when the store is failing (retry later; an I/O error, a full
+    /// disk included, is one), else a logged 500.
     pub fn storage(context: &str, error: &crate::store::StoreError) -> Self {
         match error {
-            crate::store::StoreError::Unavailable(_) => Self::storage_unavailable(),
+            // Logged once where the store finds it failing, not once per request.
+            crate::store::StoreError::Unavailable(_)
+            | crate::store::StoreError::Sled(sled::Error::Io(_)) => Self::storage_unavailable(),
             crate::store::StoreError::Shared(_) => {
                 tracing::warn!(%error, "{context}");
                 Self::control_plane_unavailable()
@@ -125,6 +128,19 @@ impl ApiError {
             "the gateway's disk budget is reached; retry later",
         )
         .with_header(header::RETRY_AFTER, "60")
+    }
+
+    /// Why ingest refuses new events now: `507 storage_full` for the live-data budget, `503
+    /// storage_unavailable` for a disk short of room or writes that fail; each says why.
+    pub fn refused(refusal: &crate::store::Refusal) -> Self {
+        let base = match refusal {
+            crate::store::Refusal::StorageFull { .. } => Self::storage_full(),
+            _ => Self::storage_unavailable(),
+        };
+        Self {
+            message: format!("new events are paused: {refusal}; retry later"),
+            ..base
+        }
     }
 
     /// 500: the details are logged, not sent.

@@ -1,15 +1,17 @@
 //! Odoo webhook gateway.
 //!
 //! The modules follow the path an event travels:
-//! [`ingest`] accepts it and makes it durable in the [`store`],
-//! [`fanout`] matches it against [`subscriptions`] and runs each one's [`plugin`],
-//! [`dispatch`] takes the queued jobs and hands them to [`delivery`], which signs them
-//! ([`signing`]) and POSTs them.
-//! [`odoo`] is the gateway as a client of Odoo's external API: related records read into a
-//! payload before a plugin sees it (in dispatch's plugin-call work), and a polling source that
-//! turns changes into events for Odoo versions without webhooks (a stage of its own).
-//! Around them: [`config`] (the file and its validated snapshot), [`server`] (HTTP, tower
-//! stack, shutdown), [`admin`] (and its web [`console`]), [`state`] (what the stages share) and the [`cli`].
+//! [`ingest`] accepts it and hands it to the [`workplane`], which makes it durable (in the
+//! [`store`] on sled, in JetStream on NATS) and answers; [`fanout`] plans its jobs against the
+//! [`subscriptions`]; the work plane's job runner runs each due job, a [`plugin`] call (through
+//! [`transform`]) or a delivery through [`delivery`], which signs it ([`signing`]) and POSTs
+//! it. [`odoo`] is the gateway as a client of Odoo's external API: related records read into a
+//! payload before a plugin sees it (in the plugin-call work), and a polling source that turns
+//! changes into events for Odoo versions without webhooks (a stage of its own).
+//! Around them: [`config`] (the file and its validated snapshot) and [`reload`], [`control`]
+//! (apps, tokens, API subscriptions), [`auth`] and the app [`api`], [`server`] (HTTP, tower
+//! stack, shutdown), [`admin`] (and its web [`console`]), [`telemetry`] and [`trace`],
+//! [`state`] (the handles the stages share) and the [`cli`].
 
 pub mod admin;
 pub mod api;
@@ -19,23 +21,24 @@ pub mod config;
 pub mod console;
 pub mod control;
 pub mod delivery;
-pub mod dispatch;
 pub mod event;
 pub mod fanout;
+pub mod health;
 pub mod http_error;
 pub mod ingest;
 pub mod odoo;
 pub mod plugin;
 pub mod plugin_threads;
+pub mod portal;
 pub mod reload;
 pub mod samples;
-pub mod scheduler;
 pub mod server;
 pub mod signing;
 pub mod state;
 pub mod store;
 pub mod subscriptions;
 pub mod telemetry;
+pub mod time;
 pub mod tls;
 pub mod trace;
 pub mod transform;
@@ -48,7 +51,6 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::delivery::{ConcurrencyLimits, DeliveryClient};
 use crate::plugin::PluginHost;
 use crate::reload::ConfigSource;
 use crate::state::State;
@@ -60,17 +62,58 @@ use crate::store::Store;
 /// While it starts (opening the store, compiling plugins, rebuilding the schedule), the
 /// port already answers: `503 starting` (with `Retry-After`) to everything but `/healthz`,
 /// so a request arriving then gets an answer at once instead of waiting on a silent socket.
+///
+/// sled stops taking writes for good after an I/O error (a full disk included): then the
+/// gateway stops its stages, closes the database and starts again in this process, on the
+/// same socket, as after a restart (the schedule rebuilt from what is on disk; an attempt
+/// whose outcome was not stored is made again). It never needs an operator for that.
 pub async fn run(
     source: ConfigSource,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let mut reopening = false;
+    loop {
+        match run_once(source.clone(), &listener, &shutdown, reopening).await? {
+            Ended::Stopped => return Ok(()),
+            Ended::Reopen => {
+                tracing::warn!("the database is closed and opened again in this process");
+                reopening = true;
+            }
+        }
+    }
+}
+
+/// How one run of the gateway ended.
+enum Ended {
+    /// Shut down.
+    Stopped,
+    /// The database stopped taking writes: run again.
+    Reopen,
+}
+
+async fn run_once(
+    source: ConfigSource,
+    listener: &TcpListener,
+    shutdown: &CancellationToken,
+    reopening: bool,
+) -> anyhow::Result<Ended> {
     let plain_http = source.read()?.0.server.tls.is_none();
-    let starting = tokio::task::spawn_blocking(move || start(source));
+    let cancelled = shutdown.clone();
+    let starting = tokio::task::spawn_blocking(move || start(source, &cancelled, reopening));
     let (state, tls) = tokio::select! {
         started = starting => started.context("start-up panicked")??,
-        () = server::answer_starting(&listener), if plain_http => unreachable!("answers until dropped"),
-        () = shutdown.cancelled() => return Ok(()),
+        () = server::answer_starting(listener), if plain_http => unreachable!("answers until dropped"),
+        () = shutdown.cancelled() => return Ok(Ended::Stopped),
+    };
+    state.metrics.configured(&state.snapshot.load());
+    // Spans leave the process only when `[telemetry.otlp]` says where to (read at start).
+    let otlp = match &state.snapshot.load().telemetry.otlp {
+        Some(config) => Some(telemetry::otlp::Pipeline::start(
+            config,
+            state.metrics.otlp.clone(),
+        )?),
+        None => None,
     };
     tracing::info!(addr = %listener.local_addr()?, config = %state.snapshot.load().origin, "gateway listening");
 
@@ -89,7 +132,10 @@ pub async fn run(
         .work
         .stages()
         .into_iter()
-        .map(|(name, stage)| supervise(name, state.clone(), &stages, restarted(&state), stage))
+        .map(|(name, stage)| {
+            let run = move |state, stop| stage(state, stop);
+            supervise(name, state.clone(), &stages, restarted(&state), run)
+        })
         .collect();
     let poller = supervise(
         "odoo-poll",
@@ -98,9 +144,17 @@ pub async fn run(
         restarted(&state),
         odoo::poll::run,
     );
+    let catalog = supervise(
+        "event-catalog",
+        state.clone(),
+        &stages,
+        restarted(&state),
+        odoo::catalog::seen::run,
+    );
     let watcher = tokio::spawn(reload::watch(state.clone(), stages.clone()));
     let sighup = tokio::spawn(reload::on_sighup(state.clone(), stages.clone()));
     let shared = tokio::spawn(control::watch::run(state.clone(), stages.clone()));
+    let charts = tokio::spawn(telemetry::history::sample(state.clone(), stages.clone()));
     let policy_state = state.clone();
     let metrics_state = state.clone();
     let maintenance = tokio::spawn(state.store.clone().run_maintenance(
@@ -109,19 +163,24 @@ pub async fn run(
             store::Policy {
                 retention: storage.retention(),
                 interval: storage.maintenance_interval,
-                max_disk_bytes: storage.max_disk_bytes,
+                room: storage.room(),
             }
         },
         move |report| metrics_state.metrics.maintained(report),
         stages.clone(),
     ));
+    // Serving ends on shutdown, or when the database must be reopened.
+    let serving = shutdown.child_token();
+    let reopen = tokio::spawn(watch_store(state.store.clone(), serving.clone()));
     state
         .stages_running
         .store(true, std::sync::atomic::Ordering::Release);
-    let served = server::serve(state.clone(), listener, tls, shutdown).await;
+    let served = server::serve(state.clone(), listener, tls, serving.clone()).await;
     state
         .stages_running
         .store(false, std::sync::atomic::Ordering::Release);
+    serving.cancel();
+    let reopening = reopen.await.unwrap_or(false) && !shutdown.is_cancelled();
 
     // Accepting has stopped and requests have drained: stop taking new work, give deliveries
     // in flight the grace period, then flush. Jobs still running stay queued on disk and run
@@ -132,9 +191,21 @@ pub async fn run(
     for stage in work_stages {
         let _ = stage.await;
     }
-    let _ = tokio::join!(poller, maintenance, watcher, sighup, shared);
+    let _ = tokio::join!(
+        poller,
+        catalog,
+        maintenance,
+        watcher,
+        sighup,
+        shared,
+        charts
+    );
     state.in_flight.close();
-    let grace = state.snapshot.load().server.shutdown_grace;
+    let mut grace = state.snapshot.load().server.shutdown_grace;
+    if reopening {
+        // Their outcomes cannot be stored: they are sent again after the reopen anyway.
+        grace = grace.min(REOPEN_GRACE);
+    }
     if tokio::time::timeout(grace, state.in_flight.wait())
         .await
         .is_err()
@@ -144,15 +215,92 @@ pub async fn run(
         );
     }
     state.control.flush().await;
-    state.store.flush().context("cannot flush the database")?;
+    if let Err(e) = state.store.close() {
+        // Everything acknowledged was flushed before it was acknowledged; what this flush
+        // would have added is deliveries' outcomes, and those deliveries are made again.
+        tracing::warn!(
+            error = %e,
+            "the database could not be flushed at the end; nothing acknowledged is lost, \
+             deliveries whose outcome was not stored are sent again"
+        );
+    }
+    if let Some(otlp) = otlp {
+        otlp.stop(grace).await;
+    }
+    served?;
+    if reopening {
+        return Ok(Ended::Reopen);
+    }
     tracing::info!("gateway stopped");
-    served
+    Ok(Ended::Stopped)
+}
+
+/// The longest wait for deliveries in flight before the database is reopened.
+const REOPEN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Watches the store until `serving` ends: once its writes fail for good (see
+/// [`Store::needs_reopen`]) it ends serving and returns true, so that [`run`] reopens it.
+async fn watch_store(store: Store, serving: CancellationToken) -> bool {
+    loop {
+        if store.needs_reopen() {
+            tracing::error!(
+                error = %store.unavailable().unwrap_or_default(),
+                "the database takes no more writes; it is reopened"
+            );
+            // What must still be written after the reopen (outcomes, pruning) needs room.
+            store.write_failed(&store::StoreError::Unavailable("flush failed".into()));
+            serving.cancel();
+            return true;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+            () = serving.cancelled() => return false,
+        }
+    }
+}
+
+/// Opens the database, waiting while it cannot be: on a disk with no room for sled to open
+/// (after its reserve file is released), and, when `reopening`, while this process's previous
+/// handle still holds it. Gives up only on `shutdown` or another error.
+fn open_store(
+    path: &std::path::Path,
+    room: store::Room,
+    shutdown: &CancellationToken,
+    reopening: bool,
+) -> anyhow::Result<Option<Store>> {
+    let mut pause = std::time::Duration::from_millis(50);
+    let mut said = false;
+    loop {
+        match Store::open_with(path, room) {
+            Ok(store) => return Ok(Some(store)),
+            Err(e) if e.is_out_of_space() || (reopening && e.is_locked()) => {
+                if !said {
+                    tracing::error!(error = %e, folder = %path.display(), "cannot open the database yet; trying again until it opens");
+                    said = true;
+                }
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot open the database in {}", path.display()));
+            }
+        }
+        if shutdown.is_cancelled() {
+            return Ok(None);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_secs(2));
+    }
 }
 
 /// Everything the gateway needs before it can serve: the store, the plugins, the snapshot,
 /// the schedule rebuilt from the queued jobs. Blocking (plugin compilation, disk).
-fn start(source: ConfigSource) -> anyhow::Result<(Arc<State>, Option<tokio_rustls::TlsAcceptor>)> {
-    let (file, base, _origin) = source.read()?;
+fn start(
+    source: ConfigSource,
+    shutdown: &CancellationToken,
+    reopening: bool,
+) -> anyhow::Result<(Arc<State>, Option<tokio_rustls::TlsAcceptor>)> {
+    let parsed = source.read()?;
+    let (file, base, _origin) = parsed.clone();
     let (plugin_slots, plugin_slots_per_subscription) = file.plugins.slots();
     // Every plugin slot needs a pooled instance, with room to spare for configuration checks
     // during reloads and for replays made through the API.
@@ -163,55 +311,59 @@ fn start(source: ConfigSource) -> anyhow::Result<(Arc<State>, Option<tokio_rustl
     let host = PluginHost::new(limits, Some(file.plugin_cache_dir(&base)))
         .context("cannot start the plugin host")?;
     let storage = file.storage_dir(&base);
-    let store = Store::open(&storage)
-        .with_context(|| format!("cannot open the database in {}", storage.display()))?;
+    let Some(store) = open_store(&storage, file.storage.room(), shutdown, reopening)? else {
+        anyhow::bail!("shut down before the database could be opened");
+    };
     // The control plane before the snapshot: API subscriptions and apps join it, and with
     // NATS the plugins uploaded on other instances are fetched first.
-    let control = tokio::runtime::Handle::current()
+    let (control, generation, fetched) = tokio::runtime::Handle::current()
         .block_on(async {
             let control = control::ControlPlane::open(&file.storage, &store).await?;
-            control.fetch_plugin_files(&storage).await?;
-            Ok::<_, store::StoreError>(control)
+            // Read before the fetch and the build: the snapshot holds at least the shared
+            // changes counted so far.
+            let generation = control.change_generation();
+            let fetched = control.fetch_plugin_files(&storage).await;
+            if let Err(e) = &fetched {
+                tracing::warn!(error = %e, "cannot fetch every shared plugin; the subscriptions using those wait until a later build finds them");
+            }
+            Ok::<_, store::StoreError>((control, generation, fetched.is_ok()))
         })
         .context("cannot open the control plane")?;
-    let scheduler = Arc::new(scheduler::Scheduler::default());
-    let fanout_wake = Arc::new(tokio::sync::Notify::new());
     let work = tokio::runtime::Handle::current()
         .block_on(workplane::WorkPlane::open(
             &file.storage,
             &control,
             &store,
-            scheduler.clone(),
-            fanout_wake.clone(),
             plugin_slots_per_subscription,
         ))
         .context("cannot open the work plane")?;
-    let generation = control.change_generation();
-    let snapshot = source.build(&control, &host, None)?;
-    control.snapshot_built(generation);
+    let snapshot = source.build_parsed(parsed.clone(), &control, &host, None)?;
+    // A build without a plugin another instance uploaded may lack its subscription: it does
+    // not count as holding the shared changes (fan-out waits for one that does).
+    if fetched {
+        control.snapshot_built(generation);
+    }
     work.configured(&snapshot);
     store.set_commit_delay(snapshot.storage.commit_delay);
-    // The schedule is rebuilt from the jobs on disk: what was running at the last stop (even
-    // a kill -9) is due again now, retries keep their due times.
-    let now = state::now_ms();
-    let mut queued = 0usize;
-    for job in store.queued_jobs() {
-        scheduler.schedule(&job.context("cannot read the queue")?, now);
-        queued += 1;
-    }
-    if queued > 0 {
-        tracing::info!(queued, "queued jobs from the last run are scheduled again");
-    }
     let health = control
         .health(&store)
         .context("cannot read subscription health")?;
-    let auth =
-        auth::AuthState::open(&store, control.engine()).context("cannot read the OAuth1 nonces")?;
-    let d = &snapshot.delivery;
-    let client =
-        DeliveryClient::new(d.client.clone()).context("cannot build the delivery client")?;
-    let app_client = DeliveryClient::new(d.client.for_apps())
-        .context("cannot build the delivery client for apps")?;
+    let auth = auth::AuthState::open(&store, control.is_shared())
+        .context("cannot read the OAuth1 nonces")?;
+    let policies = tokio::runtime::Handle::current()
+        .block_on(work.policies())
+        .context("cannot open the delivery policies' state")?;
+    let metrics = telemetry::Metrics::new();
+    let changes = metrics.circuit_changes.clone();
+    policies.on_change(Box::new(move |_, to| {
+        changes
+            .get_or_create(&telemetry::Outcome {
+                outcome: to.name().into(),
+            })
+            .inc();
+    }));
+    let outbound = crate::delivery::Outbound::new(&snapshot.delivery)
+        .context("cannot build the delivery clients")?;
     let tls = file
         .server
         .tls
@@ -222,26 +374,22 @@ fn start(source: ConfigSource) -> anyhow::Result<(Arc<State>, Option<tokio_rustl
         store,
         control,
         work,
-        client: arc_swap::ArcSwap::from_pointee(client),
-        app_client: arc_swap::ArcSwap::from_pointee(app_client),
-        limits: arc_swap::ArcSwap::from_pointee(state::DeliveryLimits::new(d)),
-        plugin_limits: ConcurrencyLimits::new(plugin_slots, plugin_slots_per_subscription),
-        metrics: telemetry::Metrics::new(),
-        plugin_threads: plugin_threads::PluginThreads::new(
-            plugin_slots,
-            plugin_threads::PLUGIN_NICE,
-        )
-        .context("cannot start the plugin threads")?,
-        scheduler,
-        fanout_wake,
+        outbound,
         in_flight: Default::default(),
         health,
-        delivered: Default::default(),
         stage_restarts: Default::default(),
         stages_running: Default::default(),
-        reloader: reload::Reloader::new(source),
+        reloader: reload::Reloader::new(source, parsed),
         auth,
-        host,
+        catalog: Default::default(),
+        metrics,
+        policies,
+        plugins: workplane::runner::calls::Plugins::new(
+            host,
+            plugin_slots,
+            plugin_slots_per_subscription,
+        )
+        .context("cannot start the plugin threads")?,
         snapshot: arc_swap::ArcSwap::from_pointee(snapshot),
     });
     reload::prune_plugin_cache(&state);

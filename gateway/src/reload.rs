@@ -20,10 +20,14 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, ConfigFile, Snapshot};
-use crate::state::{State, now_ms};
+use crate::state::State;
+use crate::time::now_ms;
 
 /// How often watched files are looked at.
 const POLL: Duration = Duration::from_millis(200);
+
+/// A configuration file as read and parsed: the file, its folder and its name.
+pub type Parsed = (ConfigFile, PathBuf, String);
 
 /// Where the configuration comes from.
 #[derive(Debug, Clone)]
@@ -59,7 +63,17 @@ impl ConfigSource {
         host: &crate::plugin::PluginHost,
         previous: Option<&Snapshot>,
     ) -> Result<Snapshot, ConfigError> {
-        let (file, base, origin) = self.read()?;
+        self.build_parsed(self.read()?, control, host, previous)
+    }
+
+    /// [`Self::build`] over a configuration already read and parsed by [`Self::read`].
+    pub fn build_parsed(
+        &self,
+        (file, base, origin): Parsed,
+        control: &crate::control::ControlPlane,
+        host: &crate::plugin::PluginHost,
+        previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, ConfigError> {
         let located = |e: ConfigError| match self.text() {
             Some(text) => e.with_lines(&text),
             None => e,
@@ -118,7 +132,7 @@ impl ConfigSource {
     }
 
     /// Reads and parses the configuration: the file, its folder and its name.
-    pub fn read(&self) -> Result<(ConfigFile, PathBuf, String), ConfigError> {
+    pub fn read(&self) -> Result<Parsed, ConfigError> {
         match self {
             Self::File(path) => {
                 let (file, base) = crate::config::load(path)?;
@@ -163,15 +177,19 @@ pub struct Reloader {
     source: ConfigSource,
     lock: tokio::sync::Mutex<()>,
     status: Mutex<ReloadStatus>,
+    /// The file the snapshot in force was built from: a change that is not the file's (an
+    /// app's subscription, another instance's) is built over it while the file is broken.
+    good: Mutex<Option<Parsed>>,
 }
 
 impl Reloader {
-    /// A reloader for `source`.
-    pub fn new(source: ConfigSource) -> Self {
+    /// A reloader for `source`, whose snapshot in force was built from `good`.
+    pub fn new(source: ConfigSource, good: Parsed) -> Self {
         Self {
             source,
             lock: tokio::sync::Mutex::new(()),
             status: Mutex::new(ReloadStatus::default()),
+            good: Mutex::new(Some(good)),
         }
     }
 
@@ -181,9 +199,24 @@ impl Reloader {
     }
 }
 
-/// Builds a new snapshot and swaps it in; on error the running one stays. Returns the new
-/// generation.
+/// Builds a new snapshot from the configuration file and swaps it in; on error the running
+/// one stays. Returns the new generation. For a change of the file (the watcher, SIGHUP,
+/// `POST /admin/reload`): a broken file is that reload's error.
 pub async fn reload(state: &Arc<State>, cause: &str) -> Result<u64, String> {
+    swap_in(state, cause, false).await
+}
+
+/// Builds a new snapshot for a change another instance made to the shared control plane and
+/// swaps it in: from the file, or, while the file does not build, over the last file that did,
+/// so that a broken file on disk never keeps this instance from the shared changes (and the
+/// fan-out, which waits for them, from every event). A change made here (the app API, the
+/// admin API) goes through [`reload`] instead: refused, and rolled back, while the file is
+/// broken, so that the caller is told. Returns the new generation.
+pub async fn rebuild(state: &Arc<State>, cause: &str) -> Result<u64, String> {
+    swap_in(state, cause, true).await
+}
+
+async fn swap_in(state: &Arc<State>, cause: &str, over_last_good: bool) -> Result<u64, String> {
     let _one_at_a_time = state.reloader.lock.lock().await;
     // Read before the build reads the control plane: the snapshot holds at least the shared
     // changes counted so far.
@@ -200,10 +233,25 @@ pub async fn reload(state: &Arc<State>, cause: &str) -> Result<u64, String> {
     let worker = state.clone();
     let built = tokio::task::spawn_blocking(move || {
         let current = worker.snapshot.load_full();
-        worker
-            .reloader
-            .source
-            .build(&worker.control, &worker.host, Some(&current))
+        let reloader = &worker.reloader;
+        let build = |parsed: Parsed| {
+            reloader
+                .source
+                .build_parsed(parsed, &worker.control, worker.plugins.host(), Some(&current))
+        };
+        let from_file = reloader.source.read().and_then(|parsed| {
+            let snapshot = build(parsed.clone())?;
+            *reloader.good.lock().unwrap_or_else(|p| p.into_inner()) = Some(parsed);
+            Ok(snapshot)
+        });
+        let good = reloader.good.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match (from_file, good) {
+            (Err(e), Some(good)) if over_last_good => {
+                tracing::warn!(error = %e, "the configuration file does not build; the change is built over the last file that did");
+                build(good)
+            }
+            (built, _) => built,
+        }
     })
     .await
     .map_err(|e| e.to_string())
@@ -222,53 +270,36 @@ pub async fn reload(state: &Arc<State>, cause: &str) -> Result<u64, String> {
                 || snapshot.storage.path != current.storage.path
                 || snapshot.storage.engine != current.storage.engine
                 || snapshot.storage.nats != current.storage.nats
+                || snapshot.telemetry != current.telemetry
             {
                 tracing::warn!(
-                    "server.listen, storage.path, storage.engine and [storage.nats] changes take effect at the next restart"
+                    "server.listen, storage.path, storage.engine, [storage.nats] and [telemetry] changes take effect at the next restart"
                 );
             }
             // The delivery client and slots follow the new settings; deliveries in flight
             // finish with the ones they started with.
-            if snapshot.delivery.client != current.delivery.client {
-                let options = &snapshot.delivery.client;
-                let built =
-                    crate::delivery::DeliveryClient::new(options.clone()).and_then(|client| {
-                        Ok((
-                            client,
-                            crate::delivery::DeliveryClient::new(options.for_apps())?,
-                        ))
-                    });
-                match built {
-                    Ok((client, app_client)) => {
-                        state.client.store(Arc::new(client));
-                        state.app_client.store(Arc::new(app_client));
-                    }
-                    Err(e) => {
-                        status.reloads_failed += 1;
-                        state
-                            .metrics
-                            .reloads
-                            .get_or_create(&crate::telemetry::Outcome {
-                                outcome: "failed".into(),
-                            })
-                            .inc();
-                        let error = format!("delivery.client: {e}");
-                        status.last_error = Some(error.clone());
-                        return Err(error);
-                    }
-                }
-            }
-            if crate::state::DeliveryLimits::key(&snapshot.delivery) != state.limits.load().from {
+            if let Err(e) = state
+                .outbound
+                .reconfigure(&current.delivery, &snapshot.delivery)
+            {
+                status.reloads_failed += 1;
                 state
-                    .limits
-                    .store(Arc::new(crate::state::DeliveryLimits::new(
-                        &snapshot.delivery,
-                    )));
+                    .metrics
+                    .reloads
+                    .get_or_create(&crate::telemetry::Outcome {
+                        outcome: "failed".into(),
+                    })
+                    .inc();
+                let error = format!("delivery.client: {e}");
+                status.last_error = Some(error.clone());
+                return Err(error);
             }
             state.store.set_commit_delay(snapshot.storage.commit_delay);
             drop(current);
-            // Before the swap: whatever the new snapshot makes is queued where it belongs.
+            // Before the swap: whatever the new snapshot makes is queued where it belongs,
+            // and the metrics of what it no longer has are gone.
             state.work.configured(&snapshot);
+            state.metrics.configured(&snapshot);
             state.snapshot.store(Arc::new(snapshot));
             // A build that had to go on without a plugin another instance uploaded may lack
             // that subscription: it does not count as caught up with the shared changes, so
@@ -292,9 +323,8 @@ pub async fn reload(state: &Arc<State>, cause: &str) -> Result<u64, String> {
                 generation = status.generation,
                 "configuration reloaded"
             );
-            state.fanout_wake.notify_one();
-            // Paused subscriptions may be enabled now; the dispatcher looks at once.
-            state.scheduler.notify();
+            // Paused subscriptions may be enabled now; the stages look at once.
+            state.work.wake();
             Ok(status.generation)
         }
         Err(error) => {
@@ -421,7 +451,10 @@ pub fn prune_plugin_cache(state: &State) {
         .filter_map(|s| s.plugin.as_ref())
         .map(|p| p.hash().to_owned())
         .collect();
-    let removed = state.host.prune_cache(&in_use, UNUSED_PLUGIN_GRACE);
+    let removed = state
+        .plugins
+        .host()
+        .prune_cache(&in_use, UNUSED_PLUGIN_GRACE);
     if removed > 0 {
         tracing::info!(removed, "unused compiled plugins removed from the cache");
     }

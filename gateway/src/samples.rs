@@ -113,6 +113,7 @@ pub fn event_from_json(text: &str, event_type: Option<&str>) -> anyhow::Result<E
             action: "write".into(),
             record_id: object.get("_id").and_then(serde_json::Value::as_i64),
             received_at_ms: now,
+            seq: 0,
             payload: text.to_owned(),
             headers: vec![("content-type".into(), "application/json".into())],
         }
@@ -125,6 +126,7 @@ pub fn event_from_json(text: &str, event_type: Option<&str>) -> anyhow::Result<E
             action: file.action,
             record_id: file.record_id,
             received_at_ms: file.received_at_ms.unwrap_or(now),
+            seq: 0,
             payload: match file.payload {
                 serde_json::Value::String(s) => s,
                 other => other.to_string(),

@@ -31,11 +31,12 @@ pub struct Connection {
     pub tls: bool,
 }
 
-/// Serves until `shutdown` is cancelled, then drains and returns.
+/// Serves until `shutdown` is cancelled, then drains and returns; the listener stays open
+/// (connections wait in its backlog until the caller serves it again or drops it).
 /// With `tls`, every connection is HTTPS (the handshake runs in the connection's own task).
 pub async fn serve(
     state: Arc<State>,
-    listener: TcpListener,
+    listener: &TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -115,7 +116,6 @@ pub async fn serve(
             }
         });
     }
-    drop(listener);
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(grace) => tracing::warn!("requests still open after the grace period"),
@@ -140,21 +140,12 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let result = match segments.as_slice() {
         ["v1", "odoo", source, token] => {
-            counted(
-                state,
-                source,
-                ingest_route(state, req, Endpoint::Native, source, Some(token)),
-            )
-            .await
+            counted(state, source, req, Endpoint::Native, Some(token)).await
         }
         ["v1", "events", source, token] => {
-            let accepted = ingest_route(state, req, Endpoint::Envelope, source, Some(token));
-            counted(state, source, accepted).await
+            counted(state, source, req, Endpoint::Envelope, Some(token)).await
         }
-        ["v1", "events", source] => {
-            let accepted = ingest_route(state, req, Endpoint::Envelope, source, None);
-            counted(state, source, accepted).await
-        }
+        ["v1", "events", source] => counted(state, source, req, Endpoint::Envelope, None).await,
         ["metrics"] if req.method() == Method::GET => crate::admin::metrics(state, &req),
         ["v1", "whoami"] => crate::auth::whoami(state, req).await,
         ["oauth2", rest @ ..] => crate::auth::oauth2::route(state, req, rest).await,
@@ -165,11 +156,17 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
         ["openapi.json"] if req.method() == Method::GET => Ok(openapi()),
         ["admin", ..] => crate::admin::route(state, req, &segments[1..]).await,
         // The console's static shell: no data in it, so no token needed to fetch it.
+        ["console", ..] if crate::admin::holds_metrics_token(state, &req) => {
+            Err(crate::admin::metrics_token_refused())
+        }
         ["console"] => crate::console::serve(req.method(), None),
         ["console", asset] => crate::console::serve(req.method(), Some(asset)),
+        // The app portal: its shell, its session, and the app API for a session's app.
+        ["portal", rest @ ..] => crate::portal::route(state, req, rest).await,
         [
             "v1",
-            "subscriptions" | "plugins" | "deliveries" | "dead-letters",
+            "subscriptions" | "plugins" | "deliveries" | "dead-letters" | "event-types"
+            | "portal-sessions",
             ..,
         ] => crate::api::route(state, req, &segments[1..]).await,
         _ => Err(ApiError::not_found()),
@@ -178,30 +175,56 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
 }
 
 /// Runs an ingest request and counts it: latency, and the outcome by source (a source that is
-/// not configured is counted as `unknown`, so strangers cannot grow the label set).
+/// not configured is counted as `unknown`, so strangers cannot grow the label set); an
+/// accepted event's acknowledgement time goes to the console's charts, and the request is
+/// the event's ingest span when spans are exported.
 async fn counted(
     state: &Arc<State>,
     source: &str,
-    accepted: impl std::future::Future<Output = Result<Response<Body>, ApiError>>,
+    req: Request<Incoming>,
+    endpoint: Endpoint,
+    token: Option<&str>,
 ) -> Result<Response<Body>, ApiError> {
     let started = std::time::Instant::now();
-    let result = accepted.await;
+    let span = crate::trace::ingest(req.headers());
+    let result = ingest_route(state, req, endpoint, source, token).await;
     let metrics = &state.metrics;
-    metrics
-        .ingest_seconds
-        .observe(started.elapsed().as_secs_f64());
+    let seconds = started.elapsed().as_secs_f64();
+    metrics.ingest_seconds.observe(seconds);
     let source = if state.snapshot.load().sources.contains_key(source) {
         source.to_owned()
     } else {
         "unknown".to_owned()
     };
-    let outcome = match &result {
-        Ok(response) if response.extensions().get::<ingest::Duplicate>().is_some() => {
-            "duplicate".to_owned()
-        }
-        Ok(_) => "accepted".to_owned(),
-        Err(e) => e.code.to_string(),
+    let ingested = result
+        .as_ref()
+        .ok()
+        .and_then(|r| r.extensions().get::<ingest::Ingested>());
+    let outcome = match (&result, ingested) {
+        (Ok(_), Some(i)) if i.duplicate => "duplicate".to_owned(),
+        (Ok(_), _) => "accepted".to_owned(),
+        (Err(e), _) => e.code.to_string(),
     };
+    if result.is_ok() {
+        metrics.history.acknowledged(seconds);
+    }
+    span.end(
+        &source,
+        crate::trace::IngestAnswer {
+            status: match &result {
+                Ok(r) => r.status().as_u16(),
+                Err(e) => e.status.as_u16(),
+            },
+            event: ingested
+                .and_then(|i| i.event.as_ref())
+                .map(|(id, _)| id.as_str()),
+            event_type: ingested
+                .and_then(|i| i.event.as_ref())
+                .map(|(_, event_type)| event_type.as_str()),
+            duplicate: ingested.is_some_and(|i| i.duplicate),
+            outcome: &outcome,
+        },
+    );
     metrics
         .events
         .get_or_create(&crate::telemetry::SourceOutcome { source, outcome })
@@ -256,9 +279,11 @@ async fn ingest_route(
     ingest::accept(state, request, body).await
 }
 
-/// `/readyz`: 200 when the gateway can take events now (store writable and within its disk
-/// budget, configuration loaded, stages running), else 503 with the reasons.
-fn readiness(state: &State) -> Response<Body> {
+/// Why the gateway cannot take events now (none when it can), each `<code>: <why>`: stages
+/// stopped; on sled writes failing, live data at its budget or the disk short of room
+/// (`store/space.rs`); on NATS the queue out of reach. What `/readyz` and the `ready` gauge
+/// say.
+pub(crate) fn not_ready(state: &State) -> Vec<String> {
     let mut reasons = Vec::new();
     if !state
         .stages_running
@@ -266,15 +291,19 @@ fn readiness(state: &State) -> Response<Body> {
     {
         reasons.push("stages_not_running".to_owned());
     }
-    if let Some(error) = state.store.unavailable() {
+    if let Some(why) = state.work.refuses() {
+        reasons.push(why);
+    } else if let Some(error) = state.store.unavailable() {
+        // On NATS, this instance's own database (polling cursors) failing.
         reasons.push(format!("storage_unavailable: {error}"));
     }
-    if state.store.is_full() {
-        reasons.push("storage_full: the disk budget is reached".to_owned());
-    }
-    if let Some(why) = state.work.unavailable() {
-        reasons.push(format!("queue_unavailable: {why}"));
-    }
+    reasons
+}
+
+/// `/readyz`: 200 when the gateway can take events now (store writable, within its budget and
+/// with room on disk, configuration loaded, stages running), else 503 with the reasons.
+fn readiness(state: &State) -> Response<Body> {
+    let reasons = not_ready(state);
     if reasons.is_empty() {
         json(
             StatusCode::OK,

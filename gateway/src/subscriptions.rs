@@ -6,6 +6,19 @@
 
 use std::fmt;
 
+/// The app a subscription belongs to: `app.<app>.<id>` for those made through the API,
+/// `None` for the operator's own.
+pub fn owner_app(subscription_id: &str) -> Option<&str> {
+    app_and_id(subscription_id).map(|(app, _)| app)
+}
+
+/// An app's subscription id split into the app and the app's own id for it
+/// (`app.shop.orders` is `("shop", "orders")`); `None` for the operator's own.
+pub fn app_and_id(subscription_id: &str) -> Option<(&str, &str)> {
+    let rest = subscription_id.strip_prefix("app.")?;
+    Some(rest.split_once('.').unwrap_or((rest, "")))
+}
+
 /// A parsed event-type pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventPattern {
@@ -104,6 +117,16 @@ pub fn any_matches(patterns: &[EventPattern], event_type: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_owner_of_a_subscription_is_its_app() {
+        assert_eq!(owner_app("app.shop.orders"), Some("shop"));
+        assert_eq!(owner_app("app.shop.a.b"), Some("shop"));
+        assert_eq!(owner_app("orders"), None);
+        assert_eq!(owner_app("application"), None);
+        assert_eq!(app_and_id("app.shop.a.b"), Some(("shop", "a.b")));
+        assert_eq!(app_and_id("orders"), None);
+    }
 
     #[test]
     fn grants_cover_narrower_patterns_only() {

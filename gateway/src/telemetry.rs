@@ -8,11 +8,19 @@
 //! destinations share one, [`APP_DESTINATIONS`]), plugins are named by the first digits of
 //! their hash, outcomes and reasons are fixed codes. Counting by subscription keeps its
 //! label handles ([`SubscriptionCounters`], [`PluginMetrics`]), so a delivery allocates no
-//! label strings.
+//! label strings. At every reload ([`Metrics::configured`]) the series of subscriptions and
+//! plugins the new configuration no longer has are removed, so the label set follows the
+//! configuration instead of growing with every subscription ever made.
+//!
+//! Beside the exposition: the console's chart samples ([`history`]) and the OTLP export of
+//! spans ([`otlp`]), whose losses are counted here.
 
 mod handles;
+pub mod history;
+mod labels;
+pub mod otlp;
+mod scrape;
 
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -20,80 +28,21 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 pub use handles::{PluginMetrics, SubscriptionCounters};
+pub use labels::{
+    Destination, Host, Kind, Outcome, PluginLabels, PluginLimit, PluginOutcome, Pruned, Reason,
+    SourceOutcome, SubscriptionLabel, SubscriptionOutcome,
+};
 
 /// The destination label of every destination made through the app API: they are as many
 /// as the apps' subscriptions, so they share one series.
 pub const APP_DESTINATIONS: &str = "(apps)";
 
-/// Labels naming a source and an outcome.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SourceOutcome {
-    /// A configured source, or `unknown`.
-    pub source: String,
-    /// `accepted`, `duplicate`, or the refusal's error code.
-    pub outcome: String,
-}
+/// The subscription label of counts made for a subscription after the reload that removed
+/// it: they share one series, which does not grow.
+pub const REMOVED: &str = "(removed)";
 
-/// Labels naming a subscription and an outcome.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SubscriptionOutcome {
-    /// The subscription id.
-    pub subscription: String,
-    /// A fixed code (`delivered`, `failed`, `retried`, a dead-letter reason, ...).
-    pub outcome: String,
-}
-
-/// Labels naming a subscription and the plugin it runs.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PluginLabels {
-    /// The subscription id.
-    pub subscription: String,
-    /// The plugin: the first digits of its SHA-256 (`none` for a call without one, to enrich).
-    pub plugin: String,
-}
-
-/// Labels naming a subscription, its plugin and an outcome.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PluginOutcome {
-    /// The subscription id.
-    pub subscription: String,
-    /// The plugin, as in [`PluginLabels`].
-    pub plugin: String,
-    /// `ok`, `retry`, or the failure's code.
-    pub outcome: String,
-}
-
-/// Labels naming a subscription, its plugin and a limit.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PluginLimit {
-    /// The subscription id.
-    pub subscription: String,
-    /// The plugin, as in [`PluginLabels`].
-    pub plugin: String,
-    /// `cpu_time`, `memory` or `output`.
-    pub limit: String,
-}
-
-/// Labels naming an outcome only.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Outcome {
-    /// `ok` or `failed`.
-    pub outcome: String,
-}
-
-/// Labels naming a destination.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Destination {
-    /// A configured destination, or [`APP_DESTINATIONS`].
-    pub destination: String,
-}
-
-/// Labels naming what retention pruned.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Pruned {
-    /// `events`, `dead_letters`, `attempts`, `index_rows` or `dedup_keys`.
-    pub kind: String,
-}
+/// The reasons ingest refuses for lack of room, each with its pause gauge.
+const ROOM_REASONS: [&str; 3] = ["storage_full", "disk_full", "storage_unavailable"];
 
 /// The gateway's metrics.
 pub struct Metrics {
@@ -122,10 +71,57 @@ pub struct Metrics {
     waiting: Gauge,
     parked: Gauge,
     disk_bytes: Gauge,
+    /// Events refused for lack of room or failing writes, by reason.
+    refused: Family<Reason, Counter>,
+    paused: Family<Reason, Gauge>,
+    live_bytes: Family<Kind, Gauge>,
+    free_bytes: Gauge,
     destination_jobs: Family<Destination, Gauge>,
     destination_due_age: Family<Destination, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Receiver hosts whose circuit is open or half-open (1), by host.
+    circuit_open: Family<Host, Gauge>,
+    /// Changes of a receiver host's circuit, by the state it changed to.
+    pub circuit_changes: Family<Outcome, Counter>,
+    /// Spans exported over OTLP, and those lost.
+    pub otlp: otlp::ExportCounters,
+    /// The console's chart samples.
+    pub history: history::History,
+    ready: Gauge,
+    store_full: Gauge,
+    /// 1 while connected to NATS, 0 when not; no series on the sled engine.
+    nats_connected: Family<Vec<(String, String)>, Gauge>,
+    /// 1 for each flagged subscription.
+    flagged: Family<SubscriptionLabel, Gauge>,
     /// One scrape at a time fills the scrape-time values.
     rendering: std::sync::Mutex<()>,
+    /// Every sample name the exposition may show (see [`Metrics::declared`]).
+    declared: Vec<String>,
+}
+
+/// The registry being filled, and the names of the samples of what it holds.
+struct Declaring<'a> {
+    registry: &'a mut Registry,
+    names: Vec<String>,
+}
+
+impl Declaring<'_> {
+    fn register(
+        &mut self,
+        name: &'static str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        use prometheus_client::metrics::MetricType;
+        let suffixes: &[&str] = match metric.metric_type() {
+            MetricType::Counter => &["_total"],
+            MetricType::Histogram => &["_bucket", "_sum", "_count"],
+            _ => &[""],
+        };
+        let full = format!("odoo_gateway_{name}");
+        self.names
+            .extend(suffixes.iter().map(|suffix| format!("{full}{suffix}")));
+        self.registry.register(name, help, metric);
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -161,12 +157,28 @@ impl Metrics {
             waiting: Gauge::default(),
             parked: Gauge::default(),
             disk_bytes: Gauge::default(),
+            refused: Family::default(),
+            paused: Family::default(),
+            live_bytes: Family::default(),
+            free_bytes: Gauge::default(),
             destination_jobs: Family::default(),
             destination_due_age: Family::default(),
+            circuit_open: Family::default(),
+            circuit_changes: Family::default(),
+            otlp: otlp::ExportCounters::default(),
+            history: history::History::default(),
+            ready: Gauge::default(),
+            store_full: Gauge::default(),
+            nats_connected: Family::default(),
+            flagged: Family::default(),
             rendering: std::sync::Mutex::new(()),
             registry: Registry::default(),
+            declared: Vec::new(),
         };
-        let r = &mut registry;
+        let mut r = Declaring {
+            registry: &mut registry,
+            names: Vec::new(),
+        };
         r.register(
             "ingest_requests",
             "Ingest requests by source and outcome",
@@ -235,6 +247,16 @@ impl Metrics {
             metrics.destination_due_age.clone(),
         );
         r.register(
+            "receiver_circuit_open",
+            "Receiver hosts whose circuit is open or half-open: their deliveries wait",
+            metrics.circuit_open.clone(),
+        );
+        r.register(
+            "receiver_circuit_changes",
+            "Changes of a receiver host's circuit, by the state it changed to",
+            metrics.circuit_changes.clone(),
+        );
+        r.register(
             "queue_due_jobs",
             "Queued jobs due now, waiting for a slot",
             metrics.due.clone(),
@@ -251,18 +273,125 @@ impl Metrics {
         );
         r.register(
             "store_disk_bytes",
-            "Size of the database on disk",
+            "Size of the database's files on disk (it does not shrink when records are pruned: sled reuses the space)",
             metrics.disk_bytes.clone(),
         );
+        r.register(
+            "store_full",
+            "1 while the disk budget is reached and new events are refused (507 storage_full)",
+            metrics.store_full.clone(),
+        );
+        r.register(
+            "ready",
+            "1 while the gateway takes events (as /readyz answers 200)",
+            metrics.ready.clone(),
+        );
+        r.register(
+            "nats_connected",
+            "1 while connected to NATS, 0 while not (engine nats only)",
+            metrics.nats_connected.clone(),
+        );
+        r.register(
+            "subscription_flagged",
+            "1 for each subscription flagged by consecutive failures",
+            metrics.flagged.clone(),
+        );
+        r.register(
+            "otlp_spans_exported",
+            "Spans the OTLP collector took",
+            metrics.otlp.exported.clone(),
+        );
+        r.register(
+            "otlp_spans_dropped",
+            "Spans never exported, by reason (queue_full, export_failed)",
+            metrics.otlp.dropped.clone(),
+        );
+        r.register(
+            "store_live_bytes",
+            "Live data the store holds (keys and values), by kind of record; the budget counts it",
+            metrics.live_bytes.clone(),
+        );
+        r.register(
+            "store_free_bytes",
+            "Free space on the file system holding the database, at the last look",
+            metrics.free_bytes.clone(),
+        );
+        r.register(
+            "ingest_refused",
+            "Events refused for lack of room or failing writes, by reason",
+            metrics.refused.clone(),
+        );
+        r.register(
+            "ingest_paused",
+            "1 while new events are refused for this reason",
+            metrics.paused.clone(),
+        );
+        for reason in ROOM_REASONS {
+            // Every reason shows from the start, at 0.
+            let labels = Reason {
+                reason: reason.into(),
+            };
+            let _ = metrics.refused.get_or_create(&labels);
+            let _ = metrics.paused.get_or_create(&labels);
+        }
+        let declared = r.names;
         Self {
             registry,
+            declared,
             ..metrics
         }
+    }
+
+    /// Every sample name `/metrics` may show (a counter's `_total`, a histogram's `_bucket`,
+    /// `_sum` and `_count`), whether or not it was counted yet: a family shows nothing until
+    /// its first series, and dashboards and alerts name them all.
+    pub fn declared(&self) -> &[String] {
+        &self.declared
     }
 
     /// Counts one outcome for a subscription in `counters`.
     pub fn count(counters: &SubscriptionCounters, subscription: &str, outcome: &str) {
         counters.inc(subscription, outcome);
+    }
+
+    /// Counts a delivery attempt of `subscription`: taken by the receiver, or failed.
+    pub fn attempt(&self, subscription: &str, delivered: bool) {
+        let outcome = if delivered { "delivered" } else { "failed" };
+        self.attempts.inc(subscription, outcome);
+        self.history.attempt(delivered);
+    }
+
+    /// Follows a new configuration, before it is swapped in: the series of subscriptions it
+    /// no longer has, and of plugins its subscriptions no longer run, are removed; a count
+    /// for a removed subscription made afterwards (its queued jobs dead-lettered) goes to
+    /// [`REMOVED`].
+    pub fn configured(&self, snapshot: &crate::config::Snapshot) {
+        let live: std::collections::HashSet<Box<str>> = snapshot
+            .subscriptions
+            .iter()
+            .map(|s| s.id.as_str().into())
+            .collect();
+        for counters in [&self.attempts, &self.retries, &self.dead_letters] {
+            counters.retain(&live);
+        }
+        self.plugins.retain(|subscription| {
+            let sub = snapshot.subscription(subscription)?;
+            Some(
+                sub.plugin
+                    .as_ref()
+                    .map_or("none", |p| p.short_hash())
+                    .to_owned(),
+            )
+        });
+    }
+
+    /// Counts an event refused for `reason` (a [`crate::store::Refusal::reason`]).
+    pub fn refused(&self, reason: &str) {
+        self.refused
+            .get_or_create(&Reason {
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts what a maintenance round pruned, and its duration.
@@ -293,50 +422,60 @@ impl Metrics {
         gauge(&self.waiting, depth.later);
         gauge(&self.parked, depth.parked);
         self.render_destinations(state);
+        self.render_health(state);
         self.disk_bytes
             .set(i64::try_from(state.store.size_on_disk()).unwrap_or(i64::MAX));
+        self.render_room(&state.store);
+        self.render_circuits(state);
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+}
 
-    /// Per-destination queues: every configured destination (0 when idle), the apps' together.
-    fn render_destinations(&self, state: &crate::state::State) {
-        use std::collections::HashMap;
-        let label = |name: &str| {
-            if crate::dispatch::owner_app(name).is_some() {
-                APP_DESTINATIONS.to_owned()
-            } else {
-                name.to_owned()
-            }
-        };
-        let snapshot = state.snapshot.load();
-        let mut queues: HashMap<String, (usize, u64)> = snapshot
-            .destinations
-            .keys()
-            .map(|name| (label(name), (0, 0)))
-            .collect();
-        let now = crate::state::now_ms();
-        for queue in state.work.destination_depths(&snapshot) {
-            let (jobs, age_ms) = queues.entry(label(&queue.destination)).or_default();
-            *jobs += queue.jobs;
-            let age = queue
-                .head_due_since_ms
-                .map_or(0, |since| now.saturating_sub(since));
-            *age_ms = (*age_ms).max(age);
+impl Metrics {
+    /// Live data by kind, free space, and which pause is in force (counters kept by the
+    /// store: nothing is walked).
+    fn render_room(&self, store: &crate::store::Store) {
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        for (kind, count) in store.live_data().by_kind {
+            self.live_bytes
+                .get_or_create(&Kind { kind: kind.into() })
+                .set(as_i64(count.bytes));
         }
-        // Destinations removed since the last scrape lose their series.
-        self.destination_jobs.clear();
-        self.destination_due_age.clear();
-        for (destination, (jobs, age_ms)) in queues {
-            let labels = Destination { destination };
-            self.destination_jobs
+        let room = store.room();
+        self.free_bytes.set(as_i64(room.free_bytes.unwrap_or(0)));
+        let reason = store.refusal().map(|r| r.reason());
+        for name in ROOM_REASONS {
+            let labels = Reason {
+                reason: name.into(),
+            };
+            self.paused
                 .get_or_create(&labels)
-                .set(i64::try_from(jobs).unwrap_or(i64::MAX));
-            self.destination_due_age
-                .get_or_create(&labels)
-                .set(age_ms as f64 / 1000.0);
+                .set(i64::from(reason == Some(name)));
+        }
+    }
+}
+
+impl Metrics {
+    /// The hosts whose circuit is not closed (an operator's host by name, the apps' together).
+    fn render_circuits(&self, state: &crate::state::State) {
+        let snapshot = state.snapshot.load();
+        let operators: std::collections::HashSet<String> = snapshot
+            .destinations
+            .iter()
+            .filter(|(name, _)| crate::subscriptions::owner_app(name).is_none())
+            .map(|(_, d)| d.authority())
+            .collect();
+        self.circuit_open.clear();
+        for circuit in state.policies.circuits() {
+            let host = if operators.contains(&circuit.host) {
+                circuit.host
+            } else {
+                APP_DESTINATIONS.to_owned()
+            };
+            self.circuit_open.get_or_create(&Host { host }).set(1);
         }
     }
 }

@@ -10,7 +10,10 @@
 //! from the job id and the attempt number), so a receiver can tell attempts apart.
 //!
 //! Pure: no I/O, nothing stored here; the log spans are [`tracing`] spans with a `trace_id`
-//! field, so `--log-format json` lines can be grepped for it.
+//! field, so `--log-format json` lines can be grepped for it. The spans exported over OTLP,
+//! in the same trace, are made by `trace/stages.rs` ([`Stage`], [`ingest`], [`attempt`], ...).
+
+mod stages;
 
 use std::fmt;
 
@@ -19,6 +22,12 @@ use sha2::{Digest as _, Sha256};
 
 use crate::event::Event;
 use crate::store::Job;
+
+pub(crate) use stages::{DISCARD, next_ids, sampled, set_exporting};
+pub use stages::{
+    FanOut, Ingest, IngestAnswer, Stage, TARGET, attempt, enrich, exporting, fan_out, ingest,
+    odoo_call, plugin_call,
+};
 
 /// The W3C header, in lower case as stored and sent.
 pub const TRACEPARENT: &str = "traceparent";
@@ -196,15 +205,21 @@ pub fn of_job(job: &Job) -> TraceParent {
         .unwrap_or_else(|| started_for(job.event_id.as_bytes()))
 }
 
+/// The span id of attempt `attempt` (from 0) of `job`: sent in its `traceparent`, and the id
+/// of its exported span.
+fn attempt_span_id(job: &Job, attempt: u32) -> [u8; 8] {
+    derived(&[
+        b"odoo-gateway attempt\0",
+        job.id.as_bytes(),
+        &attempt.to_be_bytes(),
+    ])
+}
+
 /// Sets the attempt's `traceparent` in `headers`: the job's trace, with a span id for this
 /// attempt (`attempt` counts from 0).
 pub fn stamp_attempt(headers: &mut HeaderMap, job: &Job, attempt: u32) {
     let trace = TraceParent {
-        parent_id: derived(&[
-            b"odoo-gateway attempt\0",
-            job.id.as_bytes(),
-            &attempt.to_be_bytes(),
-        ]),
+        parent_id: attempt_span_id(job, attempt),
         ..of_job(job)
     };
     if let Ok(value) = HeaderValue::try_from(trace.header()) {
@@ -229,7 +244,7 @@ pub fn job_span(job: &Job) -> tracing::Span {
 
 /// Logs, in the event's span, that fan-out queued `jobs` jobs for it (at debug level: the
 /// span is not even made on ingest's path when that level is off).
-pub fn fanned_out(event: &Event, jobs: usize) {
+fn fanned_out(event: &Event, jobs: usize) {
     if !tracing::enabled!(tracing::Level::DEBUG) {
         return;
     }
@@ -251,6 +266,7 @@ mod tests {
             action: "write".into(),
             record_id: None,
             received_at_ms: 0,
+            seq: 0,
             payload: "{}".into(),
             headers,
         }
@@ -362,6 +378,7 @@ mod tests {
             due_ms: 0,
             last_error: None,
             member: None,
+            order: None,
         };
         let sent = |attempt| {
             let mut headers = HeaderMap::new();

@@ -115,6 +115,30 @@ pub async fn run_plugin(sub: &Arc<Subscription>, event: &Arc<Event>) -> Outcome 
 /// Runs the subscription's plugin here (after the payload filter): blocking, bounded by the
 /// plugin limits. The caller holds the plugin slot.
 pub fn call_plugin(sub: &Subscription, event: &Arc<Event>) -> Outcome {
+    let stage =
+        crate::trace::plugin_call(event, &sub.id, sub.plugin.as_ref().map(|p| p.short_hash()));
+    let _entered = stage.span().enter();
+    let outcome = call_plugin_here(sub, event);
+    let (name, failure) = match &outcome {
+        Outcome::Deliver(made) => {
+            stage.set(
+                "odoo_gateway.deliveries",
+                i64::try_from(made.len()).unwrap_or(i64::MAX),
+            );
+            ("deliver", None)
+        }
+        Outcome::RetryLater(why) => ("retry", Some(why)),
+        Outcome::GiveUp(why) => ("gave_up", Some(why)),
+    };
+    stage.set("odoo_gateway.outcome", name);
+    if let Some(why) = failure {
+        stage.set("odoo_gateway.error_code", why.code());
+        stage.fail(why.to_string());
+    }
+    outcome
+}
+
+fn call_plugin_here(sub: &Subscription, event: &Arc<Event>) -> Outcome {
     let Some(event) = filtered(sub, event) else {
         return Outcome::Deliver(Vec::new());
     };
@@ -194,6 +218,14 @@ fn base_job(event: &Event, sub: &Subscription, id: JobId, now_ms: u64) -> Job {
         due_ms: now_ms,
         last_error: None,
         member: None,
+        // Ordered delivery: the event's key and its acceptance order.
+        order: sub
+            .ordering
+            .as_ref()
+            .map(|template| crate::workplane::policy::Order {
+                key: template.key(event),
+                seq: event.seq,
+            }),
     }
 }
 

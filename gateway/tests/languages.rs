@@ -76,6 +76,7 @@ fn event(model: &str, payload: &str) -> Event {
         action: "confirmed".into(),
         record_id: Some(12),
         received_at_ms: 1_715_677_960_000,
+        seq: 0,
         payload: payload.into(),
         headers: Vec::new(),
     }

@@ -35,6 +35,7 @@ fn event(payload: &str) -> Event {
         action: "confirmed".into(),
         record_id: Some(42),
         received_at_ms: 1_700_000_000_000,
+        seq: 0,
         payload: payload.into(),
         headers: vec![("user-agent".into(), "python-requests/2.31".into())],
     }

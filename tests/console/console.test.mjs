@@ -27,6 +27,7 @@ function need(name) {
 
 const gateway = need('GATEWAY_URL');
 const token = need('ADMIN_TOKEN');
+const metricsToken = need('METRICS_TOKEN');
 const eventId = need('EVENT_ID');
 const deadLetter = need('DEAD_LETTER');
 const failing = need('FAILING_SUBSCRIPTION');
@@ -112,6 +113,12 @@ try {
     await shot('login');
   });
 
+  await step('a metrics token is refused with a clear message', async () => {
+    await page.getByLabel('Admin token').fill(metricsToken);
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.getByRole('alert').filter({ hasText: 'reads /metrics only' }).waitFor();
+  });
+
   await step('log in with the keyboard', async () => {
     await page.getByLabel('Admin token').focus();
     await page.keyboard.type(token);
@@ -129,6 +136,30 @@ try {
       'the healthy subscription is not listed as failing');
     const dead = page.locator('dl.stats > div').filter({ has: page.locator('dt', { hasText: /^Dead letters$/ }) });
     assert.equal(await dead.locator('dd').textContent(), '1');
+    // The last hour's charts, drawn from the samples the gateway keeps: one point a sample.
+    const charts = page.locator('figure[data-chart]');
+    assert.equal(await charts.count(), 3);
+    for (const [id, name, series] of [
+      ['chart-throughput', /Deliveries and failed attempts per second/, ['Delivered', 'Failed']],
+      ['chart-ingest', /Time to acknowledge an event/, ['Median', '99th percentile']],
+      ['chart-queue', /Jobs queued/, ['Queued']],
+    ]) {
+      const chart = page.locator(`figure[data-chart="${id}"]`);
+      // An image with a name and a description a screen reader reads out.
+      await chart.getByRole('img', { name }).waitFor();
+      const points = await chart.locator('svg.plot [data-point]').count();
+      assert.ok(points >= 3, `${id}: ${points} points`);
+      // Each series is told by its label and shape, its latest value written out.
+      for (const label of series) {
+        await chart.locator('ul.legend li').filter({ hasText: `${label}:` }).waitFor();
+      }
+    }
+    const delivered = await page.locator('figure[data-chart="chart-throughput"] [data-series="deliveries_per_sec"] [data-point]').count();
+    assert.ok(delivered >= 3, `${delivered} delivery samples`);
+    const ingest = page.locator('figure[data-chart="chart-ingest"]');
+    assert.ok(await ingest.locator('[data-series="ingest_p50_ms"] [data-point]').count() >= 3, 'ingest medians');
+    assert.ok(await ingest.locator('[data-series="ingest_p99_ms"] polyline[stroke-dasharray]').count() >= 1,
+      'the 99th percentile is dashed, not only coloured');
     await shot('overview');
   });
 
@@ -217,12 +248,14 @@ try {
 
   await step('every admin call carried the token; the page reported no problem', async () => {
     assert.ok(adminCalls.length > 10, `only ${adminCalls.length} admin calls`);
-    // The one refused login aside, every call sent the right token.
+    // The two refused logins aside, every call sent the right token.
     const wrong = adminCalls.filter((c) => c.auth !== `Bearer ${token}`);
-    assert.equal(wrong.length, 1, JSON.stringify(wrong));
+    assert.equal(wrong.length, 2, JSON.stringify(wrong));
     assert.equal(wrong[0].auth, 'Bearer not-the-token-at-all');
-    // The refused login's 401 (and the browser's note of it) aside, nothing went wrong.
-    const unexpected = problems.filter((p) => !p.includes('401'));
+    assert.equal(wrong[1].auth, `Bearer ${metricsToken}`);
+    // The refused logins' 401 and 403 (and the browser's notes of them) aside, nothing went
+    // wrong.
+    const unexpected = problems.filter((p) => !p.includes('401') && !p.includes('403'));
     assert.deepEqual(unexpected, []);
     assert.ok(problems.some((p) => p.startsWith('401 from') && p.endsWith('/admin/status')), problems.join('\n'));
   });

@@ -3,6 +3,7 @@
 //! ([`nats`]), and a tiny HTTP client.
 
 pub mod fake_odoo;
+pub mod harness;
 pub mod load;
 pub mod nats;
 
@@ -102,14 +103,34 @@ impl TestGateway {
 
     /// Starts a gateway on a configuration source (a file, for reload tests).
     pub async fn start_with(source: odoo_gateway::reload::ConfigSource) -> anyhow::Result<Self> {
+        // Ready, not just alive: while it starts the port answers `503 starting`.
+        Self::start_until(source, |ready| ready.status == 200).await
+    }
+
+    /// Starts a gateway and returns once its real server answers, ready or not: one that
+    /// starts with ingest paused (a full disk) answers `/readyz` with `503 not_ready`.
+    pub async fn start_serving(source: odoo_gateway::reload::ConfigSource) -> anyhow::Result<Self> {
+        Self::start_until(source, |ready| {
+            ready.status == 200
+                || serde_json::from_slice::<serde_json::Value>(&ready.body)
+                    .is_ok_and(|body| body["status"] == "not_ready")
+        })
+        .await
+    }
+
+    async fn start_until(
+        source: odoo_gateway::reload::ConfigSource,
+        up: impl Fn(&Reply) -> bool,
+    ) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let task = tokio::spawn(async move { odoo_gateway::run(source, listener, token).await });
         let client = HttpClient::new();
-        // Up to 20 s: on a JetStream cluster, creating the streams and buckets takes a while.
-        for _ in 0..800 {
+        // Up to a minute: on a JetStream cluster creating the streams and buckets takes a
+        // while, and compiling a JavaScript or Python plugin takes seconds on a busy machine.
+        for _ in 0..2400 {
             if task.is_finished() {
                 return match task.await {
                     Ok(Err(e)) => Err(e),
@@ -118,9 +139,8 @@ impl TestGateway {
                     )),
                 };
             }
-            // Ready, not just alive: while it starts the port answers `503 starting`.
             let ready = client.get(&format!("http://{addr}/readyz")).await;
-            if ready.is_ok_and(|r| r.status == 200) {
+            if ready.is_ok_and(|r| up(&r)) {
                 return Ok(Self {
                     addr,
                     shutdown,

@@ -27,6 +27,16 @@ pub fn rich_body(n: usize) -> Vec<u8> {
         .into_bytes()
 }
 
+/// The `n`th of a load whose events are about `records` orders: the body of the order `n %
+/// records`, told apart by its name (so no two events are one).
+pub fn record_body(n: usize, records: usize) -> Vec<u8> {
+    let id = n % records;
+    format!(
+        r#"{{"_action": "SO confirmed(#57)", "_id": {id}, "_model": "sale.order", "amount_total": 1150.0, "id": {id}, "name": "S{n:07}", "partner_id": 9, "state": "sale"}}"#
+    )
+    .into_bytes()
+}
+
 /// The `p` quantile of sorted latencies.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
@@ -41,7 +51,7 @@ pub async fn blast(url: &str, first: usize, count: usize, expect: u16) -> Vec<Du
     blast_bodies(url, first, count, expect, body).await
 }
 
-/// [`blast`] with the bodies `make` writes.
+/// [`blast`] with the bodies `make` gives.
 pub async fn blast_bodies(
     url: &str,
     first: usize,

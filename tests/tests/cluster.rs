@@ -753,6 +753,9 @@ async fn while_nats_is_down_ingest_refuses_clearly_and_everything_accepted_is_de
         "{:?}",
         ready.body
     );
+    // What the alert rules read (`docs/prometheus-alerts.yml`).
+    assert_eq!(gauge(&b, "odoo_gateway_nats_connected").await, Some(0.0));
+    assert_eq!(gauge(&b, "odoo_gateway_ready").await, Some(0.0));
 
     server.restart().expect("nats-server restarts");
     let ready = within(WAIT, || async {
@@ -763,6 +766,7 @@ async fn while_nats_is_down_ingest_refuses_clearly_and_everything_accepted_is_de
     })
     .await;
     assert!(ready.is_some(), "ready again once NATS is back");
+    assert_eq!(gauge(&b, "odoo_gateway_nats_connected").await, Some(1.0));
     let created = within(WAIT, || async { subscribe("after").await.status == 201 }).await;
     assert!(created.is_some(), "A writes again once NATS is back");
     let followed = within(WAIT, || async {
@@ -786,6 +790,26 @@ async fn while_nats_is_down_ingest_refuses_clearly_and_everything_accepted_is_de
             .map(|r| r.path.clone())
             .collect::<Vec<_>>()
     );
+}
+
+/// The value of the unlabelled gauge `name` in `gw`'s `/metrics`.
+async fn gauge(gw: &TestGateway, name: &str) -> Option<f64> {
+    let reply = send(
+        gw,
+        "GET",
+        "/metrics",
+        &format!("Bearer {ADMIN}"),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    String::from_utf8_lossy(&reply.body)
+        .lines()
+        .find_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let rest = rest.strip_prefix("{}").unwrap_or(rest);
+            rest.strip_prefix(' ')?.parse().ok()
+        })
 }
 
 #[tokio::test]
@@ -1052,6 +1076,121 @@ mode = "ok"
     assert!(reason.starts_with("plugin_output_too_large: "), "{letters}");
     assert!(receiver.received().is_empty(), "nothing delivered");
     gw.stop().await.expect("stop");
+}
+
+/// A field-filtered subscription writes its body into its job: with its event, that job can be
+/// larger than a NATS message though the event itself was accepted. It is dead-lettered with
+/// the reason, and the event's other jobs are delivered (before, the fan-out handed the event
+/// back every second, forever, and nothing of it was delivered).
+#[tokio::test]
+async fn a_job_too_large_for_the_queue_is_dead_lettered_and_its_event_still_fans_out() {
+    let server = NatsServer::start().expect("nats-server");
+    let engine = nats(&server, "toolarge");
+    let receiver = inbox().await;
+    let config = format!(
+        r#"{base}
+[[destinations]]
+name = "all"
+url = "{all}"
+[[destinations]]
+name = "notes"
+url = "{notes}"
+[[subscriptions]]
+id = "all"
+events = ["res.partner.*"]
+destinations = ["all"]
+[[subscriptions]]
+id = "notes"
+events = ["res.partner.*"]
+destinations = ["notes"]
+filter = {{ fields = ["note"] }}
+"#,
+        base = config(&engine),
+        all = receiver.url("/all"),
+        notes = receiver.url("/notes"),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = TestGateway::start(&config, dir.path())
+        .await
+        .expect("gateway starts");
+    // 600 KB: the event fits in a message; the event with the filtered copy of its note does
+    // not.
+    let big = "x".repeat(600 * 1024);
+    let envelope = json!({"model": "res.partner", "action": "write", "record_id": 1, "payload": {"note": big}});
+    let url = gw.url(&format!("/v1/events/odoo/{SOURCE_TOKEN}"));
+    let reply = HttpClient::new()
+        .post_json(&url, envelope.to_string().as_bytes())
+        .await
+        .expect("ingest");
+    assert_eq!(reply.status, 202, "{:?}", reply.body);
+    let delivered = receiver
+        .wait_for(1, WAIT)
+        .await
+        .expect("the plain delivery");
+    assert_eq!(delivered[0].path, "/all");
+    let letter = within(WAIT, || async {
+        let letters = admin(&gw, "GET", "/admin/dead-letters", None).await.json();
+        letters["dead_letters"]
+            .as_array()
+            .is_some_and(|l| !l.is_empty())
+    })
+    .await;
+    assert!(letter.is_some(), "dead-lettered");
+    let letters = admin(&gw, "GET", "/admin/dead-letters", None).await.json();
+    let reason = letters["dead_letters"][0]["reason"].as_str().unwrap_or("");
+    assert!(reason.starts_with("too_large: "), "{letters}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.received().len(), 1, "the plain delivery, once");
+    gw.stop().await.expect("stop");
+}
+
+/// An instance whose configuration file was broken on disk (an operator's edit in progress)
+/// still takes the changes other instances make to the shared control plane, over its last good
+/// file: before, every rebuild failed, its snapshot stayed behind, and its fan-out handed every
+/// event back.
+#[tokio::test]
+async fn an_instance_with_a_broken_file_still_takes_shared_changes_and_fans_out() {
+    let server = NatsServer::start().expect("nats-server");
+    let engine = nats(&server, "broken");
+    let (a, _da) = instance(&engine).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("gateway.toml");
+    let text = config(&engine);
+    std::fs::write(&path, &text).expect("write config");
+    let b = TestGateway::start_with(odoo_gateway::reload::ConfigSource::File(path.clone()))
+        .await
+        .expect("gateway B");
+    std::fs::write(
+        &path,
+        format!("{text}\n[[destinations]]\nname = \"half-written\"\n"),
+    )
+    .expect("break B's file");
+    // B's watcher sees the change and refuses it; the running configuration stays.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    let erp = register(&a, "erp").await;
+    let on_a = token(&a, &erp).await;
+    let receiver = inbox().await;
+    let created = create_orders(&a, &on_a, &receiver, "/orders").await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    assert!(
+        within(WAIT, || async {
+            listed(&b, "app.erp.orders").await.is_some()
+        })
+        .await
+        .is_some(),
+        "B serves the subscription made on A"
+    );
+    // Only B fans out from now on.
+    a.stop().await.expect("stop A");
+    for n in 0..5 {
+        post_order(&b, &format!("b{n}")).await;
+    }
+    receiver
+        .wait_for(5, WAIT)
+        .await
+        .expect("every event B accepted reaches the subscription");
+    b.stop().await.expect("stop B");
 }
 
 /// What the configuration says is what runs: streams and consumers made under other settings

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use odoo_gateway::cli::inbox::{Inbox, InboxOptions, Received};
 use odoo_gateway::config::nats::DEFAULT_LEASE as LEASE;
 use odoo_gateway_tests::HttpClient;
+use odoo_gateway_tests::harness::free_port;
 use odoo_gateway_tests::nats::{Engine, NatsCluster, NatsServer};
 
 const TOKEN: &str = "faults-token-0123456789";
@@ -261,14 +262,6 @@ fn logs(instances: &[Process], except: Option<usize>) -> String {
         .map(|(i, p)| format!("--- instance {i}:\n{}", p.log_tail()))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 /// The clients of a load: events numbered from 0, each a distinct Odoo order (so no two are

@@ -14,14 +14,19 @@ use odoo_gateway_tests::{HttpClient, TestGateway, fixture, plugin, verifying_inb
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const TOKEN: &str = "console-token-0123456789";
 const ADMIN: &str = "console-admin-token-0123456789";
+const SCRAPER: &str = "console-metrics-token-0123456789";
 
 fn config(good: &Inbox, bad: &Inbox) -> String {
     format!(
         r#"
 [server]
 admin_token = "{ADMIN}"
+metrics_token = "{SCRAPER}"
 [storage]
 path = "data"
+# Short chart samples, so that the overview's charts have a history by the time it is shown.
+[telemetry]
+chart_interval = "1s"
 [delivery]
 retries = 0
 flag_after_failures = 1
@@ -52,8 +57,12 @@ events = ["sale.order.*"]
 destinations = ["inbox"]
 [[subscriptions]]
 id = "erp-sync"
-events = ["*"]
+events = ["sale.order.*"]
 destinations = ["broken"]
+[[subscriptions]]
+id = "partners"
+events = ["res.partner.*"]
+destinations = ["inbox"]
 [[subscriptions]]
 id = "shipping"
 events = ["sale.order.confirmed"]
@@ -81,7 +90,24 @@ async fn an_operator_works_the_console_in_a_real_browser() {
     let gw = TestGateway::start(&config(&good, &bad), dir.path())
         .await
         .expect("gateway");
-    let reply = HttpClient::new()
+    // A few seconds of partner updates first: the charts' history (one sample a second).
+    let client = HttpClient::new();
+    for n in 0..8 {
+        let partner = format!(r#"{{"_model": "res.partner", "id": {n}, "name": "Partner {n}"}}"#);
+        let reply = client
+            .post_json(
+                &gw.url(&format!("/v1/odoo/odoo/{TOKEN}")),
+                partner.as_bytes(),
+            )
+            .await
+            .expect("post");
+        assert_eq!(reply.status, 202);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    good.wait_for(8, Duration::from_secs(30))
+        .await
+        .expect("partners delivered");
+    let reply = client
         .post_json(
             &gw.url(&format!("/v1/odoo/odoo/{TOKEN}?event=confirmed")),
             &fixture("rich/sale.order.confirmed.json"),
@@ -90,8 +116,8 @@ async fn an_operator_works_the_console_in_a_real_browser() {
         .expect("post");
     assert_eq!(reply.status, 202);
     let event_id = reply.json()["id"].as_str().expect("id").to_owned();
-    // `orders` once, `shipping` split in two: three deliveries to the healthy receiver.
-    good.wait_for(3, Duration::from_secs(30))
+    // `orders` once, `shipping` split in two: three more deliveries to the healthy receiver.
+    good.wait_for(11, Duration::from_secs(30))
         .await
         .expect("delivered");
     let letters = gw.wait_dead_letters(ADMIN, Duration::from_secs(20)).await;
@@ -105,6 +131,7 @@ async fn an_operator_works_the_console_in_a_real_browser() {
         .current_dir(&script)
         .env("GATEWAY_URL", gw.url(""))
         .env("ADMIN_TOKEN", ADMIN)
+        .env("METRICS_TOKEN", SCRAPER)
         .env("EVENT_ID", &event_id)
         .env("DEAD_LETTER", &dead_letter)
         .env("FAILING_SUBSCRIPTION", "erp-sync")

@@ -1,5 +1,6 @@
 //! Crash safety: kill -9 the real gateway process while it ingests and delivers thousands of
-//! events, restart it, and check that every acknowledged event is delivered at least once.
+//! events, restart it, and check that every acknowledged event is delivered at least once, on
+//! both engines of the work plane.
 
 use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
@@ -7,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use odoo_gateway::cli::inbox::{Inbox, InboxOptions};
-use odoo_gateway_tests::HttpClient;
+use odoo_gateway_tests::harness::{Config, Engine, free_port};
+use odoo_gateway_tests::{HttpClient, on_both_engines};
 
 const TOKEN: &str = "crash-token-0123456789";
 const EVENTS_BEFORE_KILL: usize = 1500;
@@ -51,14 +53,6 @@ impl Gateway {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 /// Posts events `range` with `concurrency` workers; returns the acknowledged event ids.
 /// Stops quietly when the gateway goes away (the kill).
 async fn produce(port: u16, range: std::ops::Range<usize>, acked: Arc<Mutex<Vec<String>>>) {
@@ -88,41 +82,31 @@ async fn produce(port: u16, range: std::ops::Range<usize>, acked: Arc<Mutex<Vec<
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_loses_no_acknowledged_event() {
+on_both_engines!(
+    kill_9_loses_no_acknowledged_event_on_sled,
+    kill_9_loses_no_acknowledged_event_on_nats,
+    kill_9_loses_no_acknowledged_event
+);
+
+async fn kill_9_loses_no_acknowledged_event(engine: &Engine<'_>) {
     let inbox = Inbox::start_local(InboxOptions::default())
         .await
         .expect("inbox");
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[storage]
-path = "data"
-[delivery]
-retries = 50
-[delivery.backoff]
-schedule = ["100ms"]
-[delivery.client.ssrf]
-allow = ["127.0.0.0/8"]
-[[sources]]
-name = "odoo"
-tokens = ["{TOKEN}"]
-[[destinations]]
-name = "receiver"
-url = "{url}"
-secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
-[[subscriptions]]
-id = "all"
-events = ["*"]
-destinations = ["receiver"]
-"#,
-            url = inbox.url("/hook")
-        ),
-    )
-    .expect("write config");
+    let text = Config::on(engine)
+        .delivery("retries = 50")
+        .backoff(&["100ms"])
+        .source("odoo", TOKEN, "")
+        .destination(
+            "receiver",
+            inbox.url("/hook"),
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "",
+        )
+        .subscription("all", &["*"], &["receiver"], "")
+        .toml();
+    std::fs::write(&config, text).expect("write config");
 
     let port = free_port();
     let mut gateway = Gateway::start(&config, port).await;

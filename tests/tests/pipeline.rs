@@ -1,11 +1,13 @@
 //! End to end over real sockets: Odoo fixtures in, signed deliveries out, with retries,
-//! timeouts, dead letters, replays, deduplication and plugin errors.
+//! timeouts, dead letters, replays, deduplication and plugin errors; every scenario on both
+//! engines of the work plane.
 
 use std::time::Duration;
 
 use odoo_gateway::cli::inbox::{Inbox, InboxOptions};
 use odoo_gateway::signing::SigningSecret;
-use odoo_gateway_tests::{HttpClient, TestGateway, fixture, fixtures, plugin};
+use odoo_gateway_tests::harness::{Config, Engine};
+use odoo_gateway_tests::{HttpClient, TestGateway, fixture, fixtures, on_both_engines, plugin};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const TOKEN: &str = "test-token-0123456789";
@@ -19,8 +21,14 @@ struct Setup {
     _dir: tempfile::TempDir,
 }
 
-/// A gateway with one source, one destination (the inbox) and the given subscriptions.
-async fn setup(subscriptions: &str, delivery: &str, inbox: InboxOptions) -> Setup {
+/// A gateway on `engine` with one source, three destinations (paths of the inbox), the given
+/// `[delivery]` line and subscriptions.
+async fn setup(
+    engine: &Engine<'_>,
+    subscriptions: &str,
+    delivery: &str,
+    inbox: InboxOptions,
+) -> Setup {
     let inbox = Inbox::start_local(InboxOptions {
         secrets: vec![SECRET.parse().expect("secret")],
         ..inbox
@@ -28,43 +36,21 @@ async fn setup(subscriptions: &str, delivery: &str, inbox: InboxOptions) -> Setu
     .await
     .expect("inbox");
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = format!(
-        r#"
-[server]
-admin_token = "{ADMIN}"
-max_body_bytes = 65536
-[storage]
-path = "data"
-[delivery]
-{delivery}
-[delivery.backoff]
-schedule = ["50ms"]
-jitter = 0.0
-[delivery.client.ssrf]
-allow = ["127.0.0.0/8"]
-[[sources]]
-name = "odoo"
-tokens = ["{TOKEN}"]
-[sources.actions]
-"SO confirmed" = "confirmed"
-[[destinations]]
-name = "inbox"
-url = "{url}"
-secrets = ["{SECRET}"]
-[[destinations]]
-name = "fastfreight"
-url = "{url_ff}"
-secrets = ["{SECRET}"]
-[[destinations]]
-name = "parcelpost"
-url = "{url_pp}"
-secrets = ["{SECRET}"]
-{subscriptions}
-"#,
-        url = inbox.url("/inbox"),
-        url_ff = inbox.url("/fastfreight"),
-        url_pp = inbox.url("/parcelpost"),
-    );
+    let config = Config::on(engine)
+        .server(&format!("admin_token = \"{ADMIN}\""))
+        .server("max_body_bytes = 65536")
+        .delivery(delivery)
+        .backoff(&["50ms"])
+        .source(
+            "odoo",
+            TOKEN,
+            "[sources.actions]\n\"SO confirmed\" = \"confirmed\"",
+        )
+        .destination("inbox", inbox.url("/inbox"), SECRET, "")
+        .destination("fastfreight", inbox.url("/fastfreight"), SECRET, "")
+        .destination("parcelpost", inbox.url("/parcelpost"), SECRET, "")
+        .raw(subscriptions)
+        .toml();
     let gateway = TestGateway::start(&config, dir.path())
         .await
         .expect("gateway starts");
@@ -125,9 +111,14 @@ impl Setup {
     }
 }
 
-#[tokio::test]
-async fn every_native_fixture_arrives_signed_with_its_payload() {
-    let s = setup(EVERYTHING, "", InboxOptions::default()).await;
+on_both_engines!(
+    every_native_fixture_arrives_signed_with_its_payload_on_sled,
+    every_native_fixture_arrives_signed_with_its_payload_on_nats,
+    every_native_fixture_arrives_signed_with_its_payload
+);
+
+async fn every_native_fixture_arrives_signed_with_its_payload(engine: &Engine<'_>) {
+    let s = setup(engine, EVERYTHING, "", InboxOptions::default()).await;
     let corpus = fixtures("native");
     let mut ids = Vec::new();
     for (name, body) in &corpus {
@@ -168,9 +159,15 @@ async fn every_native_fixture_arrives_signed_with_its_payload() {
     s.gateway.stop().await.expect("clean stop");
 }
 
-#[tokio::test]
-async fn a_failing_receiver_is_retried_until_it_recovers() {
+on_both_engines!(
+    a_failing_receiver_is_retried_until_it_recovers_on_sled,
+    a_failing_receiver_is_retried_until_it_recovers_on_nats,
+    a_failing_receiver_is_retried_until_it_recovers
+);
+
+async fn a_failing_receiver_is_retried_until_it_recovers(engine: &Engine<'_>) {
     let s = setup(
+        engine,
         EVERYTHING,
         "retries = 5",
         InboxOptions {
@@ -214,8 +211,13 @@ async fn a_failing_receiver_is_retried_until_it_recovers() {
     assert_eq!(s.inbox.received().len(), 3, "no delivery after the success");
 }
 
-#[tokio::test]
-async fn a_hanging_receiver_times_out_and_is_dead_lettered_then_replayed() {
+on_both_engines!(
+    a_hanging_receiver_times_out_and_is_dead_lettered_then_replayed_on_sled,
+    a_hanging_receiver_times_out_and_is_dead_lettered_then_replayed_on_nats,
+    a_hanging_receiver_times_out_and_is_dead_lettered_then_replayed
+);
+
+async fn a_hanging_receiver_times_out_and_is_dead_lettered_then_replayed(engine: &Engine<'_>) {
     let subs = r#"
 [[subscriptions]]
 id = "slow"
@@ -224,7 +226,7 @@ destinations = ["inbox"]
 timeout = "200ms"
 retries = 1
 "#;
-    let s = setup(subs, "", InboxOptions::default()).await;
+    let s = setup(engine, subs, "", InboxOptions::default()).await;
     s.inbox.set_hang(true);
     let started = std::time::Instant::now();
     assert_eq!(
@@ -252,9 +254,17 @@ retries = 1
     assert!(s.wait_dead_letters(0).await.is_empty());
 }
 
-#[tokio::test]
-async fn a_receiver_that_keeps_failing_is_dead_lettered_after_the_configured_retries() {
+on_both_engines!(
+    a_receiver_that_keeps_failing_is_dead_lettered_after_the_configured_retries_on_sled,
+    a_receiver_that_keeps_failing_is_dead_lettered_after_the_configured_retries_on_nats,
+    a_receiver_that_keeps_failing_is_dead_lettered_after_the_configured_retries
+);
+
+async fn a_receiver_that_keeps_failing_is_dead_lettered_after_the_configured_retries(
+    engine: &Engine<'_>,
+) {
     let s = setup(
+        engine,
         EVERYTHING,
         "retries = 2",
         InboxOptions {
@@ -276,9 +286,14 @@ async fn a_receiver_that_keeps_failing_is_dead_lettered_after_the_configured_ret
     assert_eq!(s.inbox.received().len(), 3);
 }
 
-#[tokio::test]
-async fn the_same_event_twice_is_acknowledged_twice_and_delivered_once() {
-    let s = setup(EVERYTHING, "", InboxOptions::default()).await;
+on_both_engines!(
+    the_same_event_twice_is_acknowledged_twice_and_delivered_once_on_sled,
+    the_same_event_twice_is_acknowledged_twice_and_delivered_once_on_nats,
+    the_same_event_twice_is_acknowledged_twice_and_delivered_once
+);
+
+async fn the_same_event_twice_is_acknowledged_twice_and_delivered_once(engine: &Engine<'_>) {
+    let s = setup(engine, EVERYTHING, "", InboxOptions::default()).await;
     let body = fixture("native/product.template.price_changed.json");
     let first = s.post_native(&body, "").await.json();
     let second = s.post_native(&body, "").await.json();
@@ -309,8 +324,13 @@ async fn the_same_event_twice_is_acknowledged_twice_and_delivered_once() {
     assert_eq!(s.inbox.received().len(), 2);
 }
 
-#[tokio::test]
-async fn xml_in_and_xml_out() {
+on_both_engines!(
+    xml_in_and_xml_out_on_sled,
+    xml_in_and_xml_out_on_nats,
+    xml_in_and_xml_out
+);
+
+async fn xml_in_and_xml_out(engine: &Engine<'_>) {
     let subs = r#"
 [[subscriptions]]
 id = "xml"
@@ -318,7 +338,7 @@ events = ["res.partner.*"]
 destinations = ["inbox"]
 format = "xml"
 "#;
-    let s = setup(subs, "", InboxOptions::default()).await;
+    let s = setup(engine, subs, "", InboxOptions::default()).await;
     let xml = r#"<?xml version="1.0"?><event model="res.partner" action="write" record-id="9"><payload><id type="int">9</id><name>Déco Addict</name><vat type="bool">false</vat></payload></event>"#;
     let url = s.gateway.url("/v1/events/odoo");
     let auth = format!("Bearer {TOKEN}");
@@ -346,8 +366,13 @@ format = "xml"
     );
 }
 
-#[tokio::test]
-async fn plugins_route_filter_and_their_errors_are_honoured() {
+on_both_engines!(
+    plugins_route_filter_and_their_errors_are_honoured_on_sled,
+    plugins_route_filter_and_their_errors_are_honoured_on_nats,
+    plugins_route_filter_and_their_errors_are_honoured
+);
+
+async fn plugins_route_filter_and_their_errors_are_honoured(engine: &Engine<'_>) {
     let subs = format!(
         r#"
 [[subscriptions]]
@@ -377,7 +402,7 @@ mode = "retry"
         router = plugin("shipper_router").display(),
         hostile = plugin("hostile_plugin").display(),
     );
-    let s = setup(&subs, "", InboxOptions::default()).await;
+    let s = setup(engine, &subs, "", InboxOptions::default()).await;
     let url = s.gateway.url(&format!("/v1/odoo/odoo/{TOKEN}"));
     let reply = s
         .client
@@ -426,9 +451,14 @@ mode = "retry"
     assert_eq!(s.inbox.received().len(), 2, "nothing else was delivered");
 }
 
-#[tokio::test]
-async fn rotation_signs_with_old_and_new_secrets() {
-    let s = setup(EVERYTHING, "", InboxOptions::default()).await;
+on_both_engines!(
+    rotation_signs_with_old_and_new_secrets_on_sled,
+    rotation_signs_with_old_and_new_secrets_on_nats,
+    rotation_signs_with_old_and_new_secrets
+);
+
+async fn rotation_signs_with_old_and_new_secrets(engine: &Engine<'_>) {
+    let s = setup(engine, EVERYTHING, "", InboxOptions::default()).await;
     let old: SigningSecret = SECRET.parse().expect("secret");
     assert!(!old.expose_whsec().is_empty());
     assert_eq!(

@@ -268,7 +268,8 @@ mode = "ok"
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(inbox.received().is_empty(), "still order-filter");
 
-    // A working replacement: active within 2 s of the write.
+    // A working replacement is taken (the watcher looks every 200 ms; compiling the new plugin
+    // takes what it takes on a busy machine: the bound is generous, not a timing).
     let written = Instant::now();
     replace(
         &wasm,
@@ -280,8 +281,8 @@ mode = "ok"
             break;
         }
         assert!(
-            written.elapsed() < Duration::from_secs(2),
-            "not reloaded within 2 s: {status}"
+            written.elapsed() < Duration::from_secs(30),
+            "not reloaded: {status}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -1,13 +1,15 @@
 //! One trace per event: the receiver sees the event's trace id in `traceparent` on every
 //! attempt, the JSON log lines of its fan-out and attempts carry it, the admin API shows it,
-//! and an incoming `traceparent` is continued. The real binary, its stderr to a pipe.
+//! and an incoming `traceparent` is continued. The real binary, its stderr to a pipe, on both
+//! engines of the work plane.
 
 use std::io::Read as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use odoo_gateway::cli::inbox::{Inbox, InboxOptions};
-use odoo_gateway_tests::{HttpClient, fixture};
+use odoo_gateway_tests::harness::Engine;
+use odoo_gateway_tests::{HttpClient, fixture, on_both_engines};
 
 const TOKEN: &str = "trace-token-0123456789";
 const ADMIN: &str = "admin-token-0123456789";
@@ -25,7 +27,7 @@ impl Gateway {
     /// The real binary with JSON logs at debug level for the gateway, delivering every event
     /// to `inbox` with one retry after 50 ms, and orders through the `order-filter` plugin to
     /// `side`.
-    async fn start(inbox: &Inbox, side: &Inbox) -> Self {
+    async fn start(engine: &Engine<'_>, inbox: &Inbox, side: &Inbox) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("gateway.toml");
         std::fs::write(
@@ -34,8 +36,7 @@ impl Gateway {
                 r#"
 [server]
 admin_token = "{ADMIN}"
-[storage]
-path = "data"
+{storage}
 [delivery]
 retries = 1
 [delivery.backoff]
@@ -65,6 +66,7 @@ plugin = "{plugin}"
 min_amount_total = "1000"
 states = "sale"
 "#,
+                storage = engine.storage_toml("data"),
                 url = inbox.url("/inbox"),
                 side = side.url("/side"),
                 plugin = odoo_gateway_tests::plugin("order_filter").display(),
@@ -182,8 +184,15 @@ fn messages_with(logs: &[serde_json::Value], trace_id: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn every_attempt_of_an_event_carries_its_trace_in_the_header_and_the_logs() {
+on_both_engines!(
+    every_attempt_of_an_event_carries_its_trace_in_the_header_and_the_logs_on_sled,
+    every_attempt_of_an_event_carries_its_trace_in_the_header_and_the_logs_on_nats,
+    every_attempt_of_an_event_carries_its_trace_in_the_header_and_the_logs
+);
+
+async fn every_attempt_of_an_event_carries_its_trace_in_the_header_and_the_logs(
+    engine: &Engine<'_>,
+) {
     let inbox = Inbox::start_local(InboxOptions {
         fail_first: 1,
         ..InboxOptions::default()
@@ -193,7 +202,7 @@ async fn every_attempt_of_an_event_carries_its_trace_in_the_header_and_the_logs(
     let side = Inbox::start_local(InboxOptions::default())
         .await
         .expect("inbox");
-    let gw = Gateway::start(&inbox, &side).await;
+    let gw = Gateway::start(engine, &inbox, &side).await;
     let client = HttpClient::new();
     let event = post(&client, &gw, 1, &[]).await;
     let received = inbox
@@ -253,15 +262,20 @@ async fn every_attempt_of_an_event_carries_its_trace_in_the_header_and_the_logs(
     );
 }
 
-#[tokio::test]
-async fn an_incoming_traceparent_is_continued_and_an_invalid_one_ignored() {
+on_both_engines!(
+    an_incoming_traceparent_is_continued_and_an_invalid_one_ignored_on_sled,
+    an_incoming_traceparent_is_continued_and_an_invalid_one_ignored_on_nats,
+    an_incoming_traceparent_is_continued_and_an_invalid_one_ignored
+);
+
+async fn an_incoming_traceparent_is_continued_and_an_invalid_one_ignored(engine: &Engine<'_>) {
     let inbox = Inbox::start_local(InboxOptions::default())
         .await
         .expect("inbox");
     let side = Inbox::start_local(InboxOptions::default())
         .await
         .expect("inbox");
-    let gw = Gateway::start(&inbox, &side).await;
+    let gw = Gateway::start(engine, &inbox, &side).await;
     let client = HttpClient::new();
     let state = "congo=t61rcWkgMzE";
     let continued = post(

@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 
 use crate::config::{Snapshot, Subscription};
 use crate::http_error::{ApiError, Body, json as answer};
-use crate::state::{State, now_ms};
+use crate::state::State;
+use crate::time::now_ms;
 use crate::transform::{self, Outcome};
 
 /// Largest dry-run request body.
@@ -116,15 +117,12 @@ pub(super) async fn dry_run(
     let event = Arc::new(event);
     let matches = transform::wants(sub, &event, &event.event_type());
 
-    // One of the subscription's plugin slots, as a queued plugin call would hold.
-    let _slot = state.plugin_limits.acquire(&sub.id).await;
-    let (runner, input) = (sub.clone(), event.clone());
+    // Through the one plugin-call path (enrichment included), in one of the subscription's
+    // plugin slots as a queued call would.
     let started = std::time::Instant::now();
-    let outcome = state
-        .plugin_threads
-        .run(move || transform::call_plugin(&runner, &input))
+    let outcome = crate::workplane::runner::calls::call_one(state, snapshot, sub, event.clone())
         .await
-        .map_err(|e| ApiError::internal("the dry-run's plugin call failed", &e))?;
+        .outcome;
     let took_ms = started.elapsed().as_secs_f64() * 1e3;
 
     let (result, deliveries, refused, error) = match outcome {

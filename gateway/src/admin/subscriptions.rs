@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::config::Snapshot;
 use crate::http_error::{ApiError, Body, json as answer};
-use crate::state::{State, now_ms};
+use crate::state::State;
 
 /// How many of a subscription's newest jobs `GET /admin/deliveries` looks through.
 const SCAN_JOBS: usize = 1000;
@@ -34,7 +34,7 @@ pub(super) fn list(state: &State, snapshot: &Snapshot) -> http::Response<Body> {
             let health = state.health.of(&sub.id);
             json!({
                 "id": sub.id,
-                "app": crate::dispatch::owner_app(&sub.id),
+                "app": crate::subscriptions::owner_app(&sub.id),
                 "events": sub.patterns.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "destinations": sub.destinations,
                 "plugin": sub.plugin_name,
@@ -73,7 +73,7 @@ pub(super) fn enable(
 ) -> Result<http::Response<Body>, ApiError> {
     known(snapshot, id)?;
     let was_paused = state.health.enable(id);
-    let resumed = state.scheduler.unpark(now_ms(), |sub| sub == id);
+    let resumed = state.work.resume(&[id]);
     Ok(answer(
         StatusCode::OK,
         &json!({ "id": id, "enabled": true, "was_paused": was_paused, "resumed_jobs": resumed }),

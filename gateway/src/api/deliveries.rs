@@ -17,9 +17,9 @@ use super::subscriptions::find;
 use super::{Call, internal};
 use crate::event::Event;
 use crate::http_error::{ApiError, Body, json};
-use crate::state::now_ms;
 use crate::store::{DeadLetter, DedupKey};
 use crate::subscriptions::EventPattern;
+use crate::time::now_ms;
 use crate::transform::ONLY_SUBSCRIPTION_HEADER;
 
 /// The source name of test events.
@@ -38,6 +38,7 @@ pub(super) async fn send_test(call: &Call<'_>, id: &str) -> Result<Response<Body
         action: action.to_owned(),
         record_id: None,
         received_at_ms: now_ms(),
+        seq: crate::time::sequence(),
         payload: json!({ "test": true, "subscription": id }).to_string(),
         headers: vec![(ONLY_SUBSCRIPTION_HEADER.to_owned(), qualified)],
     };
@@ -159,14 +160,10 @@ pub(super) async fn replay(call: &Call<'_>, job_id: &str) -> Result<Response<Bod
     {
         crate::transform::pass_through_jobs(&sub, &event, now)
     } else {
-        let _slot = state.plugin_limits.acquire(&sub.id).await;
-        // Enriched from Odoo again first, as the first time.
-        let prepared = crate::odoo::enrich::prepare(&snapshot, &sub, vec![event.clone()]).await;
-        let outcome = match prepared.into_iter().next() {
-            Some(Ok(enriched)) => crate::transform::run_plugin(&sub, &enriched).await,
-            Some(Err(instead)) => instead,
-            None => crate::transform::Outcome::Deliver(Vec::new()),
-        };
+        // Enriched from Odoo again first, as the first time, through the one plugin-call path.
+        let called =
+            crate::workplane::runner::calls::call_one(state, &snapshot, &sub, event.clone()).await;
+        let outcome = called.outcome;
         match outcome {
             crate::transform::Outcome::Deliver(deliveries) => {
                 crate::transform::delivery_jobs(&event, &sub, deliveries, now).0
@@ -221,6 +218,8 @@ fn render_dead(d: &DeadLetter, prefix: &str) -> Value {
         "attempts": d.job.attempts,
         "reason": d.reason,
         "at_ms": d.at_ms,
+        // An ordered subscription's letter: its key's later deliveries went on without it.
+        "ordering_key": d.job.order.as_ref().map(|o| &o.key),
     })
 }
 

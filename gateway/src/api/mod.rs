@@ -1,7 +1,9 @@
-//! The API for third-party apps: subscriptions, uploaded plugins, deliveries and dead letters,
-//! under `/v1/`. Every route authenticates the app ([`crate::auth::authenticate`]); reads need
-//! the `read` scope, writes `write`; an app sees only its own records (another app's answer
-//! 404, as if they did not exist).
+//! The API for third-party apps: subscriptions, uploaded plugins and their dry-runs,
+//! deliveries and dead letters, the event catalog, and portal links, under `/v1/`. Every route
+//! authenticates the app ([`crate::auth::authenticate`]), or is reached from the app portal
+//! with a portal session ([`route_portal`], which cannot mint sessions); reads need the `read`
+//! scope, writes `write` (minting a portal link and a dry-run, which change nothing, `read`);
+//! an app sees only its own records (another app's answer 404, as if they did not exist).
 //!
 //! A write is stored in the control plane ([`crate::control`]: sled, or NATS shared with the
 //! other instances), then joins the running configuration through
@@ -12,14 +14,20 @@
 //!
 //! - `records`: the stored shapes (and their sled trees `api_subscriptions`, `api_plugins`);
 //! - `validate`: request → record, every field checked, and the answer shapes;
-//! - `subscriptions`, `plugins`, `deliveries`: the handlers.
+//! - `subscriptions`, `secrets` (rotation), `plugins`, `dry_run`, `deliveries`, `catalog`
+//!   (the event types, and a filter checked against their schemas), `portal_sessions`: the
+//!   handlers.
 //!
 //! The API never delivers or runs a plugin itself: it writes records and events, and the
 //! pipeline does the rest.
 
+mod catalog;
 mod deliveries;
+mod dry_run;
 mod plugins;
+mod portal_sessions;
 pub mod records;
+mod secrets;
 mod subscriptions;
 mod validate;
 
@@ -54,6 +62,12 @@ pub const API_ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/dead-letters/{id}/replay"),
     ("GET", "/v1/plugins"),
     ("POST", "/v1/plugins"),
+    ("POST", "/v1/plugins/{id}/dry-run"),
+    ("POST", "/v1/subscriptions/{id}/rotate-secret"),
+    ("GET", "/v1/event-types"),
+    ("GET", "/v1/event-types/{type}"),
+    ("POST", "/v1/portal-sessions"),
+    ("DELETE", "/v1/portal-sessions"),
 ];
 
 /// Largest JSON request body.
@@ -66,35 +80,73 @@ static WRITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 static UPLOADS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 /// Routes `/v1/<rest>` for the API prefixes (`subscriptions`, `plugins`, `deliveries`,
-/// `dead-letters`).
+/// `dead-letters`, `event-types`, `portal-sessions`).
 pub async fn route(
     state: &Arc<State>,
     req: Request<Incoming>,
     rest: &[&str],
 ) -> Result<Response<Body>, ApiError> {
-    let template = match_route(rest)?;
-    let allowed: Vec<&str> = API_ROUTES
-        .iter()
-        .filter(|(_, t)| *t == template)
-        .map(|(m, _)| *m)
-        .collect();
-    if !allowed.contains(&req.method().as_str()) {
-        return Err(ApiError::method_not_allowed(&allowed.join(", ")));
-    }
+    let template = allowed(rest, req.method())?;
     let (parts, body) = req.into_parts();
     // The API takes JSON or wasm bodies, never forms, so no body parameter is part of an
     // OAuth1 signature: authenticate before reading a possibly large body from a stranger.
     let app = auth::authenticate(state, &parts, &[]).await?;
-    let scope = if parts.method == Method::GET {
-        "read"
-    } else {
-        "write"
-    };
-    auth::require_scope(&app, scope)?;
-    let limit = if template == "/v1/plugins" {
-        plugins::MAX_PLUGIN_BYTES
-    } else {
-        MAX_JSON_BODY
+    serve(state, parts, body, rest, template, app).await
+}
+
+/// The same routes for the app of a portal session, which [`crate::portal`] authenticated
+/// (with the same rate limit); a session cannot mint or revoke portal sessions.
+pub async fn route_portal(
+    state: &Arc<State>,
+    parts: http::request::Parts,
+    body: Incoming,
+    rest: &[&str],
+    app: AppIdentity,
+) -> Result<Response<Body>, ApiError> {
+    let template = allowed(rest, &parts.method)?;
+    if template == "/v1/portal-sessions" {
+        return Err(ApiError::not_found());
+    }
+    serve(state, parts, body, rest, template, app).await
+}
+
+/// The route template of `rest`, if `method` is one of its methods (404, or 405 with
+/// `Allow`).
+fn allowed(rest: &[&str], method: &Method) -> Result<&'static str, ApiError> {
+    let template = match_route(rest)?;
+    let methods: Vec<&str> = API_ROUTES
+        .iter()
+        .filter(|(_, t)| *t == template)
+        .map(|(m, _)| *m)
+        .collect();
+    if !methods.contains(&method.as_str()) {
+        return Err(ApiError::method_not_allowed(&methods.join(", ")));
+    }
+    Ok(template)
+}
+
+/// The scope a route needs: `read` to read, and to mint a portal link or dry-run a plugin
+/// (neither changes anything); `write` for the rest.
+fn scope_of(method: &Method, template: &str) -> &'static str {
+    match (method.as_str(), template) {
+        ("GET", _) | (_, "/v1/portal-sessions" | "/v1/plugins/{id}/dry-run") => "read",
+        _ => "write",
+    }
+}
+
+async fn serve(
+    state: &Arc<State>,
+    parts: http::request::Parts,
+    body: Incoming,
+    rest: &[&str],
+    template: &'static str,
+    app: AppIdentity,
+) -> Result<Response<Body>, ApiError> {
+    auth::require_scope(&app, scope_of(&parts.method, template))?;
+    let limit = match template {
+        "/v1/plugins" => plugins::MAX_PLUGIN_BYTES,
+        "/v1/plugins/{id}/dry-run" => dry_run::MAX_BODY,
+        _ => MAX_JSON_BODY,
     };
     let _upload_slot = if template == "/v1/plugins" && parts.method == Method::POST {
         let slot = UPLOADS.acquire().await;
@@ -116,12 +168,18 @@ pub async fn route(
         ("PUT" | "PATCH", ["subscriptions", id]) => subscriptions::update(&call, id).await,
         ("DELETE", ["subscriptions", id]) => subscriptions::delete(&call, id).await,
         ("POST", ["subscriptions", id, "test"]) => deliveries::send_test(&call, id).await,
+        ("POST", ["subscriptions", id, "rotate-secret"]) => secrets::rotate(&call, id).await,
         ("GET", ["subscriptions", id, "deliveries"]) => deliveries::list(&call, id).await,
         ("POST", ["deliveries", id, "replay"]) => deliveries::replay(&call, id).await,
         ("GET", ["dead-letters"]) => deliveries::dead_letters(&call).await,
         ("POST", ["dead-letters", id, "replay"]) => deliveries::replay_dead_letter(&call, id).await,
         ("GET", ["plugins"]) => plugins::list(&call),
         ("POST", ["plugins"]) => plugins::upload(&call).await,
+        ("POST", ["plugins", id, "dry-run"]) => dry_run::run(&call, id).await,
+        ("GET", ["event-types"]) => catalog::list(&call).await,
+        ("GET", ["event-types", event_type]) => catalog::get(&call, event_type).await,
+        ("POST", ["portal-sessions"]) => portal_sessions::create(&call).await,
+        ("DELETE", ["portal-sessions"]) => portal_sessions::revoke(&call).await,
         _ => Err(ApiError::not_found()),
     }
 }
@@ -132,11 +190,16 @@ fn match_route(rest: &[&str]) -> Result<&'static str, ApiError> {
         ["subscriptions"] => "/v1/subscriptions",
         ["subscriptions", _] => "/v1/subscriptions/{id}",
         ["subscriptions", _, "test"] => "/v1/subscriptions/{id}/test",
+        ["subscriptions", _, "rotate-secret"] => "/v1/subscriptions/{id}/rotate-secret",
         ["subscriptions", _, "deliveries"] => "/v1/subscriptions/{id}/deliveries",
         ["deliveries", _, "replay"] => "/v1/deliveries/{id}/replay",
         ["dead-letters"] => "/v1/dead-letters",
         ["dead-letters", _, "replay"] => "/v1/dead-letters/{id}/replay",
         ["plugins"] => "/v1/plugins",
+        ["plugins", _, "dry-run"] => "/v1/plugins/{id}/dry-run",
+        ["event-types"] => "/v1/event-types",
+        ["event-types", _] => "/v1/event-types/{type}",
+        ["portal-sessions"] => "/v1/portal-sessions",
         _ => return Err(ApiError::not_found()),
     };
     Ok(template)
@@ -258,11 +321,20 @@ pub fn extend_config(control: &ControlPlane, file: &mut ConfigFile) -> Result<()
             tracing::warn!(subscription = %id, "the configuration file uses this id; the API's subscription is ignored");
             continue;
         }
+        // After a rotation the previous secret signs too, until it is due to stop.
+        let mut secrets = vec![sub.destination.secret];
+        secrets.extend(
+            sub.destination
+                .previous_secret
+                .filter(|p| p.until_ms > crate::time::now_ms())
+                .map(|p| p.secret),
+        );
         file.destinations.push(DestinationConfig {
             name: id.clone(),
             url: sub.destination.url,
-            secrets: vec![sub.destination.secret],
+            secrets,
             auth: sub.destination.auth,
+            rate_limit: sub.destination.rate_limit,
         });
         let plugin = sub
             .plugin
@@ -285,6 +357,7 @@ pub fn extend_config(control: &ControlPlane, file: &mut ConfigFile) -> Result<()
             enabled: sub.enabled,
             filter: sub.filter,
             enrich: sub.enrich,
+            ordering: sub.ordering,
             grants: Some(
                 grants_by_app
                     .get(&app)

@@ -14,7 +14,7 @@ use super::records::{self, StoredPlugin};
 use super::{Call, internal};
 use crate::http_error::{ApiError, Body, json};
 use crate::plugin::PluginError;
-use crate::state::now_ms;
+use crate::time::now_ms;
 
 /// Largest plugin upload.
 pub(super) const MAX_PLUGIN_BYTES: usize = 10 * 1024 * 1024;
@@ -72,7 +72,7 @@ pub(super) async fn upload(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
     if at_cap(&control.plugins(app).map_err(internal)?) {
         return Err(too_many_plugins());
     }
-    let host = call.state.host.clone();
+    let host = call.state.plugins.host().clone();
     let loaded = {
         let bytes = bytes.clone();
         tokio::task::spawn_blocking(move || host.load(&bytes).map(|p| p.hash().to_owned()))

@@ -45,6 +45,9 @@ pub struct StoredSubscription {
     /// operator allows apps (`[sources.odoo.app_enrich]`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub enrich: Vec<crate::odoo::EnrichSpec>,
+    /// Ordered delivery per key (`"record"` or a key template), if asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordering: Option<String>,
     /// Creation time (ms since the epoch).
     pub created_ms: u64,
     /// Last change (ms since the epoch).
@@ -60,6 +63,21 @@ pub struct StoredDestination {
     pub secret: String,
     /// Outbound authentication.
     pub auth: DestinationAuth,
+    /// The secret a rotation replaced, still signing beside `secret` for a while.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret: Option<PreviousSecret>,
+    /// Deliveries at most this often (`"10/s"`), if the app asked for a limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<String>,
+}
+
+/// A replaced signing secret and until when it still signs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreviousSecret {
+    /// The secret (`whsec_...`).
+    pub secret: String,
+    /// When it stops signing (ms since the epoch).
+    pub until_ms: u64,
 }
 
 /// An uploaded plugin component.

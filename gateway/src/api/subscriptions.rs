@@ -1,7 +1,9 @@
 //! `/v1/subscriptions[/{id}]`: create, list, read, replace or update, delete.
 //!
 //! Writes go through [`super::apply`]: stored, reloaded into the running snapshot, and rolled
-//! back when the reload refuses them.
+//! back when the reload refuses them. Before that, a request is checked against what the app
+//! is granted and allowed to enrich, its filter against the event catalog's schemas, and its
+//! plugin's settings by the plugin.
 
 use http::{Response, StatusCode};
 use serde_json::json;
@@ -10,7 +12,7 @@ use super::records::{self, StoredSubscription};
 use super::validate::{self, SubscriptionRequest};
 use super::{Call, WRITES, apply, internal};
 use crate::http_error::{ApiError, Body, json};
-use crate::state::now_ms;
+use crate::time::now_ms;
 
 /// Most subscriptions one app may have.
 const MAX_PER_APP: usize = 1000;
@@ -20,7 +22,14 @@ pub(super) fn list(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
     let subs = call.state.control.subscriptions(app).map_err(internal)?;
     let items: Vec<_> = subs
         .iter()
-        .map(|s| validate::render(s, &records::qualified_id(app, &s.id), false))
+        .map(|s| {
+            validate::render(
+                s,
+                &records::qualified_id(app, &s.id),
+                false,
+                &circuit_of(call, s),
+            )
+        })
         .collect();
     Ok(json(StatusCode::OK, &json!({ "subscriptions": items })))
 }
@@ -29,7 +38,12 @@ pub(super) fn get(call: &Call<'_>, id: &str) -> Result<Response<Body>, ApiError>
     let sub = find(call, id)?;
     Ok(json(
         StatusCode::OK,
-        &validate::render(&sub, &records::qualified_id(&call.app.app, id), false),
+        &validate::render(
+            &sub,
+            &records::qualified_id(&call.app.app, id),
+            false,
+            &circuit_of(call, &sub),
+        ),
     ))
 }
 
@@ -38,6 +52,7 @@ pub(super) async fn create(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
     let sub = validate::build(req, None, &|r| lookup_plugin(call, r), now_ms())?;
     check_grants(call, &sub.events)?;
     check_enrich(call, &sub.enrich)?;
+    super::catalog::check_filter(call, &sub).await?;
     let app = &call.app.app;
     let _one_write = WRITES.lock().await;
     let control = &call.state.control;
@@ -79,7 +94,12 @@ pub(super) async fn create(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
     // The only time the secret is shown: the receiver needs it to verify signatures.
     Ok(json(
         StatusCode::CREATED,
-        &validate::render(&sub, &records::qualified_id(app, &sub.id), true),
+        &validate::render(
+            &sub,
+            &records::qualified_id(app, &sub.id),
+            true,
+            &circuit_of(call, &sub),
+        ),
     ))
 }
 
@@ -102,6 +122,7 @@ pub(super) async fn update(call: &Call<'_>, id: &str) -> Result<Response<Body>, 
     let sub = validate::build(req, Some(&old), &|r| lookup_plugin(call, r), now_ms())?;
     check_enrich(call, &sub.enrich)?;
     check_grants(call, &sub.events)?;
+    super::catalog::check_filter(call, &sub).await?;
     check_plugin_config(call, &sub).await?;
     let control = &call.state.control;
     if !control
@@ -120,7 +141,12 @@ pub(super) async fn update(call: &Call<'_>, id: &str) -> Result<Response<Body>, 
     .await?;
     Ok(json(
         StatusCode::OK,
-        &validate::render(&sub, &records::qualified_id(app, id), false),
+        &validate::render(
+            &sub,
+            &records::qualified_id(app, id),
+            false,
+            &circuit_of(call, &sub),
+        ),
     ))
 }
 
@@ -142,7 +168,7 @@ pub(super) async fn delete(call: &Call<'_>, id: &str) -> Result<Response<Body>, 
 
 /// 409: the subscription changed between our read and our write (another request, maybe on
 /// another instance); the client reads it again.
-fn changed_meanwhile(id: &str) -> ApiError {
+pub(super) fn changed_meanwhile(id: &str) -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
         "conflict",
@@ -179,13 +205,14 @@ async fn check_plugin_config(call: &Call<'_>, sub: &StoredSubscription) -> Resul
     };
     let storage = call.state.snapshot.load().storage.path.clone();
     // Uploaded on another instance, it may not be a file here yet.
-    call.state
-        .control
-        .fetch_plugin_files(&storage)
-        .await
-        .map_err(internal)?;
+    let fetched = call.state.control.fetch_plugin_files(&storage).await;
     let path = records::plugin_file(&storage, hash);
-    let host = call.state.host.clone();
+    if let Err(e) = fetched
+        && !path.exists()
+    {
+        return Err(ApiError::storage("cannot fetch the plugin", &e));
+    }
+    let host = call.state.plugins.host().clone();
     let config = std::sync::Arc::new(sub.config.clone());
     let checked =
         tokio::task::spawn_blocking(move || host.load_file(&path)?.validate_config(&config))
@@ -272,4 +299,12 @@ fn check_enrich(call: &Call<'_>, specs: &[crate::odoo::EnrichSpec]) -> Result<()
         }
     }
     Ok(())
+}
+
+/// The circuit of the receiver host `sub` delivers to.
+fn circuit_of(call: &Call<'_>, sub: &StoredSubscription) -> crate::workplane::policy::CircuitState {
+    match sub.destination.url.parse::<http::Uri>() {
+        Ok(url) => call.state.policies.circuit(&crate::config::authority(&url)),
+        Err(_) => crate::workplane::policy::CircuitState::Closed,
+    }
 }

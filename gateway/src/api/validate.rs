@@ -52,6 +52,7 @@ pub(crate) struct SubscriptionRequest {
     retries: Option<u32>,
     #[serde(default)]
     enrich: Vec<crate::odoo::EnrichSpec>,
+    ordering: Option<String>,
 }
 
 /// A count given as any JSON number without a fraction: `5` and `5.0` are one value in JSON
@@ -82,6 +83,7 @@ struct DestinationRequest {
     secret: Option<String>,
     #[serde(default)]
     auth: DestinationAuth,
+    rate_limit: Option<String>,
 }
 
 /// 422 naming the field.
@@ -160,6 +162,10 @@ pub(crate) fn build(
         (None, Some(old)) => old.destination.secret.clone(),
         (None, None) => SigningSecret::generate().expose_whsec(),
     };
+    // A rotation's previous secret goes on signing unless the secret is replaced again.
+    let previous_secret = existing
+        .filter(|old| old.destination.secret == secret)
+        .and_then(|old| old.destination.previous_secret.clone());
     crate::delivery::outbound_auth::validate(&dest.auth)
         .map_err(|e| invalid(format!("destination.{e}")))?;
     if let Some(filter) = &req.filter {
@@ -207,6 +213,13 @@ pub(crate) fn build(
     if let Some(first) = problems.into_iter().next() {
         return Err(invalid(first));
     }
+    if let Some(ordering) = &req.ordering {
+        crate::workplane::policy::KeyTemplate::parse(ordering).map_err(invalid)?;
+    }
+    if let Some(rate) = &dest.rate_limit {
+        rate.parse::<crate::workplane::policy::Rate>()
+            .map_err(|e| invalid(format!("destination.rate_limit: {e}")))?;
+    }
     Ok(StoredSubscription {
         id,
         events,
@@ -214,6 +227,8 @@ pub(crate) fn build(
             url,
             secret,
             auth: dest.auth,
+            previous_secret,
+            rate_limit: dest.rate_limit,
         },
         format: req.format,
         filter: req.filter,
@@ -223,6 +238,7 @@ pub(crate) fn build(
         timeout_ms,
         retries: req.retries,
         enrich,
+        ordering: req.ordering,
         created_ms: existing.map_or(now_ms, |old| old.created_ms),
         updated_ms: now_ms,
     })
@@ -251,7 +267,7 @@ pub(crate) fn as_request(sub: &StoredSubscription) -> Value {
     json!({
         "id": sub.id,
         "events": sub.events,
-        "destination": { "url": sub.destination.url, "secret": sub.destination.secret, "auth": sub.destination.auth },
+        "destination": { "url": sub.destination.url, "secret": sub.destination.secret, "auth": sub.destination.auth, "rate_limit": sub.destination.rate_limit },
         "format": sub.format,
         "filter": sub.filter,
         "plugin": sub.plugin,
@@ -260,6 +276,7 @@ pub(crate) fn as_request(sub: &StoredSubscription) -> Value {
         "timeout": sub.timeout_ms.map(|ms| format!("{ms}ms")),
         "retries": sub.retries,
         "enrich": sub.enrich,
+        "ordering": sub.ordering,
     })
 }
 
@@ -303,7 +320,13 @@ pub(crate) fn merge_patch(target: &mut Value, patch: Value) {
 }
 
 /// The answer shape: everything but secrets (`secret` only when `reveal_secret`, on create).
-pub(crate) fn render(sub: &StoredSubscription, qualified: &str, reveal_secret: bool) -> Value {
+/// The answer's form of a stored subscription; `circuit`: its receiver host's circuit.
+pub(crate) fn render(
+    sub: &StoredSubscription,
+    qualified: &str,
+    reveal_secret: bool,
+    circuit: &crate::workplane::policy::CircuitState,
+) -> Value {
     let auth = match &sub.destination.auth {
         DestinationAuth::None {} => json!({ "type": "none" }),
         DestinationAuth::StaticHeader { name, .. } => {
@@ -325,9 +348,12 @@ pub(crate) fn render(sub: &StoredSubscription, qualified: &str, reveal_secret: b
             json!({ "type": "oauth1", "consumer_key": consumer_key, "signature_method": signature_method })
         }
     };
-    let mut destination = json!({ "url": sub.destination.url, "auth": auth });
+    let mut destination = json!({ "url": sub.destination.url, "auth": auth, "rate_limit": sub.destination.rate_limit });
     if reveal_secret {
         destination["secret"] = json!(sub.destination.secret);
+    }
+    if let Some(previous) = &sub.destination.previous_secret {
+        destination["previous_secret_until_ms"] = json!(previous.until_ms);
     }
     json!({
         "id": sub.id,
@@ -342,9 +368,22 @@ pub(crate) fn render(sub: &StoredSubscription, qualified: &str, reveal_secret: b
         "timeout": sub.timeout_ms.map(|ms| format!("{ms}ms")),
         "retries": sub.retries,
         "enrich": sub.enrich,
+        "ordering": sub.ordering,
+        "destination_state": destination_state(circuit),
         "created_ms": sub.created_ms,
         "updated_ms": sub.updated_ms,
     })
+}
+
+/// What the app's API says of its destination's receiver host: its circuit, and until when an
+/// open one holds deliveries back.
+fn destination_state(circuit: &crate::workplane::policy::CircuitState) -> Value {
+    use crate::workplane::policy::CircuitState;
+    let until = match circuit {
+        CircuitState::Open { until_ms } => Some(*until_ms),
+        _ => None,
+    };
+    json!({ "circuit": circuit.name(), "open_until_ms": until })
 }
 
 /// `specs` with the entries that name one field merged into the first of them: their
@@ -454,11 +493,16 @@ mod tests {
     fn rendering_hides_secrets() {
         let mut sub = check(json!({"events": ["*"], "destination": {"url": "https://x/h", "auth": {"type": "oauth2", "token_url": "https://x/t", "client_id": "a", "client_secret": "s3cret"}}})).unwrap();
         sub.config.insert("k".into(), "v".into());
-        let shown = render(&sub, "app.a.x", false).to_string();
+        let closed = crate::workplane::policy::CircuitState::Closed;
+        let shown = render(&sub, "app.a.x", false, &closed).to_string();
         assert!(
             !shown.contains("s3cret") && !shown.contains("whsec_"),
             "{shown}"
         );
-        assert!(render(&sub, "app.a.x", true).to_string().contains("whsec_"));
+        assert!(
+            render(&sub, "app.a.x", true, &closed)
+                .to_string()
+                .contains("whsec_")
+        );
     }
 }

@@ -8,7 +8,11 @@
 //!   `rate_limit_per_minute`, `token_rate_limit_per_minute`, `token_ttl` as in `[[apps]]`):
 //!   registers an app with fresh credentials and answers them, the only time they are shown
 //!   (201);
-//! - `DELETE /admin/apps/{name}`: removes a stored app (its tokens stop working at once).
+//! - `DELETE /admin/apps/{name}`: removes a stored app (its tokens stop working at once);
+//! - `POST /admin/apps/{name}/portal-link` (optionally `{"scopes", "link_ttl",
+//!   "session_ttl"}`): a link to the app's portal, for any app, shown once (201);
+//! - `DELETE /admin/apps/{name}/portal-sessions`: ends every portal link and session of the
+//!   app.
 
 use std::sync::Arc;
 
@@ -126,8 +130,12 @@ pub(crate) async fn route(
             let prefix = crate::api::records::app_prefix(name);
             let purged = state.work.purge(&prefix).await.map_err(internal)?;
             let tokens = control.revoke_app_tokens(name).await.map_err(internal)?;
+            let portal = control
+                .remove_portal_sessions(name)
+                .await
+                .map_err(internal)?;
             state.store.durable().await.map_err(internal)?;
-            tracing::info!(app = %name, records, purged, tokens, "app removed with everything it owned");
+            tracing::info!(app = %name, records, purged, tokens, portal, "app removed with everything it owned");
             Ok(json(
                 StatusCode::OK,
                 &serde_json::json!({
@@ -135,13 +143,60 @@ pub(crate) async fn route(
                     "subscriptions_and_plugins": records,
                     "queue_records": purged,
                     "tokens": tokens,
+                    "portal_sessions": portal,
                 }),
+            ))
+        }
+        (Method::POST, [name, "portal-link"]) => portal_link(state, req, name).await,
+        (Method::DELETE, [name, "portal-sessions"]) => {
+            apps::find(state, apps::Lookup::Name(name))
+                .map_err(internal)?
+                .ok_or_else(ApiError::not_found)?;
+            let revoked = crate::auth::portal::revoke_app(state, name).await?;
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({ "app": name, "revoked": revoked }),
             ))
         }
         (_, []) => Err(ApiError::method_not_allowed("GET, POST")),
         (_, [_]) => Err(ApiError::method_not_allowed("DELETE")),
+        (_, [_, "portal-link"]) => Err(ApiError::method_not_allowed("POST")),
+        (_, [_, "portal-sessions"]) => Err(ApiError::method_not_allowed("DELETE")),
         _ => Err(ApiError::not_found()),
     }
+}
+
+/// `POST /admin/apps/{name}/portal-link`: a link to the app's portal, with the app's scopes
+/// (or fewer), shown once.
+async fn portal_link(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+    name: &str,
+) -> Result<Response<Body>, ApiError> {
+    let app = apps::find(state, apps::Lookup::Name(name))
+        .map_err(|e| ApiError::storage("app registry failed", &e))?
+        .ok_or_else(ApiError::not_found)?;
+    let (parts, body) = req.into_parts();
+    let body = crate::ingest::read_body(body, &parts.headers, 16 * 1024).await?;
+    let invalid = |message: String| ApiError::bad_request("invalid_portal_link", message);
+    let request = crate::auth::portal::LinkRequest::parse(&body, invalid)?;
+    let minted =
+        crate::auth::portal::mint(state, &app, &app.scopes, request, "operator", invalid).await?;
+    let base = crate::auth::portal::base_url(state, &parts);
+    let mut response = json(
+        StatusCode::CREATED,
+        &serde_json::json!({
+            "app": app.name,
+            "url": crate::auth::portal::url(&base, &minted.link),
+            "expires_ms": minted.expires_ms,
+            "session_ttl_secs": minted.session_ttl.as_secs(),
+            "scopes": minted.scopes,
+        }),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
 }
 
 #[derive(Deserialize)]

@@ -1,7 +1,7 @@
 //! Third-party apps and how their requests are authenticated: the registered [`apps`], the
 //! OAuth2 authorization server ([`oauth2`], opaque tokens in `tokens`), OAuth1 signatures
-//! ([`oauth1`], checked against a request in `request`), and the per-app rate limits and
-//! nonce memory (`limits`).
+//! ([`oauth1`], checked against a request in `request`), the per-app rate limits and
+//! nonce memory (`limits`), and the app portal's links and sessions ([`portal`]).
 //!
 //! It owns deciding *who* an API request comes from and which scopes it holds
 //! ([`authenticate`], [`require_scope`]); what an app may then see or change is the API's
@@ -16,6 +16,7 @@ pub mod apps;
 mod limits;
 pub mod oauth1;
 pub mod oauth2;
+pub mod portal;
 mod request;
 pub(crate) mod tokens;
 
@@ -77,17 +78,16 @@ pub struct AuthState {
 
 impl AuthState {
     /// Authentication state whose OAuth1 nonces are kept in `store` (and loaded from it), or
-    /// only in memory when the shared control plane (`engine`) remembers them for every
-    /// instance.
+    /// only in memory when the control plane remembers them for every instance
+    /// (`shared_nonces`).
     pub fn open(
         store: &crate::store::Store,
-        engine: crate::config::nats::Engine,
+        shared_nonces: bool,
     ) -> Result<Self, crate::store::StoreError> {
-        let nonces = match engine {
-            crate::config::nats::Engine::Sled => {
-                limits::NonceCache::persistent(store.db().open_tree("oauth1_nonces")?)
-            }
-            crate::config::nats::Engine::Nats => limits::NonceCache::default(),
+        let nonces = if shared_nonces {
+            limits::NonceCache::default()
+        } else {
+            limits::NonceCache::persistent(store.db().open_tree("oauth1_nonces")?)
         };
         Ok(Self {
             nonces,

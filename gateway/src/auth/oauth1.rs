@@ -322,7 +322,7 @@ pub fn authorization_header_now(
     method: SignatureMethod,
 ) -> Result<String, OAuth1Error> {
     let nonce = hex::encode(rand::random::<[u8; 16]>());
-    let now = crate::state::now_ms() / 1000;
+    let now = crate::time::now_ms() / 1000;
     authorization_header(
         http_method,
         url,

@@ -17,7 +17,8 @@ use super::oauth1::parse_form;
 use super::tokens::TokenRecord;
 use super::{REALM, rate_limited};
 use crate::http_error::{ApiError, Body, json};
-use crate::state::{State, now_ms};
+use crate::state::State;
+use crate::time::now_ms;
 
 /// Largest form accepted by the OAuth2 endpoints.
 const MAX_FORM_BYTES: usize = 16 * 1024;

@@ -14,7 +14,8 @@ use super::apps::{self, App, Lookup};
 use super::limits::NonceError;
 use super::oauth1::{self, SignatureMethod};
 use crate::http_error::ApiError;
-use crate::state::{State, now_ms};
+use crate::state::State;
+use crate::time::now_ms;
 
 /// Accepted clock skew of `oauth_timestamp`, in seconds either way.
 pub(crate) const TIMESTAMP_WINDOW_SECS: u64 = 300;

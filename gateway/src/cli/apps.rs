@@ -1,4 +1,5 @@
-//! `odoo-gateway apps add|list|remove`: managing the stored third-party apps.
+//! `odoo-gateway apps add|list|remove|portal-link|portal-revoke`: managing the stored
+//! third-party apps, and links to any app's portal.
 //!
 //! sled allows one process, so this talks to the running gateway's admin API
 //! (`/admin/apps`, see [`crate::auth`]) instead of opening the database. Apps written in the
@@ -50,6 +51,25 @@ enum AppsAction {
     /// Remove a stored app; its tokens and signatures stop working at once.
     Remove {
         /// Its name.
+        name: String,
+    },
+    /// A link to an app's portal, for its staff (works once, for `--link-ttl`).
+    PortalLink {
+        /// The app's name.
+        name: String,
+        /// Comma-separated scopes of the session (default: the app's).
+        #[arg(long, value_delimiter = ',')]
+        scopes: Option<Vec<String>>,
+        /// How long the link works, e.g. `10m` (default 10m, at most 1h).
+        #[arg(long)]
+        link_ttl: Option<String>,
+        /// How long the session it opens lasts, e.g. `1h` (default 1h, at most 24h).
+        #[arg(long)]
+        session_ttl: Option<String>,
+    },
+    /// End every portal link and session of an app.
+    PortalRevoke {
+        /// The app's name.
         name: String,
     },
 }
@@ -157,6 +177,52 @@ impl AppsCommand {
                         text("oauth1_consumer_key")
                     )?;
                 }
+            }
+            AppsAction::PortalLink {
+                name,
+                scopes,
+                link_ttl,
+                session_ttl,
+            } => {
+                let mut body = serde_json::json!({});
+                if let Some(scopes) = scopes {
+                    body["scopes"] = serde_json::json!(scopes);
+                }
+                for (key, value) in [
+                    ("link_ttl_secs", link_ttl),
+                    ("session_ttl_secs", session_ttl),
+                ] {
+                    if let Some(value) = value {
+                        let ttl = crate::delivery::parse_duration(&value)
+                            .map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
+                        body[key] = serde_json::json!(ttl.as_secs());
+                    }
+                }
+                let path = format!("/admin/apps/{name}/portal-link");
+                let minted = admin.call("POST", &path, Some(body)).await?;
+                let scopes: Vec<&str> = minted["scopes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| s.as_str())
+                    .collect();
+                writeln!(
+                    out,
+                    "Portal link for `{name}` (scopes: {}; it works once, until {} ms since the epoch; its session lasts {} s):",
+                    scopes.join(", "),
+                    minted["expires_ms"],
+                    minted["session_ttl_secs"]
+                )?;
+                writeln!(out, "{}", minted["url"].as_str().unwrap_or(""))?;
+            }
+            AppsAction::PortalRevoke { name } => {
+                let path = format!("/admin/apps/{name}/portal-sessions");
+                let revoked = admin.call("DELETE", &path, None).await?;
+                writeln!(
+                    out,
+                    "Ended {} portal links and sessions of `{name}`.",
+                    revoked["revoked"]
+                )?;
             }
             AppsAction::Remove { name } => {
                 admin

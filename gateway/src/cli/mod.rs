@@ -3,11 +3,13 @@
 mod admin_client;
 pub mod apps;
 pub mod config;
+pub mod event_types;
 pub mod inbox;
 pub mod odoo;
 pub mod operate;
 pub mod plugin;
 pub mod scaffold;
+pub mod storage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,10 +54,16 @@ enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The database on disk: `compact` gives unused space back (gateway stopped).
+    #[command(subcommand)]
+    Storage(crate::cli::storage::StorageCommand),
     /// Third-party apps: register, list, remove (through the running gateway's admin API).
     Apps(crate::cli::apps::AppsCommand),
     /// The Odoo connector: polling cursors (through the running gateway's admin API).
     Odoo(crate::cli::odoo::OdooCommand),
+    /// The event catalog: the event types, their schemas and examples (through the running
+    /// gateway's admin API).
+    EventTypes(crate::cli::event_types::EventTypesCommand),
     /// Operating a running gateway: status, events, dead letters, subscriptions.
     #[command(flatten)]
     Operate(crate::cli::operate::Operate),
@@ -70,18 +78,32 @@ pub enum LogFormat {
     Json,
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-fn init_logs(format: LogFormat) {
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`), beside the layer that exports
+/// the stage spans over OTLP once `[telemetry.otlp]` starts a pipeline (not filtered by
+/// `RUST_LOG`; the stage spans stay out of the log lines). Once per process: a second call
+/// changes nothing.
+pub fn init_logs(format: LogFormat) {
     use std::io::IsTerminal as _;
-    let filter =
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let mut filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => logs.json().init(),
+    if let Ok(directive) = format!("{}=off", crate::trace::TARGET).parse() {
+        filter = filter.add_directive(directive);
     }
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => logs.json().with_filter(filter).boxed(),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(logs)
+        .with(crate::telemetry::otlp::layer())
+        .try_init();
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,10 +128,14 @@ pub fn main() -> ExitCode {
             .map(|()| ExitCode::SUCCESS),
         Command::Plugin(cmd) => cmd.execute(),
         Command::Config(ConfigCommand::Check { file }) => crate::cli::config::check(&file),
+        Command::Storage(cmd) => cmd.execute(&mut std::io::stdout()),
         Command::Operate(cmd) => runtime()
             .and_then(|rt| rt.block_on(cmd.run(&mut std::io::stdout())))
             .map(|()| ExitCode::SUCCESS),
         Command::Odoo(cmd) => runtime()
+            .and_then(|rt| rt.block_on(cmd.run(&mut std::io::stdout())))
+            .map(|()| ExitCode::SUCCESS),
+        Command::EventTypes(cmd) => runtime()
             .and_then(|rt| rt.block_on(cmd.run(&mut std::io::stdout())))
             .map(|()| ExitCode::SUCCESS),
         Command::Apps(cmd) => runtime()

@@ -25,7 +25,8 @@ pub struct Target {
 /// One operator command.
 #[derive(Debug, Subcommand)]
 pub enum Operate {
-    /// What the gateway holds and how it runs: stored counts, the schedule, maintenance.
+    /// What the gateway holds and how it runs: stored counts, the schedule, room on disk, and
+    /// whether ingest is paused for lack of room.
     Status(Target),
     /// Events.
     Events {
@@ -236,9 +237,22 @@ fn status(out: &mut impl Write, answer: &Value) -> anyhow::Result<()> {
         ("paused", &answer["schedule"]["parked"]),
         ("delivered since start", &answer["delivered_since_start"]),
         ("stage restarts", &answer["stage_restarts"]),
+        ("live data (bytes)", &answer["storage"]["live"]["bytes"]),
+        ("database on disk", &answer["storage"]["size_on_disk"]),
+        ("free on its disk", &answer["storage"]["room"]["free_bytes"]),
     ];
     for (label, value) in rows {
         writeln!(out, "{label:<24} {}", cell(value))?;
+    }
+    // Said last and in words: the one line an operator must not miss.
+    let paused = &answer["storage"]["paused"];
+    if !paused.is_null() {
+        writeln!(
+            out,
+            "INGEST PAUSED ({}): {}",
+            cell(&paused["reason"]),
+            cell(&paused["message"])
+        )?;
     }
     Ok(())
 }

@@ -29,6 +29,9 @@ pub struct ConfigFile {
     /// Plugin host limits and cache.
     #[serde(default)]
     pub plugins: PluginsConfig,
+    /// The console's chart samples and OTLP export (see [`super::telemetry`]).
+    #[serde(default)]
+    pub telemetry: super::telemetry::TelemetryConfig,
     /// Odoo instances allowed to send events.
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
@@ -86,12 +89,51 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Bearer token for `/admin/` endpoints; none disables them.
     pub admin_token: Option<String>,
+    /// Bearer tokens (one, or a list) that read `/metrics` and nothing else: what a
+    /// Prometheus scraper holds. The admin token reads `/metrics` too.
+    pub metrics_token: MetricsTokens,
     /// The gateway's public base URL (`https://gateway.example.com`) when it sits behind a
     /// proxy: its scheme and authority are what OAuth1 signatures cover. Without it, `http`
     /// and the request's `Host` header.
     pub public_url: Option<String>,
     /// `[server.tls]`: serve HTTPS with these PEM files instead of plain HTTP.
     pub tls: Option<TlsConfig>,
+}
+
+/// `server.metrics_token`: one token or a list (several while a scraper's token is rotated).
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "OneOrMany")]
+pub struct MetricsTokens(pub Vec<String>);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl From<OneOrMany> for MetricsTokens {
+    fn from(value: OneOrMany) -> Self {
+        match value {
+            OneOrMany::One(token) => Self(vec![token]),
+            OneOrMany::Many(tokens) => Self(tokens),
+        }
+    }
+}
+
+impl std::fmt::Debug for MetricsTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{} redacted]", self.0.len())
+    }
+}
+
+impl MetricsTokens {
+    /// Whether `given` is one of the tokens (time independent of where it differs).
+    pub fn accepts(&self, given: &str) -> bool {
+        self.0.iter().fold(false, |ok, t| {
+            ok | super::constant_time_eq(given.as_bytes(), t.as_bytes())
+        })
+    }
 }
 
 /// `[server.tls]`
@@ -116,6 +158,7 @@ impl std::fmt::Debug for ServerConfig {
                 "admin_token",
                 &self.admin_token.as_ref().map(|_| "[redacted]"),
             )
+            .field("metrics_token", &self.metrics_token)
             .field("public_url", &self.public_url)
             .field("tls", &self.tls)
             .finish()
@@ -131,6 +174,7 @@ impl Default for ServerConfig {
             max_concurrent_requests: 1024,
             shutdown_grace: Duration::from_secs(10),
             admin_token: None,
+            metrics_token: MetricsTokens::default(),
             public_url: None,
             tls: None,
         }
@@ -162,9 +206,21 @@ pub struct StorageConfig {
     /// How often the maintenance task prunes and checks the disk budget.
     #[serde(with = "crate::delivery::backoff::serde_duration")]
     pub maintenance_interval: Duration,
-    /// Disk budget for the database: above it the oldest finished events are pruned first,
-    /// and if that is not enough new events are refused (`507 storage_full`).
+    /// Budget of live data for the database (the bytes of what it holds, counted as it is
+    /// written and pruned; the folder on disk is larger, see the README): at it the oldest
+    /// finished events are pruned first, and if that is not enough new events are refused
+    /// (`507 storage_full`) until live data is 10 % below it.
     pub max_disk_bytes: Option<u64>,
+    /// Free space the file system holding the database must keep (at most a quarter of the
+    /// file system): when the database grows into it, new events are refused (`503
+    /// storage_unavailable`) until deliveries and retention make room in the database. 0
+    /// turns the watch off.
+    pub min_free_bytes: u64,
+    /// Size of the reserve file (`reserve.bin` in the storage folder; at most an eighth of the
+    /// file system), preallocated room released when the disk fills anyway, so that
+    /// deliveries, pruning and a restart can still write; made again when there is room. 0:
+    /// none.
+    pub reserve_bytes: u64,
     /// Under load (the last flush served several writers), the shortest time between the
     /// starts of two flushes: fewer, larger fsyncs for at most this much added acknowledgement
     /// latency. A lone writer is flushed at once.
@@ -183,12 +239,23 @@ impl Default for StorageConfig {
             dead_letter_retention: Duration::from_secs(30 * 86_400),
             maintenance_interval: Duration::from_secs(60),
             max_disk_bytes: None,
+            min_free_bytes: 64 * 1024 * 1024,
+            reserve_bytes: 32 * 1024 * 1024,
             commit_delay: Duration::from_millis(2),
         }
     }
 }
 
 impl StorageConfig {
+    /// The room on disk these settings give the store.
+    pub fn room(&self) -> crate::store::Room {
+        crate::store::Room {
+            max_live_bytes: self.max_disk_bytes,
+            min_free_bytes: self.min_free_bytes,
+            reserve_bytes: self.reserve_bytes,
+        }
+    }
+
     /// The retention these settings describe.
     pub fn retention(&self) -> crate::store::Retention {
         crate::store::Retention {
@@ -226,6 +293,8 @@ pub struct DeliveryConfig {
     pub backoff: Backoff,
     /// `[delivery.client]`: TLS roots, connection pool and the SSRF guard (`[delivery.client.ssrf]`).
     pub client: ClientOptions,
+    /// `[delivery.circuit]`: when a receiver host that keeps failing gets a rest.
+    pub circuit: crate::workplane::policy::CircuitConfig,
 }
 
 impl Default for DeliveryConfig {
@@ -241,6 +310,7 @@ impl Default for DeliveryConfig {
             show_response_excerpts_to_apps: false,
             backoff: Backoff::default(),
             client: ClientOptions::default(),
+            circuit: Default::default(),
         }
     }
 }
@@ -318,6 +388,10 @@ pub struct DestinationConfig {
     /// How deliveries authenticate to the receiver, on top of the signature.
     #[serde(default)]
     pub auth: DestinationAuth,
+    /// Deliveries at most this often (`"10/s"`, `"600/min"`, `"1000/h"`), whatever
+    /// subscriptions and instances deliver here.
+    #[serde(default)]
+    pub rate_limit: Option<String>,
 }
 
 impl std::fmt::Debug for DestinationConfig {
@@ -330,6 +404,7 @@ impl std::fmt::Debug for DestinationConfig {
                 &format_args!("[{} redacted]", self.secrets.len()),
             )
             .field("auth", &self.auth)
+            .field("rate_limit", &self.rate_limit)
             .finish()
     }
 }
@@ -474,6 +549,11 @@ pub struct SubscriptionConfig {
     /// Record and field filter, applied before the plugin or pass-through.
     #[serde(default)]
     pub filter: Option<crate::fanout::filter::PayloadFilter>,
+    /// Ordered delivery: the deliveries of one key go one at a time, in the order their events
+    /// were accepted. `"record"` (one key per record) or a template over the event such as
+    /// `"{model}:{record_id}"` or `"{payload.partner_id}"`.
+    #[serde(default)]
+    pub ordering: Option<String>,
     /// Related records read from the event's Odoo and embedded before the plugin (or the
     /// pass-through body) sees the event: `[{ field = "order_line", model = "sale.order.line",
     /// fields = ["product_id", "route_id"] }]`. Needs `[sources.odoo]` on the event's source.

@@ -7,6 +7,7 @@
 
 pub mod file;
 pub mod nats;
+pub mod telemetry;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -245,20 +246,26 @@ pub struct Destination {
     pub secrets: Vec<SigningSecret>,
     /// Outbound authentication on top of the signature.
     pub auth: file::DestinationAuth,
+    /// Deliveries at most this often, in the whole cluster.
+    pub rate_limit: Option<crate::workplane::policy::Rate>,
 }
 
 impl Destination {
     /// The receiver's authority, `scheme://host:port`: the key of its concurrency limit, so
     /// that every destination pointing at one host shares it.
     pub fn authority(&self) -> String {
-        let scheme = self.url.scheme_str().unwrap_or("http");
-        let port = self
-            .url
-            .port_u16()
-            .unwrap_or(if scheme == "https" { 443 } else { 80 });
-        let host = self.url.host().unwrap_or("").to_ascii_lowercase();
-        format!("{scheme}://{host}:{port}")
+        authority(&self.url)
     }
+}
+
+/// A URL's receiver host, `scheme://host:port` (the port spelled out).
+pub fn authority(url: &http::Uri) -> String {
+    let scheme = url.scheme_str().unwrap_or("http");
+    let port = url
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    let host = url.host().unwrap_or("").to_ascii_lowercase();
+    format!("{scheme}://{host}:{port}")
 }
 
 /// A subscription, validated.
@@ -289,6 +296,8 @@ pub struct Subscription {
     pub filter: Option<crate::fanout::filter::PayloadFilter>,
     /// Related records embedded before the plugin or pass-through (see [`crate::odoo::enrich`]).
     pub enrich: Vec<crate::odoo::EnrichSpec>,
+    /// Ordered delivery: the key of an event's jobs.
+    pub ordering: Option<crate::workplane::policy::KeyTemplate>,
     /// For an app's subscription, the events its app is granted: fan-out delivers only those
     /// (an operator who narrows a grant narrows the app's existing subscriptions at once).
     pub grants: Option<Vec<EventPattern>>,
@@ -309,6 +318,8 @@ pub struct Snapshot {
     pub delivery: DeliveryConfig,
     /// Plugin cache folder.
     pub plugin_cache: PathBuf,
+    /// The console's chart samples and OTLP export (read at start-up).
+    pub telemetry: telemetry::TelemetryConfig,
     /// Sources by name.
     pub sources: HashMap<String, Source>,
     /// Destinations by name.
@@ -368,6 +379,20 @@ impl Snapshot {
                 "server.admin_token: give at least {MIN_ADMIN_TOKEN_LEN} characters (or leave it out to turn `/admin/` off)"
             ));
         }
+        // A scraper's token must not open `/admin/`: never the admin token, never guessable.
+        for (i, token) in file.server.metrics_token.0.iter().enumerate() {
+            if token.trim().len() < MIN_ADMIN_TOKEN_LEN {
+                problems.push(format!(
+                    "server.metrics_token[{i}]: give at least {MIN_ADMIN_TOKEN_LEN} characters"
+                ));
+            }
+            if file.server.admin_token.as_deref() == Some(token.as_str()) {
+                problems.push(format!(
+                    "server.metrics_token[{i}]: the admin token cannot be a metrics token (it already reads /metrics)"
+                ));
+            }
+        }
+        file.telemetry.validate(&mut problems);
         let mut sources = HashMap::new();
         for (i, s) in file.sources.iter().enumerate() {
             if s.tokens.is_empty() || s.tokens.iter().any(|t| t.len() < 16) {
@@ -420,11 +445,20 @@ impl Snapshot {
             if let Err(e) = crate::delivery::outbound_auth::validate(&d.auth) {
                 problems.push(format!("destinations[{i}].{e}"));
             }
+            let rate_limit = match d.rate_limit.as_deref().map(str::parse) {
+                Some(Ok(rate)) => Some(rate),
+                Some(Err(e)) => {
+                    problems.push(format!("destinations[{i}].rate_limit: {e}"));
+                    None
+                }
+                None => None,
+            };
             let dest = Destination {
                 name: d.name.clone(),
                 url,
                 secrets,
                 auth: d.auth.clone(),
+                rate_limit,
             };
             if destinations
                 .insert(d.name.clone(), Arc::new(dest))
@@ -494,6 +528,31 @@ impl Snapshot {
                     "{key}.enrich: no source has [sources.odoo] to read the records from"
                 ));
             }
+            let ordering = match s
+                .ordering
+                .as_deref()
+                .map(crate::workplane::policy::KeyTemplate::parse)
+            {
+                Some(Ok(_))
+                    if file.storage.engine == nats::Engine::Nats
+                        && (s.plugin.is_some()
+                            || !s.enrich.is_empty()
+                            || file.sources.iter().any(|src| {
+                                src.odoo.as_ref().is_some_and(|o| !o.enrich.is_empty())
+                            })) =>
+                {
+                    problems.push(format!(
+                        "{key}.ordering: on engine \"nats\", an ordered subscription delivers events as they are: leave out its plugin and enrichment (or use the sled engine)"
+                    ));
+                    None
+                }
+                Some(Ok(template)) => Some(template),
+                Some(Err(e)) => {
+                    problems.push(format!("{key}.{e}"));
+                    None
+                }
+                None => None,
+            };
             let plugin_config: PluginConfig = Arc::new(config);
             let plugin = s.plugin.as_ref().and_then(|p| {
                 let path = resolve(p);
@@ -540,6 +599,7 @@ impl Snapshot {
                 enabled: s.enabled,
                 filter: s.filter.clone(),
                 enrich: s.enrich.clone(),
+                ordering,
                 granted_sources: s.granted_sources.clone(),
                 grants: s.grants.as_ref().map(|grants| {
                     grants
@@ -550,6 +610,9 @@ impl Snapshot {
             }));
         }
 
+        if let Err(e) = file.delivery.circuit.check() {
+            problems.push(e);
+        }
         let apps = crate::auth::ConfigApps::build(&file.apps, &mut problems);
         file.storage
             .nats
@@ -572,6 +635,7 @@ impl Snapshot {
             storage,
             delivery: file.delivery,
             plugin_cache,
+            telemetry: file.telemetry,
             sources,
             destinations,
             by_id: subscriptions

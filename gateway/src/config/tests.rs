@@ -191,3 +191,37 @@ fn the_nats_engine_is_validated_with_the_rest_and_its_keys_are_located() {
         .to_string();
     assert!(err.contains("unknown variant `etcd`"), "{err}");
 }
+
+#[test]
+fn a_metrics_token_is_one_or_a_list_never_the_admin_token_and_never_shown() {
+    let one = build(&format!(
+        "[server]\nmetrics_token = \"scrape-token-0123456789\"\n{GOOD}"
+    ))
+    .expect("one token");
+    assert!(one.server.metrics_token.accepts("scrape-token-0123456789"));
+    assert!(!one.server.metrics_token.accepts("scrape-token-012345678"));
+    let two = build(&format!(
+        "[server]\nmetrics_token = [\"scrape-token-0123456789\", \"rotated-token-0123456789\"]\n{GOOD}"
+    ))
+    .expect("a list");
+    assert!(two.server.metrics_token.accepts("rotated-token-0123456789"));
+    let shown = format!("{:?}", two.server);
+    assert!(!shown.contains("scrape-token"), "{shown}");
+    let err = build(&format!(
+        "[server]\nadmin_token = \"admin-token-0123456789\"\nmetrics_token = [\"short\", \"admin-token-0123456789\"]\n{GOOD}"
+    ))
+    .expect_err("refused")
+    .to_string();
+    assert!(
+        err.contains("server.metrics_token[0]: give at least 16"),
+        "{err}"
+    );
+    assert!(
+        err.contains("server.metrics_token[1]: the admin token"),
+        "{err}"
+    );
+    let err = build(&format!("[telemetry.otlp]\nendpoint = \"nowhere\"\n{GOOD}"))
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("telemetry.otlp.endpoint"), "{err}");
+}

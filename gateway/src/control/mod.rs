@@ -2,8 +2,9 @@
 //! work plane (events, queue, attempts, dead letters), which stays in [`crate::store`].
 //!
 //! Records: apps and their credential index, OAuth2 token hashes, API subscriptions, uploaded
-//! plugins (records and component bytes), OAuth1 nonces, and the stored side of subscription
-//! health (flags and pauses). Two engines keep them, chosen by `[storage] engine`:
+//! plugins (records and component bytes), OAuth1 nonces, the stored side of subscription
+//! health (flags and pauses), and (`extra.rs`) portal links and sessions and the event types
+//! seen. Two engines keep them, chosen by `[storage] engine`:
 //!
 //! - [`local`]: the instance's own sled database (the trees the auth and API modules always
 //!   used); one binary, nothing else to run;
@@ -17,6 +18,7 @@
 //! request path call them); token lookups, nonce claims and every write are `async`.
 //! This module never delivers, never runs a plugin and never touches the queue.
 
+mod extra;
 pub mod local;
 pub mod nats;
 pub mod watch;
@@ -29,7 +31,7 @@ use crate::auth::apps::{App, Lookup};
 use crate::auth::tokens::TokenRecord;
 use crate::config::StorageConfig;
 use crate::config::nats::Engine;
-use crate::state::SubscriptionHealth;
+use crate::health::SubscriptionHealth;
 use crate::store::{Store, StoreError};
 
 /// Longest wait at shutdown for background writes to reach the shared control plane.
@@ -62,6 +64,19 @@ impl ControlPlane {
             Self::Sled(_) => None,
             Self::Nats(plane) => Some(plane),
         }
+    }
+
+    /// Whether the control plane is shared with other instances (its nonces, its changes).
+    pub fn is_shared(&self) -> bool {
+        self.nats().is_some()
+    }
+
+    /// The shared control plane's JetStream and this instance's name in it, for a stage that
+    /// keeps shared state of its own (Odoo polling's cursors and leases); `None` when the
+    /// control plane is this instance's own.
+    pub(crate) fn shared_jetstream(&self) -> Option<(&async_nats::jetstream::Context, &str)> {
+        self.nats()
+            .map(|plane| (plane.jetstream(), plane.instance()))
     }
 
     /// The engine's name, for logs and the admin status.
@@ -276,6 +291,15 @@ impl ControlPlane {
         }
     }
 
+    /// Whether the snapshot in force holds every shared change applied so far (always on
+    /// sled).
+    pub(crate) fn snapshot_current(&self) -> bool {
+        match self {
+            Self::Sled(_) => true,
+            Self::Nats(p) => p.snapshot_current(),
+        }
+    }
+
     /// The snapshot built from `generation` is in force.
     pub(crate) fn snapshot_built(&self, generation: u64) {
         if let Self::Nats(p) = self {
@@ -335,10 +359,10 @@ impl ControlPlane {
     // Subscription health.
 
     /// Where the flags and pauses of subscriptions are kept, loaded.
-    pub(crate) fn health(&self, store: &Store) -> Result<crate::state::Health, StoreError> {
+    pub(crate) fn health(&self, store: &Store) -> Result<crate::health::Health, StoreError> {
         match self {
-            Self::Sled(_) => crate::state::Health::open(store),
-            Self::Nats(p) => Ok(crate::state::Health::shared(
+            Self::Sled(_) => crate::health::Health::open(store),
+            Self::Nats(p) => Ok(crate::health::Health::shared(
                 p.stored_health(),
                 HealthSink(p.clone()),
             )),

@@ -1,6 +1,6 @@
 //! Following the shared control plane: when another instance changes apps, API subscriptions,
 //! plugins or subscription health, this instance takes the change through the same
-//! build-and-swap path as a reload ([`crate::reload::reload`]), so it serves the change within
+//! build-and-swap path as a reload ([`crate::reload::rebuild`]), so it serves the change within
 //! a second. Changes arriving together are taken together (debounced).
 //!
 //! With sled there is no one else: the task returns at once.
@@ -33,7 +33,7 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
         tokio::select! {
             () = changes.notify.notified() => {}
             () = tokio::time::sleep(BEHIND_RETRY), if behind => {
-                let _ = crate::reload::reload(&state, "catching up with the shared control plane").await;
+                let _ = crate::reload::rebuild(&state, "catching up with the shared control plane").await;
                 continue;
             }
             () = shutdown.cancelled() => return,
@@ -42,11 +42,7 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
             () = tokio::time::sleep(DEBOUNCE) => {}
             () = shutdown.cancelled() => return,
         }
-        let crate::control::nats::Taken {
-            snapshot,
-            health,
-            removed_apps,
-        } = changes.take();
+        let crate::control::nats::Taken { snapshot, health } = changes.take();
         let health_changed = !health.is_empty();
         let mut resumed = Vec::new();
         for (sub, h) in health {
@@ -57,35 +53,14 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
         }
         // Enabled elsewhere: the jobs parked here run again, as after a local enable.
         if !resumed.is_empty() {
-            state.scheduler.unpark(crate::state::now_ms(), |sub| {
-                resumed.iter().any(|r| r == sub)
-            });
+            let resumed: Vec<&str> = resumed.iter().map(String::as_str).collect();
+            state.work.resume(&resumed);
         }
         if snapshot {
-            let _ = crate::reload::reload(&state, "the shared control plane changed").await;
+            let _ = crate::reload::rebuild(&state, "the shared control plane changed").await;
         } else if health_changed {
             // An enabled subscription's parked jobs may run now.
-            state.scheduler.notify();
+            state.work.wake();
         }
-        // After the swap: no new work is made for the app's subscriptions any more.
-        for app in removed_apps {
-            purge_app_work(&state, &app).await;
-        }
-    }
-}
-
-/// An app removed on another instance leaves this one's queue too (as `DELETE /admin/apps`
-/// does where it is called): its queued deliveries, delivery log and dead letters go.
-async fn purge_app_work(state: &Arc<State>, app: &str) {
-    let prefix = crate::api::records::app_prefix(app);
-    match state.work.purge(&prefix).await {
-        Ok(purged) => {
-            tracing::info!(
-                app,
-                purged,
-                "app removed on another instance; its work is purged"
-            );
-        }
-        Err(e) => tracing::error!(app, error = %e, "cannot purge a removed app's work"),
     }
 }

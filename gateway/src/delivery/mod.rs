@@ -10,6 +10,7 @@ mod client;
 mod connector;
 mod error;
 mod limits;
+mod outbound;
 pub mod outbound_auth;
 mod ssrf;
 mod url;
@@ -21,5 +22,6 @@ pub use client::{
 pub use connector::SsrfBlocked;
 pub use error::{ClientBuildError, DeliveryError};
 pub use limits::{ConcurrencyLimits, DestinationPermit, GlobalPermit, Permit};
+pub use outbound::{DeliveryLimits, Outbound};
 pub use ssrf::{Cidr, CidrParseError, SsrfPolicy};
 pub use url::{HTTP_URL_PATTERN, is_http_url};

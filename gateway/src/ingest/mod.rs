@@ -19,10 +19,10 @@ use http::{HeaderMap, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 
 use crate::event::Event;
-use crate::fanout;
 use crate::http_error::{ApiError, Body, json};
-use crate::state::{State, now_ms};
+use crate::state::State;
 use crate::store::DedupKey;
+use crate::time::now_ms;
 
 /// Which endpoint a request came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,10 +45,6 @@ pub struct IngestRequest<'a> {
     /// Request headers.
     pub headers: &'a HeaderMap,
 }
-
-/// Most jobs an event may make for ingest to write them itself; an event that makes more is
-/// left to the fan-out stage.
-const INLINE_JOBS: usize = 16;
 
 /// Body formats the envelope endpoint accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,7 +138,7 @@ pub async fn accept(
     req: IngestRequest<'_>,
     body: Bytes,
 ) -> Result<http::Response<Body>, ApiError> {
-    let snapshot = state.snapshot.load();
+    let snapshot = state.snapshot.load_full();
     // The caller checked the token with `authorise`; a reload may have removed the source since.
     let Some(source) = snapshot.sources.get(req.source) else {
         return Err(ApiError::unauthorized());
@@ -176,74 +172,64 @@ pub async fn accept(
         action: incoming.action,
         record_id: incoming.record_id,
         received_at_ms: now_ms(),
+        seq: crate::time::sequence(),
         payload: incoming.payload,
         headers: safe_headers(req.headers),
     });
-    // On the shared work plane, the event is acknowledged once JetStream holds it; any
-    // instance fans it out.
-    if let crate::workplane::WorkPlane::Nats(work) = &state.work {
-        drop(snapshot);
-        let accepted = work
-            .accept(&event, &dedup)
-            .await
-            .map_err(|e| match e {
-                crate::store::StoreError::TooLarge { limit, .. } => ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    format!(
-                        "the event is larger than the shared queue takes ({limit} bytes with room for its jobs): raise NATS max_payload or send less"
-                    ),
-                ),
-                e => ApiError::queue_unavailable(&e),
-            })?;
-        return Ok(accepted_response(&accepted));
-    }
-    // Refuse quickly what cannot be kept: a failing disk (retried by the store) or an
-    // exhausted disk budget. Nothing acknowledged before is touched.
-    if state.store.unavailable().is_some() {
-        return Err(ApiError::storage_unavailable());
-    }
-    if state.store.is_full() {
-        return Err(ApiError::storage_full());
-    }
-    // An event that matches few subscriptions is planned here (matching is pure and cheap)
-    // and its jobs are written with it; one that matches many goes through the fan-out
-    // backlog, so that acknowledging it never waits for a large write.
-    let mut planned = fanout::plan_at_most(&snapshot, &event, now_ms(), INLINE_JOBS);
-    drop(snapshot);
-    let accepted = match &mut planned {
-        Some(jobs) => state.store.accept_planned(&event, &dedup, jobs),
-        None => state.store.accept(&event, &dedup),
-    }
-    .map_err(|e| ApiError::storage("cannot store an event", &e))?;
-    let durable = state.store.durable().await;
+    // Durable (on NATS: held by JetStream) before it is acknowledged; planned and fanned out
+    // by the work plane, never here.
+    let accepted = state
+        .work
+        .accept(&snapshot, &event, &dedup)
+        .await
+        .map_err(|e| refused(state, e))?;
     if !accepted.duplicate {
-        match &planned {
-            // Written, so scheduled even if the flush failed: the flusher retries until the
-            // disk takes them, and a retry of this request is answered as a duplicate.
-            Some(jobs) => {
-                crate::trace::fanned_out(&event, jobs.len());
-                let now = now_ms();
-                for job in jobs {
-                    state.scheduler.schedule_with(job, Some(&event), now);
-                }
+        // The event catalog learns the types and payload shapes sources send (cheap: a map
+        // look-up, a payload parsed at most once a second per type).
+        state.catalog.seen.observe(&event);
+    }
+    Ok(accepted_response(&accepted, &event))
+}
+
+/// The answer to an event the work plane did not accept, counted by reason when it is a
+/// refusal for lack of room or a failing disk.
+fn refused(state: &State, e: crate::workplane::AcceptError) -> ApiError {
+    use crate::workplane::AcceptError;
+    match e {
+        AcceptError::Refused(refusal) => {
+            state.metrics.refused(refusal.reason());
+            ApiError::refused(&refusal)
+        }
+        AcceptError::TooLarge { limit } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "the event is larger than the shared queue takes ({limit} bytes with room for its jobs): raise NATS max_payload or send less"
+            ),
+        ),
+        AcceptError::QueueUnavailable(e) => ApiError::queue_unavailable(&e),
+        AcceptError::Store(e) => {
+            let answer = ApiError::storage("cannot store an event", &e);
+            if answer.code == "storage_unavailable" {
+                state.metrics.refused("storage_unavailable");
             }
-            None => state.fanout_wake.notify_one(),
+            answer
         }
     }
-    durable.map_err(|e| ApiError::storage("cannot make an event durable", &e))?;
-    Ok(accepted_response(&accepted))
 }
 
 /// `202` with the event's id (the first submission's, for a repeat).
-fn accepted_response(accepted: &crate::store::Accepted) -> http::Response<Body> {
+fn accepted_response(accepted: &crate::store::Accepted, event: &Event) -> http::Response<Body> {
     let mut response = json(
         StatusCode::ACCEPTED,
         &serde_json::json!({ "id": accepted.id, "duplicate": accepted.duplicate }),
     );
-    if accepted.duplicate {
-        response.extensions_mut().insert(Duplicate);
-    }
+    // The event's id and type only go to its span: nothing is made when none is exported.
+    let traced = crate::trace::exporting().then(|| (accepted.id.clone(), event.event_type()));
+    response.extensions_mut().insert(Ingested {
+        duplicate: accepted.duplicate,
+        event: traced,
+    });
     response
 }
 
@@ -258,9 +244,16 @@ pub async fn accept_event(
     Ok(accepted)
 }
 
-/// Marks the answer to a repeated submission (for the metrics; not sent to the client).
-#[derive(Debug, Clone, Copy)]
-pub struct Duplicate;
+/// What an accepted request was, for the metrics and the ingest span (not sent to the
+/// client).
+#[derive(Debug, Clone)]
+pub struct Ingested {
+    /// Whether it repeated an earlier submission.
+    pub duplicate: bool,
+    /// The event's id (the first submission's, for a repeat) and type, `<model>.<action>`,
+    /// while spans are exported.
+    pub event: Option<(String, String)>,
+}
 
 /// A time-ordered, random event id: `evt_` + 12 hex digits of milliseconds + 16 random.
 pub fn new_event_id() -> String {

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Request, header};
 use http_body_util::Full;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
+use tracing::Instrument as _;
 
 use super::OdooError;
 use super::config::Protocol;
@@ -29,6 +30,17 @@ const RETRY_BASE: Duration = Duration::from_millis(200);
 const CACHE_LIMIT: usize = 10_000;
 
 type CacheKey = (String, i64, String);
+
+/// What the catalog asks `fields_get` for each field.
+const FIELD_ATTRIBUTES: [&str; 7] = [
+    "type",
+    "string",
+    "required",
+    "readonly",
+    "selection",
+    "relation",
+    "help",
+];
 
 /// One Odoo instance, as one user.
 pub struct OdooClient {
@@ -137,8 +149,27 @@ impl OdooClient {
     }
 
     /// `object.execute_kw(db, uid, key, model, method, args, kwargs)`, or with JSON-2 the
-    /// same call with named arguments.
+    /// same call with named arguments; in an `odoo call` span when spans are exported.
     pub async fn execute_kw(
+        &self,
+        model: &str,
+        method: &str,
+        args: Value,
+        kwargs: Value,
+    ) -> Result<Value, OdooError> {
+        let stage = crate::trace::odoo_call(model, method);
+        let answer = self
+            .execute_kw_untraced(model, method, args, kwargs)
+            .instrument(stage.span().clone())
+            .await;
+        if let Err(e) = &answer {
+            stage.set("odoo_gateway.error_code", e.code());
+            stage.fail(e.to_string());
+        }
+        answer
+    }
+
+    async fn execute_kw_untraced(
         &self,
         model: &str,
         method: &str,
@@ -240,6 +271,24 @@ impl OdooClient {
             .unwrap_or_else(|p| p.into_inner())
             .insert(key, relation.to_owned());
         Ok(relation.to_owned())
+    }
+
+    /// `fields_get` of `model`: every field's description as Odoo gives it (`type`,
+    /// `string`, `required`, `readonly`, `selection`, `relation`, `help`), for the event
+    /// catalog's schemas.
+    pub async fn fields_get(&self, model: &str) -> Result<Map<String, Value>, OdooError> {
+        let answer = self
+            .execute_kw(
+                model,
+                "fields_get",
+                json!([[]]),
+                json!({ "attributes": FIELD_ATTRIBUTES }),
+            )
+            .await?;
+        match answer {
+            Value::Object(fields) => Ok(fields),
+            _ => Err(self.bad("`fields_get` did not answer an object")),
+        }
     }
 
     /// Like [`Self::read`], but records read within `cache_ttl` are reused.

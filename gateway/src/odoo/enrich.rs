@@ -8,14 +8,15 @@
 //! deleted since is left out); without, `[id, display name]` for each. One `read` per related
 //! model per event, whatever the number of entries naming it.
 //!
-//! Runs in the plugin-call unit of work ([`crate::dispatch`]), never in ingest. It never
-//! changes the stored event: the enriched copy lives only for the call.
+//! Runs in the plugin-call unit of work (the work plane's job runner), never in ingest. It
+//! never changes the stored event: the enriched copy lives only for the call.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
+use tracing::Instrument as _;
 
 use super::{EnrichSpec, OdooClient, OdooError};
 use crate::config::{Snapshot, Subscription};
@@ -137,7 +138,14 @@ pub async fn prepare(
             })));
             continue;
         };
-        prepared.push(match enrich_event(&odoo.client, &specs, &event).await {
+        let stage = crate::trace::enrich(&event, &sub.id);
+        let enriched = enrich_event(&odoo.client, &specs, &event)
+            .instrument(stage.span().clone())
+            .await;
+        if let Err(e) = &enriched {
+            stage.fail(e.to_string());
+        }
+        prepared.push(match enriched {
             Ok(enriched) => Ok(enriched),
             Err(e) if e.is_retryable() => {
                 let reason = CallFailure::Odoo {

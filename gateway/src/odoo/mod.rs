@@ -13,9 +13,13 @@
 //!   [`shared`]: on the NATS engine, the cursors, one lease per model and the changes seen,
 //!   shared by every instance, so that one instance polls a model at a time.
 //!
-//! Nothing here runs on the ingest path, and nothing here writes queued work directly:
+//! - [`catalog`]: the event catalog: which event types the sources produce, with a JSON
+//!   Schema from Odoo's `fields_get` (or inferred from the payloads seen) and an example.
+//!
+//! Nothing here runs on the ingest path (but the catalog's note of each accepted event's type), and nothing here writes queued work directly:
 //! polled events enter like any other accepted event, and fan-out does the rest.
 
+pub mod catalog;
 pub mod change;
 pub mod client;
 pub mod config;

@@ -33,8 +33,9 @@ use super::plan::{self, Query};
 use super::shared::{Lease, RENEW};
 use super::{OdooError, OdooSource, Poll, PollModelConfig};
 use crate::event::Event;
-use crate::state::{State, now_ms};
+use crate::state::State;
 use crate::store::{DedupKey, StoreError};
+use crate::time::now_ms;
 
 /// How often the configuration is looked at for models to start polling.
 const TICK: Duration = Duration::from_millis(500);
@@ -417,6 +418,7 @@ async fn accept(
         action: action.to_owned(),
         record_id: Some(id),
         received_at_ms: now_ms(),
+        seq: crate::time::sequence(),
         payload: Value::Object(payload.clone()).to_string(),
         headers: Vec::new(),
     };

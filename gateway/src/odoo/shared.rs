@@ -73,20 +73,20 @@ fn nats(what: &str, e: impl std::fmt::Display) -> StoreError {
 impl Shared {
     /// The buckets (created when missing) on the NATS engine; `None` on sled.
     pub async fn open(state: &State) -> Result<Option<Arc<Self>>, StoreError> {
-        let Some(plane) = state.control.nats() else {
+        let Some((js, instance)) = state.control.shared_jetstream() else {
             return Ok(None);
         };
         let snapshot = state.snapshot.load_full();
         let config = &snapshot.storage.nats;
         let open = |name: &str, max_age: Duration| {
             let bucket = format!("{}_{name}", config.bucket_prefix);
-            open_bucket_with(plane.jetstream(), bucket, max_age, config.replicas, 1)
+            open_bucket_with(js, bucket, max_age, config.replicas, 1)
         };
         Ok(Some(Arc::new(Self {
             cursors: open("odoo_cursors", Duration::ZERO).await?,
             leases: open("odoo_leases", LEASE).await?,
             changes: open("odoo_changes", snapshot.storage.retention).await?,
-            instance: plane.instance().to_owned(),
+            instance: instance.to_owned(),
         })))
     }
 

@@ -5,9 +5,10 @@
 //! each fsync covers every write that arrived while the previous one ran.
 //!
 //! A failed flush (a full disk, an I/O error) fails the writers waiting on it, is reported,
-//! and is retried with backoff until it succeeds: the store recovers by itself once the disk
-//! has room again, and [`Durability::failing`] says meanwhile that it cannot make anything
-//! durable (ingest answers `503 storage_unavailable`, `/readyz` is not ready).
+//! and is retried with backoff; [`Durability::failing`] says meanwhile that it cannot make
+//! anything durable (ingest answers `503 storage_unavailable`, `/readyz` is not ready). sled
+//! itself takes no writes after an I/O error until the database is opened again, so a
+//! failing flusher is what tells `lib.rs::run` to reopen it (see [`super::Store::needs_reopen`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

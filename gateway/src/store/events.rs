@@ -174,6 +174,15 @@ impl Store {
     }
 
     /// Up to `limit` events waiting for fan-out, oldest first, with their backlog keys.
+    /// How many events wait on the fan-out backlog (a walk of its keys: for start-up).
+    pub fn backlog_len(&self) -> usize {
+        self.inner
+            .queue
+            .scan_prefix([super::queue::PENDING])
+            .keys()
+            .count()
+    }
+
     pub fn pending(&self, limit: usize) -> Result<Vec<(Vec<u8>, Event)>, StoreError> {
         let mut out = Vec::with_capacity(limit);
         let backlog = self.inner.queue.scan_prefix([super::queue::PENDING]);
@@ -208,6 +217,7 @@ mod tests {
             action: "write".into(),
             record_id: Some(1),
             received_at_ms: at,
+            seq: 0,
             payload: "{}".into(),
             headers: vec![],
         }
@@ -267,6 +277,7 @@ mod tests {
             due_ms: 10,
             last_error: None,
             member: None,
+            order: None,
         };
         let outcomes: Vec<Accepted> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..8)

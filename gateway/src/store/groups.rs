@@ -24,6 +24,7 @@ use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use serde::{Deserialize, Serialize};
 
+use super::counted::Batch;
 use super::job::{Attempt, DeadLetter, Job, JobId, JobKind, JobPart, JobSummary, Member};
 use super::queue::{DEAD, INDEX, JOB, key};
 use super::{Store, StoreError, decode, encode};
@@ -104,6 +105,8 @@ struct Stored {
     body: Vec<u8>,
     #[serde(rename = "h", default, skip_serializing_if = "Vec::is_empty")]
     headers: Vec<(String, String)>,
+    #[serde(rename = "o", default, skip_serializing_if = "Option::is_none")]
+    order: Option<crate::workplane::policy::Order>,
 }
 
 impl Stored {
@@ -129,6 +132,7 @@ impl Stored {
             envelope: job.envelope,
             body: job.body.clone(),
             headers: job.headers.clone(),
+            order: job.order.clone(),
         })
     }
 
@@ -160,6 +164,7 @@ impl Stored {
             due_ms: group.due_ms,
             last_error: None,
             member: Some(member),
+            order: self.order.clone(),
         }
     }
 }
@@ -499,7 +504,7 @@ impl Store {
         if !self.member_open(&letter.job, member) {
             return Ok(());
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         if let Some(attempt) = attempt {
             batch.insert(self.attempt_key(&letter.job.id)?, encode(attempt));
         }
@@ -633,6 +638,7 @@ mod tests {
             action: "write".into(),
             record_id: Some(1),
             received_at_ms: 10,
+            seq: 0,
             payload: "{}".into(),
             headers: vec![],
         }
@@ -654,6 +660,7 @@ mod tests {
             due_ms: 10,
             last_error: None,
             member: None,
+            order: None,
         }
     }
 

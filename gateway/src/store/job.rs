@@ -132,6 +132,9 @@ pub struct Job {
     pub due_ms: u64,
     /// The last failure, if any.
     pub last_error: Option<String>,
+    /// Its place in its key's order, for a subscription with `ordering`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<crate::workplane::policy::Order>,
     /// Where the job is stored while it has no record of its own: a slot of its event's group
     /// record (see the store's `groups.rs`). Known in memory only; `None` for a job with its own
     /// record.
@@ -234,6 +237,14 @@ pub enum DeadReason {
     Plugin(CallFailure),
     /// The plugin named a destination the subscription does not have.
     PluginInvalidOutput(String),
+    /// The job with its event is larger than the shared queue's messages (NATS
+    /// `max_payload`): it could never be queued. Its body is not kept in the letter.
+    TooLarge {
+        /// Its size, in bytes.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// Every attempt failed.
     GaveUp {
         /// Attempts made.
@@ -253,6 +264,7 @@ impl DeadReason {
             Self::Unsignable(_) => "unsignable",
             Self::Plugin(_) => "plugin_failed",
             Self::PluginInvalidOutput(_) => "plugin_invalid_output",
+            Self::TooLarge { .. } => "too_large",
             Self::GaveUp { .. } => "gave_up",
         }
     }
@@ -272,6 +284,10 @@ impl fmt::Display for DeadReason {
             // The failure's text starts with its own code (`plugin_rejected: ...`).
             Self::Plugin(e) => write!(f, "{e}"),
             Self::PluginInvalidOutput(e) => write!(f, "plugin_invalid_output: {e}"),
+            Self::TooLarge { size, limit } => write!(
+                f,
+                "too_large: the delivery with its event is {size} bytes, over the queue's message limit of {limit}"
+            ),
             Self::GaveUp {
                 attempts,
                 last_error,

@@ -12,10 +12,11 @@
 //! backlog entry cleared by the last one (job ids are deterministic, so a replayed fan-out
 //! rewrites the same jobs).
 //!
-//! Which job runs when is not stored here: the in-memory [`crate::scheduler`] holds the
+//! Which job runs when is not stored here: the sled engine's in-memory schedule holds the
 //! order, and start-up rebuilds it from the jobs on disk. So taking a job writes nothing,
 //! and a job whose worker died with the process is simply due again at the next start.
 
+use super::counted::Batch;
 use super::job::{Attempt, DeadLetter, Job, JobSummary};
 use super::{Store, StoreError, decode, encode};
 
@@ -135,7 +136,7 @@ impl Store {
         // the same keys.
         let groups: Vec<_> = grouped.writes().collect();
         for chunk in groups.chunks(MAX_BATCH) {
-            let mut batch = sled::Batch::default();
+            let mut batch = Batch::default();
             for (k, v) in chunk {
                 batch.insert(*k, *v);
             }
@@ -164,7 +165,7 @@ impl Store {
                 dead.iter()
                     .map(|d| (dead_key(&d.job.id), encode(d), &d.job)),
             );
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         let mut writes = 0;
         for (key, record, job) in records {
             if writes + 2 > MAX_BATCH {
@@ -286,7 +287,7 @@ impl Store {
             return Ok(());
         }
         let mut job = job.clone();
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         if let Some(attempt) = attempt {
             job.attempts += 1;
             batch.insert(self.attempt_key(&job.id)?, encode(attempt));
@@ -317,8 +318,12 @@ impl Store {
         let mut job = decode::<DeadLetter>("dead", &record)?.job;
         job.attempts = 0;
         job.due_ms = due_ms;
+        // An ordered job replayed goes behind its key's newer jobs.
+        if let Some(order) = &mut job.order {
+            order.seq = crate::time::sequence();
+        }
         queue.insert(job_key(job_id), encode(&job))?;
-        match queue.compare_and_swap(&dkey, Some(&record), None::<&[u8]>)? {
+        match queue.compare_and_swap(&dkey, Some(&record[..]), None)? {
             Ok(()) => Ok(Some(job)),
             // Replayed concurrently by someone else: theirs stands.
             Err(_) => Ok(None),
@@ -512,7 +517,7 @@ impl Store {
             }
         }
         for chunk in doomed.chunks(MAX_BATCH) {
-            let mut batch = sled::Batch::default();
+            let mut batch = Batch::default();
             for k in chunk {
                 batch.remove(k.clone());
             }
@@ -553,6 +558,7 @@ mod tests {
             due_ms: 10,
             last_error: None,
             member: None,
+            order: None,
         }
     }
 

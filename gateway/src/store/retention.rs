@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::counted::Batch;
 use super::job::{DeadLetter, JobId};
 use super::queue::{ATTEMPT, DEAD, INDEX, JOB, PENDING, key};
 use super::{Store, StoreError, decode};
@@ -95,7 +96,7 @@ impl Store {
         &self,
         id: &str,
         subscription: &str,
-        batch: &mut sled::Batch,
+        batch: &mut Batch,
         pruned: &mut Pruned,
     ) -> Result<(), StoreError> {
         for entry in self
@@ -116,7 +117,7 @@ impl Store {
 
     fn prune_dead_letters(&self, cutoff_ms: u64, budget: usize) -> Result<Pruned, StoreError> {
         let mut pruned = Pruned::default();
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         for entry in self.inner.queue.scan_prefix([DEAD]) {
             if pruned.total() >= budget {
                 pruned.more = true;
@@ -154,8 +155,8 @@ impl Store {
             cutoff_ms = cutoff_ms.min(event_time_ms(&id).unwrap_or(0));
         }
         let mut pruned = Pruned::default();
-        let mut batch = sled::Batch::default();
-        let mut events_batch = sled::Batch::default();
+        let mut batch = Batch::default();
+        let mut events_batch = Batch::default();
         for entry in self.inner.events.iter() {
             if pruned.total() >= budget {
                 pruned.more = true;
@@ -204,7 +205,7 @@ impl Store {
         budget: usize,
     ) -> Result<Pruned, StoreError> {
         let mut pruned = Pruned::default();
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         let body_cutoff = now_ms.saturating_sub(retention.dedup_window.as_millis() as u64);
         let id_cutoff = now_ms.saturating_sub(retention.delivered.as_millis() as u64);
         // Not time-ordered: walk on from where the last pass stopped, so each pass is bounded.
@@ -267,6 +268,7 @@ mod tests {
             action: "write".into(),
             record_id: Some(1),
             received_at_ms: ms,
+            seq: 0,
             payload: "{}".into(),
             headers: vec![],
         }
@@ -288,6 +290,7 @@ mod tests {
             due_ms: event.received_at_ms,
             last_error: None,
             member: None,
+            order: None,
         }
     }
 

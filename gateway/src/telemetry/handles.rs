@@ -1,8 +1,12 @@
 //! Metric handles kept per subscription, so that counting a delivery, a retry or a plugin
 //! call allocates nothing once its labels have been seen: a label set is built (two or
 //! three `String`s) the first time only, then its handle is found by `&str`.
+//!
+//! The handles also say which series exist, so a reload can remove those of the
+//! subscriptions and plugins it took away ([`SubscriptionCounters::retain`],
+//! [`PluginMetrics::retain`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use prometheus_client::metrics::counter::Counter;
@@ -26,6 +30,9 @@ pub(super) type PluginFamilies = (
 pub struct SubscriptionCounters {
     family: Family<SubscriptionOutcome, Counter>,
     handles: RwLock<HashMap<Box<str>, ByOutcome>>,
+    /// The subscriptions in force, once a configuration was seen: a count for any other is
+    /// made under [`super::REMOVED`].
+    live: RwLock<Option<HashSet<Box<str>>>>,
 }
 
 impl SubscriptionCounters {
@@ -41,6 +48,14 @@ impl SubscriptionCounters {
             .and_then(|by_outcome| by_outcome.get(outcome))
             .cloned();
         let counter = known.unwrap_or_else(|| {
+            let removed = read(&self.live)
+                .as_ref()
+                .is_some_and(|live| !live.contains(subscription));
+            let subscription = if removed {
+                super::REMOVED
+            } else {
+                subscription
+            };
             let counter = self.family.get_or_create_owned(&SubscriptionOutcome {
                 subscription: subscription.to_owned(),
                 outcome: outcome.to_owned(),
@@ -52,6 +67,24 @@ impl SubscriptionCounters {
             counter
         });
         counter.inc();
+    }
+
+    /// Keeps the series of the subscriptions in `live` (and of [`super::REMOVED`]); removes
+    /// every other.
+    pub(super) fn retain(&self, live: &HashSet<Box<str>>) {
+        *write(&self.live) = Some(live.clone());
+        write(&self.handles).retain(|subscription, by_outcome| {
+            let kept = live.contains(subscription) || &**subscription == super::REMOVED;
+            if !kept {
+                for outcome in by_outcome.keys() {
+                    self.family.remove(&SubscriptionOutcome {
+                        subscription: subscription.to_string(),
+                        outcome: outcome.to_string(),
+                    });
+                }
+            }
+            kept
+        });
     }
 }
 
@@ -119,9 +152,48 @@ impl PluginMetrics {
             calls: RwLock::default(),
             limit_hits: RwLock::default(),
         });
-        // A reload that changed the subscription's plugin replaces the handles.
-        write(&self.handles).insert(subscription.into(), handles.clone());
+        // A call that started before the reload that changed the subscription's plugin (the
+        // reload removed the old plugin's series) replaces the handles.
+        if let Some(old) = write(&self.handles).insert(subscription.into(), handles.clone()) {
+            self.remove(subscription, &old);
+        }
         handles
+    }
+
+    /// Removes the series of `handles`, `subscription`'s handles of one plugin.
+    fn remove(&self, subscription: &str, handles: &PluginHandles) {
+        let (subscription, plugin) = (subscription.to_owned(), handles.plugin.to_string());
+        self.seconds.remove(&PluginLabels {
+            subscription: subscription.clone(),
+            plugin: plugin.clone(),
+        });
+        for outcome in read(&handles.calls).keys() {
+            self.calls.remove(&PluginOutcome {
+                subscription: subscription.clone(),
+                plugin: plugin.clone(),
+                outcome: outcome.to_string(),
+            });
+        }
+        for limit in read(&handles.limit_hits).keys() {
+            self.limit_hits.remove(&PluginLimit {
+                subscription: subscription.clone(),
+                plugin: plugin.clone(),
+                limit: (*limit).to_owned(),
+            });
+        }
+    }
+
+    /// Keeps the series of each subscription whose plugin `running` says it still runs
+    /// (`Some(short hash)`, `"none"` without one); removes those of removed subscriptions
+    /// and of plugins they no longer run.
+    pub(super) fn retain(&self, running: impl Fn(&str) -> Option<String>) {
+        write(&self.handles).retain(|subscription, handles| {
+            let kept = running(subscription).is_some_and(|plugin| *plugin == *handles.plugin);
+            if !kept {
+                self.remove(subscription, handles);
+            }
+            kept
+        });
     }
 
     /// Counts one call of `plugin` for `subscription`: its outcome (`ok`, `retry`, or the
@@ -200,6 +272,24 @@ mod tests {
         let plugins = PluginMetrics::new(|| Histogram::new([0.1, 1.0]));
         plugins.call("sub", "aaaa", "ok", None, 0.01);
         plugins.call("sub", "aaaa", "retry", Some("plugin_cpu_exceeded"), 0.2);
+        let (calls, seconds, hits) = plugins.families();
+        let labels = |plugin: &str, outcome: &str| PluginOutcome {
+            subscription: "sub".into(),
+            plugin: plugin.into(),
+            outcome: outcome.into(),
+        };
+        let limit = |plugin: &str| PluginLimit {
+            subscription: "sub".into(),
+            plugin: plugin.into(),
+            limit: "cpu_time".into(),
+        };
+        let count =
+            |plugin: &str, outcome: &str| calls.get(&labels(plugin, outcome)).map(|c| c.get());
+        assert_eq!(count("aaaa", "ok"), Some(1));
+        assert_eq!(count("aaaa", "retry"), Some(1));
+        assert_eq!(hits.get(&limit("aaaa")).map(|c| c.get()), Some(1));
+        // The subscription runs another plugin now: it counts under the new hash, and the
+        // old plugin's series go.
         plugins.call(
             "sub",
             "bbbb",
@@ -207,24 +297,64 @@ mod tests {
             Some("plugin_trapped"),
             0.01,
         );
-        let (calls, _, hits) = plugins.families();
-        let labels = |plugin: &str, outcome: &str| PluginOutcome {
+        assert_eq!(count("bbbb", "plugin_trapped"), Some(1));
+        assert_eq!(count("aaaa", "ok"), None);
+        assert!(hits.get(&limit("aaaa")).is_none());
+        let old = PluginLabels {
             subscription: "sub".into(),
-            plugin: plugin.into(),
-            outcome: outcome.into(),
+            plugin: "aaaa".into(),
         };
-        assert_eq!(calls.get_or_create(&labels("aaaa", "ok")).get(), 1);
-        assert_eq!(calls.get_or_create(&labels("aaaa", "retry")).get(), 1);
-        assert_eq!(
-            calls.get_or_create(&labels("bbbb", "plugin_trapped")).get(),
-            1
-        );
-        let limit = |plugin: &str| PluginLimit {
-            subscription: "sub".into(),
-            plugin: plugin.into(),
-            limit: "cpu_time".into(),
+        assert!(seconds.get(&old).is_none());
+    }
+
+    #[test]
+    fn a_reload_removes_the_series_of_what_it_took_away() {
+        let counters = SubscriptionCounters::default();
+        counters.inc("kept", "delivered");
+        counters.inc("gone", "delivered");
+        counters.inc("gone", "failed");
+        let family = counters.family();
+        let has = |subscription: &str, outcome: &str| {
+            family
+                .get(&SubscriptionOutcome {
+                    subscription: subscription.into(),
+                    outcome: outcome.into(),
+                })
+                .is_some()
         };
-        assert_eq!(hits.get_or_create(&limit("aaaa")).get(), 1);
-        assert_eq!(hits.get_or_create(&limit("bbbb")).get(), 0);
+        counters.retain(&HashSet::from(["kept".into()]));
+        assert!(has("kept", "delivered"));
+        assert!(!has("gone", "delivered") && !has("gone", "failed"));
+        // Counted after the reload (a queued job of the removed subscription dead-lettered):
+        // one shared series, not the removed subscription's own again.
+        counters.inc("gone", "subscription_removed");
+        assert!(!has("gone", "subscription_removed"));
+        assert!(has(crate::telemetry::REMOVED, "subscription_removed"));
+
+        let plugins = PluginMetrics::new(|| Histogram::new([0.1, 1.0]));
+        plugins.call("kept", "aaaa", "ok", None, 0.01);
+        plugins.call("swapped", "bbbb", "ok", None, 0.01);
+        plugins.call("gone", "cccc", "ok", None, 0.01);
+        plugins.retain(|subscription| match subscription {
+            "kept" => Some("aaaa".to_owned()),
+            "swapped" => Some("dddd".to_owned()),
+            _ => None,
+        });
+        let (calls, seconds, _) = plugins.families();
+        let present = |subscription: &str, plugin: &str| {
+            let call = PluginOutcome {
+                subscription: subscription.into(),
+                plugin: plugin.into(),
+                outcome: "ok".into(),
+            };
+            let time = PluginLabels {
+                subscription: subscription.into(),
+                plugin: plugin.into(),
+            };
+            (calls.get(&call).is_some(), seconds.get(&time).is_some())
+        };
+        assert_eq!(present("kept", "aaaa"), (true, true));
+        assert_eq!(present("swapped", "bbbb"), (false, false));
+        assert_eq!(present("gone", "cccc"), (false, false));
     }
 }

@@ -5,15 +5,20 @@
 //! wiring) never ask which engine runs.
 //!
 //! Two engines, chosen by `[storage] engine`:
-//! - `sled` ([`SledWork`], over [`crate::store`]): the instance's own database, with the in-memory
-//!   [`crate::scheduler`] and the [`crate::fanout`] and [`crate::dispatch`] stages;
+//! - `sled` ([`SledWork`], over [`crate::store`]): the instance's own database, with an
+//!   in-memory schedule and its fan-out and dispatch stages;
 //! - `nats` ([`nats`]): JetStream streams and buckets shared by every instance, with its own
 //!   pull loops.
+//!
+//! Both run a due job through the one [`runner`] (one delivery attempt, one plugin-call path,
+//! one retry policy) and only write down its outcome their own way.
 //!
 //! What a caller sees is the same on both: a job is [`JobState::Pending`] (queued, or waiting
 //! for a retry), [`JobState::Delivered`] or [`JobState::Dead`], with its attempts oldest first.
 
 pub mod nats;
+pub mod policy;
+pub mod runner;
 mod sled;
 
 use std::collections::HashMap;
@@ -94,10 +99,33 @@ pub struct DestinationDepth {
 
 /// A stage the engine runs (fan-out, dispatch, or the shared pull loops), supervised by
 /// [`crate::run`].
-pub type Stage = fn(Arc<State>, CancellationToken) -> StageRun;
+pub type Stage = Arc<dyn Fn(Arc<State>, CancellationToken) -> StageRun + Send + Sync>;
 
 /// One run of a [`Stage`].
 pub type StageRun = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Why an event from ingest was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    /// The store takes no new event now: live data at its budget, the disk short of room, or
+    /// writes failing (it resumes by itself).
+    #[error("{reason}: {0}", reason = .0.reason())]
+    Refused(crate::store::Refusal),
+    /// The event is larger than the shared queue takes, with room for its jobs.
+    #[error(
+        "the event is larger than the shared queue takes ({limit} bytes with room for its jobs)"
+    )]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The shared queue cannot take it now.
+    #[error("queue_unavailable: {0}")]
+    QueueUnavailable(StoreError),
+    /// The store failed to write it.
+    #[error("cannot store the event: {0}")]
+    Store(StoreError),
+}
 
 /// The work plane of one running gateway. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -109,15 +137,12 @@ pub enum WorkPlane {
 }
 
 impl WorkPlane {
-    /// Opens the engine `storage` names: the queue in `store` (scheduled into `scheduler`,
-    /// the fan-out woken through `fan_out`), or the streams and buckets on the NATS connection
-    /// of `control`.
+    /// Opens the engine `storage` names: the queue in `store` (its schedule rebuilt from the
+    /// jobs on disk), or the streams and buckets on the NATS connection of `control`.
     pub async fn open(
         storage: &crate::config::StorageConfig,
         control: &crate::control::ControlPlane,
         store: &Store,
-        scheduler: Arc<crate::scheduler::Scheduler>,
-        fan_out: Arc<tokio::sync::Notify>,
         plugin_slots_per_subscription: usize,
     ) -> Result<Self, StoreError> {
         match control.nats() {
@@ -130,24 +155,68 @@ impl WorkPlane {
                 )
                 .await?,
             ))),
-            None => Ok(Self::Sled(SledWork::new(store.clone(), scheduler, fan_out))),
+            None => Ok(Self::Sled(SledWork::open(store.clone())?)),
+        }
+    }
+
+    /// The delivery policies' state: this instance's own on sled, shared through JetStream on
+    /// NATS.
+    pub async fn policies(&self) -> Result<Arc<policy::Policies>, StoreError> {
+        match self {
+            Self::Sled(_) => Ok(Arc::new(policy::Policies::local())),
+            Self::Nats(w) => w.policies().await,
         }
     }
 
     /// The engine's stages, by name.
     pub fn stages(&self) -> Vec<(&'static str, Stage)> {
-        fn fan_out(state: Arc<State>, stop: CancellationToken) -> StageRun {
-            Box::pin(crate::fanout::run(state, stop))
-        }
-        fn dispatch(state: Arc<State>, stop: CancellationToken) -> StageRun {
-            Box::pin(crate::dispatch::run(state, stop))
-        }
-        fn shared(state: Arc<State>, stop: CancellationToken) -> StageRun {
-            Box::pin(nats::run(state, stop))
-        }
         match self {
-            Self::Sled(_) => vec![("fan-out", fan_out), ("dispatch", dispatch)],
-            Self::Nats(_) => vec![("shared-work", shared)],
+            Self::Sled(w) => w.stages(),
+            Self::Nats(w) => {
+                let work = w.clone();
+                vec![(
+                    "shared-work",
+                    Arc::new(move |state, stop| {
+                        Box::pin(nats::run(state, work.clone(), stop)) as StageRun
+                    }),
+                )]
+            }
+        }
+    }
+
+    /// Accepts an event from ingest, durably (on NATS: acknowledged by JetStream), and hands
+    /// it to the fan-out; the answer names the first submission's id for a repeat.
+    pub async fn accept(
+        &self,
+        snapshot: &Snapshot,
+        event: &Arc<Event>,
+        dedup: &crate::store::DedupKey,
+    ) -> Result<crate::store::Accepted, AcceptError> {
+        match self {
+            Self::Sled(w) => w.accept(snapshot, event, dedup).await,
+            Self::Nats(w) => w.accept(event, dedup).await.map_err(|e| match e {
+                StoreError::TooLarge { limit, .. } => AcceptError::TooLarge { limit },
+                e => AcceptError::QueueUnavailable(e),
+            }),
+        }
+    }
+
+    /// Looks again at the jobs set aside for `subscriptions`, paused until now; how many are resumed (on NATS, where the sweep moves them
+    /// back within a second, how many were set aside as of its last look).
+    pub fn resume(&self, subscriptions: &[&str]) -> usize {
+        match self {
+            Self::Sled(w) => w.resume(|sub| subscriptions.contains(&sub)),
+            Self::Nats(w) => {
+                let depths = w.depths();
+                subscriptions.iter().map(|sub| depths.of('p', sub)).sum()
+            }
+        }
+    }
+
+    /// Tells the stages that the configuration changed (they may have work under it).
+    pub fn wake(&self) {
+        if let Self::Sled(w) = self {
+            w.wake();
         }
     }
 
@@ -168,19 +237,23 @@ impl WorkPlane {
         }
     }
 
-    /// Why new events are refused now, if they are: a failing disk or a full budget on
-    /// sled, NATS unreachable.
+    /// Whether this instance is connected to the shared work plane (`None` on sled, where
+    /// there is nothing to connect to).
+    pub fn connected(&self) -> Option<bool> {
+        match self {
+            Self::Sled(_) => None,
+            Self::Nats(w) => Some(w.unavailable().is_none()),
+        }
+    }
+
+    /// Why new events are refused now, if they are: on sled writes failing, live data at its
+    /// budget or the disk short of room (`<reason>: <why>`); NATS unreachable.
     pub fn refuses(&self) -> Option<String> {
         match self {
-            Self::Sled(w) => {
-                let store = w.store();
-                if let Some(why) = store.unavailable() {
-                    return Some(format!("storage_unavailable: {why}"));
-                }
-                store
-                    .is_full()
-                    .then(|| "storage_full: the disk budget is reached".to_owned())
-            }
+            Self::Sled(w) => w
+                .store()
+                .refusal()
+                .map(|refusal| format!("{}: {refusal}", refusal.reason())),
             Self::Nats(w) => w
                 .unavailable()
                 .map(|why| format!("queue_unavailable: {why}")),
@@ -336,7 +409,7 @@ impl WorkPlane {
             Self::Nats(w) => {
                 let d = w.depths();
                 let (due, later, parked) = (
-                    d.total('d') + d.total('a') + d.total('c'),
+                    d.total('d') + d.total('a') + d.total('c') + d.total('o'),
                     d.total('r'),
                     d.total('p'),
                 );
@@ -364,19 +437,16 @@ impl WorkPlane {
                 names
                     .into_iter()
                     .map(|name| {
-                        let lane = match crate::dispatch::owner_app(name) {
+                        let lane = match crate::subscriptions::owner_app(name) {
                             Some(app) => ('a', app.to_owned()),
                             None => ('d', snapshot.destinations[name].authority()),
                         };
-                        let shared = if counted.insert(lane.clone()) {
-                            d.of(lane.0, &lane.1)
-                        } else {
-                            0
-                        };
+                        let first = counted.insert(lane.clone());
+                        let shared = if first { d.of(lane.0, &lane.1) } else { 0 };
                         DestinationDepth {
                             destination: name.clone(),
                             jobs: shared + d.of('r', name),
-                            head_due_since_ms: None,
+                            head_due_since_ms: first.then(|| d.since(lane.0, &lane.1)).flatten(),
                         }
                     })
                     .filter(|q| q.jobs > 0)
@@ -385,27 +455,47 @@ impl WorkPlane {
         }
     }
 
-    /// Queued jobs (due, waiting or parked) per subscription. On NATS a destination's jobs
-    /// count for its subscription when only one subscription delivers there.
+    /// Queued jobs (due, waiting or parked) per subscription. On NATS a lane's jobs (a
+    /// receiver host's, an app's, a destination's retries) count for a subscription when it is
+    /// the only one delivering there: the stream counts jobs by lane, not by subscription.
     pub fn queued_by_subscription(&self, snapshot: &Snapshot) -> HashMap<String, usize> {
         match self {
             Self::Sled(w) => w.queued_by_subscription(),
             Self::Nats(w) => {
                 let d = w.depths();
-                let mut users: HashMap<&str, Vec<&str>> = HashMap::new();
-                for sub in &snapshot.subscriptions {
+                let lanes_of = |sub: &crate::config::Subscription| {
+                    let mut lanes = Vec::new();
                     for dest in &sub.destinations {
-                        users.entry(dest).or_default().push(&sub.id);
+                        lanes.push(('r', dest.clone()));
+                        lanes.push(match crate::subscriptions::owner_app(&sub.id) {
+                            Some(app) => ('a', app.to_owned()),
+                            None => match snapshot.destinations.get(dest) {
+                                Some(d) => ('d', d.authority()),
+                                None => continue,
+                            },
+                        });
+                    }
+                    lanes.sort();
+                    lanes.dedup();
+                    lanes
+                };
+                let mut users: HashMap<(char, String), usize> = HashMap::new();
+                for sub in &snapshot.subscriptions {
+                    for lane in lanes_of(sub) {
+                        *users.entry(lane).or_default() += 1;
                     }
                 }
                 let mut counts = HashMap::new();
                 for sub in &snapshot.subscriptions {
                     let mut n = d.of('c', &sub.id) + d.of('p', &sub.id);
-                    for dest in &sub.destinations {
-                        // Retries are a destination's own; the jobs on its lane are only
-                        // known by lane, shared with the host's or app's other destinations.
-                        if users.get(dest.as_str()).is_some_and(|u| u.len() == 1) {
-                            n += d.of('r', dest);
+                    if sub.ordering.is_some() {
+                        n += (0..nats::ordered::PARTITIONS)
+                            .map(|p| d.of('o', &format!("{}#{p}", sub.id)))
+                            .sum::<usize>();
+                    }
+                    for lane in lanes_of(sub) {
+                        if users.get(&lane) == Some(&1) {
+                            n += d.of(lane.0, &lane.1);
                         }
                     }
                     if n > 0 {

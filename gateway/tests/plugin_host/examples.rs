@@ -35,6 +35,7 @@ fn order_event(payload: &str) -> Event {
         action: "confirmed".into(),
         record_id: Some(12),
         received_at_ms: 1_715_677_960_000,
+        seq: 0,
         payload: payload.into(),
         headers: Vec::new(),
     }

@@ -573,6 +573,12 @@ async fn bench(events: usize, wanted: &dyn Fn(&str) -> bool) -> anyhow::Result<(
     if wanted("engines") {
         engines(&receiver, &counts, events, relay_rate, &mut rows).await?;
     }
+    if wanted("ordering") {
+        ordering(
+            &receiver, &blackhole, &counts, events, relay_rate, &mut rows,
+        )
+        .await?;
+    }
 
     println!(
         "\n{events} events (≈240 B Odoo order bodies), {CONCURRENCY} concurrent clients, load generator and receiver in this process, gateway and relay each in their own; {} cores.\n",
@@ -687,6 +693,84 @@ async fn engines(
                 total as f64 / ingest.as_secs_f64(),
                 ms(percentile(&acks, 0.5)),
                 ms(percentile(&acks, 0.99)),
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Records the ordering rows' events are about: a record's events wait for each other.
+const RECORDS: usize = 1_000;
+
+fn over_records(n: usize) -> Vec<u8> {
+    odoo_gateway_tests::load::record_body(n, RECORDS)
+}
+
+/// Ordered delivery's cost: the same load (events about 1,000 records) to one subscription
+/// without and with `ordering = "record"`; then a plain subscription's throughput beside an
+/// ordered one whose receiver never answers (every key of it blocked), against the first row.
+async fn ordering(
+    receiver: &str,
+    blackhole: &str,
+    counts: &Counts,
+    events: usize,
+    relay_rate: f64,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<()> {
+    let mut unordered = None;
+    for (label, ordering, stuck, path) in [
+        (
+            "ordering: 1,000 records, unordered",
+            "",
+            false,
+            "/unordered",
+        ),
+        (
+            "ordering: 1,000 records, ordering = \"record\"",
+            "ordering = \"record\"\n",
+            false,
+            "/ordered",
+        ),
+        (
+            "ordering: a plain subscription beside an ordered one whose receiver never answers",
+            "",
+            true,
+            "/beside",
+        ),
+    ] {
+        let mut subs = subscription("orders", "receiver", ordering);
+        let mut destinations = vec![("receiver", format!("{receiver}{path}"))];
+        if stuck {
+            destinations.push(("stuck", format!("{blackhole}/stuck")));
+            subs.push_str(&subscription("stuck", "stuck", "ordering = \"record\"\n"));
+        }
+        let gw = gateway(&config(&destinations, &subs)).await?;
+        let url = format!("{}/v1/odoo/odoo/{TOKEN}", gw.base);
+        let before = counts.get(path);
+        let started = Instant::now();
+        let acks = odoo_gateway_tests::load::blast_bodies(&url, 0, events, 202, over_records).await;
+        counts
+            .wait(path, before + events, Duration::from_secs(600))
+            .await?;
+        let rate = events as f64 / started.elapsed().as_secs_f64();
+        let compared = match unordered {
+            None => {
+                unordered = Some(rate);
+                String::new()
+            }
+            Some(base) => format!("{:.0} % of the unordered row; ", 100.0 * rate / base),
+        };
+        rows.push(Row(
+            label.into(),
+            format!(
+                "{rate:.0} deliveries/s ({:.0} % of the relay)",
+                100.0 * rate / relay_rate
+            ),
+            format!(
+                "{compared}ack p50 {:.1} ms p99 {:.1} ms; gateway peak RSS {:.0} MiB",
+                ms(percentile(&acks, 0.5)),
+                ms(percentile(&acks, 0.99)),
+                gw.peak_rss_mib()
             ),
         ));
     }

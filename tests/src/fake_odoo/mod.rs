@@ -46,6 +46,8 @@ pub const UID: i64 = 7;
 struct Inner {
     models: BTreeMap<String, Vec<Map<String, Value>>>,
     relations: BTreeMap<(String, String), String>,
+    /// Per model, the field definitions `fields_get` answers (`tests/fixtures/odoo/fields/`).
+    definitions: BTreeMap<String, Map<String, Value>>,
     /// The fake's epoch, seconds since the Unix epoch: the minute it started, so that its
     /// clock reads like the gateway's (which tells settled seconds by its own clock).
     epoch: i64,
@@ -91,6 +93,12 @@ impl FakeOdoo {
                 serde_json::from_slice(&body).expect("fixture records");
             records.iter_mut().for_each(time::store_fixture);
             inner.models.insert(model, records);
+        }
+        for (name, body) in crate::fixtures("fields") {
+            let model = name.trim_end_matches(".json").to_owned();
+            let fields: Map<String, Value> =
+                serde_json::from_slice(&body).expect("fixture field definitions");
+            inner.definitions.insert(model, fields);
         }
         for (model, field, relation) in [
             ("sale.order", "partner_id", "res.partner"),
@@ -226,6 +234,16 @@ impl FakeOdoo {
         id
     }
 
+    /// Adds (or replaces) the definition of `field` on `model`, as a module adding a field
+    /// would: `fields_get` shows it from now on.
+    pub fn define_field(&self, model: &str, field: &str, description: Value) {
+        self.lock()
+            .definitions
+            .entry(model.to_owned())
+            .or_default()
+            .insert(field.to_owned(), description);
+    }
+
     /// Deletes a record of `model`.
     pub fn unlink(&self, model: &str, id: i64) {
         if let Some(records) = self.lock().models.get_mut(model) {
@@ -353,6 +371,7 @@ impl FakeOdoo {
         let answer = model::execute(
             &inner.models,
             &inner.relations,
+            &inner.definitions,
             model,
             method,
             &json!([first]),
@@ -404,6 +423,7 @@ impl FakeOdoo {
                 model::execute(
                     &inner.models,
                     &inner.relations,
+                    &inner.definitions,
                     model,
                     method,
                     &positional,

@@ -1,5 +1,9 @@
 //! The ORM methods of the fake Odoo: `read`, `search`, `search_read` and `fields_get` over
-//! records held in memory, with Odoo's faults for unknown models and fields. Domains are in
+//! records held in memory, with Odoo's faults for unknown models and fields. `fields_get`
+//! answers from a model's field definitions (`tests/fixtures/odoo/fields/`, in the shape of
+//! Odoo 17's answer: `type`, `string`, `required`, `readonly`, `selection`, `relation`,
+//! `help`...), cut to the fields and attributes asked, as Odoo's `get_description` does; a
+//! model without definitions gets `many2one` or `char` per field. Domains are in
 //! Odoo's prefix notation (`&` and `|` take the next two terms, `!` the next one, the top
 //! level is an implicit `&`); a timestamp is compared as an instant, at full precision, with
 //! a domain value of whole seconds (see [`super::time`]); records are shown with their
@@ -19,6 +23,7 @@ type Records = Vec<Map<String, Value>>;
 pub(super) fn execute(
     models: &BTreeMap<String, Records>,
     relations: &BTreeMap<(String, String), String>,
+    definitions: &BTreeMap<String, Map<String, Value>>,
     model: &str,
     method: &str,
     positional: &Value,
@@ -63,12 +68,27 @@ pub(super) fn execute(
             })
         }
         "fields_get" => {
-            let asked = positional[0].as_array().cloned().unwrap_or_default();
+            // `allfields`: none or empty means every field; `attributes`: none means all.
+            let asked: Vec<&str> = positional[0]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let attributes: Option<Vec<&str>> = kwargs["attributes"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect());
+            let wanted = |f: &str| asked.is_empty() || asked.contains(&f);
             let mut out = Map::new();
-            for f in asked.iter().filter_map(Value::as_str) {
-                if !known.contains(f) {
-                    continue;
+            if let Some(defined) = definitions.get(model) {
+                for (name, description) in defined.iter().filter(|(n, _)| wanted(n)) {
+                    let mut shown = description.as_object().cloned().unwrap_or_default();
+                    if let Some(keep) = &attributes {
+                        shown.retain(|k, _| keep.contains(&k.as_str()));
+                    }
+                    out.insert(name.clone(), Value::Object(shown));
                 }
+                return Ok(Value::Object(out));
+            }
+            for f in known.iter().copied().filter(|f| wanted(f)) {
                 let relation = relations.get(&(model.to_owned(), f.to_owned()));
                 out.insert(
                     f.to_owned(),
@@ -268,6 +288,7 @@ mod tests {
     fn ids(domain: Value, order: &str) -> Result<Vec<i64>, Fault> {
         let found = execute(
             &records(),
+            &BTreeMap::new(),
             &BTreeMap::new(),
             "sale.order",
             "search",

@@ -164,38 +164,5 @@ pub(crate) async fn inbox() -> Inbox {
         .expect("inbox")
 }
 
-/// Polls `f` until it returns `Some`, or panics after [`WAIT`].
-pub(crate) async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    mut f: impl FnMut() -> F,
-) -> T {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Runs the scenario `$scenario(&Engine)` as two tests: `$sled` on the embedded engine and
-/// `$nats` on a NATS server of its own, so that both engines are held to one behaviour.
-macro_rules! on_both_engines {
-    ($sled:ident, $nats:ident, $scenario:ident) => {
-        #[tokio::test]
-        async fn $sled() {
-            $scenario(&odoo_gateway_tests::nats::Engine::Sled).await;
-        }
-
-        #[tokio::test]
-        async fn $nats() {
-            let server = odoo_gateway_tests::nats::NatsServer::start().expect("nats-server");
-            $scenario(&server.engine("t")).await;
-        }
-    };
-}
-pub(crate) use on_both_engines;
+pub(crate) use odoo_gateway_tests::harness::eventually;
+pub(crate) use odoo_gateway_tests::on_both_engines;

@@ -7,7 +7,7 @@ use odoo_gateway_tests::TestGateway;
 use odoo_gateway_tests::nats::Engine;
 use serde_json::{Value, json};
 
-use crate::common::*;
+use super::common::*;
 
 on_both_engines!(
     test_event_delivery_log_replay_and_dead_letters,
@@ -60,7 +60,7 @@ async fn test_event_delivery_log_replay_and_dead_letters_on(engine: &Engine<'_>)
     assert_eq!(good.received().len(), 1, "subscription b did not get it");
 
     // The delivery log shows it with its attempt; a replay sends it again with the same id.
-    let log = eventually("the delivery log", || async {
+    let log = eventually(WAIT, "the delivery log", || async {
         let log = acme
             .call("GET", "/v1/subscriptions/a/deliveries", None)
             .await
@@ -115,7 +115,7 @@ async fn test_event_delivery_log_replay_and_dead_letters_on(engine: &Engine<'_>)
             .status,
         202
     );
-    let letters = eventually("a dead letter", || async {
+    let letters = eventually(WAIT, "a dead letter", || async {
         let letters =
             acme.call("GET", "/v1/dead-letters", None).await.json()["dead_letters"].clone();
         (letters.as_array().is_some_and(|l| !l.is_empty())).then_some(letters)
@@ -146,7 +146,7 @@ async fn test_event_delivery_log_replay_and_dead_letters_on(engine: &Engine<'_>)
         .call("POST", &format!("/v1/dead-letters/{dead_id}/replay"), None)
         .await;
     assert_eq!(replayed.status, 202, "{:?}", replayed.body);
-    let log = eventually("the replayed delivery", || async {
+    let log = eventually(WAIT, "the replayed delivery", || async {
         let log = acme
             .call("GET", "/v1/subscriptions/down/deliveries", None)
             .await
@@ -219,7 +219,7 @@ async fn deleting_an_app_removes_everything_it_owned_on(engine: &Engine<'_>) {
     }
     post_order(&gateway, "before-delete").await;
     // One dead letter, and a delivery being retried.
-    eventually("a dead letter and a retried delivery", || async {
+    eventually(WAIT, "a dead letter and a retried delivery", || async {
         let dead = shop.call("GET", "/v1/dead-letters", None).await.json();
         let retried = failing.received().iter().any(|r| r.path == "/retrying");
         (dead["dead_letters"]
@@ -386,7 +386,7 @@ async fn retries_pauses_and_repeats_on(engine: &Engine<'_>) {
 
     // Retried on the backoff schedule until the receiver takes it.
     post_order(&gateway, "flapping").await;
-    let log = eventually("the third attempt delivers", || async {
+    let log = eventually(WAIT, "the third attempt delivers", || async {
         let log = acme
             .call("GET", "/v1/subscriptions/flap/deliveries", None)
             .await
@@ -445,7 +445,7 @@ async fn retries_pauses_and_repeats_on(engine: &Engine<'_>) {
     )
     .await;
     assert_eq!(enabled["enabled"], true, "{enabled}");
-    eventually("the held delivery is sent once enabled", || async {
+    eventually(WAIT, "the held delivery is sent once enabled", || async {
         (tagged(&flapping, "held") == 1).then_some(())
     })
     .await;
@@ -473,7 +473,7 @@ async fn retries_pauses_and_repeats_on(engine: &Engine<'_>) {
         first["id"], second["id"],
         "the repeat names the first event"
     );
-    eventually("the event is delivered", || async {
+    eventually(WAIT, "the event is delivered", || async {
         (tagged(&flapping, "twice") == 1).then_some(())
     })
     .await;
@@ -521,7 +521,7 @@ mode = "reject"
     for n in 0..4 {
         post_order(&gateway, &format!("rejected-{n}")).await;
     }
-    let letters = eventually("every rejected event is dead-lettered", || async {
+    let letters = eventually(WAIT, "every rejected event is dead-lettered", || async {
         let all = admin(&gateway, "GET", "/admin/dead-letters", None).await;
         let letters: Vec<Value> = all["dead_letters"]
             .as_array()?

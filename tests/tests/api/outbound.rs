@@ -4,9 +4,9 @@
 use odoo_gateway_tests::TestGateway;
 use serde_json::json;
 
-use crate::common::*;
+use super::common::*;
 
-use crate::receiver;
+use super::receiver;
 
 #[tokio::test]
 async fn outbound_oauth2_token_is_cached_and_refreshed_after_a_401() {
@@ -29,7 +29,7 @@ async fn outbound_oauth2_token_is_cached_and_refreshed_after_a_401() {
     for n in 0..3 {
         post_order(&gateway, &format!("oauth2-{n}")).await;
     }
-    eventually("three deliveries", || async {
+    eventually(WAIT, "three deliveries", || async {
         (receiver.hits("/hook-oauth2").len() >= 3).then_some(())
     })
     .await;
@@ -50,7 +50,7 @@ async fn outbound_oauth2_token_is_cached_and_refreshed_after_a_401() {
     // The receiver stops taking the token: one 401, one refresh, and the same attempt succeeds.
     receiver.revoke_all();
     post_order(&gateway, "oauth2-after-revoke").await;
-    eventually("the retried delivery", || async {
+    eventually(WAIT, "the retried delivery", || async {
         (receiver.hits("/hook-oauth2").len() >= 5).then_some(())
     })
     .await;
@@ -110,7 +110,7 @@ destinations = ["keyed"]
         .await
         .expect("gateway");
     post_order(&gateway, "oauth1").await;
-    eventually("both deliveries", || async {
+    eventually(WAIT, "both deliveries", || async {
         (!receiver.hits("/hook-oauth1").is_empty() && !receiver.hits("/hook-static").is_empty())
             .then_some(())
     })
@@ -170,7 +170,7 @@ async fn token_requests_obey_the_ssrf_policy() {
             .status,
         202
     );
-    let letters = eventually("a dead letter", || async {
+    let letters = eventually(WAIT, "a dead letter", || async {
         let letters =
             acme.call("GET", "/v1/dead-letters", None).await.json()["dead_letters"].clone();
         letters

@@ -7,7 +7,7 @@ use std::time::Duration;
 use odoo_gateway_tests::{TestGateway, plugin, workspace};
 use serde_json::{Value, json};
 
-use crate::common::*;
+use super::common::*;
 
 #[tokio::test]
 async fn hostile_uploads_are_refused_and_an_uploaded_plugin_delivers() {

@@ -8,7 +8,7 @@ use odoo_gateway::cli::inbox::{Inbox, InboxOptions};
 use odoo_gateway_tests::{HttpClient, TestGateway, fixture};
 use serde_json::{Value, json};
 
-use crate::common::*;
+use super::common::*;
 
 #[tokio::test]
 async fn subscriptions_crud_persists_across_a_restart_and_stays_within_its_app() {

@@ -5,7 +5,7 @@ use odoo_gateway::auth::{OAuth1Credentials, SignatureMethod, authorization_heade
 use odoo_gateway_tests::nats::{Engine, NatsServer};
 use odoo_gateway_tests::{HttpClient, TestGateway};
 
-use crate::common::*;
+use super::common::*;
 
 #[tokio::test]
 async fn apps_are_managed_through_the_cli_while_the_gateway_runs() {

@@ -5,7 +5,7 @@ use odoo_gateway::auth::{SignatureMethod, authorization_header, authorization_he
 use odoo_gateway_tests::TestGateway;
 use odoo_gateway_tests::nats::{Engine, NatsServer};
 
-use crate::common::*;
+use super::common::*;
 
 #[tokio::test]
 async fn oauth1_signatures_verify_and_replays_and_skew_are_refused() {

@@ -4,7 +4,7 @@
 use odoo_gateway_tests::nats::{Engine, NatsServer};
 use std::time::Duration;
 
-use crate::common::*;
+use super::common::*;
 
 #[tokio::test]
 async fn token_lifecycle_issue_use_introspect_revoke_expire() {

@@ -9,10 +9,10 @@ use async_nats::jetstream::kv;
 use tokio_util::sync::CancellationToken;
 
 use super::{PendingHealth, StoredHealth, encode, mirror};
-use crate::state::SubscriptionHealth;
+use crate::health::SubscriptionHealth;
 
 impl super::NatsPlane {
-    /// The stored flags and pauses, for [`crate::state::Health`] at start-up.
+    /// The stored flags and pauses, for [`crate::health::Health`] at start-up.
     pub(crate) fn stored_health(&self) -> HashMap<String, SubscriptionHealth> {
         let table = mirror::read(&self.mirror.health);
         table

@@ -12,6 +12,9 @@
 //! | `api_plugins` | `<app>.<sha256>` → plugin record | content-addressed; the bytes in the object store `plugin_components` |
 //! | `oauth1_nonces` | hex SHA-256 of (consumer, nonce, timestamp) → nothing | `create`: a replay is refused on every instance; `max_age` the nonce window |
 //! | `subscription_health` | hex subscription id → flags, pause, writer | the latest state wins; an instance skips its own echoes |
+//! | `portal_links` | hex SHA-256 of the link → link | random keys; taken by a purge naming the revision read; `max_age` [`crate::auth::portal::MAX_LINK_TTL`] |
+//! | `portal_sessions` | hex SHA-256 of the session → session | random keys; `max_age` [`crate::auth::portal::MAX_SESSION_TTL`] |
+//! | `event_catalog` | hex of source and event type → shape seen | each instance merges what it saw into what is stored |
 //!
 //! `apps`, `api_subscriptions`, `api_plugins` and `subscription_health` are mirrored in memory
 //! (`mirror.rs`) and watched: reads on the request path and in the snapshot build never wait on
@@ -21,6 +24,7 @@ mod auth;
 mod fresh;
 mod health;
 mod mirror;
+mod portal;
 mod records;
 
 use std::collections::HashMap;
@@ -34,7 +38,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use crate::api::records::{StoredPlugin, StoredSubscription};
 use crate::auth::apps::App;
 use crate::config::nats::NatsConfig;
-use crate::state::SubscriptionHealth;
+use crate::health::SubscriptionHealth;
 use crate::store::StoreError;
 
 /// Longest life of an OAuth2 token in the shared bucket (its `max_age`): an app's
@@ -95,8 +99,6 @@ pub struct Taken {
     pub snapshot: bool,
     /// Subscription health set (`Some`) or cleared (`None`) elsewhere.
     pub health: Vec<(String, Option<SubscriptionHealth>)>,
-    /// Apps removed elsewhere.
-    pub removed_apps: Vec<String>,
 }
 
 /// What another instance changed, for [`super::watch`].
@@ -108,8 +110,6 @@ pub struct Changes {
     snapshot: std::sync::atomic::AtomicBool,
     /// Subscription health set elsewhere, by subscription (`None`: cleared).
     health: Mutex<HealthUpdates>,
-    /// Apps removed elsewhere (their local queue is purged here too).
-    removed_apps: Mutex<Vec<String>>,
 }
 
 impl Changes {
@@ -119,12 +119,9 @@ impl Changes {
             .snapshot
             .swap(false, std::sync::atomic::Ordering::AcqRel);
         let health = std::mem::take(&mut *self.health.lock().unwrap_or_else(|p| p.into_inner()));
-        let removed =
-            std::mem::take(&mut *self.removed_apps.lock().unwrap_or_else(|p| p.into_inner()));
         Taken {
             snapshot,
             health: health.into_iter().collect(),
-            removed_apps: removed,
         }
     }
 }
@@ -139,6 +136,9 @@ pub struct NatsPlane {
     subscriptions: kv::Store,
     plugins: kv::Store,
     nonces: kv::Store,
+    portal_links: kv::Store,
+    portal_sessions: kv::Store,
+    event_catalog: kv::Store,
     components: object_store::ObjectStore,
     mirror: Mirror,
     /// This instance's name in health records.
@@ -355,6 +355,9 @@ impl NatsPlane {
         let plugins = open("api_plugins", none).await?;
         let nonces = open("oauth1_nonces", NONCE_MAX_AGE).await?;
         let health = open("subscription_health", none).await?;
+        let portal_links = open("portal_links", crate::auth::portal::MAX_LINK_TTL).await?;
+        let portal_sessions = open("portal_sessions", crate::auth::portal::MAX_SESSION_TTL).await?;
+        let event_catalog = open("event_catalog", none).await?;
         let components_name = format!("{prefix}_plugin_components");
         let components = match js
             .create_object_store(object_store::Config {
@@ -390,17 +393,12 @@ impl NatsPlane {
         };
         let app_changed: Arc<dyn Fn(&str) + Send + Sync> = {
             let changes = changes.clone();
-            let table = mirror.apps.clone();
             let built = built.clone();
-            Arc::new(move |key: &str| {
+            // An app removed elsewhere needs nothing more here than the rebuild: its work is
+            // in the shared work plane, purged once by the instance that removed it (a purge
+            // repeated here could reach an app made again under the same name meanwhile).
+            Arc::new(move |_key: &str| {
                 built.changed();
-                if mirror::read(&table).get(key).is_none() {
-                    changes
-                        .removed_apps
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(key.to_owned());
-                }
                 changes
                     .snapshot
                     .store(true, std::sync::atomic::Ordering::Release);
@@ -485,6 +483,9 @@ impl NatsPlane {
             subscriptions,
             plugins,
             nonces,
+            portal_links,
+            portal_sessions,
+            event_catalog,
             components,
             mirror,
             instance,

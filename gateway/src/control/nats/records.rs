@@ -349,8 +349,9 @@ impl NatsPlane {
     }
 
     /// Fetches every recorded component that is not yet a file under `storage`, checking
-    /// its hash; one that cannot be fetched is logged (a subscription using it is then
-    /// quarantined by the snapshot build until a later build finds it).
+    /// its hash. One that cannot be fetched is logged and the others are still fetched; the
+    /// answer is then the first failure: a snapshot built now would quarantine a subscription
+    /// that uses it, so it must not count as holding the shared changes.
     pub(crate) async fn fetch_plugin_files(&self, storage: &Path) -> Result<(), StoreError> {
         let hashes: std::collections::BTreeSet<String> = read(&self.mirror.plugins)
             .prefixed("")
@@ -361,6 +362,7 @@ impl NatsPlane {
                     .filter_map(|(_, s)| s.plugin.clone()),
             )
             .collect();
+        let mut first_failure = None;
         for hash in hashes {
             let path = api_records::plugin_file(storage, &hash);
             if path.exists() {
@@ -368,9 +370,10 @@ impl NatsPlane {
             }
             if let Err(e) = self.fetch_component(&hash, &path).await {
                 tracing::error!(plugin = %hash, error = %e, "cannot fetch an uploaded plugin from the shared object store");
+                first_failure.get_or_insert(e);
             }
         }
-        Ok(())
+        first_failure.map_or(Ok(()), Err)
     }
 
     async fn fetch_component(&self, hash: &str, path: &Path) -> Result<(), StoreError> {

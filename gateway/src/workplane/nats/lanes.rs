@@ -10,17 +10,21 @@ use async_nats::jetstream::{self, AckKind};
 use futures_util::StreamExt as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument as _;
 
 use super::log::Status;
 use super::{Item, NatsWork, token};
 use crate::config::{Snapshot, Subscription};
-use crate::dispatch::{Failure, Sent, owner_app};
 use crate::event::Event;
-use crate::state::{State, now_ms};
+use crate::state::State;
 use crate::store::{Attempt, CallFailure, DeadReason, Job, JobKind};
-use crate::telemetry::Metrics;
-use crate::transform::{self, Outcome};
+use crate::subscriptions::owner_app;
+use crate::time::now_ms;
+use crate::workplane::policy::Admission;
+use crate::workplane::runner::{self, Gate, Settle};
+
+/// Longest wait for a policy (a rate limit, an open circuit) a pulled delivery waits out where
+/// it is; a longer one moves it to its retry subject.
+const HOLD_IN_PLACE: Duration = Duration::from_secs(2);
 
 /// How long one pull request waits for messages.
 const PULL_WAIT: Duration = Duration::from_secs(1);
@@ -93,6 +97,20 @@ fn lanes(work: &NatsWork, snapshot: &Snapshot) -> HashMap<String, Lane> {
         .values()
         .any(|s| s.odoo.as_ref().is_some_and(|o| !o.enrich.is_empty()));
     for sub in &snapshot.subscriptions {
+        if sub.ordering.is_some() {
+            // One job in flight per partition, in the whole cluster (see `ordered.rs`).
+            for p in 0..super::ordered::PARTITIONS {
+                let t = super::ordered::lane_token(&sub.id, p);
+                let lane = Lane {
+                    consumer: format!("o_{t}"),
+                    subject: format!("{}.work.o.{t}", work.prefix),
+                    limit: 1,
+                    kind: LaneKind::Work,
+                };
+                lanes.insert(lane.consumer.clone(), lane);
+            }
+            continue;
+        }
         if sub.plugin.is_none() && sub.enrich.is_empty() && !source_enrich {
             continue;
         }
@@ -110,10 +128,7 @@ fn lanes(work: &NatsWork, snapshot: &Snapshot) -> HashMap<String, Lane> {
 
 /// Runs until `shutdown`: the fan-out, the lanes of the configuration in force (started and
 /// stopped as it changes), and the sweep of parked jobs and of lanes no longer configured.
-pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
-    let crate::workplane::WorkPlane::Nats(work) = state.work.clone() else {
-        return;
-    };
+pub async fn run(state: Arc<State>, work: Arc<NatsWork>, shutdown: CancellationToken) {
     // Everything started here stops with this run, a panic included (the supervisor then
     // starts a new one).
     let scope = shutdown.child_token();
@@ -339,40 +354,76 @@ async fn fan_out_one(
     message: jetstream::Message,
     received: std::time::Instant,
 ) {
-    let event: Event = match serde_json::from_slice(&message.payload) {
+    let mut event: Event = match serde_json::from_slice(&message.payload) {
         Ok(event) => event,
         Err(e) => {
             tracing::error!(error = %e, "an unreadable event waits for an instance that reads it");
-            settle(&message, AckKind::Nak(Some(UNREADABLE_PAUSE))).await;
+            ack(&message, AckKind::Nak(Some(UNREADABLE_PAUSE))).await;
             return;
         }
     };
+    // Its acceptance order, for ordered subscriptions: its place in the events stream.
+    let seq = message.info().map_or(0, |i| i.stream_sequence);
+    event.seq = seq;
     let event = Arc::new(event);
-    if !state.control.caught_up(received, CATCH_UP).await {
+    // Its lease held while it waits (the wait may be longer than a short lease).
+    let waiting = Renewal::start(work, &message);
+    let caught_up = state.control.caught_up(received, CATCH_UP).await;
+    drop(waiting);
+    if !caught_up {
         tracing::warn!(event = %event.id, "this instance's configuration is behind the shared control plane; the event is fanned out later");
-        settle(&message, AckKind::Nak(Some(TRY_AGAIN))).await;
+        ack(&message, AckKind::Nak(Some(TRY_AGAIN))).await;
         return;
     }
     let snapshot = state.snapshot.load_full();
+    let fan_out = crate::trace::fan_out(&event);
     let jobs = crate::fanout::plan(&snapshot, &event, now_ms());
-    crate::trace::fanned_out(&event, jobs.len());
-    let items = jobs
-        .into_iter()
-        .map(|job| {
-            (
-                work.job_subject(&job),
-                Item {
-                    job,
-                    event: (*event).clone(),
-                },
-            )
-        })
-        .collect();
-    match work.publish(items).await {
-        Ok(()) => settle(&message, AckKind::Ack).await,
+    fan_out.planned(&event, jobs.len());
+    let mut items = Vec::with_capacity(jobs.len());
+    let mut ordered = Vec::new();
+    for job in jobs {
+        let item = Item {
+            job,
+            event: (*event).clone(),
+        };
+        // A job that can never be a message (a field-filtered body with its event, over
+        // `max_payload`) is dead-lettered with the reason, its body left out; its event's other
+        // jobs go on.
+        if let Some(size) = work.too_large(&item) {
+            let limit = work.message_limit();
+            let Item { mut job, event } = item;
+            job.body = Vec::new();
+            let reason = crate::store::DeadReason::TooLarge { size, limit };
+            runner::buried(state, &job, &reason);
+            if let Err(e) = work.bury(&job, &event, None, reason.to_string()).await {
+                tracing::error!(error = %e, event = %event.id, "cannot dead-letter a job too large for the queue; the event is fanned out again");
+                ack(&message, AckKind::Nak(Some(TRY_AGAIN))).await;
+                return;
+            }
+            continue;
+        }
+        let subject = work.job_subject(&item.job);
+        if item.job.order.is_some() {
+            ordered.push((subject, item));
+        } else {
+            items.push((subject, item));
+        }
+    }
+    let mut published = work.publish(items).await;
+    if published.is_ok() && !ordered.is_empty() {
+        // Ordered jobs after every earlier event's: in acceptance order on their lanes.
+        let waiting = Renewal::start(work, &message);
+        if !work.wait_for_turn(seq).await {
+            tracing::warn!(event = %event.id, "earlier events are not fanned out yet; this one's ordered jobs are queued now, possibly ahead of an earlier one of their key");
+        }
+        drop(waiting);
+        published = work.publish(ordered).await;
+    }
+    match published {
+        Ok(()) => ack(&message, AckKind::Ack).await,
         Err(e) => {
             tracing::error!(error = %e, event = %event.id, "cannot queue an event's jobs; it is fanned out again");
-            settle(&message, AckKind::Nak(Some(TRY_AGAIN))).await;
+            ack(&message, AckKind::Nak(Some(TRY_AGAIN))).await;
         }
     }
 }
@@ -381,12 +432,12 @@ async fn fan_out_one(
 /// of leaving it to come back after the lease.
 async fn hand_back(mut batch: jetstream::consumer::pull::Batch) {
     while let Ok(Some(Ok(message))) = tokio::time::timeout(PULL_WAIT, batch.next()).await {
-        settle(&message, AckKind::Nak(None)).await;
+        ack(&message, AckKind::Nak(None)).await;
     }
 }
 
 /// Sends `kind` for `message`; a lost acknowledgement only means the message comes back.
-async fn settle(message: &jetstream::Message, kind: AckKind) {
+async fn ack(message: &jetstream::Message, kind: AckKind) {
     if let Err(e) = message.ack_with(kind).await {
         tracing::warn!(error = %e, "cannot settle a message; it will be handed out again");
     }
@@ -473,13 +524,8 @@ async fn pull(
                 let held = permits.pop();
                 let (state, work, global) = (state.clone(), work.clone(), global.clone());
                 state.in_flight.clone().spawn(async move {
-                    // Held while the job waits for one of the instance's slots too: without it,
-                    // a wait past the lease let another instance run the same job at once.
-                    let waiting = Renewal::start(&work, &message);
-                    let instance_slot = global.acquire_owned().await;
-                    drop(waiting);
-                    run_job(&state, &work, message).await;
-                    drop((held, instance_slot));
+                    run_job(&state, &work, message, Some(global)).await;
+                    drop(held);
                 });
             })
             .await;
@@ -507,20 +553,20 @@ async fn retries(state: Arc<State>, work: Arc<NatsWork>, lane: Lane, stop: Cance
         state.in_flight.clone().spawn(async move {
             let Ok(item) = serde_json::from_slice::<Item>(&message.payload) else {
                 tracing::error!("an unreadable retry is left for an operator");
-                settle(&message, AckKind::Nak(Some(UNREADABLE_PAUSE))).await;
+                ack(&message, AckKind::Nak(Some(UNREADABLE_PAUSE))).await;
                 return;
             };
             let wait = item.job.due_ms.saturating_sub(now_ms());
             if wait > 0 {
-                settle(&message, AckKind::Nak(Some(Duration::from_millis(wait)))).await;
+                ack(&message, AckKind::Nak(Some(Duration::from_millis(wait)))).await;
                 return;
             }
             match work
                 .publish_moved(work.job_subject(&item.job), &item, &message)
                 .await
             {
-                Ok(()) => settle(&message, AckKind::Ack).await,
-                Err(_) => settle(&message, AckKind::Nak(Some(TRY_AGAIN))).await,
+                Ok(()) => ack(&message, AckKind::Ack).await,
+                Err(_) => ack(&message, AckKind::Nak(Some(TRY_AGAIN))).await,
             }
         });
     })
@@ -545,85 +591,206 @@ async fn retry_at(
         .publish_moved(work.retry_subject(&item.job), &item, message)
         .await
     {
-        Ok(()) => settle(message, AckKind::Ack).await,
+        Ok(()) => ack(message, AckKind::Ack).await,
         Err(e) => {
             tracing::warn!(error = %e, job = %item.job.id, "cannot move a job to its retry; it waits on its lane");
             let delay = Duration::from_millis(due_ms.saturating_sub(now_ms()));
-            settle(message, AckKind::Nak(Some(delay))).await;
+            ack(message, AckKind::Nak(Some(delay))).await;
         }
     }
 }
 
-/// Runs one pulled job and settles its message.
-async fn run_job(state: &State, work: &NatsWork, message: jetstream::Message) {
+/// Runs one pulled job through the one job runner and settles its message. It waits first
+/// for the slots it needs here: an app's delivery a slot of its receiver host, then any job
+/// one of the instance's `concurrency` (`global`), in that order, so that a job waiting for a
+/// busy host holds none of the instance's slots; its lease is held meanwhile (without it, a
+/// wait past the lease let another instance run the same job at once).
+async fn run_job(
+    state: &State,
+    work: &NatsWork,
+    message: jetstream::Message,
+    global: Option<Arc<Semaphore>>,
+) {
     let delivered = message.info().map_or(1, |i| i.delivered.max(1)) as u32;
     let Item { mut job, event } = match serde_json::from_slice(&message.payload) {
         Ok(item) => item,
         Err(e) => {
             tracing::error!(error = %e, "an unreadable job on the work stream waits for an instance that reads it");
-            settle(&message, AckKind::Nak(Some(UNREADABLE_PAUSE))).await;
+            ack(&message, AckKind::Nak(Some(UNREADABLE_PAUSE))).await;
             return;
         }
     };
     // Every earlier delivery of this message was an attempt (or one cut short by a crash).
     job.attempts += delivered - 1;
     let snapshot = state.snapshot.load_full();
-    let Some(sub) = snapshot.subscription(&job.subscription_id).cloned() else {
-        // Made by an instance that already knows the subscription: this one may not yet.
-        if now_ms().saturating_sub(job.created_ms) < ORPHAN_GRACE.as_millis() as u64 {
-            return retry_at(work, &message, job, &event, now_ms() + 1_000).await;
-        }
-        return removed(state, work, &message, job, event).await;
+    // An ordered job keeps its place on its lane whatever it waits for (see `ordered.rs`).
+    let ordered = job.order.is_some();
+    let sub = match runner::gate(state, &snapshot, &job.subscription_id) {
+        Gate::Run(sub) => sub,
+        Gate::Park if ordered => return ack(&message, AckKind::Nak(Some(TRY_AGAIN))).await,
+        Gate::Park => return park(work, &message, job, event).await,
+        Gate::Unknown => return unknown(state, work, &message, job, event).await,
     };
-    if !sub.enabled || state.health.is_disabled(&sub.id) {
-        return park(work, &message, job, event).await;
+    // A policy may hold a delivery back (its destination's rate limit, its host's open
+    // circuit): a short wait is waited here, its lease held; a longer one on the retry subject,
+    // off its lane (no slot held, no attempt counted).
+    let mut probe = false;
+    if job.kind == JobKind::Deliver {
+        loop {
+            match runner::admit(state, &snapshot, &job).await {
+                Admission::Go { probe: p } => {
+                    probe = p;
+                    break;
+                }
+                Admission::WaitUntil { at_ms, .. } => {
+                    let wait = at_ms.saturating_sub(now_ms());
+                    if !ordered && wait > HOLD_IN_PLACE.as_millis() as u64 {
+                        return retry_at(work, &message, job, &event, at_ms).await;
+                    }
+                    let _lease = Renewal::start(work, &message);
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                }
+            }
+        }
     }
-    // An app's delivery also waits for a slot of its receiver host here (its lane is the
-    // app's, not the host's), its lease held meanwhile.
+    let waiting = Renewal::start(work, &message);
+    // An app's delivery waits for a slot of its receiver host here (its lane is the app's,
+    // not the host's).
     let _host_slot = match (job.kind, owner_app(&sub.id)) {
         (JobKind::Deliver, Some(_)) => match snapshot.destinations.get(&job.destination) {
             Some(dest) => {
-                let waiting = Renewal::start(work, &message);
-                let limits = state.limits.load_full();
-                let slot = limits.hosts.acquire_destination(&dest.authority()).await;
-                drop(waiting);
-                Some(slot)
+                let limits = state.outbound.limits();
+                Some(limits.hosts.acquire_destination(&dest.authority()).await)
             }
             None => None,
         },
         _ => None,
     };
+    let _instance_slot = match global {
+        Some(global) => global.acquire_owned().await.ok(),
+        None => None,
+    };
+    drop(waiting);
     let lease = Renewal::start(work, &message);
     let event = Arc::new(event);
-    // The attempt's log lines carry the event's trace, as on sled.
-    let span = crate::trace::job_span(&job);
-    match job.kind {
+    let settled = match job.kind {
         JobKind::Deliver => {
-            let sent = crate::dispatch::send(state, &snapshot, &sub, &job, Some(event.clone()))
-                .instrument(span)
+            runner::deliver(state, &snapshot, &sub, &job, Some(event.clone()), probe).await
+        }
+        JobKind::Transform => {
+            let calls = [(job.clone(), event.clone())];
+            let mut settled = runner::call_plugins(state, &snapshot, &sub, &calls).await;
+            settled.pop().unwrap_or_else(|| {
+                let lost = CallFailure::Task("no plugin outcome".into());
+                Settle::bury(DeadReason::Plugin(lost))
+            })
+        }
+    };
+    // Settled without the lease: a renewal sent after a delayed `nak` would undo the delay.
+    drop(lease);
+    settle_job(state, work, &message, &sub, &job, &event, settled).await;
+}
+
+/// Writes down what became of a job run from `message`, and settles the message: the delivery
+/// log and an ack; a move to the retry subject; the dead letters and `term`; or the
+/// deliveries a plugin call made published before the call's ack.
+async fn settle_job(
+    state: &State,
+    work: &NatsWork,
+    message: &jetstream::Message,
+    sub: &Subscription,
+    job: &Job,
+    event: &Event,
+    settled: Settle,
+) {
+    match settled {
+        Settle::Delivered(attempt) => {
+            work.record(job, Status::Delivered, Some(attempt), None)
                 .await;
-            // Settled without it: a renewal sent after a delayed `nak` would undo the delay.
-            drop(lease);
-            match sent {
-                Sent::Delivered(attempt) => {
-                    work.record(&job, Status::Delivered, Some(attempt), None)
+            ack(message, AckKind::Ack).await;
+        }
+        Settle::Retry { attempt, due_ms } if job.order.is_some() => {
+            // An ordered job waits out its backoff on its lane, holding its key's turn: the
+            // next delivery of the message is its next attempt.
+            work.record(job, Status::Pending, Some(attempt), None).await;
+            let delay = Duration::from_millis(due_ms.saturating_sub(now_ms()));
+            ack(message, AckKind::Nak(Some(delay))).await;
+        }
+        Settle::Retry { attempt, due_ms } => {
+            let next = runner::retried(job, &attempt, due_ms);
+            work.record(job, Status::Pending, Some(attempt), None).await;
+            retry_at(work, message, next, event, due_ms).await;
+        }
+        Settle::Bury { attempt, reason } => {
+            bury(state, work, message, job, event, attempt, reason).await;
+        }
+        Settle::Replaced {
+            attempt,
+            jobs,
+            letters,
+        } => {
+            let mut queued = work.enqueue(jobs, event).await;
+            for letter in letters {
+                if queued.is_ok() {
+                    queued = work
+                        .bury(&letter.job, event, None, letter.reason.clone())
                         .await;
-                    settle(&message, AckKind::Ack).await;
                 }
-                Sent::Failed(attempt, failure) => {
-                    failed(state, work, &message, &sub, &job, &event, attempt, failure).await;
+            }
+            match queued {
+                Ok(()) => {
+                    work.record(job, Status::Delivered, Some(attempt), None)
+                        .await;
+                    ack(message, AckKind::Ack).await;
                 }
-                Sent::Unsendable(reason) => {
-                    bury(state, work, &message, &job, &event, None, reason).await;
+                Err(crate::store::StoreError::TooLarge { size, limit }) => {
+                    // It would be refused every time: the call's outcome is final.
+                    let reason = runner::output_too_large(size, limit);
+                    let snapshot = state.snapshot.load();
+                    runner::plugin_gave_up(state, &snapshot, sub, &reason);
+                    let attempt = Attempt {
+                        error: Some(reason.to_string()),
+                        ..attempt
+                    };
+                    let reason = DeadReason::Plugin(reason);
+                    bury(state, work, message, job, event, Some(attempt), reason).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, job = %job.id, "cannot queue a plugin's deliveries; the call runs again");
+                    ack(message, AckKind::Nak(Some(TRY_AGAIN))).await;
                 }
             }
         }
-        JobKind::Transform => {
-            call(state, work, &message, &snapshot, &sub, &job, &event, lease)
-                .instrument(span)
-                .await;
-        }
     }
+}
+
+/// A job of a subscription this instance's snapshot lacks. One made moments ago (by an instance
+/// that already knows the subscription), or whose subscription the shared control plane still
+/// holds while this instance's snapshot lacks it (behind, or the subscription quarantined here
+/// because its plugin could not be fetched), waits on the retry subject for an instance that
+/// knows it. Otherwise the subscription is gone: see [`removed`].
+async fn unknown(
+    state: &State,
+    work: &NatsWork,
+    message: &jetstream::Message,
+    job: Job,
+    event: Event,
+) {
+    let young = now_ms().saturating_sub(job.created_ms) < ORPHAN_GRACE.as_millis() as u64;
+    let held = crate::subscriptions::app_and_id(&job.subscription_id)
+        .is_some_and(|(app, id)| matches!(state.control.subscription(app, id), Ok(Some(_))));
+    if young || held || !state.control.snapshot_current() {
+        if job.order.is_some() {
+            // An ordered job keeps its place on its lane.
+            return ack(message, AckKind::Nak(Some(TRY_AGAIN))).await;
+        }
+        if !young {
+            tracing::warn!(job = %job.id, subscription = %job.subscription_id, "this instance's configuration lacks a subscription the shared control plane holds; its job waits");
+        }
+        let due = now_ms() + TRY_AGAIN.as_millis() as u64;
+        return retry_at(work, message, job, &event, due).await;
+    }
+    removed(state, work, message, job, event).await;
 }
 
 /// A job whose subscription is gone: dead-lettered, unless its app was deleted (then simply
@@ -642,14 +809,14 @@ async fn removed(
                 Ok(stored) => stored.is_none(),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot tell whether an app is gone; asking again later");
-                    return settle(message, AckKind::Nak(Some(TRY_AGAIN))).await;
+                    return ack(message, AckKind::Nak(Some(TRY_AGAIN))).await;
                 }
             }
         }
         _ => false,
     };
     if app_gone {
-        settle(message, AckKind::Term).await;
+        ack(message, AckKind::Term).await;
         return;
     }
     bury(
@@ -671,10 +838,10 @@ async fn park(work: &NatsWork, message: &jetstream::Message, job: Job, event: Ev
         .publish_moved(subject, &Item { job, event }, message)
         .await
     {
-        Ok(()) => settle(message, AckKind::Ack).await,
+        Ok(()) => ack(message, AckKind::Ack).await,
         Err(e) => {
             tracing::warn!(error = %e, "cannot park a paused subscription's job");
-            settle(message, AckKind::Nak(Some(TRY_AGAIN))).await;
+            ack(message, AckKind::Nak(Some(TRY_AGAIN))).await;
         }
     }
 }
@@ -710,6 +877,26 @@ async fn sweep(
             held.push(subject);
         }
     }
+    // A delivery lane's jobs being attempted are still in the stream: they are running, not
+    // queued. And since when its oldest job has been due: the time its message reached the
+    // lane (a retry reaches it when due), for the metrics' age of a lane's next job.
+    for subject in &held {
+        let mut tokens = subject.rsplit('.');
+        let (Some(t), Some(kind @ ("d" | "a"))) = (tokens.next(), tokens.next()) else {
+            continue;
+        };
+        if let Ok(consumer) = work
+            .work
+            .get_consumer::<jetstream::consumer::pull::Config>(&format!("{kind}_{t}"))
+            .await
+        {
+            depths.running(subject, consumer.cached_info().num_ack_pending);
+        }
+        if let Ok(first) = work.work.get_first_raw_message_by_subject(subject, 0).await {
+            let ms = first.time.unix_timestamp_nanos() / 1_000_000;
+            depths.due_since(subject, u64::try_from(ms).unwrap_or(0));
+        }
+    }
     work.set_depths(depths);
     let now = std::time::Instant::now();
     let mut seen = HashMap::new();
@@ -743,7 +930,7 @@ async fn sweep(
                 // A subscription removed: its jobs go back to be dead-lettered.
                 true
             }
-            "d" | "a" | "c" | "r" => !lanes.contains(&name),
+            "d" | "a" | "c" | "r" | "o" => !lanes.contains(&name),
             _ => false,
         };
         if !orphan {
@@ -766,6 +953,7 @@ async fn sweep(
                 "d" => snapshot.delivery.per_destination_concurrency.max(1),
                 "a" => snapshot.delivery.per_app_concurrency.max(1),
                 "c" => work.plugin_slots_per_subscription,
+                "o" => 1,
                 _ => PULL_BATCH,
             };
             if kind == "p" || kind == "r" {
@@ -777,7 +965,7 @@ async fn sweep(
                 .await;
             } else {
                 drain(work, &name, subject.clone(), limit, |message| {
-                    run_job(state, work, message)
+                    rehome(state, work, message)
                 })
                 .await;
             }
@@ -789,6 +977,9 @@ async fn sweep(
     *orphans = seen;
     remove_idle_consumers(work, lanes, &held_lanes, idle).await;
 }
+
+/// The one retry consumer of earlier versions.
+const LEGACY_RETRY: &str = "retry";
 
 /// Deletes the consumers of lanes that no instance runs any more (a destination or a
 /// subscription removed, an app's churn) once their subject is empty and nobody has pulled
@@ -803,7 +994,14 @@ async fn remove_idle_consumers(
     let mut names = work.work.consumer_names();
     let mut candidates = Vec::new();
     while let Some(Ok(name)) = names.next().await {
-        let lane_like = name.len() > 2 && matches!(&name[..2], "d_" | "a_" | "c_" | "r_" | "p_");
+        if name == LEGACY_RETRY {
+            // Made again by an instance of an earlier version (a rolling upgrade): it overlaps
+            // the per-destination retry lanes, so it goes again.
+            work.remove_legacy_retry_consumer().await;
+            continue;
+        }
+        let lane_like =
+            name.len() > 2 && matches!(&name[..2], "d_" | "a_" | "c_" | "r_" | "p_" | "o_");
         if lane_like && !lanes.contains(&name) && !held.contains(&name) {
             candidates.push(name);
         }
@@ -891,43 +1089,37 @@ where
     }
 }
 
+/// Settles a job found on a lane no instance runs: moved to the lane it belongs on now (a
+/// destination known since, a lane layout of an earlier version), or, where that is the same
+/// lane (its subscription or destination removed), run here, which dead-letters it with the
+/// reason without an attempt.
+async fn rehome(state: &State, work: &NatsWork, message: jetstream::Message) {
+    let Ok(item) = serde_json::from_slice::<Item>(&message.payload) else {
+        ack(&message, AckKind::Nak(Some(UNREADABLE_PAUSE))).await;
+        return;
+    };
+    let lane = work.job_subject(&item.job);
+    if lane == message.subject.as_str() {
+        return run_job(state, work, message, None).await;
+    }
+    match work.publish_moved(lane, &item, &message).await {
+        Ok(()) => ack(&message, AckKind::Ack).await,
+        Err(_) => ack(&message, AckKind::Nak(Some(TRY_AGAIN))).await,
+    }
+}
+
 /// Moves one parked job back to its lane, with its attempts.
 async fn unpark_one(work: &NatsWork, message: jetstream::Message) {
     let Ok(item) = serde_json::from_slice::<Item>(&message.payload) else {
-        settle(&message, AckKind::Nak(Some(UNREADABLE_PAUSE))).await;
+        ack(&message, AckKind::Nak(Some(UNREADABLE_PAUSE))).await;
         return;
     };
     match work
         .publish_moved(work.job_subject(&item.job), &item, &message)
         .await
     {
-        Ok(()) => settle(&message, AckKind::Ack).await,
-        Err(_) => settle(&message, AckKind::Nak(Some(TRY_AGAIN))).await,
-    }
-}
-
-/// A failed attempt (delivery or plugin call): `nak`ed with the backoff delay, or buried once
-/// the retries are used up.
-#[allow(clippy::too_many_arguments)]
-async fn failed(
-    state: &State,
-    work: &NatsWork,
-    message: &jetstream::Message,
-    sub: &Subscription,
-    job: &Job,
-    event: &Event,
-    attempt: Attempt,
-    failure: Failure,
-) {
-    match crate::dispatch::after_failure(state, sub, job, &attempt, failure) {
-        Err(reason) => bury(state, work, message, job, event, Some(attempt), reason).await,
-        Ok(due) => {
-            let mut next = job.clone();
-            next.attempts += 1;
-            next.last_error = attempt.error.clone();
-            work.record(job, Status::Pending, Some(attempt), None).await;
-            retry_at(work, message, next, event, due).await;
-        }
+        Ok(()) => ack(&message, AckKind::Ack).await,
+        Err(_) => ack(&message, AckKind::Nak(Some(TRY_AGAIN))).await,
     }
 }
 
@@ -941,134 +1133,12 @@ async fn bury(
     attempt: Option<Attempt>,
     reason: DeadReason,
 ) {
-    Metrics::count(
-        &state.metrics.dead_letters,
-        &job.subscription_id,
-        reason.code(),
-    );
-    let reason = reason.to_string();
-    tracing::warn!(job = %job.id, reason, "job moved to the dead-letter store");
-    match work.bury(job, event, attempt, reason).await {
-        Ok(()) => settle(message, AckKind::Term).await,
+    runner::buried(state, job, &reason);
+    match work.bury(job, event, attempt, reason.to_string()).await {
+        Ok(()) => ack(message, AckKind::Term).await,
         Err(e) => {
             tracing::error!(error = %e, job = %job.id, "cannot dead-letter a job; it is tried again");
-            settle(message, AckKind::Nak(Some(TRY_AGAIN))).await;
-        }
-    }
-}
-
-/// Runs a plugin call (with its enrichment) and queues the deliveries it made; `lease` is
-/// renewed until the plugin has run.
-#[allow(clippy::too_many_arguments)]
-async fn call(
-    state: &State,
-    work: &NatsWork,
-    message: &jetstream::Message,
-    snapshot: &Snapshot,
-    sub: &Arc<Subscription>,
-    job: &Job,
-    event: &Arc<Event>,
-    lease: Renewal,
-) {
-    let inputs = crate::odoo::enrich::prepare(snapshot, sub, vec![event.clone()]).await;
-    let runner = sub.clone();
-    let started = now_ms();
-    let ran = state
-        .plugin_threads
-        .run(move || {
-            inputs.into_iter().next().map(|input| match input {
-                Ok(event) => {
-                    let _span = crate::trace::event_span(&event).entered();
-                    transform::call_plugin(&runner, &event)
-                }
-                Err(instead) => instead,
-            })
-        })
-        .await;
-    let outcome = match ran {
-        Ok(Some(outcome)) => outcome,
-        Ok(None) => Outcome::RetryLater(CallFailure::Task("no plugin input".into())),
-        Err(join) => Outcome::RetryLater(CallFailure::Task(join.to_string())),
-    };
-    let latency_ms = now_ms().saturating_sub(started);
-    drop(lease);
-    let counted = crate::dispatch::count_plugin_call(state, sub, &outcome, latency_ms);
-    tracing::debug!(outcome = counted, latency_ms, "plugin called");
-    let attempt = |error: Option<String>| Attempt {
-        at_ms: started,
-        status: None,
-        latency_ms,
-        excerpt: String::new(),
-        error,
-    };
-    match outcome {
-        Outcome::Deliver(made) => {
-            let (jobs, letters) = transform::delivery_jobs(event, sub, made, now_ms());
-            let mut queued = work.enqueue(jobs, event).await;
-            for letter in letters {
-                if queued.is_ok() {
-                    queued = work
-                        .bury(&letter.job, event, None, letter.reason.clone())
-                        .await;
-                }
-            }
-            if let Err(crate::store::StoreError::TooLarge { size, limit }) = queued {
-                // It would be refused every time: the call's outcome is final.
-                let reason = CallFailure::Plugin(crate::plugin::PluginError::OutputTooLarge(
-                    format!(
-                        "a delivery with its event is {size} bytes, over the queue's message limit of {limit}"
-                    ),
-                ));
-                crate::dispatch::plugin_gave_up(state, sub, &reason);
-                let attempt = attempt(Some(reason.to_string()));
-                return bury(
-                    state,
-                    work,
-                    message,
-                    job,
-                    event,
-                    Some(attempt),
-                    DeadReason::Plugin(reason),
-                )
-                .await;
-            }
-            if let Err(e) = queued {
-                tracing::error!(error = %e, job = %job.id, "cannot queue a plugin's deliveries; the call runs again");
-                settle(message, AckKind::Nak(Some(TRY_AGAIN))).await;
-                return;
-            }
-            work.record(job, Status::Delivered, Some(attempt(None)), None)
-                .await;
-            settle(message, AckKind::Ack).await;
-            state.health.success(&sub.id);
-        }
-        Outcome::RetryLater(reason) => {
-            let attempt = attempt(Some(reason.to_string()));
-            failed(
-                state,
-                work,
-                message,
-                sub,
-                job,
-                event,
-                attempt,
-                Failure::Retryable(None),
-            )
-            .await;
-        }
-        Outcome::GiveUp(reason) => {
-            crate::dispatch::plugin_gave_up(state, sub, &reason);
-            let attempt = attempt(Some(reason.to_string()));
-            bury(
-                state,
-                work,
-                message,
-                job,
-                event,
-                Some(attempt),
-                DeadReason::Plugin(reason),
-            )
-            .await;
+            ack(message, AckKind::Nak(Some(TRY_AGAIN))).await;
         }
     }
 }

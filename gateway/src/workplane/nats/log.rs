@@ -140,7 +140,7 @@ impl NatsWork {
             status,
             reason,
             attempt,
-            at_ms: crate::state::now_ms(),
+            at_ms: crate::time::now_ms(),
         };
         let payload = Bytes::from(serde_json::to_vec(&record).unwrap_or_default());
         let subject = format!("$KV.{}.{key}", self.deliveries.name);
@@ -167,11 +167,16 @@ impl NatsWork {
         let Some(key) = key(&job.id) else {
             return Ok(());
         };
+        // The letter counts the attempt that gave up, as the sled engine's does.
+        let mut buried = job.clone();
+        if attempt.is_some() {
+            buried.attempts += 1;
+        }
         let letter = StoredDeadLetter {
             letter: DeadLetter {
-                job: job.clone(),
+                job: buried,
                 reason: reason.clone(),
-                at_ms: crate::state::now_ms(),
+                at_ms: crate::time::now_ms(),
             },
             event: event.clone(),
         };
@@ -340,13 +345,28 @@ impl NatsWork {
     /// Queues dead letter `job_id` again with its attempts reset, and removes it; `None` when
     /// there is no such letter.
     pub async fn replay(&self, job_id: &str) -> Result<Option<Job>, StoreError> {
-        let Some(stored) = self.dead_letter(job_id).await? else {
+        let Some(key) = key(job_id) else {
+            return Ok(None);
+        };
+        let entry = self
+            .dead
+            .entry(&key)
+            .await
+            .map_err(|e| shared("cannot read the dead letters", e))?;
+        let Some((stored, revision)) = entry.and_then(|e| {
+            let stored: StoredDeadLetter = serde_json::from_slice(&e.value).ok()?;
+            Some((stored, e.revision))
+        }) else {
             return Ok(None);
         };
         let mut job = stored.letter.job;
         job.attempts = 0;
         job.last_error = None;
-        job.due_ms = crate::state::now_ms();
+        // An ordered job replayed goes behind its key's newer jobs.
+        if let Some(order) = &mut job.order {
+            order.seq = crate::time::sequence();
+        }
+        job.due_ms = crate::time::now_ms();
         // A replayed job is a new message, not a duplicate of the job's first one; the same
         // letter replayed twice at once (or again after a crash before its removal) is.
         let id = format!("replay.{}.{}", job.id, stored.letter.at_ms);
@@ -359,11 +379,10 @@ impl NatsWork {
         // instance makes it, must come after.
         self.record(&job, Status::Pending, None, None).await;
         self.publish_as(subject, &item, id).await?;
-        if let Some(key) = key(job_id) {
-            self.dead
-                .delete(&key)
-                .await
-                .map_err(|e| shared("cannot remove a replayed dead letter", e))?;
+        // Only the letter replayed: one written again since (the job failed once more on
+        // another instance) is a new letter, kept.
+        if let Err(e) = self.dead.delete_expect_revision(&key, Some(revision)).await {
+            tracing::debug!(error = %e, job = job_id, "a replayed dead letter was written again meanwhile; the new one is kept");
         }
         Ok(Some(job))
     }
@@ -446,6 +465,7 @@ fn pending_job(record: &Record) -> Job {
         due_ms: 0,
         last_error: record.attempt.as_ref().and_then(|a| a.error.clone()),
         member: None,
+        order: None,
     }
 }
 

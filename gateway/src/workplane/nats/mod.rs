@@ -62,6 +62,7 @@
 
 mod lanes;
 pub mod log;
+pub(crate) mod ordered;
 
 use std::time::Duration;
 
@@ -81,6 +82,9 @@ const LOG_HISTORY: i64 = 16;
 
 /// Room left in a message for what a job adds to its event (the job, its own body).
 const JOB_HEADROOM: usize = 64 * 1024;
+
+/// Room left in a message for its headers.
+const HEADER_ROOM: usize = 1024;
 
 /// How long a request to JetStream may take before the caller is told it is unavailable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -110,6 +114,8 @@ pub struct StoredDeadLetter {
 pub struct Depths {
     /// Jobs per subject kind (`d`, `c`, `r`, `p`) and name token.
     by_lane: std::collections::HashMap<(char, String), usize>,
+    /// Since when the oldest job of a delivery lane (`d`, `a`) has been due, ms since the epoch.
+    since: std::collections::HashMap<(char, String), u64>,
 }
 
 impl Depths {
@@ -121,6 +127,33 @@ impl Depths {
         {
             *self.by_lane.entry((kind, t.to_owned())).or_default() += count;
         }
+    }
+
+    /// Takes `n` jobs of work-stream `subject` as running (handed out, not acknowledged yet):
+    /// they are not queued.
+    pub(crate) fn running(&mut self, subject: &str, n: usize) {
+        let mut tokens = subject.rsplit('.');
+        if let (Some(t), Some(kind)) = (tokens.next(), tokens.next())
+            && let Some(kind) = kind.chars().next()
+            && let Some(count) = self.by_lane.get_mut(&(kind, t.to_owned()))
+        {
+            *count = count.saturating_sub(n);
+        }
+    }
+
+    /// Notes that the oldest job on work-stream `subject` has been due since `ms`.
+    pub(crate) fn due_since(&mut self, subject: &str, ms: u64) {
+        let mut tokens = subject.rsplit('.');
+        if let (Some(t), Some(kind)) = (tokens.next(), tokens.next())
+            && let Some(kind) = kind.chars().next()
+        {
+            self.since.insert((kind, t.to_owned()), ms);
+        }
+    }
+
+    /// Since when the oldest job on the lane of `kind` for `name` has been due.
+    pub fn since(&self, kind: char, name: &str) -> Option<u64> {
+        self.since.get(&(kind, token(name))).copied()
     }
 
     /// Jobs on lanes of `kind` for `name` (a destination for `d` and `r`, a subscription for
@@ -156,6 +189,8 @@ pub struct NatsWork {
     hosts: std::sync::RwLock<std::collections::HashMap<String, String>>,
     /// Plugin calls of one subscription at once, in the whole cluster.
     plugin_slots_per_subscription: usize,
+    /// The fan-out's progress, for ordered subscriptions' jobs.
+    floor: ordered::Floor,
 }
 
 impl std::fmt::Debug for NatsWork {
@@ -252,6 +287,7 @@ impl NatsWork {
             depths: Default::default(),
             hosts: Default::default(),
             plugin_slots_per_subscription: plugin_slots_per_subscription.max(1),
+            floor: Default::default(),
         })
     }
 
@@ -262,6 +298,14 @@ impl NatsWork {
     /// The subject a job is queued on: its app's lane, its receiver host's, or its plugin
     /// subscription's.
     pub fn job_subject(&self, job: &Job) -> String {
+        if let Some(order) = &job.order {
+            let p = ordered::partition(&order.key);
+            return format!(
+                "{}.work.o.{}",
+                self.prefix,
+                ordered::lane_token(&job.subscription_id, p)
+            );
+        }
         match job.kind {
             JobKind::Deliver => format!(
                 "{}.work.{}",
@@ -279,7 +323,7 @@ impl NatsWork {
     /// own name, which no instance runs: the sweep settles its jobs after the orphan grace
     /// (delivered, if the destination exists by then).
     pub(crate) fn lane_of(&self, subscription: &str, destination: &str) -> String {
-        if let Some(app) = crate::dispatch::owner_app(subscription) {
+        if let Some(app) = crate::subscriptions::owner_app(subscription) {
             return format!("a.{}", token(app));
         }
         let hosts = self.hosts.read().unwrap_or_else(|p| p.into_inner());
@@ -287,6 +331,13 @@ impl NatsWork {
             Some(host) => format!("d.{}", token(host)),
             None => format!("d.{}", token(destination)),
         }
+    }
+
+    /// The delivery policies' state, shared with the other instances.
+    pub(crate) async fn policies(
+        &self,
+    ) -> Result<std::sync::Arc<crate::workplane::policy::Policies>, StoreError> {
+        crate::workplane::policy::Policies::shared(&self.js, &self.prefix, self.replicas).await
     }
 
     /// Takes the receiver host of every destination of `snapshot`, for [`Self::lane_of`].
@@ -403,13 +454,29 @@ impl NatsWork {
         }
     }
 
+    /// The largest message the work stream takes: NATS `max_payload`, less room for the
+    /// headers (`Nats-Msg-Id`, the client's own).
+    pub(crate) fn message_limit(&self) -> usize {
+        self.js
+            .client()
+            .server_info()
+            .max_payload
+            .saturating_sub(HEADER_ROOM)
+    }
+
+    /// The size of `item` as a message, when that is over [`Self::message_limit`].
+    pub(crate) fn too_large(&self, item: &Item) -> Option<usize> {
+        let size = serde_json::to_vec(item).map_or(usize::MAX, |b| b.len());
+        (size > self.message_limit()).then_some(size)
+    }
+
     /// Publishes `items` on their subjects (the job id as `Nats-Msg-Id`) and waits until
     /// JetStream acknowledged them all.
     ///
     /// A job too large for one message (NATS `max_payload`) is refused with
     /// [`StoreError::TooLarge`] before anything is published: it would never be accepted.
     pub(crate) async fn publish(&self, items: Vec<(String, Item)>) -> Result<(), StoreError> {
-        let limit = self.js.client().server_info().max_payload;
+        let limit = self.message_limit();
         let encoded: Vec<(String, Bytes, Item)> = items
             .into_iter()
             .map(|(subject, item)| {
@@ -493,7 +560,7 @@ impl NatsWork {
     /// Queues `jobs` of `event` once more (a delivered job made again): new messages, never
     /// taken for the jobs' first ones.
     pub(crate) async fn requeue(&self, jobs: Vec<Job>, event: &Event) -> Result<(), StoreError> {
-        let now = crate::state::now_ms();
+        let now = crate::time::now_ms();
         for job in jobs {
             let id = format!("again.{}.{now}", job.id);
             let item = Item {

@@ -21,7 +21,7 @@ use crate::store::{Job, JobKind};
 
 /// Where a job waits.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Lane {
+pub(crate) enum Lane {
     /// A delivery, by destination name.
     Deliver(Arc<str>),
     /// A plugin call, by subscription id.
@@ -30,28 +30,31 @@ pub enum Lane {
 
 /// A job as the schedule knows it: enough to choose it without reading the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// The job id.
-    pub id: Arc<str>,
+    pub(crate) id: Arc<str>,
     /// Its subscription.
-    pub subscription: Arc<str>,
+    pub(crate) subscription: Arc<str>,
     /// Its lane.
-    pub lane: Lane,
+    pub(crate) lane: Lane,
     /// Since when it is due (ms since the epoch), once it is: what the metrics call the
     /// age of a lane's next job.
-    pub due_since_ms: u64,
+    pub(crate) due_since_ms: u64,
     /// The job (and its event) as just written, when the schedule's memory budget allowed
     /// keeping them: running it then reads nothing back from the store.
-    pub cached: Option<Arc<Cached>>,
+    pub(crate) cached: Option<Arc<Cached>>,
+    /// For an ordered subscription's job: its key (with its subscription) and its event's
+    /// acceptance order.
+    pub(crate) order: Option<(Arc<str>, u64)>,
 }
 
 /// A job and its event, kept in memory from queueing to running.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cached {
+pub(crate) struct Cached {
     /// The job as stored.
-    pub job: Job,
+    pub(crate) job: Job,
     /// Its event, when the caller had it at hand.
-    pub event: Option<Arc<Event>>,
+    pub(crate) event: Option<Arc<Event>>,
 }
 
 impl Cached {
@@ -69,38 +72,43 @@ const CACHE_BUDGET_BYTES: usize = 32 << 20;
 
 impl Entry {
     /// The schedule entry of `job`.
-    pub fn of(job: &Job) -> Self {
+    pub(crate) fn of(job: &Job) -> Self {
         let subscription: Arc<str> = job.subscription_id.as_str().into();
         let lane = match job.kind {
             JobKind::Deliver => Lane::Deliver(job.destination.as_str().into()),
             JobKind::Transform => Lane::Transform(subscription.clone()),
         };
+        let order = job.order.as_ref().map(|o| {
+            let key: Arc<str> = format!("{}\u{0}{}", job.subscription_id, o.key).into();
+            (key, o.seq)
+        });
         Self {
             id: job.id.as_str().into(),
             subscription,
             lane,
             due_since_ms: 0,
             cached: None,
+            order,
         }
     }
 }
 
 /// One lane's share of the schedule, for the metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LaneDepth {
+pub(crate) struct LaneDepth {
     /// The lane.
-    pub lane: Lane,
+    pub(crate) lane: Lane,
     /// Its jobs due now.
-    pub due: usize,
+    pub(crate) due: usize,
     /// Its jobs waiting for a retry time.
-    pub waiting: usize,
+    pub(crate) waiting: usize,
     /// Since when its next job is due, if one is.
-    pub head_due_since_ms: Option<u64>,
+    pub(crate) head_due_since_ms: Option<u64>,
 }
 
 /// What the dispatcher says of a lane's next job.
 #[derive(Debug)]
-pub enum Admit<P> {
+pub(crate) enum Admit<P> {
     /// Run it now, holding `P` (its slots).
     Run(P),
     /// Its resources are busy: leave it, and the lane, where they are.
@@ -111,20 +119,20 @@ pub enum Admit<P> {
 
 /// How much work the schedule holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Depth {
+pub(crate) struct Depth {
     /// Due now, waiting for a slot.
-    pub due: usize,
+    pub(crate) due: usize,
     /// Waiting for a later time (retries, backoff).
-    pub later: usize,
+    pub(crate) later: usize,
     /// Set aside while their subscription is paused.
-    pub parked: usize,
+    pub(crate) parked: usize,
     /// Known in all, including those running.
-    pub known: usize,
+    pub(crate) known: usize,
 }
 
 /// The schedule. One per gateway.
 #[derive(Debug, Default)]
-pub struct Scheduler {
+pub(crate) struct Scheduler {
     queues: Mutex<Queues>,
     wake: Notify,
 }
@@ -143,6 +151,10 @@ struct Queues {
     cached_bytes: usize,
     /// How many of `later` each lane has.
     later_per_lane: HashMap<Lane, usize>,
+    /// Ordered subscriptions' jobs waiting behind an older one of their key.
+    keyed: super::ordered::Keyed,
+    /// While the schedule is rebuilt, ordered jobs are held until all are in.
+    rebuilding: bool,
 }
 
 impl Queues {
@@ -154,6 +166,19 @@ impl Queues {
         }
         lane.push_back(entry);
         self.due += 1;
+    }
+
+    /// Queues a new job: an ordered one behind the older ones of its key.
+    fn add(&mut self, entry: Entry, due_ms: u64, now_ms: u64) {
+        match entry.order.clone() {
+            Some((key, seq)) => {
+                let hold = self.rebuilding;
+                if let Some((entry, due_ms)) = self.keyed.add(key, seq, entry, due_ms, hold) {
+                    self.push(entry, due_ms, now_ms);
+                }
+            }
+            None => self.push(entry, due_ms, now_ms),
+        }
     }
 
     fn push(&mut self, entry: Entry, due_ms: u64, now_ms: u64) {
@@ -190,13 +215,13 @@ impl Scheduler {
     }
 
     /// Queues `job` at its `due_ms`, unless it is already known (queued or running).
-    pub fn schedule(&self, job: &Job, now_ms: u64) {
+    pub(crate) fn schedule(&self, job: &Job, now_ms: u64) {
         self.schedule_with(job, None, now_ms);
     }
 
     /// Queues `job`, keeping it and `event` in memory while the budget allows, so that running
     /// it reads neither back from the store.
-    pub fn schedule_with(&self, job: &Job, event: Option<&Arc<Event>>, now_ms: u64) {
+    pub(crate) fn schedule_with(&self, job: &Job, event: Option<&Arc<Event>>, now_ms: u64) {
         let mut entry = Entry::of(job);
         let mut q = self.lock();
         if !q.known.insert(entry.id.clone()) {
@@ -211,14 +236,14 @@ impl Scheduler {
             q.cached_bytes += bytes;
             entry.cached = Some(Arc::new(cached));
         }
-        q.push(entry, job.due_ms, now_ms);
+        q.add(entry, job.due_ms, now_ms);
         drop(q);
         self.wake.notify_one();
     }
 
     /// Puts a running job back, due at `due_ms` (a retry). What it kept in memory is dropped:
     /// the stored job has changed.
-    pub fn requeue(&self, mut entry: Entry, due_ms: u64, now_ms: u64) {
+    pub(crate) fn requeue(&self, mut entry: Entry, due_ms: u64, now_ms: u64) {
         entry.cached = None;
         let mut q = self.lock();
         q.known.insert(entry.id.clone());
@@ -227,20 +252,44 @@ impl Scheduler {
         self.wake.notify_one();
     }
 
-    /// Forgets a running job: it is done (delivered, buried, or gone from the store).
-    pub fn finish(&self, id: &str) {
-        self.lock().known.remove(id);
+    /// Forgets a running job: it is done (delivered, buried, or gone from the store). The
+    /// next job of its key, for an ordered one, may go.
+    pub(crate) fn finish(&self, id: &str) {
+        let mut q = self.lock();
+        q.known.remove(id);
+        if let Some((next, due_ms)) = q.keyed.finished(id) {
+            q.push(next, due_ms, crate::time::now_ms());
+        }
+        drop(q);
         self.wake.notify_one();
     }
 
-    /// Whether the job is known (queued, waiting, parked or running).
-    pub fn contains(&self, id: &str) -> bool {
-        self.lock().known.contains(id)
+    /// Queues the jobs on disk at start-up: every ordered key's jobs are in before its oldest
+    /// goes, whatever order the store gives them in.
+    pub(crate) fn rebuild(
+        &self,
+        jobs: impl Iterator<Item = Result<Job, crate::store::StoreError>>,
+        now_ms: u64,
+    ) -> Result<usize, crate::store::StoreError> {
+        self.lock().rebuilding = true;
+        let mut queued = 0;
+        let result = jobs.into_iter().try_for_each(|job| {
+            self.schedule(&job?, now_ms);
+            queued += 1;
+            Ok(())
+        });
+        let mut q = self.lock();
+        q.rebuilding = false;
+        for (entry, due_ms) in q.keyed.release_idle() {
+            q.push(entry, due_ms, now_ms);
+        }
+        drop(q);
+        result.map(|()| queued)
     }
 
     /// Takes up to `limit` due jobs, visiting lanes round-robin: each lane's next job is
     /// offered to `admit`, which decides whether it runs now (and with which slots).
-    pub fn take<P>(
+    pub(crate) fn take<P>(
         &self,
         now_ms: u64,
         limit: usize,
@@ -310,7 +359,7 @@ impl Scheduler {
     /// Up to `n` more due jobs of `lane`, for a runner that already holds the lane's slot and
     /// works through several jobs in one go (plugin calls: one thread hand-off and one write
     /// for the lot).
-    pub fn take_more(&self, lane: &Lane, n: usize) -> Vec<Entry> {
+    pub(crate) fn take_more(&self, lane: &Lane, n: usize) -> Vec<Entry> {
         let mut q = self.lock();
         let Some(queue) = q.lanes.get_mut(lane) else {
             return Vec::new();
@@ -332,7 +381,7 @@ impl Scheduler {
     }
 
     /// Makes the parked jobs of every subscription for which `resume` says so due again.
-    pub fn unpark(&self, now_ms: u64, mut resume: impl FnMut(&str) -> bool) -> usize {
+    pub(crate) fn unpark(&self, now_ms: u64, mut resume: impl FnMut(&str) -> bool) -> usize {
         let mut q = self.lock();
         let subs: Vec<Arc<str>> = q.parked.keys().filter(|s| resume(s)).cloned().collect();
         let mut n = 0;
@@ -351,7 +400,7 @@ impl Scheduler {
     }
 
     /// The earliest time a waiting job comes due.
-    pub fn next_due_ms(&self) -> Option<u64> {
+    pub(crate) fn next_due_ms(&self) -> Option<u64> {
         self.lock()
             .later
             .first_key_value()
@@ -359,11 +408,11 @@ impl Scheduler {
     }
 
     /// How much work is waiting.
-    pub fn depth(&self) -> Depth {
+    pub(crate) fn depth(&self) -> Depth {
         let q = self.lock();
         Depth {
             due: q.due,
-            later: q.later.len(),
+            later: q.later.len() + q.keyed.waiting(),
             parked: q.parked_count,
             known: q.known.len(),
         }
@@ -371,10 +420,15 @@ impl Scheduler {
 
     /// Queued jobs (due, waiting or parked; not those running) per subscription. Walks the
     /// whole schedule under its lock: for an operator's occasional look, not the data path.
-    pub fn depth_by_subscription(&self) -> HashMap<Arc<str>, usize> {
+    pub(crate) fn depth_by_subscription(&self) -> HashMap<Arc<str>, usize> {
         let q = self.lock();
         let mut counts: HashMap<Arc<str>, usize> = HashMap::new();
-        let waiting = q.lanes.values().flatten().chain(q.later.values());
+        let waiting = q
+            .lanes
+            .values()
+            .flatten()
+            .chain(q.later.values())
+            .chain(q.keyed.entries());
         for entry in waiting.chain(q.parked.values().flatten()) {
             *counts.entry(entry.subscription.clone()).or_default() += 1;
         }
@@ -384,7 +438,7 @@ impl Scheduler {
     /// Every lane with queued work (due or waiting; parked jobs are counted by
     /// [`Scheduler::depth`] only). Reads a few numbers per lane and changes nothing: cheap
     /// enough for every scrape.
-    pub fn lane_depths(&self) -> Vec<LaneDepth> {
+    pub(crate) fn lane_depths(&self) -> Vec<LaneDepth> {
         let q = self.lock();
         let mut out: Vec<LaneDepth> = q
             .lanes
@@ -410,12 +464,12 @@ impl Scheduler {
     }
 
     /// Resolves when work may have become runnable (a job queued, a slot freed).
-    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+    pub(crate) fn notified(&self) -> tokio::sync::futures::Notified<'_> {
         self.wake.notified()
     }
 
     /// Wakes the dispatcher (a slot was freed).
-    pub fn notify(&self) {
+    pub(crate) fn notify(&self) {
         self.wake.notify_one();
     }
 }
@@ -440,11 +494,53 @@ mod tests {
             due_ms,
             last_error: None,
             member: None,
+            order: None,
         }
     }
 
     fn ids(taken: &[(Entry, ())]) -> Vec<&str> {
         taken.iter().map(|(e, ())| &*e.id).collect()
+    }
+
+    fn ordered(id: &str, key: &str, seq: u64, due_ms: u64) -> Job {
+        let mut j = job(id, "s", "d", JobKind::Deliver, due_ms);
+        j.order = Some(crate::workplane::policy::Order {
+            key: key.into(),
+            seq,
+        });
+        j
+    }
+
+    #[test]
+    fn an_ordered_key_runs_one_job_at_a_time_in_acceptance_order() {
+        let s = Scheduler::default();
+        // Queued out of order, as a rebuild from the store may give them.
+        s.schedule(&ordered("k1-b", "k1", 2, 0), 0);
+        s.schedule(&ordered("k1-a", "k1", 1, 0), 0);
+        s.schedule(&ordered("k2-a", "k2", 3, 0), 0);
+        // k1-b went first, as nothing older of its key was known then: a rebuild holds keys
+        // until all are in (below).
+        let taken = s.take(0, 10, |_| Admit::Run(()));
+        assert_eq!(ids(&taken), ["k1-b", "k2-a"]);
+
+        let s = Scheduler::default();
+        let jobs = [
+            ordered("k1-b", "k1", 2, 0),
+            ordered("k1-a", "k1", 1, 0),
+            ordered("k2-a", "k2", 3, 0),
+        ];
+        s.rebuild(jobs.into_iter().map(Ok), 0).expect("rebuild");
+        let taken = s.take(0, 10, |_| Admit::Run(()));
+        assert_eq!(ids(&taken), ["k1-a", "k2-a"], "one per key, the oldest");
+        assert_eq!(s.depth().later, 1, "k1-b waits behind k1-a");
+        // k1-a fails: retried later, it holds its key.
+        let (a, ()) = taken.into_iter().next().expect("k1-a");
+        s.requeue(a, 50, 0);
+        assert!(s.take(10, 10, |_| Admit::Run(())).is_empty());
+        let again = s.take(50, 10, |_| Admit::Run(()));
+        assert_eq!(ids(&again), ["k1-a"]);
+        s.finish("k1-a");
+        assert_eq!(ids(&s.take(60, 10, |_| Admit::Run(()))), ["k1-b"]);
     }
 
     #[test]

@@ -1,0 +1,116 @@
+//! The control plane's records for the apps' own side: portal links and sessions (see
+//! [`crate::auth::portal`]) and the event types ingest saw (see
+//! [`crate::odoo::catalog::seen`]). Same engines as the rest: sled trees `portal_links`,
+//! `portal_sessions` and `event_catalog`, or the NATS buckets `<prefix>_portal_links`,
+//! `<prefix>_portal_sessions` and `<prefix>_event_catalog`, shared by every instance.
+//!
+//! Links and sessions are keyed by the SHA-256 of their secret (hex), never the secret; a link
+//! is taken once: of two exchanges of one link, on one instance or two, one gets it. Expired
+//! records are refused by their owner and pruned here (on sled when new ones are written, on
+//! NATS by the buckets' `max_age`).
+
+use super::ControlPlane;
+use crate::auth::portal::{PortalLink, PortalSession};
+use crate::odoo::catalog::seen::SeenType;
+use crate::store::StoreError;
+
+impl ControlPlane {
+    /// Stores a new portal link under `key`.
+    pub(crate) async fn put_portal_link(
+        &self,
+        key: &str,
+        link: &PortalLink,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Sled(p) => p.put_expiring(super::local::PORTAL_LINKS, key, link),
+            Self::Nats(p) => p.put_portal_link(key, link).await,
+        }
+    }
+
+    /// Takes the link stored under `key`: it is gone for everyone once this answers it.
+    pub(crate) async fn take_portal_link(
+        &self,
+        key: &str,
+    ) -> Result<Option<PortalLink>, StoreError> {
+        match self {
+            Self::Sled(p) => p.take(super::local::PORTAL_LINKS, key),
+            Self::Nats(p) => p.take_portal_link(key).await,
+        }
+    }
+
+    /// Stores a new portal session under `key`.
+    pub(crate) async fn put_portal_session(
+        &self,
+        key: &str,
+        session: &PortalSession,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Sled(p) => p.put_expiring(super::local::PORTAL_SESSIONS, key, session),
+            Self::Nats(p) => p.put_portal_session(key, session).await,
+        }
+    }
+
+    /// The session stored under `key`, expired or not.
+    pub(crate) async fn portal_session(
+        &self,
+        key: &str,
+    ) -> Result<Option<PortalSession>, StoreError> {
+        match self {
+            Self::Sled(p) => p.get(super::local::PORTAL_SESSIONS, key),
+            Self::Nats(p) => p.portal_session(key).await,
+        }
+    }
+
+    /// Removes the session stored under `key`; whether there was one.
+    pub(crate) async fn remove_portal_session(&self, key: &str) -> Result<bool, StoreError> {
+        match self {
+            Self::Sled(p) => Ok(p
+                .take::<PortalSession>(super::local::PORTAL_SESSIONS, key)?
+                .is_some()),
+            Self::Nats(p) => p.remove_portal_session(key).await,
+        }
+    }
+
+    /// Removes every portal link and session of `app`; how many.
+    pub(crate) async fn remove_portal_sessions(&self, app: &str) -> Result<usize, StoreError> {
+        match self {
+            Self::Sled(p) => p.remove_portal_records(app),
+            Self::Nats(p) => p.remove_portal_records(app).await,
+        }
+    }
+
+    /// Every event type seen, as stored (at most the catalog's bound).
+    pub(crate) async fn seen_types(&self) -> Result<Vec<SeenType>, StoreError> {
+        match self {
+            Self::Sled(p) => p.seen_types(),
+            Self::Nats(p) => p.seen_types().await,
+        }
+    }
+
+    /// The stored record of `event_type` seen from `source`.
+    pub(crate) async fn seen_type(
+        &self,
+        source: &str,
+        event_type: &str,
+    ) -> Result<Option<SeenType>, StoreError> {
+        let key = seen_key(source, event_type);
+        match self {
+            Self::Sled(p) => p.get(super::local::EVENT_CATALOG, &key),
+            Self::Nats(p) => p.seen_type(&key).await,
+        }
+    }
+
+    /// Stores `record` (replacing what was stored for its source and type).
+    pub(crate) async fn put_seen_type(&self, record: &SeenType) -> Result<(), StoreError> {
+        let key = seen_key(&record.source, &record.event_type);
+        match self {
+            Self::Sled(p) => p.put(super::local::EVENT_CATALOG, &key, record),
+            Self::Nats(p) => p.put_seen_type(&key, record).await,
+        }
+    }
+}
+
+/// A seen type's key: hex of source and type, so any name is a valid key everywhere.
+fn seen_key(source: &str, event_type: &str) -> String {
+    hex::encode([source.as_bytes(), b"\0", event_type.as_bytes()].concat())
+}
