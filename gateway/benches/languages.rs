@@ -78,7 +78,10 @@ fn main() {
     };
     // Compiled components are kept between runs; the compile column says when one was loaded
     // from there instead (remove the folder to measure first compiles).
-    let cache = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench-cache"));
+    let cache = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../target/bench-cache"
+    ));
     let host = PluginHost::new(limits, Some(cache)).expect("host");
     let event = Event {
         id: "bench-1".into(),

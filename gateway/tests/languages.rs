@@ -191,7 +191,11 @@ fn keys_sort_alike_in_every_language() {
         "{}",
         bodies[0].1
     );
-    assert!(bodies[0].1.ends_with(r#""é":1,"ｚ":4,"😀":5}"#), "{}", bodies[0].1);
+    assert!(
+        bodies[0].1.ends_with(r#""é":1,"ｚ":4,"😀":5}"#),
+        "{}",
+        bodies[0].1
+    );
 }
 
 #[test]

@@ -34,7 +34,10 @@ fn new_project(lang: &str, dir: &Path) -> PathBuf {
 /// The PATH a user who ran `./dev plugins` and installed the gateway would have: the gateway
 /// binary, componentize-py and componentize-js, then the inherited PATH.
 fn user_path() -> std::ffi::OsString {
-    let bin = Path::new(gateway()).parent().expect("bin dir").to_path_buf();
+    let bin = Path::new(gateway())
+        .parent()
+        .expect("bin dir")
+        .to_path_buf();
     let root = repository();
     let js = root.join("plugins/shipper-router-js/node_modules/.bin");
     assert!(
@@ -183,6 +186,10 @@ fn an_existing_directory_is_not_overwritten() {
 #[test]
 fn the_python_and_javascript_sdks_pass_their_tests() {
     let root = repository();
-    run_in(&root.join("plugin-sdk-py"), "python3", &["-m", "unittest", "-q"]);
+    run_in(
+        &root.join("plugin-sdk-py"),
+        "python3",
+        &["-m", "unittest", "-q"],
+    );
     run_in(&root.join("plugin-sdk-js"), "node", &["--test"]);
 }

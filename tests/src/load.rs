@@ -23,7 +23,11 @@ pub fn rich_body(n: usize) -> Vec<u8> {
     odoo_gateway_fixtures::RICH_ORDER
         .replacen("\"_id\": 12,", &format!("\"_id\": {n},"), 1)
         .replacen("\"id\": 12,", &format!("\"id\": {n},"), 1)
-        .replacen("\"name\": \"S00012\",", &format!("\"name\": \"S{n:05}\","), 1)
+        .replacen(
+            "\"name\": \"S00012\",",
+            &format!("\"name\": \"S{n:05}\","),
+            1,
+        )
         .into_bytes()
 }
 

@@ -26,7 +26,7 @@ use super::{Plugin, PluginError, PluginLimits, error_chain};
 /// kernel can tell which pages a call dirtied. Measured (`benches/plugin_call.rs`): a Rust guest
 /// dirties a few hundred KiB per call; unmapping them and faulting them back on the next call
 /// was the largest part of a call's cost.
-const KEEP_RESIDENT_WITH_PAGEMAP: usize = 2 << 20;
+const KEEP_RESIDENT_WITH_PAGEMAP: usize = 32 << 20;
 
 /// Without PAGEMAP_SCAN, the first bytes of memory are reset with `memset` whether dirty or not.
 /// Rust guests put a 1 MiB stack first and touch only its top, so a large value would clear
@@ -34,7 +34,7 @@ const KEEP_RESIDENT_WITH_PAGEMAP: usize = 2 << 20;
 const KEEP_RESIDENT_WITHOUT_PAGEMAP: usize = 64 << 10;
 
 /// Table bytes reset in place when a slot is freed (measured: faster than unmapping).
-const TABLE_KEEP_RESIDENT_BYTES: usize = 64 << 10;
+const TABLE_KEEP_RESIDENT_BYTES: usize = 1 << 20;
 
 /// Freed slots whose memory must be unmapped are batched, so one flush serves several calls
 /// (measured: about 3 µs less per call than 1). Slots in a batch are flushed early when the pool

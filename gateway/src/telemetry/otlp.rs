@@ -299,8 +299,11 @@ where
             .with_sampler(StageSampler)
             .build()
     });
+    // The stage spans are all at INFO: a finer level here would raise the subscriber's level
+    // hint, and with it the `log` crate's maximum, so that every dependency's `trace!` record
+    // went through the filters.
     let filter = tracing_subscriber::filter::Targets::new()
-        .with_target(crate::trace::TARGET, tracing::Level::TRACE);
+        .with_target(crate::trace::TARGET, tracing::Level::INFO);
     tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("odoo-gateway"))
         .with_location(false)

@@ -116,6 +116,9 @@ pub struct Breaker {
     in_a_row: u32,
     /// Outcomes within the window: (ms since the epoch, failed).
     recent: VecDeque<(u64, bool)>,
+    /// How many of `recent` failed (kept as they come and go: a busy host's window holds
+    /// thousands of outcomes, never counted again).
+    failed_in_window: usize,
 }
 
 impl Default for Breaker {
@@ -124,6 +127,7 @@ impl Default for Breaker {
             state: CircuitState::Closed,
             in_a_row: 0,
             recent: VecDeque::new(),
+            failed_in_window: 0,
         }
     }
 }
@@ -183,8 +187,7 @@ impl Breaker {
             if !probe {
                 return None;
             }
-            self.recent.clear();
-            self.in_a_row = 0;
+            self.forget();
             self.state = if failed {
                 CircuitState::Open {
                     until_ms: now_ms + config.cool_down.as_millis() as u64,
@@ -201,24 +204,23 @@ impl Breaker {
             return None;
         }
         let window = config.window.as_millis() as u64;
-        while self
-            .recent
-            .front()
-            .is_some_and(|(at, _)| *at + window <= now_ms)
-        {
+        while let Some(&(at, old_failed)) = self.recent.front() {
+            if at + window > now_ms {
+                break;
+            }
             self.recent.pop_front();
+            self.failed_in_window -= usize::from(old_failed);
         }
         self.recent.push_back((now_ms, failed));
+        self.failed_in_window += usize::from(failed);
         self.in_a_row = if failed { self.in_a_row + 1 } else { 0 };
-        let failed_in_window = self.recent.iter().filter(|(_, f)| *f).count();
         let ratio_trips = self.recent.len() >= config.min_requests as usize
-            && failed_in_window as f64 >= config.failure_ratio * self.recent.len() as f64;
+            && self.failed_in_window as f64 >= config.failure_ratio * self.recent.len() as f64;
         if failed && (self.in_a_row >= config.failures || ratio_trips) {
             self.state = CircuitState::Open {
                 until_ms: now_ms + config.cool_down.as_millis() as u64,
             };
-            self.recent.clear();
-            self.in_a_row = 0;
+            self.forget();
             return Some(Change {
                 from,
                 to: self.state,
@@ -231,9 +233,15 @@ impl Breaker {
     pub fn take(&mut self, state: CircuitState) {
         if state != self.state {
             self.state = state;
-            self.recent.clear();
-            self.in_a_row = 0;
+            self.forget();
         }
+    }
+
+    /// The counts start again.
+    fn forget(&mut self) {
+        self.recent.clear();
+        self.failed_in_window = 0;
+        self.in_a_row = 0;
     }
 }
 
