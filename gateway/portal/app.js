@@ -180,6 +180,34 @@ function readFilter(matchText, fieldsText) {
   return Object.keys(filter).length ? filter : undefined;
 }
 
+// The settings the forms have no field of their own for: any other part of the API's
+// subscription body, as JSON, merged into what the fields say (a `destination` object merges
+// with the URL). So the portal can do everything the API allows.
+const MORE_EXAMPLE = '{"ordering": "record", "timeout": "10s", "retries": 8, "destination": {"rate_limit": "10/s"}}';
+const SHOWN = ['id', 'subscription', 'events', 'format', 'filter', 'plugin', 'enabled', 'created_ms', 'updated_ms', 'destination_state'];
+
+function readMore(text, body) {
+  if (!text.trim()) return body;
+  const more = JSON.parse(text);
+  if (more === null || typeof more !== 'object' || Array.isArray(more)) throw new Error('it is not a JSON object');
+  const destination = { ...body.destination, ...(more.destination || {}) };
+  return { ...body, ...more, destination };
+}
+
+function moreSettings(sub) {
+  const more = {};
+  for (const [key, value] of Object.entries(sub)) {
+    if (SHOWN.includes(key) || value === null || value === undefined) continue;
+    if (key === 'destination') {
+      const { url, secret, previous_secret_until_ms: _, ...rest } = value;
+      if (Object.keys(rest).length) more.destination = rest;
+    } else {
+      more[key] = value;
+    }
+  }
+  return more;
+}
+
 function subscriptionForm(types, plugins) {
   const list = h('datalist', { id: 'event-type-list' }, types.map((t) => h('option', { value: t.type }, t.description)));
   const error = h('p', { class: 'error', role: 'alert', id: 'create-error' });
@@ -203,8 +231,15 @@ function subscriptionForm(types, plugins) {
         error.textContent = `Filter: the match is not JSON: ${err.message}`;
         return;
       }
+      let request;
       try {
-        const { data } = await api('POST', '/subscriptions', body);
+        request = readMore($('#new-more').value, body);
+      } catch (err) {
+        error.textContent = `More settings: ${err.message}`;
+        return;
+      }
+      try {
+        const { data } = await api('POST', '/subscriptions', request);
         shownSecret = secretNotice(`Created ${data.id}.`, data.destination.secret,
           'Give it to the receiver: it checks each delivery\'s webhook-signature with it.');
         say(`Created subscription ${data.id}.`);
@@ -231,6 +266,8 @@ function subscriptionForm(types, plugins) {
   h('textarea', { id: 'new-match', spellcheck: 'false', class: 'short' }),
   h('label', { for: 'new-fields' }, 'Filter: fields to keep (comma-separated, optional)'),
   h('input', { id: 'new-fields', type: 'text', spellcheck: 'false' }),
+  h('label', { for: 'new-more' }, 'More settings (JSON, optional): ordering, timeout, retries, enrich, the plugin\'s config, the destination\'s auth and rate limit, as the API takes them'),
+  h('textarea', { id: 'new-more', spellcheck: 'false', class: 'short', placeholder: MORE_EXAMPLE }),
   h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Create subscription')),
   error);
   return form;
@@ -284,6 +321,7 @@ async function subscription(view, id) {
       h('dt', {}, 'Format'), h('dd', {}, sub.format),
       h('dt', {}, 'Filter'), h('dd', { class: 'mono' }, sub.filter ? JSON.stringify(sub.filter) : '–'),
       h('dt', {}, 'Plugin'), h('dd', { class: 'mono' }, cell(sub.plugin)),
+      h('dt', {}, 'More settings'), h('dd', { class: 'mono', 'data-fact': 'more' }, Object.keys(moreSettings(sub)).length ? JSON.stringify(moreSettings(sub)) : '–'),
       h('dt', {}, 'Previous secret signs until'), h('dd', {}, time(sub.destination.previous_secret_until_ms)),
       h('dt', {}, 'Updated'), h('dd', {}, time(sub.updated_ms))),
     can('write') ? actions : h('p', { class: 'muted' }, 'This session can read only.'),
@@ -327,8 +365,15 @@ function editForm(sub) {
         error.textContent = `Filter: the match is not JSON: ${err.message}`;
         return;
       }
+      let request;
       try {
-        await api('PATCH', `/subscriptions/${encodeURIComponent(sub.id)}`, patch);
+        request = readMore($('#edit-more').value, patch);
+      } catch (err) {
+        error.textContent = `More settings: ${err.message}`;
+        return;
+      }
+      try {
+        await api('PATCH', `/subscriptions/${encodeURIComponent(sub.id)}`, request);
         say(`Saved ${sub.id}.`);
         render();
       } catch (err) {
@@ -345,6 +390,8 @@ function editForm(sub) {
   h('textarea', { id: 'edit-match', spellcheck: 'false', class: 'short', value: sub.filter && sub.filter.match ? JSON.stringify(sub.filter.match) : '' }),
   h('label', { for: 'edit-fields' }, 'Filter: fields to keep (comma-separated)'),
   h('input', { id: 'edit-fields', type: 'text', spellcheck: 'false', value: sub.filter && sub.filter.fields ? sub.filter.fields.join(', ') : '' }),
+  h('label', { for: 'edit-more' }, 'More settings (JSON): changed as the API\'s PATCH changes them (null clears one)'),
+  h('textarea', { id: 'edit-more', spellcheck: 'false', class: 'short', placeholder: MORE_EXAMPLE }),
   h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Save')),
   error);
 }

@@ -135,6 +135,8 @@ try {
     await page.getByRole('alert').filter({ hasText: '`colour` is not a field of `sale.order`' }).waitFor();
     // Fixed, and submitted from the keyboard.
     await page.getByLabel(/^Filter: match/).fill('{"state": ["sale"]}');
+    // The settings without a field of their own, as the API takes them.
+    await page.getByLabel(/^More settings/).fill('{"ordering": "record", "retries": 3}');
     await page.getByRole('button', { name: 'Create subscription' }).focus();
     await page.keyboard.press('Enter');
     const secret = await page.getByLabel('Signing secret').textContent();
@@ -146,6 +148,9 @@ try {
   await step('a test event is delivered and shows in the delivery log', async () => {
     await page.locator('tr[data-subscription="shop-orders"]').getByRole('link', { name: 'shop-orders' }).click();
     await page.getByRole('heading', { level: 1, name: 'Subscription shop-orders' }).waitFor();
+    const more = JSON.parse(await page.locator('dd[data-fact="more"]').textContent());
+    assert.equal(more.ordering, 'record');
+    assert.equal(more.retries, 3);
     await page.getByRole('button', { name: 'Send a test event to shop-orders' }).click();
     await page.getByRole('status').filter({ hasText: /^Test event evt_/ }).waitFor();
     const row = page.locator('tr[data-delivery]').first();

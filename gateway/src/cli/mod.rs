@@ -92,6 +92,8 @@ pub fn init_logs(format: LogFormat) {
     if let Ok(directive) = format!("{}=off", crate::trace::TARGET).parse() {
         filter = filter.add_directive(directive);
     }
+    let log_level =
+        tracing_subscriber::Layer::<tracing_subscriber::Registry>::max_level_hint(&filter);
     let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let logs = match format {
         LogFormat::Text => logs
@@ -100,10 +102,24 @@ pub fn init_logs(format: LogFormat) {
             .boxed(),
         LogFormat::Json => logs.json().with_filter(filter).boxed(),
     };
-    let _ = tracing_subscriber::registry()
+    let installed = tracing_subscriber::registry()
         .with(logs)
         .with(crate::telemetry::otlp::layer())
         .try_init();
+    // `try_init` sets the `log` crate's maximum level from every layer's hint, the stage spans'
+    // INFO among them; the `log` records of dependencies (sled, hyper) only ever reach the log
+    // lines, so their maximum is the log filter's: below it a record stops at `log`'s own check
+    // instead of going through the bridge and the filters.
+    if let (Ok(()), Some(level)) = (installed, log_level) {
+        log::set_max_level(match level.into_level() {
+            None => log::LevelFilter::Off,
+            Some(tracing::Level::ERROR) => log::LevelFilter::Error,
+            Some(tracing::Level::WARN) => log::LevelFilter::Warn,
+            Some(tracing::Level::INFO) => log::LevelFilter::Info,
+            Some(tracing::Level::DEBUG) => log::LevelFilter::Debug,
+            Some(tracing::Level::TRACE) => log::LevelFilter::Trace,
+        });
+    }
 }
 
 #[derive(Debug, Subcommand)]

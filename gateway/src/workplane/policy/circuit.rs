@@ -114,12 +114,25 @@ pub struct Change {
 pub struct Breaker {
     state: CircuitState,
     in_a_row: u32,
-    /// Outcomes within the window: (ms since the epoch, failed).
-    recent: VecDeque<(u64, bool)>,
-    /// How many of `recent` failed (kept as they come and go: a busy host's window holds
-    /// thousands of outcomes, never counted again).
-    failed_in_window: usize,
+    /// Outcomes within the window, by the tenth of a second they came in: a busy host's
+    /// window is hundreds of thousands of outcomes, kept as at most `window` × 10 counts.
+    recent: VecDeque<Tick>,
+    /// The outcomes in `recent`, and how many of them failed.
+    in_window: u64,
+    failed_in_window: u64,
 }
+
+/// The outcomes of one tenth of a second.
+#[derive(Debug, Clone, Copy)]
+struct Tick {
+    /// Its start (ms since the epoch, a multiple of [`TICK_MS`]).
+    at_ms: u64,
+    outcomes: u64,
+    failed: u64,
+}
+
+/// The window's granularity: an outcome leaves it at most this much early.
+const TICK_MS: u64 = 100;
 
 impl Default for Breaker {
     fn default() -> Self {
@@ -127,6 +140,7 @@ impl Default for Breaker {
             state: CircuitState::Closed,
             in_a_row: 0,
             recent: VecDeque::new(),
+            in_window: 0,
             failed_in_window: 0,
         }
     }
@@ -204,18 +218,32 @@ impl Breaker {
             return None;
         }
         let window = config.window.as_millis() as u64;
-        while let Some(&(at, old_failed)) = self.recent.front() {
-            if at + window > now_ms {
+        // A tick leaves once all of it is older than the window.
+        while let Some(tick) = self.recent.front() {
+            if tick.at_ms + TICK_MS + window > now_ms {
                 break;
             }
+            self.in_window -= tick.outcomes;
+            self.failed_in_window -= tick.failed;
             self.recent.pop_front();
-            self.failed_in_window -= usize::from(old_failed);
         }
-        self.recent.push_back((now_ms, failed));
-        self.failed_in_window += usize::from(failed);
+        let at_ms = now_ms - now_ms % TICK_MS;
+        match self.recent.back_mut() {
+            Some(tick) if tick.at_ms >= at_ms => {
+                tick.outcomes += 1;
+                tick.failed += u64::from(failed);
+            }
+            _ => self.recent.push_back(Tick {
+                at_ms,
+                outcomes: 1,
+                failed: u64::from(failed),
+            }),
+        }
+        self.in_window += 1;
+        self.failed_in_window += u64::from(failed);
         self.in_a_row = if failed { self.in_a_row + 1 } else { 0 };
-        let ratio_trips = self.recent.len() >= config.min_requests as usize
-            && self.failed_in_window as f64 >= config.failure_ratio * self.recent.len() as f64;
+        let ratio_trips = self.in_window >= u64::from(config.min_requests)
+            && self.failed_in_window as f64 >= config.failure_ratio * self.in_window as f64;
         if failed && (self.in_a_row >= config.failures || ratio_trips) {
             self.state = CircuitState::Open {
                 until_ms: now_ms + config.cool_down.as_millis() as u64,
@@ -240,6 +268,7 @@ impl Breaker {
     /// The counts start again.
     fn forget(&mut self) {
         self.recent.clear();
+        self.in_window = 0;
         self.failed_in_window = 0;
         self.in_a_row = 0;
     }

@@ -164,11 +164,7 @@ impl Policies {
     /// state only (sled; the caller holds its slots and gives them back if it must wait).
     pub fn admit_here(&self, dest: &Destination, config: &CircuitConfig, now_ms: u64) -> Admission {
         let host = dest.authority();
-        let (check, change) = self
-            .breakers()
-            .entry(host.clone())
-            .or_default()
-            .check(now_ms, config);
+        let (check, change) = breaker(&mut self.breakers(), &host).check(now_ms, config);
         if let Some(change) = change {
             self.changed(&host, change);
         }
@@ -220,11 +216,7 @@ impl Policies {
             return self.admit_here(dest, config, now_ms);
         };
         let host = dest.authority();
-        let (check, change) = self
-            .breakers()
-            .entry(host.clone())
-            .or_default()
-            .check(now_ms, config);
+        let (check, change) = breaker(&mut self.breakers(), &host).check(now_ms, config);
         let probe = match check {
             Check::WaitUntil(at_ms) => {
                 return Admission::WaitUntil {
@@ -288,11 +280,7 @@ impl Policies {
     ) {
         let host = dest.authority();
         let failed = circuit::host_failed(status);
-        let change = self
-            .breakers()
-            .entry(host.clone())
-            .or_default()
-            .record(failed, probe, now_ms, config);
+        let change = breaker(&mut self.breakers(), &host).record(failed, probe, now_ms, config);
         if let Some(change) = change {
             self.changed(&host, change);
             if let Some(shared) = &self.shared {
@@ -348,6 +336,14 @@ impl Policies {
             .get(host)
             .map_or(CircuitState::Closed, Breaker::state)
     }
+}
+
+/// `host`'s breaker, made on first use (the key copied only then).
+fn breaker<'a>(breakers: &'a mut HashMap<String, Breaker>, host: &str) -> &'a mut Breaker {
+    if !breakers.contains_key(host) {
+        breakers.insert(host.to_owned(), Breaker::default());
+    }
+    breakers.get_mut(host).expect("just inserted")
 }
 
 #[cfg(test)]
