@@ -104,8 +104,12 @@ impl Counted {
         }
         let mut changes = Vec::with_capacity(batch.ops.len());
         let mut applied = sled::Batch::default();
-        for (key, value) in batch.ops {
-            let old = self.tree.get(&key)?.map(|v| v.len());
+        for (key, Op { value, fresh }) in batch.ops {
+            let old = if fresh {
+                None
+            } else {
+                self.tree.get(&key)?.map(|v| v.len())
+            };
             changes.push((key.clone(), old, value.as_ref().map(|v| v.len())));
             match value {
                 Some(value) => applied.insert(key, value),
@@ -151,15 +155,48 @@ impl Counted {
 /// sled's own batch.
 #[derive(Debug, Default)]
 pub(super) struct Batch {
-    ops: BTreeMap<IVec, Option<IVec>>,
+    ops: BTreeMap<IVec, Op>,
+}
+
+#[derive(Debug)]
+struct Op {
+    /// The new value; `None` removes.
+    value: Option<IVec>,
+    /// The key is new to the tree, so nothing is read before the write (reading costs about
+    /// as much as writing). Should it exist after all (a job written again after a crash),
+    /// the count overstates what is held until the next count from scratch: the safe side.
+    fresh: bool,
 }
 
 impl Batch {
     pub(super) fn insert(&mut self, key: impl Into<IVec>, value: impl Into<IVec>) {
-        self.ops.insert(key.into(), Some(value.into()));
+        self.ops.insert(
+            key.into(),
+            Op {
+                value: Some(value.into()),
+                fresh: false,
+            },
+        );
+    }
+
+    /// Inserts under a key the caller knows is new (a job's id, its index row).
+    pub(super) fn insert_new(&mut self, key: impl Into<IVec>, value: impl Into<IVec>) {
+        self.ops.insert(
+            key.into(),
+            Op {
+                value: Some(value.into()),
+                fresh: true,
+            },
+        );
     }
 
     pub(super) fn remove(&mut self, key: impl Into<IVec>) {
-        self.ops.insert(key.into(), None);
+        self.ops.insert(
+            key.into(),
+            Op {
+                value: None,
+                fresh: false,
+            },
+        );
     }
 }

@@ -172,8 +172,10 @@ impl Store {
                 queue.apply_batch(std::mem::take(&mut batch))?;
                 writes = 0;
             }
-            batch.insert(key, record);
-            batch.insert(
+            // New keys (a job id is written once, but again after a crash: then the live-data
+            // count overstates until it is next counted from scratch).
+            batch.insert_new(key, record);
+            batch.insert_new(
                 index_key(&job.subscription_id, &job.id),
                 encode(&JobSummary::from(job)),
             );
