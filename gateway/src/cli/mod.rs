@@ -106,8 +106,8 @@ pub fn init_logs(format: LogFormat) {
         .with(logs)
         .with(crate::telemetry::otlp::layer())
         .try_init();
-    // `try_init` sets the `log` crate's maximum level from every layer's hint, the stage spans'
-    // INFO among them; the `log` records of dependencies (sled, hyper) only ever reach the log
+    // `try_init` sets the `log` crate's maximum level from every layer's hint, the OTLP
+    // layer's TRACE among them; the `log` records of dependencies (sled, hyper) only ever reach the log
     // lines, so their maximum is the log filter's: below it a record stops at `log`'s own check
     // instead of going through the bridge and the filters.
     if let (Ok(()), Some(level)) = (installed, log_level) {

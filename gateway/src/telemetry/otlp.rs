@@ -299,11 +299,11 @@ where
             .with_sampler(StageSampler)
             .build()
     });
-    // The stage spans are all at INFO: a finer level here would raise the subscriber's level
-    // hint, and with it the `log` crate's maximum, so that every dependency's `trace!` record
-    // went through the filters.
+    // Every level of the stage target (a stage's parent may be finer than INFO). This raises
+    // the subscriber's level hint to TRACE; `cli::init_logs` puts the `log` crate's maximum
+    // back to the log filter's, so dependencies' `log` records do not pay for it.
     let filter = tracing_subscriber::filter::Targets::new()
-        .with_target(crate::trace::TARGET, tracing::Level::INFO);
+        .with_target(crate::trace::TARGET, tracing::Level::TRACE);
     tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("odoo-gateway"))
         .with_location(false)
