@@ -92,6 +92,21 @@ fn lanes(work: &NatsWork, snapshot: &Snapshot) -> HashMap<String, Lane> {
         };
         lanes.insert(retry.consumer.clone(), retry);
     }
+    // An app's deliveries are queued on its lane by the subscription's owner (see
+    // `NatsWork::job_subject`), whatever its destinations are called: a subscription of the
+    // configuration file named `app.<name>.…` with a plain destination has its app's lane too.
+    for sub in &snapshot.subscriptions {
+        if let Some(app) = owner_app(&sub.id) {
+            let t = token(app);
+            let lane = Lane {
+                consumer: format!("a_{t}"),
+                subject: format!("{}.work.a.{t}", work.prefix),
+                limit: per_app,
+                kind: LaneKind::Work,
+            };
+            lanes.insert(lane.consumer.clone(), lane);
+        }
+    }
     let source_enrich = snapshot
         .sources
         .values()
