@@ -286,6 +286,7 @@ async function subscription(view, id) {
     say(`Replay of ${d.id} accepted (${status}).`);
   }));
   const deleting = confirmingDelete === id;
+  const more = moreSettings(sub);
   const actions = h('div', { class: 'actions' },
     actionButton(sub.enabled ? 'Pause' : 'Resume', `${sub.enabled ? 'Pause' : 'Resume'} ${id}`, async () => {
       await api('PATCH', path, { enabled: !sub.enabled });
@@ -321,7 +322,7 @@ async function subscription(view, id) {
       h('dt', {}, 'Format'), h('dd', {}, sub.format),
       h('dt', {}, 'Filter'), h('dd', { class: 'mono' }, sub.filter ? JSON.stringify(sub.filter) : '–'),
       h('dt', {}, 'Plugin'), h('dd', { class: 'mono' }, cell(sub.plugin)),
-      h('dt', {}, 'More settings'), h('dd', { class: 'mono', 'data-fact': 'more' }, Object.keys(moreSettings(sub)).length ? JSON.stringify(moreSettings(sub)) : '–'),
+      h('dt', {}, 'More settings'), h('dd', { class: 'mono', 'data-fact': 'more' }, Object.keys(more).length ? JSON.stringify(more) : '–'),
       h('dt', {}, 'Previous secret signs until'), h('dd', {}, time(sub.destination.previous_secret_until_ms)),
       h('dt', {}, 'Updated'), h('dd', {}, time(sub.updated_ms))),
     can('write') ? actions : h('p', { class: 'muted' }, 'This session can read only.'),

@@ -30,6 +30,17 @@ pub fn serve(method: &Method, asset: Option<&str>) -> Result<Response<Body>, Api
         Some("icon.svg") => (ICON, "image/svg+xml"),
         Some(_) => return Err(ApiError::not_found()),
     };
+    asset_response(method, body, content_type)
+}
+
+/// A built-in page or asset (the console's, the portal's): GET or HEAD only, this origin's
+/// own resources only, never sniffed, no referrer, revalidated at each load (a new build's
+/// page replaces the old one at once).
+pub(crate) fn asset_response(
+    method: &Method,
+    body: &'static str,
+    content_type: &'static str,
+) -> Result<Response<Body>, ApiError> {
     if method != Method::GET && method != Method::HEAD {
         return Err(ApiError::method_not_allowed("GET, HEAD"));
     }
@@ -50,7 +61,6 @@ pub fn serve(method: &Method, asset: Option<&str>) -> Result<Response<Body>, Api
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    // A new build's console replaces the old one at once.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(response)
 }

@@ -65,27 +65,8 @@ fn shell(
     body: &'static str,
     content_type: &'static str,
 ) -> Result<Response<Body>, ApiError> {
-    if method != Method::GET && method != Method::HEAD {
-        return Err(ApiError::method_not_allowed("GET, HEAD"));
-    }
-    let mut response = Response::new(Body::from(body));
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
     // The link is in the fragment, which is never sent; no referrer leaves either way.
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    Ok(response)
+    crate::console::asset_response(method, body, content_type)
 }
 
 fn no_store(response: &mut Response<Body>) {
