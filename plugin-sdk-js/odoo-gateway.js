@@ -451,11 +451,12 @@ const encoder = new TextEncoder();
 
 /** One POST for the gateway to sign and deliver; destination '' is the default one. */
 export class Delivery {
-  constructor(destination, contentType, body, headers = []) {
+  constructor(destination, contentType, body, headers = [], orderingKey = undefined) {
     this.destination = destination;
     this.contentType = contentType;
     this.body = typeof body === 'string' ? encoder.encode(body) : body;
     this.headers = headers;
+    this.orderingKey = orderingKey;
   }
   /** A JSON delivery of `value` (see `toJson`). */
   static json(destination, value) {
@@ -467,6 +468,17 @@ export class Delivery {
   /** Adds a request header (the gateway's own signature headers cannot be overridden). */
   withHeader(name, value) {
     this.headers.push([name, value]);
+    return this;
+  }
+  /**
+   * For a subscription with `ordering`: the key this delivery is ordered by (deliveries with the
+   * same key are attempted one at a time, in their events' acceptance order), instead of the
+   * event's (`undefined` or `null`: the event's). At most 256 bytes. Needs plugin world 0.2.0
+   * (`wit/v0.2`): a component built against 0.1.0 has no ordering key, and its deliveries take
+   * their event's.
+   */
+  withOrderingKey(key) {
+    this.orderingKey = key === undefined || key === null ? undefined : String(key);
     return this;
   }
 }
@@ -516,7 +528,7 @@ export function exportPlugin(handle, validateConfig, host, { warmUp = [] } = {})
         if (tag) throw { tag: tag[1], val: e.message };
         throw e;
       }
-      return deliveries.map((d) => ({ destination: d.destination, contentType: d.contentType, body: d.body, headers: d.headers }));
+      return deliveries.map((d) => ({ destination: d.destination, contentType: d.contentType, body: d.body, headers: d.headers, orderingKey: d.orderingKey }));
     },
     validateConfig() {
       if (validateConfig === undefined) return;

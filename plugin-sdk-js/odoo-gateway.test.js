@@ -89,12 +89,15 @@ test('bodies are compact with keys sorted by code point', () => {
 test('deliveries and the world exports', () => {
   const delivery = Delivery.json('erp', { id: 1 }).withHeader('x-shop', 'eu');
   assert.deepEqual([delivery.destination, delivery.contentType, text(delivery), delivery.headers], ['erp', 'application/json', '{"id":1}', [['x-shop', 'eu']]]);
+  assert.equal(delivery.orderingKey, undefined, "the event's key by default");
+  assert.equal(Delivery.json('', {}).withOrderingKey(42).orderingKey, '42');
+  assert.equal(Delivery.json('', {}).withOrderingKey(42).withOrderingKey(null).orderingKey, undefined, "null: the event's key");
   const logged = [];
   const plugin = og.exportPlugin(
     (event, config) => {
       og.info(`handling ${event.id}`);
       if (config.get('mode') === 'reject') throw new og.Reject('no thanks');
-      return [Delivery.json('', event.payloadJson())];
+      return [Delivery.json('', event.payloadJson()).withOrderingKey('k')];
     },
     (config) => config.required('mode'),
     { entries: () => [['mode', 'ok']], log: (level, message) => logged.push([level, message]) },
@@ -102,6 +105,7 @@ test('deliveries and the world exports', () => {
   );
   const out = plugin.handle({ id: 'e1', source: 's', model: 'sale.order', action: 'confirmed', recordId: 12n, receivedAtMs: 0n, payload: '{"id":12}', headers: [] });
   assert.equal(new TextDecoder().decode(out[0].body), '{"id":12}');
+  assert.equal(out[0].orderingKey, 'k', 'the key goes to the world');
   assert.deepEqual(logged, [['info', 'handling e1']], 'the warm-up logs nowhere');
   const failing = og.exportPlugin(() => {
     throw new og.Retry('later');

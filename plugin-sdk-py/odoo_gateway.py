@@ -357,12 +357,13 @@ def _float_text(value):
 class Delivery:
     """One POST for the gateway to sign and deliver; destination "" is the default one."""
 
-    __slots__ = ("destination", "content_type", "body", "headers")
+    __slots__ = ("destination", "content_type", "body", "headers", "ordering_key")
 
-    def __init__(self, destination, content_type, body, headers=()):
+    def __init__(self, destination, content_type, body, headers=(), ordering_key=None):
         self.destination, self.content_type = destination, content_type
         self.body = body.encode() if isinstance(body, str) else bytes(body)
         self.headers = list(headers)
+        self.ordering_key = ordering_key
 
     @classmethod
     def json(cls, destination, value):
@@ -378,13 +379,22 @@ class Delivery:
         self.headers.append((name, value))
         return self
 
+    def with_ordering_key(self, key):
+        """For a subscription with `ordering`: the key this delivery is ordered by (deliveries
+        with the same key are attempted one at a time, in their events' acceptance order),
+        instead of the event's (None: the event's). At most 256 bytes. Needs plugin world 0.2.0
+        (`wit/v0.2`)."""
+        self.ordering_key = None if key is None else str(key)
+        return self
+
     def __eq__(self, other):
         return isinstance(other, Delivery) and all(
             getattr(self, f) == getattr(other, f) for f in self.__slots__)
 
     def __repr__(self):
+        key = "" if self.ordering_key is None else f", ordering_key={self.ordering_key!r}"
         return (f"Delivery({self.destination!r}, {self.content_type!r}, {self.body!r}, "
-                f"{self.headers!r})")
+                f"{self.headers!r}{key})")
 
 
 # The log: the gateway's `log` import inside a component (set by `export`), stderr elsewhere.
@@ -428,9 +438,13 @@ def export(handle, validate_config=None, warm_up=()):
     is built: the interpreter's state after them (specialised bytecode, caches) is part of the
     snapshot every call starts from, the same for every call. Results are ignored."""
     global _log_sink
+    import dataclasses
     from componentize_py_types import Err
     import wit_world
     from wit_world.imports import config as host_config, log as host_log, types
+
+    # The world the component is built against: 0.2.0's delivery has an ordering key.
+    keyed = "ordering_key" in {f.name for f in dataclasses.fields(types.Delivery)}
 
     levels = {name: getattr(host_log.Level, name.upper()) for name in _LEVELS}
     errors = ((Reject, types.PluginError_Reject), (Retry, types.PluginError_Retry),
@@ -461,6 +475,12 @@ def export(handle, validate_config=None, warm_up=()):
                     if isinstance(e, kind):
                         raise Err(wit_error(str(e))) from None
                 raise
+            if keyed:
+                return [types.Delivery(d.destination, d.content_type, d.body, d.headers,
+                                       d.ordering_key) for d in deliveries]
+            if any(d.ordering_key is not None for d in deliveries):
+                raise ValueError("a delivery's ordering key needs plugin world 0.2.0: "
+                                 "build against wit/v0.2")
             return [types.Delivery(d.destination, d.content_type, d.body, d.headers)
                     for d in deliveries]
 

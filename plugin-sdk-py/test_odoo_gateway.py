@@ -98,6 +98,14 @@ class DeliveryAndLogTest(unittest.TestCase):
         self.assertEqual(delivery, Delivery("erp", "application/json", b'{"id":1}', [("x-shop", "eu")]))
         self.assertEqual(Delivery.xml("", "<a/>").body, b"<a/>")
 
+    def test_a_delivery_may_name_its_ordering_key(self):
+        keyed = Delivery.json("erp", {}).with_ordering_key(42)
+        self.assertEqual(keyed.ordering_key, "42")
+        self.assertIsNone(Delivery.json("erp", {}).ordering_key, "the event's key by default")
+        self.assertNotEqual(keyed, Delivery.json("erp", {}), "the key is part of the delivery")
+        self.assertIn("ordering_key='42'", repr(keyed))
+        self.assertIsNone(keyed.with_ordering_key(None).ordering_key, "None: the event's key")
+
     def test_the_log_goes_to_stderr_outside_the_gateway(self):
         err = io.StringIO()
         with redirect_stderr(err):

@@ -161,22 +161,11 @@ fn content_type(format: Format) -> &'static str {
 
 /// The event as a JSON or XML envelope, for subscriptions without a plugin.
 pub fn pass_through(event: &Event, format: Format) -> Delivery {
-    let payload: serde_json::Value =
-        serde_json::from_str(&event.payload).unwrap_or(serde_json::Value::Null);
     let body = match format {
-        Format::Json => {
-            let envelope = serde_json::json!({
-                "id": event.id,
-                "source": event.source,
-                "model": event.model,
-                "action": event.action,
-                "record_id": event.record_id,
-                "received_at_ms": event.received_at_ms,
-                "payload": payload,
-            });
-            envelope.to_string().into_bytes()
-        }
+        Format::Json => json_envelope(event),
         Format::Xml => {
+            let payload: serde_json::Value =
+                serde_json::from_str(&event.payload).unwrap_or(serde_json::Value::Null);
             let record_id = event.record_id.map(|r| r.to_string()).unwrap_or_default();
             let received = event.received_at_ms.to_string();
             let mut attrs = vec![
@@ -198,12 +187,40 @@ pub fn pass_through(event: &Event, format: Format) -> Delivery {
         content_type: content_type(format).into(),
         body,
         headers: Vec::new(),
+        ordering_key: None,
     }
+}
+
+/// The JSON envelope, its keys in alphabetical order, the payload written as it was received
+/// (it is JSON, checked without building it; `null` if it is not): made once per delivery, so
+/// it is written straight out rather than built as a tree first.
+fn json_envelope(event: &Event) -> Vec<u8> {
+    fn text(out: &mut Vec<u8>, key: &str, value: &str) {
+        out.extend_from_slice(key.as_bytes());
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, value);
+    }
+    let payload = event.payload.trim();
+    let valid = serde_json::from_str::<serde::de::IgnoredAny>(payload).is_ok();
+    let mut out = Vec::with_capacity(payload.len() + 160);
+    text(&mut out, "{\"action\":", &event.action);
+    text(&mut out, ",\"id\":", &event.id);
+    text(&mut out, ",\"model\":", &event.model);
+    out.extend_from_slice(b",\"payload\":");
+    out.extend_from_slice(if valid { payload.as_bytes() } else { b"null" });
+    out.extend_from_slice(format!(",\"received_at_ms\":{}", event.received_at_ms).as_bytes());
+    match event.record_id {
+        Some(id) => out.extend_from_slice(format!(",\"record_id\":{id}").as_bytes()),
+        None => out.extend_from_slice(b",\"record_id\":null"),
+    }
+    text(&mut out, ",\"source\":", &event.source);
+    out.push(b'}');
+    out
 }
 
 fn base_job(event: &Event, sub: &Subscription, id: JobId, now_ms: u64) -> Job {
     Job {
-        id: id.to_string(),
+        id,
         kind: JobKind::Deliver,
         event_id: event.id.clone(),
         subscription_id: sub.id.clone(),
@@ -225,6 +242,7 @@ fn base_job(event: &Event, sub: &Subscription, id: JobId, now_ms: u64) -> Job {
             .map(|template| crate::workplane::policy::Order {
                 key: template.key(event),
                 seq: event.seq,
+                held: None,
             }),
     }
 }
@@ -260,7 +278,55 @@ pub fn delivery_jobs(
         job.content_type = d.content_type;
         job.body = d.body;
         job.headers.extend(d.headers);
+        // A key the plugin chose replaces its event's (the acceptance order stays the event's).
+        if let (Some(order), Some(key)) = (job.order.as_mut(), d.ordering_key) {
+            order.key = key;
+        }
         jobs.push(job);
     }
     (jobs, dead)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(payload: &str, record_id: Option<i64>) -> Event {
+        Event {
+            id: "evt_1".into(),
+            source: "odoo \"main\"".into(),
+            model: "sale.order".into(),
+            action: "confirmed".into(),
+            record_id,
+            received_at_ms: 1_715_677_960_000,
+            seq: 0,
+            payload: payload.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_json_envelope_holds_the_event_and_its_payload_as_received() {
+        let payload = r#"{"b": 1.50, "a": [1, 2], "big": 123456789012345678901234567890}"#;
+        let body = pass_through(&event(payload, Some(12)), Format::Json).body;
+        let text = String::from_utf8(body.clone()).unwrap();
+        assert!(text.contains(payload), "{text}");
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            (value["id"].as_str(), value["source"].as_str()),
+            (Some("evt_1"), Some("odoo \"main\""))
+        );
+        assert_eq!(value["model"], "sale.order");
+        assert_eq!(value["action"], "confirmed");
+        assert_eq!(value["record_id"], 12);
+        assert_eq!(value["received_at_ms"], 1_715_677_960_000_u64);
+        assert_eq!(value["payload"]["a"], serde_json::json!([1, 2]));
+
+        let body = pass_through(&event("not json {", None), Format::Json).body;
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(
+            value["payload"].is_null() && value["record_id"].is_null(),
+            "{value}"
+        );
+    }
 }

@@ -340,19 +340,41 @@ fn componentize_wraps_a_c_core_module_and_refuses_a_component() {
         "/../plugins/shipper-router-c/build/shipper_router_c.core.wasm"
     ))
     .expect("the C plugin's core module (./dev plugins builds it)");
-    let component = odoo_gateway_plugin_tools::componentize(&core).expect("componentize");
+    let component = odoo_gateway_plugin_tools::componentize(&core, None).expect("componentize");
     let host = PluginHost::new(PluginLimits::default(), None).expect("host");
     let plugin = host.load(&component).expect("a loadable plugin");
+    assert_eq!(
+        plugin.world(),
+        "odoo-gateway:plugin/plugin@0.2.0",
+        "the version its imports name"
+    );
     let out = plugin
         .handle(&event("sale.order", RICH_ORDER), &sample_config())
         .expect("handle");
     assert_eq!(out.deliveries.len(), 2);
-    let err = odoo_gateway_plugin_tools::componentize(&component).unwrap_err();
+    // The 0.2.0 glue imports `log@0.2.0` and `config@0.2.0`, which world 0.1.0 lacks: refused.
+    let err = odoo_gateway_plugin_tools::componentize(
+        &core,
+        Some(odoo_gateway_plugin_tools::WorldVersion::V0_1),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("cannot build a plugin component"),
+        "{err}"
+    );
+    let err = odoo_gateway_plugin_tools::componentize(&component, None).unwrap_err();
     assert!(
         err.to_string().contains("not a core WebAssembly module"),
         "{err}"
     );
-    let err = odoo_gateway_plugin_tools::componentize(b"\0asm\x01\0\0\0").unwrap_err();
+    let empty = b"\0asm\x01\0\0\0";
+    let err = odoo_gateway_plugin_tools::componentize(empty, None).unwrap_err();
+    assert!(err.to_string().contains("--world"), "{err}");
+    let err = odoo_gateway_plugin_tools::componentize(
+        empty,
+        Some(odoo_gateway_plugin_tools::WorldVersion::V0_2),
+    )
+    .unwrap_err();
     assert!(
         err.to_string().contains("cannot build a plugin component"),
         "{err}"

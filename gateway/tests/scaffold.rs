@@ -86,8 +86,9 @@ const ORDER: &str = r#"{"id": "evt-scaffold-77", "model": "sale.order", "action"
               "partner_id": [14, "Azure Interior"], "order_line": [301, 302]}}"#;
 
 /// Builds the project with its own script, then checks and runs what it built: one summary
-/// above the minimum, nothing below it.
-fn build_check_and_run(project: &Path, language: &str) {
+/// above the minimum, nothing below it. Returns what `plugin check` and the run that kept the
+/// order printed.
+fn build_check_and_run(project: &Path, language: &str) -> (String, String) {
     run_in(project, "sh", &["build.sh"]);
     let cache = repository().join("target/scaffold-cache");
     let cache = cache.to_str().expect("UTF-8 path");
@@ -127,6 +128,7 @@ fn build_check_and_run(project: &Path, language: &str) {
     );
     let filtered = run("1000");
     assert!(filtered.contains("handle: 0 deliveries"), "{filtered}");
+    (check, kept)
 }
 
 #[test]
@@ -134,7 +136,10 @@ fn a_new_python_project_builds_checks_and_runs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let project = new_project("python", dir.path());
     run_in(&project, "python3", &["-m", "unittest", "-q"]);
-    build_check_and_run(&project, "Python");
+    let (check, kept) = build_check_and_run(&project, "Python");
+    // Built against world 0.2.0, the SDK's ordering key reaches the host.
+    assert!(check.contains("plugin@0.2.0"), "{check}");
+    assert!(kept.contains("ordering key: customer-14"), "{kept}");
 }
 
 #[test]
@@ -142,7 +147,9 @@ fn a_new_js_project_builds_checks_and_runs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let project = new_project("js", dir.path());
     run_in(&project, "node", &["--test"]);
-    build_check_and_run(&project, "JavaScript");
+    let (check, kept) = build_check_and_run(&project, "JavaScript");
+    assert!(check.contains("plugin@0.2.0"), "{check}");
+    assert!(kept.contains("ordering key: customer-14"), "{kept}");
 }
 
 #[test]
@@ -151,7 +158,9 @@ fn a_new_c_project_builds_checks_and_runs() {
     let project = new_project("c", dir.path());
     let out = run_in(&project, "sh", &["test.sh"]);
     assert!(out.contains("test passed"), "{out}");
-    build_check_and_run(&project, "C");
+    let (check, kept) = build_check_and_run(&project, "C");
+    assert!(check.contains("plugin@0.2.0"), "{check}");
+    assert!(kept.contains("ordering key: customer-14"), "{kept}");
 }
 
 /// The SDK by path from outside the workspace: the project's unit test on the host, then the

@@ -19,6 +19,7 @@ impl Delivery {
             content_type: content_type.to_owned(),
             body: body.into(),
             headers: Vec::new(),
+            ordering_key: None,
         }
     }
 
@@ -38,6 +39,18 @@ impl Delivery {
     /// its own signature and authentication headers.
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Orders this delivery by `key` instead of its event's key, for a
+    /// subscription with `ordering`: deliveries with the same key are
+    /// attempted one at a time, in their events' acceptance order (at most
+    /// 256 bytes; ignored by subscriptions without `ordering`). The order is
+    /// strict when the subscription's own key is coarser than this one (each
+    /// of these keys comes from events of one subscription key): the plugin's
+    /// calls for one subscription key run one at a time, in order.
+    pub fn with_ordering_key(mut self, key: impl Into<String>) -> Self {
+        self.ordering_key = Some(key.into());
         self
     }
 }

@@ -58,14 +58,14 @@ pub use delivery::{CONTENT_TYPE_JSON, CONTENT_TYPE_XML};
 pub use log::Level;
 pub use odoo::{Many2one, Record, X2many};
 
-/// Bindings generated from `wit/plugin.wit`. Plugin code uses the re-exports
+/// Bindings generated from `wit/v0.2/plugin.wit` (world `odoo-gateway:plugin/plugin@0.2.0`). Plugin code uses the re-exports
 /// at the crate root; the module is public only so that [`export_plugin!`]
 /// can reach it from the plugin's crate.
 #[doc(hidden)]
 #[allow(missing_debug_implementations, unreachable_pub, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "../wit/v0.2",
         world: "plugin",
         pub_export_macro: true,
         export_macro_name: "export",
@@ -76,7 +76,7 @@ pub mod bindings {
 
 /// One outgoing HTTP POST for the gateway to queue, sign and deliver.
 pub use bindings::odoo_gateway::plugin::types::Delivery;
-/// One business event received from Odoo (see `wit/plugin.wit`).
+/// One business event received from Odoo (see `wit/v0.2/plugin.wit`).
 pub use bindings::odoo_gateway::plugin::types::Event;
 /// Why a plugin produced no deliveries: `Reject` (dead-letter, never retried),
 /// `Retry` (transient) or `InvalidConfig` (the subscription's settings are wrong).

@@ -11,8 +11,60 @@
 use wit_component::{ComponentEncoder, DecodedWasm, StringEncoding};
 use wit_parser::{Resolve, WorldItem};
 
-/// The plugin contract, as the gateway's `wit/plugin.wit`.
+/// The plugin contract, version 0.1.0, as the gateway's `wit/plugin.wit`: what
+/// [`componentize`] embeds.
 pub const PLUGIN_WIT: &str = include_str!("../../wit/plugin.wit");
+
+/// The plugin contract, version 0.2.0 (`wit/v0.2/plugin.wit`: a delivery may name its
+/// ordering key), which the SDKs build against.
+pub const PLUGIN_WIT_V0_2: &str = include_str!("../../wit/v0.2/plugin.wit");
+
+/// A version of the plugin world, as a module's imports name it (`odoo-gateway:plugin/log@0.2.0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorldVersion {
+    /// `wit/plugin.wit`.
+    V0_1,
+    /// `wit/v0.2/plugin.wit`: a delivery's optional ordering key.
+    V0_2,
+}
+
+impl WorldVersion {
+    /// The world's WIT text.
+    pub fn wit(self) -> &'static str {
+        match self {
+            Self::V0_1 => PLUGIN_WIT,
+            Self::V0_2 => PLUGIN_WIT_V0_2,
+        }
+    }
+
+    /// `0.1.0` or `0.2.0`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V0_1 => "0.1.0",
+            Self::V0_2 => "0.2.0",
+        }
+    }
+}
+
+impl std::str::FromStr for WorldVersion {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "0.1.0" => Ok(Self::V0_1),
+            "0.2.0" => Ok(Self::V0_2),
+            _ => Err(format!(
+                "`{s}` is not a plugin world version (0.1.0 or 0.2.0)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for WorldVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Why a module could not become a component, or a component could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -30,12 +82,15 @@ pub enum ToolError {
 
 const CORE_HEADER: [u8; 8] = *b"\0asm\x01\0\0\0";
 
-/// Wraps a core module into a component of world `odoo-gateway:plugin/plugin@0.1.0`.
+/// Wraps a core module into a component of the plugin world.
 ///
 /// A module without a `component-type` section gets the plugin world embedded, so it only has
 /// to export `handle`, `validate-config` and `cabi_realloc` with the canonical ABI; imports of
-/// `wasi_snapshot_preview1` are adapted to WASI 0.2 (reactor adapter of wasmtime 48).
-pub fn componentize(core: &[u8]) -> Result<Vec<u8>, ToolError> {
+/// `wasi_snapshot_preview1` are adapted to WASI 0.2 (reactor adapter of wasmtime 48). The
+/// world's version is `world`, else the one the module's plugin imports name; a module that
+/// imports neither `log` nor `config` must be told (the versions lay out a delivery
+/// differently, so a guess could garble every result).
+pub fn componentize(core: &[u8], world: Option<WorldVersion>) -> Result<Vec<u8>, ToolError> {
     if !core.starts_with(&CORE_HEADER) {
         return Err(ToolError::WrongKind(
             "not a core WebAssembly module (a component is already a plugin: `plugin check` it)"
@@ -43,10 +98,22 @@ pub fn componentize(core: &[u8]) -> Result<Vec<u8>, ToolError> {
         ));
     }
     let mut module = core.to_vec();
-    if !has_custom_section(core, "component-type") {
+    let carries_world = has_custom_section(core, "component-type");
+    if carries_world && world.is_some() {
+        return Err(ToolError::WrongKind(
+            "the module carries its world already (a `component-type` section, from its bindings \
+             generator): a version cannot be given for it"
+                .into(),
+        ));
+    }
+    if !carries_world {
+        let world = match world {
+            Some(world) => world,
+            None => imported_world(core)?,
+        };
         let mut resolve = Resolve::default();
         let package = resolve
-            .push_str("plugin.wit", PLUGIN_WIT)
+            .push_str("plugin.wit", world.wit())
             .map_err(ToolError::Encode)?;
         let world = resolve
             .select_world(&[package], Some("plugin"))
@@ -196,6 +263,31 @@ fn has_custom_section(module: &[u8], wanted: &str) -> bool {
     sections(module).any(|s| matches!(s, Section::Custom(name) if name.starts_with(wanted)))
 }
 
+/// The plugin world version a module's imports name: `odoo-gateway:plugin/<interface>@<version>`.
+fn imported_world(module: &[u8]) -> Result<WorldVersion, ToolError> {
+    let mut versions: Vec<&str> = sections(module)
+        .filter_map(|s| match s {
+            Section::ImportModule(name) => name.strip_prefix("odoo-gateway:plugin/"),
+            Section::Custom(_) => None,
+        })
+        .filter_map(|interface| interface.rsplit_once('@').map(|(_, version)| version))
+        .collect();
+    versions.sort_unstable();
+    versions.dedup();
+    match versions.as_slice() {
+        [version] => version.parse().map_err(ToolError::WrongKind),
+        [] => Err(ToolError::WrongKind(
+            "the module imports nothing of the plugin world, so its version cannot be told: \
+             name it (`plugin componentize --world 0.2.0`, or 0.1.0 for glue of that version)"
+                .into(),
+        )),
+        several => Err(ToolError::WrongKind(format!(
+            "the module imports several versions of the plugin world ({})",
+            several.join(", ")
+        ))),
+    }
+}
+
 fn imports_module(module: &[u8], wanted: &str) -> bool {
     sections(module).any(|s| matches!(s, Section::ImportModule(name) if name == wanted))
 }
@@ -222,4 +314,33 @@ fn sections(module: &[u8]) -> impl Iterator<Item = Section<'_>> {
                 _ => Vec::new(),
             }
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A core module with nothing but a custom section `name` holding `content`.
+    fn module_with_section(name: &str, content: &[u8]) -> Vec<u8> {
+        let mut body = vec![u8::try_from(name.len()).unwrap()];
+        body.extend_from_slice(name.as_bytes());
+        body.extend_from_slice(content);
+        let mut module = CORE_HEADER.to_vec();
+        module.push(0);
+        module.push(u8::try_from(body.len()).unwrap());
+        module.extend(body);
+        module
+    }
+
+    #[test]
+    fn the_world_version_is_named_or_read_and_never_both() {
+        let carrying = module_with_section("component-type", b"");
+        let err = componentize(&carrying, Some(WorldVersion::V0_2)).unwrap_err();
+        assert!(err.to_string().contains("carries its world"), "{err}");
+        let bare = module_with_section("other", b"");
+        let err = componentize(&bare, None).unwrap_err();
+        assert!(err.to_string().contains("--world"), "{err}");
+        assert_eq!("0.2.0".parse(), Ok(WorldVersion::V0_2));
+        assert!("0.3.0".parse::<WorldVersion>().is_err());
+    }
 }

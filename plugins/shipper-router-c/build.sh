@@ -8,4 +8,5 @@ cd "$(dirname "$0")"
 mkdir -p build
 clang-16 --target=wasm32-wasi -O2 -std=c11 -Wall -Wextra -Werror -mexec-model=reactor \
   -o build/shipper_router_c.core.wasm plugin.c json.c router.c
-${COMPONENTIZE:-odoo-gateway plugin componentize} build/shipper_router_c.core.wasm -o "$out"
+# plugin.c is the glue of world 0.2.0: named, so that it does not depend on what the imports say.
+${COMPONENTIZE:-odoo-gateway plugin componentize} build/shipper_router_c.core.wasm -o "$out" --world 0.2.0

@@ -1,21 +1,24 @@
-/* Canonical ABI glue for the odoo-gateway plugin world (wit/plugin.wit): lifts the exports'
- * arguments into plugin.h's types and lowers their results. `odoo-gateway plugin componentize`
- * (or xtask) embeds the world and wraps the module into a component.
+/* Canonical ABI glue for the odoo-gateway plugin world, version 0.2.0 (wit/v0.2/plugin.wit):
+ * lifts the exports' arguments into plugin.h's types and lowers their results. `odoo-gateway
+ * plugin componentize` (or xtask) embeds the world of the version the imports below name and
+ * wraps the module into a component.
  *
- * Layouts (wit/plugin.wit, canonical ABI, 32-bit): a string or list is (ptr, len); a delivery is
- * four of them (32 bytes); result<list<delivery>, plugin-error> is a tag byte at 0, then either
- * the list at 4 or the error's case byte at 4 and its string at 8. */
+ * Layouts (canonical ABI, 32-bit): a string or list is (ptr, len); a delivery is four of them,
+ * then its option<string> ordering key: a tag byte at 32 and the string at 36 (44 bytes);
+ * result<list<delivery>, plugin-error> is a tag byte at 0, then either the list at 4 or the
+ * error's case byte at 4 and its string at 8. */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "plugin.h"
 
-__attribute__((import_module("odoo-gateway:plugin/log@0.1.0"), import_name("log"))) extern void
+__attribute__((import_module("odoo-gateway:plugin/log@0.2.0"), import_name("log"))) extern void
 host_log(int32_t level, const char *ptr, size_t len);
 
-__attribute__((import_module("odoo-gateway:plugin/config@0.1.0"), import_name("entries"))) extern void
+__attribute__((import_module("odoo-gateway:plugin/config@0.2.0"), import_name("entries"))) extern void
 host_config_entries(void *ret);
 
 __attribute__((export_name("cabi_realloc"))) void *cabi_realloc(void *ptr, size_t old_size, size_t align,
@@ -68,7 +71,9 @@ static struct {
   } u;
 } handle_ret;
 
-_Static_assert(sizeof(plugin_delivery) == 32, "a delivery is four (ptr, len) pairs");
+_Static_assert(sizeof(plugin_delivery) == 44, "a delivery is four (ptr, len) pairs and an option");
+_Static_assert(offsetof(plugin_delivery, has_ordering_key) == 32, "the option's tag");
+_Static_assert(offsetof(plugin_delivery, ordering_key) == 36, "the option's string");
 _Static_assert(sizeof(plugin_pair) == 16, "a header is two strings");
 
 __attribute__((export_name("handle"))) void *export_handle(const char *id, size_t id_len, const char *source,

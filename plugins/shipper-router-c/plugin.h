@@ -1,4 +1,4 @@
-/* The odoo-gateway plugin world (wit/plugin.wit) for C: the types a plugin sees, the two
+/* The odoo-gateway plugin world, version 0.2.0 (wit/v0.2/plugin.wit), for C: the types a plugin sees, the two
  * functions it implements, and the host functions it may call. plugin.c holds the canonical
  * ABI glue behind them; a plugin includes this header and never deals with the ABI.
  *
@@ -37,6 +37,11 @@ typedef struct {
   size_t body_len;
   const plugin_pair *headers;
   size_t header_count;
+  /* For a subscription with `ordering`: the key this delivery is ordered by, instead of the
+   * event's (at most 256 bytes). Left zero, the delivery takes its event's key: build a
+   * delivery with a compound literal or calloc, so that has_ordering_key is never garbage. */
+  bool has_ordering_key;
+  plugin_str ordering_key;
 } plugin_delivery;
 
 typedef enum { PLUGIN_OK = -1, PLUGIN_REJECT = 0, PLUGIN_RETRY = 1, PLUGIN_INVALID_CONFIG = 2 } plugin_status;

@@ -275,7 +275,7 @@ static plugin_status route(const json_value *order, const rules *r, plugin_deliv
     json_buf body = {0};
     json_write(&body, &part);
     deliveries[s] = (plugin_delivery){plugin_of(shipments[s].destination), plugin_cstr("application/json"),
-                                      (const uint8_t *)body.ptr, body.len, NULL, 0};
+                                      (const uint8_t *)body.ptr, body.len, NULL, 0, false, {NULL, 0}};
   }
   *out = deliveries;
   *count = shipment_count;

@@ -10,4 +10,4 @@ cd "$(dirname "$0")"
 cd ../..
 # No `fetch`: the gateway gives plugins no network, and so no wasi:http to import.
 plugins/shipper-router-js/node_modules/.bin/componentize-js plugins/shipper-router-js/plugin.js \
-  --wit wit --world-name plugin --disable http fetch-event --out "$out"
+  --wit wit/v0.2 --world-name plugin --disable http fetch-event --out "$out"

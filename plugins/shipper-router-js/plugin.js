@@ -4,8 +4,8 @@
 // so that every call starts from an engine that has already compiled the functions it runs
 // (SpiderMonkey compiles a function to bytecode at its first call; the snapshot keeps it).
 
-import { entries } from 'odoo-gateway:plugin/config@0.1.0';
-import { log } from 'odoo-gateway:plugin/log@0.1.0';
+import { entries } from 'odoo-gateway:plugin/config@0.2.0';
+import { log } from 'odoo-gateway:plugin/log@0.2.0';
 import { Config, Event, exportPlugin } from '../../plugin-sdk-js/odoo-gateway.js';
 import { handle as route, validateConfig as check } from './routing.js';
 

@@ -4,4 +4,4 @@
 set -eu
 out=$(realpath -m "${1:-shipper_router_py.wasm}")
 cd "$(dirname "$0")"
-componentize-py --wit-path ../../wit --world plugin componentize app -p . -p ../../plugin-sdk-py --output "$out"
+componentize-py --wit-path ../../wit/v0.2 --world plugin componentize app -p . -p ../../plugin-sdk-py --output "$out"

@@ -1,20 +1,23 @@
 //! Turns a core module into a component and checks the result against the
 //! plugin contract: the `handle` and `validate-config` exports of
-//! `odoo-gateway:plugin@0.1.0`, and no import beyond its `log` and `config`
-//! interfaces (in particular no WASI, which std on wasm32-unknown-unknown
-//! must not pull in).
+//! `odoo-gateway:plugin@0.2.0` (or `@0.1.0`), and no import beyond its `log`
+//! and `config` interfaces, all of one version (in particular no WASI, which
+//! std on wasm32-unknown-unknown must not pull in).
 
 use anyhow::{Context, Result, bail, ensure};
 use wit_component::{ComponentEncoder, DecodedWasm};
 use wit_parser::WorldItem;
 
-/// Interfaces a plugin may import, by fully qualified name.
+/// Interfaces a plugin may import, by name without the version.
 const ALLOWED_INTERFACES: &[&str] = &[
-    "odoo-gateway:plugin/log@0.1.0",
-    "odoo-gateway:plugin/config@0.1.0",
+    "odoo-gateway:plugin/log",
+    "odoo-gateway:plugin/config",
     // Types only: importing it grants nothing.
-    "odoo-gateway:plugin/types@0.1.0",
+    "odoo-gateway:plugin/types",
 ];
+
+/// Versions of the plugin world a component may implement.
+const VERSIONS: &[&str] = &["0.1.0", "0.2.0"];
 
 /// Functions every plugin must export, and the only items it may export.
 const REQUIRED_EXPORTS: &[&str] = &["handle", "validate-config"];
@@ -45,16 +48,29 @@ fn check_world(component: &[u8], wasi_allowed: bool) -> Result<()> {
         bail!("not a component");
     };
     let world = &resolve.worlds[world];
+    let mut version: Option<String> = None;
     for (key, item) in &world.imports {
         let name = resolve.name_world_key(key);
         match item {
             // Type definitions carry no capability.
             WorldItem::Type { .. } => {}
-            WorldItem::Interface { .. } => ensure!(
-                ALLOWED_INTERFACES.contains(&name.as_str())
-                    || (wasi_allowed && name.starts_with("wasi:")),
-                "imports interface `{name}`; plugins may import only {ALLOWED_INTERFACES:?}"
-            ),
+            WorldItem::Interface { .. } if wasi_allowed && name.starts_with("wasi:") => {}
+            WorldItem::Interface { .. } => {
+                let ours = name.split_once('@').filter(|(interface, v)| {
+                    ALLOWED_INTERFACES.contains(interface) && VERSIONS.contains(v)
+                });
+                let Some((_, v)) = ours else {
+                    bail!(
+                        "imports interface `{name}`; plugins may import only {ALLOWED_INTERFACES:?} at one of {VERSIONS:?}"
+                    );
+                };
+                ensure!(
+                    version.as_deref().is_none_or(|seen| seen == v),
+                    "imports `{name}` beside interfaces of version {}: one version of the plugin world",
+                    version.unwrap_or_default()
+                );
+                version = Some(v.to_owned());
+            }
             WorldItem::Function(_) => bail!("imports a bare function `{name}`"),
         }
     }
@@ -106,9 +122,15 @@ mod tests {
         wrap(&module).unwrap()
     }
 
+    const PLUGIN_WIT_0_2: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../wit/v0.2/plugin.wit"
+    ));
+
     #[test]
-    fn the_plugin_world_passes() {
+    fn both_versions_of_the_plugin_world_pass() {
         check(&component_for(PLUGIN_WIT)).unwrap();
+        check(&component_for(PLUGIN_WIT_0_2)).unwrap();
     }
 
     #[test]

@@ -30,7 +30,7 @@ const GUESTS: &[(&str, &str)] = &[
 
 const USAGE: &str = "usage: cargo run -p xtask -- build-plugins [--release-dir DIR] [--rust-only]\n\
     DIR defaults to target/plugins; a relative DIR is taken from the workspace root\n\
-    or:    cargo run -p xtask -- componentize CORE.wasm -o COMPONENT.wasm";
+    or:    cargo run -p xtask -- componentize CORE.wasm -o COMPONENT.wasm [--world 0.2.0]";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -67,21 +67,24 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// `componentize CORE -o OUT`: what `odoo-gateway plugin componentize` does, for the C
-/// plugins' build scripts, which run before the gateway is built.
-fn componentize(mut args: impl Iterator<Item = String>) -> Result<()> {
-    let (Some(core), Some(flag), Some(out), None) =
-        (args.next(), args.next(), args.next(), args.next())
-    else {
-        bail!("{USAGE}");
+/// `componentize CORE -o OUT [--world VERSION]`: what `odoo-gateway plugin componentize` does,
+/// for the C plugins' build scripts, which run before the gateway is built.
+fn componentize(args: impl Iterator<Item = String>) -> Result<()> {
+    let args: Vec<String> = args.collect();
+    let (core, out, world) = match args.as_slice() {
+        [core, o, out] if o == "-o" || o == "--output" => (core, out, None),
+        [core, o, out, w, version] if (o == "-o" || o == "--output") && w == "--world" => {
+            let world = version
+                .parse::<odoo_gateway_plugin_tools::WorldVersion>()
+                .map_err(anyhow::Error::msg)?;
+            (core, out, Some(world))
+        }
+        _ => bail!("{USAGE}"),
     };
-    if flag != "-o" && flag != "--output" {
-        bail!("{USAGE}");
-    }
-    let module = std::fs::read(&core).with_context(|| format!("reading {core}"))?;
-    let component = odoo_gateway_plugin_tools::componentize(&module)
+    let module = std::fs::read(core).with_context(|| format!("reading {core}"))?;
+    let component = odoo_gateway_plugin_tools::componentize(&module, world)
         .with_context(|| format!("componentizing {core}"))?;
-    std::fs::write(&out, &component).with_context(|| format!("writing {out}"))?;
+    std::fs::write(out, &component).with_context(|| format!("writing {out}"))?;
     Ok(())
 }
 

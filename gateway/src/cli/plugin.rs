@@ -25,7 +25,7 @@ pub const EXIT_PLUGIN_ERROR: u8 = 2;
 /// `odoo-gateway plugin ...`
 #[derive(Debug, clap::Subcommand)]
 pub enum PluginCommand {
-    /// Checks that a file is a loadable plugin of world odoo-gateway:plugin/plugin@0.1.0.
+    /// Checks that a file is a loadable plugin of world odoo-gateway:plugin/plugin@0.2.0 or @0.1.0.
     Check(CheckArgs),
     /// Runs a plugin once on an event file and prints its deliveries and logs.
     Run(RunArgs),
@@ -44,6 +44,10 @@ pub struct ComponentizeArgs {
     /// Where to write the component.
     #[arg(short, long)]
     pub output: PathBuf,
+    /// The plugin world version the module's glue implements (0.1.0 or 0.2.0); by default the
+    /// one its imports name.
+    #[arg(long)]
+    pub world: Option<odoo_gateway_plugin_tools::WorldVersion>,
 }
 
 /// Arguments of `plugin check`.
@@ -104,7 +108,7 @@ impl PluginCommand {
 pub fn componentize(args: &ComponentizeArgs) -> anyhow::Result<ExitCode> {
     let core =
         std::fs::read(&args.core).with_context(|| format!("reading {}", args.core.display()))?;
-    let component = odoo_gateway_plugin_tools::componentize(&core)
+    let component = odoo_gateway_plugin_tools::componentize(&core, args.world)
         .with_context(|| format!("componentizing {}", args.core.display()))?;
     std::fs::write(&args.output, &component)
         .with_context(|| format!("writing {}", args.output.display()))?;
@@ -244,6 +248,9 @@ fn print_delivery(n: usize, d: &Delivery) {
     };
     println!("--- delivery {n} to {destination}");
     println!("content-type: {}", d.content_type);
+    if let Some(key) = &d.ordering_key {
+        println!("ordering key: {key}");
+    }
     for (name, value) in &d.headers {
         println!("{name}: {value}");
     }

@@ -206,8 +206,10 @@ pub fn project(
         ),
         ("sample-event.json".to_owned(), SAMPLE_EVENT.to_owned()),
         (
+            // The world every language's SDK or glue builds against: 0.2.0 (a delivery may
+            // name its ordering key).
             "wit/plugin.wit".to_owned(),
-            odoo_gateway_plugin_tools::PLUGIN_WIT.to_owned(),
+            odoo_gateway_plugin_tools::PLUGIN_WIT_V0_2.to_owned(),
         ),
         (
             ".gitignore".to_owned(),

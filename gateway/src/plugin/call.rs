@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{Store, Trap};
 
-use super::bindings::{self, Level, PluginPre, WitEvent, WitPluginError};
+use super::bindings::{RawDelivery, RawError, v1, v2};
 use super::guard::MemoryGuard;
 use super::host::HostInner;
 use super::log::LogSink;
@@ -34,7 +34,7 @@ struct PluginInner {
     host: Arc<HostInner>,
     /// The first digits of `hash`, naming the plugin in log lines.
     short_hash: Arc<str>,
-    pre: PluginPre<CallState>,
+    pre: Pre,
     hash: String,
     size: usize,
     from_cache: bool,
@@ -70,7 +70,7 @@ impl std::fmt::Debug for Plugin {
 impl Plugin {
     pub(crate) fn new(
         host: Arc<HostInner>,
-        pre: PluginPre<CallState>,
+        pre: Pre,
         hash: String,
         size: usize,
         from_cache: bool,
@@ -119,9 +119,12 @@ impl Plugin {
         self.inner.size
     }
 
-    /// The world this plugin implements (checked at load).
+    /// The world this plugin implements (one of [`super::WORLDS`], checked at load).
     pub fn world(&self) -> &'static str {
-        super::WORLD
+        match self.inner.pre {
+            Pre::V1(_) => super::WORLDS[0],
+            Pre::V2(_) => super::WORLDS[1],
+        }
     }
 
     /// Whether the compiled code came from the disk cache rather than a compilation.
@@ -148,7 +151,7 @@ impl Plugin {
         self.call(
             seed,
             config,
-            |store, plugin| plugin.call_validate_config(store),
+            |store, plugin| plugin.validate_config(store),
             |result, _| result.map_err(PluginError::InvalidConfig),
         )
     }
@@ -169,16 +172,6 @@ impl Plugin {
 
     /// [`Plugin::handle`], also returning the log lines when the call fails.
     pub fn handle_report(&self, event: &Event, config: &PluginConfig) -> CallReport<Vec<Delivery>> {
-        let event = WitEvent {
-            id: event.id.clone(),
-            source: event.source.clone(),
-            model: event.model.clone(),
-            action: event.action.clone(),
-            record_id: event.record_id,
-            received_at_ms: event.received_at_ms,
-            payload: event.payload.clone(),
-            headers: event.headers.clone(),
-        };
         let limits = &self.inner.host.limits;
         let seed = Seed {
             event_id: event.id.clone(),
@@ -187,16 +180,14 @@ impl Plugin {
         self.call(
             seed,
             config,
-            |store, plugin| plugin.call_handle(store, &event),
+            |store, plugin| plugin.handle(store, event),
             |result, max_message| match result {
                 Ok(raw) => check_deliveries(raw, limits),
-                Err(WitPluginError::Reject(m)) => {
+                Err(RawError::Reject(m)) => {
                     Err(PluginError::Rejected(truncate_line(m, max_message)))
                 }
-                Err(WitPluginError::Retry(m)) => {
-                    Err(PluginError::Retry(truncate_line(m, max_message)))
-                }
-                Err(WitPluginError::InvalidConfig(m)) => {
+                Err(RawError::Retry(m)) => Err(PluginError::Retry(truncate_line(m, max_message))),
+                Err(RawError::InvalidConfig(m)) => {
                     Err(PluginError::InvalidConfig(truncate_line(m, max_message)))
                 }
             },
@@ -209,7 +200,7 @@ impl Plugin {
         &self,
         seed: Seed,
         config: &PluginConfig,
-        export: impl FnOnce(&mut Store<CallState>, &bindings::Plugin) -> wasmtime::Result<R>,
+        export: impl FnOnce(&mut Store<CallState>, Instance) -> wasmtime::Result<R>,
         finish: impl FnOnce(R, usize) -> Result<T, PluginError>,
     ) -> CallReport<T> {
         let host = &self.inner.host;
@@ -237,7 +228,7 @@ impl Plugin {
         let started = Instant::now();
         let instance = self.inner.pre.instantiate(&mut store);
         let instantiate_time = started.elapsed();
-        let returned = instance.and_then(|plugin| export(&mut store, &plugin));
+        let returned = instance.and_then(|plugin| export(&mut store, plugin));
         let result = match returned {
             Ok(value) => finish(value, limits.max_log_line_bytes),
             Err(e) => Err(classify(&e, store.data(), self.limits.cpu_time)),
@@ -363,23 +354,95 @@ impl wasmtime_wasi::WasiView for CallState {
     }
 }
 
-impl bindings::odoo_gateway::plugin::log::Host for CallState {
-    fn log(&mut self, level: Level, message: String) {
-        self.logs.log(LogLevel::from(level), message);
+/// The host side of the plugin world's imports, for each version of the world (they differ in
+/// the `delivery` record only).
+macro_rules! world_imports {
+    ($world:ident) => {
+        impl $world::odoo_gateway::plugin::log::Host for CallState {
+            fn log(&mut self, level: $world::Level, message: String) {
+                self.logs.log(LogLevel::from(level), message);
+            }
+        }
+
+        impl $world::odoo_gateway::plugin::config::Host for CallState {
+            fn get(&mut self, key: String) -> Option<String> {
+                self.config.get(&key).cloned()
+            }
+
+            fn entries(&mut self) -> Vec<(String, String)> {
+                self.config
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            }
+        }
+
+        impl $world::odoo_gateway::plugin::types::Host for CallState {}
+    };
+}
+
+world_imports!(v1);
+world_imports!(v2);
+
+/// A loaded plugin's component, linked and type-checked against the world it implements.
+pub(crate) enum Pre {
+    /// `odoo-gateway:plugin/plugin@0.1.0`.
+    V1(v1::PluginPre<CallState>),
+    /// `odoo-gateway:plugin/plugin@0.2.0`.
+    V2(v2::PluginPre<CallState>),
+}
+
+impl Pre {
+    fn instantiate(&self, store: &mut Store<CallState>) -> wasmtime::Result<Instance> {
+        Ok(match self {
+            Self::V1(pre) => Instance::V1(pre.instantiate(store)?),
+            Self::V2(pre) => Instance::V2(pre.instantiate(store)?),
+        })
     }
 }
 
-impl bindings::odoo_gateway::plugin::config::Host for CallState {
-    fn get(&mut self, key: String) -> Option<String> {
-        self.config.get(&key).cloned()
-    }
-
-    fn entries(&mut self) -> Vec<(String, String)> {
-        self.config
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    }
+/// One call's instance.
+pub(crate) enum Instance {
+    V1(v1::Plugin),
+    V2(v2::Plugin),
 }
 
-impl bindings::odoo_gateway::plugin::types::Host for CallState {}
+/// The world's `event` record of module `$world` for `$event`.
+macro_rules! wit_event {
+    ($world:ident, $event:expr) => {
+        $world::WitEvent {
+            id: $event.id.clone(),
+            source: $event.source.clone(),
+            model: $event.model.clone(),
+            action: $event.action.clone(),
+            record_id: $event.record_id,
+            received_at_ms: $event.received_at_ms,
+            payload: $event.payload.clone(),
+            headers: $event.headers.clone(),
+        }
+    };
+}
+
+/// What `handle` returned, in either world's terms.
+type Handled = Result<Vec<RawDelivery>, RawError>;
+
+impl Instance {
+    fn handle(self, store: &mut Store<CallState>, event: &Event) -> wasmtime::Result<Handled> {
+        fn raw<D: Into<RawDelivery>, E: Into<RawError>>(result: Result<Vec<D>, E>) -> Handled {
+            result
+                .map(|d| d.into_iter().map(Into::into).collect())
+                .map_err(Into::into)
+        }
+        Ok(match self {
+            Self::V1(plugin) => raw(plugin.call_handle(store, &wit_event!(v1, event))?),
+            Self::V2(plugin) => raw(plugin.call_handle(store, &wit_event!(v2, event))?),
+        })
+    }
+
+    fn validate_config(self, store: &mut Store<CallState>) -> wasmtime::Result<Result<(), String>> {
+        match self {
+            Self::V1(plugin) => plugin.call_validate_config(store),
+            Self::V2(plugin) => plugin.call_validate_config(store),
+        }
+    }
+}

@@ -40,9 +40,10 @@ pub enum PluginError {
     /// The result is malformed: an invalid or reserved header, a bad content type.
     #[error("plugin output invalid: {0}")]
     InvalidOutput(String),
-    /// The file is WebAssembly but not a component of world `odoo-gateway:plugin/plugin@0.1.0`
-    /// (a core module, a missing or mistyped export, an import the host does not provide).
-    #[error("not a plugin of world {world}: {0}", world = super::WORLD)]
+    /// The file is WebAssembly but not a component of world `odoo-gateway:plugin/plugin@0.2.0`
+    /// or `@0.1.0` (a core module, a missing or mistyped export, an import the host does not
+    /// provide).
+    #[error("not a plugin of world {world} or @0.1.0: {0}", world = super::WORLD)]
     NotAPlugin(String),
     /// The bytes could not be compiled (not WebAssembly, invalid, unsupported feature).
     #[error("plugin failed to compile: {0}")]

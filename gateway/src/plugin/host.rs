@@ -17,9 +17,10 @@ use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy,
 };
 
-use super::bindings::{self, PluginPre};
+use super::bindings::{v1, v2};
 use super::cache::DiskCache;
 use super::call::CallState;
+use super::call::Pre;
 use super::{Plugin, PluginError, PluginLimits, error_chain};
 
 /// Dirty linear-memory bytes reset in place (not unmapped) when a pooled slot is freed, when the
@@ -91,10 +92,12 @@ impl PluginHost {
         let engine =
             Engine::new(&engine_config(&limits)).map_err(|e| PluginError::Host(error_chain(&e)))?;
         let mut linker = Linker::new(&engine);
-        bindings::Plugin::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| {
-            state
-        })
-        .map_err(|e| PluginError::Host(error_chain(&e)))?;
+        // Both versions of the world: their interfaces' names differ by version.
+        v1::Plugin::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)
+            .and_then(|()| {
+                v2::Plugin::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)
+            })
+            .map_err(|e| PluginError::Host(error_chain(&e)))?;
         super::wasi::add_to_linker(&mut linker).map_err(|e| PluginError::Host(error_chain(&e)))?;
         let cache = cache_dir
             .map(|dir| {
@@ -158,12 +161,7 @@ impl PluginHost {
             }
         };
         let load_time = started.elapsed();
-        let pre = self
-            .inner
-            .linker
-            .instantiate_pre(&component)
-            .and_then(PluginPre::new)
-            .map_err(|e| PluginError::NotAPlugin(error_chain(&e)))?;
+        let pre = self.pre(&component)?;
         Ok(Plugin::new(
             self.inner.clone(),
             pre,
@@ -172,6 +170,29 @@ impl PluginHost {
             from_cache,
             load_time,
         ))
+    }
+
+    /// Links `component` and checks its exports against the world it imports (a component
+    /// names the version in its imports: `odoo-gateway:plugin/types@0.2.0`); one importing
+    /// neither is tried against both, newest first.
+    fn pre(&self, component: &Component) -> Result<Pre, PluginError> {
+        let not_a_plugin = |e: wasmtime::Error| PluginError::NotAPlugin(error_chain(&e));
+        let linked = self
+            .inner
+            .linker
+            .instantiate_pre(component)
+            .map_err(not_a_plugin)?;
+        let imports = component.component_type();
+        let mut names = imports.imports(&self.inner.engine).map(|(name, _)| name);
+        let older =
+            names.any(|name| name.starts_with("odoo-gateway:plugin/") && name.ends_with("@0.1.0"));
+        let v2 = || v2::PluginPre::new(linked.clone()).map(Pre::V2);
+        let v1 = || v1::PluginPre::new(linked.clone()).map(Pre::V1);
+        if older {
+            v1().map_err(not_a_plugin)
+        } else {
+            v2().or_else(|e| v1().map_err(|_| e)).map_err(not_a_plugin)
+        }
     }
 
     /// Reads and loads a plugin file.

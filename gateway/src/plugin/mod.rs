@@ -37,11 +37,12 @@ pub fn check_raw_output(raw: Vec<RawDelivery>) -> Result<usize, PluginError> {
     let raw = raw
         .into_iter()
         .map(
-            |(destination, content_type, body, headers)| bindings::WitDelivery {
+            |(destination, content_type, body, headers)| bindings::RawDelivery {
                 destination,
                 content_type,
                 body,
                 headers,
+                ordering_key: None,
             },
         )
         .collect();
@@ -55,10 +56,18 @@ pub use call::{CallReport, Plugin};
 pub use error::PluginError;
 pub use host::PluginHost;
 pub use limits::{CallLimits, PluginLimits, PluginOverrides};
-pub use output::{Delivery, LogLevel, LogLine, PluginOutput, RESERVED_HEADERS};
+pub use output::{
+    Delivery, LogLevel, LogLine, MAX_ORDERING_KEY_BYTES, PluginOutput, RESERVED_HEADERS,
+};
 
-/// The only world plugins may implement.
-pub const WORLD: &str = "odoo-gateway:plugin/plugin@0.1.0";
+/// The worlds a plugin may implement, oldest first (`wit/plugin.wit`, `wit/v0.2/plugin.wit`).
+pub const WORLDS: [&str; 2] = [
+    "odoo-gateway:plugin/plugin@0.1.0",
+    "odoo-gateway:plugin/plugin@0.2.0",
+];
+
+/// The newest world: what new plugins should implement.
+pub const WORLD: &str = WORLDS[1];
 
 /// A subscription's plugin settings: string keys to string values, shared by every call.
 pub type PluginConfig = Arc<BTreeMap<String, String>>;

@@ -7,7 +7,8 @@
 
 use std::fmt;
 
-use super::bindings::{Level, WitDelivery};
+use super::bindings::RawDelivery as WitDelivery;
+use super::bindings::{v1, v2};
 use super::{PluginError, PluginLimits};
 
 /// Headers a plugin may not set: the gateway's signature and authentication, and what HTTP
@@ -34,6 +35,9 @@ pub const RESERVED_HEADERS: &[&str] = &[
 /// Longest destination name a plugin may return.
 const MAX_DESTINATION_BYTES: usize = 256;
 
+/// Longest ordering key a plugin may return (the longest key ordering keeps).
+pub const MAX_ORDERING_KEY_BYTES: usize = 256;
+
 /// The result of one successful `handle` call.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PluginOutput {
@@ -56,6 +60,9 @@ pub struct Delivery {
     pub body: Vec<u8>,
     /// Extra headers: valid HTTP names and values, none of [`RESERVED_HEADERS`].
     pub headers: Vec<(String, String)>,
+    /// The key an ordered subscription orders this delivery by, instead of its event's
+    /// (plugins of world 0.2.0 may set it); at most [`MAX_ORDERING_KEY_BYTES`].
+    pub ordering_key: Option<String>,
 }
 
 /// Severity of a plugin log line.
@@ -73,14 +80,26 @@ pub enum LogLevel {
     Error,
 }
 
-impl From<Level> for LogLevel {
-    fn from(level: Level) -> Self {
+impl From<v1::Level> for LogLevel {
+    fn from(level: v1::Level) -> Self {
         match level {
-            Level::Trace => Self::Trace,
-            Level::Debug => Self::Debug,
-            Level::Info => Self::Info,
-            Level::Warn => Self::Warn,
-            Level::Error => Self::Error,
+            v1::Level::Trace => Self::Trace,
+            v1::Level::Debug => Self::Debug,
+            v1::Level::Info => Self::Info,
+            v1::Level::Warn => Self::Warn,
+            v1::Level::Error => Self::Error,
+        }
+    }
+}
+
+impl From<v2::Level> for LogLevel {
+    fn from(level: v2::Level) -> Self {
+        match level {
+            v2::Level::Trace => Self::Trace,
+            v2::Level::Debug => Self::Debug,
+            v2::Level::Info => Self::Info,
+            v2::Level::Warn => Self::Warn,
+            v2::Level::Error => Self::Error,
         }
     }
 }
@@ -158,6 +177,14 @@ pub(crate) fn check_deliveries(
                 "destination name longer than {MAX_DESTINATION_BYTES} bytes"
             )));
         }
+        if d.ordering_key
+            .as_ref()
+            .is_some_and(|k| k.len() > MAX_ORDERING_KEY_BYTES)
+        {
+            return Err(invalid(format!(
+                "ordering key longer than {MAX_ORDERING_KEY_BYTES} bytes"
+            )));
+        }
         check_content_type(&d.content_type).map_err(invalid)?;
         for (name, value) in &d.headers {
             check_header(name, value).map_err(invalid)?;
@@ -167,6 +194,7 @@ pub(crate) fn check_deliveries(
             content_type: d.content_type,
             body: d.body,
             headers: d.headers,
+            ordering_key: d.ordering_key,
         });
     }
     Ok(out)
@@ -220,6 +248,7 @@ mod tests {
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.to_string()))
                 .collect(),
+            ordering_key: None,
         }
     }
 
@@ -259,6 +288,23 @@ mod tests {
             check_deliveries(vec![no_type], &limits).unwrap_err().code(),
             "plugin_invalid_output"
         );
+    }
+
+    #[test]
+    fn an_ordering_key_is_kept_up_to_its_limit_and_refused_past_it() {
+        let limits = PluginLimits::default();
+        let keyed = |len: usize| WitDelivery {
+            ordering_key: Some("k".repeat(len)),
+            ..delivery(&[])
+        };
+        let out = check_deliveries(vec![keyed(MAX_ORDERING_KEY_BYTES)], &limits).unwrap();
+        assert_eq!(
+            out[0].ordering_key.as_deref().map(str::len),
+            Some(MAX_ORDERING_KEY_BYTES)
+        );
+        let err = check_deliveries(vec![keyed(MAX_ORDERING_KEY_BYTES + 1)], &limits).unwrap_err();
+        assert_eq!(err.code(), "plugin_invalid_output");
+        assert!(err.to_string().contains("ordering key"), "{err}");
     }
 
     #[test]

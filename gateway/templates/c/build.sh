@@ -22,5 +22,6 @@ command -v odoo-gateway >/dev/null 2>&1 || {
   exit 1
 }
 $cc --target=wasm32-wasi -O2 -std=c11 -Wall -Wextra -mexec-model=reactor -o {{name}}.core.wasm plugin.c json.c logic.c
-odoo-gateway plugin componentize {{name}}.core.wasm -o {{name}}.wasm
+# plugin.c is the glue of plugin world 0.2.0.
+odoo-gateway plugin componentize {{name}}.core.wasm -o {{name}}.wasm --world 0.2.0
 echo "built {{name}}.wasm"

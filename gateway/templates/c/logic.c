@@ -1,5 +1,6 @@
 /* The plugin's logic: keeps sale.order events whose amount_total is at least the
- * subscription's min_amount_total and delivers {"amount_total","id","name"}. */
+ * subscription's min_amount_total and delivers {"amount_total","id","name"}, keyed by customer:
+ * on a subscription with `ordering`, one customer's summaries are delivered in order. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,7 +57,15 @@ plugin_status plugin_handle(const plugin_event *event, plugin_delivery **deliver
   json_buf body = {0};
   json_write(&body, &summary);
   plugin_delivery *one = malloc(sizeof *one);
-  *one = (plugin_delivery){{"", 0}, plugin_cstr("application/json"), (const uint8_t *)body.ptr, body.len, NULL, 0};
+  *one = (plugin_delivery){{"", 0}, plugin_cstr("application/json"), (const uint8_t *)body.ptr, body.len, NULL, 0, false, {NULL, 0}};
+  /* partner_id is [id, "name"] (or a bare id); false when the order has none. */
+  const json_value *partner = json_get(&order, "partner_id");
+  if (partner && partner->kind == JSON_ARRAY && partner->count > 0) partner = &partner->items[0];
+  int64_t customer;
+  if (partner && json_int(partner, &customer)) {
+    one->has_ordering_key = true;
+    one->ordering_key = plugin_format("customer-%lld", (long long)customer);
+  }
   *deliveries = one, *count = 1;
   return PLUGIN_OK;
 }

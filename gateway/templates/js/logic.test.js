@@ -10,6 +10,7 @@ const text = (delivery) => new TextDecoder().decode(delivery.body);
 test('an order above the minimum is summarised', () => {
   const deliveries = handle(Event.new('sale.order', 'confirmed', ORDER), new Config({ min_amount_total: '100' }));
   assert.equal(text(deliveries[0]), '{"amount_total":1184.5,"id":12,"name":"S00012"}');
+  assert.equal(deliveries[0].orderingKey, 'customer-9', "one customer's in order");
 });
 
 test('other models and small orders are filtered out', () => {

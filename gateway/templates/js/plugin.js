@@ -5,8 +5,8 @@
 // every call starts from an engine that has already compiled that code (the snapshot keeps it;
 // each call still starts from the same snapshot, whatever came before).
 
-import { entries } from 'odoo-gateway:plugin/config@0.1.0';
-import { log } from 'odoo-gateway:plugin/log@0.1.0';
+import { entries } from 'odoo-gateway:plugin/config@0.2.0';
+import { log } from 'odoo-gateway:plugin/log@0.2.0';
 import { Config, Event, exportPlugin } from './odoo-gateway.js';
 import { handle as logic, validateConfig as check } from './logic.js';
 

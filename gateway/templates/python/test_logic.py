@@ -12,6 +12,7 @@ class HandleTest(unittest.TestCase):
         event = Event.new("sale.order", "confirmed", ORDER)
         deliveries = logic.handle(event, Config({"min_amount_total": "100"}))
         self.assertEqual(deliveries[0].body, b'{"amount_total":1184.5,"id":12,"name":"S00012"}')
+        self.assertEqual(deliveries[0].ordering_key, "customer-9", "one customer's in order")
 
     def test_other_models_and_small_orders_are_filtered_out(self):
         self.assertEqual(logic.handle(Event.new("res.partner", "write", {}), Config()), [])

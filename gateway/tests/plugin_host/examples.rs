@@ -70,6 +70,37 @@ fn order_filter_keeps_big_confirmed_orders_only() {
     assert!(err.to_string().contains("min_amount_total"), "{err}");
 }
 
+/// A plugin of world 0.2.0 (the Rust SDK's) may choose its deliveries' ordering key; one of
+/// world 0.1.0 (the hostile Python test plugin, built against `wit/plugin.wit`) still loads and
+/// runs, its deliveries without a key.
+#[test]
+fn both_versions_of_the_world_load_and_a_newer_plugin_sets_ordering_keys() {
+    let plugin = example("order_filter");
+    assert_eq!(plugin.world(), "odoo-gateway:plugin/plugin@0.2.0");
+    let by_partner = config(&[
+        ("min_amount_total", "0"),
+        ("ordering_key_field", "partner_id"),
+    ]);
+    let out = plugin
+        .handle(&order_event(NATIVE_ORDER), &by_partner)
+        .unwrap();
+    assert_eq!(
+        out.deliveries[0].ordering_key.as_deref(),
+        Some("partner_id:9")
+    );
+    let plain = config(&[("min_amount_total", "0")]);
+    let out = plugin.handle(&order_event(NATIVE_ORDER), &plain).unwrap();
+    assert_eq!(out.deliveries[0].ordering_key, None);
+
+    let older = super::wasi::python();
+    assert_eq!(older.world(), "odoo-gateway:plugin/plugin@0.1.0");
+    let out = older
+        .handle(&order_event(NATIVE_ORDER), &config(&[("mode", "observe")]))
+        .unwrap();
+    assert_eq!(out.deliveries.len(), 1);
+    assert!(out.deliveries.iter().all(|d| d.ordering_key.is_none()));
+}
+
 #[test]
 fn xml_transform_writes_one_xml_document() {
     let plugin = example("xml_transform");

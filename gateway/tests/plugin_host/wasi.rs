@@ -18,7 +18,8 @@ use super::{config, event};
 /// `observe` mode asks for: a sleep that really slept would fail the call.
 const CPU_TIME: Duration = Duration::from_millis(900);
 
-fn python() -> &'static Plugin {
+/// The hostile Python plugin (world 0.1.0), with a Python call's room.
+pub(super) fn python() -> &'static Plugin {
     static PLUGIN: OnceLock<Plugin> = OnceLock::new();
     PLUGIN.get_or_init(|| load("hostile_plugin_py"))
 }

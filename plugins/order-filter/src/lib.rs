@@ -1,7 +1,9 @@
 //! `order-filter`: forwards `sale.order` events whose `amount_total` is at
 //! least `min_amount_total` and whose `state` is one of `states`, unchanged,
 //! as JSON to the subscription's default destination. Every other event is
-//! filtered out (zero deliveries). See README.md for the configuration.
+//! filtered out (zero deliveries). With `ordering_key_field`, a delivery is
+//! ordered by that field's value (for subscriptions with `ordering`). See
+//! README.md for the configuration.
 
 use odoo_gateway_plugin_sdk::{
     CONTENT_TYPE_JSON, Config, ConfigError, Delivery, Event, Plugin, PluginError, Record, debug,
@@ -23,6 +25,8 @@ pub struct Settings {
     pub min_amount_total: f64,
     /// Order states that are kept.
     pub states: Vec<String>,
+    /// The field whose value orders the deliveries, if set.
+    pub ordering_key_field: Option<String>,
 }
 
 impl Settings {
@@ -45,10 +49,35 @@ impl Settings {
                 "must list at least one state, e.g. \"sale\"",
             ));
         }
+        let ordering_key_field = config.get("ordering_key_field").map(str::trim);
+        if ordering_key_field == Some("") {
+            return Err(ConfigError::invalid(
+                "ordering_key_field",
+                "",
+                "must name a field of the order, e.g. \"partner_id\"",
+            ));
+        }
         Ok(Self {
             min_amount_total,
             states: states.into_iter().map(str::to_owned).collect(),
+            ordering_key_field: ordering_key_field.map(str::to_owned),
         })
+    }
+
+    /// The ordering key of `order`'s delivery: `<field>:<value>` (a many2one's id, a
+    /// number or a text as written; `<field>:` when the order does not set it), or none
+    /// without `ordering_key_field` (the event's key then applies).
+    pub fn ordering_key(&self, order: &Record<'_>) -> Option<String> {
+        let field = self.ordering_key_field.as_deref()?;
+        let value = match order.get(field) {
+            Some(serde_json::Value::String(text)) => text.clone(),
+            Some(value) => match order.many2one(field) {
+                Some(m2o) => m2o.id.to_string(),
+                None => value.to_string(),
+            },
+            None => String::new(),
+        };
+        Some(format!("{field}:{value}"))
     }
 
     /// Whether the order passes the filter; an order without a numeric
@@ -71,12 +100,18 @@ impl Plugin for OrderFilter {
             return Ok(Vec::new());
         }
         let payload = event.payload_json()?;
-        if !settings.keeps(&Record::new(&payload)?) {
+        let order = Record::new(&payload)?;
+        if !settings.keeps(&order) {
             debug!("event {} filtered out", event.id);
             return Ok(Vec::new());
         }
+        let key = settings.ordering_key(&order);
         // The original text, byte for byte: receivers see what Odoo sent.
-        Ok(vec![Delivery::new("", CONTENT_TYPE_JSON, event.payload)])
+        let delivery = Delivery::new("", CONTENT_TYPE_JSON, event.payload.clone());
+        Ok(vec![match key {
+            Some(key) => delivery.with_ordering_key(key),
+            None => delivery,
+        }])
     }
 
     fn validate_config(config: &Config) -> Result<(), String> {
@@ -134,6 +169,31 @@ mod tests {
             &[("min_amount_total", "0")],
         );
         assert_eq!(no_total, Ok(vec![]));
+    }
+
+    #[test]
+    fn ordering_key_field_orders_by_its_value() {
+        let by_partner = [
+            ("min_amount_total", "0"),
+            ("ordering_key_field", "partner_id"),
+        ];
+        let keys = |payload: &str| {
+            run("sale.order", payload, &by_partner).unwrap()[0]
+                .ordering_key
+                .clone()
+        };
+        assert_eq!(keys(NATIVE_ORDER), Some("partner_id:9".into()));
+        let pair = r#"{"amount_total": 1, "state": "sale", "partner_id": [7, "Azure"]}"#;
+        assert_eq!(keys(pair), Some("partner_id:7".into()));
+        let text = r#"{"amount_total": 1, "state": "sale", "partner_id": "ACME"}"#;
+        assert_eq!(keys(text), Some("partner_id:ACME".into()));
+        let unset = r#"{"amount_total": 1, "state": "sale", "partner_id": false}"#;
+        assert_eq!(keys(unset), Some("partner_id:".into()));
+        let plain = run("sale.order", NATIVE_ORDER, &[("min_amount_total", "0")]).unwrap();
+        assert_eq!(plain[0].ordering_key, None);
+        let blank = [("min_amount_total", "0"), ("ordering_key_field", " ")];
+        let err = OrderFilter::validate_config(&Config::from_pairs(blank)).unwrap_err();
+        assert!(err.contains("`ordering_key_field`"), "{err}");
     }
 
     #[test]

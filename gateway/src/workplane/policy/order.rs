@@ -20,6 +20,10 @@ pub struct Order {
     pub key: String,
     /// Acceptance order of its event (a replayed job: when it was replayed).
     pub seq: u64,
+    /// On NATS, while its key is held and it is the key's head: the sequence of its entry on
+    /// the key's held subject (see `workplane/nats/ordered.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<u64>,
 }
 
 /// Longest template.
