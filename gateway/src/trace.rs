@@ -364,7 +364,7 @@ mod tests {
     fn every_attempt_of_a_job_has_the_trace_and_a_span_of_its_own() {
         let ev = event("evt_1", vec![(TRACEPARENT.into(), W3C.into())]);
         let job = Job {
-            id: "evt_1.sub.0".into(),
+            id: crate::store::JobId::delivery("evt_1", "sub", 0),
             kind: crate::store::JobKind::Deliver,
             event_id: ev.id.clone(),
             subscription_id: "sub".into(),

@@ -79,7 +79,7 @@ pub(super) async fn show(
 fn subscription_of(job_id: &str) -> String {
     job_id
         .parse::<crate::store::JobId>()
-        .map(|id| id.subscription)
+        .map(|id| id.subscription().to_owned())
         .unwrap_or_default()
 }
 

@@ -476,7 +476,10 @@ impl Snapshot {
         let mut ids = std::collections::HashSet::new();
         for (i, s) in file.subscriptions.iter().enumerate() {
             let key = format!("subscriptions[{i}]");
-            if !ids.insert(s.id.clone()) {
+            if s.id.is_empty() {
+                // It names every job of the subscription (`<event>.<id>.<n>`).
+                problems.push(format!("{key}.id: give the subscription an id"));
+            } else if !ids.insert(s.id.clone()) {
                 problems.push(format!("{key}.id: `{}` is used twice", s.id));
             }
             let mut patterns = Vec::new();
@@ -533,19 +536,6 @@ impl Snapshot {
                 .as_deref()
                 .map(crate::workplane::policy::KeyTemplate::parse)
             {
-                Some(Ok(_))
-                    if file.storage.engine == nats::Engine::Nats
-                        && (s.plugin.is_some()
-                            || !s.enrich.is_empty()
-                            || file.sources.iter().any(|src| {
-                                src.odoo.as_ref().is_some_and(|o| !o.enrich.is_empty())
-                            })) =>
-                {
-                    problems.push(format!(
-                        "{key}.ordering: on engine \"nats\", an ordered subscription delivers events as they are: leave out its plugin and enrichment (or use the sled engine)"
-                    ));
-                    None
-                }
                 Some(Ok(template)) => Some(template),
                 Some(Err(e)) => {
                     problems.push(format!("{key}.{e}"));

@@ -225,3 +225,14 @@ fn a_metrics_token_is_one_or_a_list_never_the_admin_token_and_never_shown() {
         .to_string();
     assert!(err.contains("telemetry.otlp.endpoint"), "{err}");
 }
+
+#[test]
+fn a_subscription_without_an_id_is_refused() {
+    // Its id names every one of its jobs (`<event>.<id>.<n>`).
+    let text = GOOD.replace("id = \"b\"", "id = \"\"");
+    let err = build(&text).expect_err("empty id").to_string();
+    assert!(
+        err.contains("subscriptions[1].id: give the subscription an id"),
+        "{err}"
+    );
+}

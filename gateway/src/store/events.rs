@@ -263,7 +263,7 @@ mod tests {
         let store = Store::open(dir.path()).expect("open");
         let dedup = DedupKey::body("odoo", b"same body", 60_000);
         let job = |event: &str| Job {
-            id: format!("{event}.orders.0"),
+            id: crate::store::JobId::delivery(event, "orders", 0),
             kind: crate::store::JobKind::Deliver,
             event_id: event.into(),
             subscription_id: "orders".into(),

@@ -112,16 +112,16 @@ struct Stored {
 impl Stored {
     /// The stored form of `job`, if it can live in a group: a fresh job whose id is its own.
     fn of(job: &Job, created_ms: u64, due_ms: u64) -> Option<Self> {
-        let id: JobId = job.id.parse().ok()?;
+        let id = &job.id;
         let fresh = job.attempts == 0
             && job.last_error.is_none()
             && job.created_ms == created_ms
             && job.due_ms == due_ms;
-        if !fresh || id.event != job.event_id || id.subscription != job.subscription_id {
+        if !fresh || id.event() != job.event_id || id.subscription() != job.subscription_id {
             return None;
         }
         Some(Self {
-            delivery: match id.part {
+            delivery: match id.part() {
                 JobPart::Delivery(n) => Some(n),
                 JobPart::Transform => None,
             },
@@ -136,12 +136,11 @@ impl Stored {
         })
     }
 
-    fn job_id(&self, event_id: &str) -> String {
-        let id = match self.delivery {
+    fn job_id(&self, event_id: &str) -> JobId {
+        match self.delivery {
             Some(n) => JobId::delivery(event_id, &self.subscription, n),
             None => JobId::transform(event_id, &self.subscription),
-        };
-        id.to_string()
+        }
     }
 
     fn job(&self, event_id: &str, group: &Group, member: Member) -> Job {
@@ -364,11 +363,11 @@ impl Store {
         let Ok(id) = job_id.parse::<JobId>() else {
             return Ok(None);
         };
-        if !self.inner.open.masks().contains_key(&id.event) {
+        if !self.inner.open.masks().contains_key(id.event()) {
             return Ok(None);
         }
         Ok(self
-            .open_members_of(&id.event)?
+            .open_members_of(id.event())?
             .into_iter()
             .find(|job| job.id == job_id))
     }
@@ -646,7 +645,7 @@ mod tests {
 
     fn job(event: &str, sub: &str) -> Job {
         Job {
-            id: JobId::delivery(event, sub, 0).to_string(),
+            id: JobId::delivery(event, sub, 0),
             kind: JobKind::Deliver,
             event_id: event.into(),
             subscription_id: sub.into(),
@@ -900,7 +899,7 @@ mod tests {
                 },
             ];
             mixed[0].event_id = "evt_3".into();
-            mixed[0].id = JobId::delivery("evt_3", "x", 0).to_string();
+            mixed[0].id = JobId::delivery("evt_3", "x", 0);
             store.enqueue_new(&mut mixed, &[]).expect("enqueue");
             assert_eq!(
                 store.job(&mixed[0].id).expect("read"),

@@ -32,42 +32,138 @@ pub enum JobPart {
 
 /// A job's stable id: `<event id>.<subscription id>.<n | transform>`. It is the `webhook-id`
 /// header, the same on every attempt, so receivers can deduplicate.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+///
+/// Kept as its text (what is stored, signed and sent) with where its parts end, so that it is
+/// valid by construction, borrowed as a `&str` for free, and its parts read without parsing.
+/// Event ids never contain a dot; subscription ids may (`app.shop.orders`).
+#[derive(Clone)]
 pub struct JobId {
-    /// The event.
-    pub event: String,
-    /// The subscription (may itself contain dots, e.g. `app.shop.orders`).
-    pub subscription: String,
-    /// Which job of the pair.
-    pub part: JobPart,
+    text: String,
+    /// Where the event id ends (the first dot).
+    event_end: usize,
+    /// Where the subscription id ends (the last dot).
+    subscription_end: usize,
+    part: JobPart,
 }
 
 impl JobId {
     /// The id of delivery `n` of `event` for `subscription`.
     pub fn delivery(event: &str, subscription: &str, n: usize) -> Self {
-        Self {
-            event: event.to_owned(),
-            subscription: subscription.to_owned(),
-            part: JobPart::Delivery(n),
-        }
+        Self::new(event, subscription, JobPart::Delivery(n))
     }
 
     /// The id of the plugin call of `event` for `subscription`.
     pub fn transform(event: &str, subscription: &str) -> Self {
+        Self::new(event, subscription, JobPart::Transform)
+    }
+
+    fn new(event: &str, subscription: &str, part: JobPart) -> Self {
+        debug_assert!(
+            !event.is_empty() && !event.contains('.'),
+            "an event id is never empty and has no dot: {event:?}"
+        );
+        let text = match part {
+            JobPart::Delivery(n) => format!("{event}.{subscription}.{n}"),
+            JobPart::Transform => format!("{event}.{subscription}.transform"),
+        };
         Self {
-            event: event.to_owned(),
-            subscription: subscription.to_owned(),
-            part: JobPart::Transform,
+            event_end: event.len(),
+            subscription_end: event.len() + 1 + subscription.len(),
+            text,
+            part,
         }
+    }
+
+    /// The event the job came from.
+    pub fn event(&self) -> &str {
+        &self.text[..self.event_end]
+    }
+
+    /// The subscription the job belongs to.
+    pub fn subscription(&self) -> &str {
+        &self.text[self.event_end + 1..self.subscription_end]
+    }
+
+    /// Which of the pair's jobs it is.
+    pub fn part(&self) -> JobPart {
+        self.part
+    }
+
+    /// The stored form.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+// The parts are functions of the text: comparing and hashing the text is comparing the ids.
+impl PartialEq for JobId {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for JobId {}
+
+impl std::hash::Hash for JobId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.text.hash(state);
+    }
+}
+
+// An id reads as its text wherever text is wanted (keys, headers, logs).
+impl std::ops::Deref for JobId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl PartialOrd for JobId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for JobId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.text.cmp(&other.text)
+    }
+}
+
+impl PartialEq<str> for JobId {
+    fn eq(&self, other: &str) -> bool {
+        self.text == other
+    }
+}
+
+impl PartialEq<String> for JobId {
+    fn eq(&self, other: &String) -> bool {
+        &self.text == other
+    }
+}
+
+impl PartialEq<&str> for JobId {
+    fn eq(&self, other: &&str) -> bool {
+        self.text == *other
+    }
+}
+
+impl AsRef<str> for JobId {
+    fn as_ref(&self) -> &str {
+        &self.text
     }
 }
 
 impl fmt::Display for JobId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.part {
-            JobPart::Delivery(n) => write!(f, "{}.{}.{n}", self.event, self.subscription),
-            JobPart::Transform => write!(f, "{}.{}.transform", self.event, self.subscription),
-        }
+        f.write_str(&self.text)
+    }
+}
+
+impl fmt::Debug for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.text, f)
     }
 }
 
@@ -80,30 +176,58 @@ impl FromStr for JobId {
     type Err = BadJobId;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || BadJobId(s.to_owned());
-        // Event ids never contain a dot; subscription ids may.
-        let (event, rest) = s.split_once('.').ok_or_else(bad)?;
-        let (subscription, last) = rest.rsplit_once('.').ok_or_else(bad)?;
-        if event.is_empty() || subscription.is_empty() {
-            return Err(bad());
-        }
-        let part = match last {
-            "transform" => JobPart::Transform,
-            n => JobPart::Delivery(n.parse().map_err(|_| bad())?),
+        Self::parse_text(s.to_owned())
+    }
+}
+
+impl JobId {
+    /// `text` as an id, kept as it is: only the form `new` writes is one (digits without sign
+    /// or leading zero), so that the text and the parts always agree. The subscription part may
+    /// be empty, as `new` writes it for a subscription whose id is (which the configuration
+    /// refuses now, but earlier versions stored jobs of).
+    fn parse_text(text: String) -> Result<Self, BadJobId> {
+        let (Some(event_end), Some(subscription_end)) = (text.find('.'), text.rfind('.')) else {
+            return Err(BadJobId(text));
         };
-        Ok(Self {
-            event: event.to_owned(),
-            subscription: subscription.to_owned(),
-            part,
-        })
+        if event_end == 0 || subscription_end <= event_end {
+            return Err(BadJobId(text));
+        }
+        let part = match &text[subscription_end + 1..] {
+            "transform" => Some(JobPart::Transform),
+            n if n.bytes().all(|b| b.is_ascii_digit()) && (n == "0" || !n.starts_with('0')) => {
+                n.parse().ok().map(JobPart::Delivery)
+            }
+            _ => None,
+        };
+        match part {
+            Some(part) => Ok(Self {
+                text,
+                event_end,
+                subscription_end,
+                part,
+            }),
+            None => Err(BadJobId(text)),
+        }
+    }
+}
+
+impl Serialize for JobId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for JobId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::parse_text(String::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 
 /// One unit of work in the queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
-    /// Stable id ([`JobId`] as text); the `webhook-id` header.
-    pub id: String,
+    /// Stable id; the `webhook-id` header.
+    pub id: JobId,
     /// What to do.
     pub kind: JobKind,
     /// The event it came from.
@@ -337,7 +461,7 @@ pub struct JobSummary {
 impl From<&Job> for JobSummary {
     fn from(job: &Job) -> Self {
         Self {
-            id: job.id.clone(),
+            id: job.id.to_string(),
             event_id: job.event_id.clone(),
             destination: job.destination.clone(),
             created_ms: job.created_ms,
@@ -367,7 +491,29 @@ mod tests {
             "e.s.transform",
             "the stored form"
         );
-        for bad in ["", "evt", "evt.sub", ".sub.1", "evt..1", "evt.sub.x"] {
+        let id = JobId::delivery("evt_1", "app.shop.orders", 3);
+        assert_eq!(
+            (id.event(), id.subscription(), id.part()),
+            ("evt_1", "app.shop.orders", JobPart::Delivery(3))
+        );
+        let json = serde_json::to_string(&id).expect("serialise");
+        assert_eq!(json, r#""evt_1.app.shop.orders.3""#, "stored as its text");
+        assert_eq!(serde_json::from_str::<JobId>(&json).expect("parse"), id);
+        assert!(serde_json::from_str::<JobId>(r#""nope""#).is_err());
+        // An empty subscription id (which earlier configurations allowed) reads back.
+        let bare = JobId::delivery("evt_1", "", 0);
+        assert_eq!(bare.to_string().parse::<JobId>(), Ok(bare.clone()));
+        assert_eq!(bare.subscription(), "");
+        for bad in [
+            "",
+            "evt",
+            "evt.sub",
+            ".sub.1",
+            "evt.sub.x",
+            "evt.sub.+1",
+            "evt.sub.01",
+            "evt.sub.",
+        ] {
             assert!(bad.parse::<JobId>().is_err(), "{bad}");
         }
     }

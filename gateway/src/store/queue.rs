@@ -323,6 +323,7 @@ impl Store {
         // An ordered job replayed goes behind its key's newer jobs.
         if let Some(order) = &mut job.order {
             order.seq = crate::time::sequence();
+            order.held = None;
         }
         queue.insert(job_key(job_id), encode(&job))?;
         match queue.compare_and_swap(&dkey, Some(&record[..]), None)? {
@@ -393,10 +394,10 @@ impl Store {
             let Ok(parsed) = id.parse::<super::JobId>() else {
                 continue;
             };
-            if settled || parsed.part == super::JobPart::Transform {
+            if settled || parsed.part() == super::JobPart::Transform {
                 continue;
             }
-            if let Some(row) = queue.get(index_key(&parsed.subscription, id))? {
+            if let Some(row) = queue.get(index_key(parsed.subscription(), id))? {
                 delivered.push(decode("deliveries_by_subscription", &row)?);
             }
         }
@@ -542,11 +543,14 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::JobKind;
+    use crate::store::{JobId, JobKind};
 
-    fn job(id: &str) -> Job {
+    /// A job named `name`: a whole job id, or an event name for delivery 0 to `sub`.
+    fn job(name: &str) -> Job {
         Job {
-            id: id.into(),
+            id: name
+                .parse()
+                .unwrap_or_else(|_| JobId::delivery(name, "sub", 0)),
             kind: JobKind::Deliver,
             event_id: "evt".into(),
             subscription_id: "sub".into(),
@@ -591,7 +595,7 @@ mod tests {
             .into_iter()
             .map(|j| j.id)
             .collect();
-        assert_eq!(listed, ["b", "a"], "newest first");
+        assert_eq!(listed, ["b.sub.0", "a.sub.0"], "newest first");
         assert!(
             store
                 .jobs_of_subscription("su", 10)
@@ -606,8 +610,11 @@ mod tests {
             .expect("retry");
         assert_eq!((a.attempts, a.due_ms), (1, 150));
         store.complete(&job("b"), &attempt(200)).expect("complete");
-        assert_eq!(store.job("b").expect("read"), None);
-        assert_eq!(store.attempts("b").expect("attempts"), vec![attempt(200)]);
+        assert_eq!(store.job("b.sub.0").expect("read"), None);
+        assert_eq!(
+            store.attempts("b.sub.0").expect("attempts"),
+            vec![attempt(200)]
+        );
         assert_eq!(
             queued(&store),
             vec![a.clone()],
@@ -624,12 +631,20 @@ mod tests {
         assert_eq!(dead[0].job.attempts, 2);
         assert_eq!(store.dead_letters_of("su", 10).expect("dead").len(), 1);
         assert!(store.dead_letters_of("other", 10).expect("dead").is_empty());
-        assert!(store.job_summary("sub", "a").expect("index").is_some());
-        assert_eq!(store.attempts("a").expect("attempts").len(), 2);
+        assert!(
+            store
+                .job_summary("sub", "a.sub.0")
+                .expect("index")
+                .is_some()
+        );
+        assert_eq!(store.attempts("a.sub.0").expect("attempts").len(), 2);
 
-        let replayed = store.replay("a", 200).expect("replay").expect("was dead");
+        let replayed = store
+            .replay("a.sub.0", 200)
+            .expect("replay")
+            .expect("was dead");
         assert_eq!((replayed.attempts, replayed.due_ms), (0, 200));
-        assert_eq!(store.replay("a", 200).expect("second replay"), None);
+        assert_eq!(store.replay("a.sub.0", 200).expect("second replay"), None);
         assert_eq!(queued(&store), vec![replayed]);
         assert!(store.dead_letters(10).expect("dead").is_empty());
     }
@@ -639,7 +654,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
         let of = |event: &str, n: usize| Job {
-            id: format!("{event}.sub.{n}"),
+            id: JobId::delivery(event, "sub", n),
             event_id: event.into(),
             ..job("x")
         };

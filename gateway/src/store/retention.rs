@@ -185,7 +185,7 @@ impl Store {
             }
             for job in jobs {
                 if let Ok(parsed) = job.parse::<JobId>() {
-                    self.forget_job_log(&job, &parsed.subscription, &mut batch, &mut pruned)?;
+                    self.forget_job_log(&job, parsed.subscription(), &mut batch, &mut pruned)?;
                 }
             }
             events_batch.remove(k);
@@ -276,7 +276,7 @@ mod tests {
 
     fn job_of(event: &Event, sub: &str) -> Job {
         Job {
-            id: JobId::delivery(&event.id, sub, 0).to_string(),
+            id: JobId::delivery(&event.id, sub, 0),
             kind: JobKind::Deliver,
             event_id: event.id.clone(),
             subscription_id: sub.into(),
@@ -349,7 +349,7 @@ mod tests {
                 .jobs_of_subscription("s", 10)
                 .expect("index")
                 .iter()
-                .all(|j| j.id != job.id)
+                .all(|j| job.id != j.id)
         );
         assert!(
             store.event(&queued.id).expect("read").is_some(),

@@ -328,7 +328,7 @@ mod tests {
 
     fn job(event: &Event, sub: &str) -> Job {
         Job {
-            id: JobId::delivery(&event.id, sub, 0).to_string(),
+            id: JobId::delivery(&event.id, sub, 0),
             kind: JobKind::Deliver,
             event_id: event.id.clone(),
             subscription_id: sub.into(),

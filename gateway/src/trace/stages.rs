@@ -387,7 +387,7 @@ mod tests {
 
     fn attempt_stub() -> Stage {
         let job = Job {
-            id: "evt_1.sub.0".into(),
+            id: crate::store::JobId::delivery("evt_1", "sub", 0),
             kind: crate::store::JobKind::Deliver,
             event_id: "evt_1".into(),
             subscription_id: "sub".into(),

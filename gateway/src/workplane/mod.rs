@@ -409,8 +409,8 @@ impl WorkPlane {
             Self::Nats(w) => {
                 let d = w.depths();
                 let (due, later, parked) = (
-                    d.total('d') + d.total('a') + d.total('c') + d.total('o'),
-                    d.total('r'),
+                    d.total('d') + d.total('a') + d.total('c') + d.total('o') + d.total('q'),
+                    d.total('r') + d.total('h'),
                     d.total('p'),
                 );
                 Depth {

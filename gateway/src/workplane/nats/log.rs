@@ -112,14 +112,18 @@ pub struct Listed {
     pub attempts: Vec<Attempt>,
 }
 
-/// The key of `job_id`'s records: `<subscription token>.<event id>.<n | transform>`.
+/// The key of `job_id`'s records, if it is a job id.
 pub(crate) fn key(job_id: &str) -> Option<String> {
-    let id: JobId = job_id.parse().ok()?;
-    let part = match id.part {
+    job_id.parse().ok().map(|id| key_of(&id))
+}
+
+/// The key of a job's records: `<subscription token>.<event id>.<n | transform>`.
+fn key_of(id: &JobId) -> String {
+    let part = match id.part() {
         JobPart::Delivery(n) => n.to_string(),
         JobPart::Transform => "transform".to_owned(),
     };
-    Some(format!("{}.{}.{part}", token(&id.subscription), id.event))
+    format!("{}.{}.{part}", token(id.subscription()), id.event())
 }
 
 impl NatsWork {
@@ -132,7 +136,7 @@ impl NatsWork {
         attempt: Option<Attempt>,
         reason: Option<String>,
     ) {
-        let Some(key) = key(&job.id) else { return };
+        let key = key_of(&job.id);
         let record = Record {
             job: JobSummary::from(job),
             subscription: job.subscription_id.clone(),
@@ -164,9 +168,7 @@ impl NatsWork {
         attempt: Option<Attempt>,
         reason: String,
     ) -> Result<(), StoreError> {
-        let Some(key) = key(&job.id) else {
-            return Ok(());
-        };
+        let key = key_of(&job.id);
         // The letter counts the attempt that gave up, as the sled engine's does.
         let mut buried = job.clone();
         if attempt.is_some() {
@@ -275,6 +277,14 @@ impl NatsWork {
         Ok(listed)
     }
 
+    /// Whether the delivery log says job `job_id` is finished (delivered or dead-lettered).
+    pub(crate) async fn finished(&self, job_id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .latest_record(job_id)
+            .await?
+            .is_some_and(|r| matches!(r.status, Status::Delivered | Status::Dead)))
+    }
+
     /// Every attempt of `job_id` the log keeps, oldest first.
     pub async fn attempts(&self, job_id: &str) -> Result<Vec<Attempt>, StoreError> {
         let Some(key) = key(job_id) else {
@@ -365,6 +375,7 @@ impl NatsWork {
         // An ordered job replayed goes behind its key's newer jobs.
         if let Some(order) = &mut job.order {
             order.seq = crate::time::sequence();
+            order.held = None;
         }
         job.due_ms = crate::time::now_ms();
         // A replayed job is a new message, not a duplicate of the job's first one; the same
@@ -439,7 +450,7 @@ impl NatsWork {
                         journey.dead.push(dead.letter);
                     }
                 }
-                Status::Pending => journey.queued.push(pending_job(&record)),
+                Status::Pending => journey.queued.extend(pending_job(&record)),
             }
         }
         journey.attempts.sort_by_key(|(_, a)| a.at_ms);
@@ -447,11 +458,11 @@ impl NatsWork {
     }
 }
 
-/// A pending job as far as its record tells.
-fn pending_job(record: &Record) -> Job {
+/// A pending job as far as its record tells (none if the record's id is not a job id).
+fn pending_job(record: &Record) -> Option<Job> {
     let summary = &record.job;
-    Job {
-        id: summary.id.clone(),
+    Some(Job {
+        id: summary.id.parse().ok()?,
         kind: record.kind,
         event_id: summary.event_id.clone(),
         subscription_id: record.subscription.clone(),
@@ -466,7 +477,7 @@ fn pending_job(record: &Record) -> Job {
         last_error: record.attempt.as_ref().and_then(|a| a.error.clone()),
         member: None,
         order: None,
-    }
+    })
 }
 
 #[cfg(test)]

@@ -174,8 +174,10 @@ impl SledWork {
             .jobs_of_subscription(subscription, limit)?
             .into_iter()
             .map(|job| {
-                let attempts = self.store.attempts(&job.id)?;
+                // The state before the attempts: a job's attempts are written before it is
+                // settled, so a settled state is never shown with fewer attempts than it took.
                 let (state, reason) = self.state_of(&job.id)?;
+                let attempts = self.store.attempts(&job.id)?;
                 Ok(Delivery {
                     job,
                     state,

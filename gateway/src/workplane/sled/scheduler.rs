@@ -478,9 +478,13 @@ impl Scheduler {
 mod tests {
     use super::*;
 
-    fn job(id: &str, sub: &str, dest: &str, kind: JobKind, due_ms: u64) -> Job {
+    /// A job named `name`: a whole job id, or an event (its id's event part, which `ids`
+    /// lists) for delivery 0 to `sub`.
+    fn job(name: &str, sub: &str, dest: &str, kind: JobKind, due_ms: u64) -> Job {
         Job {
-            id: id.into(),
+            id: name
+                .parse()
+                .unwrap_or_else(|_| crate::store::JobId::delivery(name, sub, 0)),
             kind,
             event_id: "evt".into(),
             subscription_id: sub.into(),
@@ -499,7 +503,10 @@ mod tests {
     }
 
     fn ids(taken: &[(Entry, ())]) -> Vec<&str> {
-        taken.iter().map(|(e, ())| &*e.id).collect()
+        taken
+            .iter()
+            .map(|(e, ())| e.id.split_once('.').map_or(&*e.id, |(event, _)| event))
+            .collect()
     }
 
     fn ordered(id: &str, key: &str, seq: u64, due_ms: u64) -> Job {
@@ -507,6 +514,7 @@ mod tests {
         j.order = Some(crate::workplane::policy::Order {
             key: key.into(),
             seq,
+            held: None,
         });
         j
     }
@@ -539,7 +547,7 @@ mod tests {
         assert!(s.take(10, 10, |_| Admit::Run(())).is_empty());
         let again = s.take(50, 10, |_| Admit::Run(()));
         assert_eq!(ids(&again), ["k1-a"]);
-        s.finish("k1-a");
+        s.finish("k1-a.s.0");
         assert_eq!(ids(&s.take(60, 10, |_| Admit::Run(()))), ["k1-b"]);
     }
 
@@ -625,7 +633,7 @@ mod tests {
         // Running jobs stay known until finished.
         s.schedule(&job("late", "s", "d", JobKind::Deliver, 0), 0);
         assert_eq!(s.depth().due, 0);
-        s.finish("late");
+        s.finish("late.s.0");
         s.schedule(&job("late", "s", "d", JobKind::Deliver, 0), 0);
         assert_eq!(s.depth().due, 1);
     }
@@ -642,7 +650,7 @@ mod tests {
         let more: Vec<String> = s
             .take_more(&first[0].0.lane, 10)
             .iter()
-            .map(|e| e.id.to_string())
+            .map(|e| e.id.replace(".s.0", ""))
             .collect();
         assert_eq!(more, ["p1", "p2", "p3", "p4"]);
         assert_eq!(s.depth().due, 1);
