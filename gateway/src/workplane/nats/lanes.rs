@@ -12,6 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::log::Status;
+use super::ordered::Turn;
 use super::{Item, NatsWork, token};
 use crate::config::{Snapshot, Subscription};
 use crate::event::Event;
@@ -68,43 +69,37 @@ enum LaneKind {
 /// or reads from Odoo.
 fn lanes(work: &NatsWork, snapshot: &Snapshot) -> HashMap<String, Lane> {
     let mut lanes = HashMap::new();
-    let per_destination = snapshot.delivery.per_destination_concurrency.max(1);
-    let per_app = snapshot.delivery.per_app_concurrency.max(1);
-    for (name, dest) in &snapshot.destinations {
-        // An app's deliveries share its lane; the operator's share their receiver host's.
-        let (kind, t, limit) = match owner_app(name) {
-            Some(app) => ("a", token(app), per_app),
-            None => ("d", token(&dest.authority()), per_destination),
-        };
+    // A lane of `kind` for `token`: its consumer `<kind>_<token>` filters `work.<kind>.<token>`.
+    let mut add = |kind: &str, t: &str, limit: usize, lane_kind: LaneKind| {
         let lane = Lane {
             consumer: format!("{kind}_{t}"),
             subject: format!("{}.work.{kind}.{t}", work.prefix),
             limit,
-            kind: LaneKind::Work,
+            kind: lane_kind,
         };
         lanes.insert(lane.consumer.clone(), lane);
-        let t = token(name);
-        let retry = Lane {
-            consumer: format!("r_{t}"),
-            subject: format!("{}.work.r.{t}", work.prefix),
-            limit: RETRY_PENDING,
-            kind: LaneKind::Retry,
-        };
-        lanes.insert(retry.consumer.clone(), retry);
+    };
+    let per_destination = snapshot.delivery.per_destination_concurrency.max(1);
+    let per_app = snapshot.delivery.per_app_concurrency.max(1);
+    for (name, dest) in &snapshot.destinations {
+        // An app's deliveries share its lane; the operator's share their receiver host's.
+        match owner_app(name) {
+            Some(app) => add("a", &token(app), per_app, LaneKind::Work),
+            None => add(
+                "d",
+                &token(&dest.authority()),
+                per_destination,
+                LaneKind::Work,
+            ),
+        }
+        add("r", &token(name), RETRY_PENDING, LaneKind::Retry);
     }
     // An app's deliveries are queued on its lane by the subscription's owner (see
     // `NatsWork::job_subject`), whatever its destinations are called: a subscription of the
     // configuration file named `app.<name>.…` with a plain destination has its app's lane too.
     for sub in &snapshot.subscriptions {
         if let Some(app) = owner_app(&sub.id) {
-            let t = token(app);
-            let lane = Lane {
-                consumer: format!("a_{t}"),
-                subject: format!("{}.work.a.{t}", work.prefix),
-                limit: per_app,
-                kind: LaneKind::Work,
-            };
-            lanes.insert(lane.consumer.clone(), lane);
+            add("a", &token(app), per_app, LaneKind::Work);
         }
     }
     let source_enrich = snapshot
@@ -115,28 +110,17 @@ fn lanes(work: &NatsWork, snapshot: &Snapshot) -> HashMap<String, Lane> {
         if sub.ordering.is_some() {
             // One job in flight per partition, in the whole cluster (see `ordered.rs`).
             for p in 0..super::ordered::PARTITIONS {
-                let t = super::ordered::lane_token(&sub.id, p);
-                let lane = Lane {
-                    consumer: format!("o_{t}"),
-                    subject: format!("{}.work.o.{t}", work.prefix),
-                    limit: 1,
-                    kind: LaneKind::Work,
-                };
-                lanes.insert(lane.consumer.clone(), lane);
+                add(
+                    "q",
+                    &super::ordered::lane_token(&sub.id, p),
+                    1,
+                    LaneKind::Work,
+                );
             }
-            continue;
+        } else if sub.plugin.is_some() || !sub.enrich.is_empty() || source_enrich {
+            let slots = work.plugin_slots_per_subscription;
+            add("c", &token(&sub.id), slots, LaneKind::Work);
         }
-        if sub.plugin.is_none() && sub.enrich.is_empty() && !source_enrich {
-            continue;
-        }
-        let t = token(&sub.id);
-        let lane = Lane {
-            consumer: format!("c_{t}"),
-            subject: format!("{}.work.c.{t}", work.prefix),
-            limit: work.plugin_slots_per_subscription,
-            kind: LaneKind::Work,
-        };
-        lanes.insert(lane.consumer.clone(), lane);
     }
     lanes
 }
@@ -149,6 +133,7 @@ pub async fn run(state: Arc<State>, work: Arc<NatsWork>, shutdown: CancellationT
     let scope = shutdown.child_token();
     let _stop_all = scope.clone().drop_guard();
     let fanout = tokio::spawn(fan_out(state.clone(), work.clone(), scope.clone()));
+    tokio::spawn(renew(work.clone(), scope.clone()));
     // The one retry consumer of earlier versions overlaps the per-destination ones (a work
     // queue allows no overlap): gone once, its waiting jobs stay in the stream for them.
     work.remove_legacy_retry_consumer().await;
@@ -458,26 +443,83 @@ async fn ack(message: &jetstream::Message, kind: AckKind) {
     }
 }
 
-/// Keeps a message's lease while its job waits for a slot or runs (`in-progress` every third
-/// of the lease), so that no other instance takes it meanwhile: one attempt in flight per job.
-struct Renewal(tokio::task::JoinHandle<()>);
+/// The leases of the messages whose jobs wait or run on this instance, renewed together by one
+/// task ([`renew`]): a job holds its message's lease by holding a [`Renewal`], at the cost of
+/// a map entry (a task and a copy of the message each cost more than the rest of a short job's
+/// bookkeeping).
+#[derive(Debug, Default)]
+pub(crate) struct Leases {
+    /// Each held message's reply subject and when it was last renewed (or taken).
+    held: std::sync::Mutex<HashMap<u64, (async_nats::Subject, std::time::Instant)>>,
+    next: std::sync::atomic::AtomicU64,
+}
 
-impl Renewal {
-    fn start(work: &NatsWork, message: &jetstream::Message) -> Self {
-        let message = message.clone();
-        let every = work.lease / 3;
-        Self(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                let _ = message.ack_with(AckKind::Progress).await;
-            }
-        }))
+impl Leases {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<u64, (async_nats::Subject, std::time::Instant)>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-impl Drop for Renewal {
+/// Keeps a message's lease while its job waits for a slot or runs (`in-progress` every third
+/// of the lease), so that no other instance takes it meanwhile: one attempt in flight per job.
+struct Renewal<'a> {
+    leases: &'a Leases,
+    id: Option<u64>,
+}
+
+impl<'a> Renewal<'a> {
+    fn start(work: &'a NatsWork, message: &jetstream::Message) -> Self {
+        let leases = &work.leases;
+        let id = message.reply.clone().map(|reply| {
+            let id = leases
+                .next
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            leases.lock().insert(id, (reply, std::time::Instant::now()));
+            id
+        });
+        Self { leases, id }
+    }
+}
+
+impl Drop for Renewal<'_> {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Some(id) = self.id {
+            self.leases.lock().remove(&id);
+        }
+    }
+}
+
+/// Renews every lease held for a third of the lease since its last renewal, until `stop`.
+async fn renew(work: Arc<NatsWork>, stop: CancellationToken) {
+    let every = work.lease / 3;
+    let tick = (every / 4).max(Duration::from_millis(50));
+    let client = work.js.client();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(tick) => {}
+            () = stop.cancelled() => return,
+        }
+        let now = std::time::Instant::now();
+        let due: Vec<async_nats::Subject> = work
+            .leases
+            .lock()
+            .values_mut()
+            .filter(|(_, at)| now.duration_since(*at) >= every)
+            .map(|(reply, at)| {
+                *at = now;
+                reply.clone()
+            })
+            .collect();
+        for reply in due {
+            if let Err(e) = client
+                .publish(reply, bytes::Bytes::from_static(b"+WPI"))
+                .await
+            {
+                tracing::debug!(error = %e, "cannot renew a lease; it is tried again");
+            }
+        }
     }
 }
 
@@ -646,6 +688,19 @@ async fn run_job(
         Gate::Park => return park(work, &message, job, event).await,
         Gate::Unknown => return unknown(state, work, &message, job, event).await,
     };
+    // An ordered job runs only in its key's turn (see `ordered.rs`).
+    if ordered {
+        match work.turn(&job).await {
+            Turn::Run(held) => {
+                if let Some(order) = job.order.as_mut() {
+                    order.held = held;
+                }
+            }
+            Turn::Hold => return hold(work, &message, job, event).await,
+            Turn::Done => return ack(&message, AckKind::Ack).await,
+            Turn::Later => return ack(&message, AckKind::Nak(Some(TRY_AGAIN))).await,
+        }
+    }
     // A policy may hold a delivery back (its destination's rate limit, its host's open
     // circuit): a short wait is waited here, its lease held; a longer one on the retry subject,
     // off its lane (no slot held, no attempt counted).
@@ -722,14 +777,12 @@ async fn settle_job(
         Settle::Delivered(attempt) => {
             work.record(job, Status::Delivered, Some(attempt), None)
                 .await;
-            ack(message, AckKind::Ack).await;
+            release_and_ack(work, message, job, AckKind::Ack).await;
         }
         Settle::Retry { attempt, due_ms } if job.order.is_some() => {
-            // An ordered job waits out its backoff on its lane, holding its key's turn: the
-            // next delivery of the message is its next attempt.
+            let next = runner::retried(job, &attempt, due_ms);
             work.record(job, Status::Pending, Some(attempt), None).await;
-            let delay = Duration::from_millis(due_ms.saturating_sub(now_ms()));
-            ack(message, AckKind::Nak(Some(delay))).await;
+            hold_key(work, message, job, next, event, due_ms).await;
         }
         Settle::Retry { attempt, due_ms } => {
             let next = runner::retried(job, &attempt, due_ms);
@@ -756,7 +809,7 @@ async fn settle_job(
                 Ok(()) => {
                     work.record(job, Status::Delivered, Some(attempt), None)
                         .await;
-                    ack(message, AckKind::Ack).await;
+                    release_and_ack(work, message, job, AckKind::Ack).await;
                 }
                 Err(crate::store::StoreError::TooLarge { size, limit }) => {
                     // It would be refused every time: the call's outcome is final.
@@ -777,6 +830,84 @@ async fn settle_job(
             }
         }
     }
+}
+
+/// An ordered job whose key is held by an earlier one goes behind it, off its lane.
+async fn hold(work: &NatsWork, message: &jetstream::Message, job: Job, event: Event) {
+    match work.hold(&Item { job, event }, message).await {
+        Ok(_) => ack(message, AckKind::Ack).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot put an ordered job behind its key's held jobs; it waits on its lane");
+            ack(message, AckKind::Nak(Some(TRY_AGAIN))).await;
+        }
+    }
+}
+
+/// An ordered job waits for its next attempt (`next`, due at `due_ms`) holding only its own
+/// key: its entry heads the key's held jobs (made now unless it is already the key's head),
+/// and it waits on its destination's retry subject, off its lane, whose other keys go on. A
+/// plugin call, whose retry subject is not its destination's, waits on its lane.
+async fn hold_key(
+    work: &NatsWork,
+    message: &jetstream::Message,
+    job: &Job,
+    mut next: Job,
+    event: &Event,
+    due_ms: u64,
+) {
+    let in_place = |e: Option<crate::store::StoreError>| async move {
+        if let Some(e) = e {
+            tracing::warn!(error = %e, job = %job.id, "cannot hold an ordered job's key; it waits on its lane");
+        }
+        let delay = Duration::from_millis(due_ms.saturating_sub(now_ms()));
+        ack(message, AckKind::Nak(Some(delay))).await;
+    };
+    if job.kind != JobKind::Deliver {
+        return in_place(None).await;
+    }
+    let entry = match job.order.as_ref().and_then(|o| o.held) {
+        Some(seq) => Ok(seq),
+        None => {
+            let item = Item {
+                job: job.clone(),
+                event: event.clone(),
+            };
+            work.hold(&item, message).await
+        }
+    };
+    match entry {
+        Ok(seq) => {
+            if let Some(order) = next.order.as_mut() {
+                order.held = Some(seq);
+            }
+            retry_at(work, message, next, event, due_ms).await;
+        }
+        Err(e) => in_place(Some(e)).await,
+    }
+}
+
+/// How many times handing an ordered key on is tried before its job is run again.
+const RELEASE_TRIES: u32 = 5;
+
+/// Hands `job`'s key to its next held job if `job` was the key's head, then settles `message`
+/// with `kind`. JetStream failing, the hand-over is tried again (its lease held) rather than
+/// the job run again; only if it keeps failing does the job come back (and its key with it).
+async fn release_and_ack(work: &NatsWork, message: &jetstream::Message, job: &Job, kind: AckKind) {
+    let _lease = Renewal::start(work, message);
+    let mut pause = Duration::from_millis(100);
+    for tries in 1..=RELEASE_TRIES {
+        match work.release(job).await {
+            Ok(()) => return ack(message, kind).await,
+            Err(e) if tries == RELEASE_TRIES => {
+                tracing::warn!(error = %e, job = %job.id, "cannot hand an ordered key to its next job; the job runs again");
+            }
+            Err(_) => {
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+        }
+    }
+    ack(message, AckKind::Nak(Some(TRY_AGAIN))).await;
 }
 
 /// A job of a subscription this instance's snapshot lacks. One made moments ago (by an instance
@@ -945,15 +1076,28 @@ async fn sweep(
                 // A subscription removed: its jobs go back to be dead-lettered.
                 true
             }
-            "d" | "a" | "c" | "r" | "o" => !lanes.contains(&name),
+            // `o`: ordered lanes of the version before held keys, whose jobs go to their `q`
+            // lane once no instance of that version runs them.
+            "d" | "a" | "c" | "r" | "o" | "q" => !lanes.contains(&name),
+            // An ordered key's held jobs, of a lane no longer configured (its subscription
+            // removed, or no longer ordered): back to their lane, where they are settled as its
+            // other jobs. Judged below by the activity of the lane's own consumer: another
+            // instance still running the lane keeps them held.
+            "h" => t
+                .split_once('_')
+                .is_some_and(|(lane, _)| !lanes.contains(&format!("q_{lane}"))),
             _ => false,
         };
         if !orphan {
             continue;
         }
         // Someone pulls from it (a pull waiting, or a delivery since the last look): not an
-        // orphan yet.
-        let (waiting, delivered) = consumer_activity(work, &name).await;
+        // orphan yet. Held jobs have no consumer of their own: their lane's counts.
+        let watched = match (kind, t.split_once('_')) {
+            ("h", Some((lane, _))) => format!("q_{lane}"),
+            _ => name.clone(),
+        };
+        let (waiting, delivered) = consumer_activity(work, &watched).await;
         let mut entry = orphans.remove(&subject).unwrap_or(Orphan {
             since: now,
             delivered,
@@ -968,10 +1112,10 @@ async fn sweep(
                 "d" => snapshot.delivery.per_destination_concurrency.max(1),
                 "a" => snapshot.delivery.per_app_concurrency.max(1),
                 "c" => work.plugin_slots_per_subscription,
-                "o" => 1,
+                "o" | "q" => 1,
                 _ => PULL_BATCH,
             };
-            if kind == "p" || kind == "r" {
+            if kind == "p" || kind == "r" || kind == "h" {
                 // Back to their lane at once (a retry no longer waits its backoff there): if
                 // that lane is gone too, the next sweeps dead-letter them with the reason.
                 drain(work, &name, subject.clone(), limit, |message| {
@@ -985,7 +1129,7 @@ async fn sweep(
                 .await;
             }
             // What this drain itself pulled is not someone else's activity.
-            entry.delivered = consumer_activity(work, &name).await.1;
+            entry.delivered = consumer_activity(work, &watched).await.1;
         }
         seen.insert(subject, entry);
     }
@@ -1015,8 +1159,11 @@ async fn remove_idle_consumers(
             work.remove_legacy_retry_consumer().await;
             continue;
         }
-        let lane_like =
-            name.len() > 2 && matches!(&name[..2], "d_" | "a_" | "c_" | "r_" | "p_" | "o_");
+        let lane_like = name.len() > 2
+            && matches!(
+                &name[..2],
+                "d_" | "a_" | "c_" | "r_" | "p_" | "o_" | "q_" | "h_"
+            );
         if lane_like && !lanes.contains(&name) && !held.contains(&name) {
             candidates.push(name);
         }
@@ -1150,7 +1297,7 @@ async fn bury(
 ) {
     runner::buried(state, job, &reason);
     match work.bury(job, event, attempt, reason.to_string()).await {
-        Ok(()) => ack(message, AckKind::Term).await,
+        Ok(()) => release_and_ack(work, message, job, AckKind::Term).await,
         Err(e) => {
             tracing::error!(error = %e, job = %job.id, "cannot dead-letter a job; it is tried again");
             ack(message, AckKind::Nak(Some(TRY_AGAIN))).await;

@@ -10,6 +10,8 @@
 //! | | `<prefix>.work.c.<subscription>` | plugin calls (and enrichment) | until acknowledged |
 //! | | `<prefix>.work.r.<destination>` | jobs waiting out their backoff | until due, then back on their lane |
 //! | | `<prefix>.work.p.<subscription>` | jobs of a paused subscription | until it runs again |
+//! | | `<prefix>.work.q.<subscription and partition>` | an ordered subscription's jobs, 32 lanes by key (`o` before held keys: moved to `q`) | until acknowledged |
+//! | | `<prefix>.work.h.<lane>_<key>` | the jobs of an ordered key held by a failing one (no consumer) | until their turn |
 //! | bucket `<prefix>_deliveries` | `<subscription>.<event id>.<n \| transform>` | the delivery log: one revision per attempt, 16 kept | `[storage] retention` |
 //! | bucket `<prefix>_dead_letters` | the same key | dead letters, with their event | `dead_letter_retention` |
 //!
@@ -191,6 +193,8 @@ pub struct NatsWork {
     plugin_slots_per_subscription: usize,
     /// The fan-out's progress, for ordered subscriptions' jobs.
     floor: ordered::Floor,
+    /// The leases of the messages whose jobs wait or run here.
+    leases: lanes::Leases,
 }
 
 impl std::fmt::Debug for NatsWork {
@@ -288,6 +292,7 @@ impl NatsWork {
             hosts: Default::default(),
             plugin_slots_per_subscription: plugin_slots_per_subscription.max(1),
             floor: Default::default(),
+            leases: Default::default(),
         })
     }
 
@@ -301,7 +306,7 @@ impl NatsWork {
         if let Some(order) = &job.order {
             let p = ordered::partition(&order.key);
             return format!(
-                "{}.work.o.{}",
+                "{}.work.q.{}",
                 self.prefix,
                 ordered::lane_token(&job.subscription_id, p)
             );
@@ -541,6 +546,19 @@ impl NatsWork {
         item: &Item,
         id: String,
     ) -> Result<(), StoreError> {
+        self.publish_for_sequence(subject, item, id)
+            .await
+            .map(|_| ())
+    }
+
+    /// Publishes `item` with `Nats-Msg-Id` `id`, waits for JetStream and returns the message's
+    /// sequence in the work stream (the first one's, for a repeat within the dedup window).
+    pub(crate) async fn publish_for_sequence(
+        &self,
+        subject: String,
+        item: &Item,
+        id: String,
+    ) -> Result<u64, StoreError> {
         let payload = Bytes::from(serde_json::to_vec(item).unwrap_or_default());
         let message = jetstream::message::PublishMessage::build()
             .payload(payload)
@@ -550,11 +568,11 @@ impl NatsWork {
             .send_publish(subject, message)
             .await
             .map_err(|e| shared("cannot queue a job", e))?;
-        tokio::time::timeout(REQUEST_TIMEOUT, ack)
+        let ack = tokio::time::timeout(REQUEST_TIMEOUT, ack)
             .await
             .map_err(|_| shared("cannot queue a job", "JetStream did not answer"))?
             .map_err(|e| shared("cannot queue a job", e))?;
-        Ok(())
+        Ok(ack.sequence)
     }
 
     /// Queues `jobs` of `event` once more (a delivered job made again): new messages, never
