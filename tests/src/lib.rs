@@ -1,11 +1,12 @@
 //! Shared helpers for the end-to-end tests and the load generator: paths to fixtures and
 //! built plugins, a gateway started in-process on a real socket, a NATS server with JetStream
-//! ([`nats`]), and a tiny HTTP client.
+//! ([`nats`]), a gateway in a process of its own to kill ([`process`]), and a tiny HTTP client.
 
 pub mod fake_odoo;
 pub mod harness;
 pub mod load;
 pub mod nats;
+pub mod process;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -21,6 +21,7 @@ use odoo_gateway::config::nats::DEFAULT_LEASE as LEASE;
 use odoo_gateway_tests::HttpClient;
 use odoo_gateway_tests::harness::free_port;
 use odoo_gateway_tests::nats::{Engine, NatsCluster, NatsServer};
+use odoo_gateway_tests::process::until_ready;
 
 const TOKEN: &str = "faults-token-0123456789";
 const ADMIN: &str = "faults-admin-0123456789";
@@ -159,21 +160,11 @@ impl Process {
             .spawn()
             .expect("start the gateway");
         let process = Self { child, port, dir };
-        let client = HttpClient::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        // Ready, not just alive: while it starts the port answers `503 starting`.
-        while !client
-            .get(&format!("http://127.0.0.1:{port}/readyz"))
-            .await
-            .is_ok_and(|r| r.status == 200)
-        {
-            assert!(
-                Instant::now() < deadline,
-                "the gateway did not come up:\n{}",
-                process.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        assert!(
+            until_ready(port, Duration::from_secs(30)).await,
+            "the gateway did not come up:\n{}",
+            process.log_tail()
+        );
         process
     }
 

@@ -3,54 +3,21 @@
 //! both engines of the work plane.
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use odoo_gateway::cli::inbox::{Inbox, InboxOptions};
 use odoo_gateway_tests::harness::{Config, Engine, free_port};
+use odoo_gateway_tests::process::ProcessGateway;
 use odoo_gateway_tests::{HttpClient, on_both_engines};
 
 const TOKEN: &str = "crash-token-0123456789";
 const EVENTS_BEFORE_KILL: usize = 1500;
 const EVENTS_TOTAL: usize = 3000;
 
-struct Gateway {
-    child: Child,
-}
-
-/// A failed assertion must not leave a gateway running (it would hold the test's output pipe
-/// open and outlive the test run).
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Gateway {
-    async fn start(config: &std::path::Path, port: u16) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_gateway-under-test"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start the gateway");
-        let client = HttpClient::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        // Ready, not just alive: while it starts the port answers `503 starting`.
-        while !client
-            .get(&format!("http://127.0.0.1:{port}/readyz"))
-            .await
-            .is_ok_and(|r| r.status == 200)
-        {
-            assert!(Instant::now() < deadline, "the gateway did not come up");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Self { child }
-    }
+async fn start(config: &std::path::Path, port: u16) -> ProcessGateway {
+    ProcessGateway::start(env!("CARGO_BIN_EXE_gateway-under-test"), config, port).await
 }
 
 /// Posts events `range` with `concurrency` workers; returns the acknowledged event ids.
@@ -109,15 +76,14 @@ async fn kill_9_loses_no_acknowledged_event(engine: &Engine<'_>) {
     std::fs::write(&config, text).expect("write config");
 
     let port = free_port();
-    let mut gateway = Gateway::start(&config, port).await;
+    let mut gateway = start(&config, port).await;
     let acked = Arc::new(Mutex::new(Vec::new()));
     let producer = tokio::spawn(produce(port, 0..EVENTS_TOTAL, acked.clone()));
     // Kill in the middle of ingest (and of deliveries, which run alongside).
     while acked.lock().expect("lock").len() < EVENTS_BEFORE_KILL {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    gateway.child.kill().expect("kill -9");
-    let _ = gateway.child.wait();
+    gateway.kill_9();
     producer.await.expect("producer");
     let acked_before = acked.lock().expect("lock").len();
     let delivered_before = inbox.received().len();
@@ -125,7 +91,7 @@ async fn kill_9_loses_no_acknowledged_event(engine: &Engine<'_>) {
     assert!(acked_before >= EVENTS_BEFORE_KILL);
 
     // Restart on the same data and send the rest.
-    let mut gateway = Gateway::start(&config, port).await;
+    let mut gateway = start(&config, port).await;
     // Fresh numbers, so that no body repeats one sent before the kill (that would be deduplicated).
     produce(
         port,

@@ -2,9 +2,9 @@
 
 use std::io::Read as _;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use odoo_gateway_tests::HttpClient;
+use odoo_gateway_tests::process::until_ready;
 
 /// Starts the gateway with `format`, waits until it is ready, stops it, returns its stderr.
 async fn logs_of(format: &str) -> String {
@@ -28,16 +28,10 @@ async fn logs_of(format: &str) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the gateway");
-    let client = HttpClient::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !client
-        .get(&format!("http://127.0.0.1:{port}/readyz"))
-        .await
-        .is_ok_and(|r| r.status == 200)
-    {
-        assert!(Instant::now() < deadline, "the gateway did not come up");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(
+        until_ready(port, Duration::from_secs(30)).await,
+        "the gateway did not come up"
+    );
     let _ = child.kill();
     let _ = child.wait();
     let mut stderr = String::new();

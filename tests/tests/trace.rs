@@ -5,10 +5,11 @@
 
 use std::io::Read as _;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use odoo_gateway::cli::inbox::{Inbox, InboxOptions};
 use odoo_gateway_tests::harness::Engine;
+use odoo_gateway_tests::process::until_ready;
 use odoo_gateway_tests::{HttpClient, fixture, on_both_engines};
 
 const TOKEN: &str = "trace-token-0123456789";
@@ -87,16 +88,7 @@ states = "sale"
             .spawn()
             .expect("start the gateway");
         let url = format!("http://127.0.0.1:{port}");
-        let client = HttpClient::new();
-        let deadline = Instant::now() + WAIT;
-        while !client
-            .get(&format!("{url}/readyz"))
-            .await
-            .is_ok_and(|r| r.status == 200)
-        {
-            assert!(Instant::now() < deadline, "the gateway did not come up");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        assert!(until_ready(port, WAIT).await, "the gateway did not come up");
         Self {
             child,
             url,

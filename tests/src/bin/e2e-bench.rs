@@ -14,7 +14,8 @@
 //! (`engines`) the sled engine against the NATS engine with one and two instances.
 //!
 //! `cargo build --release -p odoo-gateway -p odoo-gateway-tests --bins`, then
-//! `target/release/e2e-bench [--events N]` (or `./dev bench`); `--soak N` instead runs N
+//! `target/release/e2e-bench [--events N]` (or `./dev bench`; `E2E_GATEWAY_BIN` names another
+//! gateway binary to measure, e.g. an earlier version's build); `--soak N` instead runs N
 //! events with a short retention and samples disk and memory over time.
 
 #[path = "e2e-bench/soak.rs"]
@@ -237,8 +238,13 @@ impl Process {
     }
 }
 
+/// The gateway under test: `target/release/odoo-gateway`, or the binary `E2E_GATEWAY_BIN`
+/// names (another version's build, measured in the same run for a comparison).
 fn gateway_binary() -> anyhow::Result<PathBuf> {
-    let path = workspace().join("target/release/odoo-gateway");
+    let path = std::env::var_os("E2E_GATEWAY_BIN").map_or_else(
+        || workspace().join("target/release/odoo-gateway"),
+        PathBuf::from,
+    );
     if !path.exists() {
         bail!(
             "{} is missing: cargo build --release -p odoo-gateway",
