@@ -82,7 +82,7 @@ pub fn metrics(state: &Arc<State>, req: &Request<Incoming>) -> Result<Response<B
         }
         authorise(state, req)?;
     }
-    let mut response = Response::new(Body::from(state.metrics.render(state)));
+    let mut response = Response::new(Body::from(state.metrics.render(&scrape(state))));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         http::HeaderValue::from_static(
@@ -90,6 +90,42 @@ pub fn metrics(state: &Arc<State>, req: &Request<Incoming>) -> Result<Response<B
         ),
     );
     Ok(response)
+}
+
+/// What `/metrics` reads from the stages at a scrape.
+fn scrape(state: &State) -> crate::telemetry::Scrape<'_> {
+    let snapshot = state.snapshot.load_full();
+    let depth = state.work.depth();
+    let queues = state
+        .work
+        .destination_depths(&snapshot)
+        .into_iter()
+        .map(|q| (q.destination, q.jobs, q.head_due_since_ms))
+        .collect();
+    // Only subscriptions in force: a flag kept for a removed one names nothing.
+    let flagged = state
+        .health
+        .report()
+        .into_iter()
+        .filter(|(id, health)| health.flagged && snapshot.subscription(id).is_some())
+        .map(|(id, _)| id)
+        .collect();
+    crate::telemetry::Scrape {
+        due: depth.due,
+        waiting: depth.later,
+        parked: depth.parked,
+        destinations: snapshot
+            .destinations
+            .iter()
+            .map(|(name, d)| (name.clone(), d.authority()))
+            .collect(),
+        queues,
+        ready: crate::server::not_ready(state).is_empty(),
+        nats_connected: state.work.connected(),
+        flagged,
+        open_circuits: state.policies.circuits().into_iter().map(|c| c.host).collect(),
+        store: &state.store,
+    }
 }
 
 /// Room on disk for `/admin/status`: live data by kind next to the folder's size, the free
@@ -137,7 +173,7 @@ pub async fn route(
         (&Method::GET, ["charts"]) => {
             let history = &state.metrics.history;
             let now = crate::time::now_ms();
-            let samples = history.samples(now, crate::telemetry::history::queued(state));
+            let samples = history.samples(now, state.work.queued());
             Ok(json(
                 StatusCode::OK,
                 &serde_json::json!({

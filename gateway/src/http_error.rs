@@ -69,21 +69,6 @@ impl ApiError {
         )
     }
 
-    /// A storage error: 503 when the store is failing (retry later; an I/O error, a full
-    /// disk included, is one), else a logged 500.
-    pub fn storage(context: &str, error: &crate::store::StoreError) -> Self {
-        match error {
-            // Logged once where the store finds it failing, not once per request.
-            crate::store::StoreError::Unavailable(_)
-            | crate::store::StoreError::Sled(sled::Error::Io(_)) => Self::storage_unavailable(),
-            crate::store::StoreError::Shared(_) => {
-                tracing::warn!(%error, "{context}");
-                Self::control_plane_unavailable()
-            }
-            other => Self::internal(context, other),
-        }
-    }
-
     /// 503 `control_plane_unavailable` with `Retry-After`: the shared control plane (NATS)
     /// cannot be reached now; the client retries, maybe on another instance.
     pub fn control_plane_unavailable() -> Self {
@@ -93,19 +78,6 @@ impl ApiError {
             "the gateway cannot reach its shared control plane right now; retry later",
         )
         .with_header(header::RETRY_AFTER, "5")
-    }
-
-    /// 503 `queue_unavailable` with `Retry-After`: the shared work plane (NATS JetStream)
-    /// did not take the event, so it is not accepted; the client retries, maybe on another
-    /// instance.
-    pub fn queue_unavailable(error: &crate::store::StoreError) -> Self {
-        tracing::warn!(%error, "an event could not be queued on JetStream");
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "queue_unavailable",
-            "the gateway cannot reach its shared queue right now, so the event was not accepted; retry later",
-        )
-        .with_header(header::RETRY_AFTER, "1")
     }
 
     /// 503 `storage_unavailable` with `Retry-After`: writes cannot be made durable now (the
@@ -128,19 +100,6 @@ impl ApiError {
             "the gateway's disk budget is reached; retry later",
         )
         .with_header(header::RETRY_AFTER, "60")
-    }
-
-    /// Why ingest refuses new events now: `507 storage_full` for the live-data budget, `503
-    /// storage_unavailable` for a disk short of room or writes that fail; each says why.
-    pub fn refused(refusal: &crate::store::Refusal) -> Self {
-        let base = match refusal {
-            crate::store::Refusal::StorageFull { .. } => Self::storage_full(),
-            _ => Self::storage_unavailable(),
-        };
-        Self {
-            message: format!("new events are paused: {refusal}; retry later"),
-            ..base
-        }
     }
 
     /// 500: the details are logged, not sent.

@@ -45,6 +45,9 @@ pub mod transform;
 pub mod workplane;
 pub mod xmljson;
 
+#[cfg(test)]
+mod layers;
+
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -106,7 +109,9 @@ async fn run_once(
         () = server::answer_starting(listener), if plain_http => unreachable!("answers until dropped"),
         () = shutdown.cancelled() => return Ok(Ended::Stopped),
     };
-    state.metrics.configured(&state.snapshot.load());
+    state
+        .metrics
+        .configured(&state.snapshot.load().plugin_labels());
     // Spans leave the process only when `[telemetry.otlp]` says where to (read at start).
     let otlp = match &state.snapshot.load().telemetry.otlp {
         Some(config) => Some(telemetry::otlp::Pipeline::start(
@@ -154,7 +159,19 @@ async fn run_once(
     let watcher = tokio::spawn(reload::watch(state.clone(), stages.clone()));
     let sighup = tokio::spawn(reload::on_sighup(state.clone(), stages.clone()));
     let shared = tokio::spawn(control::watch::run(state.clone(), stages.clone()));
-    let charts = tokio::spawn(telemetry::history::sample(state.clone(), stages.clone()));
+    let charts = {
+        let (state, stop) = (state.clone(), stages.clone());
+        tokio::spawn(async move {
+            let interval = state.snapshot.load().telemetry.chart_interval;
+            telemetry::history::sample(
+                &state.metrics.history,
+                interval,
+                || state.work.queued(),
+                stop,
+            )
+            .await;
+        })
+    };
     let policy_state = state.clone();
     let metrics_state = state.clone();
     let maintenance = tokio::spawn(state.store.clone().run_maintenance(
@@ -362,8 +379,9 @@ fn start(
             })
             .inc();
     }));
-    let outbound = crate::delivery::Outbound::new(&snapshot.delivery)
-        .context("cannot build the delivery clients")?;
+    let outbound =
+        crate::delivery::Outbound::new(&snapshot.delivery.client, snapshot.delivery.slots())
+            .context("cannot build the delivery clients")?;
     let tls = file
         .server
         .tls

@@ -280,7 +280,11 @@ async fn swap_in(state: &Arc<State>, cause: &str, over_last_good: bool) -> Resul
             // finish with the ones they started with.
             if let Err(e) = state
                 .outbound
-                .reconfigure(&current.delivery, &snapshot.delivery)
+                .reconfigure(
+                    &current.delivery.client,
+                    &snapshot.delivery.client,
+                    snapshot.delivery.slots(),
+                )
             {
                 status.reloads_failed += 1;
                 state
@@ -299,7 +303,7 @@ async fn swap_in(state: &Arc<State>, cause: &str, over_last_good: bool) -> Resul
             // Before the swap: whatever the new snapshot makes is queued where it belongs,
             // and the metrics of what it no longer has are gone.
             state.work.configured(&snapshot);
-            state.metrics.configured(&snapshot);
+            state.metrics.configured(&snapshot.plugin_labels());
             state.snapshot.store(Arc::new(snapshot));
             // A build that had to go on without a plugin another instance uploaded may lack
             // that subscription: it does not count as caught up with the shared changes, so

@@ -3,6 +3,11 @@
 //! This module owns the signing secret type, the `webhook-signature` header format and its
 //! verification. It does no I/O and reads no clock: callers pass the time in, so signing is
 //! deterministic and verification is testable.
+//!
+//! [`oauth1`] holds the other signature the gateway makes and checks: OAuth 1.0a request
+//! signing, for apps calling the API (`auth`) and for receivers that want it (`delivery`).
+
+pub mod oauth1;
 
 use std::fmt;
 use std::str::FromStr;

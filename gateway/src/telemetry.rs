@@ -20,6 +20,7 @@ pub mod history;
 mod labels;
 pub mod otlp;
 mod scrape;
+pub mod settings;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -364,25 +365,18 @@ impl Metrics {
     /// Follows a new configuration, before it is swapped in: the series of subscriptions it
     /// no longer has, and of plugins its subscriptions no longer run, are removed; a count
     /// for a removed subscription made afterwards (its queued jobs dead-lettered) goes to
-    /// [`REMOVED`].
-    pub fn configured(&self, snapshot: &crate::config::Snapshot) {
-        let live: std::collections::HashSet<Box<str>> = snapshot
-            .subscriptions
-            .iter()
-            .map(|s| s.id.as_str().into())
-            .collect();
+    /// [`REMOVED`]. `subscriptions` are its subscriptions, each with the short hash of its
+    /// plugin (`"none"` without one): [`crate::config::Snapshot::plugin_labels`].
+    pub fn configured(&self, subscriptions: &[(&str, &str)]) {
+        let live: std::collections::HashSet<Box<str>> =
+            subscriptions.iter().map(|(id, _)| (*id).into()).collect();
         for counters in [&self.attempts, &self.retries, &self.dead_letters] {
             counters.retain(&live);
         }
-        self.plugins.retain(|subscription| {
-            let sub = snapshot.subscription(subscription)?;
-            Some(
-                sub.plugin
-                    .as_ref()
-                    .map_or("none", |p| p.short_hash())
-                    .to_owned(),
-            )
-        });
+        let plugins: std::collections::HashMap<&str, &str> =
+            subscriptions.iter().copied().collect();
+        self.plugins
+            .retain(|subscription| plugins.get(subscription).map(|p| (*p).to_owned()));
     }
 
     /// Counts an event refused for `reason` (a [`crate::store::Refusal::reason`]).
@@ -412,26 +406,53 @@ impl Metrics {
     }
 
     /// The text exposition, with the scrape-time values filled in first.
-    pub fn render(&self, state: &crate::state::State) -> String {
+    pub fn render(&self, scrape: &Scrape<'_>) -> String {
         let _one_at_a_time = self.rendering.lock().unwrap_or_else(|p| p.into_inner());
-        let depth = state.work.depth();
         let gauge = |g: &Gauge, v: usize| {
             g.set(i64::try_from(v).unwrap_or(i64::MAX));
         };
-        gauge(&self.due, depth.due);
-        gauge(&self.waiting, depth.later);
-        gauge(&self.parked, depth.parked);
-        self.render_destinations(state);
-        self.render_health(state);
+        gauge(&self.due, scrape.due);
+        gauge(&self.waiting, scrape.waiting);
+        gauge(&self.parked, scrape.parked);
+        self.render_destinations(scrape);
+        self.render_health(scrape);
         self.disk_bytes
-            .set(i64::try_from(state.store.size_on_disk()).unwrap_or(i64::MAX));
-        self.render_room(&state.store);
-        self.render_circuits(state);
+            .set(i64::try_from(scrape.store.size_on_disk()).unwrap_or(i64::MAX));
+        self.render_room(scrape.store);
+        self.render_circuits(scrape);
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+}
+
+/// What a scrape reads from the stages, gathered by whoever serves `/metrics`: values the
+/// stages keep in memory (nothing walks a tree or a queue). Telemetry is handed these rather
+/// than the stages themselves, so it depends on none of them.
+#[derive(Debug)]
+pub struct Scrape<'a> {
+    /// Jobs due now (waiting for a slot, or running).
+    pub due: usize,
+    /// Jobs waiting for a later time (retries, backoff).
+    pub waiting: usize,
+    /// Jobs set aside while their subscription is paused.
+    pub parked: usize,
+    /// Every destination in force: its name and its receiver host.
+    pub destinations: Vec<(String, String)>,
+    /// Queued jobs by destination: its name, its jobs due or waiting for a retry, and since
+    /// when its next job has been due (ms since the epoch), where the engine knows it.
+    pub queues: Vec<(String, usize, Option<u64>)>,
+    /// Whether the instance is ready (`/readyz`).
+    pub ready: bool,
+    /// Whether the NATS connection is up (`None`: not on NATS).
+    pub nats_connected: Option<bool>,
+    /// The subscriptions in force that health checks flagged.
+    pub flagged: Vec<String>,
+    /// The receiver hosts whose circuit is not closed.
+    pub open_circuits: Vec<String>,
+    /// The store: its size, live data and room.
+    pub store: &'a crate::store::Store,
 }
 
 impl Metrics {
@@ -460,18 +481,17 @@ impl Metrics {
 
 impl Metrics {
     /// The hosts whose circuit is not closed (an operator's host by name, the apps' together).
-    fn render_circuits(&self, state: &crate::state::State) {
-        let snapshot = state.snapshot.load();
-        let operators: std::collections::HashSet<String> = snapshot
+    fn render_circuits(&self, scrape: &Scrape<'_>) {
+        let operators: std::collections::HashSet<&str> = scrape
             .destinations
             .iter()
             .filter(|(name, _)| crate::subscriptions::owner_app(name).is_none())
-            .map(|(_, d)| d.authority())
+            .map(|(_, host)| host.as_str())
             .collect();
         self.circuit_open.clear();
-        for circuit in state.policies.circuits() {
-            let host = if operators.contains(&circuit.host) {
-                circuit.host
+        for host in &scrape.open_circuits {
+            let host = if operators.contains(host.as_str()) {
+                host.clone()
             } else {
                 APP_DESTINATIONS.to_owned()
             };

@@ -209,7 +209,7 @@ struct NewApp {
     rate_limit_per_minute: Option<u32>,
     #[serde(default)]
     token_rate_limit_per_minute: Option<u32>,
-    #[serde(default, with = "crate::delivery::backoff::serde_duration::option")]
+    #[serde(default, with = "crate::time::serde_duration::option")]
     token_ttl: Option<std::time::Duration>,
     /// Event patterns the app may subscribe to.
     #[serde(default)]

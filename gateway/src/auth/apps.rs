@@ -42,7 +42,7 @@ pub struct App {
     /// Token endpoint requests per minute with this app's client id.
     pub token_rate_limit_per_minute: u32,
     /// Lifetime of its access tokens.
-    #[serde(with = "crate::delivery::backoff::serde_duration")]
+    #[serde(with = "crate::time::serde_duration")]
     pub token_ttl: Duration,
     /// The event patterns it may subscribe to (the operator's grant); none by default.
     #[serde(default)]

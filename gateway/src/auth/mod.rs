@@ -14,7 +14,6 @@
 pub(crate) mod admin;
 pub mod apps;
 mod limits;
-pub mod oauth1;
 pub mod oauth2;
 pub mod portal;
 mod request;
@@ -29,6 +28,7 @@ use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
+pub use crate::signing::oauth1;
 pub use apps::{App, ConfigApps};
 pub use oauth1::{
     OAuth1Credentials, SignatureMethod, authorization_header, authorization_header_now,

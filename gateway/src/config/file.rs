@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::delivery::outbound_auth::DestinationAuth;
 use crate::delivery::{Backoff, ClientOptions};
+pub use crate::store::Format;
 use crate::plugin::PluginLimits;
 
 /// The whole configuration file.
@@ -80,12 +82,12 @@ pub struct ServerConfig {
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
     /// Longest time one request may take, body included.
-    #[serde(with = "crate::delivery::backoff::serde_duration")]
+    #[serde(with = "crate::time::serde_duration")]
     pub request_timeout: Duration,
     /// Requests handled at once; more wait (bounded by the kernel's accept queue).
     pub max_concurrent_requests: usize,
     /// How long shutdown waits for in-flight work.
-    #[serde(with = "crate::delivery::backoff::serde_duration")]
+    #[serde(with = "crate::time::serde_duration")]
     pub shutdown_grace: Duration,
     /// Bearer token for `/admin/` endpoints; none disables them.
     pub admin_token: Option<String>,
@@ -194,17 +196,17 @@ pub struct StorageConfig {
     /// each instance's own: its Odoo polling cursors and caches.
     pub path: PathBuf,
     /// Same source and same body within this window is the same event.
-    #[serde(with = "crate::delivery::backoff::serde_duration")]
+    #[serde(with = "crate::time::serde_duration")]
     pub dedup_window: Duration,
     /// How long an event whose work is done is kept, with its attempt log and delivery index
     /// rows (and explicit-id dedup keys).
-    #[serde(with = "crate::delivery::backoff::serde_duration")]
+    #[serde(with = "crate::time::serde_duration")]
     pub retention: Duration,
     /// How long a dead letter is kept (a replayed one is queued again and does not expire).
-    #[serde(with = "crate::delivery::backoff::serde_duration")]
+    #[serde(with = "crate::time::serde_duration")]
     pub dead_letter_retention: Duration,
     /// How often the maintenance task prunes and checks the disk budget.
-    #[serde(with = "crate::delivery::backoff::serde_duration")]
+    #[serde(with = "crate::time::serde_duration")]
     pub maintenance_interval: Duration,
     /// Budget of live data for the database (the bytes of what it holds, counted as it is
     /// written and pruned; the folder on disk is larger, see the README): at it the oldest
@@ -224,7 +226,7 @@ pub struct StorageConfig {
     /// Under load (the last flush served several writers), the shortest time between the
     /// starts of two flushes: fewer, larger fsyncs for at most this much added acknowledgement
     /// latency. A lone writer is flushed at once.
-    #[serde(with = "crate::delivery::backoff::serde_duration")]
+    #[serde(with = "crate::time::serde_duration")]
     pub commit_delay: Duration,
 }
 
@@ -271,7 +273,7 @@ impl StorageConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct DeliveryConfig {
     /// Timeout of one delivery attempt.
-    #[serde(with = "crate::delivery::backoff::serde_duration")]
+    #[serde(with = "crate::time::serde_duration")]
     pub timeout: Duration,
     /// Retries after the first attempt before a delivery is dead-lettered.
     pub retries: u32,
@@ -295,6 +297,17 @@ pub struct DeliveryConfig {
     pub client: ClientOptions,
     /// `[delivery.circuit]`: when a receiver host that keeps failing gets a rest.
     pub circuit: crate::workplane::policy::CircuitConfig,
+}
+
+impl DeliveryConfig {
+    /// The delivery slots these settings describe.
+    pub fn slots(&self) -> crate::delivery::Slots {
+        crate::delivery::Slots {
+            concurrency: self.concurrency,
+            per_destination: self.per_destination_concurrency,
+            per_app: self.per_app_concurrency,
+        }
+    }
 }
 
 impl Default for DeliveryConfig {
@@ -409,112 +422,6 @@ impl std::fmt::Debug for DestinationConfig {
     }
 }
 
-/// `auth = { type = "..." }` of a destination: outbound authentication on top of the Standard
-/// Webhooks signature. Checked by `delivery::outbound_auth::validate`.
-#[derive(Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum DestinationAuth {
-    /// Only the signature. A struct variant, empty, so that `deny_unknown_fields` refuses
-    /// keys beside `type` (serde lets a unit variant of a tagged enum ignore them).
-    None {},
-    /// A fixed header, e.g. an API key.
-    StaticHeader {
-        /// Header name.
-        name: String,
-        /// Header value (secret).
-        value: String,
-    },
-    /// OAuth2 client credentials (RFC 6749 §4.4); the token is sent as `Bearer`.
-    #[serde(rename = "oauth2")]
-    OAuth2 {
-        /// The token endpoint.
-        token_url: String,
-        /// Client id.
-        client_id: String,
-        /// Client secret.
-        client_secret: String,
-        /// Scopes to ask for.
-        #[serde(default)]
-        scopes: Vec<String>,
-    },
-    /// OAuth1 (RFC 5849) signed requests.
-    #[serde(rename = "oauth1")]
-    OAuth1 {
-        /// Consumer key.
-        consumer_key: String,
-        /// Consumer secret.
-        consumer_secret: String,
-        /// Token (empty for two-legged use).
-        #[serde(default)]
-        token: String,
-        /// Token secret.
-        #[serde(default)]
-        token_secret: String,
-        /// Only `HMAC-SHA1`.
-        #[serde(default = "hmac_sha1")]
-        signature_method: String,
-    },
-}
-
-fn hmac_sha1() -> String {
-    "HMAC-SHA1".to_owned()
-}
-
-impl Default for DestinationAuth {
-    fn default() -> Self {
-        Self::None {}
-    }
-}
-
-impl std::fmt::Debug for DestinationAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        const HIDDEN: &str = "[redacted]";
-        match self {
-            Self::None {} => f.write_str("None"),
-            Self::StaticHeader { name, .. } => f
-                .debug_struct("StaticHeader")
-                .field("name", name)
-                .field("value", &HIDDEN)
-                .finish(),
-            Self::OAuth2 {
-                token_url,
-                client_id,
-                scopes,
-                ..
-            } => f
-                .debug_struct("OAuth2")
-                .field("token_url", token_url)
-                .field("client_id", client_id)
-                .field("client_secret", &HIDDEN)
-                .field("scopes", scopes)
-                .finish(),
-            Self::OAuth1 {
-                consumer_key,
-                signature_method,
-                ..
-            } => f
-                .debug_struct("OAuth1")
-                .field("consumer_key", consumer_key)
-                .field("consumer_secret", &HIDDEN)
-                .field("token", &HIDDEN)
-                .field("token_secret", &HIDDEN)
-                .field("signature_method", signature_method)
-                .finish(),
-        }
-    }
-}
-
-/// Body format of a subscription without a plugin.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    /// The payload as JSON.
-    #[default]
-    Json,
-    /// The payload converted to XML.
-    Xml,
-}
-
 /// `[[subscriptions]]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -538,7 +445,7 @@ pub struct SubscriptionConfig {
     #[serde(default)]
     pub format: Format,
     /// Per-subscription attempt timeout.
-    #[serde(default, with = "crate::delivery::backoff::serde_duration::option")]
+    #[serde(default, with = "crate::time::serde_duration::option")]
     pub timeout: Option<Duration>,
     /// Per-subscription retry count.
     #[serde(default)]
@@ -617,7 +524,7 @@ pub struct AppConfig {
     /// Lifetime of the access tokens it is issued.
     #[serde(
         default = "default_token_ttl",
-        with = "crate::delivery::backoff::serde_duration"
+        with = "crate::time::serde_duration"
     )]
     pub token_ttl: Duration,
     /// Event patterns the app may subscribe to (`sale.order.*`, `*.unlink`, `*`); none when

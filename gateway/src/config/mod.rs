@@ -7,7 +7,7 @@
 
 pub mod file;
 pub mod nats;
-pub mod telemetry;
+pub use crate::telemetry::settings as telemetry;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -340,6 +340,18 @@ impl Snapshot {
     /// The subscription `id`, if configured.
     pub fn subscription(&self, id: &str) -> Option<&Arc<Subscription>> {
         self.by_id.get(id).map(|&i| &self.subscriptions[i])
+    }
+
+    /// Each subscription's id with the short hash of its plugin (`"none"` without one), as
+    /// the metrics label them.
+    pub fn plugin_labels(&self) -> Vec<(&str, &str)> {
+        self.subscriptions
+            .iter()
+            .map(|s| {
+                let plugin = s.plugin.as_ref().map_or("none", |p| p.short_hash());
+                (s.id.as_str(), plugin)
+            })
+            .collect()
     }
 }
 

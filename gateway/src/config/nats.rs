@@ -48,7 +48,7 @@ pub struct NatsConfig {
     /// How long an event or job pulled by an instance stays its own without word from it
     /// (JetStream's `ack_wait`): the time a dead instance's work waits before another takes
     /// it. An instance renews it every third of it while the work waits or runs.
-    #[serde(with = "crate::delivery::backoff::serde_duration")]
+    #[serde(with = "crate::time::serde_duration")]
     pub lease: Duration,
 }
 

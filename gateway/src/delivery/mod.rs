@@ -22,6 +22,6 @@ pub use client::{
 pub use connector::SsrfBlocked;
 pub use error::{ClientBuildError, DeliveryError};
 pub use limits::{ConcurrencyLimits, DestinationPermit, GlobalPermit, Permit};
-pub use outbound::{DeliveryLimits, Outbound};
+pub use outbound::{DeliveryLimits, Outbound, Slots};
 pub use ssrf::{Cidr, CidrParseError, SsrfPolicy};
 pub use url::{HTTP_URL_PATTERN, is_http_url};

@@ -8,8 +8,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 
-use super::{ClientBuildError, ConcurrencyLimits, DeliveryClient};
-use crate::config::DeliveryConfig;
+use super::{ClientBuildError, ClientOptions, ConcurrencyLimits, DeliveryClient};
+
+/// How many deliveries may run at once: overall, per receiver host, per app
+/// (`[delivery] concurrency`, `per_destination_concurrency`, `per_app_concurrency`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slots {
+    /// Overall.
+    pub concurrency: usize,
+    /// Per receiver host.
+    pub per_destination: usize,
+    /// Per app.
+    pub per_app: usize,
+}
 
 /// The delivery slots of one configuration.
 #[derive(Debug)]
@@ -19,26 +30,17 @@ pub struct DeliveryLimits {
     /// Per app.
     pub apps: ConcurrencyLimits,
     /// The settings they were built from.
-    from: (usize, usize, usize),
+    from: Slots,
 }
 
 impl DeliveryLimits {
-    /// The slots `config` describes.
-    pub fn new(config: &DeliveryConfig) -> Self {
+    /// The slots `slots` describes.
+    pub fn new(slots: Slots) -> Self {
         Self {
-            hosts: ConcurrencyLimits::new(config.concurrency, config.per_destination_concurrency),
-            apps: ConcurrencyLimits::new(config.concurrency, config.per_app_concurrency),
-            from: Self::key(config),
+            hosts: ConcurrencyLimits::new(slots.concurrency, slots.per_destination),
+            apps: ConcurrencyLimits::new(slots.concurrency, slots.per_app),
+            from: slots,
         }
-    }
-
-    /// What a change of which means new slots.
-    fn key(config: &DeliveryConfig) -> (usize, usize, usize) {
-        (
-            config.concurrency,
-            config.per_destination_concurrency,
-            config.per_app_concurrency,
-        )
     }
 }
 
@@ -52,12 +54,12 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    /// The clients and slots `config` describes.
-    pub fn new(config: &DeliveryConfig) -> Result<Self, ClientBuildError> {
+    /// The clients `client` describes, and the slots `slots` does.
+    pub fn new(client: &ClientOptions, slots: Slots) -> Result<Self, ClientBuildError> {
         Ok(Self {
-            client: ArcSwap::from_pointee(DeliveryClient::new(config.client.clone())?),
-            app_client: ArcSwap::from_pointee(DeliveryClient::new(config.client.for_apps())?),
-            limits: ArcSwap::from_pointee(DeliveryLimits::new(config)),
+            client: ArcSwap::from_pointee(DeliveryClient::new(client.clone())?),
+            app_client: ArcSwap::from_pointee(DeliveryClient::new(client.for_apps())?),
+            limits: ArcSwap::from_pointee(DeliveryLimits::new(slots)),
             delivered: AtomicU64::new(0),
         })
     }
@@ -76,21 +78,23 @@ impl Outbound {
         self.limits.load_full()
     }
 
-    /// Follows the settings of `new` where they differ from `current`: new clients, new slots.
+    /// Follows new settings where they differ from those in force: new clients when `client`
+    /// differs from `current` (the client settings in force), new slots when `slots` differ.
     /// Nothing changes when a client cannot be built.
     pub fn reconfigure(
         &self,
-        current: &DeliveryConfig,
-        new: &DeliveryConfig,
+        current: &ClientOptions,
+        client: &ClientOptions,
+        slots: Slots,
     ) -> Result<(), ClientBuildError> {
-        if new.client != current.client {
-            let client = DeliveryClient::new(new.client.clone())?;
-            let app_client = DeliveryClient::new(new.client.for_apps())?;
-            self.client.store(Arc::new(client));
-            self.app_client.store(Arc::new(app_client));
+        if client != current {
+            let operator = DeliveryClient::new(client.clone())?;
+            let apps = DeliveryClient::new(client.for_apps())?;
+            self.client.store(Arc::new(operator));
+            self.app_client.store(Arc::new(apps));
         }
-        if DeliveryLimits::key(new) != self.limits.load().from {
-            self.limits.store(Arc::new(DeliveryLimits::new(new)));
+        if slots != self.limits.load().from {
+            self.limits.store(Arc::new(DeliveryLimits::new(slots)));
         }
         Ok(())
     }

@@ -19,9 +19,7 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use super::{DeliveryClient, DeliveryError, DeliveryResponse};
-use crate::auth::oauth1::{self, OAuth1Credentials, SignatureMethod};
-use crate::config::Destination;
-use crate::config::file::DestinationAuth;
+use crate::signing::oauth1::{self, OAuth1Credentials, SignatureMethod};
 
 /// Largest token endpoint answer read.
 const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
@@ -31,6 +29,101 @@ const EXPIRY_MARGIN: Duration = Duration::from_secs(30);
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
 /// Distinct OAuth2 clients cached at once; past that the cache starts over.
 const MAX_CACHED_CLIENTS: usize = 10_000;
+
+/// `auth = { type = "..." }` of a destination: outbound authentication on top of the Standard
+/// Webhooks signature. Checked by [`validate`].
+#[derive(Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DestinationAuth {
+    /// Only the signature. A struct variant, empty, so that `deny_unknown_fields` refuses
+    /// keys beside `type` (serde lets a unit variant of a tagged enum ignore them).
+    None {},
+    /// A fixed header, e.g. an API key.
+    StaticHeader {
+        /// Header name.
+        name: String,
+        /// Header value (secret).
+        value: String,
+    },
+    /// OAuth2 client credentials (RFC 6749 §4.4); the token is sent as `Bearer`.
+    #[serde(rename = "oauth2")]
+    OAuth2 {
+        /// The token endpoint.
+        token_url: String,
+        /// Client id.
+        client_id: String,
+        /// Client secret.
+        client_secret: String,
+        /// Scopes to ask for.
+        #[serde(default)]
+        scopes: Vec<String>,
+    },
+    /// OAuth1 (RFC 5849) signed requests.
+    #[serde(rename = "oauth1")]
+    OAuth1 {
+        /// Consumer key.
+        consumer_key: String,
+        /// Consumer secret.
+        consumer_secret: String,
+        /// Token (empty for two-legged use).
+        #[serde(default)]
+        token: String,
+        /// Token secret.
+        #[serde(default)]
+        token_secret: String,
+        /// Only `HMAC-SHA1`.
+        #[serde(default = "hmac_sha1")]
+        signature_method: String,
+    },
+}
+
+fn hmac_sha1() -> String {
+    "HMAC-SHA1".to_owned()
+}
+
+impl Default for DestinationAuth {
+    fn default() -> Self {
+        Self::None {}
+    }
+}
+
+impl std::fmt::Debug for DestinationAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const HIDDEN: &str = "[redacted]";
+        match self {
+            Self::None {} => f.write_str("None"),
+            Self::StaticHeader { name, .. } => f
+                .debug_struct("StaticHeader")
+                .field("name", name)
+                .field("value", &HIDDEN)
+                .finish(),
+            Self::OAuth2 {
+                token_url,
+                client_id,
+                scopes,
+                ..
+            } => f
+                .debug_struct("OAuth2")
+                .field("token_url", token_url)
+                .field("client_id", client_id)
+                .field("client_secret", &HIDDEN)
+                .field("scopes", scopes)
+                .finish(),
+            Self::OAuth1 {
+                consumer_key,
+                signature_method,
+                ..
+            } => f
+                .debug_struct("OAuth1")
+                .field("consumer_key", consumer_key)
+                .field("consumer_secret", &HIDDEN)
+                .field("token", &HIDDEN)
+                .field("token_secret", &HIDDEN)
+                .field("signature_method", signature_method)
+                .finish(),
+        }
+    }
+}
 
 /// Why an attempt could not be authenticated.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -153,35 +246,37 @@ pub fn validate(auth: &DestinationAuth) -> Result<(), String> {
     }
 }
 
-/// POSTs `body` to `dest` with its outbound authentication; the whole attempt (token fetch,
-/// one refresh after a 401, and the retried POST) takes at most `timeout`.
+/// POSTs `body` to `url` with the outbound authentication `auth`; the whole attempt (token
+/// fetch, one refresh after a 401, and the retried POST) takes at most `timeout`.
 pub async fn send(
     client: &DeliveryClient,
-    dest: &Destination,
+    url: &http::Uri,
+    auth: &DestinationAuth,
     mut headers: HeaderMap,
     body: Bytes,
     timeout: Duration,
 ) -> Result<DeliveryResponse, SendError> {
     let deadline = Instant::now() + timeout;
     let left = || deadline.saturating_duration_since(Instant::now());
-    let used = authorize(client, dest, &mut headers, left(), None).await?;
+    let used = authorize(client, url, auth, &mut headers, left(), None).await?;
     let response = client
-        .post(&dest.url, headers.clone(), body.clone(), left())
+        .post(url, headers.clone(), body.clone(), left())
         .await?;
     let Some(stale) = used.filter(|_| response.status == StatusCode::UNAUTHORIZED) else {
         return Ok(response);
     };
     // The receiver no longer takes the cached token (revoked, rotated, expired early): get a
     // new one and try once more.
-    authorize(client, dest, &mut headers, left(), Some(&stale)).await?;
-    Ok(client.post(&dest.url, headers, body, left()).await?)
+    authorize(client, url, auth, &mut headers, left(), Some(&stale)).await?;
+    Ok(client.post(url, headers, body, left()).await?)
 }
 
 /// Adds the destination's credentials to `headers`. Returns the OAuth2 token used, if any;
 /// with `stale`, a cached token equal to it is replaced by a fresh one.
 async fn authorize(
     client: &DeliveryClient,
-    dest: &Destination,
+    url: &http::Uri,
+    auth: &DestinationAuth,
     headers: &mut HeaderMap,
     timeout: Duration,
     stale: Option<&str>,
@@ -190,7 +285,7 @@ async fn authorize(
         HeaderValue::try_from(v)
             .map_err(|_| AuthError::Sign("the credential is not a valid header value".into()))
     };
-    match &dest.auth {
+    match auth {
         DestinationAuth::None {} => Ok(None),
         DestinationAuth::StaticHeader { name, value: v } => {
             let name = HeaderName::try_from(name.as_str())
@@ -201,7 +296,7 @@ async fn authorize(
             Ok(None)
         }
         DestinationAuth::OAuth2 { .. } => {
-            let token = token(client, &dest.auth, timeout, stale).await?;
+            let token = token(client, auth, timeout, stale).await?;
             let mut v = value(format!("Bearer {token}"))?;
             v.set_sensitive(true);
             headers.insert(header::AUTHORIZATION, v);
@@ -225,7 +320,7 @@ async fn authorize(
             // The body is never form-encoded, so only the oauth_* and query parameters are signed.
             let signed = oauth1::authorization_header_now(
                 "POST",
-                &dest.url.to_string(),
+                &url.to_string(),
                 &[],
                 &credentials,
                 method,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::delivery::backoff::serde_duration;
+use crate::time::serde_duration;
 
 /// `[sources.odoo]`: how the gateway reaches one Odoo over its external API (JSON-RPC).
 #[derive(Clone, Deserialize)]

@@ -28,7 +28,7 @@ use super::counted::Batch;
 use super::job::{Attempt, DeadLetter, Job, JobId, JobKind, JobPart, JobSummary, Member};
 use super::queue::{DEAD, INDEX, JOB, key};
 use super::{Store, StoreError, decode, encode};
-use crate::config::Format;
+use super::Format;
 
 /// The key prefix of group records.
 pub(super) const GROUP: u8 = b'g';
@@ -106,7 +106,7 @@ struct Stored {
     #[serde(rename = "h", default, skip_serializing_if = "Vec::is_empty")]
     headers: Vec<(String, String)>,
     #[serde(rename = "o", default, skip_serializing_if = "Option::is_none")]
-    order: Option<crate::workplane::policy::Order>,
+    order: Option<super::Order>,
 }
 
 impl Stored {

@@ -9,7 +9,6 @@ use std::str::FromStr;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Format;
 
 /// What a job does when it comes due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -258,7 +257,7 @@ pub struct Job {
     pub last_error: Option<String>,
     /// Its place in its key's order, for a subscription with `ordering`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub order: Option<crate::workplane::policy::Order>,
+    pub order: Option<Order>,
     /// Where the job is stored while it has no record of its own: a slot of its event's group
     /// record (see the store's `groups.rs`). Known in memory only; `None` for a job with its own
     /// record.
@@ -470,6 +469,30 @@ impl From<&Job> for JobSummary {
             body: job.body.clone(),
         }
     }
+}
+
+/// A job's place in its key's order (ordered delivery, `workplane/policy/order.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    /// The key: jobs with the same key (of one subscription) go one at a time.
+    pub key: String,
+    /// Acceptance order of its event (a replayed job: when it was replayed).
+    pub seq: u64,
+    /// On NATS, while its key is held and it is the key's head: the sequence of its entry on
+    /// the key's held subject (see `workplane/nats/ordered.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<u64>,
+}
+
+/// Body format of a subscription without a plugin.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// The payload as JSON.
+    #[default]
+    Json,
+    /// The payload converted to XML.
+    Xml,
 }
 
 #[cfg(test)]

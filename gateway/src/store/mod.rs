@@ -18,6 +18,7 @@
 //! Besides the trees, the folder holds the reserve file (`space.rs`), room kept for when the
 //! disk fills.
 
+mod answers;
 mod compact;
 mod counted;
 mod durability;
@@ -41,7 +42,7 @@ pub use events::{Accepted, DedupKey};
 pub use groups::GROUP_SIZE;
 pub use job::{
     Attempt, BadJobId, CallFailure, DeadLetter, DeadReason, Job, JobId, JobKind, JobPart,
-    JobSummary, Member,
+    Format, JobSummary, Member, Order,
 };
 pub use maintenance::{PASS_BUDGET, Policy, Report};
 pub use queue::{Journey, MAX_BATCH};

@@ -121,16 +121,14 @@ fn quantile(counts: &[u64; BUCKETS + 1], q: f64) -> Option<f64> {
     Some(bound(BUCKETS) * 1000.0)
 }
 
-/// Jobs queued now: due, waiting for a retry, or paused.
-pub fn queued(state: &crate::state::State) -> u64 {
-    let depth = state.work.depth();
-    (depth.due + depth.later + depth.parked) as u64
-}
-
-/// Closes a sample every `telemetry.chart_interval` (as configured at start) until `stop`.
-pub async fn sample(state: Arc<crate::state::State>, stop: CancellationToken) {
-    let interval = state.snapshot.load().telemetry.chart_interval;
-    let history = &state.metrics.history;
+/// Closes a sample of `history` every `interval` until `stop`; `queued` tells how many jobs
+/// are queued at each close.
+pub async fn sample(
+    history: &History,
+    interval: std::time::Duration,
+    queued: impl Fn() -> u64,
+    stop: CancellationToken,
+) {
     history
         .interval_ms
         .store(interval.as_millis() as u64, Ordering::Relaxed);
@@ -138,7 +136,7 @@ pub async fn sample(state: Arc<crate::state::State>, stop: CancellationToken) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = ticks.tick() => history.close(crate::time::now_ms(), queued(&state)),
+            _ = ticks.tick() => history.close(crate::time::now_ms(), queued()),
             () = stop.cancelled() => return,
         }
     }

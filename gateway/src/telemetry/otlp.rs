@@ -31,7 +31,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use tokio::sync::mpsc;
 
-use crate::config::telemetry::{OtlpConfig, OtlpProtocol};
+use super::settings::{OtlpConfig, OtlpProtocol};
 
 /// Spans sent in one export, at most.
 const BATCH: usize = 512;

@@ -1,16 +1,15 @@
 //! Values read when `/metrics` is scraped rather than counted: per-destination queues,
 //! readiness, the disk budget, NATS, flagged subscriptions. Each family is rebuilt from the
-//! state at every scrape, so a destination or subscription that went away loses its series
+//! [`Scrape`] at every scrape, so a destination or subscription that went away loses its series
 //! at once. Reads only what is in memory (nothing walks a tree or a queue).
 
 use std::collections::HashMap;
 
-use super::{APP_DESTINATIONS, Destination, Metrics, SubscriptionLabel};
-use crate::state::State;
+use super::{APP_DESTINATIONS, Destination, Metrics, Scrape, SubscriptionLabel};
 
 impl Metrics {
     /// Per-destination queues: every configured destination (0 when idle), the apps' together.
-    pub(super) fn render_destinations(&self, state: &State) {
+    pub(super) fn render_destinations(&self, scrape: &Scrape<'_>) {
         let label = |name: &str| {
             if crate::subscriptions::owner_app(name).is_some() {
                 APP_DESTINATIONS.to_owned()
@@ -18,19 +17,16 @@ impl Metrics {
                 name.to_owned()
             }
         };
-        let snapshot = state.snapshot.load();
-        let mut queues: HashMap<String, (usize, u64)> = snapshot
+        let mut queues: HashMap<String, (usize, u64)> = scrape
             .destinations
-            .keys()
-            .map(|name| (label(name), (0, 0)))
+            .iter()
+            .map(|(name, _)| (label(name), (0, 0)))
             .collect();
         let now = crate::time::now_ms();
-        for queue in state.work.destination_depths(&snapshot) {
-            let (jobs, age_ms) = queues.entry(label(&queue.destination)).or_default();
-            *jobs += queue.jobs;
-            let age = queue
-                .head_due_since_ms
-                .map_or(0, |since| now.saturating_sub(since));
+        for (destination, queued, due_since_ms) in &scrape.queues {
+            let (jobs, age_ms) = queues.entry(label(destination)).or_default();
+            *jobs += queued;
+            let age = due_since_ms.map_or(0, |since| now.saturating_sub(since));
             *age_ms = (*age_ms).max(age);
         }
         // Destinations removed since the last scrape lose their series.
@@ -48,24 +44,21 @@ impl Metrics {
     }
 
     /// Readiness, the disk budget, the NATS connection and flagged subscriptions.
-    pub(super) fn render_health(&self, state: &State) {
-        self.ready
-            .set(i64::from(crate::server::not_ready(state).is_empty()));
-        self.store_full.set(i64::from(state.store.is_full()));
-        if let Some(connected) = state.work.connected() {
+    pub(super) fn render_health(&self, scrape: &Scrape<'_>) {
+        self.ready.set(i64::from(scrape.ready));
+        self.store_full.set(i64::from(scrape.store.is_full()));
+        if let Some(connected) = scrape.nats_connected {
             self.nats_connected
                 .get_or_create(&Vec::new())
                 .set(i64::from(connected));
         }
         self.flagged.clear();
-        let snapshot = state.snapshot.load();
-        for (subscription, health) in state.health.report() {
-            // Only subscriptions in force: a flag kept for a removed one names nothing.
-            if health.flagged && snapshot.subscription(&subscription).is_some() {
-                self.flagged
-                    .get_or_create(&SubscriptionLabel { subscription })
-                    .set(1);
-            }
+        for subscription in &scrape.flagged {
+            self.flagged
+                .get_or_create(&SubscriptionLabel {
+                    subscription: subscription.clone(),
+                })
+                .set(1);
         }
     }
 }

@@ -402,6 +402,12 @@ impl WorkPlane {
         }
     }
 
+    /// Jobs queued now: due, waiting for a retry, or paused.
+    pub fn queued(&self) -> u64 {
+        let depth = self.depth();
+        (depth.due + depth.later + depth.parked) as u64
+    }
+
     /// How many jobs the queue holds (on NATS, the cluster's, as of the last look).
     pub fn depth(&self) -> Depth {
         match self {

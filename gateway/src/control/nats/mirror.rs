@@ -22,6 +22,12 @@ use crate::store::StoreError;
 /// Pause before a failed watch is opened again.
 const RETRY: Duration = Duration::from_secs(1);
 
+/// How long one reading of a whole bucket (or one look at its last revision) may take before
+/// it is given up and tried again: while a NATS node restarts, the consumer a read opens can
+/// land on it and stall without an error, and a follower stuck in it would never hear of a
+/// change again.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How often the bucket's last revision is compared with what the watch brought. A watch can
 /// fall silent without an error (its consumer lost with a NATS node that went down): a bucket
 /// ahead of the mirror on two looks in a row is read again.
@@ -184,6 +190,23 @@ pub(crate) async fn load<T: DeserializeOwned>(
     Ok(watch)
 }
 
+/// [`load`] within [`READ_TIMEOUT`].
+async fn reload<T: DeserializeOwned>(
+    bucket: &kv::Store,
+    table: &Shared<T>,
+    changed: &(dyn Fn(&str) + Send + Sync),
+) -> Result<kv::Watch, StoreError> {
+    tokio::time::timeout(READ_TIMEOUT, load(bucket, table, changed))
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Shared(format!(
+                "reading the shared bucket {} took longer than {}s",
+                bucket.name,
+                READ_TIMEOUT.as_secs()
+            )))
+        })
+}
+
 /// The bucket's last revision, asked of the server.
 pub(crate) async fn last_revision(bucket: &kv::Store) -> Result<u64, StoreError> {
     let mut stream = bucket.stream.clone();
@@ -220,9 +243,9 @@ pub(crate) async fn follow<T: DeserializeOwned + Send + Sync + 'static>(
         let next = match next {
             Some(next) => next,
             None => {
-                let ahead = match last_revision(&bucket).await {
-                    Ok(last) => last > read(&table).loaded,
-                    Err(_) => false,
+                let ahead = match tokio::time::timeout(READ_TIMEOUT, last_revision(&bucket)).await {
+                    Ok(Ok(last)) => last > read(&table).loaded,
+                    Ok(Err(_)) | Err(_) => false,
                 };
                 if !(ahead && behind) {
                     behind = ahead;
@@ -230,7 +253,7 @@ pub(crate) async fn follow<T: DeserializeOwned + Send + Sync + 'static>(
                 }
                 behind = false;
                 tracing::warn!(bucket = %name, "the watch of a shared bucket fell behind; reading it again");
-                match load(&bucket, &table, changed.as_ref()).await {
+                match reload(&bucket, &table, changed.as_ref()).await {
                     Ok(w) => watch = w,
                     Err(e) => {
                         tracing::warn!(bucket = %name, error = %e, "cannot read a shared bucket yet");
@@ -263,7 +286,7 @@ pub(crate) async fn follow<T: DeserializeOwned + Send + Sync + 'static>(
                 () = tokio::time::sleep(RETRY) => {}
                 () = shutdown.cancelled() => return,
             }
-            match load(&bucket, &table, changed.as_ref()).await {
+            match reload(&bucket, &table, changed.as_ref()).await {
                 Ok(w) => {
                     watch = w;
                     break;

@@ -22,12 +22,12 @@ pub struct CircuitConfig {
     /// The share of failed attempts over `window` that opens a host.
     pub failure_ratio: f64,
     /// The window of `failure_ratio`.
-    #[serde(with = "crate::delivery::backoff::serde_duration")]
+    #[serde(with = "crate::time::serde_duration")]
     pub window: Duration,
     /// Attempts `window` must hold before `failure_ratio` counts.
     pub min_requests: u32,
     /// How long an open host waits before its probe.
-    #[serde(with = "crate::delivery::backoff::serde_duration")]
+    #[serde(with = "crate::time::serde_duration")]
     pub cool_down: Duration,
 }
 

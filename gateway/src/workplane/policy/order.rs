@@ -3,7 +3,6 @@
 //! (`"record"` is `"{model}:{record_id}"`); a job carries its key and its event's acceptance
 //! sequence ([`Order`]). Pure: the engines keep the queues.
 
-use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
 
@@ -13,18 +12,7 @@ pub const RECORD: &str = "{model}:{record_id}";
 /// Longest key kept; a longer one is cut (its order then covers more jobs, never fewer).
 const MAX_KEY: usize = 256;
 
-/// A job's place in its key's order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Order {
-    /// The key: jobs with the same key (of one subscription) go one at a time.
-    pub key: String,
-    /// Acceptance order of its event (a replayed job: when it was replayed).
-    pub seq: u64,
-    /// On NATS, while its key is held and it is the key's head: the sequence of its entry on
-    /// the key's held subject (see `workplane/nats/ordered.rs`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub held: Option<u64>,
-}
+pub use crate::store::Order;
 
 /// Longest template.
 const MAX_TEMPLATE: usize = 256;

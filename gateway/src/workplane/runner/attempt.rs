@@ -113,7 +113,15 @@ async fn make_attempt(
     let client = state
         .outbound
         .client(crate::subscriptions::owner_app(&sub.id).is_some());
-    let result = outbound_auth::send(&client, dest, headers, Bytes::from(body), sub.timeout).await;
+    let result = outbound_auth::send(
+        &client,
+        &dest.url,
+        &dest.auth,
+        headers,
+        Bytes::from(body),
+        sub.timeout,
+    )
+    .await;
     let latency_ms = now_ms().saturating_sub(started);
     state
         .metrics

@@ -17,7 +17,7 @@ use serde::Deserialize;
 pub struct TelemetryConfig {
     /// Width of one sample of the console's charts; the last 60 are kept (an hour at the
     /// default minute).
-    #[serde(with = "crate::delivery::backoff::serde_duration")]
+    #[serde(with = "crate::time::serde_duration")]
     pub chart_interval: Duration,
     /// `[telemetry.otlp]`: export spans over OTLP (none: nothing is exported, no span made).
     pub otlp: Option<OtlpConfig>,
@@ -62,7 +62,7 @@ pub struct OtlpConfig {
     /// incoming `traceparent` follows its sampled flag instead.
     pub sampling_ratio: f64,
     /// Longest time one export may take.
-    #[serde(with = "crate::delivery::backoff::serde_duration")]
+    #[serde(with = "crate::time::serde_duration")]
     pub timeout: Duration,
     /// Finished spans waiting for export; beyond it new ones are dropped (and counted in
     /// `odoo_gateway_otlp_spans_dropped_total`), never waited for.
