@@ -151,7 +151,7 @@ pub async fn route(
     let internal = |e: crate::store::StoreError| ApiError::internal("admin request failed", &e);
     match (req.method(), rest) {
         (&Method::GET, ["status"]) => {
-            let odoo_poll = crate::odoo::cursor::status(state, &snapshot).await;
+            let odoo_poll = crate::connector::cursor::status(state, &snapshot).await;
             Ok(json(
                 StatusCode::OK,
                 &serde_json::json!({

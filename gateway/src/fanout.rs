@@ -8,8 +8,6 @@
 //! calls it where it fans out (ingest itself for an event that makes few jobs, then the
 //! engine's fan-out stage); this module does no I/O.
 
-pub mod filter;
-
 use std::sync::Arc;
 
 use crate::config::Snapshot;
@@ -37,7 +35,7 @@ pub fn plan_at_most(
             continue;
         }
         // Enrichment reads from Odoo: it runs in the plugin-call unit of work, never here.
-        if sub.plugin.is_some() || crate::odoo::enrich::wanted(snapshot, sub, event) {
+        if sub.plugin.is_some() || crate::connector::enrich::wanted(snapshot, sub, event) {
             jobs.push(transform::transform_job(sub, event, now_ms, now_ms));
         } else {
             jobs.extend(transform::pass_through_jobs(sub, event, now_ms));

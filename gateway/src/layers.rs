@@ -20,8 +20,25 @@ const LOWER: &[(&str, &[&str])] = &[
     ("console", &["http_error"]),
     ("store", &["event", "http_error", "plugin", "time"]),
     ("trace", &["event", "store"]),
-    ("delivery", &["signing", "time"]),
+    ("apps", &["signing", "subscriptions", "time"]),
+    ("delivery", &["event", "signing", "time"]),
     ("telemetry", &["store", "subscriptions", "time", "trace"]),
+    ("odoo", &["delivery", "time", "trace"]),
+    (
+        "config",
+        &[
+            "apps",
+            "delivery",
+            "odoo",
+            "plugin",
+            "signing",
+            "store",
+            "subscriptions",
+            "telemetry",
+            "time",
+        ],
+    ),
+    ("tls", &["config"]),
 ];
 
 /// The source files of top-level module `name`, test files left out.

@@ -15,9 +15,11 @@
 
 pub mod admin;
 pub mod api;
+pub mod apps;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod connector;
 pub mod console;
 pub mod control;
 pub mod delivery;
@@ -147,14 +149,14 @@ async fn run_once(
         state.clone(),
         &stages,
         restarted(&state),
-        odoo::poll::run,
+        connector::poll::run,
     );
     let catalog = supervise(
         "event-catalog",
         state.clone(),
         &stages,
         restarted(&state),
-        odoo::catalog::seen::run,
+        connector::catalog::seen::run,
     );
     let watcher = tokio::spawn(reload::watch(state.clone(), stages.clone()));
     let sighup = tokio::spawn(reload::on_sighup(state.clone(), stages.clone()));

@@ -45,7 +45,7 @@ pub struct State {
     /// Rate limits and OAuth1 nonces of the app API.
     pub auth: crate::auth::AuthState,
     /// The event catalog's live side: the types ingest saw, Odoo's field descriptions.
-    pub catalog: crate::odoo::catalog::Catalog,
+    pub catalog: crate::connector::catalog::Catalog,
 }
 
 impl std::fmt::Debug for State {

@@ -2,7 +2,10 @@
 //!
 //! An event type is `<model>.<action>`, for example `sale.order.confirmed`. A pattern is an
 //! exact type, a prefix ending in `.*` (`sale.order.*`), a suffix starting with `*.`
-//! (`*.unlink`), or `*` alone. Matching is pure: no I/O, no allocation.
+//! (`*.unlink`), or `*` alone. Matching is pure: no I/O, no allocation. A subscription may
+//! also select events by their payload's fields ([`filter`]).
+
+pub mod filter;
 
 use std::fmt;
 

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::auth::apps::Lookup;
 use crate::http_error::{ApiError, Body, json as answer};
-use crate::odoo::catalog::View;
+use crate::connector::catalog::View;
 use crate::state::State;
 
 /// The catalog, or its type `one`; for the app named in `query`'s `app` if any.

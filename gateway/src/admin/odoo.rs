@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::config::Snapshot;
 use crate::http_error::{ApiError, Body, json};
-use crate::odoo::cursor::{Cursor, Keeper};
+use crate::connector::cursor::{Cursor, Keeper};
 use crate::state::State;
 
 /// Largest reset body.

@@ -1,5 +1,5 @@
 //! `/v1/event-types[/{type}]`: the event types the app may subscribe to, each with a
-//! description, a JSON Schema of its payload and an example ([`crate::odoo::catalog`]); and
+//! description, a JSON Schema of its payload and an example ([`crate::connector::catalog`]); and
 //! the check of a subscription's filter against those schemas.
 
 use std::sync::Arc;
@@ -11,8 +11,8 @@ use super::records::StoredSubscription;
 use super::{Call, internal};
 use crate::auth::apps::{App, Lookup};
 use crate::http_error::{ApiError, Body, json};
-use crate::odoo::catalog::schema::{self, PathCheck};
-use crate::odoo::catalog::{Entry, View};
+use crate::connector::catalog::schema::{self, PathCheck};
+use crate::connector::catalog::{Entry, View};
 use crate::subscriptions::EventPattern;
 
 /// The calling app, as registered now.

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Format;
 use crate::config::file::DestinationAuth;
-use crate::fanout::filter::PayloadFilter;
+use crate::subscriptions::filter::PayloadFilter;
 use crate::store::StoreError;
 
 const SUBSCRIPTIONS: &str = "api_subscriptions";

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::records::{StoredDestination, StoredSubscription};
 use crate::config::Format;
 use crate::config::file::DestinationAuth;
-use crate::fanout::filter::PayloadFilter;
+use crate::subscriptions::filter::PayloadFilter;
 use crate::http_error::ApiError;
 use crate::signing::SigningSecret;
 use crate::subscriptions::EventPattern;

@@ -10,6 +10,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::apps::{
+    AppConfig, DEFAULT_APP_RATE_LIMIT_PER_MINUTE, DEFAULT_TOKEN_RATE_LIMIT_PER_MINUTE,
+    DEFAULT_TOKEN_TTL,
+};
 pub use crate::delivery::outbound_auth::DestinationAuth;
 use crate::delivery::{Backoff, ClientOptions};
 pub use crate::store::Format;
@@ -296,7 +300,7 @@ pub struct DeliveryConfig {
     /// `[delivery.client]`: TLS roots, connection pool and the SSRF guard (`[delivery.client.ssrf]`).
     pub client: ClientOptions,
     /// `[delivery.circuit]`: when a receiver host that keeps failing gets a rest.
-    pub circuit: crate::workplane::policy::CircuitConfig,
+    pub circuit: crate::delivery::policy::circuit::CircuitConfig,
 }
 
 impl DeliveryConfig {
@@ -455,7 +459,7 @@ pub struct SubscriptionConfig {
     pub enabled: bool,
     /// Record and field filter, applied before the plugin or pass-through.
     #[serde(default)]
-    pub filter: Option<crate::fanout::filter::PayloadFilter>,
+    pub filter: Option<crate::subscriptions::filter::PayloadFilter>,
     /// Ordered delivery: the deliveries of one key go one at a time, in the order their events
     /// were accepted. `"record"` (one key per record) or a template over the event such as
     /// `"{model}:{record_id}"` or `"{payload.partner_id}"`.
@@ -479,99 +483,3 @@ fn yes() -> bool {
     true
 }
 
-/// API requests per minute an app may make, unless it says otherwise.
-pub const DEFAULT_APP_RATE_LIMIT_PER_MINUTE: u32 = 600;
-/// Token requests per minute per client id, unless the app says otherwise (stricter: each
-/// one checks a secret).
-pub const DEFAULT_TOKEN_RATE_LIMIT_PER_MINUTE: u32 = 60;
-/// Lifetime of an OAuth2 access token, unless the app says otherwise.
-pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
-
-/// `[[apps]]`: a third-party app and its credentials. Give OAuth2 client credentials, OAuth1
-/// credentials (all four keys), or both.
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AppConfig {
-    /// Unique name.
-    pub name: String,
-    /// What it may do: `read`, `write`.
-    #[serde(default)]
-    pub scopes: Vec<String>,
-    /// OAuth2 client id.
-    #[serde(default)]
-    pub oauth2_client_id: Option<String>,
-    /// Hex SHA-256 of the OAuth2 client secret (the secret itself is never kept).
-    #[serde(default)]
-    pub oauth2_client_secret_sha256: Option<String>,
-    /// OAuth1 consumer key.
-    #[serde(default)]
-    pub oauth1_consumer_key: Option<String>,
-    /// OAuth1 consumer secret (kept in clear: HMAC needs it).
-    #[serde(default)]
-    pub oauth1_consumer_secret: Option<String>,
-    /// OAuth1 token issued by the operator.
-    #[serde(default)]
-    pub oauth1_token: Option<String>,
-    /// OAuth1 token secret.
-    #[serde(default)]
-    pub oauth1_token_secret: Option<String>,
-    /// API requests per minute (token bucket; bursts up to this many).
-    #[serde(default = "default_app_rate_limit")]
-    pub rate_limit_per_minute: u32,
-    /// Requests per minute to the token endpoint with this app's client id.
-    #[serde(default = "default_token_rate_limit")]
-    pub token_rate_limit_per_minute: u32,
-    /// Lifetime of the access tokens it is issued.
-    #[serde(
-        default = "default_token_ttl",
-        with = "crate::time::serde_duration"
-    )]
-    pub token_ttl: Duration,
-    /// Event patterns the app may subscribe to (`sale.order.*`, `*.unlink`, `*`); none when
-    /// left out: an app receives only what the operator grants it.
-    #[serde(default)]
-    pub events: Vec<String>,
-    /// Sources (Odoo instances) whose events the app may receive; every source when left out.
-    #[serde(default)]
-    pub sources: Option<Vec<String>>,
-}
-
-fn default_app_rate_limit() -> u32 {
-    DEFAULT_APP_RATE_LIMIT_PER_MINUTE
-}
-
-fn default_token_rate_limit() -> u32 {
-    DEFAULT_TOKEN_RATE_LIMIT_PER_MINUTE
-}
-
-fn default_token_ttl() -> Duration {
-    DEFAULT_TOKEN_TTL
-}
-
-impl std::fmt::Debug for AppConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let redacted = |v: &Option<String>| v.as_ref().map(|_| "[redacted]");
-        f.debug_struct("AppConfig")
-            .field("name", &self.name)
-            .field("scopes", &self.scopes)
-            .field("oauth2_client_id", &self.oauth2_client_id)
-            .field(
-                "oauth2_client_secret_sha256",
-                &redacted(&self.oauth2_client_secret_sha256),
-            )
-            .field("oauth1_consumer_key", &self.oauth1_consumer_key)
-            .field(
-                "oauth1_consumer_secret",
-                &redacted(&self.oauth1_consumer_secret),
-            )
-            .field("oauth1_token", &self.oauth1_token)
-            .field("oauth1_token_secret", &redacted(&self.oauth1_token_secret))
-            .field("rate_limit_per_minute", &self.rate_limit_per_minute)
-            .field(
-                "token_rate_limit_per_minute",
-                &self.token_rate_limit_per_minute,
-            )
-            .field("token_ttl", &self.token_ttl)
-            .finish()
-    }
-}

@@ -247,7 +247,7 @@ pub struct Destination {
     /// Outbound authentication on top of the signature.
     pub auth: file::DestinationAuth,
     /// Deliveries at most this often, in the whole cluster.
-    pub rate_limit: Option<crate::workplane::policy::Rate>,
+    pub rate_limit: Option<crate::delivery::policy::rate::Rate>,
 }
 
 impl Destination {
@@ -293,11 +293,11 @@ pub struct Subscription {
     /// Whether deliveries are made.
     pub enabled: bool,
     /// Record and field filter, applied before the plugin or pass-through.
-    pub filter: Option<crate::fanout::filter::PayloadFilter>,
-    /// Related records embedded before the plugin or pass-through (see [`crate::odoo::enrich`]).
+    pub filter: Option<crate::subscriptions::filter::PayloadFilter>,
+    /// Related records embedded before the plugin or pass-through (see [`crate::connector::enrich`]).
     pub enrich: Vec<crate::odoo::EnrichSpec>,
     /// Ordered delivery: the key of an event's jobs.
-    pub ordering: Option<crate::workplane::policy::KeyTemplate>,
+    pub ordering: Option<crate::delivery::policy::order::KeyTemplate>,
     /// For an app's subscription, the events its app is granted: fan-out delivers only those
     /// (an operator who narrows a grant narrows the app's existing subscriptions at once).
     pub grants: Option<Vec<EventPattern>>,
@@ -333,7 +333,7 @@ pub struct Snapshot {
     /// API subscriptions left out because they no longer validate: (id, why).
     pub quarantined: Vec<(String, String)>,
     /// Third-party apps of the file (those stored through `/admin/apps` are looked up in sled).
-    pub apps: crate::auth::ConfigApps,
+    pub apps: crate::apps::ConfigApps,
 }
 
 impl Snapshot {
@@ -546,7 +546,7 @@ impl Snapshot {
             let ordering = match s
                 .ordering
                 .as_deref()
-                .map(crate::workplane::policy::KeyTemplate::parse)
+                .map(crate::delivery::policy::order::KeyTemplate::parse)
             {
                 Some(Ok(template)) => Some(template),
                 Some(Err(e)) => {
@@ -615,7 +615,7 @@ impl Snapshot {
         if let Err(e) = file.delivery.circuit.check() {
             problems.push(e);
         }
-        let apps = crate::auth::ConfigApps::build(&file.apps, &mut problems);
+        let apps = crate::apps::ConfigApps::build(&file.apps, &mut problems);
         file.storage
             .nats
             .validate(file.storage.engine, &mut problems);

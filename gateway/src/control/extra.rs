@@ -1,6 +1,6 @@
 //! The control plane's records for the apps' own side: portal links and sessions (see
 //! [`crate::auth::portal`]) and the event types ingest saw (see
-//! [`crate::odoo::catalog::seen`]). Same engines as the rest: sled trees `portal_links`,
+//! [`crate::connector::catalog::seen`]). Same engines as the rest: sled trees `portal_links`,
 //! `portal_sessions` and `event_catalog`, or the NATS buckets `<prefix>_portal_links`,
 //! `<prefix>_portal_sessions` and `<prefix>_event_catalog`, shared by every instance.
 //!
@@ -11,7 +11,7 @@
 
 use super::ControlPlane;
 use crate::auth::portal::{PortalLink, PortalSession};
-use crate::odoo::catalog::seen::SeenType;
+use crate::connector::catalog::seen::SeenType;
 use crate::store::StoreError;
 
 impl ControlPlane {

@@ -156,11 +156,11 @@ impl SledPlane {
     /// Every event type seen, at most the catalog's bound.
     pub(crate) fn seen_types(
         &self,
-    ) -> Result<Vec<crate::odoo::catalog::seen::SeenType>, StoreError> {
+    ) -> Result<Vec<crate::connector::catalog::seen::SeenType>, StoreError> {
         self.db
             .open_tree(EVENT_CATALOG)?
             .iter()
-            .take(crate::odoo::catalog::seen::MAX_TYPES)
+            .take(crate::connector::catalog::seen::MAX_TYPES)
             .map(|entry| decode(EVENT_CATALOG, &entry?.1))
             .collect()
     }

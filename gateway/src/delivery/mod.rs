@@ -12,6 +12,7 @@ mod error;
 mod limits;
 mod outbound;
 pub mod outbound_auth;
+pub mod policy;
 mod ssrf;
 mod url;
 

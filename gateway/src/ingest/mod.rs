@@ -157,7 +157,7 @@ pub async fn accept(
             id: id.clone(),
         },
         // In reconcile mode, a webhook body carrying `write_date` is the polled change too.
-        None => match crate::odoo::poll::webhook_change(source, &incoming) {
+        None => match crate::connector::poll::webhook_change(source, &incoming) {
             Some(id) if req.endpoint == Endpoint::Native => DedupKey::Explicit {
                 source: source.name.clone(),
                 id,

@@ -1,35 +1,20 @@
-//! The Odoo connector: the gateway as a client of Odoo's external API.
+//! Odoo's external API, as the gateway's client of it: the lower half of the Odoo connector
+//! (the stages that use it are in [`crate::connector`]).
 //!
 //! - [`client`]: JSON-RPC (`/jsonrpc`) with one source's database, login and API key;
 //!   typed errors ([`OdooError`]) that say whether trying again may help.
-//! - [`enrich`]: before a subscription's plugin (or pass-through body) sees an event, the
-//!   related records named by its `enrich` list are read (one `read` per model) and embedded
-//!   where their ids were. It runs in the plugin-call unit of work, never in ingest; a
-//!   failure that may pass retries that unit under the subscription's backoff.
-//! - [`poll`]: a stage that polls models for changes and turns them into events through the
-//!   store's accept path, for Odoo versions without the webhook action (9 to 16) or to
-//!   reconcile the fire-and-forget webhook of 17+; [`cursor`]: where it stands (a second, as
-//!   Odoo shows `write_date`); [`plan`]: how it reads on from there; [`change`]: the dedup key of a change;
-//!   [`shared`]: on the NATS engine, the cursors, one lease per model and the changes seen,
-//!   shared by every instance, so that one instance polls a model at a time.
+//! - [`config`]: `[sources.odoo]` as written, validated here into an [`OdooSource`] (the client,
+//!   what to enrich, what to poll).
+//! - [`time`]: Odoo's datetimes (stored to the microsecond, shown to the second); [`change`]:
+//!   the dedup key of a changed record; [`json2`]: the JSON-2 API of Odoo 19.
 //!
-//! - [`catalog`]: the event catalog: which event types the sources produce, with a JSON
-//!   Schema from Odoo's `fields_get` (or inferred from the payloads seen) and an example.
-//!
-//! Nothing here runs on the ingest path (but the catalog's note of each accepted event's type), and nothing here writes queued work directly:
-//! polled events enter like any other accepted event, and fan-out does the rest.
+//! Nothing here knows the stages: it is configured by [`crate::config`] and used by them.
 
-pub mod catalog;
 pub mod change;
 pub mod client;
 pub mod config;
-pub mod cursor;
-pub mod enrich;
 pub mod error;
 pub mod json2;
-pub mod plan;
-pub mod poll;
-pub mod shared;
 pub mod time;
 
 pub use client::OdooClient;
@@ -62,13 +47,38 @@ pub struct Poll {
     /// Records per page.
     pub page_size: u32,
     /// Where a model without a cursor starts.
-    pub start: poll::Start,
+    pub start: Start,
     /// De-duplicate against webhook events.
     pub reconcile: bool,
     /// How far before the cursor each poll starts reading.
     pub overlap: std::time::Duration,
     /// How often deletions are looked for.
     pub deletions_every: std::time::Duration,
+}
+
+/// Where a model without a stored cursor starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// Changes from the first poll on.
+    Now,
+    /// Every record.
+    Beginning,
+    /// Changes after this UTC time (`YYYY-MM-DD HH:MM:SS`).
+    After(String),
+}
+
+impl Start {
+    /// Reads `now`, `beginning` or a time in Odoo's datetime format.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "now" => Ok(Self::Now),
+            "beginning" => Ok(Self::Beginning),
+            t if time::is_odoo_datetime(t) => Ok(Self::After(t.to_owned())),
+            t => Err(format!(
+                "`{t}`: give `now`, `beginning` or a UTC time `YYYY-MM-DD HH:MM:SS`"
+            )),
+        }
+    }
 }
 
 impl OdooConfig {
@@ -157,7 +167,7 @@ impl PollConfig {
         if self.interval < std::time::Duration::from_millis(10) {
             problems.push(format!("{key}.interval: at least 10ms"));
         }
-        let start = poll::Start::parse(&self.start)
+        let start = Start::parse(&self.start)
             .map_err(|e| problems.push(format!("{key}.start: {e}")))
             .ok()?;
         Some(Poll {

@@ -76,7 +76,7 @@ fn a_poll_table_gets_its_defaults() {
         .expect("poll");
     assert_eq!(poll.interval, std::time::Duration::from_secs(60));
     assert_eq!(poll.page_size, 200);
-    assert_eq!(poll.start, super::poll::Start::Now);
+    assert_eq!(poll.start, super::Start::Now);
     assert!(!poll.reconcile);
 }
 

@@ -471,7 +471,7 @@ impl From<&Job> for JobSummary {
     }
 }
 
-/// A job's place in its key's order (ordered delivery, `workplane/policy/order.rs`).
+/// A job's place in its key's order (ordered delivery, `delivery/policy/order.rs`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
     /// The key: jobs with the same key (of one subscription) go one at a time.

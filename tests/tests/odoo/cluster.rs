@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::*;
 
-/// How long a takeover may take: the lease expires ([`odoo_gateway::odoo::shared::LEASE`]),
+/// How long a takeover may take: the lease expires ([`odoo_gateway::connector::shared::LEASE`]),
 /// the other instance's next try finds it free, then polls.
 const TAKEOVER: Duration = Duration::from_secs(30);
 

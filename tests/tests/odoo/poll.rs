@@ -55,7 +55,7 @@ async fn a_polling_source_delivers_every_change_once_across_a_restart() {
     // poller can tell: the cursor is gone, and everything is read again at the next start.
     {
         let store = odoo_gateway::store::Store::open(&dir.path().join("data")).expect("store");
-        use odoo_gateway::odoo::cursor;
+        use odoo_gateway::connector::cursor;
         let at = cursor::cursor(&store, "odoo", "sale.order").expect("read");
         assert_eq!(
             at.map(|c| (c.id, c.write_date)),

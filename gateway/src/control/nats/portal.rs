@@ -7,7 +7,7 @@ use futures_util::StreamExt as _;
 
 use super::{NatsPlane, encode, shared};
 use crate::auth::portal::{PortalLink, PortalSession};
-use crate::odoo::catalog::seen::{MAX_TYPES, SeenType};
+use crate::connector::catalog::seen::{MAX_TYPES, SeenType};
 use crate::store::StoreError;
 
 fn decode<T: serde::de::DeserializeOwned>(

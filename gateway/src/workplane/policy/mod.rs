@@ -1,13 +1,12 @@
 //! Delivery policies, written once for both engines: ordered delivery per key ([`order`]), rate
 //! limits per destination ([`rate`]) and circuit breaking per receiver host ([`circuit`]). The
-//! decisions are pure; [`Policies`] keeps their state: this instance's own on sled, shared with
+//! decisions are pure (in `delivery/policy/`, below the configuration that names them);
+//! [`Policies`] keeps their state: this instance's own on sled, shared with
 //! the other instances through JetStream key-value buckets on NATS (`shared.rs`). The job runner
 //! asks [`Policies::admit`] before an attempt and tells [`Policies::record`] its outcome; the
 //! engines only decide where a job that must wait waits (no slot held either way).
 
-pub mod circuit;
-pub mod order;
-pub mod rate;
+pub use crate::delivery::policy::{circuit, order, rate};
 mod shared;
 
 use std::collections::HashMap;
@@ -15,7 +14,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 pub use circuit::{CircuitConfig, CircuitState};
-pub use order::{KeyTemplate, Order};
+pub use crate::store::Order;
+pub use order::KeyTemplate;
 pub use rate::Rate;
 
 use crate::config::Destination;

@@ -10,7 +10,7 @@
 use serde_json::{Value, json};
 
 use super::cursor::Cursor;
-use super::time::from_seconds;
+use crate::odoo::time::from_seconds;
 
 /// One read of a poll.
 #[derive(Debug, Clone, PartialEq, Eq)]

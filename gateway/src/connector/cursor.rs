@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::shared::{Shared, Stored};
-use super::time::{from_seconds, to_seconds};
+use crate::odoo::time::{from_seconds, to_seconds};
 use crate::config::Snapshot;
 use crate::state::State;
 use crate::store::{Store, StoreError};

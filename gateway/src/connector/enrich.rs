@@ -18,7 +18,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use tracing::Instrument as _;
 
-use super::{EnrichSpec, OdooClient, OdooError};
+use crate::odoo::{EnrichSpec, OdooClient, OdooError};
 use crate::config::{Snapshot, Subscription};
 use crate::event::Event;
 use crate::store::CallFailure;

@@ -1,7 +1,7 @@
 //! Ordered delivery per key: a subscription with `ordering` delivers the jobs of one key one
 //! at a time, in the order their events were accepted. The key is a template over the event
 //! (`"record"` is `"{model}:{record_id}"`); a job carries its key and its event's acceptance
-//! sequence ([`Order`]). Pure: the engines keep the queues.
+//! sequence (`store::Order`). Pure: the engines keep the queues.
 
 
 use crate::event::Event;
@@ -11,8 +11,6 @@ pub const RECORD: &str = "{model}:{record_id}";
 
 /// Longest key kept; a longer one is cut (its order then covers more jobs, never fewer).
 const MAX_KEY: usize = 256;
-
-pub use crate::store::Order;
 
 /// Longest template.
 const MAX_TEMPLATE: usize = 256;

@@ -7,7 +7,7 @@
 //! `write_date` to the second and keeps it to the microsecond, so that second may still get
 //! changes). A record whose `create_date` equals its `write_date` is a `create`, any other a
 //! `write`. Each change enters through the store's accept path like an ingested event, with
-//! the explicit dedup key of [`super::change`] (model, id, `write_date` and a fingerprint of
+//! the explicit dedup key of [`crate::odoo::change`] (model, id, `write_date` and a fingerprint of
 //! the fields read, so that two changes within one second are two events and the same state
 //! read again is none); the cursor moves only once the page's events are durable. So a crash
 //! re-reads at most the last second and a page, and the dedup keys make the re-read deliver
@@ -27,11 +27,12 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::change::{Change, change_key, fingerprint, unlink_key};
+use crate::odoo::change::{Change, change_key, fingerprint, unlink_key};
 use super::cursor::{self, Cursor, Keeper};
 use super::plan::{self, Query};
 use super::shared::{Lease, RENEW};
-use super::{OdooError, OdooSource, Poll, PollModelConfig};
+pub use crate::odoo::Start;
+use crate::odoo::{OdooError, OdooSource, Poll, PollModelConfig};
 use crate::event::Event;
 use crate::state::State;
 use crate::store::{DedupKey, StoreError};
@@ -41,31 +42,6 @@ use crate::time::now_ms;
 const TICK: Duration = Duration::from_millis(500);
 /// Longest pause after failed polls.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
-
-/// Where a model without a stored cursor starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Start {
-    /// Changes from the first poll on.
-    Now,
-    /// Every record.
-    Beginning,
-    /// Changes after this UTC time (`YYYY-MM-DD HH:MM:SS`).
-    After(String),
-}
-
-impl Start {
-    /// Reads `now`, `beginning` or a time in Odoo's datetime format.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        match text {
-            "now" => Ok(Self::Now),
-            "beginning" => Ok(Self::Beginning),
-            t if super::time::is_odoo_datetime(t) => Ok(Self::After(t.to_owned())),
-            t => Err(format!(
-                "`{t}`: give `now`, `beginning` or a UTC time `YYYY-MM-DD HH:MM:SS`"
-            )),
-        }
-    }
-}
 
 /// Why one poll of a model stopped.
 #[derive(Debug, thiserror::Error)]
@@ -372,7 +348,7 @@ async fn initial_cursor(odoo: &OdooSource, poll: &Poll, model: &str) -> Result<C
         Start::Beginning => Ok(Cursor::at(0, 0)),
         // Changes after that second: none of it.
         Start::After(t) => Ok(Cursor::at(
-            super::time::to_seconds(t).unwrap_or(0),
+            crate::odoo::time::to_seconds(t).unwrap_or(0),
             i64::MAX,
         )),
         Start::Now => {

@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 use self::candidates::{Candidate, Scope};
 use self::infer::Shape;
 use self::schema::{EnrichedBy, Fields};
-use super::{EnrichSpec, OdooSource};
+use crate::odoo::{EnrichSpec, OdooSource};
 use crate::auth::apps::App;
 use crate::config::Snapshot;
 use crate::state::State;

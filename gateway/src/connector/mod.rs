@@ -1,0 +1,25 @@
+//! The Odoo connector's stages, over the client in [`crate::odoo`].
+//!
+//! - [`enrich`]: before a subscription's plugin (or pass-through body) sees an event, the
+//!   related records named by its `enrich` list are read (one `read` per model) and embedded
+//!   where their ids were. It runs in the plugin-call unit of work, never in ingest; a
+//!   failure that may pass retries that unit under the subscription's backoff.
+//! - [`poll`]: a stage that polls models for changes and turns them into events through the
+//!   store's accept path, for Odoo versions without the webhook action (9 to 16) or to
+//!   reconcile the fire-and-forget webhook of 17+; [`cursor`]: where it stands (a second, as
+//!   Odoo shows `write_date`); [`plan`]: how it reads on from there; [`shared`]: on the NATS
+//!   engine, the cursors, one lease per model and the changes seen, shared by every instance,
+//!   so that one instance polls a model at a time.
+//! - [`catalog`]: the event catalog: which event types the sources produce, with a JSON
+//!   Schema from Odoo's `fields_get` (or inferred from the payloads seen) and an example.
+//!
+//! Nothing here runs on the ingest path (but the catalog's note of each accepted event's
+//! type), and nothing here writes queued work directly: polled events enter like any other
+//! accepted event, and fan-out does the rest.
+
+pub mod catalog;
+pub mod cursor;
+pub mod enrich;
+pub mod plan;
+pub mod poll;
+pub mod shared;
