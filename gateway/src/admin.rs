@@ -123,7 +123,12 @@ fn scrape(state: &State) -> crate::telemetry::Scrape<'_> {
         ready: crate::server::not_ready(state).is_empty(),
         nats_connected: state.work.connected(),
         flagged,
-        open_circuits: state.policies.circuits().into_iter().map(|c| c.host).collect(),
+        open_circuits: state
+            .policies
+            .circuits()
+            .into_iter()
+            .map(|c| c.host)
+            .collect(),
         store: &state.store,
     }
 }

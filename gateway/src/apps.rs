@@ -379,10 +379,7 @@ pub struct AppConfig {
     #[serde(default = "default_token_rate_limit")]
     pub token_rate_limit_per_minute: u32,
     /// Lifetime of the access tokens it is issued.
-    #[serde(
-        default = "default_token_ttl",
-        with = "crate::time::serde_duration"
-    )]
+    #[serde(default = "default_token_ttl", with = "crate::time::serde_duration")]
     pub token_ttl: Duration,
     /// Event patterns the app may subscribe to (`sale.order.*`, `*.unlink`, `*`); none when
     /// left out: an app receives only what the operator grants it.

@@ -69,15 +69,38 @@ fn files(src: &Path, name: &str) -> Vec<PathBuf> {
     out
 }
 
+/// `text` without its comment lines and its `#[cfg(test)]` items (a test module, a test-only
+/// import or helper), wherever they are in the file.
+fn without_tests(text: &str) -> String {
+    let mut out = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("//") {
+            continue;
+        }
+        if trimmed.starts_with("#[cfg(test)]") {
+            // Skip the item it guards: one line ending in `;`, or up to its closing brace.
+            let mut depth = 0i32;
+            let mut opened = false;
+            for item in lines.by_ref() {
+                depth += item.matches('{').count() as i32 - item.matches('}').count() as i32;
+                opened |= item.contains('{');
+                if (opened && depth <= 0) || (!opened && item.trim_end().ends_with(';')) {
+                    break;
+                }
+            }
+            continue;
+        }
+        out.push(line);
+    }
+    out.join("\n")
+}
+
 /// The crate's top-level modules that `text` names (`crate::x`, or `crate::{x, y::z}`), its
-/// comments and its test module left out.
+/// comments and test-only items left out.
 fn named(text: &str) -> BTreeSet<String> {
-    let code = text.split("#[cfg(test)]").next().unwrap_or(text);
-    let code: String = code
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("//"))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let code = without_tests(text);
     let single = regex::Regex::new(r"crate::(\w+)").expect("pattern");
     let group = regex::Regex::new(r"crate::\{([^}]*)\}").expect("pattern");
     let head = regex::Regex::new(r"(?:^|[,{])\s*(\w+)").expect("pattern");
@@ -103,17 +126,22 @@ fn lower_modules_name_only_the_modules_below_them() {
     let mut below = BTreeSet::new();
     let mut wrong = Vec::new();
     for (name, allowed) in LOWER {
-        assert!(modules.contains(name), "`{name}` is not a module of the crate");
+        assert!(
+            modules.contains(name),
+            "`{name}` is not a module of the crate"
+        );
         for a in *allowed {
-            assert!(below.contains(a), "`{name}` may use `{a}`, which is not below it");
+            assert!(
+                below.contains(a),
+                "`{name}` may use `{a}`, which is not below it"
+            );
         }
         let sources = files(&src, name);
         assert!(!sources.is_empty(), "no source for `{name}`");
         for file in sources {
             let text = std::fs::read_to_string(&file).expect("source");
             for used in named(&text) {
-                if used != *name && modules.contains(used.as_str()) && !allowed.contains(&&*used)
-                {
+                if used != *name && modules.contains(used.as_str()) && !allowed.contains(&&*used) {
                     wrong.push(format!("{} names crate::{used}", file.display()));
                 }
             }
@@ -130,7 +158,8 @@ fn lower_modules_name_only_the_modules_below_them() {
 #[test]
 fn the_scan_finds_single_and_grouped_paths_and_skips_comments_and_tests() {
     let text = "use crate::store::Job;\nuse crate::{time, event::Event};\n// crate::state\n\
-                #[cfg(test)]\nmod tests { use crate::config; }";
+                #[cfg(test)]\nuse crate::admin;\n#[cfg(test)]\nmod tests {\n    use crate::config;\n}\n\
+                fn after() -> crate::trace::TraceParent {\n    todo!()\n}\n#[cfg(test)]\nmod more;";
     let found: Vec<String> = named(text).into_iter().collect();
-    assert_eq!(found, ["event", "store", "time"]);
+    assert_eq!(found, ["event", "store", "time", "trace"]);
 }

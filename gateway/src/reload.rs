@@ -278,14 +278,11 @@ async fn swap_in(state: &Arc<State>, cause: &str, over_last_good: bool) -> Resul
             }
             // The delivery client and slots follow the new settings; deliveries in flight
             // finish with the ones they started with.
-            if let Err(e) = state
-                .outbound
-                .reconfigure(
-                    &current.delivery.client,
-                    &snapshot.delivery.client,
-                    snapshot.delivery.slots(),
-                )
-            {
+            if let Err(e) = state.outbound.reconfigure(
+                &current.delivery.client,
+                &snapshot.delivery.client,
+                snapshot.delivery.slots(),
+            ) {
                 status.reloads_failed += 1;
                 state
                     .metrics

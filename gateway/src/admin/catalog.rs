@@ -7,8 +7,8 @@ use http::StatusCode;
 use serde_json::json;
 
 use crate::auth::apps::Lookup;
-use crate::http_error::{ApiError, Body, json as answer};
 use crate::connector::catalog::View;
+use crate::http_error::{ApiError, Body, json as answer};
 use crate::state::State;
 
 /// The catalog, or its type `one`; for the app named in `query`'s `app` if any.

@@ -14,8 +14,8 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use crate::config::Snapshot;
-use crate::http_error::{ApiError, Body, json};
 use crate::connector::cursor::{Cursor, Keeper};
+use crate::http_error::{ApiError, Body, json};
 use crate::state::State;
 
 /// Largest reset body.

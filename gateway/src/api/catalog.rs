@@ -10,9 +10,9 @@ use serde_json::json;
 use super::records::StoredSubscription;
 use super::{Call, internal};
 use crate::auth::apps::{App, Lookup};
-use crate::http_error::{ApiError, Body, json};
 use crate::connector::catalog::schema::{self, PathCheck};
 use crate::connector::catalog::{Entry, View};
+use crate::http_error::{ApiError, Body, json};
 use crate::subscriptions::EventPattern;
 
 /// The calling app, as registered now.

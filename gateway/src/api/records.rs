@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Format;
 use crate::config::file::DestinationAuth;
-use crate::subscriptions::filter::PayloadFilter;
 use crate::store::StoreError;
+use crate::subscriptions::filter::PayloadFilter;
 
 const SUBSCRIPTIONS: &str = "api_subscriptions";
 const PLUGINS: &str = "api_plugins";

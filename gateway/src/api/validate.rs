@@ -14,10 +14,10 @@ use serde_json::{Value, json};
 use super::records::{StoredDestination, StoredSubscription};
 use crate::config::Format;
 use crate::config::file::DestinationAuth;
-use crate::subscriptions::filter::PayloadFilter;
 use crate::http_error::ApiError;
 use crate::signing::SigningSecret;
 use crate::subscriptions::EventPattern;
+use crate::subscriptions::filter::PayloadFilter;
 
 /// Most event patterns per subscription.
 const MAX_EVENTS: usize = 64;

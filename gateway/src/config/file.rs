@@ -16,8 +16,8 @@ pub use crate::apps::{
 };
 pub use crate::delivery::outbound_auth::DestinationAuth;
 use crate::delivery::{Backoff, ClientOptions};
-pub use crate::store::Format;
 use crate::plugin::PluginLimits;
+pub use crate::store::Format;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -482,4 +482,3 @@ pub struct SubscriptionConfig {
 fn yes() -> bool {
     true
 }
-

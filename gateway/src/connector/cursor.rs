@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::shared::{Shared, Stored};
-use crate::odoo::time::{from_seconds, to_seconds};
 use crate::config::Snapshot;
+use crate::odoo::time::{from_seconds, to_seconds};
 use crate::state::State;
 use crate::store::{Store, StoreError};
 

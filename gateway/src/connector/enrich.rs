@@ -18,9 +18,9 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use tracing::Instrument as _;
 
-use crate::odoo::{EnrichSpec, OdooClient, OdooError};
 use crate::config::{Snapshot, Subscription};
 use crate::event::Event;
+use crate::odoo::{EnrichSpec, OdooClient, OdooError};
 use crate::store::CallFailure;
 use crate::transform::Outcome;
 

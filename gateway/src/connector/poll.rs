@@ -27,13 +27,13 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::odoo::change::{Change, change_key, fingerprint, unlink_key};
 use super::cursor::{self, Cursor, Keeper};
 use super::plan::{self, Query};
 use super::shared::{Lease, RENEW};
-pub use crate::odoo::Start;
-use crate::odoo::{OdooError, OdooSource, Poll, PollModelConfig};
 use crate::event::Event;
+pub use crate::odoo::Start;
+use crate::odoo::change::{Change, change_key, fingerprint, unlink_key};
+use crate::odoo::{OdooError, OdooSource, Poll, PollModelConfig};
 use crate::state::State;
 use crate::store::{DedupKey, StoreError};
 use crate::time::now_ms;

@@ -2,7 +2,7 @@
 //! [`crate::http_error`], which knows nothing of the store).
 
 use super::{Refusal, StoreError};
-use http::StatusCode;
+use http::{StatusCode, header};
 
 use crate::http_error::ApiError;
 
@@ -12,8 +12,9 @@ impl ApiError {
     pub fn storage(context: &str, error: &StoreError) -> Self {
         match error {
             // Logged once where the store finds it failing, not once per request.
-            StoreError::Unavailable(_)
-            | StoreError::Sled(sled::Error::Io(_)) => Self::storage_unavailable(),
+            StoreError::Unavailable(_) | StoreError::Sled(sled::Error::Io(_)) => {
+                Self::storage_unavailable()
+            }
             StoreError::Shared(_) => {
                 tracing::warn!(%error, "{context}");
                 Self::control_plane_unavailable()

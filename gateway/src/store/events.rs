@@ -270,7 +270,7 @@ mod tests {
             destination: "d".into(),
             content_type: "application/json".into(),
             body: Vec::new(),
-            envelope: Some(super::Format::Json),
+            envelope: Some(crate::store::Format::Json),
             headers: vec![],
             attempts: 0,
             created_ms: 10,

@@ -24,11 +24,11 @@ use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use serde::{Deserialize, Serialize};
 
+use super::Format;
 use super::counted::Batch;
 use super::job::{Attempt, DeadLetter, Job, JobId, JobKind, JobPart, JobSummary, Member};
 use super::queue::{DEAD, INDEX, JOB, key};
 use super::{Store, StoreError, decode, encode};
-use super::Format;
 
 /// The key prefix of group records.
 pub(super) const GROUP: u8 = b'g';

@@ -41,8 +41,8 @@ pub use durability::Durability;
 pub use events::{Accepted, DedupKey};
 pub use groups::GROUP_SIZE;
 pub use job::{
-    Attempt, BadJobId, CallFailure, DeadLetter, DeadReason, Job, JobId, JobKind, JobPart,
-    Format, JobSummary, Member, Order,
+    Attempt, BadJobId, CallFailure, DeadLetter, DeadReason, Format, Job, JobId, JobKind, JobPart,
+    JobSummary, Member, Order,
 };
 pub use maintenance::{PASS_BUDGET, Policy, Report};
 pub use queue::{Journey, MAX_BATCH};

@@ -1,5 +1,7 @@
 //! App validation, the sled registry, and redaction.
 
+use std::time::Duration;
+
 use super::*;
 
 fn config(toml_text: &str) -> Vec<AppConfig> {

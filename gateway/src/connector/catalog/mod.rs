@@ -31,9 +31,9 @@ use serde_json::{Value, json};
 use self::candidates::{Candidate, Scope};
 use self::infer::Shape;
 use self::schema::{EnrichedBy, Fields};
-use crate::odoo::{EnrichSpec, OdooSource};
 use crate::auth::apps::App;
 use crate::config::Snapshot;
+use crate::odoo::{EnrichSpec, OdooSource};
 use crate::state::State;
 use crate::store::StoreError;
 

@@ -3,7 +3,6 @@
 //! (`"record"` is `"{model}:{record_id}"`); a job carries its key and its event's acceptance
 //! sequence (`store::Order`). Pure: the engines keep the queues.
 
-
 use crate::event::Event;
 
 /// The shorthand for one key per record.

@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-pub use circuit::{CircuitConfig, CircuitState};
 pub use crate::store::Order;
+pub use circuit::{CircuitConfig, CircuitState};
 pub use order::KeyTemplate;
 pub use rate::Rate;
 
