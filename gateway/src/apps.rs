@@ -336,6 +336,37 @@ impl ConfigApps {
     }
 }
 
+/// How an app is looked up.
+#[derive(Debug, Clone, Copy)]
+pub enum Lookup<'a> {
+    /// By name.
+    Name(&'a str),
+    /// By OAuth2 `client_id`.
+    ClientId(&'a str),
+    /// By OAuth1 `oauth_consumer_key`.
+    ConsumerKey(&'a str),
+}
+
+impl Lookup<'_> {
+    /// Whether `app` is the one looked for.
+    pub fn matches(self, app: &App) -> bool {
+        match self {
+            Lookup::Name(n) => app.name == n,
+            Lookup::ClientId(id) => app.oauth2.as_ref().is_some_and(|c| c.client_id == id),
+            Lookup::ConsumerKey(k) => app.oauth1.as_ref().is_some_and(|c| c.consumer_key == k),
+        }
+    }
+
+    /// The key of the credential index it is found by (`None`: by name).
+    pub fn index_key(self) -> Option<Vec<u8>> {
+        match self {
+            Lookup::Name(_) => None,
+            Lookup::ClientId(id) => Some([b"c\0", id.as_bytes()].concat()),
+            Lookup::ConsumerKey(k) => Some([b"k\0", k.as_bytes()].concat()),
+        }
+    }
+}
+
 /// API requests per minute an app may make, unless it says otherwise.
 pub const DEFAULT_APP_RATE_LIMIT_PER_MINUTE: u32 = 600;
 /// Token requests per minute per client id, unless the app says otherwise (stricter: each

@@ -6,9 +6,9 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use serde::Serialize;
-
 use crate::config::DeliveryConfig;
+pub use crate::control::SubscriptionHealth;
+use crate::control::{ControlPlane, HealthSink};
 use crate::store::Store;
 
 /// Tracks consecutive failures (deliveries and plugin calls) per subscription, to flag (and
@@ -19,23 +19,19 @@ use crate::store::Store;
 pub struct Health {
     inner: Mutex<HashMap<String, SubscriptionHealth>>,
     tree: Option<sled::Tree>,
-    shared: Option<crate::control::HealthSink>,
-}
-
-/// What the admin status shows for one subscription.
-#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
-pub struct SubscriptionHealth {
-    /// Failures since the last success.
-    pub consecutive_failures: u32,
-    /// Set once the failures pass the configured threshold.
-    pub flagged: bool,
-    /// Whether deliveries are paused because of it.
-    pub disabled: bool,
-    /// The last error seen.
-    pub last_error: Option<String>,
+    shared: Option<HealthSink>,
 }
 
 impl Health {
+    /// Where `control` keeps the flags and pauses of subscriptions (the sled tree of `store`,
+    /// or the shared buckets), loaded.
+    pub fn load(control: &ControlPlane, store: &Store) -> Result<Self, crate::store::StoreError> {
+        match control.health_sink() {
+            None => Self::open(store),
+            Some((stored, sink)) => Ok(Self::shared(stored, sink)),
+        }
+    }
+
     /// Health kept in the `subscription_health` tree of `store`, loaded from it.
     pub fn open(store: &Store) -> Result<Self, crate::store::StoreError> {
         let tree = store.db().open_tree("subscription_health")?;
@@ -54,10 +50,7 @@ impl Health {
     }
 
     /// Health kept in the shared control plane, starting from what it holds.
-    pub(crate) fn shared(
-        stored: HashMap<String, SubscriptionHealth>,
-        sink: crate::control::HealthSink,
-    ) -> Self {
+    pub(crate) fn shared(stored: HashMap<String, SubscriptionHealth>, sink: HealthSink) -> Self {
         Self {
             inner: Mutex::new(stored),
             tree: None,

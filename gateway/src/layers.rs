@@ -39,6 +39,19 @@ const LOWER: &[(&str, &[&str])] = &[
         ],
     ),
     ("tls", &["config"]),
+    (
+        "control",
+        &[
+            "apps",
+            "config",
+            "odoo",
+            "signing",
+            "store",
+            "subscriptions",
+            "time",
+        ],
+    ),
+    ("health", &["config", "control", "store"]),
 ];
 
 /// The source files of top-level module `name`, test files left out.

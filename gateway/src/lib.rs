@@ -160,7 +160,7 @@ async fn run_once(
     );
     let watcher = tokio::spawn(reload::watch(state.clone(), stages.clone()));
     let sighup = tokio::spawn(reload::on_sighup(state.clone(), stages.clone()));
-    let shared = tokio::spawn(control::watch::run(state.clone(), stages.clone()));
+    let shared = tokio::spawn(reload::follow_control_plane(state.clone(), stages.clone()));
     let charts = {
         let (state, stop) = (state.clone(), stages.clone());
         tokio::spawn(async move {
@@ -364,9 +364,8 @@ fn start(
     }
     work.configured(&snapshot);
     store.set_commit_delay(snapshot.storage.commit_delay);
-    let health = control
-        .health(&store)
-        .context("cannot read subscription health")?;
+    let health =
+        crate::health::Health::load(&control, &store).context("cannot read subscription health")?;
     let auth = auth::AuthState::open(&store, control.is_shared())
         .context("cannot read the OAuth1 nonces")?;
     let policies = tokio::runtime::Handle::current()

@@ -26,12 +26,10 @@ mod deliveries;
 mod dry_run;
 mod plugins;
 mod portal_sessions;
-pub mod records;
+pub use crate::control::records;
 mod secrets;
 mod subscriptions;
 mod validate;
-
-pub(crate) use plugins::write_atomically;
 
 use std::sync::Arc;
 

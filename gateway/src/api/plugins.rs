@@ -92,7 +92,7 @@ pub(super) async fn upload(call: &Call<'_>) -> Result<Response<Body>, ApiError> 
     let storage = call.state.snapshot.load().storage.path.clone();
     let file = records::plugin_file(&storage, &hash);
     if !file.exists() {
-        write_atomically(&file, &bytes)
+        records::write_atomically(&file, &bytes)
             .await
             .map_err(|e| ApiError::internal("cannot store a plugin", &e))?;
     }
@@ -128,16 +128,4 @@ fn too_many_plugins() -> ApiError {
 /// 422 with the plugin host's code (`plugin_not_a_plugin`, `plugin_compile_failed`, ...).
 fn refused(e: &PluginError) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string())
-}
-
-pub(crate) async fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| std::io::Error::other("plugin path has no folder"))?;
-    tokio::fs::create_dir_all(dir).await?;
-    let tmp = path.with_extension(format!("tmp{:08x}", rand::random::<u32>()));
-    tokio::fs::write(&tmp, bytes).await?;
-    let file = tokio::fs::File::open(&tmp).await?;
-    file.sync_all().await?;
-    tokio::fs::rename(&tmp, path).await
 }

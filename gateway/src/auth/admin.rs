@@ -127,7 +127,7 @@ pub(crate) async fn route(
             if let Err(e) = crate::reload::reload(state, "app removed").await {
                 tracing::warn!(app = %name, error = %e, "reload after removing an app failed");
             }
-            let prefix = crate::api::records::app_prefix(name);
+            let prefix = crate::control::records::app_prefix(name);
             let purged = state.work.purge(&prefix).await.map_err(internal)?;
             let tokens = control.revoke_app_tokens(name).await.map_err(internal)?;
             let portal = control

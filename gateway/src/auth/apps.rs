@@ -18,35 +18,6 @@ use crate::config::file::AppConfig;
 use crate::state::State;
 use crate::store::StoreError;
 
-/// How an app is looked up.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Lookup<'a> {
-    /// By name.
-    Name(&'a str),
-    /// By OAuth2 `client_id`.
-    ClientId(&'a str),
-    /// By OAuth1 `oauth_consumer_key`.
-    ConsumerKey(&'a str),
-}
-
-impl Lookup<'_> {
-    fn matches(self, app: &App) -> bool {
-        match self {
-            Lookup::Name(n) => app.name == n,
-            Lookup::ClientId(id) => app.oauth2.as_ref().is_some_and(|c| c.client_id == id),
-            Lookup::ConsumerKey(k) => app.oauth1.as_ref().is_some_and(|c| c.consumer_key == k),
-        }
-    }
-
-    fn index_key(self) -> Option<Vec<u8>> {
-        match self {
-            Lookup::Name(_) => None,
-            Lookup::ClientId(id) => Some([b"c\0", id.as_bytes()].concat()),
-            Lookup::ConsumerKey(k) => Some([b"k\0", k.as_bytes()].concat()),
-        }
-    }
-}
-
 /// Finds an app: the configuration file first, then the store (skipping names the file
 /// shadows).
 pub(crate) fn find(state: &State, key: Lookup<'_>) -> Result<Option<Arc<App>>, StoreError> {
@@ -60,9 +31,7 @@ pub(crate) fn find(state: &State, key: Lookup<'_>) -> Result<Option<Arc<App>>, S
         .map(Arc::new))
 }
 
-mod store;
-
-pub(crate) use store::AppStore;
+pub use crate::apps::Lookup;
 
 #[cfg(test)]
 mod tests;

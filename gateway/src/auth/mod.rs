@@ -17,9 +17,7 @@ mod limits;
 pub mod oauth2;
 pub mod portal;
 mod request;
-pub(crate) mod tokens;
-
-pub(crate) use request::TIMESTAMP_WINDOW_SECS;
+pub(crate) use crate::control::tokens;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -17,8 +17,7 @@ use crate::http_error::ApiError;
 use crate::state::State;
 use crate::time::now_ms;
 
-/// Accepted clock skew of `oauth_timestamp`, in seconds either way.
-pub(crate) const TIMESTAMP_WINDOW_SECS: u64 = 300;
+use crate::signing::oauth1::TIMESTAMP_WINDOW_SECS;
 
 fn invalid_token(message: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", message).with_header(

@@ -9,9 +9,11 @@
 //! records are refused by their owner and pruned here (on sled when new ones are written, on
 //! NATS by the buckets' `max_age`).
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
 use super::ControlPlane;
-use crate::auth::portal::{PortalLink, PortalSession};
-use crate::connector::catalog::seen::SeenType;
+use crate::control::portal::{PortalLink, PortalSession};
 use crate::store::StoreError;
 
 impl ControlPlane {
@@ -79,20 +81,24 @@ impl ControlPlane {
         }
     }
 
-    /// Every event type seen, as stored (at most the catalog's bound).
-    pub(crate) async fn seen_types(&self) -> Result<Vec<SeenType>, StoreError> {
+    /// Every event type seen, as stored (at most `limit` of them). The records are the
+    /// event catalog's (`connector::catalog::seen`); the control plane only keeps them.
+    pub(crate) async fn seen_types<T: DeserializeOwned>(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<T>, StoreError> {
         match self {
-            Self::Sled(p) => p.seen_types(),
-            Self::Nats(p) => p.seen_types().await,
+            Self::Sled(p) => p.seen_types(limit),
+            Self::Nats(p) => p.seen_types(limit).await,
         }
     }
 
     /// The stored record of `event_type` seen from `source`.
-    pub(crate) async fn seen_type(
+    pub(crate) async fn seen_type<T: DeserializeOwned>(
         &self,
         source: &str,
         event_type: &str,
-    ) -> Result<Option<SeenType>, StoreError> {
+    ) -> Result<Option<T>, StoreError> {
         let key = seen_key(source, event_type);
         match self {
             Self::Sled(p) => p.get(super::local::EVENT_CATALOG, &key),
@@ -100,9 +106,14 @@ impl ControlPlane {
         }
     }
 
-    /// Stores `record` (replacing what was stored for its source and type).
-    pub(crate) async fn put_seen_type(&self, record: &SeenType) -> Result<(), StoreError> {
-        let key = seen_key(&record.source, &record.event_type);
+    /// Stores `record` of `event_type` seen from `source` (replacing what was stored).
+    pub(crate) async fn put_seen_type<T: Serialize>(
+        &self,
+        source: &str,
+        event_type: &str,
+        record: &T,
+    ) -> Result<(), StoreError> {
+        let key = seen_key(source, event_type);
         match self {
             Self::Sled(p) => p.put(super::local::EVENT_CATALOG, &key, record),
             Self::Nats(p) => p.put_seen_type(&key, record).await,

@@ -1,13 +1,13 @@
 //! The control plane in the instance's own sled database (`[storage] engine = "sled"`, the
 //! default): the trees `apps` and `apps_index` (`AppStore`), `oauth2_tokens` and
 //! `oauth2_token_expiry` (`TokenStore`), `api_subscriptions` and `api_plugins`
-//! ([`crate::api::records`]), `oauth1_nonces` and `subscription_health` (opened by their
+//! ([`crate::control::records`]), `oauth1_nonces` and `subscription_health` (opened by their
 //! owners, `auth` and `state`), and `portal_links`, `portal_sessions` and `event_catalog`
 //! (`extra.rs`). Every write is made durable by the store's flushes.
 
-use crate::api::records::{self, StoredPlugin, StoredSubscription};
-use crate::auth::apps::AppStore;
-use crate::auth::tokens::TokenStore;
+use super::apps::AppStore;
+use crate::control::records::{self, StoredPlugin, StoredSubscription};
+use crate::control::tokens::TokenStore;
 use crate::store::{Store, StoreError};
 
 /// The tree of portal links.
@@ -154,13 +154,14 @@ impl SledPlane {
     }
 
     /// Every event type seen, at most the catalog's bound.
-    pub(crate) fn seen_types(
+    pub(crate) fn seen_types<T: serde::de::DeserializeOwned>(
         &self,
-    ) -> Result<Vec<crate::connector::catalog::seen::SeenType>, StoreError> {
+        limit: usize,
+    ) -> Result<Vec<T>, StoreError> {
         self.db
             .open_tree(EVENT_CATALOG)?
             .iter()
-            .take(crate::connector::catalog::seen::MAX_TYPES)
+            .take(limit)
             .map(|entry| decode(EVENT_CATALOG, &entry?.1))
             .collect()
     }

@@ -1,37 +1,42 @@
 //! The control plane: what the operator and the apps configure at run time, as opposed to the
 //! work plane (events, queue, attempts, dead letters), which stays in [`crate::store`].
 //!
-//! Records: apps and their credential index, OAuth2 token hashes, API subscriptions, uploaded
-//! plugins (records and component bytes), OAuth1 nonces, the stored side of subscription
-//! health (flags and pauses), and (`extra.rs`) portal links and sessions and the event types
-//! seen. Two engines keep them, chosen by `[storage] engine`:
+//! Records: apps and their credential index ([`apps`], the records themselves being
+//! [`crate::apps`]), OAuth2 token hashes ([`tokens`]), API subscriptions and uploaded plugins
+//! (records and component bytes: [`records`]), OAuth1 nonces, the stored side of subscription
+//! health (flags and pauses: [`SubscriptionHealth`]), and (`extra.rs`) portal links and
+//! sessions ([`portal`]) and the event types seen (kept as the event catalog gives them). The
+//! shapes live here, below the stages that use them. Two engines keep them, chosen by
+//! `[storage] engine`:
 //!
-//! - [`local`]: the instance's own sled database (the trees the auth and API modules always
-//!   used); one binary, nothing else to run;
+//! - [`local`]: the instance's own sled database; one binary, nothing else to run;
 //! - [`nats`]: JetStream key-value buckets and the object store, shared by every instance
 //!   with the same servers and bucket prefix. Writes that must be unique across instances use
 //!   KV `create` and revision-checked updates; the buckets that alter the snapshot are
-//!   mirrored in memory and watched, and [`watch`] rebuilds the snapshot through the same
-//!   build-and-swap path as a reload when another instance changes them.
+//!   mirrored in memory and watched, and `reload::follow_control_plane` rebuilds the snapshot
+//!   through the same build-and-swap path as a reload when another instance changes them.
 //!
 //! Reads of apps, subscriptions and plugins are synchronous (the snapshot build and the
 //! request path call them); token lookups, nonce claims and every write are `async`.
 //! This module never delivers, never runs a plugin and never touches the queue.
 
+pub mod apps;
 mod extra;
 pub mod local;
 pub mod nats;
-pub mod watch;
+pub mod portal;
+pub mod records;
+pub mod tokens;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::api::records::{StoredPlugin, StoredSubscription};
-use crate::auth::apps::{App, Lookup};
-use crate::auth::tokens::TokenRecord;
+use crate::apps::{App, Lookup};
 use crate::config::StorageConfig;
 use crate::config::nats::Engine;
-use crate::health::SubscriptionHealth;
+use crate::control::records::{StoredPlugin, StoredSubscription};
+use crate::control::tokens::TokenRecord;
 use crate::store::{Store, StoreError};
 
 /// Longest wait at shutdown for background writes to reach the shared control plane.
@@ -358,14 +363,12 @@ impl ControlPlane {
 
     // Subscription health.
 
-    /// Where the flags and pauses of subscriptions are kept, loaded.
-    pub(crate) fn health(&self, store: &Store) -> Result<crate::health::Health, StoreError> {
+    /// On the shared control plane, the flags and pauses of subscriptions it holds and where
+    /// to write them (`None` on sled: the `health` module keeps them in the store's tree).
+    pub(crate) fn health_sink(&self) -> Option<(HashMap<String, SubscriptionHealth>, HealthSink)> {
         match self {
-            Self::Sled(_) => crate::health::Health::open(store),
-            Self::Nats(p) => Ok(crate::health::Health::shared(
-                p.stored_health(),
-                HealthSink(p.clone()),
-            )),
+            Self::Sled(_) => None,
+            Self::Nats(p) => Some((p.stored_health(), HealthSink(p.clone()))),
         }
     }
 }
@@ -380,4 +383,17 @@ impl HealthSink {
     pub(crate) fn write(&self, sub: &str, health: Option<&SubscriptionHealth>) {
         self.0.write_health(sub, health);
     }
+}
+
+/// A subscription's health as kept and shown (`health` counts it; the admin status shows it).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct SubscriptionHealth {
+    /// Failures since the last success.
+    pub consecutive_failures: u32,
+    /// Set once the failures pass the configured threshold.
+    pub flagged: bool,
+    /// Whether deliveries are paused because of it.
+    pub disabled: bool,
+    /// The last error seen.
+    pub last_error: Option<String>,
 }

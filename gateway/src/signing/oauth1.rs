@@ -10,6 +10,10 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use subtle::ConstantTimeEq;
 
+/// Accepted clock skew of a request's `oauth_timestamp`, in seconds either way (a nonce is
+/// remembered for twice as long).
+pub const TIMESTAMP_WINDOW_SECS: u64 = 300;
+
 /// A signature method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignatureMethod {

@@ -31,8 +31,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::StatusCode;
 use http::request::Parts;
-use serde::{Deserialize, Serialize};
+
 use sha2::{Digest as _, Sha256};
+
+pub use crate::control::portal::{MAX_LINK_TTL, MAX_SESSION_TTL, PortalLink, PortalSession};
 
 use super::AppIdentity;
 use super::apps::{self, App, Lookup};
@@ -40,12 +42,8 @@ use crate::http_error::ApiError;
 use crate::state::State;
 use crate::time::now_ms;
 
-/// Longest a link may live.
-pub const MAX_LINK_TTL: Duration = Duration::from_secs(3600);
 /// A link's life unless asked otherwise.
 pub const DEFAULT_LINK_TTL: Duration = Duration::from_secs(600);
-/// Longest a session may live (the NATS bucket's `max_age`).
-pub const MAX_SESSION_TTL: Duration = Duration::from_secs(24 * 3600);
 /// A session's life unless asked otherwise.
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(3600);
 /// Shortest life of either.
@@ -56,63 +54,6 @@ pub const COOKIE: &str = "odoo_gateway_portal";
 pub const CSRF_HEADER: &str = "x-portal-csrf";
 /// Failed exchanges per minute from one address.
 const FAILED_EXCHANGES_PER_MINUTE: u32 = 30;
-
-/// A link, as stored (under the hash of its secret).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PortalLink {
-    /// The app it opens.
-    pub app: String,
-    /// The app's credential ids when it was minted (see `binding`).
-    pub credentials: String,
-    /// The scopes its session gets (within the app's).
-    pub scopes: Vec<String>,
-    /// When it stops working (ms since the epoch).
-    pub expires_ms: u64,
-    /// How long its session lives.
-    pub session_ttl_ms: u64,
-    /// `app` or `operator`.
-    pub minted_by: String,
-}
-
-/// A session, as stored (under the hash of its secret).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PortalSession {
-    /// Its public id (logs, answers).
-    pub id: String,
-    /// The app it acts for.
-    pub app: String,
-    /// The app's credential ids when its link was minted.
-    pub credentials: String,
-    /// Its scopes (within the app's).
-    pub scopes: Vec<String>,
-    /// When it began (ms since the epoch).
-    pub created_ms: u64,
-    /// When it ends (ms since the epoch).
-    pub expires_ms: u64,
-    /// The token its page sends in [`CSRF_HEADER`].
-    pub csrf: String,
-    /// Who minted its link: `app` or `operator`.
-    pub minted_by: String,
-}
-
-impl std::fmt::Debug for PortalLink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PortalLink")
-            .field("app", &self.app)
-            .field("expires_ms", &self.expires_ms)
-            .finish_non_exhaustive()
-    }
-}
-
-impl std::fmt::Debug for PortalSession {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PortalSession")
-            .field("id", &self.id)
-            .field("app", &self.app)
-            .field("expires_ms", &self.expires_ms)
-            .finish_non_exhaustive()
-    }
-}
 
 /// What a link or session is bound to: the app's credential ids now. An app registered again
 /// under the same name gets new ids, so its old links and sessions stop working.

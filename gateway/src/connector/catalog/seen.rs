@@ -183,15 +183,17 @@ impl Seen {
 async fn write_one(control: &ControlPlane, record: &SeenType) -> Result<(), StoreError> {
     let mut merged = record.clone();
     if let Some(stored) = control
-        .seen_type(&record.source, &record.event_type)
+        .seen_type::<SeenType>(&record.source, &record.event_type)
         .await?
     {
         merged.shape.merge(&stored.shape);
         merged.seen_ms = merged.seen_ms.max(stored.seen_ms);
-    } else if control.seen_types().await?.len() >= MAX_TYPES {
+    } else if control.seen_types::<SeenType>(MAX_TYPES).await?.len() >= MAX_TYPES {
         return Ok(());
     }
-    control.put_seen_type(&merged).await
+    control
+        .put_seen_type(&merged.source, &merged.event_type, &merged)
+        .await
 }
 
 /// The stage that writes what ingest saw to the control plane, every `FLUSH_EVERY` and
@@ -226,7 +228,7 @@ pub async fn all(state: &State) -> Result<Vec<SeenType>, StoreError> {
         Some(records) => records,
         None => {
             // Read at most every STORED_FOR: on NATS the bucket is one read per type.
-            let records = state.control.seen_types().await?;
+            let records = state.control.seen_types::<SeenType>(MAX_TYPES).await?;
             *seen.stored.lock().unwrap_or_else(|p| p.into_inner()) =
                 Some((Instant::now(), records.clone()));
             records

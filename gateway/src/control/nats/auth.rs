@@ -9,7 +9,7 @@ use futures_util::StreamExt as _;
 use sha2::{Digest as _, Sha256};
 
 use super::{NatsPlane, encode, shared};
-use crate::auth::tokens::TokenRecord;
+use crate::control::tokens::TokenRecord;
 use crate::store::StoreError;
 
 fn token_key(token: &str) -> String {

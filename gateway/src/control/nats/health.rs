@@ -9,7 +9,7 @@ use async_nats::jetstream::kv;
 use tokio_util::sync::CancellationToken;
 
 use super::{PendingHealth, StoredHealth, encode, mirror};
-use crate::health::SubscriptionHealth;
+use crate::control::SubscriptionHealth;
 
 impl super::NatsPlane {
     /// The stored flags and pauses, for [`crate::health::Health`] at start-up.

@@ -12,13 +12,13 @@
 //! | `api_plugins` | `<app>.<sha256>` → plugin record | content-addressed; the bytes in the object store `plugin_components` |
 //! | `oauth1_nonces` | hex SHA-256 of (consumer, nonce, timestamp) → nothing | `create`: a replay is refused on every instance; `max_age` the nonce window |
 //! | `subscription_health` | hex subscription id → flags, pause, writer | the latest state wins; an instance skips its own echoes |
-//! | `portal_links` | hex SHA-256 of the link → link | random keys; taken by a purge naming the revision read; `max_age` [`crate::auth::portal::MAX_LINK_TTL`] |
-//! | `portal_sessions` | hex SHA-256 of the session → session | random keys; `max_age` [`crate::auth::portal::MAX_SESSION_TTL`] |
+//! | `portal_links` | hex SHA-256 of the link → link | random keys; taken by a purge naming the revision read; `max_age` [`crate::control::portal::MAX_LINK_TTL`] |
+//! | `portal_sessions` | hex SHA-256 of the session → session | random keys; `max_age` [`crate::control::portal::MAX_SESSION_TTL`] |
 //! | `event_catalog` | hex of source and event type → shape seen | each instance merges what it saw into what is stored |
 //!
 //! `apps`, `api_subscriptions`, `api_plugins` and `subscription_health` are mirrored in memory
 //! (`mirror.rs`) and watched: reads on the request path and in the snapshot build never wait on
-//! the network, and a change made by another instance wakes [`super::watch`].
+//! the network, and a change made by another instance wakes [`crate::reload::follow_control_plane`].
 
 mod auth;
 mod fresh;
@@ -35,10 +35,10 @@ use async_nats::jetstream::{self, kv, object_store};
 use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::api::records::{StoredPlugin, StoredSubscription};
-use crate::auth::apps::App;
+use crate::apps::App;
 use crate::config::nats::NatsConfig;
-use crate::health::SubscriptionHealth;
+use crate::control::SubscriptionHealth;
+use crate::control::records::{StoredPlugin, StoredSubscription};
 use crate::store::StoreError;
 
 /// Longest life of an OAuth2 token in the shared bucket (its `max_age`): an app's
@@ -47,7 +47,8 @@ pub const TOKEN_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// How long a nonce is remembered: a timestamp up to the window ahead of the clock, plus the
 /// window.
-const NONCE_MAX_AGE: Duration = Duration::from_secs(2 * crate::auth::TIMESTAMP_WINDOW_SECS + 1);
+const NONCE_MAX_AGE: Duration =
+    Duration::from_secs(2 * crate::signing::oauth1::TIMESTAMP_WINDOW_SECS + 1);
 
 /// How long a JetStream cluster may take to answer bucket creation at start-up.
 const STARTING_CLUSTER: Duration = Duration::from_secs(15);
@@ -101,7 +102,7 @@ pub struct Taken {
     pub health: Vec<(String, Option<SubscriptionHealth>)>,
 }
 
-/// What another instance changed, for [`super::watch`].
+/// What another instance changed, for [`crate::reload::follow_control_plane`].
 #[derive(Debug, Default)]
 pub struct Changes {
     /// Woken on every change below.
@@ -355,8 +356,9 @@ impl NatsPlane {
         let plugins = open("api_plugins", none).await?;
         let nonces = open("oauth1_nonces", NONCE_MAX_AGE).await?;
         let health = open("subscription_health", none).await?;
-        let portal_links = open("portal_links", crate::auth::portal::MAX_LINK_TTL).await?;
-        let portal_sessions = open("portal_sessions", crate::auth::portal::MAX_SESSION_TTL).await?;
+        let portal_links = open("portal_links", crate::control::portal::MAX_LINK_TTL).await?;
+        let portal_sessions =
+            open("portal_sessions", crate::control::portal::MAX_SESSION_TTL).await?;
         let event_catalog = open("event_catalog", none).await?;
         let components_name = format!("{prefix}_plugin_components");
         let components = match js

@@ -6,8 +6,7 @@ use async_nats::jetstream::kv;
 use futures_util::StreamExt as _;
 
 use super::{NatsPlane, encode, shared};
-use crate::auth::portal::{PortalLink, PortalSession};
-use crate::connector::catalog::seen::{MAX_TYPES, SeenType};
+use crate::control::portal::{PortalLink, PortalSession};
 use crate::store::StoreError;
 
 fn decode<T: serde::de::DeserializeOwned>(
@@ -132,9 +131,12 @@ impl NatsPlane {
         Ok(removed)
     }
 
-    pub(crate) async fn seen_types(&self) -> Result<Vec<SeenType>, StoreError> {
+    pub(crate) async fn seen_types<T: serde::de::DeserializeOwned>(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<T>, StoreError> {
         let mut out = Vec::new();
-        for key in keys(&self.event_catalog, "event_catalog", MAX_TYPES).await? {
+        for key in keys(&self.event_catalog, "event_catalog", limit).await? {
             if let Some(record) = self.seen_type(&key).await? {
                 out.push(record);
             }
@@ -142,7 +144,10 @@ impl NatsPlane {
         Ok(out)
     }
 
-    pub(crate) async fn seen_type(&self, key: &str) -> Result<Option<SeenType>, StoreError> {
+    pub(crate) async fn seen_type<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
         self.event_catalog
             .get(key)
             .await
@@ -151,10 +156,10 @@ impl NatsPlane {
             .transpose()
     }
 
-    pub(crate) async fn put_seen_type(
+    pub(crate) async fn put_seen_type<T: serde::Serialize>(
         &self,
         key: &str,
-        record: &SeenType,
+        record: &T,
     ) -> Result<(), StoreError> {
         self.event_catalog
             .put(key, encode(record))

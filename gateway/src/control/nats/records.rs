@@ -14,8 +14,8 @@ use tokio::io::AsyncReadExt as _;
 
 use super::mirror::{self, read};
 use super::{NatsPlane, encode, shared};
-use crate::api::records::{self as api_records, StoredPlugin, StoredSubscription};
-use crate::auth::apps::{App, Lookup};
+use crate::apps::{App, Lookup};
+use crate::control::records::{self as api_records, StoredPlugin, StoredSubscription};
 use crate::store::StoreError;
 
 /// Largest plugin component fetched from the object store (the upload limit).
@@ -394,7 +394,7 @@ impl NatsPlane {
                 message: format!("the bytes stored as {hash} have another hash"),
             });
         }
-        crate::api::write_atomically(path, &bytes)
+        crate::control::records::write_atomically(path, &bytes)
             .await
             .map_err(|e| shared("plugin file", e))
     }

@@ -131,6 +131,20 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
+/// Writes `bytes` to `path` through a temporary file made durable, then renamed over it:
+/// a reader finds the old file or the whole new one.
+pub(crate) async fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("plugin path has no folder"))?;
+    tokio::fs::create_dir_all(dir).await?;
+    let tmp = path.with_extension(format!("tmp{:08x}", rand::random::<u32>()));
+    tokio::fs::write(&tmp, bytes).await?;
+    let file = tokio::fs::File::open(&tmp).await?;
+    file.sync_all().await?;
+    tokio::fs::rename(&tmp, path).await
+}
+
 /// Removes every subscription and plugin record of `app`; returns how many.
 pub(crate) fn remove_app_records(db: &sled::Db, app: &str) -> Result<usize, StoreError> {
     let mut removed = 0;

@@ -1,7 +1,7 @@
 //! The sled side of the app registry: apps stored through `/admin/apps`, indexed by their
 //! credential ids so that a request finds its app without a scan.
 
-use super::{App, Lookup};
+use crate::apps::{App, Lookup};
 use crate::store::StoreError;
 
 /// The sled trees `apps` (name → app) and `apps_index` (`c\0<client_id>` or
