@@ -22,10 +22,11 @@ use crate::store::StoreError;
 /// Pause before a failed watch is opened again.
 const RETRY: Duration = Duration::from_secs(1);
 
-/// How long one reading of a whole bucket (or one look at its last revision) may take before
-/// it is given up and tried again: while a NATS node restarts, the consumer a read opens can
-/// land on it and stall without an error, and a follower stuck in it would never hear of a
-/// change again.
+/// How long each step of reading a bucket (its last revision, opening the watch and the key
+/// listing, each key, each entry) may wait for an answer before the read is given up and
+/// tried again: while a NATS node restarts, the consumer a read opens can land on it and stall
+/// without an error, and a follower stuck in it would never hear of a change again. A limit
+/// per step, not per read: a large bucket that keeps answering is read to its end.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often the bucket's last revision is compared with what the watch brought. A watch can
@@ -154,17 +155,20 @@ pub(crate) async fn load<T: DeserializeOwned>(
     changed: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<kv::Watch, StoreError> {
     let name = bucket.name.clone();
-    let before = last_revision(bucket).await?;
-    let watch = bucket.watch_all().await.map_err(|e| shared(&name, e))?;
-    let mut keys = bucket.keys().await.map_err(|e| shared(&name, e))?;
+    let before = step(&name, last_revision(bucket)).await??;
+    let watch = step(&name, bucket.watch_all())
+        .await?
+        .map_err(|e| shared(&name, e))?;
+    let mut keys = step(&name, bucket.keys())
+        .await?
+        .map_err(|e| shared(&name, e))?;
     let mut present = HashSet::new();
-    while let Some(key) = keys.next().await {
+    while let Some(key) = step(&name, keys.next()).await? {
         present.insert(key.map_err(|e| shared(&name, e))?);
     }
     for key in &present {
-        if let Some(entry) = bucket
-            .entry(key.clone())
-            .await
+        if let Some(entry) = step(&name, bucket.entry(key.clone()))
+            .await?
             .map_err(|e| shared(&name, e))?
             && apply(&name, table, &entry)
         {
@@ -190,20 +194,15 @@ pub(crate) async fn load<T: DeserializeOwned>(
     Ok(watch)
 }
 
-/// [`load`] within [`READ_TIMEOUT`].
-async fn reload<T: DeserializeOwned>(
-    bucket: &kv::Store,
-    table: &Shared<T>,
-    changed: &(dyn Fn(&str) + Send + Sync),
-) -> Result<kv::Watch, StoreError> {
-    tokio::time::timeout(READ_TIMEOUT, load(bucket, table, changed))
+/// `future`, one step of reading `bucket`, given up after [`READ_TIMEOUT`].
+async fn step<F: std::future::Future>(bucket: &str, future: F) -> Result<F::Output, StoreError> {
+    tokio::time::timeout(READ_TIMEOUT, future)
         .await
-        .unwrap_or_else(|_| {
-            Err(StoreError::Shared(format!(
-                "reading the shared bucket {} took longer than {}s",
-                bucket.name,
-                READ_TIMEOUT.as_secs()
-            )))
+        .map_err(|_| {
+            shared(
+                bucket,
+                format!("no answer within {}s", READ_TIMEOUT.as_secs()),
+            )
         })
 }
 
@@ -243,7 +242,7 @@ pub(crate) async fn follow<T: DeserializeOwned + Send + Sync + 'static>(
         let next = match next {
             Some(next) => next,
             None => {
-                let ahead = match tokio::time::timeout(READ_TIMEOUT, last_revision(&bucket)).await {
+                let ahead = match step(&name, last_revision(&bucket)).await {
                     Ok(Ok(last)) => last > read(&table).loaded,
                     Ok(Err(_)) | Err(_) => false,
                 };
@@ -253,7 +252,7 @@ pub(crate) async fn follow<T: DeserializeOwned + Send + Sync + 'static>(
                 }
                 behind = false;
                 tracing::warn!(bucket = %name, "the watch of a shared bucket fell behind; reading it again");
-                match reload(&bucket, &table, changed.as_ref()).await {
+                match load(&bucket, &table, changed.as_ref()).await {
                     Ok(w) => watch = w,
                     Err(e) => {
                         tracing::warn!(bucket = %name, error = %e, "cannot read a shared bucket yet");
@@ -286,7 +285,7 @@ pub(crate) async fn follow<T: DeserializeOwned + Send + Sync + 'static>(
                 () = tokio::time::sleep(RETRY) => {}
                 () = shutdown.cancelled() => return,
             }
-            match reload(&bucket, &table, changed.as_ref()).await {
+            match load(&bucket, &table, changed.as_ref()).await {
                 Ok(w) => {
                     watch = w;
                     break;
