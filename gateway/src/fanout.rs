@@ -35,7 +35,7 @@ pub fn plan_at_most(
             continue;
         }
         // Enrichment reads from Odoo: it runs in the plugin-call unit of work, never here.
-        if sub.plugin.is_some() || crate::connector::enrich::wanted(snapshot, sub, event) {
+        if sub.plugin.is_some() || crate::transform::enrich::wanted(snapshot, sub, event) {
             jobs.push(transform::transform_job(sub, event, now_ms, now_ms));
         } else {
             jobs.extend(transform::pass_through_jobs(sub, event, now_ms));

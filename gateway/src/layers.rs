@@ -52,6 +52,20 @@ const LOWER: &[(&str, &[&str])] = &[
         ],
     ),
     ("health", &["config", "control", "store"]),
+    (
+        "transform",
+        &[
+            "config",
+            "event",
+            "odoo",
+            "plugin",
+            "store",
+            "subscriptions",
+            "trace",
+            "xmljson",
+        ],
+    ),
+    ("fanout", &["config", "event", "store", "transform"]),
 ];
 
 /// The source files of top-level module `name`, test files left out.

@@ -3,7 +3,10 @@
 //! Shared by fan-out (subscriptions without a plugin are transformed inline, cheaply), the
 //! dispatcher (a plugin call is its own unit of work, run in the subscription's lane) and the
 //! API's replay. It turns an outcome into jobs with stable ids, and builds pass-through bodies
-//! from the stored event at delivery time. It never writes to the store.
+//! from the stored event at delivery time. It never writes to the store. [`enrich`] reads the
+//! related records a subscription asks for from Odoo before its plugin or pass-through body.
+
+pub mod enrich;
 
 use std::sync::Arc;
 
@@ -236,14 +239,11 @@ fn base_job(event: &Event, sub: &Subscription, id: JobId, now_ms: u64) -> Job {
         last_error: None,
         member: None,
         // Ordered delivery: the event's key and its acceptance order.
-        order: sub
-            .ordering
-            .as_ref()
-            .map(|template| crate::workplane::policy::Order {
-                key: template.key(event),
-                seq: event.seq,
-                held: None,
-            }),
+        order: sub.ordering.as_ref().map(|template| crate::store::Order {
+            key: template.key(event),
+            seq: event.seq,
+            held: None,
+        }),
     }
 }
 

@@ -157,7 +157,7 @@ pub(super) async fn replay(call: &Call<'_>, job_id: &str) -> Result<Response<Bod
     // The delivery is made again as it was made the first time: the pass-through body, or
     // the plugin run once more (in a plugin slot of the subscription's, like any call).
     let mut jobs = if sub.plugin.is_none()
-        && !crate::connector::enrich::wanted(&snapshot, &sub, &event)
+        && !crate::transform::enrich::wanted(&snapshot, &sub, &event)
     {
         crate::transform::pass_through_jobs(&sub, &event, now)
     } else {

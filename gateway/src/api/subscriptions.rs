@@ -285,7 +285,7 @@ fn check_enrich(call: &Call<'_>, specs: &[crate::odoo::EnrichSpec]) -> Result<()
     for (i, spec) in specs.iter().enumerate() {
         let ok = allowances
             .iter()
-            .any(|a| crate::connector::enrich::allowed(spec, a).is_some());
+            .any(|a| crate::transform::enrich::allowed(spec, a).is_some());
         if !ok {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,

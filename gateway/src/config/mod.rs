@@ -294,7 +294,7 @@ pub struct Subscription {
     pub enabled: bool,
     /// Record and field filter, applied before the plugin or pass-through.
     pub filter: Option<crate::subscriptions::filter::PayloadFilter>,
-    /// Related records embedded before the plugin or pass-through (see [`crate::connector::enrich`]).
+    /// Related records embedded before the plugin or pass-through (see [`crate::transform::enrich`]).
     pub enrich: Vec<crate::odoo::EnrichSpec>,
     /// Ordered delivery: the key of an event's jobs.
     pub ordering: Option<crate::delivery::policy::order::KeyTemplate>,

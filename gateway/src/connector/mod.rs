@@ -1,9 +1,6 @@
-//! The Odoo connector's stages, over the client in [`crate::odoo`].
+//! The Odoo connector's stages, over the client in [`crate::odoo`] (enrichment is part of the
+//! transform step: [`crate::transform::enrich`]).
 //!
-//! - [`enrich`]: before a subscription's plugin (or pass-through body) sees an event, the
-//!   related records named by its `enrich` list are read (one `read` per model) and embedded
-//!   where their ids were. It runs in the plugin-call unit of work, never in ingest; a
-//!   failure that may pass retries that unit under the subscription's backoff.
 //! - [`poll`]: a stage that polls models for changes and turns them into events through the
 //!   store's accept path, for Odoo versions without the webhook action (9 to 16) or to
 //!   reconcile the fire-and-forget webhook of 17+; [`cursor`]: where it stands (a second, as
@@ -19,7 +16,6 @@
 
 pub mod catalog;
 pub mod cursor;
-pub mod enrich;
 pub mod plan;
 pub mod poll;
 pub mod shared;

@@ -83,7 +83,7 @@ pub(crate) async fn call(
     events: Vec<Arc<Event>>,
 ) -> Vec<Called> {
     let count = events.len();
-    let inputs = crate::connector::enrich::prepare(snapshot, sub, events).await;
+    let inputs = crate::transform::enrich::prepare(snapshot, sub, events).await;
     let runner = sub.clone();
     let ran = state
         .plugins

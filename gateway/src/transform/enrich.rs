@@ -18,11 +18,11 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use tracing::Instrument as _;
 
+use super::Outcome;
 use crate::config::{Snapshot, Subscription};
 use crate::event::Event;
 use crate::odoo::{EnrichSpec, OdooClient, OdooError};
 use crate::store::CallFailure;
-use crate::transform::Outcome;
 
 /// Where ids sit in a payload field.
 #[derive(Debug, Clone, PartialEq, Eq)]
