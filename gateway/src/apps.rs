@@ -338,7 +338,7 @@ impl ConfigApps {
 
 /// How an app is looked up.
 #[derive(Debug, Clone, Copy)]
-pub enum Lookup<'a> {
+pub(crate) enum Lookup<'a> {
     /// By name.
     Name(&'a str),
     /// By OAuth2 `client_id`.
@@ -349,7 +349,7 @@ pub enum Lookup<'a> {
 
 impl Lookup<'_> {
     /// Whether `app` is the one looked for.
-    pub fn matches(self, app: &App) -> bool {
+    pub(crate) fn matches(self, app: &App) -> bool {
         match self {
             Lookup::Name(n) => app.name == n,
             Lookup::ClientId(id) => app.oauth2.as_ref().is_some_and(|c| c.client_id == id),
@@ -358,7 +358,7 @@ impl Lookup<'_> {
     }
 
     /// The key of the credential index it is found by (`None`: by name).
-    pub fn index_key(self) -> Option<Vec<u8>> {
+    pub(crate) fn index_key(self) -> Option<Vec<u8>> {
         match self {
             Lookup::Name(_) => None,
             Lookup::ClientId(id) => Some([b"c\0", id.as_bytes()].concat()),

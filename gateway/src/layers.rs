@@ -96,21 +96,51 @@ fn files(src: &Path, name: &str) -> Vec<PathBuf> {
     out
 }
 
+/// Whether `line` begins an item (or its attributes) that a `#[cfg(test)]` line may guard.
+fn starts_item(line: &str) -> bool {
+    let line = line.trim_start();
+    let line = line
+        .strip_prefix("pub(crate) ")
+        .or_else(|| line.strip_prefix("pub "))
+        .unwrap_or(line);
+    [
+        "#[",
+        "mod ",
+        "use ",
+        "fn ",
+        "async fn ",
+        "impl",
+        "struct ",
+        "enum ",
+        "const ",
+        "static ",
+        "type ",
+        "trait ",
+        "macro_rules!",
+    ]
+    .iter()
+    .any(|k| line.starts_with(k))
+}
+
 /// `text` without its comment lines and its `#[cfg(test)]` items (a test module, a test-only
-/// import or helper), wherever they are in the file.
+/// import or helper), wherever they are in the file. Only a `#[cfg(test)]` alone on its line
+/// before an item drops the item; anywhere else it drops its own line only.
 fn without_tests(text: &str) -> String {
     let mut out = Vec::new();
-    let mut lines = text.lines();
+    let mut lines = text.lines().peekable();
     while let Some(line) = lines.next() {
-        let trimmed = line.trim_start();
+        let trimmed = line.trim();
         if trimmed.starts_with("//") {
             continue;
         }
-        if trimmed.starts_with("#[cfg(test)]") {
-            // Skip the item it guards: one line ending in `;`, or up to its closing brace.
+        if trimmed == "#[cfg(test)]" && lines.peek().is_some_and(|next| starts_item(next)) {
+            // The item it guards: up to its first `;` outside braces, or its closing brace.
             let mut depth = 0i32;
             let mut opened = false;
             for item in lines.by_ref() {
+                if item.trim_start().starts_with("#[") && !opened {
+                    continue;
+                }
                 depth += item.matches('{').count() as i32 - item.matches('}').count() as i32;
                 opened |= item.contains('{');
                 if (opened && depth <= 0) || (!opened && item.trim_end().ends_with(';')) {
@@ -119,26 +149,83 @@ fn without_tests(text: &str) -> String {
             }
             continue;
         }
+        if trimmed.starts_with("#[cfg(test)]") {
+            continue;
+        }
         out.push(line);
     }
     out.join("\n")
 }
 
-/// The crate's top-level modules that `text` names (`crate::x`, or `crate::{x, y::z}`), its
-/// comments and test-only items left out.
-fn named(text: &str) -> BTreeSet<String> {
-    let code = without_tests(text);
-    let single = regex::Regex::new(r"crate::(\w+)").expect("pattern");
-    let group = regex::Regex::new(r"crate::\{([^}]*)\}").expect("pattern");
-    let head = regex::Regex::new(r"(?:^|[,{])\s*(\w+)").expect("pattern");
-    let mut out: BTreeSet<String> = single
-        .captures_iter(&code)
-        .map(|c| c[1].to_owned())
-        .collect();
-    for c in group.captures_iter(&code) {
-        out.extend(head.captures_iter(&c[1]).map(|h| h[1].to_owned()));
+/// The names a path starting at byte `at` of `code` takes from the module it starts in: `x`
+/// for `x::...`, and the first name of each part of a group, `x` and `y` for `{x::a, y}`
+/// (nested groups and line breaks included).
+fn heads(code: &str, at: usize) -> Vec<String> {
+    let rest = &code[at..];
+    let ident = |s: &str| -> String {
+        s.trim_start()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let Some(group) = rest.strip_prefix('{') else {
+        return vec![ident(rest)];
+    };
+    let mut out = Vec::new();
+    let mut depth = 0;
+    let mut part_start = true;
+    for (i, c) in group.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => break,
+            '}' => depth -= 1,
+            ',' if depth == 0 => part_start = true,
+            c if part_start && !c.is_whitespace() => {
+                out.push(ident(&group[i..]));
+                part_start = false;
+            }
+            _ => {}
+        }
     }
     out
+}
+
+/// The crate's top-level modules that `text` names, its comments and test-only items left
+/// out: through `crate::` (`crate::x`, `crate::{x, y::z}`, with any spacing around `::`), or
+/// through a chain of `super::` that reaches the crate's root from a module `depth` levels
+/// below it.
+fn named(text: &str, depth: usize) -> BTreeSet<String> {
+    let spaced = regex::Regex::new(r"\s*::\s*").expect("pattern");
+    let code = spaced.replace_all(&without_tests(text), "::").into_owned();
+    let root = regex::Regex::new(r"\b(crate|(?:super::)+)").expect("pattern");
+    let mut out = BTreeSet::new();
+    for m in root.find_iter(&code) {
+        let path = m.as_str();
+        let at = if path == "crate" {
+            match code[m.end()..].strip_prefix("::") {
+                Some(_) => m.end() + 2,
+                None => continue,
+            }
+        } else if path.matches("super::").count() == depth {
+            m.end()
+        } else {
+            continue;
+        };
+        out.extend(heads(&code, at).into_iter().filter(|h| !h.is_empty()));
+    }
+    out
+}
+
+/// How many modules below the crate's root the file `path` (under `src`) is: `time.rs` and
+/// `control/mod.rs` are 1, `control/local.rs` and `control/nats/mod.rs` are 2.
+fn depth_of(src: &Path, path: &Path) -> usize {
+    let relative = path.strip_prefix(src).unwrap_or(path);
+    let parts = relative.components().count();
+    if relative.file_name().is_some_and(|n| n == "mod.rs") {
+        parts - 1
+    } else {
+        parts
+    }
 }
 
 #[test]
@@ -167,7 +254,7 @@ fn lower_modules_name_only_the_modules_below_them() {
         assert!(!sources.is_empty(), "no source for `{name}`");
         for file in sources {
             let text = std::fs::read_to_string(&file).expect("source");
-            for used in named(&text) {
+            for used in named(&text, depth_of(&src, &file)) {
                 if used != *name && modules.contains(used.as_str()) && !allowed.contains(&&*used) {
                     wrong.push(format!("{} names crate::{used}", file.display()));
                 }
@@ -183,10 +270,41 @@ fn lower_modules_name_only_the_modules_below_them() {
 }
 
 #[test]
-fn the_scan_finds_single_and_grouped_paths_and_skips_comments_and_tests() {
+fn the_scan_finds_every_form_of_path_and_skips_comments_and_tests() {
     let text = "use crate::store::Job;\nuse crate::{time, event::Event};\n// crate::state\n\
                 #[cfg(test)]\nuse crate::admin;\n#[cfg(test)]\nmod tests {\n    use crate::config;\n}\n\
                 fn after() -> crate::trace::TraceParent {\n    todo!()\n}\n#[cfg(test)]\nmod more;";
-    let found: Vec<String> = named(text).into_iter().collect();
+    let found: Vec<String> = named(text, 1).into_iter().collect();
     assert_eq!(found, ["event", "store", "time", "trace"]);
+    let nested = "use crate::{\n    config::{Snapshot, Subscription},\n    state::State,\n};";
+    assert_eq!(
+        named(nested, 1).into_iter().collect::<Vec<_>>(),
+        ["config", "state"]
+    );
+    assert_eq!(
+        named("let s: crate :: state :: State;", 1)
+            .into_iter()
+            .collect::<Vec<_>>(),
+        ["state"]
+    );
+    // From `control/local.rs` (two below the root), `super::super::x` is the root's `x`;
+    // `super::x` is a sibling.
+    let supers = "use super::super::state::State;\nuse super::records;";
+    assert_eq!(named(supers, 2).into_iter().collect::<Vec<_>>(), ["state"]);
+    assert_eq!(
+        named(supers, 1).into_iter().collect::<Vec<_>>(),
+        ["records"]
+    );
+    // A test-only field or an attribute on the item's own line drops that line only.
+    let field = "struct S {\n    #[cfg(test)]\n    hook: u32,\n    state: crate::state::State,\n}\n\
+                 #[cfg(test)] use crate::admin;\nuse crate::config::Snapshot;";
+    assert_eq!(
+        named(field, 1).into_iter().collect::<Vec<_>>(),
+        ["config", "state"]
+    );
+    let src = Path::new("/x/src");
+    assert_eq!(depth_of(src, Path::new("/x/src/time.rs")), 1);
+    assert_eq!(depth_of(src, Path::new("/x/src/control/mod.rs")), 1);
+    assert_eq!(depth_of(src, Path::new("/x/src/control/local.rs")), 2);
+    assert_eq!(depth_of(src, Path::new("/x/src/control/nats/mod.rs")), 2);
 }

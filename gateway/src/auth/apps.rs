@@ -31,7 +31,7 @@ pub(crate) fn find(state: &State, key: Lookup<'_>) -> Result<Option<Arc<App>>, S
         .map(Arc::new))
 }
 
-pub use crate::apps::Lookup;
+pub(crate) use crate::apps::Lookup;
 
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,7 @@
 //! id, so one app's records are one prefix scan); [`crate::control`] chooses the engine.
 //!
 //! This module owns the stored shapes and their reads and writes. It does not validate (see
-//! `validate`) and never touches the running snapshot.
+//! `api::validate`) and never touches the running snapshot.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
