@@ -120,7 +120,7 @@ fn scrape(state: &State) -> crate::telemetry::Scrape<'_> {
             .map(|(name, d)| (name.clone(), d.authority()))
             .collect(),
         queues,
-        ready: crate::server::not_ready(state).is_empty(),
+        ready: state.not_ready().is_empty(),
         nats_connected: state.work.connected(),
         flagged,
         open_circuits: state

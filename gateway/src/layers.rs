@@ -11,6 +11,7 @@ const LOWER: &[(&str, &[&str])] = &[
     ("time", &[]),
     ("event", &[]),
     ("http_error", &[]),
+    ("inbound", &["http_error"]),
     ("xmljson", &[]),
     ("subscriptions", &[]),
     ("plugin_threads", &[]),

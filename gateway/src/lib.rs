@@ -27,6 +27,7 @@ pub mod event;
 pub mod fanout;
 pub mod health;
 pub mod http_error;
+pub mod inbound;
 pub mod ingest;
 pub mod odoo;
 pub mod plugin;

@@ -126,7 +126,7 @@ async fn session(state: &Arc<State>, req: Request<Incoming>) -> Result<Response<
                     "a portal link is exchanged from the portal's own page",
                 ));
             }
-            let body = crate::ingest::read_body(body, &parts.headers, MAX_EXCHANGE_BODY).await?;
+            let body = crate::inbound::read_body(body, &parts.headers, MAX_EXCHANGE_BODY).await?;
             let asked: Exchange = serde_json::from_slice(&body).map_err(|e| {
                 ApiError::bad_request("invalid_request", format!("expected {{\"link\"}}: {e}"))
             })?;

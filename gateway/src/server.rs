@@ -22,14 +22,7 @@ use crate::http_error::{ApiError, Body, json};
 use crate::ingest::{self, Endpoint, IngestRequest};
 use crate::state::State;
 
-/// What a request's connection was (a request extension).
-#[derive(Debug, Clone, Copy)]
-pub struct Connection {
-    /// The address it came from.
-    pub peer: std::net::SocketAddr,
-    /// Whether it came over TLS (the HTTPS listener).
-    pub tls: bool,
-}
+pub use crate::inbound::Connection;
 
 /// Serves until `shutdown` is cancelled, then drains and returns; the listener stays open
 /// (connections wait in its backlog until the caller serves it again or drops it).
@@ -269,7 +262,7 @@ async fn ingest_route(
     });
     let limit = state.snapshot.load().server.max_body_bytes;
     ingest::authorise(state, source, token)?;
-    let body = ingest::read_body(body, &parts.headers, limit).await?;
+    let body = crate::inbound::read_body(body, &parts.headers, limit).await?;
     let request = IngestRequest {
         endpoint,
         source,
@@ -279,31 +272,10 @@ async fn ingest_route(
     ingest::accept(state, request, body).await
 }
 
-/// Why the gateway cannot take events now (none when it can), each `<code>: <why>`: stages
-/// stopped; on sled writes failing, live data at its budget or the disk short of room
-/// (`store/space.rs`); on NATS the queue out of reach. What `/readyz` and the `ready` gauge
-/// say.
-pub(crate) fn not_ready(state: &State) -> Vec<String> {
-    let mut reasons = Vec::new();
-    if !state
-        .stages_running
-        .load(std::sync::atomic::Ordering::Acquire)
-    {
-        reasons.push("stages_not_running".to_owned());
-    }
-    if let Some(why) = state.work.refuses() {
-        reasons.push(why);
-    } else if let Some(error) = state.store.unavailable() {
-        // On NATS, this instance's own database (polling cursors) failing.
-        reasons.push(format!("storage_unavailable: {error}"));
-    }
-    reasons
-}
-
 /// `/readyz`: 200 when the gateway can take events now (store writable, within its budget and
 /// with room on disk, configuration loaded, stages running), else 503 with the reasons.
 fn readiness(state: &State) -> Response<Body> {
-    let reasons = not_ready(state);
+    let reasons = state.not_ready();
     if reasons.is_empty() {
         json(
             StatusCode::OK,

@@ -48,6 +48,29 @@ pub struct State {
     pub catalog: crate::connector::catalog::Catalog,
 }
 
+impl State {
+    /// Why the gateway cannot take events now (none when it can), each `<code>: <why>`: stages
+    /// stopped; on sled writes failing, live data at its budget or the disk short of room
+    /// (`store/space.rs`); on NATS the queue out of reach. What `/readyz` and the `ready` gauge
+    /// say.
+    pub fn not_ready(&self) -> Vec<String> {
+        let mut reasons = Vec::new();
+        if !self
+            .stages_running
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            reasons.push("stages_not_running".to_owned());
+        }
+        if let Some(why) = self.work.refuses() {
+            reasons.push(why);
+        } else if let Some(error) = self.store.unavailable() {
+            // On NATS, this instance's own database (polling cursors) failing.
+            reasons.push(format!("storage_unavailable: {error}"));
+        }
+        reasons
+    }
+}
+
 impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("State").finish_non_exhaustive()

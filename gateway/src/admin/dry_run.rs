@@ -81,7 +81,7 @@ pub(super) async fn dry_run(
         return Err(ApiError::not_found());
     };
     let (parts, body) = req.into_parts();
-    let body = crate::ingest::read_body(body, &parts.headers, MAX_BODY).await?;
+    let body = crate::inbound::read_body(body, &parts.headers, MAX_BODY).await?;
     let request: DryRun = serde_json::from_slice(&body).map_err(|e| {
         invalid(format!(
             "expected {{\"event\": <Odoo body or event>}} or {{\"sample\": \"<name>\"}}: {e}"

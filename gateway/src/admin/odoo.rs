@@ -75,7 +75,7 @@ pub(super) async fn reset(
 ) -> Result<http::Response<Body>, ApiError> {
     polled(snapshot, source, model)?;
     let (parts, body) = req.into_parts();
-    let body = crate::ingest::read_body(body, &parts.headers, MAX_BODY).await?;
+    let body = crate::inbound::read_body(body, &parts.headers, MAX_BODY).await?;
     let request: serde_json::Value = if body.is_empty() {
         json!({})
     } else {

@@ -152,7 +152,7 @@ async fn serve(
     } else {
         None
     };
-    let body = crate::ingest::read_body(body, &parts.headers, limit).await?;
+    let body = crate::inbound::read_body(body, &parts.headers, limit).await?;
     let call = Call {
         state,
         app: &app,

@@ -49,7 +49,7 @@ pub(crate) async fn route(
         }
         (Method::POST, []) => {
             let (parts, body) = req.into_parts();
-            let body = crate::ingest::read_body(body, &parts.headers, 16 * 1024).await?;
+            let body = crate::inbound::read_body(body, &parts.headers, 16 * 1024).await?;
             let new: NewApp = serde_json::from_slice(&body).map_err(|e| {
                 ApiError::bad_request(
                     "invalid_app",
@@ -177,7 +177,7 @@ async fn portal_link(
         .map_err(|e| ApiError::storage("app registry failed", &e))?
         .ok_or_else(ApiError::not_found)?;
     let (parts, body) = req.into_parts();
-    let body = crate::ingest::read_body(body, &parts.headers, 16 * 1024).await?;
+    let body = crate::inbound::read_body(body, &parts.headers, 16 * 1024).await?;
     let invalid = |message: String| ApiError::bad_request("invalid_portal_link", message);
     let request = crate::auth::portal::LinkRequest::parse(&body, invalid)?;
     let minted =

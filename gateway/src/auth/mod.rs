@@ -181,7 +181,7 @@ pub(crate) async fn whoami(
     }
     let (parts, body) = req.into_parts();
     let limit = state.snapshot.load().server.max_body_bytes;
-    let body = crate::ingest::read_body(body, &parts.headers, limit).await?;
+    let body = crate::inbound::read_body(body, &parts.headers, limit).await?;
     let id = authenticate(state, &parts, &body).await?;
     require_scope(&id, "read")?;
     Ok(json(

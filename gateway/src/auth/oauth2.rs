@@ -105,9 +105,9 @@ pub(crate) async fn route(
     let (parts, body) = req.into_parts();
     let peer = parts
         .extensions
-        .get::<crate::server::Connection>()
+        .get::<crate::inbound::Connection>()
         .map(|c| c.peer.ip());
-    let body = crate::ingest::read_body(body, &parts.headers, MAX_FORM_BYTES).await?;
+    let body = crate::inbound::read_body(body, &parts.headers, MAX_FORM_BYTES).await?;
     match handle(state, endpoint, &parts.headers, &body, peer).await {
         Ok(response) => Ok(no_store(response)),
         Err(Refusal::OAuth(e)) => Ok(e.into_response()),

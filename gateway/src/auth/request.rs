@@ -287,7 +287,7 @@ fn request_url(state: &Arc<State>, parts: &Parts) -> Result<String, ApiError> {
     // The scheme the client used to reach this listener.
     let tls = parts
         .extensions
-        .get::<crate::server::Connection>()
+        .get::<crate::inbound::Connection>()
         .is_some_and(|c| c.tls);
     let scheme = if tls { "https" } else { "http" };
     Ok(format!("{scheme}://{host}{path}"))

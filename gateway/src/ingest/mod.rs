@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
 
 use crate::event::Event;
 use crate::http_error::{ApiError, Body, json};
@@ -78,40 +77,6 @@ fn body_format(headers: &HeaderMap, endpoint: Endpoint) -> Result<BodyFormat, Ap
                 Endpoint::Native => "Odoo webhooks are JSON: send Content-Type: application/json",
                 Endpoint::Envelope => "send Content-Type: application/json or application/xml",
             },
-        )),
-    }
-}
-
-/// Reads at most `limit` bytes of body; more is a 413.
-pub async fn read_body<B>(body: B, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError>
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the body is larger than {limit} bytes"),
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(too_large())
-        }
-        Err(e) => Err(ApiError::bad_request(
-            "body_read_failed",
-            format!("the body could not be read: {e}"),
         )),
     }
 }

@@ -200,7 +200,7 @@ pub(crate) async fn exchange(
     let failed = |code: &'static str, message: &str| -> ApiError {
         let peer = parts
             .extensions
-            .get::<crate::server::Connection>()
+            .get::<crate::inbound::Connection>()
             .map_or_else(|| "-".to_owned(), |c| c.peer.ip().to_string());
         let limited = state.auth.failure_limiter.check(
             &format!("portal {peer}"),

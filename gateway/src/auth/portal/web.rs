@@ -29,7 +29,7 @@ pub(super) fn cookie_token(parts: &Parts) -> Option<String> {
 pub(crate) fn over_https(state: &State, parts: &Parts) -> bool {
     let tls = parts
         .extensions
-        .get::<crate::server::Connection>()
+        .get::<crate::inbound::Connection>()
         .is_some_and(|c| c.tls);
     tls || state
         .snapshot
