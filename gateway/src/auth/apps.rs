@@ -13,8 +13,6 @@ pub use crate::apps::{
     App, ConfigApps, IssuedCredentials, OAuth2Client, SCOPES, generate, normalize_scopes,
     valid_name,
 };
-#[cfg(test)]
-use crate::config::file::AppConfig;
 use crate::state::State;
 use crate::store::StoreError;
 

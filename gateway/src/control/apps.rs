@@ -2,7 +2,7 @@
 //! credential ids so that a request finds its app without a scan.
 
 use crate::apps::{App, Lookup};
-use crate::store::StoreError;
+use crate::store::{StoreError, decode};
 
 /// The sled trees `apps` (name → app) and `apps_index` (`c\0<client_id>` or
 /// `k\0<consumer_key>` → name).
@@ -95,7 +95,11 @@ impl AppStore {
 
     /// Every stored app, by name.
     pub(crate) fn list(&self) -> Result<Vec<App>, StoreError> {
-        self.apps.iter().values().map(|v| decode(&v?)).collect()
+        self.apps
+            .iter()
+            .values()
+            .map(|v| decode("apps", &v?))
+            .collect()
     }
 
     /// One stored app.
@@ -108,13 +112,6 @@ impl AppStore {
             },
             (_, None) => return Ok(None),
         };
-        self.apps.get(name)?.map(|v| decode(&v)).transpose()
+        self.apps.get(name)?.map(|v| decode("apps", &v)).transpose()
     }
-}
-
-fn decode(bytes: &[u8]) -> Result<App, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-        tree: "apps",
-        message: e.to_string(),
-    })
 }

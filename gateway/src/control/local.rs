@@ -8,7 +8,7 @@
 use super::apps::AppStore;
 use crate::control::records::{self, StoredPlugin, StoredSubscription};
 use crate::control::tokens::TokenStore;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, decode, encode};
 
 /// The tree of portal links.
 pub(crate) const PORTAL_LINKS: &str = "portal_links";
@@ -94,7 +94,7 @@ impl SledPlane {
         key: &str,
         value: &T,
     ) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(value).unwrap_or_default();
+        let bytes = encode(value);
         self.db.open_tree(tree)?.insert(key, bytes)?;
         Ok(())
     }
@@ -165,14 +165,4 @@ impl SledPlane {
             .map(|entry| decode(EVENT_CATALOG, &entry?.1))
             .collect()
     }
-}
-
-fn decode<T: serde::de::DeserializeOwned>(
-    tree: &'static str,
-    bytes: &[u8],
-) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-        tree,
-        message: e.to_string(),
-    })
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Format;
 use crate::config::file::DestinationAuth;
-use crate::store::StoreError;
+use crate::store::{StoreError, decode, encode};
 use crate::subscriptions::filter::PayloadFilter;
 
 const SUBSCRIPTIONS: &str = "api_subscriptions";
@@ -115,20 +115,6 @@ pub fn plugin_file(storage: &Path, hash: &str) -> PathBuf {
 
 fn key(app: &str, id: &str) -> Vec<u8> {
     [app.as_bytes(), b"\0", id.as_bytes()].concat()
-}
-
-fn decode<T: serde::de::DeserializeOwned>(
-    tree: &'static str,
-    bytes: &[u8],
-) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-        tree,
-        message: e.to_string(),
-    })
-}
-
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).unwrap_or_default()
 }
 
 /// Writes `bytes` to `path` through a temporary file made durable, then renamed over it:

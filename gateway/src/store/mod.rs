@@ -364,7 +364,8 @@ fn migrate_legacy_trees(db: &sled::Db, queue: &sled::Tree) -> Result<(), StoreEr
     Ok(())
 }
 
-fn decode<T: serde::de::DeserializeOwned>(
+/// Reads a JSON record of `tree`; one that does not read is [`StoreError::Corrupt`].
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
     tree: &'static str,
     bytes: &[u8],
 ) -> Result<T, StoreError> {
@@ -374,7 +375,8 @@ fn decode<T: serde::de::DeserializeOwned>(
     })
 }
 
-fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+/// Writes a record as JSON.
+pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     // Our records are plain data: serialising them cannot fail.
     serde_json::to_vec(value).unwrap_or_default()
 }

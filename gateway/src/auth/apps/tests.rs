@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::config::file::AppConfig;
 use crate::control::apps::AppStore;
 
 fn config(toml_text: &str) -> Vec<AppConfig> {

@@ -7,17 +7,7 @@ use futures_util::StreamExt as _;
 
 use super::{NatsPlane, encode, shared};
 use crate::control::portal::{PortalLink, PortalSession};
-use crate::store::StoreError;
-
-fn decode<T: serde::de::DeserializeOwned>(
-    what: &'static str,
-    bytes: &[u8],
-) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-        tree: what,
-        message: e.to_string(),
-    })
-}
+use crate::store::{StoreError, decode};
 
 /// Every key of `bucket`, at most `limit`.
 async fn keys(bucket: &kv::Store, what: &str, limit: usize) -> Result<Vec<String>, StoreError> {
