@@ -60,6 +60,17 @@ pub fn plugin(name: &str) -> PathBuf {
     path
 }
 
+/// With `TEST_LOG` set (an `EnvFilter` directive such as `odoo_gateway=debug`), the in-process
+/// gateways log to the test's captured output, shown when a test fails.
+fn test_log() {
+    if let Ok(filter) = std::env::var("TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 /// A gateway running in this process on a real socket.
 #[derive(Debug)]
 pub struct TestGateway {
@@ -83,6 +94,7 @@ impl TestGateway {
     /// Starts a gateway that serves HTTPS (`[server.tls]` in `config`); it is ready once it
     /// accepts connections.
     pub async fn start_tls(config: &str, base: &Path) -> anyhow::Result<Self> {
+        test_log();
         let source = odoo_gateway::reload::ConfigSource::Text {
             text: config.to_owned(),
             base: base.to_path_buf(),
@@ -123,6 +135,7 @@ impl TestGateway {
         source: odoo_gateway::reload::ConfigSource,
         up: impl Fn(&Reply) -> bool,
     ) -> anyhow::Result<Self> {
+        test_log();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();

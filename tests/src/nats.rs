@@ -213,7 +213,9 @@ impl NatsCluster {
     }
 
     /// Waits until every live node answers JetStream requests (the cluster has elected its
-    /// leader).
+    /// leader) and the cluster can place a stream on all its nodes (each has told the leader
+    /// it is there: until then creating a three-replica stream fails with "no suitable peers
+    /// for placement").
     fn wait_jetstream(&self) -> anyhow::Result<()> {
         let deadline = Instant::now() + CLUSTER_READY_WITHIN;
         for node in &self.nodes {
@@ -225,7 +227,24 @@ impl NatsCluster {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
-        Ok(())
+        let probe = format!(
+            r#"{{"name":"ready_probe","subjects":["ready_probe.>"],"storage":"memory","num_replicas":{}}}"#,
+            self.nodes.len()
+        );
+        let port = self.nodes[0].port;
+        loop {
+            let answer = request_with(port, "$JS.API.STREAM.CREATE.ready_probe", &probe);
+            if answer.as_ref().is_some_and(|a| a.get("error").is_none()) {
+                let _ = request(port, "$JS.API.STREAM.DELETE.ready_probe");
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the JetStream cluster cannot place a stream on its {} nodes within {CLUSTER_READY_WITHIN:?}: {answer:?}",
+                self.nodes.len()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// Every node's client URL.
@@ -364,11 +383,17 @@ fn jetstream_answers(port: u16) -> bool {
 /// A request with an empty body to `subject` on the server on `port`, over the plain NATS
 /// protocol; the JSON answer, or `None` when none came within a second.
 fn request(port: u16, subject: &str) -> Option<serde_json::Value> {
+    request_with(port, subject, "")
+}
+
+/// A request with `body` to `subject` on the server on `port`, as [`request`].
+fn request_with(port: u16, subject: &str, body: &str) -> Option<serde_json::Value> {
     use std::io::{Read as _, Write as _};
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
     let request = format!(
-        "CONNECT {{\"verbose\":false}}\r\nSUB _INBOX.ask 1\r\nPUB {subject} _INBOX.ask 0\r\n\r\n"
+        "CONNECT {{\"verbose\":false}}\r\nSUB _INBOX.ask 1\r\nPUB {subject} _INBOX.ask {}\r\n{body}\r\n",
+        body.len()
     );
     stream.write_all(request.as_bytes()).ok()?;
     let mut seen = Vec::new();

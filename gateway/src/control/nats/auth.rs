@@ -5,7 +5,6 @@ use async_nats::jetstream::kv;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
-use futures_util::StreamExt as _;
 use sha2::{Digest as _, Sha256};
 
 use super::{NatsPlane, encode, shared};
@@ -74,11 +73,7 @@ impl NatsPlane {
 
     /// Walks the whole bucket: for removing an app, not for the request path.
     pub(crate) async fn revoke_app_tokens(&self, app: &str) -> Result<usize, StoreError> {
-        let mut keys = self.tokens.keys().await.map_err(|e| shared("tokens", e))?;
-        let mut all = Vec::new();
-        while let Some(key) = keys.next().await {
-            all.push(key.map_err(|e| shared("tokens", e))?);
-        }
+        let all = super::mirror::keys(&self.tokens, usize::MAX).await?;
         let mut removed = 0;
         for key in all {
             let Some(bytes) = self

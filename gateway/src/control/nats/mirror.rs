@@ -159,13 +159,7 @@ pub(crate) async fn load<T: DeserializeOwned>(
     let watch = step(&name, bucket.watch_all())
         .await?
         .map_err(|e| shared(&name, e))?;
-    let mut keys = step(&name, bucket.keys())
-        .await?
-        .map_err(|e| shared(&name, e))?;
-    let mut present = HashSet::new();
-    while let Some(key) = step(&name, keys.next()).await? {
-        present.insert(key.map_err(|e| shared(&name, e))?);
-    }
+    let present: HashSet<String> = keys(bucket, usize::MAX).await?.into_iter().collect();
     for key in &present {
         if let Some(entry) = step(&name, bucket.entry(key.clone()))
             .await?
@@ -190,8 +184,37 @@ pub(crate) async fn load<T: DeserializeOwned>(
     let mut t = write(table);
     t.reached(before);
     t.loaded = t.loaded.max(before);
+    tracing::debug!(bucket = %name, before, keys = present.len(), loaded = t.loaded, high = t.high, "read a shared bucket whole");
     drop(t);
     Ok(watch)
+}
+
+/// The keys of `bucket` (at most `limit`), deleted ones included, as the stream's leader
+/// lists them; each request given up after [`READ_TIMEOUT`].
+///
+/// Not `kv::Store::keys`: that listing is an ordered consumer, which the server may place on
+/// a replica still catching up after a restart, and its short list would pass for the whole
+/// bucket (a mirror would forget the keys missing from it, and count their revisions as read).
+pub(crate) async fn keys(bucket: &kv::Store, limit: usize) -> Result<Vec<String>, StoreError> {
+    let name = &bucket.name;
+    let mut subjects = step(
+        name,
+        bucket
+            .stream
+            .info_with_subjects(format!("{}>", bucket.prefix)),
+    )
+    .await?
+    .map_err(|e| shared(name, e))?;
+    let mut keys = Vec::new();
+    while keys.len() < limit
+        && let Some(subject) = step(name, subjects.next()).await?
+    {
+        let (subject, _) = subject.map_err(|e| shared(name, e))?;
+        if let Some(key) = subject.strip_prefix(bucket.prefix.as_str()) {
+            keys.push(key.to_owned());
+        }
+    }
+    Ok(keys)
 }
 
 /// `future`, one step of reading `bucket`, given up after [`READ_TIMEOUT`].
@@ -242,16 +265,29 @@ pub(crate) async fn follow<T: DeserializeOwned + Send + Sync + 'static>(
         let next = match next {
             Some(next) => next,
             None => {
-                let ahead = match step(&name, last_revision(&bucket)).await {
-                    Ok(Ok(last)) => last > read(&table).loaded,
-                    Ok(Err(_)) | Err(_) => false,
+                // The bucket's last revision, and whether the watch has brought it.
+                let (ahead, watched) = match step(&name, last_revision(&bucket)).await {
+                    Ok(Ok(last)) => {
+                        let t = read(&table);
+                        (last > t.loaded, last <= t.high)
+                    }
+                    Ok(Err(e)) | Err(e) => {
+                        tracing::debug!(bucket = %name, error = %e, "cannot look at a shared bucket's last revision");
+                        (false, true)
+                    }
                 };
                 if !(ahead && behind) {
                     behind = ahead;
                     continue;
                 }
                 behind = false;
-                tracing::warn!(bucket = %name, "the watch of a shared bucket fell behind; reading it again");
+                // Every change since the last whole read is confirmed by reading again: the
+                // usual case (the watch brought it) is no news, a watch short of it is.
+                if watched {
+                    tracing::debug!(bucket = %name, "reading a shared bucket again after changes");
+                } else {
+                    tracing::warn!(bucket = %name, "the watch of a shared bucket fell behind; reading it again");
+                }
                 match load(&bucket, &table, changed.as_ref()).await {
                     Ok(w) => watch = w,
                     Err(e) => {
@@ -263,6 +299,7 @@ pub(crate) async fn follow<T: DeserializeOwned + Send + Sync + 'static>(
         };
         match next {
             Some(Ok(entry)) => {
+                tracing::debug!(bucket = %name, key = %entry.key, revision = entry.revision, "watched");
                 if apply(&name, &table, &entry) {
                     changed(&entry.key);
                 }

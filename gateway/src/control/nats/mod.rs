@@ -34,6 +34,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, kv, object_store};
 use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, DropGuard};
+use tracing::Instrument as _;
 
 use crate::apps::App;
 use crate::config::nats::NatsConfig;
@@ -440,34 +441,48 @@ impl NatsPlane {
             mirror::load(&plugins, &mirror.plugins, &quiet).await?,
             mirror::load(&health, &mirror.health, &quiet).await?,
         );
-        tokio::spawn(mirror::follow(
-            apps.clone(),
-            mirror.apps.clone(),
-            watches.0,
-            app_changed,
-            cancel.clone(),
-        ));
-        tokio::spawn(mirror::follow(
-            subscriptions.clone(),
-            mirror.subscriptions.clone(),
-            watches.1,
-            snapshot_changed.clone(),
-            cancel.clone(),
-        ));
-        tokio::spawn(mirror::follow(
-            plugins.clone(),
-            mirror.plugins.clone(),
-            watches.2,
-            snapshot_changed,
-            cancel.clone(),
-        ));
-        tokio::spawn(mirror::follow(
-            health.clone(),
-            mirror.health.clone(),
-            watches.3,
-            health_changed,
-            cancel.clone(),
-        ));
+        // The followers' log lines name the instance (several can share a process in tests).
+        let span = tracing::info_span!("mirror", instance = %instance);
+        tokio::spawn(
+            mirror::follow(
+                apps.clone(),
+                mirror.apps.clone(),
+                watches.0,
+                app_changed,
+                cancel.clone(),
+            )
+            .instrument(span.clone()),
+        );
+        tokio::spawn(
+            mirror::follow(
+                subscriptions.clone(),
+                mirror.subscriptions.clone(),
+                watches.1,
+                snapshot_changed.clone(),
+                cancel.clone(),
+            )
+            .instrument(span.clone()),
+        );
+        tokio::spawn(
+            mirror::follow(
+                plugins.clone(),
+                mirror.plugins.clone(),
+                watches.2,
+                snapshot_changed,
+                cancel.clone(),
+            )
+            .instrument(span.clone()),
+        );
+        tokio::spawn(
+            mirror::follow(
+                health.clone(),
+                mirror.health.clone(),
+                watches.3,
+                health_changed,
+                cancel.clone(),
+            )
+            .instrument(span.clone()),
+        );
         let pending_health = Arc::new(PendingHealth::default());
         tokio::spawn(health::write_health(
             health.clone(),

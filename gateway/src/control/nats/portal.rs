@@ -3,24 +3,11 @@
 //! taken by a purge that names the revision read, so only one exchange gets it.
 
 use async_nats::jetstream::kv;
-use futures_util::StreamExt as _;
 
+use super::mirror::keys;
 use super::{NatsPlane, encode, shared};
 use crate::control::portal::{PortalLink, PortalSession};
 use crate::store::{StoreError, decode};
-
-/// Every key of `bucket`, at most `limit`.
-async fn keys(bucket: &kv::Store, what: &str, limit: usize) -> Result<Vec<String>, StoreError> {
-    let mut keys = bucket.keys().await.map_err(|e| shared(what, e))?;
-    let mut all = Vec::new();
-    while let Some(key) = keys.next().await {
-        all.push(key.map_err(|e| shared(what, e))?);
-        if all.len() >= limit {
-            break;
-        }
-    }
-    Ok(all)
-}
 
 impl NatsPlane {
     pub(crate) async fn put_portal_link(
@@ -105,7 +92,7 @@ impl NatsPlane {
             (&self.portal_links, "portal_links"),
             (&self.portal_sessions, "portal_sessions"),
         ] {
-            for key in keys(bucket, what, usize::MAX).await? {
+            for key in keys(bucket, usize::MAX).await? {
                 let Some(bytes) = bucket.get(&key).await.map_err(|e| shared(what, e))? else {
                     continue;
                 };
@@ -126,7 +113,7 @@ impl NatsPlane {
         limit: usize,
     ) -> Result<Vec<T>, StoreError> {
         let mut out = Vec::new();
-        for key in keys(&self.event_catalog, "event_catalog", limit).await? {
+        for key in keys(&self.event_catalog, limit).await? {
             if let Some(record) = self.seen_type(&key).await? {
                 out.push(record);
             }
