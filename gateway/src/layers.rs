@@ -67,6 +67,26 @@ const LOWER: &[(&str, &[&str])] = &[
         ],
     ),
     ("fanout", &["config", "event", "store", "transform"]),
+    (
+        "workplane",
+        &[
+            "config",
+            "control",
+            "delivery",
+            "event",
+            "fanout",
+            "health",
+            "plugin",
+            "plugin_threads",
+            "signing",
+            "store",
+            "subscriptions",
+            "telemetry",
+            "time",
+            "trace",
+            "transform",
+        ],
+    ),
 ];
 
 /// The source files of top-level module `name`, test files left out.

@@ -136,13 +136,14 @@ async fn run_once(
     };
     // The work plane's own stages: fan-out and dispatch on sled, JetStream's pull loops on
     // NATS.
+    let handles = state.work_handles();
     let work_stages: Vec<_> = state
         .work
         .stages()
         .into_iter()
         .map(|(name, stage)| {
-            let run = move |state, stop| stage(state, stop);
-            supervise(name, state.clone(), &stages, restarted(&state), run)
+            let run = move |handles, stop| stage(handles, stop);
+            supervise(name, handles.clone(), &stages, restarted(&state), run)
         })
         .collect();
     let poller = supervise(
@@ -394,23 +395,25 @@ fn start(
         store,
         control,
         work,
-        outbound,
+        outbound: Arc::new(outbound),
         in_flight: Default::default(),
-        health,
+        health: Arc::new(health),
         stage_restarts: Default::default(),
         stages_running: Default::default(),
         reloader: reload::Reloader::new(source, parsed),
         auth,
         catalog: Default::default(),
-        metrics,
+        metrics: Arc::new(metrics),
         policies,
-        plugins: workplane::runner::calls::Plugins::new(
-            host,
-            plugin_slots,
-            plugin_slots_per_subscription,
-        )
-        .context("cannot start the plugin threads")?,
-        snapshot: arc_swap::ArcSwap::from_pointee(snapshot),
+        plugins: Arc::new(
+            workplane::runner::calls::Plugins::new(
+                host,
+                plugin_slots,
+                plugin_slots_per_subscription,
+            )
+            .context("cannot start the plugin threads")?,
+        ),
+        snapshot: Arc::new(arc_swap::ArcSwap::from_pointee(snapshot)),
     });
     reload::prune_plugin_cache(&state);
     Ok((state, tls))

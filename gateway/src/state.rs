@@ -3,6 +3,7 @@
 //! readiness and shutdown need. `lib.rs::run` builds it; each stage reaches the handles it
 //! uses.
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use arc_swap::ArcSwap;
@@ -23,17 +24,17 @@ pub struct State {
     /// shared with other instances (`[storage] engine`).
     pub work: crate::workplane::WorkPlane,
     /// The configuration in force; replaced whole on reload.
-    pub snapshot: ArcSwap<Snapshot>,
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
     /// The delivery clients and slots.
-    pub outbound: crate::delivery::Outbound,
+    pub outbound: Arc<crate::delivery::Outbound>,
     /// The plugin host, the plugin slots and the threads plugin calls run on.
-    pub plugins: crate::workplane::runner::calls::Plugins,
+    pub plugins: Arc<crate::workplane::runner::calls::Plugins>,
     /// Delivery tasks in flight, for graceful shutdown.
     pub in_flight: TaskTracker,
     /// Consecutive failures per subscription.
-    pub health: Health,
+    pub health: Arc<Health>,
     /// The delivery policies' state: rate limits and circuits.
-    pub policies: std::sync::Arc<crate::workplane::policy::Policies>,
+    pub policies: Arc<crate::workplane::policy::Policies>,
     /// Times a stage (fan-out, dispatch) panicked and was restarted.
     pub stage_restarts: AtomicU64,
     /// Set once the stages run, cleared at shutdown (readiness).
@@ -41,7 +42,7 @@ pub struct State {
     /// Where the configuration comes from, and how reloads went.
     pub reloader: crate::reload::Reloader,
     /// What the stages count, for `/metrics`.
-    pub metrics: crate::telemetry::Metrics,
+    pub metrics: Arc<crate::telemetry::Metrics>,
     /// Rate limits and OAuth1 nonces of the app API.
     pub auth: crate::auth::AuthState,
     /// The event catalog's live side: the types ingest saw, Odoo's field descriptions.
@@ -68,6 +69,22 @@ impl State {
             reasons.push(format!("storage_unavailable: {error}"));
         }
         reasons
+    }
+}
+
+impl State {
+    /// The handles the work plane's stages run with: the same ones, shared.
+    pub fn work_handles(&self) -> Arc<crate::workplane::Handles> {
+        Arc::new(crate::workplane::Handles {
+            snapshot: self.snapshot.clone(),
+            control: self.control.clone(),
+            outbound: self.outbound.clone(),
+            plugins: self.plugins.clone(),
+            health: self.health.clone(),
+            policies: self.policies.clone(),
+            metrics: self.metrics.clone(),
+            in_flight: self.in_flight.clone(),
+        })
     }
 }
 

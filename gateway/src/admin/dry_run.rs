@@ -120,9 +120,10 @@ pub(super) async fn dry_run(
     // Through the one plugin-call path (enrichment included), in one of the subscription's
     // plugin slots as a queued call would.
     let started = std::time::Instant::now();
-    let outcome = crate::workplane::runner::calls::call_one(state, snapshot, sub, event.clone())
-        .await
-        .outcome;
+    let outcome =
+        crate::workplane::runner::calls::call_one(&state.plugins, snapshot, sub, event.clone())
+            .await
+            .outcome;
     let took_ms = started.elapsed().as_secs_f64() * 1e3;
 
     let (result, deliveries, refused, error) = match outcome {

@@ -156,22 +156,26 @@ pub(super) async fn replay(call: &Call<'_>, job_id: &str) -> Result<Response<Bod
     let now = now_ms();
     // The delivery is made again as it was made the first time: the pass-through body, or
     // the plugin run once more (in a plugin slot of the subscription's, like any call).
-    let mut jobs = if sub.plugin.is_none()
-        && !crate::transform::enrich::wanted(&snapshot, &sub, &event)
-    {
-        crate::transform::pass_through_jobs(&sub, &event, now)
-    } else {
-        // Enriched from Odoo again first, as the first time, through the one plugin-call path.
-        let called =
-            crate::workplane::runner::calls::call_one(state, &snapshot, &sub, event.clone()).await;
-        let outcome = called.outcome;
-        match outcome {
-            crate::transform::Outcome::Deliver(deliveries) => {
-                crate::transform::delivery_jobs(&event, &sub, deliveries, now).0
+    let mut jobs =
+        if sub.plugin.is_none() && !crate::transform::enrich::wanted(&snapshot, &sub, &event) {
+            crate::transform::pass_through_jobs(&sub, &event, now)
+        } else {
+            // Enriched from Odoo again first, as the first time, through the one plugin-call path.
+            let called = crate::workplane::runner::calls::call_one(
+                &state.plugins,
+                &snapshot,
+                &sub,
+                event.clone(),
+            )
+            .await;
+            let outcome = called.outcome;
+            match outcome {
+                crate::transform::Outcome::Deliver(deliveries) => {
+                    crate::transform::delivery_jobs(&event, &sub, deliveries, now).0
+                }
+                _ => Vec::new(),
             }
-            _ => Vec::new(),
-        }
-    };
+        };
     jobs.retain(|j| j.id == job_id);
     if jobs.is_empty() {
         return Err(ApiError::new(

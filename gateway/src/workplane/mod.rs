@@ -26,12 +26,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Snapshot;
 use crate::event::Event;
-use crate::state::State;
 use crate::store::{Attempt, DeadLetter, Job, JobSummary, Journey, Store, StoreError};
 
 pub use nats::NatsWork;
@@ -97,9 +98,33 @@ pub struct DestinationDepth {
     pub head_due_since_ms: Option<u64>,
 }
 
+/// What the work plane's stages run with, handed to them when they start: the configuration
+/// in force, the control plane, the delivery clients and slots, the plugins, subscription
+/// health, the delivery policies, the metrics, and the tracker of deliveries in flight. Each is
+/// shared with the rest of the gateway; the work plane names nothing above it.
+#[derive(Debug)]
+pub struct Handles {
+    /// The configuration in force (replaced whole on reload).
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    /// Apps, API subscriptions, plugins and health records.
+    pub control: crate::control::ControlPlane,
+    /// The delivery clients and slots.
+    pub outbound: Arc<crate::delivery::Outbound>,
+    /// The plugin host, slots and threads.
+    pub plugins: Arc<runner::calls::Plugins>,
+    /// Consecutive failures per subscription.
+    pub health: Arc<crate::health::Health>,
+    /// The delivery policies' state.
+    pub policies: Arc<policy::Policies>,
+    /// What the stages count.
+    pub metrics: Arc<crate::telemetry::Metrics>,
+    /// Delivery tasks in flight, for graceful shutdown.
+    pub in_flight: TaskTracker,
+}
+
 /// A stage the engine runs (fan-out, dispatch, or the shared pull loops), supervised by
 /// [`crate::run`].
-pub type Stage = Arc<dyn Fn(Arc<State>, CancellationToken) -> StageRun + Send + Sync>;
+pub type Stage = Arc<dyn Fn(Arc<Handles>, CancellationToken) -> StageRun + Send + Sync>;
 
 /// One run of a [`Stage`].
 pub type StageRun = Pin<Box<dyn Future<Output = ()> + Send>>;

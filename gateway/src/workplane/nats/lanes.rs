@@ -16,10 +16,10 @@ use super::ordered::Turn;
 use super::{Item, NatsWork, token};
 use crate::config::{Snapshot, Subscription};
 use crate::event::Event;
-use crate::state::State;
 use crate::store::{Attempt, CallFailure, DeadReason, Job, JobKind};
 use crate::subscriptions::owner_app;
 use crate::time::now_ms;
+use crate::workplane::Handles;
 use crate::workplane::policy::Admission;
 use crate::workplane::runner::{self, Gate, Settle};
 
@@ -127,7 +127,7 @@ fn lanes(work: &NatsWork, snapshot: &Snapshot) -> HashMap<String, Lane> {
 
 /// Runs until `shutdown`: the fan-out, the lanes of the configuration in force (started and
 /// stopped as it changes), and the sweep of parked jobs and of lanes no longer configured.
-pub async fn run(state: Arc<State>, work: Arc<NatsWork>, shutdown: CancellationToken) {
+pub async fn run(state: Arc<Handles>, work: Arc<NatsWork>, shutdown: CancellationToken) {
     // Everything started here stops with this run, a panic included (the supervisor then
     // starts a new one).
     let scope = shutdown.child_token();
@@ -215,7 +215,7 @@ where
 }
 
 /// Pulls accepted events and fans each out in its own task, until `shutdown`.
-async fn fan_out(state: Arc<State>, work: Arc<NatsWork>, shutdown: CancellationToken) {
+async fn fan_out(state: Arc<Handles>, work: Arc<NatsWork>, shutdown: CancellationToken) {
     let open = || work.fanout_consumer();
     pull_each("fanout", &shutdown, open, |message| {
         let (state, work) = (state.clone(), work.clone());
@@ -349,7 +349,7 @@ const CATCH_UP: Duration = Duration::from_secs(5);
 /// (so before the event was accepted), on whichever instance made it: an app told `201
 /// Created` gets every event accepted after that answer.
 async fn fan_out_one(
-    state: &State,
+    state: &Handles,
     work: &NatsWork,
     message: jetstream::Message,
     received: std::time::Instant,
@@ -526,7 +526,7 @@ async fn renew(work: Arc<NatsWork>, stop: CancellationToken) {
 /// Runs one lane until `stop`: pulls as many jobs as it has free slots (its own, and the
 /// instance's `concurrency`) and runs each in its own task.
 async fn pull(
-    state: Arc<State>,
+    state: Arc<Handles>,
     work: Arc<NatsWork>,
     lane: Lane,
     global: Arc<Semaphore>,
@@ -603,7 +603,7 @@ const RETRY_PENDING: usize = 100_000;
 /// Moves each of one destination's retries that is due back to its lane; one that is not yet
 /// due is `nak`ed with what remains of its backoff, so JetStream hands it out again then.
 /// Pulled by every instance.
-async fn retries(state: Arc<State>, work: Arc<NatsWork>, lane: Lane, stop: CancellationToken) {
+async fn retries(state: Arc<Handles>, work: Arc<NatsWork>, lane: Lane, stop: CancellationToken) {
     let open = || work.consumer(&lane.consumer, lane.subject.clone(), lane.limit);
     pull_each(&lane.consumer, &stop, open, |message| {
         let work = work.clone();
@@ -663,7 +663,7 @@ async fn retry_at(
 /// busy host holds none of the instance's slots; its lease is held meanwhile (without it, a
 /// wait past the lease let another instance run the same job at once).
 async fn run_job(
-    state: &State,
+    state: &Handles,
     work: &NatsWork,
     message: jetstream::Message,
     global: Option<Arc<Semaphore>>,
@@ -765,7 +765,7 @@ async fn run_job(
 /// log and an ack; a move to the retry subject; the dead letters and `term`; or the
 /// deliveries a plugin call made published before the call's ack.
 async fn settle_job(
-    state: &State,
+    state: &Handles,
     work: &NatsWork,
     message: &jetstream::Message,
     sub: &Subscription,
@@ -916,7 +916,7 @@ async fn release_and_ack(work: &NatsWork, message: &jetstream::Message, job: &Jo
 /// because its plugin could not be fetched), waits on the retry subject for an instance that
 /// knows it. Otherwise the subscription is gone: see [`removed`].
 async fn unknown(
-    state: &State,
+    state: &Handles,
     work: &NatsWork,
     message: &jetstream::Message,
     job: Job,
@@ -942,7 +942,7 @@ async fn unknown(
 /// A job whose subscription is gone: dead-lettered, unless its app was deleted (then simply
 /// dropped, as the app's queue is purged on a single instance).
 async fn removed(
-    state: &State,
+    state: &Handles,
     work: &NatsWork,
     message: &jetstream::Message,
     job: Job,
@@ -1004,7 +1004,7 @@ const ORPHAN_GRACE: Duration = Duration::from_secs(10);
 /// dead letters with the reason, never dropped. `orphans` remembers since when each such
 /// subject was seen.
 async fn sweep(
-    state: &State,
+    state: &Handles,
     work: &NatsWork,
     snapshot: &Snapshot,
     lanes: &HashSet<String>,
@@ -1255,7 +1255,7 @@ where
 /// destination known since, a lane layout of an earlier version), or, where that is the same
 /// lane (its subscription or destination removed), run here, which dead-letters it with the
 /// reason without an attempt.
-async fn rehome(state: &State, work: &NatsWork, message: jetstream::Message) {
+async fn rehome(state: &Handles, work: &NatsWork, message: jetstream::Message) {
     let Ok(item) = serde_json::from_slice::<Item>(&message.payload) else {
         ack(&message, AckKind::Nak(Some(UNREADABLE_PAUSE))).await;
         return;
@@ -1287,7 +1287,7 @@ async fn unpark_one(work: &NatsWork, message: jetstream::Message) {
 
 /// Writes the dead letter, then terminates the message.
 async fn bury(
-    state: &State,
+    state: &Handles,
     work: &NatsWork,
     message: &jetstream::Message,
     job: &Job,

@@ -13,10 +13,10 @@ use crate::config::{Snapshot, Subscription};
 use crate::delivery::outbound_auth;
 use crate::event::Event;
 use crate::signing;
-use crate::state::State;
 use crate::store::{Attempt, DeadReason, Job};
 use crate::time::now_ms;
 use crate::transform;
+use crate::workplane::Handles;
 use tracing::Instrument as _;
 
 /// The body of a delivery job: its own, or its event in the job's envelope.
@@ -45,7 +45,7 @@ pub(super) enum Sent {
 /// with the destination's outbound authentication. Whatever engine keeps the queue records
 /// the outcome.
 pub(super) async fn send(
-    state: &State,
+    state: &Handles,
     snapshot: &Snapshot,
     sub: &Subscription,
     job: &Job,
@@ -76,7 +76,7 @@ pub(super) async fn send(
 }
 
 async fn make_attempt(
-    state: &State,
+    state: &Handles,
     snapshot: &Snapshot,
     sub: &Subscription,
     job: &Job,

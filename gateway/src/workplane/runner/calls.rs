@@ -14,7 +14,6 @@ use crate::plugin_threads::{PLUGIN_NICE, PluginThreads};
 
 use crate::config::{Snapshot, Subscription};
 use crate::event::Event;
-use crate::state::State;
 use crate::store::CallFailure;
 use crate::time::now_ms;
 use crate::transform::{self, Outcome};
@@ -77,7 +76,7 @@ pub(crate) struct Called {
 
 /// Calls `sub`'s plugin for each of `events`, in order, one outcome each.
 pub(crate) async fn call(
-    state: &State,
+    plugins: &Plugins,
     snapshot: &Snapshot,
     sub: &Arc<Subscription>,
     events: Vec<Arc<Event>>,
@@ -85,8 +84,7 @@ pub(crate) async fn call(
     let count = events.len();
     let inputs = crate::transform::enrich::prepare(snapshot, sub, events).await;
     let runner = sub.clone();
-    let ran = state
-        .plugins
+    let ran = plugins
         .threads
         .run(move || {
             inputs
@@ -129,13 +127,13 @@ pub(crate) async fn call(
 /// Calls `sub`'s plugin for one event, holding one of the subscription's plugin slots as a
 /// queued call would (a replay, a dry-run).
 pub(crate) async fn call_one(
-    state: &State,
+    plugins: &Plugins,
     snapshot: &Snapshot,
     sub: &Arc<Subscription>,
     event: Arc<Event>,
 ) -> Called {
-    let _slot = state.plugins.slot(&sub.id).await;
-    let mut called = call(state, snapshot, sub, vec![event]).await;
+    let _slot = plugins.slot(&sub.id).await;
+    let mut called = call(plugins, snapshot, sub, vec![event]).await;
     called.pop().unwrap_or_else(|| Called {
         outcome: Outcome::RetryLater(CallFailure::Task("no plugin input".into())),
         started_ms: now_ms(),

@@ -17,11 +17,11 @@ use tracing::Instrument as _;
 
 use crate::config::{Snapshot, Subscription};
 use crate::event::Event;
-use crate::state::State;
 use crate::store::{Attempt, CallFailure, DeadLetter, DeadReason, Job};
 use crate::telemetry::Metrics;
 use crate::time::now_ms;
 use crate::transform::{self, Outcome};
+use crate::workplane::Handles;
 use crate::workplane::policy::Admission;
 
 pub(crate) use attempt::Failure;
@@ -39,7 +39,7 @@ pub(crate) enum Gate {
 }
 
 /// Whether a job of subscription `id` may run under `snapshot`.
-pub(crate) fn gate(state: &State, snapshot: &Snapshot, id: &str) -> Gate {
+pub(crate) fn gate(state: &Handles, snapshot: &Snapshot, id: &str) -> Gate {
     match snapshot.subscription(id) {
         None => Gate::Unknown,
         Some(sub) if !sub.enabled || state.health.is_disabled(id) => Gate::Park,
@@ -48,7 +48,7 @@ pub(crate) fn gate(state: &State, snapshot: &Snapshot, id: &str) -> Gate {
 }
 
 /// Whether subscription `id` is paused under `snapshot`.
-pub(crate) fn is_paused(state: &State, snapshot: &Snapshot, id: &str) -> bool {
+pub(crate) fn is_paused(state: &Handles, snapshot: &Snapshot, id: &str) -> bool {
     matches!(gate(state, snapshot, id), Gate::Park)
 }
 
@@ -104,7 +104,7 @@ pub(crate) fn retried(job: &Job, attempt: &Attempt, due_ms: u64) -> Job {
 }
 
 /// Counts and logs a job going to the dead letters; each engine calls it as it buries.
-pub(crate) fn buried(state: &State, job: &Job, reason: &DeadReason) {
+pub(crate) fn buried(state: &Handles, job: &Job, reason: &DeadReason) {
     Metrics::count(
         &state.metrics.dead_letters,
         &job.subscription_id,
@@ -143,7 +143,7 @@ impl RetryPolicy {
 /// What becomes of a job after a failed attempt: the failure counts against the
 /// subscription's health, then the job is retried (counted in the metrics) or given up.
 fn after_failure(
-    state: &State,
+    state: &Handles,
     snapshot: &Snapshot,
     sub: &Subscription,
     job: &Job,
@@ -176,7 +176,7 @@ fn after_failure(
 /// Whether delivery `job` may make its attempt now, under its destination's rate limit and
 /// its receiver host's circuit ([`policy`](super::policy)); a job whose destination is gone
 /// goes (to be buried by its attempt).
-pub(crate) async fn admit(state: &State, snapshot: &Snapshot, job: &Job) -> Admission {
+pub(crate) async fn admit(state: &Handles, snapshot: &Snapshot, job: &Job) -> Admission {
     match snapshot.destinations.get(&job.destination) {
         Some(dest) => {
             state
@@ -192,7 +192,7 @@ pub(crate) async fn admit(state: &State, snapshot: &Snapshot, job: &Job) -> Admi
 /// envelope), tells the policies how it went (`probe`: it was its host's probe) and says what
 /// becomes of the job.
 pub(crate) async fn deliver(
-    state: &State,
+    state: &Handles,
     snapshot: &Snapshot,
     sub: &Subscription,
     job: &Job,
@@ -243,13 +243,13 @@ pub(crate) fn needs_event(job: &Job) -> bool {
 /// Runs `sub`'s plugin (after its enrichment) for each of `calls`, on the plugin threads, and
 /// says what becomes of each call. The caller holds the subscription's plugin slot.
 pub(crate) async fn call_plugins(
-    state: &State,
+    state: &Handles,
     snapshot: &Arc<Snapshot>,
     sub: &Arc<Subscription>,
     calls: &[(Job, Arc<Event>)],
 ) -> Vec<Settle> {
     let events = calls.iter().map(|(_, event)| event.clone()).collect();
-    let called = calls::call(state, snapshot, sub, events).await;
+    let called = calls::call(&state.plugins, snapshot, sub, events).await;
     let mut settled = Vec::with_capacity(calls.len());
     let mut any_made = false;
     for ((job, event), called) in calls.iter().zip(called) {
@@ -303,7 +303,7 @@ pub(crate) async fn call_plugins(
 /// A plugin call that gave up: a rejection is the plugin's decision about the event; anything
 /// else (a trap, a memory or output limit) counts against the subscription's health.
 pub(crate) fn plugin_gave_up(
-    state: &State,
+    state: &Handles,
     snapshot: &Snapshot,
     sub: &Subscription,
     reason: &CallFailure,
@@ -326,7 +326,7 @@ pub(crate) fn output_too_large(size: usize, limit: usize) -> CallFailure {
 /// Counts a plugin call in the metrics (by outcome, with its error code and duration); the
 /// outcome's name.
 fn count_plugin_call(
-    state: &State,
+    state: &Handles,
     sub: &Subscription,
     outcome: &Outcome,
     latency_ms: u64,

@@ -19,9 +19,9 @@ use super::scheduler::{Admit, Entry, Lane};
 use crate::config::Snapshot;
 use crate::delivery::{DestinationPermit, Permit};
 use crate::event::Event;
-use crate::state::State;
 use crate::store::{DeadReason, Job, JobKind};
 use crate::time::now_ms;
+use crate::workplane::Handles;
 use crate::workplane::policy::Admission;
 use crate::workplane::runner::{self, Gate, Settle};
 
@@ -47,7 +47,7 @@ pub(super) struct Slots {
 }
 
 /// Runs until `shutdown`; in-flight jobs finish within the caller's grace.
-pub(super) async fn run(state: Arc<State>, work: SledWork, shutdown: CancellationToken) {
+pub(super) async fn run(state: Arc<Handles>, work: SledWork, shutdown: CancellationToken) {
     let scheduler = work.scheduler.clone();
     let mut next_unpark = 0;
     loop {
@@ -98,7 +98,7 @@ pub(super) async fn run(state: Arc<State>, work: SledWork, shutdown: Cancellatio
 /// which a policy holds back (its destination's rate limit, its host's open circuit) waits
 /// holding none; `held_until` learns when it may go.
 fn admit(
-    state: &State,
+    state: &Handles,
     snapshot: &Snapshot,
     entry: &Entry,
     now_ms: u64,
@@ -161,7 +161,7 @@ struct Ready {
 
 /// Reads the job of `entry` (from the schedule's memory, or the store) and its event where it
 /// needs one; `None` when it was settled instead (gone, its event missing, unreadable now).
-fn ready(state: &State, work: &SledWork, mut entry: Entry) -> Option<Ready> {
+fn ready(state: &Handles, work: &SledWork, mut entry: Entry) -> Option<Ready> {
     let cached = entry.cached.take();
     let stored = match &cached {
         Some(c) => Ok(Some(c.job.clone())),
@@ -206,7 +206,7 @@ fn later(work: &SledWork, entry: Entry) {
     work.scheduler.requeue(entry, now + STORE_RETRY_MS, now);
 }
 
-async fn run_job(state: &Arc<State>, work: &SledWork, entry: Entry, probe: bool) {
+async fn run_job(state: &Arc<Handles>, work: &SledWork, entry: Entry, probe: bool) {
     let Some(Ready { entry, job, event }) = ready(state, work, entry) else {
         return;
     };
@@ -252,7 +252,7 @@ async fn run_job(state: &Arc<State>, work: &SledWork, entry: Entry, probe: bool)
 
 /// Writes down what became of one job and takes it off the schedule (or puts it back for its
 /// retry).
-fn settle(state: &State, work: &SledWork, entry: Entry, job: &Job, settled: Settle) {
+fn settle(state: &Handles, work: &SledWork, entry: Entry, job: &Job, settled: Settle) {
     match settled {
         Settle::Delivered(attempt) => {
             if let Err(e) = work.store.complete(job, &attempt) {
@@ -291,7 +291,7 @@ fn settle(state: &State, work: &SledWork, entry: Entry, job: &Job, settled: Sett
 /// then queues all the deliveries they made and finishes the calls in one atomic write. Calls
 /// that ask for a retry or fail are settled one by one.
 async fn call_plugins(
-    state: &State,
+    state: &Handles,
     work: &SledWork,
     snapshot: &Arc<Snapshot>,
     sub: &Arc<crate::config::Subscription>,

@@ -9,14 +9,14 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::fanout::plan;
-use crate::state::State;
 use crate::time::now_ms;
+use crate::workplane::Handles;
 
 /// Backlog entries read per round.
 const BATCH: usize = 256;
 
 /// Runs until `shutdown`, fanning out every pending event.
-pub(super) async fn run(state: Arc<State>, work: super::SledWork, shutdown: CancellationToken) {
+pub(super) async fn run(state: Arc<Handles>, work: super::SledWork, shutdown: CancellationToken) {
     loop {
         // Register interest before reading, so a wake between the read and the wait is kept.
         let woken = work.fan_out.notified();
