@@ -36,3 +36,12 @@ impl Event {
         format!("{}.{}", self.model, self.action)
     }
 }
+
+/// A time-ordered, random event id: `evt_` + 12 hex digits of milliseconds + 16 random.
+pub fn new_id() -> String {
+    format!(
+        "evt_{:012x}{:016x}",
+        crate::time::now_ms(),
+        rand::random::<u64>()
+    )
+}

@@ -17,6 +17,7 @@ pub mod admin;
 pub mod api;
 pub mod apps;
 pub mod auth;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod connector;
@@ -25,6 +26,7 @@ pub mod control;
 pub mod delivery;
 pub mod event;
 pub mod fanout;
+pub mod guards;
 pub mod health;
 pub mod http_error;
 pub mod inbound;
@@ -34,6 +36,7 @@ pub mod plugin;
 pub mod plugin_threads;
 pub mod portal;
 pub mod reload;
+pub mod reloader;
 pub mod samples;
 pub mod server;
 pub mod signing;
@@ -155,10 +158,10 @@ async fn run_once(
     );
     let catalog = supervise(
         "event-catalog",
-        state.clone(),
+        (state.catalog.clone(), state.control.clone()),
         &stages,
         restarted(&state),
-        connector::catalog::seen::run,
+        |(catalog, control), stop| catalog::seen::run(catalog, control, stop),
     );
     let watcher = tokio::spawn(reload::watch(state.clone(), stages.clone()));
     let sighup = tokio::spawn(reload::on_sighup(state.clone(), stages.clone()));

@@ -40,13 +40,13 @@ pub struct State {
     /// Set once the stages run, cleared at shutdown (readiness).
     pub stages_running: std::sync::atomic::AtomicBool,
     /// Where the configuration comes from, and how reloads went.
-    pub reloader: crate::reload::Reloader,
+    pub reloader: crate::reloader::Reloader,
     /// What the stages count, for `/metrics`.
     pub metrics: Arc<crate::telemetry::Metrics>,
     /// Rate limits and OAuth1 nonces of the app API.
-    pub auth: crate::auth::AuthState,
+    pub auth: crate::guards::AuthState,
     /// The event catalog's live side: the types ingest saw, Odoo's field descriptions.
-    pub catalog: crate::connector::catalog::Catalog,
+    pub catalog: Arc<crate::catalog::Catalog>,
 }
 
 impl State {

@@ -7,7 +7,7 @@ use http::StatusCode;
 use serde_json::json;
 
 use crate::auth::apps::Lookup;
-use crate::connector::catalog::View;
+use crate::catalog::View;
 use crate::http_error::{ApiError, Body, json as answer};
 use crate::state::State;
 
@@ -38,7 +38,12 @@ pub(super) async fn show(
         None => None,
     };
     let view = app.as_deref().map_or(View::Operator, View::App);
-    let entries = state.catalog.entries(state, view).await.map_err(internal)?;
+    let snapshot = state.snapshot.load_full();
+    let entries = state
+        .catalog
+        .entries(&snapshot, &state.control, view)
+        .await
+        .map_err(internal)?;
     match one {
         None => Ok(answer(StatusCode::OK, &json!({ "event_types": entries }))),
         Some(event_type) => {

@@ -1,5 +1,5 @@
 //! `/v1/event-types[/{type}]`: the event types the app may subscribe to, each with a
-//! description, a JSON Schema of its payload and an example ([`crate::connector::catalog`]); and
+//! description, a JSON Schema of its payload and an example ([`crate::catalog`]); and
 //! the check of a subscription's filter against those schemas.
 
 use std::sync::Arc;
@@ -10,8 +10,8 @@ use serde_json::json;
 use super::records::StoredSubscription;
 use super::{Call, internal};
 use crate::auth::apps::{App, Lookup};
-use crate::connector::catalog::schema::{self, PathCheck};
-use crate::connector::catalog::{Entry, View};
+use crate::catalog::schema::{self, PathCheck};
+use crate::catalog::{Entry, View};
 use crate::http_error::{ApiError, Body, json};
 use crate::subscriptions::EventPattern;
 
@@ -25,9 +25,10 @@ fn app(call: &Call<'_>) -> Result<Arc<App>, ApiError> {
 /// The app's catalog.
 async fn entries(call: &Call<'_>) -> Result<Vec<Entry>, ApiError> {
     let app = app(call)?;
+    let snapshot = call.state.snapshot.load_full();
     call.state
         .catalog
-        .entries(call.state, View::App(&app))
+        .entries(&snapshot, &call.state.control, View::App(&app))
         .await
         .map_err(internal)
 }

@@ -32,7 +32,7 @@ pub(super) async fn send_test(call: &Call<'_>, id: &str) -> Result<Response<Body
     let event_type = test_event_type(&sub.events);
     let (model, action) = event_type.rsplit_once('.').unwrap_or(("test", "ping"));
     let event = Event {
-        id: crate::ingest::new_event_id(),
+        id: crate::event::new_id(),
         source: TEST_SOURCE.to_owned(),
         model: model.to_owned(),
         action: action.to_owned(),

@@ -13,7 +13,7 @@
 
 pub(crate) mod admin;
 pub mod apps;
-mod limits;
+pub use crate::guards::AuthState;
 pub mod oauth2;
 pub mod portal;
 mod request;
@@ -57,40 +57,6 @@ impl AppIdentity {
     /// Whether the app may write.
     pub fn can_write(&self) -> bool {
         self.scopes.iter().any(|s| s == "write")
-    }
-}
-
-/// The live side of authentication: rate-limit buckets (in memory) and the OAuth1 nonces seen
-/// (in memory and in the store, so a restart does not reopen a replay window).
-#[derive(Debug, Default)]
-pub struct AuthState {
-    /// API requests, per app.
-    api_limiter: limits::RateLimiter,
-    /// OAuth2 endpoint requests with correct credentials, per client id.
-    token_limiter: limits::RateLimiter,
-    /// Failed OAuth2 client authentications, per source address and claimed client id.
-    failure_limiter: limits::RateLimiter,
-    /// OAuth1 (consumer, nonce, timestamp) triples within the window.
-    nonces: limits::NonceCache,
-}
-
-impl AuthState {
-    /// Authentication state whose OAuth1 nonces are kept in `store` (and loaded from it), or
-    /// only in memory when the control plane remembers them for every instance
-    /// (`shared_nonces`).
-    pub fn open(
-        store: &crate::store::Store,
-        shared_nonces: bool,
-    ) -> Result<Self, crate::store::StoreError> {
-        let nonces = if shared_nonces {
-            limits::NonceCache::default()
-        } else {
-            limits::NonceCache::persistent(store.db().open_tree("oauth1_nonces")?)
-        };
-        Ok(Self {
-            nonces,
-            ..Self::default()
-        })
     }
 }
 

@@ -11,8 +11,8 @@ use http::{StatusCode, header};
 
 use super::REALM;
 use super::apps::{self, App, Lookup};
-use super::limits::NonceError;
 use super::oauth1::{self, SignatureMethod};
+use crate::guards::NonceError;
 use crate::http_error::ApiError;
 use crate::state::State;
 use crate::time::now_ms;

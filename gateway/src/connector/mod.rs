@@ -7,14 +7,13 @@
 //!   Odoo shows `write_date`); [`plan`]: how it reads on from there; [`shared`]: on the NATS
 //!   engine, the cursors, one lease per model and the changes seen, shared by every instance,
 //!   so that one instance polls a model at a time.
-//! - [`catalog`]: the event catalog: which event types the sources produce, with a JSON
-//!   Schema from Odoo's `fields_get` (or inferred from the payloads seen) and an example.
 //!
-//! Nothing here runs on the ingest path (but the catalog's note of each accepted event's
-//! type), and nothing here writes queued work directly: polled events enter like any other
+//! The event catalog, which reads Odoo's `fields_get` through the same client, is
+//! [`crate::catalog`].
+//!
+//! Nothing here runs on the ingest path, and nothing here writes queued work directly: polled events enter like any other
 //! accepted event, and fan-out does the rest.
 
-pub mod catalog;
 pub mod cursor;
 pub mod plan;
 pub mod poll;

@@ -68,24 +68,21 @@ impl From<sled::Error> for PollError {
 /// polled change of the same write is then a duplicate.
 pub fn webhook_change(
     source: &crate::config::Source,
-    incoming: &crate::ingest::parse::Incoming,
+    model: &str,
+    record_id: Option<i64>,
+    payload: &str,
 ) -> Option<String> {
     if !source.reconciles() {
         return None;
     }
     let poll = source.odoo.as_ref()?.poll.as_ref()?;
-    let polled = poll.models.iter().find(|m| m.model == incoming.model)?;
-    let Ok(Value::Object(payload)) = serde_json::from_str::<Value>(&incoming.payload) else {
+    let polled = poll.models.iter().find(|m| m.model == model)?;
+    let Ok(Value::Object(payload)) = serde_json::from_str::<Value>(payload) else {
         return None;
     };
     let write_date = payload.get("write_date")?.as_str()?;
     let state = fingerprint(&payload, &polled.fields)?;
-    Some(change_key(
-        &incoming.model,
-        incoming.record_id?,
-        write_date,
-        &state,
-    ))
+    Some(change_key(model, record_id?, write_date, &state))
 }
 
 /// Runs until `shutdown`: one task per polled model, so that a slow or unreachable Odoo
@@ -388,7 +385,7 @@ async fn accept(
         return Err(PollError::StoreRefuses);
     }
     let event = Event {
-        id: crate::ingest::new_event_id(),
+        id: crate::event::new_id(),
         source: source.to_owned(),
         model: model.to_owned(),
         action: action.to_owned(),

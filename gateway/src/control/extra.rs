@@ -1,6 +1,6 @@
 //! The control plane's records for the apps' own side: portal links and sessions (see
 //! [`crate::auth::portal`]) and the event types ingest saw (see
-//! [`crate::connector::catalog::seen`]). Same engines as the rest: sled trees `portal_links`,
+//! [`crate::catalog::seen`]). Same engines as the rest: sled trees `portal_links`,
 //! `portal_sessions` and `event_catalog`, or the NATS buckets `<prefix>_portal_links`,
 //! `<prefix>_portal_sessions` and `<prefix>_event_catalog`, shared by every instance.
 //!
@@ -82,7 +82,7 @@ impl ControlPlane {
     }
 
     /// Every event type seen, as stored (at most `limit` of them). The records are the
-    /// event catalog's (`connector::catalog::seen`); the control plane only keeps them.
+    /// event catalog's (`catalog::seen`); the control plane only keeps them.
     pub(crate) async fn seen_types<T: DeserializeOwned>(
         &self,
         limit: usize,

@@ -21,12 +21,15 @@
 //! This module never delivers, never runs a plugin and never touches the queue.
 
 pub mod apps;
+mod extend;
 mod extra;
 pub mod local;
 pub mod nats;
 pub mod portal;
 pub mod records;
 pub mod tokens;
+
+pub use extend::extend_config;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -122,7 +122,12 @@ pub async fn accept(
             id: id.clone(),
         },
         // In reconcile mode, a webhook body carrying `write_date` is the polled change too.
-        None => match crate::connector::poll::webhook_change(source, &incoming) {
+        None => match crate::connector::poll::webhook_change(
+            source,
+            &incoming.model,
+            incoming.record_id,
+            &incoming.payload,
+        ) {
             Some(id) if req.endpoint == Endpoint::Native => DedupKey::Explicit {
                 source: source.name.clone(),
                 id,
@@ -131,7 +136,7 @@ pub async fn accept(
         },
     };
     let event = Arc::new(Event {
-        id: new_event_id(),
+        id: crate::event::new_id(),
         source: source.name.clone(),
         model: incoming.model,
         action: incoming.action,
@@ -218,11 +223,6 @@ pub struct Ingested {
     /// The event's id (the first submission's, for a repeat) and type, `<model>.<action>`,
     /// while spans are exported.
     pub event: Option<(String, String)>,
-}
-
-/// A time-ordered, random event id: `evt_` + 12 hex digits of milliseconds + 16 random.
-pub fn new_event_id() -> String {
-    format!("evt_{:012x}{:016x}", now_ms(), rand::random::<u64>())
 }
 
 /// Request headers a plugin may see: never credentials or cookies. A valid `traceparent`

@@ -18,7 +18,6 @@ use tokio_util::sync::CancellationToken;
 use super::infer::Shape;
 use crate::control::ControlPlane;
 use crate::event::Event;
-use crate::state::State;
 use crate::store::StoreError;
 use crate::time::now_ms;
 
@@ -198,13 +197,13 @@ async fn write_one(control: &ControlPlane, record: &SeenType) -> Result<(), Stor
 
 /// The stage that writes what ingest saw to the control plane, every `FLUSH_EVERY` and
 /// once more at shutdown.
-pub async fn run(state: Arc<State>, stop: CancellationToken) {
+pub async fn run(catalog: Arc<super::Catalog>, control: ControlPlane, stop: CancellationToken) {
     loop {
         let stopping = tokio::select! {
             () = tokio::time::sleep(FLUSH_EVERY) => false,
             () = stop.cancelled() => true,
         };
-        if let Err(e) = state.catalog.seen.flush(&state.control).await {
+        if let Err(e) = catalog.seen.flush(&control).await {
             tracing::warn!(error = %e, "cannot write the event types seen; trying again later");
         }
         if stopping {
@@ -215,8 +214,7 @@ pub async fn run(state: Arc<State>, stop: CancellationToken) {
 
 /// Every type seen: what the control plane holds, with what this instance has not written
 /// yet merged in.
-pub async fn all(state: &State) -> Result<Vec<SeenType>, StoreError> {
-    let seen = &state.catalog.seen;
+pub async fn all(seen: &Seen, control: &ControlPlane) -> Result<Vec<SeenType>, StoreError> {
     let recent = seen
         .stored
         .lock()
@@ -228,7 +226,7 @@ pub async fn all(state: &State) -> Result<Vec<SeenType>, StoreError> {
         Some(records) => records,
         None => {
             // Read at most every STORED_FOR: on NATS the bucket is one read per type.
-            let records = state.control.seen_types::<SeenType>(MAX_TYPES).await?;
+            let records = control.seen_types::<SeenType>(MAX_TYPES).await?;
             *seen.stored.lock().unwrap_or_else(|p| p.into_inner()) =
                 Some((Instant::now(), records.clone()));
             records
@@ -238,7 +236,7 @@ pub async fn all(state: &State) -> Result<Vec<SeenType>, StoreError> {
         .into_iter()
         .map(|s| ((s.source.clone(), s.event_type.clone()), s))
         .collect();
-    for pending in state.catalog.seen.pending() {
+    for pending in seen.pending() {
         let key = (pending.source.clone(), pending.event_type.clone());
         match by_key.get_mut(&key) {
             Some(stored) => {

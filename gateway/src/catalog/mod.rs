@@ -31,10 +31,10 @@ use serde_json::{Value, json};
 use self::candidates::{Candidate, Scope};
 use self::infer::Shape;
 use self::schema::{EnrichedBy, Fields};
-use crate::auth::apps::App;
+use crate::apps::App;
 use crate::config::Snapshot;
+use crate::control::ControlPlane;
 use crate::odoo::{EnrichSpec, OdooSource};
-use crate::state::State;
 use crate::store::StoreError;
 
 /// How long a `fields_get` answer is used before it is asked again (in the background).
@@ -126,9 +126,13 @@ pub struct Entry {
 
 impl Catalog {
     /// The catalog for `view`, by type.
-    pub async fn entries(&self, state: &State, view: View<'_>) -> Result<Vec<Entry>, StoreError> {
-        let snapshot = state.snapshot.load_full();
-        let seen = seen::all(state).await?;
+    pub async fn entries(
+        &self,
+        snapshot: &Snapshot,
+        control: &ControlPlane,
+        view: View<'_>,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let seen = seen::all(&self.seen, control).await?;
         let (scope, exact_grants) = match view {
             View::App(app) => (
                 Scope {
@@ -143,26 +147,27 @@ impl Catalog {
                     .iter()
                     .flat_map(|a| exact(&a.events))
                     .collect();
-                for app in state.control.apps()? {
+                for app in control.apps()? {
                     grants.extend(exact(&app.events));
                 }
                 (Scope::default(), grants)
             }
         };
-        let found = candidates::candidates(&snapshot, &seen, &exact_grants, &scope);
-        let built = found.values().map(|c| self.entry(&snapshot, c, &seen));
+        let found = candidates::candidates(snapshot, &seen, &exact_grants, &scope);
+        let built = found.values().map(|c| self.entry(snapshot, c, &seen));
         Ok(futures_util::future::join_all(built).await)
     }
 
     /// One type of the catalog for `view`.
     pub async fn one(
         &self,
-        state: &State,
+        snapshot: &Snapshot,
+        control: &ControlPlane,
         view: View<'_>,
         event_type: &str,
     ) -> Result<Option<Entry>, StoreError> {
         Ok(self
-            .entries(state, view)
+            .entries(snapshot, control, view)
             .await?
             .into_iter()
             .find(|e| e.event_type == event_type))

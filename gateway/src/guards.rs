@@ -1,5 +1,5 @@
-//! In-memory guards of authentication: token-bucket rate limits per app (API) and per client
-//! id (token endpoint), and the OAuth1 nonces seen within the timestamp window.
+//! The live side of authentication, [`AuthState`]: token-bucket rate limits per app (API) and
+//! per client id (token endpoint), and the OAuth1 nonces seen within the timestamp window.
 //!
 //! Both are bounded: buckets are keyed by registered apps only (unknown client ids share one
 //! bucket), and the nonce memory has a fixed capacity, pruned as entries leave the window. When
@@ -222,6 +222,40 @@ fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// The live side of authentication: rate-limit buckets (in memory) and the OAuth1 nonces seen
+/// (in memory and in the store, so a restart does not reopen a replay window).
+#[derive(Debug, Default)]
+pub struct AuthState {
+    /// API requests, per app.
+    pub(crate) api_limiter: RateLimiter,
+    /// OAuth2 endpoint requests with correct credentials, per client id.
+    pub(crate) token_limiter: RateLimiter,
+    /// Failed OAuth2 client authentications, per source address and claimed client id.
+    pub(crate) failure_limiter: RateLimiter,
+    /// OAuth1 (consumer, nonce, timestamp) triples within the window.
+    pub(crate) nonces: NonceCache,
+}
+
+impl AuthState {
+    /// Authentication state whose OAuth1 nonces are kept in `store` (and loaded from it), or
+    /// only in memory when the control plane remembers them for every instance
+    /// (`shared_nonces`).
+    pub fn open(
+        store: &crate::store::Store,
+        shared_nonces: bool,
+    ) -> Result<Self, crate::store::StoreError> {
+        let nonces = if shared_nonces {
+            NonceCache::default()
+        } else {
+            NonceCache::persistent(store.db().open_tree("oauth1_nonces")?)
+        };
+        Ok(Self {
+            nonces,
+            ..Self::default()
+        })
+    }
 }
 
 #[cfg(test)]
