@@ -160,19 +160,25 @@ pub(crate) async fn load<T: DeserializeOwned>(
         .await?
         .map_err(|e| shared(&name, e))?;
     let present: HashSet<String> = keys(bucket, usize::MAX).await?.into_iter().collect();
+    let mut found = HashSet::new();
     for key in &present {
-        if let Some(entry) = step(&name, bucket.entry(key.clone()))
+        let Some(entry) = step(&name, bucket.entry(key.clone()))
             .await?
             .map_err(|e| shared(&name, e))?
-            && apply(&name, table, &entry)
-        {
+        else {
+            // Listed, then gone before its entry was read (its last message removed): as
+            // absent as a key the listing did not name.
+            continue;
+        };
+        found.insert(key.clone());
+        if apply(&name, table, &entry) {
             changed(key);
         }
     }
     let gone: Vec<String> = read(table)
         .rows
         .iter()
-        .filter(|(k, r)| r.value.is_some() && !present.contains(*k))
+        .filter(|(k, r)| r.value.is_some() && !found.contains(*k))
         .map(|(k, _)| k.clone())
         .collect();
     for key in gone {
