@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+use crate::harness::free_port;
+
 /// How long the server may take to accept connections with JetStream on.
 const READY_WITHIN: Duration = Duration::from_secs(10);
 /// How long a cluster may take to elect its JetStream leader.
@@ -31,9 +33,7 @@ impl NatsServer {
         // A port the kernel just gave out and took back; another process taking it in between
         // makes the server exit, and the next try picks another.
         for _ in 0..3 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")?
-                .local_addr()?
-                .port();
+            let port = free_port();
             let mut child = spawn(port, store.path(), &[])?;
             match wait_ready(&mut child, port) {
                 Ok(()) => {
@@ -152,12 +152,6 @@ struct Node {
     store: tempfile::TempDir,
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 impl NatsCluster {
     /// Starts the three nodes, routed to each other, and waits until each accepts clients.
     pub fn start() -> anyhow::Result<Self> {
@@ -175,9 +169,7 @@ impl NatsCluster {
     }
 
     fn start_once() -> anyhow::Result<Self> {
-        let ports: Vec<(u16, u16)> = (0..3)
-            .map(|_| Ok((free_port()?, free_port()?)))
-            .collect::<anyhow::Result<_>>()?;
+        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
         let routes = ports
             .iter()
             .map(|(_, c)| format!("nats://127.0.0.1:{c}"))

@@ -194,12 +194,6 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 async fn wait_up(url: &str) -> anyhow::Result<()> {
     let client = HttpClient::new();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -259,7 +253,7 @@ async fn gateway(config: &str) -> anyhow::Result<Process> {
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("gateway.toml");
     std::fs::write(&file, config)?;
-    let port = free_port()?;
+    let port = odoo_gateway_tests::harness::free_port();
     let child = Command::new(gateway_binary()?)
         .args(["serve", "--config"])
         .arg(&file)
@@ -335,7 +329,7 @@ async fn bench(events: usize, wanted: &dyn Fn(&str) -> bool) -> anyhow::Result<(
     let mut rows = Vec::new();
 
     // The ceiling: a bare relay in its own process, same load, same receiver.
-    let relay_port = free_port()?;
+    let relay_port = odoo_gateway_tests::harness::free_port();
     let relay = Process {
         child: Command::new(std::env::current_exe()?)
             .args([

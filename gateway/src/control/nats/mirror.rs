@@ -250,6 +250,27 @@ fn apply<T: DeserializeOwned>(bucket: &str, table: &Shared<T>, entry: &kv::Entry
     write(table).apply(bucket, &entry.key, entry.revision, bytes)
 }
 
+/// [`follow`] on a task of its own, its log lines naming `instance` (several instances can
+/// share a process, in tests).
+pub(crate) fn spawn<T: DeserializeOwned + Send + Sync + 'static>(
+    bucket: &kv::Store,
+    table: &Shared<T>,
+    watch: kv::Watch,
+    changed: Arc<dyn Fn(&str) + Send + Sync>,
+    shutdown: &CancellationToken,
+    instance: &str,
+) {
+    let span = tracing::info_span!("mirror", instance = %instance);
+    let run = follow(
+        bucket.clone(),
+        table.clone(),
+        watch,
+        changed,
+        shutdown.clone(),
+    );
+    tokio::spawn(tracing::Instrument::instrument(run, span));
+}
+
 /// Follows `bucket` into `table` until `shutdown`, starting from `watch` (from [`load`]).
 pub(crate) async fn follow<T: DeserializeOwned + Send + Sync + 'static>(
     bucket: kv::Store,

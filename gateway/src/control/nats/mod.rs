@@ -34,7 +34,6 @@ use std::time::Duration;
 use async_nats::jetstream::{self, kv, object_store};
 use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, DropGuard};
-use tracing::Instrument as _;
 
 use crate::apps::App;
 use crate::config::nats::NatsConfig;
@@ -441,47 +440,37 @@ impl NatsPlane {
             mirror::load(&plugins, &mirror.plugins, &quiet).await?,
             mirror::load(&health, &mirror.health, &quiet).await?,
         );
-        // The followers' log lines name the instance (several can share a process in tests).
-        let span = tracing::info_span!("mirror", instance = %instance);
-        tokio::spawn(
-            mirror::follow(
-                apps.clone(),
-                mirror.apps.clone(),
-                watches.0,
-                app_changed,
-                cancel.clone(),
-            )
-            .instrument(span.clone()),
+        mirror::spawn(
+            &apps,
+            &mirror.apps,
+            watches.0,
+            app_changed,
+            &cancel,
+            &instance,
         );
-        tokio::spawn(
-            mirror::follow(
-                subscriptions.clone(),
-                mirror.subscriptions.clone(),
-                watches.1,
-                snapshot_changed.clone(),
-                cancel.clone(),
-            )
-            .instrument(span.clone()),
+        mirror::spawn(
+            &subscriptions,
+            &mirror.subscriptions,
+            watches.1,
+            snapshot_changed.clone(),
+            &cancel,
+            &instance,
         );
-        tokio::spawn(
-            mirror::follow(
-                plugins.clone(),
-                mirror.plugins.clone(),
-                watches.2,
-                snapshot_changed,
-                cancel.clone(),
-            )
-            .instrument(span.clone()),
+        mirror::spawn(
+            &plugins,
+            &mirror.plugins,
+            watches.2,
+            snapshot_changed,
+            &cancel,
+            &instance,
         );
-        tokio::spawn(
-            mirror::follow(
-                health.clone(),
-                mirror.health.clone(),
-                watches.3,
-                health_changed,
-                cancel.clone(),
-            )
-            .instrument(span.clone()),
+        mirror::spawn(
+            &health,
+            &mirror.health,
+            watches.3,
+            health_changed,
+            &cancel,
+            &instance,
         );
         let pending_health = Arc::new(PendingHealth::default());
         tokio::spawn(health::write_health(
