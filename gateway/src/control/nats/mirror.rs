@@ -29,6 +29,9 @@ const RETRY: Duration = Duration::from_secs(1);
 /// per step, not per read: a large bucket that keeps answering is read to its end.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Entries of a bucket asked for at once while it is read whole.
+const READS_AT_ONCE: usize = 32;
+
 /// How often the bucket's last revision is compared with what the watch brought. A watch can
 /// fall silent without an error (its consumer lost with a NATS node that went down): a bucket
 /// ahead of the mirror on two looks in a row is read again.
@@ -159,20 +162,26 @@ pub(crate) async fn load<T: DeserializeOwned>(
     let watch = step(&name, bucket.watch_all())
         .await?
         .map_err(|e| shared(&name, e))?;
-    let present: HashSet<String> = keys(bucket, usize::MAX).await?.into_iter().collect();
+    // A key can come twice when the listing takes several pages and the bucket changes.
+    let mut listed = keys(bucket, usize::MAX).await?;
+    listed.sort_unstable();
+    listed.dedup();
+    let count = listed.len();
+    // Each key's entry from the leader, several asked at once: the listing names deleted keys
+    // too, so a bucket that saw many removals has many more keys than values.
+    let mut entries = futures_util::stream::iter(listed)
+        .map(|key| step(&name, bucket.entry(key)))
+        .buffered(READS_AT_ONCE);
     let mut found = HashSet::new();
-    for key in &present {
-        let Some(entry) = step(&name, bucket.entry(key.clone()))
-            .await?
-            .map_err(|e| shared(&name, e))?
-        else {
+    while let Some(entry) = entries.next().await {
+        let Some(entry) = entry?.map_err(|e| shared(&name, e))? else {
             // Listed, then gone before its entry was read (its last message removed): as
             // absent as a key the listing did not name.
             continue;
         };
-        found.insert(key.clone());
+        found.insert(entry.key.clone());
         if apply(&name, table, &entry) {
-            changed(key);
+            changed(&entry.key);
         }
     }
     let gone: Vec<String> = read(table)
@@ -190,7 +199,7 @@ pub(crate) async fn load<T: DeserializeOwned>(
     let mut t = write(table);
     t.reached(before);
     t.loaded = t.loaded.max(before);
-    tracing::debug!(bucket = %name, before, keys = present.len(), loaded = t.loaded, high = t.high, "read a shared bucket whole");
+    tracing::debug!(bucket = %name, before, keys = count, loaded = t.loaded, high = t.high, "read a shared bucket whole");
     drop(t);
     Ok(watch)
 }
