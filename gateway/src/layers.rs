@@ -103,6 +103,22 @@ const LOWER: &[(&str, &[&str])] = &[
             "transform",
         ],
     ),
+    // Ingest, lent what it needs per request (`ingest::Intake`).
+    (
+        "ingest",
+        &[
+            "catalog",
+            "config",
+            "event",
+            "http_error",
+            "store",
+            "telemetry",
+            "time",
+            "trace",
+            "workplane",
+            "xmljson",
+        ],
+    ),
     // The state the stages share, and the stages over it.
     (
         "state",
@@ -123,21 +139,6 @@ const LOWER: &[(&str, &[&str])] = &[
         "connector",
         &[
             "config", "control", "event", "odoo", "state", "store", "time",
-        ],
-    ),
-    (
-        "ingest",
-        &[
-            "config",
-            "connector",
-            "event",
-            "http_error",
-            "state",
-            "store",
-            "time",
-            "trace",
-            "workplane",
-            "xmljson",
         ],
     ),
     (

@@ -261,7 +261,7 @@ async fn ingest_route(
             .map(|v| v.to_owned())
     });
     let limit = state.snapshot.load().server.max_body_bytes;
-    ingest::authorise(state, source, token)?;
+    ingest::authorise(&state.snapshot.load(), source, token)?;
     let body = crate::inbound::read_body(body, &parts.headers, limit).await?;
     let request = IngestRequest {
         endpoint,
@@ -269,7 +269,13 @@ async fn ingest_route(
         url_action,
         headers: &parts.headers,
     };
-    ingest::accept(state, request, body).await
+    let intake = ingest::Intake {
+        snapshot: &state.snapshot,
+        work: &state.work,
+        seen: &state.catalog.seen,
+        metrics: &state.metrics,
+    };
+    ingest::accept(intake, request, body).await
 }
 
 /// `/readyz`: 200 when the gateway can take events now (store writable, within its budget and

@@ -46,8 +46,7 @@ pub(super) async fn send_test(call: &Call<'_>, id: &str) -> Result<Response<Body
     // of the dedup store like any body-hash key.
     let window_ms = call.state.snapshot.load().storage.dedup_window.as_millis() as u64;
     let dedup = DedupKey::body(TEST_SOURCE, event.id.as_bytes(), window_ms);
-    let state = call.state;
-    crate::ingest::accept_event(state, &event, &dedup)
+    crate::ingest::accept_event(&call.state.work, &event, &dedup)
         .await
         .map_err(internal)?;
     Ok(json(

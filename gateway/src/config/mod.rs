@@ -217,6 +217,31 @@ impl Source {
             .is_some_and(|p| p.reconcile)
     }
 
+    /// In reconcile mode, the change key of a webhook body of a polled model that carries
+    /// `write_date` and the fields that model polls (select them in the server action): the
+    /// polled change of the same write is then a duplicate.
+    pub fn webhook_change(
+        &self,
+        model: &str,
+        record_id: Option<i64>,
+        payload: &str,
+    ) -> Option<String> {
+        use crate::odoo::change::{change_key, fingerprint};
+        if !self.reconciles() {
+            return None;
+        }
+        let poll = self.odoo.as_ref()?.poll.as_ref()?;
+        let polled = poll.models.iter().find(|m| m.model == model)?;
+        let Ok(serde_json::Value::Object(payload)) =
+            serde_json::from_str::<serde_json::Value>(payload)
+        else {
+            return None;
+        };
+        let write_date = payload.get("write_date")?.as_str()?;
+        let state = fingerprint(&payload, &polled.fields)?;
+        Some(change_key(model, record_id?, write_date, &state))
+    }
+
     /// Whether `token` is one of the source's tokens (time independent of where it differs).
     pub fn accepts(&self, token: &str) -> bool {
         let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();

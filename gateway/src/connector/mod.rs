@@ -11,8 +11,8 @@
 //! The event catalog, which reads Odoo's `fields_get` through the same client, is
 //! [`crate::catalog`].
 //!
-//! Nothing here runs on the ingest path but `poll::webhook_change` (a webhook body's change
-//! key, computed without I/O), and nothing here writes queued work directly: polled events enter like any other
+//! Nothing here runs on the ingest path (a webhook body's change key in reconcile mode is
+//! `config::Source::webhook_change`), and nothing here writes queued work directly: polled events enter like any other
 //! accepted event, and fan-out does the rest.
 
 pub mod cursor;

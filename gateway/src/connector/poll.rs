@@ -63,28 +63,6 @@ impl From<sled::Error> for PollError {
     }
 }
 
-/// In reconcile mode, the change key of a webhook body of a polled model that carries
-/// `write_date` and the fields that model polls (select them in the server action): the
-/// polled change of the same write is then a duplicate.
-pub fn webhook_change(
-    source: &crate::config::Source,
-    model: &str,
-    record_id: Option<i64>,
-    payload: &str,
-) -> Option<String> {
-    if !source.reconciles() {
-        return None;
-    }
-    let poll = source.odoo.as_ref()?.poll.as_ref()?;
-    let polled = poll.models.iter().find(|m| m.model == model)?;
-    let Ok(Value::Object(payload)) = serde_json::from_str::<Value>(payload) else {
-        return None;
-    };
-    let write_date = payload.get("write_date")?.as_str()?;
-    let state = fingerprint(&payload, &polled.fields)?;
-    Some(change_key(model, record_id?, write_date, &state))
-}
-
 /// Runs until `shutdown`: one task per polled model, so that a slow or unreachable Odoo
 /// delays the polling of its own models only. Tasks start and stop with the configuration
 /// (a reload that adds or removes a model); one that ended (its model removed, or a panic) is

@@ -17,11 +17,31 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 
+use arc_swap::ArcSwap;
+
+use crate::catalog::seen::Seen;
+use crate::config::Snapshot;
 use crate::event::Event;
 use crate::http_error::{ApiError, Body, json};
-use crate::state::State;
 use crate::store::DedupKey;
+use crate::telemetry::Metrics;
 use crate::time::now_ms;
+use crate::workplane::WorkPlane;
+
+/// What ingest works with, lent by the running gateway for one request: the configuration in
+/// force (sources, their tokens, the dedup window), the work plane that takes the events, the
+/// event catalog's note of the types seen, and the metrics of refusals.
+#[derive(Debug, Clone, Copy)]
+pub struct Intake<'a> {
+    /// The configuration in force.
+    pub snapshot: &'a ArcSwap<Snapshot>,
+    /// Where accepted events go.
+    pub work: &'a WorkPlane,
+    /// The event types seen, for the catalog.
+    pub seen: &'a Seen,
+    /// Refusals are counted here.
+    pub metrics: &'a Metrics,
+}
 
 /// Which endpoint a request came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,8 +103,7 @@ fn body_format(headers: &HeaderMap, endpoint: Endpoint) -> Result<BodyFormat, Ap
 
 /// Checks `token` against `source`: the same 401 for an unknown source and a wrong token.
 /// Called before the body is read, so strangers cannot make the gateway read large bodies.
-pub fn authorise(state: &State, source: &str, token: Option<&str>) -> Result<(), ApiError> {
-    let snapshot = state.snapshot.load();
+pub fn authorise(snapshot: &Snapshot, source: &str, token: Option<&str>) -> Result<(), ApiError> {
     let known = snapshot
         .sources
         .get(source)
@@ -99,11 +118,11 @@ pub fn authorise(state: &State, source: &str, token: Option<&str>) -> Result<(),
 /// Handles one ingest request whose source was authorised by [`authorise`] and whose body is
 /// read.
 pub async fn accept(
-    state: &Arc<State>,
+    intake: Intake<'_>,
     req: IngestRequest<'_>,
     body: Bytes,
 ) -> Result<http::Response<Body>, ApiError> {
-    let snapshot = state.snapshot.load_full();
+    let snapshot = intake.snapshot.load_full();
     // The caller checked the token with `authorise`; a reload may have removed the source since.
     let Some(source) = snapshot.sources.get(req.source) else {
         return Err(ApiError::unauthorized());
@@ -122,12 +141,8 @@ pub async fn accept(
             id: id.clone(),
         },
         // In reconcile mode, a webhook body carrying `write_date` is the polled change too.
-        None => match crate::connector::poll::webhook_change(
-            source,
-            &incoming.model,
-            incoming.record_id,
-            &incoming.payload,
-        ) {
+        None => match source.webhook_change(&incoming.model, incoming.record_id, &incoming.payload)
+        {
             Some(id) if req.endpoint == Endpoint::Native => DedupKey::Explicit {
                 source: source.name.clone(),
                 id,
@@ -148,26 +163,26 @@ pub async fn accept(
     });
     // Durable (on NATS: held by JetStream) before it is acknowledged; planned and fanned out
     // by the work plane, never here.
-    let accepted = state
+    let accepted = intake
         .work
         .accept(&snapshot, &event, &dedup)
         .await
-        .map_err(|e| refused(state, e))?;
+        .map_err(|e| refused(intake.metrics, e))?;
     if !accepted.duplicate {
         // The event catalog learns the types and payload shapes sources send (cheap: a map
         // look-up, a payload parsed at most once a second per type).
-        state.catalog.seen.observe(&event);
+        intake.seen.observe(&event);
     }
     Ok(accepted_response(&accepted, &event))
 }
 
 /// The answer to an event the work plane did not accept, counted by reason when it is a
 /// refusal for lack of room or a failing disk.
-fn refused(state: &State, e: crate::workplane::AcceptError) -> ApiError {
+fn refused(metrics: &Metrics, e: crate::workplane::AcceptError) -> ApiError {
     use crate::workplane::AcceptError;
     match e {
         AcceptError::Refused(refusal) => {
-            state.metrics.refused(refusal.reason());
+            metrics.refused(refusal.reason());
             ApiError::refused(&refusal)
         }
         AcceptError::TooLarge { limit } => ApiError::new(
@@ -181,7 +196,7 @@ fn refused(state: &State, e: crate::workplane::AcceptError) -> ApiError {
         AcceptError::Store(e) => {
             let answer = ApiError::storage("cannot store an event", &e);
             if answer.code == "storage_unavailable" {
-                state.metrics.refused("storage_unavailable");
+                metrics.refused("storage_unavailable");
             }
             answer
         }
@@ -205,12 +220,12 @@ fn accepted_response(accepted: &crate::store::Accepted, event: &Event) -> http::
 
 /// Accepts an event made inside the gateway (a test event), durably, for the fan-out.
 pub async fn accept_event(
-    state: &State,
+    work: &WorkPlane,
     event: &Event,
     dedup: &DedupKey,
 ) -> Result<crate::store::Accepted, crate::store::StoreError> {
-    let accepted = state.work.accept_unflushed(event, dedup).await?;
-    state.work.flush_accepted().await?;
+    let accepted = work.accept_unflushed(event, dedup).await?;
+    work.flush_accepted().await?;
     Ok(accepted)
 }
 
