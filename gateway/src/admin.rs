@@ -156,7 +156,8 @@ pub async fn route(
     let internal = |e: crate::store::StoreError| ApiError::internal("admin request failed", &e);
     match (req.method(), rest) {
         (&Method::GET, ["status"]) => {
-            let odoo_poll = crate::connector::cursor::status(state, &snapshot).await;
+            let odoo_poll =
+                crate::connector::cursor::status(&state.store, &state.control, &snapshot).await;
             Ok(json(
                 StatusCode::OK,
                 &serde_json::json!({

@@ -103,6 +103,19 @@ const LOWER: &[(&str, &[&str])] = &[
             "transform",
         ],
     ),
+    // Odoo polling, which runs with its own handles (`connector::Handles`).
+    (
+        "connector",
+        &[
+            "config",
+            "control",
+            "event",
+            "odoo",
+            "store",
+            "time",
+            "workplane",
+        ],
+    ),
     // Ingest, lent what it needs per request (`ingest::Intake`).
     (
         "ingest",
@@ -133,12 +146,6 @@ const LOWER: &[(&str, &[&str])] = &[
             "store",
             "telemetry",
             "workplane",
-        ],
-    ),
-    (
-        "connector",
-        &[
-            "config", "control", "event", "odoo", "state", "store", "time",
         ],
     ),
     (

@@ -149,9 +149,15 @@ async fn run_once(
             supervise(name, handles.clone(), &stages, restarted(&state), run)
         })
         .collect();
+    let polling = Arc::new(connector::Handles {
+        snapshot: state.snapshot.clone(),
+        work: state.work.clone(),
+        store: state.store.clone(),
+        control: state.control.clone(),
+    });
     let poller = supervise(
         "odoo-poll",
-        state.clone(),
+        polling,
         &stages,
         restarted(&state),
         connector::poll::run,

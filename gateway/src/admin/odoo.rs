@@ -47,7 +47,9 @@ fn storage(e: crate::store::StoreError) -> ApiError {
 /// The answer for `source`'s `model`: its cursor and start floor (`null` before its first
 /// poll).
 async fn shown(state: &State, source: &str, model: &str) -> Result<http::Response<Body>, ApiError> {
-    let keeper = Keeper::of(state).await.map_err(storage)?;
+    let keeper = Keeper::of(&state.store, &state.control, &state.snapshot.load())
+        .await
+        .map_err(storage)?;
     let at = keeper.load(source, model).await.map_err(storage)?;
     let floor = keeper.load_floor(source, model).await.map_err(storage)?;
     let body = json!({ "source": source, "model": model, "cursor": at, "start": floor });
@@ -93,7 +95,9 @@ pub(super) async fn reset(
         }
         Some(other) => return Err(invalid(format!("`to`: expected a string, not {other}"))),
     };
-    let keeper = Keeper::of(state).await.map_err(storage)?;
+    let keeper = Keeper::of(&state.store, &state.control, &state.snapshot.load())
+        .await
+        .map_err(storage)?;
     match to {
         // The second `to` and after: the floor covers what is before it.
         Some(second) => {

@@ -24,8 +24,8 @@ use serde_json::{Value, json};
 
 use super::shared::{Shared, Stored};
 use crate::config::Snapshot;
+use crate::control::ControlPlane;
 use crate::odoo::time::{from_seconds, to_seconds};
-use crate::state::State;
 use crate::store::{Store, StoreError};
 
 /// The sled tree of cursors, start points and id sets.
@@ -180,7 +180,7 @@ pub fn reset_cursor(store: &Store, source: &str, model: &str) -> Result<(), Stor
 /// Every polled model of `snapshot` with its cursor (`null` before its first poll), for
 /// `/admin/status`; on the NATS engine also which instance polls it (`polled_by`, and
 /// `polled_here` on that one).
-pub async fn status(state: &State, snapshot: &Snapshot) -> Vec<Value> {
+pub async fn status(store: &Store, control: &ControlPlane, snapshot: &Snapshot) -> Vec<Value> {
     let mut polled = Vec::new();
     let polls = snapshot
         .sources
@@ -190,7 +190,7 @@ pub async fn status(state: &State, snapshot: &Snapshot) -> Vec<Value> {
         // Nothing to show, and no bucket to make.
         return polled;
     }
-    let keeper = Keeper::of(state).await.ok();
+    let keeper = Keeper::of(store, control, snapshot).await.ok();
     for source in snapshot.sources.values() {
         let Some(poll) = source.odoo.as_ref().and_then(|o| o.poll.as_ref()) else {
             continue;
@@ -228,12 +228,16 @@ pub enum Keeper {
 }
 
 impl Keeper {
-    /// The keeper of the engine `state` runs on (on NATS, the buckets are opened, and made
-    /// when missing).
-    pub async fn of(state: &State) -> Result<Self, StoreError> {
-        Ok(match Shared::open(state).await? {
+    /// The keeper of the engine the gateway runs on: `store`, or on NATS the buckets of
+    /// `control`'s connection (opened, and made when missing, with `snapshot`'s settings).
+    pub async fn of(
+        store: &Store,
+        control: &ControlPlane,
+        snapshot: &Snapshot,
+    ) -> Result<Self, StoreError> {
+        Ok(match Shared::open(control, snapshot).await? {
             Some(shared) => Self::Shared(shared),
-            None => Self::Sled(state.store.clone()),
+            None => Self::Sled(store.clone()),
         })
     }
 

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use super::Handles;
 use super::cursor::{self, Cursor, Keeper};
 use super::plan::{self, Query};
 use super::shared::{Lease, RENEW};
@@ -34,7 +35,6 @@ use crate::event::Event;
 pub use crate::odoo::Start;
 use crate::odoo::change::{Change, change_key, fingerprint, unlink_key};
 use crate::odoo::{OdooError, OdooSource, Poll, PollModelConfig};
-use crate::state::State;
 use crate::store::{DedupKey, StoreError};
 use crate::time::now_ms;
 
@@ -68,7 +68,7 @@ impl From<sled::Error> for PollError {
 /// (a reload that adds or removes a model); one that ended (its model removed, or a panic) is
 /// started again while its model is configured. On the NATS engine every instance runs the
 /// tasks, and each polls only while it holds its model's lease.
-pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
+pub async fn run(state: Arc<Handles>, shutdown: CancellationToken) {
     let mut tasks: HashMap<(String, String), tokio::task::JoinHandle<()>> = HashMap::new();
     // Opened when the first model is to be polled (on NATS, its buckets are made then).
     let mut keeper: Option<Keeper> = None;
@@ -86,7 +86,7 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
                     continue;
                 };
                 if keeper.is_none() {
-                    match Keeper::of(&state).await {
+                    match Keeper::of(&state.store, &state.control, &snapshot).await {
                         Ok(opened) => keeper = Some(opened),
                         Err(e) => {
                             tracing::warn!(error = %e, "polling cannot keep cursors yet; trying again")
@@ -114,7 +114,7 @@ pub async fn run(state: Arc<State>, shutdown: CancellationToken) {
 /// a reload removes it, and then gives its lease up. A poll cut short by shutdown loses
 /// nothing: its cursor has not moved past what is durable.
 async fn poll_loop(
-    state: Arc<State>,
+    state: Arc<Handles>,
     keeper: Keeper,
     (source, model): (String, String),
     shutdown: CancellationToken,
@@ -127,7 +127,7 @@ async fn poll_loop(
 }
 
 async fn poll_while_configured(
-    state: &State,
+    state: &Handles,
     keeper: &Keeper,
     mut lease: Option<&mut Lease>,
     source: &str,
@@ -231,7 +231,7 @@ async fn pause(
 /// One poll of one model: every change from the cursor's second on, page by page. The
 /// number of changes accepted (on sled a change read again and recognised counts too).
 pub async fn poll_model(
-    state: &State,
+    state: &Handles,
     keeper: &Keeper,
     mut lease: Option<&mut Lease>,
     source: &str,
@@ -347,7 +347,7 @@ type Accepting<'a> = (&'a str, i64, String, &'a serde_json::Map<String, Value>);
 /// and noted as seen); whether it was new to the shared bucket (always, on sled: the store's
 /// dedup key recognises a repeat).
 async fn accept(
-    state: &State,
+    state: &Handles,
     keeper: &Keeper,
     source: &str,
     model: &str,
@@ -386,7 +386,7 @@ async fn accept(
 
 /// Compares the model's ids with those seen last time; an `unlink` event for each one gone.
 async fn find_deletions(
-    state: &State,
+    state: &Handles,
     keeper: &Keeper,
     source: &str,
     odoo: &OdooSource,

@@ -26,8 +26,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::cursor::Cursor;
+use crate::config::Snapshot;
+use crate::control::ControlPlane;
 use crate::control::nats::{open_bucket_with, shared};
-use crate::state::State;
 use crate::store::StoreError;
 
 /// How long a lease lasts without renewal: how soon a dead instance's models are taken over.
@@ -72,11 +73,13 @@ fn nats(what: &str, e: impl std::fmt::Display) -> StoreError {
 
 impl Shared {
     /// The buckets (created when missing) on the NATS engine; `None` on sled.
-    pub async fn open(state: &State) -> Result<Option<Arc<Self>>, StoreError> {
-        let Some((js, instance)) = state.control.shared_jetstream() else {
+    pub async fn open(
+        control: &ControlPlane,
+        snapshot: &Snapshot,
+    ) -> Result<Option<Arc<Self>>, StoreError> {
+        let Some((js, instance)) = control.shared_jetstream() else {
             return Ok(None);
         };
-        let snapshot = state.snapshot.load_full();
         let config = &snapshot.storage.nats;
         let open = |name: &str, max_age: Duration| {
             let bucket = format!("{}_{name}", config.bucket_prefix);
