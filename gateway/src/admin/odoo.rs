@@ -47,7 +47,7 @@ fn storage(e: crate::store::StoreError) -> ApiError {
 /// The answer for `source`'s `model`: its cursor and start floor (`null` before its first
 /// poll).
 async fn shown(state: &State, source: &str, model: &str) -> Result<http::Response<Body>, ApiError> {
-    let keeper = Keeper::of(&state.store, &state.control, &state.snapshot.load())
+    let keeper = Keeper::of(&state.store, &state.control, &state.snapshot.load_full())
         .await
         .map_err(storage)?;
     let at = keeper.load(source, model).await.map_err(storage)?;
@@ -95,7 +95,7 @@ pub(super) async fn reset(
         }
         Some(other) => return Err(invalid(format!("`to`: expected a string, not {other}"))),
     };
-    let keeper = Keeper::of(&state.store, &state.control, &state.snapshot.load())
+    let keeper = Keeper::of(&state.store, &state.control, &state.snapshot.load_full())
         .await
         .map_err(storage)?;
     match to {
