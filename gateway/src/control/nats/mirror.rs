@@ -110,6 +110,19 @@ impl<T: DeserializeOwned> Table<T> {
         }
     }
 
+    /// The keys whose values are gone from the bucket, by a whole read that found `found`
+    /// after the bucket's last revision was `before`. Only rows as old as `before` can be
+    /// judged by that read: a newer row (this instance's own write, or one a watch brought
+    /// meanwhile) may postdate it, and forgetting it would also keep that revision from being
+    /// applied again when the watch brings it.
+    fn gone(&self, found: &HashSet<String>, before: u64) -> Vec<String> {
+        self.rows
+            .iter()
+            .filter(|(k, r)| r.value.is_some() && r.revision <= before && !found.contains(*k))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
     /// Every change up to `revision` is applied.
     pub(crate) fn reached(&mut self, revision: u64) {
         self.high = self.high.max(revision);
@@ -184,12 +197,7 @@ pub(crate) async fn load<T: DeserializeOwned>(
             changed(&entry.key);
         }
     }
-    let gone: Vec<String> = read(table)
-        .rows
-        .iter()
-        .filter(|(k, r)| r.value.is_some() && !found.contains(*k))
-        .map(|(k, _)| k.clone())
-        .collect();
+    let gone = read(table).gone(&found, before);
     for key in gone {
         write(table).forget(&key);
         changed(&key);
@@ -402,6 +410,22 @@ mod tests {
             !t.apply("b", "bad", 9, Some(Bytes::from_static(b"not json"))),
             "unreadable: absent"
         );
+    }
+
+    #[test]
+    fn a_whole_read_forgets_only_rows_it_can_judge() {
+        let mut t: Table<u32> = Table::default();
+        t.apply("b", "old", 1, Some(Bytes::from_static(b"1")));
+        t.apply("b", "kept", 1, Some(Bytes::from_static(b"2")));
+        // Written here (or watched) after the read looked at the bucket's revision (1).
+        t.apply("b", "new", 2, Some(Bytes::from_static(b"3")));
+        let found: HashSet<String> = ["kept".to_owned()].into();
+        assert_eq!(
+            t.gone(&found, 1),
+            vec!["old".to_owned()],
+            "a row newer than the read may postdate its listing"
+        );
+        assert_eq!(t.gone(&found, 2), vec!["new".to_owned(), "old".to_owned()]);
     }
 
     #[test]
