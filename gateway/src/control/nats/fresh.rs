@@ -28,8 +28,11 @@ use crate::store::StoreError;
 const RETRY_LOOK: Duration = Duration::from_millis(50);
 
 /// Least time between the starts of two looks: under load, the events that arrive meanwhile
-/// share the next one (three requests), for at most this much more latency.
-const SPACING: Duration = Duration::from_millis(2);
+/// share the next one, for at most this much more latency before their fan-out (their
+/// acceptance is not delayed). A look is three `STREAM.INFO` requests, and each costs
+/// `nats-server` about as much CPU as ten published events (`BENCHMARKS.md`): looks 2 ms
+/// apart took a tenth of the server's time under load.
+const SPACING: Duration = Duration::from_millis(10);
 
 /// The visible changes applied by the watches, and how many of them the snapshot in force
 /// was built after.
