@@ -30,8 +30,7 @@ const RETRY_LOOK: Duration = Duration::from_millis(50);
 /// Least time between the starts of two looks: under load, the events that arrive meanwhile
 /// share the next one, for at most this much more latency before their fan-out (their
 /// acceptance is not delayed). A look is three `STREAM.INFO` requests, and each costs
-/// `nats-server` about as much CPU as ten published events (`BENCHMARKS.md`): looks 2 ms
-/// apart took a tenth of the server's time under load.
+/// `nats-server` as much CPU as six to nine published events (`BENCHMARKS.md`).
 const SPACING: Duration = Duration::from_millis(10);
 
 /// The visible changes applied by the watches, and how many of them the snapshot in force
@@ -113,13 +112,13 @@ impl Freshness {
                 !std::mem::replace(&mut *looking, true)
             };
             if lead {
+                // Cleared however the look ends, a caller's timeout dropping it included (in
+                // the wait for its turn as well): otherwise nobody would ever look again.
+                let _done = LookDone(&self.looking);
                 let previous = *seen.borrow();
                 if let Some(previous) = previous {
                     tokio::time::sleep_until((previous.started + SPACING).into()).await;
                 }
-                // Cleared however the look ends, a caller's timeout dropping it included:
-                // otherwise nobody would ever look again.
-                let _done = LookDone(&self.looking);
                 let started = Instant::now();
                 let revisions = last_revisions(buckets).await?;
                 self.last.send_replace(Some(Look { started, revisions }));

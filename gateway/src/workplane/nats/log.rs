@@ -127,8 +127,12 @@ fn key_of(id: &JobId) -> String {
 }
 
 impl NatsWork {
-    /// Records an outcome of `job`. Sent without waiting for JetStream: the caller acknowledges
-    /// the job right after, on the same connection, so the record is written first.
+    /// Records an outcome of `job`, published without asking JetStream for an acknowledgement:
+    /// a record of an attempt is not worth a wait, and the acknowledgement (an answer from the
+    /// server, a task here to read it) cost more than the rest of the write. It goes out before
+    /// the job's own acknowledgement, on the same connection; a record JetStream could not
+    /// store leaves no trace (the rare records that must not be missed go through
+    /// [`Self::record_acknowledged`]).
     pub(crate) async fn record(
         &self,
         job: &Job,
@@ -136,6 +140,44 @@ impl NatsWork {
         attempt: Option<Attempt>,
         reason: Option<String>,
     ) {
+        let (subject, payload) = self.record_message(job, status, attempt, reason);
+        if let Err(e) = self.js.client().publish(subject, payload).await {
+            tracing::warn!(error = %e, "a delivery-log record was not written");
+        }
+    }
+
+    /// Records an outcome of `job` and waits until JetStream holds it (a dead letter's, which
+    /// is how an event's history finds the letter; a replay's, which its delivery must
+    /// follow). A failure is logged: the letter or the replayed job itself is written either
+    /// way.
+    pub(crate) async fn record_acknowledged(
+        &self,
+        job: &Job,
+        status: Status,
+        attempt: Option<Attempt>,
+        reason: Option<String>,
+    ) {
+        let (subject, payload) = self.record_message(job, status, attempt, reason);
+        let stored = match self.js.publish(subject, payload).await {
+            Ok(ack) => tokio::time::timeout(super::REQUEST_TIMEOUT, ack)
+                .await
+                .map_err(|_| "JetStream did not answer".to_owned())
+                .and_then(|acked| acked.map(drop).map_err(|e| e.to_string())),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = stored {
+            tracing::warn!(error = %e, job = %job.id, "a delivery-log record was not written");
+        }
+    }
+
+    /// The subject and body of a record of `job`.
+    fn record_message(
+        &self,
+        job: &Job,
+        status: Status,
+        attempt: Option<Attempt>,
+        reason: Option<String>,
+    ) -> (String, Bytes) {
         let key = key_of(&job.id);
         let record = Record {
             job: JobSummary::from(job),
@@ -147,13 +189,7 @@ impl NatsWork {
             at_ms: crate::time::now_ms(),
         };
         let payload = Bytes::from(serde_json::to_vec(&record).unwrap_or_default());
-        let subject = format!("$KV.{}.{key}", self.deliveries.name);
-        // Published without asking for JetStream's acknowledgement: a record is not worth a
-        // wait, and the acknowledgement (an answer from the server, a task here to read it)
-        // cost more than the rest of the write.
-        if let Err(e) = self.js.client().publish(subject, payload).await {
-            tracing::warn!(error = %e, "a delivery-log record was not written");
-        }
+        (format!("$KV.{}.{key}", self.deliveries.name), payload)
     }
 
     /// Puts `job` in the dead letters (waiting for JetStream) and records it in the log.
@@ -185,7 +221,8 @@ impl NatsWork {
             )
             .await
             .map_err(|e| shared("cannot write a dead letter", e))?;
-        self.record(job, Status::Dead, attempt, Some(reason)).await;
+        self.record_acknowledged(job, Status::Dead, attempt, Some(reason))
+            .await;
         Ok(())
     }
 
@@ -384,7 +421,8 @@ impl NatsWork {
         };
         // Recorded as pending before it is queued: its delivery, recorded by whichever
         // instance makes it, must come after.
-        self.record(&job, Status::Pending, None, None).await;
+        self.record_acknowledged(&job, Status::Pending, None, None)
+            .await;
         self.publish_as(subject, &item, id).await?;
         // Only the letter replayed: one written again since (the job failed once more on
         // another instance) is a new letter, kept.
