@@ -41,6 +41,7 @@ const FAN_OUT_PENDING: usize = 8192;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Shape {
     ConsumerFanOut,
+    StandingLanes,
     FanOutAtIngest,
     NoEventStore,
 }
@@ -49,6 +50,7 @@ impl Shape {
     fn label(self) -> &'static str {
         match self {
             Self::ConsumerFanOut => "consumer fan-out (today)",
+            Self::StandingLanes => "consumer fan-out, a standing pull per lane",
             Self::FanOutAtIngest => "fan-out at ingest, event stored",
             Self::NoEventStore => "fan-out at ingest, no event store",
         }
@@ -106,6 +108,7 @@ async fn measure(events: usize, rounds: usize) -> anyhow::Result<()> {
     println!("|---|---|---|---|---|");
     let shapes = [
         Shape::ConsumerFanOut,
+        Shape::StandingLanes,
         Shape::FanOutAtIngest,
         Shape::NoEventStore,
     ];
@@ -161,14 +164,23 @@ async fn one_round(
         .await?;
     let pulls = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(run_lane(
-        js.clone(),
-        lane_consumer,
-        lane.to_owned(),
-        events,
-        pulls.clone(),
-    ));
-    if shape == Shape::ConsumerFanOut {
+    if shape == Shape::StandingLanes {
+        tasks.spawn(run_standing_lane(
+            js.clone(),
+            lane_consumer,
+            lane.to_owned(),
+            events,
+        ));
+    } else {
+        tasks.spawn(run_lane(
+            js.clone(),
+            lane_consumer,
+            lane.to_owned(),
+            events,
+            pulls.clone(),
+        ));
+    }
+    if matches!(shape, Shape::ConsumerFanOut | Shape::StandingLanes) {
         let fan_out = js
             .get_stream("events")
             .await?
@@ -199,7 +211,7 @@ async fn one_round(
             let id = format!("{lane}-{n}");
             // Read by the fan-out consumer, or by none (`events.x.*`).
             let events_subject = match shape {
-                Shape::ConsumerFanOut => format!("events.{lane}"),
+                Shape::ConsumerFanOut | Shape::StandingLanes => format!("events.{lane}"),
                 _ => format!("events.x.{lane}"),
             };
             accepted.spawn(async move {
@@ -211,7 +223,9 @@ async fn one_round(
                     async move { anyhow::Ok(js.send_publish(subject, message).await?.await?) }
                 };
                 match shape {
-                    Shape::ConsumerFanOut => publish(events_subject, id).await?,
+                    Shape::ConsumerFanOut | Shape::StandingLanes => {
+                        publish(events_subject, id).await?
+                    }
                     Shape::FanOutAtIngest => {
                         publish(events_subject, id.clone()).await?;
                         publish(job_subject, format!("{id}.job")).await?
@@ -299,6 +313,48 @@ async fn run_lane(
     }
     if settled.load(Ordering::Relaxed) < events {
         all_settled.notified().await;
+    }
+    Ok(())
+}
+
+/// A lane as a standing pull (`consumer.stream()`, asking again when half of a batch of the
+/// lane's limit has come), each job settled as in [`run_lane`].
+async fn run_standing_lane(
+    js: jetstream::Context,
+    lane: consumer::PullConsumer,
+    name: String,
+    events: usize,
+) -> anyhow::Result<()> {
+    let record = Bytes::from(vec![b'r'; RECORD_BYTES]);
+    let mut jobs = lane
+        .stream()
+        .max_messages_per_batch(LANE_LIMIT)
+        .expires(Duration::from_secs(1))
+        .heartbeat(Duration::from_millis(400))
+        .messages()
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let mut settling = tokio::task::JoinSet::new();
+    for n in 0..events {
+        let job = jobs
+            .next()
+            .await
+            .context("the lane ended")?
+            .map_err(anyhow::Error::msg)?;
+        let (js, record, name) = (js.clone(), record.clone(), name.clone());
+        settling.spawn(async move {
+            js.client()
+                .publish(format!("$KV.deliveries.{name}.{n}.1"), record)
+                .await?;
+            job.ack().await.map_err(anyhow::Error::msg)?;
+            anyhow::Ok(())
+        });
+        while let Some(done) = settling.try_join_next() {
+            done??;
+        }
+    }
+    while let Some(done) = settling.join_next().await {
+        done??;
     }
     Ok(())
 }
