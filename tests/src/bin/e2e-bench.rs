@@ -34,7 +34,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use odoo_gateway_tests::load::{CONCURRENCY, blast, blast_bodies, body, percentile, rich_body};
+use odoo_gateway_tests::load::{
+    CONCURRENCY, blast, blast_bodies, body, cpu_seconds, percentile, rich_body,
+};
 use odoo_gateway_tests::{HttpClient, plugin, workspace};
 
 const TOKEN: &str = "bench-token-0123456789";
@@ -589,25 +591,6 @@ async fn bench(events: usize, wanted: &dyn Fn(&str) -> bool) -> anyhow::Result<(
         println!("| {a} | {b} | {c} |");
     }
     Ok(())
-}
-
-/// User and system CPU time of process `pid` so far, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; 100 ticks/s.
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// The same end-to-end load (no plugin, one receiver) on the sled engine, on the NATS engine

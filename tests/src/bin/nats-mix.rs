@@ -23,6 +23,7 @@ use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer, message::PublishMessage, stream};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
+use odoo_gateway_tests::load::cpu_seconds;
 use odoo_gateway_tests::nats::NatsServer;
 use tokio::sync::Semaphore;
 
@@ -406,25 +407,6 @@ async fn run_fan_out(
         done??;
     }
     Ok(())
-}
-
-/// User and system CPU seconds of process `pid` so far (Linux counts them in hundredths of a
-/// second on the machines this runs on).
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// This process's CPU seconds so far.
