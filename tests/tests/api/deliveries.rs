@@ -134,11 +134,15 @@ async fn test_event_delivery_log_replay_and_dead_letters_on(engine: &Engine<'_>)
             .status,
         404
     );
-    let log = acme
-        .call("GET", "/v1/subscriptions/down/deliveries", None)
-        .await
-        .json();
-    assert_eq!(log["deliveries"][0]["status"], "dead");
+    // The log is written beside the dead letter, not before it: read it until it shows it.
+    let log = eventually(WAIT, "the dead delivery in the log", || async {
+        let log = acme
+            .call("GET", "/v1/subscriptions/down/deliveries", None)
+            .await
+            .json();
+        (log["deliveries"][0]["status"] == "dead").then_some(log)
+    })
+    .await;
     assert_eq!(log["deliveries"][0]["attempts"][0]["status"], 503);
 
     failing.set_status(http::StatusCode::OK);

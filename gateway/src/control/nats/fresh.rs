@@ -100,6 +100,16 @@ impl Freshness {
         since: Instant,
         buckets: [&kv::Store; 3],
     ) -> Result<[u64; 3], StoreError> {
+        self.latest_since_by(since, || last_revisions(buckets))
+            .await
+    }
+
+    /// [`Self::latest_since`], with `look` reading the revisions.
+    async fn latest_since_by<F, Fut>(&self, since: Instant, look: F) -> Result<[u64; 3], StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<[u64; 3], StoreError>>,
+    {
         loop {
             let mut seen = self.last.subscribe();
             if let Some(look) = *seen.borrow_and_update()
@@ -120,7 +130,7 @@ impl Freshness {
                     tokio::time::sleep_until((previous.started + SPACING).into()).await;
                 }
                 let started = Instant::now();
-                let revisions = last_revisions(buckets).await?;
+                let revisions = look().await?;
                 self.last.send_replace(Some(Look { started, revisions }));
                 if started >= since {
                     return Ok(revisions);
@@ -157,6 +167,67 @@ async fn last_revisions(buckets: [&kv::Store; 3]) -> Result<[u64; 3], StoreError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::sync::atomic::AtomicUsize;
+
+    #[tokio::test]
+    async fn a_caller_giving_up_while_waiting_its_turn_does_not_stop_later_looks() {
+        let freshness = Freshness::default();
+        let looks = AtomicUsize::new(0);
+        let look = || async {
+            let n = looks.fetch_add(1, Ordering::SeqCst) as u64;
+            Ok([n, n, n])
+        };
+        let first = freshness
+            .latest_since_by(Instant::now(), look)
+            .await
+            .expect("a look");
+        assert_eq!(first, [0, 0, 0]);
+        // The next look waits out the spacing; this caller gives up during that wait.
+        let gave_up = tokio::time::timeout(
+            SPACING / 10,
+            freshness.latest_since_by(Instant::now(), look),
+        )
+        .await;
+        assert!(gave_up.is_err(), "the caller gave up during the wait");
+        // Had the flag stayed set, every caller would wait for a look nobody makes.
+        let next = tokio::time::timeout(
+            Duration::from_secs(5),
+            freshness.latest_since_by(Instant::now(), look),
+        )
+        .await
+        .expect("a later caller still gets a look")
+        .expect("a look");
+        assert_eq!(next, [1, 1, 1]);
+    }
+
+    #[tokio::test]
+    async fn callers_waiting_at_once_share_one_look_and_a_failed_look_is_made_again() {
+        let freshness = Freshness::default();
+        let looks = AtomicUsize::new(0);
+        let look = || async {
+            let n = looks.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if n == 0 {
+                return Err(StoreError::Unavailable("the servers did not answer".into()));
+            }
+            Ok([7, 8, 9])
+        };
+        let since = Instant::now();
+        let (a, b, c) = tokio::join!(
+            freshness.latest_since_by(since, look),
+            freshness.latest_since_by(since, look),
+            freshness.latest_since_by(since, look),
+        );
+        assert!(a.is_err(), "the leader's failed look is its error");
+        assert_eq!(b.expect("a look"), [7, 8, 9]);
+        assert_eq!(c.expect("a look"), [7, 8, 9]);
+        assert_eq!(
+            looks.load(Ordering::SeqCst),
+            2,
+            "the two waiters shared the second look"
+        );
+    }
 
     #[test]
     fn a_snapshot_is_current_only_once_built_after_every_change() {
