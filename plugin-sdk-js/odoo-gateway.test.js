@@ -73,6 +73,25 @@ test('exact numbers: integers exact, floats as the Rust SDK writes them, read as
   assert.equal(og.toJson(og.parseJson('[2.0]')), '[2]');
 });
 
+test('exact numbers where strings hold numbers, keys are array indices or repeat, and __proto__', () => {
+  const cases = [
+    ['{"s": "x\\": 1.0, [2.0]", "n": 2.0, "t": "\\\\"}', '{"n":2.0,"s":"x\\": 1.0, [2.0]","t":"\\\\"}'],
+    ['{"b": 1.0, "1": 2.0, "0": 3}', '{"0":3,"1":2.0,"b":1.0}'],
+    ['{"a": "x", "b": 1.0, "a": 2.0}', '{"a":2.0,"b":1.0}'],
+    ['{"a": 1.0, "b": {"c": 2.50}, "a": [3e0, 4]}', '{"a":[3.0,4],"b":{"c":2.5}}'],
+    ['[[1.0, {"k": [3e0]}], -0.0, 0]', '[[1.0,{"k":[3.0]}],-0.0,0]'],
+    ['{"__proto__": 2.0, "x": 1}', '{"__proto__":2.0,"x":1}'],
+    ['2.0', '2.0'],
+    ['"2.0"', '"2.0"'],
+  ];
+  for (const [text, written] of cases) {
+    const value = og.parseJson(text, { exactNumbers: true });
+    assert.equal(og.toJson(value), written, text);
+  }
+  assert.equal(Object.getPrototypeOf(og.parseJson('{"__proto__": 2.0}', { exactNumbers: true })), Object.prototype);
+  assert.throws(() => og.parseJson('{"a": 1.0,}', { exactNumbers: true }), SyntaxError);
+});
+
 test('floats are laid out as serde_json lays them out', () => {
   const cases = [[2, '2.0'], [1.5e-7, '1.5e-7'], [1e16, '1e16'], [1e-5, '0.00001'], [-0, '-0.0'], [1184.5, '1184.5'], [1e15, '1000000000000000.0'], [1.5e300, '1.5e300'], [1e21, '1e21']];
   for (const [f, text] of cases) assert.equal(og.floatText(f), text, String(f));

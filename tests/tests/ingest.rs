@@ -198,7 +198,11 @@ async fn bad_requests_are_refused_clearly_and_store_nothing() {
         stored["events"], 1,
         "only the one good event was stored: {stored}"
     );
-    assert_eq!(inbox.received().len(), 1);
+    let received = inbox
+        .wait_for(1, Duration::from_secs(20))
+        .await
+        .expect("the good event's delivery");
+    assert_eq!(received.len(), 1);
     gw.stop().await.expect("stop");
 }
 

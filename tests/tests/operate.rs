@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use odoo_gateway::cli::inbox::Inbox;
 use odoo_gateway::cli::operate::Operate;
+use odoo_gateway_tests::harness::eventually;
 use odoo_gateway_tests::{HttpClient, TestGateway, fixture, verifying_inbox};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -95,12 +96,17 @@ async fn an_operator_follows_an_event_and_replays_its_dead_letter() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let journey = run(&gw, &["events", "show", &id]).await;
+    // The receiver sees the request before the gateway stores the attempt's answer.
+    let journey = eventually(
+        Duration::from_secs(20),
+        "both attempts in the journey",
+        || async {
+            let journey = run(&gw, &["events", "show", &id]).await;
+            (journey.contains("200") && journey.contains("500")).then_some(journey)
+        },
+    )
+    .await;
     assert!(journey.contains(&format!("{id}.works.0")), "{journey}");
-    assert!(
-        journey.contains("200") && journey.contains("500"),
-        "{journey}"
-    );
     // The event's trace id, as the receiver saw it in `traceparent`.
     assert!(
         journey.lines().any(|l| l
@@ -232,9 +238,11 @@ async fn a_paused_subscription_delivers_nothing_stays_paused_across_a_restart_an
         .await
         .expect("delivered once enabled");
     assert_eq!(subscription(&gw, "works").await["paused"], false);
-    let delivered = run(&gw, &["deliveries", "list", "--subscription", "works"]).await;
-    assert!(
-        delivered.contains(&format!("{id}.works.0")) && delivered.contains("200"),
-        "{delivered}"
-    );
+    let delivered = eventually(Duration::from_secs(20), "the stored attempt", || async {
+        let delivered = run(&gw, &["deliveries", "list", "--subscription", "works"]).await;
+        (delivered.contains(&format!("{id}.works.0")) && delivered.contains("200"))
+            .then_some(delivered)
+    })
+    .await;
+    assert!(delivered.contains("200"), "{delivered}");
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use odoo_gateway::cli::inbox::{Inbox, InboxOptions};
 use odoo_gateway::signing::SigningSecret;
-use odoo_gateway_tests::harness::{Config, Engine};
+use odoo_gateway_tests::harness::{Config, Engine, eventually};
 use odoo_gateway_tests::{HttpClient, TestGateway, fixture, fixtures, on_both_engines, plugin};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -197,16 +197,20 @@ async fn a_failing_receiver_is_retried_until_it_recovers(engine: &Engine<'_>) {
             .collect::<Vec<_>>(),
         [500, 500, 200]
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let attempts = s
-        .admin("GET", &format!("/admin/jobs/{}/attempts", ids[0]))
-        .await;
-    let statuses: Vec<_> = attempts["attempts"]
-        .as_array()
-        .expect("attempts")
-        .iter()
-        .map(|a| a["status"].as_u64())
-        .collect();
+    // The last attempt is stored after the receiver's answer: read until it shows.
+    let statuses = eventually(WAIT, "three stored attempts", || async {
+        let attempts = s
+            .admin("GET", &format!("/admin/jobs/{}/attempts", ids[0]))
+            .await;
+        let statuses: Vec<_> = attempts["attempts"]
+            .as_array()
+            .expect("attempts")
+            .iter()
+            .map(|a| a["status"].as_u64())
+            .collect();
+        (statuses.len() >= 3).then_some(statuses)
+    })
+    .await;
     assert_eq!(statuses, [Some(500), Some(500), Some(200)]);
     assert_eq!(s.inbox.received().len(), 3, "no delivery after the success");
 }

@@ -222,14 +222,24 @@ async fn deleting_an_app_removes_everything_it_owned_on(engine: &Engine<'_>) {
         assert_eq!(reply.status, 201, "{:?}", reply.body);
     }
     post_order(&gateway, "before-delete").await;
-    // One dead letter, and a delivery being retried.
+    // One dead letter, and a delivery being retried, each with its attempt in the log (the
+    // log is written beside them, after the receiver's answer).
     eventually(WAIT, "a dead letter and a retried delivery", || async {
         let dead = shop.call("GET", "/v1/dead-letters", None).await.json();
-        let retried = failing.received().iter().any(|r| r.path == "/retrying");
+        let mut logged = true;
+        for id in ["dead", "retrying"] {
+            let log = shop
+                .call("GET", &format!("/v1/subscriptions/{id}/deliveries"), None)
+                .await
+                .json();
+            logged &= log["deliveries"][0]["attempts"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty());
+        }
         (dead["dead_letters"]
             .as_array()
             .is_some_and(|d| !d.is_empty())
-            && retried)
+            && logged)
             .then_some(())
     })
     .await;

@@ -63,15 +63,25 @@ async fn outbound_oauth2_token_is_cached_and_refreshed_after_a_401() {
             .load(std::sync::atomic::Ordering::SeqCst),
         2
     );
-    let log = acme
-        .call("GET", "/v1/subscriptions/tokens/deliveries", None)
-        .await
-        .json();
-    assert_eq!(
-        log["deliveries"][0]["attempts"].as_array().map(Vec::len),
-        Some(1),
-        "the refresh is inside one attempt"
-    );
+    // The receiver counts a request before it answers, and the attempt is stored after that
+    // answer: read the log until all four deliveries show as delivered.
+    let log = eventually(WAIT, "four delivered deliveries in the log", || async {
+        let log = acme
+            .call("GET", "/v1/subscriptions/tokens/deliveries", None)
+            .await
+            .json();
+        let deliveries = log["deliveries"].as_array()?;
+        (deliveries.len() == 4 && deliveries.iter().all(|d| d["status"] == "delivered"))
+            .then_some(log)
+    })
+    .await;
+    for delivery in log["deliveries"].as_array().expect("deliveries") {
+        assert_eq!(
+            delivery["attempts"].as_array().map(Vec::len),
+            Some(1),
+            "the refresh is inside one attempt: {delivery}"
+        );
+    }
     gateway.stop().await.expect("stop");
 }
 

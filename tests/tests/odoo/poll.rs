@@ -163,7 +163,12 @@ models = [{ model = "sale.order", detect_deletions = true }]
 "#;
     let config = config(&odoo, &inbox, fake_odoo::API_KEY, poll, ORDERS);
     let gateway = start(&config, dir.path()).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The scans run one after another: once a second has begun, the first one's ids are kept.
+    let deadline = std::time::Instant::now() + WAIT;
+    while odoo.calls("sale.order.search") < 2 {
+        assert!(std::time::Instant::now() < deadline, "no deletion scans");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     odoo.unlink("sale.order", 12);
     let received = inbox.wait_for(1, WAIT).await.expect("the deletion");
     let b = body(&received[0]);
