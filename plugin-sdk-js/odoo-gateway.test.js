@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
+import vm from 'node:vm';
 
 import * as og from './odoo-gateway.js';
 import { Config, Delivery, Event, Many2one, Num, Record, X2many } from './odoo-gateway.js';
@@ -132,3 +133,20 @@ test('deliveries and the world exports', () => {
   assert.throws(() => failing.handle({ payload: '{}' }), (e) => e.tag === 'retry' && e.val === 'later');
   assert.equal(failing.validateConfig(), undefined);
 });
+
+test("imports from another global (componentize-js's bindings): that global is warmed, no getter run", () => {
+  const context = vm.createContext({});
+  // A getter would add `touched` if the warm-up ran it.
+  vm.runInContext("Object.defineProperty(globalThis, 'trap', { get() { globalThis.touched = true; return 1; } })", context);
+  const names = () => Object.getOwnPropertyNames(vm.runInContext('globalThis', context)).sort();
+  const before = names();
+  const imports = {
+    entries: vm.runInContext("(function () { return [['mode', 'ok']]; })", context),
+    log: vm.runInContext('(function () {})', context),
+  };
+  const plugin = og.exportPlugin((event, config) => [Delivery.json('', { mode: config.get('mode') })], undefined, imports);
+  assert.deepEqual(names(), before, 'the other global gained no property');
+  const out = plugin.handle({ id: 'e1', source: 's', model: 'm', action: 'a', recordId: undefined, receivedAtMs: 0n, payload: '{}', headers: [] });
+  assert.equal(new TextDecoder().decode(out[0].body), '{"mode":"ok"}');
+});
+
