@@ -340,9 +340,12 @@ pub struct PluginsConfig {
     pub cache_dir: Option<PathBuf>,
     /// CPU, memory and output bounds of every plugin call.
     pub limits: PluginLimits,
-    /// Plugin calls at once (default: the number of CPU cores). One subscription uses at most
-    /// half of them, so a slow or hostile plugin leaves room for the others.
+    /// Plugin calls at once (default: the number of CPU cores).
     pub concurrency: Option<usize>,
+    /// Plugin calls at once for one subscription (default: half of `concurrency`, at least
+    /// one), so that a slow or hostile plugin leaves room for the others. Up to `concurrency`,
+    /// for an instance where one plugin subscription does most of the work.
+    pub per_subscription: Option<usize>,
 }
 
 impl PluginsConfig {
@@ -352,7 +355,20 @@ impl PluginsConfig {
             .concurrency
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
             .max(1);
-        (total, (total / 2).max(1))
+        let share = self.per_subscription.unwrap_or(total / 2).clamp(1, total);
+        (total, share)
+    }
+
+    /// What is wrong with these settings, if anything.
+    pub(crate) fn problem(&self) -> Option<String> {
+        let (total, _) = self.slots();
+        match self.per_subscription? {
+            0 => Some("plugins.per_subscription: give at least 1".to_owned()),
+            n if n > total => Some(format!(
+                "plugins.per_subscription: {n} is more than the {total} plugin calls at once (`plugins.concurrency`)"
+            )),
+            _ => None,
+        }
     }
 }
 

@@ -430,6 +430,7 @@ impl Snapshot {
             }
         }
         file.telemetry.validate(&mut problems);
+        problems.extend(file.plugins.problem());
         let mut sources = HashMap::new();
         for (i, s) in file.sources.iter().enumerate() {
             if s.tokens.is_empty() || s.tokens.iter().any(|t| t.len() < 16) {

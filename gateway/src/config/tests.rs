@@ -132,6 +132,33 @@ fn an_empty_or_short_admin_token_is_refused() {
 }
 
 #[test]
+fn one_subscription_gets_half_the_plugin_calls_unless_told_otherwise() {
+    let slots = |text: &str| parse(text, "gw.toml").expect("parses").plugins.slots();
+    assert_eq!(slots("[plugins]\nconcurrency = 4\n"), (4, 2));
+    assert_eq!(
+        slots("[plugins]\nconcurrency = 1\n"),
+        (1, 1),
+        "at least one"
+    );
+    assert_eq!(
+        slots("[plugins]\nconcurrency = 2\nper_subscription = 2\n"),
+        (2, 2)
+    );
+    for (setting, problem) in [
+        ("per_subscription = 0", "give at least 1"),
+        (
+            "concurrency = 2\nper_subscription = 3",
+            "3 is more than the 2 plugin calls at once",
+        ),
+    ] {
+        let text = format!("[plugins]\n{setting}\n{GOOD}");
+        let err = build(&text).expect_err("refused").to_string();
+        assert!(err.contains("plugins.per_subscription"), "{err}");
+        assert!(err.contains(problem), "{err}");
+    }
+}
+
+#[test]
 fn a_subscription_sets_its_plugin_limits_within_the_maximum() {
     let echo = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/wat/echo.wat");
     let with = |limits: &str| {
