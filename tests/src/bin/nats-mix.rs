@@ -279,13 +279,7 @@ async fn run_lane(
             permits.push(permit);
         }
         pulls.fetch_add(1, Ordering::Relaxed);
-        let mut batch = lane
-            .batch()
-            .max_messages(permits.len())
-            .expires(Duration::from_secs(1))
-            .messages()
-            .await
-            .map_err(anyhow::Error::msg)?;
+        let mut batch = pull_batch(&lane, permits.len()).await?;
         while let Some(job) = batch.next().await {
             let job = job.map_err(anyhow::Error::msg)?;
             let permit = permits.pop();
@@ -373,13 +367,7 @@ async fn run_fan_out(
     let mut taken = 0;
     while taken < events {
         pulls.fetch_add(1, Ordering::Relaxed);
-        let mut batch = fan_out
-            .batch()
-            .max_messages(256)
-            .expires(Duration::from_secs(1))
-            .messages()
-            .await
-            .map_err(anyhow::Error::msg)?;
+        let mut batch = pull_batch(&fan_out, 256).await?;
         while let Some(message) = batch.next().await {
             let message = message.map_err(anyhow::Error::msg)?;
             let (js, job_subject) = (js.clone(), job_subject.clone());
@@ -412,4 +400,18 @@ async fn run_fan_out(
 /// This process's CPU seconds so far.
 fn own_cpu() -> f64 {
     cpu_seconds(std::process::id())
+}
+
+/// One pull of at most `max` messages from `consumer`, waiting up to a second for them.
+async fn pull_batch(
+    consumer: &consumer::PullConsumer,
+    max: usize,
+) -> anyhow::Result<consumer::pull::Batch> {
+    consumer
+        .batch()
+        .max_messages(max)
+        .expires(Duration::from_secs(1))
+        .messages()
+        .await
+        .map_err(anyhow::Error::msg)
 }

@@ -60,14 +60,7 @@ async fn test_event_delivery_log_replay_and_dead_letters_on(engine: &Engine<'_>)
     assert_eq!(good.received().len(), 1, "subscription b did not get it");
 
     // The delivery log shows it with its attempt; a replay sends it again with the same id.
-    let log = eventually(WAIT, "the delivery log", || async {
-        let log = acme
-            .call("GET", "/v1/subscriptions/a/deliveries", None)
-            .await
-            .json();
-        (log["deliveries"][0]["status"] == "delivered").then_some(log)
-    })
-    .await;
+    let log = newest_delivery(&acme, "a", "delivered", "the delivery log").await;
     let delivery = &log["deliveries"][0];
     assert_eq!(delivery["event_id"], event_id.as_str());
     assert_eq!(delivery["attempts"][0]["status"], 200);
@@ -135,14 +128,7 @@ async fn test_event_delivery_log_replay_and_dead_letters_on(engine: &Engine<'_>)
         404
     );
     // The log is written beside the dead letter, not before it: read it until it shows it.
-    let log = eventually(WAIT, "the dead delivery in the log", || async {
-        let log = acme
-            .call("GET", "/v1/subscriptions/down/deliveries", None)
-            .await
-            .json();
-        (log["deliveries"][0]["status"] == "dead").then_some(log)
-    })
-    .await;
+    let log = newest_delivery(&acme, "down", "dead", "the dead delivery in the log").await;
     assert_eq!(log["deliveries"][0]["attempts"][0]["status"], 503);
 
     failing.set_status(http::StatusCode::OK);
@@ -150,14 +136,7 @@ async fn test_event_delivery_log_replay_and_dead_letters_on(engine: &Engine<'_>)
         .call("POST", &format!("/v1/dead-letters/{dead_id}/replay"), None)
         .await;
     assert_eq!(replayed.status, 202, "{:?}", replayed.body);
-    let log = eventually(WAIT, "the replayed delivery", || async {
-        let log = acme
-            .call("GET", "/v1/subscriptions/down/deliveries", None)
-            .await
-            .json();
-        (log["deliveries"][0]["status"] == "delivered").then_some(log)
-    })
-    .await;
+    let log = newest_delivery(&acme, "down", "delivered", "the replayed delivery").await;
     let statuses: Vec<_> = log["deliveries"][0]["attempts"]
         .as_array()
         .expect("attempts")
@@ -400,14 +379,7 @@ async fn retries_pauses_and_repeats_on(engine: &Engine<'_>) {
 
     // Retried on the backoff schedule until the receiver takes it.
     post_order(&gateway, "flapping").await;
-    let log = eventually(WAIT, "the third attempt delivers", || async {
-        let log = acme
-            .call("GET", "/v1/subscriptions/flap/deliveries", None)
-            .await
-            .json();
-        (log["deliveries"][0]["status"] == "delivered").then_some(log)
-    })
-    .await;
+    let log = newest_delivery(&acme, "flap", "delivered", "the third attempt delivers").await;
     let statuses: Vec<_> = log["deliveries"][0]["attempts"]
         .as_array()
         .expect("attempts")
@@ -566,4 +538,21 @@ mode = "reject"
     );
     assert!(receiver.received().is_empty(), "nothing delivered");
     gateway.stop().await.expect("stop");
+}
+
+/// `subscription`'s delivery log, read until its newest delivery has `status` (the log is
+/// written after the receiver's answer, and beside a dead letter).
+async fn newest_delivery(app: &Api, subscription: &str, status: &str, what: &str) -> Value {
+    eventually(WAIT, what, || async {
+        let log = app
+            .call(
+                "GET",
+                &format!("/v1/subscriptions/{subscription}/deliveries"),
+                None,
+            )
+            .await
+            .json();
+        (log["deliveries"][0]["status"] == status).then_some(log)
+    })
+    .await
 }
