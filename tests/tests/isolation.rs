@@ -137,6 +137,85 @@ destinations = ["plain"]
 }
 
 on_both_engines!(
+    one_subscriptions_plugin_calls_run_as_many_at_once_as_its_share_on_sled,
+    one_subscriptions_plugin_calls_run_as_many_at_once_as_its_share_on_nats,
+    one_subscriptions_plugin_calls_run_as_many_at_once_as_its_share
+);
+
+/// The most of `intervals` (start, end) that overlap at one instant.
+fn most_at_once(intervals: &[(u64, u64)]) -> usize {
+    // An end at the instant another starts is not an overlap: ends sort first.
+    let mut edges: Vec<(u64, i32)> = intervals
+        .iter()
+        .flat_map(|&(start, end)| [(start, 1), (end, -1)])
+        .collect();
+    edges.sort();
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, step) in edges {
+        now += step;
+        most = most.max(now);
+    }
+    usize::try_from(most).unwrap_or(0)
+}
+
+/// `[plugins] per_subscription` above the default half: three plugin threads, two of them for
+/// the one subscription. Its calls (each a plugin that loops until its CPU allowance is spent)
+/// run two at a time, never three, as the stored start and length of each call show.
+async fn one_subscriptions_plugin_calls_run_as_many_at_once_as_its_share(engine: &Engine<'_>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = Config::on(engine)
+        .server(&format!("admin_token = \"{ADMIN}\""))
+        .plugins("concurrency = 3")
+        .plugins("per_subscription = 2")
+        .plugins("[plugins.limits]\ncpu_time_ms = 150")
+        .source("odoo", TOKEN, "")
+        .destination("nowhere", "http://127.0.0.1:9/", SECRET, "")
+        .subscription(
+            "hostile",
+            &["sale.order.*"],
+            &["nowhere"],
+            &format!(
+                "plugin = \"{}\"\nretries = 0\n[subscriptions.config]\nmode = \"loop\"",
+                plugin("hostile_plugin").display()
+            ),
+        )
+        .toml();
+    let gw = TestGateway::start(&cfg, dir.path()).await.expect("gateway");
+    let client = HttpClient::new();
+    const EVENTS: usize = 8;
+    for n in 0..EVENTS {
+        post(&client, &gw, &order(n)).await;
+    }
+    // Each call is stored once it has ended: read until all are.
+    let calls = eventually(WAIT, "every plugin call stored", || async {
+        let log = admin(
+            &gw,
+            "GET",
+            "/admin/deliveries?subscription=hostile&limit=100",
+        )
+        .await;
+        let calls: Vec<(u64, u64)> = log["attempts"]
+            .as_array()
+            .expect("attempts")
+            .iter()
+            .filter_map(|a| {
+                let start = a["at_ms"].as_u64()?;
+                Some((start, start + a["latency_ms"].as_u64()?))
+            })
+            .collect();
+        (calls.len() >= EVENTS).then_some(calls)
+    })
+    .await;
+    assert_eq!(
+        calls.len(),
+        EVENTS,
+        "one call per event, no retry: {calls:?}"
+    );
+    assert_eq!(most_at_once(&calls), 2, "calls (start, end ms): {calls:?}");
+    gw.stop().await.expect("stop");
+}
+
+on_both_engines!(
     one_apps_dead_receiver_does_not_starve_other_apps_on_sled,
     one_apps_dead_receiver_does_not_starve_other_apps_on_nats,
     one_apps_dead_receiver_does_not_starve_other_apps
