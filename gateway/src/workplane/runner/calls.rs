@@ -38,6 +38,11 @@ impl Plugins {
         })
     }
 
+    /// How many of one subscription's calls may run at once.
+    pub fn per_subscription(&self) -> usize {
+        self.slots.per_key().min(self.slots.total())
+    }
+
     /// The host.
     pub fn host(&self) -> &PluginHost {
         &self.host

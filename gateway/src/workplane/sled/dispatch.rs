@@ -233,9 +233,11 @@ async fn run_job(state: &Arc<Handles>, work: &SledWork, entry: Entry, probe: boo
         JobKind::Transform => {
             let Some(event) = event else { return };
             let mut calls = vec![(entry, job, event)];
-            // Up to a batch of the same subscription's due calls, on this one slot.
+            // Up to a batch of the same subscription's due calls, on this one slot; its
+            // part of them when the subscription may have several calls at once.
             let lane = calls[0].0.lane.clone();
-            for more in work.scheduler.take_more(&lane, PLUGIN_BATCH - 1) {
+            let runners = state.plugins.per_subscription();
+            for more in work.scheduler.take_more(&lane, PLUGIN_BATCH - 1, runners) {
                 if let Some(Ready {
                     entry,
                     job,

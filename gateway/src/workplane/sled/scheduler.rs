@@ -358,13 +358,16 @@ impl Scheduler {
 
     /// Up to `n` more due jobs of `lane`, for a runner that already holds the lane's slot and
     /// works through several jobs in one go (plugin calls: one thread hand-off and one write
-    /// for the lot).
-    pub(crate) fn take_more(&self, lane: &Lane, n: usize) -> Vec<Entry> {
+    /// for the lot). When the lane may have `runners` at once, a runner takes at most its
+    /// part of the lane's due jobs (rounded up) and leaves the rest to the others, so that
+    /// a burst of slow calls runs on all of them instead of one after another on the first.
+    pub(crate) fn take_more(&self, lane: &Lane, n: usize, runners: usize) -> Vec<Entry> {
         let mut q = self.lock();
         let Some(queue) = q.lanes.get_mut(lane) else {
             return Vec::new();
         };
-        let taken: Vec<Entry> = queue.drain(..n.min(queue.len())).collect();
+        let part = queue.len().div_ceil(runners.max(1));
+        let taken: Vec<Entry> = queue.drain(..n.min(part)).collect();
         if queue.is_empty() {
             // A lane is in the ring exactly while it has due work.
             q.lanes.remove(lane);
@@ -648,7 +651,7 @@ mod tests {
         let first = s.take(0, 1, |_| Admit::Run(()));
         assert_eq!(ids(&first), ["p0"]);
         let more: Vec<String> = s
-            .take_more(&first[0].0.lane, 10)
+            .take_more(&first[0].0.lane, 10, 1)
             .iter()
             .map(|e| e.id.replace(".s.0", ""))
             .collect();
@@ -658,6 +661,23 @@ mod tests {
         assert_eq!(ids(&s.take(0, 10, |_| Admit::Run(()))), ["other"]);
         s.schedule(&job("p5", "s", "d", JobKind::Transform, 0), 0);
         assert_eq!(ids(&s.take(0, 10, |_| Admit::Run(()))), ["p5"]);
+    }
+
+    #[test]
+    fn a_runner_leaves_their_part_to_the_lanes_other_runners() {
+        let s = Scheduler::default();
+        for i in 0..8 {
+            s.schedule(&job(&format!("p{i}"), "s", "d", JobKind::Transform, 0), 0);
+        }
+        let first = s.take(0, 1, |_| Admit::Run(()));
+        let lane = &first[0].0.lane;
+        // Seven due, two runners: four for this one (rounded up), then at most the cap.
+        assert_eq!(s.take_more(lane, 31, 2).len(), 4);
+        assert_eq!(s.take_more(lane, 1, 2).len(), 1);
+        assert_eq!(s.take_more(lane, 31, 2).len(), 1);
+        assert_eq!(s.take_more(lane, 31, 2).len(), 1);
+        assert!(s.take_more(lane, 31, 2).is_empty());
+        assert_eq!(s.depth().due, 0);
     }
 
     #[test]
