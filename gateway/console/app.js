@@ -600,6 +600,9 @@ async function reloadPage(view) {
       h('dt', {}, 'Last result'), h('dd', {}, data.last_error
         ? h('span', { class: 'error' }, data.last_error)
         : data.last_attempt_ms ? badge('ok', 'ok') : 'no reload yet')),
+      h('dt', {}, 'Changed, applied at the next restart'), h('dd', {}, (data.restart_needed || []).length
+        ? h('span', { class: 'error' }, data.restart_needed.join(', '))
+        : 'nothing'),
     h('p', {}, button),
   );
 }

@@ -409,7 +409,7 @@ fn start(
         health: Arc::new(health),
         stage_restarts: Default::default(),
         stages_running: Default::default(),
-        reloader: reload::Reloader::new(source, parsed),
+        reloader: reload::Reloader::new(source, parsed, &snapshot),
         auth,
         catalog: Default::default(),
         metrics: Arc::new(metrics),

@@ -8,9 +8,10 @@
 //! after the swap sees the new one. A failed reload changes nothing and says why: in the log,
 //! in `GET /admin/reload`, and in the `reloads_failed` counter.
 //!
-//! Settings read once at start-up — `server.listen`, `storage.path`, `storage.engine` and
-//! `[storage.nats]`, `plugins` — take effect on
-//! the next restart; a reload that changes them says so in the log.
+//! Settings read once at start-up — `server.listen`, `server.max_concurrent_requests`,
+//! `[server.tls]`, `storage.path`, `storage.engine` and `[storage.nats]`, `[telemetry]`,
+//! `[plugins]` — take effect on the next restart; a reload that changes them says so in the log
+//! and in `GET /admin/reload` (`restart_needed`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -92,14 +93,11 @@ async fn swap_in(state: &Arc<State>, cause: &str, over_last_good: bool) -> Resul
     match built {
         Ok(snapshot) => {
             let current = state.snapshot.load();
-            if snapshot.server.listen != current.server.listen
-                || snapshot.storage.path != current.storage.path
-                || snapshot.storage.engine != current.storage.engine
-                || snapshot.storage.nats != current.storage.nats
-                || snapshot.telemetry != current.telemetry
-            {
+            let restart_needed = state.reloader.started.changed_by(&snapshot);
+            if !restart_needed.is_empty() {
                 tracing::warn!(
-                    "server.listen, storage.path, storage.engine, [storage.nats] and [telemetry] changes take effect at the next restart"
+                    settings = restart_needed.join(", "),
+                    "these settings differ from what the gateway started with; they take effect at the next restart"
                 );
             }
             // The delivery client and slots follow the new settings; deliveries in flight
@@ -145,6 +143,7 @@ async fn swap_in(state: &Arc<State>, cause: &str, over_last_good: bool) -> Resul
                 })
                 .inc();
             status.last_error = None;
+            status.restart_needed = restart_needed;
             tracing::info!(
                 cause,
                 generation = status.generation,

@@ -152,6 +152,60 @@ pub struct ReloadStatus {
     pub last_cause: Option<String>,
     /// Why the last attempt failed; cleared by a success.
     pub last_error: Option<String>,
+    /// Settings the file changes that the gateway reads only at start-up, as of the last
+    /// successful reload (`[plugins]`, `storage.path`...): they take effect at the next
+    /// restart. Empty when the file agrees with what runs.
+    pub restart_needed: Vec<&'static str>,
+}
+
+/// The settings read once at start-up, as they were when the gateway started.
+#[derive(Debug, Clone)]
+pub(crate) struct StartOnly {
+    listen: std::net::SocketAddr,
+    max_concurrent_requests: usize,
+    tls: Option<crate::config::file::TlsConfig>,
+    storage_path: std::path::PathBuf,
+    engine: crate::config::nats::Engine,
+    nats: crate::config::nats::NatsConfig,
+    telemetry: crate::telemetry::settings::TelemetryConfig,
+    plugins: crate::config::file::PluginsConfig,
+}
+
+impl StartOnly {
+    /// Those of `snapshot`.
+    pub(crate) fn of(snapshot: &crate::config::Snapshot) -> Self {
+        Self {
+            listen: snapshot.server.listen,
+            max_concurrent_requests: snapshot.server.max_concurrent_requests,
+            tls: snapshot.server.tls.clone(),
+            storage_path: snapshot.storage.path.clone(),
+            engine: snapshot.storage.engine,
+            nats: snapshot.storage.nats.clone(),
+            telemetry: snapshot.telemetry.clone(),
+            plugins: snapshot.plugins.clone(),
+        }
+    }
+
+    /// The names of those `snapshot` sets otherwise.
+    pub(crate) fn changed_by(&self, snapshot: &crate::config::Snapshot) -> Vec<&'static str> {
+        let new = Self::of(snapshot);
+        [
+            ("server.listen", self.listen != new.listen),
+            (
+                "server.max_concurrent_requests",
+                self.max_concurrent_requests != new.max_concurrent_requests,
+            ),
+            ("[server.tls]", self.tls != new.tls),
+            ("storage.path", self.storage_path != new.storage_path),
+            ("storage.engine", self.engine != new.engine),
+            ("[storage.nats]", self.nats != new.nats),
+            ("[telemetry]", self.telemetry != new.telemetry),
+            ("[plugins]", self.plugins != new.plugins),
+        ]
+        .into_iter()
+        .filter_map(|(name, changed)| changed.then_some(name))
+        .collect()
+    }
 }
 
 /// Serialises reloads and remembers how they went.
@@ -164,16 +218,19 @@ pub struct Reloader {
     /// The file the snapshot in force was built from: a change that is not the file's (an
     /// app's subscription, another instance's) is built over it while the file is broken.
     pub(crate) good: Mutex<Option<Parsed>>,
+    /// What the gateway started with of the settings a reload cannot change.
+    pub(crate) started: StartOnly,
 }
 
 impl Reloader {
-    /// A reloader for `source`, whose snapshot in force was built from `good`.
-    pub fn new(source: ConfigSource, good: Parsed) -> Self {
+    /// A reloader for `source`, whose snapshot in force, `snapshot`, was built from `good`.
+    pub fn new(source: ConfigSource, good: Parsed, snapshot: &crate::config::Snapshot) -> Self {
         Self {
             source,
             lock: tokio::sync::Mutex::new(()),
             status: Mutex::new(ReloadStatus::default()),
             good: Mutex::new(Some(good)),
+            started: StartOnly::of(snapshot),
         }
     }
 

@@ -158,9 +158,25 @@ fn most_at_once(intervals: &[(u64, u64)]) -> usize {
     usize::try_from(most).unwrap_or(0)
 }
 
+/// The calls of one subscription that overlap another of its calls.
+fn overlapping(intervals: &[(u64, u64)]) -> usize {
+    intervals
+        .iter()
+        .enumerate()
+        .filter(|&(i, &(start, end))| {
+            intervals
+                .iter()
+                .enumerate()
+                .any(|(j, &(s, e))| i != j && s < end && start < e)
+        })
+        .count()
+}
+
 /// `[plugins] per_subscription` above the default half: three plugin threads, two of them for
-/// the one subscription. Its calls (each a plugin that loops until its CPU allowance is spent)
-/// run two at a time, never three, as the stored start and length of each call show.
+/// the one subscription. A burst of its calls (each a plugin that loops until its CPU
+/// allowance is spent), all due at once, runs two at a time throughout, never three, as the
+/// stored start and length of each call show: not one runner working through most of them
+/// while the other slot waits.
 async fn one_subscriptions_plugin_calls_run_as_many_at_once_as_its_share(engine: &Engine<'_>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = Config::on(engine)
@@ -183,9 +199,17 @@ async fn one_subscriptions_plugin_calls_run_as_many_at_once_as_its_share(engine:
     let gw = TestGateway::start(&cfg, dir.path()).await.expect("gateway");
     let client = HttpClient::new();
     const EVENTS: usize = 8;
+    // Paused while the events come in, so that all its calls are due at once when enabled.
+    admin(&gw, "POST", "/admin/subscriptions/hostile/pause").await;
     for n in 0..EVENTS {
         post(&client, &gw, &order(n)).await;
     }
+    eventually(WAIT, "every call waiting", || async {
+        let subs = admin(&gw, "GET", "/admin/subscriptions").await;
+        (subs["subscriptions"][0]["queued"].as_u64() == Some(EVENTS as u64)).then_some(())
+    })
+    .await;
+    admin(&gw, "POST", "/admin/subscriptions/hostile/enable").await;
     // Each call is stored once it has ended: read until all are.
     let calls = eventually(WAIT, "every plugin call stored", || async {
         let log = admin(
@@ -212,6 +236,12 @@ async fn one_subscriptions_plugin_calls_run_as_many_at_once_as_its_share(engine:
         "one call per event, no retry: {calls:?}"
     );
     assert_eq!(most_at_once(&calls), 2, "calls (start, end ms): {calls:?}");
+    // Two runners of four calls each (or four and three, then the last): every call overlaps
+    // one of the other runner's. One runner taking seven would leave two that do.
+    assert!(
+        overlapping(&calls) >= EVENTS - 2,
+        "calls (start, end ms): {calls:?}"
+    );
     gw.stop().await.expect("stop");
 }
 

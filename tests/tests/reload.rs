@@ -195,6 +195,31 @@ async fn reloads_under_load_lose_nothing_and_apply_from_the_swap() {
         status["last_error"].is_null(),
         "a success clears the error: {status}"
     );
+    assert_eq!(status["restart_needed"], serde_json::json!([]), "{status}");
+    // Reload 4: `[plugins]` is read at start-up only: the reload says so, until the file
+    // agrees with what runs again.
+    let with_plugins = format!(
+        "{}\n[plugins]\nper_subscription = 1\n",
+        config(&inbox, A_AND_B)
+    );
+    std::fs::write(&file, with_plugins).expect("write");
+    assert_eq!(
+        admin(&client, &gw, "POST", "/admin/reload").await.status,
+        200
+    );
+    let status = admin(&client, &gw, "GET", "/admin/reload").await.json();
+    assert_eq!(
+        status["restart_needed"],
+        serde_json::json!(["[plugins]"]),
+        "{status}"
+    );
+    std::fs::write(&file, config(&inbox, A_AND_B)).expect("write");
+    assert_eq!(
+        admin(&client, &gw, "POST", "/admin/reload").await.status,
+        200
+    );
+    let status = admin(&client, &gw, "GET", "/admin/reload").await.json();
+    assert_eq!(status["restart_needed"], serde_json::json!([]), "{status}");
     gw.stop().await.expect("stop");
 }
 

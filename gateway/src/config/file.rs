@@ -143,7 +143,7 @@ impl MetricsTokens {
 }
 
 /// `[server.tls]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// Certificate chain (PEM), leaf first.
@@ -333,7 +333,7 @@ impl Default for DeliveryConfig {
 }
 
 /// `[plugins]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PluginsConfig {
     /// Folder for compiled plugins (default: `<storage>/plugin-cache`).

@@ -343,6 +343,9 @@ pub struct Snapshot {
     pub delivery: DeliveryConfig,
     /// Plugin cache folder.
     pub plugin_cache: PathBuf,
+    /// `[plugins]` as written: the plugin host, its slots and threads are made at start-up
+    /// from it, so a reload only compares it.
+    pub plugins: file::PluginsConfig,
     /// The console's chart samples and OTLP export (read at start-up).
     pub telemetry: telemetry::TelemetryConfig,
     /// Sources by name.
@@ -663,6 +666,7 @@ impl Snapshot {
             storage,
             delivery: file.delivery,
             plugin_cache,
+            plugins: file.plugins,
             telemetry: file.telemetry,
             sources,
             destinations,
