@@ -167,7 +167,7 @@ pub(crate) struct StartOnly {
     storage_path: std::path::PathBuf,
     engine: crate::config::nats::Engine,
     nats: crate::config::nats::NatsConfig,
-    telemetry: crate::telemetry::settings::TelemetryConfig,
+    telemetry: crate::config::telemetry::TelemetryConfig,
     plugins: crate::config::file::PluginsConfig,
 }
 
