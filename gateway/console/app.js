@@ -599,10 +599,10 @@ async function reloadPage(view) {
       h('dt', {}, 'Triggered by'), h('dd', {}, cell(data.last_cause)),
       h('dt', {}, 'Last result'), h('dd', {}, data.last_error
         ? h('span', { class: 'error' }, data.last_error)
-        : data.last_attempt_ms ? badge('ok', 'ok') : 'no reload yet')),
+        : data.last_attempt_ms ? badge('ok', 'ok') : 'no reload yet'),
       h('dt', {}, 'Changed, applied at the next restart'), h('dd', {}, (data.restart_needed || []).length
         ? h('span', { class: 'error' }, data.restart_needed.join(', '))
-        : 'nothing'),
+        : 'nothing')),
     h('p', {}, button),
   );
 }

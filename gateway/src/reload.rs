@@ -9,7 +9,8 @@
 //! in `GET /admin/reload`, and in the `reloads_failed` counter.
 //!
 //! Settings read once at start-up — `server.listen`, `server.max_concurrent_requests`,
-//! `[server.tls]`, `storage.path`, `storage.engine` and `[storage.nats]`, `[telemetry]`,
+//! `[server.tls]`, `storage.path`, `storage.engine` and `[storage.nats]` (on NATS also the
+//! storage ages: `retention`, `dead_letter_retention`, `dedup_window`), `[telemetry]`,
 //! `[plugins]` — take effect on the next restart; a reload that changes them says so in the log
 //! and in `GET /admin/reload` (`restart_needed`).
 
@@ -94,7 +95,8 @@ async fn swap_in(state: &Arc<State>, cause: &str, over_last_good: bool) -> Resul
         Ok(snapshot) => {
             let current = state.snapshot.load();
             let restart_needed = state.reloader.started.changed_by(&snapshot);
-            if !restart_needed.is_empty() {
+            // Said once per change of the list, not at every rebuild while it stands.
+            if !restart_needed.is_empty() && restart_needed != status.restart_needed {
                 tracing::warn!(
                     settings = restart_needed.join(", "),
                     "these settings differ from what the gateway started with; they take effect at the next restart"

@@ -167,6 +167,9 @@ pub(crate) struct StartOnly {
     storage_path: std::path::PathBuf,
     engine: crate::config::nats::Engine,
     nats: crate::config::nats::NatsConfig,
+    /// On NATS, the streams' and buckets' ages (retention, dead letters, duplicates) are set
+    /// when they are opened.
+    ages: [std::time::Duration; 3],
     telemetry: crate::config::telemetry::TelemetryConfig,
     plugins: crate::config::file::PluginsConfig,
 }
@@ -181,6 +184,11 @@ impl StartOnly {
             storage_path: snapshot.storage.path.clone(),
             engine: snapshot.storage.engine,
             nats: snapshot.storage.nats.clone(),
+            ages: [
+                snapshot.storage.retention,
+                snapshot.storage.dead_letter_retention,
+                snapshot.storage.dedup_window,
+            ],
             telemetry: snapshot.telemetry.clone(),
             plugins: snapshot.plugins.clone(),
         }
@@ -199,6 +207,10 @@ impl StartOnly {
             ("storage.path", self.storage_path != new.storage_path),
             ("storage.engine", self.engine != new.engine),
             ("[storage.nats]", self.nats != new.nats),
+            (
+                "storage.retention, dead_letter_retention and dedup_window (on NATS)",
+                self.engine == crate::config::nats::Engine::Nats && self.ages != new.ages,
+            ),
             ("[telemetry]", self.telemetry != new.telemetry),
             ("[plugins]", self.plugins != new.plugins),
         ]
@@ -237,5 +249,60 @@ impl Reloader {
     /// The current status.
     pub fn status(&self) -> ReloadStatus {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::StartOnly;
+    use crate::config::{Snapshot, parse};
+    use crate::plugin::{PluginHost, PluginLimits};
+
+    const REST: &str = r#"
+[[sources]]
+name = "odoo"
+tokens = ["0123456789abcdef"]
+"#;
+
+    fn build(tables: &str) -> Snapshot {
+        let text = format!("{tables}\n{REST}");
+        let file = parse(&text, "gw.toml").expect("parses");
+        let host = PluginHost::new(PluginLimits::default(), None).expect("host");
+        Snapshot::build(file, Path::new("/tmp"), "gw.toml", &host, None).expect("valid")
+    }
+
+    #[test]
+    fn a_reload_names_the_start_up_settings_it_changes_and_only_those() {
+        let sled = build("[storage]\nretention = \"1h\"\n[plugins]\nconcurrency = 2");
+        let started = StartOnly::of(&sled);
+        assert!(started.changed_by(&sled).is_empty());
+        // The same settings written another way are no change.
+        let same =
+            build("[storage]\npath = \"./data\"\nretention = \"60m\"\n[plugins]\nconcurrency = 2");
+        assert!(started.changed_by(&same).is_empty());
+        // On sled, retention applies at run time; the plugin slots do not.
+        let changed = build(
+            "[server]\nlisten = \"127.0.0.1:9999\"\n[storage]\nretention = \"2h\"\n[plugins]\nconcurrency = 3",
+        );
+        assert_eq!(started.changed_by(&changed), ["server.listen", "[plugins]"]);
+
+        let nats = |retention: &str| {
+            build(&format!(
+                "[storage]\nengine = \"nats\"\nretention = \"{retention}\"\n[storage.nats]\nurls = [\"nats://127.0.0.1:4222\"]"
+            ))
+        };
+        let started = StartOnly::of(&nats("1h"));
+        assert!(started.changed_by(&nats("1h")).is_empty());
+        // On NATS the streams were opened with it.
+        assert_eq!(
+            started.changed_by(&nats("2h")),
+            ["storage.retention, dead_letter_retention and dedup_window (on NATS)"]
+        );
+        assert_eq!(
+            started.changed_by(&sled),
+            ["storage.engine", "[storage.nats]", "[plugins]"]
+        );
     }
 }

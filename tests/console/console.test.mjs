@@ -244,7 +244,7 @@ try {
     await page.getByRole('status').filter({ hasText: 'Reloaded: generation 1' }).waitFor();
     await page.getByText('POST /admin/reload').waitFor();
     // The file is the one the gateway started with: nothing waits for a restart.
-    const pending = page.locator('dt:has-text("applied at the next restart") + dd');
+    const pending = page.locator('dl.facts > dt:has-text("applied at the next restart") + dd');
     assert.equal(await pending.textContent(), 'nothing');
     await shot('reload');
   });
