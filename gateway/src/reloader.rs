@@ -254,11 +254,8 @@ impl Reloader {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::StartOnly;
-    use crate::config::{Snapshot, parse};
-    use crate::plugin::{PluginHost, PluginLimits};
+    use crate::config::{Snapshot, build_for_test};
 
     const REST: &str = r#"
 [[sources]]
@@ -267,10 +264,7 @@ tokens = ["0123456789abcdef"]
 "#;
 
     fn build(tables: &str) -> Snapshot {
-        let text = format!("{tables}\n{REST}");
-        let file = parse(&text, "gw.toml").expect("parses");
-        let host = PluginHost::new(PluginLimits::default(), None).expect("host");
-        Snapshot::build(file, Path::new("/tmp"), "gw.toml", &host, None).expect("valid")
+        build_for_test(&format!("{tables}\n{REST}")).expect("valid")
     }
 
     #[test]

@@ -235,11 +235,8 @@ pub fn candidates(
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
-    use crate::config::parse;
-    use crate::plugin::{PluginHost, PluginLimits};
+    use crate::config::build_for_test;
 
     const CONFIG: &str = r#"
 [[sources]]
@@ -264,9 +261,7 @@ tokens = ["fedcba9876543210"]
 "#;
 
     fn snapshot() -> Snapshot {
-        let file = parse(CONFIG, "gw.toml").expect("parses");
-        let host = PluginHost::new(PluginLimits::default(), None).expect("host");
-        Snapshot::build(file, Path::new("/tmp"), "gw.toml", &host, None).expect("valid")
+        build_for_test(CONFIG).expect("valid")
     }
 
     fn seen(source: &str, event_type: &str) -> SeenType {

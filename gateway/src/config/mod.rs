@@ -682,5 +682,14 @@ impl Snapshot {
     }
 }
 
+/// The snapshot of `text`, read as `/tmp/gw.toml` with a plugin host of default limits, for
+/// the tests of the modules that read one.
+#[cfg(test)]
+pub(crate) fn build_for_test(text: &str) -> Result<Snapshot, ConfigError> {
+    let file = parse(text, "gw.toml")?;
+    let host = PluginHost::new(crate::plugin::PluginLimits::default(), None).expect("host");
+    Snapshot::build(file, Path::new("/tmp"), "gw.toml", &host, None).map_err(|e| e.with_lines(text))
+}
+
 #[cfg(test)]
 mod tests;

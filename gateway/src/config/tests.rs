@@ -1,7 +1,6 @@
 //! Configuration errors name the file, the line and the key.
 
 use super::*;
-use crate::plugin::{PluginHost, PluginLimits};
 
 const GOOD: &str = r#"
 [[sources]]
@@ -24,11 +23,7 @@ events = ["*.unlink"]
 destinations = ["d"]
 "#;
 
-fn build(text: &str) -> Result<Snapshot, ConfigError> {
-    let file = parse(text, "gw.toml")?;
-    let host = PluginHost::new(PluginLimits::default(), None).expect("host");
-    Snapshot::build(file, Path::new("/tmp"), "gw.toml", &host, None).map_err(|e| e.with_lines(text))
-}
+use super::build_for_test as build;
 
 #[test]
 fn a_good_file_builds() {

@@ -21,7 +21,6 @@ pub struct ConcurrencyLimits {
 #[derive(Debug)]
 struct Inner {
     global: Arc<Semaphore>,
-    total: usize,
     per_destination: usize,
     max_keys: usize,
     destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -59,7 +58,6 @@ impl ConcurrencyLimits {
         Self {
             inner: Arc::new(Inner {
                 global: Arc::new(Semaphore::new(global.max(1))),
-                total: global.max(1),
                 per_destination: per_destination.max(1),
                 max_keys: max_keys.max(1),
                 destinations: Mutex::new(HashMap::new()),
@@ -109,16 +107,6 @@ impl ConcurrencyLimits {
     pub fn try_acquire_destination(&self, key: &str) -> Option<DestinationPermit> {
         let permit = self.destination(key).try_acquire_owned().ok()?;
         Some(DestinationPermit { _slot: permit })
-    }
-
-    /// The global limit.
-    pub fn total(&self) -> usize {
-        self.inner.total
-    }
-
-    /// The limit for one key.
-    pub fn per_key(&self) -> usize {
-        self.inner.per_destination
     }
 
     /// Free global slots (for metrics and tests).

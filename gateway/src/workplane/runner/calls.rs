@@ -24,6 +24,7 @@ use crate::transform::{self, Outcome};
 pub struct Plugins {
     host: PluginHost,
     slots: ConcurrencyLimits,
+    per_subscription: usize,
     threads: PluginThreads,
 }
 
@@ -34,13 +35,14 @@ impl Plugins {
         Ok(Self {
             host,
             slots: ConcurrencyLimits::new(slots, per_subscription),
+            per_subscription: per_subscription.clamp(1, slots.max(1)),
             threads: PluginThreads::new(slots, PLUGIN_NICE)?,
         })
     }
 
     /// How many of one subscription's calls may run at once.
     pub fn per_subscription(&self) -> usize {
-        self.slots.per_key().min(self.slots.total())
+        self.per_subscription
     }
 
     /// The host.
